@@ -1,0 +1,479 @@
+"""Settings from the environment (SFBRIDGE_*) and the YAML config file (SPEC §9), validated once.
+
+`load_config(path)` returns a typed `BridgeConfig` or raises `ConfigError` listing every
+problem as ``file:line: key: what was found; what is allowed``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bridge.errors import ConfigError
+
+# --------------------------------------------------------------------------------------------
+# Settings (environment)
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_INSTANCE_DIR = "instance"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process settings read from SFBRIDGE_* environment variables."""
+
+    database_url: str
+    redis_url: str | None  # None: start the embedded Redis
+    config_path: str | None
+    secret_key: str
+    encryption_keys: tuple[str, ...]
+    instance_dir: str = DEFAULT_INSTANCE_DIR
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        instance_dir = env.get("SFBRIDGE_INSTANCE_DIR", DEFAULT_INSTANCE_DIR)
+        database_url = env.get("SFBRIDGE_DATABASE_URL") or (
+            f"sqlite:///{Path(instance_dir).resolve() / 'sfbridge.db'}"
+        )
+        keys = tuple(k.strip() for k in env.get("SFBRIDGE_ENCRYPTION_KEYS", "").split(",") if k.strip())
+        return cls(
+            database_url=database_url,
+            redis_url=env.get("SFBRIDGE_REDIS_URL") or None,
+            config_path=env.get("SFBRIDGE_CONFIG") or None,
+            secret_key=env.get("SFBRIDGE_SECRET_KEY", ""),
+            encryption_keys=keys,
+            instance_dir=instance_dir,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The YAML config model
+# --------------------------------------------------------------------------------------------
+
+SOBJECTS = ("Lead", "Contact", "Account", "Opportunity")
+REFERRAL_STATUSES = ("pending", "qualified", "approved", "denied")
+_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_field_ref(value: str) -> tuple[str, str]:
+    """Split ``Object.Field``; relationship paths (``Contact.Account.Name``) are refused."""
+    parts = value.split(".")
+    if len(parts) != 2 or not all(_IDENT.match(p) for p in parts):
+        if len(parts) > 2:
+            raise ValueError(
+                f"'{value}' is a relationship path; name the related object directly, "
+                f"e.g. '{parts[-2]}.{parts[-1]}' (related records follow the relational rules)"
+            )
+        raise ValueError(f"'{value}' is not of the form Object.Field")
+    if parts[0] not in SOBJECTS:
+        raise ValueError(f"unknown object '{parts[0]}' in '{value}'; allowed: {', '.join(SOBJECTS)}")
+    return parts[0], parts[1]
+
+
+def _check_ref(value: str) -> str:
+    parse_field_ref(value)
+    return value
+
+
+FieldRef = Annotated[str, Field(description="Object.Field, e.g. Lead.Email")]
+
+
+class StatusRule(_Model):
+    status: Literal["pending", "qualified", "approved", "denied"]
+    object: Literal["Lead", "Contact", "Account", "Opportunity"]
+    field: str
+    op: Literal["equals", "not_equals", "in", "is_blank", "changed_to"]
+    value: Any = None
+
+    @field_validator("field")
+    @classmethod
+    def _field_name(cls, v: str) -> str:
+        if "." in v:
+            raise ValueError(f"'{v}' must be a field of the rule's object, without a path")
+        if not _IDENT.match(v):
+            raise ValueError(f"'{v}' is not a valid field name")
+        return v
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> StatusRule:
+        if self.op == "in" and not isinstance(self.value, list):
+            raise ValueError("op 'in' needs a list value, e.g. value: [Won, Closed Won]")
+        if self.op == "is_blank" and self.value not in (None, True, False):
+            raise ValueError("op 'is_blank' takes no value (or true/false)")
+        if self.op in ("equals", "not_equals", "changed_to") and (
+            self.value is None or isinstance(self.value, (list, dict))
+        ):
+            raise ValueError(f"op '{self.op}' needs a single value")
+        return self
+
+
+class TargetMatch(_Model):
+    direct_fields: list[FieldRef] = Field(
+        default_factory=lambda: ["Lead.Referral_ID__c", "Contact.Referral_ID__c"]
+    )
+    fuzzy: bool = True
+    fuzzy_threshold: float = Field(0.85, ge=0.5, le=1.0)
+
+    @field_validator("direct_fields")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        return [_check_ref(x) for x in v]
+
+
+class MemberMatch(_Model):
+    referral_code: list[FieldRef] = Field(
+        default_factory=lambda: ["Lead.Referral_Code__c", "Contact.Referral_Code__c"]
+    )
+    member_email: list[FieldRef] = Field(
+        default_factory=lambda: ["Lead.Referring_Member_Email__c", "Contact.Referring_Member_Email__c"]
+    )
+    member_external_id: list[FieldRef] = Field(
+        default_factory=lambda: [
+            "Lead.Referring_Member_External_ID__c",
+            "Contact.Referring_Member_External_ID__c",
+        ]
+    )
+
+    @field_validator("referral_code", "member_email", "member_external_id")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        return [_check_ref(x) for x in v]
+
+
+class Webhook(_Model):
+    url: str
+    secret_env: str = "SFBRIDGE_WEBHOOK_SECRET"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://", v):
+            raise ValueError(f"'{v}' is not an http(s) URL")
+        return v
+
+
+class NotifyOnReview(_Model):
+    email: list[str] = Field(default_factory=list)
+    webhook: Webhook | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        for addr in v:
+            if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", addr):
+                raise ValueError(f"'{addr}' is not an email address")
+        return v
+
+
+class ProcessRules(_Model):
+    auto_process_direct: bool = True
+    auto_process_fuzzy: bool = True
+    review_when_no_member: bool = True
+    review_denied_upgrade: bool = True
+    notify_on_review: NotifyOnReview | None = None
+
+
+class Receiver(_Model):
+    program: str
+    status_rules: list[StatusRule] = Field(default_factory=list)
+    override_denied: bool = False
+    referral_fields: dict[str, FieldRef] = Field(default_factory=dict)
+    target_match: TargetMatch = Field(default_factory=TargetMatch)
+    member_match: MemberMatch = Field(default_factory=MemberMatch)
+    contact_matching: Literal["trigger_record", "trigger_and_account_contacts"] = "trigger_record"
+    process: ProcessRules = Field(default_factory=ProcessRules)
+
+    @field_validator("referral_fields")
+    @classmethod
+    def _refs(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, ref in v.items():
+            if not _IDENT.match(key):
+                raise ValueError(f"'{key}' is not a valid referral field name")
+            _check_ref(ref)
+        return v
+
+    @model_validator(mode="after")
+    def _no_contradictions(self) -> Receiver:
+        seen: dict[tuple[str, str, str, str], str] = {}
+        for i, rule in enumerate(self.status_rules):
+            key = (rule.object, rule.field, rule.op, repr(rule.value))
+            if key in seen and seen[key] != rule.status:
+                raise ValueError(
+                    f"status_rules[{i}] contradicts an earlier rule: the same condition "
+                    f"({rule.object}.{rule.field} {rule.op} {rule.value!r}) gives "
+                    f"'{seen[key]}' and '{rule.status}'"
+                )
+            seen.setdefault(key, rule.status)
+        if not self.process.auto_process_direct and not self.process.auto_process_fuzzy:
+            pass  # everything goes to review: allowed, if unusual
+        return self
+
+
+class ReferralAdd(_Model):
+    create_as: Literal["Lead", "Contact"] = "Lead"
+    on_existing_email: Literal["update", "skip", "deny"] = "update"
+    member_fields: dict[str, str] = Field(default_factory=dict)
+    field_mappings: dict[str, str] = Field(default_factory=dict)
+
+
+class ActivityMapping(_Model):
+    object: Literal["Task", "Event"] = "Task"
+    static: dict[str, Any] = Field(default_factory=dict)
+
+
+ActivityKind = Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
+
+
+class Activities(_Model):
+    lead_resolution: Literal["email", "none"] = "email"
+    kinds: dict[ActivityKind, ActivityMapping] = Field(default_factory=dict)
+
+
+class FieldMapping(_Model):
+    local: str
+    salesforce: list[str] = Field(min_length=1)
+    sync: Literal["read_only", "read_write", "salesforce_unless_blank", "ours", "none"] = "read_only"
+    strategy: Literal["override", "if_empty"] = "override"
+
+    @field_validator("salesforce", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("salesforce")
+    @classmethod
+    def _plain_fields(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if "." in name:
+                raise ValueError(f"'{name}' is a path; name a field of this object only")
+            if not _IDENT.match(name):
+                raise ValueError(f"'{name}' is not a valid field name")
+        return v
+
+
+class ObjectSync(_Model):
+    sync_mode: Literal["create_update", "update_only", "disabled"] = "create_update"
+    dedupe: Literal["email", "root_domain", "none"] = "none"
+    fields: list[FieldMapping] = Field(default_factory=list)
+
+
+class Writeback(_Model):
+    referral_add: ReferralAdd = Field(default_factory=ReferralAdd)
+    activities: Activities = Field(default_factory=Activities)
+    objects: dict[Literal["Lead", "Contact", "Account", "Opportunity"], ObjectSync] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _dedupe_fits_object(self) -> Writeback:
+        for name, spec in self.objects.items():
+            if spec.dedupe == "root_domain" and name != "Account":
+                raise ValueError(f"objects.{name}: dedupe 'root_domain' applies to Account only")
+            if spec.dedupe == "email" and name not in ("Contact", "Lead"):
+                raise ValueError(f"objects.{name}: dedupe 'email' applies to Contact or Lead only")
+        return self
+
+
+class Program(_Model):
+    key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str
+
+
+class Streaming(_Model):
+    topics: list[str] = Field(
+        default_factory=lambda: ["SFB_Lead", "SFB_Contact", "SFB_Account", "SFB_Opportunity"]
+    )
+    cdc: bool = False
+
+    @field_validator("topics")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if len(name) > 25 or not _IDENT.match(name):
+                raise ValueError(f"'{name}' is not a valid PushTopic name (letters, digits, _; ≤ 25)")
+        return v
+
+
+class Polling(_Model):
+    every: int = Field(60, ge=5)
+    overlap_seconds: int = Field(300, ge=0)
+    page_size: int = Field(200, ge=1, le=2000)
+
+
+class OrgConfig(_Model):
+    login_url: str = "https://login.salesforce.com"
+    client_id: str | None = None
+    username: str | None = None
+    private_key_file: str | None = None
+    ca_bundle: str | None = None
+    api_version: str = Field("63.0", pattern=r"^\d{2}\.0$")
+    programs: list[Program] = Field(min_length=1)
+    receiver: Receiver
+    writeback: Writeback = Field(default_factory=Writeback)
+    streaming: Streaming = Field(default_factory=Streaming)
+    polling: Polling = Field(default_factory=Polling)
+
+    @field_validator("login_url")
+    @classmethod
+    def _login_url(cls, v: str) -> str:
+        if not v.startswith("https://"):
+            raise ValueError(f"'{v}' must be an https:// URL (Salesforce refuses plain http)")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _program_exists(self) -> OrgConfig:
+        keys = [p.key for p in self.programs]
+        if self.receiver.program not in keys:
+            raise ValueError(
+                f"receiver.program '{self.receiver.program}' is not one of the programs: "
+                f"{', '.join(keys)}"
+            )
+        return self
+
+    def fields_read(self, sobject: str) -> list[str]:
+        """Every field of `sobject` that the receiver reads, for PushTopic SELECTs and queries."""
+        refs: list[str] = list(self.receiver.target_match.direct_fields)
+        mm = self.receiver.member_match
+        refs += mm.referral_code + mm.member_email + mm.member_external_id
+        refs += list(self.receiver.referral_fields.values())
+        names = {f"{r.object}.{r.field}" for r in self.receiver.status_rules}
+        refs += sorted(names)
+        out: list[str] = []
+        for ref in refs:
+            obj, fld = parse_field_ref(ref)
+            if obj == sobject and fld not in out:
+                out.append(fld)
+        return out
+
+
+class BridgeConfig(_Model):
+    orgs: dict[str, OrgConfig] = Field(min_length=1)
+
+    @field_validator("orgs")
+    @classmethod
+    def _org_names(cls, v: dict[str, OrgConfig]) -> dict[str, OrgConfig]:
+        for name in v:
+            if not re.match(r"^[a-z0-9][a-z0-9_-]*$", name):
+                raise ValueError(f"org name '{name}' must be lower-case letters, digits, - or _")
+        return v
+
+
+# --------------------------------------------------------------------------------------------
+# Loading with line numbers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key or '(top level)'}: {self.message}"
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], index: dict[tuple[Any, ...], int]) -> None:
+    index[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            index[(*path, key)] = key_node.start_mark.line + 1
+            _line_index(value_node, (*path, key), index)
+            index[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), index)
+
+
+def _describe_input(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, list[Problem]]:
+    """Validate config text; return the model (when valid) and every problem found."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        return None, [Problem(filename, line, "", f"not valid YAML: {reason}")]
+    if not isinstance(data, dict):
+        return None, [Problem(filename, 1, "", "expected a mapping with an 'orgs' key")]
+    index: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _line_index(node, (), index)
+    try:
+        return BridgeConfig.model_validate(data), []
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            # Drop pydantic's discriminator-like segments that are not keys of the file.
+            path: tuple[Any, ...] = tuple(loc)
+            line = None
+            probe = path
+            while probe:
+                if probe in index:
+                    line = index[probe]
+                    break
+                probe = probe[:-1]
+            key = ".".join(str(p) for p in path)
+            problems.append(Problem(filename, line, key, _message(err)))
+        problems.sort(key=lambda p: (p.line or 0, p.key))
+        return None, problems
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    msg = str(err["msg"])
+    found = err.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown key (found {_describe_input(found)}); check the spelling against the example config"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        allowed = msg.split("Input should be ", 1)[-1]
+        return f"found {_describe_input(found)}; allowed: {allowed}"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return f"found {_describe_input(found)}; {msg[0].lower() + msg[1:]}"
+
+
+def load_config(path: str | os.PathLike[str]) -> BridgeConfig:
+    """Read and validate the YAML config, raising ConfigError with every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
+    config, problems = check_config_text(text, str(p))
+    if config is None:
+        raise ConfigError(
+            f"{p}: {len(problems)} problem(s) in the config", [str(x) for x in problems]
+        )
+    return config

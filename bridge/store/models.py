@@ -1,0 +1,325 @@
+"""The bridge's tables. Alembic migrations in `migrations/` create the same schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class OrgConnection(Base):
+    """A connected Salesforce org; one org id belongs to one connection only."""
+
+    __tablename__ = "org_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # the key under `orgs:` in config
+    org_id: Mapped[str | None] = mapped_column(String(18), unique=True)
+    instance_url: Mapped[str | None] = mapped_column(String(255))
+    login_url: Mapped[str] = mapped_column(String(255))
+    auth_method: Mapped[str] = mapped_column(String(16))  # jwt | web
+    client_id: Mapped[str | None] = mapped_column(String(255))
+    username: Mapped[str | None] = mapped_column(String(255))
+    integration_user_id: Mapped[str | None] = mapped_column(String(18))
+    private_key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    refresh_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    ca_bundle: Mapped[str | None] = mapped_column(String(500))
+    api_version: Mapped[str] = mapped_column(String(8), default="63.0")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Program(Base):
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    org_connection_id: Mapped[int | None] = mapped_column(ForeignKey("org_connections.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Member(Base):
+    """A referring member of a program (the person who refers)."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("program_id", "external_id"),
+        UniqueConstraint("program_id", "referral_code"),
+        Index("ix_members_program_email", "program_id", "email_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    referral_code: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    email: Mapped[str | None] = mapped_column(String(255))
+    email_key: Mapped[str | None] = mapped_column(String(255))  # normalized email
+    phone: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Referral(Base):
+    """A referred person; statuses pending → qualified → approved, or denied."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (
+        Index("ix_referrals_program_email", "program_id", "email_key"),
+        Index("ix_referrals_program_name", "program_id", "name_key"),
+        Index("ix_referrals_program_phone", "program_id", "phone_key"),
+        Index("ix_referrals_sf_lead", "sf_lead_id"),
+        Index("ix_referrals_sf_contact", "sf_contact_id"),
+        Index("ix_referrals_sf_account", "sf_account_id"),
+        Index("ix_referrals_sf_opportunity", "sf_opportunity_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(64), unique=True)  # written to Referral_ID__c
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    last_name: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255))
+    company: Mapped[str | None] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    email_key: Mapped[str | None] = mapped_column(String(255))
+    name_key: Mapped[str | None] = mapped_column(String(255))
+    company_key: Mapped[str | None] = mapped_column(String(255))
+    phone_key: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    ever_qualified: Mapped[bool] = mapped_column(Boolean, default=False)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)  # referral_fields from rules
+    sf_lead_id: Mapped[str | None] = mapped_column(String(18))
+    sf_contact_id: Mapped[str | None] = mapped_column(String(18))
+    sf_account_id: Mapped[str | None] = mapped_column(String(18))
+    sf_opportunity_id: Mapped[str | None] = mapped_column(String(18))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    member: Mapped[Member | None] = relationship()
+    history: Mapped[list[ReferralStatusChange]] = relationship(
+        back_populates="referral", order_by="ReferralStatusChange.id"
+    )
+
+
+class ReferralStatusChange(Base):
+    __tablename__ = "referral_status_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("sales_entries.id"))
+    actor: Mapped[str] = mapped_column(String(255), default="system")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    referral: Mapped[Referral] = relationship(back_populates="history")
+
+
+class InboundEvent(Base):
+    """One change captured from Salesforce, stored before the replay cursor moves.
+
+    `change_key` (org + record + SystemModstamp, or the replay id for deletes) lets streaming
+    and polling deliver the same change without it being processed twice.
+    """
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (
+        UniqueConstraint("org_connection_id", "channel", "replay_id"),
+        UniqueConstraint("org_connection_id", "change_key"),
+        Index("ix_inbound_events_state", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_connection_id: Mapped[int] = mapped_column(ForeignKey("org_connections.id"))
+    channel: Mapped[str] = mapped_column(String(255))
+    replay_id: Mapped[int | None] = mapped_column(BigInteger)
+    change_key: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))  # stream | poll | api
+    sobject_type: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str | None] = mapped_column(String(18))
+    change_type: Mapped[str] = mapped_column(String(16))  # created | updated | deleted | undeleted
+    event_created_at: Mapped[datetime | None] = mapped_column()
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    state: Mapped[str] = mapped_column(String(16), default="new")  # new | done | skipped | failed
+    reason: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column()
+
+
+class SyncCursor(Base):
+    """Where a channel has got to: a replay id for streaming, a modstamp for polling."""
+
+    __tablename__ = "sync_cursors"
+
+    org_connection_id: Mapped[int] = mapped_column(ForeignKey("org_connections.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(255), primary_key=True)
+    replay_id: Mapped[int | None] = mapped_column(BigInteger)
+    modstamp: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SalesEntry(Base):
+    """A Salesforce change turned into a sales entry, with its explanation."""
+
+    __tablename__ = "sales_entries"
+    __table_args__ = (
+        Index("ix_sales_entries_outcome", "outcome", "id"),
+        Index("ix_sales_entries_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_connection_id: Mapped[int | None] = mapped_column(ForeignKey("org_connections.id"))
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"))
+    inbound_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_events.id"), unique=True
+    )
+    source: Mapped[str] = mapped_column(String(16))  # stream | poll | api
+    sobject_type: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str | None] = mapped_column(String(18))
+    change_type: Mapped[str] = mapped_column(String(16))
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    records: Mapped[dict[str, Any]] = mapped_column(default=dict)  # Object -> record or null
+    previous: Mapped[dict[str, Any]] = mapped_column(default=dict)  # prior values, for changed_to
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    decision: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    outcome: Mapped[str] = mapped_column(String(16), default="new")
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"), index=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(255))  # rules | user email
+
+
+class Push(Base):
+    """One write to Salesforce (referral, activity, field update), saved before it is sent."""
+
+    __tablename__ = "pushes"
+    __table_args__ = (Index("ix_pushes_state", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_connection_id: Mapped[int | None] = mapped_column(ForeignKey("org_connections.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # referral | activity | field_update
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    sobject_type: Mapped[str] = mapped_column(String(64))
+    external_id_field: Mapped[str | None] = mapped_column(String(128))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed|skipped
+    sf_id: Mapped[str | None] = mapped_column(String(18))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_fields: Mapped[list[Any]] = mapped_column(default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # reviewer | admin
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    last_login_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
