@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bridge.config import Settings, check_config_text
 from bridge.errors import BridgeError, ConfigError
+
+if TYPE_CHECKING:
+    from bridge.runtime import Runtime
 
 
 class _Group(click.Group):
@@ -33,7 +37,7 @@ def main() -> None:
     """sfbridge: Salesforce referral and sales-engagement bridge."""
 
 
-def _runtime():  # type: ignore[no-untyped-def]
+def _runtime() -> Runtime:
     from bridge.runtime import Runtime
 
     return Runtime.from_env()
@@ -83,7 +87,9 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations (SFBRIDGE_DATABASE_URL; default SQLite under instance/)."""
     rt = _runtime()
     rt.store.upgrade(revision)
-    click.echo(f"database at {rt.store.engine.url.render_as_string(hide_password=True)} is up to date")
+    click.echo(
+        f"database at {rt.store.engine.url.render_as_string(hide_password=True)} is up to date"
+    )
 
 
 @main.group(cls=_Group)

@@ -50,7 +50,9 @@ class Settings:
         database_url = env.get("SFBRIDGE_DATABASE_URL") or (
             f"sqlite:///{Path(instance_dir).resolve() / 'sfbridge.db'}"
         )
-        keys = tuple(k.strip() for k in env.get("SFBRIDGE_ENCRYPTION_KEYS", "").split(",") if k.strip())
+        keys = tuple(
+            k.strip() for k in env.get("SFBRIDGE_ENCRYPTION_KEYS", "").split(",") if k.strip()
+        )
         return cls(
             database_url=database_url,
             redis_url=env.get("SFBRIDGE_REDIS_URL") or None,
@@ -85,7 +87,9 @@ def parse_field_ref(value: str) -> tuple[str, str]:
             )
         raise ValueError(f"'{value}' is not of the form Object.Field")
     if parts[0] not in SOBJECTS:
-        raise ValueError(f"unknown object '{parts[0]}' in '{value}'; allowed: {', '.join(SOBJECTS)}")
+        raise ValueError(
+            f"unknown object '{parts[0]}' in '{value}'; allowed: {', '.join(SOBJECTS)}"
+        )
     return parts[0], parts[1]
 
 
@@ -131,7 +135,7 @@ class TargetMatch(_Model):
         default_factory=lambda: ["Lead.Referral_ID__c", "Contact.Referral_ID__c"]
     )
     fuzzy: bool = True
-    fuzzy_threshold: float = Field(0.85, ge=0.5, le=1.0)
+    fuzzy_threshold: float = Field(default=0.85, ge=0.5, le=1.0)
 
     @field_validator("direct_fields")
     @classmethod
@@ -144,7 +148,10 @@ class MemberMatch(_Model):
         default_factory=lambda: ["Lead.Referral_Code__c", "Contact.Referral_Code__c"]
     )
     member_email: list[FieldRef] = Field(
-        default_factory=lambda: ["Lead.Referring_Member_Email__c", "Contact.Referring_Member_Email__c"]
+        default_factory=lambda: [
+            "Lead.Referring_Member_Email__c",
+            "Contact.Referring_Member_Email__c",
+        ]
     )
     member_external_id: list[FieldRef] = Field(
         default_factory=lambda: [
@@ -161,7 +168,7 @@ class MemberMatch(_Model):
 
 class Webhook(_Model):
     url: str
-    secret_env: str = "SFBRIDGE_WEBHOOK_SECRET"
+    secret_env: str = "SFBRIDGE_WEBHOOK_SECRET"  # noqa: S105 - the name of an env var
 
     @field_validator("url")
     @classmethod
@@ -251,7 +258,9 @@ class Activities(_Model):
 class FieldMapping(_Model):
     local: str
     salesforce: list[str] = Field(min_length=1)
-    sync: Literal["read_only", "read_write", "salesforce_unless_blank", "ours", "none"] = "read_only"
+    sync: Literal["read_only", "read_write", "salesforce_unless_blank", "ours", "none"] = (
+        "read_only"
+    )
     strategy: Literal["override", "if_empty"] = "override"
 
     @field_validator("salesforce", mode="before")
@@ -309,14 +318,16 @@ class Streaming(_Model):
     def _names(cls, v: list[str]) -> list[str]:
         for name in v:
             if len(name) > 25 or not _IDENT.match(name):
-                raise ValueError(f"'{name}' is not a valid PushTopic name (letters, digits, _; ≤ 25)")
+                raise ValueError(
+                    f"'{name}' is not a valid PushTopic name (letters, digits, _; ≤ 25)"
+                )
         return v
 
 
 class Polling(_Model):
-    every: int = Field(60, ge=5)
-    overlap_seconds: int = Field(300, ge=0)
-    page_size: int = Field(200, ge=1, le=2000)
+    every: int = Field(default=60, ge=5)
+    overlap_seconds: int = Field(default=300, ge=0)
+    page_size: int = Field(default=200, ge=1, le=2000)
 
 
 class OrgConfig(_Model):
@@ -325,7 +336,7 @@ class OrgConfig(_Model):
     username: str | None = None
     private_key_file: str | None = None
     ca_bundle: str | None = None
-    api_version: str = Field("63.0", pattern=r"^\d{2}\.0$")
+    api_version: str = Field(default="63.0", pattern=r"^\d{2}\.0$")
     programs: list[Program] = Field(min_length=1)
     receiver: Receiver
     writeback: Writeback = Field(default_factory=Writeback)
@@ -432,7 +443,9 @@ def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, li
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            loc = tuple(
+                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+            )
             # Drop pydantic's discriminator-like segments that are not keys of the file.
             path: tuple[Any, ...] = tuple(loc)
             line = None
@@ -453,7 +466,10 @@ def _message(err: Any) -> str:
     msg = str(err["msg"])
     found = err.get("input")
     if kind == "extra_forbidden":
-        return f"unknown key (found {_describe_input(found)}); check the spelling against the example config"
+        return (
+            f"unknown key (found {_describe_input(found)}); "
+            "check the spelling against the example config"
+        )
     if kind == "missing":
         return "required key is missing"
     if kind == "literal_error":

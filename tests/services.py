@@ -60,19 +60,41 @@ class ThrowawayPostgres:
         data = self.dir / "data"
         subprocess.run(
             [*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
-            check=True, capture_output=True, env=env,
+            check=True,
+            capture_output=True,
+            env=env,
         )
         subprocess.run(
-            [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(self.dir / "log"),
-             "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start"],
-            check=True, capture_output=True, env=env,
+            [
+                *run_as,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(self.dir / "log"),
+                "-o",
+                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
         )
         self._run_as, self._bindir, self._data = run_as, bindir, data
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         subprocess.run(
-            [*self._run_as, str(self._bindir / "pg_ctl"), "-D", str(self._data), "-m", "fast", "stop"],
+            [
+                *self._run_as,
+                str(self._bindir / "pg_ctl"),
+                "-D",
+                str(self._data),
+                "-m",
+                "fast",
+                "stop",
+            ],
             capture_output=True,
         )
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -8,7 +8,9 @@ from bridge.store.models import InboundEvent, OrgConnection, Program, Referral
 
 
 def _org(session) -> OrgConnection:  # type: ignore[no-untyped-def]
-    org = OrgConnection(name="acme", org_id="00D000000000001AAA", login_url="https://x", auth_method="jwt")
+    org = OrgConnection(
+        name="acme", org_id="00D000000000001AAA", login_url="https://x", auth_method="jwt"
+    )
     session.add(org)
     session.flush()
     return org
@@ -18,15 +20,29 @@ def test_inbound_event_is_unique_per_org_channel_replay_id(store) -> None:  # ty
     with store.session() as session:
         org = _org(session)
         session.add(
-            InboundEvent(org_connection_id=org.id, channel="/topic/SFB_Lead", replay_id=7,
-                         change_key="00Q1:a", source="stream", sobject_type="Lead",
-                         change_type="updated", payload={})
+            InboundEvent(
+                org_connection_id=org.id,
+                channel="/topic/SFB_Lead",
+                replay_id=7,
+                change_key="00Q1:a",
+                source="stream",
+                sobject_type="Lead",
+                change_type="updated",
+                payload={},
+            )
         )
     with pytest.raises(IntegrityError), store.session() as session:
         session.add(
-            InboundEvent(org_connection_id=org.id, channel="/topic/SFB_Lead", replay_id=7,
-                         change_key="00Q1:b", source="stream", sobject_type="Lead",
-                         change_type="updated", payload={})
+            InboundEvent(
+                org_connection_id=org.id,
+                channel="/topic/SFB_Lead",
+                replay_id=7,
+                change_key="00Q1:b",
+                source="stream",
+                sobject_type="Lead",
+                change_type="updated",
+                payload={},
+            )
         )
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(InboundEvent)) == 1
@@ -36,15 +52,29 @@ def test_same_change_from_poll_and_stream_is_absorbed(store) -> None:  # type: i
     with store.session() as session:
         org = _org(session)
         session.add(
-            InboundEvent(org_connection_id=org.id, channel="/topic/SFB_Lead", replay_id=1,
-                         change_key="00Q1:2026-01-01T00:00:00Z", source="stream",
-                         sobject_type="Lead", change_type="updated", payload={})
+            InboundEvent(
+                org_connection_id=org.id,
+                channel="/topic/SFB_Lead",
+                replay_id=1,
+                change_key="00Q1:2026-01-01T00:00:00Z",
+                source="stream",
+                sobject_type="Lead",
+                change_type="updated",
+                payload={},
+            )
         )
     with pytest.raises(IntegrityError), store.session() as session:
         session.add(
-            InboundEvent(org_connection_id=org.id, channel="poll:Lead", replay_id=None,
-                         change_key="00Q1:2026-01-01T00:00:00Z", source="poll",
-                         sobject_type="Lead", change_type="updated", payload={})
+            InboundEvent(
+                org_connection_id=org.id,
+                channel="poll:Lead",
+                replay_id=None,
+                change_key="00Q1:2026-01-01T00:00:00Z",
+                source="poll",
+                sobject_type="Lead",
+                change_type="updated",
+                payload={},
+            )
         )
 
 
@@ -52,8 +82,11 @@ def test_second_connection_of_same_org_id_is_refused(store) -> None:  # type: ig
     with store.session() as session:
         _org(session)
     with pytest.raises(IntegrityError), store.session() as session:
-        session.add(OrgConnection(name="other", org_id="00D000000000001AAA", login_url="https://x",
-                                  auth_method="jwt"))
+        session.add(
+            OrgConnection(
+                name="other", org_id="00D000000000001AAA", login_url="https://x", auth_method="jwt"
+            )
+        )
 
 
 def test_datetimes_come_back_timezone_aware(store) -> None:  # type: ignore[no-untyped-def]

@@ -211,7 +211,9 @@ class SyncCursor(Base):
 
     __tablename__ = "sync_cursors"
 
-    org_connection_id: Mapped[int] = mapped_column(ForeignKey("org_connections.id"), primary_key=True)
+    org_connection_id: Mapped[int] = mapped_column(
+        ForeignKey("org_connections.id"), primary_key=True
+    )
     channel: Mapped[str] = mapped_column(String(255), primary_key=True)
     replay_id: Mapped[int | None] = mapped_column(BigInteger)
     modstamp: Mapped[datetime | None] = mapped_column()
@@ -322,4 +324,3 @@ class AuditLog(Base):
     object_type: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-
