@@ -1,0 +1,491 @@
+"""What reviewers and API clients do to entries, referrals and pushes — one place for the UI
+and the API, each action audited in the same transaction as the change.
+
+Deciding entries is the receiver's job (`bridge.receiver.service`): approve, reject and retry
+call it. Writing to Salesforce is the writeback's job: a Push row is saved first (state
+`pending`) and, after the transaction commits, the rq job `bridge.jobs.send_push(push_id)` is
+enqueued on the `outbound` queue when that job exists; otherwise the push stays `pending` and
+is sent when the writeback is installed (repush re-enqueues it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge import audit
+from bridge.config import OrgConfig
+from bridge.errors import UsageError
+from bridge.store.models import (
+    InboundEvent,
+    Member,
+    OrgConnection,
+    Program,
+    Push,
+    Referral,
+    SalesEntry,
+    utcnow,
+)
+from bridge.web.extensions import org_config, web
+
+log = logging.getLogger(__name__)
+
+OUTBOUND_QUEUE = "outbound"
+SEND_PUSH_JOB = "bridge.jobs.send_push"
+OUTCOMES = ("review", "failed", "processed", "skipped", "new")
+PUSH_STATES = ("pending", "sent", "failed", "skipped")
+
+
+class ActionError(UsageError):
+    status = 400
+
+
+class NotFound(ActionError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ActionError):
+    code = "conflict"
+    status = 409
+
+
+class Unprocessable(ActionError):
+    code = "unprocessable"
+    status = 422
+
+
+# ---- lookups --------------------------------------------------------------------------------
+
+
+def get_entry(s: Session, entry_id: int) -> SalesEntry:
+    entry = s.get(SalesEntry, entry_id)
+    if entry is None:
+        raise NotFound(f"no entry with id {entry_id}")
+    return entry
+
+
+def get_push(s: Session, push_id: int) -> Push:
+    push = s.get(Push, push_id)
+    if push is None:
+        raise NotFound(f"no push with id {push_id}")
+    return push
+
+
+def entry_org_name(s: Session, entry: SalesEntry) -> str | None:
+    if entry.org_connection_id is None:
+        return None
+    conn = s.get(OrgConnection, entry.org_connection_id)
+    return conn.name if conn else None
+
+
+def _entry_org(s: Session, entry: SalesEntry) -> OrgConfig:
+    return org_config(entry_org_name(s, entry))
+
+
+def _receiver_service() -> Any | None:
+    try:
+        return importlib.import_module("bridge.receiver.service")
+    except ImportError:
+        return None
+
+
+def _require_outcome(entry: SalesEntry, allowed: tuple[str, ...], action: str) -> None:
+    if entry.outcome not in allowed:
+        raise Conflict(
+            f"entry {entry.id} is {entry.outcome}; only {' or '.join(allowed)} entries can be "
+            f"{action}",
+            code="entry_state",
+        )
+
+
+# ---- entry actions --------------------------------------------------------------------------
+
+
+def approve_entry(s: Session, entry: SalesEntry, *, actor: str) -> SalesEntry:
+    _require_outcome(entry, ("review",), "approved")
+    service = _receiver_service()
+    if service is not None:
+        result: SalesEntry = service.approve_entry(s, entry, _entry_org(s, entry), actor=actor)
+        return result
+    # Without the receiver installed: accept the decision it proposed, as it stands.
+    target = entry.decision.get("target_status") if entry.decision else None
+    if entry.referral_id is not None and target:
+        referral = s.get(Referral, entry.referral_id)
+        if referral is not None and referral.status != target:
+            referral.status = target
+            referral.ever_qualified = referral.ever_qualified or target == "qualified"
+    entry.outcome = "processed"
+    entry.decided_by = actor
+    entry.processed_at = utcnow()
+    audit.record(s, actor, "entry.approve", "entry", entry.id)
+    return entry
+
+
+def reject_entry(s: Session, entry: SalesEntry, *, actor: str, note: str | None = None) -> SalesEntry:
+    _require_outcome(entry, ("review", "failed"), "rejected")
+    service = _receiver_service()
+    if service is not None:
+        result: SalesEntry = service.reject_entry(s, entry, actor=actor, note=note)
+        return result
+    entry.outcome = "skipped"
+    entry.reasons = [*entry.reasons, "rejected_by_reviewer"]
+    entry.decided_by = actor
+    entry.processed_at = utcnow()
+    audit.record(s, actor, "entry.reject", "entry", entry.id, note=note)
+    return entry
+
+
+def retry_entry(
+    s: Session,
+    entry: SalesEntry,
+    *,
+    actor: str,
+    fields: dict[str, dict[str, Any]] | None = None,
+    referral_id: int | None = None,
+) -> SalesEntry:
+    """Decide the entry again, optionally with edited record fields or a chosen referral.
+
+    `fields` is `{"Lead": {"Email": "..."}}`: values that replace the record's values.
+    """
+    _require_outcome(entry, ("review", "failed"), "retried")
+    if referral_id is not None and s.get(Referral, referral_id) is None:
+        raise Unprocessable(f"no referral with id {referral_id}", fields=["referral_id"])
+    _check_fields(entry, fields or {})
+    service = _receiver_service()
+    if service is not None:
+        result: SalesEntry = service.retry_entry(
+            s, entry, _entry_org(s, entry), actor=actor, fields=fields, referral_id=referral_id
+        )
+        return result
+    # Without the receiver installed the edit is saved and the entry waits to be decided.
+    _merge_fields(entry, fields or {})
+    if referral_id is not None:
+        entry.referral_id = referral_id
+    entry.outcome = "new"
+    entry.error = None
+    entry.attempts += 1
+    audit.record(s, actor, "entry.retry", "entry", entry.id, fields=fields or {},
+                 referral_id=referral_id)
+    return entry
+
+
+def edit_entry(
+    s: Session, entry: SalesEntry, *, actor: str, fields: dict[str, dict[str, Any]]
+) -> SalesEntry:
+    """Change record fields of a waiting or failed entry without deciding it again."""
+    _require_outcome(entry, ("review", "failed"), "edited")
+    _check_fields(entry, fields)
+    before = {obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
+              for obj, vals in fields.items()}
+    _merge_fields(entry, fields)
+    audit.record(s, actor, "entry.edit", "entry", entry.id, before=before, after=fields)
+    return entry
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
+    for obj, values in fields.items():
+        if obj not in ("Lead", "Contact", "Account", "Opportunity"):
+            raise ActionError(f"unknown object '{obj}'", code="validation_error",
+                              fields=[f"fields.{obj}"])
+        for name, value in values.items():
+            if not _FIELD_NAME.match(name) or name == "Id":
+                raise ActionError(f"'{obj}.{name}' cannot be edited", code="validation_error",
+                                  fields=[f"fields.{obj}.{name}"])
+            if value is not None and not isinstance(value, (str, int, float, bool)):
+                raise ActionError(f"'{obj}.{name}' must be a plain value",
+                                  code="validation_error", fields=[f"fields.{obj}.{name}"])
+        if not entry.records.get(obj):
+            raise Unprocessable(f"this entry has no {obj} record to edit",
+                                fields=[f"fields.{obj}"])
+
+
+def _merge_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
+    records = {k: (dict(v) if isinstance(v, dict) else v) for k, v in entry.records.items()}
+    for obj, values in fields.items():
+        records[obj] = {**(records.get(obj) or {}), **values}
+    entry.records = records  # a new dict so the JSON column is seen as changed
+
+
+def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[SalesEntry, bool]:
+    """Store a change sent directly (Flow/Apex) like a streamed one, then decide it.
+
+    Idempotent on (org, record id, SystemModstamp): sending the same change twice returns the
+    first entry.
+    """
+    org_name: str = data["org"]
+    conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
+    if conn is None:
+        raise Unprocessable(
+            f"org '{org_name}' is not connected (run `sfbridge org connect {org_name}`)",
+            code="org_not_connected", fields=["org"],
+        )
+    org = org_config(org_name)
+    sobject: str = data["sobject_type"]
+    record: dict[str, Any] = dict(data["record"])
+    record_id = record.get("Id")
+    stamp = record.get("SystemModstamp") or data.get("change_id") or secrets.token_hex(8)
+    change_key = f"api:{sobject}:{record_id}:{stamp}"
+    existing = s.scalar(
+        select(InboundEvent).where(
+            InboundEvent.org_connection_id == conn.id, InboundEvent.change_key == change_key
+        )
+    )
+    if existing is not None:
+        entry = s.scalar(select(SalesEntry).where(SalesEntry.inbound_event_id == existing.id))
+        if entry is not None:
+            return entry, False
+    records: dict[str, Any] = {name: None for name in ("Lead", "Contact", "Account", "Opportunity")}
+    records.update(data.get("related") or {})
+    records[sobject] = record
+    program = s.scalar(select(Program).where(Program.key == org.receiver.program))
+    event = InboundEvent(
+        org_connection_id=conn.id, channel="api", replay_id=None, change_key=change_key,
+        source="api", sobject_type=sobject, record_id=record_id,
+        change_type=data.get("change_type", "updated"),
+        payload={"record": record, "related": data.get("related") or {},
+                 "previous": data.get("previous") or {}},
+        state="done", received_at=utcnow(), processed_at=utcnow(),
+    )
+    s.add(event)
+    s.flush()
+    entry = SalesEntry(
+        org_connection_id=conn.id, program_id=program.id if program else None,
+        inbound_event_id=event.id, source="api", sobject_type=sobject, record_id=record_id,
+        change_type=event.change_type, raw=event.payload, records=records,
+        previous=data.get("previous") or {}, outcome="new",
+    )
+    s.add(entry)
+    s.flush()
+    audit.record(s, actor, "entry.submit", "entry", entry.id, sobject_type=sobject,
+                 record_id=record_id)
+    service = _receiver_service()
+    if service is not None:
+        entry = service.process_entry(s, entry, org, integration_user_id=conn.integration_user_id)
+    return entry, True
+
+
+# ---- referrals, members, activities ---------------------------------------------------------
+
+
+def ensure_program(s: Session, key: str) -> Program:
+    """The program `key`: from the store, or created from the config file on first use."""
+    program = s.scalar(select(Program).where(Program.key == key))
+    if program is not None:
+        return program
+    cfg = web().config()
+    for org_name, org in (cfg.orgs.items() if cfg else []):
+        for p in org.programs:
+            if p.key == key:
+                conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
+                program = Program(key=key, name=p.name, org_connection_id=conn.id if conn else None)
+                s.add(program)
+                s.flush()
+                return program
+    raise Unprocessable(f"no program '{key}'", code="unknown_program", fields=["program"])
+
+
+def referral_keys(first: str | None, last: str | None, email: str | None,
+                  company: str | None, phone: str | None) -> dict[str, str | None]:
+    """The normalized *_key columns matching reads; the receiver's helper when installed."""
+    try:
+        normalize = importlib.import_module("bridge.receiver.normalize")
+        keys: dict[str, str | None] = normalize.referral_keys(
+            first_name=first, last_name=last, email=email, company=company, phone=phone
+        )
+        return keys
+    except (ImportError, AttributeError):
+        pass
+    name = " ".join(re.sub(r"[^a-z0-9 ]", "", f"{first or ''} {last or ''}".lower()).split())
+    digits = re.sub(r"\D", "", phone or "")
+    company_key = " ".join(re.sub(r"[^a-z0-9 ]", " ", (company or "").lower()).split())
+    company_key = re.sub(r"\b(inc|llc|ltd|gmbh|corp|co|limited|corporation)\b", "", company_key)
+    return {
+        "email_key": (email or "").strip().lower() or None,
+        "name_key": name or None,
+        "company_key": " ".join(company_key.split()) or None,
+        "phone_key": digits[-10:] or None,
+    }
+
+
+def _find_member(s: Session, program: Program, ref: dict[str, Any]) -> Member:
+    query = select(Member).where(Member.program_id == program.id)
+    if ref.get("id") is not None:
+        member = s.get(Member, ref["id"])
+        member = member if member is not None and member.program_id == program.id else None
+    elif ref.get("external_id"):
+        member = s.scalar(query.where(Member.external_id == ref["external_id"]))
+    elif ref.get("referral_code"):
+        member = s.scalar(query.where(Member.referral_code == ref["referral_code"]))
+    elif ref.get("email"):
+        member = s.scalar(query.where(Member.email_key == ref["email"].strip().lower()))
+    else:
+        raise ActionError("name the member by id, external_id, referral_code or email",
+                          code="validation_error", fields=["member"])
+    if member is None:
+        raise Unprocessable(f"no member {ref} in program '{program.key}'",
+                            code="unknown_member", fields=["member"])
+    return member
+
+
+def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
+    program = ensure_program(s, data["program"])
+    for col in ("external_id", "referral_code"):
+        if data.get(col) and s.scalar(
+            select(Member).where(Member.program_id == program.id,
+                                 getattr(Member, col) == data[col])
+        ):
+            raise Conflict(f"a member with {col} '{data[col]}' exists in this program",
+                           code="duplicate", fields=[col])
+    member = Member(
+        program_id=program.id, external_id=data.get("external_id"),
+        referral_code=data.get("referral_code"), name=data.get("name") or "",
+        email=data.get("email"), email_key=(data.get("email") or "").strip().lower() or None,
+        phone=data.get("phone"), url=data.get("url"),
+    )
+    s.add(member)
+    s.flush()
+    audit.record(s, actor, "member.create", "member", member.id, program=program.key)
+    return member
+
+
+def create_referral(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Referral, Push]:
+    program = ensure_program(s, data["program"])
+    if data.get("external_id") and s.scalar(
+        select(Referral).where(Referral.external_id == data["external_id"])
+    ):
+        raise Conflict(f"a referral with external_id '{data['external_id']}' exists",
+                       code="duplicate", fields=["external_id"])
+    member = _find_member(s, program, data["member"]) if data.get("member") else None
+    referral = Referral(
+        public_id="ref_" + secrets.token_hex(8), external_id=data.get("external_id"),
+        program_id=program.id, member_id=member.id if member else None,
+        first_name=data.get("first_name"), last_name=data.get("last_name"),
+        email=data.get("email"), company=data.get("company"), phone=data.get("phone"),
+        status="pending", fields=dict(data.get("fields") or {}),
+        **referral_keys(data.get("first_name"), data.get("last_name"), data.get("email"),
+                        data.get("company"), data.get("phone")),
+    )
+    s.add(referral)
+    s.flush()
+    create_as = "Lead"
+    conn = s.get(OrgConnection, program.org_connection_id) if program.org_connection_id else None
+    cfg = web().config()
+    if conn is not None and cfg is not None and conn.name in cfg.orgs:
+        create_as = cfg.orgs[conn.name].writeback.referral_add.create_as
+    push = Push(
+        org_connection_id=program.org_connection_id, kind="referral",
+        idempotency_key=f"referral:{referral.public_id}", sobject_type=create_as,
+        external_id_field="Referral_ID__c", external_id=referral.public_id,
+        payload={"referral_id": referral.id, "member_id": referral.member_id},
+        state="pending", referral_id=referral.id,
+    )
+    s.add(push)
+    s.flush()
+    audit.record(s, actor, "referral.create", "referral", referral.id, program=program.key,
+                 push_id=push.id)
+    return referral, push
+
+
+ACTIVITY_OBJECTS = {"meeting": "Event"}
+
+
+def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Push, bool]:
+    """Save an activity push, idempotent on its activity id (SFBridge_Activity_Id__c)."""
+    org_name: str = data["org"]
+    cfg = web().config()
+    if cfg is None or org_name not in cfg.orgs:
+        raise Unprocessable(f"org '{org_name}' is not in the config file", code="unknown_org",
+                            fields=["org"])
+    conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
+    kind: str = data["kind"]
+    mapping = cfg.orgs[org_name].writeback.activities.kinds.get(kind)  # type: ignore[call-overload]
+    sobject = mapping.object if mapping else ACTIVITY_OBJECTS.get(kind, "Task")
+    key = f"activity:{org_name}:{data['activity_id']}"
+    payload = {k: v for k, v in data.items() if k not in ("org", "activity_id")}
+    existing = s.scalar(select(Push).where(Push.idempotency_key == key))
+    if existing is not None:
+        if existing.payload != payload:
+            raise Conflict(f"activity '{data['activity_id']}' was already sent with other values",
+                           code="duplicate", fields=["activity_id"])
+        return existing, False
+    if data.get("referral_id") is not None and s.get(Referral, data["referral_id"]) is None:
+        raise Unprocessable(f"no referral with id {data['referral_id']}",
+                            code="unknown_referral", fields=["referral_id"])
+    push = Push(
+        org_connection_id=conn.id if conn else None, kind="activity", idempotency_key=key,
+        sobject_type=sobject, external_id_field="SFBridge_Activity_Id__c",
+        external_id=data["activity_id"], payload=payload, state="pending",
+        referral_id=data.get("referral_id"),
+    )
+    s.add(push)
+    s.flush()
+    audit.record(s, actor, "activity.create", "push", push.id, kind=kind)
+    return push, True
+
+
+# ---- pushes ---------------------------------------------------------------------------------
+
+
+def repush(s: Session, push: Push, *, actor: str) -> Push:
+    if push.state == "sent":
+        raise Conflict(f"push {push.id} was sent already", code="push_state")
+    push.state = "pending"
+    push.error_code = None
+    push.error_message = None
+    push.error_fields = []
+    audit.record(s, actor, "push.repush", "push", push.id)
+    return push
+
+
+def writeback_installed() -> bool:
+    module, _, name = SEND_PUSH_JOB.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module), name)
+    except ImportError:
+        return False
+
+
+def enqueue_pushes(push_ids: list[int]) -> str:
+    """Enqueue the send job for each push (after commit). Returns a sentence for the user."""
+    if not push_ids:
+        return ""
+    if not writeback_installed():
+        return "saved as pending: the writeback is not installed, so nothing is sent yet"
+    conn = web().redis()
+    if conn is None:
+        return "saved as pending: no Redis configured (SFBRIDGE_REDIS_URL), so nothing is queued"
+    from rq import Queue
+
+    queue = Queue(OUTBOUND_QUEUE, connection=conn)
+    try:
+        for push_id in push_ids:
+            queue.enqueue(SEND_PUSH_JOB, push_id, job_id=f"push-{push_id}-{_stamp()}")
+    except Exception as exc:  # Redis down: the push is saved; repush later
+        log.warning("could not enqueue pushes %s: %s", push_ids, exc)
+        return "saved as pending: the job queue is unavailable; use repush later"
+    return "queued for sending"
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
+
+
+def get_entry_or_404(s: Session, entry_id: int) -> SalesEntry:
+    """For the UI: a missing entry is a 404 page, not an action error."""
+    from flask import abort
+
+    entry = s.get(SalesEntry, entry_id)
+    if entry is None:
+        abort(404)
+    return entry
