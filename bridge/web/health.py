@@ -148,7 +148,7 @@ def metrics() -> Response:
 
     family("sfbridge_up", "gauge", "The web process answers.", [_line("sfbridge_up", 1)])
     with store().session() as s:
-        names = dict(s.execute(select(OrgConnection.id, OrgConnection.name)).tuples().all())
+        names = dict(s.execute(select(OrgConnection.id, OrgConnection.name)).all())
         rows = s.execute(
             select(InboundEvent.org_connection_id, InboundEvent.channel, func.count())
             .group_by(InboundEvent.org_connection_id, InboundEvent.channel)
@@ -158,12 +158,12 @@ def metrics() -> Response:
                [_line("sfbridge_inbound_events_total", n, org=names.get(org, str(org)),
                       channel=ch) for org, ch, n in rows])
         outcomes = dict(s.execute(
-            select(SalesEntry.outcome, func.count()).group_by(SalesEntry.outcome)).tuples().all())
+            select(SalesEntry.outcome, func.count()).group_by(SalesEntry.outcome)).all())
         family("sfbridge_sales_entries", "gauge", "Sales entries by outcome.",
                [_line("sfbridge_sales_entries", outcomes.get(o, 0), outcome=o)
                 for o in ("new", "review", "failed", "processed", "skipped")])
         states = dict(s.execute(
-            select(Push.state, func.count()).group_by(Push.state)).tuples().all())
+            select(Push.state, func.count()).group_by(Push.state)).all())
         family("sfbridge_pushes", "gauge", "Pushes to Salesforce by state.",
                [_line("sfbridge_pushes", states.get(st, 0), state=st)
                 for st in ("pending", "sent", "failed", "skipped")])

@@ -11,6 +11,7 @@ from bridge.store.models import Push, SalesEntry
 from bridge.web import actions
 from bridge.web.auth import login_required, role_required
 from bridge.web.extensions import store
+from bridge.web.security import local_next
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -36,7 +37,7 @@ def pushes() -> str:
         rows = list(s.scalars(query.order_by(Push.id.desc()).offset((page - 1) * size)
                               .limit(size)))
         counts = dict(s.execute(select(Push.state, func.count()).group_by(Push.state))
-                      .tuples().all())
+                      .all())
     return render_template("pushes.html", rows=rows, state=state, kind=kind, page=page,
                            pages=max(1, -(-total // size)), counts=counts,
                            states=actions.PUSH_STATES,
@@ -53,7 +54,7 @@ def repush(push_id: int) -> Response:
         flash(f"Push {push_id} will be sent again ({note}).", "success")
     except actions.ActionError as exc:
         flash(f"Push {push_id} was not repushed: {exc.message}", "error")
-    return redirect(request.form.get("next") or url_for("reports.pushes"))
+    return redirect(local_next(url_for("reports.pushes")))
 
 
 @bp.get("/entries")

@@ -34,6 +34,7 @@ from bridge.web import actions
 from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
 from bridge.web.extensions import store
+from bridge.web.security import local_next
 from bridge.web.words import WAITING_OUTCOMES, reason_text
 
 bp = Blueprint("review", __name__)
@@ -51,9 +52,9 @@ def _actor() -> str:
 def dashboard() -> str:
     with store().session() as s:
         outcomes = dict(s.execute(select(SalesEntry.outcome, func.count())
-                                  .group_by(SalesEntry.outcome)).tuples().all())
+                                  .group_by(SalesEntry.outcome)).all())
         pushes = dict(s.execute(select(Push.state, func.count())
-                                .group_by(Push.state)).tuples().all())
+                                .group_by(Push.state)).all())
         today = utcnow().date()
         days = [today - timedelta(days=i) for i in range(CHART_DAYS - 1, -1, -1)]
         since = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
@@ -99,7 +100,6 @@ def _apply_filters(query: Select[Any], f: dict[str, str]) -> Select[Any]:
     return query
 
 
-@bp.get("/queue/", defaults={"outcome": "review"})
 @bp.get("/queue/<outcome>")
 @login_required
 def queue(outcome: str) -> str:
@@ -114,7 +114,7 @@ def queue(outcome: str) -> str:
         entries = list(s.scalars(base.order_by(SalesEntry.id.desc())
                                  .offset((page - 1) * size).limit(size)))
         tab_counts = dict(s.execute(select(SalesEntry.outcome, func.count())
-                                    .group_by(SalesEntry.outcome)).tuples().all())
+                                    .group_by(SalesEntry.outcome)).all())
         programs = list(s.scalars(select(Program.key).order_by(Program.key)))
         reasons = _known_reasons(s)
     pages = max(1, -(-total // size))
@@ -175,7 +175,7 @@ def _run(entry_id: int, what: str, fn: Any) -> Response:
         flash(f"Entry {entry_id} {what}: it is now {outcome}.", "success")
     except actions.ActionError as exc:
         flash(f"Entry {entry_id} was not {what}: {exc.message}", "error")
-    return redirect(request.form.get("next") or url_for("review.entry", entry_id=entry_id))
+    return redirect(local_next(url_for("review.entry", entry_id=entry_id)))
 
 
 @bp.post("/entries/<int:entry_id>/approve")
@@ -214,12 +214,12 @@ def retry(entry_id: int) -> Response:
     return _run(entry_id, "retried", run)
 
 
-@bp.post("/queue/bulk")
+@bp.post("/entries/bulk")
 @login_required
 def bulk() -> Response:
     action = request.form.get("action")
     ids = [int(i) for i in request.form.getlist("entry_id") if i.isdigit()]
-    back = request.form.get("next") or url_for("review.queue")
+    back = local_next(url_for("review.queue", outcome="review"))
     if action not in ("approve", "reject") or not ids:
         flash("Tick at least one entry and choose approve or reject.", "error")
         return redirect(back)
