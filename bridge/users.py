@@ -72,7 +72,9 @@ def create_user(
         )
     if session.scalar(select(User).where(User.email == email)) is not None:
         raise UsageError(f"a user with email {email} already exists", fields=["email"])
-    user = User(email=email, name=name, role=role, password_hash=hash_password(password, hash_method))
+    user = User(
+        email=email, name=name, role=role, password_hash=hash_password(password, hash_method)
+    )
     session.add(user)
     session.flush()
     audit.record(session, actor, "user.create", "user", user.id, email=email, role=role)
@@ -112,8 +114,16 @@ def create_token(
     )
     session.add(token)
     session.flush()
-    audit.record(session, actor, "token.create", "api_token", token.id, name=token.name,
-                 scopes=token.scopes, user=user.email)
+    audit.record(
+        session,
+        actor,
+        "token.create",
+        "api_token",
+        token.id,
+        name=token.name,
+        scopes=token.scopes,
+        user=user.email,
+    )
     return NewToken(token, secret)
 
 

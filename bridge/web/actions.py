@@ -129,7 +129,9 @@ def approve_entry(s: Session, entry: SalesEntry, *, actor: str) -> SalesEntry:
     return entry
 
 
-def reject_entry(s: Session, entry: SalesEntry, *, actor: str, note: str | None = None) -> SalesEntry:
+def reject_entry(
+    s: Session, entry: SalesEntry, *, actor: str, note: str | None = None
+) -> SalesEntry:
     _require_outcome(entry, ("review", "failed"), "rejected")
     service = _receiver_service()
     if service is not None:
@@ -172,8 +174,9 @@ def retry_entry(
     entry.outcome = "new"
     entry.error = None
     entry.attempts += 1
-    audit.record(s, actor, "entry.retry", "entry", entry.id, fields=fields or {},
-                 referral_id=referral_id)
+    audit.record(
+        s, actor, "entry.retry", "entry", entry.id, fields=fields or {}, referral_id=referral_id
+    )
     return entry
 
 
@@ -183,8 +186,10 @@ def edit_entry(
     """Change record fields of a waiting or failed entry without deciding it again."""
     _require_outcome(entry, ("review", "failed"), "edited")
     _check_fields(entry, fields)
-    before = {obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
-              for obj, vals in fields.items()}
+    before = {
+        obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
+        for obj, vals in fields.items()
+    }
     _merge_fields(entry, fields)
     audit.record(s, actor, "entry.edit", "entry", entry.id, before=before, after=fields)
     return entry
@@ -196,18 +201,24 @@ _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
     for obj, values in fields.items():
         if obj not in ("Lead", "Contact", "Account", "Opportunity"):
-            raise ActionError(f"unknown object '{obj}'", code="validation_error",
-                              fields=[f"fields.{obj}"])
+            raise ActionError(
+                f"unknown object '{obj}'", code="validation_error", fields=[f"fields.{obj}"]
+            )
         for name, value in values.items():
             if not _FIELD_NAME.match(name) or name == "Id":
-                raise ActionError(f"'{obj}.{name}' cannot be edited", code="validation_error",
-                                  fields=[f"fields.{obj}.{name}"])
+                raise ActionError(
+                    f"'{obj}.{name}' cannot be edited",
+                    code="validation_error",
+                    fields=[f"fields.{obj}.{name}"],
+                )
             if value is not None and not isinstance(value, (str, int, float, bool)):
-                raise ActionError(f"'{obj}.{name}' must be a plain value",
-                                  code="validation_error", fields=[f"fields.{obj}.{name}"])
+                raise ActionError(
+                    f"'{obj}.{name}' must be a plain value",
+                    code="validation_error",
+                    fields=[f"fields.{obj}.{name}"],
+                )
         if not entry.records.get(obj):
-            raise Unprocessable(f"this entry has no {obj} record to edit",
-                                fields=[f"fields.{obj}"])
+            raise Unprocessable(f"this entry has no {obj} record to edit", fields=[f"fields.{obj}"])
 
 
 def _merge_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
@@ -228,7 +239,8 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
     if conn is None:
         raise Unprocessable(
             f"org '{org_name}' is not connected (run `sfbridge org connect {org_name}`)",
-            code="org_not_connected", fields=["org"],
+            code="org_not_connected",
+            fields=["org"],
         )
     org = org_config(org_name)
     sobject: str = data["sobject_type"]
@@ -250,25 +262,43 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
     records[sobject] = record
     program = s.scalar(select(Program).where(Program.key == org.receiver.program))
     event = InboundEvent(
-        org_connection_id=conn.id, channel="api", replay_id=None, change_key=change_key,
-        source="api", sobject_type=sobject, record_id=record_id,
+        org_connection_id=conn.id,
+        channel="api",
+        replay_id=None,
+        change_key=change_key,
+        source="api",
+        sobject_type=sobject,
+        record_id=record_id,
         change_type=data.get("change_type", "updated"),
-        payload={"record": record, "related": data.get("related") or {},
-                 "previous": data.get("previous") or {}},
-        state="done", received_at=utcnow(), processed_at=utcnow(),
+        payload={
+            "record": record,
+            "related": data.get("related") or {},
+            "previous": data.get("previous") or {},
+        },
+        state="done",
+        received_at=utcnow(),
+        processed_at=utcnow(),
     )
     s.add(event)
     s.flush()
     entry = SalesEntry(
-        org_connection_id=conn.id, program_id=program.id if program else None,
-        inbound_event_id=event.id, source="api", sobject_type=sobject, record_id=record_id,
-        change_type=event.change_type, raw=event.payload, records=records,
-        previous=data.get("previous") or {}, outcome="new",
+        org_connection_id=conn.id,
+        program_id=program.id if program else None,
+        inbound_event_id=event.id,
+        source="api",
+        sobject_type=sobject,
+        record_id=record_id,
+        change_type=event.change_type,
+        raw=event.payload,
+        records=records,
+        previous=data.get("previous") or {},
+        outcome="new",
     )
     s.add(entry)
     s.flush()
-    audit.record(s, actor, "entry.submit", "entry", entry.id, sobject_type=sobject,
-                 record_id=record_id)
+    audit.record(
+        s, actor, "entry.submit", "entry", entry.id, sobject_type=sobject, record_id=record_id
+    )
     service = _receiver_service()
     if service is not None:
         entry = service.process_entry(s, entry, org, integration_user_id=conn.integration_user_id)
@@ -284,7 +314,7 @@ def ensure_program(s: Session, key: str) -> Program:
     if program is not None:
         return program
     cfg = web().config()
-    for org_name, org in (cfg.orgs.items() if cfg else []):
+    for org_name, org in cfg.orgs.items() if cfg else []:
         for p in org.programs:
             if p.key == key:
                 conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
@@ -295,8 +325,9 @@ def ensure_program(s: Session, key: str) -> Program:
     raise Unprocessable(f"no program '{key}'", code="unknown_program", fields=["program"])
 
 
-def referral_keys(first: str | None, last: str | None, email: str | None,
-                  company: str | None, phone: str | None) -> dict[str, str | None]:
+def referral_keys(
+    first: str | None, last: str | None, email: str | None, company: str | None, phone: str | None
+) -> dict[str, str | None]:
     """The normalized *_key columns matching reads; the receiver's helper when installed."""
     try:
         normalize = importlib.import_module("bridge.receiver.normalize")
@@ -330,11 +361,15 @@ def _find_member(s: Session, program: Program, ref: dict[str, Any]) -> Member:
     elif ref.get("email"):
         member = s.scalar(query.where(Member.email_key == ref["email"].strip().lower()))
     else:
-        raise ActionError("name the member by id, external_id, referral_code or email",
-                          code="validation_error", fields=["member"])
+        raise ActionError(
+            "name the member by id, external_id, referral_code or email",
+            code="validation_error",
+            fields=["member"],
+        )
     if member is None:
-        raise Unprocessable(f"no member {ref} in program '{program.key}'",
-                            code="unknown_member", fields=["member"])
+        raise Unprocessable(
+            f"no member {ref} in program '{program.key}'", code="unknown_member", fields=["member"]
+        )
     return member
 
 
@@ -342,16 +377,22 @@ def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
     program = ensure_program(s, data["program"])
     for col in ("external_id", "referral_code"):
         if data.get(col) and s.scalar(
-            select(Member).where(Member.program_id == program.id,
-                                 getattr(Member, col) == data[col])
+            select(Member).where(Member.program_id == program.id, getattr(Member, col) == data[col])
         ):
-            raise Conflict(f"a member with {col} '{data[col]}' exists in this program",
-                           code="duplicate", fields=[col])
+            raise Conflict(
+                f"a member with {col} '{data[col]}' exists in this program",
+                code="duplicate",
+                fields=[col],
+            )
     member = Member(
-        program_id=program.id, external_id=data.get("external_id"),
-        referral_code=data.get("referral_code"), name=data.get("name") or "",
-        email=data.get("email"), email_key=(data.get("email") or "").strip().lower() or None,
-        phone=data.get("phone"), url=data.get("url"),
+        program_id=program.id,
+        external_id=data.get("external_id"),
+        referral_code=data.get("referral_code"),
+        name=data.get("name") or "",
+        email=data.get("email"),
+        email_key=(data.get("email") or "").strip().lower() or None,
+        phone=data.get("phone"),
+        url=data.get("url"),
     )
     s.add(member)
     s.flush()
@@ -364,17 +405,31 @@ def create_referral(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Re
     if data.get("external_id") and s.scalar(
         select(Referral).where(Referral.external_id == data["external_id"])
     ):
-        raise Conflict(f"a referral with external_id '{data['external_id']}' exists",
-                       code="duplicate", fields=["external_id"])
+        raise Conflict(
+            f"a referral with external_id '{data['external_id']}' exists",
+            code="duplicate",
+            fields=["external_id"],
+        )
     member = _find_member(s, program, data["member"]) if data.get("member") else None
     referral = Referral(
-        public_id="ref_" + secrets.token_hex(8), external_id=data.get("external_id"),
-        program_id=program.id, member_id=member.id if member else None,
-        first_name=data.get("first_name"), last_name=data.get("last_name"),
-        email=data.get("email"), company=data.get("company"), phone=data.get("phone"),
-        status="pending", fields=dict(data.get("fields") or {}),
-        **referral_keys(data.get("first_name"), data.get("last_name"), data.get("email"),
-                        data.get("company"), data.get("phone")),
+        public_id="ref_" + secrets.token_hex(8),
+        external_id=data.get("external_id"),
+        program_id=program.id,
+        member_id=member.id if member else None,
+        first_name=data.get("first_name"),
+        last_name=data.get("last_name"),
+        email=data.get("email"),
+        company=data.get("company"),
+        phone=data.get("phone"),
+        status="pending",
+        fields=dict(data.get("fields") or {}),
+        **referral_keys(
+            data.get("first_name"),
+            data.get("last_name"),
+            data.get("email"),
+            data.get("company"),
+            data.get("phone"),
+        ),
     )
     s.add(referral)
     s.flush()
@@ -384,16 +439,21 @@ def create_referral(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Re
     if conn is not None and cfg is not None and conn.name in cfg.orgs:
         create_as = cfg.orgs[conn.name].writeback.referral_add.create_as
     push = Push(
-        org_connection_id=program.org_connection_id, kind="referral",
-        idempotency_key=f"referral:{referral.public_id}", sobject_type=create_as,
-        external_id_field="Referral_ID__c", external_id=referral.public_id,
+        org_connection_id=program.org_connection_id,
+        kind="referral",
+        idempotency_key=f"referral:{referral.public_id}",
+        sobject_type=create_as,
+        external_id_field="Referral_ID__c",
+        external_id=referral.public_id,
         payload={"referral_id": referral.id, "member_id": referral.member_id},
-        state="pending", referral_id=referral.id,
+        state="pending",
+        referral_id=referral.id,
     )
     s.add(push)
     s.flush()
-    audit.record(s, actor, "referral.create", "referral", referral.id, program=program.key,
-                 push_id=push.id)
+    audit.record(
+        s, actor, "referral.create", "referral", referral.id, program=program.key, push_id=push.id
+    )
     return referral, push
 
 
@@ -405,8 +465,9 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
     org_name: str = data["org"]
     cfg = web().config()
     if cfg is None or org_name not in cfg.orgs:
-        raise Unprocessable(f"org '{org_name}' is not in the config file", code="unknown_org",
-                            fields=["org"])
+        raise Unprocessable(
+            f"org '{org_name}' is not in the config file", code="unknown_org", fields=["org"]
+        )
     conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
     kind: str = data["kind"]
     mapping = cfg.orgs[org_name].writeback.activities.kinds.get(kind)  # type: ignore[call-overload]
@@ -416,16 +477,27 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
     existing = s.scalar(select(Push).where(Push.idempotency_key == key))
     if existing is not None:
         if existing.payload != payload:
-            raise Conflict(f"activity '{data['activity_id']}' was already sent with other values",
-                           code="duplicate", fields=["activity_id"])
+            raise Conflict(
+                f"activity '{data['activity_id']}' was already sent with other values",
+                code="duplicate",
+                fields=["activity_id"],
+            )
         return existing, False
     if data.get("referral_id") is not None and s.get(Referral, data["referral_id"]) is None:
-        raise Unprocessable(f"no referral with id {data['referral_id']}",
-                            code="unknown_referral", fields=["referral_id"])
+        raise Unprocessable(
+            f"no referral with id {data['referral_id']}",
+            code="unknown_referral",
+            fields=["referral_id"],
+        )
     push = Push(
-        org_connection_id=conn.id if conn else None, kind="activity", idempotency_key=key,
-        sobject_type=sobject, external_id_field="SFBridge_Activity_Id__c",
-        external_id=data["activity_id"], payload=payload, state="pending",
+        org_connection_id=conn.id if conn else None,
+        kind="activity",
+        idempotency_key=key,
+        sobject_type=sobject,
+        external_id_field="SFBridge_Activity_Id__c",
+        external_id=data["activity_id"],
+        payload=payload,
+        state="pending",
         referral_id=data.get("referral_id"),
     )
     s.add(push)

@@ -31,10 +31,15 @@ def add_user() -> Response:
 
     try:
         with store().session() as s:
-            user = create_user(s, request.form.get("email", ""), request.form.get("password", ""),
-                               request.form.get("role", ""), name=request.form.get("name", ""),
-                               actor=g.user.email,
-                               hash_method=current_app.config["PASSWORD_HASH_METHOD"])
+            user = create_user(
+                s,
+                request.form.get("email", ""),
+                request.form.get("password", ""),
+                request.form.get("role", ""),
+                name=request.form.get("name", ""),
+                actor=g.user.email,
+                hash_method=current_app.config["PASSWORD_HASH_METHOD"],
+            )
             flash(f"Added {user.email} ({user.role}).", "success")
     except UsageError as exc:
         flash(f"Not added: {exc.message}", "error")
@@ -58,8 +63,11 @@ def unlock_user(user_id: int) -> Response:
 @role_required("admin")
 def tokens() -> str:
     with store().session() as s:
-        rows = s.execute(select(ApiToken, User.email).join(User, User.id == ApiToken.user_id)
-                         .order_by(ApiToken.id.desc())).all()
+        rows = s.execute(
+            select(ApiToken, User.email)
+            .join(User, User.id == ApiToken.user_id)
+            .order_by(ApiToken.id.desc())
+        ).all()
     return render_template("tokens.html", rows=rows, scopes=SCOPES, secret=None)
 
 
@@ -73,8 +81,11 @@ def add_token() -> str | Response:
             assert user is not None
             new = create_token(s, user, request.form.get("name", ""), scopes, actor=g.user.email)
             secret = new.secret
-            rows = s.execute(select(ApiToken, User.email).join(User, User.id == ApiToken.user_id)
-                             .order_by(ApiToken.id.desc())).all()
+            rows = s.execute(
+                select(ApiToken, User.email)
+                .join(User, User.id == ApiToken.user_id)
+                .order_by(ApiToken.id.desc())
+            ).all()
     except UsageError as exc:
         flash(f"No token created: {exc.message}", "error")
         return redirect(url_for("admin.tokens"))

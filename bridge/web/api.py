@@ -91,7 +91,9 @@ class ActivityIn(_Body):
 class EntryIn(_Body):
     org: Short
     sobject_type: SObject
-    record: dict[str, Any] = Field(description="the changed record, Salesforce field names, with Id")
+    record: dict[str, Any] = Field(
+        description="the changed record, Salesforce field names, with Id"
+    )
     related: dict[SObject, dict[str, Any] | None] = Field(default_factory=dict)
     previous: dict[str, Any] = Field(default_factory=dict)
     change_type: Literal["created", "updated", "deleted", "undeleted"] = "updated"
@@ -117,7 +119,15 @@ class RejectIn(_Body):
 REQUEST_MODELS: dict[str, type[BaseModel]] = {
     m.__name__: m
     for m in (
-        MemberRef, ReferralIn, MemberIn, ActivityIn, EntryIn, EntryPatch, RetryIn, RejectIn, NoBody
+        MemberRef,
+        ReferralIn,
+        MemberIn,
+        ActivityIn,
+        EntryIn,
+        EntryPatch,
+        RetryIn,
+        RejectIn,
+        NoBody,
     )
 }
 
@@ -135,14 +145,24 @@ def init_app(app: Flask) -> None:
             if isinstance(exc, MethodNotAllowed):
                 headers = {"Allow": ", ".join(exc.valid_methods or [])}
             message = {404: "no such API endpoint or resource", 405: "method not allowed here"}
-            return error(exc.code or 500, code, message.get(exc.code or 0, exc.description or code),
-                         headers=headers)
-        return render_template("error.html", status=exc.code, title=exc.name,
-                               message=exc.description), exc.code or 500
+            return error(
+                exc.code or 500,
+                code,
+                message.get(exc.code or 0, exc.description or code),
+                headers=headers,
+            )
+        return render_template(
+            "error.html", status=exc.code, title=exc.name, message=exc.description
+        ), exc.code or 500
 
 
-def error(status: int, code: str, message: str, fields: list[str] | None = None,
-          headers: dict[str, str] | None = None) -> ResponseReturnValue:
+def error(
+    status: int,
+    code: str,
+    message: str,
+    fields: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> ResponseReturnValue:
     body: dict[str, Any] = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
@@ -178,8 +198,9 @@ def body(model: type[BaseModel]) -> Any:
     data = request.get_json(silent=True)
     if data is None:
         if request.content_length and request.mimetype != "application/json":
-            raise ApiAbort(error(400, "invalid_json", "send a JSON body with "
-                                 "Content-Type: application/json"))
+            raise ApiAbort(
+                error(400, "invalid_json", "send a JSON body with Content-Type: application/json")
+            )
         if request.content_length:
             raise ApiAbort(error(400, "invalid_json", "the request body is not valid JSON"))
         data = {}
@@ -199,20 +220,28 @@ def require_scope(scope: str) -> Callable[[F], F]:
             scheme, _, secret = header.partition(" ")
             challenge = {"WWW-Authenticate": 'Bearer realm="sfbridge"'}
             if scheme.lower() != "bearer" or not secret.strip():
-                return error(401, "unauthorized",
-                             "send an API token: Authorization: Bearer <token>", headers=challenge)
+                return error(
+                    401,
+                    "unauthorized",
+                    "send an API token: Authorization: Bearer <token>",
+                    headers=challenge,
+                )
             with store().session() as s:
                 token = find_token(s, secret.strip())
                 if token is None:
-                    return error(401, "unauthorized", "the API token is unknown or revoked",
-                                 headers=challenge)
+                    return error(
+                        401,
+                        "unauthorized",
+                        "the API token is unknown or revoked",
+                        headers=challenge,
+                    )
                 user = s.get(User, token.user_id)
                 if user is None or not user.active:
-                    return error(401, "unauthorized", "the token's user is deactivated",
-                                 headers=challenge)
+                    return error(
+                        401, "unauthorized", "the token's user is deactivated", headers=challenge
+                    )
                 if scope not in (token.scopes or []):
-                    return error(403, "insufficient_scope",
-                                 f"this token lacks the scope '{scope}'")
+                    return error(403, "insufficient_scope", f"this token lacks the scope '{scope}'")
                 token.last_used_at = utcnow()
                 g.api_actor = f"{user.email} (token {token.prefix}…)"
                 g.api_token_id = token.id
@@ -230,16 +259,23 @@ def require_scope(scope: str) -> Callable[[F], F]:
 def _page(query: Select[Any], id_column: Any, render: Callable[[Any], dict[str, Any]]) -> Any:
     raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise ApiAbort(error(400, "validation_error",
-                             f"limit must be a whole number from 1 to {MAX_LIMIT}", ["limit"]))
+        raise ApiAbort(
+            error(
+                400,
+                "validation_error",
+                f"limit must be a whole number from 1 to {MAX_LIMIT}",
+                ["limit"],
+            )
+        )
     limit = int(raw_limit)
     cursor = request.args.get("cursor")
     if cursor:
         try:
             after = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise ApiAbort(error(400, "validation_error", "cursor is not one this API gave",
-                                 ["cursor"])) from None
+            raise ApiAbort(
+                error(400, "validation_error", "cursor is not one this API gave", ["cursor"])
+            ) from None
         query = query.where(id_column < after)
     query = query.order_by(id_column.desc()).limit(limit + 1)
     with store().session() as s:
@@ -256,8 +292,9 @@ def _page(query: Select[Any], id_column: Any, render: Callable[[Any], dict[str, 
 def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
     value = request.args.get(name)
     if value is not None and value not in allowed:
-        raise ApiAbort(error(400, "validation_error",
-                             f"{name} must be one of {', '.join(allowed)}", [name]))
+        raise ApiAbort(
+            error(400, "validation_error", f"{name} must be one of {', '.join(allowed)}", [name])
+        )
     return value
 
 
@@ -349,8 +386,9 @@ def get_entry(entry_id: int) -> ResponseReturnValue:
 def patch_entry(entry_id: int) -> ResponseReturnValue:
     patch = body(EntryPatch)
     with store().session() as s:
-        entry = actions.edit_entry(s, actions.get_entry(s, entry_id), actor=g.api_actor,
-                                   fields=patch.fields)
+        entry = actions.edit_entry(
+            s, actions.get_entry(s, entry_id), actor=g.api_actor, fields=patch.fields
+        )
         return jsonify(serialize.entry(entry))
 
 
@@ -368,8 +406,9 @@ def approve_entry(entry_id: int) -> ResponseReturnValue:
 def reject_entry(entry_id: int) -> ResponseReturnValue:
     data = body(RejectIn)
     with store().session() as s:
-        entry = actions.reject_entry(s, actions.get_entry(s, entry_id), actor=g.api_actor,
-                                     note=data.note)
+        entry = actions.reject_entry(
+            s, actions.get_entry(s, entry_id), actor=g.api_actor, note=data.note
+        )
         return jsonify(serialize.entry(entry))
 
 
@@ -378,8 +417,13 @@ def reject_entry(entry_id: int) -> ResponseReturnValue:
 def retry_entry(entry_id: int) -> ResponseReturnValue:
     data = body(RetryIn)
     with store().session() as s:
-        entry = actions.retry_entry(s, actions.get_entry(s, entry_id), actor=g.api_actor,
-                                    fields=data.fields, referral_id=data.referral_id)
+        entry = actions.retry_entry(
+            s,
+            actions.get_entry(s, entry_id),
+            actor=g.api_actor,
+            fields=data.fields,
+            referral_id=data.referral_id,
+        )
         return jsonify(serialize.entry(entry))
 
 
@@ -413,4 +457,3 @@ def openapi() -> ResponseReturnValue:
     from bridge.web.openapi import document
 
     return jsonify(document())
-

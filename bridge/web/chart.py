@@ -32,10 +32,11 @@ def entries_per_day_svg(
     ]
     for i in range(5):
         y = pad_top + plot_h - plot_h * i / 4
-        parts.append(f'<line x1="{pad_left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" '
-                     'class="grid"/>')
-        parts.append(f'<text x="{pad_left - 6}" y="{y + 4:.1f}" class="axis" '
-                     f'text-anchor="end">{step * i}</text>')
+        parts.append(f'<line x1="{pad_left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(
+            f'<text x="{pad_left - 6}" y="{y + 4:.1f}" class="axis" '
+            f'text-anchor="end">{step * i}</text>'
+        )
     for i, day in enumerate(days):
         x = pad_left + i * bar_w + bar_w * 0.15
         y = pad_top + plot_h
@@ -50,8 +51,10 @@ def entries_per_day_svg(
                 f'fill="{colour}"><title>{escape(day.isoformat())}: {n} {outcome}</title></rect>'
             )
         if len(days) <= 16 or i % 2 == 0:
-            parts.append(f'<text x="{x + bar_w * 0.35:.1f}" y="{height - 10}" class="axis" '
-                         f'text-anchor="middle">{day.strftime("%d %b")}</text>')
+            parts.append(
+                f'<text x="{x + bar_w * 0.35:.1f}" y="{height - 10}" class="axis" '
+                f'text-anchor="middle">{day.strftime("%d %b")}</text>'
+            )
     lx = pad_left
     for outcome, colour in COLOURS.items():
         parts.append(f'<rect x="{lx}" y="4" width="10" height="10" fill="{colour}"/>')

@@ -111,18 +111,20 @@ def readyz() -> ResponseReturnValue:
         cfg = None
     if cfg is not None:
         for name in cfg.orgs:
-            c = connections.get(name)
-            if c is None or not c.org_id:
+            found = connections.get(name)
+            if found is None or not found.org_id:
                 checks[f"org:{name}"] = {
                     "ok": False,
                     "error": f"org '{name}' is not connected: run `sfbridge org connect {name}`",
                 }
             else:
-                checks[f"org:{name}"] = {"ok": True, "org_id": c.org_id,
-                                         "instance_url": c.instance_url}
+                checks[f"org:{name}"] = {
+                    "ok": True,
+                    "org_id": found.org_id,
+                    "instance_url": found.instance_url,
+                }
     failing = sorted(k for k, v in checks.items() if not v["ok"])
-    body = {"status": "ready" if not failing else "not ready", "failing": failing,
-            "checks": checks}
+    body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
     return jsonify(body), 200 if not failing else 503
 
 
@@ -150,39 +152,70 @@ def metrics() -> Response:
     with store().session() as s:
         names = dict(s.execute(select(OrgConnection.id, OrgConnection.name)).all())
         rows = s.execute(
-            select(InboundEvent.org_connection_id, InboundEvent.channel, func.count())
-            .group_by(InboundEvent.org_connection_id, InboundEvent.channel)
+            select(InboundEvent.org_connection_id, InboundEvent.channel, func.count()).group_by(
+                InboundEvent.org_connection_id, InboundEvent.channel
+            )
         ).all()
-        family("sfbridge_inbound_events_total", "counter",
-               "Events stored, by org and channel.",
-               [_line("sfbridge_inbound_events_total", n, org=names.get(org, str(org)),
-                      channel=ch) for org, ch, n in rows])
-        outcomes = dict(s.execute(
-            select(SalesEntry.outcome, func.count()).group_by(SalesEntry.outcome)).all())
-        family("sfbridge_sales_entries", "gauge", "Sales entries by outcome.",
-               [_line("sfbridge_sales_entries", outcomes.get(o, 0), outcome=o)
-                for o in ("new", "review", "failed", "processed", "skipped")])
-        states = dict(s.execute(
-            select(Push.state, func.count()).group_by(Push.state)).all())
-        family("sfbridge_pushes", "gauge", "Pushes to Salesforce by state.",
-               [_line("sfbridge_pushes", states.get(st, 0), state=st)
-                for st in ("pending", "sent", "failed", "skipped")])
+        family(
+            "sfbridge_inbound_events_total",
+            "counter",
+            "Events stored, by org and channel.",
+            [
+                _line("sfbridge_inbound_events_total", n, org=names.get(org, str(org)), channel=ch)
+                for org, ch, n in rows
+            ],
+        )
+        outcomes = dict(
+            s.execute(select(SalesEntry.outcome, func.count()).group_by(SalesEntry.outcome)).all()
+        )
+        family(
+            "sfbridge_sales_entries",
+            "gauge",
+            "Sales entries by outcome.",
+            [
+                _line("sfbridge_sales_entries", outcomes.get(o, 0), outcome=o)
+                for o in ("new", "review", "failed", "processed", "skipped")
+            ],
+        )
+        states = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
+        family(
+            "sfbridge_pushes",
+            "gauge",
+            "Pushes to Salesforce by state.",
+            [
+                _line("sfbridge_pushes", states.get(st, 0), state=st)
+                for st in ("pending", "sent", "failed", "skipped")
+            ],
+        )
         waiting_since = _oldest_waiting_event(s)
-    family("sfbridge_subscriber_lag_seconds", "gauge",
-           "Age of the oldest stored event not yet processed (0 when none wait).",
-           [_line("sfbridge_subscriber_lag_seconds", _age(waiting_since) or 0.0)])
+    family(
+        "sfbridge_subscriber_lag_seconds",
+        "gauge",
+        "Age of the oldest stored event not yet processed (0 when none wait).",
+        [_line("sfbridge_subscriber_lag_seconds", _age(waiting_since) or 0.0)],
+    )
 
     conn = web().redis()
     if conn is not None:
         try:
             from rq import Queue
 
-            family("sfbridge_rq_queue_depth", "gauge", "Jobs waiting per rq queue.",
-                   [_line("sfbridge_rq_queue_depth", Queue(q, connection=conn).count, queue=q)
-                    for q in RQ_QUEUES])
+            family(
+                "sfbridge_rq_queue_depth",
+                "gauge",
+                "Jobs waiting per rq queue.",
+                [
+                    _line("sfbridge_rq_queue_depth", Queue(q, connection=conn).count, queue=q)
+                    for q in RQ_QUEUES
+                ],
+            )
             for metric, key in SF_COUNTERS.items():
-                family(metric, "counter", f"Salesforce API {metric.split('_')[3]} (Redis {key}).",
-                       _redis_counter(conn, metric, key))
+                family(
+                    metric,
+                    "counter",
+                    f"Salesforce API {metric.split('_')[3]} (Redis {key}).",
+                    _redis_counter(conn, metric, key),
+                )
         except Exception as exc:  # Redis down: the rest of the metrics still count
             out.append(f"# redis unavailable: {type(exc).__name__}")
     return Response("\n".join(out) + "\n", mimetype="text/plain; version=0.0.4")
@@ -192,8 +225,10 @@ def _redis_counter(conn: Any, metric: str, key: str) -> list[str]:
     kind = conn.type(key)
     kind = kind.decode() if isinstance(kind, bytes) else kind
     if kind == "hash":
-        return [_line(metric, float(v), org=k.decode() if isinstance(k, bytes) else str(k))
-                for k, v in sorted(conn.hgetall(key).items())]
+        return [
+            _line(metric, float(v), org=k.decode() if isinstance(k, bytes) else str(k))
+            for k, v in sorted(conn.hgetall(key).items())
+        ]
     if kind == "string":
         return [_line(metric, float(conn.get(key) or 0))]
     return [_line(metric, 0)]

@@ -114,7 +114,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "candidates": {"type": "array", "items": _OBJ},
             "records": {
                 "type": "object",
-                "description": "Lead/Contact/Account/Opportunity → record (Salesforce names) or null",
+                "description": "Lead/Contact/Account/Opportunity: the record or null",
                 "additionalProperties": {"type": ["object", "null"]},
             },
             "referral_id": _INT_OR_NULL,
@@ -177,8 +177,11 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 _PAGING = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                  "maximum": api.MAX_LIMIT, "default": 50}},
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": api.MAX_LIMIT, "default": 50},
+    },
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
 ]
 
@@ -196,45 +199,152 @@ def _id(name: str) -> dict[str, Any]:
 
 # (path, method, view function, summary, request model, success status, success schema, params)
 OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, Any]]]] = [
-    ("/referrals", "post", api.create_referral,
-     "Add a referral; saves a pending push that writes it to Salesforce",
-     "ReferralIn", 201, "ReferralCreated", []),
-    ("/referrals", "get", api.list_referrals, "List referrals, newest first", None, 200,
-     "ReferralList",
-     [*_PAGING, _q("status", ("pending", "qualified", "approved", "denied")), _q("email"),
-      _q("program")]),
-    ("/members", "post", api.create_member, "Add a referring member to a program", "MemberIn",
-     201, "Member", []),
-    ("/activities", "post", api.create_activity,
-     "Log an activity (Task/Event upserted by SFBridge_Activity_Id__c); idempotent on "
-     "activity_id: 201 new, 200 the same activity again, 409 the same id with other values",
-     "ActivityIn", 201, "Push", []),
-    ("/entries", "get", api.list_entries, "List sales entries, newest first", None, 200,
-     "EntryList",
-     [*_PAGING, _q("outcome", ("review", "failed", "processed", "skipped", "new")),
-      _q("sobject_type", ("Lead", "Contact", "Account", "Opportunity"))]),
-    ("/entries", "post", api.submit_entry,
-     "Submit a change directly (Flow/Apex) instead of streaming; it is stored and decided like "
-     "a streamed one. 201 new, 200 when the same change (record Id + SystemModstamp) was sent "
-     "before", "EntryIn", 201, "Entry", []),
-    ("/entries/{entry_id}", "get", api.get_entry, "One entry with records, candidates, decision",
-     None, 200, "Entry", [_id("entry_id")]),
-    ("/entries/{entry_id}", "patch", api.patch_entry,
-     "Edit record fields of a waiting or failed entry (retry decides it again)", "EntryPatch",
-     200, "Entry", [_id("entry_id")]),
-    ("/entries/{entry_id}/approve", "post", api.approve_entry, "Approve an entry in review",
-     "NoBody", 200, "Entry", [_id("entry_id")]),
-    ("/entries/{entry_id}/reject", "post", api.reject_entry,
-     "Reject an entry in review or failed", "RejectIn", 200, "Entry", [_id("entry_id")]),
-    ("/entries/{entry_id}/retry", "post", api.retry_entry,
-     "Decide an entry again, with edited fields or another referral", "RetryIn", 200, "Entry",
-     [_id("entry_id")]),
-    ("/pushes", "get", api.list_pushes, "List pushes to Salesforce, newest first", None, 200,
-     "PushList",
-     [*_PAGING, _q("state", ("pending", "sent", "failed", "skipped")),
-      _q("kind", ("referral", "activity", "field_update"))]),
-    ("/pushes/{push_id}/repush", "post", api.repush,
-     "Send a failed or pending push again", "NoBody", 202, "Push", [_id("push_id")]),
+    (
+        "/referrals",
+        "post",
+        api.create_referral,
+        "Add a referral; saves a pending push that writes it to Salesforce",
+        "ReferralIn",
+        201,
+        "ReferralCreated",
+        [],
+    ),
+    (
+        "/referrals",
+        "get",
+        api.list_referrals,
+        "List referrals, newest first",
+        None,
+        200,
+        "ReferralList",
+        [
+            *_PAGING,
+            _q("status", ("pending", "qualified", "approved", "denied")),
+            _q("email"),
+            _q("program"),
+        ],
+    ),
+    (
+        "/members",
+        "post",
+        api.create_member,
+        "Add a referring member to a program",
+        "MemberIn",
+        201,
+        "Member",
+        [],
+    ),
+    (
+        "/activities",
+        "post",
+        api.create_activity,
+        "Log an activity (Task/Event upserted by SFBridge_Activity_Id__c); idempotent on "
+        "activity_id: 201 new, 200 the same activity again, 409 the same id with other values",
+        "ActivityIn",
+        201,
+        "Push",
+        [],
+    ),
+    (
+        "/entries",
+        "get",
+        api.list_entries,
+        "List sales entries, newest first",
+        None,
+        200,
+        "EntryList",
+        [
+            *_PAGING,
+            _q("outcome", ("review", "failed", "processed", "skipped", "new")),
+            _q("sobject_type", ("Lead", "Contact", "Account", "Opportunity")),
+        ],
+    ),
+    (
+        "/entries",
+        "post",
+        api.submit_entry,
+        "Submit a change directly (Flow/Apex) instead of streaming; it is stored and decided like "
+        "a streamed one. 201 new, 200 when the same change (record Id + SystemModstamp) was sent "
+        "before",
+        "EntryIn",
+        201,
+        "Entry",
+        [],
+    ),
+    (
+        "/entries/{entry_id}",
+        "get",
+        api.get_entry,
+        "One entry with records, candidates, decision",
+        None,
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/entries/{entry_id}",
+        "patch",
+        api.patch_entry,
+        "Edit record fields of a waiting or failed entry (retry decides it again)",
+        "EntryPatch",
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/entries/{entry_id}/approve",
+        "post",
+        api.approve_entry,
+        "Approve an entry in review",
+        "NoBody",
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/entries/{entry_id}/reject",
+        "post",
+        api.reject_entry,
+        "Reject an entry in review or failed",
+        "RejectIn",
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/entries/{entry_id}/retry",
+        "post",
+        api.retry_entry,
+        "Decide an entry again, with edited fields or another referral",
+        "RetryIn",
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/pushes",
+        "get",
+        api.list_pushes,
+        "List pushes to Salesforce, newest first",
+        None,
+        200,
+        "PushList",
+        [
+            *_PAGING,
+            _q("state", ("pending", "sent", "failed", "skipped")),
+            _q("kind", ("referral", "activity", "field_update")),
+        ],
+    ),
+    (
+        "/pushes/{push_id}/repush",
+        "post",
+        api.repush,
+        "Send a failed or pending push again",
+        "NoBody",
+        202,
+        "Push",
+        [_id("push_id")],
+    ),
 ]
 
 _ERRORS = {
@@ -264,14 +374,18 @@ def document() -> dict[str, Any]:
     for path, method, view, summary, req, status, resp, params in OPERATIONS:
         scope = view.required_scope
         responses: dict[str, Any] = {
-            str(status): {"description": "success",
-                          "content": {"application/json": {"schema": _ref(resp)}}}
+            str(status): {
+                "description": "success",
+                "content": {"application/json": {"schema": _ref(resp)}},
+            }
         }
         for code, desc in _ERRORS.items():
             responses[code] = _error_response(desc)
         if status == 201 and path in ("/activities", "/entries"):
-            responses["200"] = {"description": "the same item was sent before",
-                                "content": {"application/json": {"schema": _ref(resp)}}}
+            responses["200"] = {
+                "description": "the same item was sent before",
+                "content": {"application/json": {"schema": _ref(resp)}},
+            }
         op: dict[str, Any] = {
             "operationId": view.__name__,
             "summary": summary,
@@ -287,9 +401,17 @@ def document() -> dict[str, Any]:
             }
         paths.setdefault(path, {})[method] = op
     paths["/openapi.json"] = {
-        "get": {"operationId": "openapi", "summary": "This document", "security": [],
-                "responses": {"200": {"description": "the OpenAPI document",
-                                      "content": {"application/json": {"schema": _OBJ}}}}}
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "the OpenAPI document",
+                    "content": {"application/json": {"schema": _OBJ}},
+                }
+            },
+        }
     }
     return {
         "openapi": "3.1.0",
@@ -298,8 +420,9 @@ def document() -> dict[str, Any]:
             "version": __version__,
             "description": "Referrals, activities, sales entries and pushes. Authenticate with "
             "`Authorization: Bearer <token>` (create one with `sfbridge tokens create`). "
-            "Errors are `{\"error\": {\"code\", \"message\", \"fields\"?}}`. Scopes: "
-            + ", ".join(SCOPES) + ".",
+            'Errors are `{"error": {"code", "message", "fields"?}}`. Scopes: '
+            + ", ".join(SCOPES)
+            + ".",
         },
         "servers": [{"url": "/api/v1"}],
         "components": {

@@ -34,14 +34,19 @@ def pushes() -> str:
         if kind:
             query = query.where(Push.kind == kind)
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = list(s.scalars(query.order_by(Push.id.desc()).offset((page - 1) * size)
-                              .limit(size)))
-        counts = dict(s.execute(select(Push.state, func.count()).group_by(Push.state))
-                      .all())
-    return render_template("pushes.html", rows=rows, state=state, kind=kind, page=page,
-                           pages=max(1, -(-total // size)), counts=counts,
-                           states=actions.PUSH_STATES,
-                           writeback=actions.writeback_installed())
+        rows = list(s.scalars(query.order_by(Push.id.desc()).offset((page - 1) * size).limit(size)))
+        counts = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
+    return render_template(
+        "pushes.html",
+        rows=rows,
+        state=state,
+        kind=kind,
+        page=page,
+        pages=max(1, -(-total // size)),
+        counts=counts,
+        states=actions.PUSH_STATES,
+        writeback=actions.writeback_installed(),
+    )
 
 
 @bp.post("/pushes/<int:push_id>/repush")
@@ -70,7 +75,9 @@ def entries() -> str:
         elif result == "error":
             query = query.where(SalesEntry.outcome == "failed")
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = list(s.scalars(query.order_by(SalesEntry.id.desc())
-                              .offset((page - 1) * size).limit(size)))
-    return render_template("report_entries.html", rows=rows, result=result, page=page,
-                           pages=max(1, -(-total // size)))
+        rows = list(
+            s.scalars(query.order_by(SalesEntry.id.desc()).offset((page - 1) * size).limit(size))
+        )
+    return render_template(
+        "report_entries.html", rows=rows, result=result, page=page, pages=max(1, -(-total // size))
+    )

@@ -19,7 +19,7 @@ from flask import (
     url_for,
 )
 from markupsafe import Markup
-from sqlalchemy import String, Select, cast, func, or_, select
+from sqlalchemy import Select, String, cast, func, or_, select
 from werkzeug.wrappers import Response
 
 from bridge.store.models import (
@@ -51,22 +51,28 @@ def _actor() -> str:
 @login_required
 def dashboard() -> str:
     with store().session() as s:
-        outcomes = dict(s.execute(select(SalesEntry.outcome, func.count())
-                                  .group_by(SalesEntry.outcome)).all())
-        pushes = dict(s.execute(select(Push.state, func.count())
-                                .group_by(Push.state)).all())
+        outcomes = dict(
+            s.execute(select(SalesEntry.outcome, func.count()).group_by(SalesEntry.outcome)).all()
+        )
+        pushes = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
         today = utcnow().date()
         days = [today - timedelta(days=i) for i in range(CHART_DAYS - 1, -1, -1)]
         since = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
         counts: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for created, outcome in s.execute(select(SalesEntry.created_at, SalesEntry.outcome)
-                                          .where(SalesEntry.created_at >= since)):
+        for created, outcome in s.execute(
+            select(SalesEntry.created_at, SalesEntry.outcome).where(SalesEntry.created_at >= since)
+        ):
             counts[created.date()][outcome] += 1
         referrals = s.scalar(select(func.count(Referral.id))) or 0
     chart = Markup(entries_per_day_svg(days, counts))  # noqa: S704 - built from numbers and dates
-    return render_template("dashboard.html", outcomes=outcomes, pushes=pushes, chart=chart,
-                           referrals=referrals,
-                           demo_changes=bool(current_app.config.get("DEMO_CHANGES")))
+    return render_template(
+        "dashboard.html",
+        outcomes=outcomes,
+        pushes=pushes,
+        chart=chart,
+        referrals=referrals,
+        demo_changes=bool(current_app.config.get("DEMO_CHANGES")),
+    )
 
 
 def _filters() -> dict[str, str]:
@@ -85,18 +91,22 @@ def _parse_day(value: str, field: str) -> date | None:
 def _apply_filters(query: Select[Any], f: dict[str, str]) -> Select[Any]:
     if "program" in f:
         query = query.join(Program, Program.id == SalesEntry.program_id).where(
-            Program.key == f["program"])
+            Program.key == f["program"]
+        )
     if f.get("object") in SOBJECTS:
         query = query.where(SalesEntry.sobject_type == f["object"])
     if "reason" in f:
         # reasons is a JSON list of codes; match a code or a code prefix like "status_rule"
         query = query.where(cast(SalesEntry.reasons, String).like(f'%"{f["reason"]}%'))
     if "date_from" in f and (d := _parse_day(f["date_from"], "from")):
-        query = query.where(SalesEntry.created_at >= datetime.combine(d, datetime.min.time(),
-                                                                      tzinfo=UTC))
+        query = query.where(
+            SalesEntry.created_at >= datetime.combine(d, datetime.min.time(), tzinfo=UTC)
+        )
     if "date_to" in f and (d := _parse_day(f["date_to"], "to")):
-        query = query.where(SalesEntry.created_at < datetime.combine(
-            d + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
+        query = query.where(
+            SalesEntry.created_at
+            < datetime.combine(d + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        )
     return query
 
 
@@ -111,17 +121,30 @@ def queue(outcome: str) -> str:
     with store().session() as s:
         base = _apply_filters(select(SalesEntry).where(SalesEntry.outcome == outcome), f)
         total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
-        entries = list(s.scalars(base.order_by(SalesEntry.id.desc())
-                                 .offset((page - 1) * size).limit(size)))
-        tab_counts = dict(s.execute(select(SalesEntry.outcome, func.count())
-                                    .group_by(SalesEntry.outcome)).all())
+        entries = list(
+            s.scalars(base.order_by(SalesEntry.id.desc()).offset((page - 1) * size).limit(size))
+        )
+        tab_counts = dict(
+            s.execute(select(SalesEntry.outcome, func.count()).group_by(SalesEntry.outcome)).all()
+        )
         programs = list(s.scalars(select(Program.key).order_by(Program.key)))
         reasons = _known_reasons(s)
     pages = max(1, -(-total // size))
-    return render_template("queue.html", outcome=outcome, entries=entries, filters=f, page=page,
-                           pages=pages, total=total, tabs=QUEUE_TABS, tab_counts=tab_counts,
-                           programs=programs, sobjects=SOBJECTS, reasons=reasons,
-                           summary=_summary)
+    return render_template(
+        "queue.html",
+        outcome=outcome,
+        entries=entries,
+        filters=f,
+        page=page,
+        pages=pages,
+        total=total,
+        tabs=QUEUE_TABS,
+        tab_counts=tab_counts,
+        programs=programs,
+        sobjects=SOBJECTS,
+        reasons=reasons,
+        summary=_summary,
+    )
 
 
 def _known_reasons(s: Any) -> list[str]:
@@ -134,7 +157,8 @@ def _known_reasons(s: Any) -> list[str]:
 def _summary(entry: SalesEntry) -> str:
     record = (entry.records or {}).get(entry.sobject_type) or {}
     name = record.get("Name") or " ".join(
-        str(record[k]) for k in ("FirstName", "LastName") if record.get(k))
+        str(record[k]) for k in ("FirstName", "LastName") if record.get(k)
+    )
     email = record.get("Email")
     bits = [b for b in (name, email, record.get("Company") or record.get("StageName")) if b]
     return " · ".join(str(b) for b in bits) or (entry.record_id or "")
@@ -148,22 +172,50 @@ def entry(entry_id: int) -> str:
         e = actions.get_entry_or_404(s, entry_id)
         referral = s.get(Referral, e.referral_id) if e.referral_id else None
         candidate_ids = [c.get("referral_id") for c in e.candidates or [] if isinstance(c, dict)]
-        candidates = {r.id: r for r in s.scalars(
-            select(Referral).where(Referral.id.in_([i for i in candidate_ids if i])))}
+        candidates = {
+            r.id: r
+            for r in s.scalars(
+                select(Referral).where(Referral.id.in_([i for i in candidate_ids if i]))
+            )
+        }
         found: list[Referral] = []
         if q:
             like = f"%{q.lower()}%"
-            found = list(s.scalars(select(Referral).where(or_(
-                func.lower(Referral.email).like(like), Referral.name_key.like(like),
-                func.lower(Referral.company).like(like), Referral.public_id == q,
-            )).order_by(Referral.id.desc()).limit(20)))
-        history = list(s.scalars(select(AuditLog).where(
-            AuditLog.object_type == "entry", AuditLog.object_id == str(e.id))
-            .order_by(AuditLog.id.desc())))
+            found = list(
+                s.scalars(
+                    select(Referral)
+                    .where(
+                        or_(
+                            func.lower(Referral.email).like(like),
+                            Referral.name_key.like(like),
+                            func.lower(Referral.company).like(like),
+                            Referral.public_id == q,
+                        )
+                    )
+                    .order_by(Referral.id.desc())
+                    .limit(20)
+                )
+            )
+        history = list(
+            s.scalars(
+                select(AuditLog)
+                .where(AuditLog.object_type == "entry", AuditLog.object_id == str(e.id))
+                .order_by(AuditLog.id.desc())
+            )
+        )
         org_name = actions.entry_org_name(s, e)
-    return render_template("entry.html", e=e, referral=referral, candidates=candidates, q=q,
-                           found=found, history=history, reason_text=reason_text,
-                           waiting=WAITING_OUTCOMES.get(e.outcome, ""), org_name=org_name)
+    return render_template(
+        "entry.html",
+        e=e,
+        referral=referral,
+        candidates=candidates,
+        q=q,
+        found=found,
+        history=history,
+        reason_text=reason_text,
+        waiting=WAITING_OUTCOMES.get(e.outcome, ""),
+        org_name=org_name,
+    )
 
 
 def _run(entry_id: int, what: str, fn: Any) -> Response:
@@ -188,8 +240,9 @@ def approve(entry_id: int) -> Response:
 @login_required
 def reject(entry_id: int) -> Response:
     note = request.form.get("note", "").strip() or None
-    return _run(entry_id, "rejected",
-                lambda s, e: actions.reject_entry(s, e, actor=_actor(), note=note))
+    return _run(
+        entry_id, "rejected", lambda s, e: actions.reject_entry(s, e, actor=_actor(), note=note)
+    )
 
 
 @bp.post("/entries/<int:entry_id>/retry")
@@ -247,18 +300,21 @@ def bulk() -> Response:
 def audit_log() -> str:
     page = max(1, request.args.get("page", 1, type=int) or 1)
     size = current_app.config["PAGE_SIZE"] * 2
-    f = {k: request.args.get(k, "").strip() for k in ("actor", "action", "object_type",
-                                                      "object_id")}
+    f = {
+        k: request.args.get(k, "").strip() for k in ("actor", "action", "object_type", "object_id")
+    }
     with store().session() as s:
         query = select(AuditLog)
         for key, value in f.items():
             if value:
                 query = query.where(getattr(AuditLog, key) == value)
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = list(s.scalars(query.order_by(AuditLog.id.desc()).offset((page - 1) * size)
-                              .limit(size)))
-    return render_template("audit.html", rows=rows, filters=f, page=page,
-                           pages=max(1, -(-total // size)), total=total)
+        rows = list(
+            s.scalars(query.order_by(AuditLog.id.desc()).offset((page - 1) * size).limit(size))
+        )
+    return render_template(
+        "audit.html", rows=rows, filters=f, page=page, pages=max(1, -(-total // size)), total=total
+    )
 
 
 @bp.post("/demo/changes")
@@ -270,8 +326,11 @@ def demo_changes() -> Response:
         abort(404)
     try:
         summary = make()
-        flash(f"Made changes in the org as the sales user: {summary}. Entries arrive in a few "
-              "seconds.", "success")
+        flash(
+            f"Made changes in the org as the sales user: {summary}. Entries arrive in a few "
+            "seconds.",
+            "success",
+        )
     except Exception as exc:
         flash(f"Could not change the org: {exc}", "error")
     return redirect(url_for("index"))

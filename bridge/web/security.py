@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from typing import Any
 
 from flask import Flask, Response, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
@@ -49,9 +50,9 @@ def local_next(default: str) -> str:
 
 def page_url(page: int) -> str:
     """This page's URL with the same query and another page number."""
-    args = request.args.to_dict()
+    args: dict[str, Any] = {**(request.view_args or {}), **request.args.to_dict()}
     args["page"] = str(page)
-    return url_for(request.endpoint or "index", **(request.view_args or {}), **args)
+    return url_for(request.endpoint or "index", **args)
 
 
 def _check_csrf() -> None:
@@ -75,10 +76,14 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CsrfRefused)
     def _csrf_refused(exc: CsrfRefused) -> tuple[str, int]:
-        return render_template("error.html", status=400, title="Form refused",
-                               message="This form was sent without a valid security token "
-                               "(it may have expired, or come from another site). Go back, "
-                               "reload the page and try again."), 400
+        return render_template(
+            "error.html",
+            status=400,
+            title="Form refused",
+            message="This form was sent without a valid security token "
+            "(it may have expired, or come from another site). Go back, "
+            "reload the page and try again.",
+        ), 400
 
     @app.after_request
     def _headers(resp: Response) -> Response:

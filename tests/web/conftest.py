@@ -24,11 +24,17 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-def make_app(store: Store, config_file: Path, tmp_path: Path, redis_url: str | None = None,
-             **config: Any) -> Flask:
-    settings = Settings(database_url=store.url, redis_url=redis_url,
-                        config_path=str(config_file), secret_key="test-secret",
-                        encryption_keys=(), instance_dir=str(tmp_path / "instance"))
+def make_app(
+    store: Store, config_file: Path, tmp_path: Path, redis_url: str | None = None, **config: Any
+) -> Flask:
+    settings = Settings(
+        database_url=store.url,
+        redis_url=redis_url,
+        config_path=str(config_file),
+        secret_key="test-secret",
+        encryption_keys=(),
+        instance_dir=str(tmp_path / "instance"),
+    )
     return create_app(settings, {"PASSWORD_HASH_METHOD": FAST_HASH, **config})
 
 
@@ -62,11 +68,13 @@ class AuthActions:
     def csrf(self, path: str = "/auth/login") -> str:
         return form_token(self.client.get(path).get_data(as_text=True))
 
-    def login(self, email: str = "reviewer@example.com", password: str = PASSWORD,
-              **kw: Any) -> Any:
+    def login(
+        self, email: str = "reviewer@example.com", password: str = PASSWORD, **kw: Any
+    ) -> Any:
         token = self.csrf()
-        return self.client.post("/auth/login", data={"email": email, "password": password,
-                                                     "csrf_token": token}, **kw)
+        return self.client.post(
+            "/auth/login", data={"email": email, "password": password, "csrf_token": token}, **kw
+        )
 
     def post(self, path: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
         """POST a form with the session's CSRF token, as the browser would."""

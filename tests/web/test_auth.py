@@ -31,8 +31,9 @@ def test_passwords_are_stored_hashed_with_scrypt_by_default(app: Flask) -> None:
         assert not verify_password(user, "a long enough secreT")
 
 
-def test_sign_in_sets_an_httponly_lax_cookie_and_redirects(client: FlaskClient,
-                                                           auth: AuthActions) -> None:
+def test_sign_in_sets_an_httponly_lax_cookie_and_redirects(
+    client: FlaskClient, auth: AuthActions
+) -> None:
     resp = auth.login()
     assert resp.status_code == 302 and resp.headers["Location"] == "/"
     cookie = _cookie_header(resp)
@@ -46,9 +47,15 @@ def test_cookie_is_secure_over_https(app: Flask) -> None:
     client = app.test_client()
     page = client.get("/auth/login", base_url="https://localhost")
     assert "Secure" in _cookie_header(page)
-    resp = client.post("/auth/login", base_url="https://localhost",
-                       data={"email": "reviewer@example.com", "password": PASSWORD,
-                             "csrf_token": form_token(page.get_data(as_text=True))})
+    resp = client.post(
+        "/auth/login",
+        base_url="https://localhost",
+        data={
+            "email": "reviewer@example.com",
+            "password": PASSWORD,
+            "csrf_token": form_token(page.get_data(as_text=True)),
+        },
+    )
     assert resp.status_code == 302
     assert "Secure" in _cookie_header(resp)
 
@@ -87,25 +94,34 @@ def test_pages_need_sign_in(client: FlaskClient) -> None:
 
 def test_next_never_leaves_the_site(client: FlaskClient, auth: AuthActions) -> None:
     token = auth.csrf()
-    resp = client.post("/auth/login", data={"email": "reviewer@example.com",
-                                            "password": PASSWORD, "csrf_token": token,
-                                            "next": "//evil.example/x"})
+    resp = client.post(
+        "/auth/login",
+        data={
+            "email": "reviewer@example.com",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "//evil.example/x",
+        },
+    )
     assert resp.headers["Location"] == "/"
 
 
-def test_wrong_password_is_refused_and_audited(client: FlaskClient, auth: AuthActions,
-                                                app: Flask) -> None:
+def test_wrong_password_is_refused_and_audited(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
     resp = auth.login(password="wrong password")
     assert resp.status_code == 401
     assert "do not match an active account" in resp.get_data(as_text=True)
     with app.extensions["sfbridge"].store.session() as s:
         rows = s.scalars(select(AuditLog).where(AuditLog.action == "login.failed")).all()
         assert [(r.object_type, r.detail["email"]) for r in rows] == [
-            ("client_ip", "reviewer@example.com")]
+            ("client_ip", "reviewer@example.com")
+        ]
 
 
-def test_account_locks_after_repeated_failures(client: FlaskClient, auth: AuthActions,
-                                               app: Flask) -> None:
+def test_account_locks_after_repeated_failures(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
     for _ in range(app.config["LOGIN_MAX_FAILURES"]):
         assert auth.login(password="nope nope nope").status_code == 401
     resp = auth.login()  # the right password, but the account is locked now
@@ -146,8 +162,9 @@ def test_sign_out_is_a_post(client: FlaskClient, auth: AuthActions) -> None:
     assert client.get("/").status_code == 302
 
 
-def test_reviewers_cannot_use_admin_pages(client: FlaskClient, auth: AuthActions,
-                                          app: Flask) -> None:
+def test_reviewers_cannot_use_admin_pages(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
     auth.login()
     assert client.get("/admin/users").status_code == 403
     assert client.get("/admin/tokens").status_code == 403

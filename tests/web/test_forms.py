@@ -16,13 +16,21 @@ from tests.web.seed import Seeded
 
 
 def _ui_rules(app: Flask, method: str) -> list[Any]:
-    return [r for r in app.url_map.iter_rules()
-            if method in (r.methods or set()) and not r.rule.startswith(("/api/", "/static"))]
+    return [
+        r
+        for r in app.url_map.iter_rules()
+        if method in (r.methods or set()) and not r.rule.startswith(("/api/", "/static"))
+    ]
 
 
 def _url(rule: Any, seeded: Seeded) -> str:
-    values = {"entry_id": seeded.ids["review_fuzzy"], "push_id": seeded.ids["push_failed"],
-              "user_id": seeded.ids["reviewer"], "token_id": 1, "outcome": "review"}
+    values = {
+        "entry_id": seeded.ids["review_fuzzy"],
+        "push_id": seeded.ids["push_failed"],
+        "user_id": seeded.ids["reviewer"],
+        "token_id": 1,
+        "outcome": "review",
+    }
     url = rule.rule
     for arg in rule.arguments:
         url = re.sub(rf"<(?:\w+:)?{arg}>", str(values[arg]), url)
@@ -32,8 +40,11 @@ def _url(rule: Any, seeded: Seeded) -> str:
 def _snapshot(app: Flask) -> dict[str, Any]:
     with app.extensions["sfbridge"].store.session() as s:
         return {
-            "entries": s.execute(select(SalesEntry.id, SalesEntry.outcome, SalesEntry.records,
-                                        SalesEntry.referral_id).order_by(SalesEntry.id)).all(),
+            "entries": s.execute(
+                select(
+                    SalesEntry.id, SalesEntry.outcome, SalesEntry.records, SalesEntry.referral_id
+                ).order_by(SalesEntry.id)
+            ).all(),
             "pushes": s.execute(select(Push.id, Push.state).order_by(Push.id)).all(),
             "referrals": s.execute(select(Referral.id, Referral.status)).all(),
             "users": s.execute(select(User.id, User.role, User.locked_until)).all(),
@@ -51,8 +62,9 @@ def test_every_post_form_without_a_csrf_token_is_refused(app: Flask, seeded: See
     for rule in rules:
         url = _url(rule, seeded)
         for data in ({}, {"csrf_token": "forged"}):
-            resp = client.post(url, data={**data, "action": "approve",
-                                          "entry_id": seeded.ids["review_fuzzy"]})
+            resp = client.post(
+                url, data={**data, "action": "approve", "entry_id": seeded.ids["review_fuzzy"]}
+            )
             assert resp.status_code == 400, url
             assert "without a valid security token" in resp.get_data(as_text=True), url
     assert _snapshot(app) == before
@@ -63,9 +75,18 @@ def test_every_rendered_post_form_carries_the_token(app: Flask, seeded: Seeded) 
     auth = AuthActions(client)
     auth.login("admin@example.com")
     token = auth.csrf("/")
-    pages = ["/", "/queue/review", "/queue/failed", f"/entries/{seeded.ids['review_fuzzy']}",
-             f"/entries/{seeded.ids['failed']}?q=carol", "/reports/pushes", "/reports/entries",
-             "/admin/users", "/admin/tokens", "/audit"]
+    pages = [
+        "/",
+        "/queue/review",
+        "/queue/failed",
+        f"/entries/{seeded.ids['review_fuzzy']}",
+        f"/entries/{seeded.ids['failed']}?q=carol",
+        "/reports/pushes",
+        "/reports/entries",
+        "/admin/users",
+        "/admin/tokens",
+        "/audit",
+    ]
     forms = 0
     for page in pages:
         html = client.get(page).get_data(as_text=True)

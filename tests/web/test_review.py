@@ -35,11 +35,15 @@ def test_queue_tabs_and_filters(client: FlaskClient, auth: AuthActions, seeded: 
     html = client.get("/queue/review").get_data(as_text=True)
     assert _entry_ids(html) == {ids["review_fuzzy"], ids["review_denied"], ids["review_partner"]}
     assert _entry_ids(client.get("/queue/review?program=partners").get_data(as_text=True)) == {
-        ids["review_partner"]}
+        ids["review_partner"]
+    }
     assert _entry_ids(client.get("/queue/review?object=Lead").get_data(as_text=True)) == {
-        ids["review_fuzzy"], ids["review_denied"]}
-    assert _entry_ids(client.get("/queue/review?reason=denied_upgrade").get_data(
-        as_text=True)) == {ids["review_denied"]}
+        ids["review_fuzzy"],
+        ids["review_denied"],
+    }
+    assert _entry_ids(client.get("/queue/review?reason=denied_upgrade").get_data(as_text=True)) == {
+        ids["review_denied"]
+    }
     today = _entry(client.application, ids["review_fuzzy"]).created_at.date().isoformat()
     html = client.get(f"/queue/review?date_from={today}&date_to={today}").get_data(as_text=True)
     assert _entry_ids(html) == {ids["review_fuzzy"]}
@@ -60,8 +64,9 @@ def test_queue_pages(app: Flask, client: FlaskClient, auth: AuthActions) -> None
     assert not _entry_ids(first) & _entry_ids(second)
 
 
-def test_entry_page_explains_why_it_waits(client: FlaskClient, auth: AuthActions,
-                                          seeded: Seeded) -> None:
+def test_entry_page_explains_why_it_waits(
+    client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
     auth.login()
     html = client.get(f"/entries/{seeded.ids['review_fuzzy']}").get_data(as_text=True)
     assert "Why it waits" in html
@@ -74,8 +79,9 @@ def test_entry_page_explains_why_it_waits(client: FlaskClient, auth: AuthActions
     assert client.get("/entries/99999").status_code == 404
 
 
-def test_approve_from_the_entry_page(app: Flask, client: FlaskClient, auth: AuthActions,
-                                     seeded: Seeded) -> None:
+def test_approve_from_the_entry_page(
+    app: Flask, client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
     auth.login()
     eid = seeded.ids["review_fuzzy"]
     resp = auth.post(f"/entries/{eid}/approve", follow_redirects=True)
@@ -96,13 +102,15 @@ def test_reject_with_a_note(app: Flask, auth: AuthActions, seeded: Seeded) -> No
     assert row.detail.get("note") == "not ours"
 
 
-def test_edit_fields_and_retry_sends_only_changes(app: Flask, auth: AuthActions,
-                                                  seeded: Seeded) -> None:
+def test_edit_fields_and_retry_sends_only_changes(
+    app: Flask, auth: AuthActions, seeded: Seeded
+) -> None:
     auth.login()
     eid = seeded.ids["failed"]
     before = _entry(app, eid).records["Lead"]
-    form = {f"field:Lead:{k}": ("" if v is None else str(v)) for k, v in before.items()
-            if k != "Id"}
+    form = {
+        f"field:Lead:{k}": ("" if v is None else str(v)) for k, v in before.items() if k != "Id"
+    }
     form["field:Lead:Email"] = "eve@error.test"
     auth.post(f"/entries/{eid}/retry", form)
     after = _entry(app, eid)
@@ -112,8 +120,9 @@ def test_edit_fields_and_retry_sends_only_changes(app: Flask, auth: AuthActions,
     assert row.detail["fields"] == {"Lead": {"Email": "eve@error.test"}}
 
 
-def test_pick_another_referral(app: Flask, client: FlaskClient, auth: AuthActions,
-                               seeded: Seeded) -> None:
+def test_pick_another_referral(
+    app: Flask, client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
     auth.login()
     eid = seeded.ids["review_fuzzy"]
     html = client.get(f"/entries/{eid}?q=carol").get_data(as_text=True)
@@ -128,10 +137,14 @@ def test_pick_another_referral(app: Flask, client: FlaskClient, auth: AuthAction
 def test_bulk_approve_and_reject(app: Flask, auth: AuthActions, seeded: Seeded) -> None:
     auth.login()
     ids = seeded.ids
-    resp = auth.post("/entries/bulk", {"action": "approve",
-                                     "entry_id": [ids["review_fuzzy"], ids["review_denied"],
-                                                  ids["processed"]]},
-                     follow_redirects=True)
+    resp = auth.post(
+        "/entries/bulk",
+        {
+            "action": "approve",
+            "entry_id": [ids["review_fuzzy"], ids["review_denied"], ids["processed"]],
+        },
+        follow_redirects=True,
+    )
     html = resp.get_data(as_text=True)
     assert "2 entries approved" in html and f"Not changed: {ids['processed']}" in html
     assert len(_audit(app, "entry.approve")) == 2
@@ -164,13 +177,13 @@ def test_push_report_and_repush(app: Flask, seeded: Seeded) -> None:
         push = s.get(Push, pid)
         assert push is not None and push.state == "pending" and push.error_code is None
     assert [a.object_id for a in _audit(app, "push.repush")] == [str(pid)]
-    sent = auth.post(f"/reports/pushes/{seeded.ids['push_sent']}/repush",
-                     follow_redirects=True)
+    sent = auth.post(f"/reports/pushes/{seeded.ids['push_sent']}/repush", follow_redirects=True)
     assert "was sent already" in sent.get_data(as_text=True)
 
 
-def test_entry_report_and_audit_view(client: FlaskClient, auth: AuthActions,
-                                     seeded: Seeded) -> None:
+def test_entry_report_and_audit_view(
+    client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
     auth.login()
     html = client.get("/reports/entries?result=error").get_data(as_text=True)
     assert "is not an email address" in html and "Retry" in html
