@@ -15,15 +15,35 @@ INTEGRATION = "005INTEGRATION0AAA"
 SALES = "005SALESUSER00AAAA"
 
 WON_RULES = [
-    {"status": "approved", "object": "Opportunity", "field": "StageName", "op": "equals",
-     "value": "Closed Won"},
-    {"status": "denied", "object": "Opportunity", "field": "StageName", "op": "equals",
-     "value": "Closed Lost"},
-    {"status": "qualified", "object": "Lead", "field": "Status", "op": "equals",
-     "value": "Qualified"},
-    {"status": "qualified", "object": "Contact", "field": "Status__c", "op": "equals",
-     "value": "Qualified"},
-]  # fmt: skip
+    {
+        "status": "approved",
+        "object": "Opportunity",
+        "field": "StageName",
+        "op": "equals",
+        "value": "Closed Won",
+    },
+    {
+        "status": "denied",
+        "object": "Opportunity",
+        "field": "StageName",
+        "op": "equals",
+        "value": "Closed Lost",
+    },
+    {
+        "status": "qualified",
+        "object": "Lead",
+        "field": "Status",
+        "op": "equals",
+        "value": "Qualified",
+    },
+    {
+        "status": "qualified",
+        "object": "Contact",
+        "field": "Status__c",
+        "op": "equals",
+        "value": "Qualified",
+    },
+]
 
 
 def receiver(**kw: Any) -> Receiver:
@@ -105,9 +125,13 @@ def ref(id: int = 1, **values: Any) -> ReferralCandidate:
 
 
 MEMBER = MemberCandidate(
-    id=7, name="Max Member", email="max@members.example", email_key="max@members.example",
-    referral_code="MAX25", external_id="crm-7",
-)  # fmt: skip
+    id=7,
+    name="Max Member",
+    email="max@members.example",
+    email_key="max@members.example",
+    referral_code="MAX25",
+    external_id="crm-7",
+)
 
 
 # ---- skipped / failed before matching ---------------------------------------------------------
@@ -186,8 +210,15 @@ def test_two_referrals_on_one_account_is_ambiguous() -> None:
     entry = EntryInput(
         "Account", ACCOUNT["Id"], "updated", {"Account": {**ACCOUNT, "Type": "Customer"}}
     )
-    rules = [{"status": "approved", "object": "Account", "field": "Type", "op": "equals",
-              "value": "Customer"}]  # fmt: skip
+    rules = [
+        {
+            "status": "approved",
+            "object": "Account",
+            "field": "Type",
+            "op": "equals",
+            "value": "Customer",
+        }
+    ]
     a = ref(1, sf_account_id=ACCOUNT["Id"])
     b = ref(2, sf_account_id=ACCOUNT["Id"], first_name="John")
     d = decide(entry, receiver(status_rules=rules), candidates=[a, b])
@@ -378,15 +409,19 @@ def test_a_matched_referral_wins_over_a_member() -> None:
     ("process", "entry_fields", "outcome", "reason"),
     [
         ({"auto_process_direct": True}, {"Referral_ID__c": "R0001"}, "processed", "direct_match"),
-        ({"auto_process_direct": False}, {"Referral_ID__c": "R0001"}, "review",
-         "review_direct_match"),
+        (
+            {"auto_process_direct": False},
+            {"Referral_ID__c": "R0001"},
+            "review",
+            "review_direct_match",
+        ),
         ({"auto_process_fuzzy": True}, {}, "processed", "fuzzy_match"),
         ({"auto_process_fuzzy": False}, {}, "review", "review_fuzzy_match"),
         # auto_process_fuzzy does not hold up direct matches, nor the reverse
         ({"auto_process_fuzzy": False}, {"Referral_ID__c": "R0001"}, "processed", "direct_match"),
         ({"auto_process_direct": False}, {}, "processed", "fuzzy_match"),
     ],
-)  # fmt: skip
+)
 def test_auto_process_rules(
     process: dict[str, Any], entry_fields: dict[str, Any], outcome: str, reason: str
 ) -> None:
@@ -444,8 +479,9 @@ def test_denied_referral_upgrade(
 
 
 def test_denied_to_pending_with_override_needs_no_review() -> None:
-    rules = [{"status": "pending", "object": "Lead", "field": "Status", "op": "equals",
-              "value": "Open"}]  # fmt: skip
+    rules = [
+        {"status": "pending", "object": "Lead", "field": "Status", "op": "equals", "value": "Open"}
+    ]
     entry = lead_entry(Referral_ID__c="R0001")
     recv = receiver(status_rules=rules, override_denied=True)
     d = decide(entry, recv, candidates=[ref(1, status="denied", ever_qualified=True)])

@@ -36,13 +36,23 @@ def org_config(**receiver: Any) -> OrgConfig:
     base: dict[str, Any] = {
         "program": "main",
         "status_rules": [
-            {"status": "qualified", "object": "Lead", "field": "Status", "op": "equals",
-             "value": "Qualified"},
-            {"status": "approved", "object": "Opportunity", "field": "StageName",
-             "op": "changed_to", "value": "Closed Won"},
+            {
+                "status": "qualified",
+                "object": "Lead",
+                "field": "Status",
+                "op": "equals",
+                "value": "Qualified",
+            },
+            {
+                "status": "approved",
+                "object": "Opportunity",
+                "field": "StageName",
+                "op": "changed_to",
+                "value": "Closed Won",
+            },
         ],
         "referral_fields": {"deal_amount": "Opportunity.Amount"},
-    }  # fmt: skip
+    }
     return OrgConfig.model_validate(
         {"programs": [{"key": "main", "name": "Main"}], "receiver": {**base, **receiver}}
     )
@@ -55,9 +65,11 @@ ORG = org_config()
 def seeded(store: Store) -> Store:
     with store.session() as s:
         conn = OrgConnection(
-            name="acme", login_url="https://login.example", auth_method="jwt",
+            name="acme",
+            login_url="https://login.example",
+            auth_method="jwt",
             integration_user_id=INTEGRATION,
-        )  # fmt: skip
+        )
         program = Program(key="main", name="Main")
         other = Program(key="other", name="Other")
         s.add_all([conn, program, other])
@@ -69,25 +81,36 @@ def seeded(store: Store) -> Store:
                 email="Max@Members.example",
                 referral_code="MAX25",
                 external_id="crm-7",
-            )  # fmt: skip
+            )
         )
         s.add_all(
             [
                 Referral(
-                    public_id="R1", program_id=program.id, first_name="Jane", last_name="Doe",
-                    email="jane.doe@example.com", company="Acme Inc",
+                    public_id="R1",
+                    program_id=program.id,
+                    first_name="Jane",
+                    last_name="Doe",
+                    email="jane.doe@example.com",
+                    company="Acme Inc",
                 ),
                 Referral(
-                    public_id="R2", program_id=program.id, first_name="Bob",
-                    last_name="Stone", email="bob@example.com", status="denied",
+                    public_id="R2",
+                    program_id=program.id,
+                    first_name="Bob",
+                    last_name="Stone",
+                    email="bob@example.com",
+                    status="denied",
                 ),
                 # Same person in another program: never a candidate for this receiver.
                 Referral(
-                    public_id="X1", program_id=other.id, first_name="Jane", last_name="Doe",
+                    public_id="X1",
+                    program_id=other.id,
+                    first_name="Jane",
+                    last_name="Doe",
                     email="jane.doe@example.com",
                 ),
             ]
-        )  # fmt: skip
+        )
     return store
 
 
@@ -201,8 +224,11 @@ def test_processing_again_changes_nothing(seeded: Store) -> None:
 
 
 def test_member_match_creates_a_referral_with_keys_once(seeded: Store) -> None:
-    records = {"Lead": lead(FirstName="Ana", LastName="Núñez", Email="Ana.N@GMAIL.com",
-                            Referral_Code__c="max25")}  # fmt: skip
+    records = {
+        "Lead": lead(
+            FirstName="Ana", LastName="Núñez", Email="Ana.N@GMAIL.com", Referral_Code__c="max25"
+        )
+    }
     eid = add_entry(seeded, "Lead", records, change="created")
     entry = process(seeded, eid)
     assert entry.outcome == "processed"
@@ -230,8 +256,13 @@ def test_member_match_creates_a_referral_with_keys_once(seeded: Store) -> None:
 
 
 def test_changed_to_uses_the_previous_entry_for_the_record(seeded: Store) -> None:
-    contact = {"Id": "003000000000001AAA", "FirstName": "Jane", "LastName": "Doe",
-               "Email": "jane.doe@example.com", "LastModifiedById": SALES}  # fmt: skip
+    contact = {
+        "Id": "003000000000001AAA",
+        "FirstName": "Jane",
+        "LastName": "Doe",
+        "Email": "jane.doe@example.com",
+        "LastModifiedById": SALES,
+    }
     first = add_entry(
         seeded, "Opportunity", {"Opportunity": opp("Prospecting"), "Contact": contact}
     )
@@ -337,8 +368,15 @@ def test_failed_entry_keeps_its_error_and_is_fixed_by_editing_fields(seeded: Sto
 
 def test_retry_with_a_chosen_referral(seeded: Store) -> None:
     org = org_config(process={"review_when_no_member": False})
-    records = {"Lead": lead(Status="Qualified", FirstName="Zed", LastName="Unknown",
-                            Email="zed@nowhere.example", Referral_Code__c="NOPE")}  # fmt: skip
+    records = {
+        "Lead": lead(
+            Status="Qualified",
+            FirstName="Zed",
+            LastName="Unknown",
+            Email="zed@nowhere.example",
+            Referral_Code__c="NOPE",
+        )
+    }
     eid = add_entry(seeded, "Lead", records)
     entry = process(seeded, eid, org)
     assert (entry.outcome, entry.reasons[-1]) == ("failed", "unmatched")
@@ -360,8 +398,11 @@ def test_retry_with_a_chosen_referral(seeded: Store) -> None:
 
 
 def test_approve_needs_a_proposal(seeded: Store) -> None:
-    records = {"Lead": lead(Status="Qualified", FirstName="Zed", LastName="Unknown",
-                            Email="zed@nowhere.example")}  # fmt: skip
+    records = {
+        "Lead": lead(
+            Status="Qualified", FirstName="Zed", LastName="Unknown", Email="zed@nowhere.example"
+        )
+    }
     eid = add_entry(seeded, "Lead", records)
     entry = process(seeded, eid)
     assert (entry.outcome, entry.reasons[-1]) == ("review", "no_member")
