@@ -93,6 +93,22 @@ def test_name_blocks_meet_across_typos_and_swaps() -> None:
     assert stored not in nz.name_blocks("Mary", "Smith")
 
 
+@pytest.mark.parametrize(
+    ("typo", "forward", "reverse"),
+    [
+        ("Johnson", True, True),
+        ("Gohnson", False, True),  # typo early: forward Soundex changes, reverse holds
+        ("Johnsno", True, False),  # typo late: reverse changes, forward holds
+    ],
+)
+def test_reverse_soundex_catches_what_soundex_misses(
+    typo: str, forward: bool, reverse: bool
+) -> None:
+    stored = nz.referral_keys(first_name="Ann", last_name="Johnson")
+    assert (stored["name_block"] in nz.name_blocks("Ann", typo)) is forward
+    assert (stored["name_rblock"] in nz.name_blocks("Ann", typo, reverse=True)) is reverse
+
+
 def test_referral_keys_fill_every_key_column() -> None:
     keys = nz.referral_keys(
         first_name="Ana",
@@ -105,6 +121,7 @@ def test_referral_keys_fill_every_key_column() -> None:
         "email_key": "ana@ex.com",
         "name_key": "ana nunez",
         "name_block": "N520:A500",
+        "name_rblock": "Z550:A500",  # "zenun": reverse Soundex
         "company_key": "ex",
         "phone_key": "555010022",
     }

@@ -10,9 +10,10 @@ Decisions (the spec leaves them open):
   ``j.smith`` and ``jsmith`` are different people, and plus-addressing is not universal.
 - **Name**: Unicode-normalized (NFKC), accents stripped, case-folded, punctuation removed,
   tokens sorted and joined by one space — so ``"Smith, José"`` and ``"jose smith"`` meet.
-- **Name block** (the fuzzy-match blocking key): Soundex of the last name and of the first
-  name, ``"S530:J500"``. Spelling variants and most typos (Jon/John, Smyth/Smith) share it; the
-  matcher looks it up in both orders, so swapped first/last names are found too.
+- **Name blocks** (the fuzzy-match blocking keys): Soundex of the last name and of the first
+  name, ``"S530:J500"``, and the same with the last name coded backwards (reverse Soundex).
+  Spelling variants (Jon/John, Smyth/Smith) share the first; a typo early in a surname keeps
+  the second. The matcher looks both up in both orders, so swapped names are found too.
 - **Phone**: digits only, the last 10 (drops country codes and formatting); fewer than 7 digits
   is not a usable phone and gives no key.
 - **Company**: like a name, with legal-form words (Inc, LLC, GmbH…) dropped.
@@ -146,20 +147,29 @@ def _split_name(first: Any, last: Any, name: Any) -> tuple[str, str]:
     return f, la
 
 
-def name_blocks(first: Any, last: Any, name: Any = None) -> list[str]:
+def name_blocks(first: Any, last: Any, name: Any = None, *, reverse: bool = False) -> list[str]:
     """Blocking keys for fuzzy name lookup: ``last:first`` Soundex, then the swapped order.
 
-    Multi-word names use their last word for the last name's code and their first word for the
-    first name's, so ``"Mary Ann" "Van Dyke"`` and ``"Mary" "Dyke"`` share a block.
+    ``reverse=True`` codes the last name backwards (reverse Soundex): Soundex only looks at a
+    name's first letters, so a typo there changes it, while the reverse code only looks at the
+    last letters. A one-letter typo in a surname rarely changes both, so looking up both keys
+    finds most typos. Multi-word names use their last word for the last name's code and their
+    first word for the first name's, so ``"Mary Ann" "Van Dyke"`` and ``"Mary" "Dyke"`` meet.
     """
     f, la = _split_name(first, last, name)
     if not la and not f:
         return []
-    f_code = soundex(f.split()[0]) if f else ""
-    l_code = soundex(la.split()[-1]) if la else ""
-    keys = [f"{l_code}:{f_code}"]
-    if f_code and l_code and f_code != l_code:
-        keys.append(f"{f_code}:{l_code}")
+
+    def surname(word: str) -> str:
+        return soundex(word[::-1]) if reverse else soundex(word)
+
+    f_word = f.split()[0] if f else ""
+    l_word = la.split()[-1] if la else ""
+    keys = [f"{surname(l_word)}:{soundex(f_word)}"]
+    if f_word and l_word:
+        swapped = f"{surname(f_word)}:{soundex(l_word)}"  # first and last entered swapped
+        if swapped != keys[0]:
+            keys.append(swapped)
     return keys
 
 
@@ -176,10 +186,12 @@ def referral_keys(
     Usage: ``Referral(first_name=..., ..., **referral_keys(first_name=..., ...))``.
     """
     blocks = name_blocks(first_name, last_name)
+    rblocks = name_blocks(first_name, last_name, reverse=True)
     return {
         "email_key": email_key(email),
         "name_key": name_key(first_name, last_name),
         "name_block": blocks[0] if blocks else None,
+        "name_rblock": rblocks[0] if rblocks else None,
         "company_key": company_key(company),
         "phone_key": phone_key(phone),
     }

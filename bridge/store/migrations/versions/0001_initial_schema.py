@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 16:43:05.959591
+Create Date: 2026-11-22 16:47:22.069477
 """
 
 from alembic import op
@@ -196,6 +196,7 @@ def upgrade() -> None:
         sa.Column("email_key", sa.String(length=255), nullable=True),
         sa.Column("name_key", sa.String(length=255), nullable=True),
         sa.Column("name_block", sa.String(length=16), nullable=True),
+        sa.Column("name_rblock", sa.String(length=16), nullable=True),
         sa.Column("company_key", sa.String(length=255), nullable=True),
         sa.Column("phone_key", sa.String(length=32), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -224,6 +225,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_referrals_program_name", ["program_id", "name_key"], unique=False)
         batch_op.create_index(
             "ix_referrals_program_name_block", ["program_id", "name_block"], unique=False
+        )
+        batch_op.create_index(
+            "ix_referrals_program_name_rblock", ["program_id", "name_rblock"], unique=False
         )
         batch_op.create_index(
             "ix_referrals_program_phone", ["program_id", "phone_key"], unique=False
@@ -375,6 +379,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_referrals_sf_contact")
         batch_op.drop_index("ix_referrals_sf_account")
         batch_op.drop_index("ix_referrals_program_phone")
+        batch_op.drop_index("ix_referrals_program_name_rblock")
         batch_op.drop_index("ix_referrals_program_name_block")
         batch_op.drop_index("ix_referrals_program_name")
         batch_op.drop_index("ix_referrals_program_email")
