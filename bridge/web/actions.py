@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from bridge import audit
 from bridge.config import OrgConfig
 from bridge.errors import UsageError
+from bridge.receiver import service
 from bridge.store.models import (
     InboundEvent,
     Member,
@@ -90,13 +91,6 @@ def _entry_org(s: Session, entry: SalesEntry) -> OrgConfig:
     return org_config(entry_org_name(s, entry))
 
 
-def _receiver_service() -> Any | None:
-    try:
-        return importlib.import_module("bridge.receiver.service")
-    except ImportError:
-        return None
-
-
 def _require_outcome(entry: SalesEntry, allowed: tuple[str, ...], action: str) -> None:
     if entry.outcome not in allowed:
         raise Conflict(
@@ -106,43 +100,29 @@ def _require_outcome(entry: SalesEntry, allowed: tuple[str, ...], action: str) -
         )
 
 
-# ---- entry actions --------------------------------------------------------------------------
+def _receiver_call(fn: Any, *args: Any, **kwargs: Any) -> SalesEntry:
+    """Run a receiver action; its UsageErrors (e.g. nothing to approve) become 422s."""
+    try:
+        result: SalesEntry = fn(*args, **kwargs)
+    except ActionError:
+        raise
+    except UsageError as exc:
+        raise Unprocessable(exc.message, code=exc.code if exc.code != "usage_error"
+                            else "unprocessable", fields=exc.fields) from None
+    return result
+
+
+# ---- entry actions (decided by bridge.receiver.service) -------------------------------------
 
 
 def approve_entry(s: Session, entry: SalesEntry, *, actor: str) -> SalesEntry:
     _require_outcome(entry, ("review",), "approved")
-    service = _receiver_service()
-    if service is not None:
-        result: SalesEntry = service.approve_entry(s, entry, _entry_org(s, entry), actor=actor)
-        return result
-    # Without the receiver installed: accept the decision it proposed, as it stands.
-    target = entry.decision.get("target_status") if entry.decision else None
-    if entry.referral_id is not None and target:
-        referral = s.get(Referral, entry.referral_id)
-        if referral is not None and referral.status != target:
-            referral.status = target
-            referral.ever_qualified = referral.ever_qualified or target == "qualified"
-    entry.outcome = "processed"
-    entry.decided_by = actor
-    entry.processed_at = utcnow()
-    audit.record(s, actor, "entry.approve", "entry", entry.id)
-    return entry
+    return _receiver_call(service.approve_entry, s, entry, _entry_org(s, entry), actor=actor)
 
 
-def reject_entry(
-    s: Session, entry: SalesEntry, *, actor: str, note: str | None = None
-) -> SalesEntry:
+def reject_entry(s: Session, entry: SalesEntry, *, actor: str, note: str | None = None) -> SalesEntry:
     _require_outcome(entry, ("review", "failed"), "rejected")
-    service = _receiver_service()
-    if service is not None:
-        result: SalesEntry = service.reject_entry(s, entry, actor=actor, note=note)
-        return result
-    entry.outcome = "skipped"
-    entry.reasons = [*entry.reasons, "rejected_by_reviewer"]
-    entry.decided_by = actor
-    entry.processed_at = utcnow()
-    audit.record(s, actor, "entry.reject", "entry", entry.id, note=note)
-    return entry
+    return _receiver_call(service.reject_entry, s, entry, actor=actor, note=note)
 
 
 def retry_entry(
@@ -155,29 +135,14 @@ def retry_entry(
 ) -> SalesEntry:
     """Decide the entry again, optionally with edited record fields or a chosen referral.
 
-    `fields` is `{"Lead": {"Email": "..."}}`: values that replace the record's values.
+    `fields` is `{"Lead": {"Email": "..."}}`: values that replace (or add to) the record's.
     """
     _require_outcome(entry, ("review", "failed"), "retried")
     if referral_id is not None and s.get(Referral, referral_id) is None:
         raise Unprocessable(f"no referral with id {referral_id}", fields=["referral_id"])
     _check_fields(entry, fields or {})
-    service = _receiver_service()
-    if service is not None:
-        result: SalesEntry = service.retry_entry(
-            s, entry, _entry_org(s, entry), actor=actor, fields=fields, referral_id=referral_id
-        )
-        return result
-    # Without the receiver installed the edit is saved and the entry waits to be decided.
-    _merge_fields(entry, fields or {})
-    if referral_id is not None:
-        entry.referral_id = referral_id
-    entry.outcome = "new"
-    entry.error = None
-    entry.attempts += 1
-    audit.record(
-        s, actor, "entry.retry", "entry", entry.id, fields=fields or {}, referral_id=referral_id
-    )
-    return entry
+    return _receiver_call(service.retry_entry, s, entry, _entry_org(s, entry), actor=actor,
+                          fields=fields, referral_id=referral_id)
 
 
 def edit_entry(
@@ -186,12 +151,13 @@ def edit_entry(
     """Change record fields of a waiting or failed entry without deciding it again."""
     _require_outcome(entry, ("review", "failed"), "edited")
     _check_fields(entry, fields)
-    before = {
-        obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
-        for obj, vals in fields.items()
-    }
-    _merge_fields(entry, fields)
-    audit.record(s, actor, "entry.edit", "entry", entry.id, before=before, after=fields)
+    before = {obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
+              for obj, vals in fields.items()}
+    records = {k: (dict(v) if isinstance(v, dict) else v) for k, v in entry.records.items()}
+    for obj, values in fields.items():
+        records[obj] = {**(records.get(obj) or {}), **values}
+    entry.records = records  # a new dict so the JSON column is seen as changed
+    audit.record(s, actor, "entry.edited", "sales_entry", entry.id, before=before, after=fields)
     return entry
 
 
@@ -201,31 +167,18 @@ _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
     for obj, values in fields.items():
         if obj not in ("Lead", "Contact", "Account", "Opportunity"):
-            raise ActionError(
-                f"unknown object '{obj}'", code="validation_error", fields=[f"fields.{obj}"]
-            )
+            raise ActionError(f"unknown object '{obj}'", code="validation_error",
+                              fields=[f"fields.{obj}"])
         for name, value in values.items():
             if not _FIELD_NAME.match(name) or name == "Id":
-                raise ActionError(
-                    f"'{obj}.{name}' cannot be edited",
-                    code="validation_error",
-                    fields=[f"fields.{obj}.{name}"],
-                )
+                raise ActionError(f"'{obj}.{name}' cannot be edited", code="validation_error",
+                                  fields=[f"fields.{obj}.{name}"])
             if value is not None and not isinstance(value, (str, int, float, bool)):
-                raise ActionError(
-                    f"'{obj}.{name}' must be a plain value",
-                    code="validation_error",
-                    fields=[f"fields.{obj}.{name}"],
-                )
+                raise ActionError(f"'{obj}.{name}' must be a plain value",
+                                  code="validation_error", fields=[f"fields.{obj}.{name}"])
         if not entry.records.get(obj):
-            raise Unprocessable(f"this entry has no {obj} record to edit", fields=[f"fields.{obj}"])
-
-
-def _merge_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
-    records = {k: (dict(v) if isinstance(v, dict) else v) for k, v in entry.records.items()}
-    for obj, values in fields.items():
-        records[obj] = {**(records.get(obj) or {}), **values}
-    entry.records = records  # a new dict so the JSON column is seen as changed
+            raise Unprocessable(f"this entry has no {obj} record to edit",
+                                fields=[f"fields.{obj}"])
 
 
 def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[SalesEntry, bool]:
@@ -239,14 +192,13 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
     if conn is None:
         raise Unprocessable(
             f"org '{org_name}' is not connected (run `sfbridge org connect {org_name}`)",
-            code="org_not_connected",
-            fields=["org"],
+            code="org_not_connected", fields=["org"],
         )
     org = org_config(org_name)
     sobject: str = data["sobject_type"]
     record: dict[str, Any] = dict(data["record"])
     record_id = record.get("Id")
-    stamp = record.get("SystemModstamp") or data.get("change_id") or secrets.token_hex(8)
+    stamp = record.get("SystemModstamp") or secrets.token_hex(8)
     change_key = f"api:{sobject}:{record_id}:{stamp}"
     existing = s.scalar(
         select(InboundEvent).where(
@@ -260,48 +212,27 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
     records: dict[str, Any] = {name: None for name in ("Lead", "Contact", "Account", "Opportunity")}
     records.update(data.get("related") or {})
     records[sobject] = record
-    program = s.scalar(select(Program).where(Program.key == org.receiver.program))
     event = InboundEvent(
-        org_connection_id=conn.id,
-        channel="api",
-        replay_id=None,
-        change_key=change_key,
-        source="api",
-        sobject_type=sobject,
-        record_id=record_id,
+        org_connection_id=conn.id, channel="api", replay_id=None, change_key=change_key,
+        source="api", sobject_type=sobject, record_id=record_id,
         change_type=data.get("change_type", "updated"),
-        payload={
-            "record": record,
-            "related": data.get("related") or {},
-            "previous": data.get("previous") or {},
-        },
-        state="done",
-        received_at=utcnow(),
-        processed_at=utcnow(),
+        payload={"record": record, "related": data.get("related") or {},
+                 "previous": data.get("previous") or {}},
+        state="done", received_at=utcnow(), processed_at=utcnow(),
     )
     s.add(event)
     s.flush()
     entry = SalesEntry(
-        org_connection_id=conn.id,
-        program_id=program.id if program else None,
-        inbound_event_id=event.id,
-        source="api",
-        sobject_type=sobject,
-        record_id=record_id,
-        change_type=event.change_type,
-        raw=event.payload,
-        records=records,
-        previous=data.get("previous") or {},
-        outcome="new",
+        org_connection_id=conn.id, inbound_event_id=event.id, source="api",
+        sobject_type=sobject, record_id=record_id, change_type=event.change_type,
+        raw=event.payload, records=records, previous=data.get("previous") or {}, outcome="new",
     )
     s.add(entry)
     s.flush()
-    audit.record(
-        s, actor, "entry.submit", "entry", entry.id, sobject_type=sobject, record_id=record_id
-    )
-    service = _receiver_service()
-    if service is not None:
-        entry = service.process_entry(s, entry, org, integration_user_id=conn.integration_user_id)
+    audit.record(s, actor, "entry.submitted", "sales_entry", entry.id, sobject_type=sobject,
+                 record_id=record_id)
+    entry = _receiver_call(service.process_entry, s, entry, org,
+                           integration_user_id=conn.integration_user_id)
     return entry, True
 
 
@@ -323,30 +254,6 @@ def ensure_program(s: Session, key: str) -> Program:
                 s.flush()
                 return program
     raise Unprocessable(f"no program '{key}'", code="unknown_program", fields=["program"])
-
-
-def referral_keys(
-    first: str | None, last: str | None, email: str | None, company: str | None, phone: str | None
-) -> dict[str, str | None]:
-    """The normalized *_key columns matching reads; the receiver's helper when installed."""
-    try:
-        normalize = importlib.import_module("bridge.receiver.normalize")
-        keys: dict[str, str | None] = normalize.referral_keys(
-            first_name=first, last_name=last, email=email, company=company, phone=phone
-        )
-        return keys
-    except (ImportError, AttributeError):
-        pass
-    name = " ".join(re.sub(r"[^a-z0-9 ]", "", f"{first or ''} {last or ''}".lower()).split())
-    digits = re.sub(r"\D", "", phone or "")
-    company_key = " ".join(re.sub(r"[^a-z0-9 ]", " ", (company or "").lower()).split())
-    company_key = re.sub(r"\b(inc|llc|ltd|gmbh|corp|co|limited|corporation)\b", "", company_key)
-    return {
-        "email_key": (email or "").strip().lower() or None,
-        "name_key": name or None,
-        "company_key": " ".join(company_key.split()) or None,
-        "phone_key": digits[-10:] or None,
-    }
 
 
 def _find_member(s: Session, program: Program, ref: dict[str, Any]) -> Member:
@@ -412,7 +319,7 @@ def create_referral(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Re
         )
     member = _find_member(s, program, data["member"]) if data.get("member") else None
     referral = Referral(
-        public_id="ref_" + secrets.token_hex(8),
+        public_id=service.new_public_id(),  # keys (email_key, ...) filled on insert
         external_id=data.get("external_id"),
         program_id=program.id,
         member_id=member.id if member else None,
@@ -423,13 +330,6 @@ def create_referral(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Re
         phone=data.get("phone"),
         status="pending",
         fields=dict(data.get("fields") or {}),
-        **referral_keys(
-            data.get("first_name"),
-            data.get("last_name"),
-            data.get("email"),
-            data.get("company"),
-            data.get("phone"),
-        ),
     )
     s.add(referral)
     s.flush()
