@@ -201,9 +201,11 @@ def root_domain(value: str | None) -> str | None:
         return host
     if get_tld(host, strict=True) == host:
         return None  # a bare public suffix ("co.uk", "github.io") names no one company
-    # Hosts under a suffix the list does not know (an intranet TLD) fall back to the last label.
-    sld = get_sld(host, strict=True) or get_sld(host)
-    return None if sld is None else str(sld)
+    sld = get_sld(host, strict=True)
+    if sld is None:
+        # A suffix the list does not know (an intranet TLD): the last two labels.
+        return ".".join(host.split(".")[-2:])
+    return str(sld)
 
 
 def find_account(domain: str | None, accounts: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
