@@ -244,7 +244,8 @@ class ReferralAdd(_Model):
 
 class ActivityMapping(_Model):
     object: Literal["Task", "Event"] = "Task"
-    static: dict[str, Any] = Field(default_factory=dict)
+    static: dict[str, Any] = Field(default_factory=dict)  # e.g. {Type: Call, Status: Completed}
+    subject_prefix: str | None = None  # e.g. "[LinkedIn] "; None: the kind's default prefix
 
 
 ActivityKind = Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]

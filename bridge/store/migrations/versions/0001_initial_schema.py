@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 16:32:06.600561
+Create Date: 2026-11-22 16:42:26.734117
 """
 
 from alembic import op
@@ -244,6 +244,7 @@ def upgrade() -> None:
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("error_fields", sa.JSON(), nullable=False),
+        sa.Column("error_class", sa.String(length=16), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("referral_id", sa.Integer(), nullable=True),
         sa.Column("created_at", bridge.store.models.UTCDateTime(timezone=True), nullable=False),
