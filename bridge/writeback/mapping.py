@@ -94,47 +94,46 @@ def plan_fields(
     sf_now: Mapping[str, Any] = current or {}
 
     for m in mappings:
-        if m.sync == "none":
-            continue
         ours = local.get(m.local)
         known = [f for f in m.salesforce if f in sf_now]
         theirs = next((sf_now[f] for f in known if not is_blank(sf_now[f])), None)
-
-        def write(fields: Iterable[str], value: Any, strategy: str) -> None:
-            for name in fields:
-                if name in writes:
-                    continue
-                if exists and not _write_allowed(strategy, sf_now.get(name), value):
-                    continue
-                writes[name] = value
-
-        def read(value: Any, strategy: str) -> None:
-            if m.local in updates or not exists or not known:
-                return
-            if strategy == "if_empty" and not is_blank(ours):
-                return
-            if not _same(ours, value) and not (is_blank(ours) and is_blank(value)):
-                updates[m.local] = value
+        # (value, strategy) to read back into the local field, and the fields to write
+        read: tuple[Any, str] | None = None
+        write_to: list[str] = []
+        write_strategy = m.strategy
 
         if m.sync == "read_only":
-            if theirs is None and m.strategy == "override":
-                read(None, "override")  # Salesforce cleared it: the mirror follows
-            elif theirs is not None:
-                read(theirs, m.strategy)
+            if theirs is not None:
+                read = (theirs, m.strategy)
+            elif m.strategy == "override":
+                read = (None, "override")  # Salesforce cleared it: the mirror follows
         elif m.sync == "ours":
             if not is_blank(ours):
-                write(m.salesforce, ours, m.strategy)
+                write_to = list(m.salesforce)
         elif m.sync == "read_write":
             if not is_blank(ours):
-                write(m.salesforce, ours, m.strategy)
+                write_to = list(m.salesforce)
             elif theirs is not None:
-                read(theirs, "if_empty")
+                read = (theirs, "if_empty")
         elif m.sync == "salesforce_unless_blank":
             if theirs is not None:
-                read(theirs, m.strategy)
+                read = (theirs, m.strategy)
             if not is_blank(ours):
-                blanks = [f for f in m.salesforce if is_blank(sf_now.get(f))]
-                write(blanks, ours, "if_empty")
+                write_to = [f for f in m.salesforce if is_blank(sf_now.get(f))]
+                write_strategy = "if_empty"
+
+        for name in write_to:
+            if name in writes:
+                continue
+            if exists and not _write_allowed(write_strategy, sf_now.get(name), ours):
+                continue
+            writes[name] = ours
+        if read is not None and exists and known and m.local not in updates:
+            value, strategy = read
+            if strategy == "if_empty" and not is_blank(ours):
+                continue
+            if not _same(ours, value) and not (is_blank(ours) and is_blank(value)):
+                updates[m.local] = value
     return FieldPlan(writes=writes, local_updates=updates)
 
 
@@ -208,7 +207,9 @@ def root_domain(value: str | None) -> str | None:
     return str(sld)
 
 
-def find_account(domain: str | None, accounts: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+def find_account(
+    domain: str | None, accounts: Iterable[Mapping[str, Any]]
+) -> dict[str, Any] | None:
     """The oldest account whose Website has this root domain (accounts dedupe on root domain)."""
     key = root_domain(domain)
     if key is None:
