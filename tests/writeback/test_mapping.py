@@ -137,9 +137,19 @@ def test_first_mapping_wins_when_two_write_the_same_field() -> None:
 
 @pytest.mark.parametrize(
     ("value", "blank"),
-    [(None, True), ("", True), ("  \t", True), ([], True), ({}, True), (0, False),
-     (False, False), ("0", False), ("x", False), (0.0, False)],
-)  # fmt: skip
+    [
+        (None, True),
+        ("", True),
+        ("  \t", True),
+        ([], True),
+        ({}, True),
+        (0, False),
+        (False, False),
+        ("0", False),
+        ("x", False),
+        (0.0, False),
+    ],
+)
 def test_blank(value: Any, blank: bool) -> None:
     assert is_blank(value) is blank
 
@@ -187,12 +197,20 @@ def test_root_domain(value: str | None, root: str | None) -> None:
 
 def test_accounts_dedupe_on_root_domain() -> None:
     accounts = [
-        {"Id": "001B", "Website": "https://b.github.io", "CreatedDate": "2024-01-01T00:00:00.000+0000"},
+        {
+            "Id": "001B",
+            "Website": "https://b.github.io",
+            "CreatedDate": "2024-01-01T00:00:00.000+0000",
+        },
         {"Id": "001A", "Website": "a.github.io", "CreatedDate": "2024-01-02T00:00:00.000+0000"},
-        {"Id": "001F2", "Website": "http://foo.co.uk", "CreatedDate": "2024-03-01T00:00:00.000+0000"},
+        {
+            "Id": "001F2",
+            "Website": "http://foo.co.uk",
+            "CreatedDate": "2024-03-01T00:00:00.000+0000",
+        },
         {"Id": "001F1", "Website": "www.foo.co.uk/", "CreatedDate": "2024-02-01T00:00:00.000+0000"},
         {"Id": "001N", "Website": None},
-    ]  # fmt: skip
+    ]
     assert find_account("foo.co.uk", accounts)["Id"] == "001F1"  # type: ignore[index]
     assert find_account("https://www.foo.co.uk", accounts)["Id"] == "001F1"  # type: ignore[index]
     assert find_account("a.github.io", accounts)["Id"] == "001A"  # type: ignore[index]
