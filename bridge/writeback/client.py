@@ -1,8 +1,8 @@
 """The two Salesforce calls writeback needs: a SOQL query and an sObject Collections request.
 
 `OrgWriter` runs them on a connected org through its `call` (one re-authentication on an
-expired session, Salesforce errors turned into bridge errors). Per-record errors inside a
-200 response are classified here with the same table.
+expired session, failures turned into classified `SalesforceError`s). Per-record errors inside
+a 200 response are classified with the same table.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from bridge.errors import BridgeError, PermanentError, TransientError, UsageError
+from bridge.errors import BridgeError, TransientError, UsageError
+from bridge.salesforce.errors import category_for, classify
 
 ErrorClass = Literal["usage", "transient", "permanent"]
 
@@ -22,43 +23,11 @@ COLLECTION_LIMIT = 200
 LOOKUP_CHUNK = 100
 """Values per IN list: keeps the query URL well under Salesforce's request size limits."""
 
-# Codes for which trying again later can succeed.
-_TRANSIENT = {
-    "UNABLE_TO_LOCK_ROW",
-    "REQUEST_LIMIT_EXCEEDED",
-    "SERVER_UNAVAILABLE",
-    "QUERY_TIMEOUT",
-    "REQUEST_RUNNING_TOO_LONG",
-    "TXN_SECURITY_METERING_ERROR",
-    "CONCURRENT_REQUESTS_LIMIT_EXCEEDED",
-    "UNKNOWN_EXCEPTION",
-    "API_CURRENTLY_DISABLED",
-}
-# Codes the admin fixes in setup (permissions, missing package fields, wrong object).
-_USAGE = {
-    "INVALID_FIELD",
-    "INVALID_TYPE",
-    "INVALID_FIELD_FOR_INSERT_UPDATE",
-    "INSUFFICIENT_ACCESS",
-    "INSUFFICIENT_ACCESS_OR_READONLY",
-    "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
-    "API_DISABLED_FOR_ORG",
-    "INVALID_SESSION_ID",
-    "NOT_FOUND",
-    "INVALID_CROSS_REFERENCE_KEY",
-    "FUNCTIONALITY_NOT_ENABLED",
-    "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
-}
-
 
 def classify_code(code: str) -> ErrorClass:
-    """Who can fix a Salesforce error code: retry (transient), the admin (usage), or the data
-    (permanent: STRING_TOO_LONG, REQUIRED_FIELD_MISSING, validation rules, duplicates...)."""
-    if code in _TRANSIENT:
-        return "transient"
-    if code in _USAGE:
-        return "usage"
-    return "permanent"
+    """Who can fix a Salesforce error code (the connection's table): retry (transient), the
+    admin (usage), or the data (permanent: STRING_TOO_LONG, REQUIRED_FIELD_MISSING...)."""
+    return category_for(code, None)
 
 
 def error_class_of(exc: BridgeError) -> ErrorClass:
@@ -100,58 +69,39 @@ class Writer(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-def _translate(exc: Exception) -> BridgeError:
-    """A simple-salesforce or requests error as a bridge error (for clients without `call`)."""
-    import requests
-    from simple_salesforce.exceptions import SalesforceError as SimpleSalesforceError
-
-    if isinstance(exc, BridgeError):
-        return exc
-    if isinstance(exc, SimpleSalesforceError):
-        content = exc.content
-        first: Any = content[0] if isinstance(content, list) and content else {}
-        body: dict[str, Any] = first if isinstance(first, dict) else {}
-        code = str(body.get("errorCode") or f"HTTP_{exc.status}")
-        message = str(body.get("message") or exc)
-        fields = [str(f) for f in body.get("fields") or []]
-        klass = classify_code(code)
-        if exc.status >= 500 or exc.status == 429:
-            klass = "transient"
-        cls = {"transient": TransientError, "usage": UsageError, "permanent": PermanentError}
-        return cls[klass](message, code=code, fields=fields)
-    if isinstance(exc, requests.RequestException):
-        return TransientError(f"Salesforce could not be reached: {exc}", code="CONNECTION_ERROR")
-    return PermanentError(f"{type(exc).__name__}: {exc}", code="UNEXPECTED_ERROR")
-
-
 def direct_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a call on a bare simple-salesforce client, classifying Salesforce failures."""
     try:
         return fn(*args, **kwargs)
-    except Exception as exc:  # translated: every failure becomes a classified bridge error
-        raise _translate(exc) from exc
+    except Exception as exc:
+        err = classify(exc)
+        if err is None:
+            raise  # a bug must not be saved as if Salesforce had answered it
+        raise err from exc
 
 
 @dataclass
 class OrgWriter:
-    """Queries and sObject Collections on a simple-salesforce client."""
+    """Queries and sObject Collections on a simple-salesforce client.
+
+    Built `for_org`, every call goes through the org's `call` and reads `org.sf` when it runs,
+    so a re-authentication (new token, maybe a new instance) is picked up.
+    """
 
     sf: Any
     call: Callable[..., Any] = direct_call
+    org: Any = None
 
     @classmethod
     def for_org(cls, org: Any) -> OrgWriter:
-        """From a connected `SalesforceOrg` (its `.sf` client and error-translating `.call`)."""
+        """From a connected `SalesforceOrg` (its `.sf` client and classifying `.call`)."""
+        return cls(org.sf, org.call, org)
 
-        def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            try:
-                return org.call(fn, *args, **kwargs)
-            except Exception as exc:  # network errors reach us untranslated
-                raise _translate(exc) from exc
-
-        return cls(org.sf, call)
+    def _client(self) -> Any:
+        return self.org.sf if self.org is not None else self.sf
 
     def query(self, soql: str) -> list[dict[str, Any]]:
-        result = self.call(self.sf.query_all, soql)
+        result = self.call(lambda: self._client().query_all(soql))
         return [dict(r) for r in result.get("records", [])]
 
     def collection(
@@ -160,7 +110,7 @@ class OrgWriter:
         if len(records) > COLLECTION_LIMIT:
             raise ValueError(f"{len(records)} records: sObject Collections take {COLLECTION_LIMIT}")
         body = json.dumps({"allOrNone": False, "records": records}, default=str)
-        result = self.call(self.sf.restful, path, method=method, data=body)
+        result = self.call(lambda: self._client().restful(path, method=method, data=body))
         if result is None:
             return []
         if not isinstance(result, list) or len(result) != len(records):

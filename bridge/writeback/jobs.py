@@ -31,7 +31,8 @@ OUTBOUND_QUEUE = "outbound"
 """The rq queue of writes to Salesforce."""
 
 RETRY_INTERVALS = [10, 30, 120, 600]
-"""Seconds between runs of a job whose pushes hit a transient error (needs the rq scheduler)."""
+"""Seconds between runs of a job whose pushes hit a transient error (needs the rq scheduler).
+The first run plus these retries make MAX_ATTEMPTS sends, after which the push is failed."""
 
 JOB_TIMEOUT = 600
 """Seconds a send job may take (lookups plus one request per 200 records)."""
@@ -74,7 +75,7 @@ def _runtime() -> Any:
 
 
 def _open_writer(runtime: Any, connection: OrgConnection) -> OrgWriter:
-    from bridge.salesforce.connection import open_org  # type: ignore[import-not-found, unused-ignore]
+    from bridge.salesforce.connection import open_org
 
     org_config = runtime.config.orgs[connection.name]
     org = open_org(runtime.store, runtime.vault, connection.name, org_config)

@@ -292,6 +292,17 @@ def test_transient_record_errors_stay_pending_until_the_last_attempt(
                 }
             ],
             "failed",
+            "permanent",
+        ),
+        (
+            403,
+            [
+                {
+                    "message": "insufficient access rights on object id",
+                    "errorCode": "INSUFFICIENT_ACCESS_OR_READONLY",
+                }
+            ],
+            "failed",
             "usage",
         ),
         (
@@ -339,12 +350,12 @@ def test_a_failed_lookup_fails_the_pushes_that_needed_it(
         (
             "query",
             400,
-            [{"message": "No such column 'Referral_ID__c'", "errorCode": "INVALID_FIELD"}],
+            [{"message": "sObject type 'Lead' is not supported.", "errorCode": "INVALID_TYPE"}],
         )
     )
     send(store, sf.writer(), cfg, [pid], now=NOW)
     push = get_push(store, pid)
-    assert (push.state, push.error_code, push.error_class) == ("failed", "INVALID_FIELD", "usage")
+    assert (push.state, push.error_code, push.error_class) == ("failed", "INVALID_TYPE", "usage")
     assert sf.collection_calls() == []
 
 
