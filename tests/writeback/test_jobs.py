@@ -17,7 +17,7 @@ from sqlalchemy import select
 from bridge.config import BridgeConfig
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push
-from bridge.writeback import jobs, queue_activity
+from bridge.writeback import MAX_ATTEMPTS, jobs, queue_activity
 from bridge.writeback.jobs import OUTBOUND_QUEUE, enqueue_pending, enqueue_push
 from tests.writeback.sfdouble import SalesforceDouble
 
