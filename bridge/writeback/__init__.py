@@ -12,7 +12,13 @@ then enqueue it:
 
 from bridge.writeback.activities import Activity, parse_activity, queue_activity
 from bridge.writeback.field_updates import queue_field_update
-from bridge.writeback.jobs import OUTBOUND_QUEUE, enqueue_pending, enqueue_push, send_pushes
+from bridge.writeback.jobs import (
+    OUTBOUND_QUEUE,
+    enqueue_pending,
+    enqueue_push,
+    send_push,
+    send_pushes,
+)
 from bridge.writeback.pushes import MAX_ATTEMPTS, queue_push, repush
 from bridge.writeback.referrals import queue_referral_add
 
@@ -28,5 +34,6 @@ __all__ = [
     "queue_push",
     "queue_referral_add",
     "repush",
+    "send_push",
     "send_pushes",
 ]

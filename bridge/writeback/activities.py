@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from simple_salesforce import format_soql
 from sqlalchemy.orm import Session
 
@@ -50,9 +57,14 @@ class Activity(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(min_length=1, max_length=100)  # SFBridge_Activity_Id__c is Text(100)
+    # SFBridge_Activity_Id__c is Text(100); the JSON API calls it activity_id
+    id: str = Field(
+        min_length=1, max_length=100, validation_alias=AliasChoices("id", "activity_id")
+    )
     kind: ActivityKind
-    email: str | None = None  # the person it was with: resolves WhoId
+    # the person it was with: resolves WhoId (the JSON API calls it who_email)
+    email: str | None = Field(default=None, validation_alias=AliasChoices("email", "who_email"))
+    referral_id: int | None = None  # WhoId falls back to the referral's Lead/Contact
     subject: str = Field(default="", max_length=10000)
     description: str | None = Field(default=None, max_length=32000)
     occurred_at: datetime
@@ -143,8 +155,22 @@ def queue_activity(
         org_connection_id=org.id,
         external_id_field=ACTIVITY_ID_FIELD,
         external_id=activity.id,
+        referral_id=activity.referral_id,
     )
     return push
+
+
+def record_from_payload(
+    payload: dict[str, Any], external_id: str | None, org_config: OrgConfig
+) -> tuple[str, dict[str, Any]]:
+    """Task/Event fields for a push saved with the activity itself as payload (as the JSON API
+    saves it) rather than prepared fields; raises UsageError when the activity is invalid."""
+    known = set(Activity.model_fields) | {"activity_id", "who_email"}
+    data = {k: v for k, v in payload.items() if k in known}
+    data.setdefault("id", external_id)
+    if "activity_id" in data:
+        data.pop("id")
+    return build_record(parse_activity(data), org_config)
 
 
 def resolve_whos(writer: Writer, emails: Sequence[str | None]) -> dict[str, str]:

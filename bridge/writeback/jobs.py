@@ -128,6 +128,11 @@ def send_pushes(push_ids: Sequence[int]) -> dict[str, list[int]]:
     return summary
 
 
+def send_push(push_id: int) -> dict[str, list[int]]:
+    """rq job for one push (what the JSON API enqueues); see `send_pushes`."""
+    return send_pushes([push_id])
+
+
 def _fail_unroutable(store: Store, ids: list[int], org_id: int | None) -> None:
     from bridge.writeback.pushes import mark_error
 

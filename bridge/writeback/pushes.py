@@ -134,9 +134,10 @@ def repush(
 ) -> Push:
     """Put a failed or skipped push back to pending (audited); the caller enqueues it.
 
-    `fields` edits the Salesforce fields of the payload first (a None value removes the field),
-    for pushes whose data lives only in the payload (activities, field updates). A referral
-    push is rebuilt from the referral when it is sent, so fixing the referral is enough.
+    `fields` edits Salesforce fields of the write (a None value leaves the field out): kept
+    as the payload's `overrides` and applied over the fields when the push is sent, whatever
+    they are built from. A referral push is rebuilt from the referral when it is sent, so
+    fixing the referral itself is usually enough.
     """
     push = session.get(Push, push_id)
     if push is None:
@@ -154,13 +155,7 @@ def repush(
     }
     if fields:
         payload = dict(push.payload or {})
-        record = dict(payload.get("fields") or {})
-        for name, value in fields.items():
-            if value is None:
-                record.pop(name, None)
-            else:
-                record[name] = value
-        payload["fields"] = record
+        payload["overrides"] = {**(payload.get("overrides") or {}), **fields}
         push.payload = payload
     push.state = "pending"
     push.attempts = 0

@@ -9,7 +9,7 @@ after every collection request, so a crash in the middle keeps what was already 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -84,8 +84,10 @@ class _Item:
     sobject: str
     payload: dict[str, Any]
     external_id_field: str | None
+    external_id: str | None
     referral: dict[str, Any] | None = None
     record: dict[str, Any] | None = None
+    referral_who: str | None = None  # the referral's Contact or Lead, for activities
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,6 +113,7 @@ def send(
     writes: list[Write] = []
     early: list[Outcome] = []
     by_kind: dict[str, list[_Item]] = defaultdict(list)
+    by_id = {item.push_id: item for item in items}
     for item in items:
         by_kind[item.kind].append(item)
 
@@ -123,17 +126,27 @@ def send(
         if not group:
             continue
         try:
-            w, e = planner(writer, org_config, group, now)
+            planned, refused = planner(writer, org_config, group, now)
         except BridgeError as exc:  # the lookup failed: every push of the group shares it
-            e = [_failure(i.push_id, exc) for i in group]
-            w = []
-        writes += w
-        early += e
+            planned, refused = [], [_failure(i.push_id, exc) for i in group]
+        writes += planned
+        early += refused
 
+    for write in writes:
+        _apply_overrides(write, by_id[write.push_id].payload.get("overrides"))
     _save(store, early, now, report)
     for outcomes in _execute(writer, writes):
         _save(store, outcomes, now, report)
     return report
+
+
+def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:
+    """Field edits made at repush win over the built fields; None leaves a field out."""
+    for name, value in (overrides or {}).items():
+        if value is None:
+            write.fields.pop(name, None)
+        else:
+            write.fields[name] = value
 
 
 def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list[_Item]:
@@ -153,9 +166,14 @@ def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list
                 push.sobject_type,
                 dict(push.payload or {}),
                 push.external_id_field,
+                push.external_id,
             )
             if push.kind == "referral":
                 _load_referral(session, push, item, org_config)
+            elif push.kind == "activity" and push.referral_id:
+                referral = session.get(Referral, push.referral_id)
+                if referral is not None:
+                    item.referral_who = referral.sf_contact_id or referral.sf_lead_id
             items.append(item)
     return items
 
@@ -181,8 +199,6 @@ def _load_referral(session: Session, push: Push, item: _Item, org_config: OrgCon
 # --------------------------------------------------------------------------------------------
 # Planning per kind
 # --------------------------------------------------------------------------------------------
-
-Planner = Callable[[Writer, OrgConfig, list[_Item], datetime], tuple[list[Write], list[Outcome]]]
 
 
 def _plan_referrals(
@@ -248,24 +264,43 @@ def _plan_referrals(
 def _plan_activities(
     writer: Writer, org_config: OrgConfig, items: list[_Item], now: datetime
 ) -> tuple[list[Write], list[Outcome]]:
-    wanted = [i.payload.get("email") for i in items if i.payload.get("resolve_who", True)]
-    whos = activities.resolve_whos(writer, wanted) if any(wanted) else {}
-    writes = []
+    writes: list[Write] = []
+    early: list[Outcome] = []
+    planned: list[tuple[_Item, str, dict[str, Any], str | None]] = []
     for item in items:
-        fields = dict(item.payload.get("fields") or {})
-        key = referrals.email_key(item.payload.get("email"))
-        if item.payload.get("resolve_who", True) and key and key in whos:
-            fields["WhoId"] = whos[key]
+        email = item.payload.get("email") or item.payload.get("who_email")
+        if "fields" in item.payload:
+            sobject, fields = item.sobject, dict(item.payload["fields"])
+        else:  # saved with the activity itself as payload: build the Task/Event now
+            try:
+                sobject, fields = activities.record_from_payload(
+                    item.payload, item.external_id, org_config
+                )
+            except BridgeError as exc:
+                early.append(_failure(item.push_id, exc))
+                continue
+        planned.append((item, sobject, fields, email))
+
+    resolve = org_config.writeback.activities.lead_resolution == "email"
+    wanted = [email for item, _s, _f, email in planned if item.payload.get("resolve_who", resolve)]
+    whos = activities.resolve_whos(writer, wanted) if any(wanted) else {}
+    for item, sobject, fields, email in planned:
+        key = referrals.email_key(email)
+        if "WhoId" not in fields:
+            if item.payload.get("resolve_who", resolve) and key and key in whos:
+                fields["WhoId"] = whos[key]
+            elif item.referral_who:
+                fields["WhoId"] = item.referral_who
         writes.append(
             Write(
                 item.push_id,
-                item.sobject,
+                sobject,
                 "upsert",
                 fields,
                 external_id_field=item.external_id_field or activities.ACTIVITY_ID_FIELD,
             )
         )
-    return writes, []
+    return writes, early
 
 
 def _plan_field_updates(

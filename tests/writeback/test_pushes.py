@@ -691,3 +691,79 @@ def test_field_update_and_repush_with_edited_fields(
     send(store, sf.writer(), cfg, [pid], now=NOW)
     assert get_push(store, pid).state == "sent"
     assert account["Website"] == "https://initech.example"
+
+
+def test_activity_pushes_saved_with_the_activity_as_payload_are_built_when_sent(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    """The JSON API saves the activity itself; the Task is built at send time."""
+    cfg = org_config()
+    contact = sf.add("Contact", Email="ann@example.com", CreatedDate="2024-01-01T00:00:00.000+0000")
+    rid = add_referral(store, seeded, 1)
+    with store.session() as s:
+        s.get(Referral, rid).sf_lead_id = "00Q000000000042AAA"  # type: ignore[union-attr]
+        api_saved = [
+            Push(
+                org_connection_id=seeded["org"],
+                kind="activity",
+                idempotency_key=f"activity:acme:{activity_id}",
+                sobject_type="Task",
+                external_id_field="SFBridge_Activity_Id__c",
+                external_id=activity_id,
+                payload=payload,
+                referral_id=referral_id,
+            )
+            for activity_id, payload, referral_id in [
+                (
+                    "api-1",
+                    {
+                        "kind": "call",
+                        "subject": "Intro",
+                        "occurred_at": "2026-11-20T15:30:00+00:00",
+                        "who_email": "ann@example.com",
+                    },
+                    None,
+                ),
+                (
+                    "api-2",
+                    {"kind": "email", "subject": "Hello", "occurred_at": "2026-11-20T09:00:00Z"},
+                    rid,
+                ),
+                ("api-3", {"kind": "fax", "subject": "?", "occurred_at": "2026-11-20"}, None),
+            ]
+        ]
+        s.add_all(api_saved)
+        s.flush()
+        ids = [p.id for p in api_saved]
+    report = send(store, sf.writer(), cfg, ids, now=NOW)
+    assert report.sent == ids[:2] and report.failed == [ids[2]]
+    tasks = {t["SFBridge_Activity_Id__c"]: t for t in sf.records["Task"]}
+    assert tasks["api-1"]["Subject"] == "Call: Intro" and tasks["api-1"]["WhoId"] == contact["Id"]
+    assert tasks["api-2"]["WhoId"] == "00Q000000000042AAA"  # the referral's Lead
+    bad = get_push(store, ids[2])
+    assert (bad.error_code, bad.error_class) == ("invalid_activity", "usage")
+    assert "kind" in bad.error_fields
+
+
+def test_field_edits_at_repush_survive_the_rebuild_of_a_referral(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    [pid] = queue_referrals(store, seeded, cfg, [add_referral(store, seeded, 1)])
+    sf.fault = lambda sobject, fields: (
+        {
+            "statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            "message": "Company must not be a placeholder",
+            "fields": ["Company"],
+        }
+        if fields.get("Company") == "[not provided]"
+        else None
+    )
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert get_push(store, pid).error_code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    with store.session() as s:
+        repush(s, pid, actor="admin", fields={"Company": "Acme Ltd", "Phone": None})
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    push = get_push(store, pid)
+    assert push.state == "sent" and push.payload["fields"]["Company"] == "Acme Ltd"
+    assert sf.records["Lead"][0]["Company"] == "Acme Ltd"
