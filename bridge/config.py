@@ -244,7 +244,8 @@ class ReferralAdd(_Model):
 
 class ActivityMapping(_Model):
     object: Literal["Task", "Event"] = "Task"
-    static: dict[str, Any] = Field(default_factory=dict)
+    static: dict[str, Any] = Field(default_factory=dict)  # e.g. {Type: Call, Status: Completed}
+    subject_prefix: str | None = None  # e.g. "[LinkedIn] "; None: the kind's default prefix
 
 
 ActivityKind = Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
@@ -333,6 +334,9 @@ class Polling(_Model):
 class OrgConfig(_Model):
     login_url: str = "https://login.salesforce.com"
     client_id: str | None = None
+    # The connected app's consumer secret is read from this environment variable when the app
+    # requires it for the web-server / refresh-token flows; it is never written in the file.
+    client_secret_env: str | None = None
     username: str | None = None
     private_key_file: str | None = None
     ca_bundle: str | None = None
