@@ -213,6 +213,8 @@ def tokens_list() -> None:
         for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
             state = "revoked" if t.revoked_at else "active"
             click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{' '.join(t.scopes)}\t{state}")
+
+
 # ---- org connect ----------------------------------------------------------------------------
 # `org` is the group for every org command (connect here; check and topics attach to it).
 
@@ -319,6 +321,8 @@ def org_connect(
         f"connected '{name}': org {sf_org.org_id}, user {sf_org.username} ({sf_org.user_id}), "
         f"instance {sf_org.instance_url}"
     )
+
+
 # ---- local org (devorg) ---------------------------------------------------------------------
 
 

@@ -2,25 +2,22 @@
 and the API, each action audited in the same transaction as the change.
 
 Deciding entries is the receiver's job (`bridge.receiver.service`): approve, reject and retry
-call it. Writing to Salesforce is the writeback's job: a Push row is saved first (state
-`pending`) and, after the transaction commits, the rq job `bridge.jobs.send_push(push_id)` is
-enqueued on the `outbound` queue when that job exists; otherwise the push stays `pending` and
-is sent when the writeback is installed (repush re-enqueues it).
+call it, and it writes their audit records. Writing to Salesforce is the writeback's job: a
+Push row is saved first (state `pending`, `bridge.writeback.queue_*`) and enqueued on the
+`outbound` rq queue after the transaction commits (`enqueue_pushes`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge import audit
+from bridge import audit, writeback
 from bridge.config import OrgConfig
 from bridge.errors import UsageError
 from bridge.receiver import service
@@ -38,8 +35,6 @@ from bridge.web.extensions import org_config, web
 
 log = logging.getLogger(__name__)
 
-OUTBOUND_QUEUE = "outbound"
-SEND_PUSH_JOB = "bridge.jobs.send_push"
 OUTCOMES = ("review", "failed", "processed", "skipped", "new")
 PUSH_STATES = ("pending", "sent", "failed", "skipped")
 
@@ -107,8 +102,11 @@ def _receiver_call(fn: Any, *args: Any, **kwargs: Any) -> SalesEntry:
     except ActionError:
         raise
     except UsageError as exc:
-        raise Unprocessable(exc.message, code=exc.code if exc.code != "usage_error"
-                            else "unprocessable", fields=exc.fields) from None
+        raise Unprocessable(
+            exc.message,
+            code=exc.code if exc.code != "usage_error" else "unprocessable",
+            fields=exc.fields,
+        ) from None
     return result
 
 
@@ -120,7 +118,9 @@ def approve_entry(s: Session, entry: SalesEntry, *, actor: str) -> SalesEntry:
     return _receiver_call(service.approve_entry, s, entry, _entry_org(s, entry), actor=actor)
 
 
-def reject_entry(s: Session, entry: SalesEntry, *, actor: str, note: str | None = None) -> SalesEntry:
+def reject_entry(
+    s: Session, entry: SalesEntry, *, actor: str, note: str | None = None
+) -> SalesEntry:
     _require_outcome(entry, ("review", "failed"), "rejected")
     return _receiver_call(service.reject_entry, s, entry, actor=actor, note=note)
 
@@ -141,8 +141,15 @@ def retry_entry(
     if referral_id is not None and s.get(Referral, referral_id) is None:
         raise Unprocessable(f"no referral with id {referral_id}", fields=["referral_id"])
     _check_fields(entry, fields or {})
-    return _receiver_call(service.retry_entry, s, entry, _entry_org(s, entry), actor=actor,
-                          fields=fields, referral_id=referral_id)
+    return _receiver_call(
+        service.retry_entry,
+        s,
+        entry,
+        _entry_org(s, entry),
+        actor=actor,
+        fields=fields,
+        referral_id=referral_id,
+    )
 
 
 def edit_entry(
@@ -151,8 +158,10 @@ def edit_entry(
     """Change record fields of a waiting or failed entry without deciding it again."""
     _require_outcome(entry, ("review", "failed"), "edited")
     _check_fields(entry, fields)
-    before = {obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
-              for obj, vals in fields.items()}
+    before = {
+        obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
+        for obj, vals in fields.items()
+    }
     records = {k: (dict(v) if isinstance(v, dict) else v) for k, v in entry.records.items()}
     for obj, values in fields.items():
         records[obj] = {**(records.get(obj) or {}), **values}
@@ -167,18 +176,24 @@ _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
     for obj, values in fields.items():
         if obj not in ("Lead", "Contact", "Account", "Opportunity"):
-            raise ActionError(f"unknown object '{obj}'", code="validation_error",
-                              fields=[f"fields.{obj}"])
+            raise ActionError(
+                f"unknown object '{obj}'", code="validation_error", fields=[f"fields.{obj}"]
+            )
         for name, value in values.items():
             if not _FIELD_NAME.match(name) or name == "Id":
-                raise ActionError(f"'{obj}.{name}' cannot be edited", code="validation_error",
-                                  fields=[f"fields.{obj}.{name}"])
+                raise ActionError(
+                    f"'{obj}.{name}' cannot be edited",
+                    code="validation_error",
+                    fields=[f"fields.{obj}.{name}"],
+                )
             if value is not None and not isinstance(value, (str, int, float, bool)):
-                raise ActionError(f"'{obj}.{name}' must be a plain value",
-                                  code="validation_error", fields=[f"fields.{obj}.{name}"])
+                raise ActionError(
+                    f"'{obj}.{name}' must be a plain value",
+                    code="validation_error",
+                    fields=[f"fields.{obj}.{name}"],
+                )
         if not entry.records.get(obj):
-            raise Unprocessable(f"this entry has no {obj} record to edit",
-                                fields=[f"fields.{obj}"])
+            raise Unprocessable(f"this entry has no {obj} record to edit", fields=[f"fields.{obj}"])
 
 
 def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[SalesEntry, bool]:
@@ -192,7 +207,8 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
     if conn is None:
         raise Unprocessable(
             f"org '{org_name}' is not connected (run `sfbridge org connect {org_name}`)",
-            code="org_not_connected", fields=["org"],
+            code="org_not_connected",
+            fields=["org"],
         )
     org = org_config(org_name)
     sobject: str = data["sobject_type"]
@@ -213,26 +229,51 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
     records.update(data.get("related") or {})
     records[sobject] = record
     event = InboundEvent(
-        org_connection_id=conn.id, channel="api", replay_id=None, change_key=change_key,
-        source="api", sobject_type=sobject, record_id=record_id,
+        org_connection_id=conn.id,
+        channel="api",
+        replay_id=None,
+        change_key=change_key,
+        source="api",
+        sobject_type=sobject,
+        record_id=record_id,
         change_type=data.get("change_type", "updated"),
-        payload={"record": record, "related": data.get("related") or {},
-                 "previous": data.get("previous") or {}},
-        state="done", received_at=utcnow(), processed_at=utcnow(),
+        payload={
+            "record": record,
+            "related": data.get("related") or {},
+            "previous": data.get("previous") or {},
+        },
+        state="done",
+        received_at=utcnow(),
+        processed_at=utcnow(),
     )
     s.add(event)
     s.flush()
     entry = SalesEntry(
-        org_connection_id=conn.id, inbound_event_id=event.id, source="api",
-        sobject_type=sobject, record_id=record_id, change_type=event.change_type,
-        raw=event.payload, records=records, previous=data.get("previous") or {}, outcome="new",
+        org_connection_id=conn.id,
+        inbound_event_id=event.id,
+        source="api",
+        sobject_type=sobject,
+        record_id=record_id,
+        change_type=event.change_type,
+        raw=event.payload,
+        records=records,
+        previous=data.get("previous") or {},
+        outcome="new",
     )
     s.add(entry)
     s.flush()
-    audit.record(s, actor, "entry.submitted", "sales_entry", entry.id, sobject_type=sobject,
-                 record_id=record_id)
-    entry = _receiver_call(service.process_entry, s, entry, org,
-                           integration_user_id=conn.integration_user_id)
+    audit.record(
+        s,
+        actor,
+        "entry.submitted",
+        "sales_entry",
+        entry.id,
+        sobject_type=sobject,
+        record_id=record_id,
+    )
+    entry = _receiver_call(
+        service.process_entry, s, entry, org, integration_user_id=conn.integration_user_id
+    )
     return entry, True
 
 
@@ -307,7 +348,21 @@ def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
     return member
 
 
-def create_referral(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Referral, Push]:
+def _program_org(s: Session, program: Program) -> tuple[OrgConnection, OrgConfig] | None:
+    """The program's connected org and its config, or None when it has none yet."""
+    if program.org_connection_id is None:
+        return None
+    conn = s.get(OrgConnection, program.org_connection_id)
+    cfg = web().config()
+    if conn is None or cfg is None or conn.name not in cfg.orgs:
+        return None
+    return conn, cfg.orgs[conn.name]
+
+
+def create_referral(
+    s: Session, data: dict[str, Any], *, actor: str
+) -> tuple[Referral, Push | None]:
+    """Save a referral and the pending push that writes it to its program's org (if any)."""
     program = ensure_program(s, data["program"])
     if data.get("external_id") and s.scalar(
         select(Referral).where(Referral.external_id == data["external_id"])
@@ -319,7 +374,7 @@ def create_referral(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Re
         )
     member = _find_member(s, program, data["member"]) if data.get("member") else None
     referral = Referral(
-        public_id=service.new_public_id(),  # keys (email_key, ...) filled on insert
+        public_id=service.new_public_id(),  # the *_key columns are filled on insert
         external_id=data.get("external_id"),
         program_id=program.id,
         member_id=member.id if member else None,
@@ -333,124 +388,78 @@ def create_referral(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Re
     )
     s.add(referral)
     s.flush()
-    create_as = "Lead"
-    conn = s.get(OrgConnection, program.org_connection_id) if program.org_connection_id else None
-    cfg = web().config()
-    if conn is not None and cfg is not None and conn.name in cfg.orgs:
-        create_as = cfg.orgs[conn.name].writeback.referral_add.create_as
-    push = Push(
-        org_connection_id=program.org_connection_id,
-        kind="referral",
-        idempotency_key=f"referral:{referral.public_id}",
-        sobject_type=create_as,
-        external_id_field="Referral_ID__c",
-        external_id=referral.public_id,
-        payload={"referral_id": referral.id, "member_id": referral.member_id},
-        state="pending",
-        referral_id=referral.id,
-    )
-    s.add(push)
-    s.flush()
+    target = _program_org(s, program)
+    push = writeback.queue_referral_add(s, target[0], target[1], referral) if target else None
     audit.record(
-        s, actor, "referral.create", "referral", referral.id, program=program.key, push_id=push.id
+        s,
+        actor,
+        "referral.create",
+        "referral",
+        referral.id,
+        program=program.key,
+        push_id=push.id if push else None,
     )
     return referral, push
 
 
-ACTIVITY_OBJECTS = {"meeting": "Event"}
-
-
 def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Push, bool]:
-    """Save an activity push, idempotent on its activity id (SFBridge_Activity_Id__c)."""
+    """Save an activity push. The same content twice is absorbed (200 with the first push);
+    the same activity id with new content is a new push that updates the Task/Event (upsert by
+    SFBridge_Activity_Id__c)."""
     org_name: str = data["org"]
     cfg = web().config()
-    if cfg is None or org_name not in cfg.orgs:
-        raise Unprocessable(
-            f"org '{org_name}' is not in the config file", code="unknown_org", fields=["org"]
-        )
     conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
-    kind: str = data["kind"]
-    mapping = cfg.orgs[org_name].writeback.activities.kinds.get(kind)  # type: ignore[call-overload]
-    sobject = mapping.object if mapping else ACTIVITY_OBJECTS.get(kind, "Task")
-    key = f"activity:{org_name}:{data['activity_id']}"
-    payload = {k: v for k, v in data.items() if k not in ("org", "activity_id")}
-    existing = s.scalar(select(Push).where(Push.idempotency_key == key))
-    if existing is not None:
-        if existing.payload != payload:
-            raise Conflict(
-                f"activity '{data['activity_id']}' was already sent with other values",
-                code="duplicate",
-                fields=["activity_id"],
-            )
-        return existing, False
+    if cfg is None or org_name not in cfg.orgs or conn is None:
+        raise Unprocessable(
+            f"org '{org_name}' is not a connected org of this bridge",
+            code="unknown_org",
+            fields=["org"],
+        )
     if data.get("referral_id") is not None and s.get(Referral, data["referral_id"]) is None:
         raise Unprocessable(
             f"no referral with id {data['referral_id']}",
             code="unknown_referral",
             fields=["referral_id"],
         )
-    push = Push(
-        org_connection_id=conn.id if conn else None,
-        kind="activity",
-        idempotency_key=key,
-        sobject_type=sobject,
-        external_id_field="SFBridge_Activity_Id__c",
-        external_id=data["activity_id"],
-        payload=payload,
-        state="pending",
-        referral_id=data.get("referral_id"),
-    )
-    s.add(push)
-    s.flush()
-    audit.record(s, actor, "activity.create", "push", push.id, kind=kind)
-    return push, True
+    activity = {k: v for k, v in data.items() if k != "org"}
+    before = s.scalar(select(func.max(Push.id))) or 0
+    try:
+        push = writeback.queue_activity(s, conn, cfg.orgs[org_name], activity)
+    except UsageError as exc:
+        raise ActionError(exc.message, code="validation_error", fields=exc.fields) from None
+    created = push.id > before
+    if created:
+        audit.record(s, actor, "activity.create", "push", push.id, kind=data["kind"])
+    return push, created
 
 
 # ---- pushes ---------------------------------------------------------------------------------
 
 
 def repush(s: Session, push: Push, *, actor: str) -> Push:
-    if push.state == "sent":
-        raise Conflict(f"push {push.id} was sent already", code="push_state")
-    push.state = "pending"
-    push.error_code = None
-    push.error_message = None
-    push.error_fields = []
-    audit.record(s, actor, "push.repush", "push", push.id)
-    return push
-
-
-def writeback_installed() -> bool:
-    module, _, name = SEND_PUSH_JOB.rpartition(".")
-    try:
-        return hasattr(importlib.import_module(module), name)
-    except ImportError:
-        return False
+    """Put a failed or skipped push back to pending (the writeback audits it)."""
+    if push.state not in ("failed", "skipped"):
+        raise Conflict(
+            f"push {push.id} is {push.state}; only failed or skipped pushes can be repushed",
+            code="push_state",
+        )
+    result: Push = writeback.repush(s, push.id, actor=actor)
+    return result
 
 
 def enqueue_pushes(push_ids: list[int]) -> str:
-    """Enqueue the send job for each push (after commit). Returns a sentence for the user."""
+    """Enqueue the send job for committed pushes. Returns a sentence for the user."""
     if not push_ids:
         return ""
-    if not writeback_installed():
-        return "saved as pending: the writeback is not installed, so nothing is sent yet"
     conn = web().redis()
     if conn is None:
         return "saved as pending: no Redis configured (SFBRIDGE_REDIS_URL), so nothing is queued"
-    from rq import Queue
-
-    queue = Queue(OUTBOUND_QUEUE, connection=conn)
     try:
-        for push_id in push_ids:
-            queue.enqueue(SEND_PUSH_JOB, push_id, job_id=f"push-{push_id}-{_stamp()}")
-    except Exception as exc:  # Redis down: the push is saved; repush later
+        writeback.enqueue_push(conn, push_ids)
+    except Exception as exc:  # Redis down: the push is saved; `enqueue_pending` finds it later
         log.warning("could not enqueue pushes %s: %s", push_ids, exc)
-        return "saved as pending: the job queue is unavailable; use repush later"
+        return "saved as pending: the job queue is unavailable; it is sent when the queue is back"
     return "queued for sending"
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
 
 
 def get_entry_or_404(s: Session, entry_id: int) -> SalesEntry:

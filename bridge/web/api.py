@@ -85,7 +85,8 @@ class ActivityIn(_Body):
     description: Annotated[str, Field(max_length=32000)] | None = None
     who_email: Email | None = None
     referral_id: int | None = None
-    duration_minutes: Annotated[int, Field(ge=0, le=1440)] | None = None
+    duration_minutes: Annotated[int, Field(ge=0, le=14 * 24 * 60)] | None = None
+    ended_at: datetime | None = None
 
 
 class EntryIn(_Body):
@@ -307,9 +308,12 @@ def create_referral() -> ResponseReturnValue:
     data = body(ReferralIn).model_dump(exclude_none=True)
     with store().session() as s:
         referral, push = actions.create_referral(s, data, actor=g.api_actor)
-        out = {"referral": serialize.referral(referral), "push": serialize.push(push)}
-        push_id = push.id
-    out["push"]["note"] = actions.enqueue_pushes([push_id])
+        out: dict[str, Any] = {
+            "referral": serialize.referral(referral),
+            "push": serialize.push(push) if push else None,
+        }
+    if out["push"] is not None:
+        out["push"]["note"] = actions.enqueue_pushes([out["push"]["id"]])
     return jsonify(out), 201
 
 

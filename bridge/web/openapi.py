@@ -167,7 +167,14 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "ReferralCreated": {
         "type": "object",
         "required": ["referral", "push"],
-        "properties": {"referral": _ref("Referral"), "push": _ref("Push")},
+        "properties": {
+            "referral": _ref("Referral"),
+            "push": {
+                "oneOf": [_ref("Push"), {"type": "null"}],
+                "description": "the write to Salesforce; null when the program has no "
+                "connected org yet",
+            },
+        },
         "additionalProperties": False,
     },
     "ReferralList": _list_of("Referral"),
@@ -339,7 +346,7 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         "/pushes/{push_id}/repush",
         "post",
         api.repush,
-        "Send a failed or pending push again",
+        "Send a failed or skipped push again",
         "NoBody",
         202,
         "Push",

@@ -45,7 +45,6 @@ def pushes() -> str:
         pages=max(1, -(-total // size)),
         counts=counts,
         states=actions.PUSH_STATES,
-        writeback=actions.writeback_installed(),
     )
 
 

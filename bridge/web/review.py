@@ -22,6 +22,7 @@ from markupsafe import Markup
 from sqlalchemy import Select, String, cast, func, or_, select
 from werkzeug.wrappers import Response
 
+from bridge.config import parse_field_ref
 from bridge.store.models import (
     AuditLog,
     Program,
@@ -35,7 +36,7 @@ from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
 from bridge.web.extensions import store
 from bridge.web.security import local_next
-from bridge.web.words import WAITING_OUTCOMES, reason_text
+from bridge.web.words import DECISION_FIELDS, WAITING_OUTCOMES, reason_text
 
 bp = Blueprint("review", __name__)
 
@@ -171,13 +172,6 @@ def entry(entry_id: int) -> str:
     with store().session() as s:
         e = actions.get_entry_or_404(s, entry_id)
         referral = s.get(Referral, e.referral_id) if e.referral_id else None
-        candidate_ids = [c.get("referral_id") for c in e.candidates or [] if isinstance(c, dict)]
-        candidates = {
-            r.id: r
-            for r in s.scalars(
-                select(Referral).where(Referral.id.in_([i for i in candidate_ids if i]))
-            )
-        }
         found: list[Referral] = []
         if q:
             like = f"%{q.lower()}%"
@@ -199,7 +193,7 @@ def entry(entry_id: int) -> str:
         history = list(
             s.scalars(
                 select(AuditLog)
-                .where(AuditLog.object_type == "entry", AuditLog.object_id == str(e.id))
+                .where(AuditLog.object_type == "sales_entry", AuditLog.object_id == str(e.id))
                 .order_by(AuditLog.id.desc())
             )
         )
@@ -208,11 +202,11 @@ def entry(entry_id: int) -> str:
         "entry.html",
         e=e,
         referral=referral,
-        candidates=candidates,
         q=q,
         found=found,
         history=history,
         reason_text=reason_text,
+        decision_fields=DECISION_FIELDS,
         waiting=WAITING_OUTCOMES.get(e.outcome, ""),
         org_name=org_name,
     )
@@ -262,6 +256,13 @@ def retry(entry_id: int) -> Response:
             new: Any = value if value != "" else None
             if ("" if old is None else str(old)) != value:
                 fields.setdefault(obj, {})[name] = new
+        added = request.form.get("add_field", "").strip()
+        if added:
+            try:
+                obj, name = parse_field_ref(added)
+            except ValueError as exc:
+                raise actions.ActionError(f"cannot add '{added}': {exc}") from None
+            fields.setdefault(obj, {})[name] = request.form.get("add_value", "") or None
         actions.retry_entry(s, e, actor=_actor(), fields=fields or None, referral_id=referral_id)
 
     return _run(entry_id, "retried", run)

@@ -26,8 +26,7 @@ REASONS: dict[str, str] = {
     "not be qualified again.",
     "denied_upgrade_needs_review": "The referral was denied and this change would qualify or "
     "approve it: a person must confirm that.",
-    "review_fuzzy_match": "The match is fuzzy and the rules ask a person to confirm fuzzy "
-    "matches.",
+    "review_fuzzy_match": "The match is fuzzy and the rules ask a person to confirm fuzzy matches.",
     "review_direct_match": "The rules ask a person to confirm even direct matches.",
     "no_status_rule": "No status rule matched this change, so the status stays as it is.",
     "status_unchanged": "The referral already has the status this change gives.",

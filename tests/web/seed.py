@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from bridge.config import OrgConfig, check_config_text
+from bridge.receiver import service
 from bridge.store import Store
 from bridge.store.models import (
     Member,
@@ -33,7 +35,23 @@ orgs:
         name: Partners
     receiver:
       program: main
+      override_denied: true
+      status_rules:
+        - status: qualified
+          object: Lead
+          field: Status
+          op: equals
+          value: Qualified
+      process:
+        auto_process_fuzzy: false
+        review_when_no_member: false
 """
+
+
+def org_config() -> OrgConfig:
+    cfg, problems = check_config_text(CONFIG_YAML, "seed.yaml")
+    assert cfg is not None, problems
+    return cfg.orgs["acme"]
 
 
 @dataclass
@@ -111,16 +129,12 @@ def seed(store: Store) -> Seeded:
             org=conn.id,
         )
 
-        def entry(
-            key: str,
-            outcome: str,
-            program: Program,
-            sobject: str,
-            record: dict[str, Any],
-            reasons: list[str],
-            days_ago: int = 0,
-            **kw: Any,
-        ) -> None:
+        org = org_config()
+        integration_user = "005000000000001AAA"
+        conn.integration_user_id = integration_user
+
+        def entry(key: str, sobject: str, record: dict[str, Any], days_ago: int = 0) -> None:
+            """A streamed change, decided by the real receiver with the config above."""
             records: dict[str, Any] = {
                 "Lead": None,
                 "Contact": None,
@@ -130,90 +144,86 @@ def seed(store: Store) -> Seeded:
             records[sobject] = record
             e = SalesEntry(
                 org_connection_id=conn.id,
-                program_id=program.id,
+                program_id=main.id,
                 source="stream",
                 sobject_type=sobject,
                 record_id=record["Id"],
                 change_type="updated",
                 raw={"sobject": record},
                 records=records,
-                outcome=outcome,
-                reasons=reasons,
+                outcome="new",
                 created_at=now - timedelta(days=days_ago),
-                **kw,
             )
             s.add(e)
             s.flush()
+            service.process_entry(s, e, org)
             out.ids[key] = e.id
 
-        entry(
-            "review_fuzzy",
-            "review",
-            main,
-            "Lead",
-            _lead("Bob", "Buyer", "bob@buyer.test"),
-            ["fuzzy_match", "review_fuzzy"],
-            candidates=[
-                {"referral_id": refs[0].id, "score": 0.91, "method": "email"},
-                {"referral_id": refs[1].id, "score": 0.55, "method": "name"},
-            ],
-            decision={"target_status": "qualified", "referral": "ref_0000"},
-            referral_id=refs[0].id,
-        )
+        # fuzzy (email) match, and the rules ask a person to confirm fuzzy matches
+        entry("review_fuzzy", "Lead", _lead("Bob", "Buyer", "bob@buyer.test", Status="Qualified"))
+        # a denied referral that this change would qualify
         entry(
             "review_denied",
-            "review",
-            main,
             "Lead",
-            _lead("Dan", "Denied", "dan@denied.test"),
-            ["denied_upgrade_needs_review"],
+            _lead(
+                "Dan",
+                "Denied",
+                "dan@denied.test",
+                Status="Qualified",
+                Referral_ID__c=refs[2].public_id,
+            ),
             days_ago=1,
-            decision={"target_status": "qualified"},
-            referral_id=refs[2].id,
         )
+        # a Contact that matches Carol by email (fuzzy): waits too; filed under `partners`
         entry(
             "review_partner",
-            "review",
-            partners,
             "Contact",
             {
                 "Id": "003000000000001AAA",
-                "FirstName": "Pat",
-                "LastName": "Partner",
-                "Email": "pat@partner.test",
+                "FirstName": "Carol",
+                "LastName": "Client",
+                "Email": "carol@client.test",
             },
-            ["no_match"],
             days_ago=2,
         )
+        # names a member by a mistyped code: no referral, no member -> failed (unmatched)
         entry(
             "failed",
-            "failed",
-            main,
             "Lead",
-            _lead("Eve", "Error", "eve@error"),
-            ["no_match"],
+            _lead("Eve", "Error", "eve@error.test", Status="Qualified", Referral_Code__c="ALISE"),
             days_ago=1,
-            error="Lead.Email 'eve@error' is not an email address; fix it and retry",
         )
+        # carries Carol's referral id: processed directly
         entry(
             "processed",
-            "processed",
-            main,
-            "Opportunity",
-            {"Id": "006000000000001AAA", "Name": "Big deal", "StageName": "Closed Won"},
-            ["direct_match", "status_rule:1"],
-            days_ago=3,
-            referral_id=refs[1].id,
-        )
-        entry(
-            "skipped",
-            "skipped",
-            main,
             "Lead",
-            _lead("Ida", "Integration", "ida@int.test"),
-            ["own_write"],
+            _lead(
+                "Carol",
+                "Client",
+                "carol@client.test",
+                Status="Qualified",
+                Referral_ID__c=refs[1].public_id,
+            ),
+            days_ago=3,
+        )
+        # the bridge's own write
+        entry(
+            "skipped",
+            "Lead",
+            _lead("Ida", "Integration", "ida@int.test", LastModifiedById=integration_user),
             days_ago=4,
         )
+        s.get(SalesEntry, out.ids["review_partner"]).program_id = partners.id  # type: ignore[union-attr]
+        expected = {
+            "review_fuzzy": "review",
+            "review_denied": "review",
+            "review_partner": "review",
+            "failed": "failed",
+            "processed": "processed",
+            "skipped": "skipped",
+        }
+        got = {k: s.get(SalesEntry, out.ids[k]).outcome for k in expected}  # type: ignore[union-attr]
+        assert got == expected, got
 
         pushes = [
             Push(

@@ -121,23 +121,25 @@ def test_list_entries_by_outcome_with_cursor_paging(api: Api) -> None:
 
 def test_get_entry(api: Api) -> None:
     body = check(api.get(f"/entries/{api.seeded.ids['review_fuzzy']}"), 200, "Entry")
-    assert body["outcome"] == "review" and body["reasons"] == ["fuzzy_match", "review_fuzzy"]
+    assert body["outcome"] == "review"
+    assert body["reasons"] == ["status_rule:0", "fuzzy_match", "review_fuzzy_match"]
     assert body["records"]["Lead"]["Email"] == "bob@buyer.test"
-    assert body["candidates"][0]["score"] == 0.91
+    assert body["candidates"][0]["public_id"] == "ref_0000"
+    assert body["decision"]["to_status"] == "qualified"
 
 
 def test_patch_entry_fields(api: Api) -> None:
     eid = api.seeded.ids["failed"]
     body = check(
-        api.patch(f"/entries/{eid}", {"fields": {"Lead": {"Email": "eve@error.test"}}}),
+        api.patch(f"/entries/{eid}", {"fields": {"Lead": {"Email": "eve@error.example"}}}),
         200,
         "Entry",
     )
-    assert body["records"]["Lead"]["Email"] == "eve@error.test"
+    assert body["records"]["Lead"]["Email"] == "eve@error.example"
     assert body["records"]["Lead"]["LastName"] == "Error"  # other fields kept
     assert body["outcome"] == "failed"  # edited, not decided again
-    [row] = api.audit("entry.edit")
-    assert row.detail["before"] == {"Lead": {"Email": "eve@error"}}
+    [row] = api.audit("entry.edited")
+    assert row.detail["before"] == {"Lead": {"Email": "eve@error.test"}}
     check_error(
         api.patch(f"/entries/{eid}", {"fields": {"Lead": {"Email": ["x"]}}}),
         400,
@@ -198,14 +200,14 @@ def test_approve_reject_retry(api: Api) -> None:
     )
     body = check(
         api.post(
-            f"/entries/{ids['failed']}/retry", {"fields": {"Lead": {"Email": "eve@error.test"}}}
+            f"/entries/{ids['failed']}/retry", {"fields": {"Lead": {"Referral_Code__c": "ALICE"}}}
         ),
         200,
         "Entry",
     )
-    assert body["records"]["Lead"]["Email"] == "eve@error.test"
-    assert body["outcome"] != "failed"
-    assert [a.actor.split(" ")[0] for a in api.audit("entry.approve")] == ["admin@example.com"]
+    assert body["records"]["Lead"]["Referral_Code__c"] == "ALICE"
+    assert body["outcome"] == "processed" and "member_match" in body["reasons"]
+    assert [a.actor.split(" ")[0] for a in api.audit("entry.approved")] == ["admin@example.com"]
 
 
 def test_submit_an_entry_directly(api: Api) -> None:
@@ -224,6 +226,16 @@ def test_submit_an_entry_directly(api: Api) -> None:
     }
     first = check(api.post("/entries", payload), 201, "Entry")
     assert first["source"] == "api" and first["records"]["Lead"]["Email"] == "zed@zulu.test"
+    # decided at once by the receiver: no Status field for the status rule -> missing data
+    assert first["outcome"] == "failed" and first["reasons"] == ["missing_data"]
+    changed = {
+        **record,
+        "Status": "Qualified",
+        "Email": "BOB@buyer.test",
+        "SystemModstamp": "2026-01-02T00:00:00.000+0000",
+    }
+    known = check(api.post("/entries", {**payload, "record": changed}), 201, "Entry")
+    assert known["outcome"] == "review" and "fuzzy_match" in known["reasons"]
     again = check(api.post("/entries", payload), 200, "Entry")
     assert again["id"] == first["id"]
     check_error(api.post("/entries", {**payload, "org": "nope"}), 422, "org_not_connected", ["org"])
@@ -267,13 +279,15 @@ def test_create_and_list_referrals(api: Api) -> None:
     assert ref["status"] == "pending" and ref["member_id"] == api.seeded.ids["member"]
     assert push["state"] == "pending" and push["external_id"] == ref["public_id"]
     assert push["external_id_field"] == "Referral_ID__c" and push["sobject_type"] == "Lead"
-    assert "pending" in push["note"]
+    assert push["payload"]["fields"]["Email"] == "Quinn.ONeil@Example.COM"
+    assert push["payload"]["fields"]["Referral_ID__c"] == ref["public_id"]
+    assert "no Redis configured" in push["note"]  # this app has no Redis: saved, not queued
     with api.store.session() as s:
         row = s.get(Referral, ref["id"])
         assert row is not None
         assert row.email_key == "quinn.oneil@example.com"
         assert row.name_key and "quinn" in row.name_key
-        assert row.phone_key and row.phone_key.endswith("5550102030")
+        assert row.phone_key == "5550102030"
     check_error(
         api.post("/referrals", {"program": "main", "last_name": "X", "external_id": "crm-42"}),
         409,
@@ -333,7 +347,7 @@ def test_create_members(api: Api) -> None:
     check_error(api.post("/members", {"program": "main"}), 400, "validation_error", ["name"])
 
 
-def test_activities_are_idempotent_on_their_id(api: Api) -> None:
+def test_activities_are_idempotent_on_their_content(api: Api) -> None:
     activity = {
         "org": "acme",
         "activity_id": "act-1",
@@ -344,17 +358,24 @@ def test_activities_are_idempotent_on_their_id(api: Api) -> None:
     }
     first = check(api.post("/activities", activity), 201, "Push")
     assert first["sobject_type"] == "Event" and first["external_id"] == "act-1"
-    assert first["external_id_field"] == "SFBridge_Activity_Id__c"
+    assert first["external_id_field"] == "SFBridge_Activity_Id__c" and first["state"] == "pending"
     again = check(api.post("/activities", activity), 200, "Push")
     assert again["id"] == first["id"]
-    check_error(
-        api.post("/activities", {**activity, "subject": "Other"}), 409, "duplicate", ["activity_id"]
+    changed = check(
+        api.post("/activities", {**activity, "subject": "Intro call (moved)"}), 201, "Push"
     )
+    assert changed["id"] != first["id"] and changed["external_id"] == "act-1"  # an update
     check_error(
         api.post("/activities", {**activity, "activity_id": "a2", "org": "zzz"}),
         422,
         "unknown_org",
         ["org"],
+    )
+    check_error(
+        api.post("/activities", {**activity, "referral_id": 999999}),
+        422,
+        "unknown_referral",
+        ["referral_id"],
     )
     check_error(
         api.post("/activities", {**activity, "kind": "fax"}), 400, "validation_error", ["kind"]
@@ -374,10 +395,11 @@ def test_list_and_repush_pushes(api: Api) -> None:
         "fields": ["Company"],
     }
     body = check(api.post(f"/pushes/{ids['push_failed']}/repush"), 202, "Push")
-    assert body["state"] == "pending" and body["error"] is None
+    assert body["state"] == "pending" and body["error"] is None and body["attempts"] == 0
     with api.store.session() as s:
         push = s.get(Push, ids["push_failed"])
         assert push is not None and push.state == "pending"
     check_error(api.post(f"/pushes/{ids['push_sent']}/repush"), 409, "push_state")
     check_error(api.get("/pushes?state=lost"), 400, "validation_error", ["state"])
-    assert len(api.audit("push.repush")) == 1
+    assert [a.object_id for a in api.audit("push.repush")] == [str(ids["push_failed"])]
+    check_error(api.post(f"/pushes/{ids['push_pending']}/repush"), 409, "push_state")

@@ -135,7 +135,7 @@ def test_review_in_a_real_browser(
             page.select_option("select[name=program]", "partners")
             page.click("form.filters button")
             expect(page.locator("tbody tr")).to_have_count(1)
-            expect(page.locator("tbody")).to_contain_text("pat@partner.test")
+            expect(page.locator("tbody")).to_contain_text("carol@client.test")
             shot(page, "03-queue-filtered")
 
             # Approve an entry from its page.
@@ -151,13 +151,14 @@ def test_review_in_a_real_browser(
             # Edit a failed entry's field and retry it.
             page.goto(f"{base}/entries/{ids['failed']}")
             expect(page.locator(".why h2")).to_have_text("Why it failed")
-            page.fill("input[name='field:Lead:Email']", "eve@error.test")
+            page.fill("input[name='field:Lead:Referral_Code__c']", "ALICE")  # was "ALISE"
             shot(page, "05-entry-failed-edit")
             page.click("#save-retry")
             expect(page.locator(".flash.success")).to_contain_text(f"Entry {ids['failed']} retried")
             retried = _entry(sqlite_store, ids["failed"])
-            assert retried.records["Lead"]["Email"] == "eve@error.test"
-            assert retried.outcome != "failed"
+            assert retried.records["Lead"]["Referral_Code__c"] == "ALICE"
+            assert retried.outcome == "processed"
+            expect(page.locator("h1 .badge")).to_have_text("processed")
 
             # Repush a failed push.
             page.goto(f"{base}/reports/pushes?state=failed")

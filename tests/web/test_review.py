@@ -71,11 +71,14 @@ def test_entry_page_explains_why_it_waits(
     html = client.get(f"/entries/{seeded.ids['review_fuzzy']}").get_data(as_text=True)
     assert "Why it waits" in html
     assert "it matched a referral by email or name" in html  # fuzzy_match in words
-    assert "0.91" in html and "0.55" in html  # candidate scores
-    assert "bob@buyer.test" in html and "ref_0001" in html
+    assert "the rules ask a person to confirm fuzzy matches" in html
+    assert "Status rule 0 (counting from 0) matched" in html
+    assert re.search(r"<code>ref_0000</code>.*?bob@buyer.test.*?1\.00", html, re.S)  # scored
+    assert "<dt>status after</dt><dd>qualified</dd>" in html
     assert 'name="field:Lead:Email"' in html  # editable record
     failed = client.get(f"/entries/{seeded.ids['failed']}").get_data(as_text=True)
-    assert "Why it failed" in failed and "is not an email address" in failed
+    assert "Why it failed" in failed and "unmatched: no referral and no referring" in failed
+    assert "names a referring member (code, email or id) that is not in the program" in failed
     assert client.get("/entries/99999").status_code == 404
 
 
@@ -87,8 +90,9 @@ def test_approve_from_the_entry_page(
     resp = auth.post(f"/entries/{eid}/approve", follow_redirects=True)
     assert f"Entry {eid} approved" in resp.get_data(as_text=True)
     assert _entry(app, eid).outcome != "review"
-    [row] = _audit(app, "entry.approve")
+    [row] = _audit(app, "entry.approved")
     assert row.actor == "reviewer@example.com" and row.object_id == str(eid)
+    assert row.object_type == "sales_entry"
     again = auth.post(f"/entries/{eid}/approve", follow_redirects=True)
     assert "was not approved" in again.get_data(as_text=True)
 
@@ -98,7 +102,7 @@ def test_reject_with_a_note(app: Flask, auth: AuthActions, seeded: Seeded) -> No
     eid = seeded.ids["review_partner"]
     auth.post(f"/entries/{eid}/reject", {"note": "not ours"})
     assert _entry(app, eid).outcome == "skipped"
-    [row] = _audit(app, "entry.reject")
+    [row] = _audit(app, "entry.rejected")
     assert row.detail.get("note") == "not ours"
 
 
@@ -111,13 +115,30 @@ def test_edit_fields_and_retry_sends_only_changes(
     form = {
         f"field:Lead:{k}": ("" if v is None else str(v)) for k, v in before.items() if k != "Id"
     }
-    form["field:Lead:Email"] = "eve@error.test"
+    form["field:Lead:Referral_Code__c"] = "ALICE"  # the member code was mistyped "ALISE"
     auth.post(f"/entries/{eid}/retry", form)
     after = _entry(app, eid)
-    assert after.records["Lead"]["Email"] == "eve@error.test"
-    assert after.outcome != "failed"
-    [row] = _audit(app, "entry.retry")
-    assert row.detail["fields"] == {"Lead": {"Email": "eve@error.test"}}
+    assert after.records["Lead"]["Referral_Code__c"] == "ALICE"
+    assert after.outcome == "processed" and "referral_created" in after.reasons
+    [row] = _audit(app, "entry.retried")
+    assert row.detail["edits"] == {"Lead": {"Referral_Code__c": "ALICE"}}
+
+
+def test_add_a_missing_field_and_retry(app: Flask, auth: AuthActions, seeded: Seeded) -> None:
+    auth.login()
+    eid = seeded.ids["review_fuzzy"]
+    auth.post(
+        f"/entries/{eid}/retry", {"add_field": "Lead.Referral_ID__c", "add_value": "ref_0000"}
+    )
+    after = _entry(app, eid)
+    assert after.records["Lead"]["Referral_ID__c"] == "ref_0000"
+    assert after.outcome == "processed" and "direct_match" in after.reasons
+    bad = auth.post(
+        f"/entries/{seeded.ids['review_denied']}/retry",
+        {"add_field": "Contact.Account.Name", "add_value": "x"},
+        follow_redirects=True,
+    )
+    assert "relationship path" in bad.get_data(as_text=True)
 
 
 def test_pick_another_referral(
@@ -129,9 +150,10 @@ def test_pick_another_referral(
     assert "carol@client.test" in html and "Pick and decide again" in html
     assert "No referral matches" in client.get(f"/entries/{eid}?q=zzz").get_data(as_text=True)
     auth.post(f"/entries/{eid}/retry", {"referral_id": seeded.ids["ref_carol"]})
-    [row] = _audit(app, "entry.retry")
-    assert row.detail["referral_id"] == seeded.ids["ref_carol"]
-    assert _entry(app, eid).referral_id == seeded.ids["ref_carol"]
+    [row] = _audit(app, "entry.retried")
+    assert row.detail["chosen_referral_id"] == seeded.ids["ref_carol"]
+    after = _entry(app, eid)
+    assert after.referral_id == seeded.ids["ref_carol"] and "reviewer_choice" in after.reasons
 
 
 def test_bulk_approve_and_reject(app: Flask, auth: AuthActions, seeded: Seeded) -> None:
@@ -147,7 +169,7 @@ def test_bulk_approve_and_reject(app: Flask, auth: AuthActions, seeded: Seeded) 
     )
     html = resp.get_data(as_text=True)
     assert "2 entries approved" in html and f"Not changed: {ids['processed']}" in html
-    assert len(_audit(app, "entry.approve")) == 2
+    assert len(_audit(app, "entry.approved")) == 2
     auth.post("/entries/bulk", {"action": "reject", "entry_id": [ids["review_partner"]]})
     assert _entry(app, ids["review_partner"]).outcome == "skipped"
     nothing = auth.post("/entries/bulk", {"action": "approve"}, follow_redirects=True)
@@ -178,7 +200,7 @@ def test_push_report_and_repush(app: Flask, seeded: Seeded) -> None:
         assert push is not None and push.state == "pending" and push.error_code is None
     assert [a.object_id for a in _audit(app, "push.repush")] == [str(pid)]
     sent = auth.post(f"/reports/pushes/{seeded.ids['push_sent']}/repush", follow_redirects=True)
-    assert "was sent already" in sent.get_data(as_text=True)
+    assert "only failed or skipped pushes can be repushed" in sent.get_data(as_text=True)
 
 
 def test_entry_report_and_audit_view(
@@ -186,9 +208,9 @@ def test_entry_report_and_audit_view(
 ) -> None:
     auth.login()
     html = client.get("/reports/entries?result=error").get_data(as_text=True)
-    assert "is not an email address" in html and "Retry" in html
+    assert "unmatched: no referral" in html and "Retry" in html
     assert "Big deal" not in html
     auth.post(f"/entries/{seeded.ids['review_partner']}/reject")
-    audit = client.get("/audit?action=entry.reject").get_data(as_text=True)
+    audit = client.get("/audit?action=entry.rejected").get_data(as_text=True)
     assert f"entry {seeded.ids['review_partner']}" in audit
     assert "reviewer@example.com" in audit
