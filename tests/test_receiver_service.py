@@ -451,3 +451,12 @@ def test_approving_a_member_match_creates_the_referral(seeded: Store) -> None:
             "pending",
         )
     assert history(seeded)[-1][1:] == (None, "pending", eid, "rev@example.com")
+
+
+def test_the_receiver_program_is_created_from_the_config_when_missing(store: Store) -> None:
+    eid = add_entry(store, "Lead", {"Lead": lead(Status="Qualified", Referral_Code__c="X")})
+    entry = process(store, eid)
+    assert (entry.outcome, entry.reasons[-1]) == ("review", "no_member")
+    with store.session() as s:
+        program = s.scalars(select(Program)).one()
+        assert (program.key, program.name, entry.program_id) == ("main", "Main", program.id)

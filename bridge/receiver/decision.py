@@ -197,7 +197,10 @@ def decide(
         if target is None:
             decision.outcome = FAILED
             decision.reasons.append("referral_not_found")
-            decision.error = f"the chosen referral {forced_referral_id} does not exist"
+            decision.error = (
+                f"the chosen referral {forced_referral_id} does not exist in the receiver's "
+                "program; pick another referral"
+            )
             return decision
         decision.match, decision.match_source = "reviewer", "reviewer"
         reasons.append("reviewer_choice")
@@ -339,7 +342,9 @@ def _without_referral(
     if forced_member_id is not None:
         decision.outcome = FAILED
         reasons.append("member_not_found")
-        decision.error = f"the chosen member {forced_member_id} does not exist"
+        decision.error = (
+            f"the chosen member {forced_member_id} does not exist in the receiver's program"
+        )
         return decision
 
     claims_referral = bool(
