@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -98,7 +99,10 @@ def _check_ref(value: str) -> str:
     return value
 
 
-FieldRef = Annotated[str, Field(description="Object.Field, e.g. Lead.Email")]
+# Checked item by item, so a problem's key names the exact entry (e.g. referral_fields.company).
+FieldRef = Annotated[
+    str, AfterValidator(_check_ref), Field(description="Object.Field, e.g. Lead.Email")
+]
 
 
 class StatusRule(_Model):
@@ -112,7 +116,12 @@ class StatusRule(_Model):
     @classmethod
     def _field_name(cls, v: str) -> str:
         if "." in v:
-            raise ValueError(f"'{v}' must be a field of the rule's object, without a path")
+            obj, _, rest = v.rpartition(".")
+            raise ValueError(
+                f"'{v}' is a path; name a field of the rule's object only. For a field of a "
+                f"related record, set the rule's object to it (e.g. object: {obj.split('.')[-1]}, "
+                f"field: {rest}); related records follow the relational rules"
+            )
         if not _IDENT.match(v):
             raise ValueError(f"'{v}' is not a valid field name")
         return v
@@ -137,11 +146,6 @@ class TargetMatch(_Model):
     fuzzy: bool = True
     fuzzy_threshold: float = Field(default=0.85, ge=0.5, le=1.0)
 
-    @field_validator("direct_fields")
-    @classmethod
-    def _refs(cls, v: list[str]) -> list[str]:
-        return [_check_ref(x) for x in v]
-
 
 class MemberMatch(_Model):
     referral_code: list[FieldRef] = Field(
@@ -159,11 +163,6 @@ class MemberMatch(_Model):
             "Contact.Referring_Member_External_ID__c",
         ]
     )
-
-    @field_validator("referral_code", "member_email", "member_external_id")
-    @classmethod
-    def _refs(cls, v: list[str]) -> list[str]:
-        return [_check_ref(x) for x in v]
 
 
 class Webhook(_Model):
@@ -212,10 +211,9 @@ class Receiver(_Model):
     @field_validator("referral_fields")
     @classmethod
     def _refs(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, ref in v.items():
+        for key in v:
             if not _IDENT.match(key):
                 raise ValueError(f"'{key}' is not a valid referral field name")
-            _check_ref(ref)
         return v
 
     @model_validator(mode="after")
@@ -420,6 +418,18 @@ def _line_index(node: yaml.Node, path: tuple[Any, ...], index: dict[tuple[Any, .
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _line_index(item, (*path, i), index)
+
+
+def line_index(text: str) -> dict[tuple[Any, ...], int]:
+    """Config key path (``("orgs", "acme", "receiver")``) -> line number, for messages."""
+    index: dict[tuple[Any, ...], int] = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+    if node is not None:
+        _line_index(node, (), index)
+    return index
 
 
 def _describe_input(value: Any) -> str:

@@ -94,19 +94,21 @@ def test_name_blocks_meet_across_typos_and_swaps() -> None:
 
 
 @pytest.mark.parametrize(
-    ("typo", "forward", "reverse"),
+    ("typo", "forward", "reverse", "affix"),
     [
-        ("Johnson", True, True),
-        ("Gohnson", False, True),  # typo early: forward Soundex changes, reverse holds
-        ("Johnsno", True, False),  # typo late: reverse changes, forward holds
+        ("Johnson", True, True, True),
+        ("Gohnson", False, True, False),  # typo early: only reverse Soundex holds
+        ("Johnsno", True, False, False),  # typo late: only Soundex holds
+        ("Jopnson", False, False, True),  # typo in the middle: only the affix holds
     ],
 )
-def test_reverse_soundex_catches_what_soundex_misses(
-    typo: str, forward: bool, reverse: bool
+def test_each_block_catches_typos_the_others_miss(
+    typo: str, forward: bool, reverse: bool, affix: bool
 ) -> None:
     stored = nz.referral_keys(first_name="Ann", last_name="Johnson")
     assert (stored["name_block"] in nz.name_blocks("Ann", typo)) is forward
-    assert (stored["name_rblock"] in nz.name_blocks("Ann", typo, reverse=True)) is reverse
+    assert (stored["name_rblock"] in nz.name_blocks("Ann", typo, kind="reverse")) is reverse
+    assert (stored["name_ablock"] in nz.name_blocks("Ann", typo, kind="affix")) is affix
 
 
 def test_referral_keys_fill_every_key_column() -> None:
@@ -122,6 +124,7 @@ def test_referral_keys_fill_every_key_column() -> None:
         "name_key": "ana nunez",
         "name_block": "N520:A500",
         "name_rblock": "Z550:A500",  # "zenun": reverse Soundex
+        "name_ablock": "nuez:A500",
         "company_key": "ex",
         "phone_key": "555010022",
     }

@@ -3,8 +3,9 @@
 Never scans the referral table: every query is an indexed equality lookup —
 
 - direct: ``public_id`` / ``external_id`` (unique) and ``sf_*_id`` (indexed);
-- fuzzy: ``(program_id, email_key)``, ``(program_id, name_key)``, ``(program_id, name_block)``
-  and ``(program_id, name_rblock)`` — the Soundex blocks catch spelling variants and typos —
+- fuzzy: ``(program_id, email_key)``, ``(program_id, name_key)``, and the three name blocks
+  ``name_block`` / ``name_rblock`` / ``name_ablock`` (Soundex, reverse Soundex and affix of the
+  surname, each with the first name's Soundex) — they catch spelling variants and typos —
   and ``(program_id, phone_key)`` (a person found by phone still has to pass on name); the
   core then scores the handful found with rapidfuzz;
 - members: ``(program_id, referral_code)``, ``(program_id, email_key)``,
@@ -107,6 +108,7 @@ def find_referrals(
         (Referral.name_key, plan.name_keys),
         (Referral.name_block, plan.name_blocks),
         (Referral.name_rblock, plan.name_rblocks),
+        (Referral.name_ablock, plan.name_ablocks),
         (Referral.phone_key, plan.phone_keys),
     ):
         if values:

@@ -98,6 +98,7 @@ class ReferralCandidate:
         )
         keys.pop("name_block")
         keys.pop("name_rblock")
+        keys.pop("name_ablock")
         return cls(id=id, public_id=public_id, **{**keys, **values})
 
 
@@ -138,6 +139,7 @@ class Person:
     name_key: str | None
     name_blocks: tuple[str, ...]
     name_rblocks: tuple[str, ...]
+    name_ablocks: tuple[str, ...]
     company_key: str | None
     phone_key: str | None
 
@@ -184,6 +186,10 @@ class LookupPlan:
         return sorted({b for p in self.people for b in p.name_rblocks})
 
     @property
+    def name_ablocks(self) -> list[str]:
+        return sorted({b for p in self.people for b in p.name_ablocks})
+
+    @property
     def phone_keys(self) -> list[str]:
         return sorted({p.phone_key for p in self.people if p.phone_key})
 
@@ -216,7 +222,8 @@ def _text(value: Any) -> str | None:
 def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
     first, last, name = rec.get("FirstName"), rec.get("LastName"), rec.get("Name")
     blocks = nz.name_blocks(first, last, name)
-    rblocks = nz.name_blocks(first, last, name, reverse=True)
+    rblocks = nz.name_blocks(first, last, name, kind="reverse")
+    ablocks = nz.name_blocks(first, last, name, kind="affix")
     return Person(
         source=source,
         sobject=sobject,
@@ -231,6 +238,7 @@ def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> 
         name_key=nz.name_key(first, last, name),
         name_blocks=tuple(blocks),
         name_rblocks=tuple(rblocks),
+        name_ablocks=tuple(ablocks),
         company_key=nz.company_key(company),
         phone_key=nz.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
     )

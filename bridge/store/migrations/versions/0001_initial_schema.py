@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 16:50:24.673997
+Create Date: 2026-11-22 16:54:04.044125
 """
 
 from alembic import op
@@ -157,6 +157,7 @@ def upgrade() -> None:
     sa.Column('name_key', sa.String(length=255), nullable=True),
     sa.Column('name_block', sa.String(length=16), nullable=True),
     sa.Column('name_rblock', sa.String(length=16), nullable=True),
+    sa.Column('name_ablock', sa.String(length=16), nullable=True),
     sa.Column('company_key', sa.String(length=255), nullable=True),
     sa.Column('phone_key', sa.String(length=32), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -177,6 +178,7 @@ def upgrade() -> None:
     with op.batch_alter_table('referrals', schema=None) as batch_op:
         batch_op.create_index('ix_referrals_program_email', ['program_id', 'email_key'], unique=False)
         batch_op.create_index('ix_referrals_program_name', ['program_id', 'name_key'], unique=False)
+        batch_op.create_index('ix_referrals_program_name_ablock', ['program_id', 'name_ablock'], unique=False)
         batch_op.create_index('ix_referrals_program_name_block', ['program_id', 'name_block'], unique=False)
         batch_op.create_index('ix_referrals_program_name_rblock', ['program_id', 'name_rblock'], unique=False)
         batch_op.create_index('ix_referrals_program_phone', ['program_id', 'phone_key'], unique=False)
@@ -295,6 +297,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_referrals_program_phone')
         batch_op.drop_index('ix_referrals_program_name_rblock')
         batch_op.drop_index('ix_referrals_program_name_block')
+        batch_op.drop_index('ix_referrals_program_name_ablock')
         batch_op.drop_index('ix_referrals_program_name')
         batch_op.drop_index('ix_referrals_program_email')
 
