@@ -338,7 +338,8 @@ def _request(write_group: list[Write]) -> tuple[str, str, list[dict[str, Any]]]:
     for w in write_group:
         record: dict[str, Any] = {"attributes": {"type": w.sobject}, **w.fields}
         if w.op == "update":
-            record["id"] = w.record_id
+            # Field names are case-insensitive in Salesforce; the docs' examples write "id".
+            record["Id"] = w.record_id
         records.append(record)
     if first.op == "upsert":
         return "PATCH", f"composite/sobjects/{first.sobject}/{first.external_id_field}", records

@@ -149,8 +149,11 @@ class SalesforceDouble:
                         {"id": created["Id"], "success": True, "errors": [], "created": True}
                     )
             elif method == "PATCH":  # update by id
-                target = next(r for r in self.records.get(sobject, []) if r["Id"] == fields["id"])
-                target.update({k: v for k, v in fields.items() if k != "id"})
+                ids = {k: v for k, v in fields.items() if k.lower() == "id"}
+                assert len(ids) == 1, "an update names its record by id"
+                [(id_key, record_id)] = ids.items()
+                target = next(r for r in self.records.get(sobject, []) if r["Id"] == record_id)
+                target.update({k: v for k, v in fields.items() if k != id_key})
                 results.append({"id": target["Id"], "success": True, "errors": []})
             else:
                 created = self.add(sobject, **fields)

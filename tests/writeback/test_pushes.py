@@ -386,7 +386,7 @@ def test_existing_email_update_writes_referral_fields_onto_it(
     send(store, sf.writer(), cfg, [pid], now=NOW)
 
     method, path, record = sf.writes[-1]
-    assert (method, path) == ("PATCH", "composite/sobjects") and record["id"] == lead["Id"]
+    assert (method, path) == ("PATCH", "composite/sobjects") and record["Id"] == lead["Id"]
     assert lead["Referral_ID__c"] == "R-1" and lead["Referring_Member_Code__c"] == "ANNA10"
     # identity fields only where Salesforce had none
     assert lead["LastName"] == "Existing" and lead["Company"] == "Initech"
