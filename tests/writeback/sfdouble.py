@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -63,7 +64,8 @@ class SalesforceDouble:
         return f"{PREFIX.get(sobject, '0XX')}{next(self._ids):012d}AAA"
 
     def add(self, sobject: str, **values: Any) -> dict[str, Any]:
-        record = {"Id": self.new_id(sobject), **values}
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        record = {"Id": self.new_id(sobject), "CreatedDate": created, **values}
         self.records.setdefault(sobject, []).append(record)
         return record
 
