@@ -9,8 +9,10 @@ Redis was down at enqueue time), so nothing saved is ever left behind.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -21,7 +23,7 @@ from sqlalchemy import select
 
 from bridge.errors import TransientError, UsageError
 from bridge.store import Store
-from bridge.store.models import OrgConnection, Push
+from bridge.store.models import OrgConnection, Push, utcnow
 from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks
 from bridge.writeback.sender import SendReport, send
 
@@ -36,6 +38,9 @@ The first run plus these retries make MAX_ATTEMPTS sends, after which the push i
 
 JOB_TIMEOUT = 600
 """Seconds a send job may take (lookups plus one request per 200 records)."""
+
+SWEEP_AFTER = timedelta(seconds=JOB_TIMEOUT + sum(RETRY_INTERVALS))
+"""A push pending and untouched this long lost its job: `enqueue_pending` picks it up."""
 
 
 def outbound_queue(connection: redis.Redis) -> Queue:
@@ -58,10 +63,19 @@ def enqueue_push(connection: redis.Redis, push_ids: int | Iterable[int]) -> list
     ]
 
 
-def enqueue_pending(store: Store, connection: redis.Redis) -> int:
-    """Enqueue every pending push; returns how many. Safe to run at any time."""
+def enqueue_pending(
+    store: Store, connection: redis.Redis, *, older_than: timedelta | None = None
+) -> int:
+    """Enqueue pending pushes (untouched for `older_than`, if given); returns how many.
+
+    For a sweeper: with `older_than` = SWEEP_AFTER it leaves alone pushes whose job is simply
+    queued or waiting for its retry, and picks up those whose job was lost.
+    """
+    query = select(Push.id).where(Push.state == "pending")
+    if older_than is not None:
+        query = query.where(Push.updated_at < utcnow() - older_than)
     with store.session() as session:
-        ids = list(session.scalars(select(Push.id).where(Push.state == "pending")))
+        ids = list(session.scalars(query.order_by(Push.id)))
     if ids:
         enqueue_push(connection, ids)
     return len(ids)
@@ -74,11 +88,24 @@ def _runtime() -> Any:
     return Runtime.from_env()
 
 
+_orgs: dict[tuple[str, Any], Any] = {}
+_orgs_lock = threading.Lock()
+
+
 def _open_writer(runtime: Any, connection: OrgConnection) -> OrgWriter:
+    """A writer on the org, opened once per worker process and connection version: jobs run in
+    the worker process, and the org's `call` re-authenticates when its token expires."""
     from bridge.salesforce.connection import open_org
 
-    org_config = runtime.config.orgs[connection.name]
-    org = open_org(runtime.store, runtime.vault, connection.name, org_config)
+    key = (connection.name, connection.updated_at)
+    with _orgs_lock:
+        org = _orgs.get(key)
+        if org is None:
+            org_config = runtime.config.orgs[connection.name]
+            org = open_org(runtime.store, runtime.vault, connection.name, org_config)
+            for stale in [k for k in _orgs if k[0] == connection.name]:
+                del _orgs[stale]
+            _orgs[key] = org
     return OrgWriter.for_org(org)
 
 

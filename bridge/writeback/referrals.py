@@ -12,7 +12,10 @@ Sending a batch of referral pushes:
    ``update`` writes the referral fields onto it (name, company and phone only where blank),
    ``skip`` skips the push, ``deny`` denies the referral with reason ``existing_email`` unless
    that record was created in the last 60 minutes (then it is updated: it is most likely the
-   same person arriving through a form a moment earlier).
+   same person arriving through a form a moment earlier) — but a record that already carries
+   another referral's id is never "just arrived": that referral is denied.
+   Referrals of one batch sharing an email are sent one after the other, so the second sees
+   the record the first made.
 
 Lead requires LastName and Company. When the referral has none, both get ``[not provided]``,
 the placeholder Salesforce's own Web-to-Lead uses, so reports and admins recognise it (an email
@@ -278,7 +281,10 @@ def decide(
                 message=f"{label}; on_existing_email is skip",
             )
         created = parse_sf_datetime(existing.get("CreatedDate"))
-        if created is None or now - created >= RECENT_RECORD:
+        # The grace hour is for a person who just arrived another way (a form, an import),
+        # not for a record the bridge made for another referral: that one is no new person.
+        other_referral = not is_blank(existing.get(REFERRAL_ID_FIELD))
+        if created is None or now - created >= RECENT_RECORD or other_referral:
             return ReferralDecision(
                 "deny",
                 sobject,

@@ -110,10 +110,49 @@ def send(
     if not items:
         return report
 
+    by_id = {item.push_id: item for item in items}
+    todo = items
+    while todo:
+        # Referrals sharing an email go one per round: the second sees the record the first
+        # made and follows on_existing_email, instead of both creating the same person.
+        todo, later = _one_per_email(todo)
+        _send_round(store, writer, org_config, todo, by_id, now, report)
+        todo = later
+    return report
+
+
+def _one_per_email(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
+    now: list[_Item] = []
+    later: list[_Item] = []
+    seen: set[str] = set()
+    for item in items:
+        email = (
+            (item.referral or {}).get("email")
+            or (item.record or {}).get("Email")
+            or item.payload.get("email")
+        )
+        key = referrals.email_key(email) if item.kind == "referral" else None
+        if key and key in seen:
+            later.append(item)
+            continue
+        if key:
+            seen.add(key)
+        now.append(item)
+    return now, later
+
+
+def _send_round(
+    store: Store,
+    writer: Writer,
+    org_config: OrgConfig,
+    items: list[_Item],
+    by_id: dict[int, _Item],
+    now: datetime,
+    report: SendReport,
+) -> None:
     writes: list[Write] = []
     early: list[Outcome] = []
     by_kind: dict[str, list[_Item]] = defaultdict(list)
-    by_id = {item.push_id: item for item in items}
     for item in items:
         by_kind[item.kind].append(item)
 
@@ -137,7 +176,6 @@ def send(
     _save(store, early, now, report)
     for outcomes in _execute(writer, writes):
         _save(store, outcomes, now, report)
-    return report
 
 
 def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:
@@ -338,7 +376,8 @@ def _request(write_group: list[Write]) -> tuple[str, str, list[dict[str, Any]]]:
     for w in write_group:
         record: dict[str, Any] = {"attributes": {"type": w.sobject}, **w.fields}
         if w.op == "update":
-            record["id"] = w.record_id
+            # Field names are case-insensitive in Salesforce; the docs' examples write "id".
+            record["Id"] = w.record_id
         records.append(record)
     if first.op == "upsert":
         return "PATCH", f"composite/sobjects/{first.sobject}/{first.external_id_field}", records

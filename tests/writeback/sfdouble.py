@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -63,7 +64,8 @@ class SalesforceDouble:
         return f"{PREFIX.get(sobject, '0XX')}{next(self._ids):012d}AAA"
 
     def add(self, sobject: str, **values: Any) -> dict[str, Any]:
-        record = {"Id": self.new_id(sobject), **values}
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        record = {"Id": self.new_id(sobject), "CreatedDate": created, **values}
         self.records.setdefault(sobject, []).append(record)
         return record
 
@@ -149,8 +151,11 @@ class SalesforceDouble:
                         {"id": created["Id"], "success": True, "errors": [], "created": True}
                     )
             elif method == "PATCH":  # update by id
-                target = next(r for r in self.records.get(sobject, []) if r["Id"] == fields["id"])
-                target.update({k: v for k, v in fields.items() if k != "id"})
+                ids = {k: v for k, v in fields.items() if k.lower() == "id"}
+                assert len(ids) == 1, "an update names its record by id"
+                [(id_key, record_id)] = ids.items()
+                target = next(r for r in self.records.get(sobject, []) if r["Id"] == record_id)
+                target.update({k: v for k, v in fields.items() if k != id_key})
                 results.append({"id": target["Id"], "success": True, "errors": []})
             else:
                 created = self.add(sobject, **fields)

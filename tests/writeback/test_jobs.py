@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -156,3 +157,17 @@ def test_enqueue_splits_jobs_at_200_pushes(redis_client: redis.Redis) -> None:
     assert [len(j.args[0]) for j in jobs_] == [200, 200, 1]
     assert all(j.retries_left == len(jobs.RETRY_INTERVALS) for j in jobs_)
     assert 1 + len(jobs.RETRY_INTERVALS) == MAX_ATTEMPTS  # rq's retries end as the push fails
+
+
+def test_the_sweep_picks_up_only_pushes_whose_job_was_lost(
+    sqlite_store: Store, wired: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    fresh, lost = queue(sqlite_store, wired["org"], 2)
+    with sqlite_store.session() as s:
+        push = s.get(Push, lost)
+        assert push is not None
+        push.updated_at = push.updated_at - jobs.SWEEP_AFTER - timedelta(seconds=1)
+    assert enqueue_pending(sqlite_store, redis_client, older_than=jobs.SWEEP_AFTER) == 1
+    [job] = Queue(OUTBOUND_QUEUE, connection=redis_client).get_jobs()
+    assert job.args == ([lost],)
+    assert enqueue_pending(sqlite_store, redis_client) == 2  # without a limit: every pending one

@@ -386,7 +386,7 @@ def test_existing_email_update_writes_referral_fields_onto_it(
     send(store, sf.writer(), cfg, [pid], now=NOW)
 
     method, path, record = sf.writes[-1]
-    assert (method, path) == ("PATCH", "composite/sobjects") and record["id"] == lead["Id"]
+    assert (method, path) == ("PATCH", "composite/sobjects") and record["Id"] == lead["Id"]
     assert lead["Referral_ID__c"] == "R-1" and lead["Referring_Member_Code__c"] == "ANNA10"
     # identity fields only where Salesforce had none
     assert lead["LastName"] == "Existing" and lead["Company"] == "Initech"
@@ -767,3 +767,28 @@ def test_field_edits_at_repush_survive_the_rebuild_of_a_referral(
     push = get_push(store, pid)
     assert push.state == "sent" and push.payload["fields"]["Company"] == "Acme Ltd"
     assert sf.records["Lead"][0]["Company"] == "Acme Ltd"
+
+
+@pytest.mark.parametrize(
+    ("policy", "second_state", "lead_referral_id"),
+    [("update", "sent", "R-2"), ("skip", "skipped", "R-1"), ("deny", "skipped", "R-1")],
+)
+def test_referrals_sharing_an_email_in_one_batch_create_one_person(
+    store: Store,
+    seeded: dict[str, int],
+    sf: SalesforceDouble,
+    policy: str,
+    second_state: str,
+    lead_referral_id: str,
+) -> None:
+    cfg = org_config({"referral_add": {"on_existing_email": policy}})
+    first = add_referral(store, seeded, 1, email="same@example.com")
+    second = add_referral(store, seeded, 2, email="SAME@example.com")
+    pushes = queue_referrals(store, seeded, cfg, [first, second])
+    send(store, sf.writer(), cfg, pushes, now=datetime.now(UTC))
+    [lead] = sf.records["Lead"]
+    assert lead["Referral_ID__c"] == lead_referral_id
+    assert get_push(store, pushes[0]).state == "sent"
+    assert get_push(store, pushes[1]).state == second_state
+    # a Lead the bridge made for another referral minutes ago is not a grace-hour newcomer
+    assert get_referral(store, second).status == ("denied" if policy == "deny" else "pending")
