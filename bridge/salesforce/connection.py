@@ -153,6 +153,7 @@ class SalesforceOrg:
         self._on_refresh_token = on_refresh_token
         self._lock = threading.Lock()
         self._username = credentials.username
+        self._adopt_refresh_token(token)
         self.sf = self._client()
 
     # ---- what callers read ------------------------------------------------------------------
@@ -232,11 +233,7 @@ class SalesforceOrg:
                     "check the login URL and credentials",
                     code="org_mismatch",
                 )
-            if token.refresh_token and token.refresh_token != self._credentials.refresh_token:
-                # Refresh-token rotation: the old token stops working, keep the new one.
-                self._credentials = _replace_refresh_token(self._credentials, token.refresh_token)
-                if self._on_refresh_token is not None:
-                    self._on_refresh_token(token.refresh_token)
+            self._adopt_refresh_token(token)
             instance_changed = token.instance_url != self._token.instance_url
             self._token = token
             if instance_changed:
@@ -245,6 +242,14 @@ class SalesforceOrg:
                 # Update in place: callers may hold bound methods of this client (sf.query).
                 self.sf.session_id = token.access_token
                 self.sf.headers["Authorization"] = f"Bearer {token.access_token}"
+
+    def _adopt_refresh_token(self, token: oauth.TokenResponse) -> None:
+        """Keep a refresh token Salesforce rotated (the old one stops working) and report it."""
+        if token.refresh_token and token.refresh_token != self._credentials.refresh_token:
+            had_one = self._credentials.refresh_token is not None
+            self._credentials = _replace_refresh_token(self._credentials, token.refresh_token)
+            if had_one and self._on_refresh_token is not None:
+                self._on_refresh_token(token.refresh_token)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run an API call; re-authenticate once on INVALID_SESSION_ID; classify failures.
@@ -353,8 +358,6 @@ def connect_with_token(
     creds: OrgCredentials, token: oauth.TokenResponse, http: requests.Session
 ) -> SalesforceOrg:
     """An org from a token already obtained (the web-server flow's code exchange)."""
-    if token.refresh_token and token.refresh_token != creds.refresh_token:
-        creds = _replace_refresh_token(creds, token.refresh_token)
     return SalesforceOrg(creds, http, token)
 
 
