@@ -40,6 +40,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce, format_soql
 from urllib3.util.retry import Retry
 
+from bridge import logsafe
 from bridge.errors import UsageError
 from bridge.salesforce import oauth
 from bridge.salesforce.errors import (
@@ -123,6 +124,7 @@ def _retry(*, methods: frozenset[str]) -> Retry:
 
 def build_session(login_url: str, ca_bundle: str | None = None) -> requests.Session:
     """The org's HTTP session: no environment influence, explicit trust, retrying adapters."""
+    logsafe.install()  # tokens flow from here on: make sure no log line can carry one
     session = requests.Session()
     session.trust_env = False
     session.verify = ca_bundle or True
