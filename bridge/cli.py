@@ -36,6 +36,9 @@ class _Group(click.Group):
 @click.version_option(package_name="sfbridge")
 def main() -> None:
     """sfbridge: Salesforce referral and sales-engagement bridge."""
+    from bridge import logsafe
+
+    logsafe.install()  # no token, key or password in any log line of any command
 
 
 def _runtime() -> Runtime:

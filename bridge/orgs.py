@@ -120,7 +120,7 @@ class WebConnect:
         creds = OrgCredentials(
             login_url=self.org_config.login_url,
             client_id=self.flow.client_id,
-            username=self.org_config.username,
+            username=None,  # whoever logged in, not necessarily the configured user: ask the org
             refresh_token=token.refresh_token,
             client_secret=secret,
             ca_bundle=self.org_config.ca_bundle,

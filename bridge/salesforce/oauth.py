@@ -381,7 +381,10 @@ class CallbackListener:
                 code="oauth_listener_failed",
             ) from None
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="oauth-callback", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="oauth-callback",
+            daemon=True,
         )
 
     def __enter__(self) -> CallbackListener:
