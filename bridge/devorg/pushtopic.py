@@ -18,7 +18,10 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from bridge.devorg.state import DevOrgState
 
 NAME_MAX = 25
 QUERY_MAX = 1300
@@ -74,10 +77,10 @@ _WHERE_WORDS = frozenset(
 
 
 class FieldCatalog(Protocol):
-    """What validation needs of the schema: an object's fields (None if no such object)."""
+    """What validation needs of the schema: an object's API name and fields (None if unknown)."""
 
-    def __call__(self, sobject: str) -> Mapping[str, str] | None:
-        """Lower-case field name -> the field's API name."""
+    def __call__(self, sobject: str) -> tuple[str, Mapping[str, str]] | None:
+        """(object API name, lower-case field name -> field API name)."""
 
 
 def error(code: str, message: str, fields: Iterable[str] = ()) -> dict[str, Any]:
@@ -374,15 +377,15 @@ def validate_topic(
 
 
 def _check_fields(parts: TopicQuery, fields_of: FieldCatalog) -> None:
-    fields = fields_of(parts.sobject)
-    if fields is None:
+    found = fields_of(parts.sobject)
+    if found is None:
         raise QueryError(
             "INVALID_TYPE",
             f"sObject type '{parts.sobject}' is not supported. If you are attempting to use a "
             "custom object, be sure to append the '__c' after the entity name. Please reference "
             "your WSDL or the describe call for the appropriate names.",
         )
-    canonical = _canonical_object(parts.sobject, fields)
+    canonical, fields = found
     if canonical not in SUPPORTED_STANDARD_OBJECTS and not canonical.endswith("__c"):
         raise QueryError(
             "INVALID_TYPE", f"sObject type '{canonical}' is not supported by PushTopic queries"
@@ -395,13 +398,6 @@ def _check_fields(parts: TopicQuery, fields_of: FieldCatalog) -> None:
                 "custom field, be sure to append the '__c' after the custom field name. Please "
                 "reference your WSDL or the describe call for the appropriate names.",
             )
-
-
-def _canonical_object(sobject: str, fields: Mapping[str, str]) -> str:
-    for known in (*SUPPORTED_STANDARD_OBJECTS, *CDC_OBJECTS):
-        if known.lower() == sobject.lower():
-            return known
-    return sobject
 
 
 def _notify_problem(notify: str, parts: TopicQuery) -> str | None:
@@ -423,6 +419,44 @@ def _notify_problem(notify: str, parts: TopicQuery) -> str | None:
             "field other than Id or a WHERE clause with at least one field other than Id"
         )
     return None
+
+
+def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, Any]]:
+    """The contract with REST: errors for a PushTopic about to be inserted/updated ([] if valid).
+
+    ``record`` is the record as it would be stored (old values merged with the update).
+    """
+    from bridge.devorg import soql
+    from bridge.devorg.state import API_VERSION
+
+    def check_query(query: str) -> None:
+        try:
+            soql.parse_query(query)
+        except soql.SoqlError as exc:
+            raise QueryError(exc.code, exc.message) from exc
+
+    others = [
+        str(r.get("Name"))
+        for r in state.records("PushTopic")
+        if r.get("Id") != record.get("Id") and r.get("Name")
+    ]
+    return validate_topic(
+        record,
+        fields_of=schema_catalog(state.schema),
+        other_names=others,
+        api_version=float(API_VERSION),
+        check_query=check_query,
+    )
+
+
+def schema_catalog(schema: Any) -> FieldCatalog:
+    """A FieldCatalog over the org's schema (``bridge.devorg.schema.Schema``)."""
+
+    def fields_of(sobject: str) -> tuple[str, Mapping[str, str]] | None:
+        obj = schema.object(sobject) if schema is not None else None
+        return None if obj is None else (obj.name, obj.lower)
+
+    return fields_of
 
 
 # ---- matching ------------------------------------------------------------------------------
@@ -454,10 +488,10 @@ class Topic:
 
 def compile_topic(
     record: Mapping[str, Any],
-    where_matcher: Callable[[str, str], Callable[[Mapping[str, Any]], bool]],
+    where_matcher: Callable[[str], Callable[[Mapping[str, Any]], bool]],
 ) -> Topic:
-    """A Topic from a stored PushTopic record; ``where_matcher(sobject, where_text)`` builds the
-    WHERE predicate (from the org's SOQL evaluator)."""
+    """A Topic from a stored PushTopic record; ``where_matcher(query)`` builds the predicate of
+    the query's WHERE clause (from the org's SOQL evaluator)."""
     parts = analyse(str(record["Query"]))
     operations = frozenset(
         kind for kind, flag in OPERATION_FLAGS.items() if record.get(flag, True) is not False
