@@ -273,17 +273,21 @@ def validate_topic(
     other_names: Iterable[str] = (),
     api_version: float = 63.0,
     check_query: Callable[[str], None] | None = None,
+    field_checks: bool = True,
 ) -> list[dict[str, Any]]:
     """The errors Salesforce would return for this PushTopic record ([] when it is valid).
 
     ``record`` is the record as it would be stored (for an update: old values merged with the
     new ones). ``other_names`` are the Names of the org's other PushTopics (Name is unique).
     ``check_query`` runs the general SOQL parser and raises QueryError on what it refuses.
+    ``field_checks=False`` leaves out what any record's field validation reports (required,
+    length, picklist, type) for callers that have already checked those against the schema.
     """
     errors: list[dict[str, Any]] = []
+    generic: list[dict[str, Any]] = []
     missing = [n for n in ("Name", "Query", "ApiVersion") if record.get(n) in (None, "")]
     if missing:
-        errors.append(
+        generic.append(
             error(
                 "REQUIRED_FIELD_MISSING",
                 f"Required fields are missing: [{', '.join(missing)}]",
@@ -292,7 +296,7 @@ def validate_topic(
         )
     name = _text(record, "Name")
     if name is not None and len(name) > NAME_MAX:
-        errors.append(
+        generic.append(
             error(
                 "STRING_TOO_LONG",
                 f"Name: data value too large: {name} (max length={NAME_MAX})",
@@ -309,7 +313,7 @@ def validate_topic(
         )
     description = _text(record, "Description")
     if description is not None and len(description) > DESCRIPTION_MAX:
-        errors.append(
+        generic.append(
             error(
                 "STRING_TOO_LONG",
                 f"Description: data value too large: {description[:40]}... "
@@ -333,7 +337,7 @@ def validate_topic(
             )
     notify = record.get("NotifyForFields") or "Referenced"
     if notify not in NOTIFY_FOR_FIELDS:
-        errors.append(
+        generic.append(
             error(
                 "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                 f"NotifyForFields: bad value for restricted picklist field: {notify}",
@@ -342,7 +346,7 @@ def validate_topic(
         )
     for flag in (*OPERATION_FLAGS.values(), "IsActive"):
         if record.get(flag) is not None and not isinstance(record.get(flag), bool):
-            errors.append(
+            generic.append(
                 error(
                     "INVALID_TYPE_ON_FIELD_IN_RECORD",
                     f"{flag}: value not of required type: {record.get(flag)}",
@@ -351,16 +355,16 @@ def validate_topic(
             )
     query = _text(record, "Query")
     if query is None or query == "":
-        return errors
+        return generic + errors if field_checks else errors
     if len(query) > QUERY_MAX:
-        errors.append(
+        generic.append(
             error(
                 "STRING_TOO_LONG",
                 f"Query: data value too large: {query[:40]}... (max length={QUERY_MAX})",
                 ["Query"],
             )
         )
-        return errors
+        return generic + errors if field_checks else errors
     try:
         parts = analyse(query)
         _check_fields(parts, fields_of)
@@ -368,12 +372,12 @@ def validate_topic(
             check_query(query)
     except QueryError as exc:
         errors.append(error(exc.code, exc.message, ["Query"]))
-        return errors
+        return generic + errors if field_checks else errors
     if notify in NOTIFY_FOR_FIELDS:
         problem = _notify_problem(notify, parts)
         if problem:
             errors.append(error("FIELD_INTEGRITY_EXCEPTION", problem, ["NotifyForFields"]))
-    return errors
+    return generic + errors if field_checks else errors
 
 
 def _check_fields(parts: TopicQuery, fields_of: FieldCatalog) -> None:
@@ -446,6 +450,7 @@ def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, An
         other_names=others,
         api_version=float(API_VERSION),
         check_query=check_query,
+        field_checks=False,  # REST has checked required/length/picklist/type on the schema
     )
 
 
