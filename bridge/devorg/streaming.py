@@ -688,7 +688,7 @@ class StreamingHub:
                         )
                     setattr(self.settings, key, value)
         with self._lock:
-            clients = len(self.clients)
+            clients = sorted(self.clients)
         return web.json_response(
             {**self.settings.to_dict(), "clients": clients, "last_replay_id": self.log.last_id}
         )
