@@ -368,3 +368,15 @@ def test_change_event_payload(
     assert header["commitTimestamp"] == int(at.timestamp() * 1000)
     assert header["transactionKey"] and header["sequenceNumber"] == 1
     assert set(payload) == data_fields
+
+
+def test_through_the_contract_schema_checks_are_left_to_rest() -> None:
+    # REST has already reported length/picklist errors from the schema: no duplicates here,
+    # but the PushTopic rules still apply
+    record = topic_record(
+        Name="N" * 30, NotifyForFields="Some", Query="SELECT Id FROM Lead LIMIT 1"
+    )
+    errors = validate_topic(record, fields_of=fields_of, field_checks=False)
+    assert [e["message"] for e in errors] == ["'LIMIT' is not allowed"]
+    too_long = topic_record(Query="SELECT Id, Email FROM Lead LIMIT 1" + " " * 1300)
+    assert validate_topic(too_long, fields_of=fields_of, field_checks=False) == []
