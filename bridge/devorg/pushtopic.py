@@ -444,7 +444,7 @@ def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, An
         for r in state.records("PushTopic")
         if r.get("Id") != record.get("Id") and r.get("Name")
     ]
-    return validate_topic(
+    errors = validate_topic(
         record,
         fields_of=schema_catalog(state.schema),
         other_names=others,
@@ -452,6 +452,27 @@ def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, An
         check_query=check_query,
         field_checks=False,  # REST has checked required/length/picklist/type on the schema
     )
+    query = record.get("Query")
+    if query and not any("Query" in e["fields"] for e in errors):
+        problem = text_area_in_where(str(query), state.schema)
+        if problem:
+            errors.append(error("INVALID_FIELD", problem, ["Query"]))
+    return errors
+
+
+def text_area_in_where(query: str, schema: Any) -> str | None:
+    """The guide lists "searching for values in Text Area fields" as unsupported; the message is
+    SOQL's for a field that cannot be filtered."""
+    try:
+        parts = analyse(query)
+    except QueryError:
+        return None
+    obj = schema.object(parts.sobject) if schema is not None else None
+    for name in parts.where_fields:
+        fd = obj.field(name) if obj is not None else None
+        if fd is not None and fd.type == "textarea":
+            return f"field '{fd.name}' can not be filtered in a query call"
+    return None
 
 
 def schema_catalog(schema: Any) -> FieldCatalog:

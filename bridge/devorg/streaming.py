@@ -49,6 +49,8 @@ RETENTION = timedelta(hours=24)
 MIN_API_VERSION = 37.0
 #: Most events one /meta/connect response carries; the rest go out on the next connect.
 MAX_BATCH = 1000
+#: Largest request body the server accepts ("How the Client Connects").
+MAX_REQUEST_BYTES = 32_768
 COOKIE = "BAYEUX_BROWSER"
 HUB_KEY = web.AppKey("devorg_streaming_hub", object)
 
@@ -418,8 +420,13 @@ class StreamingHub:
                 ],
                 status=400,
             )
+        raw = await request.read()
+        if len(raw) > MAX_REQUEST_BYTES:
+            return _bayeux_response(
+                [{"successful": False, "error": "413::Maximum Request Size Exceeded"}], status=413
+            )
         try:
-            body = await request.json(loads=json.loads)
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             return _bayeux_response(
                 [{"successful": False, "error": "400::Malformed JSON in the request body"}],
@@ -455,9 +462,11 @@ class StreamingHub:
                 client = self._client_for(message, request)
                 if channel == "/meta/connect":
                     events, reply = await self._connect(message, client, token)
+                    prefix = '{"clientId":' + json.dumps(client.id) + ","
                     for event in events:
                         delivered[event.channel] = delivered.get(event.channel, 0) + 1
-                        replies.append(event.message)
+                        # stored once for every subscriber; the clientId goes in per client
+                        replies.append(prefix + event.message[1:])
                     replies.append(_dumps(reply))
                 elif channel == "/meta/subscribe":
                     replies.append(_dumps(self._subscribe(message, client)))

@@ -484,3 +484,20 @@ def test_reset_forgets_clients(tmp_path: Path) -> None:
         assert json.loads(json.dumps(o.hub.settings.to_dict()))["client_timeout_ms"] == 40000
 
     run(scenario, tmp_path)
+
+
+def test_delivered_messages_name_the_client_and_big_requests_are_refused(tmp_path: Path) -> None:
+    async def scenario(o: Org) -> None:
+        o.topic()
+        first = await o.ready_client()
+        second = await o.ready_client()
+        o.write("Lead", "created", {"Email": "a@x.com", "Status": "Open"})
+        for client_id in (first, second):
+            (event,), _ = await o.connect(client_id)
+            assert event["clientId"] == client_id and event["channel"] == "/topic/Leads"
+        huge = {"channel": "/meta/subscribe", "clientId": first, "subscription": "/topic/Leads",
+                "ext": {"replay": {f"/topic/T{i}": -1 for i in range(2000)}}}  # fmt: skip
+        status, (reply,) = await o.post(huge)
+        assert status == 413 and reply["error"] == "413::Maximum Request Size Exceeded"
+
+    run(scenario, tmp_path)
