@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 16:32:06.600561
+Create Date: 2026-11-22 16:42:07.272510
 """
 
 from alembic import op
@@ -104,6 +104,9 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=255), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("received_at", bridge.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("queued_at", bridge.store.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("claimed_at", bridge.store.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("claimed_by", sa.String(length=64), nullable=True),
         sa.Column("processed_at", bridge.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["org_connection_id"],
