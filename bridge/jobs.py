@@ -452,3 +452,34 @@ def start_sweeper(store: Store, client: redis.Redis, stop: threading.Event) -> t
     thread = threading.Thread(target=loop, name="inbound-sweeper", daemon=True)
     thread.start()
     return thread
+
+
+# ---- the worker process ----------------------------------------------------------------------
+
+
+def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = None) -> None:
+    """`sfbridge worker`: one rq SimpleWorker on the inbound and outbound queues.
+
+    SimpleWorker (jobs run in the worker process) rather than the forking Worker: a forked
+    work horse starts with no org connection and no warm database pool, so every batch would
+    pay a fresh OAuth token request and connection set-up; with SimpleWorker the connection
+    is opened once per process (see docs/inbound.md for the measurements). Isolation from a
+    crashing job matters less here: jobs catch and save their own failures, and a worker
+    killed mid-batch is covered by the claim timeout and the sweeper.
+    """
+    from rq import SimpleWorker
+
+    set_context(InboundContext(store=rt.store, config=rt.config, vault=rt.vault))
+    client = rt.redis
+    names = list(queues or (defaults.INBOUND_QUEUE, defaults.OUTBOUND_QUEUE))
+    stop = threading.Event()
+    if burst:
+        client.delete(_SWEEP_LOCK)
+        sweep(rt.store, client)
+    else:
+        start_sweeper(rt.store, client, stop)
+    worker = SimpleWorker([Queue(n, connection=client) for n in names], connection=client)
+    try:
+        worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
+    finally:
+        stop.set()

@@ -242,3 +242,47 @@ def _run_backfill(
         )
     say(f"{sobject}: backfill done: {read} records read, {new} new changes stored")
     return read, new
+
+
+def run_cli(
+    store: Store,
+    vault: Any,
+    redis_client: Any,
+    name: str,
+    org: OrgConfig,
+    *,
+    every: int | None,
+    since: datetime | None,
+    objects: tuple[str, ...] | None,
+    echo: Echo,
+) -> None:
+    """`sfbridge poll`: a backfill (--since), one round, or rounds --every N seconds."""
+    import signal
+
+    from bridge import jobs
+    from bridge.salesforce.connection import open_org
+    from bridge.streaming.subscriber import org_connection_id
+
+    conn_id = org_connection_id(store, name)
+    sforg = open_org(store, vault, name, org)
+
+    def enqueue(ids: list[int]) -> int:
+        return jobs.enqueue_events(redis_client, ids)
+
+    chosen = tuple(objects or SOBJECTS)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if since is not None:
+        for sobject in chosen:
+            backfill(
+                store, sforg, conn_id, org, sobject, since, enqueue=enqueue, echo=echo, stop=stop
+            )
+        return
+    while True:
+        results = poll_once(store, sforg, conn_id, org, enqueue=enqueue, objects=chosen)
+        echo(
+            "poll: "
+            + ", ".join(f"{obj} {read} read / {new} new" for obj, (read, new) in results.items())
+        )
+        if not every or stop.wait(every):
+            return
