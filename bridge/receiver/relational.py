@@ -36,6 +36,17 @@ REFERENCE_FIELDS: dict[str, tuple[str, ...]] = {
     "Opportunity": ("AccountId",),
 }
 
+#: Fields the receiver's fuzzy matching reads (name, email, phone, company) of each object.
+MATCH_FIELDS: dict[str, tuple[str, ...]] = {
+    "Lead": ("FirstName", "LastName", "Email", "Phone", "MobilePhone", "Company"),
+    "Contact": ("FirstName", "LastName", "Email", "Phone", "MobilePhone"),
+    "Account": ("Name",),
+    "Opportunity": (),
+}
+
+#: Where the Account's contacts go for contact matching `trigger_and_account_contacts`.
+ACCOUNT_CONTACTS = "AccountContacts"
+
 #: Fields every changed record needs: identity, the change's time, and who made it (own writes).
 TRIGGER_SYSTEM_FIELDS = ("Id", "SystemModstamp", "LastModifiedById")
 
@@ -43,6 +54,8 @@ TRIGGER_SYSTEM_FIELDS = ("Id", "SystemModstamp", "LastModifiedById")
 def related_fields(org: OrgConfig, sobject: str) -> list[str]:
     """What an entry needs of a related record: Id, its references and the fields read."""
     out = ["Id", *REFERENCE_FIELDS.get(sobject, ())]
+    if org.receiver.target_match.fuzzy:
+        out += [f for f in MATCH_FIELDS.get(sobject, ()) if f not in out]
     for name in org.fields_read(sobject):
         if name not in out:
             out.append(name)
@@ -100,7 +113,7 @@ def _is_converted(record: dict[str, Any]) -> bool:
 
 def related_records(
     org: OrgConfig, triggers: Sequence[Trigger], lookup: Lookup
-) -> list[dict[str, dict[str, Any] | None]]:
+) -> list[dict[str, Any]]:
     """The entry's records for each trigger, fetching what the events do not carry."""
     triggers = [Trigger(t.sobject, dict(t.record), t.deleted) for t in triggers]
     _complete(org, triggers, lookup)
@@ -161,15 +174,30 @@ def related_records(
         for rec in lookup.records(obj, todo, fields):
             by_id[str(rec["Id"])] = rec
 
+    # Contact matching "trigger_and_account_contacts" also wants every contact of the account.
+    with_contacts = org.receiver.contact_matching == "trigger_and_account_contacts"
+    account_of: dict[int, str] = {}
+    if with_contacts:
+        for n, t in enumerate(triggers):
+            account = _account_id(t)
+            if account:
+                account_of[n] = account
     children: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    contact_parents = parents | set(account_of.values())
+    if contact_parents:
+        for rec in lookup.children(
+            "Contact", "AccountId", sorted(contact_parents), related_fields(org, "Contact")
+        ):
+            children[("Contact", str(rec.get("AccountId")))].append(rec)
     if parents:
-        for obj in ("Contact", "Opportunity"):
-            for rec in lookup.children(obj, "AccountId", sorted(parents), related_fields(org, obj)):
-                children[(obj, str(rec.get("AccountId")))].append(rec)
+        for rec in lookup.children(
+            "Opportunity", "AccountId", sorted(parents), related_fields(org, "Opportunity")
+        ):
+            children[("Opportunity", str(rec.get("AccountId")))].append(rec)
 
-    out = []
-    for t in triggers:
-        records: dict[str, dict[str, Any] | None] = dict.fromkeys(SOBJECTS)
+    out: list[dict[str, Any]] = []
+    for n, t in enumerate(triggers):
+        records: dict[str, Any] = dict.fromkeys(SOBJECTS)
         records[t.sobject] = t.record
         rec = t.record
         if not t.deleted and t.record_id:
@@ -189,8 +217,23 @@ def related_records(
                 for obj in ("Contact", "Opportunity"):
                     kids = children.get((obj, t.record_id), [])
                     records[obj] = kids[0] if len(kids) == 1 else None
+        if n in account_of:
+            records[ACCOUNT_CONTACTS] = children.get(("Contact", account_of[n]), [])
         out.append(records)
     return out
+
+
+def _account_id(t: Trigger) -> str | None:
+    """The account a trigger belongs to (itself, its AccountId, or the converted account)."""
+    if t.deleted or not t.record_id:
+        return None
+    if t.sobject == "Account":
+        return t.record_id
+    if t.sobject in ("Contact", "Opportunity"):
+        return str(t.record["AccountId"]) if t.record.get("AccountId") else None
+    if t.sobject == "Lead" and t.record.get("ConvertedAccountId"):
+        return str(t.record["ConvertedAccountId"])
+    return None
 
 
 def _complete(org: OrgConfig, triggers: Sequence[Trigger], lookup: Lookup) -> None:

@@ -193,3 +193,28 @@ def test_only_missing_fields_are_fetched_and_event_values_win() -> None:
     assert ("records", "Contact", CON1) in fake.calls
     assert out[0]["Contact"]["Email"] == "new@acme.test"  # type: ignore[index]
     assert out[0]["Account"]["Id"] == ACC1  # type: ignore[index]
+
+
+def test_account_contacts_for_trigger_and_account_contacts_matching() -> None:
+    org = org_config(
+        receiver={"program": "main", "contact_matching": "trigger_and_account_contacts"}
+    )
+    fake = FakeOrg()
+    trigger = Trigger(
+        "Opportunity",
+        {**dict.fromkeys(record_fields(org, "Opportunity")), "Id": OPP2, "AccountId": ACC2},
+    )
+    (records,) = related_records(org, [trigger], fake)
+    assert sorted(c["Id"] for c in records["AccountContacts"]) == [CON2, CON3]
+    assert records["Contact"] is None  # two contact roles: 1-to-many gives null
+    # Without that setting, no account contacts are read.
+    (plain,) = related_records(
+        ORG, [Trigger("Opportunity", full("Opportunity", Id=OPP2, AccountId=ACC2))], FakeOrg()
+    )
+    assert "AccountContacts" not in plain
+
+
+def test_fuzzy_matching_fields_are_part_of_what_a_record_needs() -> None:
+    assert {"FirstName", "LastName", "Email", "Company"} <= set(record_fields(ORG, "Lead"))
+    no_fuzzy = org_config(receiver={"program": "main", "target_match": {"fuzzy": False}})
+    assert "Email" not in record_fields(no_fuzzy, "Lead")
