@@ -18,7 +18,10 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from bridge.devorg.state import DevOrgState
 
 NAME_MAX = 25
 QUERY_MAX = 1300
@@ -74,10 +77,10 @@ _WHERE_WORDS = frozenset(
 
 
 class FieldCatalog(Protocol):
-    """What validation needs of the schema: an object's fields (None if no such object)."""
+    """What validation needs of the schema: an object's API name and fields (None if unknown)."""
 
-    def __call__(self, sobject: str) -> Mapping[str, str] | None:
-        """Lower-case field name -> the field's API name."""
+    def __call__(self, sobject: str) -> tuple[str, Mapping[str, str]] | None:
+        """(object API name, lower-case field name -> field API name)."""
 
 
 def error(code: str, message: str, fields: Iterable[str] = ()) -> dict[str, Any]:
@@ -270,17 +273,21 @@ def validate_topic(
     other_names: Iterable[str] = (),
     api_version: float = 63.0,
     check_query: Callable[[str], None] | None = None,
+    field_checks: bool = True,
 ) -> list[dict[str, Any]]:
     """The errors Salesforce would return for this PushTopic record ([] when it is valid).
 
     ``record`` is the record as it would be stored (for an update: old values merged with the
     new ones). ``other_names`` are the Names of the org's other PushTopics (Name is unique).
     ``check_query`` runs the general SOQL parser and raises QueryError on what it refuses.
+    ``field_checks=False`` leaves out what any record's field validation reports (required,
+    length, picklist, type) for callers that have already checked those against the schema.
     """
     errors: list[dict[str, Any]] = []
+    generic: list[dict[str, Any]] = []
     missing = [n for n in ("Name", "Query", "ApiVersion") if record.get(n) in (None, "")]
     if missing:
-        errors.append(
+        generic.append(
             error(
                 "REQUIRED_FIELD_MISSING",
                 f"Required fields are missing: [{', '.join(missing)}]",
@@ -289,7 +296,7 @@ def validate_topic(
         )
     name = _text(record, "Name")
     if name is not None and len(name) > NAME_MAX:
-        errors.append(
+        generic.append(
             error(
                 "STRING_TOO_LONG",
                 f"Name: data value too large: {name} (max length={NAME_MAX})",
@@ -306,7 +313,7 @@ def validate_topic(
         )
     description = _text(record, "Description")
     if description is not None and len(description) > DESCRIPTION_MAX:
-        errors.append(
+        generic.append(
             error(
                 "STRING_TOO_LONG",
                 f"Description: data value too large: {description[:40]}... "
@@ -330,7 +337,7 @@ def validate_topic(
             )
     notify = record.get("NotifyForFields") or "Referenced"
     if notify not in NOTIFY_FOR_FIELDS:
-        errors.append(
+        generic.append(
             error(
                 "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                 f"NotifyForFields: bad value for restricted picklist field: {notify}",
@@ -339,7 +346,7 @@ def validate_topic(
         )
     for flag in (*OPERATION_FLAGS.values(), "IsActive"):
         if record.get(flag) is not None and not isinstance(record.get(flag), bool):
-            errors.append(
+            generic.append(
                 error(
                     "INVALID_TYPE_ON_FIELD_IN_RECORD",
                     f"{flag}: value not of required type: {record.get(flag)}",
@@ -348,16 +355,16 @@ def validate_topic(
             )
     query = _text(record, "Query")
     if query is None or query == "":
-        return errors
+        return generic + errors if field_checks else errors
     if len(query) > QUERY_MAX:
-        errors.append(
+        generic.append(
             error(
                 "STRING_TOO_LONG",
                 f"Query: data value too large: {query[:40]}... (max length={QUERY_MAX})",
                 ["Query"],
             )
         )
-        return errors
+        return generic + errors if field_checks else errors
     try:
         parts = analyse(query)
         _check_fields(parts, fields_of)
@@ -365,24 +372,24 @@ def validate_topic(
             check_query(query)
     except QueryError as exc:
         errors.append(error(exc.code, exc.message, ["Query"]))
-        return errors
+        return generic + errors if field_checks else errors
     if notify in NOTIFY_FOR_FIELDS:
         problem = _notify_problem(notify, parts)
         if problem:
             errors.append(error("FIELD_INTEGRITY_EXCEPTION", problem, ["NotifyForFields"]))
-    return errors
+    return generic + errors if field_checks else errors
 
 
 def _check_fields(parts: TopicQuery, fields_of: FieldCatalog) -> None:
-    fields = fields_of(parts.sobject)
-    if fields is None:
+    found = fields_of(parts.sobject)
+    if found is None:
         raise QueryError(
             "INVALID_TYPE",
             f"sObject type '{parts.sobject}' is not supported. If you are attempting to use a "
             "custom object, be sure to append the '__c' after the entity name. Please reference "
             "your WSDL or the describe call for the appropriate names.",
         )
-    canonical = _canonical_object(parts.sobject, fields)
+    canonical, fields = found
     if canonical not in SUPPORTED_STANDARD_OBJECTS and not canonical.endswith("__c"):
         raise QueryError(
             "INVALID_TYPE", f"sObject type '{canonical}' is not supported by PushTopic queries"
@@ -395,13 +402,6 @@ def _check_fields(parts: TopicQuery, fields_of: FieldCatalog) -> None:
                 "custom field, be sure to append the '__c' after the custom field name. Please "
                 "reference your WSDL or the describe call for the appropriate names.",
             )
-
-
-def _canonical_object(sobject: str, fields: Mapping[str, str]) -> str:
-    for known in (*SUPPORTED_STANDARD_OBJECTS, *CDC_OBJECTS):
-        if known.lower() == sobject.lower():
-            return known
-    return sobject
 
 
 def _notify_problem(notify: str, parts: TopicQuery) -> str | None:
@@ -423,6 +423,45 @@ def _notify_problem(notify: str, parts: TopicQuery) -> str | None:
             "field other than Id or a WHERE clause with at least one field other than Id"
         )
     return None
+
+
+def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, Any]]:
+    """The contract with REST: errors for a PushTopic about to be inserted/updated ([] if valid).
+
+    ``record`` is the record as it would be stored (old values merged with the update).
+    """
+    from bridge.devorg import soql
+    from bridge.devorg.state import API_VERSION
+
+    def check_query(query: str) -> None:
+        try:
+            soql.parse_query(query)
+        except soql.SoqlError as exc:
+            raise QueryError(exc.code, exc.message) from exc
+
+    others = [
+        str(r.get("Name"))
+        for r in state.records("PushTopic")
+        if r.get("Id") != record.get("Id") and r.get("Name")
+    ]
+    return validate_topic(
+        record,
+        fields_of=schema_catalog(state.schema),
+        other_names=others,
+        api_version=float(API_VERSION),
+        check_query=check_query,
+        field_checks=False,  # REST has checked required/length/picklist/type on the schema
+    )
+
+
+def schema_catalog(schema: Any) -> FieldCatalog:
+    """A FieldCatalog over the org's schema (``bridge.devorg.schema.Schema``)."""
+
+    def fields_of(sobject: str) -> tuple[str, Mapping[str, str]] | None:
+        obj = schema.object(sobject) if schema is not None else None
+        return None if obj is None else (obj.name, obj.lower)
+
+    return fields_of
 
 
 # ---- matching ------------------------------------------------------------------------------
@@ -454,10 +493,10 @@ class Topic:
 
 def compile_topic(
     record: Mapping[str, Any],
-    where_matcher: Callable[[str, str], Callable[[Mapping[str, Any]], bool]],
+    where_matcher: Callable[[str], Callable[[Mapping[str, Any]], bool]],
 ) -> Topic:
-    """A Topic from a stored PushTopic record; ``where_matcher(sobject, where_text)`` builds the
-    WHERE predicate (from the org's SOQL evaluator)."""
+    """A Topic from a stored PushTopic record; ``where_matcher(query)`` builds the predicate of
+    the query's WHERE clause (from the org's SOQL evaluator)."""
     parts = analyse(str(record["Query"]))
     operations = frozenset(
         kind for kind, flag in OPERATION_FLAGS.items() if record.get(flag, True) is not False

@@ -343,10 +343,16 @@ class StreamingHub:
 
         query = soql.parse_query(query_text)
         where = query.where
+        obj = self.state.schema.object(query.sobject) if self.state.schema is not None else None
+        names: Mapping[str, str] = obj.lower if obj is not None else {}
         clock = self.state.clock
 
+        def resolve(record: dict[str, Any], path: str) -> Any:
+            # topic queries may write field names in any case; records use the API names
+            return record.get(names.get(path.lower(), path))
+
         def matches(record: Mapping[str, Any]) -> bool:
-            return bool(soql.evaluate_where(where, dict(record), now=clock.now()))
+            return soql.evaluate_where(where, dict(record), now=clock.now(), resolve=resolve)
 
         return matches
 
@@ -391,7 +397,7 @@ class StreamingHub:
     # -- the Bayeux endpoint ----------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        fault = self.state.faults.check(request.path)
+        fault = self.state.faults.check(request.path, request.method)
         if fault is not None:
             response = await self._apply_fault(request, fault)
             if response is not None:

@@ -30,9 +30,10 @@ OBJECTS = {
 }
 
 
-def fields_of(sobject: str) -> Mapping[str, str] | None:
+def fields_of(sobject: str) -> tuple[str, Mapping[str, str]] | None:
     names = OBJECTS.get(sobject.lower())
-    return None if names is None else {n.lower(): n for n in names}
+    canonical = {"lead": "Lead", "contact": "Contact", "account": "Account", "product2": "Product2"}
+    return None if names is None else (canonical[sobject.lower()], {n.lower(): n for n in names})
 
 
 def topic_record(**overrides: Any) -> dict[str, Any]:
