@@ -135,6 +135,11 @@ def advance_modstamp(
     return _insert_cursor(session, org_connection_id, channel, None, modstamp)
 
 
+def mark_subscribed(session: Session, org_connection_id: int, channel: str) -> None:
+    """Remember that `channel` was subscribed (a cursor without a replay id yet)."""
+    _insert_cursor(session, org_connection_id, channel, None, None)
+
+
 def _insert_cursor(
     session: Session,
     org_connection_id: int,

@@ -264,11 +264,14 @@ class Subscriber:
             if channel in self._skip:
                 continue
             cursor = cursors.get(channel)
-            replay_id = (
-                cursor.replay_id
-                if cursor is not None and cursor.replay_id is not None
-                else self.first_replay_id
-            )
+            if cursor is None:
+                replay_id = self.first_replay_id
+            elif cursor.replay_id is None:
+                # Subscribed before but no event stored yet: replay all that is retained, so
+                # events sent while we were down are not skipped (extras are harmless).
+                replay_id = -2
+            else:
+                replay_id = cursor.replay_id
             try:
                 client.subscribe(channel, replay_id)
             except InvalidReplayId as exc:
@@ -289,6 +292,9 @@ class Subscriber:
                     self._skip.add(channel)
                     continue
                 raise UsageError(f"cannot subscribe to {channel}: {exc.error}") from None
+            if cursor is None:
+                with self.store.session() as session:
+                    inbox.mark_subscribed(session, self.org_connection_id, channel)
 
     def _store(self, messages: list[dict[str, Any]]) -> None:
         events: list[ChangeEvent] = []
