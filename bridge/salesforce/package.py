@@ -7,7 +7,7 @@ package API version, the permission set and every custom field with its type), u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PACKAGE_NAME = "sfbridge"
 """The package name in sfdx-project.json."""
@@ -70,12 +70,7 @@ def org_fields() -> list[PackageField]:
     out: list[PackageField] = []
     for f in PACKAGE_FIELDS:
         if f.sobject == "Activity":
-            out += [
-                PackageField("Task", f.name, f.metadata_type, f.describe_type, f.length,
-                             f.external_id),
-                PackageField("Event", f.name, f.metadata_type, f.describe_type, f.length,
-                             f.external_id),
-            ]
+            out += [replace(f, sobject="Task"), replace(f, sobject="Event")]
         else:
             out.append(f)
     return out
