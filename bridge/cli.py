@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bridge.config import Settings, check_config_text
-from bridge.errors import BridgeError, ConfigError
+from bridge.config import OrgConfig, Settings, check_config_text
+from bridge.errors import BridgeError, ConfigError, UsageError
 
 if TYPE_CHECKING:
     from bridge.runtime import Runtime
+    from bridge.salesforce.connection import SalesforceOrg
 
 
 class _Group(click.Group):
@@ -113,3 +114,52 @@ def secrets_rotate() -> None:
     rt = _runtime()
     count = rotate_secrets(rt.store, rt.vault)
     click.echo(f"re-encrypted {count} secret(s) with the newest key")
+
+
+# ---- org: Salesforce preflight and PushTopics -----------------------------------------------
+
+
+def _org_config(rt: Runtime, name: str) -> OrgConfig:
+    cfg = rt.config.orgs.get(name)
+    if cfg is None:
+        known = ", ".join(rt.config.orgs) or "none"
+        raise UsageError(f"no org '{name}' in {rt.settings.config_path} (orgs: {known})")
+    return cfg
+
+
+def _open_org(rt: Runtime, name: str, org_config: OrgConfig) -> SalesforceOrg:
+    from bridge.salesforce.connection import open_org
+
+    return open_org(rt.store, rt.vault, name, org_config)
+
+
+@main.group(cls=_Group)
+def org() -> None:
+    """A connected Salesforce org: preflight check and PushTopics."""
+
+
+@org.command("topics")
+@click.argument("name")
+@click.option("--apply", "do_apply", is_flag=True, help="Create or update the topics.")
+@click.option("--apex", is_flag=True, help="Print the same as anonymous Apex (no connection).")
+def org_topics(name: str, do_apply: bool, apex: bool) -> None:
+    """Plan the PushTopics of org NAME from the config; with --apply, make the org match."""
+    from bridge.salesforce import topics
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    desired = topics.desired_topics(org_config)  # checked before anything is sent
+    if apex:
+        click.echo(topics.apex_script(desired), nl=False)
+        return
+    sf_org = _open_org(rt, name, org_config)
+    actions, applied = topics.sync_topics(sf_org, org_config, dry_run=not do_apply)
+    click.echo(topics.format_plan(actions))
+    pending = [a for a in actions if a.action != "unchanged"]
+    if not pending:
+        click.echo("\nall topics are up to date")
+    elif do_apply:
+        done = [f"{a.action}d {a.name}" for a in applied if a.action != "unchanged"]
+        click.echo(f"\napplied: {', '.join(done)}")
+    else:
+        click.echo(f"\n{len(pending)} change(s) planned; run again with --apply to make them")
