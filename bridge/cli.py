@@ -138,6 +138,24 @@ def org() -> None:
     """A connected Salesforce org: preflight check and PushTopics."""
 
 
+@org.command("check")
+@click.argument("name")
+def org_check(name: str) -> None:
+    """Preflight org NAME: objects, package fields, mapping status, picklist values, topics.
+
+    Exits 1 when any check reports an Issue.
+    """
+    from bridge.salesforce import check
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    sf_org = _open_org(rt, name, org_config)
+    findings = check.run_check(sf_org, name, org_config)
+    click.echo(check.format_findings(findings))
+    if check.has_issues(findings):
+        sys.exit(1)
+
+
 @org.command("topics")
 @click.argument("name")
 @click.option("--apply", "do_apply", is_flag=True, help="Create or update the topics.")

@@ -100,3 +100,181 @@ class PushTopicTable:
         self.writes.append(("update", {"Id": topic_id, **fields}))
         self.records[topic_id].update(fields)
         return 204, {}, ""
+
+
+# ---- describe results -----------------------------------------------------------------------
+
+
+def field(name: str, ftype: str = "string", **overrides: Any) -> dict[str, Any]:
+    """One entry of a describe's `fields`, with Salesforce's keys and typical defaults."""
+    system = name in ("Id", "SystemModstamp", "LastModifiedById", "IsConverted", "Name") or (
+        name.startswith("Converted")
+    )
+    body: dict[str, Any] = {
+        "name": name,
+        "label": name.replace("__c", "").replace("_", " "),
+        "type": ftype,
+        "length": 255
+        if ftype in ("string", "textarea", "url", "phone", "combobox", "email")
+        else 0,
+        "createable": not system,
+        "updateable": not system,
+        "nillable": name != "Id",
+        "externalId": False,
+        "calculated": False,
+        "custom": name.endswith("__c"),
+        "picklistValues": [],
+    }
+    body.update(overrides)
+    return body
+
+
+def picklist(name: str, values: list[str], inactive: tuple[str, ...] = ()) -> dict[str, Any]:
+    entries = [
+        {"value": v, "label": v, "active": True, "defaultValue": False, "validFor": None}
+        for v in values
+    ]
+    entries += [
+        {"value": v, "label": v, "active": False, "defaultValue": False, "validFor": None}
+        for v in inactive
+    ]
+    return field(name, "picklist", picklistValues=entries)
+
+
+def sobject(name: str, fields: list[dict[str, Any]], **flags: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "label": name,
+        "custom": False,
+        "queryable": True,
+        "createable": True,
+        "updateable": True,
+        "deletable": False,
+        "fields": fields,
+        "urls": {"describe": f"/services/data/v63.0/sobjects/{name}/describe"},
+    }
+    body.update(flags)
+    return body
+
+
+def _package_fields(sobject_name: str) -> list[dict[str, Any]]:
+    from bridge.salesforce.package import org_fields
+
+    return [
+        field(f.name, f.describe_type, externalId=f.external_id, length=f.length or 255)
+        for f in org_fields()
+        if f.sobject == sobject_name
+    ]
+
+
+def _keys() -> list[dict[str, Any]]:
+    return [
+        field("Id", "id", length=18),
+        field("SystemModstamp", "datetime"),
+        field("LastModifiedById", "reference", length=18),
+    ]
+
+
+def healthy_describes() -> dict[str, dict[str, Any]]:
+    """An org where the package is deployed and every field the example config names exists."""
+    lead = sobject(
+        "Lead",
+        [
+            *_keys(),
+            field("IsConverted", "boolean"),
+            field("ConvertedContactId", "reference", length=18),
+            field("ConvertedAccountId", "reference", length=18),
+            field("ConvertedOpportunityId", "reference", length=18),
+            picklist("Status", ["Open - Not Contacted", "Working - Contacted",
+                                "Closed - Converted", "Closed - Not Converted"]),
+            field("Email", "email", length=80),
+            field("Name", "string"),
+            field("FirstName"),
+            field("LastName"),
+            field("Company"),
+            field("Phone", "phone"),
+            field("Address", "address", createable=False, updateable=False),
+            *_package_fields("Lead"),
+        ],
+    )  # fmt: skip
+    contact = sobject(
+        "Contact",
+        [
+            *_keys(),
+            field("AccountId", "reference", length=18),
+            field("Email", "email", length=80),
+            field("Name"),
+            field("FirstName"),
+            field("LastName"),
+            field("Phone", "phone"),
+            field("MobilePhone", "phone"),
+            field("Title", length=128),
+            field("MailingAddress", "address", createable=False, updateable=False),
+            *_package_fields("Contact"),
+        ],
+    )
+    account = sobject(
+        "Account",
+        [
+            *_keys(),
+            field("Name"),
+            field("Website", "url"),
+            picklist("Industry", ["Agriculture", "Banking", "Technology"]),
+            field("BillingAddress", "address", createable=False, updateable=False),
+        ],
+    )
+    opportunity = sobject(
+        "Opportunity",
+        [
+            *_keys(),
+            field("AccountId", "reference", length=18),
+            field("Amount", "currency"),
+            picklist("StageName", ["Prospecting", "Qualification", "Negotiation/Review",
+                                   "Closed Won", "Closed Lost"]),
+        ],
+    )  # fmt: skip
+    task = sobject(
+        "Task",
+        [
+            field("Id", "id", length=18),
+            field("Subject", "combobox"),
+            picklist("Type", ["Call", "Email", "Meeting", "Other"]),
+            picklist("Status", ["Not Started", "In Progress", "Completed"]),
+            field("WhoId", "reference", length=18),
+            *_package_fields("Task"),
+        ],
+    )
+    event = sobject(
+        "Event",
+        [
+            field("Id", "id", length=18),
+            field("Subject", "combobox"),
+            picklist("Type", ["Call", "Email", "Meeting", "Other"]),
+            *_package_fields("Event"),
+        ],
+    )
+    pushtopic = sobject(
+        "PushTopic",
+        [field("Id", "id", length=18), field("Name", length=25), field("Query", length=1300)],
+    )
+    return {d["name"]: d for d in (lead, contact, account, opportunity, task, event, pushtopic)}
+
+
+def register_describes(
+    rsps: responses.RequestsMock,
+    describes: dict[str, dict[str, Any]],
+    missing: tuple[str, ...] = (),
+) -> None:
+    for name, body in describes.items():
+        if name in missing:
+            continue
+        rsps.add(responses.GET, f"{API}/sobjects/{name}/describe", json=body)
+    for name in missing:
+        status, headers, text = error(404, "NOT_FOUND", "The requested resource does not exist")
+        rsps.add(
+            responses.GET,
+            f"{API}/sobjects/{name}/describe",
+            status=status,
+            headers=headers,
+            body=text,
+        )
