@@ -26,6 +26,9 @@ SUFFIX_TYPES = {
     "layout": "Layout",
 }
 
+# Metadata API format (what `sf project convert source` writes): extension -> type.
+METADATA_FORMAT_TYPES = {".object": "CustomObject", ".permissionset": "PermissionSet"}
+
 
 def wsdl_api_version() -> str:
     """The Metadata API version simple-salesforce's WSDL describes (from its header comment)."""
@@ -45,7 +48,8 @@ def metadata_schema() -> etree.XMLSchema:
     # from <definitions>.
     schema = etree.fromstring(etree.tostring(embedded))
     declared = {e.get("name") for e in schema.findall(f"{{{XSD_NS}}}element")}
-    for type_name in sorted(set(SUFFIX_TYPES.values()) - declared):
+    roots = {*SUFFIX_TYPES.values(), *METADATA_FORMAT_TYPES.values(), "Package"}
+    for type_name in sorted(roots - declared):
         etree.SubElement(schema, f"{{{XSD_NS}}}element", name=type_name, type=f"tns:{type_name}")
     return etree.XMLSchema(etree.ElementTree(schema))
 
@@ -64,6 +68,11 @@ def validate_file(path: Path) -> list[str]:
     expected = metadata_type(path)
     if expected is None:
         return [f"{path}: unknown metadata file type (add its suffix to SUFFIX_TYPES)"]
+    return validate_as(path, expected)
+
+
+def validate_as(path: Path, expected: str) -> list[str]:
+    """Every schema problem in a file whose root must be the metadata type `expected`."""
     try:
         doc = etree.parse(str(path))
     except etree.XMLSyntaxError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from lxml import etree
 
 from bridge.salesforce import package
 from tests.metadata_schema import (
+    METADATA_FORMAT_TYPES,
     METADATA_NS,
     package_fields,
     permission_set_problems,
+    validate_as,
     validate_file,
     wsdl_api_version,
 )
@@ -192,3 +195,37 @@ def test_user_permissions() -> None:
         if p.findtext("m:enabled", namespaces=NS) == "true"
     }
     assert enabled == {"ApiEnabled", "EditTask", "EditEvent"}
+
+
+# ---- conversion to Metadata API format with Salesforce's own converter ----------------------
+
+SDR = ROOT / "tests" / "sdr"
+
+
+def test_source_converts_to_metadata_format(tmp_path: Path) -> None:
+    """Salesforce's source-deploy-retrieve reads force-app as `sf project deploy` would."""
+    node = shutil.which("node")
+    if node is None or not (SDR / "node_modules" / "@salesforce").is_dir():
+        pytest.skip("the converter is not installed: npm install --prefix tests/sdr")
+    out = tmp_path / "mdapi"
+    result = subprocess.run(
+        [node, str(SDR / "convert.js"), "force-app", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    components = json.loads(result.stdout)["components"]
+    assert sorted(components) == sorted(
+        [f"CustomField:{f.ref}" for f in package.PACKAGE_FIELDS]
+        + [f"PermissionSet:{package.PERMISSION_SET}"]
+    )
+    package_xml = etree.parse(str(out / "package.xml")).getroot()
+    assert package_xml.findtext("m:version", namespaces=NS) == package.PACKAGE_API_VERSION
+    assert validate_as(out / "package.xml", "Package") == []
+    converted = sorted(p for p in out.rglob("*") if p.suffix in METADATA_FORMAT_TYPES)
+    assert [p.name for p in converted] == [
+        "Activity.object", "Contact.object", "Lead.object", "SFBridge_Integration.permissionset",
+    ]  # fmt: skip
+    for path in converted:
+        assert validate_as(path, METADATA_FORMAT_TYPES[path.suffix]) == []
+    lead = etree.parse(str(out / "objects" / "Lead.object")).getroot()
+    assert len(lead.findall("m:fields", NS)) == 11
