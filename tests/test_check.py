@@ -12,7 +12,7 @@ import responses
 
 from bridge.config import OrgConfig, load_config
 from bridge.salesforce import check, topics
-from tests.sf_doubles import (
+from tests.org_doubles import (
     PushTopicTable,
     StubOrg,
     healthy_describes,

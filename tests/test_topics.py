@@ -12,7 +12,7 @@ from bridge.config import OrgConfig, load_config
 from bridge.errors import UsageError
 from bridge.salesforce import topics
 from bridge.salesforce.package import PACKAGE_API_VERSION
-from tests.sf_doubles import PushTopicTable, StubOrg
+from tests.org_doubles import PushTopicTable, StubOrg
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "bridge" / "examples" / "sfbridge.example.yaml"
