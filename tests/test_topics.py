@@ -264,4 +264,4 @@ def test_cli_unknown_org(runner: Any) -> None:
 
     result = runner.invoke(main, ["org", "topics", "nope"], env={"SFBRIDGE_CONFIG": str(EXAMPLE)})
     assert result.exit_code == 1
-    assert "no org 'nope'" in result.output
+    assert "org 'nope' is not in the config file" in result.output
