@@ -1,6 +1,6 @@
-"""HTTP-level doubles of the Salesforce REST API (with `responses`), shaped like Salesforce's.
-
-Used where the local org would be overkill: a real simple-salesforce client talks to these.
+"""HTTP-level doubles of describe, query and PushTopic endpoints (with `responses`), shaped
+like Salesforce's answers. A real `SalesforceOrg` talks to them where the local org would be
+overkill.
 """
 
 from __future__ import annotations
@@ -10,29 +10,49 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import requests
 import responses
-from simple_salesforce import Salesforce
+
+from bridge.salesforce.connection import OrgCredentials, SalesforceOrg, build_session
+from bridge.salesforce.oauth import TokenResponse
 
 INSTANCE = "https://acme.my.salesforce.com"
 API = f"{INSTANCE}/services/data/v63.0"
 
 
-class StubOrg:
-    """The `SalesforceOrg` surface the org tools use: `.sf` and `.call(fn, ...)`."""
+LOGIN_URL = "https://login.salesforce.com"
+ORG_ID = "00D000000000001AAA"
+USER_ID = "005000000000001AAA"
 
-    def __init__(self) -> None:
-        session = requests.Session()
-        session.trust_env = False
-        self.sf = Salesforce(
-            instance_url=INSTANCE,
-            session_id="00D000000000001!token",
-            version="63.0",
-            session=session,
-        )
 
-    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+def connected_org(access_token: str = "00D000000000001!first") -> SalesforceOrg:  # noqa: S107
+    """A real `SalesforceOrg` (JWT credentials) that already holds a token for INSTANCE."""
+    from tests.sf_doubles import new_rsa_key
+
+    private_pem, _public = new_rsa_key()
+    creds = OrgCredentials(
+        login_url=LOGIN_URL,
+        client_id="3MVG9orgdoubles",
+        username="integration@acme.example",
+        private_key_pem=private_pem,
+    )
+    token = TokenResponse(
+        access_token=access_token,
+        instance_url=INSTANCE,
+        id_url=f"{LOGIN_URL}/id/{ORG_ID}/{USER_ID}",
+    )
+    return SalesforceOrg(creds, build_session(LOGIN_URL), token)
+
+
+def register_token_endpoint(rsps: responses.RequestsMock, access_token: str) -> None:
+    """The JWT bearer grant answering with `access_token` (for re-authentication)."""
+    body = {
+        "access_token": access_token,
+        "instance_url": INSTANCE,
+        "id": f"{LOGIN_URL}/id/{ORG_ID}/{USER_ID}",
+        "token_type": "Bearer",
+        "scope": "api",
+    }
+    rsps.add(responses.POST, f"{LOGIN_URL}/services/oauth2/token", json=body)
 
 
 def error(status: int, code: str, message: str) -> tuple[int, dict[str, str], str]:
@@ -43,9 +63,19 @@ def error(status: int, code: str, message: str) -> tuple[int, dict[str, str], st
 class PushTopicTable:
     """PushTopic records kept in memory behind query/create/update endpoints."""
 
-    def __init__(self) -> None:
+    def __init__(self, live_tokens: set[str] | None = None) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.writes: list[tuple[str, dict[str, Any]]] = []
+        # When set, only these bearer tokens are accepted (others: 401 INVALID_SESSION_ID).
+        self.live_tokens = live_tokens
+        self.tokens_seen: list[str] = []
+
+    def _session_problem(self, request: Any) -> tuple[int, dict[str, str], str] | None:
+        token = str(request.headers.get("Authorization", "")).removeprefix("Bearer ")
+        self.tokens_seen.append(token)
+        if self.live_tokens is not None and token not in self.live_tokens:
+            return error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        return None
 
     def add(self, **fields: Any) -> str:
         topic_id = f"0IF{len(self.records) + 1:015d}"
@@ -64,6 +94,8 @@ class PushTopicTable:
         )
 
     def _query(self, request: Any) -> tuple[int, dict[str, str], str]:
+        if problem := self._session_problem(request):
+            return problem
         soql = parse_qs(urlparse(request.url).query)["q"][0]
         if " FROM PushTopic" not in soql:
             return error(400, "INVALID_TYPE", "unexpected query in this double")
@@ -84,6 +116,8 @@ class PushTopicTable:
         return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def _create(self, request: Any) -> tuple[int, dict[str, str], str]:
+        if problem := self._session_problem(request):
+            return problem
         fields = json.loads(request.body)
         if any(r.get("Name") == fields.get("Name") for r in self.records.values()):
             return error(400, "DUPLICATE_VALUE", "duplicate value found: Name")
@@ -93,6 +127,8 @@ class PushTopicTable:
         return 201, {"Content-Type": "application/json"}, json.dumps(body)
 
     def _update(self, request: Any) -> tuple[int, dict[str, str], str]:
+        if problem := self._session_problem(request):
+            return problem
         topic_id = request.url.rstrip("/").rsplit("/", 1)[-1]
         if topic_id not in self.records:
             return error(404, "NOT_FOUND", "The requested resource does not exist")

@@ -14,7 +14,7 @@ from bridge.config import OrgConfig, load_config
 from bridge.salesforce import check, topics
 from tests.org_doubles import (
     PushTopicTable,
-    StubOrg,
+    connected_org,
     healthy_describes,
     picklist,
     register_describes,
@@ -331,7 +331,7 @@ def test_run_check_over_http() -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         register_describes(rsps, healthy_describes())
         table.register(rsps)
-        findings = check.run_check(StubOrg(), "acme", org)
+        findings = check.run_check(connected_org(), "acme", org)
     assert issues(findings) == []
 
 
@@ -340,7 +340,7 @@ def test_run_check_reports_an_object_it_cannot_describe() -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         register_describes(rsps, healthy_describes(), missing=("Event",))
         PushTopicTable().register(rsps)
-        findings = check.run_check(StubOrg(), "acme", org)
+        findings = check.run_check(connected_org(), "acme", org)
     found = issues(findings)
     assert ("object", "Event", "cannot describe Event: NOT_FOUND: The requested resource does "
             "not exist") in found  # fmt: skip
@@ -355,7 +355,7 @@ def test_run_check_reports_an_object_it_cannot_describe() -> None:
 def test_cli_exits_non_zero_on_issues(runner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from bridge import cli
 
-    monkeypatch.setattr(cli, "_open_org", lambda rt, name, cfg: StubOrg())
+    monkeypatch.setattr(cli, "_open_org", lambda rt, name, cfg: connected_org())
     env = {"SFBRIDGE_CONFIG": str(EXAMPLE)}
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         register_describes(rsps, healthy_describes())

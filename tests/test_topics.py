@@ -12,7 +12,7 @@ from bridge.config import OrgConfig, load_config
 from bridge.errors import UsageError
 from bridge.salesforce import topics
 from bridge.salesforce.package import PACKAGE_API_VERSION
-from tests.org_doubles import PushTopicTable, StubOrg
+from tests.org_doubles import PushTopicTable, connected_org, register_token_endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "bridge" / "examples" / "sfbridge.example.yaml"
@@ -106,7 +106,7 @@ def test_too_long_query_is_refused_before_anything_is_sent() -> None:
     org = minimal_org(receiver={"program": "p", "referral_fields": many})
     with responses.RequestsMock() as rsps:  # any HTTP call would fail the test
         with pytest.raises(UsageError) as caught:
-            topics.sync_topics(StubOrg(), org)
+            topics.sync_topics(connected_org(), org)
         assert len(rsps.calls) == 0
     assert "SFB_Lead: query is" in caught.value.message
     assert "the limit is 1300" in caught.value.message
@@ -193,12 +193,12 @@ def test_apply_twice_creates_then_changes_nothing() -> None:
     org = example_org()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         table.register(rsps)
-        first, applied = topics.sync_topics(StubOrg(), org)
+        first, applied = topics.sync_topics(connected_org(), org)
         assert [a.action for a in first] == ["create"] * 4
         assert [a.action for a in applied] == ["create"] * 4
         assert {r["Name"] for r in table.records.values()} == set(topics.TOPIC_NAMES.values())
         writes = len(table.writes)
-        second, _ = topics.sync_topics(StubOrg(), org)
+        second, _ = topics.sync_topics(connected_org(), org)
         assert [a.action for a in second] == ["unchanged"] * 4
         assert len(table.writes) == writes  # nothing sent the second time
 
@@ -209,7 +209,7 @@ def test_apply_updates_only_what_differs() -> None:
     stale = table.add(**{**spec.record(), "Name": spec.name, "Query": "SELECT Id FROM Opportunity"})
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         table.register(rsps)
-        actions, _ = topics.sync_topics(StubOrg(), example_org())
+        actions, _ = topics.sync_topics(connected_org(), example_org())
     assert {a.spec.name: a.action for a in actions}["SFB_Opportunity"] == "update"
     updates = [w for kind, w in table.writes if kind == "update"]
     assert updates == [{"Id": stale, "Query": spec.query}]
@@ -219,7 +219,7 @@ def test_dry_run_sends_no_writes() -> None:
     table = PushTopicTable()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         table.register(rsps)
-        actions, applied = topics.sync_topics(StubOrg(), example_org(), dry_run=True)
+        actions, applied = topics.sync_topics(connected_org(), example_org(), dry_run=True)
     assert [a.action for a in actions] == ["create"] * 4
     assert applied == [] and table.writes == []
 
@@ -265,3 +265,19 @@ def test_cli_unknown_org(runner: Any) -> None:
     result = runner.invoke(main, ["org", "topics", "nope"], env={"SFBRIDGE_CONFIG": str(EXAMPLE)})
     assert result.exit_code == 1
     assert "org 'nope' is not in the config file" in result.output
+
+
+def test_apply_repeats_with_the_new_session_after_re_authentication() -> None:
+    table = PushTopicTable(live_tokens={"00D000000000001!first"})
+    org = connected_org("00D000000000001!first")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        table.register(rsps)
+        register_token_endpoint(rsps, "00D000000000001!second")
+        actions = topics.plan(
+            topics.fetch_existing(org, ["SFB_Lead"]), topics.desired_topics(example_org())[:1]
+        )
+        table.live_tokens = {"00D000000000001!second"}  # the session expires now
+        applied = topics.apply(actions, org)
+    assert [a.action for a in applied] == ["create"]
+    assert table.tokens_seen[-2:] == ["00D000000000001!first", "00D000000000001!second"]
+    assert [w[1]["Name"] for w in table.writes] == ["SFB_Lead"]

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from simple_salesforce.exceptions import SalesforceError as SimpleSalesforceError
 
 from bridge.config import OrgConfig, parse_field_ref
-from bridge.errors import PermanentError, UsageError
+from bridge.errors import BridgeError, PermanentError, UsageError
 from bridge.salesforce import topics
 from bridge.salesforce.package import PERMISSION_SET, org_fields
 
@@ -414,7 +414,9 @@ def _error_text(exc: Exception) -> str:
         if isinstance(content, list) and content and isinstance(content[0], dict):
             return f"{content[0].get('errorCode')}: {content[0].get('message')}"
         return f"HTTP {exc.status}"
-    return str(getattr(exc, "message", exc))
+    if isinstance(exc, BridgeError):
+        return f"{exc.code}: {exc.message}"
+    return str(exc)
 
 
 def describe_objects(org: topics.OrgClient, names: Iterable[str]) -> dict[str, Describe | str]:
@@ -422,7 +424,8 @@ def describe_objects(org: topics.OrgClient, names: Iterable[str]) -> dict[str, D
     out: dict[str, Describe | str] = {}
     for name in names:
         try:
-            out[name] = org.call(getattr(org.sf, name).describe)
+            # looked up inside the call: after re-authentication the client may be a new one
+            out[name] = org.call(lambda n=name: getattr(org.sf, n).describe())
         except (SimpleSalesforceError, UsageError, PermanentError) as exc:
             out[name] = _error_text(exc)
     return out

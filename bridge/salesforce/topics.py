@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
-from simple_salesforce import Salesforce, format_soql
+from simple_salesforce import Salesforce, SFType, format_soql
 
 from bridge.config import OrgConfig
 from bridge.errors import UsageError
@@ -272,17 +272,24 @@ class Applied:
     topic_id: str | None
 
 
+def _pushtopic(org: OrgClient) -> SFType:
+    return cast(SFType, org.sf.PushTopic)
+
+
 def apply(actions: Sequence[TopicAction], org: OrgClient) -> list[Applied]:
     """Create or update what the plan says; unchanged topics are not touched."""
-    pushtopic = org.sf.PushTopic
     done: list[Applied] = []
     for act in actions:
+        # The client is looked up inside the call: a re-authentication that moves the org to
+        # another instance replaces it, and the repeat must use the new one.
         if act.action == "create":
-            created = org.call(pushtopic.create, {"Name": act.spec.name, **act.values})
+            payload = {"Name": act.spec.name, **act.values}
+            created = org.call(lambda p=payload: _pushtopic(org).create(p))
             done.append(Applied(act.spec.name, "create", str(created.get("id"))))
         elif act.action == "update":
             assert act.topic_id is not None
-            org.call(pushtopic.update, act.topic_id, dict(act.values))
+            topic_id, changes = act.topic_id, dict(act.values)
+            org.call(lambda t=topic_id, c=changes: _pushtopic(org).update(t, c))
             done.append(Applied(act.spec.name, "update", act.topic_id))
         else:
             done.append(Applied(act.spec.name, "unchanged", act.topic_id))
