@@ -5,6 +5,7 @@ overkill.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -24,16 +25,20 @@ ORG_ID = "00D000000000001AAA"
 USER_ID = "005000000000001AAA"
 
 
-def connected_org(access_token: str = "00D000000000001!first") -> SalesforceOrg:  # noqa: S107
-    """A real `SalesforceOrg` (JWT credentials) that already holds a token for INSTANCE."""
+@functools.cache
+def _private_key() -> str:
     from tests.sf_doubles import new_rsa_key
 
-    private_pem, _public = new_rsa_key()
+    return new_rsa_key()[0]  # generating one takes a while: one per test session
+
+
+def connected_org(access_token: str = "00D000000000001!first") -> SalesforceOrg:  # noqa: S107
+    """A real `SalesforceOrg` (JWT credentials) that already holds a token for INSTANCE."""
     creds = OrgCredentials(
         login_url=LOGIN_URL,
         client_id="3MVG9orgdoubles",
         username="integration@acme.example",
-        private_key_pem=private_pem,
+        private_key_pem=_private_key(),
     )
     token = TokenResponse(
         access_token=access_token,
