@@ -291,6 +291,7 @@ def healthy_describes() -> dict[str, dict[str, Any]]:
             field("Id", "id", length=18),
             field("Subject", "combobox"),
             picklist("Type", ["Call", "Email", "Meeting", "Other"]),
+            field("WhoId", "reference", length=18),
             *_package_fields("Event"),
         ],
     )

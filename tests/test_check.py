@@ -212,6 +212,24 @@ CASES: list[tuple[str, Callable[[Describes], None], list[tuple[str, str, str]]]]
           "is longer than the field's 10 characters")],
     ),
     (
+        "root-domain dedupe without a readable Website",
+        _drop("Account", "Website"),
+        [("mapping", "writeback.objects.Account.dedupe: Account.Website", "not found")],
+    ),
+    (
+        "activities cannot name who they are about",
+        _set("Event", "WhoId", createable=False),
+        [("mapping", "writeback.activities: Event.WhoId", "cannot be set on new records")],
+    ),
+    (
+        "fuzzy matching cannot read the Lead's email",
+        _drop("Lead", "Email"),
+        [
+            ("mapping", "receiver.target_match.fuzzy: Lead.Email", "not found"),
+            ("mapping", "writeback.activities.lead_resolution: Lead.Email", "not found"),
+        ],
+    ),
+    (
         "topic selects a compound field",
         _set("Account", "Website", type="address"),
         [("topic", "SFB_Account", "selects compound fields Website")],

@@ -130,6 +130,26 @@ def field_uses(org: OrgConfig) -> list[FieldUse]:
             FieldUse(f"receiver.status_rules[{i}]", rule.object, rule.field, "rule", values)
         )
 
+    # Fields the bridge reads or writes because of a setting rather than a field name.
+    if rcv.target_match.fuzzy:
+        for obj, names in topics.FUZZY_MATCH_FIELDS.items():
+            uses += [FieldUse("receiver.target_match.fuzzy", obj, n, "read") for n in names]
+    for obj, sync in org.writeback.objects.items():
+        if sync.sync_mode != "disabled" and sync.dedupe == "root_domain":
+            uses.append(FieldUse(f"writeback.objects.{obj}.dedupe", obj, "Website", "read"))
+        elif sync.sync_mode != "disabled" and sync.dedupe == "email":
+            uses.append(FieldUse(f"writeback.objects.{obj}.dedupe", obj, "Email", "read"))
+    kinds = org.writeback.activities.kinds
+    if kinds and org.writeback.activities.lead_resolution == "email":
+        for obj in ("Lead", "Contact"):
+            where = "writeback.activities.lead_resolution"
+            uses.append(FieldUse(where, obj, "Email", "read"))
+    for activity in sorted({spec.object for spec in kinds.values()}):
+        for name in ("Subject", "WhoId"):
+            uses.append(
+                FieldUse("writeback.activities", activity, name, "create", needs_create=True)
+            )
+
     add = org.writeback.referral_add
     update_existing = add.on_existing_email == "update"
     for section, mapping in (("member_fields", add.member_fields),
