@@ -229,3 +229,29 @@ def test_source_converts_to_metadata_format(tmp_path: Path) -> None:
         assert validate_as(path, METADATA_FORMAT_TYPES[path.suffix]) == []
     lead = etree.parse(str(out / "objects" / "Lead.object")).getroot()
     assert len(lead.findall("m:fields", NS)) == 11
+
+
+FIELD_FILES = sorted(FORCE_APP.glob("**/objects/*/fields/*.field-meta.xml"))
+
+
+@pytest.mark.parametrize("path", FIELD_FILES, ids=lambda p: f"{p.parent.parent.name}.{p.name}")
+def test_field_texts_fit_salesforce_limits(path: Path) -> None:
+    """Limits deploy enforces but the schema cannot express, and text an admin needs."""
+    root = etree.parse(str(path)).getroot()
+    name = root.findtext("m:fullName", namespaces=NS) or ""
+    assert path.name == f"{name}.field-meta.xml"
+    assert len(name) <= 40 and name.endswith("__c")
+    label = root.findtext("m:label", namespaces=NS) or ""
+    assert 0 < len(label) <= 40
+    description = root.findtext("m:description", namespaces=NS) or ""
+    assert 40 <= len(description) <= 1000, "describe the field for the admin"
+    help_text = root.findtext("m:inlineHelpText", namespaces=NS) or ""
+    assert 0 < len(help_text) <= 510
+    if root.findtext("m:type", namespaces=NS) == "Text":
+        assert 0 < int(root.findtext("m:length", namespaces=NS) or 0) <= 255
+
+
+def test_permission_set_texts_fit_salesforce_limits() -> None:
+    root = _permission_set()
+    assert len(root.findtext("m:label", namespaces=NS) or "") <= 80
+    assert 0 < len(root.findtext("m:description", namespaces=NS) or "") <= 255
