@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 16:54:17.971300
+Create Date: 2026-11-22 16:55:23.429874
 """
 
 from alembic import op
