@@ -7,6 +7,8 @@ one blueprint in `bridge.web`.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,11 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
     )
     if config:
         app.config.update(config)
+    demo_devorg = os.environ.get("SFBRIDGE_DEMO_DEVORG_DIR")
+    if demo_devorg and "DEMO_CHANGES" not in app.config:
+        from bridge.demo import make_changes
+
+        app.config["DEMO_CHANGES"] = functools.partial(make_changes, demo_devorg)
 
     extensions.init_app(app, settings)
     security.init_app(app)

@@ -514,3 +514,34 @@ def worker(burst: bool, queues: tuple[str, ...]) -> None:
     _log_to_stderr()
     rt = _runtime()
     jobs.run_worker(rt, burst=burst, queues=queues or None)
+
+
+# ---- demo (review helper) -------------------------------------------------------------------
+
+
+@main.group("demo", cls=_Group, invoke_without_command=True)
+@click.option("--port", default=8000, show_default=True, help="Port of the web app.")
+@click.option("--org-port", default=8410, show_default=True, help="Port of the local org.")
+@click.option(
+    "--no-changes", is_flag=True, help="Do not make the first changes in the org at start."
+)
+@click.pass_context
+def demo(ctx: click.Context, port: int, org_port: int, no_changes: bool) -> None:
+    """Run everything on embedded defaults: local org, web, worker and stream (Ctrl-C stops)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bridge.config import Settings
+    from bridge.demo import Demo
+
+    instance = Path(Settings.from_env().instance_dir).resolve()
+    Demo(instance, web_port=port, org_port=org_port, initial_changes=not no_changes).run()
+
+
+@demo.command("changes")
+def demo_changes() -> None:
+    """Edit and create Leads in the demo's local org as the ordinary sales user."""
+    from bridge.config import Settings
+    from bridge.demo import make_changes
+
+    instance = Path(Settings.from_env().instance_dir).resolve()
+    click.echo(make_changes(instance / "devorg"))
