@@ -548,7 +548,7 @@ def _http_ok(url: str) -> bool:
     try:
         session = requests.Session()
         session.trust_env = False
-        return session.get(url, timeout=1).status_code == 200
+        return session.get(url, timeout=5).status_code == 200
     except requests.RequestException:
         return False
 
