@@ -70,15 +70,15 @@ def test_entry_page_explains_why_it_waits(
     auth.login()
     html = client.get(f"/entries/{seeded.ids['review_fuzzy']}").get_data(as_text=True)
     assert "Why it waits" in html
-    assert "it matched a referral by email or name" in html  # fuzzy_match in words
-    assert "the rules ask a person to confirm fuzzy matches" in html
-    assert "Status rule 0 (counting from 0) matched" in html
+    assert "found by normalized email or a similar name" in html  # fuzzy_match in words
+    assert "Auto_process_fuzzy is off: a reviewer approves fuzzy matches" in html
+    assert "Status rule number 0 (counting from 0) matched" in html
     assert re.search(r"<code>ref_0000</code>.*?bob@buyer.test.*?1\.00", html, re.S)  # scored
     assert "<dt>status after</dt><dd>qualified</dd>" in html
     assert 'name="field:Lead:Email"' in html  # editable record
     failed = client.get(f"/entries/{seeded.ids['failed']}").get_data(as_text=True)
     assert "Why it failed" in failed and "unmatched: no referral and no referring" in failed
-    assert "names a referring member (code, email or id) that is not in the program" in failed
+    assert "The entry names a referring member that does not exist" in failed
     assert client.get("/entries/99999").status_code == 404
 
 
