@@ -225,3 +225,30 @@ def org_connect(
         f"connected '{name}': org {sf_org.org_id}, user {sf_org.username} ({sf_org.user_id}), "
         f"instance {sf_org.instance_url}"
     )
+
+
+# ---- local org (devorg) ---------------------------------------------------------------------
+
+
+@main.command("devorg")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8410, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    default=".devorg",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the org keeps its records, users, tokens and certificates.",
+)
+@click.option(
+    "--package-dir",
+    default="force-app",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="SFDX package dir whose custom fields the org describes (skipped if missing).",
+)
+def devorg(host: str, port: int, data_dir: Path, package_dir: Path) -> None:
+    """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
+    from bridge.devorg.server import run
+
+    run(host, port, data_dir, package_dir=package_dir)
