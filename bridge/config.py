@@ -333,6 +333,9 @@ class Polling(_Model):
 class OrgConfig(_Model):
     login_url: str = "https://login.salesforce.com"
     client_id: str | None = None
+    # The connected app's consumer secret is read from this environment variable when the app
+    # requires it for the web-server / refresh-token flows; it is never written in the file.
+    client_secret_env: str | None = None
     username: str | None = None
     private_key_file: str | None = None
     ca_bundle: str | None = None
