@@ -103,7 +103,7 @@ class FieldUse:
 
 
 def field_uses(org: OrgConfig) -> list[FieldUse]:
-    """Every Salesforce field the config names, in config order."""
+    """Every Salesforce field the config names or its settings imply, with what it is used for."""
     rcv = org.receiver
     uses: list[FieldUse] = []
 
