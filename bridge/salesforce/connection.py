@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import requests
@@ -307,8 +307,6 @@ class SalesforceOrg:
 
 
 def _replace_refresh_token(creds: OrgCredentials, refresh_token: str) -> OrgCredentials:
-    from dataclasses import replace
-
     return replace(creds, refresh_token=refresh_token)
 
 
@@ -365,7 +363,7 @@ def connect_with_token(
 
 def open_org(store: Any, vault: Any, name: str, org_config: Any) -> SalesforceOrg:
     """Open the stored connection `name` (see `bridge.orgs.open_org`)."""
-    from bridge.orgs import open_org as _open_org
+    from bridge.orgs import open_org as _open_org  # bridge.orgs imports this module
 
     return _open_org(store, vault, name, org_config)
 
