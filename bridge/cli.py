@@ -14,6 +14,7 @@ from bridge.errors import BridgeError, ConfigError
 if TYPE_CHECKING:
     from bridge.config import OrgConfig
     from bridge.runtime import Runtime
+    from bridge.salesforce.connection import SalesforceOrg
 
 
 class _Group(click.Group):
@@ -125,7 +126,7 @@ def secrets_rotate() -> None:
 
 @main.group(cls=_Group)
 def org() -> None:
-    """Salesforce org connections."""
+    """Salesforce orgs: connect, preflight check, PushTopics."""
 
 
 def _org_config(rt: Runtime, name: str) -> OrgConfig:
@@ -225,6 +226,60 @@ def org_connect(
         f"connected '{name}': org {sf_org.org_id}, user {sf_org.username} ({sf_org.user_id}), "
         f"instance {sf_org.instance_url}"
     )
+
+
+# ---- org check and topics -------------------------------------------------------------------
+
+
+def _open_org(rt: Runtime, name: str, org_config: OrgConfig) -> SalesforceOrg:
+    from bridge.orgs import open_org
+
+    return open_org(rt.store, rt.vault, name, org_config)
+
+
+@org.command("check")
+@click.argument("name")
+def org_check(name: str) -> None:
+    """Preflight org NAME: objects, package fields, mapping status, picklist values, topics.
+
+    Exits 1 when any check reports an Issue.
+    """
+    from bridge.salesforce import check
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    sf_org = _open_org(rt, name, org_config)
+    findings = check.run_check(sf_org, name, org_config)
+    click.echo(check.format_findings(findings))
+    if check.has_issues(findings):
+        sys.exit(1)
+
+
+@org.command("topics")
+@click.argument("name")
+@click.option("--apply", "do_apply", is_flag=True, help="Create or update the topics.")
+@click.option("--apex", is_flag=True, help="Print the same as anonymous Apex (no connection).")
+def org_topics(name: str, do_apply: bool, apex: bool) -> None:
+    """Plan the PushTopics of org NAME from the config; with --apply, make the org match."""
+    from bridge.salesforce import topics
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    desired = topics.desired_topics(org_config)  # checked before anything is sent
+    if apex:
+        click.echo(topics.apex_script(desired), nl=False)
+        return
+    sf_org = _open_org(rt, name, org_config)
+    actions, applied = topics.sync_topics(sf_org, org_config, dry_run=not do_apply)
+    click.echo(topics.format_plan(actions))
+    pending = [a for a in actions if a.action != "unchanged"]
+    if not pending:
+        click.echo("\nall topics are up to date")
+    elif do_apply:
+        done = [f"{a.action}d {a.name}" for a in applied if a.action != "unchanged"]
+        click.echo(f"\napplied: {', '.join(done)}")
+    else:
+        click.echo(f"\n{len(pending)} change(s) planned; run again with --apply to make them")
 
 
 # ---- local org (devorg) ---------------------------------------------------------------------
