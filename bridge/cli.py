@@ -68,6 +68,10 @@ def config_check(file: str | None) -> None:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     cfg, problems = check_config_text(text, path)
+    if cfg is not None:
+        from bridge.receiver.configcheck import check_config_rules
+
+        problems = check_config_rules(cfg, text, path)
     if problems:
         for p in problems:
             click.echo(str(p), err=True)

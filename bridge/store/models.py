@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -115,6 +116,12 @@ class Member(Base):
     url: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    def fill_keys(self) -> None:
+        from bridge.receiver.normalize import member_keys
+
+        for column, value in member_keys(email=self.email).items():
+            setattr(self, column, value)
+
 
 class Referral(Base):
     """A referred person; statuses pending → qualified → approved, or denied."""
@@ -124,6 +131,9 @@ class Referral(Base):
         Index("ix_referrals_program_email", "program_id", "email_key"),
         Index("ix_referrals_program_name", "program_id", "name_key"),
         Index("ix_referrals_program_phone", "program_id", "phone_key"),
+        Index("ix_referrals_program_name_block", "program_id", "name_block"),
+        Index("ix_referrals_program_name_rblock", "program_id", "name_rblock"),
+        Index("ix_referrals_program_name_ablock", "program_id", "name_ablock"),
         Index("ix_referrals_sf_lead", "sf_lead_id"),
         Index("ix_referrals_sf_contact", "sf_contact_id"),
         Index("ix_referrals_sf_account", "sf_account_id"),
@@ -142,6 +152,11 @@ class Referral(Base):
     phone: Mapped[str | None] = mapped_column(String(64))
     email_key: Mapped[str | None] = mapped_column(String(255))
     name_key: Mapped[str | None] = mapped_column(String(255))
+    # Fuzzy-name blocking keys (bridge.receiver.normalize.name_blocks): the surname's Soundex,
+    # reverse Soundex and first+last two letters, each with ":" and the first name's Soundex.
+    name_block: Mapped[str | None] = mapped_column(String(16))
+    name_rblock: Mapped[str | None] = mapped_column(String(16))
+    name_ablock: Mapped[str | None] = mapped_column(String(16))
     company_key: Mapped[str | None] = mapped_column(String(255))
     phone_key: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -158,6 +173,19 @@ class Referral(Base):
     history: Mapped[list[ReferralStatusChange]] = relationship(
         back_populates="referral", order_by="ReferralStatusChange.id"
     )
+
+    def fill_keys(self) -> None:
+        """Recompute the normalized matching keys from the person's fields."""
+        from bridge.receiver.normalize import referral_keys
+
+        for column, value in referral_keys(
+            first_name=self.first_name,
+            last_name=self.last_name,
+            email=self.email,
+            company=self.company,
+            phone=self.phone,
+        ).items():
+            setattr(self, column, value)
 
 
 class ReferralStatusChange(Base):
@@ -254,6 +282,10 @@ class SalesEntry(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column()
     decided_by: Mapped[str | None] = mapped_column(String(255))  # rules | user email
+    # Review notification (sent after the commit that put the entry in review).
+    notify_state: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
+    notify_error: Mapped[str | None] = mapped_column(Text)
+    notified_at: Mapped[datetime | None] = mapped_column()
 
 
 class Push(Base):
@@ -324,3 +356,13 @@ class AuditLog(Base):
     object_type: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# Every ORM write of a referral or member keeps its matching keys in step with its fields, so
+# nothing that creates referrals can forget them. (Bulk Core inserts call referral_keys().)
+@event.listens_for(Referral, "before_insert")
+@event.listens_for(Referral, "before_update")
+@event.listens_for(Member, "before_insert")
+@event.listens_for(Member, "before_update")
+def _fill_keys(_mapper: Any, _connection: Any, target: Referral | Member) -> None:
+    target.fill_keys()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 16:32:06.600561
+Create Date: 2026-11-22 16:50:38.282342
 """
 
 from alembic import op
@@ -195,6 +195,9 @@ def upgrade() -> None:
         sa.Column("phone", sa.String(length=64), nullable=True),
         sa.Column("email_key", sa.String(length=255), nullable=True),
         sa.Column("name_key", sa.String(length=255), nullable=True),
+        sa.Column("name_block", sa.String(length=16), nullable=True),
+        sa.Column("name_rblock", sa.String(length=16), nullable=True),
+        sa.Column("name_ablock", sa.String(length=16), nullable=True),
         sa.Column("company_key", sa.String(length=255), nullable=True),
         sa.Column("phone_key", sa.String(length=32), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -221,6 +224,15 @@ def upgrade() -> None:
             "ix_referrals_program_email", ["program_id", "email_key"], unique=False
         )
         batch_op.create_index("ix_referrals_program_name", ["program_id", "name_key"], unique=False)
+        batch_op.create_index(
+            "ix_referrals_program_name_ablock", ["program_id", "name_ablock"], unique=False
+        )
+        batch_op.create_index(
+            "ix_referrals_program_name_block", ["program_id", "name_block"], unique=False
+        )
+        batch_op.create_index(
+            "ix_referrals_program_name_rblock", ["program_id", "name_rblock"], unique=False
+        )
         batch_op.create_index(
             "ix_referrals_program_phone", ["program_id", "phone_key"], unique=False
         )
@@ -288,6 +300,9 @@ def upgrade() -> None:
         sa.Column("updated_at", bridge.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("processed_at", bridge.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("decided_by", sa.String(length=255), nullable=True),
+        sa.Column("notify_state", sa.String(length=16), nullable=True),
+        sa.Column("notify_error", sa.Text(), nullable=True),
+        sa.Column("notified_at", bridge.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["inbound_event_id"],
             ["inbound_events.id"],
@@ -368,6 +383,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_referrals_sf_contact")
         batch_op.drop_index("ix_referrals_sf_account")
         batch_op.drop_index("ix_referrals_program_phone")
+        batch_op.drop_index("ix_referrals_program_name_rblock")
+        batch_op.drop_index("ix_referrals_program_name_block")
+        batch_op.drop_index("ix_referrals_program_name_ablock")
         batch_op.drop_index("ix_referrals_program_name")
         batch_op.drop_index("ix_referrals_program_email")
 

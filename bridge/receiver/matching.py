@@ -1,0 +1,549 @@
+"""Referral target match and member match (SPEC §7.3-4). Pure: plain values in, values out.
+
+The flow is split so that the database side only *narrows* and the core *decides*:
+
+1. ``plan_lookups(entry, receiver)`` reads the entry's records and says what to look up:
+   direct keys (Referral ID / External ID values, Salesforce ids), the people to match fuzzily
+   (with their normalized keys), and member keys.
+2. ``bridge.receiver.candidates`` fetches the few referrals and members those keys reach
+   through indexes.
+3. ``match_direct`` / ``match_fuzzy`` / ``match_member`` here compare the candidates with the
+   entry and score them; they give the same answer whatever extra candidates they are given.
+
+Records: ``entry.records`` maps ``Lead``/``Contact``/``Account``/``Opportunity`` to a record (a
+dict with Salesforce field names) or None, built by the relational rules (SPEC §6). When the
+receiver's ``contact_matching`` is ``trigger_and_account_contacts`` the inbound side also
+supplies ``"AccountContacts": [{...}, ...]`` — every Contact of the trigger record's Account
+(same fields as ``Contact``); they are tried for direct and fuzzy matching after the trigger's
+own person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rapidfuzz import fuzz
+
+from bridge.config import Receiver, parse_field_ref
+from bridge.receiver import normalize as nz
+
+ACCOUNT_CONTACTS = "AccountContacts"
+
+# Salesforce id field of each object -> the Referral column that remembers it.
+SF_ID_COLUMNS = {
+    "Lead": "sf_lead_id",
+    "Contact": "sf_contact_id",
+    "Opportunity": "sf_opportunity_id",
+    "Account": "sf_account_id",
+}
+
+# Candidates within this much of the best name score are tied and go to the tie-breakers.
+TIE_MARGIN = 0.02
+# A company this similar (0-1) counts as the same company for the tie-break.
+COMPANY_SAME = 0.9
+
+
+@dataclass(frozen=True)
+class EntryInput:
+    """What the core needs to know about a sales entry."""
+
+    sobject: str
+    record_id: str | None
+    change_type: str  # created | updated | deleted | undeleted
+    records: Mapping[str, Any]
+    previous: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def trigger(self) -> Mapping[str, Any] | None:
+        rec = self.records.get(self.sobject)
+        return rec if isinstance(rec, Mapping) else None
+
+
+@dataclass(frozen=True)
+class ReferralCandidate:
+    """A referral as the matcher sees it (built from a row; never an ORM object)."""
+
+    id: int
+    public_id: str
+    status: str = "pending"
+    ever_qualified: bool = False
+    external_id: str | None = None
+    member_id: int | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    company: str | None = None
+    phone: str | None = None
+    email_key: str | None = None
+    name_key: str | None = None
+    company_key: str | None = None
+    phone_key: str | None = None
+    sf_lead_id: str | None = None
+    sf_contact_id: str | None = None
+    sf_account_id: str | None = None
+    sf_opportunity_id: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, id: int, public_id: str, **values: Any) -> ReferralCandidate:
+        """A candidate with its ``*_key`` values computed (for tests and callers without rows)."""
+        keys = nz.referral_keys(
+            first_name=values.get("first_name"),
+            last_name=values.get("last_name"),
+            email=values.get("email"),
+            company=values.get("company"),
+            phone=values.get("phone"),
+        )
+        keys.pop("name_block")
+        keys.pop("name_rblock")
+        keys.pop("name_ablock")
+        return cls(id=id, public_id=public_id, **{**keys, **values})
+
+
+@dataclass(frozen=True)
+class MemberCandidate:
+    id: int
+    name: str = ""
+    email: str | None = None
+    email_key: str | None = None
+    referral_code: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DirectKey:
+    """A value that identifies a referral exactly; ``priority`` orders the keys (lower first)."""
+
+    source: str  # where the value came from, e.g. "Lead.Referral_ID__c" or "Contact.Id"
+    column: str  # public_id | external_id | sf_lead_id | ...
+    value: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class Person:
+    """A Salesforce person (Lead or Contact) to match fuzzily, with normalized keys."""
+
+    source: str  # "Lead", "Contact", "AccountContacts[2]"
+    sobject: str
+    id: str | None
+    first_name: str | None
+    last_name: str | None
+    name: str
+    email: str | None
+    company: str | None
+    phone: str | None
+    email_key: str | None
+    name_key: str | None
+    name_blocks: tuple[str, ...]
+    name_rblocks: tuple[str, ...]
+    name_ablocks: tuple[str, ...]
+    company_key: str | None
+    phone_key: str | None
+
+    @property
+    def identifiable(self) -> bool:
+        return bool(self.email_key or self.name_key)
+
+
+@dataclass(frozen=True)
+class MemberKey:
+    kind: str  # referral_code | member_email | member_external_id
+    source: str
+    value: str
+
+
+@dataclass(frozen=True)
+class LookupPlan:
+    direct: tuple[DirectKey, ...]
+    people: tuple[Person, ...]
+    member_keys: tuple[MemberKey, ...]
+
+    @property
+    def direct_referral_ids(self) -> tuple[DirectKey, ...]:
+        """Referral ID / External ID values (Salesforce ids say nothing about a referral)."""
+        return tuple(k for k in self.direct if k.column in ("public_id", "external_id"))
+
+    def direct_values(self, column: str) -> list[str]:
+        return sorted({k.value for k in self.direct if k.column == column})
+
+    @property
+    def email_keys(self) -> list[str]:
+        return sorted({p.email_key for p in self.people if p.email_key})
+
+    @property
+    def name_keys(self) -> list[str]:
+        return sorted({p.name_key for p in self.people if p.name_key})
+
+    @property
+    def name_blocks(self) -> list[str]:
+        return sorted({b for p in self.people for b in p.name_blocks})
+
+    @property
+    def name_rblocks(self) -> list[str]:
+        return sorted({b for p in self.people for b in p.name_rblocks})
+
+    @property
+    def name_ablocks(self) -> list[str]:
+        return sorted({b for p in self.people for b in p.name_ablocks})
+
+    @property
+    def phone_keys(self) -> list[str]:
+        return sorted({p.phone_key for p in self.people if p.phone_key})
+
+    def member_values(self, kind: str) -> list[str]:
+        return sorted({k.value for k in self.member_keys if k.kind == kind})
+
+
+# ---- reading the records ---------------------------------------------------------------------
+
+
+def _record(records: Mapping[str, Any], obj: str) -> Mapping[str, Any] | None:
+    rec = records.get(obj)
+    return rec if isinstance(rec, Mapping) else None
+
+
+def account_contacts(records: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    items = records.get(ACCOUNT_CONTACTS)
+    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+        return []
+    return [c for c in items if isinstance(c, Mapping)]
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
+    first, last, name = rec.get("FirstName"), rec.get("LastName"), rec.get("Name")
+    blocks = nz.name_blocks(first, last, name)
+    rblocks = nz.name_blocks(first, last, name, kind="reverse")
+    ablocks = nz.name_blocks(first, last, name, kind="affix")
+    return Person(
+        source=source,
+        sobject=sobject,
+        id=_text(rec.get("Id")),
+        first_name=_text(first),
+        last_name=_text(last),
+        name=nz.full_name(first, last, name),
+        email=_text(rec.get("Email")),
+        company=_text(company),
+        phone=_text(rec.get("Phone") or rec.get("MobilePhone")),
+        email_key=nz.email_key(rec.get("Email")),
+        name_key=nz.name_key(first, last, name),
+        name_blocks=tuple(blocks),
+        name_rblocks=tuple(rblocks),
+        name_ablocks=tuple(ablocks),
+        company_key=nz.company_key(company),
+        phone_key=nz.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
+    )
+
+
+def people(entry: EntryInput, receiver: Receiver) -> list[Person]:
+    """The people to match, best first.
+
+    The trigger's person is the trigger record itself when it is a Lead or Contact; for an
+    Account or Opportunity it is the related Contact (present only when the relational rules
+    found exactly one), else the converted Lead. ``trigger_and_account_contacts`` adds every
+    Contact of the Account after it.
+    """
+    records = entry.records
+    account = _record(records, "Account")
+    account_name = account.get("Name") if account else None
+    out: list[Person] = []
+    order = [entry.sobject] if entry.sobject in ("Lead", "Contact") else ["Contact", "Lead"]
+    for obj in order:
+        rec = _record(records, obj)
+        if rec is not None:
+            company = rec.get("Company") if obj == "Lead" else account_name
+            out.append(_person(obj, obj, rec, company))
+            break
+    if receiver.contact_matching == "trigger_and_account_contacts":
+        seen = {p.id for p in out if p.id}
+        for i, rec in enumerate(account_contacts(records)):
+            if rec.get("Id") and rec.get("Id") in seen:
+                continue
+            out.append(_person(f"{ACCOUNT_CONTACTS}[{i}]", "Contact", rec, account_name))
+    return out
+
+
+def plan_lookups(entry: EntryInput, receiver: Receiver) -> LookupPlan:
+    """Every key the database side should look up for this entry."""
+    records = entry.records
+    direct: list[DirectKey] = []
+    # 1. The configured Referral ID / External ID fields, in config order.
+    for prio, ref in enumerate(receiver.target_match.direct_fields):
+        obj, name = parse_field_ref(ref)
+        rec = _record(records, obj)
+        value = _text(rec.get(name)) if rec else None
+        if value:
+            direct.append(DirectKey(ref, "public_id", value, prio))
+            direct.append(DirectKey(ref, "external_id", value, prio))
+    base = len(receiver.target_match.direct_fields)
+    # 2. Salesforce ids a referral already carries: the trigger record first, then its related
+    #    Lead/Contact/Opportunity, last the Account (one account can hold several referrals).
+    sf_order = [entry.sobject] + [
+        o for o in ("Lead", "Contact", "Opportunity", "Account") if o != entry.sobject
+    ]
+    for i, obj in enumerate(sf_order):
+        rec = _record(records, obj)
+        value = _text(rec.get("Id")) if rec else None
+        if value:
+            prio = base + (len(sf_order) + 1 if obj == "Account" else i)
+            direct.append(DirectKey(f"{obj}.Id", SF_ID_COLUMNS[obj], value, prio))
+    # 3. Account contacts, when configured: their Referral ID fields and ids.
+    if receiver.contact_matching == "trigger_and_account_contacts":
+        prio = base + len(sf_order)
+        contact_refs = [
+            parse_field_ref(r)[1]
+            for r in receiver.target_match.direct_fields
+            if parse_field_ref(r)[0] == "Contact"
+        ]
+        for i, rec in enumerate(account_contacts(records)):
+            src = f"{ACCOUNT_CONTACTS}[{i}]"
+            for name in contact_refs:
+                value = _text(rec.get(name))
+                if value:
+                    direct.append(DirectKey(f"{src}.{name}", "public_id", value, prio))
+                    direct.append(DirectKey(f"{src}.{name}", "external_id", value, prio))
+            cid = _text(rec.get("Id"))
+            if cid:
+                direct.append(DirectKey(f"{src}.Id", "sf_contact_id", cid, prio))
+    members: list[MemberKey] = []
+    mm = receiver.member_match
+    for kind, refs in (
+        ("referral_code", mm.referral_code),
+        ("member_email", mm.member_email),
+        ("member_external_id", mm.member_external_id),
+    ):
+        for ref in refs:
+            obj, name = parse_field_ref(ref)
+            rec = _record(records, obj)
+            value = _text(rec.get(name)) if rec else None
+            if value:
+                members.append(MemberKey(kind, ref, value))
+    fuzzy_people = people(entry, receiver) if receiver.target_match.fuzzy else []
+    return LookupPlan(tuple(direct), tuple(fuzzy_people), tuple(members))
+
+
+# ---- scoring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Scored:
+    """A candidate with how it was reached and its scores (what a reviewer sees)."""
+
+    referral_id: int
+    public_id: str
+    name: str
+    email: str | None
+    company: str | None
+    status: str
+    via: str  # direct | email | name
+    source: str  # the entry's field or person that matched
+    score: float
+    name_score: float | None = None
+    company_score: float | None = None
+    phone_match: bool | None = None
+    tiebreak: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _display_name(c: ReferralCandidate) -> str:
+    return nz.full_name(c.first_name, c.last_name)
+
+
+def _scored(c: ReferralCandidate, via: str, source: str, score: float, **kw: Any) -> Scored:
+    return Scored(
+        referral_id=c.id,
+        public_id=c.public_id,
+        name=_display_name(c),
+        email=c.email,
+        company=c.company,
+        status=c.status,
+        via=via,
+        source=source,
+        score=round(score, 4),
+        **kw,
+    )
+
+
+@dataclass
+class MatchResult:
+    """The chosen referral (if any), everything considered, and why."""
+
+    referral: ReferralCandidate | None
+    via: str | None  # direct | fuzzy
+    candidates: list[Scored]
+    ambiguous: bool = False
+    source: str | None = None
+
+
+def match_direct(plan: LookupPlan, candidates: Sequence[ReferralCandidate]) -> MatchResult:
+    """The referral named by the highest-priority direct key that names any.
+
+    Several different referrals at that priority (e.g. two referrals carrying one Account id)
+    is ambiguous: nobody can say which one the change is about.
+    """
+    hits: list[tuple[int, DirectKey, ReferralCandidate]] = []
+    for key in plan.direct:
+        for c in candidates:
+            if getattr(c, key.column) == key.value:
+                hits.append((key.priority, key, c))
+    if not hits:
+        return MatchResult(None, None, [])
+    hits.sort(key=lambda h: (h[0], h[2].id))
+    scored: list[Scored] = []
+    seen: set[int] = set()
+    for _prio, key, c in hits:
+        if c.id not in seen:
+            seen.add(c.id)
+            scored.append(_scored(c, "direct", f"{key.source} = {key.column}", 1.0))
+    best_prio = hits[0][0]
+    top = {h[2].id for h in hits if h[0] == best_prio}
+    if len(top) > 1:
+        return MatchResult(None, "direct", scored, ambiguous=True)
+    return MatchResult(hits[0][2], "direct", scored, source=hits[0][1].source)
+
+
+def _tiebreak(person: Person, c: ReferralCandidate) -> tuple[float | None, bool | None, int]:
+    company = None
+    if person.company_key and c.company_key:
+        company = fuzz.token_set_ratio(person.company_key, c.company_key) / 100
+    phone = None
+    if person.phone_key and c.phone_key:
+        phone = person.phone_key == c.phone_key
+    points = 0
+    if company is not None:
+        points += 1 if company >= COMPANY_SAME else -1
+    if phone is not None:
+        points += 1 if phone else -1
+    return company, phone, points
+
+
+def _best_per_referral(scored: list[Scored]) -> list[Scored]:
+    best: dict[int, Scored] = {}
+    for s in scored:
+        cur = best.get(s.referral_id)
+        if cur is None or (s.score, s.tiebreak) > (cur.score, cur.tiebreak):
+            best[s.referral_id] = s
+    return sorted(best.values(), key=lambda s: (-s.score, -s.tiebreak, s.referral_id))
+
+
+def _pick(ranked: list[Scored], by_name: bool = False) -> tuple[Scored | None, bool]:
+    """The winner: the best score (or, among equal emails, the best name score); candidates
+    within TIE_MARGIN of it are tied and settled by company/phone points."""
+
+    def score(s: Scored) -> float:
+        return (s.name_score or 0.0) if by_name else s.score
+
+    if not ranked:
+        return None, False
+    ranked = sorted(ranked, key=lambda s: (-score(s), -s.tiebreak, s.referral_id))
+    best = score(ranked[0])
+    tied = [s for s in ranked if best - score(s) <= TIE_MARGIN]
+    if len(tied) == 1:
+        return tied[0], False
+    tied.sort(key=lambda s: (-s.tiebreak, -score(s), s.referral_id))
+    if tied[0].tiebreak > tied[1].tiebreak:
+        return tied[0], False
+    return None, True
+
+
+def match_fuzzy(
+    plan: LookupPlan, candidates: Sequence[ReferralCandidate], threshold: float
+) -> MatchResult:
+    """Normalized email first; then name similarity at or above `threshold`.
+
+    Email: equal normalized emails score 1.0. Several referrals with that email (duplicates)
+    are told apart by name score, then company/phone. Name: rapidfuzz ratio of the token-sorted
+    folded names (0-1); candidates within TIE_MARGIN of the best are tied and settled by
+    company (same company +1, different -1) and phone (same +1, different -1); still tied is
+    ambiguous and goes to a reviewer.
+    """
+    by_email: list[Scored] = []
+    by_name: list[Scored] = []
+    for person in plan.people:
+        for c in candidates:
+            company, phone, points = _tiebreak(person, c)
+            name_score = None
+            if person.name_key and c.name_key:
+                name_score = fuzz.ratio(person.name_key, c.name_key) / 100
+            if person.email_key and person.email_key == c.email_key:
+                by_email.append(
+                    _scored(
+                        c,
+                        "email",
+                        person.source,
+                        1.0,
+                        name_score=name_score,
+                        company_score=company,
+                        phone_match=phone,
+                        tiebreak=points,
+                    )
+                )
+            elif name_score is not None:
+                by_name.append(
+                    _scored(
+                        c,
+                        "name",
+                        person.source,
+                        name_score,
+                        name_score=name_score,
+                        company_score=company,
+                        phone_match=phone,
+                        tiebreak=points,
+                    )
+                )
+    emails = _best_per_referral(by_email)
+    email_ids = {s.referral_id for s in emails}
+    names = [s for s in _best_per_referral(by_name) if s.referral_id not in email_ids]
+    listed = emails + names
+    if emails:
+        winner, ambiguous = _pick(emails, by_name=True)
+    else:
+        winner, ambiguous = _pick([s for s in names if s.score >= threshold])
+    if winner is None:
+        return MatchResult(None, "fuzzy" if ambiguous else None, listed, ambiguous=ambiguous)
+    chosen = next(c for c in candidates if c.id == winner.referral_id)
+    return MatchResult(chosen, "fuzzy", listed, source=f"{winner.source} ({winner.via})")
+
+
+@dataclass
+class MemberMatch:
+    member: MemberCandidate | None
+    kind: str | None
+    source: str | None
+    others: list[dict[str, Any]]
+
+
+def match_member(plan: LookupPlan, members: Sequence[MemberCandidate]) -> MemberMatch:
+    """The referring member named by the entry: referral code, then member email, then
+    member external id (each in config order). Later keys naming another member are listed."""
+    found: list[tuple[MemberKey, MemberCandidate]] = []
+    for key in plan.member_keys:
+        for m in members:
+            if key.kind == "referral_code":
+                hit = nz.code_key(m.referral_code) == nz.code_key(key.value)
+            elif key.kind == "member_email":
+                hit = m.email_key is not None and m.email_key == nz.email_key(key.value)
+            else:
+                hit = m.external_id == key.value
+            if hit:
+                found.append((key, m))
+    if not found:
+        return MemberMatch(None, None, None, [])
+    key, member = found[0]
+    others = [
+        {"member_id": m.id, "kind": k.kind, "source": k.source}
+        for k, m in found[1:]
+        if m.id != member.id
+    ]
+    return MemberMatch(member, key.kind, key.source, others)

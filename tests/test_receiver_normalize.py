@@ -1,0 +1,130 @@
+"""Normalized matching keys (one definition, used when referrals are written and matched)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridge.receiver import normalize as nz
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("  Jane.Doe@Example.COM ", "jane.doe@example.com"),
+        ("j.a.n.e+referrals@gmail.com", "jane@gmail.com"),
+        ("Jane@GoogleMail.com", "jane@gmail.com"),
+        ("jane+x@example.com", "jane+x@example.com"),  # + kept outside Gmail
+        ("jane.doe@example.com", "jane.doe@example.com"),  # dots kept outside Gmail
+        ("not-an-email", None),
+        ("a@b@c.com", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_email_key(raw: Any, key: str | None) -> None:
+    assert nz.email_key(raw) == key
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "name", "key"),
+    [
+        ("José", "Smith", None, "jose smith"),
+        ("SMITH,", "jose", None, "jose smith"),
+        (None, None, "Zoë  O'Brien", "brien o zoe"),
+        ("Ｊｏｈｎ", "Doe", None, "doe john"),  # full-width letters
+        (None, None, None, None),
+        ("", "  ", "", None),
+    ],
+)
+def test_name_key(first: Any, last: Any, name: Any, key: str | None) -> None:
+    assert nz.name_key(first, last, name) == key
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("+1 (415) 555-0100", "4155550100"),
+        ("0044 20 7946 0958", "2079460958"),
+        ("555-0100", "5550100"),
+        ("12345", None),
+        (None, None),
+    ],
+)
+def test_phone_key(raw: Any, key: str | None) -> None:
+    assert nz.phone_key(raw) == key
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("Acme, Inc.", "acme"),
+        ("The Acme Company LLC", "acme"),
+        ("Société Générale SA", "generale societe"),
+    ],
+)
+def test_company_key(raw: str, key: str) -> None:
+    assert nz.company_key(raw) == key
+
+
+@pytest.mark.parametrize(
+    ("word", "code"),
+    [
+        ("Robert", "R163"),
+        ("Rupert", "R163"),
+        ("Ashcraft", "A261"),
+        ("Tymczak", "T522"),
+        ("Pfister", "P236"),
+        ("Smith", "S530"),
+        ("Smyth", "S530"),
+        ("Lee", "L000"),
+        ("", ""),
+    ],
+)
+def test_soundex(word: str, code: str) -> None:
+    assert nz.soundex(word) == code
+
+
+def test_name_blocks_meet_across_typos_and_swaps() -> None:
+    stored = nz.referral_keys(first_name="John", last_name="Smith")["name_block"]
+    assert stored in nz.name_blocks("Jon", "Smyth")
+    assert stored in nz.name_blocks("Smith", "John")  # first/last swapped
+    assert stored not in nz.name_blocks("Mary", "Smith")
+
+
+@pytest.mark.parametrize(
+    ("typo", "forward", "reverse", "affix"),
+    [
+        ("Johnson", True, True, True),
+        ("Gohnson", False, True, False),  # typo early: only reverse Soundex holds
+        ("Johnsno", True, False, False),  # typo late: only Soundex holds
+        ("Jopnson", False, False, True),  # typo in the middle: only the affix holds
+    ],
+)
+def test_each_block_catches_typos_the_others_miss(
+    typo: str, forward: bool, reverse: bool, affix: bool
+) -> None:
+    stored = nz.referral_keys(first_name="Ann", last_name="Johnson")
+    assert (stored["name_block"] in nz.name_blocks("Ann", typo)) is forward
+    assert (stored["name_rblock"] in nz.name_blocks("Ann", typo, kind="reverse")) is reverse
+    assert (stored["name_ablock"] in nz.name_blocks("Ann", typo, kind="affix")) is affix
+
+
+def test_referral_keys_fill_every_key_column() -> None:
+    keys = nz.referral_keys(
+        first_name="Ana",
+        last_name="Núñez",
+        email="Ana@Ex.com",
+        company="Ex Ltd",
+        phone="555 0100 22",
+    )
+    assert keys == {
+        "email_key": "ana@ex.com",
+        "name_key": "ana nunez",
+        "name_block": "N520:A500",
+        "name_rblock": "Z550:A500",  # "zenun": reverse Soundex
+        "name_ablock": "nuez:A500",
+        "company_key": "ex",
+        "phone_key": "555010022",
+    }
