@@ -116,7 +116,12 @@ class StatusRule(_Model):
     @classmethod
     def _field_name(cls, v: str) -> str:
         if "." in v:
-            raise ValueError(f"'{v}' must be a field of the rule's object, without a path")
+            obj, _, rest = v.rpartition(".")
+            raise ValueError(
+                f"'{v}' is a path; name a field of the rule's object only. For a field of a "
+                f"related record, set the rule's object to it (e.g. object: {obj.split('.')[-1]}, "
+                f"field: {rest}); related records follow the relational rules"
+            )
         if not _IDENT.match(v):
             raise ValueError(f"'{v}' is not a valid field name")
         return v
@@ -270,7 +275,8 @@ class ReferralAdd(_Model):
 
 class ActivityMapping(_Model):
     object: Literal["Task", "Event"] = "Task"
-    static: dict[str, Any] = Field(default_factory=dict)
+    static: dict[str, Any] = Field(default_factory=dict)  # e.g. {Type: Call, Status: Completed}
+    subject_prefix: str | None = None  # e.g. "[LinkedIn] "; None: the kind's default prefix
 
 
 ActivityKind = Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
@@ -445,6 +451,18 @@ def _line_index(node: yaml.Node, path: tuple[Any, ...], index: dict[tuple[Any, .
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _line_index(item, (*path, i), index)
+
+
+def line_index(text: str) -> dict[tuple[Any, ...], int]:
+    """Config key path (``("orgs", "acme", "receiver")``) -> line number, for messages."""
+    index: dict[tuple[Any, ...], int] = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+    if node is not None:
+        _line_index(node, (), index)
+    return index
 
 
 def _describe_input(value: Any) -> str:

@@ -307,6 +307,8 @@ class Push(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     error_fields: Mapped[list[Any]] = mapped_column(default=list)
+    # usage | transient | permanent: who can fix the error (transient ones are retried)
+    error_class: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
