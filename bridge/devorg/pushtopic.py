@@ -557,6 +557,10 @@ def notifies(
         return False
     if change_type == "updated":
         changed_lower = {name.lower() for name in changed}
+        if topic.sobject.lower() in _PERSON_NAME_OBJECTS and changed_lower & _NAME_COMPONENTS:
+            # "Compound Fields in PushTopic Queries": a person's name change is detected through
+            # the Name field only; its components alone don't detect it
+            changed_lower = (changed_lower - _NAME_COMPONENTS) | {"name"}
         mode = topic.notify_for_fields
         if mode == "All":
             watched_hit = bool(changed_lower)
@@ -571,6 +575,10 @@ def notifies(
     return topic.matches(record)
 
 
+_PERSON_NAME_OBJECTS = frozenset({"lead", "contact"})
+_NAME_COMPONENTS = frozenset({"salutation", "firstname", "middlename", "lastname", "suffix"})
+
+
 def _lookup(record: Mapping[str, Any], name: str) -> tuple[str, Any]:
     if name in record:
         return name, record[name]
@@ -582,11 +590,18 @@ def _lookup(record: Mapping[str, Any], name: str) -> tuple[str, Any]:
 
 
 def sobject_payload(topic: Topic, change_type: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """The notification's ``sobject``: the SELECT fields (only Id for a deleted record)."""
+    """The notification's ``sobject``: the SELECT fields (only Id for a deleted record); a
+    person's Name brings all its components ("the returned notification message includes all
+    constituent field values")."""
     if change_type == "deleted":
         key, value = _lookup(record, "Id")
         return {key: value}
-    return dict(_lookup(record, name) for name in topic.select)
+    sobject = dict(_lookup(record, name) for name in topic.select)
+    if topic.sobject.lower() in _PERSON_NAME_OBJECTS and "name" in topic.select_lower:
+        for part in _NAME_PARTS:
+            if part in record and part not in sobject:
+                sobject[part] = record[part]
+    return sobject
 
 
 def created_date(at: datetime) -> str:

@@ -324,6 +324,41 @@ def test_notification_rules(
     assert notifies(the_topic, change_type, record, changed) is expected
 
 
+NAMED = {
+    **OPEN,
+    "FirstName": "Ada",
+    "LastName": "Lovelace",
+    "Salutation": None,
+    "Name": "Ada Lovelace",
+}
+
+
+@pytest.mark.parametrize(
+    ("query", "changed", "expected"),
+    [
+        ("SELECT Id, Name FROM Lead", {"LastName", "Name"}, True),
+        ("SELECT Id, Name FROM Lead", {"FirstName"}, True),
+        ("SELECT Id, FirstName, LastName FROM Lead", {"LastName", "Name"}, False),  # "No"
+        ("SELECT Id, Name, FirstName FROM Lead", {"FirstName", "Name"}, True),
+        ("SELECT Id, Email FROM Lead WHERE Name != null", {"LastName", "Name"}, True),
+        ("SELECT Id, Email FROM Lead", {"Email", "LastName"}, True),
+    ],
+)
+def test_a_persons_name_is_detected_through_the_name_field(
+    query: str, changed: set[str], expected: bool
+) -> None:
+    the_topic = compile_topic(topic_record(Query=query), lambda q: lambda r: True)
+    assert notifies(the_topic, "updated", NAMED, changed) is expected
+
+
+def test_a_name_in_the_select_brings_its_components() -> None:
+    the_topic = compile_topic(topic_record(Query="SELECT Id, Name FROM Lead"), status_is("x"))
+    assert pushtopic.sobject_payload(the_topic, "created", NAMED) == {
+        "Id": "00Q1", "Name": "Ada Lovelace",
+        "Salutation": None, "FirstName": "Ada", "LastName": "Lovelace",
+    }  # fmt: skip
+
+
 def test_payload_has_the_select_fields_and_the_event() -> None:
     at = datetime(2026, 3, 29, 16, 40, 8, 208000, tzinfo=UTC)
     message = pushtopic.topic_message(topic(), "created", OPEN, at, 13)
