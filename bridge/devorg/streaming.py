@@ -371,10 +371,16 @@ class StreamingHub:
     # -- client expiry ----------------------------------------------------------------------
 
     async def _sweep_forever(self) -> None:
+        purged_at = time.monotonic()
         while True:
             interval = min(1.0, self.settings.client_timeout_ms / 4000)
             await asyncio.sleep(max(interval, 0.05))
-            self.expire_clients(time.monotonic())
+            now = time.monotonic()
+            self.expire_clients(now)
+            if now - purged_at > 60:  # events past the retention window leave memory and disk
+                purged_at = now
+                with self._lock:
+                    self.log.purge(self.state.clock.now())
 
     def expire_clients(self, now: float) -> list[str]:
         """Drop clients that neither hold a long poll nor came back within the window."""
