@@ -12,6 +12,8 @@ from bridge.config import Settings, check_config_text
 from bridge.errors import BridgeError, ConfigError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from bridge.config import OrgConfig
     from bridge.runtime import Runtime
     from bridge.salesforce.connection import SalesforceOrg
@@ -311,3 +313,105 @@ def devorg(host: str, port: int, data_dir: Path, package_dir: Path) -> None:
     from bridge.devorg.server import run
 
     run(host, port, data_dir, package_dir=package_dir)
+
+
+# ---- inbound: stream, poll, worker ----------------------------------------------------------
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command("stream")
+@click.option("--org", "org_name", help="Org name from the config (needed if several).")
+def stream(org_name: str | None) -> None:
+    """Subscribe to the org's topics and store every change (one active subscriber per org).
+
+    A second instance waits and takes over when the first stops or dies. SIGTERM stops it
+    after the current batch.
+    """
+    from bridge.streaming import subscriber
+
+    rt = _runtime()
+    name, org_config = subscriber.pick_org(rt.config.orgs, org_name)
+    _log_to_stderr()
+    subscriber.run(rt.store, rt.vault, rt.redis, name, org_config)
+
+
+@main.command("poll")
+@click.option("--org", "org_name", help="Org name from the config (needed if several).")
+@click.option("--every", type=click.IntRange(min=1), help="Poll every N seconds until stopped.")
+@click.option(
+    "--since",
+    help="Backfill every change since this ISO date-time (e.g. 2026-01-05T10:00:00Z), once.",
+)
+@click.option(
+    "--object",
+    "objects",
+    multiple=True,
+    type=click.Choice(["Lead", "Contact", "Account", "Opportunity"]),
+    help="Only these objects (repeatable) [default: all four].",
+)
+def poll(
+    org_name: str | None, every: int | None, since: str | None, objects: tuple[str, ...]
+) -> None:
+    """Poll changes by SystemModstamp (once, or --every N seconds); --since backfills a gap."""
+    from bridge.streaming import poller
+
+    _log_to_stderr()
+    rt = _runtime()
+    name, org_config = _pick(rt, org_name)
+    when = _parse_since(since) if since else None
+    poller.run_cli(
+        rt.store,
+        rt.vault,
+        rt.redis,
+        name,
+        org_config,
+        every=every,
+        since=when,
+        objects=objects or None,
+        echo=click.echo,
+    )
+
+
+def _pick(rt: Runtime, org_name: str | None) -> tuple[str, OrgConfig]:
+    from bridge.streaming.subscriber import pick_org
+
+    return pick_org(rt.config.orgs, org_name)
+
+
+def _parse_since(text: str) -> datetime:
+    from bridge.errors import UsageError
+    from bridge.streaming.events import MalformedEvent, parse_sf_datetime
+
+    try:
+        when = parse_sf_datetime(text)
+    except MalformedEvent:
+        when = None
+    if when is None:
+        raise UsageError(f"--since '{text}' is not an ISO date-time such as 2026-01-05T10:00:00Z")
+    return when
+
+
+@main.command("worker")
+@click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Queues to work on (repeatable) [default: inbound, outbound].",
+)
+def worker(burst: bool, queues: tuple[str, ...]) -> None:
+    """Run an rq worker for the inbound and outbound queues (with the inbound sweeper)."""
+    from bridge import jobs
+
+    _log_to_stderr()
+    rt = _runtime()
+    jobs.run_worker(rt, burst=burst, queues=queues or None)

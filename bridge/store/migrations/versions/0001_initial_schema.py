@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 16:57:59.634414
+Create Date: 2026-11-22 16:58:07.825643
 """
 
 from alembic import op
@@ -95,6 +95,9 @@ def upgrade() -> None:
     sa.Column('reason', sa.String(length=255), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('received_at', bridge.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('queued_at', bridge.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_at', bridge.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_by', sa.String(length=64), nullable=True),
     sa.Column('processed_at', bridge.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['org_connection_id'], ['org_connections.id'], name=op.f('fk_inbound_events_org_connection_id_org_connections')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound_events')),
