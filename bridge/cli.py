@@ -126,6 +126,105 @@ def secrets_rotate() -> None:
     click.echo(f"re-encrypted {count} secret(s) with the newest key")
 
 
+# ---- web, users, tokens (review helper) -----------------------------------------------------
+
+
+@main.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def web_command(host: str, port: int, workers: int) -> None:
+    """Serve the reviewer UI, the JSON API and health/metrics under gunicorn."""
+    from bridge.webserver import serve
+
+    serve(host, port, workers)
+
+
+@main.group(cls=_Group)
+def users() -> None:
+    """Reviewer and admin accounts."""
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["reviewer", "admin"]), required=True)
+@click.option("--name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(email: str, role: str, name: str, password_stdin: bool) -> None:
+    """Add a user who signs in to the web UI with EMAIL."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from bridge.users import create_user
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        user = create_user(s, email, password, role, name=name, actor="cli")
+        click.echo(f"added {user.email} ({user.role})")
+
+
+@main.group(cls=_Group)
+def tokens() -> None:
+    """API tokens for /api/v1 (the secret is shown once)."""
+
+
+@tokens.command("create")
+@click.option("--user", "email", required=True, help="The user the token acts as.")
+@click.option("--name", required=True, help="What uses the token.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="Repeat for each scope, e.g. --scope entries:read --scope entries:write.",
+)
+def tokens_create(email: str, name: str, scopes: tuple[str, ...]) -> None:
+    """Create a token; prints the secret once (only its SHA-256 is stored)."""
+    from sqlalchemy import select
+
+    from bridge.errors import UsageError
+    from bridge.store.models import User
+    from bridge.users import create_token
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        user = s.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise UsageError(f"no user {email}: add one with `sfbridge users add`")
+        new = create_token(s, user, name, [x for sc in scopes for x in sc.split()], actor="cli")
+        click.echo(
+            f"token {new.token.id} ({' '.join(new.token.scopes)}), shown only now:", err=True
+        )
+        click.echo(new.secret)
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+def tokens_revoke(token_id: int) -> None:
+    """Revoke token TOKEN_ID: it stops working at once."""
+    from bridge.users import revoke_token
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        token = revoke_token(s, token_id, actor="cli")
+        click.echo(f"revoked token {token.id} ({token.name})")
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List tokens (never their secrets)."""
+    from sqlalchemy import select
+
+    from bridge.store.models import ApiToken
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = "revoked" if t.revoked_at else "active"
+            click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{' '.join(t.scopes)}\t{state}")
+
+
 # ---- org connect ----------------------------------------------------------------------------
 # `org` is the group for every org command (connect here; check and topics attach to it).
 
@@ -415,3 +514,34 @@ def worker(burst: bool, queues: tuple[str, ...]) -> None:
     _log_to_stderr()
     rt = _runtime()
     jobs.run_worker(rt, burst=burst, queues=queues or None)
+
+
+# ---- demo (review helper) -------------------------------------------------------------------
+
+
+@main.group("demo", cls=_Group, invoke_without_command=True)
+@click.option("--port", default=8000, show_default=True, help="Port of the web app.")
+@click.option("--org-port", default=8410, show_default=True, help="Port of the local org.")
+@click.option(
+    "--no-changes", is_flag=True, help="Do not make the first changes in the org at start."
+)
+@click.pass_context
+def demo(ctx: click.Context, port: int, org_port: int, no_changes: bool) -> None:
+    """Run everything on embedded defaults: local org, web, worker and stream (Ctrl-C stops)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bridge.config import Settings
+    from bridge.demo import Demo
+
+    instance = Path(Settings.from_env().instance_dir).resolve()
+    Demo(instance, web_port=port, org_port=org_port, initial_changes=not no_changes).run()
+
+
+@demo.command("changes")
+def demo_changes() -> None:
+    """Edit and create Leads in the demo's local org as the ordinary sales user."""
+    from bridge.config import Settings
+    from bridge.demo import make_changes
+
+    instance = Path(Settings.from_env().instance_dir).resolve()
+    click.echo(make_changes(instance / "devorg"))
