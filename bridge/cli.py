@@ -12,7 +12,11 @@ from bridge.config import Settings, check_config_text
 from bridge.errors import BridgeError, ConfigError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from bridge.config import OrgConfig
     from bridge.runtime import Runtime
+    from bridge.salesforce.connection import SalesforceOrg
 
 
 class _Group(click.Group):
@@ -35,6 +39,9 @@ class _Group(click.Group):
 @click.version_option(package_name="sfbridge")
 def main() -> None:
     """sfbridge: Salesforce referral and sales-engagement bridge."""
+    from bridge import logsafe
+
+    logsafe.install()  # no token, key or password in any log line of any command
 
 
 def _runtime() -> Runtime:
@@ -117,3 +124,424 @@ def secrets_rotate() -> None:
     rt = _runtime()
     count = rotate_secrets(rt.store, rt.vault)
     click.echo(f"re-encrypted {count} secret(s) with the newest key")
+
+
+# ---- web, users, tokens (review helper) -----------------------------------------------------
+
+
+@main.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def web_command(host: str, port: int, workers: int) -> None:
+    """Serve the reviewer UI, the JSON API and health/metrics under gunicorn."""
+    from bridge.webserver import serve
+
+    serve(host, port, workers)
+
+
+@main.group(cls=_Group)
+def users() -> None:
+    """Reviewer and admin accounts."""
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["reviewer", "admin"]), required=True)
+@click.option("--name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(email: str, role: str, name: str, password_stdin: bool) -> None:
+    """Add a user who signs in to the web UI with EMAIL."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from bridge.users import create_user
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        user = create_user(s, email, password, role, name=name, actor="cli")
+        click.echo(f"added {user.email} ({user.role})")
+
+
+@main.group(cls=_Group)
+def tokens() -> None:
+    """API tokens for /api/v1 (the secret is shown once)."""
+
+
+@tokens.command("create")
+@click.option("--user", "email", required=True, help="The user the token acts as.")
+@click.option("--name", required=True, help="What uses the token.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="Repeat for each scope, e.g. --scope entries:read --scope entries:write.",
+)
+def tokens_create(email: str, name: str, scopes: tuple[str, ...]) -> None:
+    """Create a token; prints the secret once (only its SHA-256 is stored)."""
+    from sqlalchemy import select
+
+    from bridge.errors import UsageError
+    from bridge.store.models import User
+    from bridge.users import create_token
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        user = s.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise UsageError(f"no user {email}: add one with `sfbridge users add`")
+        new = create_token(s, user, name, [x for sc in scopes for x in sc.split()], actor="cli")
+        click.echo(
+            f"token {new.token.id} ({' '.join(new.token.scopes)}), shown only now:", err=True
+        )
+        click.echo(new.secret)
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+def tokens_revoke(token_id: int) -> None:
+    """Revoke token TOKEN_ID: it stops working at once."""
+    from bridge.users import revoke_token
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        token = revoke_token(s, token_id, actor="cli")
+        click.echo(f"revoked token {token.id} ({token.name})")
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List tokens (never their secrets)."""
+    from sqlalchemy import select
+
+    from bridge.store.models import ApiToken
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = "revoked" if t.revoked_at else "active"
+            click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{' '.join(t.scopes)}\t{state}")
+
+
+# ---- org connect ----------------------------------------------------------------------------
+# `org` is the group for every org command (connect here; check and topics attach to it).
+
+
+@main.group(cls=_Group)
+def org() -> None:
+    """Salesforce orgs: connect, preflight check, PushTopics."""
+
+
+def _org_config(rt: Runtime, name: str) -> OrgConfig:
+    orgs = rt.config.orgs
+    if name not in orgs:
+        known = ", ".join(orgs) or "none"
+        raise ConfigError(
+            f"org '{name}' is not in the config file {rt.settings.config_path} "
+            f"(orgs defined: {known})"
+        )
+    return orgs[name]
+
+
+@org.command("connect")
+@click.argument("name")
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Log in as a person (OAuth web-server flow with PKCE); stores a refresh token.",
+)
+@click.option(
+    "--private-key",
+    type=click.Path(dir_okay=False),
+    help="PEM private key for the JWT bearer flow [default: orgs.NAME.private_key_file].",
+)
+@click.option(
+    "--redirect-uri",
+    default=None,
+    help="Callback URL registered on the connected app [default: "
+    "http://localhost:1717/OauthRedirect].",
+)
+@click.option(
+    "--paste",
+    is_flag=True,
+    help="With --web: do not listen for the redirect; paste the URL the browser ends on.",
+)
+@click.option(
+    "--timeout", default=300, show_default=True, help="With --web: seconds to wait for login."
+)
+def org_connect(
+    name: str,
+    web: bool,
+    private_key: str | None,
+    redirect_uri: str | None,
+    paste: bool,
+    timeout: int,
+) -> None:
+    """Connect org NAME (from SFBRIDGE_CONFIG `orgs.NAME`) and store its credentials encrypted.
+
+    Default: the JWT bearer flow with the integration user's private key. With --web: open
+    the printed URL, log in and allow access; the bridge keeps the refresh token.
+    """
+    from bridge import orgs
+    from bridge.salesforce import oauth
+    from bridge.salesforce.connection import connect
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    if web:
+        attempt = orgs.WebConnect.start(
+            name, org_config, redirect_uri or oauth.DEFAULT_REDIRECT_URI
+        )
+        callback: str | dict[str, str]
+        if paste:
+            click.echo("Open this URL in a browser, log in and allow access:")
+            click.echo(attempt.flow.authorize_url)
+            callback = click.prompt("Paste the URL the browser was redirected to")
+        else:
+            with oauth.CallbackListener(attempt.flow.redirect_uri) as listener:
+                click.echo("Open this URL in a browser, log in and allow access:")
+                click.echo(attempt.flow.authorize_url)
+                click.echo(f"Waiting for the redirect to {attempt.flow.redirect_uri} ...")
+                callback = listener.wait(timeout)
+        sf_org = attempt.finish(callback)
+        orgs.save_connection(
+            rt.store,
+            rt.vault,
+            name,
+            org_config,
+            sf_org,
+            refresh_token=sf_org.refresh_token,
+            auth_method="web",
+        )
+    else:
+        key_path = private_key or org_config.private_key_file
+        if not key_path:
+            raise ConfigError(
+                f"no private key: pass --private-key FILE or set orgs.{name}.private_key_file "
+                "(or connect with --web)"
+            )
+        pem = orgs.read_private_key(key_path)
+        sf_org = connect(orgs.jwt_credentials(name, org_config, pem))
+        orgs.save_connection(
+            rt.store, rt.vault, name, org_config, sf_org, private_key_pem=pem, auth_method="jwt"
+        )
+    click.echo(
+        f"connected '{name}': org {sf_org.org_id}, user {sf_org.username} ({sf_org.user_id}), "
+        f"instance {sf_org.instance_url}"
+    )
+
+
+# ---- org check and topics -------------------------------------------------------------------
+
+
+def _open_org(rt: Runtime, name: str, org_config: OrgConfig) -> SalesforceOrg:
+    from bridge.orgs import open_org
+
+    return open_org(rt.store, rt.vault, name, org_config)
+
+
+@org.command("check")
+@click.argument("name")
+def org_check(name: str) -> None:
+    """Preflight org NAME: objects, package fields, mapping status, picklist values, topics.
+
+    Exits 1 when any check reports an Issue.
+    """
+    from bridge.salesforce import check
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    sf_org = _open_org(rt, name, org_config)
+    findings = check.run_check(sf_org, name, org_config)
+    click.echo(check.format_findings(findings))
+    if check.has_issues(findings):
+        sys.exit(1)
+
+
+@org.command("topics")
+@click.argument("name")
+@click.option("--apply", "do_apply", is_flag=True, help="Create or update the topics.")
+@click.option("--apex", is_flag=True, help="Print the same as anonymous Apex (no connection).")
+def org_topics(name: str, do_apply: bool, apex: bool) -> None:
+    """Plan the PushTopics of org NAME from the config; with --apply, make the org match."""
+    from bridge.salesforce import topics
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    desired = topics.desired_topics(org_config)  # checked before anything is sent
+    if apex:
+        click.echo(topics.apex_script(desired), nl=False)
+        return
+    sf_org = _open_org(rt, name, org_config)
+    actions, applied = topics.sync_topics(sf_org, org_config, dry_run=not do_apply)
+    click.echo(topics.format_plan(actions))
+    pending = [a for a in actions if a.action != "unchanged"]
+    if not pending:
+        click.echo("\nall topics are up to date")
+    elif do_apply:
+        done = [f"{a.action}d {a.name}" for a in applied if a.action != "unchanged"]
+        click.echo(f"\napplied: {', '.join(done)}")
+    else:
+        click.echo(f"\n{len(pending)} change(s) planned; run again with --apply to make them")
+
+
+# ---- local org (devorg) ---------------------------------------------------------------------
+
+
+@main.command("devorg")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8410, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    default=".devorg",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the org keeps its records, users, tokens and certificates.",
+)
+@click.option(
+    "--package-dir",
+    default="force-app",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="SFDX package dir whose custom fields the org describes (skipped if missing).",
+)
+def devorg(host: str, port: int, data_dir: Path, package_dir: Path) -> None:
+    """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
+    from bridge.devorg.server import run
+
+    run(host, port, data_dir, package_dir=package_dir)
+
+
+# ---- inbound: stream, poll, worker ----------------------------------------------------------
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command("stream")
+@click.option("--org", "org_name", help="Org name from the config (needed if several).")
+def stream(org_name: str | None) -> None:
+    """Subscribe to the org's topics and store every change (one active subscriber per org).
+
+    A second instance waits and takes over when the first stops or dies. SIGTERM stops it
+    after the current batch.
+    """
+    from bridge.streaming import subscriber
+
+    rt = _runtime()
+    name, org_config = subscriber.pick_org(rt.config.orgs, org_name)
+    _log_to_stderr()
+    subscriber.run(rt.store, rt.vault, rt.redis, name, org_config)
+
+
+@main.command("poll")
+@click.option("--org", "org_name", help="Org name from the config (needed if several).")
+@click.option("--every", type=click.IntRange(min=1), help="Poll every N seconds until stopped.")
+@click.option(
+    "--since",
+    help="Backfill every change since this ISO date-time (e.g. 2026-01-05T10:00:00Z), once.",
+)
+@click.option(
+    "--object",
+    "objects",
+    multiple=True,
+    type=click.Choice(["Lead", "Contact", "Account", "Opportunity"]),
+    help="Only these objects (repeatable) [default: all four].",
+)
+def poll(
+    org_name: str | None, every: int | None, since: str | None, objects: tuple[str, ...]
+) -> None:
+    """Poll changes by SystemModstamp (once, or --every N seconds); --since backfills a gap."""
+    from bridge.streaming import poller
+
+    _log_to_stderr()
+    rt = _runtime()
+    name, org_config = _pick(rt, org_name)
+    when = _parse_since(since) if since else None
+    poller.run_cli(
+        rt.store,
+        rt.vault,
+        rt.redis,
+        name,
+        org_config,
+        every=every,
+        since=when,
+        objects=objects or None,
+        echo=click.echo,
+    )
+
+
+def _pick(rt: Runtime, org_name: str | None) -> tuple[str, OrgConfig]:
+    from bridge.streaming.subscriber import pick_org
+
+    return pick_org(rt.config.orgs, org_name)
+
+
+def _parse_since(text: str) -> datetime:
+    from bridge.errors import UsageError
+    from bridge.streaming.events import MalformedEvent, parse_sf_datetime
+
+    try:
+        when = parse_sf_datetime(text)
+    except MalformedEvent:
+        when = None
+    if when is None:
+        raise UsageError(f"--since '{text}' is not an ISO date-time such as 2026-01-05T10:00:00Z")
+    return when
+
+
+@main.command("worker")
+@click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Queues to work on (repeatable) [default: inbound, outbound].",
+)
+def worker(burst: bool, queues: tuple[str, ...]) -> None:
+    """Run an rq worker for the inbound and outbound queues (with the inbound sweeper)."""
+    from bridge import jobs
+
+    _log_to_stderr()
+    rt = _runtime()
+    jobs.run_worker(rt, burst=burst, queues=queues or None)
+
+
+# ---- demo (review helper) -------------------------------------------------------------------
+
+
+@main.group("demo", cls=_Group, invoke_without_command=True)
+@click.option("--port", default=8000, show_default=True, help="Port of the web app.")
+@click.option("--org-port", default=8410, show_default=True, help="Port of the local org.")
+@click.option(
+    "--no-changes", is_flag=True, help="Do not make the first changes in the org at start."
+)
+@click.pass_context
+def demo(ctx: click.Context, port: int, org_port: int, no_changes: bool) -> None:
+    """Run everything on embedded defaults: local org, web, worker and stream (Ctrl-C stops)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bridge.config import Settings
+    from bridge.demo import Demo
+
+    instance = Path(Settings.from_env().instance_dir).resolve()
+    Demo(instance, web_port=port, org_port=org_port, initial_changes=not no_changes).run()
+
+
+@demo.command("changes")
+def demo_changes() -> None:
+    """Edit and create Leads in the demo's local org as the ordinary sales user."""
+    from bridge.config import Settings
+    from bridge.demo import make_changes
+
+    instance = Path(Settings.from_env().instance_dir).resolve()
+    click.echo(make_changes(instance / "devorg"))

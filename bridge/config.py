@@ -99,7 +99,7 @@ def _check_ref(value: str) -> str:
     return value
 
 
-# Checked item by item, so a problem's key names the exact entry (e.g. referral_fields.company).
+# Validated per item, so every bad reference is reported at its own key and line.
 FieldRef = Annotated[
     str, AfterValidator(_check_ref), Field(description="Object.Field, e.g. Lead.Email")
 ]
@@ -218,19 +218,52 @@ class Receiver(_Model):
 
     @model_validator(mode="after")
     def _no_contradictions(self) -> Receiver:
-        seen: dict[tuple[str, str, str, str], str] = {}
-        for i, rule in enumerate(self.status_rules):
-            key = (rule.object, rule.field, rule.op, repr(rule.value))
-            if key in seen and seen[key] != rule.status:
-                raise ValueError(
-                    f"status_rules[{i}] contradicts an earlier rule: the same condition "
-                    f"({rule.object}.{rule.field} {rule.op} {rule.value!r}) gives "
-                    f"'{seen[key]}' and '{rule.status}'"
-                )
-            seen.setdefault(key, rule.status)
-        if not self.process.auto_process_direct and not self.process.auto_process_fuzzy:
-            pass  # everything goes to review: allowed, if unusual
+        # The first matching rule decides, so a later rule whose every match is already taken
+        # by an earlier rule with another status can never apply: the config contradicts itself.
+        for i, later in enumerate(self.status_rules):
+            for j, earlier in enumerate(self.status_rules[:i]):
+                if earlier.status != later.status and _covers(earlier, later):
+                    raise ValueError(
+                        f"status_rules[{i}]: contradicts status_rules[{j}]: every record with "
+                        f"{_condition(later)} already matches {_condition(earlier)}, which "
+                        f"gives '{earlier.status}', so this rule's '{later.status}' can never "
+                        "apply; remove one rule or make their conditions differ"
+                    )
         return self
+
+
+def _values(rule: StatusRule) -> set[str]:
+    values = rule.value if isinstance(rule.value, list) else [rule.value]
+    return {str(v) for v in values}
+
+
+def _condition(rule: StatusRule) -> str:
+    value = "" if rule.op == "is_blank" else f" {rule.value!r}"
+    return f"{rule.object}.{rule.field} {rule.op}{value}"
+
+
+def _covers(earlier: StatusRule, later: StatusRule) -> bool:
+    """True when every record matching `later` also matches `earlier` (which comes first)."""
+    if (earlier.object, earlier.field) != (later.object, later.field):
+        return False
+    if earlier.op == "is_blank":
+        blank = earlier.value in (None, True)
+        if later.op == "is_blank":
+            return blank == (later.value in (None, True))
+        # "is not blank" takes every record with a (non-empty) value
+        return not blank and later.op != "not_equals" and "" not in _values(later)
+    if later.op == "is_blank":
+        return False
+    if later.op == "not_equals":
+        return earlier.op == "not_equals" and _values(earlier) == _values(later)
+    if earlier.op in ("equals", "in"):
+        # changed_to X also means the value now equals X
+        return _values(later) <= _values(earlier)
+    if earlier.op == "changed_to":
+        return later.op == "changed_to" and _values(later) <= _values(earlier)
+    if earlier.op == "not_equals":
+        return not (_values(later) & _values(earlier))
+    return False
 
 
 class ReferralAdd(_Model):
@@ -242,7 +275,8 @@ class ReferralAdd(_Model):
 
 class ActivityMapping(_Model):
     object: Literal["Task", "Event"] = "Task"
-    static: dict[str, Any] = Field(default_factory=dict)
+    static: dict[str, Any] = Field(default_factory=dict)  # e.g. {Type: Call, Status: Completed}
+    subject_prefix: str | None = None  # e.g. "[LinkedIn] "; None: the kind's default prefix
 
 
 ActivityKind = Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
@@ -331,6 +365,9 @@ class Polling(_Model):
 class OrgConfig(_Model):
     login_url: str = "https://login.salesforce.com"
     client_id: str | None = None
+    # The connected app's consumer secret is read from this environment variable when the app
+    # requires it for the web-server / refresh-token flows; it is never written in the file.
+    client_secret_env: str | None = None
     username: str | None = None
     private_key_file: str | None = None
     ca_bundle: str | None = None
@@ -456,8 +493,15 @@ def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, li
             loc = tuple(
                 p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
             )
-            # Drop pydantic's discriminator-like segments that are not keys of the file.
             path: tuple[Any, ...] = tuple(loc)
+            message = _message(err)
+            # A model-level check names the item it is about ("status_rules[3]: ..."): point
+            # at that item's line rather than at the enclosing mapping.
+            hint = _RELATIVE_PATH.match(message) if err["type"] == "value_error" else None
+            if hint:
+                sub = _split_path(hint.group(1))
+                if (*path, *sub) in index:
+                    path, message = (*path, *sub), hint.group(2)
             line = None
             probe = path
             while probe:
@@ -465,10 +509,28 @@ def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, li
                     line = index[probe]
                     break
                 probe = probe[:-1]
-            key = ".".join(str(p) for p in path)
-            problems.append(Problem(filename, line, key, _message(err)))
+            problems.append(Problem(filename, line, _format_path(path), message))
         problems.sort(key=lambda p: (p.line or 0, p.key))
         return None, problems
+
+
+_RELATIVE_PATH = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): (.+)$", re.S)
+
+
+def _split_path(text: str) -> tuple[Any, ...]:
+    """`status_rules[3].value` -> ("status_rules", 3, "value")."""
+    parts: list[Any] = []
+    for name, index in re.findall(r"([A-Za-z_]\w*)|\[(\d+)\]", text):
+        parts.append(int(index) if index else name)
+    return tuple(parts)
+
+
+def _format_path(path: tuple[Any, ...]) -> str:
+    """("orgs", "acme", "status_rules", 3) -> orgs.acme.status_rules[3]"""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _message(err: Any) -> str:
@@ -487,6 +549,7 @@ def _message(err: Any) -> str:
         return f"found {_describe_input(found)}; allowed: {allowed}"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
+    msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
     return f"found {_describe_input(found)}; {msg[0].lower() + msg[1:]}"
 
 

@@ -17,6 +17,8 @@ from bridge.store import Store
 from bridge.store.models import Base
 from tests import services
 
+pytest_plugins = ["tests.conftest_devorg"]
+
 _found: dict[str, tuple[str | None, str]] = {}
 
 

@@ -227,10 +227,17 @@ class InboundEvent(Base):
     change_type: Mapped[str] = mapped_column(String(16))  # created | updated | deleted | undeleted
     event_created_at: Mapped[datetime | None] = mapped_column()
     payload: Mapped[dict[str, Any]] = mapped_column()
-    state: Mapped[str] = mapped_column(String(16), default="new")  # new | done | skipped | failed
+    # new | processing | done | skipped | failed
+    state: Mapped[str] = mapped_column(String(16), default="new")
     reason: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when the sweeper hands a still-new event to the queue again (so it waits before the next).
+    queued_at: Mapped[datetime | None] = mapped_column()
+    # A batch job claims events (state new -> processing) with a token; a claim older than the
+    # claim timeout belongs to a dead worker and may be taken over.
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     processed_at: Mapped[datetime | None] = mapped_column()
 
 
@@ -307,6 +314,8 @@ class Push(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     error_fields: Mapped[list[Any]] = mapped_column(default=list)
+    # usage | transient | permanent: who can fix the error (transient ones are retried)
+    error_class: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,907 @@
+"""Record writes (create, update, upsert, delete, undelete, lead conversion) with Salesforce's
+validation, system fields and error bodies.
+
+Every write runs inside `state.transaction()`; listeners hear about it after it commits.
+Error texts and codes follow the REST API Developer Guide ("Status Codes and Error Responses")
+and the SOAP API's StatusCode list, which REST shares.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bridge.devorg import ids
+from bridge.devorg.schema import CONVERTED_STATUS, STAGES, TASK_CLOSED, FieldDef, ObjectDef
+from bridge.devorg.state import RecordChange, User
+
+if TYPE_CHECKING:
+    from bridge.devorg.server import DevOrgServer
+
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_SF_DATETIME = "%Y-%m-%dT%H:%M:%S"
+
+
+def sf_error(code: str, message: str, fields: list[str] | None = None) -> dict[str, Any]:
+    return {"message": message, "errorCode": code, "fields": fields or []}
+
+
+class DmlError(Exception):
+    """A request Salesforce would refuse: .errors is the REST error list, .status the HTTP code."""
+
+    def __init__(self, errors: list[dict[str, Any]], status: int = 400) -> None:
+        super().__init__(errors[0]["message"] if errors else "error")
+        self.errors = errors
+        self.status = status
+
+    @classmethod
+    def one(
+        cls, code: str, message: str, fields: list[str] | None = None, status: int = 400
+    ) -> DmlError:
+        return cls([sf_error(code, message, fields)], status)
+
+
+@dataclass
+class Ctx:
+    """Who is writing, and through which API version."""
+
+    server: DevOrgServer
+    user: User
+    version: str = "63.0"
+
+
+def format_datetime(when: datetime) -> str:
+    when = when.astimezone(UTC)
+    return when.strftime(_SF_DATETIME) + f".{when.microsecond // 1000:03d}+0000"
+
+
+def parse_datetime(value: str) -> datetime | None:
+    text = value.strip().replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def obj_or_error(server: DevOrgServer, name: str) -> ObjectDef:
+    o = server.schema.object(name)
+    if o is None:
+        raise DmlError.one("NOT_FOUND", "The requested resource does not exist", status=404)
+    return o
+
+
+def record_url(o: ObjectDef, rid: str, version: str) -> str:
+    return f"/services/data/v{version}/sobjects/{o.name}/{rid}"
+
+
+def present(
+    o: ObjectDef, rec: dict[str, Any], version: str, fields: list[str] | None = None
+) -> dict[str, Any]:
+    """A record as the REST API returns it: attributes first, then every (or each asked) field."""
+    out: dict[str, Any] = {"attributes": {"type": o.name, "url": record_url(o, rec["Id"], version)}}
+    names = fields if fields is not None else list(o.fields)
+    for name in names:
+        out[name] = rec.get(name)
+    return out
+
+
+# ---- value coercion -------------------------------------------------------------------------
+
+
+def _json_error(fd: FieldDef, value: Any, kind: str) -> DmlError:
+    return DmlError.one(
+        "JSON_PARSER_ERROR",
+        f"Cannot deserialize instance of {kind} from {_json_kind(value)} value {value} or request "
+        f"may be missing a required field at [line:1, column:1]",
+    )
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "VALUE_TRUE" if value else "VALUE_FALSE"
+    if isinstance(value, str):
+        return "VALUE_STRING"
+    if isinstance(value, int):
+        return "VALUE_NUMBER_INT"
+    if isinstance(value, float):
+        return "VALUE_NUMBER_FLOAT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    return "START_OBJECT"
+
+
+def coerce(fd: FieldDef, value: Any, errors: list[dict[str, Any]]) -> Any:
+    """The stored form of a value for a field; type errors raise, rule errors are collected."""
+    t = fd.type
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        raise _json_error(fd, value, {"boolean": "boolean", "int": "int"}.get(t, "String"))
+    if t == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise _json_error(fd, value, "boolean")
+    if t in ("int", "double", "currency", "percent"):
+        if isinstance(value, bool):
+            raise _json_error(fd, value, "double" if t != "int" else "int")
+        try:
+            number = float(value) if not isinstance(value, int) else value
+        except (TypeError, ValueError):
+            raise _json_error(fd, value, "double" if t != "int" else "int") from None
+        if t == "int":
+            if isinstance(number, float) and not number.is_integer():
+                raise _json_error(fd, value, "int")
+            return int(number)
+        number = float(number)
+        if fd.precision and abs(number) >= 10 ** (fd.precision - fd.scale):
+            errors.append(
+                sf_error(
+                    "NUMBER_OUTSIDE_VALID_RANGE",
+                    f"{fd.label}: value outside of valid range on numeric field: {value}",
+                    [fd.name],
+                )
+            )
+        return round(number, fd.scale) if fd.scale or fd.precision else number
+    if t == "date":
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return date.fromisoformat(text[:10]).isoformat()
+            except ValueError:
+                pass
+        raise _json_error(fd, value, "date")
+    if t == "datetime":
+        if isinstance(value, str):
+            when = parse_datetime(value)
+            if when is None and len(value) == 10:
+                when = parse_datetime(value + "T00:00:00Z")
+            if when is not None:
+                return format_datetime(when)
+        raise _json_error(fd, value, "datetime")
+    # text-like types
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = str(value)
+    else:
+        text = str(value)
+    if text == "":
+        return None  # Salesforce stores an empty string as null
+    if t in ("reference", "id"):
+        return text
+    if t == "picklist" and fd.picklist is not None and fd.restricted and text not in fd.picklist:
+        errors.append(
+            sf_error(
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{fd.label}: bad value for restricted picklist field: {text}",
+                [fd.name],
+            )
+        )
+        return text
+    if t == "multipicklist" and fd.picklist is not None and fd.restricted:
+        for part in text.split(";"):
+            if part not in fd.picklist:
+                errors.append(
+                    sf_error(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        f"{fd.label}: bad value for restricted picklist field: {part}",
+                        [fd.name],
+                    )
+                )
+    if fd.length and len(text) > fd.length:
+        errors.append(
+            sf_error(
+                "STRING_TOO_LONG",
+                f"{fd.label}: data value too large: {text} (max length={fd.length})",
+                [fd.name],
+            )
+        )
+    if t == "email" and not _EMAIL_RE.match(text):
+        errors.append(
+            sf_error(
+                "INVALID_EMAIL_ADDRESS", f"{fd.label}: invalid email address: {text}", [fd.name]
+            )
+        )
+    return text
+
+
+# ---- the write path -------------------------------------------------------------------------
+
+
+def _check_reference(
+    server: DevOrgServer, fd: FieldDef, value: str, errors: list[dict[str, Any]]
+) -> str:
+    rid = ids.normalize(value)
+    if rid is None:
+        errors.append(
+            sf_error("MALFORMED_ID", f"{fd.label}: id value of incorrect type: {value}", [fd.name])
+        )
+        return value
+    target = server.schema.sobject_for_prefix(rid[:3])
+    modelled = [t for t in fd.reference_to if server.schema.object(t) is not None]
+    if target is None or target not in fd.reference_to:
+        if modelled and (target is not None or rid[:3] in _KNOWN_PREFIXES):
+            errors.append(
+                sf_error(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    f"{fd.label}: id value of incorrect type: {value}",
+                    [fd.name],
+                )
+            )
+        return rid  # a reference to an object the local org does not model: kept as given
+    rec = server.state.get(target, rid, include_deleted=True)
+    if rec is None:
+        errors.append(
+            sf_error(
+                "INVALID_CROSS_REFERENCE_KEY",
+                "invalid cross reference id",
+                [fd.name],
+            )
+        )
+    elif rec.get("IsDeleted"):
+        errors.append(sf_error("ENTITY_IS_DELETED", "entity is deleted", [fd.name]))
+    return rid
+
+
+_KNOWN_PREFIXES = {"00Q", "003", "001", "006", "00k", "00K", "01t", "00T", "00U", "005", "0IF"}
+
+
+def _resolve_foreign_key(
+    server: DevOrgServer, o: ObjectDef, key: str, value: dict[str, Any]
+) -> tuple[str, str]:
+    """A parent given by external id (`"Account": {"Ext__c": "x"}`) -> (field name, parent id)."""
+    rel = o.relationships.get(key.lower())
+    if rel is None:
+        raise DmlError.one("INVALID_FIELD", f"No such column '{key}' on sobject of type {o.name}")
+    fields = {k: v for k, v in value.items() if k != "attributes"}
+    target_name = (value.get("attributes") or {}).get("type") or rel.reference_to[0]
+    target = server.schema.object(str(target_name))
+    if target is None or len(fields) != 1:
+        raise DmlError.one(
+            "INVALID_FIELD",
+            f"{rel.relationship_name}: a foreign key reference needs exactly one external id field",
+            [rel.name],
+        )
+    ((ext_name, ext_value),) = fields.items()
+    ext = target.field(ext_name)
+    if ext is None or not (ext.external_id or ext.name == "Id" or ext.id_lookup):
+        raise DmlError.one(
+            "INVALID_FIELD",
+            f"Field {ext_name} is not an external id field or does not exist on {target.name}",
+            [rel.name],
+        )
+    matches = find_by_field(server, target, ext, ext_value)
+    if not matches:
+        raise DmlError.one(
+            "INVALID_FIELD",
+            f"Foreign key external ID: {ext_value} not found for field {ext.name} in entity "
+            f"{target.name}",
+            [rel.name],
+        )
+    if len(matches) > 1:
+        raise DmlError.one(
+            "INVALID_FIELD",
+            f"Foreign key external ID: {ext_value} matches more than one record for field "
+            f"{ext.name} in entity {target.name}",
+            [rel.name],
+        )
+    return rel.name, matches[0]
+
+
+def find_by_field(server: DevOrgServer, o: ObjectDef, fd: FieldDef, value: Any) -> list[str]:
+    """Ids of live records whose field equals value (external id matching: case-insensitive)."""
+    if fd.name == "Id":
+        rid = ids.normalize(str(value))
+        return [rid] if rid and server.state.get(o.name, rid) else []
+    hits = server.state.lookup(o.name, fd.name, value)
+    if hits is not None:
+        return hits
+    needle = str(value).lower()
+    return [
+        r["Id"]
+        for r in server.state.records(o.name)
+        if r.get(fd.name) is not None and str(r[fd.name]).lower() == needle
+    ]
+
+
+def _validate_body(
+    ctx: Ctx, o: ObjectDef, body: dict[str, Any], *, creating: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Field values of a create/update body in stored form, and the rule errors found."""
+    if not isinstance(body, dict):
+        raise DmlError.one(
+            "JSON_PARSER_ERROR",
+            "Cannot deserialize instance of the sObject from a non-object value",
+        )
+    server = ctx.server
+    values: dict[str, Any] = {}
+    not_writable: list[str] = []
+    errors: list[dict[str, Any]] = []
+    for key, raw in body.items():
+        if key == "attributes":
+            continue
+        if isinstance(raw, dict) and o.field(key) is None:
+            name, parent = _resolve_foreign_key(server, o, key, raw)
+            values[name] = parent
+            continue
+        fd = o.field(key)
+        if fd is None:
+            raise DmlError.one(
+                "INVALID_FIELD", f"No such column '{key}' on sobject of type {o.name}"
+            )
+        if fd.name == "Id":
+            if creating:
+                raise DmlError.one(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    "Record ID: cannot specify Id in an insert call",
+                    ["Id"],
+                )
+            continue  # the id in the URL wins; an equal Id in the body is harmless
+        if not (fd.createable if creating else fd.updateable):
+            not_writable.append(fd.name)
+            continue
+        value = coerce(fd, raw, errors)
+        if fd.type == "reference" and value is not None:
+            value = _check_reference(server, fd, value, errors)
+        if value is None and not fd.nillable and not creating and fd.type != "boolean":
+            errors.append(
+                sf_error(
+                    "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{fd.name}]", [fd.name]
+                )
+            )
+        if value is None and fd.type == "boolean":
+            value = False
+        values[fd.name] = value
+    if not_writable:
+        raise DmlError.one(
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            f"Unable to create/update fields: {', '.join(not_writable)}. Please check the security "
+            "settings of this field and verify that it is read/write for your profile or "
+            "permission set.",
+            not_writable,
+        )
+    return values, errors
+
+
+def _check_unique(
+    ctx: Ctx, o: ObjectDef, rec: dict[str, Any], changed: set[str], errors: list[dict[str, Any]]
+) -> None:
+    for name in changed:
+        fd = o.fields.get(name)
+        if fd is None or not fd.unique or rec.get(name) is None:
+            continue
+        others = [i for i in find_by_field(ctx.server, o, fd, rec[name]) if i != rec["Id"]]
+        if others:
+            errors.append(
+                sf_error(
+                    "DUPLICATE_VALUE",
+                    f"duplicate value found: {fd.name} duplicates value on record with id: "
+                    f"{others[0]}",
+                    [],
+                )
+            )
+
+
+def _derive(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Fields Salesforce computes from others."""
+    name = o.name
+    if name in ("Lead", "Contact", "User"):
+        rec["Name"] = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p) or None
+    if name == "Opportunity":
+        stage = rec.get("StageName")
+        if stage in STAGES:
+            stage_probability, closed, won, forecast = STAGES[stage]
+            stage_changed = old is None or old.get("StageName") != stage
+            if stage_changed and "Probability" not in ctx_explicit(rec):
+                rec["Probability"] = float(stage_probability)
+            rec["IsClosed"], rec["IsWon"] = closed, won
+            if stage_changed:
+                rec["ForecastCategoryName"] = forecast
+                rec["LastStageChangeDate"] = rec["LastModifiedDate"]
+            rec["ForecastCategory"] = {"Best Case": "BestCase", "Commit": "Forecast"}.get(
+                rec.get("ForecastCategoryName") or forecast,
+                rec.get("ForecastCategoryName") or forecast,
+            )
+        amount = rec.get("Amount")
+        probability = rec.get("Probability")
+        rec["ExpectedRevenue"] = (
+            round(amount * probability / 100, 2)
+            if amount is not None and probability is not None
+            else None
+        )
+        close = rec.get("CloseDate")
+        if close:
+            d = date.fromisoformat(close)
+            rec["FiscalYear"], rec["FiscalQuarter"] = d.year, (d.month - 1) // 3 + 1
+            rec["Fiscal"] = f"{d.year} {(d.month - 1) // 3 + 1}"
+    if name == "Task":
+        rec["IsClosed"] = rec.get("Status") in TASK_CLOSED
+        rec["IsHighPriority"] = rec.get("Priority") == "High"
+        rec.setdefault("TaskSubtype", "Task")
+        if rec["IsClosed"] and not rec.get("CompletedDateTime"):
+            rec["CompletedDateTime"] = rec["LastModifiedDate"]
+    if name == "Event":
+        start = rec.get("StartDateTime") or rec.get("ActivityDateTime")
+        if start:
+            rec["StartDateTime"] = rec["ActivityDateTime"] = start
+            begin = parse_datetime(start)
+            assert begin is not None
+            if rec.get("DurationInMinutes") is not None and (
+                old is None or rec.get("EndDateTime") == (old or {}).get("EndDateTime")
+            ):
+                end = begin + timedelta(minutes=int(rec["DurationInMinutes"]))
+                rec["EndDateTime"] = format_datetime(end)
+            elif rec.get("EndDateTime"):
+                end = parse_datetime(rec["EndDateTime"]) or begin
+                rec["DurationInMinutes"] = int((end - begin).total_seconds() // 60)
+            rec["ActivityDate"] = start[:10]
+            if rec.get("EndDateTime"):
+                rec["EndDate"] = rec["EndDateTime"][:10]
+        rec.setdefault("EventSubtype", "Event")
+    if name in ("Task", "Event"):
+        rec["AccountId"] = _activity_account(ctx, rec)
+    if name == "OpportunityLineItem":
+        qty, unit, total = rec.get("Quantity"), rec.get("UnitPrice"), rec.get("TotalPrice")
+        if unit is not None and qty is not None:
+            rec["TotalPrice"] = round(float(qty) * float(unit), 2)
+        elif total is not None and qty:
+            rec["UnitPrice"] = round(float(total) / float(qty), 2)
+        product = ctx.server.state.get("Product2", rec.get("Product2Id") or "")
+        opp = ctx.server.state.get("Opportunity", rec.get("OpportunityId") or "")
+        if product is not None:
+            rec["ProductCode"] = product.get("ProductCode")
+            rec["Name"] = f"{(opp or {}).get('Name', '')} {product.get('Name')}".strip()
+
+
+_EXPLICIT_KEY = "__explicit__"
+
+
+def ctx_explicit(rec: dict[str, Any]) -> set[str]:
+    return rec.get(_EXPLICIT_KEY) or set()
+
+
+def _activity_account(ctx: Ctx, rec: dict[str, Any]) -> str | None:
+    state = ctx.server.state
+    what = rec.get("WhatId")
+    if what:
+        if what.startswith("001"):
+            return what
+        if what.startswith("006"):
+            opp = state.get("Opportunity", what)
+            return opp.get("AccountId") if opp else None
+    who = rec.get("WhoId")
+    if who and who.startswith("003"):
+        contact = state.get("Contact", who)
+        return contact.get("AccountId") if contact else None
+    return None
+
+
+def _special_rules(
+    ctx: Ctx, o: ObjectDef, rec: dict[str, Any], errors: list[dict[str, Any]]
+) -> None:
+    if o.name == "OpportunityLineItem":
+        if not rec.get("PricebookEntryId") and not rec.get("Product2Id"):
+            errors.append(
+                sf_error(
+                    "REQUIRED_FIELD_MISSING",
+                    "Required fields are missing: [PricebookEntryId]",
+                    ["PricebookEntryId"],
+                )
+            )
+        if rec.get("UnitPrice") is None and rec.get("TotalPrice") is None:
+            errors.append(
+                sf_error(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "field integrity exception: unknown (must specify either UnitPrice or "
+                    "TotalPrice)",
+                    ["TotalPrice"],
+                )
+            )
+    if o.name == "Event":
+        if not (rec.get("StartDateTime") or rec.get("ActivityDateTime")):
+            errors.append(
+                sf_error("REQUIRED_FIELD_MISSING", "Required fields are missing: [StartDateTime]",
+                         ["StartDateTime"])
+            )  # fmt: skip
+        elif rec.get("DurationInMinutes") is None and not rec.get("EndDateTime"):
+            errors.append(
+                sf_error(
+                    "REQUIRED_FIELD_MISSING",
+                    "Required fields are missing: [DurationInMinutes]",
+                    ["DurationInMinutes"],
+                )
+            )
+    if o.name == "PushTopic":
+        try:
+            pushtopic = importlib.import_module("bridge.devorg.pushtopic")
+        except ImportError:
+            return
+        errors.extend(pushtopic.validate(rec, ctx.server.state))
+
+
+def _changed(old: dict[str, Any] | None, new: dict[str, Any]) -> set[str]:
+    if old is None:
+        return {k for k, v in new.items() if v is not None}
+    keys = set(old) | set(new)
+    return {k for k in keys if old.get(k) != new.get(k)}
+
+
+def _stamp(ctx: Ctx) -> str:
+    return format_datetime(ctx.server.state.clock.now())
+
+
+def create(ctx: Ctx, sobject: str, body: dict[str, Any]) -> str:
+    """Insert one record; returns its id."""
+    o = obj_or_error(ctx.server, sobject)
+    if not o.createable:
+        raise DmlError.one("INVALID_TYPE", f"sObject type '{o.name}' is not supported.", status=400)
+    values, errors = _validate_body(ctx, o, body, creating=True)
+    state = ctx.server.state
+    now = _stamp(ctx)
+    rec: dict[str, Any] = {}
+    for fd in o.fields.values():
+        if fd.type == "boolean":
+            rec[fd.name] = bool(fd.default_value)
+        elif fd.default_picklist is not None:
+            rec[fd.name] = fd.default_picklist
+    rec.update(values)
+    missing = [
+        fd.name for fd in o.fields.values() if fd.required_on_create and rec.get(fd.name) is None
+    ]
+    if missing:
+        errors.append(
+            sf_error(
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(missing)}]",
+                missing,
+            )
+        )
+    if o.name == "Lead" and rec.get("IsConverted"):
+        pass
+    rid = state.new_id(o.key_prefix)
+    rec.update(
+        {
+            "Id": rid,
+            "IsDeleted": False,
+            "CreatedDate": now,
+            "CreatedById": ctx.user.id,
+            "LastModifiedDate": now,
+            "LastModifiedById": ctx.user.id,
+            "SystemModstamp": now,
+        }
+    )
+    if "OwnerId" in o.fields and not rec.get("OwnerId"):
+        rec["OwnerId"] = ctx.user.id
+    rec[_EXPLICIT_KEY] = set(values)
+    _derive(ctx, o, rec, None)
+    del rec[_EXPLICIT_KEY]
+    _special_rules(ctx, o, rec, errors)
+    _check_unique(ctx, o, rec, set(values), errors)
+    if errors:
+        raise DmlError(errors)
+    rec = {k: v for k, v in rec.items() if v is not None}
+    with state.transaction() as tx:
+        tx.put(o.name, rec, _change(ctx, o, "created", rec, None))
+        _after_write(ctx, o, rec, None)
+    return rid
+
+
+def _change(
+    ctx: Ctx, o: ObjectDef, kind: str, rec: dict[str, Any], old: dict[str, Any] | None
+) -> RecordChange:
+    full = {name: rec.get(name) for name in o.fields}
+    before = {name: old.get(name) for name in o.fields} if old is not None else None
+    changed = _changed(before, full) if kind in ("created", "updated") else set()
+    return RecordChange(
+        sobject=o.name,
+        change_type=kind,
+        record=full,
+        old=before,
+        changed_fields=changed,
+        user_id=ctx.user.id,
+        at=ctx.server.state.clock.now(),
+    )
+
+
+def load_for_write(ctx: Ctx, o: ObjectDef, record_id: str) -> dict[str, Any]:
+    """The live record for an update/delete, or Salesforce's error for a bad/deleted id."""
+    rid = ids.normalize(record_id)
+    if rid is None or rid[:3] != o.key_prefix:
+        raise DmlError.one(
+            "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "
+            f"{record_id}", status=404,
+        )  # fmt: skip
+    rec = ctx.server.state.get(o.name, rid, include_deleted=True)
+    if rec is None:
+        raise DmlError.one("NOT_FOUND", "The requested resource does not exist", status=404)
+    if rec.get("IsDeleted"):
+        raise DmlError.one("ENTITY_IS_DELETED", "entity is deleted", status=404)
+    return rec
+
+
+def update(ctx: Ctx, sobject: str, record_id: str, body: dict[str, Any]) -> str:
+    o = obj_or_error(ctx.server, sobject)
+    old = load_for_write(ctx, o, record_id)
+    values, errors = _validate_body(ctx, o, body, creating=False)
+    if o.name == "Lead" and old.get("IsConverted"):
+        raise DmlError.one("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
+    rec = dict(old)
+    rec.update(values)
+    now = _stamp(ctx)
+    rec.update({"LastModifiedDate": now, "LastModifiedById": ctx.user.id, "SystemModstamp": now})
+    rec[_EXPLICIT_KEY] = set(values)
+    _derive(ctx, o, rec, old)
+    del rec[_EXPLICIT_KEY]
+    _special_rules(ctx, o, rec, errors)
+    _check_unique(ctx, o, rec, set(values), errors)
+    if errors:
+        raise DmlError(errors)
+    rec = {k: v for k, v in rec.items() if v is not None}
+    with ctx.server.state.transaction() as tx:
+        tx.put(o.name, rec, _change(ctx, o, "updated", rec, old))
+        _after_write(ctx, o, rec, old)
+    return rec["Id"]
+
+
+# (parent object, child object, reference field): Salesforce deletes these children with it
+_CASCADE = [
+    ("Account", "Contact", "AccountId"),
+    ("Account", "Opportunity", "AccountId"),
+    ("Opportunity", "OpportunityLineItem", "OpportunityId"),
+    ("Opportunity", "OpportunityContactRole", "OpportunityId"),
+    ("Contact", "OpportunityContactRole", "ContactId"),
+]
+
+
+def delete(ctx: Ctx, sobject: str, record_id: str) -> None:
+    o = obj_or_error(ctx.server, sobject)
+    if not o.deletable:
+        raise DmlError.one(
+            "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id", []
+        )
+    rec = load_for_write(ctx, o, record_id)
+    with ctx.server.state.transaction():
+        _delete_one(ctx, o, rec)
+
+
+def _delete_one(ctx: Ctx, o: ObjectDef, rec: dict[str, Any]) -> None:
+    state = ctx.server.state
+    tx = state._tx
+    assert tx is not None
+    for parent, child, field_name in _CASCADE:
+        if parent == o.name:
+            child_o = ctx.server.schema.objects[child]
+            for child_rec in list(state.records(child)):
+                if child_rec.get(field_name) == rec["Id"]:
+                    _delete_one(ctx, child_o, child_rec)
+    gone = dict(rec)
+    gone["IsDeleted"] = True
+    gone["SystemModstamp"] = _stamp(ctx)
+    change = _change(ctx, o, "deleted", rec, rec)
+    tx.put(o.name, gone, change)
+    _after_write(ctx, o, gone, rec)
+
+
+def undelete(
+    server: DevOrgServer, record_ids: list[str], user: str | None = None
+) -> list[dict[str, Any]]:
+    """Restore records from the recycle bin (the SOAP API's undelete(); REST has none)."""
+    state = server.state
+    who = (
+        state.user_by_role(user or "integration")
+        or state.user_by_username(user or "")
+        or next(iter(state.users.values()))
+    )
+    ctx = Ctx(server, who)
+    results = []
+    for raw in record_ids:
+        rid = ids.normalize(raw)
+        found = server.state.find(rid) if rid else None
+        if found is None:
+            problem = sf_error("INVALID_ID_FIELD", f"invalid record id: {raw}")
+            results.append({"id": raw, "success": False, "errors": [problem]})
+            continue
+        sobject, rec = found
+        if not rec.get("IsDeleted"):
+            problem = sf_error("UNDELETE_FAILED", "Entity is not in the recycle bin")
+            results.append({"id": rid, "success": False, "errors": [problem]})
+            continue
+        o = server.schema.objects[sobject]
+        back = dict(rec)
+        back["IsDeleted"] = False
+        now = _stamp(ctx)
+        back.update({"LastModifiedDate": now, "LastModifiedById": who.id, "SystemModstamp": now})
+        with server.state.transaction() as tx:
+            tx.put(sobject, back, _change(ctx, o, "undeleted", back, rec))
+        results.append({"id": rid, "success": True, "errors": []})
+    return results
+
+
+def _after_write(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Roll-ups Salesforce keeps on parents (opportunity amount from its line items)."""
+    if o.name != "OpportunityLineItem":
+        return
+    state = ctx.server.state
+    opp_id = rec.get("OpportunityId")
+    opp = state.get("Opportunity", opp_id or "")
+    if opp is None:
+        return
+    items = [r for r in state.records("OpportunityLineItem") if r.get("OpportunityId") == opp_id]
+    new = dict(opp)
+    new["HasOpportunityLineItem"] = bool(items)
+    if items:
+        new["Amount"] = round(sum(float(r.get("TotalPrice") or 0) for r in items), 2)
+        new["TotalOpportunityQuantity"] = float(sum(float(r.get("Quantity") or 0) for r in items))
+    if new != opp:
+        new["SystemModstamp"] = _stamp(ctx)
+        opp_o = ctx.server.schema.objects["Opportunity"]
+        new[_EXPLICIT_KEY] = set()
+        _derive(ctx, opp_o, new, opp)
+        del new[_EXPLICIT_KEY]
+        new = {k: v for k, v in new.items() if v is not None}
+        tx = state._tx
+        assert tx is not None
+        tx.put("Opportunity", new, _change(ctx, opp_o, "updated", new, opp))
+
+
+def upsert(
+    ctx: Ctx, sobject: str, field_name: str, value: str, body: dict[str, Any]
+) -> tuple[bool, str]:
+    """Upsert by external id: (created, id). Raises 300/404 errors as Salesforce does."""
+    o = obj_or_error(ctx.server, sobject)
+    fd = o.field(field_name)
+    if fd is None or not (fd.external_id or fd.name == "Id" or fd.id_lookup and fd.unique):
+        raise DmlError.one(
+            "NOT_FOUND",
+            f"Provided external ID field does not exist or is not accessible: {field_name}",
+            status=404,
+        )
+    matches = find_by_field(ctx.server, o, fd, value)
+    if len(matches) > 1:
+        raise MultipleMatches([record_url(o, m, ctx.version) for m in matches])
+    body = dict(body)
+    if matches:
+        body.pop(fd.name, None)
+        return False, update(ctx, o.name, matches[0], body)
+    if fd.name == "Id":
+        raise DmlError.one("NOT_FOUND", "The requested resource does not exist", status=404)
+    given = {k.lower(): v for k, v in body.items()}
+    if fd.name.lower() in given and str(given[fd.name.lower()]) != value:
+        raise DmlError.one(
+            "INVALID_FIELD",
+            f"The value of the external ID field in the body doesn't match the value in the "
+            f"URL: {fd.name}",
+        )
+    body = {k: v for k, v in body.items() if k.lower() != fd.name.lower()}
+    body[fd.name] = value
+    return True, create(ctx, o.name, body)
+
+
+class MultipleMatches(Exception):  # noqa: N818 - Salesforce's 300 Multiple Choices
+    def __init__(self, urls: list[str]) -> None:
+        super().__init__("more than one record matches")
+        self.urls = urls
+
+
+# ---- lead conversion ------------------------------------------------------------------------
+
+# Lead field -> Contact / Account field, the standard lead field mapping.
+_LEAD_TO_CONTACT = {
+    "FirstName": "FirstName", "LastName": "LastName", "Salutation": "Salutation",
+    "Title": "Title", "Email": "Email", "Phone": "Phone", "MobilePhone": "MobilePhone",
+    "Fax": "Fax", "LeadSource": "LeadSource", "Street": "MailingStreet", "City": "MailingCity",
+    "State": "MailingState", "PostalCode": "MailingPostalCode", "Country": "MailingCountry",
+    "HasOptedOutOfEmail": "HasOptedOutOfEmail", "DoNotCall": "DoNotCall",
+    "Description": "Description",
+}  # fmt: skip
+_LEAD_TO_ACCOUNT = {
+    "Company": "Name", "Website": "Website", "Industry": "Industry", "Phone": "Phone",
+    "AnnualRevenue": "AnnualRevenue", "NumberOfEmployees": "NumberOfEmployees",
+    "Street": "BillingStreet", "City": "BillingCity", "State": "BillingState",
+    "PostalCode": "BillingPostalCode", "Country": "BillingCountry", "Rating": "Rating",
+    "LeadSource": "AccountSource",
+}  # fmt: skip
+
+
+def convert_lead(server: DevOrgServer, body: dict[str, Any]) -> dict[str, Any]:
+    """Convert a lead the way Database.convertLead does (LeadConvert options by name).
+
+    body: lead_id (required), account_id / contact_id (merge into existing), converted_status
+    (default "Closed - Converted"), do_not_create_opportunity (default false),
+    opportunity_name, owner_id, user ("sales" | "integration" | username: who converts).
+    """
+    who_name = str(body.get("user") or "sales")
+    who = server.state.user_by_role(who_name) or server.state.user_by_username(who_name)
+    if who is None:
+        raise DmlError.one("INVALID_CROSS_REFERENCE_KEY", f"no such user: {who_name}")
+    ctx = Ctx(server, who)
+    lead_o = server.schema.objects["Lead"]
+    lead_id = str(body.get("lead_id") or "")
+    lead = load_for_write(ctx, lead_o, lead_id)
+    if lead.get("IsConverted"):
+        raise DmlError.one("INVALID_STATUS", "valid leadId is required", [])
+    status = str(body.get("converted_status") or CONVERTED_STATUS)
+    if status != CONVERTED_STATUS:
+        raise DmlError.one("INVALID_STATUS", "invalid convertedStatus: " + status, [])
+    custom_contact = {f for f in server.schema.objects["Contact"].fields if f.endswith("__c")}
+    state = server.state
+    with state.transaction():
+        account_id = body.get("account_id")
+        if account_id:
+            account_id = load_for_write(ctx, server.schema.objects["Account"], str(account_id))[
+                "Id"
+            ]
+        else:
+            account_body = {
+                a: lead[f] for f, a in _LEAD_TO_ACCOUNT.items() if lead.get(f) is not None
+            }
+            account_id = create(ctx, "Account", account_body)
+        contact_id = body.get("contact_id")
+        if contact_id:
+            contact_id = load_for_write(ctx, server.schema.objects["Contact"], str(contact_id))[
+                "Id"
+            ]
+        else:
+            contact_body = {
+                c: lead[f] for f, c in _LEAD_TO_CONTACT.items() if lead.get(f) is not None
+            }
+            # Custom fields map to same-named Contact fields (the package's lead field mapping).
+            for name in custom_contact:
+                if lead.get(name) is not None and lead_o.fields.get(name) is not None:
+                    contact_body[name] = lead[name]
+            contact_body["AccountId"] = account_id
+            contact_id = create(ctx, "Contact", contact_body)
+        opportunity_id = None
+        if not body.get("do_not_create_opportunity"):
+            close = (state.clock.now() + timedelta(days=30)).date().isoformat()
+            opp_body = {
+                "Name": body.get("opportunity_name") or f"{lead.get('Company', '')}-",
+                "StageName": "Prospecting",
+                "CloseDate": close,
+                "AccountId": account_id,
+            }
+            if lead.get("LeadSource"):
+                opp_body["LeadSource"] = lead["LeadSource"]
+            opportunity_id = create(ctx, "Opportunity", opp_body)
+            create(
+                ctx,
+                "OpportunityContactRole",
+                {"OpportunityId": opportunity_id, "ContactId": contact_id, "IsPrimary": True},
+            )
+        converted = dict(lead)
+        now = _stamp(ctx)
+        converted.update(
+            {
+                "IsConverted": True,
+                "Status": status,
+                "ConvertedDate": state.clock.now().date().isoformat(),
+                "ConvertedAccountId": account_id,
+                "ConvertedContactId": contact_id,
+                "LastModifiedDate": now,
+                "LastModifiedById": who.id,
+                "SystemModstamp": now,
+            }
+        )
+        if opportunity_id:
+            converted["ConvertedOpportunityId"] = opportunity_id
+        if body.get("owner_id"):
+            converted["OwnerId"] = body["owner_id"]
+        state._tx.put("Lead", converted, _change(ctx, lead_o, "updated", converted, lead))  # type: ignore[union-attr]
+    return {
+        "leadId": lead["Id"],
+        "accountId": account_id,
+        "contactId": contact_id,
+        "opportunityId": opportunity_id,
+        "success": True,
+        "errors": [],
+    }

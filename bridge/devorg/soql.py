@@ -1,0 +1,728 @@
+"""SOQL: a parser for the subset integrations send, and evaluation of WHERE against a record.
+
+Parsing is schema-free: field paths stay as written (`account.name`); the REST layer resolves
+them against describe and reports INVALID_FIELD / INVALID_TYPE with Salesforce's texts.
+Follows the SOQL and SOSL Reference (SELECT, WHERE, comparison operators, date formats and date
+literals, ORDER BY, LIMIT, OFFSET).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+
+class SoqlError(Exception):
+    """A query Salesforce would reject: .code is the REST errorCode, .message its text."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---- tokens ---------------------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))
+  | (?P<date>\d{4}-\d{2}-\d{2})(?![\w:])
+  | (?P<number>[+-]?\d+(?:\.\d+)?)(?![\w])
+  | (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),:])
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+    """,
+    re.VERBOSE,
+)
+
+_ESCAPES = {
+    "n": "\n",
+    "N": "\n",
+    "r": "\r",
+    "R": "\r",
+    "t": "\t",
+    "T": "\t",
+    "b": "\b",
+    "B": "\b",
+    "f": "\f",
+    "F": "\f",
+    '"': '"',
+    "'": "'",
+    "\\": "\\",
+}
+
+
+@dataclass
+class Token:
+    kind: str
+    text: str
+    pos: int  # 0-based character offset
+    value: Any = None
+
+
+def _unescape(body: str, pos: int) -> tuple[str, bool]:
+    """Unescape a string literal; returns (text, has LIKE escapes kept as \\% / \\_)."""
+    out = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            if i + 1 >= len(body):
+                raise SoqlError("MALFORMED_QUERY", "Invalid string literal")
+            nxt = body[i + 1]
+            if nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+            elif nxt in "%_":
+                out.append("\\" + nxt)  # kept for LIKE; '=' strips them below
+            else:
+                raise SoqlError(
+                    "MALFORMED_QUERY",
+                    f"Invalid string literal '{body}'. Illegal character sequence '\\{nxt}' "
+                    "in string literal.",
+                )
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out), False
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN_RE.match(text, pos)
+        if not m:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{text[pos:].split()[0]}'")
+        kind = m.lastgroup or ""
+        raw = m.group()
+        if kind != "ws":
+            tok = Token(kind, raw, pos)
+            if kind == "string":
+                tok.value = _unescape(raw[1:-1], pos)[0]
+            elif kind == "number":
+                tok.value = float(raw) if "." in raw else int(raw)
+            elif kind == "date":
+                try:
+                    tok.value = date.fromisoformat(raw)
+                except ValueError:
+                    raise SoqlError("MALFORMED_QUERY", f"value of date: {raw}") from None
+            elif kind == "datetime":
+                tok.value = parse_datetime(raw)
+            tokens.append(tok)
+        pos = m.end()
+    return tokens
+
+
+def parse_datetime(text: str) -> datetime:
+    value = text.replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", value):
+        value = value[:-2] + ":" + value[-2:]
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise SoqlError("MALFORMED_QUERY", f"line 1:0 no viable alternative at '{text}'") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+# ---- query model ----------------------------------------------------------------------------
+
+
+@dataclass
+class FieldRef:
+    path: str  # as written, e.g. "Account.Name"
+    pos: int
+
+
+@dataclass
+class DateLiteral:
+    name: str  # upper case, e.g. "LAST_N_DAYS"
+    n: int | None = None
+
+    def range(self, now: datetime) -> tuple[datetime, datetime]:
+        return date_literal_range(self.name, self.n, now)
+
+
+@dataclass
+class Comparison:
+    field: FieldRef
+    op: str  # = != < > <= >= LIKE IN NOT IN INCLUDES EXCLUDES
+    value: Any  # literal, DateLiteral, or list of them for IN
+
+
+@dataclass
+class BoolOp:
+    op: str  # AND | OR
+    items: list[Any]
+
+
+@dataclass
+class Not:
+    item: Any
+
+
+@dataclass
+class OrderItem:
+    field: FieldRef
+    descending: bool = False
+    nulls_last: bool = False
+
+
+@dataclass
+class Query:
+    sobject: str
+    sobject_pos: int
+    fields: list[FieldRef] = field(default_factory=list)
+    count: bool = False  # SELECT COUNT()
+    where: Any = None
+    order_by: list[OrderItem] = field(default_factory=list)
+    limit: int | None = None
+    offset: int | None = None
+    text: str = ""
+
+    @property
+    def field_paths(self) -> list[str]:
+        return [f.path for f in self.fields]
+
+
+_DATE_LITERALS = {
+    "YESTERDAY",
+    "TODAY",
+    "TOMORROW",
+    "LAST_WEEK",
+    "THIS_WEEK",
+    "NEXT_WEEK",
+    "LAST_MONTH",
+    "THIS_MONTH",
+    "NEXT_MONTH",
+    "LAST_90_DAYS",
+    "NEXT_90_DAYS",
+    "THIS_QUARTER",
+    "LAST_QUARTER",
+    "NEXT_QUARTER",
+    "THIS_YEAR",
+    "LAST_YEAR",
+    "NEXT_YEAR",
+}
+_DATE_LITERALS_N = {
+    "LAST_N_DAYS",
+    "NEXT_N_DAYS",
+    "N_DAYS_AGO",
+    "LAST_N_WEEKS",
+    "NEXT_N_WEEKS",
+    "N_WEEKS_AGO",
+    "LAST_N_MONTHS",
+    "NEXT_N_MONTHS",
+    "N_MONTHS_AGO",
+    "LAST_N_YEARS",
+    "NEXT_N_YEARS",
+    "N_YEARS_AGO",
+}
+_KEYWORDS = {
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "ORDER",
+    "BY",
+    "LIMIT",
+    "OFFSET",
+    "ASC",
+    "DESC",
+    "NULLS",
+    "FIRST",
+    "LAST",
+    "NULL",
+    "TRUE",
+    "FALSE",
+    "INCLUDES",
+    "EXCLUDES",
+    "WITH",
+    "FOR",
+    "GROUP",
+    "HAVING",
+    "USING",
+}
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.i = 0
+
+    # helpers
+    def peek(self, offset: int = 0) -> Token | None:
+        j = self.i + offset
+        return self.tokens[j] if j < len(self.tokens) else None
+
+    def next(self) -> Token:
+        tok = self.peek()
+        if tok is None:
+            raise SoqlError("MALFORMED_QUERY", "unexpected end of query")
+        self.i += 1
+        return tok
+
+    def is_kw(self, word: str, offset: int = 0) -> bool:
+        tok = self.peek(offset)
+        return tok is not None and tok.kind == "ident" and tok.text.upper() == word
+
+    def expect_kw(self, word: str) -> Token:
+        tok = self.peek()
+        if tok is None:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected end of query, expecting {word}")
+        if not self.is_kw(word):
+            self.unexpected(tok)
+        return self.next()
+
+    def expect_punct(self, ch: str) -> Token:
+        tok = self.peek()
+        if tok is None or tok.text != ch:
+            if tok is None:
+                raise SoqlError("MALFORMED_QUERY", f"unexpected end of query, expecting '{ch}'")
+            self.unexpected(tok)
+        return self.next()
+
+    def unexpected(self, tok: Token) -> None:
+        line, col = 1, tok.pos + 1
+        raise SoqlError(
+            "MALFORMED_QUERY",
+            f"\n{self.text}\n{' ' * tok.pos}^\nERROR at Row:{line}:Column:{col}\n"
+            f"unexpected token: '{tok.text}'",
+        )
+
+    # grammar
+    def parse(self) -> Query:
+        self.expect_kw("SELECT")
+        fields: list[FieldRef] = []
+        count = False
+        while True:
+            tok = self.next()
+            if tok.kind != "ident":
+                self.unexpected(tok)
+            if tok.text.upper() == "COUNT" and self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
+                self.next()
+                inner = self.peek()
+                if inner is not None and inner.text == ")":
+                    self.next()
+                    count = True
+                else:
+                    raise SoqlError(
+                        "MALFORMED_QUERY",
+                        "aggregate functions other than COUNT() are not supported by the local org",
+                    )
+            elif tok.text.upper() in ("FROM", "SELECT"):
+                self.unexpected(tok)
+            else:
+                fields.append(FieldRef(tok.text, tok.pos))
+            if self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+                self.next()
+                if count:
+                    raise SoqlError("MALFORMED_QUERY", "COUNT() must be the only element in SELECT")
+                continue
+            break
+        if count and fields:
+            raise SoqlError("MALFORMED_QUERY", "COUNT() must be the only element in SELECT")
+        self.expect_kw("FROM")
+        obj = self.next()
+        if obj.kind != "ident" or obj.text.upper() in _KEYWORDS:
+            self.unexpected(obj)
+        q = Query(sobject=obj.text, sobject_pos=obj.pos, fields=fields, count=count, text=self.text)
+        if self.is_kw("WHERE"):
+            self.next()
+            q.where = self.condition()
+        if self.is_kw("WITH"):
+            # WITH SECURITY_ENFORCED / USER_MODE: accepted and ignored (one user sees all).
+            self.next()
+            self.next()
+        if self.is_kw("ORDER"):
+            self.next()
+            self.expect_kw("BY")
+            q.order_by = self.order_list()
+        if self.is_kw("LIMIT"):
+            self.next()
+            q.limit = self.integer("LIMIT")
+        if self.is_kw("OFFSET"):
+            self.next()
+            q.offset = self.integer("OFFSET")
+            if q.offset > 2000:
+                raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
+        if self.is_kw("FOR"):
+            self.next()
+            self.next()  # VIEW | REFERENCE | UPDATE
+        rest = self.peek()
+        if rest is not None:
+            self.unexpected(rest)
+        return q
+
+    def integer(self, what: str) -> int:
+        tok = self.next()
+        if tok.kind != "number" or not isinstance(tok.value, int) or tok.value < 0:
+            self.unexpected(tok)
+        return int(tok.value)
+
+    def order_list(self) -> list[OrderItem]:
+        items = []
+        while True:
+            tok = self.next()
+            if tok.kind != "ident" or tok.text.upper() in _KEYWORDS:
+                self.unexpected(tok)
+            item = OrderItem(FieldRef(tok.text, tok.pos))
+            if self.is_kw("ASC"):
+                self.next()
+            elif self.is_kw("DESC"):
+                self.next()
+                item.descending = True
+            # Salesforce's default: nulls first ascending, last descending.
+            item.nulls_last = item.descending
+            if self.is_kw("NULLS"):
+                self.next()
+                which = self.next()
+                if which.text.upper() == "FIRST":
+                    item.nulls_last = False
+                elif which.text.upper() == "LAST":
+                    item.nulls_last = True
+                else:
+                    self.unexpected(which)
+            items.append(item)
+            if self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+                self.next()
+                continue
+            return items
+
+    def condition(self) -> Any:
+        first = self.unary()
+        op: str | None = None
+        items = [first]
+        while self.is_kw("AND") or self.is_kw("OR"):
+            tok = self.next()
+            word = tok.text.upper()
+            if op is not None and word != op:
+                # SOQL refuses to mix AND and OR without parentheses.
+                self.unexpected(tok)
+            op = word
+            items.append(self.unary())
+        return BoolOp(op, items) if op else first
+
+    def unary(self) -> Any:
+        if self.is_kw("NOT"):
+            self.next()
+            return Not(self.unary())
+        tok = self.peek()
+        if tok is not None and tok.text == "(":
+            self.next()
+            inner = self.condition()
+            self.expect_punct(")")
+            return inner
+        return self.comparison()
+
+    def comparison(self) -> Comparison:
+        tok = self.next()
+        if tok.kind != "ident" or tok.text.upper() in _KEYWORDS:
+            self.unexpected(tok)
+        ref = FieldRef(tok.text, tok.pos)
+        nxt = self.next()
+        if nxt.kind == "op":
+            op = "!=" if nxt.text == "<>" else nxt.text
+            return Comparison(ref, op, self.value())
+        word = nxt.text.upper() if nxt.kind == "ident" else ""
+        if word == "LIKE":
+            val = self.value()
+            if not isinstance(val, str):
+                raise SoqlError("MALFORMED_QUERY", "LIKE requires a string value")
+            return Comparison(ref, "LIKE", val)
+        if word == "NOT" and self.is_kw("IN"):
+            self.next()
+            return Comparison(ref, "NOT IN", self.value_list())
+        if word in ("IN", "INCLUDES", "EXCLUDES"):
+            return Comparison(ref, word, self.value_list())
+        self.unexpected(nxt)
+        raise AssertionError("unreachable")
+
+    def value_list(self) -> list[Any]:
+        start = self.peek()
+        if start is not None and start.text == "(" and self.is_kw("SELECT", 1):
+            raise SoqlError(
+                "MALFORMED_QUERY", "semi-join subqueries are not supported by the local org"
+            )
+        self.expect_punct("(")
+        values = [self.value()]
+        while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+            self.next()
+            values.append(self.value())
+        self.expect_punct(")")
+        return values
+
+    def value(self) -> Any:
+        tok = self.next()
+        if tok.kind in ("string", "number", "date", "datetime"):
+            return tok.value
+        if tok.kind == "ident":
+            word = tok.text.upper()
+            if word == "NULL":
+                return None
+            if word == "TRUE":
+                return True
+            if word == "FALSE":
+                return False
+            if word in _DATE_LITERALS:
+                return DateLiteral(word)
+            if word in _DATE_LITERALS_N:
+                self.expect_punct(":")
+                n = self.next()
+                if n.kind != "number" or not isinstance(n.value, int):
+                    self.unexpected(n)
+                return DateLiteral(word, int(n.value))
+        self.unexpected(tok)
+        raise AssertionError("unreachable")
+
+
+def parse_query(text: str) -> Query:
+    """Parse a SOQL SELECT; raises SoqlError("MALFORMED_QUERY", ...) on bad syntax."""
+    if not text or not text.strip():
+        raise SoqlError("MALFORMED_QUERY", "unexpected end of query")
+    return _Parser(text.strip()).parse()
+
+
+# ---- date literals --------------------------------------------------------------------------
+
+
+def _day_start(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _add_months(d: date, months: int) -> date:
+    m = d.month - 1 + months
+    y = d.year + m // 12
+    m = m % 12 + 1
+    return date(y, m, min(d.day, calendar.monthrange(y, m)[1]))
+
+
+def date_literal_range(name: str, n: int | None, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of a date literal in the org's time zone (UTC in the local org)."""
+    today = now.astimezone(UTC).date()
+    day = timedelta(days=1)
+    week_start = today - timedelta(days=(today.weekday() + 1) % 7)  # weeks start on Sunday
+    month_start = today.replace(day=1)
+    quarter_start = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    year_start = date(today.year, 1, 1)
+    n = n or 0
+    spans: dict[str, tuple[date, date]] = {
+        "YESTERDAY": (today - day, today),
+        "TODAY": (today, today + day),
+        "TOMORROW": (today + day, today + 2 * day),
+        "LAST_WEEK": (week_start - 7 * day, week_start),
+        "THIS_WEEK": (week_start, week_start + 7 * day),
+        "NEXT_WEEK": (week_start + 7 * day, week_start + 14 * day),
+        "LAST_MONTH": (_add_months(month_start, -1), month_start),
+        "THIS_MONTH": (month_start, _add_months(month_start, 1)),
+        "NEXT_MONTH": (_add_months(month_start, 1), _add_months(month_start, 2)),
+        # LAST_90_DAYS / LAST_N_DAYS:n run from n days ago through the end of today.
+        "LAST_90_DAYS": (today - 90 * day, today + day),
+        "NEXT_90_DAYS": (today + day, today + 91 * day),
+        "LAST_QUARTER": (_add_months(quarter_start, -3), quarter_start),
+        "THIS_QUARTER": (quarter_start, _add_months(quarter_start, 3)),
+        "NEXT_QUARTER": (_add_months(quarter_start, 3), _add_months(quarter_start, 6)),
+        "LAST_YEAR": (date(today.year - 1, 1, 1), year_start),
+        "THIS_YEAR": (year_start, date(today.year + 1, 1, 1)),
+        "NEXT_YEAR": (date(today.year + 1, 1, 1), date(today.year + 2, 1, 1)),
+        "LAST_N_DAYS": (today - n * day, today + day),
+        "NEXT_N_DAYS": (today + day, today + (n + 1) * day),
+        "N_DAYS_AGO": (today - n * day, today - (n - 1) * day),
+        "LAST_N_WEEKS": (week_start - 7 * n * day, week_start),
+        "NEXT_N_WEEKS": (week_start + 7 * day, week_start + 7 * (n + 1) * day),
+        "N_WEEKS_AGO": (week_start - 7 * n * day, week_start - 7 * (n - 1) * day),
+        "LAST_N_MONTHS": (_add_months(month_start, -n), month_start),
+        "NEXT_N_MONTHS": (_add_months(month_start, 1), _add_months(month_start, n + 1)),
+        "N_MONTHS_AGO": (_add_months(month_start, -n), _add_months(month_start, -n + 1)),
+        "LAST_N_YEARS": (date(today.year - n, 1, 1), year_start),
+        "NEXT_N_YEARS": (date(today.year + 1, 1, 1), date(today.year + n + 1, 1, 1)),
+        "N_YEARS_AGO": (date(today.year - n, 1, 1), date(today.year - n + 1, 1, 1)),
+    }
+    start, end = spans[name]
+    return _day_start(start), _day_start(end)
+
+
+# ---- evaluation -----------------------------------------------------------------------------
+
+Resolver = Callable[[dict[str, Any], str], Any]
+
+
+def default_resolve(record: dict[str, Any], path: str) -> Any:
+    """Field value by path; parent paths (Account.Name) walk nested dicts (query results)."""
+    if "." not in path:
+        return record.get(path)
+    cur: Any = record
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return _day_start(value)
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return _day_start(date.fromisoformat(value))
+            return parse_datetime(value)
+        except (ValueError, SoqlError):
+            return None
+    return None
+
+
+def _compare(left: Any, op: str, right: Any, now: datetime) -> bool:
+    if isinstance(right, DateLiteral):
+        lv = _as_datetime(left)
+        if lv is None:
+            return op == "!="
+        start, end = right.range(now)
+        if op == "=":
+            return start <= lv < end
+        if op == "!=":
+            return not start <= lv < end
+        if op == "<":
+            return lv < start
+        if op == "<=":
+            return lv < end
+        if op == ">":
+            return lv >= end
+        if op == ">=":
+            return lv >= start
+        return False
+    if right is None or left is None:
+        if op == "=":
+            return left is None and right is None
+        if op == "!=":
+            return (left is None) != (right is None)
+        return False  # comparisons with null match nothing
+    if isinstance(right, datetime | date):
+        lv = _as_datetime(left)
+        rv = _as_datetime(right)
+        if lv is None or rv is None:
+            return False
+        if isinstance(right, date) and not isinstance(right, datetime) and op in ("=", "!="):
+            same = lv.date() == right
+            return same if op == "=" else not same
+        a: Any = lv
+        b: Any = rv
+    elif isinstance(right, bool) or isinstance(left, bool):
+        if op == "=":
+            return bool(left) == bool(right) and isinstance(left, bool)
+        if op == "!=":
+            return not (isinstance(left, bool) and bool(left) == bool(right))
+        return False
+    elif isinstance(right, int | float):
+        try:
+            a, b = float(left), float(right)
+        except (TypeError, ValueError):
+            return False
+    else:
+        # Text comparisons in SOQL are case-insensitive.
+        a, b = str(left).lower(), str(right).lower()
+    if op == "=":
+        return a == b
+    if op == "!=":
+        return a != b
+    if op == "<":
+        return a < b
+    if op == "<=":
+        return a <= b
+    if op == ">":
+        return a > b
+    if op == ">=":
+        return a >= b
+    return False
+
+
+_like_cache: dict[str, re.Pattern[str]] = {}
+
+
+def like_pattern(pattern: str) -> re.Pattern[str]:
+    rx = _like_cache.get(pattern)
+    if rx is None:
+        parts = []
+        i = 0
+        while i < len(pattern):
+            ch = pattern[i]
+            if ch == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "%_":
+                parts.append(re.escape(pattern[i + 1]))
+                i += 2
+                continue
+            if ch == "%":
+                parts.append(".*")
+            elif ch == "_":
+                parts.append(".")
+            else:
+                parts.append(re.escape(ch))
+            i += 1
+        rx = re.compile("^" + "".join(parts) + "$", re.IGNORECASE | re.DOTALL)
+        _like_cache[pattern] = rx
+    return rx
+
+
+def _strip_like_escapes(value: Any) -> Any:
+    if isinstance(value, str) and "\\" in value:
+        return value.replace("\\%", "%").replace("\\_", "_")
+    return value
+
+
+def evaluate_where(
+    where: Any, record: dict[str, Any], *, now: datetime, resolve: Resolver | None = None
+) -> bool:
+    """Does the record satisfy the WHERE expression (None: every record does)?"""
+    if where is None:
+        return True
+    res = resolve or default_resolve
+    if isinstance(where, BoolOp):
+        if where.op == "AND":
+            return all(evaluate_where(w, record, now=now, resolve=res) for w in where.items)
+        return any(evaluate_where(w, record, now=now, resolve=res) for w in where.items)
+    if isinstance(where, Not):
+        return not evaluate_where(where.item, record, now=now, resolve=res)
+    assert isinstance(where, Comparison)
+    left = res(record, where.field.path)
+    op = where.op
+    if op == "LIKE":
+        if left is None:
+            return False
+        return bool(like_pattern(where.value).match(str(left)))
+    if op in ("IN", "NOT IN"):
+        hit = any(_compare(left, "=", _strip_like_escapes(v), now) for v in where.value)
+        return hit if op == "IN" else not hit
+    if op in ("INCLUDES", "EXCLUDES"):
+        chosen = {v.lower() for v in str(left or "").split(";") if v}
+        wanted = [{p.lower() for p in str(v).split(";")} for v in where.value]
+        hit = any(w <= chosen for w in wanted)
+        return hit if op == "INCLUDES" else not hit
+    return _compare(left, op, _strip_like_escapes(where.value), now)
+
+
+def iter_comparisons(where: Any) -> list[Comparison]:
+    """Every comparison in a WHERE tree (to resolve and type-check their fields)."""
+    if where is None:
+        return []
+    if isinstance(where, BoolOp):
+        out: list[Comparison] = []
+        for w in where.items:
+            out.extend(iter_comparisons(w))
+        return out
+    if isinstance(where, Not):
+        return iter_comparisons(where.item)
+    return [where]

@@ -1,0 +1,213 @@
+"""The event inbox: store changes exactly once, and the cursors that only move forward.
+
+Storing and moving the cursor happen in the caller's transaction, events first: a cursor is
+never committed without the events it covers (aiosfstream's automatic replay policy stores the
+marker before the handler has saved anything, which loses the event on a crash; we don't).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from bridge.store.models import InboundEvent, SyncCursor, utcnow
+from bridge.streaming.events import ChangeEvent
+
+_CHUNK = 200
+
+
+def _insert(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(InboundEvent)
+    if name == "sqlite":
+        return sqlite.insert(InboundEvent)
+    raise NotImplementedError(f"no insert-or-ignore for {name}")
+
+
+def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
+    return {
+        "org_connection_id": org_connection_id,
+        "channel": ev.channel,
+        "replay_id": ev.replay_id,
+        "change_key": ev.change_key,
+        "source": ev.source,
+        "sobject_type": ev.sobject_type,
+        "record_id": ev.record_id,
+        "change_type": ev.change_type,
+        "event_created_at": ev.event_created_at,
+        "payload": ev.payload if ev.error is None else {**ev.payload, "_error": ev.error},
+        "state": "new",
+        "attempts": 0,
+        "received_at": utcnow(),
+    }
+
+
+def store_events(
+    session: Session, org_connection_id: int, events: Sequence[ChangeEvent]
+) -> list[int]:
+    """Insert the events that are not stored yet; returns the ids of the new rows.
+
+    A change already stored (same channel + replay id, or same change_key from the other
+    source) is absorbed silently: that is how replays, restarts and polling overlap dedupe.
+    """
+    new_ids: list[int] = []
+    seen: set[str] = set()
+    rows = []
+    for ev in events:
+        row = _row(org_connection_id, ev)
+        if row["change_key"] in seen:
+            continue  # the same change twice in one batch (a replay overlapping a page)
+        seen.add(row["change_key"])
+        rows.append(row)
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        stmt = _insert(session).values(chunk).on_conflict_do_nothing().returning(InboundEvent.id)
+        new_ids.extend(session.scalars(stmt))
+    return sorted(new_ids)
+
+
+def _rowcount(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def get_cursor(session: Session, org_connection_id: int, channel: str) -> SyncCursor | None:
+    return session.get(SyncCursor, (org_connection_id, channel))
+
+
+def advance_replay(
+    session: Session,
+    org_connection_id: int,
+    channel: str,
+    replay_id: int,
+    modstamp: datetime | None = None,
+) -> bool:
+    """Move the channel's replay cursor to `replay_id` unless it is already there or beyond.
+
+    One conditional UPDATE (or an insert for a new channel), so two processes racing cannot
+    move it backwards. Returns whether it moved.
+    """
+    moved = _rowcount(
+        session.execute(
+            update(SyncCursor)
+            .where(
+                SyncCursor.org_connection_id == org_connection_id,
+                SyncCursor.channel == channel,
+                or_(SyncCursor.replay_id.is_(None), SyncCursor.replay_id < replay_id),
+            )
+            .values(replay_id=replay_id, modstamp=modstamp, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if moved:
+        return True
+    if get_cursor(session, org_connection_id, channel) is not None:
+        return False
+    return _insert_cursor(session, org_connection_id, channel, replay_id, modstamp)
+
+
+def advance_modstamp(
+    session: Session, org_connection_id: int, channel: str, modstamp: datetime
+) -> bool:
+    """Move a polling cursor forward to `modstamp` (never back)."""
+    moved = _rowcount(
+        session.execute(
+            update(SyncCursor)
+            .where(
+                SyncCursor.org_connection_id == org_connection_id,
+                SyncCursor.channel == channel,
+                or_(SyncCursor.modstamp.is_(None), SyncCursor.modstamp < modstamp),
+            )
+            .values(modstamp=modstamp, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if moved:
+        return True
+    if get_cursor(session, org_connection_id, channel) is not None:
+        return False
+    return _insert_cursor(session, org_connection_id, channel, None, modstamp)
+
+
+def mark_subscribed(session: Session, org_connection_id: int, channel: str) -> None:
+    """Remember that `channel` was subscribed (a cursor without a replay id yet)."""
+    _insert_cursor(session, org_connection_id, channel, None, None)
+
+
+def _insert_cursor(
+    session: Session,
+    org_connection_id: int,
+    channel: str,
+    replay_id: int | None,
+    modstamp: datetime | None,
+) -> bool:
+    name = session.get_bind().dialect.name
+    ins = postgresql.insert(SyncCursor) if name == "postgresql" else sqlite.insert(SyncCursor)
+    stmt = ins.values(
+        org_connection_id=org_connection_id,
+        channel=channel,
+        replay_id=replay_id,
+        modstamp=modstamp,
+        updated_at=utcnow(),
+    ).on_conflict_do_nothing()
+    return bool(_rowcount(session.execute(stmt)))
+
+
+def store_and_advance(
+    session: Session, org_connection_id: int, events: Sequence[ChangeEvent]
+) -> list[int]:
+    """Store a delivery of stream events, then move each channel's cursor to its last one."""
+    new_ids = store_events(session, org_connection_id, events)
+    last: dict[str, ChangeEvent] = {}
+    for ev in events:
+        if ev.replay_id is not None and (
+            ev.channel not in last or (last[ev.channel].replay_id or 0) < ev.replay_id
+        ):
+            last[ev.channel] = ev
+    for channel, ev in last.items():
+        assert ev.replay_id is not None
+        advance_replay(session, org_connection_id, channel, ev.replay_id, ev.event_created_at)
+    return new_ids
+
+
+def pending_events(
+    session: Session,
+    *,
+    new_before: datetime,
+    claimed_before: datetime,
+    limit: int = 5000,
+) -> list[int]:
+    """Events that should have been processed by now: still new, or claimed by a dead job."""
+    stmt = (
+        select(InboundEvent.id)
+        .where(
+            or_(
+                and_(
+                    InboundEvent.state == "new",
+                    InboundEvent.received_at < new_before,
+                    or_(InboundEvent.queued_at.is_(None), InboundEvent.queued_at < new_before),
+                ),
+                and_(InboundEvent.state == "processing", InboundEvent.claimed_at < claimed_before),
+            )
+        )
+        .order_by(InboundEvent.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def mark_queued(session: Session, ids: Iterable[int]) -> None:
+    ids = list(ids)
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id.in_(ids[start : start + _CHUNK]))
+            .values(queued_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,288 @@
+"""`sfbridge poll`: SystemModstamp polling, and the gap backfill the subscriber starts.
+
+Each object is queried from its poll cursor minus an overlap window (changes committed late
+with an earlier SystemModstamp are still seen), ordered by SystemModstamp, Id and paged with
+nextRecordsUrl. Every page is stored and the cursor moved in one transaction, so a killed poll
+resumes where its last page ended. Records are stored as InboundEvents with source `poll`;
+one that streaming already delivered has the same change_key and is absorbed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from simple_salesforce import format_soql
+from sqlalchemy import delete
+
+from bridge.config import SOBJECTS, OrgConfig
+from bridge.store import Store
+from bridge.store.models import SyncCursor, utcnow
+from bridge.streaming import defaults, inbox
+from bridge.streaming.events import MalformedEvent, from_polled_record
+
+log = logging.getLogger("sfbridge.poll")
+
+SYSTEM_FIELDS = ("Id", "SystemModstamp", "CreatedDate", "LastModifiedDate", "LastModifiedById")
+BACKFILL_PREFIX = "backfill:"
+
+Echo = Callable[[str], None]
+
+
+def poll_channel(sobject: str) -> str:
+    return f"poll:{sobject}"
+
+
+def poll_fields(org: OrgConfig, sobject: str) -> list[str]:
+    """System fields, the fields the relational rules need and every field the config reads."""
+    from bridge.receiver.relational import record_fields
+
+    out = list(SYSTEM_FIELDS)
+    for name in record_fields(org, sobject):
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def build_query(
+    sobject: str, fields: list[str], since: datetime, until: datetime | None = None
+) -> str:
+    # format_soql drops milliseconds from datetimes: `>=` on the second before keeps every
+    # record; the overlap it adds is absorbed by change_key.
+    if until is None:
+        return format_soql(
+            "SELECT {fields:literal} FROM {sobject:literal} WHERE SystemModstamp >= {since} "
+            "ORDER BY SystemModstamp, Id",
+            fields=", ".join(fields),
+            sobject=sobject,
+            since=since,
+        )
+    return format_soql(
+        "SELECT {fields:literal} FROM {sobject:literal} WHERE SystemModstamp >= {since} "
+        "AND SystemModstamp <= {until} ORDER BY SystemModstamp, Id",
+        fields=", ".join(fields),
+        sobject=sobject,
+        since=since,
+        until=until + timedelta(seconds=1),
+    )
+
+
+def pages(sforg: Any, soql: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    """Query results page by page (nextRecordsUrl); `batchSize` is 200..2000 in Salesforce."""
+    headers = {"Sforce-Query-Options": f"batchSize={min(max(page_size, 200), 2000)}"}
+    result = sforg.call(sforg.sf.query, soql, headers=headers)
+    while True:
+        yield list(result.get("records", []))
+        if result.get("done", True) or not result.get("nextRecordsUrl"):
+            return
+        result = sforg.call(
+            sforg.sf.query_more, result["nextRecordsUrl"], identifier_is_url=True, headers=headers
+        )
+
+
+def sync(
+    store: Store,
+    sforg: Any,
+    org_connection_id: int,
+    org: OrgConfig,
+    sobject: str,
+    since: datetime,
+    *,
+    cursor_channel: str,
+    enqueue: Callable[[list[int]], object],
+    until: datetime | None = None,
+    echo: Echo | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[int, int]:
+    """Store every change of `sobject` since `since`; returns (records read, new events)."""
+    soql = build_query(sobject, poll_fields(org, sobject), since, until)
+    read = new = 0
+    next_report = defaults.BACKFILL_PROGRESS_EVERY
+    channel = poll_channel(sobject)
+    for page in pages(sforg, soql, org.polling.page_size):
+        events = []
+        for record in page:
+            try:
+                events.append(from_polled_record(sobject, record, channel))
+            except MalformedEvent as exc:
+                log.warning("poll: %s record skipped: %s", sobject, exc)
+        read += len(page)
+        with store.session() as session:
+            ids = inbox.store_events(session, org_connection_id, events)
+            stamps = [e.modstamp for e in events if e.modstamp is not None]
+            if stamps:
+                inbox.advance_modstamp(session, org_connection_id, cursor_channel, max(stamps))
+        new += len(ids)
+        if ids:
+            enqueue(ids)
+        if echo and read >= next_report:
+            echo(f"{sobject}: {read} records read, {new} new (up to {max(stamps).isoformat()})")
+            next_report += defaults.BACKFILL_PROGRESS_EVERY
+        if stop is not None and stop.is_set():
+            break
+    return read, new
+
+
+def poll_once(
+    store: Store,
+    sforg: Any,
+    org_connection_id: int,
+    org: OrgConfig,
+    *,
+    enqueue: Callable[[list[int]], object],
+    objects: tuple[str, ...] = SOBJECTS,
+    echo: Echo | None = None,
+) -> dict[str, tuple[int, int]]:
+    """One polling round over `objects`, each from its cursor minus the overlap window."""
+    overlap = timedelta(seconds=org.polling.overlap_seconds)
+    out = {}
+    for sobject in objects:
+        with store.session() as session:
+            cursor = inbox.get_cursor(session, org_connection_id, poll_channel(sobject))
+            since = (cursor.modstamp if cursor and cursor.modstamp else utcnow()) - overlap
+        out[sobject] = sync(
+            store,
+            sforg,
+            org_connection_id,
+            org,
+            sobject,
+            since,
+            cursor_channel=poll_channel(sobject),
+            enqueue=enqueue,
+            echo=echo,
+        )
+        log.info("poll: %s since %s: %d read, %d new", sobject, since.isoformat(), *out[sobject])
+    return out
+
+
+def backfill(
+    store: Store,
+    sforg: Any,
+    org_connection_id: int,
+    org: OrgConfig,
+    sobject: str,
+    since: datetime,
+    *,
+    enqueue: Callable[[list[int]], object],
+    echo: Echo | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[int, int]:
+    """Store every change of `sobject` since `since` (a gap, or history to import).
+
+    Progress is kept in the `backfill:<Object>` cursor, removed when the backfill completes,
+    so an interrupted backfill can be resumed (`run_pending_backfill`).
+    """
+    channel = BACKFILL_PREFIX + sobject
+    with store.session() as session:
+        row = inbox.get_cursor(session, org_connection_id, channel)
+        if row is None:
+            session.add(
+                SyncCursor(org_connection_id=org_connection_id, channel=channel, modstamp=since)
+            )
+    return _run_backfill(store, sforg, org_connection_id, org, sobject, since, enqueue, echo, stop)
+
+
+def run_pending_backfill(
+    store: Store,
+    sforg: Any,
+    org_connection_id: int,
+    org: OrgConfig,
+    sobject: str,
+    *,
+    enqueue: Callable[[list[int]], object],
+    echo: Echo | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[int, int]:
+    """Run (or resume) the backfill recorded in the `backfill:<Object>` cursor, if any."""
+    with store.session() as session:
+        row = inbox.get_cursor(session, org_connection_id, BACKFILL_PREFIX + sobject)
+        since = row.modstamp if row is not None else None
+    if since is None:
+        return 0, 0
+    return _run_backfill(store, sforg, org_connection_id, org, sobject, since, enqueue, echo, stop)
+
+
+def _run_backfill(
+    store: Store,
+    sforg: Any,
+    org_connection_id: int,
+    org: OrgConfig,
+    sobject: str,
+    since: datetime,
+    enqueue: Callable[[list[int]], object],
+    echo: Echo | None,
+    stop: threading.Event | None,
+) -> tuple[int, int]:
+    channel = BACKFILL_PREFIX + sobject
+    say = echo or (lambda text: log.info("backfill: %s", text))
+    say(f"{sobject}: backfilling changes since {since.isoformat()}")
+    read, new = sync(
+        store,
+        sforg,
+        org_connection_id,
+        org,
+        sobject,
+        since,
+        cursor_channel=channel,
+        enqueue=enqueue,
+        echo=say,
+        stop=stop,
+    )
+    if stop is not None and stop.is_set():
+        say(f"{sobject}: backfill interrupted after {read} records; it resumes on the next start")
+        return read, new
+    with store.session() as session:
+        session.execute(
+            delete(SyncCursor).where(
+                SyncCursor.org_connection_id == org_connection_id, SyncCursor.channel == channel
+            )
+        )
+    say(f"{sobject}: backfill done: {read} records read, {new} new changes stored")
+    return read, new
+
+
+def run_cli(
+    store: Store,
+    vault: Any,
+    redis_client: Any,
+    name: str,
+    org: OrgConfig,
+    *,
+    every: int | None,
+    since: datetime | None,
+    objects: tuple[str, ...] | None,
+    echo: Echo,
+) -> None:
+    """`sfbridge poll`: a backfill (--since), one round, or rounds --every N seconds."""
+    import signal
+
+    from bridge import jobs
+    from bridge.salesforce.connection import open_org
+    from bridge.streaming.subscriber import org_connection_id
+
+    conn_id = org_connection_id(store, name)
+    sforg = open_org(store, vault, name, org)
+
+    def enqueue(ids: list[int]) -> int:
+        return jobs.enqueue_events(redis_client, ids)
+
+    chosen = tuple(objects or SOBJECTS)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if since is not None:
+        for sobject in chosen:
+            backfill(
+                store, sforg, conn_id, org, sobject, since, enqueue=enqueue, echo=echo, stop=stop
+            )
+        return
+    while True:
+        results = poll_once(store, sforg, conn_id, org, enqueue=enqueue, objects=chosen)
+        echo(
+            "poll: "
+            + ", ".join(f"{obj} {read} read / {new} new" for obj, (read, new) in results.items())
+        )
+        if not every or stop.wait(every):
+            return

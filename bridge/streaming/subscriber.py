@@ -1,0 +1,412 @@
+"""`sfbridge stream`: the streaming subscriber of one org.
+
+Loop: take the org's lease → handshake → subscribe each channel from its stored cursor →
+connect (long poll) → store the delivered events and move the cursors in one transaction →
+enqueue the new events → connect again (within Salesforce's 40-second window).
+
+Failures: `401::Authentication invalid` re-authenticates; `403::Unknown client` or advice
+`reconnect: handshake` handshakes and resubscribes (from the stored cursors, so nothing
+delivered-but-unstored is lost); an invalid replay id (outside the 24-hour retention) falls
+back to -2 and starts a SystemModstamp backfill for the gap; network errors back off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import redis
+import requests
+from sqlalchemy import select
+
+from bridge.config import SOBJECTS, OrgConfig
+from bridge.errors import TransientError, UsageError
+from bridge.store import Store
+from bridge.store.models import OrgConnection, SyncCursor
+from bridge.streaming import defaults, inbox
+from bridge.streaming.bayeux import (
+    AuthenticationInvalid,
+    BayeuxClient,
+    BayeuxError,
+    InvalidReplayId,
+    ServerSaysStop,
+    SubscribeFailed,
+    UnknownClient,
+)
+from bridge.streaming.events import ChangeEvent, MalformedEvent, from_bayeux, malformed
+
+if TYPE_CHECKING:
+    from bridge.vault import Vault
+
+log = logging.getLogger("sfbridge.stream")
+
+BACKFILL_PREFIX = "backfill:"
+
+
+class _Interrupted(Exception):
+    """SIGTERM arrived while we were waiting on a long poll (nothing in hand to lose)."""
+
+
+def org_connection_id(store: Store, name: str) -> int:
+    with store.session() as session:
+        conn_id = session.scalar(select(OrgConnection.id).where(OrgConnection.name == name))
+    if conn_id is None:
+        raise UsageError(f"org '{name}' is not connected yet: run `sfbridge org connect {name}`")
+    return int(conn_id)
+
+
+def pick_org(config_orgs: dict[str, OrgConfig], name: str | None) -> tuple[str, OrgConfig]:
+    if name:
+        if name not in config_orgs:
+            raise UsageError(f"no org '{name}' in the config; orgs: {', '.join(config_orgs)}")
+        return name, config_orgs[name]
+    if len(config_orgs) != 1:
+        raise UsageError(f"several orgs are configured: pass --org ({', '.join(config_orgs)})")
+    only = next(iter(config_orgs))
+    return only, config_orgs[only]
+
+
+def topic_channels(org: OrgConfig) -> dict[str, str | None]:
+    """Channel -> object (None until the PushTopic's query tells) for the configured topics."""
+    channels: dict[str, str | None] = {}
+    for name in org.streaming.topics:
+        guess = name.rsplit("_", 1)[-1]
+        channels[f"/topic/{name}"] = guess if guess in SOBJECTS else None
+    if org.streaming.cdc:
+        for obj in SOBJECTS:
+            channels[f"/data/{obj}ChangeEvent"] = obj
+    return channels
+
+
+def lease_key(org_name: str, channels: list[str]) -> str:
+    digest = hashlib.sha1("\n".join(sorted(channels)).encode(), usedforsecurity=False)
+    return f"sfbridge:stream:{org_name}:{digest.hexdigest()[:12]}"
+
+
+@dataclass
+class Subscriber:
+    """The subscriber of one org. `open_org()` returns a connected SalesforceOrg."""
+
+    store: Store
+    redis_client: redis.Redis
+    org_name: str
+    org: OrgConfig
+    open_org: Callable[[], Any]
+    enqueue: Callable[[list[int]], object]
+    stop: threading.Event = field(default_factory=threading.Event)
+    first_replay_id: int = -1  # where a channel without a cursor starts: new events only
+
+    def __post_init__(self) -> None:
+        self.org_connection_id = org_connection_id(self.store, self.org_name)
+        self.channels = topic_channels(self.org)
+        self.lease = _lease(self.redis_client, lease_key(self.org_name, list(self.channels)))
+        self.in_long_poll = False
+        self.stored = 0
+        self._backfills: dict[str, threading.Thread] = {}
+        self._skip: set[str] = set()
+
+    # ---- process control ---------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def on_term(signum: int, _frame: FrameType | None) -> None:
+            log.info(
+                "stream: %s received; stopping after the current batch", signal.Signals(signum).name
+            )
+            self.stop.set()
+            if self.in_long_poll:
+                raise _Interrupted()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+
+    def run(self) -> None:
+        """Wait for the lease, stream while holding it; return when asked to stop."""
+        waiting_logged = False
+        while not self.stop.is_set():
+            if not self.lease.acquire():
+                if not waiting_logged:
+                    log.info(
+                        "stream: another subscriber holds the lease (%s); waiting",
+                        self.lease.holder(),
+                    )
+                    waiting_logged = True
+                self.stop.wait(defaults.LEASE_WAIT_SECONDS)
+                continue
+            waiting_logged = False
+            log.info(
+                "stream: lease taken for org '%s' (%d channels)", self.org_name, len(self.channels)
+            )
+            self.lease.start_renewing()
+            try:
+                self._stream()
+            except _Interrupted:
+                pass
+            finally:
+                self.lease.release()
+                log.info("stream: lease released")
+        for thread in self._backfills.values():
+            thread.join(timeout=1)
+
+    # ---- streaming --------------------------------------------------------------------------
+
+    def _stream(self) -> None:
+        sforg = self.open_org()
+        self._learn_topic_objects(sforg)
+        http = requests.Session()
+        http.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override our CA
+        http.verify = getattr(sforg.http, "verify", True)
+        url = f"{sforg.instance_url}/cometd/{sforg.api_version}"
+        client = BayeuxClient(url, http, lambda: str(sforg.access_token))
+        self._resume_backfills()
+        need_handshake = True
+        attempt = 0
+        try:
+            while not self.stop.is_set() and not self.lease.lost.is_set():
+                try:
+                    if need_handshake:
+                        client.handshake()
+                        self._subscribe_all(client)
+                        need_handshake = False
+                    self.in_long_poll = True
+                    try:
+                        messages = client.connect()
+                    finally:
+                        self.in_long_poll = False
+                    started = time.monotonic()
+                    if messages:
+                        self._store(messages)
+                    took = time.monotonic() - started
+                    if took > defaults.RECONNECT_WINDOW_SECONDS * 0.75:
+                        log.warning(
+                            "stream: storing a batch took %.1fs (Salesforce forgets a "
+                            "client after 40s); expect a re-handshake",
+                            took,
+                        )
+                    attempt = 0
+                    if client.advice.interval_ms:
+                        self.stop.wait(client.advice.interval_ms / 1000)
+                except AuthenticationInvalid:
+                    log.info("stream: authentication invalid; re-authenticating")
+                    self._pause(attempt)
+                    attempt += 1
+                    sforg.reauthenticate()
+                    need_handshake = True
+                except UnknownClient as exc:
+                    log.info("stream: server forgot the client (%s); handshaking again", exc.error)
+                    self._store(client.take_pending())
+                    need_handshake = True
+                    self.stop.wait(client.advice.interval_ms / 1000)
+                except ServerSaysStop as exc:
+                    log.warning(
+                        "stream: server advised no reconnect (%s); retrying later", exc.error
+                    )
+                    self._pause(max(attempt, 3))
+                    attempt += 1
+                    need_handshake = True
+                except (BayeuxError, TransientError) as exc:
+                    log.warning("stream: %s; retrying", getattr(exc, "error", None) or exc)
+                    self._pause(attempt)
+                    attempt += 1
+                    if isinstance(exc, BayeuxError):
+                        need_handshake = True
+        finally:
+            self.in_long_poll = False
+            client.disconnect()
+
+    def _pause(self, attempt: int) -> None:
+        waits = defaults.RETRY_BACKOFF_SECONDS
+        self.stop.wait(waits[min(attempt, len(waits) - 1)])
+
+    def _learn_topic_objects(self, sforg: Any) -> None:
+        """Ask the org which object each PushTopic watches (one query per start)."""
+        names = [c.removeprefix("/topic/") for c in self.channels if c.startswith("/topic/")]
+        if not names:
+            return
+        from simple_salesforce import format_soql
+
+        soql = format_soql("SELECT Name, Query FROM PushTopic WHERE Name IN {}", names)
+        try:
+            result = sforg.call(sforg.sf.query_all, soql)
+        except Exception as exc:  # noqa: BLE001 - only an optimisation; the id prefix also tells
+            log.info("stream: could not read the PushTopics (%s); using their names", exc)
+            return
+        found = set()
+        for rec in result.get("records", []):
+            match = re.search(r"\bFROM\s+(\w+)", str(rec.get("Query", "")), re.IGNORECASE)
+            if match:
+                self.channels[f"/topic/{rec['Name']}"] = match.group(1)
+                found.add(rec["Name"])
+        missing = sorted(set(names) - found)
+        if missing:
+            raise UsageError(
+                f"PushTopic(s) {', '.join(missing)} do not exist in org '{self.org_name}': "
+                "run `sfbridge org topics --apply`"
+            )
+
+    def _subscribe_all(self, client: BayeuxClient) -> None:
+        with self.store.session() as session:
+            cursors = {
+                c.channel: c
+                for c in session.scalars(
+                    select(SyncCursor).where(SyncCursor.org_connection_id == self.org_connection_id)
+                )
+            }
+        for channel in self.channels:
+            if channel in self._skip:
+                continue
+            cursor = cursors.get(channel)
+            if cursor is None:
+                replay_id = self.first_replay_id
+            elif cursor.replay_id is None:
+                # Subscribed before but no event stored yet: replay all that is retained, so
+                # events sent while we were down are not skipped (extras are harmless).
+                replay_id = -2
+            else:
+                replay_id = cursor.replay_id
+            try:
+                client.subscribe(channel, replay_id)
+            except InvalidReplayId as exc:
+                log.warning(
+                    "stream: %s: replay id %s is no longer retained (%s); replaying "
+                    "what is retained (-2) and backfilling the gap by SystemModstamp",
+                    channel,
+                    replay_id,
+                    exc.error,
+                )
+                self._start_gap_backfill(channel, cursor)
+                client.subscribe(channel, -2)
+            except SubscribeFailed as exc:
+                if channel.startswith("/data/"):
+                    log.warning(
+                        "stream: the org does not offer %s (%s); skipping it", channel, exc.error
+                    )
+                    self._skip.add(channel)
+                    continue
+                raise UsageError(f"cannot subscribe to {channel}: {exc.error}") from None
+            if cursor is None:
+                with self.store.session() as session:
+                    inbox.mark_subscribed(session, self.org_connection_id, channel)
+
+    def _store(self, messages: list[dict[str, Any]]) -> None:
+        events: list[ChangeEvent] = []
+        for message in messages:
+            try:
+                events.extend(from_bayeux(message, self._objects()))
+            except MalformedEvent as exc:
+                log.warning("stream: unreadable event stored for review: %s", exc)
+                events.append(malformed(message, exc))
+        if not events:
+            return
+        with self.store.session() as session:
+            new_ids = inbox.store_and_advance(session, self.org_connection_id, events)
+        self.stored += len(new_ids)
+        log.info("stream: stored %d new event(s) of %d delivered", len(new_ids), len(events))
+        if new_ids:
+            self.enqueue(new_ids)
+
+    def _objects(self) -> dict[str, str]:
+        return {c: o for c, o in self.channels.items() if o}
+
+    # ---- gap backfill -----------------------------------------------------------------------
+
+    def _start_gap_backfill(self, channel: str, cursor: SyncCursor | None) -> None:
+        sobject = self.channels.get(channel)
+        if not sobject:
+            log.error("stream: cannot backfill %s: unknown object", channel)
+            return
+        since = cursor.modstamp if cursor and cursor.modstamp else None
+        if since is None:
+            log.warning(
+                "stream: %s has no time on its cursor; backfilling the last 24 hours", channel
+            )
+            from bridge.store.models import utcnow
+
+            since = utcnow() - timedelta(hours=24)
+        since -= timedelta(seconds=self.org.polling.overlap_seconds)
+        with self.store.session() as session:
+            # Durable: a subscriber killed mid-backfill resumes it on start.
+            existing = inbox.get_cursor(session, self.org_connection_id, BACKFILL_PREFIX + sobject)
+            if existing is None:
+                session.add(
+                    SyncCursor(
+                        org_connection_id=self.org_connection_id,
+                        channel=BACKFILL_PREFIX + sobject,
+                        modstamp=since,
+                    )
+                )
+            elif existing.modstamp is None or existing.modstamp > since:
+                existing.modstamp = since
+        self._launch_backfill(sobject)
+
+    def _resume_backfills(self) -> None:
+        with self.store.session() as session:
+            rows = session.scalars(
+                select(SyncCursor.channel).where(
+                    SyncCursor.org_connection_id == self.org_connection_id,
+                    SyncCursor.channel.startswith(BACKFILL_PREFIX),
+                )
+            ).all()
+        for channel in rows:
+            log.info("stream: resuming the unfinished backfill %s", channel)
+            self._launch_backfill(channel.removeprefix(BACKFILL_PREFIX))
+
+    def _launch_backfill(self, sobject: str) -> None:
+        running = self._backfills.get(sobject)
+        if running is not None and running.is_alive():
+            return
+        from bridge.streaming.poller import run_pending_backfill
+
+        def work() -> None:
+            try:
+                run_pending_backfill(
+                    self.store,
+                    self.open_org(),
+                    self.org_connection_id,
+                    self.org,
+                    sobject,
+                    enqueue=self.enqueue,
+                    stop=self.stop,
+                )
+            except Exception:  # noqa: BLE001 - the row stays; the next start resumes it
+                log.exception(
+                    "stream: backfill of %s failed; it resumes on the next start", sobject
+                )
+
+        thread = threading.Thread(target=work, name=f"backfill-{sobject}", daemon=True)
+        self._backfills[sobject] = thread
+        thread.start()
+
+
+def _lease(client: redis.Redis, key: str) -> Any:
+    from bridge.streaming.lease import Lease
+
+    return Lease(client, key, defaults.LEASE_TTL_SECONDS)
+
+
+def run(
+    store: Store, vault: Vault, redis_client: redis.Redis, org_name: str, org: OrgConfig
+) -> Subscriber:
+    """Build and run the subscriber for `org_name` until SIGTERM."""
+    from bridge import jobs
+    from bridge.salesforce.connection import open_org
+
+    sub = Subscriber(
+        store=store,
+        redis_client=redis_client,
+        org_name=org_name,
+        org=org,
+        open_org=lambda: open_org(store, vault, org_name, org),
+        enqueue=lambda ids: jobs.enqueue_events(redis_client, ids),
+    )
+    sub.install_signal_handlers()
+    sub.run()
+    return sub
