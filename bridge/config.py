@@ -99,7 +99,7 @@ def _check_ref(value: str) -> str:
     return value
 
 
-# Checked item by item, so a problem's key names the exact entry (e.g. referral_fields.company).
+# Validated per item, so every bad reference is reported at its own key and line.
 FieldRef = Annotated[
     str, AfterValidator(_check_ref), Field(description="Object.Field, e.g. Lead.Email")
 ]

@@ -234,6 +234,8 @@ def healthy_describes() -> dict[str, dict[str, Any]]:
             field("LastName"),
             field("Company"),
             field("Phone", "phone"),
+            field("Title", length=128),
+            field("Website", "url"),
             field("Address", "address", createable=False, updateable=False),
             *_package_fields("Lead"),
         ],

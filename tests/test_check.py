@@ -71,7 +71,8 @@ def test_every_field_the_config_names_gets_a_mapping_status() -> None:
     assert "receiver.status_rules[0]" in wheres
     assert "receiver.referral_fields.company" in wheres
     assert "writeback.activities.kinds.meeting.static.Type" in wheres
-    assert "writeback.referral_add.member_fields.Referring_Member_Name__c" in wheres
+    assert "writeback.referral_add.member_fields.name" in wheres
+    assert "writeback.referral_add.field_mappings.website" in wheres
     assert "writeback.objects.Contact.fields[0]" in wheres
     # a mapping to two Salesforce fields is checked once per field
     phone = [u.field for u in uses if u.where == "writeback.objects.Contact.fields[0]"]
@@ -188,7 +189,7 @@ CASES: list[tuple[str, Callable[[Describes], None], list[tuple[str, str, str]]]]
     (
         "field set on new Leads cannot be created",
         _set("Lead", "Referring_Member_Code__c", createable=False),
-        [("mapping", "writeback.referral_add.member_fields.Referring_Member_Code__c: "
+        [("mapping", "writeback.referral_add.member_fields.referral_code: "
           "Lead.Referring_Member_Code__c", "cannot be set on new records")],
     ),
     (

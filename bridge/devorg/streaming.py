@@ -371,10 +371,16 @@ class StreamingHub:
     # -- client expiry ----------------------------------------------------------------------
 
     async def _sweep_forever(self) -> None:
+        purged_at = time.monotonic()
         while True:
             interval = min(1.0, self.settings.client_timeout_ms / 4000)
             await asyncio.sleep(max(interval, 0.05))
-            self.expire_clients(time.monotonic())
+            now = time.monotonic()
+            self.expire_clients(now)
+            if now - purged_at > 60:  # events past the retention window leave memory and disk
+                purged_at = now
+                with self._lock:
+                    self.log.purge(self.state.clock.now())
 
     def expire_clients(self, now: float) -> list[str]:
         """Drop clients that neither hold a long poll nor came back within the window."""
@@ -679,23 +685,31 @@ class StreamingHub:
     # -- control -----------------------------------------------------------------------------
 
     async def control(self, request: web.Request) -> web.Response:
-        """``/__devorg__/streaming``: read or change the timeouts (tests shorten them)."""
+        """``/__devorg__/streaming``: timeouts (tests shorten them) and dropping every client.
+
+        ``{"drop_clients": true}`` makes the server forget its clients, as a Salesforce server
+        failover does: their next message gets ``403::Unknown client``.
+        """
         if request.method == "POST":
-            body = await request.json()
+            try:
+                body = await request.json() if request.can_read_body else {}
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return web.json_response({"error": "the body must be a JSON object"}, status=400)
             for key in ("connect_timeout_ms", "client_timeout_ms"):
                 if key in body:
                     value = body[key]
-                    if not isinstance(value, int) or value < 0:
+                    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                         return web.json_response(
-                            [
-                                {
-                                    "errorCode": "INVALID_FIELD",
-                                    "message": f"{key} must be a non-negative integer",
-                                }
-                            ],
+                            {"error": f"{key} must be a non-negative integer (milliseconds)"},
                             status=400,
                         )
                     setattr(self.settings, key, value)
+            if body.get("drop_clients"):
+                with self._lock:
+                    for client_id in list(self.clients):
+                        self._remove(client_id)
         with self._lock:
             clients = sorted(self.clients)
         return web.json_response(

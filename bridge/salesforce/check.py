@@ -103,7 +103,7 @@ class FieldUse:
 
 
 def field_uses(org: OrgConfig) -> list[FieldUse]:
-    """Every Salesforce field the config names, in config order."""
+    """Every Salesforce field the config names or its settings imply, with what it is used for."""
     rcv = org.receiver
     uses: list[FieldUse] = []
 
@@ -139,12 +139,13 @@ def field_uses(org: OrgConfig) -> list[FieldUse]:
             uses.append(FieldUse(f"writeback.objects.{obj}.dedupe", obj, "Website", "read"))
         elif sync.sync_mode != "disabled" and sync.dedupe == "email":
             uses.append(FieldUse(f"writeback.objects.{obj}.dedupe", obj, "Email", "read"))
-    kinds = org.writeback.activities.kinds
-    if kinds and org.writeback.activities.lead_resolution == "email":
+    # Activities (email, call, LinkedIn, meeting) are written as Tasks and Events whether or
+    # not `kinds` overrides their defaults.
+    if org.writeback.activities.lead_resolution == "email":
         for obj in ("Lead", "Contact"):
             where = "writeback.activities.lead_resolution"
             uses.append(FieldUse(where, obj, "Email", "read"))
-    for activity in sorted({spec.object for spec in kinds.values()}):
+    for activity in ("Task", "Event"):
         for name in ("Subject", "WhoId"):
             uses.append(
                 FieldUse("writeback.activities", activity, name, "create", needs_create=True)
@@ -152,12 +153,15 @@ def field_uses(org: OrgConfig) -> list[FieldUse]:
 
     add = org.writeback.referral_add
     update_existing = add.on_existing_email == "update"
+    # local attribute -> Salesforce field of the Lead/Contact the referral is added as
     for section, mapping in (("member_fields", add.member_fields),
                              ("field_mappings", add.field_mappings)):  # fmt: skip
-        for name in mapping:
+        for local, name in mapping.items():
+            if not name:
+                continue  # an empty value switches a default member field off
             uses.append(
                 FieldUse(
-                    f"writeback.referral_add.{section}.{name}",
+                    f"writeback.referral_add.{section}.{local}",
                     add.create_as,
                     name,
                     "create",
@@ -211,8 +215,8 @@ def object_needs(org: OrgConfig) -> dict[str, set[str]]:
             needs[obj] |= {"create", "update"}
         elif sync.sync_mode == "update_only":
             needs[obj] |= {"update"}
-    for spec in org.writeback.activities.kinds.values():
-        needs.setdefault(spec.object, {"read"}).update({"create", "update"})
+    for activity in ("Task", "Event"):  # activity writeback upserts both
+        needs[activity] = {"read", "create", "update"}
     needs["PushTopic"] = {"read", "create", "update"}
     return needs
 

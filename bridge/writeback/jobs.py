@@ -163,10 +163,17 @@ def send_push(push_id: int) -> dict[str, list[int]]:
 def _fail_unroutable(store: Store, ids: list[int], org_id: int | None) -> None:
     from bridge.writeback.pushes import mark_error
 
-    problem = UsageError(
-        f"org connection {org_id} is not connected or not in the config file",
-        code="org_not_configured",
-    )
+    if org_id is None:
+        problem = UsageError(
+            "the push names no org connection: connect the org of the referral's program "
+            "(`sfbridge org connect`) and repush",
+            code="org_not_configured",
+        )
+    else:
+        problem = UsageError(
+            f"org connection {org_id} is not in the config file: add it under `orgs:`, then repush",
+            code="org_not_configured",
+        )
     with store.session() as session:
         for push in session.scalars(select(Push).where(Push.id.in_(ids))):
             push.attempts = (push.attempts or 0) + 1

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.config import OrgConfig
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, PermanentError
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
 from bridge.writeback import activities, referrals
@@ -250,10 +250,22 @@ def _plan_referrals(
                 "public_id": item.record.get(referrals.REFERRAL_ID_FIELD),
                 "email": item.record.get("Email"),
             }
-    emails = [str(i.referral.get("email") or "") for i in items if i.referral]
-    existing = referrals.find_existing(writer, org_config, emails)
     writes: list[Write] = []
     early: list[Outcome] = []
+    missing = [i for i in items if not (i.record or {}).get(referrals.REFERRAL_ID_FIELD)]
+    for item in missing:
+        early.append(
+            _failure(
+                item.push_id,
+                PermanentError(
+                    "the referral of this push no longer exists, so there is nothing to write",
+                    code="referral_missing",
+                ),
+            )
+        )
+    items = [i for i in items if i not in missing]
+    emails = [str(i.referral.get("email") or "") for i in items if i.referral]
+    existing = referrals.find_existing(writer, org_config, emails) if items else {}
     for item in items:
         assert item.referral is not None and item.record is not None
         key = referrals.email_key(item.referral.get("email"))

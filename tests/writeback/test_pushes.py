@@ -792,3 +792,29 @@ def test_referrals_sharing_an_email_in_one_batch_create_one_person(
     assert get_push(store, pushes[1]).state == second_state
     # a Lead the bridge made for another referral minutes ago is not a grace-hour newcomer
     assert get_referral(store, second).status == ("denied" if policy == "deny" else "pending")
+
+
+def test_a_referral_push_whose_referral_is_gone_fails_with_a_reason(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    with store.session() as s:
+        push = Push(
+            org_connection_id=seeded["org"],
+            kind="referral",
+            idempotency_key="referral:gone",
+            sobject_type="Lead",
+            external_id_field="Referral_ID__c",
+            external_id="ref_gone",
+            payload={"referral_id": 424242},
+        )
+        s.add(push)
+        s.flush()
+        pid = push.id
+    send(store, sf.writer(), org_config(), [pid], now=NOW)
+    failed = get_push(store, pid)
+    assert (failed.state, failed.error_code, failed.error_class) == (
+        "failed",
+        "referral_missing",
+        "permanent",
+    )
+    assert len(sf.rsps.calls) == 0

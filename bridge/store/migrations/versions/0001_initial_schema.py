@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 16:55:23.429874
+Create Date: 2026-11-22 16:58:14.070866
 """
 
 from alembic import op
