@@ -81,6 +81,23 @@ def enqueue_pending(
     return len(ids)
 
 
+_SWEEP_LOCK = "sfbridge:outbound:sweep"
+
+
+def sweep(store: Store, connection: redis.Redis, *, every_seconds: float = 60.0) -> int:
+    """For the worker's sweeper thread: re-enqueue pushes whose job was lost, one sweeper at
+    a time across workers (a Redis lock that lapses by itself). Returns how many."""
+    try:
+        if not connection.set(_SWEEP_LOCK, "1", nx=True, px=int(every_seconds * 500)):
+            return 0
+    except redis.RedisError:
+        return 0
+    count = enqueue_pending(store, connection, older_than=SWEEP_AFTER)
+    if count:
+        log.info("outbound sweep: re-enqueued %d pending push(es) whose job was lost", count)
+    return count
+
+
 @cache
 def _runtime() -> Any:
     from bridge.runtime import Runtime

@@ -191,3 +191,15 @@ def test_a_job_enqueued_without_rq_retries_schedules_its_own_follow_up(
     assert follow_up is not None and follow_up.args == ([pid],)
     scheduled_at = registry.get_scheduled_time(follow_up_id)
     assert scheduled_at > datetime.now(UTC) + timedelta(seconds=jobs.RETRY_INTERVALS[0] - 5)
+
+
+def test_one_sweeper_at_a_time(
+    sqlite_store: Store, wired: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    [lost] = queue(sqlite_store, wired["org"], 1)
+    with sqlite_store.session() as s:
+        push = s.get(Push, lost)
+        assert push is not None
+        push.updated_at = push.updated_at - jobs.SWEEP_AFTER - timedelta(seconds=1)
+    assert jobs.sweep(sqlite_store, redis_client) == 1
+    assert jobs.sweep(sqlite_store, redis_client) == 0  # another worker holds the round
