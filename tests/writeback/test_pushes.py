@@ -369,7 +369,7 @@ def test_a_failed_lookup_fails_the_pushes_that_needed_it(
 def existing_lead(sf: SalesforceDouble, created: datetime, **values: Any) -> dict[str, Any]:
     return sf.add(
         "Lead",
-        Email="person1@example.com",
+        Email=values.pop("Email", "person1@example.com"),
         CreatedDate=created.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
         FirstName=values.pop("FirstName", None),
         LastName=values.pop("LastName", "Existing"),
@@ -544,6 +544,35 @@ def test_field_mappings_follow_sync_rules_on_an_existing_record(
     assert lead["Website"] == "https://initech.example"  # if_empty: kept
     referral = get_referral(store, rid)
     assert referral.fields["title"] == "VP Sales"  # read back from Salesforce
+
+
+def test_fields_mapped_read_only_or_none_are_never_written(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config(
+        {
+            "objects": {
+                "Lead": {
+                    "fields": [
+                        {"local": "phone", "salesforce": "Phone", "sync": "read_only"},
+                        {"local": "x", "salesforce": "Referring_Member_Email__c", "sync": "none"},
+                        {"local": "last_name", "salesforce": "LastName", "sync": "none"},
+                    ]
+                }
+            }
+        }
+    )
+    new = add_referral(store, seeded, 1, phone="+1 555 0199")
+    lead = existing_lead(sf, NOW - timedelta(days=5), LastName=None, Email="person2@example.com")
+    lead["Phone"] = "+1 555 0000"
+    old = add_referral(store, seeded, 2, phone="+1 555 0101")
+    send(store, sf.writer(), cfg, queue_referrals(store, seeded, cfg, [new, old]), now=NOW)
+    created = next(r for r in sf.records["Lead"] if r["Referral_ID__c"] == "R-1")
+    assert "Phone" not in created and "Referring_Member_Email__c" not in created
+    assert created["LastName"] == "Last1"  # required to create: written anyway
+    assert lead["Phone"] == "+1 555 0000" and lead["LastName"] is None  # update: hands off
+    assert lead["Referral_ID__c"] == "R-2"
+    assert get_referral(store, old).phone == "+1 555 0000"  # read back
 
 
 # ---- activities --------------------------------------------------------------------------------
