@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 import redis
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
 from sqlalchemy import select
 
@@ -79,6 +79,23 @@ def enqueue_pending(
     if ids:
         enqueue_push(connection, ids)
     return len(ids)
+
+
+_SWEEP_LOCK = "sfbridge:outbound:sweep"
+
+
+def sweep(store: Store, connection: redis.Redis, *, every_seconds: float = 60.0) -> int:
+    """For the worker's sweeper thread: re-enqueue pushes whose job was lost, one sweeper at
+    a time across workers (a Redis lock that lapses by itself). Returns how many."""
+    try:
+        if not connection.set(_SWEEP_LOCK, "1", nx=True, px=int(every_seconds * 500)):
+            return 0
+    except redis.RedisError:
+        return 0
+    count = enqueue_pending(store, connection, older_than=SWEEP_AFTER)
+    if count:
+        log.info("outbound sweep: re-enqueued %d pending push(es) whose job was lost", count)
+    return count
 
 
 @cache
@@ -148,11 +165,34 @@ def send_pushes(push_ids: Sequence[int]) -> dict[str, list[int]]:
     summary = {k: getattr(total, k) for k in ("sent", "failed", "skipped", "retry")}
     log.info("pushes sent=%d failed=%d skipped=%d retry=%d", *(len(v) for v in summary.values()))
     if total.retry:
-        raise TransientError(
-            f"{len(total.retry)} pushes hit a transient Salesforce error and will be retried",
-            code="push_retry",
-        )
+        job = get_current_job()
+        if job is not None and job.retries_left:
+            raise TransientError(
+                f"{len(total.retry)} pushes hit a transient Salesforce error and will be retried",
+                code="push_retry",
+            )
+        # Enqueued without rq retries (or out of them while pushes still have attempts):
+        # schedule the follow-up ourselves, with the backoff of the attempts made so far.
+        _schedule_retry(store, job, total.retry)
     return summary
+
+
+def _schedule_retry(store: Store, job: Job | None, push_ids: list[int]) -> None:
+    with store.session() as session:
+        attempts = max(
+            session.scalars(select(Push.attempts).where(Push.id.in_(push_ids))), default=1
+        )
+    delay = RETRY_INTERVALS[min(max(attempts, 1), len(RETRY_INTERVALS)) - 1]
+    if job is None or job.connection is None:
+        log.warning("pushes %s stay pending for the sweep: no job queue to retry on", push_ids)
+        return
+    Queue(OUTBOUND_QUEUE, connection=job.connection).enqueue_in(
+        timedelta(seconds=delay),
+        send_pushes,
+        push_ids,
+        job_timeout=JOB_TIMEOUT,
+        description=f"retry pushes {push_ids[0]}..{push_ids[-1]}",
+    )
 
 
 def send_push(push_id: int) -> dict[str, list[int]]:

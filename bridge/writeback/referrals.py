@@ -262,6 +262,11 @@ def decide(
         )
 
     mappings = sync.fields if sync else []
+    # Fields the admin mapped as read_only or none are never written by the bridge, except
+    # the external id and what Salesforce requires to create the record.
+    hands_off = {f for m in mappings if m.sync in ("read_only", "none") for f in m.salesforce}
+    keep = {REFERRAL_ID_FIELD} | ({"LastName", "Company"} if existing is None else set())
+    record = {k: v for k, v in record.items() if k not in hands_off or k in keep}
     if existing is None:
         plan = plan_fields(referral, None, mappings)
         fields = {**record, **plan.writes}

@@ -311,3 +311,31 @@ def test_the_outbound_worker_sends_through_the_stored_connection(
         jobs._orgs.clear()
     assert bridge.push(pid).state == "sent"
     assert len(bridge.leads("rita7@example.com")) == 1
+
+
+def test_a_locked_row_is_retried_and_an_expired_session_renewed(bridge: Bridge) -> None:
+    version = bridge.devorg.info["api_version"]
+    collections = f"/services/data/v{version}/composite/sobjects"
+    bridge.devorg.control(
+        "faults",
+        {"kind": "error", "error_code": "UNABLE_TO_LOCK_ROW", "path": collections, "count": 1},
+    )
+    pid = bridge.queue_referral(bridge.referral(1))
+    report = bridge.send(pid)
+    push = bridge.push(pid)
+    assert report.retry == [pid]
+    assert (push.state, push.error_code, push.error_class) == (
+        "pending",
+        "UNABLE_TO_LOCK_ROW",
+        "transient",
+    )
+    assert bridge.leads("rita1@example.com") == []
+
+    # the retry runs with an expired session: the connection re-authenticates once
+    bridge.devorg.control(
+        "faults", {"kind": "error", "error_code": "INVALID_SESSION_ID", "count": 1}
+    )
+    assert bridge.send(pid).sent == [pid]
+    push = bridge.push(pid)
+    assert push.attempts == 2 and push.error_code is None
+    assert len(bridge.leads("rita1@example.com")) == 1

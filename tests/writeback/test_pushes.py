@@ -59,6 +59,10 @@ def sf() -> Iterator[SalesforceDouble]:
 
 @pytest.fixture
 def seeded(store: Store) -> dict[str, int]:
+    return seed(store)
+
+
+def seed(store: Store) -> dict[str, int]:
     with store.session() as s:
         org = OrgConnection(
             name="acme", login_url="https://login.salesforce.com", auth_method="jwt"
@@ -365,7 +369,7 @@ def test_a_failed_lookup_fails_the_pushes_that_needed_it(
 def existing_lead(sf: SalesforceDouble, created: datetime, **values: Any) -> dict[str, Any]:
     return sf.add(
         "Lead",
-        Email="person1@example.com",
+        Email=values.pop("Email", "person1@example.com"),
         CreatedDate=created.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
         FirstName=values.pop("FirstName", None),
         LastName=values.pop("LastName", "Existing"),
@@ -542,6 +546,35 @@ def test_field_mappings_follow_sync_rules_on_an_existing_record(
     assert referral.fields["title"] == "VP Sales"  # read back from Salesforce
 
 
+def test_fields_mapped_read_only_or_none_are_never_written(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config(
+        {
+            "objects": {
+                "Lead": {
+                    "fields": [
+                        {"local": "phone", "salesforce": "Phone", "sync": "read_only"},
+                        {"local": "x", "salesforce": "Referring_Member_Email__c", "sync": "none"},
+                        {"local": "last_name", "salesforce": "LastName", "sync": "none"},
+                    ]
+                }
+            }
+        }
+    )
+    new = add_referral(store, seeded, 1, phone="+1 555 0199")
+    lead = existing_lead(sf, NOW - timedelta(days=5), LastName=None, Email="person2@example.com")
+    lead["Phone"] = "+1 555 0000"
+    old = add_referral(store, seeded, 2, phone="+1 555 0101")
+    send(store, sf.writer(), cfg, queue_referrals(store, seeded, cfg, [new, old]), now=NOW)
+    created = next(r for r in sf.records["Lead"] if r["Referral_ID__c"] == "R-1")
+    assert "Phone" not in created and "Referring_Member_Email__c" not in created
+    assert created["LastName"] == "Last1"  # required to create: written anyway
+    assert lead["Phone"] == "+1 555 0000" and lead["LastName"] is None  # update: hands off
+    assert lead["Referral_ID__c"] == "R-2"
+    assert get_referral(store, old).phone == "+1 555 0000"  # read back
+
+
 # ---- activities --------------------------------------------------------------------------------
 
 
@@ -643,9 +676,9 @@ def test_bad_activity_input_is_a_clear_usage_error(store: Store, seeded: dict[st
     assert {"id", "kind", "occurred_at"} <= set(exc.value.fields)
 
 
-def test_collections_are_split_at_200_records(
-    store: Store, seeded: dict[str, int], sf: SalesforceDouble
-) -> None:
+def test_collections_are_split_at_200_records(sqlite_store: Store, sf: SalesforceDouble) -> None:
+    """(SQLite only: the split does not depend on the database.)"""
+    store, seeded = sqlite_store, seed(sqlite_store)
     cfg = org_config()
     items = [
         {
@@ -818,3 +851,53 @@ def test_a_referral_push_whose_referral_is_gone_fails_with_a_reason(
         "permanent",
     )
     assert len(sf.rsps.calls) == 0
+
+
+def test_losing_an_insert_race_returns_the_saved_push_and_keeps_the_transaction(
+    store: Store, seeded: dict[str, int]
+) -> None:
+    """Two writers queue the same key at once: the loser gets the winner's push."""
+    from bridge.writeback.pushes import queue_push
+
+    with store.session() as s:
+        winner, created = queue_push(
+            s,
+            kind="activity",
+            idempotency_key="activity:race",
+            sobject_type="Task",
+            payload={"fields": {"Subject": "first"}},
+            org_connection_id=seeded["org"],
+        )
+        assert created
+        winner_id = winner.id
+
+    class LateSession:
+        """Misses the winner on its first look, as a concurrent transaction would."""
+
+        def __init__(self, session: Any) -> None:
+            self._session = session
+            self._looked = False
+
+        def scalar(self, *args: Any, **kwargs: Any) -> Any:
+            if not self._looked:
+                self._looked = True
+                return None
+            return self._session.scalar(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
+
+    with store.session() as s:
+        s.add(Program(key="other", name="Other"))  # earlier work in the same transaction
+        loser, created = queue_push(
+            LateSession(s),  # type: ignore[arg-type]
+            kind="activity",
+            idempotency_key="activity:race",
+            sobject_type="Task",
+            payload={"fields": {"Subject": "second"}},
+            org_connection_id=seeded["org"],
+        )
+        assert not created and loser.id == winner_id
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Push)) == 1
+        assert s.scalar(select(func.count()).select_from(Program)) == 2  # the rest committed
