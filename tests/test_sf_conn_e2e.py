@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from bridge.config import load_config
+from bridge.orgs import open_org
 from bridge.salesforce import oauth
 from bridge.salesforce.connection import (
     OrgCredentials,
@@ -29,7 +31,7 @@ from bridge.salesforce.errors import (
     SalesforceUsageError,
 )
 from bridge.store import Store
-from bridge.vault import generate_key
+from bridge.vault import Vault, generate_key
 from tests.services import free_port
 
 try:
@@ -137,10 +139,10 @@ def test_jwt_connect_to_the_local_org(devorg):
     assert org.http.verify == devorg.info["ca_path"]
 
 
-def test_reauthentication_after_the_org_expires_every_session(devorg):
+def test_reauthentication_after_the_org_expires_the_session(devorg):
     org = connect(jwt_creds(devorg))
     before = org.access_token
-    devorg.control("expire-tokens", {})
+    devorg.control("expire-tokens", {"user": "integration"})
     result = org.call(org.sf.query, "SELECT Id, Username FROM User")
     assert result["totalSize"] >= 2
     assert org.access_token != before
@@ -158,7 +160,7 @@ def test_web_server_flow_with_pkce_then_refresh_token_connect(devorg):
     # Later, another process opens the org with the stored refresh token alone.
     again = connect(web.credentials)
     assert again.user_id == sales["id"]
-    devorg.control("expire-tokens", {})
+    devorg.control("expire-tokens", {"user": "sales"})
     assert again.call(again.sf.query, "SELECT Id FROM User")["totalSize"] >= 2
 
 
@@ -209,7 +211,7 @@ def test_no_secret_reaches_any_log_over_real_http(devorg, caplog):
     creds = jwt_creds(devorg)
     org = connect(creds)
     tokens = [org.access_token]
-    devorg.control("expire-tokens", {})
+    devorg.control("expire-tokens", {"user": "integration"})
     org.call(org.sf.query, "SELECT Id FROM User")
     tokens.append(org.access_token)
     web = web_flow_org(devorg)
@@ -233,6 +235,8 @@ def cli_env(devorg: Any, tmp_path: Path) -> dict[str, str]:
     info = devorg.info
     db = tmp_path / "sfbridge.db"
     Store(f"sqlite:///{db}").upgrade()
+    key_file = tmp_path / "integration.key"  # a copy: the test removes it after connecting
+    key_file.write_text(Path(info["jwt_private_key_path"]).read_text())
     config = tmp_path / "sfbridge.yaml"
     config.write_text(
         f"""orgs:
@@ -240,7 +244,7 @@ def cli_env(devorg: Any, tmp_path: Path) -> dict[str, str]:
     login_url: {info["login_url"]}
     client_id: {info["client_id"]}
     username: {_user(devorg, "integration")["username"]}
-    private_key_file: {info["jwt_private_key_path"]}
+    private_key_file: {key_file}
     ca_bundle: {info["ca_path"]}
     programs: [{{key: main, name: Main}}]
     receiver: {{program: main}}
@@ -274,6 +278,16 @@ def test_cli_org_connect_with_jwt_as_a_process(devorg, cli_env):
         f"connected 'dev': org {devorg.info['org_id']}, user {integration['username']} "
         f"({integration['id']})"
     ) in done.stdout
+
+    # Another process opens the stored connection: no key file needed any more.
+    store = Store(cli_env["SFBRIDGE_DATABASE_URL"])
+    config = load_config(cli_env["SFBRIDGE_CONFIG"]).orgs["dev"]
+    Path(config.private_key_file or "").unlink()
+    try:
+        org = open_org(store, Vault([cli_env["SFBRIDGE_ENCRYPTION_KEYS"]]), "dev", config)
+        assert org.call(org.sf.query, "SELECT Id FROM User")["totalSize"] >= 2
+    finally:
+        store.dispose()
 
 
 def test_cli_org_connect_web_as_a_process(devorg, cli_env):
