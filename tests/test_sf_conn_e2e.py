@@ -105,7 +105,7 @@ def follow_to_listener(location: str) -> None:
         assert response.status == 200
 
 
-def web_flow_org(devorg: Any) -> SalesforceOrg:
+def web_flow_org(devorg: Any, secret: str | None = None) -> SalesforceOrg:
     info = devorg.info
     redirect_uri = f"http://localhost:{free_port()}/OauthRedirect"
     flow = oauth.WebFlow.start(
@@ -115,11 +115,14 @@ def web_flow_org(devorg: Any) -> SalesforceOrg:
         follow_to_listener(log_in_as_a_person(devorg, flow.authorize_url))
         params = listener.wait(timeout=10)
     http = build_session(info["login_url"], info["ca_path"])
-    token = flow.exchange(http, flow.code_from_callback(params))
+    # With the consumer secret, the response's signature is verified as well.
+    token = flow.exchange(http, flow.code_from_callback(params), client_secret=secret)
+    assert token.signature or not secret
     creds = OrgCredentials(
         login_url=info["login_url"],
         client_id=info["client_id"],
         refresh_token=token.refresh_token,
+        client_secret=secret,
         ca_bundle=info["ca_path"],
         api_version=info["api_version"],
     )
@@ -148,8 +151,9 @@ def test_reauthentication_after_the_org_expires_the_session(devorg):
     assert org.access_token != before
 
 
-def test_web_server_flow_with_pkce_then_refresh_token_connect(devorg):
-    web = web_flow_org(devorg)
+@pytest.mark.parametrize("with_secret", [False, True], ids=["pkce-only", "pkce+secret"])
+def test_web_server_flow_with_pkce_then_refresh_token_connect(devorg, with_secret):
+    web = web_flow_org(devorg, devorg.info["client_secret"] if with_secret else None)
     sales = _user(devorg, "sales")
     assert (web.org_id, web.user_id, web.username) == (
         devorg.info["org_id"],

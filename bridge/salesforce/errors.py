@@ -69,6 +69,8 @@ CODE_CATEGORY: dict[str, Category] = {
     "invalid_scope": "usage",
     "unauthorized_client": "usage",
     "ssl_error": "usage",  # certificate not trusted: set ca_bundle
+    "invalid_token_response": "usage",  # the login URL is not a Salesforce token endpoint
+    "org_mismatch": "usage",
     # --- try again later --------------------------------------------------------------------
     "REQUEST_LIMIT_EXCEEDED": "transient",
     "UNABLE_TO_LOCK_ROW": "transient",
