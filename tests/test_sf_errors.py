@@ -205,10 +205,11 @@ def test_a_refused_connection_is_transient(monkeypatch):
     err = classify(raised.value)
     assert isinstance(err, SalesforceTransientError)
     assert err.code == "network_error"
-    assert err.message == (
-        f"cannot reach Salesforce at https://127.0.0.1:{port}/services/data/v63.0/query/: "
-        "Failed to establish a new connection: [Errno 111] Connection refused"
-    )  # where it tried, why, and no query string (it may carry data)
+    # Where it tried and why, without the query string (it may carry data).
+    where = f"cannot reach Salesforce at https://127.0.0.1:{port}/services/data/v63.0/query/: "
+    assert err.message.startswith(where)
+    assert err.message.endswith("Connection refused")
+    assert "SELECT" not in err.message
 
 
 def test_a_timeout_is_transient():
