@@ -221,6 +221,8 @@ class StreamingHub:
         self.subscribers: dict[str, set[str]] = {}
         self._lock = threading.RLock()
         self._topics: dict[str, list[pushtopic.Topic]] | None = None
+        self._names: dict[str, str] = {}  # PushTopic id -> Name, as last loaded
+        self._renamed: dict[str, str] = {}  # former /topic/<Name> with subscribers -> topic id
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
@@ -229,6 +231,8 @@ class StreamingHub:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        with self._lock:
+            self._topics = self._load_topics()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def shutdown(self) -> None:
@@ -254,6 +258,8 @@ class StreamingHub:
             self.clients.clear()
             self.subscribers.clear()
             self._topics = None
+            self._names.clear()
+            self._renamed.clear()
             self.log.clear()
 
     # -- publishing -------------------------------------------------------------------------
@@ -261,8 +267,8 @@ class StreamingHub:
     def record_changed(self, change: RecordChange) -> None:
         """Evaluate every active topic (and the CDC channels) for one committed change."""
         if change.sobject == "PushTopic":
-            with self._lock:
-                self._topics = None
+            with self._lock:  # a query or name change takes effect at once
+                self._topics = self._load_topics()
             return
         messages: list[tuple[str, Callable[[int], dict[str, Any]]]] = []
         record = change.record
@@ -273,7 +279,8 @@ class StreamingHub:
                 log.exception("PushTopic %s could not be evaluated", topic.name)
                 continue
             if hit:
-                messages.append((topic.channel, _topic_builder(topic, change)))
+                for channel in (topic.channel, *self._former_channels(topic)):
+                    messages.append((channel, _topic_builder(topic, change, channel)))
         if change.sobject in pushtopic.CDC_OBJECTS:
             payload = pushtopic.cdc_payload(
                 change.sobject,
@@ -327,8 +334,33 @@ class StreamingHub:
                 self._topics = self._load_topics()
             return self._topics
 
+    def _former_channels(self, topic: pushtopic.Topic) -> list[str]:
+        """Channels of the topic's earlier names that still have live subscriptions."""
+        if not self._renamed:
+            return []
+        return [
+            channel
+            for channel, topic_id in self._renamed.items()
+            if topic_id == topic.id and self.subscribers.get(channel)
+        ]
+
     def _load_topics(self) -> dict[str, list[pushtopic.Topic]]:
         topics: dict[str, list[pushtopic.Topic]] = {}
+        names: dict[str, str] = {}
+        for record in self.state.records("PushTopic"):
+            names[str(record.get("Id"))] = str(record.get("Name"))
+        # "If you change a PushTopic Name, live subscriptions are not affected": remember the
+        # old channel for its subscribers (new subscriptions need the new name)
+        for topic_id, old in self._names.items():
+            new = names.get(topic_id)
+            if new is not None and new != old and self.subscribers.get(f"/topic/{old}"):
+                self._renamed[f"/topic/{old}"] = topic_id
+        self._renamed = {
+            channel: topic_id
+            for channel, topic_id in self._renamed.items()
+            if topic_id in names and channel != f"/topic/{names[topic_id]}"
+        }
+        self._names = names
         for record in self.state.records("PushTopic"):
             if record.get("IsActive") is False:
                 continue
@@ -717,10 +749,12 @@ class StreamingHub:
         )
 
 
-def _topic_builder(topic: pushtopic.Topic, change: RecordChange) -> Callable[[int], dict[str, Any]]:
+def _topic_builder(
+    topic: pushtopic.Topic, change: RecordChange, channel: str
+) -> Callable[[int], dict[str, Any]]:
     def build(replay_id: int) -> dict[str, Any]:
         return pushtopic.topic_message(
-            topic, change.change_type, change.record, change.at, replay_id
+            topic, change.change_type, change.record, change.at, replay_id, channel
         )
 
     return build

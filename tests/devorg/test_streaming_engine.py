@@ -501,3 +501,21 @@ def test_delivered_messages_name_the_client_and_big_requests_are_refused(tmp_pat
         assert status == 413 and reply["error"] == "413::Maximum Request Size Exceeded"
 
     run(scenario, tmp_path)
+
+
+def test_renaming_a_topic_keeps_live_subscriptions(tmp_path: Path) -> None:
+    async def scenario(o: Org) -> None:
+        topic = o.topic("Leads")
+        live = await o.ready_client("/topic/Leads")
+        o.write("PushTopic", "updated", {**topic, "Name": "Prospects"}, {"Name"})
+        # new subscriptions must use the new name
+        assert (await o.subscribe(await o.handshake(), "/topic/Leads"))["successful"] is False
+        fresh = await o.ready_client("/topic/Prospects")
+        lead = o.write("Lead", "created", {"Email": "a@x.com", "Status": "Open"})
+        (old_channel,), _ = await o.connect(live)
+        assert old_channel["channel"] == "/topic/Leads"
+        assert old_channel["data"]["sobject"]["Id"] == lead["Id"]
+        (new_channel,), _ = await o.connect(fresh)
+        assert new_channel["channel"] == "/topic/Prospects"
+
+    run(scenario, tmp_path)
