@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bridge.devorg import pushtopic
+from bridge.devorg.state import API_VERSION
 
 if TYPE_CHECKING:
     from bridge.devorg.state import DevOrgState, RecordChange
@@ -172,6 +173,7 @@ class BayeuxClient:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     last_seen: float = field(default_factory=time.monotonic)
     polling: int = 0  # /meta/connect requests being held for this client
+    poll_seq: int = 0  # the newest /meta/connect; an older one still held is superseded
     connects: int = 0
     gone: bool = False
 
@@ -257,9 +259,9 @@ class StreamingHub:
                 self._wake(client)
             self.clients.clear()
             self.subscribers.clear()
-            self._topics = None
             self._names.clear()
             self._renamed.clear()
+            self._topics = self._load_topics()
             self.log.clear()
 
     # -- publishing -------------------------------------------------------------------------
@@ -289,7 +291,7 @@ class StreamingHub:
                 change.changed_fields,
                 user_id=change.user_id,
                 at=change.at,
-                api_version=str(getattr(self.state, "api_version", "63.0")),
+                api_version=API_VERSION,
             )
             for channel in pushtopic.cdc_channels(change.sobject):
                 messages.append((channel, _cdc_builder(channel, payload)))
@@ -636,6 +638,8 @@ class StreamingHub:
             raise BayeuxError(f"400::Invalid connection type {connection_type}")
         first = client.connects == 0
         client.connects += 1
+        client.poll_seq += 1
+        mine = client.poll_seq
         asked = message.get("advice") or {}
         hold = not first and asked.get("timeout") != 0 and not self._closing
         if hold and not client.queue:
@@ -659,7 +663,10 @@ class StreamingHub:
         if self.state.user_for_token(token) is None:
             raise BayeuxError("401::Authentication invalid", _ADVICE_NONE, 401)
         with self._lock:
-            events = [client.queue.popleft() for _ in range(min(len(client.queue), MAX_BATCH))]
+            # a superseded poll may answer a connection the client has given up on: it takes
+            # nothing off the queue, the newest poll delivers
+            count = min(len(client.queue), MAX_BATCH) if client.poll_seq == mine else 0
+            events = [client.queue.popleft() for _ in range(count)]
             client.last_seen = time.monotonic()
         reply = _ok(message, client.id)
         reply["advice"] = self._advice()

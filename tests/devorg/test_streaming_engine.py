@@ -519,3 +519,23 @@ def test_renaming_a_topic_keeps_live_subscriptions(tmp_path: Path) -> None:
         assert new_channel["channel"] == "/topic/Prospects"
 
     run(scenario, tmp_path)
+
+
+def test_a_newer_poll_supersedes_a_held_one_without_losing_events(tmp_path: Path) -> None:
+    async def scenario(o: Org) -> None:
+        o.topic()
+        client_id = await o.ready_client()
+        await o.connect(client_id)  # the first connect is answered at once
+        stale = asyncio.create_task(o.connect(client_id))  # e.g. on a connection since lost
+        while not o.hub.clients[client_id].polling:
+            await asyncio.sleep(0.01)
+        newer = asyncio.create_task(o.connect(client_id))
+        events, reply = await asyncio.wait_for(stale, 10)  # released at once, empty
+        assert events == [] and reply["successful"]
+        while not o.hub.clients[client_id].polling:
+            await asyncio.sleep(0.01)
+        lead = o.write("Lead", "created", {"Email": "a@x.com", "Status": "Open"})
+        events, _ = await asyncio.wait_for(newer, 10)
+        assert [e["data"]["sobject"]["Id"] for e in events] == [lead["Id"]]
+
+    run(scenario, tmp_path)
