@@ -95,6 +95,9 @@ class EventLog:
             "CREATE TABLE IF NOT EXISTS events (replay_id INTEGER PRIMARY KEY AUTOINCREMENT, "
             "channel TEXT NOT NULL, created_at REAL NOT NULL, message TEXT NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
         self._by_channel: dict[str, deque[StoredEvent]] = {}
         self._ids: dict[str, set[int]] = {}
         for replay_id, channel, created_at, message in self._db.execute(
@@ -109,6 +112,15 @@ class EventLog:
     def _remember(self, event: StoredEvent) -> None:
         self._by_channel.setdefault(event.channel, deque()).append(event)
         self._ids.setdefault(event.channel, set()).add(event.replay_id)
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
 
     def next_id(self) -> int:
         self.last_id += 1
@@ -225,6 +237,11 @@ class StreamingHub:
         self._topics: dict[str, list[pushtopic.Topic]] | None = None
         self._names: dict[str, str] = {}  # PushTopic id -> Name, as last loaded
         self._renamed: dict[str, str] = {}  # former /topic/<Name> with subscribers -> topic id
+        #: entities "selected for Change Data Capture": from the first subscription to their
+        #: channel (as if an admin selected them then) or set through the control API
+        self.cdc_selected: set[str] = set(self.log.setting("cdc_selected", []))
+        self._pending: list[StoredEvent] = []  # numbered, not yet persisted nor queued
+        self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
@@ -249,6 +266,7 @@ class StreamingHub:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        self.flush()
         self.log.close()
 
     def reset(self) -> None:
@@ -262,6 +280,7 @@ class StreamingHub:
             self._names.clear()
             self._renamed.clear()
             self._topics = self._load_topics()
+            self._pending.clear()
             self.log.clear()
 
     # -- publishing -------------------------------------------------------------------------
@@ -272,7 +291,7 @@ class StreamingHub:
             with self._lock:  # a query or name change takes effect at once
                 self._topics = self._load_topics()
             return
-        messages: list[tuple[str, Callable[[int], dict[str, Any]]]] = []
+        messages: list[tuple[str, Callable[[int], str]]] = []
         record = change.record
         for topic in self._active_topics().get(change.sobject.lower(), ()):
             try:
@@ -283,7 +302,7 @@ class StreamingHub:
             if hit:
                 for channel in (topic.channel, *self._former_channels(topic)):
                     messages.append((channel, _topic_builder(topic, change, channel)))
-        if change.sobject in pushtopic.CDC_OBJECTS:
+        if change.sobject in self.cdc_selected:
             payload = pushtopic.cdc_payload(
                 change.sobject,
                 change.change_type,
@@ -293,21 +312,39 @@ class StreamingHub:
                 at=change.at,
                 api_version=API_VERSION,
             )
+            payload_json = _dumps(payload)  # once for both channels
             for channel in pushtopic.cdc_channels(change.sobject):
-                messages.append((channel, _cdc_builder(channel, payload)))
+                messages.append((channel, _cdc_builder(channel, change.sobject, payload_json)))
         if messages:
             self.publish(messages, change.at)
 
-    def publish(
-        self, messages: list[tuple[str, Callable[[int], dict[str, Any]]]], at: datetime
-    ) -> None:
-        """Persist the events, then queue them for every subscribed client."""
+    def publish(self, messages: list[tuple[str, Callable[[int], str]]], at: datetime) -> None:
+        """Number and serialize the events; they are persisted, then queued for subscribers, by
+        :meth:`flush` — at the end of this event-loop step, so that the records of one request
+        (a composite of 200) cost one commit, not 200."""
         with self._lock:
-            events = []
             for channel, build in messages:
                 replay_id = self.log.next_id()
-                text = json.dumps(build(replay_id), separators=(",", ":"), default=str)
-                events.append(StoredEvent(replay_id, channel, at, text))
+                self._pending.append(StoredEvent(replay_id, channel, at, build(replay_id)))
+            if self._flush_scheduled:
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is None:
+                self.flush()
+            else:
+                self._flush_scheduled = True
+                loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Persist the pending events (one commit), then queue them for every subscriber."""
+        with self._lock:
+            self._flush_scheduled = False
+            events, self._pending = self._pending, []
+            if not events:
+                return
             self.log.append(events)
             for event in events:
                 for client_id in self.subscribers.get(event.channel, ()):
@@ -391,6 +428,17 @@ class StreamingHub:
             return soql.evaluate_where(where, dict(record), now=clock.now(), resolve=resolve)
 
         return matches
+
+    def _select_cdc(self, channel: str) -> None:
+        if channel == "/data/ChangeEvents":
+            wanted = set(pushtopic.CDC_OBJECTS)
+        elif channel.startswith("/data/") and channel.endswith("ChangeEvent"):
+            wanted = {channel[len("/data/") : -len("ChangeEvent")]}
+        else:
+            return
+        if not wanted <= self.cdc_selected:
+            self.cdc_selected |= wanted
+            self.log.set_setting("cdc_selected", sorted(self.cdc_selected))
 
     def channel_exists(self, channel: str) -> bool:
         if channel.startswith("/topic/"):
@@ -691,6 +739,8 @@ class StreamingHub:
             replay_id = None
         now = self.state.clock.now()
         with self._lock:
+            self.flush()  # a replay includes what was committed a moment ago
+            self._select_cdc(subscription)
             self.log.purge(now)
             if replay_id is None or (
                 replay_id not in (-1, -2) and not self.log.is_retained(subscription, replay_id)
@@ -745,6 +795,16 @@ class StreamingHub:
                             status=400,
                         )
                     setattr(self.settings, key, value)
+            if "cdc_entities" in body:
+                entities = body["cdc_entities"]
+                if not isinstance(entities, list) or not set(entities) <= pushtopic.CDC_OBJECTS:
+                    return web.json_response(
+                        {"error": f"cdc_entities: a list of {sorted(pushtopic.CDC_OBJECTS)}"},
+                        status=400,
+                    )
+                with self._lock:
+                    self.cdc_selected = set(entities)
+                    self.log.set_setting("cdc_selected", sorted(self.cdc_selected))
             if body.get("drop_clients"):
                 with self._lock:
                     for client_id in list(self.clients):
@@ -752,24 +812,34 @@ class StreamingHub:
         with self._lock:
             clients = sorted(self.clients)
         return web.json_response(
-            {**self.settings.to_dict(), "clients": clients, "last_replay_id": self.log.last_id}
+            {
+                **self.settings.to_dict(),
+                "clients": clients,
+                "last_replay_id": self.log.last_id,
+                "cdc_entities": sorted(self.cdc_selected),
+            }
         )
 
 
 def _topic_builder(
     topic: pushtopic.Topic, change: RecordChange, channel: str
-) -> Callable[[int], dict[str, Any]]:
-    def build(replay_id: int) -> dict[str, Any]:
-        return pushtopic.topic_message(
-            topic, change.change_type, change.record, change.at, replay_id, channel
+) -> Callable[[int], str]:
+    def build(replay_id: int) -> str:
+        return _dumps(
+            pushtopic.topic_message(
+                topic, change.change_type, change.record, change.at, replay_id, channel
+            )
         )
 
     return build
 
 
-def _cdc_builder(channel: str, payload: dict[str, Any]) -> Callable[[int], dict[str, Any]]:
-    def build(replay_id: int) -> dict[str, Any]:
-        return pushtopic.cdc_message(channel, payload, replay_id)
+def _cdc_builder(channel: str, entity: str, payload_json: str) -> Callable[[int], str]:
+    head = '{"channel":' + _dumps(channel) + ',"data":{"schema":' + _dumps(f"devorg-{entity}")
+
+    def build(replay_id: int) -> str:
+        # the shape of pushtopic.cdc_message, with the payload serialized once
+        return f'{head},"payload":{payload_json},"event":{{"replayId":{replay_id}}}}}}}'
 
     return build
 
