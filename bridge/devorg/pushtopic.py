@@ -611,10 +611,16 @@ def created_date(at: datetime) -> str:
 
 
 def topic_message(
-    topic: Topic, change_type: str, record: Mapping[str, Any], at: datetime, replay_id: int
+    topic: Topic,
+    change_type: str,
+    record: Mapping[str, Any],
+    at: datetime,
+    replay_id: int,
+    channel: str | None = None,
 ) -> dict[str, Any]:
+    """The notification; ``channel`` is the topic's own unless it goes to a former name."""
     return {
-        "channel": topic.channel,
+        "channel": channel or topic.channel,
         "data": {
             "event": {"createdDate": created_date(at), "replayId": replay_id, "type": change_type},
             "sobject": sobject_payload(topic, change_type, record),
