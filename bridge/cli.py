@@ -290,6 +290,9 @@ def org_connect(
 
     rt = _runtime()
     org_config = _org_config(rt, name)
+    # Fail on missing encryption keys or an unmigrated database before anyone logs in.
+    rt.vault  # noqa: B018
+    orgs.check_store(rt.store)
     if web:
         attempt = orgs.WebConnect.start(
             name, org_config, redirect_uri or oauth.DEFAULT_REDIRECT_URI

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from bridge.config import load_config
+from bridge.orgs import open_org
 from bridge.salesforce import oauth
 from bridge.salesforce.connection import (
     OrgCredentials,
@@ -29,7 +31,7 @@ from bridge.salesforce.errors import (
     SalesforceUsageError,
 )
 from bridge.store import Store
-from bridge.vault import generate_key
+from bridge.vault import Vault, generate_key
 from tests.services import free_port
 
 try:
@@ -103,7 +105,7 @@ def follow_to_listener(location: str) -> None:
         assert response.status == 200
 
 
-def web_flow_org(devorg: Any) -> SalesforceOrg:
+def web_flow_org(devorg: Any, secret: str | None = None) -> SalesforceOrg:
     info = devorg.info
     redirect_uri = f"http://localhost:{free_port()}/OauthRedirect"
     flow = oauth.WebFlow.start(
@@ -113,11 +115,14 @@ def web_flow_org(devorg: Any) -> SalesforceOrg:
         follow_to_listener(log_in_as_a_person(devorg, flow.authorize_url))
         params = listener.wait(timeout=10)
     http = build_session(info["login_url"], info["ca_path"])
-    token = flow.exchange(http, flow.code_from_callback(params))
+    # With the consumer secret, the response's signature is verified as well.
+    token = flow.exchange(http, flow.code_from_callback(params), client_secret=secret)
+    assert token.signature or not secret
     creds = OrgCredentials(
         login_url=info["login_url"],
         client_id=info["client_id"],
         refresh_token=token.refresh_token,
+        client_secret=secret,
         ca_bundle=info["ca_path"],
         api_version=info["api_version"],
     )
@@ -137,17 +142,18 @@ def test_jwt_connect_to_the_local_org(devorg):
     assert org.http.verify == devorg.info["ca_path"]
 
 
-def test_reauthentication_after_the_org_expires_every_session(devorg):
+def test_reauthentication_after_the_org_expires_the_session(devorg):
     org = connect(jwt_creds(devorg))
     before = org.access_token
-    devorg.control("expire-tokens", {})
+    devorg.control("expire-tokens", {"user": "integration"})
     result = org.call(org.sf.query, "SELECT Id, Username FROM User")
     assert result["totalSize"] >= 2
     assert org.access_token != before
 
 
-def test_web_server_flow_with_pkce_then_refresh_token_connect(devorg):
-    web = web_flow_org(devorg)
+@pytest.mark.parametrize("with_secret", [False, True], ids=["pkce-only", "pkce+secret"])
+def test_web_server_flow_with_pkce_then_refresh_token_connect(devorg, with_secret):
+    web = web_flow_org(devorg, devorg.info["client_secret"] if with_secret else None)
     sales = _user(devorg, "sales")
     assert (web.org_id, web.user_id, web.username) == (
         devorg.info["org_id"],
@@ -158,7 +164,7 @@ def test_web_server_flow_with_pkce_then_refresh_token_connect(devorg):
     # Later, another process opens the org with the stored refresh token alone.
     again = connect(web.credentials)
     assert again.user_id == sales["id"]
-    devorg.control("expire-tokens", {})
+    devorg.control("expire-tokens", {"user": "sales"})
     assert again.call(again.sf.query, "SELECT Id FROM User")["totalSize"] >= 2
 
 
@@ -209,7 +215,7 @@ def test_no_secret_reaches_any_log_over_real_http(devorg, caplog):
     creds = jwt_creds(devorg)
     org = connect(creds)
     tokens = [org.access_token]
-    devorg.control("expire-tokens", {})
+    devorg.control("expire-tokens", {"user": "integration"})
     org.call(org.sf.query, "SELECT Id FROM User")
     tokens.append(org.access_token)
     web = web_flow_org(devorg)
@@ -233,6 +239,8 @@ def cli_env(devorg: Any, tmp_path: Path) -> dict[str, str]:
     info = devorg.info
     db = tmp_path / "sfbridge.db"
     Store(f"sqlite:///{db}").upgrade()
+    key_file = tmp_path / "integration.key"  # a copy: the test removes it after connecting
+    key_file.write_text(Path(info["jwt_private_key_path"]).read_text())
     config = tmp_path / "sfbridge.yaml"
     config.write_text(
         f"""orgs:
@@ -240,7 +248,7 @@ def cli_env(devorg: Any, tmp_path: Path) -> dict[str, str]:
     login_url: {info["login_url"]}
     client_id: {info["client_id"]}
     username: {_user(devorg, "integration")["username"]}
-    private_key_file: {info["jwt_private_key_path"]}
+    private_key_file: {key_file}
     ca_bundle: {info["ca_path"]}
     programs: [{{key: main, name: Main}}]
     receiver: {{program: main}}
@@ -274,6 +282,16 @@ def test_cli_org_connect_with_jwt_as_a_process(devorg, cli_env):
         f"connected 'dev': org {devorg.info['org_id']}, user {integration['username']} "
         f"({integration['id']})"
     ) in done.stdout
+
+    # Another process opens the stored connection: no key file needed any more.
+    store = Store(cli_env["SFBRIDGE_DATABASE_URL"])
+    config = load_config(cli_env["SFBRIDGE_CONFIG"]).orgs["dev"]
+    Path(config.private_key_file or "").unlink()
+    try:
+        org = open_org(store, Vault([cli_env["SFBRIDGE_ENCRYPTION_KEYS"]]), "dev", config)
+        assert org.call(org.sf.query, "SELECT Id FROM User")["totalSize"] >= 2
+    finally:
+        store.dispose()
 
 
 def test_cli_org_connect_web_as_a_process(devorg, cli_env):

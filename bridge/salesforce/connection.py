@@ -202,6 +202,10 @@ class SalesforceOrg:
             self._username = str(records[0]["Username"]) if records else self.user_id
         return self._username
 
+    def close(self) -> None:
+        """Release the HTTP connections (the org can still reconnect on the next call)."""
+        self.http.close()
+
     def __repr__(self) -> str:
         return (
             f"<SalesforceOrg org_id={self.org_id} user_id={self.user_id} "
