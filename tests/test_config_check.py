@@ -113,7 +113,7 @@ def _problems(receiver: dict[str, Any]) -> list[str]:
          "receiver.member_match.member_email[0]", "e.g. 'Owner.Email'"),
         ({"status_rules": [{"status": "approved", "object": "Opportunity",
                             "field": "Account.Name", "op": "is_blank"}]},
-         "receiver.status_rules[0].field", "must be a field of the rule's object"),
+         "receiver.status_rules[0].field", "name a field of the rule's object"),
     ],
 )  # fmt: skip
 def test_relationship_paths_are_rejected(receiver: dict[str, Any], key: str, message: str) -> None:
