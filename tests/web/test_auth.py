@@ -185,3 +185,21 @@ def test_admin_creates_a_token_shown_once(app: Flask) -> None:
     assert page.status_code == 200 and 'id="new-token">sfb_' in html
     listing = client.get("/admin/tokens").get_data(as_text=True)
     assert "crm sync" in listing and 'id="new-token"' not in listing
+
+
+def test_behind_a_trusted_proxy_cookies_are_secure(
+    sqlite_store,
+    config_file,
+    tmp_path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.web.conftest import make_app
+
+    monkeypatch.setenv("SFBRIDGE_TRUST_PROXY", "1")
+    app = make_app(sqlite_store, config_file, tmp_path)
+    page = app.test_client().get("/auth/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in _cookie_header(page)
+    monkeypatch.delenv("SFBRIDGE_TRUST_PROXY")
+    plain = make_app(sqlite_store, config_file, tmp_path)  # the header is not trusted
+    page = plain.test_client().get("/auth/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" not in _cookie_header(page)
