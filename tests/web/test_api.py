@@ -443,3 +443,24 @@ def test_new_pushes_are_queued_for_the_writeback(
         "Push",
     )
     assert repushed["note"] == "queued for sending" and outbound.count == 2
+
+
+def test_admin_only_scopes(api: Api) -> None:
+    import pytest as _pytest
+
+    from bridge.errors import UsageError
+    from bridge.store.models import User
+
+    with _pytest.raises(UsageError, match="need an admin"):
+        token(api.store, ["pushes:write"], email="reviewer@example.com")
+    reviewer_read = token(api.store, ["pushes:read"], email="reviewer@example.com")
+    check(api.get("/pushes", headers=api.h(reviewer_read)), 200, "PushList")
+    admin_write = token(api.store, ["pushes:write"])
+    with api.store.session() as s:
+        admin = s.scalars(select(User).where(User.email == "admin@example.com")).one()
+        admin.role = "reviewer"  # demoted after the token was made
+    check_error(
+        api.post(f"/pushes/{api.seeded.ids['push_failed']}/repush", headers=api.h(admin_write)),
+        403,
+        "insufficient_scope",
+    )
