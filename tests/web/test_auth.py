@@ -39,8 +39,12 @@ def test_sign_in_sets_an_httponly_lax_cookie_and_redirects(
     cookie = _cookie_header(resp)
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # plain http in this test
-    page = client.get("/").get_data(as_text=True)
+    dashboard = client.get("/")
+    page = dashboard.get_data(as_text=True)
     assert "reviewer@example.com" in page and "Dashboard" in page
+    assert "script-src 'self'" in dashboard.headers["Content-Security-Policy"]
+    assert dashboard.headers["X-Frame-Options"] == "DENY"
+    assert dashboard.headers["Cache-Control"] == "no-store"
 
 
 def test_cookie_is_secure_over_https(app: Flask) -> None:
