@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from bridge.store import Store
 from bridge.store.models import AuditLog, Push, SalesEntry
 from tests.web.conftest import AuthActions
-from tests.web.seed import Seeded
+from tests.web.seed import Seeded, seed
 
 
 def _entry(app: Flask, entry_id: int) -> SalesEntry:
@@ -214,3 +217,18 @@ def test_entry_report_and_audit_view(
     audit = client.get("/audit?action=entry.rejected").get_data(as_text=True)
     assert f"entry {seeded.ids['review_partner']}" in audit
     assert "reviewer@example.com" in audit
+
+
+@pytest.mark.postgres
+def test_queue_filters_on_both_databases(store: Store, app_factory: Callable[..., Flask]) -> None:
+    seeded = seed(store)
+    client = app_factory(store).test_client()
+    AuthActions(client).login()
+    ids = seeded.ids
+    html = client.get("/queue/review?reason=denied_upgrade").get_data(as_text=True)
+    assert _entry_ids(html) == {ids["review_denied"]}
+    html = client.get("/queue/review?reason=status_rule&object=Lead").get_data(as_text=True)
+    assert _entry_ids(html) == {ids["review_fuzzy"], ids["review_denied"]}
+    html = client.get("/queue/review?program=partners").get_data(as_text=True)
+    assert _entry_ids(html) == {ids["review_partner"]}
+    assert "<svg" in client.get("/").get_data(as_text=True)
