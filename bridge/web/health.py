@@ -14,7 +14,8 @@ Metrics (Prometheus text format):
 - `sfbridge_rq_queue_depth{queue}` jobs waiting per rq queue (`inbound`, `outbound`)
 - `sfbridge_salesforce_api_calls_total{org}` / `sfbridge_salesforce_api_errors_total{org}`
   from the Redis counters `sfbridge:sf_api_calls` / `sfbridge:sf_api_errors` (a hash keyed by
-  org, or a plain counter) that the Salesforce connection increments
+  org, or a plain counter), counted by `bridge.metrics.salesforce_call_hook` on a process's
+  Salesforce session
 - `sfbridge_subscriber_lag_seconds` age of the oldest event waiting to be processed
 - `sfbridge_up` 1
 """
