@@ -901,3 +901,18 @@ def test_losing_an_insert_race_returns_the_saved_push_and_keeps_the_transaction(
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Push)) == 1
         assert s.scalar(select(func.count()).select_from(Program)) == 2  # the rest committed
+
+
+def test_lookups_are_batched_100_emails_per_query(
+    sqlite_store: Store, sf: SalesforceDouble
+) -> None:
+    """(SQLite only: the batching does not depend on the database.)"""
+    seeded = seed(sqlite_store)
+    cfg = org_config()
+    ids = [add_referral(sqlite_store, seeded, n) for n in range(150)]
+    pushes = queue_referrals(sqlite_store, seeded, cfg, ids)
+    report = send(sqlite_store, sf.writer(), cfg, pushes, now=NOW)
+    assert len(report.sent) == 150
+    per_object = [(q.split(" FROM ")[1].split()[0], q.count("@example.com")) for q in sf.queries]
+    assert per_object == [("Lead", 100), ("Lead", 50), ("Contact", 100), ("Contact", 50)]
+    assert len(sf.collection_calls()) == 1
