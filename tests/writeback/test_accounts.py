@@ -17,6 +17,7 @@ from bridge.writeback.sender import send
 from tests.writeback.sfdouble import SalesforceDouble
 from tests.writeback.test_pushes import (
     NOW,
+    SQLITE_ONLY,
     add_referral,
     get_referral,
     org_config,
@@ -96,6 +97,7 @@ def config(mode: str = "create_update") -> Any:
     )
 
 
+@SQLITE_ONLY
 def test_contacts_are_linked_to_accounts_by_root_domain(store: Store, sf: SalesforceDouble) -> None:
     seeded = seed(store)
     foo = sf.add("Account", Name="Foo", Website="https://www.foo.co.uk")
@@ -132,6 +134,7 @@ def test_contacts_are_linked_to_accounts_by_root_domain(store: Store, sf: Salesf
     assert get_referral(store, ids[0]).sf_contact_id == contacts["ann@foo.co.uk"]["Id"]
 
 
+@SQLITE_ONLY
 def test_update_only_links_but_never_creates_accounts(store: Store, sf: SalesforceDouble) -> None:
     seeded = seed(store)
     foo = sf.add("Account", Name="Foo", Website="foo.co.uk")
@@ -147,6 +150,7 @@ def test_update_only_links_but_never_creates_accounts(store: Store, sf: Salesfor
     assert len(sf.records["Account"]) == 1
 
 
+@SQLITE_ONLY
 def test_a_failed_account_leaves_the_contact_unlinked_but_written(
     store: Store, sf: SalesforceDouble
 ) -> None:
@@ -173,6 +177,7 @@ def test_a_failed_account_leaves_the_contact_unlinked_but_written(
         assert (account_push.state, account_push.error_code) == ("failed", "REQUIRED_FIELD_MISSING")
 
 
+@SQLITE_ONLY
 def test_an_existing_contact_with_an_account_keeps_it(store: Store, sf: SalesforceDouble) -> None:
     seeded = seed(store)
     cfg = config()
