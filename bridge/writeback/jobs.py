@@ -21,10 +21,11 @@ from rq import Queue, Retry, get_current_job
 from rq.job import Job
 from sqlalchemy import select
 
-from bridge.errors import TransientError, UsageError
+from bridge.errors import BridgeError, TransientError, UsageError
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, utcnow
-from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks
+from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks, error_class_of
+from bridge.writeback.pushes import mark_error
 from bridge.writeback.sender import SendReport, send
 
 log = logging.getLogger(__name__)
@@ -155,10 +156,13 @@ def send_pushes(push_ids: Sequence[int]) -> dict[str, list[int]]:
     for org_id, ids in by_org.items():
         connection = connections.get(org_id) if org_id is not None else None
         if connection is None or connection.name not in runtime.config.orgs:
-            _fail_unroutable(store, ids, org_id)
-            total.failed += ids
+            _save_error(store, ids, _unroutable(org_id), total)
             continue
-        writer = _open_writer(runtime, connection)
+        try:
+            writer = _open_writer(runtime, connection)
+        except BridgeError as exc:  # cannot log in: every push of the org waits or fails
+            _save_error(store, ids, exc, total)
+            continue
         report = send(store, writer, runtime.config.orgs[connection.name], ids)
         for name in ("sent", "failed", "skipped", "retry"):
             getattr(total, name).extend(getattr(report, name))
@@ -200,27 +204,32 @@ def send_push(push_id: int) -> dict[str, list[int]]:
     return send_pushes([push_id])
 
 
-def _fail_unroutable(store: Store, ids: list[int], org_id: int | None) -> None:
-    from bridge.writeback.pushes import mark_error
-
+def _unroutable(org_id: int | None) -> UsageError:
     if org_id is None:
-        problem = UsageError(
+        return UsageError(
             "the push names no org connection: connect the org of the referral's program "
             "(`sfbridge org connect`) and repush",
             code="org_not_configured",
         )
-    else:
-        problem = UsageError(
-            f"org connection {org_id} is not in the config file: add it under `orgs:`, then repush",
-            code="org_not_configured",
-        )
+    return UsageError(
+        f"org connection {org_id} is not in the config file: add it under `orgs:`, then repush",
+        code="org_not_configured",
+    )
+
+
+def _save_error(store: Store, ids: list[int], problem: BridgeError, total: SendReport) -> None:
+    """An error before any push could be sent (routing, login), saved on each of them."""
+    error_class = error_class_of(problem)
     with store.session() as session:
         for push in session.scalars(select(Push).where(Push.id.in_(ids))):
+            if push.state != "pending":
+                continue
             push.attempts = (push.attempts or 0) + 1
             mark_error(
                 push,
                 code=problem.code,
                 message=problem.message,
-                fields=[],
-                error_class="usage",
+                fields=list(problem.fields),
+                error_class=error_class,
             )
+            (total.retry if push.state == "pending" else total.failed).append(push.id)

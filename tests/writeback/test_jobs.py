@@ -16,6 +16,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from bridge.config import BridgeConfig
+from bridge.salesforce.errors import make_error
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push
 from bridge.writeback import MAX_ATTEMPTS, jobs, queue_activity
@@ -203,3 +204,34 @@ def test_one_sweeper_at_a_time(
         push.updated_at = push.updated_at - jobs.SWEEP_AFTER - timedelta(seconds=1)
     assert jobs.sweep(sqlite_store, redis_client) == 1
     assert jobs.sweep(sqlite_store, redis_client) == 0  # another worker holds the round
+
+
+@pytest.mark.parametrize(
+    ("code", "state", "job_status"),
+    [
+        ("invalid_grant", "failed", JobStatus.FINISHED),
+        ("network_error", "pending", JobStatus.SCHEDULED),
+    ],
+)
+def test_a_failed_login_is_saved_on_the_pushes(
+    sqlite_store: Store,
+    wired: dict[str, Any],
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    code: str,
+    state: str,
+    job_status: JobStatus,
+) -> None:
+    def refuse(_runtime: Any, _connection: OrgConnection) -> Any:
+        raise make_error(code, "user hasn't approved this consumer", status=400)
+
+    monkeypatch.setattr(jobs, "_open_writer", refuse)
+    [pid] = queue(sqlite_store, wired["org"], 1)
+    [job] = enqueue_push(redis_client, [pid])
+    work(redis_client)
+    job.refresh()
+    assert job.get_status() == job_status
+    with sqlite_store.session() as s:
+        push = s.get(Push, pid)
+        assert push is not None
+        assert (push.state, push.error_code, push.attempts) == (state, code, 1)
