@@ -877,6 +877,16 @@ def setup(app: web.Application, state: DevOrgState) -> StreamingHub:
     app.router.add_post("/cometd/{version}/{kind:[a-z]+}", hub.handle)
     app.router.add_route("*", "/__devorg__/streaming", hub.control)
 
+    @web.middleware
+    async def persist_events(request: web.Request, handler: Any) -> web.StreamResponse:
+        # the events of a write are on disk before its HTTP response goes out
+        try:
+            return await handler(request)
+        finally:
+            hub.flush()
+
+    app.middlewares.append(persist_events)
+
     async def on_startup(_app: web.Application) -> None:
         await hub.start()
 

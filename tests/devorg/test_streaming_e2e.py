@@ -575,7 +575,15 @@ def test_a_restarted_org_keeps_the_replay_window(tmp_path: Any) -> None:
         org.restart()
         after = Bayeux(org).start("/topic/Leads", replay=-2).collect(lambda evs: len(evs) >= 1)
         assert [e["data"] for e in after] == [e["data"] for e in before]
+        # the event of an acknowledged write is on disk: it survives even a SIGKILL right after
         org.sf("sales").Lead.create({"LastName": "Q", "Company": "Q", "Email": "q@x.com"})
+        org.kill()
+        org.start()
         newer = Bayeux(org).start("/topic/Leads", replay=before[0]["data"]["event"]["replayId"])
         (event,) = newer.collect(lambda evs: len(evs) >= 1)
+        assert event["data"]["sobject"]["Email"] == "q@x.com"
         assert event["data"]["event"]["replayId"] > before[0]["data"]["event"]["replayId"]
+        # and numbering goes on forward
+        org.sf("sales").Lead.create({"LastName": "R", "Company": "R", "Email": "r@x.com"})
+        (last,) = newer.collect(lambda evs: len(evs) >= 1)
+        assert last["data"]["event"]["replayId"] > event["data"]["event"]["replayId"]
