@@ -366,7 +366,13 @@ def validate_topic(
         )
         return generic + errors if field_checks else errors
     try:
-        parts = analyse(query)
+        try:
+            parts = analyse(query)
+        except QueryError as exc:
+            # plain syntax errors read as the SOQL parser words them (row/column and all)
+            if exc.code == "MALFORMED_QUERY" and check_query is not None:
+                check_query(query)
+            raise
         _check_fields(parts, fields_of)
         if check_query is not None:
             check_query(query)

@@ -191,13 +191,13 @@ class BayeuxClient:
 
 
 class BayeuxError(Exception):
-    def __init__(
-        self, error: str, advice: Mapping[str, Any] | None = None, status: int = 200
-    ) -> None:
+    """A failed Bayeux message: answered in the body (HTTP 200, as CometD servers do, so that
+    clients' channel listeners see it — the guide's AuthFailureListener relies on that)."""
+
+    def __init__(self, error: str, advice: Mapping[str, Any] | None = None) -> None:
         super().__init__(error)
         self.error = error
         self.advice = advice
-        self.status = status
 
 
 @dataclass
@@ -529,7 +529,6 @@ class StreamingHub:
         token = _bearer(request.headers.get("Authorization", ""))
         user = self.state.user_for_token(token) if token else None
         replies: list[str] = []
-        status = 200
         set_cookie: str | None = None
         delivered: dict[str, int] = {}
         for message in messages:
@@ -537,16 +536,12 @@ class StreamingHub:
             try:
                 if channel == "/meta/handshake":
                     reply, set_cookie = self._handshake(message, token, user, request)
-                    if not reply["successful"]:
-                        status = (
-                            401 if "failureReason" in reply.get("ext", {}).get("sfdc", {}) else 400
-                        )
                     replies.append(_dumps(reply))
                     continue
                 if token is None:
-                    raise BayeuxError("401::Request requires authentication", _ADVICE_NONE, 401)
+                    raise BayeuxError("401::Request requires authentication", _ADVICE_NONE)
                 if user is None:
-                    raise BayeuxError("401::Authentication invalid", _ADVICE_NONE, 401)
+                    raise BayeuxError("401::Authentication invalid", _ADVICE_NONE)
                 client = self._client_for(message, request)
                 if channel == "/meta/connect":
                     events, reply = await self._connect(message, client, token)
@@ -567,8 +562,6 @@ class StreamingHub:
                 else:
                     raise BayeuxError("403::Publish denied")
             except BayeuxError as exc:
-                if exc.status != 200:
-                    status = exc.status
                 reply = {
                     "channel": channel,
                     "successful": False,
@@ -585,9 +578,7 @@ class StreamingHub:
                 replies.append(_dumps(reply))
         for channel, count in delivered.items():
             self.state.stats.events_delivered(channel, count)
-        response = web.Response(
-            text="[" + ",".join(replies) + "]", status=status, content_type="application/json"
-        )
+        response = web.Response(text="[" + ",".join(replies) + "]", content_type="application/json")
         if set_cookie is not None:
             response.set_cookie(COOKIE, set_cookie, path="/", secure=request.secure, httponly=True)
         return response
@@ -605,16 +596,22 @@ class StreamingHub:
         status = int(getattr(fault, "status", 500) or 500)
         if kind == "status":
             return web.Response(status=status)
+        # an "error" fault fails every message of the request in the Bayeux way
         text = getattr(fault, "message", None) or getattr(fault, "error_code", None) or "Fault"
         advice = _ADVICE_NONE if status == 401 else _ADVICE_HANDSHAKE if status == 403 else None
-        reply: dict[str, Any] = {
-            "channel": "/meta/connect",
-            "successful": False,
-            "error": f"{status}::{text}",
-        }
-        if advice:
-            reply["advice"] = advice
-        return _bayeux_response([reply], status=status)
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = [{}]
+        replies = []
+        for message in body if isinstance(body, list) else [body]:
+            reply: dict[str, Any] = {"successful": False, "error": f"{status}::{text}"}
+            if isinstance(message, dict):
+                reply.update({k: message[k] for k in ("channel", "clientId", "id") if k in message})
+            if advice:
+                reply["advice"] = advice
+            replies.append(reply)
+        return _bayeux_response(replies)
 
     def _handshake(
         self, message: Mapping[str, Any], token: str | None, user: Any, request: web.Request
@@ -709,7 +706,7 @@ class StreamingHub:
             raise BayeuxError("403::Unknown client", _ADVICE_HANDSHAKE)
         # the token is checked again after the wait: a revoked session ends the stream
         if self.state.user_for_token(token) is None:
-            raise BayeuxError("401::Authentication invalid", _ADVICE_NONE, 401)
+            raise BayeuxError("401::Authentication invalid", _ADVICE_NONE)
         with self._lock:
             # a superseded poll may answer a connection the client has given up on: it takes
             # nothing off the queue, the newest poll delivers
@@ -879,6 +876,16 @@ def setup(app: web.Application, state: DevOrgState) -> StreamingHub:
     # CometD clients may append the message type to the URL (/cometd/63.0/connect)
     app.router.add_post("/cometd/{version}/{kind:[a-z]+}", hub.handle)
     app.router.add_route("*", "/__devorg__/streaming", hub.control)
+
+    @web.middleware
+    async def persist_events(request: web.Request, handler: Any) -> web.StreamResponse:
+        # the events of a write are on disk before its HTTP response goes out
+        try:
+            return await handler(request)
+        finally:
+            hub.flush()
+
+    app.middlewares.append(persist_events)
 
     async def on_startup(_app: web.Application) -> None:
         await hub.start()
