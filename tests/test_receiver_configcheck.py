@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.config import OrgConfig, check_config_text
-from bridge.receiver.configcheck import check_against_describe, check_rules
+from bridge.config import OrgConfig, StatusRule, check_config_text
+from bridge.receiver.configcheck import check_against_describe, check_rules, covers
 
 
 def org(**receiver: Any) -> OrgConfig:
@@ -61,12 +61,12 @@ orgs:
         ),
         (
             11,
-            "orgs.acme.receiver.target_match.direct_fields.1",
+            "orgs.acme.receiver.target_match.direct_fields[1]",
             "'Contact.Account.Referral_ID__c' is a relationship path",
         ),
         (
             13,
-            "orgs.acme.receiver.status_rules.0.field",
+            "orgs.acme.receiver.status_rules[0].field",
             "set the rule's object to it (e.g. object: Account, field: Type)",
         ),
     ],
@@ -112,11 +112,26 @@ def test_relationship_paths_are_rejected_with_a_clear_message(
 def test_rule_that_can_never_fire(
     earlier: dict[str, Any], later: dict[str, Any], shadowed: bool
 ) -> None:
+    assert covers(StatusRule(**earlier), StatusRule(**later)) is shadowed
+    if earlier["status"] != later["status"]:
+        # A different status makes the pair a contradiction: the config itself is refused.
+        _, problems = check_config_text(_config_with_rules([earlier, later]), "c.yaml")
+        assert any("contradicts status_rules[0]" in str(p) for p in problems) is shadowed
+        return
     problems = check_rules(org(status_rules=[earlier, later]))
     keys = [p.key for p in problems]
     assert ("receiver.status_rules.1" in keys) is shadowed
     if shadowed:
         assert "can never fire: status_rules[0]" in problems[0].message
+
+
+def _config_with_rules(rules: list[dict[str, Any]]) -> str:
+    import yaml
+
+    return yaml.safe_dump(
+        {"orgs": {"acme": {"programs": [{"key": "main", "name": "Main"}],
+                           "receiver": {"program": "main", "status_rules": rules}}}}
+    )  # fmt: skip
 
 
 def test_objects_no_streamed_object_leads_to() -> None:
