@@ -220,9 +220,12 @@ class Receiver(_Model):
     def _no_contradictions(self) -> Receiver:
         # The first matching rule decides, so a later rule whose every match is already taken
         # by an earlier rule with another status can never apply: the config contradicts itself.
+        # (Same-status shadowing is only dead weight: `receiver.configcheck` reports it.)
+        from bridge.receiver.configcheck import covers  # the receiver owns value semantics
+
         for i, later in enumerate(self.status_rules):
             for j, earlier in enumerate(self.status_rules[:i]):
-                if earlier.status != later.status and _covers(earlier, later):
+                if earlier.status != later.status and covers(earlier, later):
                     raise ValueError(
                         f"status_rules[{i}]: contradicts status_rules[{j}]: every record with "
                         f"{_condition(later)} already matches {_condition(earlier)}, which "
@@ -232,38 +235,9 @@ class Receiver(_Model):
         return self
 
 
-def _values(rule: StatusRule) -> set[str]:
-    values = rule.value if isinstance(rule.value, list) else [rule.value]
-    return {str(v) for v in values}
-
-
 def _condition(rule: StatusRule) -> str:
     value = "" if rule.op == "is_blank" else f" {rule.value!r}"
     return f"{rule.object}.{rule.field} {rule.op}{value}"
-
-
-def _covers(earlier: StatusRule, later: StatusRule) -> bool:
-    """True when every record matching `later` also matches `earlier` (which comes first)."""
-    if (earlier.object, earlier.field) != (later.object, later.field):
-        return False
-    if earlier.op == "is_blank":
-        blank = earlier.value in (None, True)
-        if later.op == "is_blank":
-            return blank == (later.value in (None, True))
-        # "is not blank" takes every record with a (non-empty) value
-        return not blank and later.op != "not_equals" and "" not in _values(later)
-    if later.op == "is_blank":
-        return False
-    if later.op == "not_equals":
-        return earlier.op == "not_equals" and _values(earlier) == _values(later)
-    if earlier.op in ("equals", "in"):
-        # changed_to X also means the value now equals X
-        return _values(later) <= _values(earlier)
-    if earlier.op == "changed_to":
-        return later.op == "changed_to" and _values(later) <= _values(earlier)
-    if earlier.op == "not_equals":
-        return not (_values(later) & _values(earlier))
-    return False
 
 
 class ReferralAdd(_Model):
