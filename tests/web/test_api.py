@@ -464,3 +464,15 @@ def test_admin_only_scopes(api: Api) -> None:
         403,
         "insufficient_scope",
     )
+
+
+def test_unexpected_failures_are_json_too(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.web import actions
+
+    def broken(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(actions, "get_entry", broken)
+    resp = api.get(f"/entries/{api.seeded.ids['failed']}")
+    body = check_error(resp, 500, "internal_server_error")
+    assert "database on fire" not in body["error"]["message"]  # no internals leak
