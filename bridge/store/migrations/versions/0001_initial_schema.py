@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 16:47:14.150594
+Create Date: 2026-11-22 17:15:59.831446
 """
 
 from alembic import op
@@ -324,6 +324,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_sales_entries_created", ["created_at"], unique=False)
         batch_op.create_index("ix_sales_entries_outcome", ["outcome", "id"], unique=False)
         batch_op.create_index(
+            "ix_sales_entries_record", ["record_id", "sobject_type", "id"], unique=False
+        )
+        batch_op.create_index(
             batch_op.f("ix_sales_entries_referral_id"), ["referral_id"], unique=False
         )
 
@@ -364,6 +367,7 @@ def downgrade() -> None:
     op.drop_table("referral_status_changes")
     with op.batch_alter_table("sales_entries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sales_entries_referral_id"))
+        batch_op.drop_index("ix_sales_entries_record")
         batch_op.drop_index("ix_sales_entries_outcome")
         batch_op.drop_index("ix_sales_entries_created")
 
