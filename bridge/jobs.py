@@ -18,6 +18,7 @@ as entries with outcome `skipped`, reason `own_write`, and go no further.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections import defaultdict
@@ -541,7 +542,9 @@ def start_sweeper(store: Store, client: redis.Redis, stop: threading.Event) -> t
 # ---- the worker process ----------------------------------------------------------------------
 
 
-def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = None) -> None:
+def run_worker(
+    rt: Any, *, burst: bool = False, queues: Sequence[str] | None = None, fork: bool = False
+) -> None:
     """`sfbridge worker`: one rq SimpleWorker on the inbound and outbound queues.
 
     SimpleWorker (jobs run in the worker process) rather than the forking Worker: a forked
@@ -551,9 +554,17 @@ def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = N
     crashing job matters less here: jobs catch and save their own failures, and a worker
     killed mid-batch is covered by the claim timeout and the sweeper.
     """
-    from rq import SimpleWorker
+    from rq import SimpleWorker, Worker
 
-    set_context(InboundContext(store=rt.store, config=rt.config, vault=rt.vault))
+    ctx = InboundContext(store=rt.store, config=rt.config, vault=rt.vault)
+    set_context(ctx)
+    if fork:
+        # A forked work horse must not reuse the parent's database or HTTP connections.
+        def in_child() -> None:
+            ctx.store.engine.dispose(close=False)
+            ctx.orgs.clear()
+
+        os.register_at_fork(after_in_child=in_child)
     client = rt.redis
     names = list(queues or (defaults.INBOUND_QUEUE, defaults.OUTBOUND_QUEUE))
     stop = threading.Event()
@@ -562,7 +573,8 @@ def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = N
         sweep(rt.store, client)
     else:
         start_sweeper(rt.store, client, stop)
-    worker = SimpleWorker([Queue(n, connection=client) for n in names], connection=client)
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class([Queue(n, connection=client) for n in names], connection=client)
     try:
         worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
     finally:
