@@ -86,6 +86,8 @@ class RestApi:
         r(r"/sobjects/?", {"GET": self.global_describe}, "sobjects")
         r(r"/sobjects/([^/]+)/?", {"GET": self.object_info, "POST": self.create}, "sobjects/{o}")
         r(r"/sobjects/([^/]+)/describe/?", {"GET": self.describe}, "sobjects/{o}/describe")
+        r(r"/sobjects/([^/]+)/updated/?", {"GET": self.updated}, "sobjects/{o}/updated")
+        r(r"/sobjects/([^/]+)/deleted/?", {"GET": self.deleted}, "sobjects/{o}/deleted")
         r(
             r"/sobjects/([^/]+)/([^/]+)/?",
             {"GET": self.retrieve, "PATCH": self.update, "DELETE": self.delete},
@@ -246,6 +248,41 @@ class RestApi:
 
     def describe(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
         return Reply(200, describe(self.schema, self._object(g[0])))
+
+    # -- replication (getUpdated / getDeleted) ----------------------------------------------
+
+    def _window(self, req: Request) -> tuple[str, str]:
+        bounds = []
+        for key in ("start", "end"):
+            when = dml.parse_datetime(req.query.get(key, ""))
+            if when is None:
+                raise DmlError.one(
+                    "INVALID_REPLICATION_DATE", f"{key} must be a date-time such as "
+                    "2026-01-01T00:00:00+00:00"
+                )  # fmt: skip
+            bounds.append(dml.format_datetime(when.replace(second=0, microsecond=0)))
+        if bounds[0] > bounds[1]:
+            raise DmlError.one("INVALID_REPLICATION_DATE", "start must be before end")
+        return bounds[0], bounds[1]
+
+    def updated(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        o = self._object(g[0])
+        start, end = self._window(req)
+        found = [r["Id"] for r in self.state.records(o.name) if start <= r["SystemModstamp"] < end]
+        return Reply(200, {"ids": found, "latestDateCovered": end})
+
+    def deleted(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        o = self._object(g[0])
+        start, end = self._window(req)
+        found = [
+            {"id": r["Id"], "deletedDate": r["SystemModstamp"]}
+            for r in self.state.records(o.name, include_deleted=True)
+            if r.get("IsDeleted") and start <= r["SystemModstamp"] < end
+        ]
+        return Reply(
+            200,
+            {"deletedRecords": found, "earliestDateAvailable": start, "latestDateCovered": end},
+        )
 
     # -- rows -------------------------------------------------------------------------------
 
@@ -453,7 +490,9 @@ class RestApi:
             sobject, body = _typed(item)
             if "Id" in body:
                 raise DmlError.one(
-                    "INVALID_FIELD", "Record ID: cannot specify Id in an insert call", ["Id"]
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    "Record ID: cannot specify Id in an insert call",
+                    ["Id"],
                 )
             return {"id": dml.create(ctx, sobject, body), "success": True, "errors": []}
 

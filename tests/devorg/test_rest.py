@@ -394,3 +394,17 @@ def test_opportunity_stage_derivations(clean_devorg: DevOrg) -> None:
     won = sf.Opportunity.get(opp)
     assert (won["Probability"], won["IsClosed"], won["IsWon"]) == (100.0, True, True)
     assert won["ForecastCategoryName"] == "Closed"
+
+
+def test_updated_and_deleted_windows(clean_devorg: DevOrg) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    sf = clean_devorg.sf()
+    kept = sf.Account.create({"Name": "Kept"})["id"]
+    gone = sf.Account.create({"Name": "Gone"})["id"]
+    sf.Account.delete(gone)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    end = datetime.now(UTC) + timedelta(minutes=5)
+    assert sf.Account.updated(start, end)["ids"] == [kept]
+    deleted = sf.Account.deleted(start, end)["deletedRecords"]
+    assert [d["id"] for d in deleted] == [gone]
