@@ -9,6 +9,7 @@ collections, limits, status codes and error responses.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from bridge.devorg.state import API_VERSION
 
 if TYPE_CHECKING:
     from bridge.devorg.server import DevOrgServer
+
+log = logging.getLogger("bridge.devorg.rest")
 
 MIN_VERSION = 20.0
 MAX_COLLECTION = 200
@@ -212,6 +215,17 @@ class RestApi:
                 return error_reply(400, exc.code, exc.message), endpoint
             except MultipleMatches as exc:
                 return Reply(300, exc.urls), endpoint
+            except Exception:  # a bug of ours: answer as Salesforce does, keep the traceback
+                log.exception("unexpected error in %s %s", req.method, req.path)
+                return (
+                    error_reply(
+                        500,
+                        "UNKNOWN_EXCEPTION",
+                        "An unexpected error occurred. Please include this ErrorId if you "
+                        "contact support: 0000000000-00000 (-0000000000)",
+                    ),
+                    endpoint,
+                )
         return not_found(), req.path
 
     # -- resources and describe -------------------------------------------------------------

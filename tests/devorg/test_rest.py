@@ -408,3 +408,47 @@ def test_updated_and_deleted_windows(clean_devorg: DevOrg) -> None:
     assert sf.Account.updated(start, end)["ids"] == [kept]
     deleted = sf.Account.deleted(start, end)["deletedRecords"]
     assert [d["id"] for d in deleted] == [gone]
+
+
+def test_child_subqueries_and_semi_joins(clean_devorg: DevOrg) -> None:
+    sf = clean_devorg.sf()
+    acme = sf.Account.create({"Name": "Acme"})["id"]
+    empty = sf.Account.create({"Name": "Empty"})["id"]
+    ann = sf.Contact.create({"LastName": "Ann", "AccountId": acme})["id"]
+    sf.Contact.create({"LastName": "Bob", "AccountId": acme})
+    opp = sf.Opportunity.create(
+        {"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-09-30", "AccountId": acme}
+    )["id"]
+    sf.OpportunityContactRole.create({"OpportunityId": opp, "ContactId": ann, "Role": "Evaluator"})
+
+    rows = sf.query(
+        "SELECT Name, (SELECT LastName FROM Contacts WHERE LastName != 'Zed' ORDER BY LastName "
+        "DESC), (SELECT Name FROM Opportunities) FROM Account ORDER BY Name"
+    )["records"]
+    assert rows[0]["Name"] == "Acme"
+    contacts = rows[0]["Contacts"]
+    assert (contacts["totalSize"], contacts["done"]) == (2, True)
+    assert [c["LastName"] for c in contacts["records"]] == ["Bob", "Ann"]
+    assert contacts["records"][0]["attributes"]["type"] == "Contact"
+    assert rows[0]["Opportunities"]["records"][0]["Name"] == "Deal"
+    assert rows[1]["Contacts"] is None and rows[1]["Opportunities"] is None  # no children: null
+
+    roles = sf.query(
+        "SELECT Name, (SELECT Role, Contact.LastName FROM OpportunityContactRoles) FROM Opportunity"
+    )["records"][0]["OpportunityContactRoles"]["records"]
+    assert [(r["Role"], r["Contact"]["LastName"]) for r in roles] == [("Evaluator", "Ann")]
+
+    with_deals = sf.query(
+        "SELECT Name FROM Account WHERE Id IN (SELECT AccountId FROM Opportunity) ORDER BY Name"
+    )["records"]
+    assert [a["Name"] for a in with_deals] == ["Acme"]
+    without = sf.query(
+        "SELECT Name FROM Account WHERE Id NOT IN (SELECT AccountId FROM Opportunity)"
+    )
+    assert [a["Name"] for a in without["records"]] == ["Empty"]
+    assert empty
+
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT Name, (SELECT Id FROM Widgets) FROM Account")
+    assert _errors(err.value)[0]["errorCode"] == "INVALID_TYPE"
+    assert "Didn't understand relationship 'Widgets'" in _errors(err.value)[0]["message"]
