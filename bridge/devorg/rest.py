@@ -457,7 +457,12 @@ class RestApi:
         return bool(body.get("allOrNone", False)), records
 
     def _collection(
-        self, all_or_none: bool, items: list[Any], op: Callable[[Any], dict[str, Any]]
+        self,
+        all_or_none: bool,
+        items: list[Any],
+        op: Callable[[Any], dict[str, Any]],
+        *,
+        keep_ids: bool = True,
     ) -> Reply:
         """Run op per item; with allOrNone, any failure rolls every write back."""
         results: list[dict[str, Any]] = []
@@ -492,9 +497,13 @@ class RestApi:
                 }
                 for i, r in enumerate(results):
                     if r["success"]:
-                        results[i] = {"id": None, "success": False, "errors": [rolled]}
+                        # A rolled-back insert has no id any more; an update or delete keeps it.
+                        undone: dict[str, Any] = {"success": False, "errors": [rolled]}
+                        if keep_ids and not r.get("created"):
+                            undone = {"id": r["id"], **undone}
                         if "created" in r:
-                            results[i]["created"] = False
+                            undone["created"] = False
+                        results[i] = undone
         return Reply(200, results)
 
     def collection_create(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
@@ -510,7 +519,7 @@ class RestApi:
                 )
             return {"id": dml.create(ctx, sobject, body), "success": True, "errors": []}
 
-        return self._collection(all_or_none, records, op)
+        return self._collection(all_or_none, records, op, keep_ids=False)
 
     def collection_update(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
         all_or_none, records = self._collection_body(req)

@@ -452,3 +452,27 @@ def test_child_subqueries_and_semi_joins(clean_devorg: DevOrg) -> None:
         sf.query("SELECT Name, (SELECT Id FROM Widgets) FROM Account")
     assert _errors(err.value)[0]["errorCode"] == "INVALID_TYPE"
     assert "Didn't understand relationship 'Widgets'" in _errors(err.value)[0]["message"]
+
+
+def test_rolled_back_update_keeps_its_id(clean_devorg: DevOrg) -> None:
+    sf = clean_devorg.sf()
+    first = sf.Contact.create({"LastName": "First"})["id"]
+    second = sf.Contact.create({"LastName": "Second"})["id"]
+    result = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={"allOrNone": True, "records": [
+            {"attributes": {"type": "Contact"}, "Id": first, "Title": "Fine"},
+            {"attributes": {"type": "Contact"}, "Id": second, "LastName": None},
+        ]},
+    )  # fmt: skip
+    assert result[0]["id"] == first
+    assert result[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    assert result[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    assert sf.Contact.get(first)["Title"] is None
+    versions = clean_devorg.session().get(f"{clean_devorg.base_url}/services/data/", timeout=5)
+    assert {
+        "version": "63.0",
+        "url": "/services/data/v63.0",
+        "label": "Spring '25",
+    } in versions.json()
