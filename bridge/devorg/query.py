@@ -10,6 +10,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.devorg import ids, soql
@@ -211,12 +212,16 @@ class QueryEngine:
                 if rid is None:
                     raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {v}")
                 v = rid
-            if fd.type in ("date", "datetime") and isinstance(v, str):
+            wrong_temporal = (
+                fd.type == "datetime" and isinstance(v, date) and not isinstance(v, datetime)
+            ) or (fd.type == "date" and isinstance(v, datetime))
+            if fd.type in ("date", "datetime") and (isinstance(v, str) or wrong_temporal):
+                kind = "dateTime" if fd.type == "datetime" else "date"
                 raise SoqlError(
                     "INVALID_FIELD",
                     f"\n{q.text}\n{' ' * cmp.field.pos}^\nERROR at Row:1:Column:"
                     f"{cmp.field.pos + 1}\nvalue of filter criterion for field '{fd.name}' must "
-                    f"be of type {fd.type} and should not be enclosed in quotes",
+                    f"be of type {kind} and should not be enclosed in quotes",
                 )
             if fd.type == "boolean" and v is not None and not isinstance(v, bool):
                 raise SoqlError(

@@ -221,9 +221,12 @@ def test_query_language(clean_devorg: DevOrg) -> None:
     with pytest.raises(SalesforceMalformedRequest) as err:
         sf.query("SELECT Id FROM Lead WHERE Name = 'a' AND Company = 'b' OR Title = 'c'")
     assert _errors(err.value)[0]["errorCode"] == "MALFORMED_QUERY"
-    with pytest.raises(SalesforceMalformedRequest) as err:
-        sf.query("SELECT Id FROM Lead WHERE CreatedDate > '2020-01-01'")
-    assert _errors(err.value)[0]["errorCode"] == "INVALID_FIELD"
+    for bad in ("CreatedDate > '2020-01-01'", "CreatedDate > 2020-01-01",
+                "ConvertedDate = 2020-01-01T00:00:00Z"):  # fmt: skip
+        with pytest.raises(SalesforceMalformedRequest) as err:
+            sf.query(f"SELECT Id FROM Lead WHERE {bad}")
+        assert _errors(err.value)[0]["errorCode"] == "INVALID_FIELD"
+        assert "value of filter criterion" in _errors(err.value)[0]["message"]
 
 
 def test_query_all_sees_deleted_records(clean_devorg: DevOrg) -> None:
