@@ -366,7 +366,13 @@ def validate_topic(
         )
         return generic + errors if field_checks else errors
     try:
-        parts = analyse(query)
+        try:
+            parts = analyse(query)
+        except QueryError as exc:
+            # plain syntax errors read as the SOQL parser words them (row/column and all)
+            if exc.code == "MALFORMED_QUERY" and check_query is not None:
+                check_query(query)
+            raise
         _check_fields(parts, fields_of)
         if check_query is not None:
             check_query(query)
@@ -444,7 +450,7 @@ def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, An
         for r in state.records("PushTopic")
         if r.get("Id") != record.get("Id") and r.get("Name")
     ]
-    return validate_topic(
+    errors = validate_topic(
         record,
         fields_of=schema_catalog(state.schema),
         other_names=others,
@@ -452,6 +458,27 @@ def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, An
         check_query=check_query,
         field_checks=False,  # REST has checked required/length/picklist/type on the schema
     )
+    query = record.get("Query")
+    if query and not any("Query" in e["fields"] for e in errors):
+        problem = text_area_in_where(str(query), state.schema)
+        if problem:
+            errors.append(error("INVALID_FIELD", problem, ["Query"]))
+    return errors
+
+
+def text_area_in_where(query: str, schema: Any) -> str | None:
+    """The guide lists "searching for values in Text Area fields" as unsupported; the message is
+    SOQL's for a field that cannot be filtered."""
+    try:
+        parts = analyse(query)
+    except QueryError:
+        return None
+    obj = schema.object(parts.sobject) if schema is not None else None
+    for name in parts.where_fields:
+        fd = obj.field(name) if obj is not None else None
+        if fd is not None and fd.type == "textarea":
+            return f"field '{fd.name}' can not be filtered in a query call"
+    return None
 
 
 def schema_catalog(schema: Any) -> FieldCatalog:
@@ -536,6 +563,10 @@ def notifies(
         return False
     if change_type == "updated":
         changed_lower = {name.lower() for name in changed}
+        if topic.sobject.lower() in _PERSON_NAME_OBJECTS and changed_lower & _NAME_COMPONENTS:
+            # "Compound Fields in PushTopic Queries": a person's name change is detected through
+            # the Name field only; its components alone don't detect it
+            changed_lower = (changed_lower - _NAME_COMPONENTS) | {"name"}
         mode = topic.notify_for_fields
         if mode == "All":
             watched_hit = bool(changed_lower)
@@ -550,6 +581,10 @@ def notifies(
     return topic.matches(record)
 
 
+_PERSON_NAME_OBJECTS = frozenset({"lead", "contact"})
+_NAME_COMPONENTS = frozenset({"salutation", "firstname", "middlename", "lastname", "suffix"})
+
+
 def _lookup(record: Mapping[str, Any], name: str) -> tuple[str, Any]:
     if name in record:
         return name, record[name]
@@ -561,11 +596,18 @@ def _lookup(record: Mapping[str, Any], name: str) -> tuple[str, Any]:
 
 
 def sobject_payload(topic: Topic, change_type: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """The notification's ``sobject``: the SELECT fields (only Id for a deleted record)."""
+    """The notification's ``sobject``: the SELECT fields (only Id for a deleted record); a
+    person's Name brings all its components ("the returned notification message includes all
+    constituent field values")."""
     if change_type == "deleted":
         key, value = _lookup(record, "Id")
         return {key: value}
-    return dict(_lookup(record, name) for name in topic.select)
+    sobject = dict(_lookup(record, name) for name in topic.select)
+    if topic.sobject.lower() in _PERSON_NAME_OBJECTS and "name" in topic.select_lower:
+        for part in _NAME_PARTS:
+            if part in record and part not in sobject:
+                sobject[part] = record[part]
+    return sobject
 
 
 def created_date(at: datetime) -> str:
@@ -575,10 +617,16 @@ def created_date(at: datetime) -> str:
 
 
 def topic_message(
-    topic: Topic, change_type: str, record: Mapping[str, Any], at: datetime, replay_id: int
+    topic: Topic,
+    change_type: str,
+    record: Mapping[str, Any],
+    at: datetime,
+    replay_id: int,
+    channel: str | None = None,
 ) -> dict[str, Any]:
+    """The notification; ``channel`` is the topic's own unless it goes to a former name."""
     return {
-        "channel": topic.channel,
+        "channel": channel or topic.channel,
         "data": {
             "event": {"createdDate": created_date(at), "replayId": replay_id, "type": change_type},
             "sobject": sobject_payload(topic, change_type, record),
@@ -602,6 +650,30 @@ def cdc_channels(sobject: str) -> tuple[str, ...]:
     return (f"/data/{sobject}ChangeEvent", "/data/ChangeEvents")
 
 
+_NAME_PARTS = ("Salutation", "FirstName", "MiddleName", "LastName", "Suffix")
+_ADDRESS_PARTS = (
+    "Street", "City", "State", "PostalCode", "Country", "StateCode", "CountryCode",
+    "Latitude", "Longitude", "GeocodeAccuracy",
+)  # fmt: skip
+_ADDRESS_PREFIXES = ("", "Billing", "Shipping", "Mailing", "Other")
+
+
+def compound_fields(record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Compound field -> {component name in the event: record field}, for the record's object.
+
+    Change events nest Name (of a person: Lead, Contact, User) and addresses; a component's
+    name can differ from the object's field (BillingAddress.Street is BillingStreet).
+    """
+    compounds: dict[str, dict[str, str]] = {}
+    if "LastName" in record and "FirstName" in record:
+        compounds["Name"] = {part: part for part in _NAME_PARTS if part in record}
+    for prefix in _ADDRESS_PREFIXES:
+        parts = {part: prefix + part for part in _ADDRESS_PARTS if prefix + part in record}
+        if f"{prefix}Street" in parts.values() or f"{prefix}City" in parts.values():
+            compounds[f"{prefix}Address"] = parts
+    return compounds
+
+
 def cdc_payload(
     sobject: str,
     change_type: str,
@@ -614,10 +686,18 @@ def cdc_payload(
     transaction_key: str | None = None,
 ) -> dict[str, Any]:
     """A change event ``payload`` (Change Data Capture Developer Guide, "Change Event Message
-    Structure"): CREATE/UNDELETE carry the record's non-null fields, UPDATE only the changed
-    ones (listed in changedFields), DELETE none. Compound fields are sent flat (simplified)."""
+    Structure", "Get Compound Fields in Change Events"): CREATE/UNDELETE carry every field
+    (null ones too), UPDATE the changed ones plus LastModifiedDate (listed in changedFields,
+    components as ``Compound.Component``, fields set to null in nulledFields), DELETE none.
+    Name and address compounds are nested."""
     kind = _CDC_TYPES[change_type]
-    changed_list = sorted(name for name in changed if name not in _CDC_SKIPPED)
+    compounds = compound_fields(record)
+    component_of = {
+        field: (compound, part)
+        for compound, parts in compounds.items()
+        for part, field in parts.items()
+    }
+    changed_set = {name for name in changed if name not in _CDC_SKIPPED}
     header: dict[str, Any] = {
         "entityName": sobject,
         "recordIds": [record.get("Id")],
@@ -630,19 +710,34 @@ def cdc_payload(
         "commitUser": user_id,
         "nulledFields": [],
         "diffFields": [],
-        "changedFields": changed_list if kind == "UPDATE" else [],
+        "changedFields": [],
     }
     payload: dict[str, Any] = {"ChangeEventHeader": header}
     if kind in ("CREATE", "UNDELETE"):
-        payload.update((k, v) for k, v in record.items() if v is not None and k not in _CDC_SKIPPED)
-    elif kind == "UPDATE":
-        for name in changed_list:
-            key, value = _lookup(record, name)
-            if value is None:
-                header["nulledFields"].append(key)
+        for key, value in record.items():
+            if key in _CDC_SKIPPED or key in component_of or key in compounds:
+                continue
             payload[key] = value
-        if "LastModifiedDate" in record:
-            payload["LastModifiedDate"] = record["LastModifiedDate"]
+        for compound, parts in compounds.items():
+            nested = {part: record.get(field) for part, field in parts.items()}
+            payload[compound] = nested if any(v is not None for v in nested.values()) else None
+    elif kind == "UPDATE":
+        changed_names: list[str] = []
+        for name in sorted(changed_set | ({"LastModifiedDate"} & set(record))):
+            key, value = _lookup(record, name)
+            if key in compounds:
+                continue  # a person's full Name is derived: its components tell the change
+            if key in component_of:
+                compound, part = component_of[key]
+                payload.setdefault(compound, {})[part] = value
+                path = f"{compound}.{part}"
+            else:
+                payload[key] = value
+                path = key
+            changed_names.append(path)
+            if value is None:
+                header["nulledFields"].append(path)
+        header["changedFields"] = changed_names
     return payload
 
 

@@ -1,4 +1,4 @@
-"""The control API: faults, clock, stats, limits, reset, as the simple-salesforce client sees them."""
+"""The control API: faults, clock, stats, limits and reset, as simple-salesforce sees them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ def test_error_fault_by_count_and_path(clean_devorg: DevOrg) -> None:
     lead = sf.Lead.create({"LastName": "Locked", "Company": "Rows"})["id"]
     rule = clean_devorg.control(
         "faults",
-        {"error_code": "UNABLE_TO_LOCK_ROW", "count": 2, "path": "/services/data/v63.0/sobjects/Lead"},
+        {
+            "error_code": "UNABLE_TO_LOCK_ROW",
+            "count": 2,
+            "path": "/services/data/v63.0/sobjects/Lead",
+        },
     )
     assert rule["status"] == 400 and rule["kind"] == "error"
     sf.query("SELECT Id FROM Lead")  # another path: untouched
@@ -114,7 +118,10 @@ def test_reset_removes_records_but_keeps_sessions(clean_devorg: DevOrg) -> None:
     clean_devorg.control("reset")
     assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 0
     users = sf.query("SELECT Username FROM User ORDER BY Username")["records"]
-    assert [u["Username"] for u in users] == ["integration@sfbridge.devorg", "sales@sfbridge.devorg"]
+    assert [u["Username"] for u in users] == [
+        "integration@sfbridge.devorg",
+        "sales@sfbridge.devorg",
+    ]
 
 
 def test_control_rejects_bad_bodies(devorg: DevOrg) -> None:

@@ -324,6 +324,41 @@ def test_notification_rules(
     assert notifies(the_topic, change_type, record, changed) is expected
 
 
+NAMED = {
+    **OPEN,
+    "FirstName": "Ada",
+    "LastName": "Lovelace",
+    "Salutation": None,
+    "Name": "Ada Lovelace",
+}
+
+
+@pytest.mark.parametrize(
+    ("query", "changed", "expected"),
+    [
+        ("SELECT Id, Name FROM Lead", {"LastName", "Name"}, True),
+        ("SELECT Id, Name FROM Lead", {"FirstName"}, True),
+        ("SELECT Id, FirstName, LastName FROM Lead", {"LastName", "Name"}, False),  # "No"
+        ("SELECT Id, Name, FirstName FROM Lead", {"FirstName", "Name"}, True),
+        ("SELECT Id, Email FROM Lead WHERE Name != null", {"LastName", "Name"}, True),
+        ("SELECT Id, Email FROM Lead", {"Email", "LastName"}, True),
+    ],
+)
+def test_a_persons_name_is_detected_through_the_name_field(
+    query: str, changed: set[str], expected: bool
+) -> None:
+    the_topic = compile_topic(topic_record(Query=query), lambda q: lambda r: True)
+    assert notifies(the_topic, "updated", NAMED, changed) is expected
+
+
+def test_a_name_in_the_select_brings_its_components() -> None:
+    the_topic = compile_topic(topic_record(Query="SELECT Id, Name FROM Lead"), status_is("x"))
+    assert pushtopic.sobject_payload(the_topic, "created", NAMED) == {
+        "Id": "00Q1", "Name": "Ada Lovelace",
+        "Salutation": None, "FirstName": "Ada", "LastName": "Lovelace",
+    }  # fmt: skip
+
+
 def test_payload_has_the_select_fields_and_the_event() -> None:
     at = datetime(2026, 3, 29, 16, 40, 8, 208000, tzinfo=UTC)
     message = pushtopic.topic_message(topic(), "created", OPEN, at, 13)
@@ -343,28 +378,96 @@ def test_select_names_map_to_the_records_field_names() -> None:
     assert pushtopic.sobject_payload(lower, "updated", OPEN) == {"Id": "00Q1", "Email": "a@x.com"}
 
 
+CDC_LEAD = {
+    "Id": "00Q1", "FirstName": "Ada", "LastName": "Lovelace", "Salutation": None,
+    "Name": "Ada Lovelace",
+    "Email": "a@x.com", "Company": "X", "Phone": None, "Street": "1 Main", "City": "Leeds",
+    "State": None, "PostalCode": None, "Country": None, "IsDeleted": False,
+    "LastModifiedDate": "2026-01-02T03:04:05.000+0000",
+    "SystemModstamp": "2026-01-02T03:04:05.000+0000",
+}  # fmt: skip
 CDC = [
-    ("created", {"Id", "Email", "Status"}, "CREATE", [], {"Email", "Status", "Company"}),
-    ("updated", {"Email", "SystemModstamp"}, "UPDATE", ["Email"], {"Email"}),
-    ("deleted", set(), "DELETE", [], set()),
-    ("undeleted", set(), "UNDELETE", [], {"Email", "Status", "Company"}),
-]
+    # (change, changed fields, changeType, header changedFields, nulledFields, payload fields)
+    ("created", set(CDC_LEAD), "CREATE", [], [],
+     {"Name", "Email", "Company", "Phone", "Address", "LastModifiedDate"}),
+    ("updated", {"Email", "SystemModstamp", "LastModifiedDate"}, "UPDATE",
+     ["Email", "LastModifiedDate"], [], {"Email", "LastModifiedDate"}),
+    ("updated", {"LastName", "Name", "City", "Phone", "LastModifiedDate"}, "UPDATE",
+     ["Address.City", "LastModifiedDate", "Name.LastName", "Phone"], ["Phone"],
+     {"Name", "Address", "Phone", "LastModifiedDate"}),
+    ("deleted", set(), "DELETE", [], [], set()),
+    ("undeleted", set(), "UNDELETE", [], [],
+     {"Name", "Email", "Company", "Phone", "Address", "LastModifiedDate"}),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(("change_type", "changed", "kind", "changed_fields", "data_fields"), CDC)
+@pytest.mark.parametrize(
+    ("change_type", "changed", "kind", "changed_fields", "nulled", "data_fields"), CDC
+)
 def test_change_event_payload(
-    change_type: str, changed: set[str], kind: str, changed_fields: list[str], data_fields: set[str]
+    change_type: str,
+    changed: set[str],
+    kind: str,
+    changed_fields: list[str],
+    nulled: list[str],
+    data_fields: set[str],
 ) -> None:
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     payload = pushtopic.cdc_payload(
-        "Lead", change_type, OPEN, changed, user_id="005X", at=at, api_version="63.0"
+        "Lead", change_type, CDC_LEAD, changed, user_id="005X", at=at, api_version="63.0"
     )
     header = payload.pop("ChangeEventHeader")
     assert header["changeType"] == kind
     assert header["entityName"] == "Lead"
     assert header["recordIds"] == ["00Q1"]
     assert header["changedFields"] == changed_fields
+    assert header["nulledFields"] == nulled
     assert header["commitUser"] == "005X"
     assert header["commitTimestamp"] == int(at.timestamp() * 1000)
     assert header["transactionKey"] and header["sequenceNumber"] == 1
     assert set(payload) == data_fields
+
+
+def test_change_events_nest_compound_fields() -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    created = pushtopic.cdc_payload(
+        "Lead", "created", CDC_LEAD, set(CDC_LEAD), user_id="005X", at=at, api_version="63.0"
+    )
+    assert created["Name"] == {"Salutation": None, "FirstName": "Ada", "LastName": "Lovelace"}
+    assert created["Address"]["Street"] == "1 Main" and created["Address"]["City"] == "Leeds"
+    assert created["Phone"] is None  # a new record's event carries its empty fields too
+    account = {
+        "Id": "001",
+        "Name": "Acme",
+        "BillingStreet": None,
+        "BillingCity": None,
+        "ShippingCity": "Oslo",
+    }
+    event = pushtopic.cdc_payload(
+        "Account", "created", account, set(account), user_id="005X", at=at, api_version="63.0"
+    )
+    assert event["Name"] == "Acme" and event["BillingAddress"] is None
+    assert event["ShippingAddress"] == {"City": "Oslo"}
+    updated = pushtopic.cdc_payload(
+        "Lead",
+        "updated",
+        {**CDC_LEAD, "City": "York"},
+        {"City"},
+        user_id="005X",
+        at=at,
+        api_version="63.0",
+    )
+    assert updated["Address"] == {"City": "York"}
+
+
+def test_syntax_errors_take_the_soql_parsers_words() -> None:
+    def check(query: str) -> None:
+        raise QueryError("MALFORMED_QUERY", "unexpected token: 'Account'")
+
+    record = topic_record(Query="SELECT Id, Name Account")
+    (problem,) = validate_topic(record, fields_of=fields_of, check_query=check)
+    assert problem["message"] == "unexpected token: 'Account'"
+    # the documented PushTopic restrictions keep the guide's texts
+    limited = topic_record(Query="SELECT Id, Email FROM Lead LIMIT 1")
+    (problem,) = validate_topic(limited, fields_of=fields_of, check_query=check)
+    assert problem["message"] == "'LIMIT' is not allowed"
