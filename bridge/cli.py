@@ -38,6 +38,9 @@ class _Group(click.Group):
 @click.version_option(package_name="sfbridge")
 def main() -> None:
     """sfbridge: Salesforce referral and sales-engagement bridge."""
+    from bridge import logsafe
+
+    logsafe.install()  # no token, key or password in any log line of any command
 
 
 def _runtime() -> Runtime:
@@ -183,6 +186,9 @@ def org_connect(
 
     rt = _runtime()
     org_config = _org_config(rt, name)
+    # Fail on missing encryption keys or an unmigrated database before anyone logs in.
+    rt.vault  # noqa: B018
+    orgs.check_store(rt.store)
     if web:
         attempt = orgs.WebConnect.start(
             name, org_config, redirect_uri or oauth.DEFAULT_REDIRECT_URI

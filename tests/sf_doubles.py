@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import itertools
 import json
 import secrets
@@ -169,6 +170,12 @@ class FakeSalesforce:
         else:
             return self._oauth_error("unsupported_grant_type", "grant type not supported")
         body.update(access_token=self._issue(), token_type="Bearer", scope="api")
+        body["issued_at"] = str(int(time.time() * 1000))
+        if self.client_secret:
+            mac = hmac.new(
+                self.client_secret.encode(), (body["id"] + body["issued_at"]).encode(), "sha256"
+            )
+            body["signature"] = base64.b64encode(mac.digest()).decode()
         return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def authorize(self, authorize_url: str) -> str:

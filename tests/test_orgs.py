@@ -370,3 +370,10 @@ def test_token_url_is_under_the_login_url():
     assert oauth.token_url("https://acme.my.salesforce.com/") == (
         "https://acme.my.salesforce.com/services/oauth2/token"
     )
+
+
+def test_cli_org_connect_on_an_unmigrated_database_says_to_upgrade(runner, cli_env, tmp_path):
+    env = {**cli_env, "SFBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = runner.invoke(main, ["org", "connect", "acme"], env=env)
+    assert result.exit_code == 1
+    assert "has no sfbridge tables yet: run `sfbridge db upgrade`" in result.output

@@ -353,3 +353,32 @@ def test_reprs_hide_tokens_and_keys(fake, rsa_keys):
         assert "s3cr3t-consumer" not in text
     assert ORG_ID in repr(org)
     assert "token=***" in repr(org)
+
+
+def test_a_refused_reauthentication_surfaces_as_the_login_error(fake):
+    fake.refresh_tokens.add("5Aep861-soon-revoked")
+    org = connect(OrgCredentials(LOGIN_URL, CLIENT_ID, refresh_token="5Aep861-soon-revoked"))
+    fake.refresh_tokens.clear()  # an admin revoked the app's access
+    fake.expire_sessions()
+    with pytest.raises(SalesforceUsageError) as raised:
+        org.call(org.sf.query, "SELECT Id FROM Lead")
+    assert (raised.value.code, raised.value.message) == (
+        "invalid_grant",
+        "expired access/refresh token",
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "url"),
+    [
+        ("limits", f"{API}/limits"),
+        ("/services/data/v63.0/limits", f"{API}/limits"),
+        (f"{API}/limits", f"{API}/limits"),
+    ],
+)
+def test_raw_request_paths(fake, rsa_keys, path, url):
+    org = connect_jwt(fake, rsa_keys)
+    fake.rest(responses.GET, "limits", {"DailyApiRequests": {"Max": 15000}})
+    response = org.request("GET", path)
+    assert response.url == url
+    assert response.request.headers["Authorization"] == f"Bearer {org.access_token}"

@@ -201,11 +201,15 @@ def test_a_refused_connection_is_transient(monkeypatch):
         port = s.getsockname()[1]
     session = connection.build_session(f"https://127.0.0.1:{port}")
     with pytest.raises(requests.ConnectionError) as raised:
-        session.get(f"https://127.0.0.1:{port}/services/data/")
+        session.get(f"https://127.0.0.1:{port}/services/data/v63.0/query/?q=SELECT+Email")
     err = classify(raised.value)
     assert isinstance(err, SalesforceTransientError)
     assert err.code == "network_error"
-    assert "refused" in err.message.lower()
+    # Where it tried and why, without the query string (it may carry data).
+    where = f"cannot reach Salesforce at https://127.0.0.1:{port}/services/data/v63.0/query/: "
+    assert err.message.startswith(where)
+    assert err.message.endswith("Connection refused")
+    assert "SELECT" not in err.message
 
 
 def test_a_timeout_is_transient():

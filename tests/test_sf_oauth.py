@@ -184,3 +184,13 @@ def test_the_listener_stops_cleanly_when_never_started():
     done = threading.Event()
     threading.Thread(target=lambda: (listener.close(), done.set()), daemon=True).start()
     assert done.wait(5)
+
+
+def test_the_token_response_signature_is_checked_with_the_client_secret(fake):
+    fake.client_secret = "s3cr3t-consumer"
+    flow = start_flow()
+    code = flow.code_from_callback(fake.authorize(flow.authorize_url))
+    token = flow.exchange(build_session(LOGIN_URL), code, client_secret="s3cr3t-consumer")
+    assert token.signature and token.issued_at
+    with pytest.raises(SalesforceUsageError, match="signature does not match"):
+        token.check_signature("another-apps-secret")

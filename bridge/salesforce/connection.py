@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import requests
@@ -40,6 +40,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce, format_soql
 from urllib3.util.retry import Retry
 
+from bridge import logsafe
 from bridge.errors import UsageError
 from bridge.salesforce import oauth
 from bridge.salesforce.errors import (
@@ -123,6 +124,7 @@ def _retry(*, methods: frozenset[str]) -> Retry:
 
 def build_session(login_url: str, ca_bundle: str | None = None) -> requests.Session:
     """The org's HTTP session: no environment influence, explicit trust, retrying adapters."""
+    logsafe.install()  # tokens flow from here on: make sure no log line can carry one
     session = requests.Session()
     session.trust_env = False
     session.verify = ca_bundle or True
@@ -199,6 +201,10 @@ class SalesforceOrg:
             records = self.call(self.sf.query, soql).get("records") or []
             self._username = str(records[0]["Username"]) if records else self.user_id
         return self._username
+
+    def close(self) -> None:
+        """Release the HTTP connections (the org can still reconnect on the next call)."""
+        self.http.close()
 
     def __repr__(self) -> str:
         return (
@@ -305,8 +311,6 @@ class SalesforceOrg:
 
 
 def _replace_refresh_token(creds: OrgCredentials, refresh_token: str) -> OrgCredentials:
-    from dataclasses import replace
-
     return replace(creds, refresh_token=refresh_token)
 
 
@@ -363,7 +367,7 @@ def connect_with_token(
 
 def open_org(store: Any, vault: Any, name: str, org_config: Any) -> SalesforceOrg:
     """Open the stored connection `name` (see `bridge.orgs.open_org`)."""
-    from bridge.orgs import open_org as _open_org
+    from bridge.orgs import open_org as _open_org  # bridge.orgs imports this module
 
     return _open_org(store, vault, name, org_config)
 
