@@ -1,3 +1,64 @@
-"""sfbridge: the bridge between referral data and Salesforce."""
+"""sfbridge: the bridge between referral data and Salesforce.
+
+`create_app()` is the web application factory (the flaskr pattern): settings come from the
+environment unless given, every resource registers itself with `init_app`, and each feature is
+one blueprint in `bridge.web`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from bridge.config import Settings
 
 __version__ = "0.1.0"
+
+
+def create_app(settings: Settings | None = None, config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the web app: reviewer UI, integration reports, JSON API v1, health and metrics."""
+    from flask import Flask
+
+    from bridge.config import Settings
+    from bridge.web import admin, api, auth, extensions, health, reports, review, security
+
+    settings = settings or Settings.from_env()
+    app = Flask("bridge.web", instance_path=None, static_folder="static")
+    app.config.from_mapping(
+        SECRET_KEY=extensions.secret_key(settings),
+        SESSION_COOKIE_NAME="sfbridge_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,  # also set per request when the request came over HTTPS
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        IDLE_TIMEOUT_SECONDS=30 * 60,
+        LOGIN_MAX_FAILURES=5,  # per account, then locked for LOGIN_LOCKOUT_SECONDS
+        LOGIN_LOCKOUT_SECONDS=15 * 60,
+        LOGIN_IP_MAX_FAILURES=20,  # per client address within LOGIN_IP_WINDOW_SECONDS
+        LOGIN_IP_WINDOW_SECONDS=15 * 60,
+        PASSWORD_HASH_METHOD="scrypt",  # noqa: S106 - a hash method name
+        PAGE_SIZE=25,
+        READY_MAX_LAG_SECONDS=300,
+        TRUST_PROXY=False,
+    )
+    if config:
+        app.config.update(config)
+    demo_devorg = os.environ.get("SFBRIDGE_DEMO_DEVORG_DIR")
+    if demo_devorg and "DEMO_CHANGES" not in app.config:
+        from bridge.demo import make_changes
+
+        app.config["DEMO_CHANGES"] = functools.partial(make_changes, demo_devorg)
+
+    extensions.init_app(app, settings)
+    security.init_app(app)
+    auth.init_app(app)
+    api.init_app(app)
+    for bp in (auth.bp, review.bp, reports.bp, admin.bp, api.bp, health.bp):
+        app.register_blueprint(bp)
+    app.add_url_rule("/", endpoint="index", view_func=review.dashboard)
+    return app

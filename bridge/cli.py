@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from bridge.config import OrgConfig
     from bridge.runtime import Runtime
+    from bridge.salesforce.connection import SalesforceOrg
 
 
 class _Group(click.Group):
@@ -69,6 +70,10 @@ def config_check(file: str | None) -> None:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     cfg, problems = check_config_text(text, path)
+    if cfg is not None:
+        from bridge.receiver.configcheck import check_config_rules
+
+        problems = check_config_rules(cfg, text, path)
     if problems:
         for p in problems:
             click.echo(str(p), err=True)
@@ -121,13 +126,112 @@ def secrets_rotate() -> None:
     click.echo(f"re-encrypted {count} secret(s) with the newest key")
 
 
+# ---- web, users, tokens (review helper) -----------------------------------------------------
+
+
+@main.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def web_command(host: str, port: int, workers: int) -> None:
+    """Serve the reviewer UI, the JSON API and health/metrics under gunicorn."""
+    from bridge.webserver import serve
+
+    serve(host, port, workers)
+
+
+@main.group(cls=_Group)
+def users() -> None:
+    """Reviewer and admin accounts."""
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["reviewer", "admin"]), required=True)
+@click.option("--name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(email: str, role: str, name: str, password_stdin: bool) -> None:
+    """Add a user who signs in to the web UI with EMAIL."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from bridge.users import create_user
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        user = create_user(s, email, password, role, name=name, actor="cli")
+        click.echo(f"added {user.email} ({user.role})")
+
+
+@main.group(cls=_Group)
+def tokens() -> None:
+    """API tokens for /api/v1 (the secret is shown once)."""
+
+
+@tokens.command("create")
+@click.option("--user", "email", required=True, help="The user the token acts as.")
+@click.option("--name", required=True, help="What uses the token.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="Repeat for each scope, e.g. --scope entries:read --scope entries:write.",
+)
+def tokens_create(email: str, name: str, scopes: tuple[str, ...]) -> None:
+    """Create a token; prints the secret once (only its SHA-256 is stored)."""
+    from sqlalchemy import select
+
+    from bridge.errors import UsageError
+    from bridge.store.models import User
+    from bridge.users import create_token
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        user = s.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise UsageError(f"no user {email}: add one with `sfbridge users add`")
+        new = create_token(s, user, name, [x for sc in scopes for x in sc.split()], actor="cli")
+        click.echo(
+            f"token {new.token.id} ({' '.join(new.token.scopes)}), shown only now:", err=True
+        )
+        click.echo(new.secret)
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+def tokens_revoke(token_id: int) -> None:
+    """Revoke token TOKEN_ID: it stops working at once."""
+    from bridge.users import revoke_token
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        token = revoke_token(s, token_id, actor="cli")
+        click.echo(f"revoked token {token.id} ({token.name})")
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List tokens (never their secrets)."""
+    from sqlalchemy import select
+
+    from bridge.store.models import ApiToken
+
+    rt = _runtime()
+    with rt.store.session() as s:
+        for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = "revoked" if t.revoked_at else "active"
+            click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{' '.join(t.scopes)}\t{state}")
+
+
 # ---- org connect ----------------------------------------------------------------------------
 # `org` is the group for every org command (connect here; check and topics attach to it).
 
 
 @main.group(cls=_Group)
 def org() -> None:
-    """Salesforce org connections."""
+    """Salesforce orgs: connect, preflight check, PushTopics."""
 
 
 def _org_config(rt: Runtime, name: str) -> OrgConfig:
@@ -230,6 +334,60 @@ def org_connect(
         f"connected '{name}': org {sf_org.org_id}, user {sf_org.username} ({sf_org.user_id}), "
         f"instance {sf_org.instance_url}"
     )
+
+
+# ---- org check and topics -------------------------------------------------------------------
+
+
+def _open_org(rt: Runtime, name: str, org_config: OrgConfig) -> SalesforceOrg:
+    from bridge.orgs import open_org
+
+    return open_org(rt.store, rt.vault, name, org_config)
+
+
+@org.command("check")
+@click.argument("name")
+def org_check(name: str) -> None:
+    """Preflight org NAME: objects, package fields, mapping status, picklist values, topics.
+
+    Exits 1 when any check reports an Issue.
+    """
+    from bridge.salesforce import check
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    sf_org = _open_org(rt, name, org_config)
+    findings = check.run_check(sf_org, name, org_config)
+    click.echo(check.format_findings(findings))
+    if check.has_issues(findings):
+        sys.exit(1)
+
+
+@org.command("topics")
+@click.argument("name")
+@click.option("--apply", "do_apply", is_flag=True, help="Create or update the topics.")
+@click.option("--apex", is_flag=True, help="Print the same as anonymous Apex (no connection).")
+def org_topics(name: str, do_apply: bool, apex: bool) -> None:
+    """Plan the PushTopics of org NAME from the config; with --apply, make the org match."""
+    from bridge.salesforce import topics
+
+    rt = _runtime()
+    org_config = _org_config(rt, name)
+    desired = topics.desired_topics(org_config)  # checked before anything is sent
+    if apex:
+        click.echo(topics.apex_script(desired), nl=False)
+        return
+    sf_org = _open_org(rt, name, org_config)
+    actions, applied = topics.sync_topics(sf_org, org_config, dry_run=not do_apply)
+    click.echo(topics.format_plan(actions))
+    pending = [a for a in actions if a.action != "unchanged"]
+    if not pending:
+        click.echo("\nall topics are up to date")
+    elif do_apply:
+        done = [f"{a.action}d {a.name}" for a in applied if a.action != "unchanged"]
+        click.echo(f"\napplied: {', '.join(done)}")
+    else:
+        click.echo(f"\n{len(pending)} change(s) planned; run again with --apply to make them")
 
 
 # ---- local org (devorg) ---------------------------------------------------------------------
@@ -369,3 +527,34 @@ def worker(burst: bool, queues: tuple[str, ...], fork: bool) -> None:
     _log_to_stderr()
     rt = _runtime()
     jobs.run_worker(rt, burst=burst, queues=queues or None, fork=fork)
+
+
+# ---- demo (review helper) -------------------------------------------------------------------
+
+
+@main.group("demo", cls=_Group, invoke_without_command=True)
+@click.option("--port", default=8000, show_default=True, help="Port of the web app.")
+@click.option("--org-port", default=8410, show_default=True, help="Port of the local org.")
+@click.option(
+    "--no-changes", is_flag=True, help="Do not make the first changes in the org at start."
+)
+@click.pass_context
+def demo(ctx: click.Context, port: int, org_port: int, no_changes: bool) -> None:
+    """Run everything on embedded defaults: local org, web, worker and stream (Ctrl-C stops)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bridge.config import Settings
+    from bridge.demo import Demo
+
+    instance = Path(Settings.from_env().instance_dir).resolve()
+    Demo(instance, web_port=port, org_port=org_port, initial_changes=not no_changes).run()
+
+
+@demo.command("changes")
+def demo_changes() -> None:
+    """Edit and create Leads in the demo's local org as the ordinary sales user."""
+    from bridge.config import Settings
+    from bridge.demo import make_changes
+
+    instance = Path(Settings.from_env().instance_dir).resolve()
+    click.echo(make_changes(instance / "devorg"))

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -98,7 +99,10 @@ def _check_ref(value: str) -> str:
     return value
 
 
-FieldRef = Annotated[str, Field(description="Object.Field, e.g. Lead.Email")]
+# Validated per item, so every bad reference is reported at its own key and line.
+FieldRef = Annotated[
+    str, AfterValidator(_check_ref), Field(description="Object.Field, e.g. Lead.Email")
+]
 
 
 class StatusRule(_Model):
@@ -112,7 +116,12 @@ class StatusRule(_Model):
     @classmethod
     def _field_name(cls, v: str) -> str:
         if "." in v:
-            raise ValueError(f"'{v}' must be a field of the rule's object, without a path")
+            obj, _, rest = v.rpartition(".")
+            raise ValueError(
+                f"'{v}' is a path; name a field of the rule's object only. For a field of a "
+                f"related record, set the rule's object to it (e.g. object: {obj.split('.')[-1]}, "
+                f"field: {rest}); related records follow the relational rules"
+            )
         if not _IDENT.match(v):
             raise ValueError(f"'{v}' is not a valid field name")
         return v
@@ -137,11 +146,6 @@ class TargetMatch(_Model):
     fuzzy: bool = True
     fuzzy_threshold: float = Field(default=0.85, ge=0.5, le=1.0)
 
-    @field_validator("direct_fields")
-    @classmethod
-    def _refs(cls, v: list[str]) -> list[str]:
-        return [_check_ref(x) for x in v]
-
 
 class MemberMatch(_Model):
     referral_code: list[FieldRef] = Field(
@@ -159,11 +163,6 @@ class MemberMatch(_Model):
             "Contact.Referring_Member_External_ID__c",
         ]
     )
-
-    @field_validator("referral_code", "member_email", "member_external_id")
-    @classmethod
-    def _refs(cls, v: list[str]) -> list[str]:
-        return [_check_ref(x) for x in v]
 
 
 class Webhook(_Model):
@@ -212,27 +211,59 @@ class Receiver(_Model):
     @field_validator("referral_fields")
     @classmethod
     def _refs(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, ref in v.items():
+        for key in v:
             if not _IDENT.match(key):
                 raise ValueError(f"'{key}' is not a valid referral field name")
-            _check_ref(ref)
         return v
 
     @model_validator(mode="after")
     def _no_contradictions(self) -> Receiver:
-        seen: dict[tuple[str, str, str, str], str] = {}
-        for i, rule in enumerate(self.status_rules):
-            key = (rule.object, rule.field, rule.op, repr(rule.value))
-            if key in seen and seen[key] != rule.status:
-                raise ValueError(
-                    f"status_rules[{i}] contradicts an earlier rule: the same condition "
-                    f"({rule.object}.{rule.field} {rule.op} {rule.value!r}) gives "
-                    f"'{seen[key]}' and '{rule.status}'"
-                )
-            seen.setdefault(key, rule.status)
-        if not self.process.auto_process_direct and not self.process.auto_process_fuzzy:
-            pass  # everything goes to review: allowed, if unusual
+        # The first matching rule decides, so a later rule whose every match is already taken
+        # by an earlier rule with another status can never apply: the config contradicts itself.
+        for i, later in enumerate(self.status_rules):
+            for j, earlier in enumerate(self.status_rules[:i]):
+                if earlier.status != later.status and _covers(earlier, later):
+                    raise ValueError(
+                        f"status_rules[{i}]: contradicts status_rules[{j}]: every record with "
+                        f"{_condition(later)} already matches {_condition(earlier)}, which "
+                        f"gives '{earlier.status}', so this rule's '{later.status}' can never "
+                        "apply; remove one rule or make their conditions differ"
+                    )
         return self
+
+
+def _values(rule: StatusRule) -> set[str]:
+    values = rule.value if isinstance(rule.value, list) else [rule.value]
+    return {str(v) for v in values}
+
+
+def _condition(rule: StatusRule) -> str:
+    value = "" if rule.op == "is_blank" else f" {rule.value!r}"
+    return f"{rule.object}.{rule.field} {rule.op}{value}"
+
+
+def _covers(earlier: StatusRule, later: StatusRule) -> bool:
+    """True when every record matching `later` also matches `earlier` (which comes first)."""
+    if (earlier.object, earlier.field) != (later.object, later.field):
+        return False
+    if earlier.op == "is_blank":
+        blank = earlier.value in (None, True)
+        if later.op == "is_blank":
+            return blank == (later.value in (None, True))
+        # "is not blank" takes every record with a (non-empty) value
+        return not blank and later.op != "not_equals" and "" not in _values(later)
+    if later.op == "is_blank":
+        return False
+    if later.op == "not_equals":
+        return earlier.op == "not_equals" and _values(earlier) == _values(later)
+    if earlier.op in ("equals", "in"):
+        # changed_to X also means the value now equals X
+        return _values(later) <= _values(earlier)
+    if earlier.op == "changed_to":
+        return later.op == "changed_to" and _values(later) <= _values(earlier)
+    if earlier.op == "not_equals":
+        return not (_values(later) & _values(earlier))
+    return False
 
 
 class ReferralAdd(_Model):
@@ -244,7 +275,8 @@ class ReferralAdd(_Model):
 
 class ActivityMapping(_Model):
     object: Literal["Task", "Event"] = "Task"
-    static: dict[str, Any] = Field(default_factory=dict)
+    static: dict[str, Any] = Field(default_factory=dict)  # e.g. {Type: Call, Status: Completed}
+    subject_prefix: str | None = None  # e.g. "[LinkedIn] "; None: the kind's default prefix
 
 
 ActivityKind = Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
@@ -421,6 +453,18 @@ def _line_index(node: yaml.Node, path: tuple[Any, ...], index: dict[tuple[Any, .
             _line_index(item, (*path, i), index)
 
 
+def line_index(text: str) -> dict[tuple[Any, ...], int]:
+    """Config key path (``("orgs", "acme", "receiver")``) -> line number, for messages."""
+    index: dict[tuple[Any, ...], int] = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+    if node is not None:
+        _line_index(node, (), index)
+    return index
+
+
 def _describe_input(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -449,8 +493,15 @@ def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, li
             loc = tuple(
                 p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
             )
-            # Drop pydantic's discriminator-like segments that are not keys of the file.
             path: tuple[Any, ...] = tuple(loc)
+            message = _message(err)
+            # A model-level check names the item it is about ("status_rules[3]: ..."): point
+            # at that item's line rather than at the enclosing mapping.
+            hint = _RELATIVE_PATH.match(message) if err["type"] == "value_error" else None
+            if hint:
+                sub = _split_path(hint.group(1))
+                if (*path, *sub) in index:
+                    path, message = (*path, *sub), hint.group(2)
             line = None
             probe = path
             while probe:
@@ -458,10 +509,28 @@ def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, li
                     line = index[probe]
                     break
                 probe = probe[:-1]
-            key = ".".join(str(p) for p in path)
-            problems.append(Problem(filename, line, key, _message(err)))
+            problems.append(Problem(filename, line, _format_path(path), message))
         problems.sort(key=lambda p: (p.line or 0, p.key))
         return None, problems
+
+
+_RELATIVE_PATH = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): (.+)$", re.S)
+
+
+def _split_path(text: str) -> tuple[Any, ...]:
+    """`status_rules[3].value` -> ("status_rules", 3, "value")."""
+    parts: list[Any] = []
+    for name, index in re.findall(r"([A-Za-z_]\w*)|\[(\d+)\]", text):
+        parts.append(int(index) if index else name)
+    return tuple(parts)
+
+
+def _format_path(path: tuple[Any, ...]) -> str:
+    """("orgs", "acme", "status_rules", 3) -> orgs.acme.status_rules[3]"""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _message(err: Any) -> str:
@@ -480,6 +549,7 @@ def _message(err: Any) -> str:
         return f"found {_describe_input(found)}; allowed: {allowed}"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
+    msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
     return f"found {_describe_input(found)}; {msg[0].lower() + msg[1:]}"
 
 

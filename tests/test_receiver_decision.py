@@ -535,3 +535,26 @@ def test_decision_is_json() -> None:
     body = json.loads(json.dumps(d.to_dict()))
     assert body["outcome"] == "processed"
     assert [c["referral_id"] for c in body["candidates"]] == [1, 2]
+
+
+def test_every_reason_code_has_words() -> None:
+    from pathlib import Path
+
+    from bridge.receiver.decision import REASONS, explain
+
+    source = "".join(
+        (Path(__file__).parents[1] / "bridge" / "receiver" / f"{m}.py").read_text()
+        for m in ("decision", "rules", "service")
+    )
+    import re
+
+    emitted = set(re.findall(r'(?:append|reasons \+=)\(?\[?"([a-z_]+)', source))
+    emitted |= set(re.findall(r'Transition\((?:True|False), "([a-z_]+)"', source))
+    emitted |= set(re.findall(r'Decision\(\w+, \["([a-z_]+)"\]', source))
+    emitted -= {"status_changed"}  # an allowed transition, never a reason on an entry
+    assert emitted and emitted <= set(REASONS)
+    assert (
+        explain("status_rule:2")
+        == "status rule number 2 (counting from 0) matched and sets the status"
+    )
+    assert explain("member_by:referral_code").endswith("(referral_code)")

@@ -93,6 +93,24 @@ def test_name_blocks_meet_across_typos_and_swaps() -> None:
     assert stored not in nz.name_blocks("Mary", "Smith")
 
 
+@pytest.mark.parametrize(
+    ("typo", "forward", "reverse", "affix"),
+    [
+        ("Johnson", True, True, True),
+        ("Gohnson", False, True, False),  # typo early: only reverse Soundex holds
+        ("Johnsno", True, False, False),  # typo late: only Soundex holds
+        ("Jopnson", False, False, True),  # typo in the middle: only the affix holds
+    ],
+)
+def test_each_block_catches_typos_the_others_miss(
+    typo: str, forward: bool, reverse: bool, affix: bool
+) -> None:
+    stored = nz.referral_keys(first_name="Ann", last_name="Johnson")
+    assert (stored["name_block"] in nz.name_blocks("Ann", typo)) is forward
+    assert (stored["name_rblock"] in nz.name_blocks("Ann", typo, kind="reverse")) is reverse
+    assert (stored["name_ablock"] in nz.name_blocks("Ann", typo, kind="affix")) is affix
+
+
 def test_referral_keys_fill_every_key_column() -> None:
     keys = nz.referral_keys(
         first_name="Ana",
@@ -105,6 +123,8 @@ def test_referral_keys_fill_every_key_column() -> None:
         "email_key": "ana@ex.com",
         "name_key": "ana nunez",
         "name_block": "N520:A500",
+        "name_rblock": "Z550:A500",  # "zenun": reverse Soundex
+        "name_ablock": "nuez:A500",
         "company_key": "ex",
         "phone_key": "555010022",
     }

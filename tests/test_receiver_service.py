@@ -422,3 +422,41 @@ def test_candidate_lookup_is_by_keys_only(seeded: Store) -> None:
         entry = EntryInput("Lead", LEAD_ID, "updated", {"Lead": typo})
         found = find_referrals(s, program.id, plan_lookups(entry, ORG.receiver))
     assert [c.public_id for c in found] == ["R1"]
+
+
+def test_approving_a_member_match_creates_the_referral(seeded: Store) -> None:
+    org = org_config(process={"auto_process_direct": False})
+    records = {
+        "Lead": lead(
+            FirstName="Ana", LastName="Lima", Email="ana@lima.example", Referral_Code__c="MAX25"
+        )
+    }
+    eid = add_entry(seeded, "Lead", records, change="created")
+    entry = process(seeded, eid, org)
+    assert (entry.outcome, entry.reasons[-1], entry.referral_id) == (
+        "review",
+        "review_direct_match",
+        None,
+    )
+    assert entry.notify_state is None  # notify_on_review is not configured
+    with seeded.session() as s:
+        e = s.get(SalesEntry, eid)
+        assert e is not None
+        approve_entry(s, e, org, actor="rev@example.com")
+        created = s.get(Referral, e.referral_id)
+        assert created is not None
+        assert (created.first_name, created.email_key, created.status) == (
+            "Ana",
+            "ana@lima.example",
+            "pending",
+        )
+    assert history(seeded)[-1][1:] == (None, "pending", eid, "rev@example.com")
+
+
+def test_the_receiver_program_is_created_from_the_config_when_missing(store: Store) -> None:
+    eid = add_entry(store, "Lead", {"Lead": lead(Status="Qualified", Referral_Code__c="X")})
+    entry = process(store, eid)
+    assert (entry.outcome, entry.reasons[-1]) == ("review", "no_member")
+    with store.session() as s:
+        program = s.scalars(select(Program)).one()
+        assert (program.key, program.name, entry.program_id) == ("main", "Main", program.id)

@@ -3,8 +3,10 @@
 Never scans the referral table: every query is an indexed equality lookup —
 
 - direct: ``public_id`` / ``external_id`` (unique) and ``sf_*_id`` (indexed);
-- fuzzy: ``(program_id, email_key)``, ``(program_id, name_key)`` and
-  ``(program_id, name_block)`` — the Soundex block catches spelling variants and typos, the
+- fuzzy: ``(program_id, email_key)``, ``(program_id, name_key)``, and the three name blocks
+  ``name_block`` / ``name_rblock`` / ``name_ablock`` (Soundex, reverse Soundex and affix of the
+  surname, each with the first name's Soundex) — they catch spelling variants and typos —
+  and ``(program_id, phone_key)`` (a person found by phone still has to pass on name); the
   core then scores the handful found with rapidfuzz;
 - members: ``(program_id, referral_code)``, ``(program_id, email_key)``,
   ``(program_id, external_id)``.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from bridge.receiver.matching import LookupPlan, MemberCandidate, ReferralCandidate
@@ -105,14 +107,22 @@ def find_referrals(
         (Referral.email_key, plan.email_keys),
         (Referral.name_key, plan.name_keys),
         (Referral.name_block, plan.name_blocks),
+        (Referral.name_rblock, plan.name_rblocks),
+        (Referral.name_ablock, plan.name_ablocks),
+        (Referral.phone_key, plan.phone_keys),
     ):
         if values:
             queries.append(base.where(column.in_(values)).limit(limit))
+    if not queries:
+        return []
+    # One round trip: each lookup keeps its own LIMIT inside a subquery.
+    statement = (
+        union_all(*(select(q.subquery()) for q in queries)) if len(queries) > 1 else queries[0]
+    )
     found: dict[int, ReferralCandidate] = {}
-    for query in queries:
-        for row in session.execute(query):
-            if row[0] not in found:
-                found[row[0]] = _candidate(row)
+    for row in session.execute(statement):
+        if row[0] not in found:
+            found[row[0]] = _candidate(row)
     return list(found.values())
 
 

@@ -33,6 +33,50 @@ from bridge.receiver import rules as rl
 
 PROCESSED, REVIEW, FAILED, SKIPPED = "processed", "review", "failed", "skipped"
 
+# Every reason code an entry can carry, in words (for the review UI and reports).
+REASONS = {
+    "record_deleted": "the Salesforce record was deleted; nothing to apply",
+    "own_write": "the change was made by the bridge's own integration user",
+    "missing_data": "data needed to decide is missing from the entry (see 'missing')",
+    "status_rule": "status rule number <n> (counting from 0) matched and sets the status",
+    "no_status_rule": "no status rule matched; only referral fields and links apply",
+    "direct_match": "the referral was found by its Referral ID / External ID / Salesforce id",
+    "fuzzy_match": "the referral was found by normalized email or a similar name",
+    "ambiguous_match": "several referrals match equally well; a reviewer must pick one",
+    "reviewer_choice": "a reviewer chose the referral",
+    "member_match": "no referral matched, but the referring member was found",
+    "member_by": "how the member was found: referral_code, member_email or member_external_id",
+    "referral_created": "a new referral is created under the member",
+    "no_match": "no referral matched the entry",
+    "member_not_found": "the entry names a referring member that does not exist",
+    "no_member": "no referral and no member: waiting for a reviewer (review_when_no_member)",
+    "unmatched": "no referral and no member, and review_when_no_member is off",
+    "referral_not_found": "the referral chosen by a reviewer does not exist",
+    "terminal_referral": "the referral is approved, which is final",
+    "denied_referral_locked": "the referral is denied and override_denied is off",
+    "denied_requalify_not_allowed": "a denied referral that was qualified before cannot be "
+    "qualified or approved again",
+    "denied_upgrade_needs_review": "a denied referral would become qualified/approved: "
+    "review_denied_upgrade asks a reviewer first",
+    "status_unchanged": "the referral already has the status the rule sets",
+    "fields_updated": "referral fields mapped from Salesforce change",
+    "no_change": "nothing about the referral would change",
+    "review_direct_match": "auto_process_direct is off: a reviewer approves direct matches",
+    "review_fuzzy_match": "auto_process_fuzzy is off: a reviewer approves fuzzy matches",
+    "rejected": "a reviewer rejected the entry",
+}
+
+
+def explain(reason: str) -> str:
+    """The words for a reason code (``status_rule:2`` and ``member_by:...`` included)."""
+    code, _, arg = reason.partition(":")
+    text = REASONS.get(code, reason)
+    return (
+        text.replace("<n>", arg)
+        if arg and code == "status_rule"
+        else (f"{text} ({arg})" if arg else text)
+    )
+
 
 @dataclass
 class Decision:
@@ -197,7 +241,10 @@ def decide(
         if target is None:
             decision.outcome = FAILED
             decision.reasons.append("referral_not_found")
-            decision.error = f"the chosen referral {forced_referral_id} does not exist"
+            decision.error = (
+                f"the chosen referral {forced_referral_id} does not exist in the receiver's "
+                "program; pick another referral"
+            )
             return decision
         decision.match, decision.match_source = "reviewer", "reviewer"
         reasons.append("reviewer_choice")
@@ -339,7 +386,9 @@ def _without_referral(
     if forced_member_id is not None:
         decision.outcome = FAILED
         reasons.append("member_not_found")
-        decision.error = f"the chosen member {forced_member_id} does not exist"
+        decision.error = (
+            f"the chosen member {forced_member_id} does not exist in the receiver's program"
+        )
         return decision
 
     claims_referral = bool(

@@ -97,6 +97,8 @@ class ReferralCandidate:
             phone=values.get("phone"),
         )
         keys.pop("name_block")
+        keys.pop("name_rblock")
+        keys.pop("name_ablock")
         return cls(id=id, public_id=public_id, **{**keys, **values})
 
 
@@ -136,6 +138,8 @@ class Person:
     email_key: str | None
     name_key: str | None
     name_blocks: tuple[str, ...]
+    name_rblocks: tuple[str, ...]
+    name_ablocks: tuple[str, ...]
     company_key: str | None
     phone_key: str | None
 
@@ -177,6 +181,18 @@ class LookupPlan:
     def name_blocks(self) -> list[str]:
         return sorted({b for p in self.people for b in p.name_blocks})
 
+    @property
+    def name_rblocks(self) -> list[str]:
+        return sorted({b for p in self.people for b in p.name_rblocks})
+
+    @property
+    def name_ablocks(self) -> list[str]:
+        return sorted({b for p in self.people for b in p.name_ablocks})
+
+    @property
+    def phone_keys(self) -> list[str]:
+        return sorted({p.phone_key for p in self.people if p.phone_key})
+
     def member_values(self, kind: str) -> list[str]:
         return sorted({k.value for k in self.member_keys if k.kind == kind})
 
@@ -206,6 +222,8 @@ def _text(value: Any) -> str | None:
 def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
     first, last, name = rec.get("FirstName"), rec.get("LastName"), rec.get("Name")
     blocks = nz.name_blocks(first, last, name)
+    rblocks = nz.name_blocks(first, last, name, kind="reverse")
+    ablocks = nz.name_blocks(first, last, name, kind="affix")
     return Person(
         source=source,
         sobject=sobject,
@@ -219,6 +237,8 @@ def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> 
         email_key=nz.email_key(rec.get("Email")),
         name_key=nz.name_key(first, last, name),
         name_blocks=tuple(blocks),
+        name_rblocks=tuple(rblocks),
+        name_ablocks=tuple(ablocks),
         company_key=nz.company_key(company),
         phone_key=nz.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
     )

@@ -10,9 +10,11 @@ Decisions (the spec leaves them open):
   ``j.smith`` and ``jsmith`` are different people, and plus-addressing is not universal.
 - **Name**: Unicode-normalized (NFKC), accents stripped, case-folded, punctuation removed,
   tokens sorted and joined by one space — so ``"Smith, José"`` and ``"jose smith"`` meet.
-- **Name block** (the fuzzy-match blocking key): Soundex of the last name and of the first
-  name, ``"S530:J500"``. Spelling variants and most typos (Jon/John, Smyth/Smith) share it; the
-  matcher looks it up in both orders, so swapped first/last names are found too.
+- **Name blocks** (the fuzzy-match blocking keys): the surname coded three ways — Soundex,
+  reverse Soundex, first+last two letters — each with the first name's Soundex
+  (``"S530:J500"``). Spelling variants (Jon/John, Smyth/Smith) share the first; a one-letter
+  typo rarely changes all three. The matcher looks them up in both name orders, so swapped
+  first/last names are found too.
 - **Phone**: digits only, the last 10 (drops country codes and formatting); fewer than 7 digits
   is not a usable phone and gives no key.
 - **Company**: like a name, with legal-form words (Inc, LLC, GmbH…) dropped.
@@ -146,20 +148,45 @@ def _split_name(first: Any, last: Any, name: Any) -> tuple[str, str]:
     return f, la
 
 
-def name_blocks(first: Any, last: Any, name: Any = None) -> list[str]:
-    """Blocking keys for fuzzy name lookup: ``last:first`` Soundex, then the swapped order.
+def affix(word: str) -> str:
+    """A surname's first two and last two letters (``johnson`` -> ``joon``): unchanged by a
+    typo anywhere in between, which Soundex (start) and reverse Soundex (end) both miss."""
+    letters = "".join(ch for ch in fold(word) if ch.isalnum())
+    return letters if len(letters) <= 4 else letters[:2] + letters[-2:]
 
-    Multi-word names use their last word for the last name's code and their first word for the
-    first name's, so ``"Mary Ann" "Van Dyke"`` and ``"Mary" "Dyke"`` share a block.
+
+BLOCK_KINDS = ("soundex", "reverse", "affix")
+
+
+def name_blocks(first: Any, last: Any, name: Any = None, *, kind: str = "soundex") -> list[str]:
+    """Blocking keys for fuzzy name lookup: ``<surname code>:<Soundex of first name>``, then the
+    same with first and last name swapped.
+
+    The surname code is its Soundex (``kind="soundex"``: spelling variants like Smith/Smyth
+    meet), its reverse Soundex (``"reverse"``: Soundex only looks at a name's first letters, so
+    a typo there changes it while the reverse code holds), or its first and last two letters
+    (``"affix"``: a typo in the middle of a long name). A one-letter surname typo rarely changes
+    all three, so looking up all three finds most typos. Multi-word names use their last word
+    for the surname and their first word for the first name.
     """
     f, la = _split_name(first, last, name)
     if not la and not f:
         return []
-    f_code = soundex(f.split()[0]) if f else ""
-    l_code = soundex(la.split()[-1]) if la else ""
-    keys = [f"{l_code}:{f_code}"]
-    if f_code and l_code and f_code != l_code:
-        keys.append(f"{f_code}:{l_code}")
+
+    def surname(word: str) -> str:
+        if kind == "reverse":
+            return soundex(word[::-1])
+        if kind == "affix":
+            return affix(word)
+        return soundex(word)
+
+    f_word = f.split()[0] if f else ""
+    l_word = la.split()[-1] if la else ""
+    keys = [f"{surname(l_word)}:{soundex(f_word)}"]
+    if f_word and l_word:
+        swapped = f"{surname(f_word)}:{soundex(l_word)}"  # first and last entered swapped
+        if swapped != keys[0]:
+            keys.append(swapped)
     return keys
 
 
@@ -176,10 +203,14 @@ def referral_keys(
     Usage: ``Referral(first_name=..., ..., **referral_keys(first_name=..., ...))``.
     """
     blocks = name_blocks(first_name, last_name)
+    rblocks = name_blocks(first_name, last_name, kind="reverse")
+    ablocks = name_blocks(first_name, last_name, kind="affix")
     return {
         "email_key": email_key(email),
         "name_key": name_key(first_name, last_name),
         "name_block": blocks[0] if blocks else None,
+        "name_rblock": rblocks[0] if rblocks else None,
+        "name_ablock": ablocks[0] if ablocks else None,
         "company_key": company_key(company),
         "phone_key": phone_key(phone),
     }

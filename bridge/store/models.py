@@ -132,6 +132,8 @@ class Referral(Base):
         Index("ix_referrals_program_name", "program_id", "name_key"),
         Index("ix_referrals_program_phone", "program_id", "phone_key"),
         Index("ix_referrals_program_name_block", "program_id", "name_block"),
+        Index("ix_referrals_program_name_rblock", "program_id", "name_rblock"),
+        Index("ix_referrals_program_name_ablock", "program_id", "name_ablock"),
         Index("ix_referrals_sf_lead", "sf_lead_id"),
         Index("ix_referrals_sf_contact", "sf_contact_id"),
         Index("ix_referrals_sf_account", "sf_account_id"),
@@ -150,8 +152,11 @@ class Referral(Base):
     phone: Mapped[str | None] = mapped_column(String(64))
     email_key: Mapped[str | None] = mapped_column(String(255))
     name_key: Mapped[str | None] = mapped_column(String(255))
-    # Soundex "last:first": the fuzzy-name blocking key (bridge.receiver.normalize.name_blocks)
+    # Fuzzy-name blocking keys (bridge.receiver.normalize.name_blocks): the surname's Soundex,
+    # reverse Soundex and first+last two letters, each with ":" and the first name's Soundex.
     name_block: Mapped[str | None] = mapped_column(String(16))
+    name_rblock: Mapped[str | None] = mapped_column(String(16))
+    name_ablock: Mapped[str | None] = mapped_column(String(16))
     company_key: Mapped[str | None] = mapped_column(String(255))
     phone_key: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -311,6 +316,8 @@ class Push(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     error_fields: Mapped[list[Any]] = mapped_column(default=list)
+    # usage | transient | permanent: who can fix the error (transient ones are retried)
+    error_class: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""The web side: reviewer UI, integration reports, admin pages, JSON API v1, health/metrics."""

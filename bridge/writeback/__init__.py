@@ -1,0 +1,39 @@
+"""Writeback: referrals, activities and field updates written to Salesforce as saved pushes.
+
+Callers (the JSON API, the reports' repush) queue a push inside their transaction, commit,
+then enqueue it:
+
+    push = queue_referral_add(session, org, org_config, referral)   # or queue_activity(...)
+    ... commit ...
+    enqueue_push(redis_connection, push.id)
+
+`repush(session, push_id, actor=...)` puts a failed or skipped push back to pending.
+"""
+
+from bridge.writeback.activities import Activity, parse_activity, queue_activity
+from bridge.writeback.field_updates import queue_field_update
+from bridge.writeback.jobs import (
+    OUTBOUND_QUEUE,
+    enqueue_pending,
+    enqueue_push,
+    send_push,
+    send_pushes,
+)
+from bridge.writeback.pushes import MAX_ATTEMPTS, queue_push, repush
+from bridge.writeback.referrals import queue_referral_add
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "OUTBOUND_QUEUE",
+    "Activity",
+    "enqueue_pending",
+    "enqueue_push",
+    "parse_activity",
+    "queue_activity",
+    "queue_field_update",
+    "queue_push",
+    "queue_referral_add",
+    "repush",
+    "send_push",
+    "send_pushes",
+]

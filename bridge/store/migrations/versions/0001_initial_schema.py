@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 17:15:59.831446
+Create Date: 2026-11-22 17:21:27.217537
 """
 
 from alembic import op
@@ -199,6 +199,8 @@ def upgrade() -> None:
         sa.Column("email_key", sa.String(length=255), nullable=True),
         sa.Column("name_key", sa.String(length=255), nullable=True),
         sa.Column("name_block", sa.String(length=16), nullable=True),
+        sa.Column("name_rblock", sa.String(length=16), nullable=True),
+        sa.Column("name_ablock", sa.String(length=16), nullable=True),
         sa.Column("company_key", sa.String(length=255), nullable=True),
         sa.Column("phone_key", sa.String(length=32), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -226,7 +228,13 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_referrals_program_name", ["program_id", "name_key"], unique=False)
         batch_op.create_index(
+            "ix_referrals_program_name_ablock", ["program_id", "name_ablock"], unique=False
+        )
+        batch_op.create_index(
             "ix_referrals_program_name_block", ["program_id", "name_block"], unique=False
+        )
+        batch_op.create_index(
+            "ix_referrals_program_name_rblock", ["program_id", "name_rblock"], unique=False
         )
         batch_op.create_index(
             "ix_referrals_program_phone", ["program_id", "phone_key"], unique=False
@@ -251,6 +259,7 @@ def upgrade() -> None:
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("error_fields", sa.JSON(), nullable=False),
+        sa.Column("error_class", sa.String(length=16), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("referral_id", sa.Integer(), nullable=True),
         sa.Column("created_at", bridge.store.models.UTCDateTime(timezone=True), nullable=False),
@@ -382,7 +391,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_referrals_sf_contact")
         batch_op.drop_index("ix_referrals_sf_account")
         batch_op.drop_index("ix_referrals_program_phone")
+        batch_op.drop_index("ix_referrals_program_name_rblock")
         batch_op.drop_index("ix_referrals_program_name_block")
+        batch_op.drop_index("ix_referrals_program_name_ablock")
         batch_op.drop_index("ix_referrals_program_name")
         batch_op.drop_index("ix_referrals_program_email")
 

@@ -1,0 +1,472 @@
+"""What reviewers and API clients do to entries, referrals and pushes — one place for the UI
+and the API, each action audited in the same transaction as the change.
+
+Deciding entries is the receiver's job (`bridge.receiver.service`): approve, reject and retry
+call it, and it writes their audit records. Writing to Salesforce is the writeback's job: a
+Push row is saved first (state `pending`, `bridge.writeback.queue_*`) and enqueued on the
+`outbound` rq queue after the transaction commits (`enqueue_pushes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bridge import audit, writeback
+from bridge.config import OrgConfig
+from bridge.errors import UsageError
+from bridge.receiver import service
+from bridge.store.models import (
+    InboundEvent,
+    Member,
+    OrgConnection,
+    Program,
+    Push,
+    Referral,
+    SalesEntry,
+    utcnow,
+)
+from bridge.web.extensions import org_config, web
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("review", "failed", "processed", "skipped", "new")
+PUSH_STATES = ("pending", "sent", "failed", "skipped")
+
+
+class ActionError(UsageError):
+    status = 400
+
+
+class NotFound(ActionError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ActionError):
+    code = "conflict"
+    status = 409
+
+
+class Unprocessable(ActionError):
+    code = "unprocessable"
+    status = 422
+
+
+# ---- lookups --------------------------------------------------------------------------------
+
+
+def get_entry(s: Session, entry_id: int) -> SalesEntry:
+    entry = s.get(SalesEntry, entry_id)
+    if entry is None:
+        raise NotFound(f"no entry with id {entry_id}")
+    return entry
+
+
+def get_push(s: Session, push_id: int) -> Push:
+    push = s.get(Push, push_id)
+    if push is None:
+        raise NotFound(f"no push with id {push_id}")
+    return push
+
+
+def entry_org_name(s: Session, entry: SalesEntry) -> str | None:
+    if entry.org_connection_id is None:
+        return None
+    conn = s.get(OrgConnection, entry.org_connection_id)
+    return conn.name if conn else None
+
+
+def _entry_org(s: Session, entry: SalesEntry) -> OrgConfig:
+    return org_config(entry_org_name(s, entry))
+
+
+def _require_outcome(entry: SalesEntry, allowed: tuple[str, ...], action: str) -> None:
+    if entry.outcome not in allowed:
+        raise Conflict(
+            f"entry {entry.id} is {entry.outcome}; only {' or '.join(allowed)} entries can be "
+            f"{action}",
+            code="entry_state",
+        )
+
+
+def _receiver_call(fn: Any, *args: Any, **kwargs: Any) -> SalesEntry:
+    """Run a receiver action; its UsageErrors (e.g. nothing to approve) become 422s."""
+    try:
+        result: SalesEntry = fn(*args, **kwargs)
+    except ActionError:
+        raise
+    except UsageError as exc:
+        raise Unprocessable(
+            exc.message,
+            code=exc.code if exc.code != "usage_error" else "unprocessable",
+            fields=exc.fields,
+        ) from None
+    return result
+
+
+# ---- entry actions (decided by bridge.receiver.service) -------------------------------------
+
+
+def approve_entry(s: Session, entry: SalesEntry, *, actor: str) -> SalesEntry:
+    _require_outcome(entry, ("review",), "approved")
+    return _receiver_call(service.approve_entry, s, entry, _entry_org(s, entry), actor=actor)
+
+
+def reject_entry(
+    s: Session, entry: SalesEntry, *, actor: str, note: str | None = None
+) -> SalesEntry:
+    _require_outcome(entry, ("review", "failed"), "rejected")
+    return _receiver_call(service.reject_entry, s, entry, actor=actor, note=note)
+
+
+def retry_entry(
+    s: Session,
+    entry: SalesEntry,
+    *,
+    actor: str,
+    fields: dict[str, dict[str, Any]] | None = None,
+    referral_id: int | None = None,
+) -> SalesEntry:
+    """Decide the entry again, optionally with edited record fields or a chosen referral.
+
+    `fields` is `{"Lead": {"Email": "..."}}`: values that replace (or add to) the record's.
+    """
+    _require_outcome(entry, ("review", "failed"), "retried")
+    if referral_id is not None and s.get(Referral, referral_id) is None:
+        raise Unprocessable(f"no referral with id {referral_id}", fields=["referral_id"])
+    _check_fields(entry, fields or {})
+    return _receiver_call(
+        service.retry_entry,
+        s,
+        entry,
+        _entry_org(s, entry),
+        actor=actor,
+        fields=fields,
+        referral_id=referral_id,
+    )
+
+
+def edit_entry(
+    s: Session, entry: SalesEntry, *, actor: str, fields: dict[str, dict[str, Any]]
+) -> SalesEntry:
+    """Change record fields of a waiting or failed entry without deciding it again."""
+    _require_outcome(entry, ("review", "failed"), "edited")
+    _check_fields(entry, fields)
+    before = {
+        obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
+        for obj, vals in fields.items()
+    }
+    records = {k: (dict(v) if isinstance(v, dict) else v) for k, v in entry.records.items()}
+    for obj, values in fields.items():
+        records[obj] = {**(records.get(obj) or {}), **values}
+    entry.records = records  # a new dict so the JSON column is seen as changed
+    audit.record(s, actor, "entry.edited", "sales_entry", entry.id, before=before, after=fields)
+    return entry
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
+    for obj, values in fields.items():
+        if obj not in ("Lead", "Contact", "Account", "Opportunity"):
+            raise ActionError(
+                f"unknown object '{obj}'", code="validation_error", fields=[f"fields.{obj}"]
+            )
+        for name, value in values.items():
+            if not _FIELD_NAME.match(name) or name == "Id":
+                raise ActionError(
+                    f"'{obj}.{name}' cannot be edited",
+                    code="validation_error",
+                    fields=[f"fields.{obj}.{name}"],
+                )
+            if value is not None and not isinstance(value, (str, int, float, bool)):
+                raise ActionError(
+                    f"'{obj}.{name}' must be a plain value",
+                    code="validation_error",
+                    fields=[f"fields.{obj}.{name}"],
+                )
+        if not entry.records.get(obj):
+            raise Unprocessable(f"this entry has no {obj} record to edit", fields=[f"fields.{obj}"])
+
+
+def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[SalesEntry, bool]:
+    """Store a change sent directly (Flow/Apex) like a streamed one, then decide it.
+
+    Idempotent on (org, record id, SystemModstamp): sending the same change twice returns the
+    first entry.
+    """
+    org_name: str = data["org"]
+    conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
+    if conn is None:
+        raise Unprocessable(
+            f"org '{org_name}' is not connected (run `sfbridge org connect {org_name}`)",
+            code="org_not_connected",
+            fields=["org"],
+        )
+    org = org_config(org_name)
+    sobject: str = data["sobject_type"]
+    record: dict[str, Any] = dict(data["record"])
+    record_id = record.get("Id")
+    stamp = record.get("SystemModstamp") or secrets.token_hex(8)
+    change_key = f"api:{sobject}:{record_id}:{stamp}"
+    existing = s.scalar(
+        select(InboundEvent).where(
+            InboundEvent.org_connection_id == conn.id, InboundEvent.change_key == change_key
+        )
+    )
+    if existing is not None:
+        entry = s.scalar(select(SalesEntry).where(SalesEntry.inbound_event_id == existing.id))
+        if entry is not None:
+            return entry, False
+    records: dict[str, Any] = {name: None for name in ("Lead", "Contact", "Account", "Opportunity")}
+    records.update(data.get("related") or {})
+    records[sobject] = record
+    event = InboundEvent(
+        org_connection_id=conn.id,
+        channel="api",
+        replay_id=None,
+        change_key=change_key,
+        source="api",
+        sobject_type=sobject,
+        record_id=record_id,
+        change_type=data.get("change_type", "updated"),
+        payload={
+            "record": record,
+            "related": data.get("related") or {},
+            "previous": data.get("previous") or {},
+        },
+        state="done",
+        received_at=utcnow(),
+        processed_at=utcnow(),
+    )
+    s.add(event)
+    s.flush()
+    entry = SalesEntry(
+        org_connection_id=conn.id,
+        inbound_event_id=event.id,
+        source="api",
+        sobject_type=sobject,
+        record_id=record_id,
+        change_type=event.change_type,
+        raw=event.payload,
+        records=records,
+        previous=data.get("previous") or {},
+        outcome="new",
+    )
+    s.add(entry)
+    s.flush()
+    audit.record(
+        s,
+        actor,
+        "entry.submitted",
+        "sales_entry",
+        entry.id,
+        sobject_type=sobject,
+        record_id=record_id,
+    )
+    entry = _receiver_call(
+        service.process_entry, s, entry, org, integration_user_id=conn.integration_user_id
+    )
+    return entry, True
+
+
+# ---- referrals, members, activities ---------------------------------------------------------
+
+
+def ensure_program(s: Session, key: str) -> Program:
+    """The program `key`: from the store, or created from the config file on first use."""
+    program = s.scalar(select(Program).where(Program.key == key))
+    if program is not None:
+        return program
+    cfg = web().config()
+    for org_name, org in cfg.orgs.items() if cfg else []:
+        for p in org.programs:
+            if p.key == key:
+                conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
+                program = Program(key=key, name=p.name, org_connection_id=conn.id if conn else None)
+                s.add(program)
+                s.flush()
+                return program
+    raise Unprocessable(f"no program '{key}'", code="unknown_program", fields=["program"])
+
+
+def _find_member(s: Session, program: Program, ref: dict[str, Any]) -> Member:
+    query = select(Member).where(Member.program_id == program.id)
+    if ref.get("id") is not None:
+        member = s.get(Member, ref["id"])
+        member = member if member is not None and member.program_id == program.id else None
+    elif ref.get("external_id"):
+        member = s.scalar(query.where(Member.external_id == ref["external_id"]))
+    elif ref.get("referral_code"):
+        member = s.scalar(query.where(Member.referral_code == ref["referral_code"]))
+    elif ref.get("email"):
+        member = s.scalar(query.where(Member.email_key == ref["email"].strip().lower()))
+    else:
+        raise ActionError(
+            "name the member by id, external_id, referral_code or email",
+            code="validation_error",
+            fields=["member"],
+        )
+    if member is None:
+        raise Unprocessable(
+            f"no member {ref} in program '{program.key}'", code="unknown_member", fields=["member"]
+        )
+    return member
+
+
+def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
+    program = ensure_program(s, data["program"])
+    for col in ("external_id", "referral_code"):
+        if data.get(col) and s.scalar(
+            select(Member).where(Member.program_id == program.id, getattr(Member, col) == data[col])
+        ):
+            raise Conflict(
+                f"a member with {col} '{data[col]}' exists in this program",
+                code="duplicate",
+                fields=[col],
+            )
+    member = Member(
+        program_id=program.id,
+        external_id=data.get("external_id"),
+        referral_code=data.get("referral_code"),
+        name=data.get("name") or "",
+        email=data.get("email"),
+        email_key=(data.get("email") or "").strip().lower() or None,
+        phone=data.get("phone"),
+        url=data.get("url"),
+    )
+    s.add(member)
+    s.flush()
+    audit.record(s, actor, "member.create", "member", member.id, program=program.key)
+    return member
+
+
+def _program_org(s: Session, program: Program) -> tuple[OrgConnection, OrgConfig] | None:
+    """The program's connected org and its config, or None when it has none yet."""
+    if program.org_connection_id is None:
+        return None
+    conn = s.get(OrgConnection, program.org_connection_id)
+    cfg = web().config()
+    if conn is None or cfg is None or conn.name not in cfg.orgs:
+        return None
+    return conn, cfg.orgs[conn.name]
+
+
+def create_referral(
+    s: Session, data: dict[str, Any], *, actor: str
+) -> tuple[Referral, Push | None]:
+    """Save a referral and the pending push that writes it to its program's org (if any)."""
+    program = ensure_program(s, data["program"])
+    if data.get("external_id") and s.scalar(
+        select(Referral).where(Referral.external_id == data["external_id"])
+    ):
+        raise Conflict(
+            f"a referral with external_id '{data['external_id']}' exists",
+            code="duplicate",
+            fields=["external_id"],
+        )
+    member = _find_member(s, program, data["member"]) if data.get("member") else None
+    referral = Referral(
+        public_id=service.new_public_id(),  # the *_key columns are filled on insert
+        external_id=data.get("external_id"),
+        program_id=program.id,
+        member_id=member.id if member else None,
+        first_name=data.get("first_name"),
+        last_name=data.get("last_name"),
+        email=data.get("email"),
+        company=data.get("company"),
+        phone=data.get("phone"),
+        status="pending",
+        fields=dict(data.get("fields") or {}),
+    )
+    s.add(referral)
+    s.flush()
+    target = _program_org(s, program)
+    push = writeback.queue_referral_add(s, target[0], target[1], referral) if target else None
+    audit.record(
+        s,
+        actor,
+        "referral.create",
+        "referral",
+        referral.id,
+        program=program.key,
+        push_id=push.id if push else None,
+    )
+    return referral, push
+
+
+def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Push, bool]:
+    """Save an activity push. The same content twice is absorbed (200 with the first push);
+    the same activity id with new content is a new push that updates the Task/Event (upsert by
+    SFBridge_Activity_Id__c)."""
+    org_name: str = data["org"]
+    cfg = web().config()
+    conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
+    if cfg is None or org_name not in cfg.orgs or conn is None:
+        raise Unprocessable(
+            f"org '{org_name}' is not a connected org of this bridge",
+            code="unknown_org",
+            fields=["org"],
+        )
+    if data.get("referral_id") is not None and s.get(Referral, data["referral_id"]) is None:
+        raise Unprocessable(
+            f"no referral with id {data['referral_id']}",
+            code="unknown_referral",
+            fields=["referral_id"],
+        )
+    activity = {k: v for k, v in data.items() if k != "org"}
+    before = s.scalar(select(func.max(Push.id))) or 0
+    try:
+        push = writeback.queue_activity(s, conn, cfg.orgs[org_name], activity)
+    except UsageError as exc:
+        raise ActionError(exc.message, code="validation_error", fields=exc.fields) from None
+    created = push.id > before
+    if created:
+        audit.record(s, actor, "activity.create", "push", push.id, kind=data["kind"])
+    return push, created
+
+
+# ---- pushes ---------------------------------------------------------------------------------
+
+
+def repush(s: Session, push: Push, *, actor: str) -> Push:
+    """Put a failed or skipped push back to pending (the writeback audits it)."""
+    if push.state not in ("failed", "skipped"):
+        raise Conflict(
+            f"push {push.id} is {push.state}; only failed or skipped pushes can be repushed",
+            code="push_state",
+        )
+    result: Push = writeback.repush(s, push.id, actor=actor)
+    return result
+
+
+def enqueue_pushes(push_ids: list[int]) -> str:
+    """Enqueue the send job for committed pushes. Returns a sentence for the user."""
+    if not push_ids:
+        return ""
+    conn = web().redis()
+    if conn is None:
+        return "saved as pending: no Redis configured (SFBRIDGE_REDIS_URL), so nothing is queued"
+    try:
+        writeback.enqueue_push(conn, push_ids)
+    except Exception as exc:  # Redis down: the push is saved; `enqueue_pending` finds it later
+        log.warning("could not enqueue pushes %s: %s", push_ids, exc)
+        return "saved as pending: the job queue is unavailable; it is sent when the queue is back"
+    return "queued for sending"
+
+
+def get_entry_or_404(s: Session, entry_id: int) -> SalesEntry:
+    """For the UI: a missing entry is a 404 page, not an action error."""
+    from flask import abort
+
+    entry = s.get(SalesEntry, entry_id)
+    if entry is None:
+        abort(404)
+    return entry

@@ -1,0 +1,463 @@
+"""JSON API v1 (SPEC §8): bearer API tokens with scopes, JSON errors, cursor pagination.
+
+Every failure is `{"error": {"code", "message"[, "fields"]}}` with its HTTP status: 400 bad
+input (naming the fields), 401 no/unknown/revoked token, 403 missing scope, 404, 405, 409 state
+or duplicate conflicts, 422 well-formed input that refers to something that does not exist.
+Lists are newest first, `?limit=` (1–200, default 50) and `?cursor=` (the `next_cursor` of the
+previous page).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar, cast
+
+from flask import Blueprint, Flask, g, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Select, select
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from bridge.store.models import Program, Push, Referral, SalesEntry, User, utcnow
+from bridge.users import find_token
+from bridge.web import actions, serialize
+from bridge.web.extensions import store
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+# ---- request bodies (their JSON Schemas go into the OpenAPI document) ----------------------
+
+Scalar = str | int | float | bool | None
+SObject = Literal["Lead", "Contact", "Account", "Opportunity"]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=255)]
+Short = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class MemberRef(_Body):
+    """Which member referred: give one of these."""
+
+    id: int | None = None
+    external_id: Short | None = None
+    referral_code: Short | None = None
+    email: Email | None = None
+
+
+class ReferralIn(_Body):
+    program: Short
+    first_name: Short | None = None
+    last_name: Short
+    email: Email | None = None
+    company: Short | None = None
+    phone: Annotated[str, Field(max_length=64)] | None = None
+    external_id: Short | None = None
+    member: MemberRef | None = None
+    fields: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class MemberIn(_Body):
+    program: Short
+    name: Short
+    email: Email | None = None
+    external_id: Short | None = None
+    referral_code: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    phone: Annotated[str, Field(max_length=64)] | None = None
+    url: Annotated[str, Field(max_length=500, pattern=r"^https?://")] | None = None
+
+
+class ActivityIn(_Body):
+    org: Short
+    activity_id: Annotated[str, Field(min_length=1, max_length=100)]
+    kind: Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
+    subject: Short
+    occurred_at: datetime
+    description: Annotated[str, Field(max_length=32000)] | None = None
+    who_email: Email | None = None
+    referral_id: int | None = None
+    duration_minutes: Annotated[int, Field(ge=0, le=14 * 24 * 60)] | None = None
+    ended_at: datetime | None = None
+
+
+class EntryIn(_Body):
+    org: Short
+    sobject_type: SObject
+    record: dict[str, Any] = Field(
+        description="the changed record, Salesforce field names, with Id"
+    )
+    related: dict[SObject, dict[str, Any] | None] = Field(default_factory=dict)
+    previous: dict[str, Any] = Field(default_factory=dict)
+    change_type: Literal["created", "updated", "deleted", "undeleted"] = "updated"
+
+
+class EntryPatch(_Body):
+    fields: dict[SObject, dict[str, Scalar]] = Field(min_length=1)
+
+
+class RetryIn(_Body):
+    fields: dict[SObject, dict[str, Scalar]] | None = None
+    referral_id: int | None = None
+
+
+class NoBody(_Body):
+    """This action takes no fields (an empty body or `{}`)."""
+
+
+class RejectIn(_Body):
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+REQUEST_MODELS: dict[str, type[BaseModel]] = {
+    m.__name__: m
+    for m in (
+        MemberRef,
+        ReferralIn,
+        MemberIn,
+        ActivityIn,
+        EntryIn,
+        EntryPatch,
+        RetryIn,
+        RejectIn,
+        NoBody,
+    )
+}
+
+# ---- errors ---------------------------------------------------------------------------------
+
+
+def init_app(app: Flask) -> None:
+    """JSON errors for every /api/ path, including unknown routes (404) and methods (405)."""
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        if request.path.startswith("/api/"):
+            code = (exc.name or "error").lower().replace(" ", "_")
+            headers = None
+            if isinstance(exc, MethodNotAllowed):
+                headers = {"Allow": ", ".join(exc.valid_methods or [])}
+            message = {404: "no such API endpoint or resource", 405: "method not allowed here"}
+            return error(
+                exc.code or 500,
+                code,
+                message.get(exc.code or 0, exc.description or code),
+                headers=headers,
+            )
+        return render_template(
+            "error.html", status=exc.code, title=exc.name, message=exc.description
+        ), exc.code or 500
+
+
+def error(
+    status: int,
+    code: str,
+    message: str,
+    fields: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> ResponseReturnValue:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return jsonify({"error": body}), status, headers or {}
+
+
+class ApiAbort(Exception):
+    def __init__(self, response: ResponseReturnValue):
+        self.response = response
+
+
+@bp.errorhandler(ApiAbort)
+def _abort(exc: ApiAbort) -> ResponseReturnValue:
+    return exc.response
+
+
+@bp.errorhandler(actions.ActionError)
+def _action_error(exc: actions.ActionError) -> ResponseReturnValue:
+    return error(exc.status, exc.code, exc.message, exc.fields)
+
+
+@bp.errorhandler(ValidationError)
+def _validation(exc: ValidationError) -> ResponseReturnValue:
+    fields, parts = [], []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "(body)"
+        fields.append(name)
+        parts.append(f"{name}: {err['msg']}")
+    return error(400, "validation_error", "; ".join(parts), fields)
+
+
+def body(model: type[BaseModel]) -> Any:
+    data = request.get_json(silent=True)
+    if data is None:
+        if request.content_length and request.mimetype != "application/json":
+            raise ApiAbort(
+                error(400, "invalid_json", "send a JSON body with Content-Type: application/json")
+            )
+        if request.content_length:
+            raise ApiAbort(error(400, "invalid_json", "the request body is not valid JSON"))
+        data = {}
+    if not isinstance(data, dict):
+        raise ApiAbort(error(400, "invalid_json", "the request body must be a JSON object"))
+    return model.model_validate(data)
+
+
+# ---- authentication -------------------------------------------------------------------------
+
+
+def require_scope(scope: str) -> Callable[[F], F]:
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            header = request.headers.get("Authorization", "")
+            scheme, _, secret = header.partition(" ")
+            challenge = {"WWW-Authenticate": 'Bearer realm="sfbridge"'}
+            if scheme.lower() != "bearer" or not secret.strip():
+                return error(
+                    401,
+                    "unauthorized",
+                    "send an API token: Authorization: Bearer <token>",
+                    headers=challenge,
+                )
+            with store().session() as s:
+                token = find_token(s, secret.strip())
+                if token is None:
+                    return error(
+                        401,
+                        "unauthorized",
+                        "the API token is unknown or revoked",
+                        headers=challenge,
+                    )
+                user = s.get(User, token.user_id)
+                if user is None or not user.active:
+                    return error(
+                        401, "unauthorized", "the token's user is deactivated", headers=challenge
+                    )
+                if scope not in (token.scopes or []):
+                    return error(403, "insufficient_scope", f"this token lacks the scope '{scope}'")
+                token.last_used_at = utcnow()
+                g.api_actor = f"{user.email} (token {token.prefix}…)"
+                g.api_token_id = token.id
+            return view(*args, **kwargs)
+
+        setattr(wrapped, "required_scope", scope)  # noqa: B010 - read by the OpenAPI builder
+        return cast(F, wrapped)
+
+    return decorator
+
+
+# ---- pagination -----------------------------------------------------------------------------
+
+
+def _page(query: Select[Any], id_column: Any, render: Callable[[Any], dict[str, Any]]) -> Any:
+    raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise ApiAbort(
+            error(
+                400,
+                "validation_error",
+                f"limit must be a whole number from 1 to {MAX_LIMIT}",
+                ["limit"],
+            )
+        )
+    limit = int(raw_limit)
+    cursor = request.args.get("cursor")
+    if cursor:
+        try:
+            after = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise ApiAbort(
+                error(400, "validation_error", "cursor is not one this API gave", ["cursor"])
+            ) from None
+        query = query.where(id_column < after)
+    query = query.order_by(id_column.desc()).limit(limit + 1)
+    with store().session() as s:
+        rows = list(s.scalars(query))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        data = [render(r) for r in rows]
+    next_cursor = (
+        base64.urlsafe_b64encode(str(rows[-1].id).encode()).decode().rstrip("=") if more else None
+    )
+    return jsonify({"data": data, "next_cursor": next_cursor})
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.args.get(name)
+    if value is not None and value not in allowed:
+        raise ApiAbort(
+            error(400, "validation_error", f"{name} must be one of {', '.join(allowed)}", [name])
+        )
+    return value
+
+
+# ---- referrals, members, activities ---------------------------------------------------------
+
+
+@bp.post("/referrals")
+@require_scope("referrals:write")
+def create_referral() -> ResponseReturnValue:
+    data = body(ReferralIn).model_dump(exclude_none=True)
+    with store().session() as s:
+        referral, push = actions.create_referral(s, data, actor=g.api_actor)
+        out: dict[str, Any] = {
+            "referral": serialize.referral(referral),
+            "push": serialize.push(push) if push else None,
+        }
+    if out["push"] is not None:
+        out["push"]["note"] = actions.enqueue_pushes([out["push"]["id"]])
+    return jsonify(out), 201
+
+
+@bp.get("/referrals")
+@require_scope("referrals:read")
+def list_referrals() -> ResponseReturnValue:
+    query = select(Referral)
+    status = _choice("status", ("pending", "qualified", "approved", "denied"))
+    if status:
+        query = query.where(Referral.status == status)
+    if email := request.args.get("email"):
+        query = query.where(Referral.email_key == email.strip().lower())
+    if program := request.args.get("program"):
+        query = query.join(Program, Program.id == Referral.program_id).where(Program.key == program)
+    return _page(query, Referral.id, serialize.referral)
+
+
+@bp.post("/members")
+@require_scope("referrals:write")
+def create_member() -> ResponseReturnValue:
+    data = body(MemberIn).model_dump(exclude_none=True)
+    with store().session() as s:
+        member = actions.create_member(s, data, actor=g.api_actor)
+        out = serialize.member(member)
+    return jsonify(out), 201
+
+
+@bp.post("/activities")
+@require_scope("activities:write")
+def create_activity() -> ResponseReturnValue:
+    data = body(ActivityIn).model_dump(exclude_none=True, mode="json")
+    with store().session() as s:
+        push, created = actions.create_activity(s, data, actor=g.api_actor)
+        out = serialize.push(push)
+        push_id = push.id
+    if created:
+        out["note"] = actions.enqueue_pushes([push_id])
+    return jsonify(out), 201 if created else 200
+
+
+# ---- entries --------------------------------------------------------------------------------
+
+
+@bp.get("/entries")
+@require_scope("entries:read")
+def list_entries() -> ResponseReturnValue:
+    query = select(SalesEntry)
+    if outcome := _choice("outcome", actions.OUTCOMES):
+        query = query.where(SalesEntry.outcome == outcome)
+    if sobject := _choice("sobject_type", ("Lead", "Contact", "Account", "Opportunity")):
+        query = query.where(SalesEntry.sobject_type == sobject)
+    return _page(query, SalesEntry.id, serialize.entry)
+
+
+@bp.post("/entries")
+@require_scope("entries:write")
+def submit_entry() -> ResponseReturnValue:
+    data = body(EntryIn).model_dump()
+    with store().session() as s:
+        entry, created = actions.submit_entry(s, data, actor=g.api_actor)
+        out = serialize.entry(entry)
+    return jsonify(out), 201 if created else 200
+
+
+@bp.get("/entries/<int:entry_id>")
+@require_scope("entries:read")
+def get_entry(entry_id: int) -> ResponseReturnValue:
+    with store().session() as s:
+        return jsonify(serialize.entry(actions.get_entry(s, entry_id)))
+
+
+@bp.patch("/entries/<int:entry_id>")
+@require_scope("entries:write")
+def patch_entry(entry_id: int) -> ResponseReturnValue:
+    patch = body(EntryPatch)
+    with store().session() as s:
+        entry = actions.edit_entry(
+            s, actions.get_entry(s, entry_id), actor=g.api_actor, fields=patch.fields
+        )
+        return jsonify(serialize.entry(entry))
+
+
+@bp.post("/entries/<int:entry_id>/approve")
+@require_scope("entries:write")
+def approve_entry(entry_id: int) -> ResponseReturnValue:
+    body(NoBody)
+    with store().session() as s:
+        entry = actions.approve_entry(s, actions.get_entry(s, entry_id), actor=g.api_actor)
+        return jsonify(serialize.entry(entry))
+
+
+@bp.post("/entries/<int:entry_id>/reject")
+@require_scope("entries:write")
+def reject_entry(entry_id: int) -> ResponseReturnValue:
+    data = body(RejectIn)
+    with store().session() as s:
+        entry = actions.reject_entry(
+            s, actions.get_entry(s, entry_id), actor=g.api_actor, note=data.note
+        )
+        return jsonify(serialize.entry(entry))
+
+
+@bp.post("/entries/<int:entry_id>/retry")
+@require_scope("entries:write")
+def retry_entry(entry_id: int) -> ResponseReturnValue:
+    data = body(RetryIn)
+    with store().session() as s:
+        entry = actions.retry_entry(
+            s,
+            actions.get_entry(s, entry_id),
+            actor=g.api_actor,
+            fields=data.fields,
+            referral_id=data.referral_id,
+        )
+        return jsonify(serialize.entry(entry))
+
+
+# ---- pushes ---------------------------------------------------------------------------------
+
+
+@bp.get("/pushes")
+@require_scope("pushes:read")
+def list_pushes() -> ResponseReturnValue:
+    query = select(Push)
+    if state := _choice("state", actions.PUSH_STATES):
+        query = query.where(Push.state == state)
+    if kind := _choice("kind", ("referral", "activity", "field_update")):
+        query = query.where(Push.kind == kind)
+    return _page(query, Push.id, serialize.push)
+
+
+@bp.post("/pushes/<int:push_id>/repush")
+@require_scope("pushes:write")
+def repush(push_id: int) -> ResponseReturnValue:
+    body(NoBody)
+    with store().session() as s:
+        push = actions.repush(s, actions.get_push(s, push_id), actor=g.api_actor)
+        out = serialize.push(push)
+    out["note"] = actions.enqueue_pushes([push_id])
+    return jsonify(out), 202
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    from bridge.web.openapi import document
+
+    return jsonify(document())

@@ -1,0 +1,234 @@
+"""`/healthz` (the process answers), `/readyz` (what the bridge depends on) and `/metrics`.
+
+Readiness checks: the database answers; Redis answers (when configured); every org in the config
+file has a stored connection with an org id; the subscriber keeps up — the oldest stored event
+still waiting to be processed is younger than `READY_MAX_LAG_SECONDS`. The newest cursor and
+event ages are reported too (a quiet org moves neither, so they do not fail the check).
+
+Metrics (Prometheus text format):
+
+- `sfbridge_inbound_events_total{org,channel}` events stored per org and channel
+- `sfbridge_sales_entries{outcome}` entries per outcome
+- `sfbridge_pushes{state}` pushes per state
+- `sfbridge_rq_queue_depth{queue}` jobs waiting per rq queue (`inbound`, `outbound`)
+- `sfbridge_salesforce_api_calls_total{org}` / `sfbridge_salesforce_api_errors_total{org}`
+  from the Redis counters `sfbridge:sf_api_calls` / `sfbridge:sf_api_errors` (a hash keyed by
+  org, or a plain counter) that the Salesforce connection increments
+- `sfbridge_subscriber_lag_seconds` age of the oldest event waiting to be processed
+- `sfbridge_up` 1
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, select, text
+
+from bridge.errors import ConfigError
+from bridge.store.models import (
+    InboundEvent,
+    OrgConnection,
+    Push,
+    SalesEntry,
+    SyncCursor,
+    utcnow,
+)
+from bridge.web.extensions import store, web
+
+bp = Blueprint("health", __name__)
+
+RQ_QUEUES = ("inbound", "outbound")
+SF_COUNTERS = {
+    "sfbridge_salesforce_api_calls_total": "sfbridge:sf_api_calls",
+    "sfbridge_salesforce_api_errors_total": "sfbridge:sf_api_errors",
+}
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify({"status": "ok"})
+
+
+def _age(at: datetime | None) -> float | None:
+    return round((utcnow() - at).total_seconds(), 1) if at else None
+
+
+def _oldest_waiting_event(s: Any) -> datetime | None:
+    at: datetime | None = s.scalar(
+        select(func.min(InboundEvent.received_at)).where(InboundEvent.state == "new")
+    )
+    return at
+
+
+@bp.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    checks: dict[str, dict[str, Any]] = {}
+    connections: dict[str, OrgConnection] = {}
+    try:
+        with store().session() as s:
+            s.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True}
+            connections = {c.name: c for c in s.scalars(select(OrgConnection))}
+            for c in connections.values():
+                s.expunge(c)
+            waiting_since = _oldest_waiting_event(s)
+            newest_cursor = s.scalar(select(func.max(SyncCursor.updated_at)))
+            newest_event = s.scalar(select(func.max(InboundEvent.received_at)))
+        lag = _age(waiting_since) or 0.0
+        max_lag = current_app.config["READY_MAX_LAG_SECONDS"]
+        checks["subscriber"] = {
+            "ok": lag <= max_lag,
+            "lag_seconds": lag,
+            "max_lag_seconds": max_lag,
+            "newest_cursor_age_seconds": _age(newest_cursor),
+            "newest_event_age_seconds": _age(newest_event),
+        }
+        if lag > max_lag:
+            checks["subscriber"]["error"] = (
+                f"events have waited {lag:.0f}s to be processed (limit {max_lag}s): "
+                "is `sfbridge worker` running?"
+            )
+    except Exception as exc:  # the database is down: say so, do not raise
+        checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    conn = web().redis()
+    if conn is None:
+        checks["redis"] = {"ok": False, "error": "SFBRIDGE_REDIS_URL is not set"}
+    else:
+        try:
+            conn.ping()
+            checks["redis"] = {"ok": True}
+        except Exception as exc:
+            checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    try:
+        cfg = web().config()
+    except ConfigError as exc:
+        checks["config"] = {"ok": False, "error": exc.message, "problems": exc.problems}
+        cfg = None
+    if cfg is not None:
+        for name in cfg.orgs:
+            found = connections.get(name)
+            if found is None or not found.org_id:
+                checks[f"org:{name}"] = {
+                    "ok": False,
+                    "error": f"org '{name}' is not connected: run `sfbridge org connect {name}`",
+                }
+            else:
+                checks[f"org:{name}"] = {
+                    "ok": True,
+                    "org_id": found.org_id,
+                    "instance_url": found.instance_url,
+                }
+    failing = sorted(k for k, v in checks.items() if not v["ok"])
+    body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
+    return jsonify(body), 200 if not failing else 503
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _line(name: str, value: float, **labels: str) -> str:
+    if labels:
+        inner = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+        return f"{name}{{{inner}}} {value:g}"
+    return f"{name} {value:g}"
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, lines: list[str]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(lines)
+
+    family("sfbridge_up", "gauge", "The web process answers.", [_line("sfbridge_up", 1)])
+    with store().session() as s:
+        names = dict(s.execute(select(OrgConnection.id, OrgConnection.name)).all())
+        rows = s.execute(
+            select(InboundEvent.org_connection_id, InboundEvent.channel, func.count()).group_by(
+                InboundEvent.org_connection_id, InboundEvent.channel
+            )
+        ).all()
+        family(
+            "sfbridge_inbound_events_total",
+            "counter",
+            "Events stored, by org and channel.",
+            [
+                _line("sfbridge_inbound_events_total", n, org=names.get(org, str(org)), channel=ch)
+                for org, ch, n in rows
+            ],
+        )
+        outcomes = dict(
+            s.execute(select(SalesEntry.outcome, func.count()).group_by(SalesEntry.outcome)).all()
+        )
+        family(
+            "sfbridge_sales_entries",
+            "gauge",
+            "Sales entries by outcome.",
+            [
+                _line("sfbridge_sales_entries", outcomes.get(o, 0), outcome=o)
+                for o in ("new", "review", "failed", "processed", "skipped")
+            ],
+        )
+        states = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
+        family(
+            "sfbridge_pushes",
+            "gauge",
+            "Pushes to Salesforce by state.",
+            [
+                _line("sfbridge_pushes", states.get(st, 0), state=st)
+                for st in ("pending", "sent", "failed", "skipped")
+            ],
+        )
+        waiting_since = _oldest_waiting_event(s)
+    family(
+        "sfbridge_subscriber_lag_seconds",
+        "gauge",
+        "Age of the oldest stored event not yet processed (0 when none wait).",
+        [_line("sfbridge_subscriber_lag_seconds", _age(waiting_since) or 0.0)],
+    )
+
+    conn = web().redis()
+    if conn is not None:
+        try:
+            from rq import Queue
+
+            family(
+                "sfbridge_rq_queue_depth",
+                "gauge",
+                "Jobs waiting per rq queue.",
+                [
+                    _line("sfbridge_rq_queue_depth", Queue(q, connection=conn).count, queue=q)
+                    for q in RQ_QUEUES
+                ],
+            )
+            for metric, key in SF_COUNTERS.items():
+                family(
+                    metric,
+                    "counter",
+                    f"Salesforce API {metric.split('_')[3]} (Redis {key}).",
+                    _redis_counter(conn, metric, key),
+                )
+        except Exception as exc:  # Redis down: the rest of the metrics still count
+            out.append(f"# redis unavailable: {type(exc).__name__}")
+    return Response("\n".join(out) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+def _redis_counter(conn: Any, metric: str, key: str) -> list[str]:
+    kind = conn.type(key)
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    if kind == "hash":
+        return [
+            _line(metric, float(v), org=k.decode() if isinstance(k, bytes) else str(k))
+            for k, v in sorted(conn.hgetall(key).items())
+        ]
+    if kind == "string":
+        return [_line(metric, float(conn.get(key) or 0))]
+    return [_line(metric, 0)]

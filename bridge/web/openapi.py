@@ -1,0 +1,442 @@
+"""The OpenAPI 3.1 document of API v1, built from the same request models the views validate
+with, so the two cannot drift apart on inputs; the test suite checks routes and responses."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from bridge import __version__
+from bridge.users import SCOPES
+from bridge.web import api
+
+_TS = {"type": ["string", "null"], "format": "date-time"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_OBJ = {"type": "object"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": _ref(name)},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "pass as ?cursor= for the next page; null on the last page",
+            },
+        },
+        "additionalProperties": False,
+    }
+
+
+RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "fields": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            }
+        },
+        "additionalProperties": False,
+    },
+    "Referral": {
+        "type": "object",
+        "required": ["id", "public_id", "program_id", "status", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "public_id": {"type": "string", "description": "written to Referral_ID__c"},
+            "external_id": _STR_OR_NULL,
+            "program_id": {"type": "integer"},
+            "member_id": _INT_OR_NULL,
+            "first_name": _STR_OR_NULL,
+            "last_name": _STR_OR_NULL,
+            "email": _STR_OR_NULL,
+            "company": _STR_OR_NULL,
+            "phone": _STR_OR_NULL,
+            "status": {"enum": ["pending", "qualified", "approved", "denied"]},
+            "fields": _OBJ,
+            "salesforce": {
+                "type": "object",
+                "properties": {
+                    k: _STR_OR_NULL
+                    for k in ("lead_id", "contact_id", "account_id", "opportunity_id")
+                },
+                "additionalProperties": False,
+            },
+            "created_at": _TS,
+            "updated_at": _TS,
+        },
+        "additionalProperties": False,
+    },
+    "Member": {
+        "type": "object",
+        "required": ["id", "program_id", "name"],
+        "properties": {
+            "id": {"type": "integer"},
+            "program_id": {"type": "integer"},
+            "external_id": _STR_OR_NULL,
+            "referral_code": _STR_OR_NULL,
+            "name": {"type": "string"},
+            "email": _STR_OR_NULL,
+            "phone": _STR_OR_NULL,
+            "url": _STR_OR_NULL,
+            "created_at": _TS,
+        },
+        "additionalProperties": False,
+    },
+    "Entry": {
+        "type": "object",
+        "required": ["id", "sobject_type", "outcome", "reasons", "records"],
+        "properties": {
+            "id": {"type": "integer"},
+            "source": {"enum": ["stream", "poll", "api"]},
+            "sobject_type": {"type": "string"},
+            "record_id": _STR_OR_NULL,
+            "change_type": {"type": "string"},
+            "outcome": {"enum": ["new", "review", "failed", "processed", "skipped"]},
+            "reasons": {"type": "array", "items": {"type": "string"}},
+            "error": _STR_OR_NULL,
+            "decision": _OBJ,
+            "candidates": {"type": "array", "items": _OBJ},
+            "records": {
+                "type": "object",
+                "description": "Lead/Contact/Account/Opportunity: the record or null",
+                "additionalProperties": {"type": ["object", "null"]},
+            },
+            "referral_id": _INT_OR_NULL,
+            "member_id": _INT_OR_NULL,
+            "program_id": _INT_OR_NULL,
+            "attempts": {"type": "integer"},
+            "decided_by": _STR_OR_NULL,
+            "created_at": _TS,
+            "updated_at": _TS,
+            "processed_at": _TS,
+        },
+        "additionalProperties": False,
+    },
+    "Push": {
+        "type": "object",
+        "required": ["id", "kind", "state", "sobject_type"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"enum": ["referral", "activity", "field_update"]},
+            "state": {"enum": ["pending", "sent", "failed", "skipped"]},
+            "sobject_type": {"type": "string"},
+            "external_id_field": _STR_OR_NULL,
+            "external_id": _STR_OR_NULL,
+            "sf_id": _STR_OR_NULL,
+            "error": {
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "required": ["code", "message", "fields"],
+                        "properties": {
+                            "code": _STR_OR_NULL,
+                            "message": _STR_OR_NULL,
+                            "fields": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                ],
+                "description": "Salesforce's error code, message and fields of the last attempt",
+            },
+            "attempts": {"type": "integer"},
+            "referral_id": _INT_OR_NULL,
+            "payload": _OBJ,
+            "note": {"type": "string", "description": "what happened to the send job"},
+            "created_at": _TS,
+            "updated_at": _TS,
+            "sent_at": _TS,
+        },
+        "additionalProperties": False,
+    },
+    "ReferralCreated": {
+        "type": "object",
+        "required": ["referral", "push"],
+        "properties": {
+            "referral": _ref("Referral"),
+            "push": {
+                "oneOf": [_ref("Push"), {"type": "null"}],
+                "description": "the write to Salesforce; null when the program has no "
+                "connected org yet",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "ReferralList": _list_of("Referral"),
+    "EntryList": _list_of("Entry"),
+    "PushList": _list_of("Push"),
+    "Health": {"type": "object"},
+}
+
+_PAGING = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": api.MAX_LIMIT, "default": 50},
+    },
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+
+
+def _q(name: str, values: tuple[str, ...] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if values:
+        schema["enum"] = list(values)
+    return {"name": name, "in": "query", "schema": schema}
+
+
+def _id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+# (path, method, view function, summary, request model, success status, success schema, params)
+OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, Any]]]] = [
+    (
+        "/referrals",
+        "post",
+        api.create_referral,
+        "Add a referral; saves a pending push that writes it to Salesforce",
+        "ReferralIn",
+        201,
+        "ReferralCreated",
+        [],
+    ),
+    (
+        "/referrals",
+        "get",
+        api.list_referrals,
+        "List referrals, newest first",
+        None,
+        200,
+        "ReferralList",
+        [
+            *_PAGING,
+            _q("status", ("pending", "qualified", "approved", "denied")),
+            _q("email"),
+            _q("program"),
+        ],
+    ),
+    (
+        "/members",
+        "post",
+        api.create_member,
+        "Add a referring member to a program",
+        "MemberIn",
+        201,
+        "Member",
+        [],
+    ),
+    (
+        "/activities",
+        "post",
+        api.create_activity,
+        "Log an activity (Task/Event upserted by SFBridge_Activity_Id__c); idempotent on "
+        "activity_id: 201 new, 200 the same activity again, 409 the same id with other values",
+        "ActivityIn",
+        201,
+        "Push",
+        [],
+    ),
+    (
+        "/entries",
+        "get",
+        api.list_entries,
+        "List sales entries, newest first",
+        None,
+        200,
+        "EntryList",
+        [
+            *_PAGING,
+            _q("outcome", ("review", "failed", "processed", "skipped", "new")),
+            _q("sobject_type", ("Lead", "Contact", "Account", "Opportunity")),
+        ],
+    ),
+    (
+        "/entries",
+        "post",
+        api.submit_entry,
+        "Submit a change directly (Flow/Apex) instead of streaming; it is stored and decided like "
+        "a streamed one. 201 new, 200 when the same change (record Id + SystemModstamp) was sent "
+        "before",
+        "EntryIn",
+        201,
+        "Entry",
+        [],
+    ),
+    (
+        "/entries/{entry_id}",
+        "get",
+        api.get_entry,
+        "One entry with records, candidates, decision",
+        None,
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/entries/{entry_id}",
+        "patch",
+        api.patch_entry,
+        "Edit record fields of a waiting or failed entry (retry decides it again)",
+        "EntryPatch",
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/entries/{entry_id}/approve",
+        "post",
+        api.approve_entry,
+        "Approve an entry in review",
+        "NoBody",
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/entries/{entry_id}/reject",
+        "post",
+        api.reject_entry,
+        "Reject an entry in review or failed",
+        "RejectIn",
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/entries/{entry_id}/retry",
+        "post",
+        api.retry_entry,
+        "Decide an entry again, with edited fields or another referral",
+        "RetryIn",
+        200,
+        "Entry",
+        [_id("entry_id")],
+    ),
+    (
+        "/pushes",
+        "get",
+        api.list_pushes,
+        "List pushes to Salesforce, newest first",
+        None,
+        200,
+        "PushList",
+        [
+            *_PAGING,
+            _q("state", ("pending", "sent", "failed", "skipped")),
+            _q("kind", ("referral", "activity", "field_update")),
+        ],
+    ),
+    (
+        "/pushes/{push_id}/repush",
+        "post",
+        api.repush,
+        "Send a failed or skipped push again",
+        "NoBody",
+        202,
+        "Push",
+        [_id("push_id")],
+    ),
+]
+
+_ERRORS = {
+    "400": "bad input: the fields named in error.fields",
+    "401": "no API token, or an unknown or revoked one",
+    "403": "the token lacks the required scope",
+    "404": "no such resource",
+    "405": "method not allowed",
+    "409": "the resource's state or a duplicate conflicts with the request",
+    "422": "well-formed input that names something that does not exist",
+}
+
+
+def _error_response(desc: str) -> dict[str, Any]:
+    return {"description": desc, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+@cache
+def document() -> dict[str, Any]:
+    schemas: dict[str, Any] = dict(RESPONSE_SCHEMAS)
+    for name, model in api.REQUEST_MODELS.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for sub, sub_schema in schema.pop("$defs", {}).items():
+            schemas[sub] = sub_schema
+        schemas[name] = schema
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method, view, summary, req, status, resp, params in OPERATIONS:
+        scope = view.required_scope
+        responses: dict[str, Any] = {
+            str(status): {
+                "description": "success",
+                "content": {"application/json": {"schema": _ref(resp)}},
+            }
+        }
+        for code, desc in _ERRORS.items():
+            responses[code] = _error_response(desc)
+        if status == 201 and path in ("/activities", "/entries"):
+            responses["200"] = {
+                "description": "the same item was sent before",
+                "content": {"application/json": {"schema": _ref(resp)}},
+            }
+        op: dict[str, Any] = {
+            "operationId": view.__name__,
+            "summary": summary,
+            "security": [{"bearer": [scope]}],
+            "parameters": params,
+            "responses": responses,
+            "x-required-scope": scope,
+        }
+        if req:
+            op["requestBody"] = {
+                "required": req != "NoBody",
+                "content": {"application/json": {"schema": _ref(req)}},
+            }
+        paths.setdefault(path, {})[method] = op
+    paths["/openapi.json"] = {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "the OpenAPI document",
+                    "content": {"application/json": {"schema": _OBJ}},
+                }
+            },
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sfbridge API",
+            "version": __version__,
+            "description": "Referrals, activities, sales entries and pushes. Authenticate with "
+            "`Authorization: Bearer <token>` (create one with `sfbridge tokens create`). "
+            'Errors are `{"error": {"code", "message", "fields"?}}`. Scopes: '
+            + ", ".join(SCOPES)
+            + ".",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"}
+            },
+        },
+        "paths": paths,
+    }

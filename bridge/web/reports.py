@@ -1,0 +1,82 @@
+"""Integration reports: every push to Salesforce and every entry, with success or error, and
+the repush / retry buttons."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+from werkzeug.wrappers import Response
+
+from bridge.store.models import Push, SalesEntry
+from bridge.web import actions
+from bridge.web.auth import login_required, role_required
+from bridge.web.extensions import store
+from bridge.web.security import local_next
+
+bp = Blueprint("reports", __name__, url_prefix="/reports")
+
+
+def _page() -> int:
+    return max(1, request.args.get("page", 1, type=int) or 1)
+
+
+@bp.get("/pushes")
+@login_required
+def pushes() -> str:
+    state = request.args.get("state", "")
+    kind = request.args.get("kind", "")
+    size = current_app.config["PAGE_SIZE"]
+    page = _page()
+    with store().session() as s:
+        query = select(Push)
+        if state in actions.PUSH_STATES:
+            query = query.where(Push.state == state)
+        if kind:
+            query = query.where(Push.kind == kind)
+        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = list(s.scalars(query.order_by(Push.id.desc()).offset((page - 1) * size).limit(size)))
+        counts = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
+    return render_template(
+        "pushes.html",
+        rows=rows,
+        state=state,
+        kind=kind,
+        page=page,
+        pages=max(1, -(-total // size)),
+        counts=counts,
+        states=actions.PUSH_STATES,
+    )
+
+
+@bp.post("/pushes/<int:push_id>/repush")
+@role_required("admin")
+def repush(push_id: int) -> Response:
+    try:
+        with store().session() as s:
+            actions.repush(s, actions.get_push(s, push_id), actor=g.user.email)
+        note = actions.enqueue_pushes([push_id])
+        flash(f"Push {push_id} will be sent again ({note}).", "success")
+    except actions.ActionError as exc:
+        flash(f"Push {push_id} was not repushed: {exc.message}", "error")
+    return redirect(local_next(url_for("reports.pushes")))
+
+
+@bp.get("/entries")
+@login_required
+def entries() -> str:
+    result = request.args.get("result", "")
+    size = current_app.config["PAGE_SIZE"]
+    page = _page()
+    with store().session() as s:
+        query = select(SalesEntry).where(SalesEntry.outcome.in_(("processed", "failed")))
+        if result == "success":
+            query = query.where(SalesEntry.outcome == "processed")
+        elif result == "error":
+            query = query.where(SalesEntry.outcome == "failed")
+        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = list(
+            s.scalars(query.order_by(SalesEntry.id.desc()).offset((page - 1) * size).limit(size))
+        )
+    return render_template(
+        "report_entries.html", rows=rows, result=result, page=page, pages=max(1, -(-total // size))
+    )

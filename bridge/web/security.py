@@ -1,0 +1,100 @@
+"""Cookie flags, CSRF tokens and security headers for the browser side.
+
+Sessions are Flask's signed cookies: HttpOnly, SameSite=Lax, and Secure whenever the request
+came over HTTPS (`TRUST_PROXY` honours X-Forwarded-Proto from a reverse proxy). At sign-in the
+session is cleared and gets a fresh random nonce (`sid`), so a cookie planted before sign-in is
+worth nothing afterwards. The CSRF token is a per-session random value checked on every
+non-API POST; the JSON API is exempt because it authenticates with bearer tokens, not cookies.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from flask import Flask, Response, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import BadRequest
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+CSRF_FIELD = "csrf_token"
+CSRF_EXEMPT_PREFIXES = ("/api/",)
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class CsrfRefused(BadRequest):
+    description = "The form was sent without a valid CSRF token."
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return str(token)
+
+
+def local_next(default: str) -> str:
+    """The form's `next` when it is a path on this site, else `default` (no open redirects)."""
+    target = request.form.get("next", "")
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def page_url(page: int) -> str:
+    """This page's URL with the same query and another page number."""
+    args: dict[str, Any] = {**(request.view_args or {}), **request.args.to_dict()}
+    args["page"] = str(page)
+    return url_for(request.endpoint or "index", **args)
+
+
+def _check_csrf() -> None:
+    if request.method not in UNSAFE_METHODS:
+        return
+    if request.path.startswith(CSRF_EXEMPT_PREFIXES):
+        return
+    expected = session.get("csrf")
+    sent = request.form.get(CSRF_FIELD) or request.headers.get("X-CSRF-Token", "")
+    if not expected or not sent or not hmac.compare_digest(str(expected), sent):
+        raise CsrfRefused()
+
+
+def init_app(app: Flask) -> None:
+    app.session_interface = SessionInterface()
+    if app.config.get("TRUST_PROXY"):
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.before_request(_check_csrf)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["page_url"] = page_url
+
+    @app.errorhandler(CsrfRefused)
+    def _csrf_refused(exc: CsrfRefused) -> tuple[str, int]:
+        return render_template(
+            "error.html",
+            status=400,
+            title="Form refused",
+            message="This form was sent without a valid security token "
+            "(it may have expired, or come from another site). Go back, "
+            "reload the page and try again.",
+        ), 400
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if resp.mimetype == "text/html":
+            resp.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                "script-src 'self'; form-action 'self'; frame-ancestors 'none'",
+            )
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp

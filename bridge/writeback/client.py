@@ -1,0 +1,126 @@
+"""The two Salesforce calls writeback needs: a SOQL query and an sObject Collections request.
+
+`OrgWriter` runs them on a connected org through its `call` (one re-authentication on an
+expired session, failures turned into classified `SalesforceError`s). Per-record errors inside
+a 200 response are classified with the same table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from bridge.errors import BridgeError, TransientError, UsageError
+from bridge.salesforce.errors import category_for, classify
+
+ErrorClass = Literal["usage", "transient", "permanent"]
+
+COLLECTION_LIMIT = 200
+"""sObject Collections take at most 200 records per request."""
+
+LOOKUP_CHUNK = 100
+"""Values per IN list: keeps the query URL well under Salesforce's request size limits."""
+
+
+def classify_code(code: str) -> ErrorClass:
+    """Who can fix a Salesforce error code (the connection's table): retry (transient), the
+    admin (usage), or the data (permanent: STRING_TOO_LONG, REQUIRED_FIELD_MISSING...)."""
+    return category_for(code, None)
+
+
+def error_class_of(exc: BridgeError) -> ErrorClass:
+    if isinstance(exc, TransientError):
+        return "transient"
+    if isinstance(exc, UsageError):
+        return "usage"
+    return "permanent"
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """The first error of one record in an sObject Collections response."""
+
+    code: str
+    message: str
+    fields: list[str]
+
+    @property
+    def error_class(self) -> ErrorClass:
+        return classify_code(self.code)
+
+
+def record_error(result: dict[str, Any]) -> RecordError:
+    errors = result.get("errors") or [{}]
+    first = errors[0]
+    code = str(first.get("statusCode") or first.get("errorCode") or "UNKNOWN_EXCEPTION")
+    message = str(first.get("message") or "Salesforce reported the record as not saved")
+    if len(errors) > 1:
+        message += "".join(f"; {e.get('statusCode')}: {e.get('message')}" for e in errors[1:])
+    return RecordError(code, message, [str(f) for f in first.get("fields") or []])
+
+
+class Writer(Protocol):
+    def query(self, soql: str) -> list[dict[str, Any]]: ...
+
+    def collection(
+        self, method: str, path: str, records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]: ...
+
+
+def direct_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a call on a bare simple-salesforce client, classifying Salesforce failures."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        err = classify(exc)
+        if err is None:
+            raise  # a bug must not be saved as if Salesforce had answered it
+        raise err from exc
+
+
+@dataclass
+class OrgWriter:
+    """Queries and sObject Collections on a simple-salesforce client.
+
+    Built `for_org`, every call goes through the org's `call` and reads `org.sf` when it runs,
+    so a re-authentication (new token, maybe a new instance) is picked up.
+    """
+
+    sf: Any
+    call: Callable[..., Any] = direct_call
+    org: Any = None
+
+    @classmethod
+    def for_org(cls, org: Any) -> OrgWriter:
+        """From a connected `SalesforceOrg` (its `.sf` client and classifying `.call`)."""
+        return cls(org.sf, org.call, org)
+
+    def _client(self) -> Any:
+        return self.org.sf if self.org is not None else self.sf
+
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        result = self.call(lambda: self._client().query_all(soql))
+        return [dict(r) for r in result.get("records", [])]
+
+    def collection(
+        self, method: str, path: str, records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if len(records) > COLLECTION_LIMIT:
+            raise ValueError(f"{len(records)} records: sObject Collections take {COLLECTION_LIMIT}")
+        body = json.dumps({"allOrNone": False, "records": records}, default=str)
+        result = self.call(lambda: self._client().restful(path, method=method, data=body))
+        if result is None:
+            return []
+        if not isinstance(result, list) or len(result) != len(records):
+            raise TransientError(
+                f"Salesforce answered {path} with {type(result).__name__} for "
+                f"{len(records)} records",
+                code="UNEXPECTED_RESPONSE",
+            )
+        return [dict(r) for r in result]
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

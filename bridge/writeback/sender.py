@@ -1,0 +1,531 @@
+"""Send pending pushes in bulk: lookups batched with IN, writes in sObject Collections of ≤ 200
+(allOrNone false), each record's result saved on its own push.
+
+`send(store, writer, org_config, push_ids)` is idempotent: it re-reads the pushes and sends
+only those still pending, counting the attempt (committed) before any call. Results are saved
+after every collection request, so a crash in the middle keeps what was already written.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge import audit
+from bridge.config import OrgConfig
+from bridge.errors import BridgeError, PermanentError
+from bridge.store import Store
+from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
+from bridge.writeback import activities, referrals
+from bridge.writeback.client import (
+    COLLECTION_LIMIT,
+    RecordError,
+    Writer,
+    chunks,
+    error_class_of,
+    record_error,
+)
+from bridge.writeback.pushes import mark_error, mark_sent, mark_skipped
+
+ACTOR = "writeback"
+Op = Literal["create", "update", "upsert"]
+
+
+@dataclass
+class Write:
+    """One record to write, for one push."""
+
+    push_id: int
+    sobject: str
+    op: Op
+    fields: dict[str, Any]
+    record_id: str | None = None
+    external_id_field: str | None = None
+    local_updates: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    push_id: int
+    state: Literal["sent", "failed", "pending", "skipped", "denied"]
+    sf_id: str | None = None
+    sobject: str | None = None
+    error: RecordError | None = None
+    error_class: str | None = None
+    local_updates: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] | None = None  # what was sent, saved on the push payload
+
+
+@dataclass
+class SendReport:
+    sent: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)  # transient errors: still pending
+
+    def add(self, outcome: Outcome, push: Push) -> None:
+        bucket = {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
+        if push.state == "pending":
+            self.retry.append(push.id)
+        else:
+            bucket[push.state].append(push.id)
+
+
+@dataclass
+class _Item:
+    push_id: int
+    kind: str
+    sobject: str
+    payload: dict[str, Any]
+    external_id_field: str | None
+    external_id: str | None
+    referral: dict[str, Any] | None = None
+    record: dict[str, Any] | None = None
+    referral_who: str | None = None  # the referral's Contact or Lead, for activities
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def send(
+    store: Store,
+    writer: Writer,
+    org_config: OrgConfig,
+    push_ids: Sequence[int],
+    *,
+    now: datetime | None = None,
+) -> SendReport:
+    """Send the pending pushes among `push_ids` (all of one org) and save every result."""
+    now = now or datetime.now(UTC)
+    report = SendReport()
+    items = _claim(store, org_config, push_ids)
+    if not items:
+        return report
+
+    by_id = {item.push_id: item for item in items}
+    todo = items
+    while todo:
+        # Referrals sharing an email go one per round: the second sees the record the first
+        # made and follows on_existing_email, instead of both creating the same person.
+        todo, later = _one_per_email(todo)
+        _send_round(store, writer, org_config, todo, by_id, now, report)
+        todo = later
+    return report
+
+
+def _one_per_email(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
+    now: list[_Item] = []
+    later: list[_Item] = []
+    seen: set[str] = set()
+    for item in items:
+        email = (
+            (item.referral or {}).get("email")
+            or (item.record or {}).get("Email")
+            or item.payload.get("email")
+        )
+        key = referrals.email_key(email) if item.kind == "referral" else None
+        if key and key in seen:
+            later.append(item)
+            continue
+        if key:
+            seen.add(key)
+        now.append(item)
+    return now, later
+
+
+def _send_round(
+    store: Store,
+    writer: Writer,
+    org_config: OrgConfig,
+    items: list[_Item],
+    by_id: dict[int, _Item],
+    now: datetime,
+    report: SendReport,
+) -> None:
+    writes: list[Write] = []
+    early: list[Outcome] = []
+    by_kind: dict[str, list[_Item]] = defaultdict(list)
+    for item in items:
+        by_kind[item.kind].append(item)
+
+    for kind, planner in (
+        ("referral", _plan_referrals),
+        ("activity", _plan_activities),
+        ("field_update", _plan_field_updates),
+    ):
+        group = by_kind.get(kind, [])
+        if not group:
+            continue
+        try:
+            planned, refused = planner(writer, org_config, group, now)
+        except BridgeError as exc:  # the lookup failed: every push of the group shares it
+            planned, refused = [], [_failure(i.push_id, exc) for i in group]
+        writes += planned
+        early += refused
+
+    for write in writes:
+        _apply_overrides(write, by_id[write.push_id].payload.get("overrides"))
+    _save(store, early, now, report)
+    for outcomes in _execute(writer, writes):
+        _save(store, outcomes, now, report)
+
+
+def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:
+    """Field edits made at repush win over the built fields; None leaves a field out."""
+    for name, value in (overrides or {}).items():
+        if value is None:
+            write.fields.pop(name, None)
+        else:
+            write.fields[name] = value
+
+
+def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list[_Item]:
+    """Count the attempt on every still-pending push, committed before anything is sent."""
+    items: list[_Item] = []
+    with store.session() as session:
+        pushes = session.scalars(
+            select(Push)
+            .where(Push.id.in_(list(push_ids)), Push.state == "pending")
+            .order_by(Push.id)
+        ).all()
+        for push in pushes:
+            push.attempts = (push.attempts or 0) + 1
+            item = _Item(
+                push.id,
+                push.kind,
+                push.sobject_type,
+                dict(push.payload or {}),
+                push.external_id_field,
+                push.external_id,
+            )
+            if push.kind == "referral":
+                _load_referral(session, push, item, org_config)
+            elif push.kind == "activity" and push.referral_id:
+                referral = session.get(Referral, push.referral_id)
+                if referral is not None:
+                    item.referral_who = referral.sf_contact_id or referral.sf_lead_id
+            items.append(item)
+    return items
+
+
+def _load_referral(session: Session, push: Push, item: _Item, org_config: OrgConfig) -> None:
+    referral = session.get(Referral, push.referral_id) if push.referral_id else None
+    if referral is None:
+        return  # sent from the saved payload
+    add = org_config.writeback.referral_add
+    program = session.get(Program, referral.program_id)
+    member = session.get(Member, referral.member_id) if referral.member_id else None
+    item.referral = referrals.referral_values(referral)
+    # Rebuilt from the referral as it is now: a fixed referral is what a repush sends.
+    item.record = referrals.build_record(
+        item.referral,
+        referrals.member_values(member),
+        source=program.name if program else None,
+        add=add,
+        sobject=add.create_as,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Planning per kind
+# --------------------------------------------------------------------------------------------
+
+
+def _plan_referrals(
+    writer: Writer, org_config: OrgConfig, items: list[_Item], now: datetime
+) -> tuple[list[Write], list[Outcome]]:
+    for item in items:
+        if item.record is None:
+            item.record = dict(item.payload.get("fields") or {})
+        if item.referral is None:
+            item.referral = {
+                "public_id": item.record.get(referrals.REFERRAL_ID_FIELD),
+                "email": item.record.get("Email"),
+            }
+    writes: list[Write] = []
+    early: list[Outcome] = []
+    missing = [i for i in items if not (i.record or {}).get(referrals.REFERRAL_ID_FIELD)]
+    for item in missing:
+        early.append(
+            _failure(
+                item.push_id,
+                PermanentError(
+                    "the referral of this push no longer exists, so there is nothing to write",
+                    code="referral_missing",
+                ),
+            )
+        )
+    items = [i for i in items if i not in missing]
+    emails = [str(i.referral.get("email") or "") for i in items if i.referral]
+    existing = referrals.find_existing(writer, org_config, emails) if items else {}
+    for item in items:
+        assert item.referral is not None and item.record is not None
+        key = referrals.email_key(item.referral.get("email"))
+        decision = referrals.decide(
+            referral=item.referral,
+            record=item.record,
+            candidates=existing.get(key, []) if key else [],
+            org_config=org_config,
+            now=now,
+        )
+        if decision.action in ("skip", "deny"):
+            early.append(
+                Outcome(
+                    item.push_id,
+                    "skipped" if decision.action == "skip" else "denied",
+                    sobject=decision.sobject,
+                    error=RecordError(decision.reason or "skipped", decision.message or "", []),
+                    fields=item.record,
+                )
+            )
+        elif decision.action == "upsert":
+            writes.append(
+                Write(
+                    item.push_id,
+                    decision.sobject,
+                    "upsert",
+                    decision.fields,
+                    external_id_field=referrals.REFERRAL_ID_FIELD,
+                    local_updates=decision.local_updates,
+                )
+            )
+        else:
+            writes.append(
+                Write(
+                    item.push_id,
+                    decision.sobject,
+                    "update",
+                    decision.fields,
+                    record_id=decision.record_id,
+                    local_updates=decision.local_updates,
+                )
+            )
+    return writes, early
+
+
+def _plan_activities(
+    writer: Writer, org_config: OrgConfig, items: list[_Item], now: datetime
+) -> tuple[list[Write], list[Outcome]]:
+    writes: list[Write] = []
+    early: list[Outcome] = []
+    planned: list[tuple[_Item, str, dict[str, Any], str | None]] = []
+    for item in items:
+        email = item.payload.get("email") or item.payload.get("who_email")
+        if "fields" in item.payload:
+            sobject, fields = item.sobject, dict(item.payload["fields"])
+        else:  # saved with the activity itself as payload: build the Task/Event now
+            try:
+                sobject, fields = activities.record_from_payload(
+                    item.payload, item.external_id, org_config
+                )
+            except BridgeError as exc:
+                early.append(_failure(item.push_id, exc))
+                continue
+        planned.append((item, sobject, fields, email))
+
+    resolve = org_config.writeback.activities.lead_resolution == "email"
+    wanted = [email for item, _s, _f, email in planned if item.payload.get("resolve_who", resolve)]
+    whos = activities.resolve_whos(writer, wanted) if any(wanted) else {}
+    for item, sobject, fields, email in planned:
+        key = referrals.email_key(email)
+        if "WhoId" not in fields:
+            if item.payload.get("resolve_who", resolve) and key and key in whos:
+                fields["WhoId"] = whos[key]
+            elif item.referral_who:
+                fields["WhoId"] = item.referral_who
+        writes.append(
+            Write(
+                item.push_id,
+                sobject,
+                "upsert",
+                fields,
+                external_id_field=item.external_id_field or activities.ACTIVITY_ID_FIELD,
+            )
+        )
+    return writes, early
+
+
+def _plan_field_updates(
+    writer: Writer, org_config: OrgConfig, items: list[_Item], now: datetime
+) -> tuple[list[Write], list[Outcome]]:
+    writes = []
+    for item in items:
+        fields = dict(item.payload.get("fields") or {})
+        record_id = item.payload.get("record_id")
+        if record_id:
+            writes.append(Write(item.push_id, item.sobject, "update", fields, record_id=record_id))
+        elif item.external_id_field:
+            writes.append(
+                Write(
+                    item.push_id,
+                    item.sobject,
+                    "upsert",
+                    fields,
+                    external_id_field=item.external_id_field,
+                )
+            )
+        else:
+            writes.append(Write(item.push_id, item.sobject, "create", fields))
+    return writes, []
+
+
+# --------------------------------------------------------------------------------------------
+# Bulk execution
+# --------------------------------------------------------------------------------------------
+
+
+def _request(write_group: list[Write]) -> tuple[str, str, list[dict[str, Any]]]:
+    first = write_group[0]
+    records = []
+    for w in write_group:
+        record: dict[str, Any] = {"attributes": {"type": w.sobject}, **w.fields}
+        if w.op == "update":
+            # Field names are case-insensitive in Salesforce; the docs' examples write "id".
+            record["Id"] = w.record_id
+        records.append(record)
+    if first.op == "upsert":
+        return "PATCH", f"composite/sobjects/{first.sobject}/{first.external_id_field}", records
+    if first.op == "update":
+        return "PATCH", "composite/sobjects", records
+    return "POST", "composite/sobjects", records
+
+
+def _execute(writer: Writer, writes: list[Write]) -> Any:
+    """Yield the outcomes of each collection request (grouped by object, operation, key)."""
+    groups: dict[tuple[str, str, str | None], list[Write]] = defaultdict(list)
+    for w in writes:
+        groups[(w.sobject, w.op, w.external_id_field)].append(w)
+    for group in groups.values():
+        for part in chunks(group, COLLECTION_LIMIT):
+            method, path, records = _request(part)
+            try:
+                results = writer.collection(method, path, records)
+            except BridgeError as exc:
+                yield [_failure(w.push_id, exc, fields=w.fields) for w in part]
+                continue
+            outcomes = []
+            for w, result in zip(part, results, strict=True):
+                if result.get("success"):
+                    outcomes.append(
+                        Outcome(
+                            w.push_id,
+                            "sent",
+                            sf_id=result.get("id") or w.record_id,
+                            sobject=w.sobject,
+                            local_updates=w.local_updates,
+                            fields=w.fields,
+                        )
+                    )
+                else:
+                    err = record_error(result)
+                    outcomes.append(
+                        Outcome(
+                            w.push_id,
+                            "failed",
+                            sobject=w.sobject,
+                            error=err,
+                            error_class=err.error_class,
+                            fields=w.fields,
+                        )
+                    )
+            yield outcomes
+
+
+def _failure(push_id: int, exc: BridgeError, fields: dict[str, Any] | None = None) -> Outcome:
+    return Outcome(
+        push_id,
+        "failed",
+        error=RecordError(exc.code, exc.message, list(exc.fields)),
+        error_class=error_class_of(exc),
+        fields=fields,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Saving results
+# --------------------------------------------------------------------------------------------
+
+
+def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendReport) -> None:
+    if not outcomes:
+        return
+    with store.session() as session:
+        for outcome in outcomes:
+            push = session.get(Push, outcome.push_id)
+            if push is None or push.state != "pending":
+                continue
+            if outcome.fields is not None:
+                payload = dict(push.payload or {})
+                payload["fields"] = outcome.fields
+                push.payload = payload
+            if outcome.sobject:
+                push.sobject_type = outcome.sobject
+            if outcome.state == "sent":
+                mark_sent(push, outcome.sf_id, now)
+                _after_sent(session, push, outcome)
+            elif outcome.state in ("skipped", "denied"):
+                assert outcome.error is not None
+                mark_skipped(push, outcome.error.code, outcome.error.message)
+                if outcome.state == "denied":
+                    _deny_referral(session, push, outcome)
+            else:
+                assert outcome.error is not None
+                mark_error(
+                    push,
+                    code=outcome.error.code,
+                    message=outcome.error.message,
+                    fields=outcome.error.fields,
+                    error_class=outcome.error_class or "permanent",
+                )
+            report.add(outcome, push)
+
+
+def _after_sent(session: Session, push: Push, outcome: Outcome) -> None:
+    if push.kind != "referral" or push.referral_id is None:
+        return
+    referral = session.get(Referral, push.referral_id)
+    if referral is None:
+        return
+    if push.sobject_type == "Lead":
+        referral.sf_lead_id = push.sf_id
+    elif push.sobject_type == "Contact":
+        referral.sf_contact_id = push.sf_id
+    extra = dict(referral.fields or {})
+    for name, value in outcome.local_updates.items():
+        if name in referrals.REFERRAL_ATTRIBUTES and name not in ("public_id", "status"):
+            setattr(referral, name, value)
+        elif name not in ("public_id", "status"):
+            extra[name] = value
+    if extra != (referral.fields or {}):
+        referral.fields = extra
+
+
+def _deny_referral(session: Session, push: Push, outcome: Outcome) -> None:
+    referral = session.get(Referral, push.referral_id) if push.referral_id else None
+    if referral is None or referral.status in ("approved", "denied"):
+        return  # approved is terminal; denied already
+    previous = referral.status
+    referral.status = "denied"
+    session.add(
+        ReferralStatusChange(
+            referral_id=referral.id, from_status=previous, to_status="denied", actor=ACTOR
+        )
+    )
+    audit.record(
+        session,
+        ACTOR,
+        "referral.denied",
+        "referral",
+        referral.id,
+        reason="existing_email",
+        push_id=push.id,
+        message=outcome.error.message if outcome.error else None,
+    )

@@ -1,0 +1,187 @@
+"""`sfbridge config check`: the example config passes; mistakes are reported with line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bridge.cli import main
+from bridge.config import check_config_text
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "bridge" / "examples" / "sfbridge.example.yaml"
+
+FIVE_MISTAKES = """\
+orgs:
+  acme:
+    login_url: http://login.salesforce.com
+    programs:
+      - {key: partners, name: Partners}
+    receiver:
+      program: partners
+      status_rules:
+        - {status: won, object: Opportunity, field: StageName, op: equals, value: Closed Won}
+      referral_fields:
+        company: Contact.Account.Name
+      target_match:
+        fuzzy_threshold: 2
+    polling:
+      evrey: 60
+"""
+
+
+def line_of(text: str, marker: str) -> int:
+    [number] = [i for i, line in enumerate(text.splitlines(), 1) if marker in line]
+    return number
+
+
+def test_example_config_passes(runner: Any) -> None:
+    result = runner.invoke(main, ["config", "check", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "OK (1 org(s): acme)" in result.output
+
+
+def test_example_config_covers_every_section() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    org = data["orgs"]["acme"]
+    assert set(org) >= {"login_url", "client_id", "username", "private_key_file", "api_version",
+                        "programs", "receiver", "writeback", "streaming", "polling"}  # fmt: skip
+    assert set(org["receiver"]) == {"program", "status_rules", "override_denied",
+                                    "referral_fields", "target_match", "member_match",
+                                    "contact_matching", "process"}  # fmt: skip
+    assert set(org["writeback"]) == {"referral_add", "activities", "objects"}
+    assert set(org["writeback"]["activities"]["kinds"]) == {
+        "email", "call", "linkedin_message", "linkedin_connection", "meeting"
+    }  # fmt: skip
+    assert {"sync_mode", "dedupe", "fields"} <= set(org["writeback"]["objects"]["Account"])
+
+
+def test_five_mistakes_are_all_reported_with_their_lines(runner: Any, tmp_path: Path) -> None:
+    path = tmp_path / "sfbridge.yaml"
+    path.write_text(FIVE_MISTAKES)
+    result = runner.invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith(str(path))]
+    expected = [
+        ("login_url: http", "orgs.acme.login_url", "must be an https:// URL"),
+        ("status: won", "orgs.acme.receiver.status_rules[0].status",
+         "found 'won'; allowed: 'pending', 'qualified', 'approved' or 'denied'"),
+        ("company: Contact.Account.Name", "orgs.acme.receiver.referral_fields.company",
+         "'Contact.Account.Name' is a relationship path; name the related object directly, "
+         "e.g. 'Account.Name'"),
+        ("fuzzy_threshold: 2", "orgs.acme.receiver.target_match.fuzzy_threshold",
+         "found 2; must be less than or equal to 1"),
+        ("evrey: 60", "orgs.acme.polling.evrey", "unknown key"),
+    ]  # fmt: skip
+    assert len(lines) == len(expected), result.output
+    for (marker, key, message), line in zip(expected, lines, strict=True):
+        assert line.startswith(f"{path}:{line_of(FIVE_MISTAKES, marker)}: {key}: "), line
+        assert message in line, line
+    assert f"5 problem(s) found in {path}" in result.output
+    assert "Traceback" not in result.output
+
+
+def _org(receiver: dict[str, Any]) -> str:
+    return yaml.safe_dump(
+        {
+            "orgs": {
+                "acme": {
+                    "programs": [{"key": "p", "name": "P"}],
+                    "receiver": {"program": "p", **receiver},
+                }
+            }
+        }  # fmt: skip
+    )
+
+
+def _problems(receiver: dict[str, Any]) -> list[str]:
+    config, problems = check_config_text(_org(receiver), "sfbridge.yaml")
+    assert (config is None) == bool(problems)
+    return [str(p) for p in problems]
+
+
+@pytest.mark.parametrize(
+    ("receiver", "key", "message"),
+    [
+        ({"referral_fields": {"company": "Contact.Account.Name"}},
+         "receiver.referral_fields.company", "e.g. 'Account.Name'"),
+        ({"target_match": {"direct_fields": ["Lead.Referral_ID__c", "Lead.Owner.Email"]}},
+         "receiver.target_match.direct_fields[1]", "'Lead.Owner.Email' is a relationship path"),
+        ({"member_match": {"member_email": ["Contact.Account.Owner.Email"]}},
+         "receiver.member_match.member_email[0]", "e.g. 'Owner.Email'"),
+        ({"status_rules": [{"status": "approved", "object": "Opportunity",
+                            "field": "Account.Name", "op": "is_blank"}]},
+         "receiver.status_rules[0].field", "must be a field of the rule's object"),
+    ],
+)  # fmt: skip
+def test_relationship_paths_are_rejected(receiver: dict[str, Any], key: str, message: str) -> None:
+    problems = _problems(receiver)
+    assert any(f": orgs.acme.{key}: " in p and message in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("receiver", "key", "message"),
+    [
+        ({"referral_fields": {"size": "Deal.Size__c"}}, "receiver.referral_fields.size",
+         "unknown object 'Deal' in 'Deal.Size__c'; allowed: Lead, Contact, Account, Opportunity"),
+        ({"target_match": {"direct_fields": ["Case.Referral_ID__c"]}},
+         "receiver.target_match.direct_fields[0]", "unknown object 'Case'"),
+        ({"status_rules": [{"status": "approved", "object": "Deal", "field": "Stage",
+                            "op": "equals", "value": "Won"}]},
+         "receiver.status_rules[0].object",
+         "found 'Deal'; allowed: 'Lead', 'Contact', 'Account' or 'Opportunity'"),
+    ],
+)  # fmt: skip
+def test_unknown_objects_are_rejected(receiver: dict[str, Any], key: str, message: str) -> None:
+    problems = _problems(receiver)
+    assert any(f": orgs.acme.{key}: " in p and message in p for p in problems), problems
+
+
+def test_every_bad_reference_is_reported_not_just_the_first() -> None:
+    problems = _problems({"referral_fields": {"a": "Deal.X", "b": "Lead.Owner.Name", "c": "Lead"}})
+    assert len(problems) == 3, problems
+
+
+def _rule(status: str, op: str, value: Any = None, obj: str = "Lead", field: str = "Status"):
+    rule: dict[str, Any] = {"status": status, "object": obj, "field": field, "op": op}
+    if value is not None:
+        rule["value"] = value
+    return rule
+
+
+@pytest.mark.parametrize(
+    ("rules", "contradiction"),
+    [
+        ([_rule("qualified", "equals", "Working"), _rule("denied", "equals", "Working")], True),
+        ([_rule("qualified", "in", ["Working", "Open"]), _rule("denied", "equals", "Open")], True),
+        ([_rule("qualified", "equals", "Open"), _rule("denied", "changed_to", "Open")], True),
+        ([_rule("qualified", "changed_to", "Open"), _rule("denied", "changed_to", "Open")], True),
+        ([_rule("denied", "not_equals", "Open"), _rule("approved", "in", ["Won", "Lost"])], True),
+        ([_rule("pending", "is_blank"), _rule("denied", "is_blank", True)], True),
+        ([_rule("qualified", "is_blank", False), _rule("approved", "equals", "Won")], True),
+        # not contradictions: different values, fields, objects, the same status, or the
+        # earlier rule is narrower than the later one
+        ([_rule("qualified", "equals", "Working"), _rule("denied", "equals", "Lost")], False),
+        ([_rule("qualified", "equals", "Open"), _rule("qualified", "in", ["Open"])], False),
+        ([_rule("qualified", "equals", "Won"),
+          _rule("approved", "equals", "Won", obj="Opportunity", field="StageName")], False),
+        ([_rule("qualified", "changed_to", "Open"), _rule("denied", "equals", "Open")], False),
+        ([_rule("qualified", "equals", "Open"), _rule("denied", "in", ["Open", "New"])], False),
+        ([_rule("denied", "not_equals", "Open"), _rule("approved", "equals", "Open")], False),
+        ([_rule("pending", "is_blank"), _rule("denied", "is_blank", False)], False),
+    ],
+)  # fmt: skip
+def test_contradictory_status_rules(rules: list[dict[str, Any]], contradiction: bool) -> None:
+    problems = _problems({"status_rules": rules})
+    if not contradiction:
+        assert problems == []
+        return
+    [problem] = problems
+    # reported at the rule that can never apply, on its own line
+    assert problem.startswith("sfbridge.yaml:")
+    assert ": orgs.acme.receiver.status_rules[1]: contradicts status_rules[0]:" in problem
+    assert f"this rule's '{rules[1]['status']}' can never apply" in problem
+    line = int(problem.split(":")[1])
+    assert _org({"status_rules": rules}).splitlines()[line - 1].lstrip().startswith("- ")

@@ -1,0 +1,187 @@
+"""Sign-in: hashing, cookie flags, a new session at sign-in, idle timeout, throttling, roles."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bridge.store.models import AuditLog, User
+from bridge.users import create_user, verify_password
+from tests.web.conftest import AuthActions, form_token
+from tests.web.seed import PASSWORD
+
+
+def _cookie_header(resp) -> str:  # type: ignore[no-untyped-def]
+    headers = [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("sfbridge_session=")]
+    assert headers, "no session cookie was set"
+    return headers[-1]
+
+
+def test_passwords_are_stored_hashed_with_scrypt_by_default(app: Flask) -> None:
+    store = app.extensions["sfbridge"].store
+    with store.session() as s:
+        user = create_user(s, "New.Person@Example.com", "a long enough secret", "reviewer")
+        assert user.email == "new.person@example.com"
+        assert user.password_hash.startswith("scrypt:")
+        assert "a long enough secret" not in user.password_hash
+        assert verify_password(user, "a long enough secret")
+        assert not verify_password(user, "a long enough secreT")
+
+
+def test_sign_in_sets_an_httponly_lax_cookie_and_redirects(
+    client: FlaskClient, auth: AuthActions
+) -> None:
+    resp = auth.login()
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+    cookie = _cookie_header(resp)
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # plain http in this test
+    page = client.get("/").get_data(as_text=True)
+    assert "reviewer@example.com" in page and "Dashboard" in page
+
+
+def test_cookie_is_secure_over_https(app: Flask) -> None:
+    client = app.test_client()
+    page = client.get("/auth/login", base_url="https://localhost")
+    assert "Secure" in _cookie_header(page)
+    resp = client.post(
+        "/auth/login",
+        base_url="https://localhost",
+        data={
+            "email": "reviewer@example.com",
+            "password": PASSWORD,
+            "csrf_token": form_token(page.get_data(as_text=True)),
+        },
+    )
+    assert resp.status_code == 302
+    assert "Secure" in _cookie_header(resp)
+
+
+def test_sign_in_starts_a_new_session(client: FlaskClient, auth: AuthActions) -> None:
+    auth.csrf()
+    with client.session_transaction() as sess:
+        sess["planted"] = "by an attacker"
+        sess["sid"] = "fixed-session-id"
+        csrf_before = sess["csrf"]
+    auth.login()
+    with client.session_transaction() as sess:
+        assert "planted" not in sess
+        assert sess["sid"] != "fixed-session-id" and len(sess["sid"]) >= 24
+        assert sess["csrf"] != csrf_before
+        assert sess["uid"]
+
+
+def test_idle_sessions_end(client: FlaskClient, auth: AuthActions, app: Flask) -> None:
+    auth.login()
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as sess:
+        sess["seen"] = time.time() - app.config["IDLE_TIMEOUT_SECONDS"] - 1
+    resp = client.get("/queue/review")
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/login")
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "signed out after a period of inactivity" in page
+
+
+def test_pages_need_sign_in(client: FlaskClient) -> None:
+    for path in ("/", "/queue/review", "/reports/pushes", "/audit", "/admin/users"):
+        resp = client.get(path)
+        assert resp.status_code == 302, path
+        assert resp.headers["Location"].startswith("/auth/login?next=")
+
+
+def test_next_never_leaves_the_site(client: FlaskClient, auth: AuthActions) -> None:
+    token = auth.csrf()
+    resp = client.post(
+        "/auth/login",
+        data={
+            "email": "reviewer@example.com",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "//evil.example/x",
+        },
+    )
+    assert resp.headers["Location"] == "/"
+
+
+def test_wrong_password_is_refused_and_audited(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
+    resp = auth.login(password="wrong password")
+    assert resp.status_code == 401
+    assert "do not match an active account" in resp.get_data(as_text=True)
+    with app.extensions["sfbridge"].store.session() as s:
+        rows = s.scalars(select(AuditLog).where(AuditLog.action == "login.failed")).all()
+        assert [(r.object_type, r.detail["email"]) for r in rows] == [
+            ("client_ip", "reviewer@example.com")
+        ]
+
+
+def test_account_locks_after_repeated_failures(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        assert auth.login(password="nope nope nope").status_code == 401
+    resp = auth.login()  # the right password, but the account is locked now
+    assert resp.status_code == 429
+    assert "This account is locked after 5 failed sign-ins" in resp.get_data(as_text=True)
+    with client.session_transaction() as sess:
+        assert "uid" not in sess
+    # An admin unlocks it; then the right password works.
+    admin = app.test_client()
+    AuthActions(admin).login("admin@example.com")
+    with app.extensions["sfbridge"].store.session() as s:
+        uid = s.scalars(select(User.id).where(User.email == "reviewer@example.com")).one()
+    AuthActions(admin).post(f"/admin/users/{uid}/unlock")
+    assert auth.login().status_code == 302
+
+
+def test_one_address_is_throttled_across_accounts(app: Flask) -> None:
+    app.config["LOGIN_IP_MAX_FAILURES"] = 3
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "203.0.113.7"
+    auth = AuthActions(client)
+    for i in range(3):
+        assert auth.login(f"nobody{i}@example.com", "guess guess").status_code == 401
+    resp = auth.login()  # right credentials, throttled address
+    assert resp.status_code == 429
+    assert "Too many failed sign-ins from your network address" in resp.get_data(as_text=True)
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "198.51.100.9"
+    assert AuthActions(other).login().status_code == 302
+
+
+def test_sign_out_is_a_post(client: FlaskClient, auth: AuthActions) -> None:
+    auth.login()
+    assert client.get("/auth/logout").status_code == 405
+    assert client.get("/").status_code == 200
+    resp = auth.post("/auth/logout")
+    assert resp.status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_reviewers_cannot_use_admin_pages(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
+    auth.login()
+    assert client.get("/admin/users").status_code == 403
+    assert client.get("/admin/tokens").status_code == 403
+    resp = auth.post("/reports/pushes/2/repush")
+    assert resp.status_code == 403
+    admin = app.test_client()
+    AuthActions(admin).login("admin@example.com")
+    assert admin.get("/admin/users").status_code == 200
+    assert admin.get("/admin/tokens").status_code == 200
+
+
+def test_admin_creates_a_token_shown_once(app: Flask) -> None:
+    client = app.test_client()
+    auth = AuthActions(client)
+    auth.login("admin@example.com")
+    page = auth.post("/admin/tokens", {"name": "crm sync", "scope": ["entries:read"]})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="new-token">sfb_' in html
+    listing = client.get("/admin/tokens").get_data(as_text=True)
+    assert "crm sync" in listing and 'id="new-token"' not in listing

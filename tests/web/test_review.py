@@ -1,0 +1,216 @@
+"""The reviewer UI: the queue and its filters, the entry page, actions, bulk, reports, audit."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bridge.store.models import AuditLog, Push, SalesEntry
+from tests.web.conftest import AuthActions
+from tests.web.seed import Seeded
+
+
+def _entry(app: Flask, entry_id: int) -> SalesEntry:
+    with app.extensions["sfbridge"].store.session() as s:
+        e = s.get(SalesEntry, entry_id)
+        assert e is not None
+        return e
+
+
+def _audit(app: Flask, action: str) -> list[AuditLog]:
+    with app.extensions["sfbridge"].store.session() as s:
+        return list(s.scalars(select(AuditLog).where(AuditLog.action == action)))
+
+
+def _entry_ids(html: str) -> set[int]:
+    return {int(x) for x in re.findall(r'name="entry_id" value="(\d+)"', html)}
+
+
+def test_queue_tabs_and_filters(client: FlaskClient, auth: AuthActions, seeded: Seeded) -> None:
+    auth.login()
+    ids = seeded.ids
+    html = client.get("/queue/review").get_data(as_text=True)
+    assert _entry_ids(html) == {ids["review_fuzzy"], ids["review_denied"], ids["review_partner"]}
+    assert _entry_ids(client.get("/queue/review?program=partners").get_data(as_text=True)) == {
+        ids["review_partner"]
+    }
+    assert _entry_ids(client.get("/queue/review?object=Lead").get_data(as_text=True)) == {
+        ids["review_fuzzy"],
+        ids["review_denied"],
+    }
+    assert _entry_ids(client.get("/queue/review?reason=denied_upgrade").get_data(as_text=True)) == {
+        ids["review_denied"]
+    }
+    today = _entry(client.application, ids["review_fuzzy"]).created_at.date().isoformat()
+    html = client.get(f"/queue/review?date_from={today}&date_to={today}").get_data(as_text=True)
+    assert _entry_ids(html) == {ids["review_fuzzy"]}
+    bad = client.get("/queue/review?date_from=yesterday").get_data(as_text=True)
+    assert "is not a date" in bad
+    failed = client.get("/queue/failed").get_data(as_text=True)
+    assert _entry_ids(failed) == {ids["failed"]}
+    assert client.get("/queue/nonsense").status_code == 404
+
+
+def test_queue_pages(app: Flask, client: FlaskClient, auth: AuthActions) -> None:
+    app.config["PAGE_SIZE"] = 2
+    auth.login()
+    first = client.get("/queue/review").get_data(as_text=True)
+    second = client.get("/queue/review?page=2").get_data(as_text=True)
+    assert "Page 1 of 2" in first and "Page 2 of 2" in second
+    assert len(_entry_ids(first)) == 2 and len(_entry_ids(second)) == 1
+    assert not _entry_ids(first) & _entry_ids(second)
+
+
+def test_entry_page_explains_why_it_waits(
+    client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
+    auth.login()
+    html = client.get(f"/entries/{seeded.ids['review_fuzzy']}").get_data(as_text=True)
+    assert "Why it waits" in html
+    assert "it matched a referral by email or name" in html  # fuzzy_match in words
+    assert "the rules ask a person to confirm fuzzy matches" in html
+    assert "Status rule 0 (counting from 0) matched" in html
+    assert re.search(r"<code>ref_0000</code>.*?bob@buyer.test.*?1\.00", html, re.S)  # scored
+    assert "<dt>status after</dt><dd>qualified</dd>" in html
+    assert 'name="field:Lead:Email"' in html  # editable record
+    failed = client.get(f"/entries/{seeded.ids['failed']}").get_data(as_text=True)
+    assert "Why it failed" in failed and "unmatched: no referral and no referring" in failed
+    assert "names a referring member (code, email or id) that is not in the program" in failed
+    assert client.get("/entries/99999").status_code == 404
+
+
+def test_approve_from_the_entry_page(
+    app: Flask, client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
+    auth.login()
+    eid = seeded.ids["review_fuzzy"]
+    resp = auth.post(f"/entries/{eid}/approve", follow_redirects=True)
+    assert f"Entry {eid} approved" in resp.get_data(as_text=True)
+    assert _entry(app, eid).outcome != "review"
+    [row] = _audit(app, "entry.approved")
+    assert row.actor == "reviewer@example.com" and row.object_id == str(eid)
+    assert row.object_type == "sales_entry"
+    again = auth.post(f"/entries/{eid}/approve", follow_redirects=True)
+    assert "was not approved" in again.get_data(as_text=True)
+
+
+def test_reject_with_a_note(app: Flask, auth: AuthActions, seeded: Seeded) -> None:
+    auth.login()
+    eid = seeded.ids["review_partner"]
+    auth.post(f"/entries/{eid}/reject", {"note": "not ours"})
+    assert _entry(app, eid).outcome == "skipped"
+    [row] = _audit(app, "entry.rejected")
+    assert row.detail.get("note") == "not ours"
+
+
+def test_edit_fields_and_retry_sends_only_changes(
+    app: Flask, auth: AuthActions, seeded: Seeded
+) -> None:
+    auth.login()
+    eid = seeded.ids["failed"]
+    before = _entry(app, eid).records["Lead"]
+    form = {
+        f"field:Lead:{k}": ("" if v is None else str(v)) for k, v in before.items() if k != "Id"
+    }
+    form["field:Lead:Referral_Code__c"] = "ALICE"  # the member code was mistyped "ALISE"
+    auth.post(f"/entries/{eid}/retry", form)
+    after = _entry(app, eid)
+    assert after.records["Lead"]["Referral_Code__c"] == "ALICE"
+    assert after.outcome == "processed" and "referral_created" in after.reasons
+    [row] = _audit(app, "entry.retried")
+    assert row.detail["edits"] == {"Lead": {"Referral_Code__c": "ALICE"}}
+
+
+def test_add_a_missing_field_and_retry(app: Flask, auth: AuthActions, seeded: Seeded) -> None:
+    auth.login()
+    eid = seeded.ids["review_fuzzy"]
+    auth.post(
+        f"/entries/{eid}/retry", {"add_field": "Lead.Referral_ID__c", "add_value": "ref_0000"}
+    )
+    after = _entry(app, eid)
+    assert after.records["Lead"]["Referral_ID__c"] == "ref_0000"
+    assert after.outcome == "processed" and "direct_match" in after.reasons
+    bad = auth.post(
+        f"/entries/{seeded.ids['review_denied']}/retry",
+        {"add_field": "Contact.Account.Name", "add_value": "x"},
+        follow_redirects=True,
+    )
+    assert "relationship path" in bad.get_data(as_text=True)
+
+
+def test_pick_another_referral(
+    app: Flask, client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
+    auth.login()
+    eid = seeded.ids["review_fuzzy"]
+    html = client.get(f"/entries/{eid}?q=carol").get_data(as_text=True)
+    assert "carol@client.test" in html and "Pick and decide again" in html
+    assert "No referral matches" in client.get(f"/entries/{eid}?q=zzz").get_data(as_text=True)
+    auth.post(f"/entries/{eid}/retry", {"referral_id": seeded.ids["ref_carol"]})
+    [row] = _audit(app, "entry.retried")
+    assert row.detail["chosen_referral_id"] == seeded.ids["ref_carol"]
+    after = _entry(app, eid)
+    assert after.referral_id == seeded.ids["ref_carol"] and "reviewer_choice" in after.reasons
+
+
+def test_bulk_approve_and_reject(app: Flask, auth: AuthActions, seeded: Seeded) -> None:
+    auth.login()
+    ids = seeded.ids
+    resp = auth.post(
+        "/entries/bulk",
+        {
+            "action": "approve",
+            "entry_id": [ids["review_fuzzy"], ids["review_denied"], ids["processed"]],
+        },
+        follow_redirects=True,
+    )
+    html = resp.get_data(as_text=True)
+    assert "2 entries approved" in html and f"Not changed: {ids['processed']}" in html
+    assert len(_audit(app, "entry.approved")) == 2
+    auth.post("/entries/bulk", {"action": "reject", "entry_id": [ids["review_partner"]]})
+    assert _entry(app, ids["review_partner"]).outcome == "skipped"
+    nothing = auth.post("/entries/bulk", {"action": "approve"}, follow_redirects=True)
+    assert "Tick at least one entry" in nothing.get_data(as_text=True)
+
+
+def test_dashboard_counts_and_chart(client: FlaskClient, auth: AuthActions) -> None:
+    auth.login()
+    html = client.get("/").get_data(as_text=True)
+    assert re.search(r'<span class="count">3</span><span class="label">waiting for review', html)
+    assert "<svg" in html and "Entries per day by outcome" in html
+    assert html.count("<rect") >= 6  # bars for the seeded days + legend swatches
+    assert re.search(r"<title>\d{4}-\d\d-\d\d: 1 processed</title>", html)
+
+
+def test_push_report_and_repush(app: Flask, seeded: Seeded) -> None:
+    client = app.test_client()
+    auth = AuthActions(client)
+    auth.login("admin@example.com")
+    html = client.get("/reports/pushes?state=failed").get_data(as_text=True)
+    assert "STRING_TOO_LONG" in html and "Company: data value too large" in html
+    assert "Repush" in html
+    pid = seeded.ids["push_failed"]
+    resp = auth.post(f"/reports/pushes/{pid}/repush", follow_redirects=True)
+    assert f"Push {pid} will be sent again" in resp.get_data(as_text=True)
+    with app.extensions["sfbridge"].store.session() as s:
+        push = s.get(Push, pid)
+        assert push is not None and push.state == "pending" and push.error_code is None
+    assert [a.object_id for a in _audit(app, "push.repush")] == [str(pid)]
+    sent = auth.post(f"/reports/pushes/{seeded.ids['push_sent']}/repush", follow_redirects=True)
+    assert "only failed or skipped pushes can be repushed" in sent.get_data(as_text=True)
+
+
+def test_entry_report_and_audit_view(
+    client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
+    auth.login()
+    html = client.get("/reports/entries?result=error").get_data(as_text=True)
+    assert "unmatched: no referral" in html and "Retry" in html
+    assert "Big deal" not in html
+    auth.post(f"/entries/{seeded.ids['review_partner']}/reject")
+    audit = client.get("/audit?action=entry.rejected").get_data(as_text=True)
+    assert f"entry {seeded.ids['review_partner']}" in audit
+    assert "reviewer@example.com" in audit

@@ -1,0 +1,173 @@
+"""The outbound rq job on a real Redis: enqueue, run in a burst worker, retry when transient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+import responses
+from rq import Queue, SimpleWorker
+from rq.job import JobStatus
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from bridge.config import BridgeConfig
+from bridge.store import Store
+from bridge.store.models import OrgConnection, Push
+from bridge.writeback import MAX_ATTEMPTS, jobs, queue_activity
+from bridge.writeback.jobs import OUTBOUND_QUEUE, enqueue_pending, enqueue_push
+from tests.writeback.sfdouble import SalesforceDouble
+
+CONFIG = BridgeConfig.model_validate(
+    {
+        "orgs": {
+            "acme": {
+                "programs": [{"key": "partners", "name": "Partner Program"}],
+                "receiver": {"program": "partners"},
+            }
+        }
+    }
+)
+
+
+@pytest.fixture
+def sf() -> Iterator[SalesforceDouble]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield SalesforceDouble(rsps)
+
+
+@pytest.fixture
+def wired(
+    sqlite_store: Store, sf: SalesforceDouble, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The job's runtime pointed at this test's store, config and Salesforce double."""
+    with sqlite_store.session() as s:
+        org = OrgConnection(
+            name="acme", login_url="https://login.salesforce.com", auth_method="jwt"
+        )
+        stray = OrgConnection(
+            name="gone", login_url="https://login.salesforce.com", auth_method="jwt"
+        )
+        s.add_all([org, stray])
+        s.flush()
+        ids = {"org": org.id, "stray": stray.id}
+    runtime = SimpleNamespace(store=sqlite_store, config=CONFIG, vault=None)
+    monkeypatch.setattr(jobs, "_runtime", lambda: runtime)
+    opened: list[str] = []
+
+    def open_writer(_runtime: Any, connection: OrgConnection) -> Any:
+        opened.append(connection.name)
+        return sf.writer()
+
+    monkeypatch.setattr(jobs, "_open_writer", open_writer)
+    return {**ids, "opened": opened}
+
+
+def queue(store: Store, org_id: int, n: int) -> list[int]:
+    with store.session() as s:
+        org = s.get(OrgConnection, org_id)
+        assert org is not None
+        return [
+            queue_activity(
+                s,
+                org,
+                CONFIG.orgs["acme"],
+                {"id": f"a{i}", "kind": "call", "occurred_at": "2026-11-20T10:00:00Z"},
+            ).id
+            for i in range(n)
+        ]
+
+
+def work(redis_client: redis.Redis) -> None:
+    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=redis_client)], connection=redis_client).work(
+        burst=True
+    )
+
+
+def states(store: Store) -> dict[int, str]:
+    with store.session() as s:
+        return {p.id: p.state for p in s.scalars(select(Push))}
+
+
+def test_enqueued_pushes_are_sent_by_the_outbound_worker(
+    sqlite_store: Store, wired: dict[str, Any], sf: SalesforceDouble, redis_client: redis.Redis
+) -> None:
+    ids = queue(sqlite_store, wired["org"], 3)
+    [job] = enqueue_push(redis_client, ids)
+    assert job.origin == OUTBOUND_QUEUE and job.args == (ids,)
+    work(redis_client)
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == {"sent": ids, "failed": [], "skipped": [], "retry": []}
+    assert set(states(sqlite_store).values()) == {"sent"}
+    assert len(sf.records["Task"]) == 3
+
+    # running the same job again sends nothing
+    calls = len(sf.rsps.calls)
+    enqueue_push(redis_client, ids)
+    work(redis_client)
+    assert len(sf.rsps.calls) == calls
+
+
+def test_transient_failure_schedules_a_retry_and_keeps_the_push_pending(
+    sqlite_store: Store, wired: dict[str, Any], sf: SalesforceDouble, redis_client: redis.Redis
+) -> None:
+    ids = queue(sqlite_store, wired["org"], 2)
+    sf.request_faults.append(
+        ("composite/sobjects", 503, [{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}])
+    )
+    [job] = enqueue_push(redis_client, ids)
+    work(redis_client)
+    job.refresh()
+    assert job.get_status() == JobStatus.SCHEDULED  # rq will run it again after the backoff
+    assert job.id in ScheduledJobRegistry(OUTBOUND_QUEUE, connection=redis_client)
+    with sqlite_store.session() as s:
+        for push in s.scalars(select(Push)):
+            assert (push.state, push.attempts, push.error_class) == ("pending", 1, "transient")
+
+    # the retry (here: the pending sweep) sends them
+    assert enqueue_pending(sqlite_store, redis_client) == 2
+    work(redis_client)
+    assert set(states(sqlite_store).values()) == {"sent"}
+
+
+def test_pushes_of_an_org_missing_from_the_config_fail_with_a_reason(
+    sqlite_store: Store, wired: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    ids = queue(sqlite_store, wired["stray"], 1)
+    enqueue_push(redis_client, ids)
+    work(redis_client)
+    with sqlite_store.session() as s:
+        push = s.get(Push, ids[0])
+        assert push is not None
+        assert (push.state, push.error_code, push.error_class) == (
+            "failed",
+            "org_not_configured",
+            "usage",
+        )
+    assert wired["opened"] == []
+
+
+def test_enqueue_splits_jobs_at_200_pushes(redis_client: redis.Redis) -> None:
+    jobs_ = enqueue_push(redis_client, range(1, 402))
+    assert [len(j.args[0]) for j in jobs_] == [200, 200, 1]
+    assert all(j.retries_left == len(jobs.RETRY_INTERVALS) for j in jobs_)
+    assert 1 + len(jobs.RETRY_INTERVALS) == MAX_ATTEMPTS  # rq's retries end as the push fails
+
+
+def test_the_sweep_picks_up_only_pushes_whose_job_was_lost(
+    sqlite_store: Store, wired: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    fresh, lost = queue(sqlite_store, wired["org"], 2)
+    with sqlite_store.session() as s:
+        push = s.get(Push, lost)
+        assert push is not None
+        push.updated_at = push.updated_at - jobs.SWEEP_AFTER - timedelta(seconds=1)
+    assert enqueue_pending(sqlite_store, redis_client, older_than=jobs.SWEEP_AFTER) == 1
+    [job] = Queue(OUTBOUND_QUEUE, connection=redis_client).get_jobs()
+    assert job.args == ([lost],)
+    assert enqueue_pending(sqlite_store, redis_client) == 2  # without a limit: every pending one

@@ -1,0 +1,820 @@
+"""Push lifecycle on SQLite and PostgreSQL against an HTTP double of Salesforce's REST API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import responses
+from sqlalchemy import func, select
+
+from bridge.config import BridgeConfig, OrgConfig
+from bridge.errors import UsageError
+from bridge.store import Store
+from bridge.store.models import (
+    AuditLog,
+    Member,
+    OrgConnection,
+    Program,
+    Push,
+    Referral,
+    ReferralStatusChange,
+)
+from bridge.writeback import (
+    MAX_ATTEMPTS,
+    queue_activity,
+    queue_field_update,
+    queue_referral_add,
+    repush,
+)
+from bridge.writeback.sender import send
+from tests.writeback.sfdouble import SalesforceDouble
+
+NOW = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
+
+
+def org_config(writeback: dict[str, Any] | None = None) -> OrgConfig:
+    config = BridgeConfig.model_validate(
+        {
+            "orgs": {
+                "acme": {
+                    "programs": [{"key": "partners", "name": "Partner Program"}],
+                    "receiver": {"program": "partners"},
+                    "writeback": writeback or {},
+                }
+            }
+        }
+    )
+    return config.orgs["acme"]
+
+
+@pytest.fixture
+def sf() -> Iterator[SalesforceDouble]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield SalesforceDouble(rsps)
+
+
+@pytest.fixture
+def seeded(store: Store) -> dict[str, int]:
+    with store.session() as s:
+        org = OrgConnection(
+            name="acme", login_url="https://login.salesforce.com", auth_method="jwt"
+        )
+        program = Program(key="partners", name="Partner Program")
+        s.add_all([org, program])
+        s.flush()
+        member = Member(
+            program_id=program.id,
+            external_id="M-1",
+            referral_code="ANNA10",
+            name="Anna Member",
+            email="anna@member.example",
+            phone="+1 555 0100",
+            url="https://member.example/anna",
+        )
+        s.add(member)
+        s.flush()
+        return {"org": org.id, "program": program.id, "member": member.id}
+
+
+def add_referral(store: Store, seeded: dict[str, int], n: int, **values: Any) -> int:
+    with store.session() as s:
+        referral = Referral(
+            public_id=f"R-{n}",
+            program_id=seeded["program"],
+            member_id=seeded["member"],
+            first_name=values.pop("first_name", f"First{n}"),
+            last_name=values.pop("last_name", f"Last{n}"),
+            email=values.pop("email", f"person{n}@example.com"),
+            **values,
+        )
+        s.add(referral)
+        s.flush()
+        return referral.id
+
+
+def queue_referrals(
+    store: Store, seeded: dict[str, int], cfg: OrgConfig, ids: list[int]
+) -> list[int]:
+    with store.session() as s:
+        org = s.get(OrgConnection, seeded["org"])
+        assert org is not None
+        return [queue_referral_add(s, org, cfg, s.get(Referral, i)).id for i in ids]  # type: ignore[arg-type]
+
+
+def get_push(store: Store, push_id: int) -> Push:
+    with store.session() as s:
+        push = s.get(Push, push_id)
+        assert push is not None
+        return push
+
+
+def get_referral(store: Store, referral_id: int) -> Referral:
+    with store.session() as s:
+        referral = s.get(Referral, referral_id)
+        assert referral is not None
+        return referral
+
+
+# ---- referral add ----------------------------------------------------------------------------
+
+
+def test_referral_add_creates_leads_in_one_batch(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    ids = [add_referral(store, seeded, n) for n in range(3)]
+    ids.append(add_referral(store, seeded, 3, last_name=None, company="Globex"))
+    pushes = queue_referrals(store, seeded, cfg, ids)
+
+    report = send(store, sf.writer(), cfg, pushes, now=NOW)
+
+    assert sorted(report.sent) == sorted(pushes)
+    # one lookup per object for the whole batch, one collection request for all four
+    assert len(sf.queries) == 2
+    assert "Email IN ('person0@example.com','person1@example.com'" in sf.queries[0]
+    calls = sf.collection_calls()
+    assert len(calls) == 1
+    assert calls[0].request.method == "PATCH"
+    assert calls[0].request.url.endswith("/composite/sobjects/Lead/Referral_ID__c")
+    body = json.loads(calls[0].request.body)
+    assert body["allOrNone"] is False
+    first = body["records"][0]
+    assert first == {
+        "attributes": {"type": "Lead"},
+        "FirstName": "First0",
+        "LastName": "Last0",
+        "Email": "person0@example.com",
+        "Company": "[not provided]",
+        "Referral_ID__c": "R-0",
+        "Referral_Code__c": "ANNA10",
+        "Referral_Source__c": "Partner Program",
+        "Referring_Member_Name__c": "Anna Member",
+        "Referring_Member_Email__c": "anna@member.example",
+        "Referring_Member_External_ID__c": "M-1",
+        "Referring_Member_Phone__c": "+1 555 0100",
+        "Referring_Member_URL__c": "https://member.example/anna",
+        "Referring_Member_Code__c": "ANNA10",
+    }
+    last = body["records"][3]
+    assert last["LastName"] == "[not provided]" and last["Company"] == "Globex"
+
+    for push_id, referral_id in zip(pushes, ids, strict=True):
+        push = get_push(store, push_id)
+        assert push.state == "sent" and push.attempts == 1 and push.sf_id.startswith("00Q")  # type: ignore[union-attr]
+        assert get_referral(store, referral_id).sf_lead_id == push.sf_id
+    assert len(sf.records["Lead"]) == 4
+
+
+def test_duplicates_are_absorbed_and_sending_twice_writes_once(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    rid = add_referral(store, seeded, 1)
+    first = queue_referrals(store, seeded, cfg, [rid])
+    again = queue_referrals(store, seeded, cfg, [rid])
+    assert first == again
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Push)) == 1
+
+    send(store, sf.writer(), cfg, first, now=NOW)
+    calls = len(sf.rsps.calls)
+    report = send(store, sf.writer(), cfg, first, now=NOW)  # already sent: nothing to do
+    assert report.sent == [] and len(sf.rsps.calls) == calls
+    assert len(sf.records["Lead"]) == 1
+
+
+def test_repush_of_a_sent_referral_upserts_the_same_lead(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    """A push left pending by a crash after Salesforce saved it is sent again: no duplicate."""
+    cfg = org_config()
+    rid = add_referral(store, seeded, 1)
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    lead_id = get_push(store, pid).sf_id
+    with store.session() as s:
+        s.get(Push, pid).state = "pending"  # type: ignore[union-attr]
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert len(sf.records["Lead"]) == 1
+    assert get_push(store, pid).sf_id == lead_id
+
+
+def test_record_errors_are_saved_per_push_and_repush_sends_the_fix(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    good = add_referral(store, seeded, 1)
+    bad = add_referral(store, seeded, 2, last_name="X" * 90)
+    pushes = queue_referrals(store, seeded, cfg, [good, bad])
+
+    def too_long(sobject: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+        if len(fields.get("LastName", "")) > 80:
+            return {
+                "statusCode": "STRING_TOO_LONG",
+                "message": "Last Name: data value too large: " + fields["LastName"][:20],
+                "fields": ["LastName"],
+            }
+        return None
+
+    sf.fault = too_long
+    report = send(store, sf.writer(), cfg, pushes, now=NOW)
+    assert report.sent == [pushes[0]] and report.failed == [pushes[1]]
+    failed = get_push(store, pushes[1])
+    assert failed.state == "failed"
+    assert failed.error_code == "STRING_TOO_LONG"
+    assert failed.error_fields == ["LastName"]
+    assert failed.error_class == "permanent"
+    assert "data value too large" in (failed.error_message or "")
+    assert get_referral(store, bad).sf_lead_id is None
+
+    # the user shortens the name, then repushes
+    with store.session() as s:
+        s.get(Referral, bad).last_name = "Short"  # type: ignore[union-attr]
+        repush(s, pushes[1], actor="admin@example.com")
+    pending = get_push(store, pushes[1])
+    assert pending.state == "pending" and pending.error_code is None and pending.attempts == 0
+    report = send(store, sf.writer(), cfg, [pushes[1]], now=NOW)
+    assert report.sent == [pushes[1]]
+    assert sf.writes[-1][2]["LastName"] == "Short"
+    assert get_referral(store, bad).sf_lead_id == get_push(store, pushes[1]).sf_id
+    with store.session() as s:
+        entry = s.scalars(select(AuditLog).where(AuditLog.action == "push.repush")).one()
+        assert entry.actor == "admin@example.com" and entry.object_id == str(pushes[1])
+        assert entry.detail["previous"]["error_code"] == "STRING_TOO_LONG"
+
+
+def test_repush_refuses_pending_and_sent_pushes(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    [pid] = queue_referrals(store, seeded, cfg, [add_referral(store, seeded, 1)])
+    with store.session() as s, pytest.raises(UsageError) as exc:
+        repush(s, pid, actor="admin")
+    assert exc.value.code == "push_not_repushable"
+    with store.session() as s, pytest.raises(UsageError) as exc:
+        repush(s, 999_999, actor="admin")
+    assert exc.value.code == "push_not_found"
+
+
+def test_transient_record_errors_stay_pending_until_the_last_attempt(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    [pid] = queue_referrals(store, seeded, cfg, [add_referral(store, seeded, 1)])
+    sf.fault = lambda sobject, fields: {
+        "statusCode": "UNABLE_TO_LOCK_ROW",
+        "message": "unable to obtain exclusive access to this record",
+        "fields": [],
+    }
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        report = send(store, sf.writer(), cfg, [pid], now=NOW)
+        push = get_push(store, pid)
+        assert push.attempts == attempt
+        assert push.error_code == "UNABLE_TO_LOCK_ROW" and push.error_class == "transient"
+        if attempt < MAX_ATTEMPTS:
+            assert push.state == "pending" and report.retry == [pid]
+    assert push.state == "failed" and report.failed == [pid]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "state", "error_class"),
+    [
+        (
+            400,
+            [
+                {
+                    "message": "No such column 'Referral_ID__c' on entity 'Lead'.",
+                    "errorCode": "INVALID_FIELD",
+                }
+            ],
+            "failed",
+            "permanent",
+        ),
+        (
+            403,
+            [
+                {
+                    "message": "insufficient access rights on object id",
+                    "errorCode": "INSUFFICIENT_ACCESS_OR_READONLY",
+                }
+            ],
+            "failed",
+            "usage",
+        ),
+        (
+            503,
+            [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}],
+            "pending",
+            "transient",
+        ),
+        (
+            403,
+            [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+            "pending",
+            "transient",
+        ),
+    ],
+)
+def test_a_failed_request_is_saved_on_every_push_it_carried(
+    store: Store,
+    seeded: dict[str, int],
+    sf: SalesforceDouble,
+    status: int,
+    body: list[dict[str, str]],
+    state: str,
+    error_class: str,
+) -> None:
+    cfg = org_config()
+    pushes = queue_referrals(
+        store, seeded, cfg, [add_referral(store, seeded, 1), add_referral(store, seeded, 2)]
+    )
+    sf.request_faults.append(("composite/sobjects", status, body))
+    send(store, sf.writer(), cfg, pushes, now=NOW)
+    for pid in pushes:
+        push = get_push(store, pid)
+        assert (push.state, push.error_class) == (state, error_class)
+        assert push.error_code == body[0]["errorCode"]
+        assert push.error_message == body[0]["message"]
+
+
+def test_a_failed_lookup_fails_the_pushes_that_needed_it(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    [pid] = queue_referrals(store, seeded, cfg, [add_referral(store, seeded, 1)])
+    sf.request_faults.append(
+        (
+            "query",
+            400,
+            [{"message": "sObject type 'Lead' is not supported.", "errorCode": "INVALID_TYPE"}],
+        )
+    )
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    push = get_push(store, pid)
+    assert (push.state, push.error_code, push.error_class) == ("failed", "INVALID_TYPE", "usage")
+    assert sf.collection_calls() == []
+
+
+# ---- on_existing_email -------------------------------------------------------------------------
+
+
+def existing_lead(sf: SalesforceDouble, created: datetime, **values: Any) -> dict[str, Any]:
+    return sf.add(
+        "Lead",
+        Email="person1@example.com",
+        CreatedDate=created.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+        FirstName=values.pop("FirstName", None),
+        LastName=values.pop("LastName", "Existing"),
+        Company=values.pop("Company", "Initech"),
+        Phone=None,
+        Referral_ID__c=values.pop("Referral_ID__c", None),
+        **values,
+    )
+
+
+def test_existing_email_update_writes_referral_fields_onto_it(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config({"referral_add": {"on_existing_email": "update"}})
+    lead = existing_lead(sf, NOW - timedelta(days=30))
+    rid = add_referral(store, seeded, 1, phone="+44 20 7946 0000")
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+
+    method, path, record = sf.writes[-1]
+    assert (method, path) == ("PATCH", "composite/sobjects") and record["Id"] == lead["Id"]
+    assert lead["Referral_ID__c"] == "R-1" and lead["Referring_Member_Code__c"] == "ANNA10"
+    # identity fields only where Salesforce had none
+    assert lead["LastName"] == "Existing" and lead["Company"] == "Initech"
+    assert lead["FirstName"] == "First1" and lead["Phone"] == "+44 20 7946 0000"
+    assert len(sf.records["Lead"]) == 1
+    assert get_push(store, pid).sf_id == lead["Id"]
+    assert get_referral(store, rid).sf_lead_id == lead["Id"]
+
+
+def test_existing_contact_is_updated_rather_than_duplicated_as_a_lead(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    contact = sf.add(
+        "Contact",
+        Email="PERSON1@example.com",
+        LastName="Known",
+        CreatedDate="2024-01-01T00:00:00.000+0000",
+    )
+    rid = add_referral(store, seeded, 1)
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert "Lead" not in sf.records
+    assert contact["Referral_ID__c"] == "R-1" and "Company" not in contact
+    push = get_push(store, pid)
+    assert push.sobject_type == "Contact" and push.sf_id == contact["Id"]
+    assert get_referral(store, rid).sf_contact_id == contact["Id"]
+
+
+def test_existing_email_skip(store: Store, seeded: dict[str, int], sf: SalesforceDouble) -> None:
+    cfg = org_config({"referral_add": {"on_existing_email": "skip"}})
+    lead = existing_lead(sf, NOW - timedelta(days=2))
+    rid = add_referral(store, seeded, 1)
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    report = send(store, sf.writer(), cfg, [pid], now=NOW)
+    push = get_push(store, pid)
+    assert report.skipped == [pid] and push.state == "skipped"
+    assert push.error_code == "existing_email" and lead["Id"] in (push.error_message or "")
+    assert sf.collection_calls() == [] and lead["Referral_ID__c"] is None
+    assert get_referral(store, rid).status == "pending"
+
+
+def test_existing_email_deny_denies_the_referral(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config({"referral_add": {"on_existing_email": "deny"}})
+    existing_lead(sf, NOW - timedelta(minutes=61))
+    rid = add_referral(store, seeded, 1)
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    push = get_push(store, pid)
+    assert (push.state, push.error_code) == ("skipped", "existing_email")
+    assert sf.collection_calls() == []
+    with store.session() as s:
+        referral = s.get(Referral, rid)
+        assert referral is not None and referral.status == "denied"
+        change = s.scalars(select(ReferralStatusChange)).one()
+        assert (change.from_status, change.to_status, change.actor) == (
+            "pending",
+            "denied",
+            "writeback",
+        )
+        audit = s.scalars(select(AuditLog).where(AuditLog.action == "referral.denied")).one()
+        assert audit.detail["reason"] == "existing_email"
+
+
+def test_existing_email_deny_updates_a_record_created_within_the_hour(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config({"referral_add": {"on_existing_email": "deny"}})
+    lead = existing_lead(sf, NOW - timedelta(minutes=59))
+    rid = add_referral(store, seeded, 1)
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert get_push(store, pid).state == "sent"
+    assert lead["Referral_ID__c"] == "R-1"
+    assert get_referral(store, rid).status == "pending"
+
+
+def test_deny_never_denies_a_referral_because_of_its_own_lead(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config({"referral_add": {"on_existing_email": "deny"}})
+    lead = existing_lead(sf, NOW - timedelta(days=3), Referral_ID__c="R-1")
+    rid = add_referral(store, seeded, 1)
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert get_push(store, pid).sf_id == lead["Id"]
+    assert get_referral(store, rid).status == "pending"
+
+
+def test_create_as_contact_and_sync_modes(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config(
+        {
+            "referral_add": {"create_as": "Contact", "field_mappings": {"plan": "Plan__c"}},
+            "objects": {"Contact": {"sync_mode": "create_update"}},
+        }
+    )
+    rid = add_referral(store, seeded, 1, company="Globex", fields={"plan": "gold"})
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    [contact] = sf.records["Contact"]
+    assert contact["Plan__c"] == "gold" and "Company" not in contact
+    assert len(sf.queries) == 1 and "FROM Contact" in sf.queries[0]  # a Lead is no duplicate
+
+    only_update = org_config(
+        {
+            "referral_add": {"create_as": "Contact"},
+            "objects": {"Contact": {"sync_mode": "update_only"}},
+        }
+    )
+    [pid2] = queue_referrals(store, seeded, only_update, [add_referral(store, seeded, 2)])
+    send(store, sf.writer(), only_update, [pid2], now=NOW)
+    push = get_push(store, pid2)
+    assert (push.state, push.error_code) == ("skipped", "no_existing_record")
+
+
+def test_field_mappings_follow_sync_rules_on_an_existing_record(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config(
+        {
+            "objects": {
+                "Lead": {
+                    "fields": [
+                        {"local": "company", "salesforce": "Company", "sync": "ours"},
+                        {"local": "title", "salesforce": ["Title"], "sync": "read_only"},
+                        {
+                            "local": "website",
+                            "salesforce": "Website",
+                            "sync": "ours",
+                            "strategy": "if_empty",
+                        },
+                    ]
+                }
+            }
+        }
+    )
+    lead = existing_lead(
+        sf, NOW - timedelta(days=9), Title="VP Sales", Website="https://initech.example"
+    )
+    rid = add_referral(
+        store, seeded, 1, company="Initrode", fields={"website": "https://initrode.example"}
+    )
+    [pid] = queue_referrals(store, seeded, cfg, [rid])
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert "Title" in sf.queries[0] and "Website" in sf.queries[0]
+    assert lead["Company"] == "Initrode"  # ours + override beats the blank-only identity rule
+    assert lead["Website"] == "https://initech.example"  # if_empty: kept
+    referral = get_referral(store, rid)
+    assert referral.fields["title"] == "VP Sales"  # read back from Salesforce
+
+
+# ---- activities --------------------------------------------------------------------------------
+
+
+def queue_activities(
+    store: Store, seeded: dict[str, int], cfg: OrgConfig, items: list[dict[str, Any]]
+) -> list[int]:
+    with store.session() as s:
+        org = s.get(OrgConnection, seeded["org"])
+        assert org is not None
+        return [queue_activity(s, org, cfg, item).id for item in items]
+
+
+def test_activities_upsert_tasks_and_events_by_activity_id(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config(
+        {
+            "activities": {
+                "kinds": {
+                    "call": {
+                        "object": "Task",
+                        "static": {"Type": "Call", "Priority": "High"},
+                        "subject_prefix": "[Call] ",
+                    }
+                }
+            }
+        }
+    )
+    contact = sf.add("Contact", Email="ann@example.com", CreatedDate="2024-01-01T00:00:00.000+0000")
+    lead = sf.add("Lead", Email="bob@example.com", CreatedDate="2024-01-01T00:00:00.000+0000")
+    items = [
+        {
+            "id": "act-1",
+            "kind": "call",
+            "email": "Ann@Example.com",
+            "subject": "Intro",
+            "occurred_at": "2026-11-20T15:30:00Z",
+        },
+        {
+            "id": "act-2",
+            "kind": "email",
+            "email": "bob@example.com",
+            "subject": "Follow-up",
+            "description": "Hi Bob",
+            "occurred_at": "2026-11-21T09:00:00+01:00",
+        },
+        {
+            "id": "act-3",
+            "kind": "meeting",
+            "email": "nobody@example.com",
+            "subject": "Demo",
+            "occurred_at": "2026-11-22T10:00:00Z",
+            "duration_minutes": 45,
+        },
+    ]
+    pushes = queue_activities(store, seeded, cfg, items)
+    report = send(store, sf.writer(), cfg, pushes, now=NOW)
+    assert sorted(report.sent) == sorted(pushes)
+
+    tasks = {t["SFBridge_Activity_Id__c"]: t for t in sf.records["Task"]}
+    assert tasks["act-1"]["WhoId"] == contact["Id"]
+    assert tasks["act-1"]["Subject"] == "[Call] Intro"
+    assert (tasks["act-1"]["Type"], tasks["act-1"]["Priority"]) == ("Call", "High")
+    assert tasks["act-1"]["ActivityDate"] == "2026-11-20"
+    assert tasks["act-2"]["WhoId"] == lead["Id"] and tasks["act-2"]["Type"] == "Email"
+    assert tasks["act-2"]["Status"] == "Completed" and tasks["act-2"]["Description"] == "Hi Bob"
+    [event] = sf.records["Event"]
+    assert event["StartDateTime"] == "2026-11-22T10:00:00.000+0000"
+    assert event["EndDateTime"] == "2026-11-22T10:45:00.000+0000"
+    assert "WhoId" not in event and event["Type"] == "Meeting"
+    paths = sorted({c.request.url.rsplit("/v63.0/", 1)[1] for c in sf.collection_calls()})
+    assert paths == [
+        "composite/sobjects/Event/SFBridge_Activity_Id__c",
+        "composite/sobjects/Task/SFBridge_Activity_Id__c",
+    ]
+    # one lookup per object for all three emails
+    assert len(sf.queries) == 2
+
+    # the same activity again: absorbed; changed: updates the same Task
+    again = queue_activities(store, seeded, cfg, [items[0]])
+    assert again == [pushes[0]]
+    changed = queue_activities(store, seeded, cfg, [{**items[0], "subject": "Intro call"}])
+    assert changed != [pushes[0]]
+    send(store, sf.writer(), cfg, changed, now=NOW)
+    assert len(sf.records["Task"]) == 2
+    assert tasks["act-1"]["Subject"] == "[Call] Intro call"
+    assert get_push(store, changed[0]).sf_id == tasks["act-1"]["Id"]
+
+
+def test_bad_activity_input_is_a_clear_usage_error(store: Store, seeded: dict[str, int]) -> None:
+    with store.session() as s:
+        org = s.get(OrgConnection, seeded["org"])
+        assert org is not None
+        with pytest.raises(UsageError) as exc:
+            queue_activity(
+                s, org, org_config(), {"id": "x" * 101, "kind": "fax", "occurred_at": "soon"}
+            )
+    assert exc.value.code == "invalid_activity"
+    assert {"id", "kind", "occurred_at"} <= set(exc.value.fields)
+
+
+def test_collections_are_split_at_200_records(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    items = [
+        {
+            "id": f"act-{n}",
+            "kind": "email",
+            "subject": f"n{n}",
+            "occurred_at": "2026-11-20T10:00:00Z",
+        }
+        for n in range(201)
+    ]
+    pushes = queue_activities(store, seeded, cfg, items)
+    report = send(store, sf.writer(), cfg, pushes, now=NOW)
+    assert len(report.sent) == 201
+    sizes = [len(json.loads(c.request.body)["records"]) for c in sf.collection_calls()]
+    assert sizes == [200, 1]
+    assert sf.queries == []  # no emails: nothing to resolve
+
+
+def test_field_update_and_repush_with_edited_fields(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    account = sf.add("Account", Name="Initech", Website=None)
+    with store.session() as s:
+        org = s.get(OrgConnection, seeded["org"])
+        assert org is not None
+        pid = queue_field_update(
+            s, org, "Account", {"Website": "not a url" * 40}, record_id=account["Id"]
+        ).id
+    sf.fault = lambda sobject, fields: (
+        {
+            "statusCode": "STRING_TOO_LONG",
+            "message": "Website: data value too large",
+            "fields": ["Website"],
+        }
+        if len(fields.get("Website", "")) > 255
+        else None
+    )
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert get_push(store, pid).error_fields == ["Website"]
+    with store.session() as s:
+        repush(s, pid, actor="admin", fields={"Website": "https://initech.example"})
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert get_push(store, pid).state == "sent"
+    assert account["Website"] == "https://initech.example"
+
+
+def test_activity_pushes_saved_with_the_activity_as_payload_are_built_when_sent(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    """The JSON API saves the activity itself; the Task is built at send time."""
+    cfg = org_config()
+    contact = sf.add("Contact", Email="ann@example.com", CreatedDate="2024-01-01T00:00:00.000+0000")
+    rid = add_referral(store, seeded, 1)
+    with store.session() as s:
+        s.get(Referral, rid).sf_lead_id = "00Q000000000042AAA"  # type: ignore[union-attr]
+        api_saved = [
+            Push(
+                org_connection_id=seeded["org"],
+                kind="activity",
+                idempotency_key=f"activity:acme:{activity_id}",
+                sobject_type="Task",
+                external_id_field="SFBridge_Activity_Id__c",
+                external_id=activity_id,
+                payload=payload,
+                referral_id=referral_id,
+            )
+            for activity_id, payload, referral_id in [
+                (
+                    "api-1",
+                    {
+                        "kind": "call",
+                        "subject": "Intro",
+                        "occurred_at": "2026-11-20T15:30:00+00:00",
+                        "who_email": "ann@example.com",
+                    },
+                    None,
+                ),
+                (
+                    "api-2",
+                    {"kind": "email", "subject": "Hello", "occurred_at": "2026-11-20T09:00:00Z"},
+                    rid,
+                ),
+                ("api-3", {"kind": "fax", "subject": "?", "occurred_at": "2026-11-20"}, None),
+            ]
+        ]
+        s.add_all(api_saved)
+        s.flush()
+        ids = [p.id for p in api_saved]
+    report = send(store, sf.writer(), cfg, ids, now=NOW)
+    assert report.sent == ids[:2] and report.failed == [ids[2]]
+    tasks = {t["SFBridge_Activity_Id__c"]: t for t in sf.records["Task"]}
+    assert tasks["api-1"]["Subject"] == "Call: Intro" and tasks["api-1"]["WhoId"] == contact["Id"]
+    assert tasks["api-2"]["WhoId"] == "00Q000000000042AAA"  # the referral's Lead
+    bad = get_push(store, ids[2])
+    assert (bad.error_code, bad.error_class) == ("invalid_activity", "usage")
+    assert "kind" in bad.error_fields
+
+
+def test_field_edits_at_repush_survive_the_rebuild_of_a_referral(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config()
+    [pid] = queue_referrals(store, seeded, cfg, [add_referral(store, seeded, 1)])
+    sf.fault = lambda sobject, fields: (
+        {
+            "statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            "message": "Company must not be a placeholder",
+            "fields": ["Company"],
+        }
+        if fields.get("Company") == "[not provided]"
+        else None
+    )
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    assert get_push(store, pid).error_code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    with store.session() as s:
+        repush(s, pid, actor="admin", fields={"Company": "Acme Ltd", "Phone": None})
+    send(store, sf.writer(), cfg, [pid], now=NOW)
+    push = get_push(store, pid)
+    assert push.state == "sent" and push.payload["fields"]["Company"] == "Acme Ltd"
+    assert sf.records["Lead"][0]["Company"] == "Acme Ltd"
+
+
+@pytest.mark.parametrize(
+    ("policy", "second_state", "lead_referral_id"),
+    [("update", "sent", "R-2"), ("skip", "skipped", "R-1"), ("deny", "skipped", "R-1")],
+)
+def test_referrals_sharing_an_email_in_one_batch_create_one_person(
+    store: Store,
+    seeded: dict[str, int],
+    sf: SalesforceDouble,
+    policy: str,
+    second_state: str,
+    lead_referral_id: str,
+) -> None:
+    cfg = org_config({"referral_add": {"on_existing_email": policy}})
+    first = add_referral(store, seeded, 1, email="same@example.com")
+    second = add_referral(store, seeded, 2, email="SAME@example.com")
+    pushes = queue_referrals(store, seeded, cfg, [first, second])
+    send(store, sf.writer(), cfg, pushes, now=datetime.now(UTC))
+    [lead] = sf.records["Lead"]
+    assert lead["Referral_ID__c"] == lead_referral_id
+    assert get_push(store, pushes[0]).state == "sent"
+    assert get_push(store, pushes[1]).state == second_state
+    # a Lead the bridge made for another referral minutes ago is not a grace-hour newcomer
+    assert get_referral(store, second).status == ("denied" if policy == "deny" else "pending")
+
+
+def test_a_referral_push_whose_referral_is_gone_fails_with_a_reason(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    with store.session() as s:
+        push = Push(
+            org_connection_id=seeded["org"],
+            kind="referral",
+            idempotency_key="referral:gone",
+            sobject_type="Lead",
+            external_id_field="Referral_ID__c",
+            external_id="ref_gone",
+            payload={"referral_id": 424242},
+        )
+        s.add(push)
+        s.flush()
+        pid = push.id
+    send(store, sf.writer(), org_config(), [pid], now=NOW)
+    failed = get_push(store, pid)
+    assert (failed.state, failed.error_code, failed.error_class) == (
+        "failed",
+        "referral_missing",
+        "permanent",
+    )
+    assert len(sf.rsps.calls) == 0
