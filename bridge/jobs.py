@@ -38,6 +38,7 @@ from bridge.receiver.relational import SalesforceLookup, Trigger, related_record
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import defaults, inbox
+from bridge.streaming.events import cdc_values
 
 log = logging.getLogger("sfbridge.jobs")
 
@@ -189,13 +190,8 @@ def _trigger(event: InboundEvent) -> Trigger | None:
         data = payload.get("data") or {}
         if isinstance(data.get("sobject"), dict):
             record = dict(data["sobject"])
-        else:  # CDC: the changed values of this record
-            record = {
-                k: v for k, v in (data.get("payload") or {}).items() if k != "ChangeEventHeader"
-            }
-            header = (data.get("payload") or {}).get("ChangeEventHeader") or {}
-            if header.get("commitUser") and "LastModifiedById" not in record:
-                record["LastModifiedById"] = header["commitUser"]
+        else:  # CDC: the values this event carries (all for CREATE, the changed for UPDATE)
+            record = cdc_values(data.get("payload") or {})
     record = {k: v for k, v in record.items() if k != "attributes"}
     record["Id"] = event.record_id or record.get("Id")
     return Trigger(event.sobject_type, record, deleted=event.change_type == "deleted")

@@ -49,7 +49,9 @@ def sfbridge_command() -> list[str]:
     return [sys.executable, "-c", "from bridge.cli import main; main()"]
 
 
-def config_for(org: DevOrg, topics: list[str], overlap_seconds: int = 5) -> dict[str, Any]:
+def config_for(
+    org: DevOrg, topics: list[str], overlap_seconds: int = 5, cdc: bool = False
+) -> dict[str, Any]:
     info = org.info
     return {
         "orgs": {
@@ -71,7 +73,7 @@ def config_for(org: DevOrg, topics: list[str], overlap_seconds: int = 5) -> dict
                         "member_external_id": [],
                     },
                 },
-                "streaming": {"topics": topics},
+                "streaming": {"topics": topics, "cdc": cdc},
                 "polling": {"overlap_seconds": overlap_seconds},
             }
         }
@@ -89,6 +91,7 @@ class Bridge:
     topics: list[str] = field(default_factory=lambda: ["SFB_Lead", "SFB_Contact"])
     fast: bool = True  # short lapses (FAST_ENV); False: the production defaults
     overlap_seconds: int = 5
+    cdc: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -96,7 +99,7 @@ class Bridge:
         self.db_url = f"sqlite:///{self.root / 'sfbridge.db'}"
         self.config_path = self.root / "sfbridge.yaml"
         self.config_path.write_text(
-            yaml.safe_dump(config_for(self.org, self.topics, self.overlap_seconds))
+            yaml.safe_dump(config_for(self.org, self.topics, self.overlap_seconds, self.cdc))
         )
         self.key = generate_key()
         self.store = Store(self.db_url)
