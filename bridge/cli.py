@@ -413,8 +413,13 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
 def devorg(host: str, port: int, data_dir: Path, package_dir: Path) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
+    from bridge.errors import UsageError
 
-    run(host, port, data_dir, package_dir=package_dir)
+    try:
+        run(host, port, data_dir, package_dir=package_dir)
+    except OSError as exc:  # port taken, data dir not writable, ...
+        where = exc.filename or f"{host}:{port}"
+        raise UsageError(f"devorg cannot start: {where}: {exc.strerror or exc}") from None
 
 
 # ---- inbound: stream, poll, worker ----------------------------------------------------------
@@ -510,13 +515,18 @@ def _parse_since(text: str) -> datetime:
     multiple=True,
     help="Queues to work on (repeatable) [default: inbound, outbound].",
 )
-def worker(burst: bool, queues: tuple[str, ...]) -> None:
+@click.option(
+    "--fork",
+    is_flag=True,
+    help="Run each job in a forked work horse (rq Worker) instead of in the worker process.",
+)
+def worker(burst: bool, queues: tuple[str, ...], fork: bool) -> None:
     """Run an rq worker for the inbound and outbound queues (with the inbound sweeper)."""
     from bridge import jobs
 
     _log_to_stderr()
     rt = _runtime()
-    jobs.run_worker(rt, burst=burst, queues=queues or None)
+    jobs.run_worker(rt, burst=burst, queues=queues or None, fork=fork)
 
 
 # ---- demo (review helper) -------------------------------------------------------------------

@@ -18,6 +18,7 @@ as entries with outcome `skipped`, reason `own_write`, and go no further.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections import defaultdict
@@ -37,6 +38,7 @@ from bridge.receiver.relational import SalesforceLookup, Trigger, related_record
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import defaults, inbox
+from bridge.streaming.events import cdc_values
 
 log = logging.getLogger("sfbridge.jobs")
 
@@ -188,13 +190,8 @@ def _trigger(event: InboundEvent) -> Trigger | None:
         data = payload.get("data") or {}
         if isinstance(data.get("sobject"), dict):
             record = dict(data["sobject"])
-        else:  # CDC: the changed values of this record
-            record = {
-                k: v for k, v in (data.get("payload") or {}).items() if k != "ChangeEventHeader"
-            }
-            header = (data.get("payload") or {}).get("ChangeEventHeader") or {}
-            if header.get("commitUser") and "LastModifiedById" not in record:
-                record["LastModifiedById"] = header["commitUser"]
+        else:  # CDC: the values this event carries (all for CREATE, the changed for UPDATE)
+            record = cdc_values(data.get("payload") or {})
     record = {k: v for k, v in record.items() if k != "attributes"}
     record["Id"] = event.record_id or record.get("Id")
     return Trigger(event.sobject_type, record, deleted=event.change_type == "deleted")
@@ -541,7 +538,9 @@ def start_sweeper(store: Store, client: redis.Redis, stop: threading.Event) -> t
 # ---- the worker process ----------------------------------------------------------------------
 
 
-def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = None) -> None:
+def run_worker(
+    rt: Any, *, burst: bool = False, queues: Sequence[str] | None = None, fork: bool = False
+) -> None:
     """`sfbridge worker`: one rq SimpleWorker on the inbound and outbound queues.
 
     SimpleWorker (jobs run in the worker process) rather than the forking Worker: a forked
@@ -551,9 +550,17 @@ def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = N
     crashing job matters less here: jobs catch and save their own failures, and a worker
     killed mid-batch is covered by the claim timeout and the sweeper.
     """
-    from rq import SimpleWorker
+    from rq import SimpleWorker, Worker
 
-    set_context(InboundContext(store=rt.store, config=rt.config, vault=rt.vault))
+    ctx = InboundContext(store=rt.store, config=rt.config, vault=rt.vault)
+    set_context(ctx)
+    if fork:
+        # A forked work horse must not reuse the parent's database or HTTP connections.
+        def in_child() -> None:
+            ctx.store.engine.dispose(close=False)
+            ctx.orgs.clear()
+
+        os.register_at_fork(after_in_child=in_child)
     client = rt.redis
     names = list(queues or (defaults.INBOUND_QUEUE, defaults.OUTBOUND_QUEUE))
     stop = threading.Event()
@@ -562,7 +569,8 @@ def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = N
         sweep(rt.store, client)
     else:
         start_sweeper(rt.store, client, stop)
-    worker = SimpleWorker([Queue(n, connection=client) for n in names], connection=client)
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class([Queue(n, connection=client) for n in names], connection=client)
     try:
         worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
     finally:

@@ -132,7 +132,7 @@ class Faults:
         self,
         *,
         kind: str,
-        path: str = "/services/",
+        path: str = "/services/data/",
         status: int | None = None,
         error_code: str | None = None,
         message: str | None = None,
