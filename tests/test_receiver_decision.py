@@ -543,7 +543,8 @@ def test_every_reason_code_has_words() -> None:
     from bridge.receiver.decision import REASONS, explain
 
     source = "".join(
-        Path(f"bridge/receiver/{m}.py").read_text() for m in ("decision", "rules", "service")
+        (Path(__file__).parents[1] / "bridge" / "receiver" / f"{m}.py").read_text()
+        for m in ("decision", "rules", "service")
     )
     import re
 

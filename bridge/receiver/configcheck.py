@@ -8,11 +8,13 @@
   would never find ``Email``), and status-rule values are values of their picklists.
 
 Both are pure and return ``ConfigProblem``s whose ``key`` is the config path
-(``receiver.status_rules.3``), for ``sfbridge config check`` / ``sfbridge org check`` to print.
+(``receiver.status_rules[3]``, as bridge.config writes them), for ``sfbridge config check``
+and ``sfbridge org check`` to print.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +42,7 @@ REACHABLE = {
 
 @dataclass(frozen=True)
 class ConfigProblem:
-    key: str  # path in the org's config, e.g. "receiver.status_rules.2"
+    key: str  # path in the org's config, e.g. "receiver.status_rules[2]"
     message: str
 
     def __str__(self) -> str:
@@ -124,7 +126,7 @@ def check_rules(org: OrgConfig) -> list[ConfigProblem]:
             if covers(rules[j], later):
                 problems.append(
                     ConfigProblem(
-                        f"receiver.status_rules.{i}",
+                        f"receiver.status_rules[{i}]",
                         f"can never fire: status_rules[{j}] ({_describe_rule(rules[j])}) "
                         f"matches whenever it ({_describe_rule(later)}) does, and the first "
                         "matching rule wins; move it above or remove it",
@@ -140,7 +142,7 @@ def check_rules(org: OrgConfig) -> list[ConfigProblem]:
         if rule.object not in reachable:
             problems.append(
                 ConfigProblem(
-                    f"receiver.status_rules.{i}",
+                    f"receiver.status_rules[{i}]",
                     f"can never fire: no streamed object ({names}) is related to "
                     f"{rule.object} by the relational rules; stream {rule.object} "
                     f"(topic SFB_{rule.object}) or use a related object's field",
@@ -149,7 +151,7 @@ def check_rules(org: OrgConfig) -> list[ConfigProblem]:
         elif rule.op == "changed_to" and rule.object not in streamed:
             problems.append(
                 ConfigProblem(
-                    f"receiver.status_rules.{i}",
+                    f"receiver.status_rules[{i}]",
                     f"can never fire: changed_to compares the trigger record with its previous "
                     f"values, and {rule.object} is not streamed ({names}); stream it or use "
                     "equals",
@@ -176,14 +178,14 @@ def _refs(org: OrgConfig) -> Iterator[tuple[str, str, str]]:
     """(config key, object, field) for every field the receiver reads."""
     r = org.receiver
     for i, ref in enumerate(r.target_match.direct_fields):
-        yield (f"receiver.target_match.direct_fields.{i}", *parse_field_ref(ref))
+        yield (f"receiver.target_match.direct_fields[{i}]", *parse_field_ref(ref))
     for kind in ("referral_code", "member_email", "member_external_id"):
         for i, ref in enumerate(getattr(r.member_match, kind)):
-            yield (f"receiver.member_match.{kind}.{i}", *parse_field_ref(ref))
+            yield (f"receiver.member_match.{kind}[{i}]", *parse_field_ref(ref))
     for name, ref in r.referral_fields.items():
         yield (f"receiver.referral_fields.{name}", *parse_field_ref(ref))
     for i, rule in enumerate(r.status_rules):
-        yield (f"receiver.status_rules.{i}.field", rule.object, rule.field)
+        yield (f"receiver.status_rules[{i}].field", rule.object, rule.field)
 
 
 def check_against_describe(
@@ -226,7 +228,7 @@ def check_against_describe(
             if not _contains(allowed, value):
                 problems.append(
                     ConfigProblem(
-                        f"receiver.status_rules.{i}.value",
+                        f"receiver.status_rules[{i}].value",
                         f"{value!r} is not an active value of the {rule.object}.{rule.field} "
                         f"picklist ({', '.join(map(str, allowed))})",
                     )
@@ -240,14 +242,16 @@ def check_config_rules(cfg: BridgeConfig, text: str, filename: str) -> list[Prob
     out: list[Problem] = []
     for name, org in cfg.orgs.items():
         for p in check_rules(org):
+            steps = re.findall(r"([A-Za-z_]\w*)|\[(\d+)\]", p.key)
             path: tuple[Any, ...] = (
                 "orgs",
                 name,
-                *(int(x) if x.isdigit() else x for x in p.key.split(".")),
+                *(int(index) if index else part for part, index in steps),
             )
             line = None
             while path and line is None:
                 line = index.get(path)
                 path = path[:-1]
             out.append(Problem(filename, line, f"orgs.{name}.{p.key}", p.message))
+    out.sort(key=lambda p: (p.line or 0, p.key))
     return out
