@@ -17,14 +17,15 @@ from functools import cache
 from typing import Any
 
 import redis
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
 from sqlalchemy import select
 
-from bridge.errors import TransientError, UsageError
+from bridge.errors import BridgeError, TransientError, UsageError
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, utcnow
-from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks
+from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks, error_class_of
+from bridge.writeback.pushes import mark_error
 from bridge.writeback.sender import SendReport, send
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,23 @@ def enqueue_pending(
     if ids:
         enqueue_push(connection, ids)
     return len(ids)
+
+
+_SWEEP_LOCK = "sfbridge:outbound:sweep"
+
+
+def sweep(store: Store, connection: redis.Redis, *, every_seconds: float = 60.0) -> int:
+    """For the worker's sweeper thread: re-enqueue pushes whose job was lost, one sweeper at
+    a time across workers (a Redis lock that lapses by itself). Returns how many."""
+    try:
+        if not connection.set(_SWEEP_LOCK, "1", nx=True, px=int(every_seconds * 500)):
+            return 0
+    except redis.RedisError:
+        return 0
+    count = enqueue_pending(store, connection, older_than=SWEEP_AFTER)
+    if count:
+        log.info("outbound sweep: re-enqueued %d pending push(es) whose job was lost", count)
+    return count
 
 
 @cache
@@ -138,21 +156,47 @@ def send_pushes(push_ids: Sequence[int]) -> dict[str, list[int]]:
     for org_id, ids in by_org.items():
         connection = connections.get(org_id) if org_id is not None else None
         if connection is None or connection.name not in runtime.config.orgs:
-            _fail_unroutable(store, ids, org_id)
-            total.failed += ids
+            _save_error(store, ids, _unroutable(org_id), total)
             continue
-        writer = _open_writer(runtime, connection)
+        try:
+            writer = _open_writer(runtime, connection)
+        except BridgeError as exc:  # cannot log in: every push of the org waits or fails
+            _save_error(store, ids, exc, total)
+            continue
         report = send(store, writer, runtime.config.orgs[connection.name], ids)
         for name in ("sent", "failed", "skipped", "retry"):
             getattr(total, name).extend(getattr(report, name))
     summary = {k: getattr(total, k) for k in ("sent", "failed", "skipped", "retry")}
     log.info("pushes sent=%d failed=%d skipped=%d retry=%d", *(len(v) for v in summary.values()))
     if total.retry:
-        raise TransientError(
-            f"{len(total.retry)} pushes hit a transient Salesforce error and will be retried",
-            code="push_retry",
-        )
+        job = get_current_job()
+        if job is not None and job.retries_left:
+            raise TransientError(
+                f"{len(total.retry)} pushes hit a transient Salesforce error and will be retried",
+                code="push_retry",
+            )
+        # Enqueued without rq retries (or out of them while pushes still have attempts):
+        # schedule the follow-up ourselves, with the backoff of the attempts made so far.
+        _schedule_retry(store, job, total.retry)
     return summary
+
+
+def _schedule_retry(store: Store, job: Job | None, push_ids: list[int]) -> None:
+    with store.session() as session:
+        attempts = max(
+            session.scalars(select(Push.attempts).where(Push.id.in_(push_ids))), default=1
+        )
+    delay = RETRY_INTERVALS[min(max(attempts, 1), len(RETRY_INTERVALS)) - 1]
+    if job is None or job.connection is None:
+        log.warning("pushes %s stay pending for the sweep: no job queue to retry on", push_ids)
+        return
+    Queue(OUTBOUND_QUEUE, connection=job.connection).enqueue_in(
+        timedelta(seconds=delay),
+        send_pushes,
+        push_ids,
+        job_timeout=JOB_TIMEOUT,
+        description=f"retry pushes {push_ids[0]}..{push_ids[-1]}",
+    )
 
 
 def send_push(push_id: int) -> dict[str, list[int]]:
@@ -160,27 +204,32 @@ def send_push(push_id: int) -> dict[str, list[int]]:
     return send_pushes([push_id])
 
 
-def _fail_unroutable(store: Store, ids: list[int], org_id: int | None) -> None:
-    from bridge.writeback.pushes import mark_error
-
+def _unroutable(org_id: int | None) -> UsageError:
     if org_id is None:
-        problem = UsageError(
+        return UsageError(
             "the push names no org connection: connect the org of the referral's program "
             "(`sfbridge org connect`) and repush",
             code="org_not_configured",
         )
-    else:
-        problem = UsageError(
-            f"org connection {org_id} is not in the config file: add it under `orgs:`, then repush",
-            code="org_not_configured",
-        )
+    return UsageError(
+        f"org connection {org_id} is not in the config file: add it under `orgs:`, then repush",
+        code="org_not_configured",
+    )
+
+
+def _save_error(store: Store, ids: list[int], problem: BridgeError, total: SendReport) -> None:
+    """An error before any push could be sent (routing, login), saved on each of them."""
+    error_class = error_class_of(problem)
     with store.session() as session:
         for push in session.scalars(select(Push).where(Push.id.in_(ids))):
+            if push.state != "pending":
+                continue
             push.attempts = (push.attempts or 0) + 1
             mark_error(
                 push,
                 code=problem.code,
                 message=problem.message,
-                fields=[],
-                error_class="usage",
+                fields=list(problem.fields),
+                error_class=error_class,
             )
+            (total.retry if push.state == "pending" else total.failed).append(push.id)

@@ -167,8 +167,7 @@ def lookup_objects(add: ReferralAdd) -> list[str]:
 
 def lookup_fields(sobject: str, org_config: OrgConfig) -> list[str]:
     fields = ["Id", "Email", "CreatedDate", REFERRAL_ID_FIELD, "FirstName", "LastName", "Phone"]
-    if sobject == "Lead":
-        fields.append("Company")
+    fields.append("Company" if sobject == "Lead" else "AccountId")
     sync = org_config.writeback.objects.get(sobject)  # type: ignore[call-overload]
     for mapping in sync.fields if sync else []:
         fields += [f for f in mapping.salesforce if f not in fields]
@@ -210,6 +209,7 @@ class ReferralDecision:
     reason: str | None = None
     message: str | None = None
     local_updates: dict[str, Any] = field(default_factory=dict)
+    account_id: str | None = None  # the existing Contact's account, if it has one
 
 
 def parse_sf_datetime(value: Any) -> datetime | None:
@@ -262,6 +262,11 @@ def decide(
         )
 
     mappings = sync.fields if sync else []
+    # Fields the admin mapped as read_only or none are never written by the bridge, except
+    # the external id and what Salesforce requires to create the record.
+    hands_off = {f for m in mappings if m.sync in ("read_only", "none") for f in m.salesforce}
+    keep = {REFERRAL_ID_FIELD} | ({"LastName", "Company"} if existing is None else set())
+    record = {k: v for k, v in record.items() if k not in hands_off or k in keep}
     if existing is None:
         plan = plan_fields(referral, None, mappings)
         fields = {**record, **plan.writes}
@@ -308,4 +313,5 @@ def decide(
         fields=fields,
         record_id=existing["Id"],
         local_updates=plan.local_updates,
+        account_id=existing.get("AccountId"),
     )

@@ -8,6 +8,7 @@ after every collection request, so a crash in the middle keeps what was already 
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge import audit
-from bridge.config import OrgConfig
+from bridge.config import ObjectSync, OrgConfig
 from bridge.errors import BridgeError, PermanentError
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
-from bridge.writeback import activities, referrals
+from bridge.writeback import accounts, activities, referrals
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
     RecordError,
@@ -31,9 +32,16 @@ from bridge.writeback.client import (
     error_class_of,
     record_error,
 )
-from bridge.writeback.pushes import mark_error, mark_sent, mark_skipped
+from bridge.writeback.pushes import (
+    mark_error,
+    mark_sent,
+    mark_skipped,
+    payload_digest,
+    queue_push,
+)
 
 ACTOR = "writeback"
+log = logging.getLogger(__name__)
 Op = Literal["create", "update", "upsert"]
 
 
@@ -48,6 +56,7 @@ class Write:
     record_id: str | None = None
     external_id_field: str | None = None
     local_updates: dict[str, Any] = field(default_factory=dict)
+    link_account: bool = False  # a referral's Contact without an account
 
 
 @dataclass
@@ -88,6 +97,7 @@ class _Item:
     referral: dict[str, Any] | None = None
     record: dict[str, Any] | None = None
     referral_who: str | None = None  # the referral's Contact or Lead, for activities
+    org_connection_id: int | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,8 +184,87 @@ def _send_round(
     for write in writes:
         _apply_overrides(write, by_id[write.push_id].payload.get("overrides"))
     _save(store, early, now, report)
+    sync = accounts.account_sync(org_config)
+    if sync is not None:
+        _link_accounts(store, writer, sync, [w for w in writes if w.link_account], by_id, now)
     for outcomes in _execute(writer, writes):
         _save(store, outcomes, now, report)
+
+
+def _link_accounts(
+    store: Store,
+    writer: Writer,
+    sync: ObjectSync,
+    contacts: list[Write],
+    by_id: dict[int, _Item],
+    now: datetime,
+) -> None:
+    """Find, create or update the Accounts of referred Contacts and set their AccountId. The
+    account writes are pushes of their own, sent (and saved) before the Contacts."""
+    by_domain: dict[str, list[Write]] = defaultdict(list)
+    for write in contacts:
+        if write.fields.get("AccountId"):
+            continue
+        domain = accounts.referral_domain(by_id[write.push_id].referral or {})
+        if domain:
+            by_domain[domain].append(write)
+    if not by_domain:
+        return
+    try:
+        found = accounts.find_accounts(writer, by_domain, sync)
+    except BridgeError as exc:  # the Contacts are still written, without an account
+        log.warning("account lookup failed; contacts stay unlinked: %s", exc)
+        return
+
+    account_writes: list[Write] = []
+    creating: dict[int, str] = {}  # account push id -> domain
+    with store.session() as session:
+        for domain, targets in by_domain.items():
+            first = by_id[targets[0].push_id]
+            plan = accounts.plan_account(domain, first.referral or {}, found.get(domain), sync)
+            if plan.account_id:
+                for write in targets:
+                    write.fields["AccountId"] = plan.account_id
+            if plan.account_id and plan.update:
+                push, _ = queue_push(
+                    session,
+                    kind="field_update",
+                    idempotency_key=f"account:{first.org_connection_id}:{plan.account_id}:"
+                    f"{payload_digest(plan.update)}",
+                    sobject_type="Account",
+                    payload={"fields": plan.update, "record_id": plan.account_id},
+                    org_connection_id=first.org_connection_id,
+                )
+                if push.state == "pending":
+                    push.attempts += 1
+                    account_writes.append(
+                        Write(push.id, "Account", "update", dict(plan.update), plan.account_id)
+                    )
+            elif plan.create is not None:
+                push, _ = queue_push(
+                    session,
+                    kind="field_update",
+                    # one per domain and triggering push: a resend of that push reuses it
+                    idempotency_key=f"account:{first.org_connection_id}:{domain}:"
+                    f"push-{first.push_id}",
+                    sobject_type="Account",
+                    payload={"fields": plan.create, "record_id": None},
+                    org_connection_id=first.org_connection_id,
+                )
+                if push.state == "sent" and push.sf_id:
+                    for write in targets:
+                        write.fields["AccountId"] = push.sf_id
+                elif push.state == "pending":
+                    push.attempts += 1
+                    account_writes.append(Write(push.id, "Account", "create", dict(plan.create)))
+                    creating[push.id] = domain
+    account_report = SendReport()
+    for outcomes in _execute(writer, account_writes):
+        _save(store, outcomes, now, account_report)
+        for outcome in outcomes:
+            if outcome.state == "sent" and outcome.push_id in creating:
+                for write in by_domain[creating[outcome.push_id]]:
+                    write.fields["AccountId"] = outcome.sf_id
 
 
 def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:
@@ -205,6 +294,7 @@ def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list
                 dict(push.payload or {}),
                 push.external_id_field,
                 push.external_id,
+                org_connection_id=push.org_connection_id,
             )
             if push.kind == "referral":
                 _load_referral(session, push, item, org_config)
@@ -295,6 +385,7 @@ def _plan_referrals(
                     decision.fields,
                     external_id_field=referrals.REFERRAL_ID_FIELD,
                     local_updates=decision.local_updates,
+                    link_account=decision.sobject == "Contact",
                 )
             )
         else:
@@ -306,6 +397,7 @@ def _plan_referrals(
                     decision.fields,
                     record_id=decision.record_id,
                     local_updates=decision.local_updates,
+                    link_account=decision.sobject == "Contact" and not decision.account_id,
                 )
             )
     return writes, early

@@ -88,14 +88,28 @@ class SalesforceDouble:
     def _query(self, soql: str) -> tuple[int, dict[str, str], str]:
         self.queries.append(soql)
         sobject = re.search(r"\bFROM (\w+)", soql).group(1)  # type: ignore[union-attr]
-        in_list = re.search(r"Email IN \(([^)]*)\)", soql)
-        emails = {e.lower() for e in re.findall(r"'((?:[^'\\]|\\.)*)'", in_list.group(1))}  # type: ignore[union-attr]
         converted_excluded = "IsConverted = false" in soql
+        in_list = re.search(r"Email IN \(([^)]*)\)", soql)
+        if in_list:
+            emails = {e.lower() for e in re.findall(r"'((?:[^'\\]|\\.)*)'", in_list.group(1))}
+
+            def wanted(r: dict[str, Any]) -> bool:
+                return str(r.get("Email", "")).lower() in emails
+
+        else:  # Website LIKE '%domain%' OR ...
+            likes = [
+                p.replace("\\", "").strip("%").lower()
+                for p in re.findall(r"Website LIKE '((?:[^'\\]|\\.)*)'", soql)
+            ]
+            assert likes, f"the double does not answer: {soql}"
+
+            def wanted(r: dict[str, Any]) -> bool:
+                return any(x in str(r.get("Website") or "").lower() for x in likes)
+
         rows = [
             r
             for r in self.records.get(sobject, [])
-            if str(r.get("Email", "")).lower() in emails
-            and not (converted_excluded and r.get("IsConverted"))
+            if wanted(r) and not (converted_excluded and r.get("IsConverted"))
         ]
         rows.sort(key=lambda r: (r.get("CreatedDate", ""), r["Id"]))
         body = {

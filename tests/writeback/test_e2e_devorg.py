@@ -311,3 +311,52 @@ def test_the_outbound_worker_sends_through_the_stored_connection(
         jobs._orgs.clear()
     assert bridge.push(pid).state == "sent"
     assert len(bridge.leads("rita7@example.com")) == 1
+
+
+def test_a_locked_row_is_retried_and_an_expired_session_renewed(bridge: Bridge) -> None:
+    version = bridge.devorg.info["api_version"]
+    collections = f"/services/data/v{version}/composite/sobjects"
+    bridge.devorg.control(
+        "faults",
+        {"kind": "error", "error_code": "UNABLE_TO_LOCK_ROW", "path": collections, "count": 1},
+    )
+    pid = bridge.queue_referral(bridge.referral(1))
+    report = bridge.send(pid)
+    push = bridge.push(pid)
+    assert report.retry == [pid]
+    assert (push.state, push.error_code, push.error_class) == (
+        "pending",
+        "UNABLE_TO_LOCK_ROW",
+        "transient",
+    )
+    assert bridge.leads("rita1@example.com") == []
+
+    # the retry runs with an expired session: the connection re-authenticates once
+    bridge.devorg.control(
+        "faults", {"kind": "error", "error_code": "INVALID_SESSION_ID", "count": 1}
+    )
+    assert bridge.send(pid).sent == [pid]
+    push = bridge.push(pid)
+    assert push.attempts == 2 and push.error_code is None
+    assert len(bridge.leads("rita1@example.com")) == 1
+
+
+def test_referred_contacts_are_linked_to_accounts_by_root_domain(bridge: Bridge) -> None:
+    bridge.configure(
+        {
+            "referral_add": {"create_as": "Contact"},
+            "objects": {"Account": {"dedupe": "root_domain", "sync_mode": "create_update"}},
+        }
+    )
+    foo = bridge.sales.Account.create({"Name": "Foo", "Website": "https://www.foo.co.uk"})["id"]
+    pushes = [
+        bridge.queue_referral(bridge.referral(1, email="ann@shop.foo.co.uk")),
+        bridge.queue_referral(bridge.referral(2, email="bob@bar.example", company="Bar Ltd")),
+    ]
+    assert sorted(bridge.send(*pushes).sent) == sorted(pushes)
+    rows = bridge.sales.query_all(
+        "SELECT Email, AccountId, Account.Name, Referral_ID__c FROM Contact ORDER BY Email"
+    )["records"]
+    by_email = {r["Email"]: r for r in rows}
+    assert by_email["ann@shop.foo.co.uk"]["AccountId"] == foo
+    assert by_email["bob@bar.example"]["Account"]["Name"] == "Bar Ltd"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +16,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from bridge.config import BridgeConfig
+from bridge.salesforce.errors import make_error
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push
 from bridge.writeback import MAX_ATTEMPTS, jobs, queue_activity
@@ -171,3 +172,66 @@ def test_the_sweep_picks_up_only_pushes_whose_job_was_lost(
     [job] = Queue(OUTBOUND_QUEUE, connection=redis_client).get_jobs()
     assert job.args == ([lost],)
     assert enqueue_pending(sqlite_store, redis_client) == 2  # without a limit: every pending one
+
+
+def test_a_job_enqueued_without_rq_retries_schedules_its_own_follow_up(
+    sqlite_store: Store, wired: dict[str, Any], sf: SalesforceDouble, redis_client: redis.Redis
+) -> None:
+    """As the JSON API enqueues `send_push(push_id)`: a transient error still gets retried."""
+    [pid] = queue(sqlite_store, wired["org"], 1)
+    sf.request_faults.append(
+        ("composite/sobjects", 503, [{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}])
+    )
+    job = Queue(OUTBOUND_QUEUE, connection=redis_client).enqueue(jobs.send_push, pid)
+    work(redis_client)
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED
+    registry = ScheduledJobRegistry(OUTBOUND_QUEUE, connection=redis_client)
+    [follow_up_id] = registry.get_job_ids()
+    follow_up = Queue(OUTBOUND_QUEUE, connection=redis_client).fetch_job(follow_up_id)
+    assert follow_up is not None and follow_up.args == ([pid],)
+    scheduled_at = registry.get_scheduled_time(follow_up_id)
+    assert scheduled_at > datetime.now(UTC) + timedelta(seconds=jobs.RETRY_INTERVALS[0] - 5)
+
+
+def test_one_sweeper_at_a_time(
+    sqlite_store: Store, wired: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    [lost] = queue(sqlite_store, wired["org"], 1)
+    with sqlite_store.session() as s:
+        push = s.get(Push, lost)
+        assert push is not None
+        push.updated_at = push.updated_at - jobs.SWEEP_AFTER - timedelta(seconds=1)
+    assert jobs.sweep(sqlite_store, redis_client) == 1
+    assert jobs.sweep(sqlite_store, redis_client) == 0  # another worker holds the round
+
+
+@pytest.mark.parametrize(
+    ("code", "state", "job_status"),
+    [
+        ("invalid_grant", "failed", JobStatus.FINISHED),
+        ("network_error", "pending", JobStatus.SCHEDULED),
+    ],
+)
+def test_a_failed_login_is_saved_on_the_pushes(
+    sqlite_store: Store,
+    wired: dict[str, Any],
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    code: str,
+    state: str,
+    job_status: JobStatus,
+) -> None:
+    def refuse(_runtime: Any, _connection: OrgConnection) -> Any:
+        raise make_error(code, "user hasn't approved this consumer", status=400)
+
+    monkeypatch.setattr(jobs, "_open_writer", refuse)
+    [pid] = queue(sqlite_store, wired["org"], 1)
+    [job] = enqueue_push(redis_client, [pid])
+    work(redis_client)
+    job.refresh()
+    assert job.get_status() == job_status
+    with sqlite_store.session() as s:
+        push = s.get(Push, pid)
+        assert push is not None
+        assert (push.state, push.error_code, push.attempts) == (state, code, 1)

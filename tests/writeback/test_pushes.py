@@ -35,6 +35,10 @@ from tests.writeback.sfdouble import SalesforceDouble
 
 NOW = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
 
+# Decisions that do not depend on the database run on SQLite only; the push lifecycle (save,
+# absorb duplicates, errors, retries, repush, denial, races) runs on both.
+SQLITE_ONLY = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+
 
 def org_config(writeback: dict[str, Any] | None = None) -> OrgConfig:
     config = BridgeConfig.model_validate(
@@ -59,6 +63,10 @@ def sf() -> Iterator[SalesforceDouble]:
 
 @pytest.fixture
 def seeded(store: Store) -> dict[str, int]:
+    return seed(store)
+
+
+def seed(store: Store) -> dict[str, int]:
     with store.session() as s:
         org = OrgConnection(
             name="acme", login_url="https://login.salesforce.com", auth_method="jwt"
@@ -187,6 +195,7 @@ def test_duplicates_are_absorbed_and_sending_twice_writes_once(
     assert len(sf.records["Lead"]) == 1
 
 
+@SQLITE_ONLY
 def test_repush_of_a_sent_referral_upserts_the_same_lead(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -365,7 +374,7 @@ def test_a_failed_lookup_fails_the_pushes_that_needed_it(
 def existing_lead(sf: SalesforceDouble, created: datetime, **values: Any) -> dict[str, Any]:
     return sf.add(
         "Lead",
-        Email="person1@example.com",
+        Email=values.pop("Email", "person1@example.com"),
         CreatedDate=created.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
         FirstName=values.pop("FirstName", None),
         LastName=values.pop("LastName", "Existing"),
@@ -376,6 +385,7 @@ def existing_lead(sf: SalesforceDouble, created: datetime, **values: Any) -> dic
     )
 
 
+@SQLITE_ONLY
 def test_existing_email_update_writes_referral_fields_onto_it(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -396,6 +406,7 @@ def test_existing_email_update_writes_referral_fields_onto_it(
     assert get_referral(store, rid).sf_lead_id == lead["Id"]
 
 
+@SQLITE_ONLY
 def test_existing_contact_is_updated_rather_than_duplicated_as_a_lead(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -416,6 +427,7 @@ def test_existing_contact_is_updated_rather_than_duplicated_as_a_lead(
     assert get_referral(store, rid).sf_contact_id == contact["Id"]
 
 
+@SQLITE_ONLY
 def test_existing_email_skip(store: Store, seeded: dict[str, int], sf: SalesforceDouble) -> None:
     cfg = org_config({"referral_add": {"on_existing_email": "skip"}})
     lead = existing_lead(sf, NOW - timedelta(days=2))
@@ -453,6 +465,7 @@ def test_existing_email_deny_denies_the_referral(
         assert audit.detail["reason"] == "existing_email"
 
 
+@SQLITE_ONLY
 def test_existing_email_deny_updates_a_record_created_within_the_hour(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -466,6 +479,7 @@ def test_existing_email_deny_updates_a_record_created_within_the_hour(
     assert get_referral(store, rid).status == "pending"
 
 
+@SQLITE_ONLY
 def test_deny_never_denies_a_referral_because_of_its_own_lead(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -478,6 +492,7 @@ def test_deny_never_denies_a_referral_because_of_its_own_lead(
     assert get_referral(store, rid).status == "pending"
 
 
+@SQLITE_ONLY
 def test_create_as_contact_and_sync_modes(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -506,6 +521,7 @@ def test_create_as_contact_and_sync_modes(
     assert (push.state, push.error_code) == ("skipped", "no_existing_record")
 
 
+@SQLITE_ONLY
 def test_field_mappings_follow_sync_rules_on_an_existing_record(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -542,6 +558,36 @@ def test_field_mappings_follow_sync_rules_on_an_existing_record(
     assert referral.fields["title"] == "VP Sales"  # read back from Salesforce
 
 
+@SQLITE_ONLY
+def test_fields_mapped_read_only_or_none_are_never_written(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    cfg = org_config(
+        {
+            "objects": {
+                "Lead": {
+                    "fields": [
+                        {"local": "phone", "salesforce": "Phone", "sync": "read_only"},
+                        {"local": "x", "salesforce": "Referring_Member_Email__c", "sync": "none"},
+                        {"local": "last_name", "salesforce": "LastName", "sync": "none"},
+                    ]
+                }
+            }
+        }
+    )
+    new = add_referral(store, seeded, 1, phone="+1 555 0199")
+    lead = existing_lead(sf, NOW - timedelta(days=5), LastName=None, Email="person2@example.com")
+    lead["Phone"] = "+1 555 0000"
+    old = add_referral(store, seeded, 2, phone="+1 555 0101")
+    send(store, sf.writer(), cfg, queue_referrals(store, seeded, cfg, [new, old]), now=NOW)
+    created = next(r for r in sf.records["Lead"] if r["Referral_ID__c"] == "R-1")
+    assert "Phone" not in created and "Referring_Member_Email__c" not in created
+    assert created["LastName"] == "Last1"  # required to create: written anyway
+    assert lead["Phone"] == "+1 555 0000" and lead["LastName"] is None  # update: hands off
+    assert lead["Referral_ID__c"] == "R-2"
+    assert get_referral(store, old).phone == "+1 555 0000"  # read back
+
+
 # ---- activities --------------------------------------------------------------------------------
 
 
@@ -554,6 +600,7 @@ def queue_activities(
         return [queue_activity(s, org, cfg, item).id for item in items]
 
 
+@SQLITE_ONLY
 def test_activities_upsert_tasks_and_events_by_activity_id(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -631,6 +678,7 @@ def test_activities_upsert_tasks_and_events_by_activity_id(
     assert get_push(store, changed[0]).sf_id == tasks["act-1"]["Id"]
 
 
+@SQLITE_ONLY
 def test_bad_activity_input_is_a_clear_usage_error(store: Store, seeded: dict[str, int]) -> None:
     with store.session() as s:
         org = s.get(OrgConnection, seeded["org"])
@@ -643,9 +691,9 @@ def test_bad_activity_input_is_a_clear_usage_error(store: Store, seeded: dict[st
     assert {"id", "kind", "occurred_at"} <= set(exc.value.fields)
 
 
-def test_collections_are_split_at_200_records(
-    store: Store, seeded: dict[str, int], sf: SalesforceDouble
-) -> None:
+def test_collections_are_split_at_200_records(sqlite_store: Store, sf: SalesforceDouble) -> None:
+    """(SQLite only: the split does not depend on the database.)"""
+    store, seeded = sqlite_store, seed(sqlite_store)
     cfg = org_config()
     items = [
         {
@@ -664,6 +712,7 @@ def test_collections_are_split_at_200_records(
     assert sf.queries == []  # no emails: nothing to resolve
 
 
+@SQLITE_ONLY
 def test_field_update_and_repush_with_edited_fields(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -693,6 +742,7 @@ def test_field_update_and_repush_with_edited_fields(
     assert account["Website"] == "https://initech.example"
 
 
+@SQLITE_ONLY
 def test_activity_pushes_saved_with_the_activity_as_payload_are_built_when_sent(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -745,6 +795,7 @@ def test_activity_pushes_saved_with_the_activity_as_payload_are_built_when_sent(
     assert "kind" in bad.error_fields
 
 
+@SQLITE_ONLY
 def test_field_edits_at_repush_survive_the_rebuild_of_a_referral(
     store: Store, seeded: dict[str, int], sf: SalesforceDouble
 ) -> None:
@@ -769,6 +820,7 @@ def test_field_edits_at_repush_survive_the_rebuild_of_a_referral(
     assert sf.records["Lead"][0]["Company"] == "Acme Ltd"
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize(
     ("policy", "second_state", "lead_referral_id"),
     [("update", "sent", "R-2"), ("skip", "skipped", "R-1"), ("deny", "skipped", "R-1")],
@@ -818,3 +870,68 @@ def test_a_referral_push_whose_referral_is_gone_fails_with_a_reason(
         "permanent",
     )
     assert len(sf.rsps.calls) == 0
+
+
+def test_losing_an_insert_race_returns_the_saved_push_and_keeps_the_transaction(
+    store: Store, seeded: dict[str, int]
+) -> None:
+    """Two writers queue the same key at once: the loser gets the winner's push."""
+    from bridge.writeback.pushes import queue_push
+
+    with store.session() as s:
+        winner, created = queue_push(
+            s,
+            kind="activity",
+            idempotency_key="activity:race",
+            sobject_type="Task",
+            payload={"fields": {"Subject": "first"}},
+            org_connection_id=seeded["org"],
+        )
+        assert created
+        winner_id = winner.id
+
+    class LateSession:
+        """Misses the winner on its first look, as a concurrent transaction would."""
+
+        def __init__(self, session: Any) -> None:
+            self._session = session
+            self._looked = False
+
+        def scalar(self, *args: Any, **kwargs: Any) -> Any:
+            if not self._looked:
+                self._looked = True
+                return None
+            return self._session.scalar(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
+
+    with store.session() as s:
+        s.add(Program(key="other", name="Other"))  # earlier work in the same transaction
+        loser, created = queue_push(
+            LateSession(s),  # type: ignore[arg-type]
+            kind="activity",
+            idempotency_key="activity:race",
+            sobject_type="Task",
+            payload={"fields": {"Subject": "second"}},
+            org_connection_id=seeded["org"],
+        )
+        assert not created and loser.id == winner_id
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Push)) == 1
+        assert s.scalar(select(func.count()).select_from(Program)) == 2  # the rest committed
+
+
+def test_lookups_are_batched_100_emails_per_query(
+    sqlite_store: Store, sf: SalesforceDouble
+) -> None:
+    """(SQLite only: the batching does not depend on the database.)"""
+    seeded = seed(sqlite_store)
+    cfg = org_config()
+    ids = [add_referral(sqlite_store, seeded, n) for n in range(150)]
+    pushes = queue_referrals(sqlite_store, seeded, cfg, ids)
+    report = send(sqlite_store, sf.writer(), cfg, pushes, now=NOW)
+    assert len(report.sent) == 150
+    per_object = [(q.split(" FROM ")[1].split()[0], q.count("@example.com")) for q in sf.queries]
+    assert per_object == [("Lead", 100), ("Lead", 50), ("Contact", 100), ("Contact", 50)]
+    assert len(sf.collection_calls()) == 1
