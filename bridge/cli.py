@@ -413,8 +413,13 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
 def devorg(host: str, port: int, data_dir: Path, package_dir: Path) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
+    from bridge.errors import UsageError
 
-    run(host, port, data_dir, package_dir=package_dir)
+    try:
+        run(host, port, data_dir, package_dir=package_dir)
+    except OSError as exc:  # port taken, data dir not writable, ...
+        where = exc.filename or f"{host}:{port}"
+        raise UsageError(f"devorg cannot start: {where}: {exc.strerror or exc}") from None
 
 
 # ---- inbound: stream, poll, worker ----------------------------------------------------------

@@ -366,7 +366,13 @@ def validate_topic(
         )
         return generic + errors if field_checks else errors
     try:
-        parts = analyse(query)
+        try:
+            parts = analyse(query)
+        except QueryError as exc:
+            # plain syntax errors read as the SOQL parser words them (row/column and all)
+            if exc.code == "MALFORMED_QUERY" and check_query is not None:
+                check_query(query)
+            raise
         _check_fields(parts, fields_of)
         if check_query is not None:
             check_query(query)
@@ -611,10 +617,16 @@ def created_date(at: datetime) -> str:
 
 
 def topic_message(
-    topic: Topic, change_type: str, record: Mapping[str, Any], at: datetime, replay_id: int
+    topic: Topic,
+    change_type: str,
+    record: Mapping[str, Any],
+    at: datetime,
+    replay_id: int,
+    channel: str | None = None,
 ) -> dict[str, Any]:
+    """The notification; ``channel`` is the topic's own unless it goes to a former name."""
     return {
-        "channel": topic.channel,
+        "channel": channel or topic.channel,
         "data": {
             "event": {"createdDate": created_date(at), "replayId": replay_id, "type": change_type},
             "sobject": sobject_payload(topic, change_type, record),

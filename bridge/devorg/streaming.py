@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bridge.devorg import pushtopic
+from bridge.devorg.state import API_VERSION
 
 if TYPE_CHECKING:
     from bridge.devorg.state import DevOrgState, RecordChange
@@ -94,6 +95,9 @@ class EventLog:
             "CREATE TABLE IF NOT EXISTS events (replay_id INTEGER PRIMARY KEY AUTOINCREMENT, "
             "channel TEXT NOT NULL, created_at REAL NOT NULL, message TEXT NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
         self._by_channel: dict[str, deque[StoredEvent]] = {}
         self._ids: dict[str, set[int]] = {}
         for replay_id, channel, created_at, message in self._db.execute(
@@ -108,6 +112,15 @@ class EventLog:
     def _remember(self, event: StoredEvent) -> None:
         self._by_channel.setdefault(event.channel, deque()).append(event)
         self._ids.setdefault(event.channel, set()).add(event.replay_id)
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
 
     def next_id(self) -> int:
         self.last_id += 1
@@ -172,18 +185,19 @@ class BayeuxClient:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     last_seen: float = field(default_factory=time.monotonic)
     polling: int = 0  # /meta/connect requests being held for this client
+    poll_seq: int = 0  # the newest /meta/connect; an older one still held is superseded
     connects: int = 0
     gone: bool = False
 
 
 class BayeuxError(Exception):
-    def __init__(
-        self, error: str, advice: Mapping[str, Any] | None = None, status: int = 200
-    ) -> None:
+    """A failed Bayeux message: answered in the body (HTTP 200, as CometD servers do, so that
+    clients' channel listeners see it — the guide's AuthFailureListener relies on that)."""
+
+    def __init__(self, error: str, advice: Mapping[str, Any] | None = None) -> None:
         super().__init__(error)
         self.error = error
         self.advice = advice
-        self.status = status
 
 
 @dataclass
@@ -221,6 +235,13 @@ class StreamingHub:
         self.subscribers: dict[str, set[str]] = {}
         self._lock = threading.RLock()
         self._topics: dict[str, list[pushtopic.Topic]] | None = None
+        self._names: dict[str, str] = {}  # PushTopic id -> Name, as last loaded
+        self._renamed: dict[str, str] = {}  # former /topic/<Name> with subscribers -> topic id
+        #: entities "selected for Change Data Capture": from the first subscription to their
+        #: channel (as if an admin selected them then) or set through the control API
+        self.cdc_selected: set[str] = set(self.log.setting("cdc_selected", []))
+        self._pending: list[StoredEvent] = []  # numbered, not yet persisted nor queued
+        self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
@@ -229,6 +250,8 @@ class StreamingHub:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        with self._lock:
+            self._topics = self._load_topics()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def shutdown(self) -> None:
@@ -243,6 +266,7 @@ class StreamingHub:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        self.flush()
         self.log.close()
 
     def reset(self) -> None:
@@ -253,7 +277,10 @@ class StreamingHub:
                 self._wake(client)
             self.clients.clear()
             self.subscribers.clear()
-            self._topics = None
+            self._names.clear()
+            self._renamed.clear()
+            self._topics = self._load_topics()
+            self._pending.clear()
             self.log.clear()
 
     # -- publishing -------------------------------------------------------------------------
@@ -261,10 +288,10 @@ class StreamingHub:
     def record_changed(self, change: RecordChange) -> None:
         """Evaluate every active topic (and the CDC channels) for one committed change."""
         if change.sobject == "PushTopic":
-            with self._lock:
-                self._topics = None
+            with self._lock:  # a query or name change takes effect at once
+                self._topics = self._load_topics()
             return
-        messages: list[tuple[str, Callable[[int], dict[str, Any]]]] = []
+        messages: list[tuple[str, Callable[[int], str]]] = []
         record = change.record
         for topic in self._active_topics().get(change.sobject.lower(), ()):
             try:
@@ -273,8 +300,9 @@ class StreamingHub:
                 log.exception("PushTopic %s could not be evaluated", topic.name)
                 continue
             if hit:
-                messages.append((topic.channel, _topic_builder(topic, change)))
-        if change.sobject in pushtopic.CDC_OBJECTS:
+                for channel in (topic.channel, *self._former_channels(topic)):
+                    messages.append((channel, _topic_builder(topic, change, channel)))
+        if change.sobject in self.cdc_selected:
             payload = pushtopic.cdc_payload(
                 change.sobject,
                 change.change_type,
@@ -282,23 +310,41 @@ class StreamingHub:
                 change.changed_fields,
                 user_id=change.user_id,
                 at=change.at,
-                api_version=str(getattr(self.state, "api_version", "63.0")),
+                api_version=API_VERSION,
             )
+            payload_json = _dumps(payload)  # once for both channels
             for channel in pushtopic.cdc_channels(change.sobject):
-                messages.append((channel, _cdc_builder(channel, payload)))
+                messages.append((channel, _cdc_builder(channel, change.sobject, payload_json)))
         if messages:
             self.publish(messages, change.at)
 
-    def publish(
-        self, messages: list[tuple[str, Callable[[int], dict[str, Any]]]], at: datetime
-    ) -> None:
-        """Persist the events, then queue them for every subscribed client."""
+    def publish(self, messages: list[tuple[str, Callable[[int], str]]], at: datetime) -> None:
+        """Number and serialize the events; they are persisted, then queued for subscribers, by
+        :meth:`flush` — at the end of this event-loop step, so that the records of one request
+        (a composite of 200) cost one commit, not 200."""
         with self._lock:
-            events = []
             for channel, build in messages:
                 replay_id = self.log.next_id()
-                text = json.dumps(build(replay_id), separators=(",", ":"), default=str)
-                events.append(StoredEvent(replay_id, channel, at, text))
+                self._pending.append(StoredEvent(replay_id, channel, at, build(replay_id)))
+            if self._flush_scheduled:
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is None:
+                self.flush()
+            else:
+                self._flush_scheduled = True
+                loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Persist the pending events (one commit), then queue them for every subscriber."""
+        with self._lock:
+            self._flush_scheduled = False
+            events, self._pending = self._pending, []
+            if not events:
+                return
             self.log.append(events)
             for event in events:
                 for client_id in self.subscribers.get(event.channel, ()):
@@ -327,8 +373,33 @@ class StreamingHub:
                 self._topics = self._load_topics()
             return self._topics
 
+    def _former_channels(self, topic: pushtopic.Topic) -> list[str]:
+        """Channels of the topic's earlier names that still have live subscriptions."""
+        if not self._renamed:
+            return []
+        return [
+            channel
+            for channel, topic_id in self._renamed.items()
+            if topic_id == topic.id and self.subscribers.get(channel)
+        ]
+
     def _load_topics(self) -> dict[str, list[pushtopic.Topic]]:
         topics: dict[str, list[pushtopic.Topic]] = {}
+        names: dict[str, str] = {}
+        for record in self.state.records("PushTopic"):
+            names[str(record.get("Id"))] = str(record.get("Name"))
+        # "If you change a PushTopic Name, live subscriptions are not affected": remember the
+        # old channel for its subscribers (new subscriptions need the new name)
+        for topic_id, old in self._names.items():
+            new = names.get(topic_id)
+            if new is not None and new != old and self.subscribers.get(f"/topic/{old}"):
+                self._renamed[f"/topic/{old}"] = topic_id
+        self._renamed = {
+            channel: topic_id
+            for channel, topic_id in self._renamed.items()
+            if topic_id in names and channel != f"/topic/{names[topic_id]}"
+        }
+        self._names = names
         for record in self.state.records("PushTopic"):
             if record.get("IsActive") is False:
                 continue
@@ -357,6 +428,17 @@ class StreamingHub:
             return soql.evaluate_where(where, dict(record), now=clock.now(), resolve=resolve)
 
         return matches
+
+    def _select_cdc(self, channel: str) -> None:
+        if channel == "/data/ChangeEvents":
+            wanted = set(pushtopic.CDC_OBJECTS)
+        elif channel.startswith("/data/") and channel.endswith("ChangeEvent"):
+            wanted = {channel[len("/data/") : -len("ChangeEvent")]}
+        else:
+            return
+        if not wanted <= self.cdc_selected:
+            self.cdc_selected |= wanted
+            self.log.set_setting("cdc_selected", sorted(self.cdc_selected))
 
     def channel_exists(self, channel: str) -> bool:
         if channel.startswith("/topic/"):
@@ -447,7 +529,6 @@ class StreamingHub:
         token = _bearer(request.headers.get("Authorization", ""))
         user = self.state.user_for_token(token) if token else None
         replies: list[str] = []
-        status = 200
         set_cookie: str | None = None
         delivered: dict[str, int] = {}
         for message in messages:
@@ -455,16 +536,12 @@ class StreamingHub:
             try:
                 if channel == "/meta/handshake":
                     reply, set_cookie = self._handshake(message, token, user, request)
-                    if not reply["successful"]:
-                        status = (
-                            401 if "failureReason" in reply.get("ext", {}).get("sfdc", {}) else 400
-                        )
                     replies.append(_dumps(reply))
                     continue
                 if token is None:
-                    raise BayeuxError("401::Request requires authentication", _ADVICE_NONE, 401)
+                    raise BayeuxError("401::Request requires authentication", _ADVICE_NONE)
                 if user is None:
-                    raise BayeuxError("401::Authentication invalid", _ADVICE_NONE, 401)
+                    raise BayeuxError("401::Authentication invalid", _ADVICE_NONE)
                 client = self._client_for(message, request)
                 if channel == "/meta/connect":
                     events, reply = await self._connect(message, client, token)
@@ -485,8 +562,6 @@ class StreamingHub:
                 else:
                     raise BayeuxError("403::Publish denied")
             except BayeuxError as exc:
-                if exc.status != 200:
-                    status = exc.status
                 reply = {
                     "channel": channel,
                     "successful": False,
@@ -503,9 +578,7 @@ class StreamingHub:
                 replies.append(_dumps(reply))
         for channel, count in delivered.items():
             self.state.stats.events_delivered(channel, count)
-        response = web.Response(
-            text="[" + ",".join(replies) + "]", status=status, content_type="application/json"
-        )
+        response = web.Response(text="[" + ",".join(replies) + "]", content_type="application/json")
         if set_cookie is not None:
             response.set_cookie(COOKIE, set_cookie, path="/", secure=request.secure, httponly=True)
         return response
@@ -523,16 +596,22 @@ class StreamingHub:
         status = int(getattr(fault, "status", 500) or 500)
         if kind == "status":
             return web.Response(status=status)
+        # an "error" fault fails every message of the request in the Bayeux way
         text = getattr(fault, "message", None) or getattr(fault, "error_code", None) or "Fault"
         advice = _ADVICE_NONE if status == 401 else _ADVICE_HANDSHAKE if status == 403 else None
-        reply: dict[str, Any] = {
-            "channel": "/meta/connect",
-            "successful": False,
-            "error": f"{status}::{text}",
-        }
-        if advice:
-            reply["advice"] = advice
-        return _bayeux_response([reply], status=status)
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = [{}]
+        replies = []
+        for message in body if isinstance(body, list) else [body]:
+            reply: dict[str, Any] = {"successful": False, "error": f"{status}::{text}"}
+            if isinstance(message, dict):
+                reply.update({k: message[k] for k in ("channel", "clientId", "id") if k in message})
+            if advice:
+                reply["advice"] = advice
+            replies.append(reply)
+        return _bayeux_response(replies)
 
     def _handshake(
         self, message: Mapping[str, Any], token: str | None, user: Any, request: web.Request
@@ -604,6 +683,8 @@ class StreamingHub:
             raise BayeuxError(f"400::Invalid connection type {connection_type}")
         first = client.connects == 0
         client.connects += 1
+        client.poll_seq += 1
+        mine = client.poll_seq
         asked = message.get("advice") or {}
         hold = not first and asked.get("timeout") != 0 and not self._closing
         if hold and not client.queue:
@@ -625,9 +706,12 @@ class StreamingHub:
             raise BayeuxError("403::Unknown client", _ADVICE_HANDSHAKE)
         # the token is checked again after the wait: a revoked session ends the stream
         if self.state.user_for_token(token) is None:
-            raise BayeuxError("401::Authentication invalid", _ADVICE_NONE, 401)
+            raise BayeuxError("401::Authentication invalid", _ADVICE_NONE)
         with self._lock:
-            events = [client.queue.popleft() for _ in range(min(len(client.queue), MAX_BATCH))]
+            # a superseded poll may answer a connection the client has given up on: it takes
+            # nothing off the queue, the newest poll delivers
+            count = min(len(client.queue), MAX_BATCH) if client.poll_seq == mine else 0
+            events = [client.queue.popleft() for _ in range(count)]
             client.last_seen = time.monotonic()
         reply = _ok(message, client.id)
         reply["advice"] = self._advice()
@@ -652,6 +736,8 @@ class StreamingHub:
             replay_id = None
         now = self.state.clock.now()
         with self._lock:
+            self.flush()  # a replay includes what was committed a moment ago
+            self._select_cdc(subscription)
             self.log.purge(now)
             if replay_id is None or (
                 replay_id not in (-1, -2) and not self.log.is_retained(subscription, replay_id)
@@ -706,6 +792,16 @@ class StreamingHub:
                             status=400,
                         )
                     setattr(self.settings, key, value)
+            if "cdc_entities" in body:
+                entities = body["cdc_entities"]
+                if not isinstance(entities, list) or not set(entities) <= pushtopic.CDC_OBJECTS:
+                    return web.json_response(
+                        {"error": f"cdc_entities: a list of {sorted(pushtopic.CDC_OBJECTS)}"},
+                        status=400,
+                    )
+                with self._lock:
+                    self.cdc_selected = set(entities)
+                    self.log.set_setting("cdc_selected", sorted(self.cdc_selected))
             if body.get("drop_clients"):
                 with self._lock:
                     for client_id in list(self.clients):
@@ -713,22 +809,34 @@ class StreamingHub:
         with self._lock:
             clients = sorted(self.clients)
         return web.json_response(
-            {**self.settings.to_dict(), "clients": clients, "last_replay_id": self.log.last_id}
+            {
+                **self.settings.to_dict(),
+                "clients": clients,
+                "last_replay_id": self.log.last_id,
+                "cdc_entities": sorted(self.cdc_selected),
+            }
         )
 
 
-def _topic_builder(topic: pushtopic.Topic, change: RecordChange) -> Callable[[int], dict[str, Any]]:
-    def build(replay_id: int) -> dict[str, Any]:
-        return pushtopic.topic_message(
-            topic, change.change_type, change.record, change.at, replay_id
+def _topic_builder(
+    topic: pushtopic.Topic, change: RecordChange, channel: str
+) -> Callable[[int], str]:
+    def build(replay_id: int) -> str:
+        return _dumps(
+            pushtopic.topic_message(
+                topic, change.change_type, change.record, change.at, replay_id, channel
+            )
         )
 
     return build
 
 
-def _cdc_builder(channel: str, payload: dict[str, Any]) -> Callable[[int], dict[str, Any]]:
-    def build(replay_id: int) -> dict[str, Any]:
-        return pushtopic.cdc_message(channel, payload, replay_id)
+def _cdc_builder(channel: str, entity: str, payload_json: str) -> Callable[[int], str]:
+    head = '{"channel":' + _dumps(channel) + ',"data":{"schema":' + _dumps(f"devorg-{entity}")
+
+    def build(replay_id: int) -> str:
+        # the shape of pushtopic.cdc_message, with the payload serialized once
+        return f'{head},"payload":{payload_json},"event":{{"replayId":{replay_id}}}}}}}'
 
     return build
 
@@ -768,6 +876,16 @@ def setup(app: web.Application, state: DevOrgState) -> StreamingHub:
     # CometD clients may append the message type to the URL (/cometd/63.0/connect)
     app.router.add_post("/cometd/{version}/{kind:[a-z]+}", hub.handle)
     app.router.add_route("*", "/__devorg__/streaming", hub.control)
+
+    @web.middleware
+    async def persist_events(request: web.Request, handler: Any) -> web.StreamResponse:
+        # the events of a write are on disk before its HTTP response goes out
+        try:
+            return await handler(request)
+        finally:
+            hub.flush()
+
+    app.middlewares.append(persist_events)
 
     async def on_startup(_app: web.Application) -> None:
         await hub.start()

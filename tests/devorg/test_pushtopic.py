@@ -458,3 +458,16 @@ def test_change_events_nest_compound_fields() -> None:
         api_version="63.0",
     )
     assert updated["Address"] == {"City": "York"}
+
+
+def test_syntax_errors_take_the_soql_parsers_words() -> None:
+    def check(query: str) -> None:
+        raise QueryError("MALFORMED_QUERY", "unexpected token: 'Account'")
+
+    record = topic_record(Query="SELECT Id, Name Account")
+    (problem,) = validate_topic(record, fields_of=fields_of, check_query=check)
+    assert problem["message"] == "unexpected token: 'Account'"
+    # the documented PushTopic restrictions keep the guide's texts
+    limited = topic_record(Query="SELECT Id, Email FROM Lead LIMIT 1")
+    (problem,) = validate_topic(limited, fields_of=fields_of, check_query=check)
+    assert problem["message"] == "'LIMIT' is not allowed"

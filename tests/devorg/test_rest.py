@@ -394,3 +394,85 @@ def test_opportunity_stage_derivations(clean_devorg: DevOrg) -> None:
     won = sf.Opportunity.get(opp)
     assert (won["Probability"], won["IsClosed"], won["IsWon"]) == (100.0, True, True)
     assert won["ForecastCategoryName"] == "Closed"
+
+
+def test_updated_and_deleted_windows(clean_devorg: DevOrg) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    sf = clean_devorg.sf()
+    kept = sf.Account.create({"Name": "Kept"})["id"]
+    gone = sf.Account.create({"Name": "Gone"})["id"]
+    sf.Account.delete(gone)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    end = datetime.now(UTC) + timedelta(minutes=5)
+    assert sf.Account.updated(start, end)["ids"] == [kept]
+    deleted = sf.Account.deleted(start, end)["deletedRecords"]
+    assert [d["id"] for d in deleted] == [gone]
+
+
+def test_child_subqueries_and_semi_joins(clean_devorg: DevOrg) -> None:
+    sf = clean_devorg.sf()
+    acme = sf.Account.create({"Name": "Acme"})["id"]
+    empty = sf.Account.create({"Name": "Empty"})["id"]
+    ann = sf.Contact.create({"LastName": "Ann", "AccountId": acme})["id"]
+    sf.Contact.create({"LastName": "Bob", "AccountId": acme})
+    opp = sf.Opportunity.create(
+        {"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-09-30", "AccountId": acme}
+    )["id"]
+    sf.OpportunityContactRole.create({"OpportunityId": opp, "ContactId": ann, "Role": "Evaluator"})
+
+    rows = sf.query(
+        "SELECT Name, (SELECT LastName FROM Contacts WHERE LastName != 'Zed' ORDER BY LastName "
+        "DESC), (SELECT Name FROM Opportunities) FROM Account ORDER BY Name"
+    )["records"]
+    assert rows[0]["Name"] == "Acme"
+    contacts = rows[0]["Contacts"]
+    assert (contacts["totalSize"], contacts["done"]) == (2, True)
+    assert [c["LastName"] for c in contacts["records"]] == ["Bob", "Ann"]
+    assert contacts["records"][0]["attributes"]["type"] == "Contact"
+    assert rows[0]["Opportunities"]["records"][0]["Name"] == "Deal"
+    assert rows[1]["Contacts"] is None and rows[1]["Opportunities"] is None  # no children: null
+
+    roles = sf.query(
+        "SELECT Name, (SELECT Role, Contact.LastName FROM OpportunityContactRoles) FROM Opportunity"
+    )["records"][0]["OpportunityContactRoles"]["records"]
+    assert [(r["Role"], r["Contact"]["LastName"]) for r in roles] == [("Evaluator", "Ann")]
+
+    with_deals = sf.query(
+        "SELECT Name FROM Account WHERE Id IN (SELECT AccountId FROM Opportunity) ORDER BY Name"
+    )["records"]
+    assert [a["Name"] for a in with_deals] == ["Acme"]
+    without = sf.query(
+        "SELECT Name FROM Account WHERE Id NOT IN (SELECT AccountId FROM Opportunity)"
+    )
+    assert [a["Name"] for a in without["records"]] == ["Empty"]
+    assert empty
+
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT Name, (SELECT Id FROM Widgets) FROM Account")
+    assert _errors(err.value)[0]["errorCode"] == "INVALID_TYPE"
+    assert "Didn't understand relationship 'Widgets'" in _errors(err.value)[0]["message"]
+
+
+def test_rolled_back_update_keeps_its_id(clean_devorg: DevOrg) -> None:
+    sf = clean_devorg.sf()
+    first = sf.Contact.create({"LastName": "First"})["id"]
+    second = sf.Contact.create({"LastName": "Second"})["id"]
+    result = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={"allOrNone": True, "records": [
+            {"attributes": {"type": "Contact"}, "Id": first, "Title": "Fine"},
+            {"attributes": {"type": "Contact"}, "Id": second, "LastName": None},
+        ]},
+    )  # fmt: skip
+    assert result[0]["id"] == first
+    assert result[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    assert result[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    assert sf.Contact.get(first)["Title"] is None
+    versions = clean_devorg.session().get(f"{clean_devorg.base_url}/services/data/", timeout=5)
+    assert {
+        "version": "63.0",
+        "url": "/services/data/v63.0",
+        "label": "Spring '25",
+    } in versions.json()

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.devorg import streaming
+from bridge.devorg import pushtopic, streaming
 from bridge.devorg.schema import Schema
 from bridge.devorg.state import DevOrgState, RecordChange, User
 
@@ -177,13 +177,13 @@ def test_handshake_requires_a_valid_token(tmp_path: Path) -> None:
             "supportedConnectionTypes": ["long-polling"],
         }
         status, (reply,) = await o.post(hs, token=None)
-        assert status == 401
+        assert status == 200  # Bayeux errors travel in the body
         assert reply["error"] == "403::Handshake denied"
         assert reply["ext"]["sfdc"]["failureReason"] == "401::Request requires authentication"
         assert reply["advice"]["reconnect"] == "none"
         status, (reply,) = await o.post(hs, token="00D!not-a-token")
         assert (
-            status == 401 and reply["ext"]["sfdc"]["failureReason"] == "401::Authentication invalid"
+            status == 200 and reply["ext"]["sfdc"]["failureReason"] == "401::Authentication invalid"
         )
         status, (reply,) = await o.post(hs)
         assert status == 200 and reply["successful"] and reply["clientId"]
@@ -219,7 +219,7 @@ def test_expired_token_ends_the_stream_with_401(tmp_path: Path) -> None:
         status, (reply,) = await o.post(
             {"channel": "/meta/connect", "clientId": client_id, "connectionType": "long-polling"}
         )
-        assert status == 401
+        assert status == 200  # in the body, for the client's /meta/connect listener
         assert reply["error"] == "401::Authentication invalid"
         assert reply["advice"] == {"reconnect": "none", "interval": 0}
 
@@ -459,7 +459,8 @@ def test_injected_faults_on_the_cometd_path(tmp_path: Path) -> None:
         status, (reply,) = await o.post(
             {"channel": "/meta/connect", "clientId": client_id, "connectionType": "long-polling"}
         )
-        assert status == 401 and reply["error"] == "401::Session expired or invalid"
+        assert status == 200 and reply["error"] == "401::Session expired or invalid"
+        assert reply["channel"] == "/meta/connect" and reply["advice"]["reconnect"] == "none"
         o.state.faults.add(kind="status", path="/cometd", status=503, count=1)
         resp = await o.client.post(URL, json=[{"channel": "/meta/connect", "clientId": client_id}])
         assert resp.status == 503
@@ -501,3 +502,66 @@ def test_delivered_messages_name_the_client_and_big_requests_are_refused(tmp_pat
         assert status == 413 and reply["error"] == "413::Maximum Request Size Exceeded"
 
     run(scenario, tmp_path)
+
+
+def test_renaming_a_topic_keeps_live_subscriptions(tmp_path: Path) -> None:
+    async def scenario(o: Org) -> None:
+        topic = o.topic("Leads")
+        live = await o.ready_client("/topic/Leads")
+        o.write("PushTopic", "updated", {**topic, "Name": "Prospects"}, {"Name"})
+        # new subscriptions must use the new name
+        assert (await o.subscribe(await o.handshake(), "/topic/Leads"))["successful"] is False
+        fresh = await o.ready_client("/topic/Prospects")
+        lead = o.write("Lead", "created", {"Email": "a@x.com", "Status": "Open"})
+        (old_channel,), _ = await o.connect(live)
+        assert old_channel["channel"] == "/topic/Leads"
+        assert old_channel["data"]["sobject"]["Id"] == lead["Id"]
+        (new_channel,), _ = await o.connect(fresh)
+        assert new_channel["channel"] == "/topic/Prospects"
+
+    run(scenario, tmp_path)
+
+
+def test_a_newer_poll_supersedes_a_held_one_without_losing_events(tmp_path: Path) -> None:
+    async def scenario(o: Org) -> None:
+        o.topic()
+        client_id = await o.ready_client()
+        await o.connect(client_id)  # the first connect is answered at once
+        stale = asyncio.create_task(o.connect(client_id))  # e.g. on a connection since lost
+        while not o.hub.clients[client_id].polling:
+            await asyncio.sleep(0.01)
+        newer = asyncio.create_task(o.connect(client_id))
+        events, reply = await asyncio.wait_for(stale, 10)  # released at once, empty
+        assert events == [] and reply["successful"]
+        while not o.hub.clients[client_id].polling:
+            await asyncio.sleep(0.01)
+        lead = o.write("Lead", "created", {"Email": "a@x.com", "Status": "Open"})
+        events, _ = await asyncio.wait_for(newer, 10)
+        assert [e["data"]["sobject"]["Id"] for e in events] == [lead["Id"]]
+
+    run(scenario, tmp_path)
+
+
+def test_change_events_start_when_an_entity_is_selected(tmp_path: Path) -> None:
+    async def scenario(o: Org) -> None:
+        before = o.write("Lead", "created", {"Email": "before@x.com", "Status": "Open"})
+        assert o.hub.cdc_selected == set()  # nothing selected yet: no change events
+        client_id = await o.ready_client("/data/LeadChangeEvent", replay=-2)
+        assert o.hub.cdc_selected == {"Lead"}
+        after = o.write("Lead", "created", {"Email": "after@x.com", "Status": "Open"})
+        o.write("Lead", "created", {**before, "Id": o.state.new_id("00Q")})
+        events, _ = await o.connect(client_id)
+        ids = [e["data"]["payload"]["ChangeEventHeader"]["recordIds"][0] for e in events]
+        assert after["Id"] in ids and before["Id"] not in ids
+        resp = await o.client.post("/__devorg__/streaming", json={"cdc_entities": ["Account"]})
+        assert (await resp.json())["cdc_entities"] == ["Account"]
+        resp = await o.client.post("/__devorg__/streaming", json={"cdc_entities": ["Widget"]})
+        assert resp.status == 400
+
+    run(scenario, tmp_path)
+
+
+def test_change_event_text_is_the_documented_message_shape() -> None:
+    payload = {"ChangeEventHeader": {"entityName": "Lead"}, "Email": "a@x.com"}
+    text = streaming._cdc_builder("/data/LeadChangeEvent", "Lead", json.dumps(payload))(7)
+    assert json.loads(text) == pushtopic.cdc_message("/data/LeadChangeEvent", payload, 7)
