@@ -175,12 +175,56 @@ class EventLog:
 # ---- clients -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ChannelFilter:
+    """A filtered subscription's expression, ``/topic/Name?FieldA=valueA&FieldB=valueB``: the
+    guide's "Filtered Subscriptions" — the & acts as OR, values may be quoted."""
+
+    conditions: tuple[tuple[str, str], ...]  # (field, value) as written
+
+    @classmethod
+    def parse(cls, expression: str) -> ChannelFilter:
+        conditions = []
+        for part in expression.split("&"):
+            name, sep, value = part.partition("=")
+            name, value = name.strip(), value.strip()
+            if not sep or not name or not value:
+                raise ValueError(part)
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            conditions.append((name, value))
+        return cls(tuple(conditions))
+
+    def matches(self, sobject: Mapping[str, Any]) -> bool:
+        lower = {k.lower(): v for k, v in sobject.items()}
+        for name, wanted in self.conditions:
+            value = lower.get(name.lower())
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            if str(value).lower() == wanted.lower():  # as SOQL compares text
+                return True
+            try:
+                if float(value) == float(wanted):
+                    return True
+            except (TypeError, ValueError):
+                pass
+        return False
+
+
+def _split_subscription(subscription: str) -> tuple[str, str | None]:
+    channel, sep, expression = subscription.partition("?")
+    return channel, (expression if sep else None)
+
+
 @dataclass
 class BayeuxClient:
     id: str
     user_id: str
     browser: str
-    subscriptions: set[str] = field(default_factory=set)
+    #: channel -> {subscription as the client wrote it: its filter (None: unfiltered)}
+    routes: dict[str, dict[str, ChannelFilter | None]] = field(default_factory=dict)
     queue: deque[StoredEvent] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     last_seen: float = field(default_factory=time.monotonic)
@@ -347,10 +391,11 @@ class StreamingHub:
                 return
             self.log.append(events)
             for event in events:
+                parsed: list[Mapping[str, Any]] = []  # the event's sobject, for filters
                 for client_id in self.subscribers.get(event.channel, ()):
                     client = self.clients.get(client_id)
                     if client is not None:
-                        client.queue.append(event)
+                        client.queue.extend(_routed(event, client.routes, parsed))
                         self._wake(client)
 
     def _wake(self, client: BayeuxClient) -> None:
@@ -480,7 +525,7 @@ class StreamingHub:
         if client is None:
             return
         client.gone = True
-        for channel in client.subscriptions:
+        for channel in client.routes:
             self.subscribers.get(channel, set()).discard(client_id)
         self._wake(client)
 
@@ -723,10 +768,14 @@ class StreamingHub:
             raise BayeuxError("400::Channel name not specified")
         if not subscription.startswith("/"):
             raise BayeuxError("400::Channel subscriptions must start with a leading '/'")
-        if not self.channel_exists(subscription):
+        channel, expression = _split_subscription(subscription)
+        if not self.channel_exists(channel) or (
+            expression is not None and not channel.startswith("/topic/")
+        ):
             raise BayeuxError(
                 f"400::The channel you requested to subscribe to does not exist {subscription}"
             )
+        channel_filter = self._filter(channel, expression) if expression is not None else None
         ext = message.get("ext") or {}
         replay_map = ext.get("replay") if isinstance(ext, dict) else None
         raw = replay_map.get(subscription, -1) if isinstance(replay_map, dict) else -1
@@ -737,32 +786,63 @@ class StreamingHub:
         now = self.state.clock.now()
         with self._lock:
             self.flush()  # a replay includes what was committed a moment ago
-            self._select_cdc(subscription)
+            self._select_cdc(channel)
             self.log.purge(now)
             if replay_id is None or (
-                replay_id not in (-1, -2) and not self.log.is_retained(subscription, replay_id)
+                replay_id not in (-1, -2) and not self.log.is_retained(channel, replay_id)
             ):
                 raise BayeuxError(
                     f"400::The replayId {raw} you provided was invalid. Please provide a valid "
                     "ID, -2 to replay all events, or -1 to replay only new events."
                 )
             if replay_id != -1:
-                backlog = self.log.after(subscription, None if replay_id == -2 else replay_id)
-                queued = {e.replay_id for e in client.queue if e.channel == subscription}
-                client.queue.extend(e for e in backlog if e.replay_id not in queued)
-                if backlog:
-                    self._wake(client)
-            client.subscriptions.add(subscription)
-            self.subscribers.setdefault(subscription, set()).add(client.id)
+                route = {channel: {subscription: channel_filter}}
+                parsed: list[Mapping[str, Any]] = []
+                queued = {(e.channel, e.replay_id) for e in client.queue}
+                for event in self.log.after(channel, None if replay_id == -2 else replay_id):
+                    parsed.clear()
+                    for routed in _routed(event, route, parsed):
+                        if (routed.channel, routed.replay_id) not in queued:
+                            client.queue.append(routed)
+                self._wake(client)
+            client.routes.setdefault(channel, {})[subscription] = channel_filter
+            self.subscribers.setdefault(channel, set()).add(client.id)
         reply = _ok(message, client.id)
         reply["subscription"] = subscription
         return reply
 
+    def _filter(self, channel: str, expression: str) -> ChannelFilter:
+        try:
+            channel_filter = ChannelFilter.parse(expression)
+        except ValueError as exc:
+            raise BayeuxError(
+                f"400::The channel you requested to subscribe to does not exist "
+                f"{channel}?{expression}"
+            ) from exc
+        name = channel[len("/topic/") :]
+        record = next((r for r in self.state.records("PushTopic") if r.get("Name") == name), None)
+        try:
+            parts = pushtopic.analyse(str(record.get("Query"))) if record else None
+        except pushtopic.QueryError:
+            parts = None
+        known = {f.lower() for f in parts.select} if parts else set()
+        unknown = [n for n, _ in channel_filter.conditions if n.lower() not in known]
+        if unknown:
+            # the filter needs the field's value in the notification: a SELECT field
+            raise BayeuxError(
+                f"400::Query fields {', '.join(unknown)} do not exist on the topic entity"
+            )
+        return channel_filter
+
     def _unsubscribe(self, message: Mapping[str, Any], client: BayeuxClient) -> dict[str, Any]:
         subscription = str(message.get("subscription") or "")
+        channel, _ = _split_subscription(subscription)
         with self._lock:
-            client.subscriptions.discard(subscription)
-            self.subscribers.get(subscription, set()).discard(client.id)
+            routes = client.routes.get(channel, {})
+            routes.pop(subscription, None)
+            if not routes:
+                client.routes.pop(channel, None)
+                self.subscribers.get(channel, set()).discard(client.id)
             client.queue = deque(e for e in client.queue if e.channel != subscription)
         reply = _ok(message, client.id)
         reply["subscription"] = subscription
@@ -816,6 +896,29 @@ class StreamingHub:
                 "cdc_entities": sorted(self.cdc_selected),
             }
         )
+
+
+def _routed(
+    event: StoredEvent,
+    routes: Mapping[str, Mapping[str, ChannelFilter | None]],
+    parsed: list[Mapping[str, Any]],
+) -> list[StoredEvent]:
+    """The event as each of a client's subscriptions to its channel receives it: as stored for
+    a plain subscription; renamed to the filtered channel, if it matches, for a filtered one.
+    ``parsed`` caches the event's sobject across clients."""
+    out: list[StoredEvent] = []
+    for subscription, channel_filter in routes.get(event.channel, {}).items():
+        if channel_filter is None:
+            out.append(event)
+            continue
+        if not parsed:
+            parsed.append(json.loads(event.message).get("data", {}).get("sobject") or {})
+        if channel_filter.matches(parsed[0]):
+            head = '{"channel":' + _dumps(event.channel)
+            assert event.message.startswith(head)
+            message = '{"channel":' + _dumps(subscription) + event.message[len(head) :]
+            out.append(StoredEvent(event.replay_id, subscription, event.created_at, message))
+    return out
 
 
 def _topic_builder(

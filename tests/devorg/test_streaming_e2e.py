@@ -587,3 +587,15 @@ def test_a_restarted_org_keeps_the_replay_window(tmp_path: Any) -> None:
         org.sf("sales").Lead.create({"LastName": "R", "Company": "R", "Email": "r@x.com"})
         (last,) = newer.collect(lambda evs: len(evs) >= 1)
         assert last["data"]["event"]["replayId"] > event["data"]["event"]["replayId"]
+
+
+def test_a_filtered_subscription(org: DevOrg) -> None:
+    create_topic(org, "Leads", "SELECT Id, Email, Company FROM Lead")
+    channel = "/topic/Leads?Company='Acme'"
+    bayeux = Bayeux(org).start(channel)
+    sales = org.sf("sales")
+    sales.Lead.create({"LastName": "F", "Company": "Other", "Email": "other@x.com"})
+    sales.Lead.create({"LastName": "F", "Company": "Acme", "Email": "acme@x.com"})
+    assert summary(bayeux.collect(lambda evs: len(evs) >= 1)) == [
+        (channel, "created", "acme@x.com")
+    ]

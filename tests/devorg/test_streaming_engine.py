@@ -565,3 +565,52 @@ def test_change_event_text_is_the_documented_message_shape() -> None:
     payload = {"ChangeEventHeader": {"entityName": "Lead"}, "Email": "a@x.com"}
     text = streaming._cdc_builder("/data/LeadChangeEvent", "Lead", json.dumps(payload))(7)
     assert json.loads(text) == pushtopic.cdc_message("/data/LeadChangeEvent", payload, 7)
+
+
+def test_filtered_subscriptions(tmp_path: Path) -> None:
+    async def scenario(o: Org) -> None:
+        o.topic(query="SELECT Id, Email, Status, Company FROM Lead")
+        first = o.write(
+            "Lead", "created", {"Email": "a@x.com", "Status": "Open", "Company": "Acme"}
+        )
+        # "&" acts as OR; values may be quoted; replay applies the filter too
+        channel = "/topic/Leads?Company='Acme'&Status=Working"
+        filtered = await o.ready_client(channel, replay=-2)
+        plain = await o.ready_client("/topic/Leads")
+        o.write("Lead", "created", {"Email": "b@x.com", "Status": "Open", "Company": "Other"})
+        third = o.write(
+            "Lead", "created", {"Email": "c@x.com", "Status": "Working", "Company": "Z"}
+        )
+        events, _ = await o.connect(filtered)
+        assert [(e["channel"], e["data"]["sobject"]["Id"]) for e in events] == [
+            (channel, first["Id"]),
+            (channel, third["Id"]),
+        ]
+        events, _ = await o.connect(plain)
+        assert len(events) == 2 and {e["channel"] for e in events} == {"/topic/Leads"}
+        client_id = await o.handshake()
+        reply = await o.subscribe(client_id, "/topic/Leads?Industry='Energy'")
+        assert reply["error"] == "400::Query fields Industry do not exist on the topic entity"
+        reply = await o.subscribe(client_id, "/topic/Leads?Company")
+        assert reply["error"].startswith("400::The channel you requested to subscribe to does not")
+        reply = await o.subscribe(client_id, "/data/LeadChangeEvent?Email=x")
+        assert reply["successful"] is False
+
+    run(scenario, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("expression", "sobject", "expected"),
+    [
+        ("Status='Open'", {"Status": "Open"}, True),
+        ("Status=open", {"Status": "Open"}, True),
+        ("Status='Open'&Company=Acme", {"Status": "Closed", "Company": "Acme"}, True),
+        ("Status='Open'&Company=Acme", {"Status": "Closed", "Company": "Other"}, False),
+        ("NumberOfEmployees=100", {"NumberOfEmployees": 100.0}, True),
+        ("IsConverted=true", {"IsConverted": True}, True),
+        ("Email='a@x.com'", {"Email": None}, False),
+        ("email='a@x.com'", {"Email": "a@x.com"}, True),
+    ],
+)
+def test_channel_filter_matching(expression: str, sobject: dict[str, Any], expected: bool) -> None:
+    assert streaming.ChannelFilter.parse(expression).matches(sobject) is expected
