@@ -515,13 +515,18 @@ def _parse_since(text: str) -> datetime:
     multiple=True,
     help="Queues to work on (repeatable) [default: inbound, outbound].",
 )
-def worker(burst: bool, queues: tuple[str, ...]) -> None:
+@click.option(
+    "--fork",
+    is_flag=True,
+    help="Run each job in a forked work horse (rq Worker) instead of in the worker process.",
+)
+def worker(burst: bool, queues: tuple[str, ...], fork: bool) -> None:
     """Run an rq worker for the inbound and outbound queues (with the inbound sweeper)."""
     from bridge import jobs
 
     _log_to_stderr()
     rt = _runtime()
-    jobs.run_worker(rt, burst=burst, queues=queues or None)
+    jobs.run_worker(rt, burst=burst, queues=queues or None, fork=fork)
 
 
 # ---- demo (review helper) -------------------------------------------------------------------

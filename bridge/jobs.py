@@ -18,6 +18,7 @@ as entries with outcome `skipped`, reason `own_write`, and go no further.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections import defaultdict
@@ -35,7 +36,7 @@ from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import BridgeError, TransientError
 from bridge.receiver.relational import SalesforceLookup, Trigger, related_records
 from bridge.store import Store
-from bridge.store.models import InboundEvent, OrgConnection, SalesEntry, utcnow
+from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import defaults, inbox
 
 log = logging.getLogger("sfbridge.jobs")
@@ -240,10 +241,12 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
             if info.config is None:
                 continue
             _relate(ctx, info, group, records, failures)
-    except TransientError:
+        counts = _save_entries(ctx, events, orgs, records, failures, token)
+    except BaseException:
+        # Give back what this job did not finish, so rq's retry (or the sweeper) takes it
+        # at once instead of after the claim timeout.
         release(ctx.store, claimed, token)
-        raise  # rq retries the job (Retry set at enqueue)
-    counts = _save_entries(ctx, events, orgs, records, failures, token)
+        raise
     log.info("inbound batch of %d: %s", len(events), counts)
     return counts
 
@@ -316,30 +319,104 @@ def _save_entries(
     token: str,
 ) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
+    all_ids = [e.id for e in events]
+    # Several short transactions rather than one per batch: on SQLite a write transaction
+    # locks out the subscriber, which must store its next delivery promptly.
+    for start in range(0, len(all_ids), defaults.SAVE_CHUNK):
+        _save_chunk(
+            ctx,
+            all_ids[start : start + defaults.SAVE_CHUNK],
+            orgs,
+            records,
+            failures,
+            token,
+            counts,
+        )
+    return {k: v for k, v in counts.items() if v}
+
+
+def _save_chunk(
+    ctx: InboundContext,
+    ids: list[int],
+    orgs: dict[int, _OrgInfo],
+    records: dict[int, dict[str, Any]],
+    failures: dict[int, BridgeError],
+    token: str,
+    counts: dict[str, int],
+) -> None:
+    """Save a chunk in one transaction; first without a savepoint per event (one round trip
+    less each), and if any event fails, again with one so that event alone is saved failed."""
+    try:
+        chunk_counts: dict[str, int] = defaultdict(int)
+        _save_chunk_once(ctx, ids, orgs, records, failures, token, chunk_counts, isolate=False)
+    except TransientError:
+        raise
+    except Exception:  # noqa: BLE001 - rolled back; redone below, event by event
+        chunk_counts = defaultdict(int)
+        _save_chunk_once(ctx, ids, orgs, records, failures, token, chunk_counts, isolate=True)
+    for key, n in chunk_counts.items():
+        counts[key] += n
+
+
+def _save_chunk_once(
+    ctx: InboundContext,
+    ids: list[int],
+    orgs: dict[int, _OrgInfo],
+    records: dict[int, dict[str, Any]],
+    failures: dict[int, BridgeError],
+    token: str,
+    counts: dict[str, int],
+    *,
+    isolate: bool,
+) -> None:
     with ctx.store.session() as session:
-        for stale in events:
-            ev = session.get(InboundEvent, stale.id, populate_existing=True)
-            # Re-check: still ours (a slow job whose claim was taken over must not act).
-            if ev is None or ev.state != "processing" or ev.claimed_by != token:
-                counts["not_ours"] += 1
-                continue
-            info = orgs[ev.org_connection_id]
-            existing = session.scalar(
-                select(SalesEntry.id).where(SalesEntry.inbound_event_id == ev.id)
+        # Re-check in bulk: still ours (a slow job whose claim was taken over must not act),
+        # and no entry yet (entries and event states commit together, so this only catches
+        # an entry made outside the claim, e.g. submitted through the API).
+        mine = session.scalars(
+            select(InboundEvent)
+            .where(
+                InboundEvent.id.in_(ids),
+                InboundEvent.state == "processing",
+                InboundEvent.claimed_by == token,
             )
-            if existing is not None:
+            .order_by(InboundEvent.id)
+            .execution_options(populate_existing=True)
+        ).all()
+        have_entry = set(
+            session.scalars(
+                select(SalesEntry.inbound_event_id).where(SalesEntry.inbound_event_id.in_(ids))
+            )
+        )
+        counts["not_ours"] += len(ids) - len(mine)
+        # Each org's receiver program, looked up once (the receiver would per entry).
+        keys = {i.config.receiver.program for i in orgs.values() if i.config is not None}
+        programs = {
+            key: pid
+            for key, pid in session.execute(
+                select(Program.key, Program.id).where(Program.key.in_(keys))
+            )
+        }
+        for ev in mine:
+            if ev.id in have_entry:
                 _finish(ev, "done", None)
                 counts["already"] += 1
                 continue
-            outcome = _save_one(session, ev, info, records.get(ev.id), failures.get(ev.id))
+            info = orgs[ev.org_connection_id]
+            program_id = programs.get(info.config.receiver.program) if info.config else None
+            outcome = _save_one(
+                session, ev, info, records.get(ev.id), failures.get(ev.id), program_id, isolate
+            )
             counts[outcome] += 1
-    return dict(counts)
 
 
-def _entry(ev: InboundEvent, records: dict[str, Any] | None) -> SalesEntry:
+def _entry(
+    ev: InboundEvent, records: dict[str, Any] | None, program_id: int | None = None
+) -> SalesEntry:
     trigger = _trigger(ev)
     return SalesEntry(
         org_connection_id=ev.org_connection_id,
+        program_id=program_id,
         inbound_event_id=ev.id,
         source=ev.source,
         sobject_type=ev.sobject_type or "unknown",
@@ -364,6 +441,8 @@ def _save_one(
     info: _OrgInfo,
     records: dict[str, Any] | None,
     failure: BridgeError | None,
+    program_id: int | None = None,
+    isolate: bool = True,
 ) -> str:
     trigger = _trigger(ev)
     if info.config is None:
@@ -376,7 +455,7 @@ def _save_one(
     if failure is not None:
         return _save_failed(session, ev, failure.code, failure.message)
     if _own_write(trigger, info.integration_user_id):
-        entry = _entry(ev, records)
+        entry = _entry(ev, records, program_id)
         entry.outcome = "skipped"
         entry.reasons = ["own_write"]
         entry.decision = {"outcome": "skipped", "reasons": ["own_write"]}
@@ -384,11 +463,17 @@ def _save_one(
         session.add(entry)
         _finish(ev, "skipped", "own_write")
         return "own_write"
+    if not isolate:
+        # Any exception rolls back the whole chunk, which is then redone with isolation.
+        entry = _entry(ev, records, program_id)
+        session.add(entry)
+        process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
+        _finish(ev, "done", None)
+        return str(entry.outcome)
     try:
         with session.begin_nested():
-            entry = _entry(ev, records)
+            entry = _entry(ev, records, program_id)
             session.add(entry)
-            session.flush()
             process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
             _finish(ev, "done", None)
             return str(entry.outcome)
@@ -457,7 +542,9 @@ def start_sweeper(store: Store, client: redis.Redis, stop: threading.Event) -> t
 # ---- the worker process ----------------------------------------------------------------------
 
 
-def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = None) -> None:
+def run_worker(
+    rt: Any, *, burst: bool = False, queues: Sequence[str] | None = None, fork: bool = False
+) -> None:
     """`sfbridge worker`: one rq SimpleWorker on the inbound and outbound queues.
 
     SimpleWorker (jobs run in the worker process) rather than the forking Worker: a forked
@@ -467,9 +554,17 @@ def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = N
     crashing job matters less here: jobs catch and save their own failures, and a worker
     killed mid-batch is covered by the claim timeout and the sweeper.
     """
-    from rq import SimpleWorker
+    from rq import SimpleWorker, Worker
 
-    set_context(InboundContext(store=rt.store, config=rt.config, vault=rt.vault))
+    ctx = InboundContext(store=rt.store, config=rt.config, vault=rt.vault)
+    set_context(ctx)
+    if fork:
+        # A forked work horse must not reuse the parent's database or HTTP connections.
+        def in_child() -> None:
+            ctx.store.engine.dispose(close=False)
+            ctx.orgs.clear()
+
+        os.register_at_fork(after_in_child=in_child)
     client = rt.redis
     names = list(queues or (defaults.INBOUND_QUEUE, defaults.OUTBOUND_QUEUE))
     stop = threading.Event()
@@ -478,7 +573,8 @@ def run_worker(rt: Any, *, burst: bool = False, queues: Sequence[str] | None = N
         sweep(rt.store, client)
     else:
         start_sweeper(rt.store, client, stop)
-    worker = SimpleWorker([Queue(n, connection=client) for n in names], connection=client)
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class([Queue(n, connection=client) for n in names], connection=client)
     try:
         worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
     finally:

@@ -262,6 +262,8 @@ class SalesEntry(Base):
     __table_args__ = (
         Index("ix_sales_entries_outcome", "outcome", "id"),
         Index("ix_sales_entries_created", "created_at"),
+        # The previous entry of the same record (the receiver's "before" for changed_to).
+        Index("ix_sales_entries_record", "record_id", "sobject_type", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

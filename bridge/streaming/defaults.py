@@ -43,6 +43,9 @@ RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_SIZE = int(_env("BATCH_SIZE", 200))
 """Events per inbound job: one Salesforce collection (IN lookups take up to 200 ids)."""
 
+SAVE_CHUNK = 50
+"""Entries saved per transaction within a batch (keeps SQLite's write lock short)."""
+
 JOB_TIMEOUT_SECONDS = int(_env("JOB_TIMEOUT_SECONDS", 600))
 """rq job timeout for one batch."""
 

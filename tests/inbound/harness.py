@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from bridge import orgs
 from bridge.config import SOBJECTS, load_config
@@ -87,6 +87,7 @@ class Bridge:
     redis_url: str
     extra_env: dict[str, str] = field(default_factory=dict)
     topics: list[str] = field(default_factory=lambda: ["SFB_Lead", "SFB_Contact"])
+    fast: bool = True  # short lapses (FAST_ENV); False: the production defaults
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -97,6 +98,17 @@ class Bridge:
         self.key = generate_key()
         self.store = Store(self.db_url)
         self.config = load_config(str(self.config_path))
+
+    @property
+    def reader(self) -> Any:
+        """Read-only queries: on SQLite a plain engine (deferred transactions), so watching
+        progress does not take the write lock the bridge's own sessions take."""
+        if not hasattr(self, "_reader"):
+            if self.db_url.startswith("sqlite"):
+                self._reader = create_engine(self.db_url, connect_args={"timeout": 30})
+            else:
+                self._reader = self.store.engine
+        return self._reader
 
     @property
     def env(self) -> dict[str, str]:
@@ -110,7 +122,8 @@ class Bridge:
             SFBRIDGE_INSTANCE_DIR=str(self.root / "instance"),
             PYTHONUNBUFFERED="1",
         )
-        env.update(FAST_ENV)
+        if self.fast:
+            env.update(FAST_ENV)
         env.update(self.extra_env)
         return env
 
@@ -201,13 +214,15 @@ class Bridge:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        if hasattr(self, "_reader"):
+            self._reader.dispose()
         self.store.dispose()
 
     # ---- what was stored --------------------------------------------------------------------
 
     def stored_keys(self) -> Counter[str]:
         """change_key -> number of entries made from events with that key."""
-        with self.store.session() as s:
+        with self.reader.connect() as s:
             rows = s.execute(
                 select(InboundEvent.change_key, func.count(SalesEntry.id))
                 .join(SalesEntry, SalesEntry.inbound_event_id == InboundEvent.id)
@@ -216,21 +231,21 @@ class Bridge:
         return Counter({key: n for key, n in rows})
 
     def event_states(self) -> dict[str, int]:
-        with self.store.session() as s:
+        with self.reader.connect() as s:
             rows = s.execute(
                 select(InboundEvent.state, func.count()).group_by(InboundEvent.state)
             ).all()
         return {state: n for state, n in rows}
 
     def sources(self) -> dict[str, int]:
-        with self.store.session() as s:
+        with self.reader.connect() as s:
             rows = s.execute(
                 select(InboundEvent.source, func.count()).group_by(InboundEvent.source)
             ).all()
         return {src: n for src, n in rows}
 
     def entry_count(self) -> int:
-        with self.store.session() as s:
+        with self.reader.connect() as s:
             return int(s.scalar(select(func.count()).select_from(SalesEntry)) or 0)
 
 

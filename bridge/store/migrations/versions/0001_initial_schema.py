@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 16:58:14.070866
+Create Date: 2026-11-22 17:21:04.599922
 """
 
 from alembic import op
@@ -256,6 +256,7 @@ def upgrade() -> None:
     with op.batch_alter_table('sales_entries', schema=None) as batch_op:
         batch_op.create_index('ix_sales_entries_created', ['created_at'], unique=False)
         batch_op.create_index('ix_sales_entries_outcome', ['outcome', 'id'], unique=False)
+        batch_op.create_index('ix_sales_entries_record', ['record_id', 'sobject_type', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sales_entries_referral_id'), ['referral_id'], unique=False)
 
     op.create_table('referral_status_changes',
@@ -284,6 +285,7 @@ def downgrade() -> None:
     op.drop_table('referral_status_changes')
     with op.batch_alter_table('sales_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sales_entries_referral_id'))
+        batch_op.drop_index('ix_sales_entries_record')
         batch_op.drop_index('ix_sales_entries_outcome')
         batch_op.drop_index('ix_sales_entries_created')
 
