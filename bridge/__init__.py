@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
         PASSWORD_HASH_METHOD="scrypt",  # noqa: S106 - a hash method name
         PAGE_SIZE=25,
         READY_MAX_LAG_SECONDS=300,
-        TRUST_PROXY=False,
+        # Behind a reverse proxy that sets X-Forwarded-For/-Proto (so cookies get Secure and
+        # throttling sees the client's address): SFBRIDGE_TRUST_PROXY=1.
+        TRUST_PROXY=os.environ.get("SFBRIDGE_TRUST_PROXY", "").lower() in ("1", "true", "yes"),
     )
     if config:
         app.config.update(config)

@@ -133,6 +133,22 @@ def _password() -> str:
 
 # ---- changes in the org as the sales user ---------------------------------------------------
 
+_FIRST = ["Nora", "Omar", "Priya", "Quentin", "Rosa", "Tariq", "Uma", "Viktor", "Wendy",
+          "Xavier", "Yara", "Zoltan"]  # fmt: skip
+_LAST = ["Newton", "Okafor", "Patel", "Quill", "Ramirez", "Sato", "Tanaka", "Ulrich",
+         "Varga", "Whitfield", "Xu", "Yilmaz"]  # fmt: skip
+
+
+def _new_person() -> dict[str, str]:
+    """Someone new (random names; the email is unique), so new Leads rarely match each other."""
+    first, last = secrets.choice(_FIRST), secrets.choice(_LAST)
+    tag = secrets.token_hex(2)
+    return {
+        "FirstName": first,
+        "LastName": last,
+        "Email": f"{first}.{last}.{tag}@example.org".lower(),
+    }
+
 
 def _devorg(devorg_dir: Path) -> Any:
     from bridge.devorg.testing import DevOrg
@@ -164,12 +180,10 @@ def make_changes(devorg_dir: str | os.PathLike[str]) -> str:
         elif lead["Status"] == "Working - Contacted" and lead["Email"].startswith("linus"):
             sf.Lead.update(lead["Id"], {"Status": "Closed - Not Converted"})
             closed += 1
-    stamp = time.strftime("%H%M%S")
+    referred, stranger = _new_person(), _new_person()
     sf.Lead.create(
         {
-            "FirstName": "Nora",
-            "LastName": f"Newcomer {stamp}",
-            "Email": f"nora.{stamp}@newcomer.example",
+            **referred,
             "Company": "Fresh Leads Ltd",
             "Status": "Working - Contacted",
             "Referral_Code__c": "ANNA",
@@ -177,9 +191,7 @@ def make_changes(devorg_dir: str | os.PathLike[str]) -> str:
     )
     sf.Lead.create(
         {
-            "FirstName": "Sam",
-            "LastName": f"Stranger {stamp}",
-            "Email": f"sam.{stamp}@stranger.example",
+            **stranger,
             "Company": "Nobody Knows Inc",
             "Status": "Working - Contacted",
             "Referral_Code__c": "FRIEND-42",
@@ -190,7 +202,10 @@ def make_changes(devorg_dir: str | os.PathLike[str]) -> str:
         parts.append(f"{worked} Lead(s) moved to Working - Contacted")
     if closed:
         parts.append(f"{closed} Lead(s) closed")
-    parts.append("2 new Leads (one referred by member ANNA, one with an unknown code)")
+    parts.append(
+        f"new Leads {referred['FirstName']} {referred['LastName']} (referred by member ANNA) "
+        f"and {stranger['FirstName']} {stranger['LastName']} (an unknown referral code)"
+    )
     return "; ".join(parts)
 
 
@@ -279,6 +294,7 @@ def seed_org(devorg_dir: Path, public_ids: dict[str, str]) -> None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -532,7 +548,7 @@ def _http_ok(url: str) -> bool:
     try:
         session = requests.Session()
         session.trust_env = False
-        return session.get(url, timeout=1).status_code == 200
+        return session.get(url, timeout=5).status_code == 200
     except requests.RequestException:
         return False
 

@@ -34,6 +34,9 @@ SCOPES = (
     "pushes:write",
 )
 
+#: Scopes only an admin's token may carry (the UI keeps the same actions to admins).
+ADMIN_SCOPES = frozenset({"pushes:write"})
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # A hash to compare against when the account does not exist, so timing does not reveal it.
 _DUMMY_HASH = generate_password_hash("not-a-real-password", method="pbkdf2:sha256:1000")
@@ -102,6 +105,12 @@ def create_token(
         )
     if not scopes:
         raise UsageError("give the token at least one scope", fields=["scopes"])
+    beyond = sorted(set(scopes) & ADMIN_SCOPES) if user.role != "admin" else []
+    if beyond:
+        raise UsageError(
+            f"{user.email} is a {user.role}: scope(s) {', '.join(beyond)} need an admin",
+            fields=["scopes"],
+        )
     if not name.strip():
         raise UsageError("give the token a name (what uses it)", fields=["name"])
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

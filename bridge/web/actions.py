@@ -40,20 +40,28 @@ PUSH_STATES = ("pending", "sent", "failed", "skipped")
 
 
 class ActionError(UsageError):
+    """The request cannot be done as asked; `status` is its HTTP status (400: bad input)."""
+
     status = 400
 
 
 class NotFound(ActionError):
+    """No such entry, push or referral."""
+
     code = "not_found"
     status = 404
 
 
 class Conflict(ActionError):
+    """The item's state forbids the action (e.g. approving a processed entry), or a duplicate."""
+
     code = "conflict"
     status = 409
 
 
 class Unprocessable(ActionError):
+    """Well-formed input that names something that does not exist or cannot be used."""
+
     code = "unprocessable"
     status = 422
 
@@ -422,6 +430,7 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
             fields=["referral_id"],
         )
     activity = {k: v for k, v in data.items() if k != "org"}
+    # queue_activity returns the saved push for content it has seen; a new row has a new id.
     before = s.scalar(select(func.max(Push.id))) or 0
     try:
         push = writeback.queue_activity(s, conn, cfg.orgs[org_name], activity)

@@ -23,7 +23,7 @@ from sqlalchemy import Select, select
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bridge.store.models import Program, Push, Referral, SalesEntry, User, utcnow
-from bridge.users import find_token
+from bridge.users import ADMIN_SCOPES, find_token
 from bridge.web import actions, serialize
 from bridge.web.extensions import store
 
@@ -243,6 +243,8 @@ def require_scope(scope: str) -> Callable[[F], F]:
                     )
                 if scope not in (token.scopes or []):
                     return error(403, "insufficient_scope", f"this token lacks the scope '{scope}'")
+                if scope in ADMIN_SCOPES and user.role != "admin":  # the user was demoted
+                    return error(403, "insufficient_scope", f"'{scope}' needs an admin's token")
                 token.last_used_at = utcnow()
                 g.api_actor = f"{user.email} (token {token.prefix}…)"
                 g.api_token_id = token.id

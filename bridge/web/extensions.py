@@ -10,13 +10,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import redis
 from flask import Flask, current_app
 
 from bridge.config import BridgeConfig, OrgConfig, Settings
-from bridge.errors import ConfigError, UsageError
+from bridge.errors import UsageError
 from bridge.runtime import Runtime
 from bridge.store import Store
 
@@ -48,11 +47,8 @@ class WebContext:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
+    # Views open short transactions with `store().session()`; nothing outlives a request.
     app.extensions["sfbridge"] = WebContext(Runtime(settings))
-
-    @app.teardown_appcontext
-    def _no_leaks(_exc: BaseException | None) -> None:  # sessions are closed by their `with`
-        return None
 
 
 def web() -> WebContext:
@@ -103,7 +99,3 @@ def secret_key(settings: Settings) -> str:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key)
     return key
-
-
-def safe_config_error(exc: ConfigError) -> dict[str, Any]:
-    return {"code": exc.code, "message": exc.message, "problems": exc.problems}

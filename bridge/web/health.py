@@ -1,8 +1,9 @@
 """`/healthz` (the process answers), `/readyz` (what the bridge depends on) and `/metrics`.
 
 Readiness checks: the database answers; Redis answers (when configured); every org in the config
-file has a stored connection with an org id; the subscriber keeps up — the oldest stored event
-still waiting to be processed is younger than `READY_MAX_LAG_SECONDS`. The newest cursor and
+file has a stored connection with an org id and a running subscriber (one holds the org's
+stream lease in Redis); the subscriber keeps up — the oldest stored event still waiting to be
+processed is younger than `READY_MAX_LAG_SECONDS`. The newest cursor and
 event ages are reported too (a quiet org moves neither, so they do not fail the check).
 
 Metrics (Prometheus text format):
@@ -13,7 +14,8 @@ Metrics (Prometheus text format):
 - `sfbridge_rq_queue_depth{queue}` jobs waiting per rq queue (`inbound`, `outbound`)
 - `sfbridge_salesforce_api_calls_total{org}` / `sfbridge_salesforce_api_errors_total{org}`
   from the Redis counters `sfbridge:sf_api_calls` / `sfbridge:sf_api_errors` (a hash keyed by
-  org, or a plain counter) that the Salesforce connection increments
+  org, or a plain counter), counted by `bridge.metrics.salesforce_call_hook` on a process's
+  Salesforce session
 - `sfbridge_subscriber_lag_seconds` age of the oldest event waiting to be processed
 - `sfbridge_up` 1
 """
@@ -123,6 +125,20 @@ def readyz() -> ResponseReturnValue:
                     "org_id": found.org_id,
                     "instance_url": found.instance_url,
                 }
+    if cfg is not None and conn is not None and checks["redis"]["ok"]:
+        from bridge.streaming.subscriber import lease_key, topic_channels
+
+        for name, org in cfg.orgs.items():
+            holder = conn.get(lease_key(name, list(topic_channels(org))))
+            checks[f"stream:{name}"] = (
+                {"ok": True, "holder": holder.decode() if isinstance(holder, bytes) else holder}
+                if holder
+                else {
+                    "ok": False,
+                    "error": f"no subscriber streams org '{name}': is "
+                    f"`sfbridge stream --org {name}` running?",
+                }
+            )
     failing = sorted(k for k, v in checks.items() if not v["ok"])
     body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
     return jsonify(body), 200 if not failing else 503

@@ -43,6 +43,12 @@ bp = Blueprint("review", __name__)
 QUEUE_TABS = ("review", "failed", "processed", "skipped", "new")
 SOBJECTS = ("Lead", "Contact", "Account", "Opportunity")
 CHART_DAYS = 14
+#: Record fields Salesforce sets itself: shown, never offered for editing.
+READ_ONLY_FIELDS = frozenset({
+    "Id", "Name", "SystemModstamp", "CreatedDate", "CreatedById", "LastModifiedDate",
+    "LastModifiedById", "IsDeleted", "IsConverted", "ConvertedContactId", "ConvertedAccountId",
+    "ConvertedOpportunityId", "ConvertedDate", "MasterRecordId",
+})  # fmt: skip
 
 
 def _actor() -> str:
@@ -207,6 +213,7 @@ def entry(entry_id: int) -> str:
         history=history,
         reason_text=reason_text,
         decision_fields=DECISION_FIELDS,
+        read_only_fields=READ_ONLY_FIELDS,
         waiting=WAITING_OUTCOMES.get(e.outcome, ""),
         org_name=org_name,
     )

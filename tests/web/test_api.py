@@ -403,3 +403,76 @@ def test_list_and_repush_pushes(api: Api) -> None:
     check_error(api.get("/pushes?state=lost"), 400, "validation_error", ["state"])
     assert [a.object_id for a in api.audit("push.repush")] == [str(ids["push_failed"])]
     check_error(api.post(f"/pushes/{ids['push_pending']}/repush"), 409, "push_state")
+
+
+def test_new_pushes_are_queued_for_the_writeback(
+    sqlite_store: Store, app_factory: Callable[..., Flask], redis_url: str
+) -> None:
+    import redis
+    from rq import Queue
+
+    seed(sqlite_store)
+    app = app_factory(sqlite_store, redis_url=redis_url)
+    secret = token(sqlite_store, list(SCOPES))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    body = check(
+        client.post(
+            "/api/v1/activities",
+            headers=headers,
+            json={
+                "org": "acme",
+                "activity_id": "call-7",
+                "kind": "call",
+                "subject": "Catch-up",
+                "occurred_at": "2026-03-02T09:30:00Z",
+                "who_email": "carol@client.test",
+            },
+        ),
+        201,
+        "Push",
+    )
+    assert body["note"] == "queued for sending"
+    outbound = Queue("outbound", connection=redis.Redis.from_url(redis_url))
+    [job] = outbound.get_jobs()
+    assert job.func_name == "bridge.writeback.jobs.send_pushes" and job.args == ([body["id"]],)
+    failed = check(client.get("/api/v1/pushes?state=failed", headers=headers), 200, "PushList")
+    repushed = check(
+        client.post(f"/api/v1/pushes/{failed['data'][0]['id']}/repush", headers=headers),
+        202,
+        "Push",
+    )
+    assert repushed["note"] == "queued for sending" and outbound.count == 2
+
+
+def test_admin_only_scopes(api: Api) -> None:
+    import pytest as _pytest
+
+    from bridge.errors import UsageError
+    from bridge.store.models import User
+
+    with _pytest.raises(UsageError, match="need an admin"):
+        token(api.store, ["pushes:write"], email="reviewer@example.com")
+    reviewer_read = token(api.store, ["pushes:read"], email="reviewer@example.com")
+    check(api.get("/pushes", headers=api.h(reviewer_read)), 200, "PushList")
+    admin_write = token(api.store, ["pushes:write"])
+    with api.store.session() as s:
+        admin = s.scalars(select(User).where(User.email == "admin@example.com")).one()
+        admin.role = "reviewer"  # demoted after the token was made
+    check_error(
+        api.post(f"/pushes/{api.seeded.ids['push_failed']}/repush", headers=api.h(admin_write)),
+        403,
+        "insufficient_scope",
+    )
+
+
+def test_unexpected_failures_are_json_too(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.web import actions
+
+    def broken(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(actions, "get_entry", broken)
+    resp = api.get(f"/entries/{api.seeded.ids['failed']}")
+    body = check_error(resp, 500, "internal_server_error")
+    assert "database on fire" not in body["error"]["message"]  # no internals leak

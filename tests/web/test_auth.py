@@ -39,8 +39,12 @@ def test_sign_in_sets_an_httponly_lax_cookie_and_redirects(
     cookie = _cookie_header(resp)
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # plain http in this test
-    page = client.get("/").get_data(as_text=True)
+    dashboard = client.get("/")
+    page = dashboard.get_data(as_text=True)
     assert "reviewer@example.com" in page and "Dashboard" in page
+    assert "script-src 'self'" in dashboard.headers["Content-Security-Policy"]
+    assert dashboard.headers["X-Frame-Options"] == "DENY"
+    assert dashboard.headers["Cache-Control"] == "no-store"
 
 
 def test_cookie_is_secure_over_https(app: Flask) -> None:
@@ -185,3 +189,21 @@ def test_admin_creates_a_token_shown_once(app: Flask) -> None:
     assert page.status_code == 200 and 'id="new-token">sfb_' in html
     listing = client.get("/admin/tokens").get_data(as_text=True)
     assert "crm sync" in listing and 'id="new-token"' not in listing
+
+
+def test_behind_a_trusted_proxy_cookies_are_secure(
+    sqlite_store,
+    config_file,
+    tmp_path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.web.conftest import make_app
+
+    monkeypatch.setenv("SFBRIDGE_TRUST_PROXY", "1")
+    app = make_app(sqlite_store, config_file, tmp_path)
+    page = app.test_client().get("/auth/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in _cookie_header(page)
+    monkeypatch.delenv("SFBRIDGE_TRUST_PROXY")
+    plain = make_app(sqlite_store, config_file, tmp_path)  # the header is not trusted
+    page = plain.test_client().get("/auth/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" not in _cookie_header(page)

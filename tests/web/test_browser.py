@@ -73,8 +73,8 @@ def web_server(sqlite_store: Store, tmp_path: Path, redis_url: str) -> Iterator[
     def up() -> bool:
         assert proc.poll() is None, (tmp_path / "web.log").read_text()
         try:
-            return requests.get(base + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(base + "/healthz", timeout=5).status_code == 200
+        except requests.RequestException:  # not listening yet, or busy starting
             return False
 
     try:

@@ -10,6 +10,7 @@ from flask import Flask
 
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, SyncCursor, utcnow
+from bridge.streaming.subscriber import lease_key, topic_channels
 from tests.web.seed import seed
 
 
@@ -36,8 +37,15 @@ def test_readyz_ready_then_lagging(
     seed(sqlite_store)
     app = app_factory(sqlite_store, redis_url=redis_url)
     client = app.test_client()
+    body = client.get("/readyz").get_json()
+    assert body["failing"] == ["stream:acme"]  # no subscriber holds the org's lease
+    assert "sfbridge stream --org acme" in body["checks"]["stream:acme"]["error"]
+    org = app.extensions["sfbridge"].config().orgs["acme"]
+    key = lease_key("acme", list(topic_channels(org)))
+    redis.Redis.from_url(redis_url).set(key, "host:123:abc", px=30_000)  # as a subscriber does
     resp = client.get("/readyz")
     assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["checks"]["stream:acme"]["holder"] == "host:123:abc"
     assert resp.get_json()["checks"]["subscriber"]["lag_seconds"] == 0
     with sqlite_store.session() as s:
         s.add(SyncCursor(org_connection_id=1, channel="/topic/SFB_Lead", replay_id=5))

@@ -31,8 +31,8 @@ def test_every_route_is_documented_and_every_documented_route_exists(app: Flask)
 def test_the_served_document_is_openapi_3_1_with_valid_schemas(app: Flask) -> None:
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
     assert doc["openapi"] == "3.1.0" and doc == document()
-    for name, schema in doc["components"]["schemas"].items():
-        Draft202012Validator.check_schema(schema), name
+    for schema in doc["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)  # raises, naming the problem
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             if path == "/openapi.json":

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from bridge.store import Store
 from bridge.store.models import AuditLog, Push, SalesEntry
 from tests.web.conftest import AuthActions
-from tests.web.seed import Seeded
+from tests.web.seed import Seeded, seed
 
 
 def _entry(app: Flask, entry_id: int) -> SalesEntry:
@@ -70,15 +73,15 @@ def test_entry_page_explains_why_it_waits(
     auth.login()
     html = client.get(f"/entries/{seeded.ids['review_fuzzy']}").get_data(as_text=True)
     assert "Why it waits" in html
-    assert "it matched a referral by email or name" in html  # fuzzy_match in words
-    assert "the rules ask a person to confirm fuzzy matches" in html
-    assert "Status rule 0 (counting from 0) matched" in html
+    assert "found by normalized email or a similar name" in html  # fuzzy_match in words
+    assert "Auto_process_fuzzy is off: a reviewer approves fuzzy matches" in html
+    assert "Status rule number 0 (counting from 0) matched" in html
     assert re.search(r"<code>ref_0000</code>.*?bob@buyer.test.*?1\.00", html, re.S)  # scored
     assert "<dt>status after</dt><dd>qualified</dd>" in html
     assert 'name="field:Lead:Email"' in html  # editable record
     failed = client.get(f"/entries/{seeded.ids['failed']}").get_data(as_text=True)
     assert "Why it failed" in failed and "unmatched: no referral and no referring" in failed
-    assert "names a referring member (code, email or id) that is not in the program" in failed
+    assert "The entry names a referring member that does not exist" in failed
     assert client.get("/entries/99999").status_code == 404
 
 
@@ -214,3 +217,18 @@ def test_entry_report_and_audit_view(
     audit = client.get("/audit?action=entry.rejected").get_data(as_text=True)
     assert f"entry {seeded.ids['review_partner']}" in audit
     assert "reviewer@example.com" in audit
+
+
+@pytest.mark.postgres
+def test_queue_filters_on_both_databases(store: Store, app_factory: Callable[..., Flask]) -> None:
+    seeded = seed(store)
+    client = app_factory(store).test_client()
+    AuthActions(client).login()
+    ids = seeded.ids
+    html = client.get("/queue/review?reason=denied_upgrade").get_data(as_text=True)
+    assert _entry_ids(html) == {ids["review_denied"]}
+    html = client.get("/queue/review?reason=status_rule&object=Lead").get_data(as_text=True)
+    assert _entry_ids(html) == {ids["review_fuzzy"], ids["review_denied"]}
+    html = client.get("/queue/review?program=partners").get_data(as_text=True)
+    assert _entry_ids(html) == {ids["review_partner"]}
+    assert "<svg" in client.get("/").get_data(as_text=True)

@@ -1,0 +1,56 @@
+"""Counters the bridge keeps in Redis and `/metrics` reports.
+
+`sfbridge:sf_api_calls` and `sfbridge:sf_api_errors` are hashes keyed by org name. Any process
+that talks to Salesforce can count its calls by mounting the hook on its requests session:
+
+    session.hooks["response"].append(salesforce_call_hook(redis_client, "acme"))
+
+Counting never breaks a call: a Redis error is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+SF_API_CALLS = "sfbridge:sf_api_calls"
+SF_API_ERRORS = "sfbridge:sf_api_errors"
+
+
+PAUSE_AFTER_FAILURE = 30.0
+"""Seconds a hook stops counting after Redis failed, so an outage does not slow every call."""
+
+
+def count_salesforce_call(client: redis.Redis, org: str, *, error: bool) -> bool:
+    """Count one call; False (logged) when Redis did not answer."""
+    try:
+        pipe = client.pipeline()
+        pipe.hincrby(SF_API_CALLS, org, 1)
+        if error:
+            pipe.hincrby(SF_API_ERRORS, org, 1)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("could not count a Salesforce API call: %s", exc)
+        return False
+    return True
+
+
+def salesforce_call_hook(client: redis.Redis, org: str) -> Callable[..., Any]:
+    """A requests response hook that counts every response (4xx/5xx also as errors)."""
+    paused_until = 0.0
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal paused_until
+        if time.monotonic() >= paused_until and not count_salesforce_call(
+            client, org, error=response.status_code >= 400
+        ):
+            paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+        return response
+
+    return hook
