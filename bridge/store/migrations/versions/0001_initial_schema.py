@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 17:21:04.599922
+Create Date: 2026-11-22 17:21:07.143938
 """
 
 from alembic import op
