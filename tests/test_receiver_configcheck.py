@@ -120,7 +120,7 @@ def test_rule_that_can_never_fire(
         return
     problems = check_rules(org(status_rules=[earlier, later]))
     keys = [p.key for p in problems]
-    assert ("receiver.status_rules.1" in keys) is shadowed
+    assert ("receiver.status_rules[1]" in keys) is shadowed
     if shadowed:
         assert "can never fire: status_rules[0]" in problems[0].message
 
@@ -132,6 +132,19 @@ def _config_with_rules(rules: list[dict[str, Any]]) -> str:
         {"orgs": {"acme": {"programs": [{"key": "main", "name": "Main"}],
                            "receiver": {"program": "main", "status_rules": rules}}}}
     )  # fmt: skip
+
+
+def test_contradiction_compares_values_as_the_rules_do() -> None:
+    # Rules compare trimmed and case-insensitively, so "closed won " is the same condition as
+    # "Closed Won": with another status the pair contradicts itself and the config is refused.
+    text = _config_with_rules(
+        [
+            rule("approved", "Opportunity.StageName", "equals", "Closed Won"),
+            rule("denied", "Opportunity.StageName", "equals", "closed won "),
+        ]
+    )
+    _, problems = check_config_text(text, "c.yaml")
+    assert any("contradicts status_rules[0]" in str(p) for p in problems), problems
 
 
 def test_objects_no_streamed_object_leads_to() -> None:
@@ -146,15 +159,15 @@ def test_objects_no_streamed_object_leads_to() -> None:
     )
     problems = {p.key: p.message for p in check_rules(cfg)}
     assert set(problems) == {
-        "receiver.status_rules.0",
-        "receiver.status_rules.1",
+        "receiver.status_rules[0]",
+        "receiver.status_rules[1]",
         "receiver.referral_fields.source",
     }
     assert (
         "no streamed object (Account, Opportunity) is related to Lead"
-        in problems["receiver.status_rules.0"]
+        in problems["receiver.status_rules[0]"]
     )
-    assert "changed_to" in problems["receiver.status_rules.1"]
+    assert "changed_to" in problems["receiver.status_rules[1]"]
     assert "Lead.LeadSource is never available" in problems["receiver.referral_fields.source"]
     # Streaming Leads too makes every rule reachable.
     all_topics = {"topics": ["SFB_Lead", "SFB_Contact", "SFB_Account", "SFB_Opportunity"]}
@@ -198,7 +211,7 @@ def test_fields_checked_against_the_org_describe() -> None:
         "receiver.referral_fields.email": "Lead.email is spelt Lead.Email on the org; use that",
         "receiver.referral_fields.score": "Lead.Score__c does not exist on the org (or the "
         "integration user cannot see it: check the permission set's field permissions)",
-        "receiver.status_rules.0.value": "'Old' is not an active value of the Lead.Status "
+        "receiver.status_rules[0].value": "'Old' is not an active value of the Lead.Status "
         "picklist (Open, Qualified)",
     }
 
@@ -226,4 +239,4 @@ def test_config_check_command_reports_rules_that_never_fire(
     )
     result = runner.invoke(main, ["config", "check", str(path)])
     assert result.exit_code == 1
-    assert f"{path}:10: orgs.acme.receiver.status_rules.1: can never fire" in result.output
+    assert f"{path}:10: orgs.acme.receiver.status_rules[1]: can never fire" in result.output

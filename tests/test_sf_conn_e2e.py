@@ -34,17 +34,7 @@ from bridge.store import Store
 from bridge.vault import Vault, generate_key
 from tests.services import free_port
 
-try:
-    import bridge.devorg.testing  # noqa: F401 - only checks that the local org's harness exists
-
-    _MISSING = None
-except ImportError:
-    _MISSING = "needs the `devorg` fixture (bridge/devorg/testing.py, tests/conftest_devorg.py)"
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(_MISSING is not None, reason=_MISSING or ""),
-]
+pytestmark = pytest.mark.e2e
 
 
 def _user(devorg: Any, role: str) -> dict[str, str]:
