@@ -206,7 +206,7 @@ def test_kill_9_worker_mid_batch(bridge: Bridge) -> None:
     writer = Writer(bridge.org)
     writer.create("Contact", 30)
     wait_until(
-        lambda: bridge.event_states().get("processing") == 30,
+        lambda: bridge.event_states().get("processing", 0) > 0,
         30,
         "the worker to claim the batch",
         lambda: bridge.log("worker"),
