@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sfbridge.stream")
 
-BACKFILL_PREFIX = "backfill:"
+BACKFILL_PREFIX = inbox.BACKFILL_PREFIX
 
 
 class _Interrupted(Exception):
