@@ -171,6 +171,22 @@ class QueryEngine:
 
     def _compile(self, q: Query, o: ObjectDef, all_rows: bool) -> Compiled:
         children = [self._child(o, sub, all_rows) for sub in q.subqueries]
+        if q.field_sets:
+            # FIELDS(ALL|CUSTOM) are the bounded forms: LIMIT 200 at most.
+            if any(fs != "STANDARD" for fs in q.field_sets) and (q.limit is None or q.limit > 200):
+                raise SoqlError(
+                    "MALFORMED_QUERY",
+                    "The SOQL FIELDS function must have a LIMIT of at most 200",
+                )
+            named = {f.path.lower() for f in q.fields}
+            for which in q.field_sets:
+                for fd in o.fields.values():
+                    wanted = which == "ALL" or (which == "CUSTOM") == fd.custom
+                    if wanted and fd.name.lower() not in named:
+                        q.fields.append(soql.FieldRef(fd.name, q.sobject_pos))
+                        named.add(fd.name.lower())
+        for agg in q.aggregates:
+            agg.field.path = self.resolve(q, o, agg.field).canonical
         paths: list[Path] = []
         seen: set[str] = set()
         for ref in q.fields:
@@ -322,6 +338,12 @@ class QueryEngine:
         rows = self._select(c, self._candidates(c.q, c.o, all_rows), all_rows)
         if c.q.count:
             return {"totalSize": len(rows), "done": True, "records": []}
+        if c.q.aggregates:
+            row: dict[str, Any] = {"attributes": {"type": "AggregateResult"}}
+            for n, agg in enumerate(c.q.aggregates):
+                values = [self._value(r, agg.field.path) for r in rows]
+                row[agg.alias or f"expr{n}"] = sum(v is not None for v in values)
+            return {"totalSize": 1, "done": True, "records": [row]}
         shaped = [self._shape(c.o, r, c.paths, version) for r in rows]
         for child in c.children:
             by_parent: dict[str, list[dict[str, Any]]] = {}
