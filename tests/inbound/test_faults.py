@@ -83,6 +83,9 @@ def assert_every_change_once(bridge: Bridge, writer: Writer, *, timeout: float =
     assert not twice, f"changes with more than one entry: {twice}"
     assert len(stored) == writer.changes  # each change made, once: no more, no fewer
     assert bridge.entry_count() == writer.changes
+    for name in ("stream", "standby", "worker"):
+        text = bridge.log(name)
+        assert "Bearer" not in text and "PRIVATE KEY" not in text, f"a secret in the {name} log"
     print(
         f"\n  changes made {writer.changes}, records {len(expected)}, entries "
         f"{bridge.entry_count()}, events by source {bridge.sources()}, "
