@@ -280,9 +280,9 @@ def _relate(
 
 
 def _own_write(trigger: Trigger, integration_user_id: str | None) -> bool:
-    return bool(integration_user_id) and trigger.record.get("LastModifiedById") == (
-        integration_user_id
-    )
+    author = str(trigger.record.get("LastModifiedById") or "")
+    # Compare the case-sensitive 15-character form: an id may come as 15 or 18 characters.
+    return bool(integration_user_id) and author[:15] == str(integration_user_id)[:15]
 
 
 class _LazyLookup:
