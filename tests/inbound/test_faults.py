@@ -123,16 +123,26 @@ def test_kill_9_subscriber_mid_stream_the_waiting_one_takes_over(bridge: Bridge)
     assert_every_change_once(bridge, writer)
 
 
-def test_dropped_stream_connections(bridge: Bridge) -> None:
+def test_dropped_stream_connections_and_a_forgotten_client(bridge: Bridge) -> None:
     bridge.start("worker", "worker")
     start_streaming(bridge)
     writer = Writer(bridge.org)
     thread = write_in_background(writer, rounds=20)
     wait_until(lambda: sum(bridge.event_states().values()) >= 20, 30, "events to flow")
     bridge.org.control("faults", {"kind": "drop", "path": "/cometd/", "count": 3})
+    wait_until(lambda: "streaming request failed" in bridge.log("stream"), 20, "a drop")
+    # The server forgets the client (as after 40 s without a reconnect): handshake again.
+    bridge.org.control(
+        "faults",
+        {"kind": "error", "path": "/cometd/", "status": 403, "error_code": "UNKNOWN_CLIENT",
+         "message": "Unknown client",
+         "count": 1},
+    )  # fmt: skip
     thread.join(60)
     assert_every_change_once(bridge, writer)
-    assert "streaming request failed" in bridge.log("stream")
+    assert "server forgot the client (403::Unknown client); handshaking again" in bridge.log(
+        "stream"
+    )
 
 
 def test_expired_session_is_renewed(bridge: Bridge) -> None:
