@@ -1,6 +1,6 @@
 """A small synchronous Bayeux (CometD long-polling) client for the Salesforce Streaming API.
 
-Why not aiocometd-ng / aiosfstream-ng: see docs/inbound.md. In short: this client is under 300 lines
+Why not aiocometd-ng / aiosfstream-ng: see docs/inbound.md. In short: this client is ~250 lines
 on the same `requests` stack (CA bundle, no proxy env) as the rest of the bridge; the
 subscriber decides when a replay position is safe to store (after the events are committed);
 and every Salesforce-specific failure (401 re-auth, 403 unknown client, invalid replay id,
