@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sfbridge.stream")
 
-BACKFILL_PREFIX = "backfill:"
+BACKFILL_PREFIX = inbox.BACKFILL_PREFIX
 
 
 class _Interrupted(Exception):
@@ -108,6 +108,11 @@ class Subscriber:
     def __post_init__(self) -> None:
         self.org_connection_id = org_connection_id(self.store, self.org_name)
         self.channels = topic_channels(self.org)
+        if not self.channels:
+            raise UsageError(
+                f"org '{self.org_name}' streams nothing: list PushTopics under "
+                f"orgs.{self.org_name}.streaming.topics or set streaming.cdc: true"
+            )
         self.lease = _lease(self.redis_client, lease_key(self.org_name, list(self.channels)))
         self.in_long_poll = False
         self.stored = 0
