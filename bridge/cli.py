@@ -36,6 +36,9 @@ class _Group(click.Group):
 @click.version_option(package_name="sfbridge")
 def main() -> None:
     """sfbridge: Salesforce referral and sales-engagement bridge."""
+    from bridge import logsafe
+
+    logsafe.install()  # no token, key or password in any log line of any command
 
 
 def _runtime() -> Runtime:
@@ -181,6 +184,9 @@ def org_connect(
 
     rt = _runtime()
     org_config = _org_config(rt, name)
+    # Fail on missing encryption keys or an unmigrated database before anyone logs in.
+    rt.vault  # noqa: B018
+    orgs.check_store(rt.store)
     if web:
         attempt = orgs.WebConnect.start(
             name, org_config, redirect_uri or oauth.DEFAULT_REDIRECT_URI
@@ -222,6 +228,8 @@ def org_connect(
         f"connected '{name}': org {sf_org.org_id}, user {sf_org.username} ({sf_org.user_id}), "
         f"instance {sf_org.instance_url}"
     )
+
+
 # ---- local org (devorg) ---------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
@@ -120,7 +120,7 @@ class WebConnect:
         creds = OrgCredentials(
             login_url=self.org_config.login_url,
             client_id=self.flow.client_id,
-            username=self.org_config.username,
+            username=None,  # whoever logged in, not necessarily the configured user: ask the org
             refresh_token=token.refresh_token,
             client_secret=secret,
             ca_bundle=self.org_config.ca_bundle,
@@ -227,6 +227,15 @@ def _already_connected(org_id: str, existing: str, wanted: str) -> UsageError:
         f"instead of '{wanted}'",
         code="org_already_connected",
     )
+
+
+def check_store(store: Store) -> None:
+    """Refuse early (before anyone logs in) when the database has not been migrated."""
+    if not inspect(store.engine).has_table(OrgConnection.__tablename__):
+        where = store.engine.url.render_as_string(hide_password=True)
+        raise ConfigError(
+            f"the database at {where} has no sfbridge tables yet: run `sfbridge db upgrade`"
+        )
 
 
 def load_connection(store: Store, name: str) -> OrgConnection:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import requests
@@ -40,6 +40,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce, format_soql
 from urllib3.util.retry import Retry
 
+from bridge import logsafe
 from bridge.errors import UsageError
 from bridge.salesforce import oauth
 from bridge.salesforce.errors import (
@@ -123,6 +124,7 @@ def _retry(*, methods: frozenset[str]) -> Retry:
 
 def build_session(login_url: str, ca_bundle: str | None = None) -> requests.Session:
     """The org's HTTP session: no environment influence, explicit trust, retrying adapters."""
+    logsafe.install()  # tokens flow from here on: make sure no log line can carry one
     session = requests.Session()
     session.trust_env = False
     session.verify = ca_bundle or True
@@ -153,6 +155,7 @@ class SalesforceOrg:
         self._on_refresh_token = on_refresh_token
         self._lock = threading.Lock()
         self._username = credentials.username
+        self._adopt_refresh_token(token)
         self.sf = self._client()
 
     # ---- what callers read ------------------------------------------------------------------
@@ -199,6 +202,10 @@ class SalesforceOrg:
             self._username = str(records[0]["Username"]) if records else self.user_id
         return self._username
 
+    def close(self) -> None:
+        """Release the HTTP connections (the org can still reconnect on the next call)."""
+        self.http.close()
+
     def __repr__(self) -> str:
         return (
             f"<SalesforceOrg org_id={self.org_id} user_id={self.user_id} "
@@ -232,11 +239,7 @@ class SalesforceOrg:
                     "check the login URL and credentials",
                     code="org_mismatch",
                 )
-            if token.refresh_token and token.refresh_token != self._credentials.refresh_token:
-                # Refresh-token rotation: the old token stops working, keep the new one.
-                self._credentials = _replace_refresh_token(self._credentials, token.refresh_token)
-                if self._on_refresh_token is not None:
-                    self._on_refresh_token(token.refresh_token)
+            self._adopt_refresh_token(token)
             instance_changed = token.instance_url != self._token.instance_url
             self._token = token
             if instance_changed:
@@ -245,6 +248,14 @@ class SalesforceOrg:
                 # Update in place: callers may hold bound methods of this client (sf.query).
                 self.sf.session_id = token.access_token
                 self.sf.headers["Authorization"] = f"Bearer {token.access_token}"
+
+    def _adopt_refresh_token(self, token: oauth.TokenResponse) -> None:
+        """Keep a refresh token Salesforce rotated (the old one stops working) and report it."""
+        if token.refresh_token and token.refresh_token != self._credentials.refresh_token:
+            had_one = self._credentials.refresh_token is not None
+            self._credentials = _replace_refresh_token(self._credentials, token.refresh_token)
+            if had_one and self._on_refresh_token is not None:
+                self._on_refresh_token(token.refresh_token)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run an API call; re-authenticate once on INVALID_SESSION_ID; classify failures.
@@ -300,8 +311,6 @@ class SalesforceOrg:
 
 
 def _replace_refresh_token(creds: OrgCredentials, refresh_token: str) -> OrgCredentials:
-    from dataclasses import replace
-
     return replace(creds, refresh_token=refresh_token)
 
 
@@ -353,14 +362,12 @@ def connect_with_token(
     creds: OrgCredentials, token: oauth.TokenResponse, http: requests.Session
 ) -> SalesforceOrg:
     """An org from a token already obtained (the web-server flow's code exchange)."""
-    if token.refresh_token and token.refresh_token != creds.refresh_token:
-        creds = _replace_refresh_token(creds, token.refresh_token)
     return SalesforceOrg(creds, http, token)
 
 
 def open_org(store: Any, vault: Any, name: str, org_config: Any) -> SalesforceOrg:
     """Open the stored connection `name` (see `bridge.orgs.open_org`)."""
-    from bridge.orgs import open_org as _open_org
+    from bridge.orgs import open_org as _open_org  # bridge.orgs imports this module
 
     return _open_org(store, vault, name, org_config)
 

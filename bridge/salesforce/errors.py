@@ -24,8 +24,10 @@ into one of three `SalesforceError` classes, each also a bridge `UsageError`,
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import requests
 from simple_salesforce import exceptions as sfexc
@@ -69,6 +71,8 @@ CODE_CATEGORY: dict[str, Category] = {
     "invalid_scope": "usage",
     "unauthorized_client": "usage",
     "ssl_error": "usage",  # certificate not trusted: set ca_bundle
+    "invalid_token_response": "usage",  # the login URL is not a Salesforce token endpoint
+    "org_mismatch": "usage",
     # --- try again later --------------------------------------------------------------------
     "REQUEST_LIMIT_EXCEEDED": "transient",
     "UNABLE_TO_LOCK_ROW": "transient",
@@ -341,18 +345,29 @@ def classify(exc: BaseException) -> SalesforceError | None:
         return from_response_body(exc.status, exc.content)
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return from_response(exc.response)
-    if isinstance(exc, requests.exceptions.SSLError):
-        return make_error("ssl_error", f"TLS certificate check failed: {_reason(exc)}")
-    if isinstance(exc, requests.exceptions.RetryError):
-        # The retrying adapter gave up on 502/503/504 (raise_on_status): still "later".
-        return make_error(
-            "SERVER_UNAVAILABLE", f"Salesforce kept answering with an error: {_reason(exc)}"
-        )
-    if isinstance(exc, requests.Timeout):
-        return make_error("timeout", f"Salesforce did not answer in time: {_reason(exc)}")
-    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        return make_error("network_error", f"cannot reach Salesforce: {_reason(exc)}")
+    if isinstance(exc, requests.RequestException):
+        where = _where(exc)
+        if isinstance(exc, requests.exceptions.SSLError):
+            return make_error("ssl_error", f"TLS certificate check failed{where}: {_reason(exc)}")
+        if isinstance(exc, requests.exceptions.RetryError):
+            # The retrying adapter gave up on 502/503/504 (raise_on_status): still "later".
+            return make_error(
+                "SERVER_UNAVAILABLE", f"Salesforce kept answering with an error{where}"
+            )
+        if isinstance(exc, requests.Timeout):
+            return make_error("timeout", f"Salesforce did not answer in time{where}")
+        if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            return make_error("network_error", f"cannot reach Salesforce{where}: {_reason(exc)}")
     return None
+
+
+def _where(exc: requests.RequestException) -> str:
+    """ " at https://host/path" of the failed request: no query string, which may hold data."""
+    url = getattr(exc.request, "url", None) if exc.request is not None else None
+    if not url:
+        return ""
+    parts = urlsplit(str(url))
+    return f" at {parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -363,4 +378,7 @@ def _reason(exc: BaseException) -> str:
         reason = getattr(inner, "reason", None) or inner
         if reason is inner:
             break
-    return " ".join(str(reason).split())[:300]
+    text = " ".join(str(reason).split())
+    # urllib3 prefixes the connection object ("HTTPSConnection(host=..., port=...): ").
+    text = re.sub(r"^\w+Connection(?:Pool)?\([^)]*\): ", "", text)
+    return text[:300]

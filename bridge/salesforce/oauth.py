@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html
 import http.server
 import logging
@@ -58,6 +59,27 @@ class TokenResponse:
     instance_url: str
     id_url: str
     refresh_token: str | None = field(default=None, repr=False)
+    issued_at: str | None = None
+    signature: str | None = field(default=None, repr=False)
+
+    def check_signature(self, client_secret: str) -> None:
+        """Verify ``signature``: Base64(HMAC-SHA256(client_secret, id + issued_at)).
+
+        Salesforce signs the identity URL and issue time with the consumer secret so a client
+        that holds the secret can tell the response was not altered on the way.
+        """
+        if not self.signature or not self.issued_at:
+            return  # grants without a client secret carry no signature
+        mac = hmac.new(
+            client_secret.encode(), (self.id_url + self.issued_at).encode(), hashlib.sha256
+        )
+        expected = base64.b64encode(mac.digest()).decode()
+        if not hmac.compare_digest(expected, self.signature):
+            raise make_error(
+                "invalid_token_response",
+                "the token response's signature does not match its identity URL (it was "
+                "altered on the way, or client_secret_env holds another app's secret)",
+            )
 
     @property
     def org_id(self) -> str:
@@ -95,6 +117,8 @@ class TokenResponse:
             instance_url=body["instance_url"].rstrip("/"),
             id_url=body["id"],
             refresh_token=body.get("refresh_token") or None,
+            issued_at=str(body["issued_at"]) if body.get("issued_at") else None,
+            signature=str(body["signature"]) if body.get("signature") else None,
         )
         token._ids()  # fail now, not later, on a malformed identity URL
         return token
@@ -122,7 +146,10 @@ def request_token(session: requests.Session, login_url: str, form: dict[str, str
             f"(HTTP {response.status_code}, {response.headers.get('Content-Type', '?')})",
             status=response.status_code,
         ) from None
-    return TokenResponse.parse(body)
+    token = TokenResponse.parse(body)
+    if form.get("client_secret"):
+        token.check_signature(form["client_secret"])
+    return token
 
 
 # ---- JWT bearer flow --------------------------------------------------------------------------
@@ -381,7 +408,10 @@ class CallbackListener:
                 code="oauth_listener_failed",
             ) from None
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="oauth-callback", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="oauth-callback",
+            daemon=True,
         )
 
     def __enter__(self) -> CallbackListener:

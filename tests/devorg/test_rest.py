@@ -67,7 +67,8 @@ def test_crud_and_system_fields(clean_devorg: DevOrg) -> None:
         ("Lead", {"LastName": "X"}, "REQUIRED_FIELD_MISSING", ["Company"]),
         ("Contact", {"FirstName": "X"}, "REQUIRED_FIELD_MISSING", ["LastName"]),
         ("Account", {"Phone": "1"}, "REQUIRED_FIELD_MISSING", ["Name"]),
-        ("Opportunity", {"Amount": 5}, "REQUIRED_FIELD_MISSING", ["Name", "StageName", "CloseDate"]),
+        ("Opportunity", {"Amount": 5}, "REQUIRED_FIELD_MISSING",
+         ["Name", "StageName", "CloseDate"]),
         ("Lead", {"LastName": "X", "Company": "Y", "Nope__c": 1}, "INVALID_FIELD", []),
         ("Lead", {"LastName": "X", "Company": "Y", "IsConverted": True},
          "INVALID_FIELD_FOR_INSERT_UPDATE", ["IsConverted"]),
@@ -197,7 +198,8 @@ def test_query_language(clean_devorg: DevOrg) -> None:
     assert names(
         "SELECT LastName FROM Contact WHERE Email NOT IN ('ann@acme.com') AND Email != null"
     ) == ["Cole"]
-    assert names("SELECT LastName FROM Lead WHERE CreatedDate = TODAY ORDER BY LastName LIMIT 2 OFFSET 1") == [
+    today = "SELECT LastName FROM Lead WHERE CreatedDate = TODAY ORDER BY LastName"
+    assert names(today + " LIMIT 2 OFFSET 1") == [
         "Cole", "O'Neil",
     ]  # fmt: skip
     assert names("SELECT LastName FROM Lead WHERE CreatedDate < LAST_N_DAYS:3") == []
@@ -371,7 +373,8 @@ def test_lead_conversion(clean_devorg: DevOrg) -> None:
     opp = sf.Opportunity.get(result["opportunityId"])
     assert opp["AccountId"] == result["accountId"] and opp["StageName"] == "Prospecting"
     roles = sf.query(
-        f"SELECT ContactId, IsPrimary FROM OpportunityContactRole WHERE OpportunityId = '{opp['Id']}'"
+        "SELECT ContactId, IsPrimary FROM OpportunityContactRole "
+        f"WHERE OpportunityId = '{opp['Id']}'"
     )["records"]
     assert [(r["ContactId"], r["IsPrimary"]) for r in roles] == [(contact["Id"], True)]
     with pytest.raises(SalesforceMalformedRequest) as err:

@@ -37,7 +37,8 @@ RECORD = {
         ("NumberOfEmployees < 100 OR AnnualRevenue >= 2500000", True),
         ("NOT (NumberOfEmployees < 100)", True),
         (
-            "(Status = 'Open - Not Contacted' OR Status = 'Working - Contacted') AND IsConverted = false",
+            "(Status = 'Open - Not Contacted' OR Status = 'Working - Contacted') "
+            "AND IsConverted = false",
             True,
         ),
         ("IsConverted = true", False),
