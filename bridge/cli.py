@@ -253,5 +253,10 @@ def org_connect(
 def devorg(host: str, port: int, data_dir: Path, package_dir: Path) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
+    from bridge.errors import UsageError
 
-    run(host, port, data_dir, package_dir=package_dir)
+    try:
+        run(host, port, data_dir, package_dir=package_dir)
+    except OSError as exc:  # port taken, data dir not writable, ...
+        where = exc.filename or f"{host}:{port}"
+        raise UsageError(f"devorg cannot start: {where}: {exc.strerror or exc}") from None

@@ -92,7 +92,7 @@ class Control:
         try:
             rule = self.state.faults.add(
                 kind=str(kind),
-                path=str(body.get("path", "/services/")),
+                path=str(body.get("path", "/services/data/")),
                 status=int(body["status"]) if body.get("status") is not None else None,
                 error_code=body.get("error_code"),
                 message=body.get("message"),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.devorg import ids, soql
-from bridge.devorg.schema import FieldDef, ObjectDef
+from bridge.devorg.schema import CHILD_RELATIONSHIPS, FieldDef, ObjectDef
 from bridge.devorg.soql import Comparison, Query, SoqlError
 
 if TYPE_CHECKING:
@@ -30,6 +32,21 @@ class Path:
     hops: list[FieldDef]
     field: FieldDef
     canonical: str  # e.g. "Account.Name"
+
+
+@dataclass
+class ChildQuery:
+    name: str  # the child relationship name, e.g. "Contacts"
+    field: str  # the child's reference field to the parent, e.g. "AccountId"
+    compiled: Compiled
+
+
+@dataclass
+class Compiled:
+    q: Query
+    o: ObjectDef
+    paths: list[Path]
+    children: list[ChildQuery]
 
 
 @dataclass
@@ -102,8 +119,7 @@ class QueryEngine:
         names.append(fd.name)
         return Path(hops, fd, ".".join(names))
 
-    def compile(self, text: str) -> tuple[Query, ObjectDef, list[Path]]:
-        q = soql.parse_query(text)
+    def _object_of(self, q: Query) -> ObjectDef:
         o = self.schema.object(q.sobject)
         if o is None:
             raise SoqlError(
@@ -113,6 +129,64 @@ class QueryEngine:
                 "custom object, be sure to append the '__c' after the entity name. Please "
                 "reference your WSDL or the describe call for the appropriate names.",
             )
+        return o
+
+    def compile(self, text: str, *, all_rows: bool = False) -> Compiled:
+        q = soql.parse_query(text)
+        return self._compile(q, self._object_of(q), all_rows)
+
+    def _child(self, parent: ObjectDef, sub: Query, all_rows: bool) -> ChildQuery:
+        """A child relationship subquery: `(SELECT … FROM Contacts)` on Account."""
+        for (child_name, field_name), rel in CHILD_RELATIONSHIPS.items():
+            child = self.schema.objects.get(child_name)
+            if child is None or rel.lower() != sub.sobject.lower():
+                continue
+            fd = child.fields.get(field_name)
+            if fd is not None and parent.name in fd.reference_to:
+                return ChildQuery(rel, field_name, self._compile(sub, child, all_rows))
+        raise SoqlError(
+            "INVALID_TYPE",
+            f"\n{sub.text}\n{' ' * sub.sobject_pos}^\nERROR at Row:1:Column:"
+            f"{sub.sobject_pos + 1}\nDidn't understand relationship '{sub.sobject}' in FROM part "
+            "of query call. If you are attempting to use a custom relationship, be sure to "
+            "append the '__r' after the custom relationship name. Please reference your WSDL or "
+            "the describe call for the appropriate names.",
+        )
+
+    def _semi_join(self, cmp: Comparison, all_rows: bool) -> None:
+        """Replace `IN (SELECT X FROM …)` by the values the inner query selects."""
+        values = cmp.value if isinstance(cmp.value, list) else [cmp.value]
+        if not (len(values) == 1 and isinstance(values[0], soql.SemiJoin)):
+            return
+        inner = values[0].query
+        compiled = self._compile(inner, self._object_of(inner), False)
+        if len(compiled.paths) != 1 or compiled.paths[0].field.type not in ("id", "reference"):
+            raise SoqlError(
+                "MALFORMED_QUERY",
+                "The selected field in a semi join subquery must be an ID or reference field",
+            )
+        rows = self._select(compiled, self.state.records(compiled.o.name), False)
+        path = compiled.paths[0].canonical
+        cmp.value = [v for v in (self._value(r, path) for r in rows) if v is not None]
+
+    def _compile(self, q: Query, o: ObjectDef, all_rows: bool) -> Compiled:
+        children = [self._child(o, sub, all_rows) for sub in q.subqueries]
+        if q.field_sets:
+            # FIELDS(ALL|CUSTOM) are the bounded forms: LIMIT 200 at most.
+            if any(fs != "STANDARD" for fs in q.field_sets) and (q.limit is None or q.limit > 200):
+                raise SoqlError(
+                    "MALFORMED_QUERY",
+                    "The SOQL FIELDS function must have a LIMIT of at most 200",
+                )
+            named = {f.path.lower() for f in q.fields}
+            for which in q.field_sets:
+                for fd in o.fields.values():
+                    wanted = which == "ALL" or (which == "CUSTOM") == fd.custom
+                    if wanted and fd.name.lower() not in named:
+                        q.fields.append(soql.FieldRef(fd.name, q.sobject_pos))
+                        named.add(fd.name.lower())
+        for agg in q.aggregates:
+            agg.field.path = self.resolve(q, o, agg.field).canonical
         paths: list[Path] = []
         seen: set[str] = set()
         for ref in q.fields:
@@ -122,6 +196,7 @@ class QueryEngine:
             seen.add(p.canonical.lower())
             paths.append(p)
         for cmp in soql.iter_comparisons(q.where):
+            self._semi_join(cmp, all_rows)
             p = self.resolve(q, o, cmp.field)
             if p.field.type == "textarea" and p.field.length > 255:
                 raise SoqlError(
@@ -142,7 +217,7 @@ class QueryEngine:
                     "call",
                 )
             item.field.path = p.canonical
-        return q, o, paths
+        return Compiled(q, o, paths, children)
 
     def _check_values(self, q: Query, cmp: Comparison, fd: FieldDef) -> None:
         values = cmp.value if isinstance(cmp.value, list) else [cmp.value]
@@ -153,12 +228,16 @@ class QueryEngine:
                 if rid is None:
                     raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {v}")
                 v = rid
-            if fd.type in ("date", "datetime") and isinstance(v, str):
+            wrong_temporal = (
+                fd.type == "datetime" and isinstance(v, date) and not isinstance(v, datetime)
+            ) or (fd.type == "date" and isinstance(v, datetime))
+            if fd.type in ("date", "datetime") and (isinstance(v, str) or wrong_temporal):
+                kind = "dateTime" if fd.type == "datetime" else "date"
                 raise SoqlError(
                     "INVALID_FIELD",
                     f"\n{q.text}\n{' ' * cmp.field.pos}^\nERROR at Row:1:Column:"
                     f"{cmp.field.pos + 1}\nvalue of filter criterion for field '{fd.name}' must "
-                    f"be of type {fd.type} and should not be enclosed in quotes",
+                    f"be of type {kind} and should not be enclosed in quotes",
                 )
             if fd.type == "boolean" and v is not None and not isinstance(v, bool):
                 raise SoqlError(
@@ -231,16 +310,13 @@ class QueryEngine:
                 return [r for r in (self.state.get(o.name, i) for i in hits) if r is not None]
         return list(self.state.records(o.name, include_deleted=all_rows))
 
-    def run(
-        self, text: str, *, all_rows: bool, batch_size: int, user_id: str, version: str
-    ) -> dict[str, Any]:
-        q, o, paths = self.compile(text)
+    def _select(
+        self, c: Compiled, source: Iterable[dict[str, Any]], all_rows: bool
+    ) -> list[dict[str, Any]]:
+        """The records of `source` that the query selects, in its order, offset and limit."""
+        q = c.q
         now = self.state.clock.now()
-        rows = [
-            r
-            for r in self._candidates(q, o, all_rows)
-            if soql.evaluate_where(q.where, r, now=now, resolve=self._value)
-        ]
+        rows = [r for r in source if soql.evaluate_where(q.where, r, now=now, resolve=self._value)]
         if q.order_by:
             for item in reversed(q.order_by):
                 path = item.field.path
@@ -253,9 +329,42 @@ class QueryEngine:
             rows = rows[q.offset :]
         if q.limit is not None:
             rows = rows[: q.limit]
-        if q.count:
+        return rows
+
+    def run(
+        self, text: str, *, all_rows: bool, batch_size: int, user_id: str, version: str
+    ) -> dict[str, Any]:
+        c = self.compile(text, all_rows=all_rows)
+        rows = self._select(c, self._candidates(c.q, c.o, all_rows), all_rows)
+        if c.q.count:
             return {"totalSize": len(rows), "done": True, "records": []}
-        shaped = [self._shape(o, r, paths, version) for r in rows]
+        if c.q.aggregates:
+            row: dict[str, Any] = {"attributes": {"type": "AggregateResult"}}
+            for n, agg in enumerate(c.q.aggregates):
+                values = [self._value(r, agg.field.path) for r in rows]
+                row[agg.alias or f"expr{n}"] = sum(v is not None for v in values)
+            return {"totalSize": 1, "done": True, "records": [row]}
+        shaped = [self._shape(c.o, r, c.paths, version) for r in rows]
+        for child in c.children:
+            by_parent: dict[str, list[dict[str, Any]]] = {}
+            for r in self.state.records(child.compiled.o.name, include_deleted=all_rows):
+                parent_id = r.get(child.field)
+                if parent_id:
+                    by_parent.setdefault(parent_id, []).append(r)
+            for row, out in zip(rows, shaped, strict=True):
+                kids = self._select(child.compiled, by_parent.get(row["Id"], []), all_rows)
+                out[child.name] = (
+                    {
+                        "totalSize": len(kids),
+                        "done": True,
+                        "records": [
+                            self._shape(child.compiled.o, k, child.compiled.paths, version)
+                            for k in kids
+                        ],
+                    }
+                    if kids
+                    else None
+                )
         return self._page(shaped, batch_size, user_id, version, all_rows)
 
     def _shape(

@@ -9,6 +9,7 @@ collections, limits, status codes and error responses.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from bridge.devorg.state import API_VERSION
 
 if TYPE_CHECKING:
     from bridge.devorg.server import DevOrgServer
+
+log = logging.getLogger("bridge.devorg.rest")
 
 MIN_VERSION = 20.0
 MAX_COLLECTION = 200
@@ -86,6 +89,8 @@ class RestApi:
         r(r"/sobjects/?", {"GET": self.global_describe}, "sobjects")
         r(r"/sobjects/([^/]+)/?", {"GET": self.object_info, "POST": self.create}, "sobjects/{o}")
         r(r"/sobjects/([^/]+)/describe/?", {"GET": self.describe}, "sobjects/{o}/describe")
+        r(r"/sobjects/([^/]+)/updated/?", {"GET": self.updated}, "sobjects/{o}/updated")
+        r(r"/sobjects/([^/]+)/deleted/?", {"GET": self.deleted}, "sobjects/{o}/deleted")
         r(
             r"/sobjects/([^/]+)/([^/]+)/?",
             {"GET": self.retrieve, "PATCH": self.update, "DELETE": self.delete},
@@ -210,6 +215,17 @@ class RestApi:
                 return error_reply(400, exc.code, exc.message), endpoint
             except MultipleMatches as exc:
                 return Reply(300, exc.urls), endpoint
+            except Exception:  # a bug of ours: answer as Salesforce does, keep the traceback
+                log.exception("unexpected error in %s %s", req.method, req.path)
+                return (
+                    error_reply(
+                        500,
+                        "UNKNOWN_EXCEPTION",
+                        "An unexpected error occurred. Please include this ErrorId if you "
+                        "contact support: 0000000000-00000 (-0000000000)",
+                    ),
+                    endpoint,
+                )
         return not_found(), req.path
 
     # -- resources and describe -------------------------------------------------------------
@@ -246,6 +262,41 @@ class RestApi:
 
     def describe(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
         return Reply(200, describe(self.schema, self._object(g[0])))
+
+    # -- replication (getUpdated / getDeleted) ----------------------------------------------
+
+    def _window(self, req: Request) -> tuple[str, str]:
+        bounds = []
+        for key in ("start", "end"):
+            when = dml.parse_datetime(req.query.get(key, ""))
+            if when is None:
+                raise DmlError.one(
+                    "INVALID_REPLICATION_DATE", f"{key} must be a date-time such as "
+                    "2026-01-01T00:00:00+00:00"
+                )  # fmt: skip
+            bounds.append(dml.format_datetime(when.replace(second=0, microsecond=0)))
+        if bounds[0] > bounds[1]:
+            raise DmlError.one("INVALID_REPLICATION_DATE", "start must be before end")
+        return bounds[0], bounds[1]
+
+    def updated(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        o = self._object(g[0])
+        start, end = self._window(req)
+        found = [r["Id"] for r in self.state.records(o.name) if start <= r["SystemModstamp"] < end]
+        return Reply(200, {"ids": found, "latestDateCovered": end})
+
+    def deleted(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        o = self._object(g[0])
+        start, end = self._window(req)
+        found = [
+            {"id": r["Id"], "deletedDate": r["SystemModstamp"]}
+            for r in self.state.records(o.name, include_deleted=True)
+            if r.get("IsDeleted") and start <= r["SystemModstamp"] < end
+        ]
+        return Reply(
+            200,
+            {"deletedRecords": found, "earliestDateAvailable": start, "latestDateCovered": end},
+        )
 
     # -- rows -------------------------------------------------------------------------------
 
@@ -406,7 +457,12 @@ class RestApi:
         return bool(body.get("allOrNone", False)), records
 
     def _collection(
-        self, all_or_none: bool, items: list[Any], op: Callable[[Any], dict[str, Any]]
+        self,
+        all_or_none: bool,
+        items: list[Any],
+        op: Callable[[Any], dict[str, Any]],
+        *,
+        keep_ids: bool = True,
     ) -> Reply:
         """Run op per item; with allOrNone, any failure rolls every write back."""
         results: list[dict[str, Any]] = []
@@ -441,9 +497,13 @@ class RestApi:
                 }
                 for i, r in enumerate(results):
                     if r["success"]:
-                        results[i] = {"id": None, "success": False, "errors": [rolled]}
+                        # A rolled-back insert has no id any more; an update or delete keeps it.
+                        undone: dict[str, Any] = {"success": False, "errors": [rolled]}
+                        if keep_ids and not r.get("created"):
+                            undone = {"id": r["id"], **undone}
                         if "created" in r:
-                            results[i]["created"] = False
+                            undone["created"] = False
+                        results[i] = undone
         return Reply(200, results)
 
     def collection_create(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
@@ -453,11 +513,13 @@ class RestApi:
             sobject, body = _typed(item)
             if "Id" in body:
                 raise DmlError.one(
-                    "INVALID_FIELD", "Record ID: cannot specify Id in an insert call", ["Id"]
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    "Record ID: cannot specify Id in an insert call",
+                    ["Id"],
                 )
             return {"id": dml.create(ctx, sobject, body), "success": True, "errors": []}
 
-        return self._collection(all_or_none, records, op)
+        return self._collection(all_or_none, records, op, keep_ids=False)
 
     def collection_update(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
         all_or_none, records = self._collection_body(req)

@@ -163,16 +163,22 @@ class DevOrgServer:
             if fault is not None:
                 if fault.latency_ms:
                     await asyncio.sleep(fault.latency_ms / 1000)
+                usage = {
+                    "Sforce-Limit-Info": f"api-usage={self.state.api_usage}/"
+                    f"{self.state.daily_api_limit}"
+                }
                 if fault.kind == "error":
                     return web.json_response(
                         [{"message": fault.message, "errorCode": fault.error_code}],
                         status=fault.status,
+                        headers=usage,
                     )
                 if fault.kind == "status":
                     return web.Response(
                         status=fault.status,
                         text=f"<html><body>HTTP {fault.status}</body></html>",
                         content_type="text/html",
+                        headers=usage,
                     )
                 if fault.kind == "drop":
                     # The connection dies without an answer, as a network failure would.

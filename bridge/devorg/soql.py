@@ -170,6 +170,20 @@ class Not:
 
 
 @dataclass
+class Aggregate:
+    function: str  # "COUNT"
+    field: FieldRef
+    alias: str | None
+
+
+@dataclass
+class SemiJoin:
+    """`Field IN (SELECT Id FROM …)`: the engine replaces it with the inner query's values."""
+
+    query: Query
+
+
+@dataclass
 class OrderItem:
     field: FieldRef
     descending: bool = False
@@ -187,6 +201,9 @@ class Query:
     limit: int | None = None
     offset: int | None = None
     text: str = ""
+    subqueries: list[Query] = field(default_factory=list)  # child relationship queries
+    aggregates: list[Aggregate] = field(default_factory=list)  # COUNT(field) [alias]
+    field_sets: list[str] = field(default_factory=list)  # FIELDS(ALL|STANDARD|CUSTOM)
 
     @property
     def field_paths(self) -> list[str]:
@@ -305,41 +322,90 @@ class _Parser:
 
     # grammar
     def parse(self) -> Query:
+        q = self.select_statement(nested=False)
+        rest = self.peek()
+        if rest is not None:
+            self.unexpected(rest)
+        return q
+
+    def _is_punct(self, ch: str, offset: int = 0) -> bool:
+        tok = self.peek(offset)
+        return tok is not None and tok.text == ch and tok.kind == "punct"
+
+    def select_statement(self, *, nested: bool) -> Query:
         self.expect_kw("SELECT")
         fields: list[FieldRef] = []
+        subqueries: list[Query] = []
+        aggregates: list[Aggregate] = []
+        field_sets: list[str] = []
         count = False
         while True:
-            tok = self.next()
-            if tok.kind != "ident":
-                self.unexpected(tok)
-            if tok.text.upper() == "COUNT" and self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
+            if self._is_punct("(") and self.is_kw("SELECT", 1):
+                if nested:
+                    self.unexpected(self.next())
                 self.next()
-                inner = self.peek()
-                if inner is not None and inner.text == ")":
-                    self.next()
-                    count = True
-                else:
-                    raise SoqlError(
-                        "MALFORMED_QUERY",
-                        "aggregate functions other than COUNT() are not supported by the local org",
-                    )
-            elif tok.text.upper() in ("FROM", "SELECT"):
-                self.unexpected(tok)
+                subqueries.append(self.select_statement(nested=True))
+                self.expect_punct(")")
             else:
-                fields.append(FieldRef(tok.text, tok.pos))
-            if self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+                tok = self.next()
+                if tok.kind != "ident":
+                    self.unexpected(tok)
+                if tok.text.upper() == "COUNT" and self._is_punct("("):
+                    self.next()
+                    if self._is_punct(")"):
+                        self.next()
+                        count = True
+                    else:
+                        # COUNT(field) [alias]: one AggregateResult row (no GROUP BY).
+                        arg = self.next()
+                        if arg.kind != "ident":
+                            self.unexpected(arg)
+                        self.expect_punct(")")
+                        alias = None
+                        nxt = self.peek()
+                        if (
+                            nxt is not None
+                            and nxt.kind == "ident"
+                            and nxt.text.upper() not in _KEYWORDS
+                        ):
+                            alias = self.next().text
+                        aggregates.append(Aggregate("COUNT", FieldRef(arg.text, arg.pos), alias))
+                elif tok.text.upper() == "FIELDS" and self._is_punct("("):
+                    self.next()
+                    which = self.next()
+                    if which.text.upper() not in ("ALL", "STANDARD", "CUSTOM"):
+                        self.unexpected(which)
+                    self.expect_punct(")")
+                    field_sets.append(which.text.upper())
+                elif tok.text.upper() in ("FROM", "SELECT"):
+                    self.unexpected(tok)
+                else:
+                    fields.append(FieldRef(tok.text, tok.pos))
+            if self._is_punct(","):
                 self.next()
-                if count:
-                    raise SoqlError("MALFORMED_QUERY", "COUNT() must be the only element in SELECT")
                 continue
             break
-        if count and fields:
+        if count and (fields or subqueries or aggregates or field_sets):
             raise SoqlError("MALFORMED_QUERY", "COUNT() must be the only element in SELECT")
+        if aggregates and (fields or subqueries or field_sets):
+            raise SoqlError(
+                "MALFORMED_QUERY",
+                "Field must be grouped or aggregated (GROUP BY is not supported by the local org)",
+            )
         self.expect_kw("FROM")
         obj = self.next()
         if obj.kind != "ident" or obj.text.upper() in _KEYWORDS:
             self.unexpected(obj)
-        q = Query(sobject=obj.text, sobject_pos=obj.pos, fields=fields, count=count, text=self.text)
+        q = Query(
+            sobject=obj.text,
+            sobject_pos=obj.pos,
+            fields=fields,
+            count=count,
+            text=self.text,
+            subqueries=subqueries,
+            aggregates=aggregates,
+            field_sets=field_sets,
+        )
         if self.is_kw("WHERE"):
             self.next()
             q.where = self.condition()
@@ -362,9 +428,6 @@ class _Parser:
         if self.is_kw("FOR"):
             self.next()
             self.next()  # VIEW | REFERENCE | UPDATE
-        rest = self.peek()
-        if rest is not None:
-            self.unexpected(rest)
         return q
 
     def integer(self, what: str) -> int:
@@ -452,11 +515,11 @@ class _Parser:
         raise AssertionError("unreachable")
 
     def value_list(self) -> list[Any]:
-        start = self.peek()
-        if start is not None and start.text == "(" and self.is_kw("SELECT", 1):
-            raise SoqlError(
-                "MALFORMED_QUERY", "semi-join subqueries are not supported by the local org"
-            )
+        if self._is_punct("(") and self.is_kw("SELECT", 1):
+            self.next()
+            inner = self.select_statement(nested=True)
+            self.expect_punct(")")
+            return [SemiJoin(inner)]
         self.expect_punct("(")
         values = [self.value()]
         while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]

@@ -132,7 +132,7 @@ class Faults:
         self,
         *,
         kind: str,
-        path: str = "/services/",
+        path: str = "/services/data/",
         status: int | None = None,
         error_code: str | None = None,
         message: str | None = None,
@@ -363,6 +363,7 @@ class DevOrgState:
         meta = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
         self.clock.offset_seconds = float(meta.get("clock_offset", 0.0))
         self._id_counter = int(meta.get("id_counter", 0))
+        self._saved_id_counter = self._id_counter
         self.org_id = meta.get("org_id", "")
         self.client_id = meta.get("client_id", "")
         self.client_secret = meta.get("client_secret", "")
@@ -625,10 +626,12 @@ class DevOrgState:
             db.executemany(
                 "INSERT OR REPLACE INTO records (id, sobject, data) VALUES (?, ?, ?)", rows
             )
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('id_counter', ?)",
-                (json.dumps(self._id_counter),),
-            )
+            if self._id_counter != self._saved_id_counter:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('id_counter', ?)",
+                    (json.dumps(self._id_counter),),
+                )
+                self._saved_id_counter = self._id_counter
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -641,7 +644,10 @@ class DevOrgState:
     # -- reset ------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Remove every record, fault and stat; put the clock back. Users and tokens stay."""
+        """Remove every record, fault and stat; put the clock and limits back.
+
+        Users, sessions and refresh tokens stay, so connected clients keep working.
+        """
         for sobject in list(self._records):
             if sobject != "User":
                 del self._records[sobject]
@@ -652,6 +658,8 @@ class DevOrgState:
         self.clock.offset_seconds = 0.0
         self.api_usage = 0
         self.api_usage_window_start = 0.0
+        self.daily_api_limit = DAILY_API_REQUESTS
+        self.session_timeout = SESSION_TIMEOUT_SECONDS
         self._db.execute("DELETE FROM records WHERE sobject != 'User'")
         self.save_settings()
         for listener in self.listeners:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +180,23 @@ def test_state_survives_restart_and_sigterm_is_clean(package_org: DevOrg) -> Non
         same_session.Account.get(account)
     # new ids continue after the old ones rather than colliding
     assert package_org.sf().Account.create({"Name": "After restart"})["id"] > account
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from bridge.devorg.testing import _command
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [*_command(), "--port", str(port), "--data-dir", str(tmp_path / "org")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert f"devorg cannot start: 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

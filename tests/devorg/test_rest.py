@@ -221,9 +221,12 @@ def test_query_language(clean_devorg: DevOrg) -> None:
     with pytest.raises(SalesforceMalformedRequest) as err:
         sf.query("SELECT Id FROM Lead WHERE Name = 'a' AND Company = 'b' OR Title = 'c'")
     assert _errors(err.value)[0]["errorCode"] == "MALFORMED_QUERY"
-    with pytest.raises(SalesforceMalformedRequest) as err:
-        sf.query("SELECT Id FROM Lead WHERE CreatedDate > '2020-01-01'")
-    assert _errors(err.value)[0]["errorCode"] == "INVALID_FIELD"
+    for bad in ("CreatedDate > '2020-01-01'", "CreatedDate > 2020-01-01",
+                "ConvertedDate = 2020-01-01T00:00:00Z"):  # fmt: skip
+        with pytest.raises(SalesforceMalformedRequest) as err:
+            sf.query(f"SELECT Id FROM Lead WHERE {bad}")
+        assert _errors(err.value)[0]["errorCode"] == "INVALID_FIELD"
+        assert "value of filter criterion" in _errors(err.value)[0]["message"]
 
 
 def test_query_all_sees_deleted_records(clean_devorg: DevOrg) -> None:
@@ -394,3 +397,102 @@ def test_opportunity_stage_derivations(clean_devorg: DevOrg) -> None:
     won = sf.Opportunity.get(opp)
     assert (won["Probability"], won["IsClosed"], won["IsWon"]) == (100.0, True, True)
     assert won["ForecastCategoryName"] == "Closed"
+
+
+def test_updated_and_deleted_windows(clean_devorg: DevOrg) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    sf = clean_devorg.sf()
+    kept = sf.Account.create({"Name": "Kept"})["id"]
+    gone = sf.Account.create({"Name": "Gone"})["id"]
+    sf.Account.delete(gone)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    end = datetime.now(UTC) + timedelta(minutes=5)
+    assert sf.Account.updated(start, end)["ids"] == [kept]
+    deleted = sf.Account.deleted(start, end)["deletedRecords"]
+    assert [d["id"] for d in deleted] == [gone]
+
+
+def test_child_subqueries_and_semi_joins(clean_devorg: DevOrg) -> None:
+    sf = clean_devorg.sf()
+    acme = sf.Account.create({"Name": "Acme"})["id"]
+    empty = sf.Account.create({"Name": "Empty"})["id"]
+    ann = sf.Contact.create({"LastName": "Ann", "AccountId": acme})["id"]
+    sf.Contact.create({"LastName": "Bob", "AccountId": acme})
+    opp = sf.Opportunity.create(
+        {"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-09-30", "AccountId": acme}
+    )["id"]
+    sf.OpportunityContactRole.create({"OpportunityId": opp, "ContactId": ann, "Role": "Evaluator"})
+
+    rows = sf.query(
+        "SELECT Name, (SELECT LastName FROM Contacts WHERE LastName != 'Zed' ORDER BY LastName "
+        "DESC), (SELECT Name FROM Opportunities) FROM Account ORDER BY Name"
+    )["records"]
+    assert rows[0]["Name"] == "Acme"
+    contacts = rows[0]["Contacts"]
+    assert (contacts["totalSize"], contacts["done"]) == (2, True)
+    assert [c["LastName"] for c in contacts["records"]] == ["Bob", "Ann"]
+    assert contacts["records"][0]["attributes"]["type"] == "Contact"
+    assert rows[0]["Opportunities"]["records"][0]["Name"] == "Deal"
+    assert rows[1]["Contacts"] is None and rows[1]["Opportunities"] is None  # no children: null
+
+    roles = sf.query(
+        "SELECT Name, (SELECT Role, Contact.LastName FROM OpportunityContactRoles) FROM Opportunity"
+    )["records"][0]["OpportunityContactRoles"]["records"]
+    assert [(r["Role"], r["Contact"]["LastName"]) for r in roles] == [("Evaluator", "Ann")]
+
+    with_deals = sf.query(
+        "SELECT Name FROM Account WHERE Id IN (SELECT AccountId FROM Opportunity) ORDER BY Name"
+    )["records"]
+    assert [a["Name"] for a in with_deals] == ["Acme"]
+    without = sf.query(
+        "SELECT Name FROM Account WHERE Id NOT IN (SELECT AccountId FROM Opportunity)"
+    )
+    assert [a["Name"] for a in without["records"]] == ["Empty"]
+    assert empty
+
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT Name, (SELECT Id FROM Widgets) FROM Account")
+    assert _errors(err.value)[0]["errorCode"] == "INVALID_TYPE"
+    assert "Didn't understand relationship 'Widgets'" in _errors(err.value)[0]["message"]
+
+
+def test_rolled_back_update_keeps_its_id(clean_devorg: DevOrg) -> None:
+    sf = clean_devorg.sf()
+    first = sf.Contact.create({"LastName": "First"})["id"]
+    second = sf.Contact.create({"LastName": "Second"})["id"]
+    result = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={"allOrNone": True, "records": [
+            {"attributes": {"type": "Contact"}, "Id": first, "Title": "Fine"},
+            {"attributes": {"type": "Contact"}, "Id": second, "LastName": None},
+        ]},
+    )  # fmt: skip
+    assert result[0]["id"] == first
+    assert result[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    assert result[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    assert sf.Contact.get(first)["Title"] is None
+    versions = clean_devorg.session().get(f"{clean_devorg.base_url}/services/data/", timeout=5)
+    assert {
+        "version": "63.0",
+        "url": "/services/data/v63.0",
+        "label": "Spring '25",
+    } in versions.json()
+
+
+def test_count_field_and_fields_function(clean_devorg: DevOrg) -> None:
+    sf = clean_devorg.sf()
+    sf.Lead.create({"LastName": "A", "Company": "C", "Email": "a@c.com"})
+    sf.Lead.create({"LastName": "B", "Company": "C"})
+    counted = sf.query("SELECT COUNT(Id), COUNT(Email) withEmail FROM Lead")
+    assert counted["records"] == [
+        {"attributes": {"type": "AggregateResult"}, "expr0": 2, "withEmail": 1}
+    ]
+    standard = sf.query("SELECT FIELDS(STANDARD) FROM Lead ORDER BY LastName")["records"][0]
+    assert standard["LastName"] == "A" and standard["Status"] == "Open - Not Contacted"
+    assert "CreatedDate" in standard
+    assert sf.query("SELECT FIELDS(ALL) FROM Lead LIMIT 200")["totalSize"] == 2
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT FIELDS(ALL) FROM Lead")
+    assert _errors(err.value)[0]["errorCode"] == "MALFORMED_QUERY"

@@ -130,3 +130,15 @@ def test_made_ids_have_prefix_and_checksum() -> None:
     for rid in made:
         assert rid.startswith("00Q") and len(rid) == 18
         assert ids.normalize(rid[:15]) == rid
+
+
+def test_subqueries_and_semi_joins_parse() -> None:
+    q = parse_query(
+        "SELECT Id, (SELECT LastName FROM Contacts WHERE Email != null LIMIT 5) FROM Account "
+        "WHERE Id IN (SELECT AccountId FROM Opportunity WHERE IsWon = true)"
+    )
+    assert q.field_paths == ["Id"]
+    assert [(s.sobject, s.limit) for s in q.subqueries] == [("Contacts", 5)]
+    assert q.where.value[0].query.sobject == "Opportunity"
+    with pytest.raises(SoqlError):  # subqueries nest only one level
+        parse_query("SELECT Id, (SELECT Id, (SELECT Id FROM Tasks) FROM Contacts) FROM Account")
