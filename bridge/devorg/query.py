@@ -10,6 +10,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.devorg import ids, soql
@@ -170,6 +171,22 @@ class QueryEngine:
 
     def _compile(self, q: Query, o: ObjectDef, all_rows: bool) -> Compiled:
         children = [self._child(o, sub, all_rows) for sub in q.subqueries]
+        if q.field_sets:
+            # FIELDS(ALL|CUSTOM) are the bounded forms: LIMIT 200 at most.
+            if any(fs != "STANDARD" for fs in q.field_sets) and (q.limit is None or q.limit > 200):
+                raise SoqlError(
+                    "MALFORMED_QUERY",
+                    "The SOQL FIELDS function must have a LIMIT of at most 200",
+                )
+            named = {f.path.lower() for f in q.fields}
+            for which in q.field_sets:
+                for fd in o.fields.values():
+                    wanted = which == "ALL" or (which == "CUSTOM") == fd.custom
+                    if wanted and fd.name.lower() not in named:
+                        q.fields.append(soql.FieldRef(fd.name, q.sobject_pos))
+                        named.add(fd.name.lower())
+        for agg in q.aggregates:
+            agg.field.path = self.resolve(q, o, agg.field).canonical
         paths: list[Path] = []
         seen: set[str] = set()
         for ref in q.fields:
@@ -211,12 +228,16 @@ class QueryEngine:
                 if rid is None:
                     raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {v}")
                 v = rid
-            if fd.type in ("date", "datetime") and isinstance(v, str):
+            wrong_temporal = (
+                fd.type == "datetime" and isinstance(v, date) and not isinstance(v, datetime)
+            ) or (fd.type == "date" and isinstance(v, datetime))
+            if fd.type in ("date", "datetime") and (isinstance(v, str) or wrong_temporal):
+                kind = "dateTime" if fd.type == "datetime" else "date"
                 raise SoqlError(
                     "INVALID_FIELD",
                     f"\n{q.text}\n{' ' * cmp.field.pos}^\nERROR at Row:1:Column:"
                     f"{cmp.field.pos + 1}\nvalue of filter criterion for field '{fd.name}' must "
-                    f"be of type {fd.type} and should not be enclosed in quotes",
+                    f"be of type {kind} and should not be enclosed in quotes",
                 )
             if fd.type == "boolean" and v is not None and not isinstance(v, bool):
                 raise SoqlError(
@@ -317,6 +338,12 @@ class QueryEngine:
         rows = self._select(c, self._candidates(c.q, c.o, all_rows), all_rows)
         if c.q.count:
             return {"totalSize": len(rows), "done": True, "records": []}
+        if c.q.aggregates:
+            row: dict[str, Any] = {"attributes": {"type": "AggregateResult"}}
+            for n, agg in enumerate(c.q.aggregates):
+                values = [self._value(r, agg.field.path) for r in rows]
+                row[agg.alias or f"expr{n}"] = sum(v is not None for v in values)
+            return {"totalSize": 1, "done": True, "records": [row]}
         shaped = [self._shape(c.o, r, c.paths, version) for r in rows]
         for child in c.children:
             by_parent: dict[str, list[dict[str, Any]]] = {}

@@ -170,6 +170,13 @@ class Not:
 
 
 @dataclass
+class Aggregate:
+    function: str  # "COUNT"
+    field: FieldRef
+    alias: str | None
+
+
+@dataclass
 class SemiJoin:
     """`Field IN (SELECT Id FROM …)`: the engine replaces it with the inner query's values."""
 
@@ -195,6 +202,8 @@ class Query:
     offset: int | None = None
     text: str = ""
     subqueries: list[Query] = field(default_factory=list)  # child relationship queries
+    aggregates: list[Aggregate] = field(default_factory=list)  # COUNT(field) [alias]
+    field_sets: list[str] = field(default_factory=list)  # FIELDS(ALL|STANDARD|CUSTOM)
 
     @property
     def field_paths(self) -> list[str]:
@@ -327,6 +336,8 @@ class _Parser:
         self.expect_kw("SELECT")
         fields: list[FieldRef] = []
         subqueries: list[Query] = []
+        aggregates: list[Aggregate] = []
+        field_sets: list[str] = []
         count = False
         while True:
             if self._is_punct("(") and self.is_kw("SELECT", 1):
@@ -345,11 +356,27 @@ class _Parser:
                         self.next()
                         count = True
                     else:
-                        raise SoqlError(
-                            "MALFORMED_QUERY",
-                            "aggregate functions other than COUNT() are not supported by the "
-                            "local org",
-                        )
+                        # COUNT(field) [alias]: one AggregateResult row (no GROUP BY).
+                        arg = self.next()
+                        if arg.kind != "ident":
+                            self.unexpected(arg)
+                        self.expect_punct(")")
+                        alias = None
+                        nxt = self.peek()
+                        if (
+                            nxt is not None
+                            and nxt.kind == "ident"
+                            and nxt.text.upper() not in _KEYWORDS
+                        ):
+                            alias = self.next().text
+                        aggregates.append(Aggregate("COUNT", FieldRef(arg.text, arg.pos), alias))
+                elif tok.text.upper() == "FIELDS" and self._is_punct("("):
+                    self.next()
+                    which = self.next()
+                    if which.text.upper() not in ("ALL", "STANDARD", "CUSTOM"):
+                        self.unexpected(which)
+                    self.expect_punct(")")
+                    field_sets.append(which.text.upper())
                 elif tok.text.upper() in ("FROM", "SELECT"):
                     self.unexpected(tok)
                 else:
@@ -358,8 +385,13 @@ class _Parser:
                 self.next()
                 continue
             break
-        if count and (fields or subqueries):
+        if count and (fields or subqueries or aggregates or field_sets):
             raise SoqlError("MALFORMED_QUERY", "COUNT() must be the only element in SELECT")
+        if aggregates and (fields or subqueries or field_sets):
+            raise SoqlError(
+                "MALFORMED_QUERY",
+                "Field must be grouped or aggregated (GROUP BY is not supported by the local org)",
+            )
         self.expect_kw("FROM")
         obj = self.next()
         if obj.kind != "ident" or obj.text.upper() in _KEYWORDS:
@@ -371,6 +403,8 @@ class _Parser:
             count=count,
             text=self.text,
             subqueries=subqueries,
+            aggregates=aggregates,
+            field_sets=field_sets,
         )
         if self.is_kw("WHERE"):
             self.next()

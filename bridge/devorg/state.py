@@ -644,7 +644,10 @@ class DevOrgState:
     # -- reset ------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Remove every record, fault and stat; put the clock back. Users and tokens stay."""
+        """Remove every record, fault and stat; put the clock and limits back.
+
+        Users, sessions and refresh tokens stay, so connected clients keep working.
+        """
         for sobject in list(self._records):
             if sobject != "User":
                 del self._records[sobject]
@@ -655,6 +658,8 @@ class DevOrgState:
         self.clock.offset_seconds = 0.0
         self.api_usage = 0
         self.api_usage_window_start = 0.0
+        self.daily_api_limit = DAILY_API_REQUESTS
+        self.session_timeout = SESSION_TIMEOUT_SECONDS
         self._db.execute("DELETE FROM records WHERE sobject != 'User'")
         self.save_settings()
         for listener in self.listeners:

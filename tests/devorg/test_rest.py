@@ -221,9 +221,12 @@ def test_query_language(clean_devorg: DevOrg) -> None:
     with pytest.raises(SalesforceMalformedRequest) as err:
         sf.query("SELECT Id FROM Lead WHERE Name = 'a' AND Company = 'b' OR Title = 'c'")
     assert _errors(err.value)[0]["errorCode"] == "MALFORMED_QUERY"
-    with pytest.raises(SalesforceMalformedRequest) as err:
-        sf.query("SELECT Id FROM Lead WHERE CreatedDate > '2020-01-01'")
-    assert _errors(err.value)[0]["errorCode"] == "INVALID_FIELD"
+    for bad in ("CreatedDate > '2020-01-01'", "CreatedDate > 2020-01-01",
+                "ConvertedDate = 2020-01-01T00:00:00Z"):  # fmt: skip
+        with pytest.raises(SalesforceMalformedRequest) as err:
+            sf.query(f"SELECT Id FROM Lead WHERE {bad}")
+        assert _errors(err.value)[0]["errorCode"] == "INVALID_FIELD"
+        assert "value of filter criterion" in _errors(err.value)[0]["message"]
 
 
 def test_query_all_sees_deleted_records(clean_devorg: DevOrg) -> None:
@@ -476,3 +479,20 @@ def test_rolled_back_update_keeps_its_id(clean_devorg: DevOrg) -> None:
         "url": "/services/data/v63.0",
         "label": "Spring '25",
     } in versions.json()
+
+
+def test_count_field_and_fields_function(clean_devorg: DevOrg) -> None:
+    sf = clean_devorg.sf()
+    sf.Lead.create({"LastName": "A", "Company": "C", "Email": "a@c.com"})
+    sf.Lead.create({"LastName": "B", "Company": "C"})
+    counted = sf.query("SELECT COUNT(Id), COUNT(Email) withEmail FROM Lead")
+    assert counted["records"] == [
+        {"attributes": {"type": "AggregateResult"}, "expr0": 2, "withEmail": 1}
+    ]
+    standard = sf.query("SELECT FIELDS(STANDARD) FROM Lead ORDER BY LastName")["records"][0]
+    assert standard["LastName"] == "A" and standard["Status"] == "Open - Not Contacted"
+    assert "CreatedDate" in standard
+    assert sf.query("SELECT FIELDS(ALL) FROM Lead LIMIT 200")["totalSize"] == 2
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT FIELDS(ALL) FROM Lead")
+    assert _errors(err.value)[0]["errorCode"] == "MALFORMED_QUERY"
