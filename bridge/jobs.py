@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import uuid
 from collections import defaultdict
@@ -38,6 +39,7 @@ from bridge.receiver.relational import SalesforceLookup, Trigger, related_record
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import defaults, inbox
+from bridge.streaming.events import cdc_values
 
 log = logging.getLogger("sfbridge.jobs")
 
@@ -189,13 +191,8 @@ def _trigger(event: InboundEvent) -> Trigger | None:
         data = payload.get("data") or {}
         if isinstance(data.get("sobject"), dict):
             record = dict(data["sobject"])
-        else:  # CDC: the changed values of this record
-            record = {
-                k: v for k, v in (data.get("payload") or {}).items() if k != "ChangeEventHeader"
-            }
-            header = (data.get("payload") or {}).get("ChangeEventHeader") or {}
-            if header.get("commitUser") and "LastModifiedById" not in record:
-                record["LastModifiedById"] = header["commitUser"]
+        else:  # CDC: the values this event carries (all for CREATE, the changed for UPDATE)
+            record = cdc_values(data.get("payload") or {})
     record = {k: v for k, v in record.items() if k != "attributes"}
     record["Id"] = event.record_id or record.get("Id")
     return Trigger(event.sobject_type, record, deleted=event.change_type == "deleted")
@@ -283,9 +280,9 @@ def _relate(
 
 
 def _own_write(trigger: Trigger, integration_user_id: str | None) -> bool:
-    return bool(integration_user_id) and trigger.record.get("LastModifiedById") == (
-        integration_user_id
-    )
+    author = str(trigger.record.get("LastModifiedById") or "")
+    # Compare the case-sensitive 15-character form: an id may come as 15 or 18 characters.
+    return bool(integration_user_id) and author[:15] == str(integration_user_id)[:15]
 
 
 class _LazyLookup:
@@ -542,6 +539,20 @@ def start_sweeper(store: Store, client: redis.Redis, stop: threading.Event) -> t
 # ---- the worker process ----------------------------------------------------------------------
 
 
+def _die_with_parent(parent: int) -> None:
+    """Forked children (rq's scheduler process, work horses) end when the worker ends, even
+    when it is killed with SIGKILL, instead of living on as orphans (Linux: PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the worker died before prctl took effect
+        os._exit(0)
+
+
 def run_worker(
     rt: Any, *, burst: bool = False, queues: Sequence[str] | None = None, fork: bool = False
 ) -> None:
@@ -558,6 +569,8 @@ def run_worker(
 
     ctx = InboundContext(store=rt.store, config=rt.config, vault=rt.vault)
     set_context(ctx)
+    parent = os.getpid()
+    os.register_at_fork(after_in_child=lambda: _die_with_parent(parent))
     if fork:
         # A forked work horse must not reuse the parent's database or HTTP connections.
         def in_child() -> None:

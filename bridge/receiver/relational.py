@@ -23,51 +23,35 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.config import SOBJECTS, OrgConfig
+from bridge.salesforce.topics import RELATIONAL_KEYS, topic_fields
 
 log = logging.getLogger(__name__)
 
 IN_CHUNK = 200  # ids per IN lookup (one Salesforce collection)
 
 #: Fields of each object the rules follow to its related records.
-REFERENCE_FIELDS: dict[str, tuple[str, ...]] = {
-    "Lead": ("IsConverted", "ConvertedContactId", "ConvertedAccountId", "ConvertedOpportunityId"),
-    "Contact": ("AccountId",),
-    "Account": (),
-    "Opportunity": ("AccountId",),
-}
-
-#: Fields the receiver's fuzzy matching reads (name, email, phone, company) of each object.
-MATCH_FIELDS: dict[str, tuple[str, ...]] = {
-    "Lead": ("FirstName", "LastName", "Email", "Phone", "MobilePhone", "Company"),
-    "Contact": ("FirstName", "LastName", "Email", "Phone", "MobilePhone"),
-    "Account": ("Name",),
-    "Opportunity": (),
-}
+REFERENCE_FIELDS: dict[str, tuple[str, ...]] = dict(RELATIONAL_KEYS)
 
 #: Where the Account's contacts go for contact matching `trigger_and_account_contacts`.
 ACCOUNT_CONTACTS = "AccountContacts"
 
-#: Fields every changed record needs: identity, the change's time, and who made it (own writes).
-TRIGGER_SYSTEM_FIELDS = ("Id", "SystemModstamp", "LastModifiedById")
-
-
-def related_fields(org: OrgConfig, sobject: str) -> list[str]:
-    """What an entry needs of a related record: Id, its references and the fields read."""
-    out = ["Id", *REFERENCE_FIELDS.get(sobject, ())]
-    if org.receiver.target_match.fuzzy:
-        out += [f for f in MATCH_FIELDS.get(sobject, ()) if f not in out]
-    for name in org.fields_read(sobject):
-        if name not in out:
-            out.append(name)
-    return out
+#: Fields of the changed record only: when and by whom it changed (own writes).
+_TRIGGER_ONLY = ("SystemModstamp", "LastModifiedById")
 
 
 def record_fields(org: OrgConfig, sobject: str) -> list[str]:
-    """What an entry needs of the changed record itself (a PushTopic should SELECT these)."""
-    out = list(TRIGGER_SYSTEM_FIELDS)
-    for name in related_fields(org, sobject):
-        if name not in out:
-            out.append(name)
+    """What an entry needs of the changed record: exactly what the bridge's PushTopic for the
+    object SELECTs (`bridge.salesforce.topics`), so a topic event never lacks a field and
+    costs no lookup."""
+    return topic_fields(org, sobject)
+
+
+def related_fields(org: OrgConfig, sobject: str) -> list[str]:
+    """What an entry needs of a related record: the same, less the change's own stamps, plus
+    the Account's Name (fuzzy matching compares it with a referral's company)."""
+    out = [f for f in record_fields(org, sobject) if f not in _TRIGGER_ONLY]
+    if sobject == "Account" and org.receiver.target_match.fuzzy and "Name" not in out:
+        out.append("Name")
     return out
 
 

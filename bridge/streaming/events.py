@@ -155,6 +155,19 @@ def from_bayeux(message: Mapping[str, Any], topic_objects: Mapping[str, str]) ->
     raise MalformedEvent(f"replayId {replay_id} on {channel}: neither a PushTopic nor a CDC event")
 
 
+def cdc_values(cdc: Mapping[str, Any]) -> dict[str, Any]:
+    """The field values of a CDC payload, shaped like a REST record."""
+    header = cdc.get("ChangeEventHeader") or {}
+    values = {k: v for k, v in cdc.items() if k != "ChangeEventHeader"}
+    if isinstance(values.get("Name"), Mapping):
+        # A person's compound Name arrives nested (FirstName, LastName, ...): flatten it, as
+        # the REST API and PushTopics give those fields.
+        values.update(values.pop("Name"))
+    if header.get("commitUser") and "LastModifiedById" not in values:
+        values["LastModifiedById"] = header["commitUser"]
+    return values
+
+
 def _from_cdc(
     channel: str,
     replay_id: int,
@@ -167,9 +180,7 @@ def _from_cdc(
     if change_type is None:
         # GAP_* and OVERFLOW events say "something changed" without the values: backfill covers it.
         raise MalformedEvent(f"replayId {replay_id} on {channel}: {header.get('changeType')} event")
-    values = {k: v for k, v in cdc.items() if k != "ChangeEventHeader"}
-    if header.get("commitUser") and "LastModifiedById" not in values:
-        values["LastModifiedById"] = header["commitUser"]
+    values = cdc_values(cdc)
     commit = parse_sf_datetime(header.get("commitTimestamp"))
     modstamp = parse_sf_datetime(values.get("SystemModstamp") or values.get("LastModifiedDate"))
     sobject = str(header.get("entityName", ""))

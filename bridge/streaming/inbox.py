@@ -21,6 +21,10 @@ from bridge.streaming.events import ChangeEvent
 
 _CHUNK = 200
 
+#: Cursor channels besides the Bayeux ones: a polling position, and an unfinished backfill.
+POLL_PREFIX = "poll:"
+BACKFILL_PREFIX = "backfill:"
+
 
 def _insert(session: Session) -> Any:
     name = session.get_bind().dialect.name

@@ -27,13 +27,13 @@ from bridge.streaming.events import MalformedEvent, from_polled_record
 log = logging.getLogger("sfbridge.poll")
 
 SYSTEM_FIELDS = ("Id", "SystemModstamp", "CreatedDate", "LastModifiedDate", "LastModifiedById")
-BACKFILL_PREFIX = "backfill:"
+BACKFILL_PREFIX = inbox.BACKFILL_PREFIX
 
 Echo = Callable[[str], None]
 
 
 def poll_channel(sobject: str) -> str:
-    return f"poll:{sobject}"
+    return f"{inbox.POLL_PREFIX}{sobject}"
 
 
 def poll_fields(org: OrgConfig, sobject: str) -> list[str]:

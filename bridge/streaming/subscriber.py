@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sfbridge.stream")
 
-BACKFILL_PREFIX = "backfill:"
+BACKFILL_PREFIX = inbox.BACKFILL_PREFIX
 
 
 class _Interrupted(Exception):
@@ -108,6 +108,11 @@ class Subscriber:
     def __post_init__(self) -> None:
         self.org_connection_id = org_connection_id(self.store, self.org_name)
         self.channels = topic_channels(self.org)
+        if not self.channels:
+            raise UsageError(
+                f"org '{self.org_name}' streams nothing: list PushTopics under "
+                f"orgs.{self.org_name}.streaming.topics or set streaming.cdc: true"
+            )
         self.lease = _lease(self.redis_client, lease_key(self.org_name, list(self.channels)))
         self.in_long_poll = False
         self.stored = 0
@@ -150,6 +155,10 @@ class Subscriber:
                 self._stream()
             except _Interrupted:
                 pass
+            except TransientError as exc:
+                # The org is unreachable at start: give the lease up and try again shortly.
+                log.warning("stream: cannot reach the org (%s); trying again", exc.message)
+                self._pause(3)
             finally:
                 self.lease.release()
                 log.info("stream: lease released")
@@ -167,12 +176,18 @@ class Subscriber:
         url = f"{sforg.instance_url}/cometd/{sforg.api_version}"
         client = BayeuxClient(url, http, lambda: str(sforg.access_token))
         self._resume_backfills()
+        need_auth = False
         need_handshake = True
         attempt = 0
         try:
             while not self.stop.is_set() and not self.lease.lost.is_set():
                 try:
+                    if need_auth:
+                        sforg.reauthenticate()
+                        need_auth = False
                     if need_handshake:
+                        # Messages the last answer delivered stay queued in the client and are
+                        # stored first; the resubscription replays them too (absorbed).
                         client.handshake()
                         self._subscribe_all(client)
                         need_handshake = False
@@ -196,28 +211,33 @@ class Subscriber:
                         self.stop.wait(client.advice.interval_ms / 1000)
                 except AuthenticationInvalid:
                     log.info("stream: authentication invalid; re-authenticating")
+                    need_auth = need_handshake = True
                     self._pause(attempt)
                     attempt += 1
-                    sforg.reauthenticate()
-                    need_handshake = True
                 except UnknownClient as exc:
                     log.info("stream: server forgot the client (%s); handshaking again", exc.error)
-                    self._store(client.take_pending())
                     need_handshake = True
                     self.stop.wait(client.advice.interval_ms / 1000)
                 except ServerSaysStop as exc:
                     log.warning(
                         "stream: server advised no reconnect (%s); retrying later", exc.error
                     )
+                    need_handshake = True
                     self._pause(max(attempt, 3))
                     attempt += 1
-                    need_handshake = True
                 except (BayeuxError, TransientError) as exc:
                     log.warning("stream: %s; retrying", getattr(exc, "error", None) or exc)
+                    need_handshake = need_handshake or isinstance(exc, BayeuxError)
                     self._pause(attempt)
                     attempt += 1
-                    if isinstance(exc, BayeuxError):
-                        need_handshake = True
+                except (UsageError, _Interrupted):
+                    raise
+                except Exception:  # noqa: BLE001 - e.g. the database is briefly unavailable
+                    # Nothing of this delivery was acknowledged: start over from the cursors.
+                    log.exception("stream: unexpected failure; resubscribing from the cursors")
+                    need_handshake = True
+                    self._pause(max(attempt, 2))
+                    attempt += 1
         finally:
             self.in_long_poll = False
             client.disconnect()

@@ -49,7 +49,9 @@ def sfbridge_command() -> list[str]:
     return [sys.executable, "-c", "from bridge.cli import main; main()"]
 
 
-def config_for(org: DevOrg, topics: list[str]) -> dict[str, Any]:
+def config_for(
+    org: DevOrg, topics: list[str], overlap_seconds: int = 5, cdc: bool = False
+) -> dict[str, Any]:
     info = org.info
     return {
         "orgs": {
@@ -71,8 +73,8 @@ def config_for(org: DevOrg, topics: list[str]) -> dict[str, Any]:
                         "member_external_id": [],
                     },
                 },
-                "streaming": {"topics": topics},
-                "polling": {"overlap_seconds": 5},
+                "streaming": {"topics": topics, "cdc": cdc},
+                "polling": {"overlap_seconds": overlap_seconds},
             }
         }
     }
@@ -88,13 +90,17 @@ class Bridge:
     extra_env: dict[str, str] = field(default_factory=dict)
     topics: list[str] = field(default_factory=lambda: ["SFB_Lead", "SFB_Contact"])
     fast: bool = True  # short lapses (FAST_ENV); False: the production defaults
+    overlap_seconds: int = 5
+    cdc: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_url = f"sqlite:///{self.root / 'sfbridge.db'}"
         self.config_path = self.root / "sfbridge.yaml"
-        self.config_path.write_text(yaml.safe_dump(config_for(self.org, self.topics)))
+        self.config_path.write_text(
+            yaml.safe_dump(config_for(self.org, self.topics, self.overlap_seconds, self.cdc))
+        )
         self.key = generate_key()
         self.store = Store(self.db_url)
         self.config = load_config(str(self.config_path))

@@ -160,3 +160,26 @@ def test_latest_event_per_channel() -> None:
         for ch, rid in [("/topic/A", 3), ("/topic/A", 5), ("/topic/B", 4), ("/topic/A", 4)]
     ]
     assert {ch: e.replay_id for ch, e in latest(events).items()} == {"/topic/A": 5, "/topic/B": 4}
+
+
+def test_cdc_compound_name_is_flattened() -> None:
+    msg = {
+        "channel": "/data/LeadChangeEvent",
+        "data": {
+            "event": {"replayId": 3},
+            "payload": {
+                "ChangeEventHeader": {
+                    "entityName": "Lead",
+                    "recordIds": [LEAD],
+                    "changeType": "CREATE",
+                    "commitTimestamp": 1767607200123,
+                },
+                "Name": {"FirstName": "Ada", "LastName": "Lovelace"},
+                "Email": "ada@example.test",
+            },
+        },
+    }
+    (event,) = from_bayeux(msg, {})
+    assert event.fields["FirstName"] == "Ada" and event.fields["LastName"] == "Lovelace"
+    assert "Name" not in event.fields
+    assert event.change_type == "created"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 17:37:43.251165
+Create Date: 2026-11-22 17:41:49.995208
 """
 
 from alembic import op
