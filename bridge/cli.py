@@ -10,6 +10,7 @@ import click
 
 from bridge.config import Settings, check_config_text
 from bridge.errors import BridgeError, ConfigError
+from bridge.metrics import count_calls_with
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -446,6 +447,7 @@ def stream(org_name: str | None) -> None:
     from bridge.streaming import subscriber
 
     rt = _runtime()
+    count_calls_with(rt.redis)
     name, org_config = subscriber.pick_org(rt.config.orgs, org_name)
     _log_to_stderr()
     subscriber.run(rt.store, rt.vault, rt.redis, name, org_config)
@@ -473,6 +475,7 @@ def poll(
 
     _log_to_stderr()
     rt = _runtime()
+    count_calls_with(rt.redis)
     name, org_config = _pick(rt, org_name)
     when = _parse_since(since) if since else None
     poller.run_cli(
@@ -526,6 +529,7 @@ def worker(burst: bool, queues: tuple[str, ...], fork: bool) -> None:
 
     _log_to_stderr()
     rt = _runtime()
+    count_calls_with(rt.redis)
     jobs.run_worker(rt, burst=burst, queues=queues or None, fork=fork)
 
 

@@ -524,10 +524,14 @@ def sweep(store: Store, client: redis.Redis) -> int:
 
 
 def start_sweeper(store: Store, client: redis.Redis, stop: threading.Event) -> threading.Thread:
+    """Re-enqueue inbound events and outbound pushes whose job was lost, every few seconds."""
+    from bridge.writeback import jobs as outbound
+
     def loop() -> None:
         while not stop.wait(defaults.SWEEP_EVERY_SECONDS):
             try:
                 sweep(store, client)
+                outbound.sweep(store, client, every_seconds=defaults.SWEEP_EVERY_SECONDS)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("sweeper round failed")
 
@@ -567,6 +571,8 @@ def run_worker(
     """
     from rq import SimpleWorker, Worker
 
+    from bridge.writeback.jobs import enqueue_pending as outbound_enqueue_pending
+
     ctx = InboundContext(store=rt.store, config=rt.config, vault=rt.vault)
     set_context(ctx)
     parent = os.getpid()
@@ -584,6 +590,7 @@ def run_worker(
     if burst:
         client.delete(_SWEEP_LOCK)
         sweep(rt.store, client)
+        outbound_enqueue_pending(rt.store, client)
     else:
         start_sweeper(rt.store, client, stop)
     worker_class = Worker if fork else SimpleWorker

@@ -1,9 +1,9 @@
 """Counters the bridge keeps in Redis and `/metrics` reports.
 
 `sfbridge:sf_api_calls` and `sfbridge:sf_api_errors` are hashes keyed by org name. Any process
-that talks to Salesforce can count its calls by mounting the hook on its requests session:
-
-    session.hooks["response"].append(salesforce_call_hook(redis_client, "acme"))
+that talks to Salesforce counts its calls: the long-running commands (stream, poll, worker)
+call `count_calls_with(redis_client)` once, and every org opened afterwards by
+`bridge.orgs.open_org` gets the counting hook on its requests session.
 
 Counting never breaks a call: a Redis error is logged and ignored.
 """
@@ -54,3 +54,18 @@ def salesforce_call_hook(client: redis.Redis, org: str) -> Callable[..., Any]:
         return response
 
     return hook
+
+
+_counter: redis.Redis | None = None
+
+
+def count_calls_with(client: redis.Redis | None) -> None:
+    """Count the Salesforce calls of orgs opened from now on in this process (None: stop)."""
+    global _counter
+    _counter = client
+
+
+def mount_call_counter(session: Any, org: str) -> None:
+    """Add the counting hook to an org's requests session, if this process counts calls."""
+    if _counter is not None:
+        session.hooks["response"].append(salesforce_call_hook(_counter, org))

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from bridge import audit
 from bridge.config import OrgConfig
 from bridge.errors import ConfigError, UsageError
+from bridge.metrics import mount_call_counter
 from bridge.salesforce import oauth
 from bridge.salesforce.connection import (
     OrgCredentials,
@@ -274,6 +275,7 @@ def open_org(store: Store, vault: Vault, name: str, org_config: OrgConfig) -> Sa
     conn = load_connection(store, name)
     creds = stored_credentials(conn, vault, org_config)
     org = connect(creds, on_refresh_token=_refresh_token_saver(store, vault, name))
+    mount_call_counter(org.http, name)
     if conn.org_id and org.org_id != conn.org_id:
         raise UsageError(
             f"connection '{name}' is org {conn.org_id}, but its credentials now reach org "

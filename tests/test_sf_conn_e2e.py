@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bridge.config import load_config
+from bridge.metrics import SF_API_CALLS, SF_API_ERRORS, count_calls_with
 from bridge.orgs import open_org
 from bridge.salesforce import oauth
 from bridge.salesforce.connection import (
@@ -27,6 +28,7 @@ from bridge.salesforce.connection import (
     connect_with_token,
 )
 from bridge.salesforce.errors import (
+    SalesforceError,
     SalesforcePermanentError,
     SalesforceUsageError,
 )
@@ -258,7 +260,7 @@ def _sfbridge() -> str:
     return str(Path(sys.executable).with_name("sfbridge"))
 
 
-def test_cli_org_connect_with_jwt_as_a_process(devorg, cli_env):
+def test_cli_org_connect_with_jwt_as_a_process(devorg, cli_env, redis_client):
     done = subprocess.run(
         [_sfbridge(), "org", "connect", "dev"],
         env=cli_env,
@@ -277,11 +279,18 @@ def test_cli_org_connect_with_jwt_as_a_process(devorg, cli_env):
     store = Store(cli_env["SFBRIDGE_DATABASE_URL"])
     config = load_config(cli_env["SFBRIDGE_CONFIG"]).orgs["dev"]
     Path(config.private_key_file or "").unlink()
+    count_calls_with(redis_client)  # as `sfbridge stream/poll/worker` do at start
     try:
         org = open_org(store, Vault([cli_env["SFBRIDGE_ENCRYPTION_KEYS"]]), "dev", config)
         assert org.call(org.sf.query, "SELECT Id FROM User")["totalSize"] >= 2
+        with pytest.raises(SalesforceError):
+            org.request("GET", "sobjects/Lead/00Q000000000000AAA")
     finally:
+        count_calls_with(None)
         store.dispose()
+    # /metrics reads these: two API calls by this org, one of them an error.
+    assert redis_client.hget(SF_API_CALLS, "dev") == b"2"
+    assert redis_client.hget(SF_API_ERRORS, "dev") == b"1"
 
 
 def test_cli_org_connect_web_as_a_process(devorg, cli_env):

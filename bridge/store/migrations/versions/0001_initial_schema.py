@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 17:28:53.163531
+Create Date: 2026-11-22 17:49:50.102787
 """
 
 from alembic import op
