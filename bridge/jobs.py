@@ -96,6 +96,19 @@ def process_entry(
     return receive(session, entry, org, integration_user_id=integration_user_id)
 
 
+def process_entries(
+    session: Session,
+    entries: list[SalesEntry],
+    org: OrgConfig,
+    *,
+    integration_user_id: str | None,
+) -> list[SalesEntry]:
+    """The receiver decides and applies a chunk's entries together (lookups batched)."""
+    from bridge.receiver.service import process_entries as receive_all
+
+    return receive_all(session, entries, org, integration_user_id=integration_user_id)
+
+
 # ---- enqueueing ------------------------------------------------------------------------------
 
 
@@ -394,6 +407,8 @@ def _save_chunk_once(
                 select(Program.key, Program.id).where(Program.key.in_(keys))
             )
         }
+        # Without isolation the receiver takes the chunk's entries together, per org.
+        for_receiver: dict[int, list[tuple[InboundEvent, SalesEntry]]] = defaultdict(list)
         for ev in mine:
             if ev.id in have_entry:
                 _finish(ev, "done", None)
@@ -402,9 +417,31 @@ def _save_chunk_once(
             info = orgs[ev.org_connection_id]
             program_id = programs.get(info.config.receiver.program) if info.config else None
             outcome = _save_one(
-                session, ev, info, records.get(ev.id), failures.get(ev.id), program_id, isolate
+                session,
+                ev,
+                info,
+                records.get(ev.id),
+                failures.get(ev.id),
+                program_id,
+                isolate,
+                for_receiver[ev.org_connection_id],
             )
-            counts[outcome] += 1
+            if outcome is not None:
+                counts[outcome] += 1
+        for org_id, pairs in for_receiver.items():
+            if not pairs:
+                continue
+            info = orgs[org_id]
+            assert info.config is not None
+            process_entries(
+                session,
+                [entry for _ev, entry in pairs],
+                info.config,
+                integration_user_id=info.integration_user_id,
+            )
+            for ev, entry in pairs:
+                _finish(ev, "done", None)
+                counts[str(entry.outcome)] += 1
 
 
 def _entry(
@@ -440,7 +477,10 @@ def _save_one(
     failure: BridgeError | None,
     program_id: int | None = None,
     isolate: bool = True,
-) -> str:
+    for_receiver: list[tuple[InboundEvent, SalesEntry]] | None = None,
+) -> str | None:
+    """Save the event's entry; its outcome, or None when it was left in `for_receiver` (not
+    isolated: the receiver decides the chunk's entries together)."""
     trigger = _trigger(ev)
     if info.config is None:
         return _save_failed(
@@ -464,6 +504,9 @@ def _save_one(
         # Any exception rolls back the whole chunk, which is then redone with isolation.
         entry = _entry(ev, records, program_id)
         session.add(entry)
+        if for_receiver is not None:
+            for_receiver.append((ev, entry))
+            return None
         process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
         _finish(ev, "done", None)
         return str(entry.outcome)
