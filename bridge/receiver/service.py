@@ -359,6 +359,7 @@ def _run_pooled(
         candidates=pool.referrals(plan),
         members=pool.members(plan),
         integration_user_id=integration_user_id,
+        plan=plan,
     )
     target_id = decision.referral_id if decision.outcome == PROCESSED else None
     if target_id is not None and target_id not in locked:
@@ -377,6 +378,7 @@ def _run_pooled(
                     session,
                     data,
                     receiver,
+                    plan,
                     lambda: (
                         find_referrals(session, program_id, plan),
                         find_members(session, program_id, plan),
@@ -426,6 +428,7 @@ def _run(
         session,
         data,
         receiver,
+        plan,
         lambda: (
             find_referrals(session, program.id, plan, referral_ids=forced_ids),
             find_members(session, program.id, plan, member_ids=forced_members),
@@ -444,6 +447,7 @@ def _decide_locked(
     session: Session,
     data: EntryInput,
     receiver: Receiver,
+    plan: LookupPlan,
     lookup: Callable[[], tuple[list[ReferralCandidate], list[MemberCandidate]]],
     *,
     integration_user_id: str | None,
@@ -463,6 +467,7 @@ def _decide_locked(
             forced_referral_id=forced_referral_id,
             forced_member_id=forced_member_id,
             reviewed=reviewed,
+            plan=plan,
         )
         target = _lock_target(session, decision)
         # Another worker may have changed the referral between the lookup and the lock
