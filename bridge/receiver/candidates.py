@@ -17,10 +17,11 @@ into a scan; exact name and email lookups run first, so the cap only trims the t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import bindparam, func, select, union_all
 from sqlalchemy.orm import Session
 
 from bridge.receiver.matching import LookupPlan, MemberCandidate, ReferralCandidate
@@ -188,12 +189,46 @@ _MEMBER_COLUMNS = (
 _KEY_COLUMNS = _DIRECT_COLUMNS + tuple(name for name, _attr in _FUZZY_COLUMNS)
 
 
+_BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock")
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_statement(columns: tuple[str, ...]) -> Any:
+    """The referrals of a program that the given key columns reach (values bound at execution:
+    one expanding parameter per column, plus ``program_id`` and ``limit``). Built once per set
+    of columns, so a batch pays neither building nor compiling it again."""
+    program_id: Any = bindparam("program_id")
+    parts: list[Any] = []
+    for name in columns:
+        column = getattr(Referral, name)
+        lookup = (Referral.program_id == program_id, column.in_(bindparam(name, expanding=True)))
+        if name in _DIRECT_COLUMNS:
+            parts.append(select(Referral.id).where(*lookup))
+            continue
+        # The cap per key, lowest ids first: for one entry's keys this keeps what
+        # find_referrals' LIMIT keeps, and a common name still cannot bring back whole rows
+        # beyond the cap (the ranking reads the index).
+        ranked = (
+            select(
+                Referral.id,
+                func.row_number().over(partition_by=column, order_by=Referral.id).label("rank"),
+            )
+            .where(*lookup)
+            .subquery()
+        )
+        parts.append(select(ranked.c.id).where(ranked.c.rank <= bindparam("limit")))
+    ids: Any = union_all(*parts) if len(parts) > 1 else parts[0]
+    blocks = [getattr(Referral, c) for c in _BLOCK_COLUMNS]
+    return select(*_REFERRAL_COLUMNS, *blocks).where(Referral.id.in_(ids))
+
+
 class CandidatePool:
     """The referrals and members a whole batch of entries can reach, fetched in one query each.
 
     ``referrals(plan)`` and ``members(plan)`` then give each entry of the batch what
     ``find_referrals`` / ``find_members`` would find for it alone — the same rows, under the
-    same cap (``FUZZY_LIMIT`` per fuzzy lookup, lowest ids first). ``update(referral)`` records
+    same cap (``FUZZY_LIMIT`` per fuzzy lookup, lowest ids first) — for each plan given to
+    ``fetch`` (and only for those). ``update(referral)`` records
     a referral the batch has just changed or created, so that a later entry of the same batch
     sees it as it is now, exactly as a fresh lookup would.
     """
@@ -203,6 +238,9 @@ class CandidatePool:
         self._referrals: dict[int, ReferralCandidate] = {}
         self._keys: dict[int, list[tuple[str, str]]] = {}  # referral id -> its indexed keys
         self._index: dict[str, dict[str, set[int]]] = {c: {} for c in _KEY_COLUMNS}
+        # The keys the batch's plans look up: only those are indexed (the plans given to
+        # fetch are the only ones the pool is asked about).
+        self._wanted: dict[str, set[str]] = {c: set() for c in _KEY_COLUMNS}
         self._members: dict[int, MemberCandidate] = {}
         self._member_index: dict[str, dict[str, set[int]]] = {
             "referral_code": {},
@@ -221,51 +259,26 @@ class CandidatePool:
     ) -> CandidatePool:
         pool = cls(limit)
         plans = list(plans)
-        pool._fetch_referrals(session, program_id, plans)
+        for name in _DIRECT_COLUMNS:
+            pool._wanted[name] = {v for p in plans for v in p.direct_values(name)}
+        for name, attr in _FUZZY_COLUMNS:
+            pool._wanted[name] = {v for p in plans for v in getattr(p, attr)}
+        pool._fetch_referrals(session, program_id)
         pool._fetch_members(session, program_id, plans)
         return pool
 
     # ---- loading
 
-    def _fetch_referrals(self, session: Session, program_id: int, plans: list[LookupPlan]) -> None:
-        parts: list[Any] = []
-        in_program = Referral.program_id == program_id
-        for name in _DIRECT_COLUMNS:
-            values = sorted({v for p in plans for v in p.direct_values(name)})
-            if values:
-                parts.append(
-                    select(Referral.id).where(in_program, getattr(Referral, name).in_(values))
-                )
-        for name, attr in _FUZZY_COLUMNS:
-            values = sorted({v for p in plans for v in getattr(p, attr)})
-            if not values:
-                continue
-            column = getattr(Referral, name)
-            # The cap per key, lowest ids first: for one entry's keys this keeps what
-            # find_referrals' LIMIT keeps, and a common name still cannot become a scan of
-            # whole rows (the ranking reads the index).
-            ranked = (
-                select(
-                    Referral.id,
-                    func.row_number().over(partition_by=column, order_by=Referral.id).label("rank"),
-                )
-                .where(in_program, column.in_(values))
-                .subquery()
-            )
-            parts.append(select(ranked.c.id).where(ranked.c.rank <= self.limit))
-        if not parts:
+    def _fetch_referrals(self, session: Session, program_id: int) -> None:
+        columns = tuple(c for c in _KEY_COLUMNS if self._wanted[c])
+        if not columns:
             return
-        ids: Any = union_all(*parts) if len(parts) > 1 else parts[0]
-        statement = select(
-            *_REFERRAL_COLUMNS, Referral.name_block, Referral.name_rblock, Referral.name_ablock
-        ).where(Referral.id.in_(ids))
+        params: dict[str, Any] = {c: sorted(self._wanted[c]) for c in columns}
+        params.update(program_id=program_id, limit=self.limit)
         width = len(_NAMES)
-        for row in session.execute(statement):
-            candidate = _candidate(row[:width])
-            blocks = dict(
-                zip(("name_block", "name_rblock", "name_ablock"), row[width:], strict=True)
-            )
-            self._put(candidate, blocks)
+        for row in session.execute(_pool_statement(columns), params):
+            blocks = dict(zip(_BLOCK_COLUMNS, row[width:], strict=True))
+            self._put(_candidate(row[:width]), blocks)
 
     def _fetch_members(self, session: Session, program_id: int, plans: list[LookupPlan]) -> None:
         wanted: dict[str, set[str]] = {}
@@ -297,9 +310,9 @@ class CandidatePool:
         keys: list[tuple[str, str]] = []
         for column in _KEY_COLUMNS:
             value = blocks[column] if column in blocks else getattr(candidate, column)
-            if value is not None:
-                keys.append((column, str(value)))
-                self._index[column].setdefault(str(value), set()).add(candidate.id)
+            if value is not None and value in self._wanted[column]:
+                keys.append((column, value))
+                self._index[column].setdefault(value, set()).add(candidate.id)
         self._keys[candidate.id] = keys
         self._referrals[candidate.id] = candidate
 

@@ -100,11 +100,6 @@ def process_entries(
         if entry.id is None:
             session.add(entry)
     session.flush()  # one INSERT for the batch (with whatever else the caller added, in order)
-    users = _integration_users(session, todo, integration_user_id)
-    previous = _previous_of(session, [e for e in todo if not e.previous])
-    for entry in todo:
-        if not entry.previous:
-            entry.previous = previous.get(entry.id, {})
     by_program: dict[int, list[SalesEntry]] = {}
     programs: dict[int | None, Program] = {}
     for entry in todo:
@@ -113,24 +108,33 @@ def process_entries(
         program = programs[entry.program_id]
         entry.program_id = program.id
         by_program.setdefault(program.id, []).append(entry)
+    users = _integration_users(session, todo, integration_user_id)
     receiver = org.receiver
-    for program_id, group in by_program.items():
-        inputs = [_entry_input(e) for e in group]
-        plans = [plan_lookups(data, receiver) for data in inputs]
-        pool = CandidatePool.fetch(session, program_id, plans)
-        locked: set[int] = set()
-        for entry, data, plan in zip(group, inputs, plans, strict=True):
-            _run_pooled(
-                session,
-                entry,
-                org,
-                data,
-                plan,
-                pool,
-                locked,
-                program_id=program_id,
-                integration_user_id=users.get(entry.org_connection_id),
-            )
+    # From here on nothing is flushed before a query (the entries' changes go out together
+    # at the end): the queries below read referrals and members the batch has not changed
+    # yet, and every step that needs its own writes visible flushes them itself.
+    with session.no_autoflush:
+        previous = _previous_of(session, [e for e in todo if not e.previous])
+        for entry in todo:
+            if not entry.previous:
+                entry.previous = previous.get(entry.id, {})
+        for program_id, group in by_program.items():
+            inputs = [_entry_input(e) for e in group]
+            plans = [plan_lookups(data, receiver) for data in inputs]
+            pool = CandidatePool.fetch(session, program_id, plans)
+            locked: set[int] = set()
+            for entry, data, plan in zip(group, inputs, plans, strict=True):
+                _run_pooled(
+                    session,
+                    entry,
+                    org,
+                    data,
+                    plan,
+                    pool,
+                    locked,
+                    program_id=program_id,
+                    integration_user_id=users.get(entry.org_connection_id),
+                )
     return list(entries)
 
 
@@ -320,12 +324,11 @@ def _previous_of(session: Session, entries: Sequence[SalesEntry]) -> dict[int, d
     )
     by_id = {e.id: e for e in entries}
     out: dict[int, dict[str, Any]] = {}
-    with session.no_autoflush:
-        for entry_id, records in session.execute(
-            select(SalesEntry.id, prior).where(SalesEntry.id.in_(wanted))
-        ):
-            before = (records or {}).get(by_id[entry_id].sobject_type)
-            out[entry_id] = dict(before) if isinstance(before, Mapping) else {}
+    for entry_id, records in session.execute(
+        select(SalesEntry.id, prior).where(SalesEntry.id.in_(wanted))
+    ):
+        before = (records or {}).get(by_id[entry_id].sobject_type)
+        out[entry_id] = dict(before) if isinstance(before, Mapping) else {}
     return out
 
 
@@ -365,9 +368,8 @@ def _run_pooled(
     if target_id is not None and target_id not in locked:
         # First time this batch touches the referral: lock it and check that it is still what
         # the pool says (another worker may have changed it since the pool was read). The
-        # session holds no unflushed change of it, so no flush is needed before the query.
-        with session.no_autoflush:
-            target = _lock_target(session, decision)
+        # session holds no unflushed change of it, so nothing needs flushing before the query.
+        target = _lock_target(session, decision)
         if target is not None:
             locked.add(target.id)
             if referral_candidate(target) != pool.candidate(target.id):
