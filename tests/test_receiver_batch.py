@@ -13,7 +13,7 @@ import itertools
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from bridge import jobs
 from bridge.config import BridgeConfig, OrgConfig
@@ -504,3 +504,31 @@ def test_an_own_write_in_the_batch_is_the_next_entrys_previous_state(store: Stor
     assert [e.previous.get("Status") for e in saved] == [None, None, "Qualified", "Qualified",
                                                           "Working"]  # fmt: skip
     assert [("status_rule:0" in e.reasons) for e in saved] == [False, False, False, False, True]
+
+
+def test_a_referral_changed_after_the_pool_was_read_is_decided_on_as_it_is_now(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the batch's lookup and its lock another worker approves R1: the entry that
+    would have qualified R1 sees the approval (terminal), as process_entry's re-check does."""
+    org_id = seed(store)
+    fetch = CandidatePool.fetch.__func__  # type: ignore[attr-defined]
+
+    def fetch_then_approve(cls: Any, session: Any, *args: Any, **kw: Any) -> CandidatePool:
+        pool = fetch(cls, session, *args, **kw)
+        session.execute(
+            update(Referral).where(Referral.public_id == "R1").values(status="approved")
+        )
+        return pool
+
+    monkeypatch.setattr(CandidatePool, "fetch", classmethod(fetch_then_approve))
+    jane = lead(JANE, "Jane", "Doe", "jane.doe@example.com", Referral_ID__c="R1")
+    entries = new_entries(org_id)[:1]
+    assert entries[0].records == {"Lead": {**jane, "Status": "Qualified"}}
+    with store.session() as s:
+        process_entries(s, entries, ORG)
+    snap = snapshot(store)
+    assert [(e[1], e[2]) for e in snap["entries"]] == [
+        ("skipped", ["status_rule:0", "direct_match", "terminal_referral"])
+    ]
+    assert snap["history"] == []

@@ -122,7 +122,9 @@ def process_entries(
             inputs = [_entry_input(e) for e in group]
             plans = [plan_lookups(data, receiver) for data in inputs]
             pool = CandidatePool.fetch(session, program_id, plans)
-            locked: set[int] = set()
+            users_of = [users.get(e.org_connection_id) for e in group]
+            held = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
+            locked = {r.id for r in held}
             for entry, data, plan in zip(group, inputs, plans, strict=True):
                 _run_pooled(
                     session,
@@ -330,6 +332,54 @@ def _previous_of(session: Session, entries: Sequence[SalesEntry]) -> dict[int, d
         before = (records or {}).get(by_id[entry_id].sobject_type)
         out[entry_id] = dict(before) if isinstance(before, Mapping) else {}
     return out
+
+
+def _lock_likely_targets(
+    session: Session,
+    receiver: Receiver,
+    inputs: Sequence[EntryInput],
+    plans: Sequence[LookupPlan],
+    users: Sequence[str | None],
+    pool: CandidatePool,
+) -> list[Referral]:
+    """Lock, in one statement, the referrals the batch's entries would change as the pool
+    reads them, and bring the pool up to date with what is locked.
+
+    Saves a lock query per entry; an entry that ends up changing another referral (because
+    of an earlier entry of the batch) locks that one itself. Locked in id order, so two
+    workers locking overlapping sets wait for each other instead of deadlocking. The
+    referrals are returned to keep them in the session until the batch is done.
+    """
+    ids: set[int] = set()
+    for data, plan, user in zip(inputs, plans, users, strict=True):
+        candidates = pool.referrals(plan)
+        if not candidates:
+            continue  # nothing to change (a referral created for a member is new)
+        decision = decide(
+            data,
+            receiver,
+            candidates=candidates,
+            members=pool.members(plan),
+            integration_user_id=user,
+            plan=plan,
+        )
+        if decision.outcome == PROCESSED and decision.referral_id is not None:
+            ids.add(decision.referral_id)
+    if not ids:
+        return []
+    referrals = list(
+        session.scalars(
+            select(Referral)
+            .where(Referral.id.in_(sorted(ids)))
+            .order_by(Referral.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    for referral in referrals:
+        if referral_candidate(referral) != pool.candidate(referral.id):
+            pool.update(referral)  # another worker changed it after the pool was read
+    return referrals
 
 
 def _entry_input(entry: SalesEntry) -> EntryInput:
