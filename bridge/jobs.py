@@ -6,8 +6,10 @@ Small, importable, idempotent functions; state is re-checked before anything is 
    of up to 200 event ids on the `inbound` queue, with rq `Retry` set at enqueue time.
 2. `process_inbound_batch` claims the batch's events (new → processing, with a token, in one
    short transaction), reads what the events lack from Salesforce in bulk (relational rules),
-   then saves one entry per event and hands it to the receiver — each event in its own
-   savepoint, the entry unique per event, so no event ever becomes two entries.
+   then saves one entry per event and hands them to the receiver a chunk at a time
+   (`process_entries`: one transaction, lookups batched); if a chunk fails it is redone
+   event by event, each in its own savepoint. The entry is unique per event, so no event
+   ever becomes two entries.
 3. `sweep` re-enqueues events still `new` after a while (a lost job, a Redis restart) and
    events whose claim is older than the claim timeout (a worker killed mid-batch).
 

@@ -17,7 +17,7 @@ from sqlalchemy import select, text, update
 
 from bridge import jobs
 from bridge.config import BridgeConfig, OrgConfig
-from bridge.receiver import service
+from bridge.receiver import candidates, service
 from bridge.receiver.candidates import CandidatePool, find_members, find_referrals
 from bridge.receiver.matching import EntryInput, plan_lookups
 from bridge.receiver.relational import record_fields
@@ -401,7 +401,11 @@ def test_processing_a_batch_again_changes_nothing(store: Store) -> None:
     assert snapshot(store) == before
 
 
-def test_the_pool_gives_each_entry_what_its_own_lookup_finds(store: Store) -> None:
+@pytest.mark.parametrize("keys_per_query", [2000, 3])
+def test_the_pool_gives_each_entry_what_its_own_lookup_finds(
+    store: Store, monkeypatch: pytest.MonkeyPatch, keys_per_query: int
+) -> None:
+    monkeypatch.setattr(candidates, "POOL_KEYS_PER_QUERY", keys_per_query)
     org_id = seed(store)
     with store.session() as s:
         program_id = s.scalar(select(Program.id).where(Program.key == "main"))

@@ -31,6 +31,9 @@ from bridge.store.models import Member, Referral
 FUZZY_LIMIT = 200
 """Most referrals one fuzzy key may bring back."""
 
+POOL_KEYS_PER_QUERY = 2000
+"""Most lookup keys in one query of a CandidatePool (bound parameters are limited)."""
+
 _REFERRAL_COLUMNS = (
     Referral.id,
     Referral.public_id,
@@ -270,15 +273,20 @@ class CandidatePool:
     # ---- loading
 
     def _fetch_referrals(self, session: Session, program_id: int) -> None:
-        columns = tuple(c for c in _KEY_COLUMNS if self._wanted[c])
-        if not columns:
-            return
-        params: dict[str, Any] = {c: sorted(self._wanted[c]) for c in columns}
-        params.update(program_id=program_id, limit=self.limit)
+        keys = [(c, v) for c in _KEY_COLUMNS for v in sorted(self._wanted[c])]
         width = len(_NAMES)
-        for row in session.execute(_pool_statement(columns), params):
-            blocks = dict(zip(_BLOCK_COLUMNS, row[width:], strict=True))
-            self._put(_candidate(row[:width]), blocks)
+        # Usually one query; a batch with very many keys (an account with hundreds of
+        # contacts) in several, within the databases' limits on bound parameters. The cap is
+        # per key, so splitting the keys changes nothing found.
+        for start in range(0, len(keys), POOL_KEYS_PER_QUERY):
+            params: dict[str, Any] = {}
+            for column, value in keys[start : start + POOL_KEYS_PER_QUERY]:
+                params.setdefault(column, []).append(value)
+            statement = _pool_statement(tuple(params))
+            params.update(program_id=program_id, limit=self.limit)
+            for row in session.execute(statement, params):
+                blocks = dict(zip(_BLOCK_COLUMNS, row[width:], strict=True))
+                self._put(_candidate(row[:width]), blocks)
 
     def _fetch_members(self, session: Session, program_id: int, plans: list[LookupPlan]) -> None:
         wanted: dict[str, set[str]] = {}
