@@ -190,8 +190,6 @@ _MEMBER_COLUMNS = (
     Member.external_id,
 )
 _KEY_COLUMNS = _DIRECT_COLUMNS + tuple(name for name, _attr in _FUZZY_COLUMNS)
-
-
 _BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock")
 
 
@@ -226,14 +224,15 @@ def _pool_statement(columns: tuple[str, ...]) -> Any:
 
 
 class CandidatePool:
-    """The referrals and members a whole batch of entries can reach, fetched in one query each.
+    """The referrals and members a whole batch of entries can reach, fetched in one query each
+    (the referrals in a few for a batch with thousands of keys).
 
     ``referrals(plan)`` and ``members(plan)`` then give each entry of the batch what
     ``find_referrals`` / ``find_members`` would find for it alone — the same rows, under the
     same cap (``FUZZY_LIMIT`` per fuzzy lookup, lowest ids first) — for each plan given to
-    ``fetch`` (and only for those). ``update(referral)`` records
-    a referral the batch has just changed or created, so that a later entry of the same batch
-    sees it as it is now, exactly as a fresh lookup would.
+    ``fetch`` (and only for those). ``update(referral)`` records a referral the batch has just
+    changed or created, so that a later entry of the same batch sees it as it is now, exactly
+    as a fresh lookup would.
     """
 
     def __init__(self, limit: int = FUZZY_LIMIT) -> None:
