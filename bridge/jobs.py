@@ -6,8 +6,10 @@ Small, importable, idempotent functions; state is re-checked before anything is 
    of up to 200 event ids on the `inbound` queue, with rq `Retry` set at enqueue time.
 2. `process_inbound_batch` claims the batch's events (new → processing, with a token, in one
    short transaction), reads what the events lack from Salesforce in bulk (relational rules),
-   then saves one entry per event and hands it to the receiver — each event in its own
-   savepoint, the entry unique per event, so no event ever becomes two entries.
+   then saves one entry per event and hands them to the receiver a chunk at a time
+   (`process_entries`: one transaction, lookups batched); if a chunk fails it is redone
+   event by event, each in its own savepoint. The entry is unique per event, so no event
+   ever becomes two entries.
 3. `sweep` re-enqueues events still `new` after a while (a lost job, a Redis restart) and
    events whose claim is older than the claim timeout (a worker killed mid-batch).
 
@@ -94,6 +96,19 @@ def process_entry(
     from bridge.receiver.service import process_entry as receive
 
     return receive(session, entry, org, integration_user_id=integration_user_id)
+
+
+def process_entries(
+    session: Session,
+    entries: list[SalesEntry],
+    org: OrgConfig,
+    *,
+    integration_user_id: str | None,
+) -> list[SalesEntry]:
+    """The receiver decides and applies a chunk's entries together (lookups batched)."""
+    from bridge.receiver.service import process_entries as receive_all
+
+    return receive_all(session, entries, org, integration_user_id=integration_user_id)
 
 
 # ---- enqueueing ------------------------------------------------------------------------------
@@ -394,6 +409,8 @@ def _save_chunk_once(
                 select(Program.key, Program.id).where(Program.key.in_(keys))
             )
         }
+        # Without isolation the receiver takes the chunk's entries together, per org.
+        for_receiver: dict[int, list[tuple[InboundEvent, SalesEntry]]] = defaultdict(list)
         for ev in mine:
             if ev.id in have_entry:
                 _finish(ev, "done", None)
@@ -402,9 +419,31 @@ def _save_chunk_once(
             info = orgs[ev.org_connection_id]
             program_id = programs.get(info.config.receiver.program) if info.config else None
             outcome = _save_one(
-                session, ev, info, records.get(ev.id), failures.get(ev.id), program_id, isolate
+                session,
+                ev,
+                info,
+                records.get(ev.id),
+                failures.get(ev.id),
+                program_id,
+                isolate,
+                for_receiver[ev.org_connection_id],
             )
-            counts[outcome] += 1
+            if outcome is not None:
+                counts[outcome] += 1
+        for org_id, pairs in for_receiver.items():
+            if not pairs:
+                continue
+            info = orgs[org_id]
+            assert info.config is not None
+            process_entries(
+                session,
+                [entry for _ev, entry in pairs],
+                info.config,
+                integration_user_id=info.integration_user_id,
+            )
+            for ev, entry in pairs:
+                _finish(ev, "done", None)
+                counts[str(entry.outcome)] += 1
 
 
 def _entry(
@@ -440,7 +479,10 @@ def _save_one(
     failure: BridgeError | None,
     program_id: int | None = None,
     isolate: bool = True,
-) -> str:
+    for_receiver: list[tuple[InboundEvent, SalesEntry]] | None = None,
+) -> str | None:
+    """Save the event's entry; its outcome, or None when it was left in `for_receiver` (not
+    isolated: the receiver decides the chunk's entries together)."""
     trigger = _trigger(ev)
     if info.config is None:
         return _save_failed(
@@ -464,6 +506,9 @@ def _save_one(
         # Any exception rolls back the whole chunk, which is then redone with isolation.
         entry = _entry(ev, records, program_id)
         session.add(entry)
+        if for_receiver is not None:
+            for_receiver.append((ev, entry))
+            return None
         process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
         _finish(ev, "done", None)
         return str(entry.outcome)

@@ -17,17 +17,22 @@ into a scan; exact name and email lookups run first, so the cap only trims the t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select, union_all
+from sqlalchemy import bindparam, func, select, union_all
 from sqlalchemy.orm import Session
 
 from bridge.receiver.matching import LookupPlan, MemberCandidate, ReferralCandidate
+from bridge.receiver.normalize import email_key
 from bridge.store.models import Member, Referral
 
 FUZZY_LIMIT = 200
 """Most referrals one fuzzy key may bring back."""
+
+POOL_KEYS_PER_QUERY = 2000
+"""Most lookup keys in one query of a CandidatePool (bound parameters are limited)."""
 
 _REFERRAL_COLUMNS = (
     Referral.id,
@@ -60,6 +65,16 @@ _DIRECT_COLUMNS = (
     "sf_contact_id",
     "sf_opportunity_id",
     "sf_account_id",
+)
+
+#: Fuzzy lookups: the Referral column and the LookupPlan property holding its keys.
+_FUZZY_COLUMNS = (
+    ("email_key", "email_keys"),
+    ("name_key", "name_keys"),
+    ("name_block", "name_blocks"),
+    ("name_rblock", "name_rblocks"),
+    ("name_ablock", "name_ablocks"),
+    ("phone_key", "phone_keys"),
 )
 
 
@@ -103,16 +118,12 @@ def find_referrals(
     ids = sorted(set(referral_ids))
     if ids:
         queries.append(base.where(Referral.id.in_(ids)))
-    for column, values in (
-        (Referral.email_key, plan.email_keys),
-        (Referral.name_key, plan.name_keys),
-        (Referral.name_block, plan.name_blocks),
-        (Referral.name_rblock, plan.name_rblocks),
-        (Referral.name_ablock, plan.name_ablocks),
-        (Referral.phone_key, plan.phone_keys),
-    ):
+    for name, attr in _FUZZY_COLUMNS:
+        column, values = getattr(Referral, name), getattr(plan, attr)
         if values:
-            queries.append(base.where(column.in_(values)).limit(limit))
+            # In id order, so that the cap keeps the same referrals whichever way they are
+            # looked up (one entry here, a whole batch in CandidatePool).
+            queries.append(base.where(column.in_(values)).order_by(Referral.id).limit(limit))
     if not queries:
         return []
     # One round trip: each lookup keeps its own LIMIT inside a subquery.
@@ -136,29 +147,224 @@ def _code_variants(values: Sequence[str]) -> list[str]:
     return sorted(out)
 
 
-def find_members(
-    session: Session, program_id: int, plan: LookupPlan, *, member_ids: Iterable[int] = ()
-) -> list[MemberCandidate]:
-    from bridge.receiver.normalize import email_key
-
-    queries = []
-    base = select(Member).where(Member.program_id == program_id)
+def _member_lookups(plan: LookupPlan) -> list[tuple[str, list[str]]]:
+    """(Member column, values) per member key kind of the plan, in the order they are tried."""
+    out = []
     codes = plan.member_values("referral_code")
     if codes:
-        queries.append(base.where(Member.referral_code.in_(_code_variants(codes))))
+        out.append(("referral_code", _code_variants(codes)))
     emails = sorted(
         {k for k in (email_key(v) for v in plan.member_values("member_email")) if k is not None}
     )
     if emails:
-        queries.append(base.where(Member.email_key.in_(emails)))
+        out.append(("email_key", emails))
     external = plan.member_values("member_external_id")
     if external:
-        queries.append(base.where(Member.external_id.in_(external)))
+        out.append(("external_id", external))
+    return out
+
+
+def find_members(
+    session: Session, program_id: int, plan: LookupPlan, *, member_ids: Iterable[int] = ()
+) -> list[MemberCandidate]:
+    base = select(Member).where(Member.program_id == program_id)
+    queries = [base.where(getattr(Member, c).in_(v)) for c, v in _member_lookups(plan)]
     ids = sorted(set(member_ids))
     if ids:
         queries.append(base.where(Member.id.in_(ids)))
     found: dict[int, MemberCandidate] = {}
     for query in queries:
-        for member in session.scalars(query):
+        for member in session.scalars(query.order_by(Member.id)):
             found.setdefault(member.id, member_candidate(member))
     return list(found.values())
+
+
+# ---- a whole batch at once --------------------------------------------------------------------
+
+_MEMBER_COLUMNS = (
+    Member.id,
+    Member.name,
+    Member.email,
+    Member.email_key,
+    Member.referral_code,
+    Member.external_id,
+)
+_KEY_COLUMNS = _DIRECT_COLUMNS + tuple(name for name, _attr in _FUZZY_COLUMNS)
+_BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock")
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_statement(columns: tuple[str, ...]) -> Any:
+    """The referrals of a program that the given key columns reach (values bound at execution:
+    one expanding parameter per column, plus ``program_id`` and ``limit``). Built once per set
+    of columns, so a batch pays neither building nor compiling it again."""
+    program_id: Any = bindparam("program_id")
+    parts: list[Any] = []
+    for name in columns:
+        column = getattr(Referral, name)
+        lookup = (Referral.program_id == program_id, column.in_(bindparam(name, expanding=True)))
+        if name in _DIRECT_COLUMNS:
+            parts.append(select(Referral.id).where(*lookup))
+            continue
+        # The cap per key, lowest ids first: for one entry's keys this keeps what
+        # find_referrals' LIMIT keeps, and a common name still cannot bring back whole rows
+        # beyond the cap (the ranking reads the index).
+        ranked = (
+            select(
+                Referral.id,
+                func.row_number().over(partition_by=column, order_by=Referral.id).label("rank"),
+            )
+            .where(*lookup)
+            .subquery()
+        )
+        parts.append(select(ranked.c.id).where(ranked.c.rank <= bindparam("limit")))
+    ids: Any = union_all(*parts) if len(parts) > 1 else parts[0]
+    blocks = [getattr(Referral, c) for c in _BLOCK_COLUMNS]
+    return select(*_REFERRAL_COLUMNS, *blocks).where(Referral.id.in_(ids))
+
+
+class CandidatePool:
+    """The referrals and members a whole batch of entries can reach, fetched in one query each
+    (the referrals in a few for a batch with thousands of keys).
+
+    ``referrals(plan)`` and ``members(plan)`` then give each entry of the batch what
+    ``find_referrals`` / ``find_members`` would find for it alone — the same rows, under the
+    same cap (``FUZZY_LIMIT`` per fuzzy lookup, lowest ids first) — for each plan given to
+    ``fetch`` (and only for those). ``update(referral)`` records a referral the batch has just
+    changed or created, so that a later entry of the same batch sees it as it is now, exactly
+    as a fresh lookup would.
+    """
+
+    def __init__(self, limit: int = FUZZY_LIMIT) -> None:
+        self.limit = limit
+        self._referrals: dict[int, ReferralCandidate] = {}
+        self._keys: dict[int, list[tuple[str, str]]] = {}  # referral id -> its indexed keys
+        self._index: dict[str, dict[str, set[int]]] = {c: {} for c in _KEY_COLUMNS}
+        # The keys the batch's plans look up: only those are indexed (the plans given to
+        # fetch are the only ones the pool is asked about).
+        self._wanted: dict[str, set[str]] = {c: set() for c in _KEY_COLUMNS}
+        self._members: dict[int, MemberCandidate] = {}
+        self._member_index: dict[str, dict[str, set[int]]] = {
+            "referral_code": {},
+            "email_key": {},
+            "external_id": {},
+        }
+
+    @classmethod
+    def fetch(
+        cls,
+        session: Session,
+        program_id: int,
+        plans: Iterable[LookupPlan],
+        *,
+        limit: int = FUZZY_LIMIT,
+    ) -> CandidatePool:
+        pool = cls(limit)
+        plans = list(plans)
+        for name in _DIRECT_COLUMNS:
+            pool._wanted[name] = {v for p in plans for v in p.direct_values(name)}
+        for name, attr in _FUZZY_COLUMNS:
+            pool._wanted[name] = {v for p in plans for v in getattr(p, attr)}
+        pool._fetch_referrals(session, program_id)
+        pool._fetch_members(session, program_id, plans)
+        return pool
+
+    # ---- loading
+
+    def _fetch_referrals(self, session: Session, program_id: int) -> None:
+        keys = [(c, v) for c in _KEY_COLUMNS for v in sorted(self._wanted[c])]
+        width = len(_NAMES)
+        # Usually one query; a batch with very many keys (an account with hundreds of
+        # contacts) in several, within the databases' limits on bound parameters. The cap is
+        # per key, so splitting the keys changes nothing found.
+        for start in range(0, len(keys), POOL_KEYS_PER_QUERY):
+            params: dict[str, Any] = {}
+            for column, value in keys[start : start + POOL_KEYS_PER_QUERY]:
+                params.setdefault(column, []).append(value)
+            statement = _pool_statement(tuple(params))
+            params.update(program_id=program_id, limit=self.limit)
+            for row in session.execute(statement, params):
+                blocks = dict(zip(_BLOCK_COLUMNS, row[width:], strict=True))
+                self._put(_candidate(row[:width]), blocks)
+
+    def _fetch_members(self, session: Session, program_id: int, plans: list[LookupPlan]) -> None:
+        wanted: dict[str, set[str]] = {}
+        for plan in plans:
+            for column, values in _member_lookups(plan):
+                wanted.setdefault(column, set()).update(values)
+        if not wanted:
+            return
+        parts = [
+            select(*_MEMBER_COLUMNS).where(
+                Member.program_id == program_id, getattr(Member, column).in_(sorted(values))
+            )
+            for column, values in wanted.items()
+        ]
+        statement: Any = union_all(*parts) if len(parts) > 1 else parts[0]
+        for row in session.execute(statement):
+            if row[0] in self._members:
+                continue
+            member = MemberCandidate(*row)
+            self._members[member.id] = member
+            for column, index in self._member_index.items():
+                value = getattr(member, column)
+                if value is not None:
+                    index.setdefault(value, set()).add(member.id)
+
+    def _put(self, candidate: ReferralCandidate, blocks: dict[str, str | None]) -> None:
+        for column, old in self._keys.pop(candidate.id, ()):
+            self._index[column][old].discard(candidate.id)
+        keys: list[tuple[str, str]] = []
+        for column in _KEY_COLUMNS:
+            value = blocks[column] if column in blocks else getattr(candidate, column)
+            if value is not None and value in self._wanted[column]:
+                keys.append((column, value))
+                self._index[column].setdefault(value, set()).add(candidate.id)
+        self._keys[candidate.id] = keys
+        self._referrals[candidate.id] = candidate
+
+    def update(self, referral: Referral) -> None:
+        """A referral of the program as it is now in the session (changed or just created)."""
+        self._put(
+            referral_candidate(referral),
+            {
+                "name_block": referral.name_block,
+                "name_rblock": referral.name_rblock,
+                "name_ablock": referral.name_ablock,
+            },
+        )
+
+    def candidate(self, referral_id: int) -> ReferralCandidate | None:
+        return self._referrals.get(referral_id)
+
+    # ---- one entry's view
+
+    def referrals(self, plan: LookupPlan) -> list[ReferralCandidate]:
+        found: dict[int, None] = {}
+        for name in _DIRECT_COLUMNS:
+            index = self._index[name]
+            for value in plan.direct_values(name):
+                for rid in sorted(index.get(value, ())):
+                    found.setdefault(rid)
+        for name, attr in _FUZZY_COLUMNS:
+            values = getattr(plan, attr)
+            if not values:
+                continue
+            index = self._index[name]
+            reached: set[int] = set()
+            for value in values:
+                reached |= index.get(value, set())
+            for rid in sorted(reached)[: self.limit]:
+                found.setdefault(rid)
+        return [self._referrals[rid] for rid in found]
+
+    def members(self, plan: LookupPlan) -> list[MemberCandidate]:
+        found: dict[int, None] = {}
+        for column, values in _member_lookups(plan):
+            index = self._member_index[column]
+            reached: set[int] = set()
+            for value in values:
+                reached |= index.get(value, set())
+            for mid in sorted(reached):
+                found.setdefault(mid)
+        return [self._members[mid] for mid in found]

@@ -21,7 +21,7 @@ own person.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -353,7 +353,11 @@ class Scored:
     tiebreak: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a plain value: no need for dataclasses.asdict's deep copies.
+        return {name: getattr(self, name) for name in _SCORED_FIELDS}
+
+
+_SCORED_FIELDS = tuple(f.name for f in fields(Scored))
 
 
 def _display_name(c: ReferralCandidate) -> str:

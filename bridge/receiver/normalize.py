@@ -22,6 +22,7 @@ Decisions (the spec leaves them open):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Any
@@ -64,7 +65,14 @@ def _text(value: Any) -> str:
 
 def fold(value: Any) -> str:
     """Case-folded text without accents or punctuation, single-spaced."""
-    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", _text(value)))
+    return _fold(_text(value))
+
+
+@functools.lru_cache(maxsize=16384)
+def _fold(text: str) -> str:
+    # Cached: every entry folds the same names several times over (name key, three blocking
+    # keys, each with first and last name), and a batch often repeats names.
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = _NON_WORD.sub(" ", text.casefold()).replace("_", " ")
     return " ".join(text.split())

@@ -12,19 +12,30 @@ side adds ``"AccountContacts": [...]`` (see bridge.receiver.matching).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from bridge import audit
-from bridge.config import SOBJECTS, OrgConfig, parse_field_ref
+from bridge.config import SOBJECTS, OrgConfig, Receiver, parse_field_ref
 from bridge.errors import UsageError
 from bridge.receiver import notify
-from bridge.receiver.candidates import find_members, find_referrals, referral_candidate
+from bridge.receiver.candidates import (
+    CandidatePool,
+    find_members,
+    find_referrals,
+    referral_candidate,
+)
 from bridge.receiver.decision import FAILED, PROCESSED, REVIEW, SKIPPED, Decision, decide
-from bridge.receiver.matching import EntryInput, plan_lookups
+from bridge.receiver.matching import (
+    EntryInput,
+    LookupPlan,
+    MemberCandidate,
+    ReferralCandidate,
+    plan_lookups,
+)
 from bridge.receiver.rules import QUALIFYING
 from bridge.store.models import (
     OrgConnection,
@@ -63,6 +74,70 @@ def process_entry(
         integration_user_id = conn.integration_user_id if conn else None
     _run(session, entry, org, actor=RULES_ACTOR, integration_user_id=integration_user_id)
     return entry
+
+
+def process_entries(
+    session: Session,
+    entries: Sequence[SalesEntry],
+    org: OrgConfig,
+    *,
+    integration_user_id: str | None = None,
+) -> list[SalesEntry]:
+    """``process_entry`` for a batch of entries, in their order, with the lookups batched.
+
+    The result is the same as processing the entries one after another — decisions, referral
+    changes, status history and audit records alike — but the database is asked once per
+    batch instead of once per entry: the entries are inserted together, their previous
+    values come from one query, and the referrals and members they can reach from one
+    query each (``CandidatePool``). A referral the batch changes or creates is updated in the
+    pool, so a later entry about the same referral sees the earlier entry's effect.
+    Idempotent like ``process_entry``: entries already decided are left as they are.
+    """
+    todo = [e for e in entries if e.outcome == NEW]
+    if not todo:
+        return list(entries)
+    for entry in todo:
+        if entry.id is None:
+            session.add(entry)
+    session.flush()  # one INSERT for the batch (with whatever else the caller added, in order)
+    by_program: dict[int, list[SalesEntry]] = {}
+    programs: dict[int | None, Program] = {}
+    for entry in todo:
+        if entry.program_id not in programs:
+            programs[entry.program_id] = _program(session, entry, org)
+        program = programs[entry.program_id]
+        entry.program_id = program.id
+        by_program.setdefault(program.id, []).append(entry)
+    users = _integration_users(session, todo, integration_user_id)
+    receiver = org.receiver
+    # From here on nothing is flushed before a query (the entries' changes go out together
+    # at the end): the queries below read referrals and members the batch has not changed
+    # yet, and every step that needs its own writes visible flushes them itself.
+    with session.no_autoflush:
+        previous = _previous_of(session, [e for e in todo if not e.previous])
+        for entry in todo:
+            if not entry.previous:
+                entry.previous = previous.get(entry.id, {})
+        for program_id, group in by_program.items():
+            inputs = [_entry_input(e) for e in group]
+            plans = [plan_lookups(data, receiver) for data in inputs]
+            pool = CandidatePool.fetch(session, program_id, plans)
+            users_of = [users.get(e.org_connection_id) for e in group]
+            held = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
+            locked = {r.id for r in held}
+            for entry, data, plan in zip(group, inputs, plans, strict=True):
+                _run_pooled(
+                    session,
+                    entry,
+                    org,
+                    data,
+                    plan,
+                    pool,
+                    locked,
+                    program_id=program_id,
+                    integration_user_id=users.get(entry.org_connection_id),
+                )
+    return list(entries)
 
 
 def approve_entry(session: Session, entry: SalesEntry, org: OrgConfig, *, actor: str) -> SalesEntry:
@@ -209,6 +284,174 @@ def previous_values(session: Session, entry: SalesEntry) -> dict[str, Any]:
     return dict(before) if isinstance(before, Mapping) else {}
 
 
+def _integration_users(
+    session: Session, entries: Sequence[SalesEntry], given: str | None
+) -> dict[int | None, str | None]:
+    """Each entry's integration user: the one given, else its org connection's (as
+    process_entry looks it up)."""
+    org_ids = {e.org_connection_id for e in entries}
+    if given is not None:
+        return dict.fromkeys(org_ids, given)
+    users: dict[int | None, str | None] = dict.fromkeys(org_ids)
+    known = [i for i in org_ids if i is not None]
+    if known:
+        rows = session.execute(
+            select(OrgConnection.id, OrgConnection.integration_user_id).where(
+                OrgConnection.id.in_(known)
+            )
+        )
+        users.update({oid: uid for oid, uid in rows})
+    return users
+
+
+def _previous_of(session: Session, entries: Sequence[SalesEntry]) -> dict[int, dict[str, Any]]:
+    """``previous_values`` of many saved entries in one query: for each, the trigger record of
+    the latest earlier entry (lower id) of the same record, org and object."""
+    wanted = [e.id for e in entries if e.record_id]
+    if not wanted:
+        return {}
+    earlier = aliased(SalesEntry)
+    prior = (
+        select(earlier.records)
+        .where(
+            earlier.record_id == SalesEntry.record_id,
+            earlier.sobject_type == SalesEntry.sobject_type,
+            earlier.org_connection_id.is_not_distinct_from(SalesEntry.org_connection_id),
+            earlier.id < SalesEntry.id,
+        )
+        .order_by(earlier.id.desc())
+        .limit(1)
+        .correlate(SalesEntry)
+        .scalar_subquery()
+    )
+    by_id = {e.id: e for e in entries}
+    out: dict[int, dict[str, Any]] = {}
+    for entry_id, records in session.execute(
+        select(SalesEntry.id, prior).where(SalesEntry.id.in_(wanted))
+    ):
+        before = (records or {}).get(by_id[entry_id].sobject_type)
+        out[entry_id] = dict(before) if isinstance(before, Mapping) else {}
+    return out
+
+
+def _lock_likely_targets(
+    session: Session,
+    receiver: Receiver,
+    inputs: Sequence[EntryInput],
+    plans: Sequence[LookupPlan],
+    users: Sequence[str | None],
+    pool: CandidatePool,
+) -> list[Referral]:
+    """Lock, in one statement, the referrals the batch's entries would change as the pool
+    reads them, and bring the pool up to date with what is locked.
+
+    Saves a lock query per entry; an entry that ends up changing another referral (because
+    of an earlier entry of the batch) locks that one itself. Locked in id order, so two
+    workers locking overlapping sets wait for each other instead of deadlocking. The
+    referrals are returned to keep them in the session until the batch is done.
+    """
+    ids: set[int] = set()
+    for data, plan, user in zip(inputs, plans, users, strict=True):
+        candidates = pool.referrals(plan)
+        if not candidates:
+            continue  # nothing to change (a referral created for a member is new)
+        decision = decide(
+            data,
+            receiver,
+            candidates=candidates,
+            members=pool.members(plan),
+            integration_user_id=user,
+            plan=plan,
+        )
+        if decision.outcome == PROCESSED and decision.referral_id is not None:
+            ids.add(decision.referral_id)
+    if not ids:
+        return []
+    referrals = list(
+        session.scalars(
+            select(Referral)
+            .where(Referral.id.in_(sorted(ids)))
+            .order_by(Referral.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    for referral in referrals:
+        if referral_candidate(referral) != pool.candidate(referral.id):
+            pool.update(referral)  # another worker changed it after the pool was read
+    return referrals
+
+
+def _entry_input(entry: SalesEntry) -> EntryInput:
+    return EntryInput(
+        sobject=entry.sobject_type,
+        record_id=entry.record_id,
+        change_type=entry.change_type,
+        records=entry.records or {},
+        previous=entry.previous or {},
+    )
+
+
+def _run_pooled(
+    session: Session,
+    entry: SalesEntry,
+    org: OrgConfig,
+    data: EntryInput,
+    plan: LookupPlan,
+    pool: CandidatePool,
+    locked: set[int],
+    *,
+    program_id: int,
+    integration_user_id: str | None,
+) -> None:
+    """One entry of a batch: ``_run`` with its candidates taken from the batch's pool."""
+    receiver = org.receiver
+    decision = decide(
+        data,
+        receiver,
+        candidates=pool.referrals(plan),
+        members=pool.members(plan),
+        integration_user_id=integration_user_id,
+        plan=plan,
+    )
+    target_id = decision.referral_id if decision.outcome == PROCESSED else None
+    if target_id is not None and target_id not in locked:
+        # First time this batch touches the referral: lock it and check that it is still what
+        # the pool says (another worker may have changed it since the pool was read). The
+        # session holds no unflushed change of it, so nothing needs flushing before the query.
+        target = _lock_target(session, decision)
+        if target is not None:
+            locked.add(target.id)
+            if referral_candidate(target) != pool.candidate(target.id):
+                pool.update(target)
+                # Decide again on fresh lookups, as _run does when it loses that race.
+                session.flush()
+                decision = _decide_locked(
+                    session,
+                    data,
+                    receiver,
+                    plan,
+                    lambda: (
+                        find_referrals(session, program_id, plan),
+                        find_members(session, program_id, plan),
+                    ),
+                    integration_user_id=integration_user_id,
+                )
+                if decision.outcome == PROCESSED and decision.referral_id is not None:
+                    locked.add(decision.referral_id)
+    _apply(session, entry, decision, program_id=program_id, actor=RULES_ACTOR)
+    if (
+        entry.referral_id is not None
+        and (decision.create_referral is not None or decision.changes_referral)
+        and decision.outcome == PROCESSED
+    ):
+        referral = session.get(Referral, entry.referral_id)
+        if referral is not None:
+            pool.update(referral)
+            locked.add(referral.id)
+    _finish_run(session, entry, decision, org, actor=RULES_ACTOR, action="entry.processed")
+
+
 def _run(
     session: Session,
     entry: SalesEntry,
@@ -229,23 +472,44 @@ def _run(
     program = _program(session, entry, org)
     if not entry.previous:
         entry.previous = previous_values(session, entry)
-    data = EntryInput(
-        sobject=entry.sobject_type,
-        record_id=entry.record_id,
-        change_type=entry.change_type,
-        records=entry.records or {},
-        previous=entry.previous or {},
-    )
+    data = _entry_input(entry)
     plan = plan_lookups(data, receiver)
     forced_ids = [forced_referral_id] if forced_referral_id is not None else []
+    forced_members = [forced_member_id] if forced_member_id is not None else []
+    decision = _decide_locked(
+        session,
+        data,
+        receiver,
+        plan,
+        lambda: (
+            find_referrals(session, program.id, plan, referral_ids=forced_ids),
+            find_members(session, program.id, plan, member_ids=forced_members),
+        ),
+        integration_user_id=integration_user_id,
+        forced_referral_id=forced_referral_id,
+        forced_member_id=forced_member_id,
+        reviewed=reviewed,
+    )
+    _apply(session, entry, decision, program_id=program.id, actor=actor)
+    _finish_run(session, entry, decision, org, actor=actor, action=action, extra=extra)
+    return decision
+
+
+def _decide_locked(
+    session: Session,
+    data: EntryInput,
+    receiver: Receiver,
+    plan: LookupPlan,
+    lookup: Callable[[], tuple[list[ReferralCandidate], list[MemberCandidate]]],
+    *,
+    integration_user_id: str | None,
+    forced_referral_id: int | None = None,
+    forced_member_id: int | None = None,
+    reviewed: bool = False,
+) -> Decision:
+    """Look up, decide, and lock the referral the decision changes."""
     for _attempt in range(3):
-        candidates = find_referrals(session, program.id, plan, referral_ids=forced_ids)
-        members = find_members(
-            session,
-            program.id,
-            plan,
-            member_ids=[forced_member_id] if forced_member_id is not None else [],
-        )
+        candidates, members = lookup()
         decision = decide(
             data,
             receiver,
@@ -255,6 +519,7 @@ def _run(
             forced_referral_id=forced_referral_id,
             forced_member_id=forced_member_id,
             reviewed=reviewed,
+            plan=plan,
         )
         target = _lock_target(session, decision)
         # Another worker may have changed the referral between the lookup and the lock
@@ -263,7 +528,19 @@ def _run(
             c for c in candidates if c.id == target.id
         ):
             break
-    _apply(session, entry, decision, program_id=program.id, actor=actor)
+    return decision
+
+
+def _finish_run(
+    session: Session,
+    entry: SalesEntry,
+    decision: Decision,
+    org: OrgConfig,
+    *,
+    actor: str,
+    action: str,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
     audit.record(
         session,
         actor,
@@ -275,9 +552,9 @@ def _run(
         referral_id=entry.referral_id,
         **dict(extra or {}),
     )
-    if decision.outcome == REVIEW and receiver.process.notify_on_review is not None:
-        notify.schedule(session, entry, receiver.process.notify_on_review)
-    return decision
+    notify_on_review = org.receiver.process.notify_on_review
+    if decision.outcome == REVIEW and notify_on_review is not None:
+        notify.schedule(session, entry, notify_on_review)
 
 
 def _lock_target(session: Session, decision: Decision) -> Referral | None:

@@ -59,6 +59,15 @@ class Receiver:
         entry.reasons = ["direct_match"]
         return entry
 
+    def batch(
+        self, session: Any, entries: list[SalesEntry], org: Any, *, integration_user_id: str | None
+    ) -> list[SalesEntry]:
+        """Stands in for bridge.receiver.service.process_entries (a chunk's entries at once)."""
+        session.flush()  # the real one inserts the chunk's entries first, too
+        for entry in entries:
+            self(session, entry, org, integration_user_id=integration_user_id)
+        return entries
+
 
 def no_org(*_a: Any) -> Any:
     raise AssertionError("no Salesforce call expected: the events carry every field")
@@ -68,6 +77,7 @@ def no_org(*_a: Any) -> Any:
 def receiver(store: Store, monkeypatch: pytest.MonkeyPatch) -> Receiver:
     fake = Receiver()
     monkeypatch.setattr(jobs, "process_entry", fake)
+    monkeypatch.setattr(jobs, "process_entries", fake.batch)
     jobs.set_context(
         jobs.InboundContext(store=store, config=BridgeConfig(orgs={"acme": ORG}), open_org=no_org)
     )
@@ -211,7 +221,13 @@ def test_a_receiver_crash_is_saved_with_its_reason(
             raise KeyError("Status")
         return receiver(session, entry, org, **kw)
 
+    def flaky_batch(session: Any, entries: list[SalesEntry], org: Any, **kw: Any) -> Any:
+        for entry in entries:
+            flaky(session, entry, org, **kw)
+        return entries
+
     monkeypatch.setattr(jobs, "process_entry", flaky)
+    monkeypatch.setattr(jobs, "process_entries", flaky_batch)
     assert jobs.process_inbound_batch(ids) == {"processed": 2, "failed": 1}
     failed = [e for e in entries(store) if e.outcome == "failed"]
     assert [(e.inbound_event_id, e.reasons) for e in failed] == [(ids[1], ["receiver_error"])]
