@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bridge.config import Settings, check_config_text
-from bridge.errors import BridgeError, ConfigError
+from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text
+from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.metrics import count_calls_with
 
 if TYPE_CHECKING:
@@ -61,7 +61,12 @@ def config() -> None:
 
 @config.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-def config_check(file: str | None) -> None:
+@click.option(
+    "--connected",
+    is_flag=True,
+    help="Also check fields and picklist values against each connected org's describe.",
+)
+def config_check(file: str | None, connected: bool) -> None:
     """Print every problem in FILE (default $SFBRIDGE_CONFIG) with file, line and key."""
     path = file or Settings.from_env().config_path
     if not path:
@@ -74,7 +79,8 @@ def config_check(file: str | None) -> None:
     if cfg is not None:
         from bridge.receiver.configcheck import check_config_rules
 
-        problems = check_config_rules(cfg, text, path)
+        describes = _describe_connected_orgs(cfg) if connected else None
+        problems = check_config_rules(cfg, text, path, describes)
     if problems:
         for p in problems:
             click.echo(str(p), err=True)
@@ -83,6 +89,23 @@ def config_check(file: str | None) -> None:
     assert cfg is not None
     orgs = ", ".join(cfg.orgs)
     click.echo(f"{path}: OK ({len(cfg.orgs)} org(s): {orgs})")
+
+
+def _describe_connected_orgs(cfg: BridgeConfig) -> dict[str, dict[str, Any]]:
+    """Org name -> {object: describe} for every org of `cfg` that has a stored connection."""
+    from bridge.orgs import load_connection, open_org
+
+    rt = _runtime()
+    out: dict[str, dict[str, Any]] = {}
+    for name, org_config in cfg.orgs.items():
+        try:
+            load_connection(rt.store, name)
+        except UsageError:
+            click.echo(f"org {name}: not connected; its fields were not checked", err=True)
+            continue
+        sf_org = open_org(rt.store, rt.vault, name, org_config)
+        out[name] = {obj: sf_org.call(getattr(sf_org.sf, obj).describe) for obj in SOBJECTS}
+    return out
 
 
 # ---- db, users, secrets ---------------------------------------------------------------------
@@ -184,7 +207,6 @@ def tokens_create(email: str, name: str, scopes: tuple[str, ...]) -> None:
     """Create a token; prints the secret once (only its SHA-256 is stored)."""
     from sqlalchemy import select
 
-    from bridge.errors import UsageError
     from bridge.store.models import User
     from bridge.users import create_token
 
@@ -414,7 +436,6 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
 def devorg(host: str, port: int, data_dir: Path, package_dir: Path) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
-    from bridge.errors import UsageError
 
     try:
         run(host, port, data_dir, package_dir=package_dir)
@@ -498,7 +519,6 @@ def _pick(rt: Runtime, org_name: str | None) -> tuple[str, OrgConfig]:
 
 
 def _parse_since(text: str) -> datetime:
-    from bridge.errors import UsageError
     from bridge.streaming.events import MalformedEvent, parse_sf_datetime
 
     try:

@@ -236,12 +236,21 @@ def check_against_describe(
     return problems
 
 
-def check_config_rules(cfg: BridgeConfig, text: str, filename: str) -> list[Problem]:
-    """``check_rules`` for every org of a validated config, with file and line."""
+def check_config_rules(
+    cfg: BridgeConfig,
+    text: str,
+    filename: str,
+    describes: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> list[Problem]:
+    """``check_rules`` for every org of a validated config, with file and line; with
+    `describes` (org name -> object -> describe), also ``check_against_describe``."""
     index = line_index(text)
     out: list[Problem] = []
     for name, org in cfg.orgs.items():
-        for p in check_rules(org):
+        found = check_rules(org)
+        if describes and name in describes:
+            found += check_against_describe(org, describes[name])
+        for p in found:
             steps = re.findall(r"([A-Za-z_]\w*)|\[(\d+)\]", p.key)
             path: tuple[Any, ...] = (
                 "orgs",
