@@ -568,8 +568,39 @@ def sweep(store: Store, client: redis.Redis) -> int:
     return 0
 
 
-def start_sweeper(store: Store, client: redis.Redis, stop: threading.Event) -> threading.Thread:
-    """Re-enqueue inbound events and outbound pushes whose job was lost, every few seconds."""
+_NOTIFY_LOCK = "sfbridge:notify:resend"
+
+
+def resend_notifications(store: Store, client: redis.Redis, config: BridgeConfig) -> int:
+    """Send again the review notifications left pending (a process died between the commit and
+    the send) or failed (SMTP or webhook down), at most once per NOTIFY_RETRY_EVERY_SECONDS
+    across all workers; returns how many were sent."""
+    from bridge.receiver import notify
+
+    try:
+        every_ms = int(defaults.NOTIFY_RETRY_EVERY_SECONDS * 1000)
+        if not client.set(_NOTIFY_LOCK, "1", nx=True, px=every_ms):
+            return 0
+    except redis.RedisError:
+        return 0
+    with store.session() as session:
+        names = {
+            row.id: row.name
+            for row in session.execute(select(OrgConnection.id, OrgConnection.name))
+        }
+
+    def config_for(entry: SalesEntry) -> Any:
+        org = config.orgs.get(names.get(entry.org_connection_id or 0, ""))
+        return org.receiver.process.notify_on_review if org is not None else None
+
+    return notify.send_pending(store, config_for)
+
+
+def start_sweeper(
+    store: Store, client: redis.Redis, stop: threading.Event, config: BridgeConfig | None = None
+) -> threading.Thread:
+    """Every few seconds: re-enqueue inbound events and outbound pushes whose job was lost,
+    and (with `config`) resend review notifications that did not go out."""
     from bridge.writeback import jobs as outbound
 
     def loop() -> None:
@@ -577,6 +608,8 @@ def start_sweeper(store: Store, client: redis.Redis, stop: threading.Event) -> t
             try:
                 sweep(store, client)
                 outbound.sweep(store, client, every_seconds=defaults.SWEEP_EVERY_SECONDS)
+                if config is not None:
+                    resend_notifications(store, client, config)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("sweeper round failed")
 
@@ -637,7 +670,7 @@ def run_worker(
         sweep(rt.store, client)
         outbound_enqueue_pending(rt.store, client)
     else:
-        start_sweeper(rt.store, client, stop)
+        start_sweeper(rt.store, client, stop, rt.config)
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class([Queue(n, connection=client) for n in names], connection=client)
     try:

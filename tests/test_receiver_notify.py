@@ -238,3 +238,37 @@ def test_nothing_is_sent_when_the_transaction_rolls_back(
     with store.session() as s:
         assert s.scalars(select(SalesEntry)).all() == []
     assert smtp.messages == [] and hooks.received == []
+
+
+def test_the_worker_sweeper_resends_failed_notifications_once_per_interval(
+    sqlite_store: Store, webhook: tuple[str, _Hooks], redis_client: Any
+) -> None:
+    from bridge import jobs
+    from bridge.config import BridgeConfig
+    from bridge.store.models import OrgConnection
+
+    url, hooks = webhook
+    hooks.status = 500
+    org_config = org({"webhook": {"url": url, "secret_env": "SFBRIDGE_TEST_HOOK_SECRET"}})
+    eid = review_entry(sqlite_store, org_config)
+    assert notify_state(sqlite_store, eid)[0] == "failed"
+    with sqlite_store.session() as s:
+        conn = OrgConnection(name="acme", login_url="https://x", auth_method="jwt")
+        s.add(conn)
+        s.flush()
+        entry = s.get(SalesEntry, eid)
+        assert entry is not None
+        entry.org_connection_id = conn.id
+    config = BridgeConfig(orgs={"acme": org_config})
+
+    hooks.status = 204  # the receiver is back
+    assert jobs.resend_notifications(sqlite_store, redis_client, config) == 1
+    assert notify_state(sqlite_store, eid) == ("sent", None)
+    hooks.status = 500
+    with sqlite_store.session() as s:
+        entry = s.get(SalesEntry, eid)
+        assert entry is not None
+        entry.notify_state = "failed"
+    # Within the interval another worker's sweeper does not send again.
+    assert jobs.resend_notifications(sqlite_store, redis_client, config) == 0
+    assert len(hooks.received) == 2

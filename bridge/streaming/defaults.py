@@ -64,6 +64,9 @@ CLAIM_TIMEOUT_SECONDS = _env("CLAIM_TIMEOUT_SECONDS", 900.0)
 SWEEP_EVERY_SECONDS = _env("SWEEP_EVERY_SECONDS", 30.0)
 """How often each worker process runs the sweeper (a Redis lock lets one run at a time)."""
 
+NOTIFY_RETRY_EVERY_SECONDS = _env("NOTIFY_RETRY_EVERY_SECONDS", 300.0)
+"""How often review notifications left pending or failed are sent again (once across workers)."""
+
 BACKFILL_PROGRESS_EVERY = 1000
 """A long backfill prints a progress line every this many records."""
 
