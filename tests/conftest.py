@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -22,8 +23,11 @@ pytest_plugins = ["tests.conftest_devorg"]
 _found: dict[str, tuple[str | None, str]] = {}
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"services: {name}: {how}" for name, (_url, how) in _found.items()]
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which PostgreSQL and Redis the suite used, or why it skipped them."""
+    for name, (url, how) in _found.items():
+        where = f" ({url.rsplit('@', 1)[-1]})" if url else ""
+        terminalreporter.write_line(f"services: {name}: {how}{where}")
 
 
 # ---- PostgreSQL -----------------------------------------------------------------------------
