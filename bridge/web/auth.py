@@ -34,6 +34,7 @@ from bridge import audit
 from bridge.store.models import AuditLog, User, utcnow
 from bridge.users import verify_password
 from bridge.web.extensions import store
+from bridge.web.security import is_local_path
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -125,9 +126,7 @@ def _ip_failures(s: Any, ip: str) -> int:
 
 def _safe_next(target: str | None) -> str:
     # Only local paths: never redirect to another site after sign-in.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("index")
+    return target if target and is_local_path(target) else url_for("index")
 
 
 @bp.route("/login", methods=("GET", "POST"))

@@ -40,12 +40,21 @@ def csrf_token() -> str:
     return str(token)
 
 
+def is_local_path(target: str) -> bool:
+    """A path on this site: not `//host`, and no backslash or control character (browsers read
+    a backslash as a slash and drop tabs and newlines, so both can spell `//host`)."""
+    return (
+        target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(ch) < 32 or ord(ch) == 127 for ch in target)
+    )
+
+
 def local_next(default: str) -> str:
     """The form's `next` when it is a path on this site, else `default` (no open redirects)."""
     target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    return target if is_local_path(target) else default
 
 
 def page_url(page: int) -> str:

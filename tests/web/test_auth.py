@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -96,7 +97,11 @@ def test_pages_need_sign_in(client: FlaskClient) -> None:
         assert resp.headers["Location"].startswith("/auth/login?next=")
 
 
-def test_next_never_leaves_the_site(client: FlaskClient, auth: AuthActions) -> None:
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/x", "/\\evil.example/x", "/\t/evil.example/x", "https://evil.example"],
+)
+def test_next_never_leaves_the_site(client: FlaskClient, auth: AuthActions, target: str) -> None:
     token = auth.csrf()
     resp = client.post(
         "/auth/login",
@@ -104,7 +109,7 @@ def test_next_never_leaves_the_site(client: FlaskClient, auth: AuthActions) -> N
             "email": "reviewer@example.com",
             "password": PASSWORD,
             "csrf_token": token,
-            "next": "//evil.example/x",
+            "next": target,
         },
     )
     assert resp.headers["Location"] == "/"
