@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge import audit, writeback
-from bridge.config import OrgConfig
+from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import UsageError
 from bridge.receiver import service
 from bridge.store.models import (
@@ -90,8 +90,20 @@ def entry_org_name(s: Session, entry: SalesEntry) -> str | None:
     return conn.name if conn else None
 
 
+def _org_config(name: str | None) -> OrgConfig:
+    """The org's config; a missing config file or org is a 422 that says so, not a 500."""
+    result: OrgConfig = _receiver_call(org_config, name)
+    return result
+
+
+def _config() -> BridgeConfig | None:
+    """The config file (None when SFBRIDGE_CONFIG is not set); a broken file is a 422."""
+    result: BridgeConfig | None = _receiver_call(web().config)
+    return result
+
+
 def _entry_org(s: Session, entry: SalesEntry) -> OrgConfig:
-    return org_config(entry_org_name(s, entry))
+    return _org_config(entry_org_name(s, entry))
 
 
 def _require_outcome(entry: SalesEntry, allowed: tuple[str, ...], action: str) -> None:
@@ -103,10 +115,11 @@ def _require_outcome(entry: SalesEntry, allowed: tuple[str, ...], action: str) -
         )
 
 
-def _receiver_call(fn: Any, *args: Any, **kwargs: Any) -> SalesEntry:
-    """Run a receiver action; its UsageErrors (e.g. nothing to approve) become 422s."""
+def _receiver_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a receiver action (or a config lookup); its UsageErrors (e.g. nothing to approve,
+    no config file) become 422s."""
     try:
-        result: SalesEntry = fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     except ActionError:
         raise
     except UsageError as exc:
@@ -218,7 +231,7 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
             code="org_not_connected",
             fields=["org"],
         )
-    org = org_config(org_name)
+    org = _org_config(org_name)
     sobject: str = data["sobject_type"]
     record: dict[str, Any] = dict(data["record"])
     record_id = record.get("Id")
@@ -293,7 +306,7 @@ def ensure_program(s: Session, key: str) -> Program:
     program = s.scalar(select(Program).where(Program.key == key))
     if program is not None:
         return program
-    cfg = web().config()
+    cfg = _config()
     for org_name, org in cfg.orgs.items() if cfg else []:
         for p in org.programs:
             if p.key == key:
@@ -361,7 +374,7 @@ def _program_org(s: Session, program: Program) -> tuple[OrgConnection, OrgConfig
     if program.org_connection_id is None:
         return None
     conn = s.get(OrgConnection, program.org_connection_id)
-    cfg = web().config()
+    cfg = _config()
     if conn is None or cfg is None or conn.name not in cfg.orgs:
         return None
     return conn, cfg.orgs[conn.name]
@@ -415,7 +428,7 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
     the same activity id with new content is a new push that updates the Task/Event (upsert by
     SFBridge_Activity_Id__c)."""
     org_name: str = data["org"]
-    cfg = web().config()
+    cfg = _config()
     conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
     if cfg is None or org_name not in cfg.orgs or conn is None:
         raise Unprocessable(

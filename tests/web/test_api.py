@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -464,6 +465,25 @@ def test_admin_only_scopes(api: Api) -> None:
         403,
         "insufficient_scope",
     )
+
+
+def test_a_missing_config_file_is_a_clear_error_not_a_500(api: Api, config_file: Path) -> None:
+    config_file.unlink()  # e.g. SFBRIDGE_CONFIG points at a file that was moved
+    body = check_error(
+        api.post(f"/entries/{api.seeded.ids['review_fuzzy']}/approve"), 422, "config_error"
+    )
+    assert "sfbridge.yaml" in body["error"]["message"]
+    payload = {"org": "acme", "sobject_type": "Lead", "record": {"Id": "00Q0000000000XYAAA"}}
+    check_error(api.post("/entries", payload), 422, "config_error")
+    activity = {
+        "org": "acme",
+        "activity_id": "a-1",
+        "kind": "call",
+        "subject": "Call",
+        "occurred_at": "2026-01-01T10:00:00Z",
+    }
+    check_error(api.post("/activities", activity), 422, "config_error")
+    assert api.get(f"/entries/{api.seeded.ids['review_fuzzy']}").get_json()["outcome"] == "review"
 
 
 def test_unexpected_failures_are_json_too(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

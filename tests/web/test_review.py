@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -232,3 +233,15 @@ def test_queue_filters_on_both_databases(store: Store, app_factory: Callable[...
     html = client.get("/queue/review?program=partners").get_data(as_text=True)
     assert _entry_ids(html) == {ids["review_partner"]}
     assert "<svg" in client.get("/").get_data(as_text=True)
+
+
+def test_actions_without_the_config_file_say_so(
+    app: Flask, auth: AuthActions, seeded: Seeded, config_file: Path
+) -> None:
+    auth.login()
+    config_file.unlink()
+    entry_id = seeded.ids["review_fuzzy"]
+    resp = auth.post(f"/entries/{entry_id}/approve", follow_redirects=True)
+    assert resp.status_code == 200
+    assert f"Entry {entry_id} was not approved" in resp.get_data(as_text=True)
+    assert _entry(app, entry_id).outcome == "review"
