@@ -198,11 +198,13 @@ def _validation(exc: ValidationError) -> ResponseReturnValue:
 def body(model: type[BaseModel]) -> Any:
     data = request.get_json(silent=True)
     if data is None:
-        if request.content_length and request.mimetype != "application/json":
+        # The body itself, not Content-Length: a chunked body has no length but is still sent.
+        sent = bool(request.get_data(cache=True))
+        if sent and request.mimetype != "application/json":
             raise ApiAbort(
                 error(400, "invalid_json", "send a JSON body with Content-Type: application/json")
             )
-        if request.content_length:
+        if sent:
             raise ApiAbort(error(400, "invalid_json", "the request body is not valid JSON"))
         data = {}
     if not isinstance(data, dict):

@@ -177,6 +177,19 @@ def test_patch_entry_fields(api: Api) -> None:
     check_error(resp, 400, "invalid_json")
 
 
+def test_a_chunked_body_that_is_not_json_is_refused(api: Api) -> None:
+    eid = api.seeded.ids["review_fuzzy"]
+    resp = api.client.post(
+        f"/api/v1/entries/{eid}/approve",
+        data=b"{not json",
+        content_type="application/json",
+        headers={**api.h(), "Transfer-Encoding": "chunked"},  # no Content-Length
+        environ_overrides={"wsgi.input_terminated": True},  # as gunicorn sets for chunked
+    )
+    check_error(resp, 400, "invalid_json")
+    assert api.get(f"/entries/{eid}").get_json()["outcome"] == "review"
+
+
 def test_approve_reject_retry(api: Api) -> None:
     ids = api.seeded.ids
     body = check(api.post(f"/entries/{ids['review_fuzzy']}/approve"), 200, "Entry")
