@@ -263,7 +263,7 @@ def require_scope(scope: str) -> Callable[[F], F]:
 
 def _page(query: Select[Any], id_column: Any, render: Callable[[Any], dict[str, Any]]) -> Any:
     raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    if not raw_limit.isdecimal() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise ApiAbort(
             error(
                 400,
@@ -277,6 +277,8 @@ def _page(query: Select[Any], id_column: Any, render: Callable[[Any], dict[str, 
     if cursor:
         try:
             after = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+            if not 0 < after < 2**63:  # ids are positive 64-bit integers
+                raise ValueError(after)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise ApiAbort(
                 error(400, "validation_error", "cursor is not one this API gave", ["cursor"])

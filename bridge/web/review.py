@@ -251,7 +251,7 @@ def reject(entry_id: int) -> Response:
 def retry(entry_id: int) -> Response:
     """Edit fields and/or pick a referral, then decide again. Only changed fields are sent."""
     referral_raw = request.form.get("referral_id", "").strip()
-    referral_id = int(referral_raw) if referral_raw.isdigit() else None
+    referral_id = int(referral_raw) if referral_raw.isdecimal() else None
 
     def run(s: Any, e: SalesEntry) -> None:
         fields: dict[str, dict[str, Any]] = {}
@@ -279,7 +279,7 @@ def retry(entry_id: int) -> Response:
 @login_required
 def bulk() -> Response:
     action = request.form.get("action")
-    ids = [int(i) for i in request.form.getlist("entry_id") if i.isdigit()]
+    ids = [int(i) for i in request.form.getlist("entry_id") if i.isdecimal()]
     back = local_next(url_for("review.queue", outcome="review"))
     if action not in ("approve", "reject") or not ids:
         flash("Tick at least one entry and choose approve or reject.", "error")

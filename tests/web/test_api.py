@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,9 @@ def test_list_entries_by_outcome_with_cursor_paging(api: Api) -> None:
     check_error(api.get("/entries?limit=0"), 400, "validation_error", ["limit"])
     check_error(api.get("/entries?limit=abc"), 400, "validation_error", ["limit"])
     check_error(api.get("/entries?cursor=%%%"), 400, "validation_error", ["cursor"])
+    check_error(api.get("/entries?limit=%C2%B2"), 400, "validation_error", ["limit"])  # "²"
+    huge = base64.urlsafe_b64encode(str(10**30).encode()).decode()
+    check_error(api.get(f"/entries?cursor={huge}"), 400, "validation_error", ["cursor"])
 
 
 def test_get_entry(api: Api) -> None:

@@ -245,3 +245,17 @@ def test_actions_without_the_config_file_say_so(
     assert resp.status_code == 200
     assert f"Entry {entry_id} was not approved" in resp.get_data(as_text=True)
     assert _entry(app, entry_id).outcome == "review"
+
+
+def test_bulk_ignores_ids_that_are_not_plain_numbers(
+    app: Flask, auth: AuthActions, seeded: Seeded
+) -> None:
+    auth.login()
+    entry_id = seeded.ids["review_fuzzy"]
+    resp = auth.post(
+        "/entries/bulk",
+        {"action": "reject", "entry_id": ["\u00b2", str(entry_id)]},
+        follow_redirects=True,
+    )
+    assert resp.status_code == 200
+    assert _entry(app, entry_id).outcome == "skipped"
