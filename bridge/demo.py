@@ -24,8 +24,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -523,6 +524,11 @@ class Demo:
         if self._stopping:
             return
         self._stopping = True
+        # A second Ctrl-C while the children stop must not leave the org or Redis running.
+        with _signals_ignored():
+            self._stop_all()
+
+    def _stop_all(self) -> None:
         for child in reversed(self.children):
             if child.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -540,6 +546,20 @@ class Demo:
         if self._redis is not None:
             self._redis.stop()
         self.echo("stopped: web, worker, stream, local org and Redis")
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM for the block (only the main thread may change handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _http_ok(url: str) -> bool:
