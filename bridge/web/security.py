@@ -71,7 +71,8 @@ def _check_csrf() -> None:
         return
     expected = session.get("csrf")
     sent = request.form.get(CSRF_FIELD) or request.headers.get("X-CSRF-Token", "")
-    if not expected or not sent or not hmac.compare_digest(str(expected), sent):
+    # bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500)
+    if not expected or not sent or not hmac.compare_digest(str(expected).encode(), sent.encode()):
         raise CsrfRefused()
 
 

@@ -61,7 +61,7 @@ def test_every_post_form_without_a_csrf_token_is_refused(app: Flask, seeded: See
     assert len(rules) >= 12
     for rule in rules:
         url = _url(rule, seeded)
-        for data in ({}, {"csrf_token": "forged"}):
+        for data in ({}, {"csrf_token": "forged"}, {"csrf_token": "forgéd"}):
             resp = client.post(
                 url, data={**data, "action": "approve", "entry_id": seeded.ids["review_fuzzy"]}
             )
