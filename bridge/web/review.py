@@ -258,7 +258,9 @@ def retry(entry_id: int) -> Response:
         for key, value in request.form.items():
             if not key.startswith("field:"):
                 continue
-            _, obj, name = key.split(":", 2)
+            _, obj, name = (key.split(":", 2) + ["", ""])[:3]
+            if not obj or not name:
+                raise actions.ActionError(f"the form sent '{key}', not field:<object>:<field>")
             old = ((e.records or {}).get(obj) or {}).get(name)
             new: Any = value if value != "" else None
             if ("" if old is None else str(old)) != value:

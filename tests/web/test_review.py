@@ -259,3 +259,14 @@ def test_bulk_ignores_ids_that_are_not_plain_numbers(
     )
     assert resp.status_code == 200
     assert _entry(app, entry_id).outcome == "skipped"
+
+
+def test_retry_with_a_malformed_field_name_says_so(
+    app: Flask, auth: AuthActions, seeded: Seeded
+) -> None:
+    auth.login()
+    eid = seeded.ids["review_fuzzy"]
+    resp = auth.post(f"/entries/{eid}/retry", {"field:Lead": "x"}, follow_redirects=True)
+    assert resp.status_code == 200
+    assert f"Entry {eid} was not retried" in resp.get_data(as_text=True)
+    assert _entry(app, eid).outcome == "review"
