@@ -11,13 +11,9 @@ from bridge.store.models import Push, SalesEntry
 from bridge.web import actions
 from bridge.web.auth import login_required, role_required
 from bridge.web.extensions import store
-from bridge.web.security import local_next
+from bridge.web.security import local_next, page_number
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
-
-
-def _page() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
 
 
 @bp.get("/pushes")
@@ -26,7 +22,7 @@ def pushes() -> str:
     state = request.args.get("state", "")
     kind = request.args.get("kind", "")
     size = current_app.config["PAGE_SIZE"]
-    page = _page()
+    page = page_number()
     with store().session() as s:
         query = select(Push)
         if state in actions.PUSH_STATES:
@@ -66,7 +62,7 @@ def repush(push_id: int) -> Response:
 def entries() -> str:
     result = request.args.get("result", "")
     size = current_app.config["PAGE_SIZE"]
-    page = _page()
+    page = page_number()
     with store().session() as s:
         query = select(SalesEntry).where(SalesEntry.outcome.in_(("processed", "failed")))
         if result == "success":

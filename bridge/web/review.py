@@ -35,7 +35,7 @@ from bridge.web import actions
 from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
 from bridge.web.extensions import store
-from bridge.web.security import local_next
+from bridge.web.security import local_next, page_number
 from bridge.web.words import DECISION_FIELDS, WAITING_OUTCOMES, reason_text
 
 bp = Blueprint("review", __name__)
@@ -123,7 +123,7 @@ def queue(outcome: str) -> str:
     if outcome not in QUEUE_TABS:
         abort(404)
     f = _filters()
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_number()
     size = current_app.config["PAGE_SIZE"]
     with store().session() as s:
         base = _apply_filters(select(SalesEntry).where(SalesEntry.outcome == outcome), f)
@@ -308,7 +308,7 @@ def bulk() -> Response:
 @bp.get("/audit")
 @login_required
 def audit_log() -> str:
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_number()
     size = current_app.config["PAGE_SIZE"] * 2
     f = {
         k: request.args.get(k, "").strip() for k in ("actor", "action", "object_type", "object_id")

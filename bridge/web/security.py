@@ -57,6 +57,14 @@ def local_next(default: str) -> str:
     return target if is_local_path(target) else default
 
 
+MAX_PAGE = 1_000_000  # far past any real page; a larger offset overflows the database
+
+
+def page_number() -> int:
+    """The `?page=` of a list, from 1 to MAX_PAGE (anything else is page 1 or the last)."""
+    return min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
+
+
 def page_url(page: int) -> str:
     """This page's URL with the same query and another page number."""
     args: dict[str, Any] = {**(request.view_args or {}), **request.args.to_dict()}

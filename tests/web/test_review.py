@@ -270,3 +270,11 @@ def test_retry_with_a_malformed_field_name_says_so(
     assert resp.status_code == 200
     assert f"Entry {eid} was not retried" in resp.get_data(as_text=True)
     assert _entry(app, eid).outcome == "review"
+
+
+@pytest.mark.parametrize("path", ["/queue/review", "/audit", "/reports/pushes", "/reports/entries"])
+def test_a_page_number_past_the_end_is_an_empty_page(
+    client: FlaskClient, auth: AuthActions, path: str
+) -> None:
+    auth.login()
+    assert client.get(f"{path}?page={10**20}").status_code == 200
