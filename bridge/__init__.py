@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
 
     from bridge.config import Settings
     from bridge.web import admin, api, auth, extensions, health, reports, review, security
+    from bridge.web.security import RowIdConverter
 
     settings = settings or Settings.from_env()
     app = Flask("bridge.web", instance_path=None, static_folder="static")
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
 
         app.config["DEMO_CHANGES"] = functools.partial(make_changes, demo_devorg)
 
+    app.url_map.converters["int"] = RowIdConverter
     extensions.init_app(app, settings)
     security.init_app(app)
     auth.init_app(app)

@@ -39,6 +39,7 @@ Scalar = str | int | float | bool | None
 SObject = Literal["Lead", "Contact", "Account", "Opportunity"]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=255)]
 Short = Annotated[str, Field(min_length=1, max_length=255)]
+RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]  # a stored row's id (64-bit)
 
 
 class _Body(BaseModel):
@@ -48,7 +49,7 @@ class _Body(BaseModel):
 class MemberRef(_Body):
     """Which member referred: give one of these."""
 
-    id: int | None = None
+    id: RowId | None = None
     external_id: Short | None = None
     referral_code: Short | None = None
     email: Email | None = None
@@ -84,7 +85,7 @@ class ActivityIn(_Body):
     occurred_at: datetime
     description: Annotated[str, Field(max_length=32000)] | None = None
     who_email: Email | None = None
-    referral_id: int | None = None
+    referral_id: RowId | None = None
     duration_minutes: Annotated[int, Field(ge=0, le=14 * 24 * 60)] | None = None
     ended_at: datetime | None = None
 
@@ -106,7 +107,7 @@ class EntryPatch(_Body):
 
 class RetryIn(_Body):
     fields: dict[SObject, dict[str, Scalar]] | None = None
-    referral_id: int | None = None
+    referral_id: RowId | None = None
 
 
 class NoBody(_Body):

@@ -17,10 +17,20 @@ from flask import Flask, Response, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
 
 CSRF_FIELD = "csrf_token"
 CSRF_EXEMPT_PREFIXES = ("/api/",)
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` in routes: ids are 64-bit, so a larger number is a 404, not a database
+    overflow (a 500)."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 class CsrfRefused(BadRequest):

@@ -96,6 +96,11 @@ def test_unknown_routes_methods_and_ids_are_json(api: Api) -> None:
     check_error(resp, 405, "method_not_allowed")
     assert "PATCH" in resp.headers["Allow"]
     check_error(api.post("/pushes/999999/repush"), 404, "not_found")
+    huge = 10**20  # past a 64-bit id
+    check_error(api.get(f"/entries/{huge}"), 404, "not_found")
+    check_error(api.post(f"/pushes/{huge}/repush"), 404, "not_found")
+    retry = api.post(f"/entries/{api.seeded.ids['review_fuzzy']}/retry", {"referral_id": huge})
+    check_error(retry, 400, "validation_error", ["referral_id"])
 
 
 # ---- entries --------------------------------------------------------------------------------

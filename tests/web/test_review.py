@@ -278,3 +278,8 @@ def test_a_page_number_past_the_end_is_an_empty_page(
 ) -> None:
     auth.login()
     assert client.get(f"{path}?page={10**20}").status_code == 200
+
+
+def test_an_id_past_64_bits_is_a_404(client: FlaskClient, auth: AuthActions) -> None:
+    auth.login()
+    assert client.get(f"/entries/{10**20}").status_code == 404
