@@ -219,6 +219,12 @@ def entry(entry_id: int) -> str:
     )
 
 
+def _form_id(raw: str) -> int | None:
+    """A row id sent by a form, or None when it is not one (not digits, or past 64 bits)."""
+    value = int(raw) if raw.isdecimal() else 0
+    return value if 0 < value < 2**63 else None
+
+
 def _run(entry_id: int, what: str, fn: Any) -> Response:
     try:
         with store().session() as s:
@@ -251,7 +257,7 @@ def reject(entry_id: int) -> Response:
 def retry(entry_id: int) -> Response:
     """Edit fields and/or pick a referral, then decide again. Only changed fields are sent."""
     referral_raw = request.form.get("referral_id", "").strip()
-    referral_id = int(referral_raw) if referral_raw.isdecimal() else None
+    referral_id = _form_id(referral_raw)
 
     def run(s: Any, e: SalesEntry) -> None:
         fields: dict[str, dict[str, Any]] = {}
@@ -281,7 +287,7 @@ def retry(entry_id: int) -> Response:
 @login_required
 def bulk() -> Response:
     action = request.form.get("action")
-    ids = [int(i) for i in request.form.getlist("entry_id") if i.isdecimal()]
+    ids = [i for i in map(_form_id, request.form.getlist("entry_id")) if i is not None]
     back = local_next(url_for("review.queue", outcome="review"))
     if action not in ("approve", "reject") or not ids:
         flash("Tick at least one entry and choose approve or reject.", "error")

@@ -254,7 +254,7 @@ def test_bulk_ignores_ids_that_are_not_plain_numbers(
     entry_id = seeded.ids["review_fuzzy"]
     resp = auth.post(
         "/entries/bulk",
-        {"action": "reject", "entry_id": ["\u00b2", str(entry_id)]},
+        {"action": "reject", "entry_id": ["\u00b2", str(10**20), str(entry_id)]},
         follow_redirects=True,
     )
     assert resp.status_code == 200
