@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import threading
 import urllib.error
@@ -194,3 +195,13 @@ def test_the_token_response_signature_is_checked_with_the_client_secret(fake):
     assert token.signature and token.issued_at
     with pytest.raises(SalesforceUsageError, match="signature does not match"):
         token.check_signature("another-apps-secret")
+
+
+def test_a_signature_with_non_ascii_characters_is_a_mismatch_not_a_crash(fake):
+    fake.client_secret = "s3cr3t-consumer"
+    flow = start_flow()
+    code = flow.code_from_callback(fake.authorize(flow.authorize_url))
+    token = flow.exchange(build_session(LOGIN_URL), code, client_secret="s3cr3t-consumer")
+    altered = dataclasses.replace(token, signature="sïgnature")
+    with pytest.raises(SalesforceUsageError, match="signature does not match"):
+        altered.check_signature("s3cr3t-consumer")

@@ -74,7 +74,7 @@ class TokenResponse:
             client_secret.encode(), (self.id_url + self.issued_at).encode(), hashlib.sha256
         )
         expected = base64.b64encode(mac.digest()).decode()
-        if not hmac.compare_digest(expected, self.signature):
+        if not hmac.compare_digest(expected.encode(), self.signature.encode()):
             raise make_error(
                 "invalid_token_response",
                 "the token response's signature does not match its identity URL (it was "
