@@ -52,11 +52,6 @@ class ChangeEvent:
     def change_key(self) -> str:
         return change_key(self)
 
-    @property
-    def last_modified_by(self) -> str | None:
-        value = self.fields.get("LastModifiedById")
-        return str(value) if value else None
-
 
 def parse_sf_datetime(value: Any) -> datetime | None:
     """Salesforce datetimes: ``2024-05-01T10:00:00.000+0000``, ``...Z`` or epoch milliseconds."""

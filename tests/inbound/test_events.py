@@ -122,7 +122,7 @@ def test_cdc_event_with_several_records_gives_one_change_each() -> None:
     events = from_bayeux(msg, {})
     assert [e.record_id for e in events] == [LEAD, "00Q000000000002AAA"]
     assert [e.replay_id for e in events] == [9, None]
-    assert events[0].last_modified_by == "005000000000001AAA"
+    assert events[0].fields["LastModifiedById"] == "005000000000001AAA"
     assert len({e.change_key for e in events}) == 2
 
 
