@@ -290,6 +290,15 @@ def _relate(
         for ev, _t in wanted:
             failures[ev.id] = exc
         return
+    except Exception as exc:  # noqa: BLE001 - a retry would fail alike: saved with the reason
+        log.exception("inbound batch: reading the related records failed")
+        failure = BridgeError(
+            f"reading the related records failed: {type(exc).__name__}: {exc}",
+            code="lookup_error",
+        )
+        for ev, _t in wanted:
+            failures[ev.id] = failure
+        return
     for (ev, _t), recs in zip(wanted, related, strict=True):
         records[ev.id] = recs
 
