@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import BridgeError, TransientError
+from bridge.receiver.decision import is_own_write
 from bridge.receiver.relational import SalesforceLookup, Trigger, related_records
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
@@ -304,9 +305,7 @@ def _relate(
 
 
 def _own_write(trigger: Trigger, integration_user_id: str | None) -> bool:
-    author = str(trigger.record.get("LastModifiedById") or "")
-    # Compare the case-sensitive 15-character form: an id may come as 15 or 18 characters.
-    return bool(integration_user_id) and author[:15] == str(integration_user_id)[:15]
+    return is_own_write(trigger.record.get("LastModifiedById"), integration_user_id)
 
 
 class _LazyLookup:
