@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import BridgeError, TransientError
+from bridge.receiver.decision import is_own_write
 from bridge.receiver.relational import SalesforceLookup, Trigger, related_records
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
@@ -290,14 +291,21 @@ def _relate(
         for ev, _t in wanted:
             failures[ev.id] = exc
         return
+    except Exception as exc:  # noqa: BLE001 - a retry would fail alike: saved with the reason
+        log.exception("inbound batch: reading the related records failed")
+        failure = BridgeError(
+            f"reading the related records failed: {type(exc).__name__}: {exc}",
+            code="lookup_error",
+        )
+        for ev, _t in wanted:
+            failures[ev.id] = failure
+        return
     for (ev, _t), recs in zip(wanted, related, strict=True):
         records[ev.id] = recs
 
 
 def _own_write(trigger: Trigger, integration_user_id: str | None) -> bool:
-    author = str(trigger.record.get("LastModifiedById") or "")
-    # Compare the case-sensitive 15-character form: an id may come as 15 or 18 characters.
-    return bool(integration_user_id) and author[:15] == str(integration_user_id)[:15]
+    return is_own_write(trigger.record.get("LastModifiedById"), integration_user_id)
 
 
 class _LazyLookup:

@@ -141,6 +141,10 @@ def test_own_write_is_skipped() -> None:
     entry = lead_entry(LastModifiedById=INTEGRATION, Status="Qualified")
     d = decide(entry, receiver(), candidates=[ref()], integration_user_id=INTEGRATION)
     assert (d.outcome, d.reasons) == ("skipped", ["own_write"])
+    # An id in its 15-character form is the same user (as the inbound jobs compare).
+    entry = lead_entry(LastModifiedById=INTEGRATION[:15], Status="Qualified")
+    d = decide(entry, receiver(), candidates=[ref()], integration_user_id=INTEGRATION)
+    assert (d.outcome, d.reasons) == ("skipped", ["own_write"])
     # The same change by a salesperson is processed.
     entry = lead_entry(Status="Qualified")
     d = decide(entry, receiver(), candidates=[ref()], integration_user_id=INTEGRATION)

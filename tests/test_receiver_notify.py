@@ -272,3 +272,32 @@ def test_the_worker_sweeper_resends_failed_notifications_once_per_interval(
     # Within the interval another worker's sweeper does not send again.
     assert jobs.resend_notifications(sqlite_store, redis_client, config) == 0
     assert len(hooks.received) == 2
+
+
+def test_a_notification_still_being_sent_is_not_sent_again(
+    store: Store, webhook: tuple[str, _Hooks]
+) -> None:
+    # `pending` just after the commit means the committing process is sending it right now
+    # (after_commit); the resend sweep leaves it alone until it is clearly left over.
+    from datetime import timedelta
+
+    from bridge.store.models import utcnow
+
+    url, hooks = webhook
+    config = org({"webhook": {"url": url, "secret_env": "SFBRIDGE_TEST_HOOK_SECRET"}})
+    eid = review_entry(store, config)
+    assert len(hooks.received) == 1
+    with store.session() as s:
+        entry = s.get(SalesEntry, eid)
+        assert entry is not None
+        entry.notify_state, entry.processed_at = "pending", utcnow()
+    resend = lambda entry: config.receiver.process.notify_on_review  # noqa: E731
+    assert notify.send_pending(store, resend) == 0
+    assert len(hooks.received) == 1
+    with store.session() as s:
+        entry = s.get(SalesEntry, eid)
+        assert entry is not None
+        entry.processed_at = utcnow() - timedelta(minutes=5)  # its process died before sending
+    assert notify.send_pending(store, resend) == 1
+    assert len(hooks.received) == 2
+    assert notify_state(store, eid) == ("sent", None)

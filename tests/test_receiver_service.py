@@ -294,6 +294,23 @@ def test_own_write_is_skipped_using_the_connection_integration_user(seeded: Stor
     assert referral(seeded, "R1").status == "pending"
 
 
+def test_retrying_an_own_write_still_skips_it(seeded: Store) -> None:
+    # E.g. saved failed before the receiver ran (its org was missing from the config file):
+    # once retried, the bridge's own write must not be applied back to the referral.
+    eid = add_entry(
+        seeded,
+        "Lead",
+        {"Lead": lead(Status="Qualified", Referral_ID__c="R1", LastModifiedById=INTEGRATION)},
+    )
+    with seeded.session() as s:
+        e = s.get(SalesEntry, eid)
+        assert e is not None
+        e.outcome, e.reasons = "failed", ["org_not_configured"]
+        retry_entry(s, e, ORG, actor="reviewer@example.com")
+        assert (e.outcome, e.reasons) == ("skipped", ["own_write"])
+    assert referral(seeded, "R1").status == "pending"
+
+
 def test_review_then_approve(seeded: Store) -> None:
     org = org_config(process={"auto_process_fuzzy": False})
     eid = add_entry(seeded, "Lead", {"Lead": lead(Status="Qualified")})

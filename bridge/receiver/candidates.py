@@ -11,8 +11,9 @@ Never scans the referral table: every query is an indexed equality lookup —
 - members: ``(program_id, referral_code)``, ``(program_id, email_key)``,
   ``(program_id, external_id)``.
 
-Each fuzzy lookup is capped (``FUZZY_LIMIT``) so that a very common name cannot turn a lookup
-into a scan; exact name and email lookups run first, so the cap only trims the typo block.
+Each fuzzy lookup is capped (``FUZZY_LIMIT``, lowest ids first) so that a very common name
+cannot turn a lookup into a scan; the cap is per lookup, so a crowded typo block cannot push
+out an exact email or name match.
 """
 
 from __future__ import annotations

@@ -126,6 +126,17 @@ def json_copy(value: Any) -> Any:
     return value
 
 
+def is_own_write(last_modified_by: Any, integration_user_id: str | None) -> bool:
+    """Whether a change was made by the bridge's integration user. Salesforce ids come as 15
+    or 18 characters; the first 15 (case-sensitive) identify the record."""
+    author = str(last_modified_by or "")
+    return (
+        bool(integration_user_id)
+        and bool(author)
+        and (author[:15] == str(integration_user_id)[:15])
+    )
+
+
 def _missing_error(missing: Sequence[str]) -> str:
     names = ", ".join(missing)
     return (
@@ -233,7 +244,7 @@ def decide(
             error=f"missing data: the {entry.sobject} record that triggered this entry is "
             "not in its Salesforce data; edit the entry's fields and retry",
         )
-    if integration_user_id and trigger.get("LastModifiedById") == integration_user_id:
+    if is_own_write(trigger.get("LastModifiedById"), integration_user_id):
         return Decision(SKIPPED, ["own_write"])
 
     result = rl.evaluate_status_rules(

@@ -29,11 +29,12 @@ import os
 import smtplib
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import requests
-from sqlalchemy import event, select
+from sqlalchemy import and_, event, or_, select
 from sqlalchemy.orm import Session
 
 from bridge.config import NotifyOnReview, Webhook
@@ -46,6 +47,9 @@ _SESSION_KEY = "sfbridge.notify"
 WEBHOOK_TIMEOUT = 10.0
 """Seconds to wait for a webhook receiver."""
 SMTP_TIMEOUT = 10.0
+#: A notification `pending` for less than this may still be on its way from the process that
+#: committed the entry (it sends after the commit); the resend sweep leaves it alone.
+PENDING_GRACE = timedelta(seconds=2 * (WEBHOOK_TIMEOUT + SMTP_TIMEOUT) + 20)
 
 
 @dataclass(frozen=True)
@@ -224,14 +228,23 @@ def schedule(session: Session, entry: SalesEntry, config: NotifyOnReview) -> Non
 
 
 def send_pending(store: Any, config_for: Any) -> int:
-    """Send notifications left pending or failed. `config_for(entry)` gives the entry's
-    NotifyOnReview config (or None: not configured any more). Returns how many were sent."""
+    """Send notifications left pending (older than PENDING_GRACE) or failed. `config_for(entry)`
+    gives the entry's NotifyOnReview config (or None: not configured any more). Returns how
+    many were sent."""
     sent = 0
+    left_over = utcnow() - PENDING_GRACE
     with store.session() as session:
         ids = list(
             session.scalars(
                 select(SalesEntry.id).where(
-                    SalesEntry.notify_state.in_([PENDING, FAILED]), SalesEntry.outcome == "review"
+                    or_(
+                        SalesEntry.notify_state == FAILED,
+                        and_(
+                            SalesEntry.notify_state == PENDING,
+                            SalesEntry.processed_at < left_over,
+                        ),
+                    ),
+                    SalesEntry.outcome == "review",
                 )
             )
         )

@@ -69,9 +69,6 @@ def process_entry(
     (a redelivered job changes nothing), so only ``new`` entries are processed."""
     if entry.outcome != NEW:
         return entry
-    if integration_user_id is None and entry.org_connection_id is not None:
-        conn = session.get(OrgConnection, entry.org_connection_id)
-        integration_user_id = conn.integration_user_id if conn else None
     _run(session, entry, org, actor=RULES_ACTOR, integration_user_id=integration_user_id)
     return entry
 
@@ -469,6 +466,10 @@ def _run(
     if entry.id is None:
         session.add(entry)
         session.flush()
+    if integration_user_id is None and entry.org_connection_id is not None:
+        # A retry or an approval checks for the bridge's own write like the first run did.
+        conn = session.get(OrgConnection, entry.org_connection_id)
+        integration_user_id = conn.integration_user_id if conn else None
     program = _program(session, entry, org)
     if not entry.previous:
         entry.previous = previous_values(session, entry)

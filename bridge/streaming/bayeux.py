@@ -236,10 +236,6 @@ class BayeuxClient:
             raise UnknownClient("advice reconnect: handshake", channel="/meta/connect")
         return out
 
-    def take_pending(self) -> list[dict[str, Any]]:
-        out, self._pending = self._pending, []
-        return out
-
     def disconnect(self) -> None:
         if not self.client_id:
             return

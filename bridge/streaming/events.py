@@ -25,6 +25,12 @@ _CDC_TYPES = {
     "UPDATE": "updated",
     "DELETE": "deleted",
     "UNDELETE": "undeleted",
+    # Gap events name the records but carry no field values (a change made outside a
+    # Salesforce transaction): the receiver's lookups read the records back by id.
+    "GAP_CREATE": "created",
+    "GAP_UPDATE": "updated",
+    "GAP_DELETE": "deleted",
+    "GAP_UNDELETE": "undeleted",
 }
 
 
@@ -51,11 +57,6 @@ class ChangeEvent:
     @property
     def change_key(self) -> str:
         return change_key(self)
-
-    @property
-    def last_modified_by(self) -> str | None:
-        value = self.fields.get("LastModifiedById")
-        return str(value) if value else None
 
 
 def parse_sf_datetime(value: Any) -> datetime | None:
@@ -177,8 +178,14 @@ def _from_cdc(
 ) -> list[ChangeEvent]:
     header = cdc["ChangeEventHeader"]
     change_type = _CDC_TYPES.get(str(header.get("changeType", "")))
+    if header.get("changeType") == "GAP_OVERFLOW":
+        # More than 100,000 changes in one transaction: neither values nor record ids.
+        raise MalformedEvent(
+            f"replayId {replay_id} on {channel}: overflow event (a transaction changed too many "
+            f"{header.get('entityName')} records to report each); catch up with "
+            f"`sfbridge poll --since <its time> --object {header.get('entityName')}`"
+        )
     if change_type is None:
-        # GAP_* and OVERFLOW events say "something changed" without the values: backfill covers it.
         raise MalformedEvent(f"replayId {replay_id} on {channel}: {header.get('changeType')} event")
     values = cdc_values(cdc)
     commit = parse_sf_datetime(header.get("commitTimestamp"))

@@ -17,7 +17,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from bridge.store.models import InboundEvent, SyncCursor, utcnow
-from bridge.streaming.events import ChangeEvent
+from bridge.streaming.events import ChangeEvent, latest
 
 _CHUNK = 200
 
@@ -168,13 +168,7 @@ def store_and_advance(
 ) -> list[int]:
     """Store a delivery of stream events, then move each channel's cursor to its last one."""
     new_ids = store_events(session, org_connection_id, events)
-    last: dict[str, ChangeEvent] = {}
-    for ev in events:
-        if ev.replay_id is not None and (
-            ev.channel not in last or (last[ev.channel].replay_id or 0) < ev.replay_id
-        ):
-            last[ev.channel] = ev
-    for channel, ev in last.items():
+    for channel, ev in latest(events).items():
         assert ev.replay_id is not None
         advance_replay(session, org_connection_id, channel, ev.replay_id, ev.event_created_at)
     return new_ids

@@ -140,9 +140,12 @@ def poll_once(
     overlap = timedelta(seconds=org.polling.overlap_seconds)
     out = {}
     for sobject in objects:
+        started = utcnow()
         with store.session() as session:
             cursor = inbox.get_cursor(session, org_connection_id, poll_channel(sobject))
-            since = (cursor.modstamp if cursor and cursor.modstamp else utcnow()) - overlap
+            last = cursor.modstamp if cursor is not None else None
+            first = last is None
+            since = (last or started) - overlap
         out[sobject] = sync(
             store,
             sforg,
@@ -154,6 +157,12 @@ def poll_once(
             enqueue=enqueue,
             echo=echo,
         )
+        if first:
+            # The first round read everything up to its start: the next one starts there even
+            # when nothing had changed (else a quiet org's changes between two rounds further
+            # apart than the overlap window would never be read).
+            with store.session() as session:
+                inbox.advance_modstamp(session, org_connection_id, poll_channel(sobject), started)
         log.info("poll: %s since %s: %d read, %d new", sobject, since.isoformat(), *out[sobject])
     return out
 

@@ -122,7 +122,7 @@ def test_cdc_event_with_several_records_gives_one_change_each() -> None:
     events = from_bayeux(msg, {})
     assert [e.record_id for e in events] == [LEAD, "00Q000000000002AAA"]
     assert [e.replay_id for e in events] == [9, None]
-    assert events[0].last_modified_by == "005000000000001AAA"
+    assert events[0].fields["LastModifiedById"] == "005000000000001AAA"
     assert len({e.change_key for e in events}) == 2
 
 
@@ -183,3 +183,38 @@ def test_cdc_compound_name_is_flattened() -> None:
     assert event.fields["FirstName"] == "Ada" and event.fields["LastName"] == "Lovelace"
     assert "Name" not in event.fields
     assert event.change_type == "created"
+
+
+def _gap(change_type: str, record_ids: list[str]) -> dict:
+    return {
+        "channel": "/data/LeadChangeEvent",
+        "data": {
+            "schema": "x",
+            "event": {"replayId": 12},
+            "payload": {
+                "ChangeEventHeader": {
+                    "entityName": "Lead",
+                    "recordIds": record_ids,
+                    "changeType": change_type,
+                    "changedFields": [],
+                    "commitTimestamp": 1767607200123,
+                    "commitUser": "005000000000002AAA",
+                },
+            },
+        },
+    }
+
+
+def test_a_gap_event_is_a_change_whose_values_are_read_back() -> None:
+    # Salesforce: a gap event names the records but carries no fields; read them by id.
+    (event,) = from_bayeux(_gap("GAP_UPDATE", [LEAD]), {})
+    assert (event.sobject_type, event.record_id, event.change_type) == ("Lead", LEAD, "updated")
+    assert event.fields == {"Id": LEAD, "LastModifiedById": "005000000000002AAA"}
+    assert event.change_key == f"{LEAD}@2026-01-05T10:00:00.123Z"
+    (deleted,) = from_bayeux(_gap("GAP_DELETE", [LEAD]), {})
+    assert deleted.change_type == "deleted"
+
+
+def test_an_overflow_event_says_how_to_catch_up() -> None:
+    with pytest.raises(MalformedEvent, match="sfbridge poll --since"):
+        from_bayeux(_gap("GAP_OVERFLOW", ["000000000000000AAA"]), {})

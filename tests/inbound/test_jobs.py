@@ -233,6 +233,34 @@ def test_a_receiver_crash_is_saved_with_its_reason(
     assert [(e.inbound_event_id, e.reasons) for e in failed] == [(ids[1], ["receiver_error"])]
 
 
+def test_an_unexpected_lookup_failure_is_saved_with_its_reason(
+    store: Store, org_id: int, receiver: Receiver
+) -> None:
+    # Not a Salesforce error the bridge knows: retrying the job would fail the same way
+    # forever, so the entry is saved failed with what happened (retryable from the review UI).
+    record: dict[str, Any] = dict.fromkeys(record_fields(ORG, "Contact"))
+    record.update(
+        Id="003000000000000001",
+        AccountId="001000000000000001",
+        SystemModstamp="2026-01-05T10:00:00.000Z",
+        LastModifiedById=SALES_USER,
+    )
+    with store.session() as s:
+        ids = inbox.store_and_advance(
+            s, org_id, from_bayeux(pushtopic_message("/topic/SFB_Contact", 1, record), {})
+        )
+
+    def broken(*_a: Any) -> Any:
+        raise ValueError("unexpected answer")
+
+    jobs.get_context().open_org = broken
+    assert jobs.process_inbound_batch(ids) == {"failed": 1}
+    assert states(store) == {"failed": 1}
+    (entry,) = entries(store)
+    assert entry.outcome == "failed" and entry.reasons == ["lookup_error"]
+    assert entry.error == "reading the related records failed: ValueError: unexpected answer"
+
+
 def test_a_transient_lookup_failure_gives_the_events_back(
     store: Store, org_id: int, receiver: Receiver
 ) -> None:
