@@ -377,3 +377,24 @@ def test_cli_org_connect_on_an_unmigrated_database_says_to_upgrade(runner, cli_e
     result = runner.invoke(main, ["org", "connect", "acme"], env=env)
     assert result.exit_code == 1
     assert "has no sfbridge tables yet: run `sfbridge db upgrade`" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["org", "check", "acme"],
+        ["org", "topics", "acme"],
+        ["secrets", "rotate"],
+        ["tokens", "list"],
+        ["tokens", "revoke", "1"],
+        ["tokens", "create", "--user", "a@example.com", "--name", "ci", "--scope", "entries:read"],
+        ["users", "add", "a@example.com", "--role", "admin", "--password-stdin"],
+        ["config", "check", "--connected"],
+        ["poll", "--org", "acme"],
+    ],
+)
+def test_cli_commands_on_an_unmigrated_database_say_to_upgrade(runner, cli_env, tmp_path, args):
+    env = {**cli_env, "SFBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = runner.invoke(main, args, env=env, input="correct horse battery\n")
+    assert result.exit_code == 1, result.output
+    assert "has no sfbridge tables yet: run `sfbridge db upgrade`" in result.output
