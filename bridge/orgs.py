@@ -61,7 +61,10 @@ def read_private_key(path: str | os.PathLike[str]) -> str:
         raise UsageError(f"{path}: cannot read the private key: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a PEM file (binary content)") from None
-    oauth.load_private_key(pem)  # a clear error now rather than a refused login later
+    try:
+        oauth.load_private_key(pem)  # a clear error now rather than a refused login later
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc.message}", code=exc.code) from None
     return pem
 
 

@@ -362,7 +362,7 @@ def test_read_private_key_errors_name_the_file(tmp_path):
         orgs.read_private_key(missing)
     wrong = tmp_path / "cert.pem"
     wrong.write_text("hello")
-    with pytest.raises(UsageError, match="not a PEM private key"):
+    with pytest.raises(UsageError, match=f"{wrong}: the private key is not a PEM private key"):
         orgs.read_private_key(wrong)
 
 
