@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text
+from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text, read_config_text
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.metrics import count_calls_with
 
@@ -77,10 +77,7 @@ def config_check(file: str | None, connected: bool) -> None:
     path = file or Settings.from_env().config_path
     if not path:
         raise ConfigError("no config file: pass FILE or set SFBRIDGE_CONFIG")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    text = read_config_text(path)
     cfg, problems = check_config_text(text, path)
     if cfg is not None:
         from bridge.receiver.configcheck import check_config_rules

@@ -527,13 +527,20 @@ def _message(err: Any) -> str:
     return f"found {_describe_input(found)}; {msg[0].lower() + msg[1:]}"
 
 
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The config file's text, or a ConfigError naming the file (unreadable, not UTF-8)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text (byte {exc.start})") from None
+
+
 def load_config(path: str | os.PathLike[str]) -> BridgeConfig:
     """Read and validate the YAML config, raising ConfigError with every problem."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
+    text = read_config_text(p)
     config, problems = check_config_text(text, str(p))
     if config is None:
         raise ConfigError(
