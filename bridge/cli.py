@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import sqlalchemy.exc
 
 from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text, read_config_text
 from bridge.errors import BridgeError, ConfigError, UsageError
@@ -33,6 +34,13 @@ class _Group(click.Group):
             sys.exit(1)
         except BridgeError as exc:
             click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+        except sqlalchemy.exc.ArgumentError as exc:  # a malformed SFBRIDGE_DATABASE_URL
+            click.echo(f"error: SFBRIDGE_DATABASE_URL: {exc}", err=True)
+            sys.exit(1)
+        except sqlalchemy.exc.OperationalError as exc:  # server down, wrong password, ...
+            reason = " ".join(str(exc.orig).split()) if exc.orig else "unknown error"
+            click.echo(f"error: the database (SFBRIDGE_DATABASE_URL) failed: {reason}", err=True)
             sys.exit(1)
 
 

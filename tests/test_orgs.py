@@ -398,3 +398,17 @@ def test_cli_commands_on_an_unmigrated_database_say_to_upgrade(runner, cli_env, 
     result = runner.invoke(main, args, env=env, input="correct horse battery\n")
     assert result.exit_code == 1, result.output
     assert "has no sfbridge tables yet: run `sfbridge db upgrade`" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "error: SFBRIDGE_DATABASE_URL: Could not parse"),
+        ("postgresql://u:pw-hidden@127.0.0.1:1/x", "error: the database (SFBRIDGE_DATABASE_URL)"),
+    ],
+)
+def test_cli_with_a_bad_or_unreachable_database_says_so(runner, cli_env, url, message):
+    result = runner.invoke(main, ["tokens", "list"], env={**cli_env, "SFBRIDGE_DATABASE_URL": url})
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and "pw-hidden" not in result.output
