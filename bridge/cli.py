@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import redis.exceptions
 import sqlalchemy.exc
 
 from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text, read_config_text
@@ -41,6 +42,9 @@ class _Group(click.Group):
         except sqlalchemy.exc.OperationalError as exc:  # server down, wrong password, ...
             reason = " ".join(str(exc.orig).split()) if exc.orig else "unknown error"
             click.echo(f"error: the database (SFBRIDGE_DATABASE_URL) failed: {reason}", err=True)
+            sys.exit(1)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            click.echo(f"error: Redis (SFBRIDGE_REDIS_URL) cannot be reached: {exc}", err=True)
             sys.exit(1)
 
 

@@ -412,3 +412,20 @@ def test_cli_with_a_bad_or_unreachable_database_says_so(runner, cli_env, url, me
     assert result.exit_code == 1, result.output
     assert message in result.output
     assert "Traceback" not in result.output and "pw-hidden" not in result.output
+
+
+def test_cli_with_redis_unreachable_says_so(runner):
+    import redis
+
+    from bridge.cli import _Group
+
+    group = _Group("sfbridge")
+
+    @group.command()
+    def work() -> None:
+        redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=2).ping()
+
+    result = runner.invoke(group, ["work"])
+    assert result.exit_code == 1, result.output
+    assert "error: Redis (SFBRIDGE_REDIS_URL) cannot be reached: " in result.output
+    assert "Traceback" not in result.output
