@@ -191,13 +191,13 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(email: str, role: str, name: str, password_stdin: bool) -> None:
     """Add a user who signs in to the web UI with EMAIL."""
+    from bridge.users import create_user
+
+    rt = _runtime(db=True)  # before asking for the password, not after
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    from bridge.users import create_user
-
-    rt = _runtime(db=True)
     with rt.store.session() as s:
         user = create_user(s, email, password, role, name=name, actor="cli")
         click.echo(f"added {user.email} ({user.role})")

@@ -429,3 +429,13 @@ def test_cli_with_redis_unreachable_says_so(runner):
     assert result.exit_code == 1, result.output
     assert "error: Redis (SFBRIDGE_REDIS_URL) cannot be reached: " in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_users_add_checks_the_database_before_asking_for_the_password(
+    runner, cli_env, tmp_path
+):
+    env = {**cli_env, "SFBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = runner.invoke(main, ["users", "add", "a@example.com", "--role", "admin"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "Password" not in result.output
+    assert "run `sfbridge db upgrade`" in result.output
