@@ -303,7 +303,9 @@ def rotate_secrets(store: Store, vault: Vault) -> int:
     """Re-encrypt every stored secret with the newest key; returns how many were rewritten."""
     count = 0
     with store.session() as session:
-        for org in session.scalars(select(OrgConnection)):
+        # Locked: a worker storing a refresh token Salesforce just rotated waits for this
+        # commit instead of having its new token overwritten by the old one re-encrypted.
+        for org in session.scalars(select(OrgConnection).with_for_update()):
             if org.private_key_enc:
                 org.private_key_enc = vault.rotate(org.private_key_enc)
                 count += 1

@@ -439,3 +439,36 @@ def test_cli_users_add_checks_the_database_before_asking_for_the_password(
     assert result.exit_code == 1, result.output
     assert "Password" not in result.output
     assert "run `sfbridge db upgrade`" in result.output
+
+
+def test_secrets_rotate_keeps_a_refresh_token_rotated_meanwhile(store: Store, vault: Vault):
+    """A worker stores Salesforce's new refresh token while `secrets rotate` runs: the new
+    token must survive (the old one no longer works), not be overwritten by the old one."""
+    import threading
+
+    if store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no row locks (and one writer at a time)")
+    with store.session() as session:
+        session.add(
+            OrgConnection(
+                name="acme",
+                login_url=LOGIN_URL,
+                auth_method="web",
+                refresh_token_enc=vault.encrypt("old-refresh-token"),
+            )
+        )
+    save = orgs._refresh_token_saver(store, vault, "acme")
+    worker = threading.Thread(target=save, args=("new-refresh-token",))
+    real_rotate = vault.rotate
+
+    def rotate_while_a_worker_saves(token: bytes) -> bytes:
+        worker.start()
+        worker.join(timeout=1)  # on PostgreSQL it waits for the rotation's row lock
+        return real_rotate(token)
+
+    vault.rotate = rotate_while_a_worker_saves  # type: ignore[method-assign]
+    orgs.rotate_secrets(store, vault)
+    worker.join(timeout=10)
+    with store.session() as session:
+        stored = session.scalars(select(OrgConnection)).one().refresh_token_enc
+    assert vault.decrypt(stored) == "new-refresh-token"
