@@ -200,3 +200,21 @@ def test_a_config_file_that_is_not_utf8_is_named_not_a_traceback(
     result = runner.invoke(main, ["org", "topics", "acme", "--apex"])
     assert result.exit_code == 1, result.output
     assert f"{path}: the config file is not UTF-8 text" in result.output
+
+
+def test_a_key_given_twice_is_reported_with_both_lines(runner: Any, tmp_path: Path) -> None:
+    path = tmp_path / "sfbridge.yaml"
+    path.write_text(
+        "orgs:\n"
+        "  acme:\n"
+        "    login_url: https://login.salesforce.com\n"
+        "    client_id: first\n"
+        "    client_id: second\n"
+        "    programs: [{key: main, name: Main}]\n"
+        "    receiver: {program: main}\n"
+    )
+    result = runner.invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}:5: orgs.acme.client_id: duplicate key (also on line 4)" in result.output
+    cfg, problems = check_config_text(path.read_text(), str(path))
+    assert cfg is None and len(problems) == 1
