@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import redis.exceptions
+import sqlalchemy.exc
 
-from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text
+from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text, read_config_text
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.metrics import count_calls_with
 
@@ -34,6 +36,16 @@ class _Group(click.Group):
         except BridgeError as exc:
             click.echo(f"error: {exc.message}", err=True)
             sys.exit(1)
+        except sqlalchemy.exc.ArgumentError as exc:  # a malformed SFBRIDGE_DATABASE_URL
+            click.echo(f"error: SFBRIDGE_DATABASE_URL: {exc}", err=True)
+            sys.exit(1)
+        except sqlalchemy.exc.OperationalError as exc:  # server down, wrong password, ...
+            reason = " ".join(str(exc.orig).split()) if exc.orig else "unknown error"
+            click.echo(f"error: the database (SFBRIDGE_DATABASE_URL) failed: {reason}", err=True)
+            sys.exit(1)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            click.echo(f"error: Redis (SFBRIDGE_REDIS_URL) cannot be reached: {exc}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group)
@@ -45,10 +57,16 @@ def main() -> None:
     logsafe.install()  # no token, key or password in any log line of any command
 
 
-def _runtime() -> Runtime:
+def _runtime(*, db: bool = False) -> Runtime:
+    """The process runtime; with `db`, refuse an unmigrated database with a clear message."""
     from bridge.runtime import Runtime
 
-    return Runtime.from_env()
+    rt = Runtime.from_env()
+    if db:
+        from bridge.orgs import check_store
+
+        check_store(rt.store)
+    return rt
 
 
 # ---- config ---------------------------------------------------------------------------------
@@ -71,10 +89,7 @@ def config_check(file: str | None, connected: bool) -> None:
     path = file or Settings.from_env().config_path
     if not path:
         raise ConfigError("no config file: pass FILE or set SFBRIDGE_CONFIG")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    text = read_config_text(path)
     cfg, problems = check_config_text(text, path)
     if cfg is not None:
         from bridge.receiver.configcheck import check_config_rules
@@ -95,7 +110,7 @@ def _describe_connected_orgs(cfg: BridgeConfig) -> dict[str, dict[str, Any]]:
     """Org name -> {object: describe} for every org of `cfg` that has a stored connection."""
     from bridge.orgs import load_connection, open_org
 
-    rt = _runtime()
+    rt = _runtime(db=True)
     out: dict[str, dict[str, Any]] = {}
     for name, org_config in cfg.orgs.items():
         try:
@@ -145,7 +160,7 @@ def secrets_rotate() -> None:
     """Re-encrypt every stored secret with the newest key."""
     from bridge.orgs import rotate_secrets
 
-    rt = _runtime()
+    rt = _runtime(db=True)
     count = rotate_secrets(rt.store, rt.vault)
     click.echo(f"re-encrypted {count} secret(s) with the newest key")
 
@@ -176,13 +191,13 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(email: str, role: str, name: str, password_stdin: bool) -> None:
     """Add a user who signs in to the web UI with EMAIL."""
+    from bridge.users import create_user
+
+    rt = _runtime(db=True)  # before asking for the password, not after
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    from bridge.users import create_user
-
-    rt = _runtime()
     with rt.store.session() as s:
         user = create_user(s, email, password, role, name=name, actor="cli")
         click.echo(f"added {user.email} ({user.role})")
@@ -210,7 +225,7 @@ def tokens_create(email: str, name: str, scopes: tuple[str, ...]) -> None:
     from bridge.store.models import User
     from bridge.users import create_token
 
-    rt = _runtime()
+    rt = _runtime(db=True)
     with rt.store.session() as s:
         user = s.scalar(select(User).where(User.email == email.strip().lower()))
         if user is None:
@@ -228,7 +243,7 @@ def tokens_revoke(token_id: int) -> None:
     """Revoke token TOKEN_ID: it stops working at once."""
     from bridge.users import revoke_token
 
-    rt = _runtime()
+    rt = _runtime(db=True)
     with rt.store.session() as s:
         token = revoke_token(s, token_id, actor="cli")
         click.echo(f"revoked token {token.id} ({token.name})")
@@ -241,7 +256,7 @@ def tokens_list() -> None:
 
     from bridge.store.models import ApiToken
 
-    rt = _runtime()
+    rt = _runtime(db=True)
     with rt.store.session() as s:
         for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
             state = "revoked" if t.revoked_at else "active"
@@ -363,8 +378,9 @@ def org_connect(
 
 
 def _open_org(rt: Runtime, name: str, org_config: OrgConfig) -> SalesforceOrg:
-    from bridge.orgs import open_org
+    from bridge.orgs import check_store, open_org
 
+    check_store(rt.store)
     return open_org(rt.store, rt.vault, name, org_config)
 
 
@@ -467,7 +483,7 @@ def stream(org_name: str | None) -> None:
     """
     from bridge.streaming import subscriber
 
-    rt = _runtime()
+    rt = _runtime(db=True)
     count_calls_with(rt.redis)
     name, org_config = subscriber.pick_org(rt.config.orgs, org_name)
     _log_to_stderr()
@@ -495,7 +511,7 @@ def poll(
     from bridge.streaming import poller
 
     _log_to_stderr()
-    rt = _runtime()
+    rt = _runtime(db=True)
     count_calls_with(rt.redis)
     name, org_config = _pick(rt, org_name)
     when = _parse_since(since) if since else None
@@ -548,7 +564,7 @@ def worker(burst: bool, queues: tuple[str, ...], fork: bool) -> None:
     from bridge import jobs
 
     _log_to_stderr()
-    rt = _runtime()
+    rt = _runtime(db=True)
     count_calls_with(rt.redis)
     jobs.run_worker(rt, burst=burst, queues=queues or None, fork=fork)
 

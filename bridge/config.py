@@ -427,6 +427,34 @@ def _line_index(node: yaml.Node, path: tuple[Any, ...], index: dict[tuple[Any, .
             _line_index(item, (*path, i), index)
 
 
+def _duplicate_keys(node: yaml.Node, path: tuple[Any, ...], filename: str) -> list[Problem]:
+    """Keys given twice in one mapping: YAML silently keeps only the last one."""
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if key is not None and key != "<<":
+                if key in first_line:
+                    problems.append(
+                        Problem(
+                            filename,
+                            line,
+                            _format_path((*path, key)),
+                            f"duplicate key (also on line {first_line[key]}); YAML keeps "
+                            "only the last one, so remove or merge the other",
+                        )
+                    )
+                else:
+                    first_line[key] = line
+            problems += _duplicate_keys(value_node, (*path, key), filename)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, (*path, i), filename)
+    return problems
+
+
 def line_index(text: str) -> dict[tuple[Any, ...], int]:
     """Config key path (``("orgs", "acme", "receiver")``) -> line number, for messages."""
     index: dict[tuple[Any, ...], int] = {}
@@ -457,12 +485,14 @@ def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, li
     if not isinstance(data, dict):
         return None, [Problem(filename, 1, "", "expected a mapping with an 'orgs' key")]
     index: dict[tuple[Any, ...], int] = {}
+    duplicates: list[Problem] = []
     if node is not None:
         _line_index(node, (), index)
+        duplicates = _duplicate_keys(node, (), filename)
     try:
-        return BridgeConfig.model_validate(data), []
+        config = BridgeConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems = list(duplicates)
         for err in exc.errors():
             loc = tuple(
                 p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
@@ -486,6 +516,7 @@ def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, li
             problems.append(Problem(filename, line, _format_path(path), message))
         problems.sort(key=lambda p: (p.line or 0, p.key))
         return None, problems
+    return (None, duplicates) if duplicates else (config, [])
 
 
 _RELATIVE_PATH = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): (.+)$", re.S)
@@ -527,13 +558,20 @@ def _message(err: Any) -> str:
     return f"found {_describe_input(found)}; {msg[0].lower() + msg[1:]}"
 
 
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The config file's text, or a ConfigError naming the file (unreadable, not UTF-8)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text (byte {exc.start})") from None
+
+
 def load_config(path: str | os.PathLike[str]) -> BridgeConfig:
     """Read and validate the YAML config, raising ConfigError with every problem."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
+    text = read_config_text(p)
     config, problems = check_config_text(text, str(p))
     if config is None:
         raise ConfigError(

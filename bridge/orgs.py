@@ -61,7 +61,10 @@ def read_private_key(path: str | os.PathLike[str]) -> str:
         raise UsageError(f"{path}: cannot read the private key: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a PEM file (binary content)") from None
-    oauth.load_private_key(pem)  # a clear error now rather than a refused login later
+    try:
+        oauth.load_private_key(pem)  # a clear error now rather than a refused login later
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc.message}", code=exc.code) from None
     return pem
 
 
@@ -300,7 +303,9 @@ def rotate_secrets(store: Store, vault: Vault) -> int:
     """Re-encrypt every stored secret with the newest key; returns how many were rewritten."""
     count = 0
     with store.session() as session:
-        for org in session.scalars(select(OrgConnection)):
+        # Locked: a worker storing a refresh token Salesforce just rotated waits for this
+        # commit instead of having its new token overwritten by the old one re-encrypted.
+        for org in session.scalars(select(OrgConnection).with_for_update()):
             if org.private_key_enc:
                 org.private_key_enc = vault.rotate(org.private_key_enc)
                 count += 1

@@ -185,3 +185,36 @@ def test_contradictory_status_rules(rules: list[dict[str, Any]], contradiction: 
     assert f"this rule's '{rules[1]['status']}' can never apply" in problem
     line = int(problem.split(":")[1])
     assert _org({"status_rules": rules}).splitlines()[line - 1].lstrip().startswith("- ")
+
+
+def test_a_config_file_that_is_not_utf8_is_named_not_a_traceback(
+    runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "sfbridge.yaml"
+    path.write_bytes(b"orgs:\n  acme: \xff\xfe\n")
+    result = runner.invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: the config file is not UTF-8 text" in result.output
+    # Every other command reads it through the same path.
+    monkeypatch.setenv("SFBRIDGE_CONFIG", str(path))
+    result = runner.invoke(main, ["org", "topics", "acme", "--apex"])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: the config file is not UTF-8 text" in result.output
+
+
+def test_a_key_given_twice_is_reported_with_both_lines(runner: Any, tmp_path: Path) -> None:
+    path = tmp_path / "sfbridge.yaml"
+    path.write_text(
+        "orgs:\n"
+        "  acme:\n"
+        "    login_url: https://login.salesforce.com\n"
+        "    client_id: first\n"
+        "    client_id: second\n"
+        "    programs: [{key: main, name: Main}]\n"
+        "    receiver: {program: main}\n"
+    )
+    result = runner.invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}:5: orgs.acme.client_id: duplicate key (also on line 4)" in result.output
+    cfg, problems = check_config_text(path.read_text(), str(path))
+    assert cfg is None and len(problems) == 1

@@ -362,7 +362,7 @@ def test_read_private_key_errors_name_the_file(tmp_path):
         orgs.read_private_key(missing)
     wrong = tmp_path / "cert.pem"
     wrong.write_text("hello")
-    with pytest.raises(UsageError, match="not a PEM private key"):
+    with pytest.raises(UsageError, match=f"{wrong}: the private key is not a PEM private key"):
         orgs.read_private_key(wrong)
 
 
@@ -377,3 +377,98 @@ def test_cli_org_connect_on_an_unmigrated_database_says_to_upgrade(runner, cli_e
     result = runner.invoke(main, ["org", "connect", "acme"], env=env)
     assert result.exit_code == 1
     assert "has no sfbridge tables yet: run `sfbridge db upgrade`" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["org", "check", "acme"],
+        ["org", "topics", "acme"],
+        ["secrets", "rotate"],
+        ["tokens", "list"],
+        ["tokens", "revoke", "1"],
+        ["tokens", "create", "--user", "a@example.com", "--name", "ci", "--scope", "entries:read"],
+        ["users", "add", "a@example.com", "--role", "admin", "--password-stdin"],
+        ["config", "check", "--connected"],
+        ["poll", "--org", "acme"],
+    ],
+)
+def test_cli_commands_on_an_unmigrated_database_say_to_upgrade(runner, cli_env, tmp_path, args):
+    env = {**cli_env, "SFBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = runner.invoke(main, args, env=env, input="correct horse battery\n")
+    assert result.exit_code == 1, result.output
+    assert "has no sfbridge tables yet: run `sfbridge db upgrade`" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "error: SFBRIDGE_DATABASE_URL: Could not parse"),
+        ("postgresql://u:pw-hidden@127.0.0.1:1/x", "error: the database (SFBRIDGE_DATABASE_URL)"),
+    ],
+)
+def test_cli_with_a_bad_or_unreachable_database_says_so(runner, cli_env, url, message):
+    result = runner.invoke(main, ["tokens", "list"], env={**cli_env, "SFBRIDGE_DATABASE_URL": url})
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and "pw-hidden" not in result.output
+
+
+def test_cli_with_redis_unreachable_says_so(runner):
+    import redis
+
+    from bridge.cli import _Group
+
+    group = _Group("sfbridge")
+
+    @group.command()
+    def work() -> None:
+        redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=2).ping()
+
+    result = runner.invoke(group, ["work"])
+    assert result.exit_code == 1, result.output
+    assert "error: Redis (SFBRIDGE_REDIS_URL) cannot be reached: " in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_users_add_checks_the_database_before_asking_for_the_password(
+    runner, cli_env, tmp_path
+):
+    env = {**cli_env, "SFBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = runner.invoke(main, ["users", "add", "a@example.com", "--role", "admin"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "Password" not in result.output
+    assert "run `sfbridge db upgrade`" in result.output
+
+
+def test_secrets_rotate_keeps_a_refresh_token_rotated_meanwhile(store: Store, vault: Vault):
+    """A worker stores Salesforce's new refresh token while `secrets rotate` runs: the new
+    token must survive (the old one no longer works), not be overwritten by the old one."""
+    import threading
+
+    if store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no row locks (and one writer at a time)")
+    with store.session() as session:
+        session.add(
+            OrgConnection(
+                name="acme",
+                login_url=LOGIN_URL,
+                auth_method="web",
+                refresh_token_enc=vault.encrypt("old-refresh-token"),
+            )
+        )
+    save = orgs._refresh_token_saver(store, vault, "acme")
+    worker = threading.Thread(target=save, args=("new-refresh-token",))
+    real_rotate = vault.rotate
+
+    def rotate_while_a_worker_saves(token: bytes) -> bytes:
+        worker.start()
+        worker.join(timeout=1)  # on PostgreSQL it waits for the rotation's row lock
+        return real_rotate(token)
+
+    vault.rotate = rotate_while_a_worker_saves  # type: ignore[method-assign]
+    orgs.rotate_secrets(store, vault)
+    worker.join(timeout=10)
+    with store.session() as session:
+        stored = session.scalars(select(OrgConnection)).one().refresh_token_enc
+    assert vault.decrypt(stored) == "new-refresh-token"

@@ -111,8 +111,7 @@ class OrgWriter:
             raise ValueError(f"{len(records)} records: sObject Collections take {COLLECTION_LIMIT}")
         body = json.dumps({"allOrNone": False, "records": records}, default=str)
         result = self.call(lambda: self._client().restful(path, method=method, data=body))
-        if result is None:
-            return []
+        # An empty answer (None) is as unexpected as a short list: no push may be left unsaved.
         if not isinstance(result, list) or len(result) != len(records):
             raise TransientError(
                 f"Salesforce answered {path} with {type(result).__name__} for "

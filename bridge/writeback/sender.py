@@ -221,10 +221,13 @@ def _link_accounts(
     with store.session() as session:
         for domain, targets in by_domain.items():
             first = by_id[targets[0].push_id]
+            # one per domain and triggering push: a resend of that push reuses it
+            create_key = f"account:{first.org_connection_id}:{domain}:push-{first.push_id}"
             plan = accounts.plan_account(domain, first.referral or {}, found.get(domain), sync)
             if plan.account_id:
                 for write in targets:
                     write.fields["AccountId"] = plan.account_id
+                _settle_account_create(session, create_key, plan.account_id, domain)
             if plan.account_id and plan.update:
                 push, _ = queue_push(
                     session,
@@ -244,9 +247,7 @@ def _link_accounts(
                 push, _ = queue_push(
                     session,
                     kind="field_update",
-                    # one per domain and triggering push: a resend of that push reuses it
-                    idempotency_key=f"account:{first.org_connection_id}:{domain}:"
-                    f"push-{first.push_id}",
+                    idempotency_key=create_key,
                     sobject_type="Account",
                     payload={"fields": plan.create, "record_id": None},
                     org_connection_id=first.org_connection_id,
@@ -265,6 +266,19 @@ def _link_accounts(
             if outcome.state == "sent" and outcome.push_id in creating:
                 for write in by_domain[creating[outcome.push_id]]:
                     write.fields["AccountId"] = outcome.sf_id
+
+
+def _settle_account_create(session: Session, key: str, account_id: str, domain: str) -> None:
+    """An account create still pending from an earlier send (its result lost to a crash, or a
+    transient failure) whose domain now has an account: skip it, or the sweep would send the
+    plain create again and duplicate the account."""
+    push = session.scalar(select(Push).where(Push.idempotency_key == key))
+    if push is not None and push.state == "pending":
+        mark_skipped(
+            push,
+            "existing_account",
+            f"Account {account_id} has the domain {domain} now; not created again",
+        )
 
 
 def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:

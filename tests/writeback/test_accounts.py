@@ -188,3 +188,44 @@ def test_an_existing_contact_with_an_account_keeps_it(store: Store, sf: Salesfor
     send(store, sf.writer(), cfg, [pid], now=NOW)
     assert contact["AccountId"] == "001KEEP" and "Account" not in sf.records
     assert all("FROM Account" not in q for q in sf.queries)
+
+
+@SQLITE_ONLY
+def test_an_account_created_before_a_crash_is_not_created_again(
+    store: Store, sf: SalesforceDouble
+) -> None:
+    """The account create reached Salesforce but its result was never saved (a crash): the
+    resend links the Contact to that account and settles the pending create, so no later
+    send (the sweep) creates the account a second time."""
+    from bridge.writeback.pushes import queue_push
+
+    seeded = seed(store)
+    cfg = config()
+    [pid] = queue_referrals(
+        store, seeded, cfg, [add_referral(store, seeded, 1, email="bob@bar.example")]
+    )
+    created = sf.add("Account", Name="bar.example", Website="bar.example")
+    with store.session() as s:
+        org_id = s.get(Push, pid).org_connection_id
+        stale, _ = queue_push(
+            s,
+            kind="field_update",
+            idempotency_key=f"account:{org_id}:bar.example:push-{pid}",
+            sobject_type="Account",
+            payload={"fields": {"Name": "bar.example", "Website": "bar.example"}},
+            org_connection_id=org_id,
+        )
+        stale.attempts = 1
+        s.flush()
+        stale_id = stale.id
+
+    assert send(store, sf.writer(), cfg, [pid], now=NOW).sent == [pid]
+    [contact] = sf.records["Contact"]
+    assert contact["AccountId"] == created["Id"]
+    with store.session() as s:
+        assert (s.get(Push, stale_id).state, s.get(Push, stale_id).error_code) == (
+            "skipped",
+            "existing_account",
+        )
+    send(store, sf.writer(), cfg, [stale_id], now=NOW)  # what the sweep would do
+    assert len(sf.records["Account"]) == 1

@@ -935,3 +935,17 @@ def test_lookups_are_batched_100_emails_per_query(
     per_object = [(q.split(" FROM ")[1].split()[0], q.count("@example.com")) for q in sf.queries]
     assert per_object == [("Lead", 100), ("Lead", 50), ("Contact", 100), ("Contact", 50)]
     assert len(sf.collection_calls()) == 1
+
+
+@pytest.mark.parametrize("answer", [None, [], {"ok": True}])
+def test_a_collection_answer_without_one_result_per_record_is_transient(answer: Any) -> None:
+    from bridge.errors import TransientError
+    from bridge.writeback.client import OrgWriter
+
+    class Client:
+        def restful(self, path: str, method: str, data: str) -> Any:
+            return answer
+
+    writer = OrgWriter(Client())
+    with pytest.raises(TransientError, match="for 1 records"):
+        writer.collection("POST", "composite/sobjects", [{"attributes": {"type": "Lead"}}])
