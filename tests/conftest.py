@@ -88,6 +88,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
+def postgres_store(postgres_server: str) -> Iterator[Store]:
+    """A migrated, empty PostgreSQL store (for behaviour only a server database has)."""
+    s = Store(postgres_server)
+    _truncate_all(s)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
 def sqlite_store(tmp_path: Path, _sqlite_template: Path) -> Iterator[Store]:
     """A migrated, empty SQLite store (for tests that need only one backend)."""
     path = tmp_path / "sfbridge.db"

@@ -441,13 +441,15 @@ def test_cli_users_add_checks_the_database_before_asking_for_the_password(
     assert "run `sfbridge db upgrade`" in result.output
 
 
-def test_secrets_rotate_keeps_a_refresh_token_rotated_meanwhile(store: Store, vault: Vault):
+def test_secrets_rotate_keeps_a_refresh_token_rotated_meanwhile(
+    postgres_store: Store, vault: Vault
+):
     """A worker stores Salesforce's new refresh token while `secrets rotate` runs: the new
-    token must survive (the old one no longer works), not be overwritten by the old one."""
+    token must survive (the old one no longer works), not be overwritten by the old one.
+    PostgreSQL only: SQLite has no row locks (and one writer at a time)."""
     import threading
 
-    if store.engine.dialect.name == "sqlite":
-        pytest.skip("SQLite has no row locks (and one writer at a time)")
+    store = postgres_store
     with store.session() as session:
         session.add(
             OrgConnection(
