@@ -35,35 +35,9 @@ from bridge.store.models import (
 )
 from bridge.streaming import inbox
 from bridge.streaming.events import from_bayeux
+from tests.test_receiver_service import INTEGRATION, SALES, org_config
 
-INTEGRATION = "005INTEGRATION0AAA"
-SALES = "005SALESUSER00AAAA"
-
-ORG = OrgConfig.model_validate(
-    {
-        "programs": [{"key": "main", "name": "Main"}],
-        "receiver": {
-            "program": "main",
-            "status_rules": [
-                {
-                    "status": "qualified",
-                    "object": "Lead",
-                    "field": "Status",
-                    "op": "equals",
-                    "value": "Qualified",
-                },
-                {
-                    "status": "approved",
-                    "object": "Opportunity",
-                    "field": "StageName",
-                    "op": "changed_to",
-                    "value": "Closed Won",
-                },
-            ],
-            "referral_fields": {"deal_amount": "Opportunity.Amount"},
-        },
-    }
-)
+ORG = org_config()  # the same rules as the entry-by-entry tests
 
 
 def seed(store: Store) -> int:
