@@ -34,6 +34,7 @@ from typing import Any
 import click
 
 from bridge.errors import UsageError
+from bridge.ports import free_port
 
 ORG = "demo"
 PROGRAM = "demo"
@@ -303,16 +304,10 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pick_port(wanted: int, what: str, echo: Callable[[str], None]) -> int:
     if _port_free(wanted):
         return wanted
-    port = _free_port()
+    port = free_port()
     echo(f"port {wanted} is in use; the {what} uses {port} instead")
     return port
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,12 +17,7 @@ from pathlib import Path
 import redis
 
 from bridge.errors import UsageError
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bridge.ports import free_port
 
 
 def redis_server_binary() -> str:
@@ -37,7 +31,7 @@ class EmbeddedRedis:
 
     def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None):
         self.data_dir = Path(data_dir)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
