@@ -108,17 +108,18 @@ def config_check(file: str | None, connected: bool) -> None:
 
 def _describe_connected_orgs(cfg: BridgeConfig) -> dict[str, dict[str, Any]]:
     """Org name -> {object: describe} for every org of `cfg` that has a stored connection."""
-    from bridge.orgs import load_connection, open_org
+    from bridge.orgs import open_org
 
     rt = _runtime(db=True)
     out: dict[str, dict[str, Any]] = {}
     for name, org_config in cfg.orgs.items():
         try:
-            load_connection(rt.store, name)
-        except UsageError:
+            sf_org = open_org(rt.store, rt.vault, name, org_config)
+        except UsageError as exc:
+            if exc.code != "org_not_connected":
+                raise
             click.echo(f"org {name}: not connected; its fields were not checked", err=True)
             continue
-        sf_org = open_org(rt.store, rt.vault, name, org_config)
         out[name] = {obj: sf_org.call(getattr(sf_org.sf, obj).describe) for obj in SOBJECTS}
     return out
 
