@@ -13,7 +13,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -144,13 +146,21 @@ def release_redis_db(base_url: str, url: str) -> None:
     redis.Redis.from_url(base_url + "/0").delete(f"sfbridge-test-claim:{index}")
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout`."""
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+    on_timeout: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout`
+    (and with `on_timeout()`'s text, e.g. a process log, to show why)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            extra = f"\n{on_timeout()}" if on_timeout else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
         time.sleep(interval)

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from bridge.store import Store
 from bridge.store.models import InboundEvent, SalesEntry
 from bridge.streaming.events import format_modstamp, parse_sf_datetime
 from bridge.vault import Vault, generate_key
+from tests.services import wait_for
 
 ORG = "acme"
 
@@ -327,12 +327,4 @@ def wait_until(
     what: str,
     on_timeout: Callable[[], str] | None = None,
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = on_timeout() if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{extra}")
-        time.sleep(0.1)
+    return wait_for(predicate, timeout, 0.1, what, on_timeout)
