@@ -12,7 +12,6 @@ import sqlalchemy.exc
 
 from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text, read_config_text
 from bridge.errors import BridgeError, ConfigError, UsageError
-from bridge.metrics import count_calls_with
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -482,13 +481,11 @@ def stream(org_name: str | None) -> None:
     A second instance waits and takes over when the first stops or dies. SIGTERM stops it
     after the current batch.
     """
-    from bridge.streaming import subscriber
+    from bridge import processes
 
     rt = _runtime(db=True)
-    count_calls_with(rt.redis)
-    name, org_config = subscriber.pick_org(rt.config.orgs, org_name)
     _log_to_stderr()
-    subscriber.run(rt.store, rt.vault, rt.redis, name, org_config)
+    processes.run_stream(rt, org_name)
 
 
 @main.command("poll")
@@ -509,30 +506,14 @@ def poll(
     org_name: str | None, every: int | None, since: str | None, objects: tuple[str, ...]
 ) -> None:
     """Poll changes by SystemModstamp (once, or --every N seconds); --since backfills a gap."""
-    from bridge.streaming import poller
+    from bridge import processes
 
     _log_to_stderr()
     rt = _runtime(db=True)
-    count_calls_with(rt.redis)
-    name, org_config = _pick(rt, org_name)
     when = _parse_since(since) if since else None
-    poller.run_cli(
-        rt.store,
-        rt.vault,
-        rt.redis,
-        name,
-        org_config,
-        every=every,
-        since=when,
-        objects=objects or None,
-        echo=click.echo,
+    processes.run_poll(
+        rt, org_name, every=every, since=when, objects=objects or None, echo=click.echo
     )
-
-
-def _pick(rt: Runtime, org_name: str | None) -> tuple[str, OrgConfig]:
-    from bridge.streaming.subscriber import pick_org
-
-    return pick_org(rt.config.orgs, org_name)
 
 
 def _parse_since(text: str) -> datetime:
@@ -562,12 +543,11 @@ def _parse_since(text: str) -> datetime:
 )
 def worker(burst: bool, queues: tuple[str, ...], fork: bool) -> None:
     """Run an rq worker for the inbound and outbound queues (with the inbound sweeper)."""
-    from bridge import jobs
+    from bridge import processes
 
     _log_to_stderr()
     rt = _runtime(db=True)
-    count_calls_with(rt.redis)
-    jobs.run_worker(rt, burst=burst, queues=queues or None, fork=fork)
+    processes.run_worker(rt, burst=burst, queues=queues or None, fork=fork)
 
 
 # ---- demo (review helper) -------------------------------------------------------------------

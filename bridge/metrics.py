@@ -17,14 +17,12 @@ from typing import Any
 
 import redis
 
+from bridge import defaults
+
 log = logging.getLogger(__name__)
 
 SF_API_CALLS = "sfbridge:sf_api_calls"
 SF_API_ERRORS = "sfbridge:sf_api_errors"
-
-
-PAUSE_AFTER_FAILURE = 30.0
-"""Seconds a hook stops counting after Redis failed, so an outage does not slow every call."""
 
 
 def count_salesforce_call(client: redis.Redis, org: str, *, error: bool) -> bool:
@@ -50,7 +48,7 @@ def salesforce_call_hook(client: redis.Redis, org: str) -> Callable[..., Any]:
         if time.monotonic() >= paused_until and not count_salesforce_call(
             client, org, error=response.status_code >= 400
         ):
-            paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+            paused_until = time.monotonic() + defaults.METRICS_PAUSE_AFTER_FAILURE_SECONDS
         return response
 
     return hook

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
@@ -291,9 +291,16 @@ def open_org(store: Store, vault: Vault, name: str, org_config: OrgConfig) -> Sa
 def _refresh_token_saver(store: Store, vault: Vault, name: str) -> Callable[[str], None]:
     def save(new_token: str) -> None:
         with store.session() as session:
-            conn = session.scalar(select(OrgConnection).where(OrgConnection.name == name))
-            if conn is not None:
-                conn.refresh_token_enc = vault.encrypt(new_token)
+            # updated_at stays: it is the connection's version, and the worker logs in again
+            # when it changes; a token Salesforce rotated is not a new connection.
+            session.execute(
+                update(OrgConnection)
+                .where(OrgConnection.name == name)
+                .values(
+                    refresh_token_enc=vault.encrypt(new_token),
+                    updated_at=OrgConnection.updated_at,
+                )
+            )
         log.info("stored the rotated refresh token of connection %s", name)
 
     return save

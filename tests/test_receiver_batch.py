@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from bridge import jobs
+from bridge import context, jobs
 from bridge.config import BridgeConfig, OrgConfig
+from bridge.context import WorkerContext
 from bridge.receiver import candidates, service
 from bridge.receiver.candidates import CandidatePool, find_members, find_referrals
 from bridge.receiver.matching import EntryInput, plan_lookups
@@ -464,15 +465,13 @@ def test_an_own_write_in_the_batch_is_the_next_entrys_previous_state(store: Stor
     def no_org(*_a: Any) -> Any:
         raise AssertionError("no Salesforce call expected")
 
-    jobs.set_context(
-        jobs.InboundContext(
-            store=store, config=BridgeConfig(orgs={"acme": JOB_ORG}), open_org=no_org
-        )
+    context.set_context(
+        WorkerContext(store=store, config=BridgeConfig(orgs={"acme": JOB_ORG}), open_org=no_org)
     )
     try:
         counts = jobs.process_inbound_batch(ids)
     finally:
-        jobs.set_context(None)
+        context.set_context(None)
     assert counts == {"own_write": 1, "processed": 2, "skipped": 2}
     with store.session() as s:
         saved = list(s.scalars(select(SalesEntry).order_by(SalesEntry.id)))

@@ -243,7 +243,7 @@ def test_nothing_is_sent_when_the_transaction_rolls_back(
 def test_the_worker_sweeper_resends_failed_notifications_once_per_interval(
     sqlite_store: Store, webhook: tuple[str, _Hooks], redis_client: Any
 ) -> None:
-    from bridge import jobs
+    from bridge import processes
     from bridge.config import BridgeConfig
     from bridge.store.models import OrgConnection
 
@@ -262,7 +262,7 @@ def test_the_worker_sweeper_resends_failed_notifications_once_per_interval(
     config = BridgeConfig(orgs={"acme": org_config})
 
     hooks.status = 204  # the receiver is back
-    assert jobs.resend_notifications(sqlite_store, redis_client, config) == 1
+    assert processes.resend_notifications(sqlite_store, redis_client, config) == 1
     assert notify_state(sqlite_store, eid) == ("sent", None)
     hooks.status = 500
     with sqlite_store.session() as s:
@@ -270,7 +270,7 @@ def test_the_worker_sweeper_resends_failed_notifications_once_per_interval(
         assert entry is not None
         entry.notify_state = "failed"
     # Within the interval another worker's sweeper does not send again.
-    assert jobs.resend_notifications(sqlite_store, redis_client, config) == 0
+    assert processes.resend_notifications(sqlite_store, redis_client, config) == 0
     assert len(hooks.received) == 2
 
 

@@ -10,6 +10,7 @@ import jwt
 import pytest
 import responses
 
+from bridge import defaults
 from bridge.errors import UsageError
 from bridge.salesforce import connection, oauth
 from bridge.salesforce.connection import OrgCredentials, SalesforceOrg, connect
@@ -332,13 +333,13 @@ def test_token_requests_are_retried_on_503(rsa_keys):
 
 
 def test_persistent_503_on_a_read_is_transient(fake, rsa_keys, monkeypatch):
-    monkeypatch.setattr(connection, "BACKOFF_FACTOR", 0)
+    monkeypatch.setattr(defaults, "BACKOFF_FACTOR", 0)
     org = connect(jwt_creds(rsa_keys[0]))
     statuses = _flaky(fake, responses.GET, "query/", 99, {})
     with pytest.raises(SalesforceTransientError) as raised:
         org.call(org.sf.query, "SELECT Id FROM Lead")
     assert raised.value.code == "SERVER_UNAVAILABLE"
-    assert len(statuses) == 1 + connection.STATUS_RETRIES
+    assert len(statuses) == 1 + defaults.STATUS_RETRIES
 
 
 # ---- secrets stay out of reprs --------------------------------------------------------------

@@ -21,6 +21,7 @@ import responses
 from simple_salesforce import Salesforce
 from simple_salesforce import exceptions as sfexc
 
+from bridge import defaults
 from bridge.errors import PermanentError, TransientError, UsageError
 from bridge.salesforce import connection
 from bridge.salesforce.errors import (
@@ -195,7 +196,7 @@ def test_requests_http_error_is_classified_by_its_response():
 
 
 def test_a_refused_connection_is_transient(monkeypatch):
-    monkeypatch.setattr(connection, "BACKOFF_FACTOR", 0)  # no waiting between the retries
+    monkeypatch.setattr(defaults, "BACKOFF_FACTOR", 0)  # no waiting between the retries
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -11,23 +11,19 @@ For a change of one object the entry carries ``{"Lead", "Contact", "Account", "O
 Bulkified over a whole batch of events: the fields an event already carries are used as they
 are; only what is missing is fetched, with IN lookups of up to 200 ids, so a batch costs a
 handful of queries however many events it holds, and none when the events carry everything.
-`Lookup` is the I/O boundary; `SalesforceLookup` implements it over a SalesforceOrg.
+`Lookup` is the I/O boundary; `bridge.salesforce.lookup.SalesforceLookup` implements it over
+a Salesforce org.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.config import SOBJECTS, OrgConfig
 from bridge.salesforce.topics import RELATIONAL_KEYS, topic_fields
-
-log = logging.getLogger(__name__)
-
-IN_CHUNK = 200  # ids per IN lookup (one Salesforce collection)
 
 #: Fields of each object the rules follow to its related records.
 REFERENCE_FIELDS: dict[str, tuple[str, ...]] = dict(RELATIONAL_KEYS)
@@ -233,89 +229,3 @@ def _complete(org: OrgConfig, triggers: Sequence[Trigger], lookup: Lookup) -> No
         for t in triggers:
             if t.sobject == obj and t.record_id in fetched:
                 t.record = {**fetched[t.record_id], **t.record}
-
-
-def chunks(items: Sequence[str], size: int = IN_CHUNK) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class SalesforceLookup:
-    """`Lookup` over a connected SalesforceOrg (SOQL by format_soql, IN chunks of 200)."""
-
-    def __init__(self, sforg: Any):
-        self.sforg = sforg
-        self.calls = 0
-        self._roles_unavailable = False
-
-    def _query(self, soql: str) -> list[dict[str, Any]]:
-        self.calls += 1
-        result = self.sforg.call(self.sforg.sf.query_all, soql)
-        return [
-            {k: v for k, v in r.items() if k != "attributes"} for r in result.get("records", [])
-        ]
-
-    def records(
-        self, sobject: str, ids: Sequence[str], fields: Sequence[str]
-    ) -> list[dict[str, Any]]:
-        from simple_salesforce import format_soql
-
-        out: list[dict[str, Any]] = []
-        for part in chunks(list(ids)):
-            out += self._query(
-                format_soql(
-                    "SELECT {fields:literal} FROM {obj:literal} WHERE Id IN {ids}",
-                    fields=", ".join(fields),
-                    obj=sobject,
-                    ids=list(part),
-                )
-            )
-        return out
-
-    def children(
-        self, sobject: str, parent_field: str, parent_ids: Sequence[str], fields: Sequence[str]
-    ) -> list[dict[str, Any]]:
-        from simple_salesforce import format_soql
-
-        select = list(fields) + ([parent_field] if parent_field not in fields else [])
-        out: list[dict[str, Any]] = []
-        for part in chunks(list(parent_ids)):
-            out += self._query(
-                format_soql(
-                    "SELECT {fields:literal} FROM {obj:literal} WHERE {parent:literal} IN {ids}",
-                    fields=", ".join(select),
-                    obj=sobject,
-                    parent=parent_field,
-                    ids=list(part),
-                )
-            )
-        return out
-
-    def contact_roles(self, by: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        from simple_salesforce import format_soql
-
-        from bridge.errors import BridgeError
-
-        if self._roles_unavailable:
-            return []
-        out: list[dict[str, Any]] = []
-        for part in chunks(list(ids)):
-            try:
-                out += self._query(
-                    format_soql(
-                        "SELECT OpportunityId, ContactId FROM OpportunityContactRole "
-                        "WHERE {by:literal} IN {ids}",
-                        by=by,
-                        ids=list(part),
-                    )
-                )
-            except BridgeError as exc:
-                if getattr(exc, "code", "") not in ("INVALID_TYPE", "INVALID_FIELD"):
-                    raise
-                # An org (or user) without access to contact roles: no 1-to-many via roles.
-                log.warning(
-                    "contact roles unavailable (%s); Contact<->Opportunity left empty", exc.code
-                )
-                self._roles_unavailable = True
-                return []
-        return out

@@ -40,7 +40,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce, format_soql
 from urllib3.util.retry import Retry
 
-from bridge import logsafe
+from bridge import defaults, logsafe
 from bridge.errors import UsageError
 from bridge.salesforce import oauth
 from bridge.salesforce.errors import (
@@ -56,14 +56,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_API_VERSION = "63.0"
-#: Connect and read timeouts for API calls (simple-salesforce passes none by default).
-API_TIMEOUT = (10, 120)
-#: Attempts after the first for connection failures.
-CONNECT_RETRIES = 3
-#: Attempts after the first for 502/503/504 and read failures (idempotent methods only).
-STATUS_RETRIES = 3
-#: urllib3 backoff: no wait before the first retry, then 0.5 s, 1 s, 2 s...
-BACKOFF_FACTOR = 0.5
+# Timeouts, retry counts and backoff: bridge.defaults (API_TIMEOUT, CONNECT_RETRIES, ...).
 RETRY_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -103,20 +96,21 @@ class _Adapter(HTTPAdapter):
     """A retrying adapter that also applies a default timeout (simple-salesforce sets none)."""
 
     def send(self, request: Any, timeout: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        return super().send(request, timeout=API_TIMEOUT if timeout is None else timeout, **kwargs)
+        timeout = defaults.API_TIMEOUT if timeout is None else timeout
+        return super().send(request, timeout=timeout, **kwargs)
 
 
 def _retry(*, methods: frozenset[str]) -> Retry:
     return Retry(
-        total=CONNECT_RETRIES + STATUS_RETRIES,
-        connect=CONNECT_RETRIES,
-        read=STATUS_RETRIES,
-        status=STATUS_RETRIES,
+        total=defaults.CONNECT_RETRIES + defaults.STATUS_RETRIES,
+        connect=defaults.CONNECT_RETRIES,
+        read=defaults.STATUS_RETRIES,
+        status=defaults.STATUS_RETRIES,
         other=0,  # TLS and protocol errors: retrying will not fix a certificate
         redirect=0,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=methods,
-        backoff_factor=BACKOFF_FACTOR,
+        backoff_factor=defaults.BACKOFF_FACTOR,
         respect_retry_after_header=False,
         raise_on_status=False,  # hand back the last 503 so its body can be classified
     )
@@ -201,6 +195,13 @@ class SalesforceOrg:
             records = self.call(self.sf.query, soql).get("records") or []
             self._username = str(records[0]["Username"]) if records else self.user_id
         return self._username
+
+    def streaming_session(self) -> requests.Session:
+        """A session of its own for a long-lived channel (the Bayeux long poll, which keeps
+        its own cookies), built like the org's: same trust settings, same call counting."""
+        session = build_session(self._credentials.login_url, self._credentials.ca_bundle)
+        session.hooks["response"] = list(self.http.hooks["response"])
+        return session
 
     def close(self) -> None:
         """Release the HTTP connections (the org can still reconnect on the next call)."""
@@ -365,13 +366,6 @@ def connect_with_token(
     return SalesforceOrg(creds, http, token)
 
 
-def open_org(store: Any, vault: Any, name: str, org_config: Any) -> SalesforceOrg:
-    """Open the stored connection `name` (see `bridge.orgs.open_org`)."""
-    from bridge.orgs import open_org as _open_org  # bridge.orgs imports this module
-
-    return _open_org(store, vault, name, org_config)
-
-
 __all__ = [
     "OrgCredentials",
     "SalesforceError",
@@ -379,5 +373,4 @@ __all__ = [
     "build_session",
     "connect",
     "connect_with_token",
-    "open_org",
 ]

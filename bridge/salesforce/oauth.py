@@ -29,6 +29,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bridge import defaults
 from bridge.errors import UsageError
 from bridge.salesforce.errors import classify, from_response, make_error
 
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: Salesforce accepts a JWT whose ``exp`` is at most three minutes ahead; stay inside that.
 JWT_LIFETIME_SECONDS = 170
-#: Connect and read timeouts for token requests.
-TOKEN_TIMEOUT = (10, 30)
 #: The scopes asked for in the web-server flow: API access and a refresh token to keep it.
 WEB_FLOW_SCOPE = "api refresh_token"
 #: The Salesforce CLI's loopback callback, already registered on many connected apps.
@@ -130,7 +129,7 @@ def request_token(session: requests.Session, login_url: str, form: dict[str, str
     log.debug("requesting a token (%s) from %s", form.get("grant_type"), url)
     try:
         response = session.post(
-            url, data=form, headers={"Accept": "application/json"}, timeout=TOKEN_TIMEOUT
+            url, data=form, headers={"Accept": "application/json"}, timeout=defaults.TOKEN_TIMEOUT
         )
     except requests.RequestException as exc:
         err = classify(exc)

@@ -21,8 +21,8 @@ from typing import Any
 
 import requests
 
+from bridge import defaults
 from bridge.errors import TransientError
-from bridge.streaming import defaults
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The event inbox: store changes exactly once, and the cursors that only move forward.
+"""The event inbox: store changes exactly once, the cursors that only move forward, and the
+events' states (new → processing → done / failed / skipped) as jobs claim and release them.
 
 Storing and moving the cursor happen in the caller's transaction, events first: a cursor is
 never committed without the events it covers (aiosfstream's automatic replay policy stores the
@@ -8,7 +9,7 @@ marker before the handler has saved anything, which loses the event on a crash; 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import and_, or_, select, update
@@ -16,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from bridge import defaults
 from bridge.store.models import InboundEvent, SyncCursor, utcnow
 from bridge.streaming.events import ChangeEvent, latest
 
@@ -209,3 +211,71 @@ def mark_queued(session: Session, ids: Iterable[int]) -> None:
             .values(queued_at=utcnow())
             .execution_options(synchronize_session=False)
         )
+
+
+# ---- claims: the states a job moves events through ------------------------------------------
+
+
+def claim(session: Session, ids: Sequence[int], token: str) -> list[int]:
+    """Mark the events ours (new → processing); a stale claim of a dead worker is taken over.
+
+    One UPDATE … WHERE state allows it … RETURNING: two jobs claiming the same events at the
+    same time get disjoint sets, on SQLite and PostgreSQL alike.
+    """
+    now = utcnow()
+    stale = now - timedelta(seconds=defaults.CLAIM_TIMEOUT_SECONDS)
+    claimed = session.scalars(
+        update(InboundEvent)
+        .where(
+            InboundEvent.id.in_(list(ids)),
+            (InboundEvent.state == "new")
+            | ((InboundEvent.state == "processing") & (InboundEvent.claimed_at < stale)),
+        )
+        .values(
+            state="processing",
+            claimed_at=now,
+            claimed_by=token,
+            attempts=InboundEvent.attempts + 1,
+        )
+        .returning(InboundEvent.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(claimed)
+
+
+def release(session: Session, ids: Sequence[int], token: str) -> None:
+    """Give claimed events back (state new) so a retry of the job can take them again."""
+    session.execute(
+        update(InboundEvent)
+        .where(
+            InboundEvent.id.in_(list(ids)),
+            InboundEvent.state == "processing",
+            InboundEvent.claimed_by == token,
+        )
+        .values(state="new", claimed_at=None, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def still_claimed(session: Session, ids: Sequence[int], token: str) -> list[InboundEvent]:
+    """The events among `ids` still claimed by `token`, fresh from the database (a slow job
+    whose claim was taken over must not act on them)."""
+    return list(
+        session.scalars(
+            select(InboundEvent)
+            .where(
+                InboundEvent.id.in_(list(ids)),
+                InboundEvent.state == "processing",
+                InboundEvent.claimed_by == token,
+            )
+            .order_by(InboundEvent.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def finish(event: InboundEvent, state: str, reason: str | None = None) -> None:
+    """The event is through: `done`, `failed` or `skipped` (with the reason code)."""
+    event.state = state
+    event.reason = reason
+    event.processed_at = utcnow()

@@ -14,6 +14,8 @@ import uuid
 
 import redis
 
+from bridge import defaults
+
 log = logging.getLogger(__name__)
 
 # Renew or release only if the lease is still ours (compare-and-set on the token).
@@ -81,7 +83,7 @@ class Lease:
 
     def start_renewing(self) -> None:
         self._stop.clear()
-        interval = self.ttl_ms / 1000 / 3
+        interval = self.ttl_ms / 1000 * defaults.LEASE_RENEW_FRACTION
 
         def loop() -> None:
             while not self._stop.wait(interval):

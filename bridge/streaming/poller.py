@@ -1,4 +1,4 @@
-"""`sfbridge poll`: SystemModstamp polling, and the gap backfill the subscriber starts.
+"""SystemModstamp polling (`sfbridge poll`), and the gap backfill the subscriber starts.
 
 Each object is queried from its poll cursor minus an overlap window (changes committed late
 with an earlier SystemModstamp are still seen), ordered by SystemModstamp, Id and paged with
@@ -18,10 +18,12 @@ from typing import Any
 from simple_salesforce import format_soql
 from sqlalchemy import delete
 
+from bridge import defaults
 from bridge.config import SOBJECTS, OrgConfig
+from bridge.receiver.relational import record_fields
 from bridge.store import Store
 from bridge.store.models import SyncCursor, utcnow
-from bridge.streaming import defaults, inbox
+from bridge.streaming import inbox
 from bridge.streaming.events import MalformedEvent, from_polled_record
 
 log = logging.getLogger("sfbridge.poll")
@@ -38,8 +40,6 @@ def poll_channel(sobject: str) -> str:
 
 def poll_fields(org: OrgConfig, sobject: str) -> list[str]:
     """System fields, the fields the relational rules need and every field the config reads."""
-    from bridge.receiver.relational import record_fields
-
     out = list(SYSTEM_FIELDS)
     for name in record_fields(org, sobject):
         if name not in out:
@@ -251,47 +251,3 @@ def _run_backfill(
         )
     say(f"{sobject}: backfill done: {read} records read, {new} new changes stored")
     return read, new
-
-
-def run_cli(
-    store: Store,
-    vault: Any,
-    redis_client: Any,
-    name: str,
-    org: OrgConfig,
-    *,
-    every: int | None,
-    since: datetime | None,
-    objects: tuple[str, ...] | None,
-    echo: Echo,
-) -> None:
-    """`sfbridge poll`: a backfill (--since), one round, or rounds --every N seconds."""
-    import signal
-
-    from bridge import jobs
-    from bridge.salesforce.connection import open_org
-    from bridge.streaming.subscriber import org_connection_id
-
-    conn_id = org_connection_id(store, name)
-    sforg = open_org(store, vault, name, org)
-
-    def enqueue(ids: list[int]) -> int:
-        return jobs.enqueue_events(redis_client, ids)
-
-    chosen = tuple(objects or SOBJECTS)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if since is not None:
-        for sobject in chosen:
-            backfill(
-                store, sforg, conn_id, org, sobject, since, enqueue=enqueue, echo=echo, stop=stop
-            )
-        return
-    while True:
-        results = poll_once(store, sforg, conn_id, org, enqueue=enqueue, objects=chosen)
-        echo(
-            "poll: "
-            + ", ".join(f"{obj} {read} read / {new} new" for obj, (read, new) in results.items())
-        )
-        if not every or stop.wait(every):
-            return

@@ -22,17 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
-import requests
+from simple_salesforce import format_soql
 from sqlalchemy import select
 
+from bridge import defaults
 from bridge.config import SOBJECTS, OrgConfig
 from bridge.errors import TransientError, UsageError
 from bridge.store import Store
-from bridge.store.models import OrgConnection, SyncCursor
-from bridge.streaming import defaults, inbox
+from bridge.store.models import SyncCursor, utcnow
+from bridge.streaming import inbox
 from bridge.streaming.bayeux import (
     AuthenticationInvalid,
     BayeuxClient,
@@ -43,9 +44,7 @@ from bridge.streaming.bayeux import (
     UnknownClient,
 )
 from bridge.streaming.events import ChangeEvent, MalformedEvent, from_bayeux, malformed
-
-if TYPE_CHECKING:
-    from bridge.vault import Vault
+from bridge.streaming.lease import Lease
 
 log = logging.getLogger("sfbridge.stream")
 
@@ -54,25 +53,6 @@ BACKFILL_PREFIX = inbox.BACKFILL_PREFIX
 
 class _Interrupted(Exception):
     """SIGTERM arrived while we were waiting on a long poll (nothing in hand to lose)."""
-
-
-def org_connection_id(store: Store, name: str) -> int:
-    with store.session() as session:
-        conn_id = session.scalar(select(OrgConnection.id).where(OrgConnection.name == name))
-    if conn_id is None:
-        raise UsageError(f"org '{name}' is not connected yet: run `sfbridge org connect {name}`")
-    return int(conn_id)
-
-
-def pick_org(config_orgs: dict[str, OrgConfig], name: str | None) -> tuple[str, OrgConfig]:
-    if name:
-        if name not in config_orgs:
-            raise UsageError(f"no org '{name}' in the config; orgs: {', '.join(config_orgs)}")
-        return name, config_orgs[name]
-    if len(config_orgs) != 1:
-        raise UsageError(f"several orgs are configured: pass --org ({', '.join(config_orgs)})")
-    only = next(iter(config_orgs))
-    return only, config_orgs[only]
 
 
 def topic_channels(org: OrgConfig) -> dict[str, str | None]:
@@ -94,26 +74,33 @@ def lease_key(org_name: str, channels: list[str]) -> str:
 
 @dataclass
 class Subscriber:
-    """The subscriber of one org. `open_org()` returns a connected SalesforceOrg."""
+    """The subscriber of one org connection.
+
+    `open_org()` returns a connected SalesforceOrg, `enqueue(ids)` hands stored events to the
+    jobs, `backfill(sobject)` runs (or resumes) the gap backfill recorded for `sobject` until
+    `stop` is set; the stream process (`bridge.processes.run_stream`) wires them.
+    """
 
     store: Store
     redis_client: redis.Redis
     org_name: str
     org: OrgConfig
+    org_connection_id: int
     open_org: Callable[[], Any]
     enqueue: Callable[[list[int]], object]
+    backfill: Callable[[str], object]
     stop: threading.Event = field(default_factory=threading.Event)
     first_replay_id: int = -1  # where a channel without a cursor starts: new events only
 
     def __post_init__(self) -> None:
-        self.org_connection_id = org_connection_id(self.store, self.org_name)
         self.channels = topic_channels(self.org)
         if not self.channels:
             raise UsageError(
                 f"org '{self.org_name}' streams nothing: list PushTopics under "
                 f"orgs.{self.org_name}.streaming.topics or set streaming.cdc: true"
             )
-        self.lease = _lease(self.redis_client, lease_key(self.org_name, list(self.channels)))
+        key = lease_key(self.org_name, list(self.channels))
+        self.lease = Lease(self.redis_client, key, defaults.LEASE_TTL_SECONDS)
         self.in_long_poll = False
         self.stored = 0
         self._backfills: dict[str, threading.Thread] = {}
@@ -170,11 +157,8 @@ class Subscriber:
     def _stream(self) -> None:
         sforg = self.open_org()
         self._learn_topic_objects(sforg)
-        http = requests.Session()
-        http.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override our CA
-        http.verify = getattr(sforg.http, "verify", True)
         url = f"{sforg.instance_url}/cometd/{sforg.api_version}"
-        client = BayeuxClient(url, http, lambda: str(sforg.access_token))
+        client = BayeuxClient(url, sforg.streaming_session(), lambda: str(sforg.access_token))
         self._resume_backfills()
         need_auth = False
         need_handshake = True
@@ -251,8 +235,6 @@ class Subscriber:
         names = [c.removeprefix("/topic/") for c in self.channels if c.startswith("/topic/")]
         if not names:
             return
-        from simple_salesforce import format_soql
-
         soql = format_soql("SELECT Name, Query FROM PushTopic WHERE Name IN {}", names)
         try:
             result = sforg.call(sforg.sf.query_all, soql)
@@ -348,8 +330,6 @@ class Subscriber:
             log.warning(
                 "stream: %s has no time on its cursor; backfilling the last 24 hours", channel
             )
-            from bridge.store.models import utcnow
-
             since = utcnow() - timedelta(hours=24)
         since -= timedelta(seconds=self.org.polling.overlap_seconds)
         with self.store.session() as session:
@@ -383,19 +363,10 @@ class Subscriber:
         running = self._backfills.get(sobject)
         if running is not None and running.is_alive():
             return
-        from bridge.streaming.poller import run_pending_backfill
 
         def work() -> None:
             try:
-                run_pending_backfill(
-                    self.store,
-                    self.open_org(),
-                    self.org_connection_id,
-                    self.org,
-                    sobject,
-                    enqueue=self.enqueue,
-                    stop=self.stop,
-                )
+                self.backfill(sobject)
             except Exception:  # noqa: BLE001 - the row stays; the next start resumes it
                 log.exception(
                     "stream: backfill of %s failed; it resumes on the next start", sobject
@@ -404,29 +375,3 @@ class Subscriber:
         thread = threading.Thread(target=work, name=f"backfill-{sobject}", daemon=True)
         self._backfills[sobject] = thread
         thread.start()
-
-
-def _lease(client: redis.Redis, key: str) -> Any:
-    from bridge.streaming.lease import Lease
-
-    return Lease(client, key, defaults.LEASE_TTL_SECONDS)
-
-
-def run(
-    store: Store, vault: Vault, redis_client: redis.Redis, org_name: str, org: OrgConfig
-) -> Subscriber:
-    """Build and run the subscriber for `org_name` until SIGTERM."""
-    from bridge import jobs
-    from bridge.salesforce.connection import open_org
-
-    sub = Subscriber(
-        store=store,
-        redis_client=redis_client,
-        org_name=org_name,
-        org=org,
-        open_org=lambda: open_org(store, vault, org_name, org),
-        enqueue=lambda ids: jobs.enqueue_events(redis_client, ids),
-    )
-    sub.install_signal_handlers()
-    sub.run()
-    return sub

@@ -29,6 +29,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select, text
 
+from bridge import defaults
 from bridge.errors import ConfigError
 from bridge.store.models import (
     InboundEvent,
@@ -42,7 +43,6 @@ from bridge.web.extensions import store, web
 
 bp = Blueprint("health", __name__)
 
-RQ_QUEUES = ("inbound", "outbound")
 SF_COUNTERS = {
     "sfbridge_salesforce_api_calls_total": "sfbridge:sf_api_calls",
     "sfbridge_salesforce_api_errors_total": "sfbridge:sf_api_errors",
@@ -222,7 +222,7 @@ def metrics() -> Response:
                 "Jobs waiting per rq queue.",
                 [
                     _line("sfbridge_rq_queue_depth", Queue(q, connection=conn).count, queue=q)
-                    for q in RQ_QUEUES
+                    for q in defaults.QUEUES
                 ],
             )
             for metric, key in SF_COUNTERS.items():

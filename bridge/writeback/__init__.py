@@ -12,19 +12,12 @@ then enqueue it:
 
 from bridge.writeback.activities import Activity, parse_activity, queue_activity
 from bridge.writeback.field_updates import queue_field_update
-from bridge.writeback.jobs import (
-    OUTBOUND_QUEUE,
-    enqueue_pending,
-    enqueue_push,
-    send_push,
-    send_pushes,
-)
+from bridge.writeback.jobs import enqueue_pending, enqueue_push, send_push, send_pushes
 from bridge.writeback.pushes import MAX_ATTEMPTS, queue_push, repush
 from bridge.writeback.referrals import queue_referral_add
 
 __all__ = [
     "MAX_ATTEMPTS",
-    "OUTBOUND_QUEUE",
     "Activity",
     "enqueue_pending",
     "enqueue_push",

@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from bridge.errors import BridgeError, TransientError, UsageError
+from bridge.errors import ErrorClass, TransientError
 from bridge.salesforce.errors import category_for, classify
-
-ErrorClass = Literal["usage", "transient", "permanent"]
 
 COLLECTION_LIMIT = 200
 """sObject Collections take at most 200 records per request."""
@@ -28,14 +26,6 @@ def classify_code(code: str) -> ErrorClass:
     """Who can fix a Salesforce error code (the connection's table): retry (transient), the
     admin (usage), or the data (permanent: STRING_TOO_LONG, REQUIRED_FIELD_MISSING...)."""
     return category_for(code, None)
-
-
-def error_class_of(exc: BridgeError) -> ErrorClass:
-    if isinstance(exc, TransientError):
-        return "transient"
-    if isinstance(exc, UsageError):
-        return "usage"
-    return "permanent"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.config import ObjectSync, OrgConfig
-from bridge.errors import BridgeError, PermanentError
+from bridge.errors import Action, PermanentError, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
 from bridge.writeback import accounts, activities, referrals
@@ -29,7 +29,6 @@ from bridge.writeback.client import (
     RecordError,
     Writer,
     chunks,
-    error_class_of,
     record_error,
 )
 from bridge.writeback.pushes import (
@@ -176,7 +175,7 @@ def _send_round(
             continue
         try:
             planned, refused = planner(writer, org_config, group, now)
-        except BridgeError as exc:  # the lookup failed: every push of the group shares it
+        except Exception as exc:  # the lookup failed: every push of the group shares it
             planned, refused = [], [_failure(i.push_id, exc) for i in group]
         writes += planned
         early += refused
@@ -212,7 +211,9 @@ def _link_accounts(
         return
     try:
         found = accounts.find_accounts(writer, by_domain, sync)
-    except BridgeError as exc:  # the Contacts are still written, without an account
+    except Exception as exc:  # the Contacts are still written, without an account
+        if failure_of(exc).action is Action.RAISE:
+            raise
         log.warning("account lookup failed; contacts stay unlinked: %s", exc)
         return
 
@@ -432,7 +433,7 @@ def _plan_activities(
                 sobject, fields = activities.record_from_payload(
                     item.payload, item.external_id, org_config
                 )
-            except BridgeError as exc:
+            except Exception as exc:
                 early.append(_failure(item.push_id, exc))
                 continue
         planned.append((item, sobject, fields, email))
@@ -514,7 +515,7 @@ def _execute(writer: Writer, writes: list[Write]) -> Any:
             method, path, records = _request(part)
             try:
                 results = writer.collection(method, path, records)
-            except BridgeError as exc:
+            except Exception as exc:
                 yield [_failure(w.push_id, exc, fields=w.fields) for w in part]
                 continue
             outcomes = []
@@ -545,12 +546,18 @@ def _execute(writer: Writer, writes: list[Write]) -> Any:
             yield outcomes
 
 
-def _failure(push_id: int, exc: BridgeError, fields: dict[str, Any] | None = None) -> Outcome:
+def _failure(push_id: int, exc: Exception, fields: dict[str, Any] | None = None) -> Outcome:
+    """The push's outcome for a failure; called in an `except` block, it re-raises what is not
+    the push's to carry (a bug), as the failure policy says."""
+    failure = failure_of(exc)
+    if failure.action is Action.RAISE:
+        raise exc
+    # RETRY (transient) is saved like the rest: mark_error keeps the push pending for it.
     return Outcome(
         push_id,
         "failed",
-        error=RecordError(exc.code, exc.message, list(exc.fields)),
-        error_class=error_class_of(exc),
+        error=RecordError(failure.code, failure.message, list(failure.fields)),
+        error_class=failure.error_class,
         fields=fields,
     )
 

@@ -11,13 +11,14 @@ import redis
 from rq import Queue, SimpleWorker
 from sqlalchemy import func, select, update
 
-from bridge import jobs
+from bridge import context, defaults, intake, jobs
 from bridge.config import BridgeConfig
+from bridge.context import WorkerContext
 from bridge.errors import TransientError
 from bridge.receiver.relational import record_fields
 from bridge.store import Store
 from bridge.store.models import InboundEvent, SalesEntry, utcnow
-from bridge.streaming import defaults, inbox
+from bridge.streaming import inbox
 from bridge.streaming.events import MalformedEvent, from_bayeux, malformed
 from tests.inbound.conftest import INTEGRATION_USER, SALES_USER
 from tests.inbound.helpers import org_config, pushtopic_message
@@ -76,13 +77,18 @@ def no_org(*_a: Any) -> Any:
 @pytest.fixture
 def receiver(store: Store, monkeypatch: pytest.MonkeyPatch) -> Receiver:
     fake = Receiver()
-    monkeypatch.setattr(jobs, "process_entry", fake)
-    monkeypatch.setattr(jobs, "process_entries", fake.batch)
-    jobs.set_context(
-        jobs.InboundContext(store=store, config=BridgeConfig(orgs={"acme": ORG}), open_org=no_org)
+    monkeypatch.setattr(intake, "process_entry", fake)
+    monkeypatch.setattr(intake, "process_entries", fake.batch)
+    context.set_context(
+        WorkerContext(store=store, config=BridgeConfig(orgs={"acme": ORG}), open_org=no_org)
     )
     yield fake
-    jobs.set_context(None)
+    context.set_context(None)
+
+
+def claim(store: Store, ids: list[int], token: str) -> list[int]:
+    with store.session() as s:
+        return inbox.claim(s, ids, token)
 
 
 def entries(store: Store) -> list[SalesEntry]:
@@ -134,7 +140,7 @@ def test_concurrent_claims_are_disjoint(store: Store, org_id: int) -> None:
 
     def claimer(n: int) -> None:
         barrier.wait()
-        results.append(jobs.claim(store, ids, f"worker-{n}"))
+        results.append(claim(store, ids, f"worker-{n}"))
 
     threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
     for t in threads:
@@ -149,8 +155,8 @@ def test_a_stale_claim_of_a_dead_worker_is_taken_over(
     store: Store, org_id: int, receiver: Receiver, redis_client: redis.Redis
 ) -> None:
     ids = store_leads(store, org_id, range(1, 6))
-    assert jobs.claim(store, ids, "dead-worker") == ids
-    assert jobs.claim(store, ids, "another") == []  # a live claim is respected
+    assert claim(store, ids, "dead-worker") == ids
+    assert claim(store, ids, "another") == []  # a live claim is respected
     with store.session() as s:
         s.execute(
             update(InboundEvent).values(
@@ -226,8 +232,8 @@ def test_a_receiver_crash_is_saved_with_its_reason(
             flaky(session, entry, org, **kw)
         return entries
 
-    monkeypatch.setattr(jobs, "process_entry", flaky)
-    monkeypatch.setattr(jobs, "process_entries", flaky_batch)
+    monkeypatch.setattr(intake, "process_entry", flaky)
+    monkeypatch.setattr(intake, "process_entries", flaky_batch)
     assert jobs.process_inbound_batch(ids) == {"processed": 2, "failed": 1}
     failed = [e for e in entries(store) if e.outcome == "failed"]
     assert [(e.inbound_event_id, e.reasons) for e in failed] == [(ids[1], ["receiver_error"])]
@@ -253,7 +259,7 @@ def test_an_unexpected_lookup_failure_is_saved_with_its_reason(
     def broken(*_a: Any) -> Any:
         raise ValueError("unexpected answer")
 
-    jobs.get_context().open_org = broken
+    context.current().open_org = broken
     assert jobs.process_inbound_batch(ids) == {"failed": 1}
     assert states(store) == {"failed": 1}
     (entry,) = entries(store)
@@ -280,7 +286,7 @@ def test_a_transient_lookup_failure_gives_the_events_back(
     def unreachable(*_a: Any) -> Any:
         raise TransientError("org unreachable")
 
-    jobs.get_context().open_org = unreachable
+    context.current().open_org = unreachable
     with pytest.raises(TransientError):
         jobs.process_inbound_batch(ids)
     assert states(store) == {"new": 1}  # released: the rq retry takes it again

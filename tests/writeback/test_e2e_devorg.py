@@ -14,6 +14,7 @@ import yaml
 from rq import Queue, SimpleWorker
 from simple_salesforce import format_soql
 
+from bridge import context, defaults
 from bridge.config import OrgConfig, load_config
 from bridge.devorg.testing import DevOrg
 from bridge.orgs import jwt_credentials, read_private_key, save_connection
@@ -298,17 +299,15 @@ def test_the_outbound_worker_sends_through_the_stored_connection(
     monkeypatch.setenv("SFBRIDGE_CONFIG", str(bridge.config_path))
     monkeypatch.setenv("SFBRIDGE_INSTANCE_DIR", str(tmp_path))
     monkeypatch.setenv("SFBRIDGE_ENCRYPTION_KEYS", bridge.vault_key)
-    jobs._runtime.cache_clear()
-    jobs._orgs.clear()
+    context.set_context(None)  # the job builds its context from the environment
     try:
         pid = bridge.queue_referral(bridge.referral(7))
         jobs.enqueue_push(redis_client, [pid])
         SimpleWorker(
-            [Queue(jobs.OUTBOUND_QUEUE, connection=redis_client)], connection=redis_client
+            [Queue(defaults.OUTBOUND_QUEUE, connection=redis_client)], connection=redis_client
         ).work(burst=True)
     finally:
-        jobs._runtime.cache_clear()
-        jobs._orgs.clear()
+        context.set_context(None)
     assert bridge.push(pid).state == "sent"
     assert len(bridge.leads("rita7@example.com")) == 1
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,12 +14,14 @@ from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
+from bridge import context, defaults
 from bridge.config import BridgeConfig
+from bridge.context import WorkerContext
 from bridge.salesforce.errors import make_error
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push
 from bridge.writeback import MAX_ATTEMPTS, jobs, queue_activity
-from bridge.writeback.jobs import OUTBOUND_QUEUE, enqueue_pending, enqueue_push
+from bridge.writeback.jobs import enqueue_pending, enqueue_push
 from tests.writeback.sfdouble import SalesforceDouble
 
 CONFIG = BridgeConfig.model_validate(
@@ -42,10 +43,8 @@ def sf() -> Iterator[SalesforceDouble]:
 
 
 @pytest.fixture
-def wired(
-    sqlite_store: Store, sf: SalesforceDouble, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, Any]:
-    """The job's runtime pointed at this test's store, config and Salesforce double."""
+def wired(sqlite_store: Store, sf: SalesforceDouble) -> Iterator[dict[str, Any]]:
+    """The worker's context pointed at this test's store, config and Salesforce double."""
     with sqlite_store.session() as s:
         org = OrgConnection(
             name="acme", login_url="https://login.salesforce.com", auth_method="jwt"
@@ -56,16 +55,20 @@ def wired(
         s.add_all([org, stray])
         s.flush()
         ids = {"org": org.id, "stray": stray.id}
-    runtime = SimpleNamespace(store=sqlite_store, config=CONFIG, vault=None)
-    monkeypatch.setattr(jobs, "_runtime", lambda: runtime)
     opened: list[str] = []
 
-    def open_writer(_runtime: Any, connection: OrgConnection) -> Any:
-        opened.append(connection.name)
-        return sf.writer()
+    def open_org(name: str, _config: Any) -> Any:
+        opened.append(name)
+        return sf.writer()  # has the `sf` and `call` a connected org offers
 
-    monkeypatch.setattr(jobs, "_open_writer", open_writer)
-    return {**ids, "opened": opened}
+    context.set_context(WorkerContext(store=sqlite_store, config=CONFIG, open_org=open_org))
+    yield {**ids, "opened": opened}
+    context.set_context(None)
+
+
+OUTBOUND_QUEUE = defaults.OUTBOUND_QUEUE
+RETRY_INTERVALS = defaults.OUTBOUND_RETRY_INTERVALS
+SWEEP_AFTER = timedelta(seconds=defaults.OUTBOUND_SWEEP_AFTER_SECONDS)
 
 
 def queue(store: Store, org_id: int, n: int) -> list[int]:
@@ -156,8 +159,8 @@ def test_pushes_of_an_org_missing_from_the_config_fail_with_a_reason(
 def test_enqueue_splits_jobs_at_200_pushes(redis_client: redis.Redis) -> None:
     jobs_ = enqueue_push(redis_client, range(1, 402))
     assert [len(j.args[0]) for j in jobs_] == [200, 200, 1]
-    assert all(j.retries_left == len(jobs.RETRY_INTERVALS) for j in jobs_)
-    assert 1 + len(jobs.RETRY_INTERVALS) == MAX_ATTEMPTS  # rq's retries end as the push fails
+    assert all(j.retries_left == len(RETRY_INTERVALS) for j in jobs_)
+    assert 1 + len(RETRY_INTERVALS) == MAX_ATTEMPTS  # rq's retries end as the push fails
 
 
 def test_the_sweep_picks_up_only_pushes_whose_job_was_lost(
@@ -167,8 +170,8 @@ def test_the_sweep_picks_up_only_pushes_whose_job_was_lost(
     with sqlite_store.session() as s:
         push = s.get(Push, lost)
         assert push is not None
-        push.updated_at = push.updated_at - jobs.SWEEP_AFTER - timedelta(seconds=1)
-    assert enqueue_pending(sqlite_store, redis_client, older_than=jobs.SWEEP_AFTER) == 1
+        push.updated_at = push.updated_at - SWEEP_AFTER - timedelta(seconds=1)
+    assert enqueue_pending(sqlite_store, redis_client, older_than=SWEEP_AFTER) == 1
     [job] = Queue(OUTBOUND_QUEUE, connection=redis_client).get_jobs()
     assert job.args == ([lost],)
     assert enqueue_pending(sqlite_store, redis_client) == 2  # without a limit: every pending one
@@ -191,7 +194,7 @@ def test_a_job_enqueued_without_rq_retries_schedules_its_own_follow_up(
     follow_up = Queue(OUTBOUND_QUEUE, connection=redis_client).fetch_job(follow_up_id)
     assert follow_up is not None and follow_up.args == ([pid],)
     scheduled_at = registry.get_scheduled_time(follow_up_id)
-    assert scheduled_at > datetime.now(UTC) + timedelta(seconds=jobs.RETRY_INTERVALS[0] - 5)
+    assert scheduled_at > datetime.now(UTC) + timedelta(seconds=RETRY_INTERVALS[0] - 5)
 
 
 def test_one_sweeper_at_a_time(
@@ -201,7 +204,7 @@ def test_one_sweeper_at_a_time(
     with sqlite_store.session() as s:
         push = s.get(Push, lost)
         assert push is not None
-        push.updated_at = push.updated_at - jobs.SWEEP_AFTER - timedelta(seconds=1)
+        push.updated_at = push.updated_at - SWEEP_AFTER - timedelta(seconds=1)
     assert jobs.sweep(sqlite_store, redis_client) == 1
     assert jobs.sweep(sqlite_store, redis_client) == 0  # another worker holds the round
 
@@ -217,15 +220,14 @@ def test_a_failed_login_is_saved_on_the_pushes(
     sqlite_store: Store,
     wired: dict[str, Any],
     redis_client: redis.Redis,
-    monkeypatch: pytest.MonkeyPatch,
     code: str,
     state: str,
     job_status: JobStatus,
 ) -> None:
-    def refuse(_runtime: Any, _connection: OrgConnection) -> Any:
+    def refuse(_name: str, _config: Any) -> Any:
         raise make_error(code, "user hasn't approved this consumer", status=400)
 
-    monkeypatch.setattr(jobs, "_open_writer", refuse)
+    context.current().open_org = refuse
     [pid] = queue(sqlite_store, wired["org"], 1)
     [job] = enqueue_push(redis_client, [pid])
     work(redis_client)

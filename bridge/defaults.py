@@ -1,0 +1,127 @@
+"""Every timing, size and queue name of the bridge's processes, one per line (rq's defaults.py
+style), each with what it is for.
+
+Those read with `_env` can be overridden by an environment variable of the same name prefixed
+``SFBRIDGE_`` (e.g. ``SFBRIDGE_LEASE_TTL_SECONDS=3``), which the fault tests use to keep lapses
+short. Modules read them as ``defaults.NAME`` at the time of use, so a test can patch one here.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _env(name: str, default: float) -> float:
+    raw = os.environ.get(f"SFBRIDGE_{name}")
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"SFBRIDGE_{name}={raw!r} is not a number") from None
+
+
+# ---- queues and job policy (bridge.jobs.enqueue is the one place that applies them) ----------
+
+INBOUND_QUEUE = "inbound"
+"""rq queue of inbound batch jobs (stored events → entries)."""
+
+OUTBOUND_QUEUE = "outbound"
+"""rq queue of writeback jobs (pushes → Salesforce)."""
+
+QUEUES = (INBOUND_QUEUE, OUTBOUND_QUEUE)
+"""What `sfbridge worker` works on by default, and what /metrics reports the depth of."""
+
+JOB_TIMEOUT_SECONDS = int(_env("JOB_TIMEOUT_SECONDS", 600))
+"""rq job timeout for one inbound batch."""
+
+JOB_RETRY_INTERVALS = (5, 30, 120)
+"""Seconds before each rq retry of an inbound batch job that raised (network, locked rows)."""
+
+OUTBOUND_JOB_TIMEOUT_SECONDS = 600
+"""rq job timeout for one send job (lookups plus one request per 200 records)."""
+
+OUTBOUND_RETRY_INTERVALS = (10, 30, 120, 600)
+"""Seconds between runs of a send job whose pushes hit a transient error (needs the rq
+scheduler). The first run plus these retries make writeback's MAX_ATTEMPTS sends, after which
+the push is failed."""
+
+OUTBOUND_SWEEP_AFTER_SECONDS = OUTBOUND_JOB_TIMEOUT_SECONDS + sum(OUTBOUND_RETRY_INTERVALS)
+"""A push pending and untouched this long lost its job: the sweeper enqueues it again."""
+
+JOB_RESULT_TTL_SECONDS = 300
+"""How long rq keeps a finished job's result."""
+
+JOB_FAILURE_TTL_SECONDS = 7 * 24 * 3600
+"""How long rq keeps a failed job (for a person to look at)."""
+
+# ---- inbound batches -------------------------------------------------------------------------
+
+BATCH_SIZE = int(_env("BATCH_SIZE", 200))
+"""Events per inbound job: one Salesforce collection (IN lookups take up to 200 ids)."""
+
+SAVE_CHUNK = 50
+"""Entries saved per transaction within a batch (keeps SQLite's write lock short)."""
+
+CLAIM_TIMEOUT_SECONDS = _env("CLAIM_TIMEOUT_SECONDS", 900.0)
+"""An event claimed (`processing`) this long ago belongs to a dead worker and is enqueued again."""
+
+# ---- the worker's sweeper --------------------------------------------------------------------
+
+SWEEP_EVERY_SECONDS = _env("SWEEP_EVERY_SECONDS", 30.0)
+"""How often each worker process runs the sweeper (a Redis lock lets one run at a time)."""
+
+SWEEP_AFTER_SECONDS = _env("SWEEP_AFTER_SECONDS", 120.0)
+"""An event still `new` this long after it was stored is enqueued again (lost job, Redis down)."""
+
+NOTIFY_RETRY_EVERY_SECONDS = _env("NOTIFY_RETRY_EVERY_SECONDS", 300.0)
+"""How often review notifications left pending or failed are sent again (once across workers)."""
+
+# ---- the subscriber --------------------------------------------------------------------------
+
+LEASE_TTL_SECONDS = _env("LEASE_TTL_SECONDS", 30.0)
+"""How long the subscriber's lease in Redis lives unless renewed (a dead holder lapses then)."""
+
+LEASE_RENEW_FRACTION = 1 / 3
+"""The lease is renewed after this fraction of its TTL, so two renewals can fail in a row."""
+
+LEASE_WAIT_SECONDS = _env("LEASE_WAIT_SECONDS", 1.0)
+"""How often a waiting subscriber tries to take the lease over."""
+
+RECONNECT_WINDOW_SECONDS = 40.0
+"""Salesforce drops a client that has not sent /meta/connect again within 40 s of a response."""
+
+CONNECT_TIMEOUT_MARGIN_SECONDS = 15.0
+"""Added to the server's advised long-poll timeout to get our HTTP read timeout."""
+
+DEFAULT_LONG_POLL_SECONDS = 110.0
+"""Salesforce's advised long-poll timeout (advice.timeout 110000 ms) until the server says."""
+
+RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits between attempts after network errors or a server that says `retry` with no interval."""
+
+BACKFILL_PROGRESS_EVERY = 1000
+"""A long backfill prints a progress line every this many records."""
+
+# ---- HTTP to Salesforce (bridge.salesforce.connection) ---------------------------------------
+
+API_TIMEOUT = (10, 120)
+"""Connect and read timeouts of API calls, in seconds (simple-salesforce passes none)."""
+
+TOKEN_TIMEOUT = (10, 30)
+"""Connect and read timeouts of OAuth token requests, in seconds."""
+
+CONNECT_RETRIES = 3
+"""Attempts after the first for connection failures (any method: the request never arrived)."""
+
+STATUS_RETRIES = 3
+"""Attempts after the first for 502/503/504 and read failures (idempotent methods only)."""
+
+BACKOFF_FACTOR = 0.5
+"""urllib3 backoff between those attempts: none before the first retry, then 0.5 s, 1 s, 2 s…"""
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+METRICS_PAUSE_AFTER_FAILURE_SECONDS = 30.0
+"""Seconds the API-call counter stops counting after Redis failed, so an outage does not slow
+every call."""

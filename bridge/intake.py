@@ -1,0 +1,315 @@
+"""Intake: a claimed batch of stored inbound events becomes saved sales entries.
+
+`take_in` runs the three steps over one `IntakeBatch`:
+
+1. `load` reads the events and, per org connection, its config, integration user and version;
+2. `relate` reads what the events lack from Salesforce in bulk (the relational rules), per
+   org; own writes go no further, so no lookup is spent on them;
+3. `save` saves one entry per event and hands them to the receiver a chunk at a time
+   (`process_entries`: one transaction, lookups batched); if a chunk fails it is redone event
+   by event, each in its own savepoint, so the failing event alone is saved failed. The entry
+   is unique per event, so no event ever becomes two entries.
+
+Events caused by the bridge's own writes (LastModifiedById = the integration user) are saved
+as entries with outcome `skipped`, reason `own_write`. Every failure is judged by
+`bridge.errors.failure_of`: transient ones propagate (the job gives the events back and rq
+retries), any other is saved on the entry with its reason, ready to retry once fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge import defaults
+from bridge.config import BridgeConfig, OrgConfig
+from bridge.context import WorkerContext
+from bridge.errors import Action, Failure, failure_of
+from bridge.receiver.decision import is_own_write
+from bridge.receiver.relational import Trigger, related_records
+from bridge.receiver.service import process_entries, process_entry
+from bridge.salesforce.lookup import SalesforceLookup
+from bridge.store import Store
+from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
+from bridge.streaming import inbox
+from bridge.streaming.events import cdc_values
+
+log = logging.getLogger("sfbridge.intake")
+
+
+@dataclass
+class OrgInfo:
+    """What the intake needs of an event's org connection."""
+
+    name: str
+    config: OrgConfig | None  # None: the org is not (any more) in the config file
+    integration_user_id: str | None
+    version: datetime | None  # the connection's updated_at: which login the context reuses
+
+
+@dataclass
+class IntakeBatch:
+    """One job's claimed events on their way to entries, and what was learnt about them."""
+
+    token: str  # the claim: only events still claimed with it are acted on
+    events: list[InboundEvent]
+    orgs: dict[int, OrgInfo]  # by org connection id
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)  # event id -> related
+    failures: dict[int, Failure] = field(default_factory=dict)  # event id -> why lookups failed
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, int]:
+        return {k: v for k, v in self.counts.items() if v}
+
+
+def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> dict[str, int]:
+    """Turn the claimed events into saved entries; returns how many ended how."""
+    batch = load(ctx.store, ctx.config, event_ids, token)
+    relate(ctx, batch)
+    save(ctx.store, batch)
+    return batch.summary()
+
+
+def load(store: Store, config: BridgeConfig, event_ids: Sequence[int], token: str) -> IntakeBatch:
+    with store.session() as session:
+        events = list(
+            session.scalars(
+                select(InboundEvent)
+                .where(InboundEvent.id.in_(list(event_ids)))
+                .order_by(InboundEvent.id)
+            )
+        )
+        connections = session.scalars(
+            select(OrgConnection).where(OrgConnection.id.in_({e.org_connection_id for e in events}))
+        )
+        orgs = {
+            c.id: OrgInfo(c.name, config.orgs.get(c.name), c.integration_user_id, c.updated_at)
+            for c in connections
+        }
+    return IntakeBatch(token, events, orgs)
+
+
+def trigger_of(event: InboundEvent) -> Trigger | None:
+    """The changed record as the event carries it; None for an event that could not be read."""
+    payload = event.payload or {}
+    if event.change_type == "malformed" or "_error" in payload:
+        return None
+    if "record" in payload:  # polled
+        record = dict(payload["record"])
+    else:
+        data = payload.get("data") or {}
+        if isinstance(data.get("sobject"), dict):
+            record = dict(data["sobject"])
+        else:  # CDC: the values this event carries (all for CREATE, the changed for UPDATE)
+            record = cdc_values(data.get("payload") or {})
+    record = {k: v for k, v in record.items() if k != "attributes"}
+    record["Id"] = event.record_id or record.get("Id")
+    return Trigger(event.sobject_type, record, deleted=event.change_type == "deleted")
+
+
+def _own_write(trigger: Trigger, info: OrgInfo) -> bool:
+    return is_own_write(trigger.record.get("LastModifiedById"), info.integration_user_id)
+
+
+# ---- 2. related records ------------------------------------------------------------------------
+
+
+def relate(ctx: WorkerContext, batch: IntakeBatch) -> None:
+    """Fill `batch.records` (or `batch.failures`) for every event that goes to the receiver."""
+    by_org: dict[int, list[InboundEvent]] = defaultdict(list)
+    for ev in batch.events:
+        by_org[ev.org_connection_id].append(ev)
+    for org_id, group in by_org.items():
+        info = batch.orgs[org_id]
+        if info.config is None:
+            continue
+        pairs = [(ev, trigger_of(ev)) for ev in group]
+        wanted = [(ev, t) for ev, t in pairs if t is not None and not _own_write(t, info)]
+        if not wanted:
+            continue
+        lookup = SalesforceLookup(partial(ctx.org, info.name, info.version))
+        try:
+            related = related_records(info.config, [t for _ev, t in wanted], lookup)
+        except Exception as exc:
+            failure = failure_of(
+                exc, unexpected="lookup_error", doing="reading the related records"
+            )
+            if failure.action is not Action.FAIL:
+                raise
+            # Every entry of this org's events is saved failed with the reason (permissions, a
+            # field the org lacks…), ready to retry once fixed.
+            for ev, _t in wanted:
+                batch.failures[ev.id] = failure
+            continue
+        for (ev, _t), recs in zip(wanted, related, strict=True):
+            batch.records[ev.id] = recs
+
+
+# ---- 3. entries ---------------------------------------------------------------------------------
+
+
+def save(store: Store, batch: IntakeBatch) -> None:
+    """Save every event's entry, SAVE_CHUNK events per transaction.
+
+    Several short transactions rather than one per batch: on SQLite a write transaction locks
+    out the subscriber, which must store its next delivery promptly.
+    """
+    ids = [e.id for e in batch.events]
+    for start in range(0, len(ids), defaults.SAVE_CHUNK):
+        _save_chunk(store, batch, ids[start : start + defaults.SAVE_CHUNK])
+
+
+def _save_chunk(store: Store, batch: IntakeBatch, ids: list[int]) -> None:
+    """Save a chunk in one transaction; first without a savepoint per event (one round trip
+    less each), and if any event fails, again with one so that event alone is saved failed."""
+    counts: Counter[str] = Counter()
+    try:
+        _save_chunk_once(store, batch, ids, counts, isolate=False)
+    except Exception as exc:
+        if failure_of(exc).action is Action.RETRY:
+            raise
+        counts = Counter()  # rolled back: redone below, event by event
+        _save_chunk_once(store, batch, ids, counts, isolate=True)
+    batch.counts.update(counts)
+
+
+def _save_chunk_once(
+    store: Store, batch: IntakeBatch, ids: list[int], counts: Counter[str], *, isolate: bool
+) -> None:
+    with store.session() as session:
+        # Re-check in bulk: still ours, and no entry yet (entries and event states commit
+        # together, so this only catches an entry made outside the claim, e.g. submitted
+        # through the API).
+        mine = inbox.still_claimed(session, ids, batch.token)
+        have_entry = set(
+            session.scalars(
+                select(SalesEntry.inbound_event_id).where(SalesEntry.inbound_event_id.in_(ids))
+            )
+        )
+        counts["not_ours"] += len(ids) - len(mine)
+        programs = _programs(session, batch)
+        # Without isolation the receiver takes the chunk's entries together, per org.
+        for_receiver: dict[int, list[tuple[InboundEvent, SalesEntry]]] = defaultdict(list)
+        for ev in mine:
+            if ev.id in have_entry:
+                inbox.finish(ev, "done")
+                counts["already"] += 1
+                continue
+            info = batch.orgs[ev.org_connection_id]
+            settled = _settle(session, batch, ev, info, programs)
+            if settled is not None:
+                counts[settled] += 1
+            elif isolate:
+                counts[_decide_alone(session, batch, ev, info, programs)] += 1
+            else:
+                # Any exception rolls back the whole chunk, which is then redone isolated.
+                entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+                session.add(entry)
+                for_receiver[ev.org_connection_id].append((ev, entry))
+        for org_id, pairs in for_receiver.items():
+            info = batch.orgs[org_id]
+            assert info.config is not None
+            process_entries(
+                session,
+                [entry for _ev, entry in pairs],
+                info.config,
+                integration_user_id=info.integration_user_id,
+            )
+            for ev, entry in pairs:
+                inbox.finish(ev, "done")
+                counts[str(entry.outcome)] += 1
+
+
+def _programs(session: Session, batch: IntakeBatch) -> dict[str, int]:
+    """Each org's receiver program, looked up once (the receiver would per entry)."""
+    keys = {i.config.receiver.program for i in batch.orgs.values() if i.config is not None}
+    return dict(session.execute(select(Program.key, Program.id).where(Program.key.in_(keys))).all())
+
+
+def _program_id(info: OrgInfo, programs: dict[str, int]) -> int | None:
+    return programs.get(info.config.receiver.program) if info.config is not None else None
+
+
+def _settle(
+    session: Session, batch: IntakeBatch, ev: InboundEvent, info: OrgInfo, programs: dict[str, int]
+) -> str | None:
+    """Save the entry of an event that goes no further (failed, own write) and return its
+    outcome; None when the receiver is to decide it."""
+    trigger = trigger_of(ev)
+    if info.config is None:
+        return _save_failed(
+            session, ev, "org_not_configured", f"org '{info.name}' is not in the config file"
+        )
+    if trigger is None:
+        error = (ev.payload or {}).get("_error", "the event could not be read")
+        return _save_failed(session, ev, "malformed_event", str(error))
+    failure = batch.failures.get(ev.id)
+    if failure is not None:
+        return _save_failed(session, ev, failure.code, failure.message)
+    if _own_write(trigger, info):
+        entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+        entry.outcome = "skipped"
+        entry.reasons = ["own_write"]
+        entry.decision = {"outcome": "skipped", "reasons": ["own_write"]}
+        entry.processed_at = utcnow()
+        session.add(entry)
+        inbox.finish(ev, "skipped", "own_write")
+        return "own_write"
+    return None
+
+
+def _decide_alone(
+    session: Session, batch: IntakeBatch, ev: InboundEvent, info: OrgInfo, programs: dict[str, int]
+) -> str:
+    """The receiver decides one entry in its own savepoint; a failure is saved on it."""
+    assert info.config is not None
+    try:
+        with session.begin_nested():
+            entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+            session.add(entry)
+            process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
+            inbox.finish(ev, "done")
+            return str(entry.outcome)
+    except Exception as exc:
+        failure = failure_of(exc, unexpected="receiver_error")
+        if failure.action is not Action.FAIL:
+            raise
+        log.warning("inbound event %s saved failed (%s): %s", ev.id, failure.code, failure.message)
+        return _save_failed(session, ev, failure.code, failure.message)
+
+
+def _entry(
+    ev: InboundEvent, records: dict[str, Any] | None, program_id: int | None = None
+) -> SalesEntry:
+    trigger = trigger_of(ev)
+    return SalesEntry(
+        org_connection_id=ev.org_connection_id,
+        program_id=program_id,
+        inbound_event_id=ev.id,
+        source=ev.source,
+        sobject_type=ev.sobject_type or "unknown",
+        record_id=ev.record_id,
+        change_type=ev.change_type,
+        raw=ev.payload or {},
+        records=records or ({ev.sobject_type: trigger.record} if trigger else {}),
+        outcome="new",
+        reasons=[],
+    )
+
+
+def _save_failed(session: Session, ev: InboundEvent, code: str, message: str) -> str:
+    entry = _entry(ev, None)
+    entry.outcome = "failed"
+    entry.reasons = [code]
+    entry.error = message
+    session.add(entry)
+    inbox.finish(ev, "failed", code)
+    return "failed"

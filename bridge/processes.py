@@ -1,0 +1,231 @@
+"""The long-running processes the CLI starts: `sfbridge worker`, `stream` and `poll`.
+
+Each wires the pieces of one pipeline stage from the process runtime (store, config, vault,
+Redis) and runs until stopped; every one counts its Salesforce calls for /metrics.
+
+- worker: sets the one job context (`bridge.context`) and runs an rq worker on the inbound
+  and outbound queues, with a sweeper thread (lost jobs, unsent review notifications);
+- stream: the subscriber of one org (`bridge.streaming.subscriber`), whose stored events are
+  enqueued for the worker and whose replay gaps are backfilled by polling;
+- poll: SystemModstamp polling (`bridge.streaming.poller`): a backfill, one round, or rounds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import redis
+from rq import Queue, SimpleWorker, Worker
+from sqlalchemy import select
+
+from bridge import context, defaults, jobs, orgs
+from bridge.config import SOBJECTS, BridgeConfig, OrgConfig
+from bridge.context import WorkerContext
+from bridge.errors import UsageError
+from bridge.locks import once_per
+from bridge.metrics import count_calls_with
+from bridge.receiver import notify
+from bridge.runtime import Runtime
+from bridge.store import Store
+from bridge.store.models import OrgConnection, SalesEntry
+from bridge.streaming import poller
+from bridge.streaming.subscriber import Subscriber
+from bridge.writeback import jobs as outbound
+
+log = logging.getLogger("sfbridge.processes")
+
+NOTIFY_LOCK = "sfbridge:notify:resend"
+
+Echo = Callable[[str], None]
+
+
+def pick_org(config_orgs: dict[str, OrgConfig], name: str | None) -> tuple[str, OrgConfig]:
+    """The org a stream or poll process serves: the one named, or the only one configured."""
+    if name:
+        if name not in config_orgs:
+            raise UsageError(f"no org '{name}' in the config; orgs: {', '.join(config_orgs)}")
+        return name, config_orgs[name]
+    if len(config_orgs) != 1:
+        raise UsageError(f"several orgs are configured: pass --org ({', '.join(config_orgs)})")
+    only = next(iter(config_orgs))
+    return only, config_orgs[only]
+
+
+# ---- worker -----------------------------------------------------------------------------------
+
+
+def resend_notifications(store: Store, client: redis.Redis, config: BridgeConfig) -> int:
+    """Send again the review notifications left pending (a process died between the commit and
+    the send) or failed (SMTP or webhook down), at most once per NOTIFY_RETRY_EVERY_SECONDS
+    across all workers; returns how many were sent."""
+    if not once_per(client, NOTIFY_LOCK, defaults.NOTIFY_RETRY_EVERY_SECONDS):
+        return 0
+    with store.session() as session:
+        names = dict(session.execute(select(OrgConnection.id, OrgConnection.name)).all())
+
+    def config_for(entry: SalesEntry) -> Any:
+        org = config.orgs.get(names.get(entry.org_connection_id or 0, ""))
+        return org.receiver.process.notify_on_review if org is not None else None
+
+    return notify.send_pending(store, config_for)
+
+
+def start_sweeper(
+    store: Store, client: redis.Redis, stop: threading.Event, config: BridgeConfig | None = None
+) -> threading.Thread:
+    """Every SWEEP_EVERY_SECONDS: re-enqueue inbound events and outbound pushes whose job was
+    lost, and (with `config`) resend review notifications that did not go out."""
+
+    def loop() -> None:
+        while not stop.wait(defaults.SWEEP_EVERY_SECONDS):
+            try:
+                jobs.sweep(store, client)
+                outbound.sweep(store, client)
+                if config is not None:
+                    resend_notifications(store, client, config)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("sweeper round failed")
+
+    thread = threading.Thread(target=loop, name="sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def _die_with_parent(parent: int) -> None:
+    """Forked children (rq's scheduler process, work horses) end when the worker ends, even
+    when it is killed with SIGKILL, instead of living on as orphans (Linux: PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the worker died before prctl took effect
+        os._exit(0)
+
+
+def run_worker(
+    rt: Runtime, *, burst: bool = False, queues: Sequence[str] | None = None, fork: bool = False
+) -> None:
+    """`sfbridge worker`: one rq SimpleWorker on the inbound and outbound queues.
+
+    One context for both job families (one store engine, one login per org), set before the
+    first job. SimpleWorker (jobs run in the worker process) rather than the forking Worker: a
+    forked work horse starts with no org connection and no warm database pool, so every batch
+    would pay a fresh OAuth token request and connection set-up; with SimpleWorker the
+    connection is opened once per process (see docs/inbound.md for the measurements).
+    Isolation from a crashing job matters less here: jobs catch and save their own failures,
+    and a worker killed mid-batch is covered by the claim timeout and the sweeper.
+    """
+    ctx = WorkerContext.from_runtime(rt)
+    context.set_context(ctx)
+    client = ctx.redis
+    assert client is not None
+    count_calls_with(client)
+    parent = os.getpid()
+    os.register_at_fork(after_in_child=lambda: _die_with_parent(parent))
+    if fork:
+        # A forked work horse must not reuse the parent's database or HTTP connections.
+        def in_child() -> None:
+            ctx.store.engine.dispose(close=False)
+            ctx.forget_orgs()
+
+        os.register_at_fork(after_in_child=in_child)
+    names = list(queues or defaults.QUEUES)
+    stop = threading.Event()
+    if burst:
+        client.delete(jobs.SWEEP_LOCK)
+        jobs.sweep(ctx.store, client)
+        outbound.enqueue_pending(ctx.store, client)
+    else:
+        start_sweeper(ctx.store, client, stop, ctx.config)
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class([Queue(n, connection=client) for n in names], connection=client)
+    try:
+        worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
+    finally:
+        stop.set()
+
+
+# ---- stream -----------------------------------------------------------------------------------
+
+
+def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
+    """`sfbridge stream`: build and run the subscriber of the org until SIGTERM."""
+    count_calls_with(rt.redis)
+    name, org = pick_org(rt.config.orgs, org_name)
+    conn_id = orgs.load_connection(rt.store, name).id
+    stop = threading.Event()
+
+    def open_org() -> Any:
+        return orgs.open_org(rt.store, rt.vault, name, org)
+
+    def enqueue(ids: list[int]) -> int:
+        return jobs.enqueue_events(rt.redis, ids)
+
+    def backfill(sobject: str) -> tuple[int, int]:
+        # In its own thread, with its own org connection (the stream holds the first).
+        return poller.run_pending_backfill(
+            rt.store, open_org(), conn_id, org, sobject, enqueue=enqueue, stop=stop
+        )
+
+    sub = Subscriber(
+        store=rt.store,
+        redis_client=rt.redis,
+        org_name=name,
+        org=org,
+        org_connection_id=conn_id,
+        open_org=open_org,
+        enqueue=enqueue,
+        backfill=backfill,
+        stop=stop,
+    )
+    sub.install_signal_handlers()
+    sub.run()
+    return sub
+
+
+# ---- poll -------------------------------------------------------------------------------------
+
+
+def run_poll(
+    rt: Runtime,
+    org_name: str | None,
+    *,
+    every: int | None,
+    since: datetime | None,
+    objects: tuple[str, ...] | None,
+    echo: Echo,
+) -> None:
+    """`sfbridge poll`: a backfill (`since`), one round, or rounds `every` N seconds."""
+    count_calls_with(rt.redis)
+    name, org = pick_org(rt.config.orgs, org_name)
+    conn_id = orgs.load_connection(rt.store, name).id
+    sforg = orgs.open_org(rt.store, rt.vault, name, org)
+
+    def enqueue(ids: list[int]) -> int:
+        return jobs.enqueue_events(rt.redis, ids)
+
+    chosen = tuple(objects or SOBJECTS)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if since is not None:
+        for sobject in chosen:
+            poller.backfill(
+                rt.store, sforg, conn_id, org, sobject, since, enqueue=enqueue, echo=echo, stop=stop
+            )
+        return
+    while True:
+        results = poller.poll_once(rt.store, sforg, conn_id, org, enqueue=enqueue, objects=chosen)
+        echo(
+            "poll: "
+            + ", ".join(f"{obj} {read} read / {new} new" for obj, (read, new) in results.items())
+        )
+        if not every or stop.wait(every):
+            return
