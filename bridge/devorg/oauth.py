@@ -80,7 +80,7 @@ class OAuth:
         try:
             if grant == JWT_GRANT:
                 user = self._jwt_bearer(params)
-                return self._token_response(user, refresh=False)
+                return self._token_response(user, grant, refresh=False)
             if grant == "password":
                 self._check_client(params, secret_required=True)
                 known = self.state.user_by_username(params.get("username", ""))
@@ -88,13 +88,13 @@ class OAuth:
                 # The password may carry the user's security token appended, as in Salesforce.
                 if known is None or not password.startswith(known.password):
                     raise OAuthError("invalid_grant", "authentication failure")
-                return self._token_response(known, refresh=False)
+                return self._token_response(known, grant, refresh=False)
             if grant == "refresh_token":
                 client_id = self._check_client(params, secret_required=False)
                 holder = self.state.refresh_token_user(params.get("refresh_token", ""), client_id)
                 if holder is None:
                     raise OAuthError("invalid_grant", "expired access/refresh token")
-                return self._token_response(holder, refresh=False)
+                return self._token_response(holder, grant, refresh=False)
             if grant == "authorization_code":
                 return self._authorization_code(params)
             raise OAuthError("unsupported_grant_type", "grant type not supported")
@@ -174,10 +174,11 @@ class OAuth:
         else:
             self._check_client(params, secret_required=True)
         user = self.state.users[code.user_id]
-        return self._token_response(user, refresh=True)
+        return self._token_response(user, "authorization_code", refresh=True)
 
-    def _token_response(self, user: User, *, refresh: bool) -> web.Response:
+    def _token_response(self, user: User, grant: str, *, refresh: bool) -> web.Response:
         token = self.state.issue_token(user, "access", self.state.client_id)
+        self.state.stats.login(user.id, "jwt_bearer" if grant == JWT_GRANT else grant)
         base = self.server.base_url
         identity = f"{base}/id/{self.state.org_id}/{user.id}"
         issued_at = epoch_ms(self.state.clock.now())

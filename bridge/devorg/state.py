@@ -203,7 +203,8 @@ class Faults:
 
 
 class Stats:
-    """API calls by user and endpoint; events delivered by channel (counted by streaming)."""
+    """API calls by user and endpoint; logins (access tokens issued) by user and grant; events
+    delivered by channel (counted by streaming)."""
 
     def __init__(self) -> None:
         self.reset()
@@ -213,6 +214,12 @@ class Stats:
         self.calls_by_endpoint: Counter[str] = Counter()
         self.calls_by_user_endpoint: dict[str, Counter[str]] = defaultdict(Counter)
         self.events_by_channel: Counter[str] = Counter()
+        self.logins_by_user: Counter[str] = Counter()
+        self.logins_by_grant: Counter[str] = Counter()
+
+    def login(self, user_id: str, grant: str) -> None:
+        self.logins_by_user[user_id] += 1
+        self.logins_by_grant[grant] += 1
 
     def api_call(self, user_id: str, endpoint: str) -> None:
         self.calls_by_user[user_id] += 1
@@ -235,6 +242,11 @@ class Stats:
             "events_delivered": {
                 "total": sum(self.events_by_channel.values()),
                 "by_channel": dict(self.events_by_channel),
+            },
+            "logins": {
+                "total": sum(self.logins_by_user.values()),
+                "by_user": {usernames.get(u, u): n for u, n in self.logins_by_user.items()},
+                "by_grant": dict(self.logins_by_grant),
             },
         }
 
