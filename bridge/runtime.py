@@ -10,6 +10,7 @@ import redis
 
 from bridge.config import BridgeConfig, Settings, load_config
 from bridge.errors import ConfigError
+from bridge.redis_embedded import EmbeddedRedis
 from bridge.store import Store
 from bridge.vault import Vault
 
@@ -42,8 +43,6 @@ class Runtime:
         if self.settings.redis_url:
             return self.settings.redis_url
         if self._embedded_redis is None:
-            from bridge.redis_embedded import EmbeddedRedis
-
             self._embedded_redis = EmbeddedRedis(Path(self.settings.instance_dir) / "redis").start()
         return self._embedded_redis.url  # type: ignore[attr-defined]
 

@@ -99,6 +99,24 @@ def test_the_session_ignores_the_environment_and_verifies_explicitly(fake, rsa_k
     assert settings["verify"] == "/etc/sfbridge/org-ca.pem"
 
 
+def test_the_streaming_session_is_built_like_the_orgs_and_counted_alike(
+    fake, rsa_keys, monkeypatch
+):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nowhere/ca.pem")
+    org = connect(jwt_creds(rsa_keys[0], ca_bundle="/etc/sfbridge/org-ca.pem"))
+    counted: list[str] = []
+    org.http.hooks["response"].append(lambda r, *a, **k: counted.append(r.url))  # metrics
+    cometd = f"{INSTANCE_URL}/cometd/{org.api_version}"
+    session = org.streaming_session()
+    assert session is not org.http  # the long poll keeps its own cookies and connection
+    assert session.trust_env is False
+    settings = session.merge_environment_settings(cometd, {}, None, None, None)
+    assert settings["verify"] == "/etc/sfbridge/org-ca.pem"
+    fake.rsps.add(responses.POST, cometd, json=[{"channel": "/meta/handshake"}])
+    session.post(cometd, json=[{"channel": "/meta/handshake"}])
+    assert counted == [cometd]
+
+
 @pytest.mark.parametrize(
     ("login_url", "audience"),
     [
