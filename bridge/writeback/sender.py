@@ -13,24 +13,24 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.config import ObjectSync, OrgConfig
-from bridge.errors import Action, PermanentError, failure_of
+from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
-from bridge.writeback import accounts, activities, referrals
+from bridge.writeback import accounts, referrals
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
-    RecordError,
     Writer,
     chunks,
     record_error,
 )
+from bridge.writeback.planning import PLANNERS, Item, Outcome, Write, failure_outcome
 from bridge.writeback.pushes import (
     mark_error,
     mark_sent,
@@ -41,33 +41,6 @@ from bridge.writeback.pushes import (
 
 ACTOR = "writeback"
 log = logging.getLogger(__name__)
-Op = Literal["create", "update", "upsert"]
-
-
-@dataclass
-class Write:
-    """One record to write, for one push."""
-
-    push_id: int
-    sobject: str
-    op: Op
-    fields: dict[str, Any]
-    record_id: str | None = None
-    external_id_field: str | None = None
-    local_updates: dict[str, Any] = field(default_factory=dict)
-    link_account: bool = False  # a referral's Contact without an account
-
-
-@dataclass
-class Outcome:
-    push_id: int
-    state: Literal["sent", "failed", "pending", "skipped", "denied"]
-    sf_id: str | None = None
-    sobject: str | None = None
-    error: RecordError | None = None
-    error_class: str | None = None
-    local_updates: dict[str, Any] = field(default_factory=dict)
-    fields: dict[str, Any] | None = None  # what was sent, saved on the push payload
 
 
 @dataclass
@@ -83,20 +56,6 @@ class SendReport:
             self.retry.append(push.id)
         else:
             bucket[push.state].append(push.id)
-
-
-@dataclass
-class _Item:
-    push_id: int
-    kind: str
-    sobject: str
-    payload: dict[str, Any]
-    external_id_field: str | None
-    external_id: str | None
-    referral: dict[str, Any] | None = None
-    record: dict[str, Any] | None = None
-    referral_who: str | None = None  # the referral's Contact or Lead, for activities
-    org_connection_id: int | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,9 +89,9 @@ def send(
     return report
 
 
-def _one_per_email(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
-    now: list[_Item] = []
-    later: list[_Item] = []
+def _one_per_email(items: list[Item]) -> tuple[list[Item], list[Item]]:
+    now: list[Item] = []
+    later: list[Item] = []
     seen: set[str] = set()
     for item in items:
         email = (
@@ -154,29 +113,25 @@ def _send_round(
     store: Store,
     writer: Writer,
     org_config: OrgConfig,
-    items: list[_Item],
-    by_id: dict[int, _Item],
+    items: list[Item],
+    by_id: dict[int, Item],
     now: datetime,
     report: SendReport,
 ) -> None:
     writes: list[Write] = []
     early: list[Outcome] = []
-    by_kind: dict[str, list[_Item]] = defaultdict(list)
+    by_kind: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         by_kind[item.kind].append(item)
 
-    for kind, planner in (
-        ("referral", _plan_referrals),
-        ("activity", _plan_activities),
-        ("field_update", _plan_field_updates),
-    ):
+    for kind, planner in PLANNERS:
         group = by_kind.get(kind, [])
         if not group:
             continue
         try:
             planned, refused = planner(writer, org_config, group, now)
         except Exception as exc:  # the lookup failed: every push of the group shares it
-            planned, refused = [], [_failure(i.push_id, exc) for i in group]
+            planned, refused = [], [failure_outcome(i.push_id, exc) for i in group]
         writes += planned
         early += refused
 
@@ -195,7 +150,7 @@ def _link_accounts(
     writer: Writer,
     sync: ObjectSync,
     contacts: list[Write],
-    by_id: dict[int, _Item],
+    by_id: dict[int, Item],
     now: datetime,
 ) -> None:
     """Find, create or update the Accounts of referred Contacts and set their AccountId. The
@@ -291,9 +246,9 @@ def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:
             write.fields[name] = value
 
 
-def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list[_Item]:
+def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list[Item]:
     """Count the attempt on every still-pending push, committed before anything is sent."""
-    items: list[_Item] = []
+    items: list[Item] = []
     with store.session() as session:
         pushes = session.scalars(
             select(Push)
@@ -302,7 +257,7 @@ def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list
         ).all()
         for push in pushes:
             push.attempts = (push.attempts or 0) + 1
-            item = _Item(
+            item = Item(
                 push.id,
                 push.kind,
                 push.sobject_type,
@@ -321,7 +276,7 @@ def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list
     return items
 
 
-def _load_referral(session: Session, push: Push, item: _Item, org_config: OrgConfig) -> None:
+def _load_referral(session: Session, push: Push, item: Item, org_config: OrgConfig) -> None:
     referral = session.get(Referral, push.referral_id) if push.referral_id else None
     if referral is None:
         return  # sent from the saved payload
@@ -337,151 +292,6 @@ def _load_referral(session: Session, push: Push, item: _Item, org_config: OrgCon
         add=add,
         sobject=add.create_as,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Planning per kind
-# --------------------------------------------------------------------------------------------
-
-
-def _plan_referrals(
-    writer: Writer, org_config: OrgConfig, items: list[_Item], now: datetime
-) -> tuple[list[Write], list[Outcome]]:
-    for item in items:
-        if item.record is None:
-            item.record = dict(item.payload.get("fields") or {})
-        if item.referral is None:
-            item.referral = {
-                "public_id": item.record.get(referrals.REFERRAL_ID_FIELD),
-                "email": item.record.get("Email"),
-            }
-    writes: list[Write] = []
-    early: list[Outcome] = []
-    missing = [i for i in items if not (i.record or {}).get(referrals.REFERRAL_ID_FIELD)]
-    for item in missing:
-        early.append(
-            _failure(
-                item.push_id,
-                PermanentError(
-                    "the referral of this push no longer exists, so there is nothing to write",
-                    code="referral_missing",
-                ),
-            )
-        )
-    items = [i for i in items if i not in missing]
-    emails = [str(i.referral.get("email") or "") for i in items if i.referral]
-    existing = referrals.find_existing(writer, org_config, emails) if items else {}
-    for item in items:
-        assert item.referral is not None and item.record is not None
-        key = referrals.email_key(item.referral.get("email"))
-        decision = referrals.decide(
-            referral=item.referral,
-            record=item.record,
-            candidates=existing.get(key, []) if key else [],
-            org_config=org_config,
-            now=now,
-        )
-        if decision.action in ("skip", "deny"):
-            early.append(
-                Outcome(
-                    item.push_id,
-                    "skipped" if decision.action == "skip" else "denied",
-                    sobject=decision.sobject,
-                    error=RecordError(decision.reason or "skipped", decision.message or "", []),
-                    fields=item.record,
-                )
-            )
-        elif decision.action == "upsert":
-            writes.append(
-                Write(
-                    item.push_id,
-                    decision.sobject,
-                    "upsert",
-                    decision.fields,
-                    external_id_field=referrals.REFERRAL_ID_FIELD,
-                    local_updates=decision.local_updates,
-                    link_account=decision.sobject == "Contact",
-                )
-            )
-        else:
-            writes.append(
-                Write(
-                    item.push_id,
-                    decision.sobject,
-                    "update",
-                    decision.fields,
-                    record_id=decision.record_id,
-                    local_updates=decision.local_updates,
-                    link_account=decision.sobject == "Contact" and not decision.account_id,
-                )
-            )
-    return writes, early
-
-
-def _plan_activities(
-    writer: Writer, org_config: OrgConfig, items: list[_Item], now: datetime
-) -> tuple[list[Write], list[Outcome]]:
-    writes: list[Write] = []
-    early: list[Outcome] = []
-    planned: list[tuple[_Item, str, dict[str, Any], str | None]] = []
-    for item in items:
-        email = item.payload.get("email") or item.payload.get("who_email")
-        if "fields" in item.payload:
-            sobject, fields = item.sobject, dict(item.payload["fields"])
-        else:  # saved with the activity itself as payload: build the Task/Event now
-            try:
-                sobject, fields = activities.record_from_payload(
-                    item.payload, item.external_id, org_config
-                )
-            except Exception as exc:
-                early.append(_failure(item.push_id, exc))
-                continue
-        planned.append((item, sobject, fields, email))
-
-    resolve = org_config.writeback.activities.lead_resolution == "email"
-    wanted = [email for item, _s, _f, email in planned if item.payload.get("resolve_who", resolve)]
-    whos = activities.resolve_whos(writer, wanted) if any(wanted) else {}
-    for item, sobject, fields, email in planned:
-        key = referrals.email_key(email)
-        if "WhoId" not in fields:
-            if item.payload.get("resolve_who", resolve) and key and key in whos:
-                fields["WhoId"] = whos[key]
-            elif item.referral_who:
-                fields["WhoId"] = item.referral_who
-        writes.append(
-            Write(
-                item.push_id,
-                sobject,
-                "upsert",
-                fields,
-                external_id_field=item.external_id_field or activities.ACTIVITY_ID_FIELD,
-            )
-        )
-    return writes, early
-
-
-def _plan_field_updates(
-    writer: Writer, org_config: OrgConfig, items: list[_Item], now: datetime
-) -> tuple[list[Write], list[Outcome]]:
-    writes = []
-    for item in items:
-        fields = dict(item.payload.get("fields") or {})
-        record_id = item.payload.get("record_id")
-        if record_id:
-            writes.append(Write(item.push_id, item.sobject, "update", fields, record_id=record_id))
-        elif item.external_id_field:
-            writes.append(
-                Write(
-                    item.push_id,
-                    item.sobject,
-                    "upsert",
-                    fields,
-                    external_id_field=item.external_id_field,
-                )
-            )
-        else:
-            writes.append(Write(item.push_id, item.sobject, "create", fields))
-    return writes, []
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +326,7 @@ def _execute(writer: Writer, writes: list[Write]) -> Any:
             try:
                 results = writer.collection(method, path, records)
             except Exception as exc:
-                yield [_failure(w.push_id, exc, fields=w.fields) for w in part]
+                yield [failure_outcome(w.push_id, exc, fields=w.fields) for w in part]
                 continue
             outcomes = []
             for w, result in zip(part, results, strict=True):
@@ -544,22 +354,6 @@ def _execute(writer: Writer, writes: list[Write]) -> Any:
                         )
                     )
             yield outcomes
-
-
-def _failure(push_id: int, exc: Exception, fields: dict[str, Any] | None = None) -> Outcome:
-    """The push's outcome for a failure; called in an `except` block, it re-raises what is not
-    the push's to carry (a bug), as the failure policy says."""
-    failure = failure_of(exc)
-    if failure.action is Action.RAISE:
-        raise exc
-    # RETRY (transient) is saved like the rest: mark_error keeps the push pending for it.
-    return Outcome(
-        push_id,
-        "failed",
-        error=RecordError(failure.code, failure.message, list(failure.fields)),
-        error_class=failure.error_class,
-        fields=fields,
-    )
 
 
 # --------------------------------------------------------------------------------------------
