@@ -43,59 +43,51 @@ class SalesforceLookup:
             {k: v for k, v in r.items() if k != "attributes"} for r in result.get("records", [])
         ]
 
+    def _query_in(self, template: str, ids: Sequence[str], **params: Any) -> list[dict[str, Any]]:
+        """`template` with `{ids}` run once per IN_CHUNK ids."""
+        out: list[dict[str, Any]] = []
+        for part in chunks(list(ids)):
+            out += self._query(format_soql(template, ids=list(part), **params))
+        return out
+
     def records(
         self, sobject: str, ids: Sequence[str], fields: Sequence[str]
     ) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for part in chunks(list(ids)):
-            out += self._query(
-                format_soql(
-                    "SELECT {fields:literal} FROM {obj:literal} WHERE Id IN {ids}",
-                    fields=", ".join(fields),
-                    obj=sobject,
-                    ids=list(part),
-                )
-            )
-        return out
+        return self._query_in(
+            "SELECT {fields:literal} FROM {obj:literal} WHERE Id IN {ids}",
+            ids,
+            fields=", ".join(fields),
+            obj=sobject,
+        )
 
     def children(
         self, sobject: str, parent_field: str, parent_ids: Sequence[str], fields: Sequence[str]
     ) -> list[dict[str, Any]]:
         select = list(fields) + ([parent_field] if parent_field not in fields else [])
-        out: list[dict[str, Any]] = []
-        for part in chunks(list(parent_ids)):
-            out += self._query(
-                format_soql(
-                    "SELECT {fields:literal} FROM {obj:literal} WHERE {parent:literal} IN {ids}",
-                    fields=", ".join(select),
-                    obj=sobject,
-                    parent=parent_field,
-                    ids=list(part),
-                )
-            )
-        return out
+        return self._query_in(
+            "SELECT {fields:literal} FROM {obj:literal} WHERE {parent:literal} IN {ids}",
+            parent_ids,
+            fields=", ".join(select),
+            obj=sobject,
+            parent=parent_field,
+        )
 
     def contact_roles(self, by: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         if self._roles_unavailable:
             return []
-        out: list[dict[str, Any]] = []
-        for part in chunks(list(ids)):
-            try:
-                out += self._query(
-                    format_soql(
-                        "SELECT OpportunityId, ContactId FROM OpportunityContactRole "
-                        "WHERE {by:literal} IN {ids}",
-                        by=by,
-                        ids=list(part),
-                    )
-                )
-            except BridgeError as exc:
-                if exc.code not in ("INVALID_TYPE", "INVALID_FIELD"):
-                    raise
-                # An org (or user) without access to contact roles: no 1-to-many via roles.
-                log.warning(
-                    "contact roles unavailable (%s); Contact<->Opportunity left empty", exc.code
-                )
-                self._roles_unavailable = True
-                return []
-        return out
+        try:
+            return self._query_in(
+                "SELECT OpportunityId, ContactId FROM OpportunityContactRole "
+                "WHERE {by:literal} IN {ids}",
+                ids,
+                by=by,
+            )
+        except BridgeError as exc:
+            if exc.code not in ("INVALID_TYPE", "INVALID_FIELD"):
+                raise
+            # An org (or user) without access to contact roles: no 1-to-many via roles.
+            log.warning(
+                "contact roles unavailable (%s); Contact<->Opportunity left empty", exc.code
+            )
+            self._roles_unavailable = True
+            return []
