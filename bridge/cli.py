@@ -10,9 +10,10 @@ import click
 import redis.exceptions
 import sqlalchemy.exc
 
-from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text, read_config_text
+from bridge.config import BridgeConfig, Settings, check_config_text, read_config_text
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.metrics import count_calls_with
+from bridge.vocabulary import ROLES, STREAMED_OBJECTS
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -120,7 +121,7 @@ def _describe_connected_orgs(cfg: BridgeConfig) -> dict[str, dict[str, Any]]:
                 raise
             click.echo(f"org {name}: not connected; its fields were not checked", err=True)
             continue
-        out[name] = {obj: sf_org.call(getattr(sf_org.sf, obj).describe) for obj in SOBJECTS}
+        out[name] = {obj: sf_org.call(getattr(sf_org.sf, obj).describe) for obj in STREAMED_OBJECTS}
     return out
 
 
@@ -187,7 +188,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("email")
-@click.option("--role", type=click.Choice(["reviewer", "admin"]), required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(email: str, role: str, name: str, password_stdin: bool) -> None:
@@ -502,7 +503,7 @@ def stream(org_name: str | None) -> None:
     "--object",
     "objects",
     multiple=True,
-    type=click.Choice(["Lead", "Contact", "Account", "Opportunity"]),
+    type=click.Choice(STREAMED_OBJECTS),
     help="Only these objects (repeatable) [default: all four].",
 )
 def poll(

@@ -583,7 +583,7 @@ def resend_notifications(store: Store, client: redis.Redis, config: BridgeConfig
     """Send again the review notifications left pending (a process died between the commit and
     the send) or failed (SMTP or webhook down), at most once per NOTIFY_RETRY_EVERY_SECONDS
     across all workers; returns how many were sent."""
-    from bridge.receiver import notify
+    from bridge import notify
 
     try:
         every_ms = int(defaults.NOTIFY_RETRY_EVERY_SECONDS * 1000)

@@ -32,10 +32,9 @@ from bridge.salesforce.connection import (
 from bridge.store import Store
 from bridge.store.models import OrgConnection
 from bridge.vault import Vault
+from bridge.vocabulary import AUTH_METHODS
 
 log = logging.getLogger(__name__)
-
-AUTH_METHODS = ("jwt", "web")
 
 
 # ---- credentials from the config file --------------------------------------------------------

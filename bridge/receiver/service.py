@@ -2,7 +2,7 @@
 
 The caller owns the transaction (``with store.session() as session: process_entry(...)``):
 the referral change, its status history, the entry's explanation and the audit record commit
-together or not at all. Review notifications go out after that commit (see notify.py).
+together or not at all. Review notifications go out after that commit (see bridge.notify).
 
 Entry ``records`` follow SPEC §6 (``{"Lead": {...}|None, "Contact": ..., "Account": ...,
 "Opportunity": ...}``); with ``contact_matching: trigger_and_account_contacts`` the inbound
@@ -18,17 +18,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from bridge import audit
-from bridge.config import SOBJECTS, OrgConfig, Receiver, parse_field_ref
+from bridge import audit, notify
+from bridge.config import OrgConfig, Receiver, parse_field_ref
 from bridge.errors import UsageError
-from bridge.receiver import notify
 from bridge.receiver.candidates import (
     CandidatePool,
     find_members,
     find_referrals,
     referral_candidate,
 )
-from bridge.receiver.decision import FAILED, PROCESSED, REVIEW, SKIPPED, Decision, decide
+from bridge.receiver.decision import Decision, decide
 from bridge.receiver.matching import (
     EntryInput,
     LookupPlan,
@@ -36,7 +35,6 @@ from bridge.receiver.matching import (
     ReferralCandidate,
     plan_lookups,
 )
-from bridge.receiver.rules import QUALIFYING
 from bridge.store.models import (
     OrgConnection,
     Program,
@@ -45,9 +43,18 @@ from bridge.store.models import (
     SalesEntry,
     utcnow,
 )
+from bridge.vocabulary import (
+    FAILED,
+    NEW,
+    PENDING,
+    PROCESSED,
+    QUALIFYING,
+    REVIEW,
+    SKIPPED,
+    STREAMED_OBJECTS,
+)
 
 RULES_ACTOR = "rules"
-NEW = "new"
 
 
 def new_public_id() -> str:
@@ -224,7 +231,7 @@ def retry_entry(
 def _normalize_edits(fields: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     edits: dict[str, dict[str, Any]] = {}
     for key, value in fields.items():
-        if key in SOBJECTS and isinstance(value, Mapping):
+        if key in STREAMED_OBJECTS and isinstance(value, Mapping):
             for name, v in value.items():
                 edits.setdefault(key, {})[str(name)] = v
             continue
@@ -633,7 +640,7 @@ def _create_referral(
         if existing is not None and existing.member_id == decision.member_id:
             return existing
     values = dict(decision.create_referral or {})
-    status = decision.to_status or "pending"
+    status = decision.to_status or PENDING
     referral = Referral(
         public_id=new_public_id(),
         program_id=program_id,

@@ -18,14 +18,14 @@ from bridge.config import OrgConfig, parse_field_ref
 from bridge.errors import BridgeError, PermanentError, UsageError
 from bridge.salesforce import topics
 from bridge.salesforce.package import PERMISSION_SET, org_fields
+from bridge.vocabulary import STREAMED_OBJECTS
 
 Status = Literal["Ok", "Issue"]
 
 Describe = Mapping[str, Any]
 """An sObject describe result, or the text of the error that prevented it."""
 
-STREAMED = ("Lead", "Contact", "Account", "Opportunity")
-ALWAYS_DESCRIBED = (*STREAMED, "Task", "Event", "PushTopic")
+ALWAYS_DESCRIBED = (*STREAMED_OBJECTS, "Task", "Event", "PushTopic")
 
 TEXT_TYPES = frozenset(
     {"string", "textarea", "email", "phone", "url", "picklist", "combobox", "id", "reference"}
@@ -205,7 +205,7 @@ def field_uses(org: OrgConfig) -> list[FieldUse]:
 
 def object_needs(org: OrgConfig) -> dict[str, set[str]]:
     """Object-level access each object needs: read, create, update."""
-    needs: dict[str, set[str]] = {name: {"read"} for name in STREAMED}
+    needs: dict[str, set[str]] = {name: {"read"} for name in STREAMED_OBJECTS}
     add = org.writeback.referral_add
     needs[add.create_as] |= (
         {"create", "update"} if add.on_existing_email == "update" else {"create"}

@@ -18,11 +18,12 @@ from typing import Any
 from simple_salesforce import format_soql
 from sqlalchemy import delete
 
-from bridge.config import SOBJECTS, OrgConfig
+from bridge.config import OrgConfig
 from bridge.store import Store
 from bridge.store.models import SyncCursor, utcnow
 from bridge.streaming import defaults, inbox
 from bridge.streaming.events import MalformedEvent, from_polled_record
+from bridge.vocabulary import STREAMED_OBJECTS as SOBJECTS
 
 log = logging.getLogger("sfbridge.poll")
 

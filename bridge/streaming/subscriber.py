@@ -28,7 +28,7 @@ import redis
 import requests
 from sqlalchemy import select
 
-from bridge.config import SOBJECTS, OrgConfig
+from bridge.config import OrgConfig
 from bridge.errors import TransientError, UsageError
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SyncCursor
@@ -43,6 +43,7 @@ from bridge.streaming.bayeux import (
     UnknownClient,
 )
 from bridge.streaming.events import ChangeEvent, MalformedEvent, from_bayeux, malformed
+from bridge.vocabulary import STREAMED_OBJECTS as SOBJECTS
 
 if TYPE_CHECKING:
     from bridge.vault import Vault

@@ -9,7 +9,8 @@ from werkzeug.wrappers import Response
 from bridge import audit
 from bridge.errors import UsageError
 from bridge.store.models import ApiToken, User
-from bridge.users import ROLES, SCOPES, create_token, create_user, revoke_token
+from bridge.users import create_token, create_user, revoke_token
+from bridge.vocabulary import ROLES, SCOPES
 from bridge.web.auth import role_required
 from bridge.web.extensions import store
 

@@ -38,6 +38,7 @@ from bridge.store.models import (
     SyncCursor,
     utcnow,
 )
+from bridge.vocabulary import ENTRY_OUTCOMES, PUSH_STATES
 from bridge.web.extensions import store, web
 
 bp = Blueprint("health", __name__)
@@ -190,7 +191,7 @@ def metrics() -> Response:
             "Sales entries by outcome.",
             [
                 _line("sfbridge_sales_entries", outcomes.get(o, 0), outcome=o)
-                for o in ("new", "review", "failed", "processed", "skipped")
+                for o in ENTRY_OUTCOMES
             ],
         )
         states = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
@@ -198,10 +199,7 @@ def metrics() -> Response:
             "sfbridge_pushes",
             "gauge",
             "Pushes to Salesforce by state.",
-            [
-                _line("sfbridge_pushes", states.get(st, 0), state=st)
-                for st in ("pending", "sent", "failed", "skipped")
-            ],
+            [_line("sfbridge_pushes", states.get(st, 0), state=st) for st in PUSH_STATES],
         )
         waiting_since = _oldest_waiting_event(s)
     family(

@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 from publicsuffix2 import get_sld, get_tld
 
 from bridge.config import FieldMapping
+from bridge.vocabulary import SyncMode
 
-SyncMode = Literal["create_update", "update_only", "disabled"]
 SyncAction = Literal["create", "update", "skip"]
 
 

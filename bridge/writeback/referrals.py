@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 
 from bridge.config import OrgConfig, ReferralAdd
 from bridge.store.models import Member, OrgConnection, Program, Push, Referral
+from bridge.vocabulary import SyncMode
 from bridge.writeback.client import LOOKUP_CHUNK, Writer, chunks
-from bridge.writeback.mapping import SyncMode, email_key, is_blank, plan_fields, sync_action
+from bridge.writeback.mapping import email_key, is_blank, plan_fields, sync_action
 from bridge.writeback.pushes import queue_push
 
 NOT_PROVIDED = "[not provided]"

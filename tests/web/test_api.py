@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bridge.store import Store
 from bridge.store.models import AuditLog, Push, Referral
-from bridge.users import SCOPES
+from bridge.vocabulary import SCOPES
 from tests.web.apitools import check, check_error
 from tests.web.seed import Seeded, seed, token
 
