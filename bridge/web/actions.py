@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from bridge import audit, writeback
 from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import UsageError
+from bridge.matchkeys import email_key
 from bridge.receiver import service
 from bridge.store.models import (
     InboundEvent,
@@ -326,7 +327,8 @@ def _find_member(s: Session, program: Program, ref: dict[str, Any]) -> Member:
     elif ref.get("referral_code"):
         member = s.scalar(query.where(Member.referral_code == ref["referral_code"]))
     elif ref.get("email"):
-        member = s.scalar(query.where(Member.email_key == ref["email"].strip().lower()))
+        key = email_key(ref["email"])  # the stored key, as matching uses it
+        member = s.scalar(query.where(Member.email_key == key)) if key else None
     else:
         raise ActionError(
             "name the member by id, external_id, referral_code or email",
@@ -357,7 +359,6 @@ def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
         referral_code=data.get("referral_code"),
         name=data.get("name") or "",
         email=data.get("email"),
-        email_key=(data.get("email") or "").strip().lower() or None,
         phone=data.get("phone"),
         url=data.get("url"),
     )

@@ -19,9 +19,10 @@ from typing import Annotated, Any, TypeVar, cast
 from flask import Blueprint, Flask, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Select, select
+from sqlalchemy import Select, false, select
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from bridge.matchkeys import email_key
 from bridge.store.models import Program, Push, Referral, SalesEntry, User, utcnow
 from bridge.users import find_token
 from bridge.vocabulary import (
@@ -343,7 +344,9 @@ def list_referrals() -> ResponseReturnValue:
     if status:
         query = query.where(Referral.status == status)
     if email := request.args.get("email"):
-        query = query.where(Referral.email_key == email.strip().lower())
+        # The stored key, as matching uses it: Jane.Doe+ref@Gmail.com finds janedoe@gmail.com.
+        key = email_key(email)
+        query = query.where(Referral.email_key == key if key else false())
     if program := request.args.get("program"):
         query = query.join(Program, Program.id == Referral.program_id).where(Program.key == program)
     return _page(query, Referral.id, serialize.referral)

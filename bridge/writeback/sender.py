@@ -32,6 +32,7 @@ from bridge.writeback.client import (
     error_class_of,
     record_error,
 )
+from bridge.writeback.mapping import salesforce_email
 from bridge.writeback.pushes import (
     mark_error,
     mark_sent,
@@ -141,7 +142,7 @@ def _one_per_email(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
             or (item.record or {}).get("Email")
             or item.payload.get("email")
         )
-        key = referrals.email_key(email) if item.kind == "referral" else None
+        key = salesforce_email(email) if item.kind == "referral" else None
         if key and key in seen:
             later.append(item)
             continue
@@ -372,7 +373,7 @@ def _plan_referrals(
     existing = referrals.find_existing(writer, org_config, emails) if items else {}
     for item in items:
         assert item.referral is not None and item.record is not None
-        key = referrals.email_key(item.referral.get("email"))
+        key = salesforce_email(item.referral.get("email"))
         decision = referrals.decide(
             referral=item.referral,
             record=item.record,
@@ -441,7 +442,7 @@ def _plan_activities(
     wanted = [email for item, _s, _f, email in planned if item.payload.get("resolve_who", resolve)]
     whos = activities.resolve_whos(writer, wanted) if any(wanted) else {}
     for item, sobject, fields, email in planned:
-        key = referrals.email_key(email)
+        key = salesforce_email(email)
         if "WhoId" not in fields:
             if item.payload.get("resolve_who", resolve) and key and key in whos:
                 fields["WhoId"] = whos[key]
