@@ -28,6 +28,7 @@ from rapidfuzz import fuzz
 
 from bridge import matchkeys as mk
 from bridge.config import Receiver, parse_field_ref
+from bridge.vocabulary import ACCOUNT, CONTACT, LEAD, OPPORTUNITY
 
 ACCOUNT_CONTACTS = "AccountContacts"
 
@@ -288,7 +289,7 @@ def plan_lookups(entry: EntryInput, receiver: Receiver) -> LookupPlan:
     # 2. Salesforce ids a referral already carries: the trigger record first, then its related
     #    Lead/Contact/Opportunity, last the Account (one account can hold several referrals).
     sf_order = [entry.sobject] + [
-        o for o in ("Lead", "Contact", "Opportunity", "Account") if o != entry.sobject
+        o for o in (LEAD, CONTACT, OPPORTUNITY, ACCOUNT) if o != entry.sobject
     ]
     for i, obj in enumerate(sf_order):
         rec = _record(records, obj)
