@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None, config: Mapping[str, Any] | None = None) -> Flask:
     """Create the web app: reviewer UI, integration reports, JSON API v1, health and metrics."""
+    # Imported here, not at the top: importing any bridge module runs this file first, and the
+    # worker, the stream and the pure core must not load Flask and the web package for it.
     from flask import Flask
 
     from bridge import vocabulary

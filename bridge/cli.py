@@ -1,4 +1,8 @@
-"""`sfbridge`: thin commands over the bridge's modules."""
+"""`sfbridge`: thin commands over the bridge's modules.
+
+Each command imports what it runs inside its own body, so `sfbridge --help` and the quick
+commands do not load the web app, the local org or the Salesforce client. Longer than most
+modules because it is the CLI's table of contents: one short command per documented one."""
 
 from __future__ import annotations
 

@@ -7,6 +7,10 @@ together or not at all. Review notifications go out after that commit (see bridg
 Entry ``records`` follow SPEC §6 (``{"Lead": {...}|None, "Contact": ..., "Account": ...,
 "Opportunity": ...}``); with ``contact_matching: trigger_and_account_contacts`` the inbound
 side adds ``"AccountContacts": [...]`` (see bridge.receiver.matching).
+
+Longer than most modules on purpose: the entry-by-entry and the batched path share their
+locking and applying steps and stay side by side, so they stay equivalent (the batch tests
+compare the two).
 """
 
 from __future__ import annotations

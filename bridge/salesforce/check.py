@@ -18,6 +18,7 @@ from bridge.config import OrgConfig, parse_field_ref
 from bridge.errors import BridgeError, PermanentError, UsageError
 from bridge.salesforce import topics
 from bridge.salesforce.package import PERMISSION_SET, org_fields
+from bridge.text import format_table
 from bridge.vocabulary import STREAMED_OBJECTS
 
 Status = Literal["Ok", "Issue"]
@@ -467,8 +468,6 @@ def run_check(org: topics.OrgClient, org_name: str, org_config: OrgConfig) -> li
 
 
 def format_findings(findings: Sequence[Finding]) -> str:
-    from bridge.text import format_table
-
     rows = [(f.check, f.subject, f.status, f.reason) for f in findings]
     table = format_table(("Check", "Subject", "Status", "Reason"), rows, max_width=400)
     issues = sum(1 for f in findings if f.status == "Issue")

@@ -19,6 +19,7 @@ from simple_salesforce import Salesforce, SFType, format_soql
 from bridge.config import OrgConfig
 from bridge.errors import UsageError
 from bridge.salesforce.package import PACKAGE_API_VERSION
+from bridge.text import format_table
 from bridge.vocabulary import READ_SYNC_RULES, TOPIC_NAMES
 
 MAX_NAME_LENGTH = 25
@@ -353,8 +354,6 @@ def apex_script(desired: Sequence[TopicSpec]) -> str:
 
 def format_plan(actions: Sequence[TopicAction]) -> str:
     """The plan as a table, then each topic's query."""
-    from bridge.text import format_table
-
     rows = [
         (
             a.spec.name,

@@ -14,6 +14,7 @@ import re
 import secrets
 from typing import Any
 
+from flask import abort
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -485,8 +486,6 @@ def enqueue_pushes(push_ids: list[int]) -> str:
 
 def get_entry_or_404(s: Session, entry_id: int) -> SalesEntry:
     """For the UI: a missing entry is a 404 page, not an action error."""
-    from flask import abort
-
     entry = s.get(SalesEntry, entry_id)
     if entry is None:
         abort(404)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -28,8 +28,6 @@ def users() -> str:
 @bp.post("/users")
 @role_required("admin")
 def add_user() -> Response:
-    from flask import current_app
-
     try:
         with store().session() as s:
             user = create_user(

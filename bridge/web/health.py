@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
+from rq import Queue
 from sqlalchemy import func, select, text
 
 from bridge.errors import ConfigError
@@ -38,6 +39,7 @@ from bridge.store.models import (
     SyncCursor,
     utcnow,
 )
+from bridge.streaming.subscriber import lease_key, topic_channels
 from bridge.vocabulary import ENTRY_OUTCOMES, PUSH_STATES
 from bridge.web.extensions import store, web
 
@@ -127,8 +129,6 @@ def readyz() -> ResponseReturnValue:
                     "instance_url": found.instance_url,
                 }
     if cfg is not None and conn is not None and checks["redis"]["ok"]:
-        from bridge.streaming.subscriber import lease_key, topic_channels
-
         for name, org in cfg.orgs.items():
             holder = conn.get(lease_key(name, list(topic_channels(org))))
             checks[f"stream:{name}"] = (
@@ -212,8 +212,6 @@ def metrics() -> Response:
     conn = web().redis()
     if conn is not None:
         try:
-            from rq import Queue
-
             family(
                 "sfbridge_rq_queue_depth",
                 "gauge",
