@@ -7,7 +7,6 @@ one blueprint in `bridge.web`.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,10 +21,13 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None, config: Mapping[str, Any] | None = None) -> Flask:
     """Create the web app: reviewer UI, integration reports, JSON API v1, health and metrics."""
+    # Imported here, not at the top: importing any bridge module runs this file first, and the
+    # worker, the stream and the pure core must not load Flask and the web package for it.
     from flask import Flask
 
+    from bridge import vocabulary
     from bridge.config import Settings
-    from bridge.web import admin, api, auth, extensions, health, reports, review, security
+    from bridge.web import admin, api, auth, extensions, health, openapi, reports, review, security
     from bridge.web.security import RowIdConverter
 
     settings = settings or Settings.from_env()
@@ -50,19 +52,15 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
         TRUST_PROXY=os.environ.get("SFBRIDGE_TRUST_PROXY", "").lower() in ("1", "true", "yes"),
     )
     if config:
-        app.config.update(config)
-    demo_devorg = os.environ.get("SFBRIDGE_DEMO_DEVORG_DIR")
-    if demo_devorg and "DEMO_CHANGES" not in app.config:
-        from bridge.demo import make_changes
-
-        app.config["DEMO_CHANGES"] = functools.partial(make_changes, demo_devorg)
+        app.config.update(config)  # e.g. DEMO_CHANGES, set by `sfbridge demo` (bridge.devorg.demo)
 
     app.url_map.converters["int"] = RowIdConverter
+    app.jinja_env.globals["vocab"] = vocabulary  # the domain's lists, for templates
     extensions.init_app(app, settings)
     security.init_app(app)
     auth.init_app(app)
     api.init_app(app)
-    for bp in (auth.bp, review.bp, reports.bp, admin.bp, api.bp, health.bp):
+    for bp in (auth.bp, review.bp, reports.bp, admin.bp, api.bp, openapi.bp, health.bp):
         app.register_blueprint(bp)
     app.add_url_rule("/", endpoint="index", view_func=review.dashboard)
     return app

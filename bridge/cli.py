@@ -1,4 +1,8 @@
-"""`sfbridge`: thin commands over the bridge's modules."""
+"""`sfbridge`: thin commands over the bridge's modules.
+
+Each command imports what it runs inside its own body, so `sfbridge --help` and the quick
+commands do not load the web app, the local org or the Salesforce client. Longer than most
+modules because it is the CLI's table of contents: one short command per documented one."""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import click
 import redis.exceptions
 import sqlalchemy.exc
 
-from bridge.config import SOBJECTS, BridgeConfig, Settings, check_config_text, read_config_text
+from bridge.config import BridgeConfig, Settings, check_config_text, read_config_text
 from bridge.errors import BridgeError, ConfigError, UsageError
+from bridge.vocabulary import ROLES, STREAMED_OBJECTS
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -119,7 +124,7 @@ def _describe_connected_orgs(cfg: BridgeConfig) -> dict[str, dict[str, Any]]:
                 raise
             click.echo(f"org {name}: not connected; its fields were not checked", err=True)
             continue
-        out[name] = {obj: sf_org.call(getattr(sf_org.sf, obj).describe) for obj in SOBJECTS}
+        out[name] = {obj: sf_org.call(getattr(sf_org.sf, obj).describe) for obj in STREAMED_OBJECTS}
     return out
 
 
@@ -186,7 +191,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("email")
-@click.option("--role", type=click.Choice(["reviewer", "admin"]), required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(email: str, role: str, name: str, password_stdin: bool) -> None:
@@ -324,50 +329,26 @@ def org_connect(
     """
     from bridge import orgs
     from bridge.salesforce import oauth
-    from bridge.salesforce.connection import connect
+
+    def redirect(attempt: orgs.WebConnect) -> str | dict[str, str]:
+        url = attempt.flow.authorize_url
+        if paste:
+            click.echo(f"Open this URL in a browser, log in and allow access:\n{url}")
+            return str(click.prompt("Paste the URL the browser was redirected to"))
+        # Listening before the URL is shown: a fast browser cannot come back to a closed port.
+        with oauth.CallbackListener(attempt.flow.redirect_uri) as listener:
+            click.echo(f"Open this URL in a browser, log in and allow access:\n{url}")
+            click.echo(f"Waiting for the redirect to {attempt.flow.redirect_uri} ...")
+            return listener.wait(timeout)
 
     rt = _runtime()
     org_config = _org_config(rt, name)
-    # Fail on missing encryption keys or an unmigrated database before anyone logs in.
-    rt.vault  # noqa: B018
-    orgs.check_store(rt.store)
+    # rt.vault first: missing encryption keys fail before anyone logs in.
     if web:
-        attempt = orgs.WebConnect.start(
-            name, org_config, redirect_uri or oauth.DEFAULT_REDIRECT_URI
-        )
-        callback: str | dict[str, str]
-        if paste:
-            click.echo("Open this URL in a browser, log in and allow access:")
-            click.echo(attempt.flow.authorize_url)
-            callback = click.prompt("Paste the URL the browser was redirected to")
-        else:
-            with oauth.CallbackListener(attempt.flow.redirect_uri) as listener:
-                click.echo("Open this URL in a browser, log in and allow access:")
-                click.echo(attempt.flow.authorize_url)
-                click.echo(f"Waiting for the redirect to {attempt.flow.redirect_uri} ...")
-                callback = listener.wait(timeout)
-        sf_org = attempt.finish(callback)
-        orgs.save_connection(
-            rt.store,
-            rt.vault,
-            name,
-            org_config,
-            sf_org,
-            refresh_token=sf_org.refresh_token,
-            auth_method="web",
-        )
+        uri = redirect_uri or oauth.DEFAULT_REDIRECT_URI
+        sf_org = orgs.connect_web(rt.store, rt.vault, name, org_config, redirect, uri)
     else:
-        key_path = private_key or org_config.private_key_file
-        if not key_path:
-            raise ConfigError(
-                f"no private key: pass --private-key FILE or set orgs.{name}.private_key_file "
-                "(or connect with --web)"
-            )
-        pem = orgs.read_private_key(key_path)
-        sf_org = connect(orgs.jwt_credentials(name, org_config, pem))
-        orgs.save_connection(
-            rt.store, rt.vault, name, org_config, sf_org, private_key_pem=pem, auth_method="jwt"
-        )
+        sf_org = orgs.connect_jwt(rt.store, rt.vault, name, org_config, private_key)
     click.echo(
         f"connected '{name}': org {sf_org.org_id}, user {sf_org.username} ({sf_org.user_id}), "
         f"instance {sf_org.instance_url}"
@@ -499,7 +480,7 @@ def stream(org_name: str | None) -> None:
     "--object",
     "objects",
     multiple=True,
-    type=click.Choice(["Lead", "Contact", "Account", "Opportunity"]),
+    type=click.Choice(STREAMED_OBJECTS),
     help="Only these objects (repeatable) [default: all four].",
 )
 def poll(
@@ -564,18 +545,30 @@ def demo(ctx: click.Context, port: int, org_port: int, no_changes: bool) -> None
     """Run everything on embedded defaults: local org, web, worker and stream (Ctrl-C stops)."""
     if ctx.invoked_subcommand is not None:
         return
-    from bridge.config import Settings
-    from bridge.demo import Demo
+    from bridge.devorg.demo import Demo
 
-    instance = Path(Settings.from_env().instance_dir).resolve()
-    Demo(instance, web_port=port, org_port=org_port, initial_changes=not no_changes).run()
+    Demo(_instance_dir(), web_port=port, org_port=org_port, initial_changes=not no_changes).run()
+
+
+def _instance_dir() -> Path:
+    return Path(Settings.from_env().instance_dir).resolve()
 
 
 @demo.command("changes")
 def demo_changes() -> None:
     """Edit and create Leads in the demo's local org as the ordinary sales user."""
-    from bridge.config import Settings
-    from bridge.demo import make_changes
+    from bridge.devorg.demo import make_changes
 
-    instance = Path(Settings.from_env().instance_dir).resolve()
-    click.echo(make_changes(instance / "devorg"))
+    click.echo(make_changes(_instance_dir() / "devorg"))
+
+
+@demo.command("web", hidden=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def demo_web(host: str, port: int, workers: int) -> None:
+    """`sfbridge web` with the dashboard's "make changes" button (started by `sfbridge demo`)."""
+    from bridge.devorg.demo import web_config
+    from bridge.webserver import serve
+
+    serve(host, port, workers, web_config(_instance_dir() / "devorg"))

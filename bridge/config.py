@@ -2,6 +2,9 @@
 
 `load_config(path)` returns a typed `BridgeConfig` or raises `ConfigError` listing every
 problem as ``file:line: key: what was found; what is allowed``.
+
+Longer than most modules on purpose: the model and the loader that turns its validation
+errors into file/line/key messages change together whenever a key is added.
 """
 
 from __future__ import annotations
@@ -24,6 +27,18 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.values import covers
+from bridge.vocabulary import (
+    STREAMED_OBJECTS,
+    TOPIC_NAMES,
+    ActivityKind,
+    ReferralStatus,
+    RuleOp,
+    StreamedObject,
+    SyncMode,
+    SyncRule,
+    SyncStrategy,
+)
 
 # --------------------------------------------------------------------------------------------
 # Settings (environment)
@@ -68,8 +83,6 @@ class Settings:
 # The YAML config model
 # --------------------------------------------------------------------------------------------
 
-SOBJECTS = ("Lead", "Contact", "Account", "Opportunity")
-REFERRAL_STATUSES = ("pending", "qualified", "approved", "denied")
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -87,9 +100,9 @@ def parse_field_ref(value: str) -> tuple[str, str]:
                 f"e.g. '{parts[-2]}.{parts[-1]}' (related records follow the relational rules)"
             )
         raise ValueError(f"'{value}' is not of the form Object.Field")
-    if parts[0] not in SOBJECTS:
+    if parts[0] not in STREAMED_OBJECTS:
         raise ValueError(
-            f"unknown object '{parts[0]}' in '{value}'; allowed: {', '.join(SOBJECTS)}"
+            f"unknown object '{parts[0]}' in '{value}'; allowed: {', '.join(STREAMED_OBJECTS)}"
         )
     return parts[0], parts[1]
 
@@ -106,10 +119,10 @@ FieldRef = Annotated[
 
 
 class StatusRule(_Model):
-    status: Literal["pending", "qualified", "approved", "denied"]
-    object: Literal["Lead", "Contact", "Account", "Opportunity"]
+    status: ReferralStatus
+    object: StreamedObject
     field: str
-    op: Literal["equals", "not_equals", "in", "is_blank", "changed_to"]
+    op: RuleOp
     value: Any = None
 
     @field_validator("field")
@@ -221,8 +234,6 @@ class Receiver(_Model):
         # The first matching rule decides, so a later rule whose every match is already taken
         # by an earlier rule with another status can never apply: the config contradicts itself.
         # (Same-status shadowing is only dead weight: `receiver.configcheck` reports it.)
-        from bridge.receiver.configcheck import covers  # the receiver owns value semantics
-
         for i, later in enumerate(self.status_rules):
             for j, earlier in enumerate(self.status_rules[:i]):
                 if earlier.status != later.status and covers(earlier, later):
@@ -253,9 +264,6 @@ class ActivityMapping(_Model):
     subject_prefix: str | None = None  # e.g. "[LinkedIn] "; None: the kind's default prefix
 
 
-ActivityKind = Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
-
-
 class Activities(_Model):
     lead_resolution: Literal["email", "none"] = "email"
     kinds: dict[ActivityKind, ActivityMapping] = Field(default_factory=dict)
@@ -264,10 +272,8 @@ class Activities(_Model):
 class FieldMapping(_Model):
     local: str
     salesforce: list[str] = Field(min_length=1)
-    sync: Literal["read_only", "read_write", "salesforce_unless_blank", "ours", "none"] = (
-        "read_only"
-    )
-    strategy: Literal["override", "if_empty"] = "override"
+    sync: SyncRule = "read_only"
+    strategy: SyncStrategy = "override"
 
     @field_validator("salesforce", mode="before")
     @classmethod
@@ -286,7 +292,7 @@ class FieldMapping(_Model):
 
 
 class ObjectSync(_Model):
-    sync_mode: Literal["create_update", "update_only", "disabled"] = "create_update"
+    sync_mode: SyncMode = "create_update"
     dedupe: Literal["email", "root_domain", "none"] = "none"
     fields: list[FieldMapping] = Field(default_factory=list)
 
@@ -294,9 +300,7 @@ class ObjectSync(_Model):
 class Writeback(_Model):
     referral_add: ReferralAdd = Field(default_factory=ReferralAdd)
     activities: Activities = Field(default_factory=Activities)
-    objects: dict[Literal["Lead", "Contact", "Account", "Opportunity"], ObjectSync] = Field(
-        default_factory=dict
-    )
+    objects: dict[StreamedObject, ObjectSync] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _dedupe_fits_object(self) -> Writeback:
@@ -314,9 +318,7 @@ class Program(_Model):
 
 
 class Streaming(_Model):
-    topics: list[str] = Field(
-        default_factory=lambda: ["SFB_Lead", "SFB_Contact", "SFB_Account", "SFB_Opportunity"]
-    )
+    topics: list[str] = Field(default_factory=lambda: list(TOPIC_NAMES.values()))
     cdc: bool = False
 
     @field_validator("topics")

@@ -1,10 +1,9 @@
 """Org connections in the store: secrets kept encrypted, one connection per Salesforce org.
 
-A connection is made once (`sfbridge org connect`) and opened by every process afterwards
-(`open_org`). The private key (JWT bearer flow) or refresh token (web-server flow) is stored
-only encrypted with the vault's newest key; the rest of the row is what was verified when
-connecting: login URL, client id, username, org id and user id.
-"""
+A connection is made once (`sfbridge org connect`: `connect_jwt` or `connect_web`) and opened
+by every process afterwards (`open_org`). The private key (JWT bearer flow) or refresh token
+(web-server flow) is stored only encrypted with the vault's newest key; the rest of the row is
+what was verified when connecting: login URL, client id, username, org id and user id."""
 
 from __future__ import annotations
 
@@ -32,10 +31,9 @@ from bridge.salesforce.connection import (
 from bridge.store import Store
 from bridge.store.models import OrgConnection
 from bridge.vault import Vault
+from bridge.vocabulary import AUTH_METHODS
 
 log = logging.getLogger(__name__)
-
-AUTH_METHODS = ("jwt", "web")
 
 
 # ---- credentials from the config file --------------------------------------------------------
@@ -131,6 +129,59 @@ class WebConnect:
             api_version=self.org_config.api_version,
         )
         return connect_with_token(creds, token, http)
+
+
+# ---- connecting (`sfbridge org connect`) -----------------------------------------------------
+
+
+def connect_jwt(
+    store: Store,
+    vault: Vault,
+    name: str,
+    org_config: OrgConfig,
+    private_key_path: str | os.PathLike[str] | None = None,
+) -> SalesforceOrg:
+    """Log in with the JWT bearer flow (the integration user's private key, from
+    `private_key_path` or ``orgs.NAME.private_key_file``) and store the connection."""
+    check_store(store)  # before anyone logs in
+    key_path = private_key_path or org_config.private_key_file
+    if not key_path:
+        raise ConfigError(
+            f"no private key: pass --private-key FILE or set orgs.{name}.private_key_file "
+            "(or connect with --web)"
+        )
+    pem = read_private_key(key_path)
+    sf_org = connect(jwt_credentials(name, org_config, pem))
+    save_connection(store, vault, name, org_config, sf_org, private_key_pem=pem, auth_method="jwt")
+    return sf_org
+
+
+def connect_web(
+    store: Store,
+    vault: Vault,
+    name: str,
+    org_config: OrgConfig,
+    redirect: Callable[[WebConnect], str | Mapping[str, str]],
+    redirect_uri: str = oauth.DEFAULT_REDIRECT_URI,
+) -> SalesforceOrg:
+    """Log in as a person with the web-server flow and store the connection's refresh token.
+
+    `redirect(attempt)` shows ``attempt.flow.authorize_url`` to the person and returns where
+    their browser was sent back to (the callback URL, or its query parameters).
+    """
+    check_store(store)  # before anyone logs in
+    attempt = WebConnect.start(name, org_config, redirect_uri)
+    sf_org = attempt.finish(redirect(attempt))
+    save_connection(
+        store,
+        vault,
+        name,
+        org_config,
+        sf_org,
+        refresh_token=sf_org.refresh_token,
+        auth_method="web",
+    )
+    return sf_org
 
 
 # ---- storing and opening connections ---------------------------------------------------------

@@ -25,18 +25,18 @@ import redis
 from rq import Queue, SimpleWorker, Worker
 from sqlalchemy import select
 
-from bridge import context, defaults, jobs, orgs
-from bridge.config import SOBJECTS, BridgeConfig, OrgConfig
+from bridge import context, defaults, jobs, notify, orgs
+from bridge.config import BridgeConfig, OrgConfig
 from bridge.context import WorkerContext
 from bridge.errors import UsageError
 from bridge.locks import once_per
 from bridge.metrics import count_calls_with
-from bridge.receiver import notify
 from bridge.runtime import Runtime
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
 from bridge.streaming import poller
 from bridge.streaming.subscriber import Subscriber
+from bridge.vocabulary import STREAMED_OBJECTS
 from bridge.writeback import jobs as outbound
 
 log = logging.getLogger("sfbridge.processes")
@@ -212,7 +212,7 @@ def run_poll(
     def enqueue(ids: list[int]) -> int:
         return jobs.enqueue_events(rt.redis, ids)
 
-    chosen = tuple(objects or SOBJECTS)
+    chosen = tuple(objects or STREAMED_OBJECTS)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if since is not None:

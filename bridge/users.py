@@ -18,24 +18,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from bridge import audit
 from bridge.errors import UsageError
 from bridge.store.models import ApiToken, User, utcnow
+from bridge.vocabulary import ADMIN, ADMIN_SCOPES, ROLES, SCOPES
 
-ROLES = ("reviewer", "admin")
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "sfb_"  # noqa: S105 - a recognisable prefix, not a secret
-
-#: Every scope an API token can carry; `*:write` does not imply `*:read`.
-SCOPES = (
-    "entries:read",
-    "entries:write",
-    "referrals:read",
-    "referrals:write",
-    "activities:write",
-    "pushes:read",
-    "pushes:write",
-)
-
-#: Scopes only an admin's token may carry (the UI keeps the same actions to admins).
-ADMIN_SCOPES = frozenset({"pushes:write"})
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # A hash to compare against when the account does not exist, so timing does not reveal it.
@@ -105,7 +91,7 @@ def create_token(
         )
     if not scopes:
         raise UsageError("give the token at least one scope", fields=["scopes"])
-    beyond = sorted(set(scopes) & ADMIN_SCOPES) if user.role != "admin" else []
+    beyond = sorted(set(scopes) & ADMIN_SCOPES) if user.role != ADMIN else []
     if beyond:
         raise UsageError(
             f"{user.email} is a {user.role}: scope(s) {', '.join(beyond)} need an admin",

@@ -1,4 +1,4 @@
-"""Run the web app under gunicorn (used by `sfbridge web` and `sfbridge demo`).
+"""Run the web app under gunicorn (used by `sfbridge web` and `sfbridge demo web`).
 
 The control socket is off: gunicorn would otherwise create one under the home directory.
 Without SFBRIDGE_REDIS_URL an embedded Redis is started here, before the workers fork, and its
@@ -8,17 +8,22 @@ URL is passed to them through the environment, so every worker shares one server
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from bridge import create_app
 from bridge.config import Settings
+from bridge.redis_embedded import EmbeddedRedis
+from bridge.store import Store
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, options: dict[str, Any]):
+    def __init__(self, options: dict[str, Any], app_config: Mapping[str, Any] | None = None):
         self.options = options
+        self.app_config = app_config
         super().__init__()
 
     def load_config(self) -> None:
@@ -26,9 +31,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from bridge import create_app
-
-        return create_app()
+        return create_app(config=self.app_config)
 
 
 def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
@@ -45,21 +48,18 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
     }
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, app_config: Mapping[str, Any] | None = None) -> None:
+    """Serve `create_app(config=app_config)` (each worker builds its own app after the fork)."""
     settings = Settings.from_env()
-    from bridge.store import Store
-
     store = Store(settings.database_url)
     store.upgrade()  # idempotent; a fresh embedded database is ready at once
     store.dispose()
     embedded = None
     if not settings.redis_url:
-        from bridge.redis_embedded import EmbeddedRedis
-
         embedded = EmbeddedRedis(Path(settings.instance_dir) / "redis").start()
         os.environ["SFBRIDGE_REDIS_URL"] = embedded.url
     try:
-        _Gunicorn(gunicorn_options(host, port, workers)).run()
+        _Gunicorn(gunicorn_options(host, port, workers), app_config).run()
     finally:
         if embedded is not None:
             embedded.stop()

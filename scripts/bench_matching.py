@@ -34,10 +34,10 @@ from rapidfuzz import fuzz, process  # noqa: E402
 from sqlalchemy import select, text  # noqa: E402
 
 from bridge.config import Receiver  # noqa: E402
+from bridge.matchkeys import referral_keys  # noqa: E402
 from bridge.receiver.candidates import find_members, find_referrals  # noqa: E402
 from bridge.receiver.decision import decide  # noqa: E402
 from bridge.receiver.matching import EntryInput, plan_lookups  # noqa: E402
-from bridge.receiver.normalize import referral_keys  # noqa: E402
 from bridge.store import Store  # noqa: E402
 from bridge.store.models import Program, Referral  # noqa: E402
 

@@ -12,6 +12,7 @@ import responses
 
 from bridge.config import OrgConfig, load_config
 from bridge.salesforce import check, topics
+from bridge.vocabulary import TOPIC_NAMES
 from tests.org_doubles import (
     PushTopicTable,
     connected_org,
@@ -324,7 +325,7 @@ def test_topics_present_and_matching(
 def test_unreadable_topics_are_an_issue() -> None:
     org = example_org()
     found = issues(check.check_describes("acme", org, healthy_describes(), None))
-    assert [s for k, s, _ in found if k == "topic"] == list(topics.TOPIC_NAMES.values())
+    assert [s for k, s, _ in found if k == "topic"] == list(TOPIC_NAMES.values())
 
 
 def test_findings_table() -> None:
@@ -368,7 +369,7 @@ def test_run_check_reports_an_object_it_cannot_describe() -> None:
         "Event.SFBridge_Activity_Id__c",
         "Event could not be described",
     ) in found
-    assert {s for k, s, _ in found if k == "topic"} == set(topics.TOPIC_NAMES.values())
+    assert {s for k, s, _ in found if k == "topic"} == set(TOPIC_NAMES.values())
 
 
 def test_cli_exits_non_zero_on_issues(runner: Any, monkeypatch: pytest.MonkeyPatch) -> None:

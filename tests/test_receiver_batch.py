@@ -509,3 +509,48 @@ def test_a_referral_changed_after_the_pool_was_read_is_decided_on_as_it_is_now(
         ("skipped", ["status_rule:0", "direct_match", "terminal_referral"])
     ]
     assert snap["history"] == []
+
+
+def test_each_entry_is_decided_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch decides every entry once to know which referrals to lock, and keeps that
+    decision when the entry's turn comes (its candidates unchanged); entry by entry, once
+    each too. (The batch used to decide every entry with a candidate twice.)"""
+    calls: list[str | None] = []
+    real_decide = service.decide
+
+    def counting_decide(entry: EntryInput, *args: Any, **kw: Any) -> Any:
+        calls.append(entry.record_id)
+        return real_decide(entry, *args, **kw)
+
+    monkeypatch.setattr(service, "decide", counting_decide)
+    people = [("R1", JANE, "Jane"), ("R3", CARLA, "Carla"), ("R4", NEWBIE, "Tom")]
+
+    def entries(org_id: int) -> list[SalesEntry]:
+        return [
+            SalesEntry(
+                org_connection_id=org_id,
+                source="stream",
+                sobject_type="Lead",
+                record_id=lead_id,
+                change_type="updated",
+                records={
+                    "Lead": lead(lead_id, first, "X", None, Referral_ID__c=ref, Status="Qualified")
+                },
+                outcome="new",
+            )
+            for ref, lead_id, first in people
+        ]
+
+    for batched in (True, False):
+        reset(store)
+        batch = entries(seed(store))
+        calls.clear()
+        with store.session() as s:
+            if batched:
+                process_entries(s, batch, ORG)
+            else:
+                for entry in batch:
+                    s.add(entry)
+                    process_entry(s, entry, ORG)
+            assert [e.outcome for e in batch] == ["processed"] * 3
+        assert calls == [JANE, CARLA, NEWBIE], "batched" if batched else "entry by entry"

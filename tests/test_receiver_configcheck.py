@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.config import OrgConfig, StatusRule, check_config_text
-from bridge.receiver.configcheck import check_against_describe, check_rules, covers
+from bridge.receiver.configcheck import check_against_describe, check_rules
+from bridge.values import covers
 
 
 def org(**receiver: Any) -> OrgConfig:

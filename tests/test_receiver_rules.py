@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from bridge.config import StatusRule
-from bridge.receiver.rules import check_transition, evaluate_status_rules, same_value
+from bridge.receiver.rules import check_transition, evaluate_status_rules
+from bridge.values import same_value
 
 
 def rule(status: str, ref: str, op: str, value: Any = None) -> StatusRule:

@@ -12,6 +12,7 @@ from bridge.config import OrgConfig, load_config
 from bridge.errors import UsageError
 from bridge.salesforce import topics
 from bridge.salesforce.package import PACKAGE_API_VERSION
+from bridge.vocabulary import TOPIC_NAMES
 from tests.org_doubles import PushTopicTable, connected_org, register_token_endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,7 +197,7 @@ def test_apply_twice_creates_then_changes_nothing() -> None:
         first, applied = topics.sync_topics(connected_org(), org)
         assert [a.action for a in first] == ["create"] * 4
         assert [a.action for a in applied] == ["create"] * 4
-        assert {r["Name"] for r in table.records.values()} == set(topics.TOPIC_NAMES.values())
+        assert {r["Name"] for r in table.records.values()} == set(TOPIC_NAMES.values())
         writes = len(table.writes)
         second, _ = topics.sync_topics(connected_org(), org)
         assert [a.action for a in second] == ["unchanged"] * 4

@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, union_all
 from sqlalchemy.orm import Session
 
+from bridge.matchkeys import email_key
 from bridge.receiver.matching import LookupPlan, MemberCandidate, ReferralCandidate
-from bridge.receiver.normalize import email_key
 from bridge.store.models import Member, Referral
 
 FUZZY_LIMIT = 200
@@ -139,7 +139,7 @@ def find_referrals(
 
 
 def _code_variants(values: Sequence[str]) -> list[str]:
-    # Codes compare case-insensitively (normalize.code_key); the column is indexed as written,
+    # Codes compare case-insensitively (matchkeys.code_key); the column is indexed as written,
     # and codes are issued in one case, so the common spellings hit the index.
     out: set[str] = set()
     for v in values:

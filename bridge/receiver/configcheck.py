@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.config import (
-    SOBJECTS,
     BridgeConfig,
     OrgConfig,
     Problem,
@@ -28,12 +27,13 @@ from bridge.config import (
     line_index,
     parse_field_ref,
 )
-from bridge.receiver.rules import is_blank, same_value
+from bridge.values import contains, covers
+from bridge.vocabulary import STREAMED_OBJECTS, TOPIC_NAMES
 
 # Objects whose record an entry can carry, by trigger object (SPEC §6 relational rules): a Lead
 # reaches Contact/Account/Opportunity only once converted; nothing else reaches a Lead.
 REACHABLE = {
-    "Lead": frozenset(SOBJECTS),
+    "Lead": frozenset(STREAMED_OBJECTS),
     "Contact": frozenset({"Contact", "Account", "Opportunity"}),
     "Account": frozenset({"Account", "Contact", "Opportunity"}),
     "Opportunity": frozenset({"Opportunity", "Account", "Contact"}),
@@ -59,51 +59,14 @@ def _describe_rule(rule: StatusRule) -> str:
     return f"{rule.object}.{rule.field} {rule.op}{value} -> {rule.status}"
 
 
-def _contains(values: list[Any], value: Any) -> bool:
-    return any(same_value(v, value) for v in values)
-
-
-def covers(earlier: StatusRule, later: StatusRule) -> bool:
-    """Whether `earlier` matches whenever `later` does (so `later` can never decide)."""
-    if (earlier.object, earlier.field) != (later.object, later.field):
-        return False
-    e_op, l_op = earlier.op, later.op
-    # What `later` accepts, as (kind, values): "set" of values or "not" (anything but).
-    if l_op in ("equals", "changed_to"):
-        accepted: tuple[str, list[Any]] = ("set", [later.value])
-    elif l_op == "in":
-        accepted = ("set", list(later.value))
-    elif l_op == "not_equals":
-        accepted = ("not", [later.value])
-    elif later.value is False:  # is_blank false: any non-blank value
-        accepted = ("not", [None])
-    else:
-        accepted = ("set", [None])
-    kind, values = accepted
-    if e_op == "changed_to":
-        return l_op == "changed_to" and same_value(earlier.value, later.value)
-    if e_op in ("equals", "in"):
-        allowed = [earlier.value] if e_op == "equals" else list(earlier.value)
-        return kind == "set" and all(_contains(allowed, v) for v in values)
-    if e_op == "not_equals":
-        if kind == "set":
-            return not _contains(values, earlier.value)
-        return _contains(values, earlier.value)  # "not X" inside "not X"
-    if earlier.value is False:  # earlier: not blank
-        return (kind == "set" and not any(is_blank(v) for v in values)) or (
-            kind == "not" and any(is_blank(v) for v in values)
-        )
-    return kind == "set" and all(is_blank(v) for v in values)  # earlier: is blank
-
-
 def streamed_objects(org: OrgConfig) -> frozenset[str] | None:
     """The objects changes arrive for, or None when the topics do not say (custom names)."""
     if org.streaming.cdc:
-        return frozenset(SOBJECTS)
+        return frozenset(STREAMED_OBJECTS)
     found: set[str] = set()
     for topic in org.streaming.topics:
         obj = topic.rsplit("_", 1)[-1]
-        if obj not in SOBJECTS:
+        if obj not in STREAMED_OBJECTS:
             return None
         found.add(obj)
     return frozenset(found)
@@ -145,7 +108,7 @@ def check_rules(org: OrgConfig) -> list[ConfigProblem]:
                     f"receiver.status_rules[{i}]",
                     f"can never fire: no streamed object ({names}) is related to "
                     f"{rule.object} by the relational rules; stream {rule.object} "
-                    f"(topic SFB_{rule.object}) or use a related object's field",
+                    f"(topic {TOPIC_NAMES[rule.object]}) or use a related object's field",
                 )
             )
         elif rule.op == "changed_to" and rule.object not in streamed:
@@ -225,7 +188,7 @@ def check_against_describe(
         if rule.op == "is_blank":
             continue
         for value in values:
-            if not _contains(allowed, value):
+            if not contains(allowed, value):
                 problems.append(
                     ConfigProblem(
                         f"receiver.status_rules[{i}].value",

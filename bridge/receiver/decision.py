@@ -30,8 +30,7 @@ from typing import Any
 from bridge.config import Receiver, parse_field_ref
 from bridge.receiver import matching as mt
 from bridge.receiver import rules as rl
-
-PROCESSED, REVIEW, FAILED, SKIPPED = "processed", "review", "failed", "skipped"
+from bridge.vocabulary import APPROVED, DENIED, FAILED, PENDING, PROCESSED, REVIEW, SKIPPED
 
 # Every reason code an entry can carry, in words (for the review UI and reports).
 REASONS = {
@@ -327,11 +326,11 @@ def _with_referral(
     reasons = decision.reasons
     decision.referral_id, decision.referral_public_id = target.id, target.public_id
     decision.from_status = target.status
-    if target.status == rl.APPROVED:
+    if target.status == APPROVED:
         reasons.append("terminal_referral")
         decision.outcome = SKIPPED
         return decision
-    if target.status == rl.DENIED and not receiver.override_denied:
+    if target.status == DENIED and not receiver.override_denied:
         # override_denied off: Salesforce may not change a denied referral at all.
         reasons.append("denied_referral_locked")
         decision.outcome = SKIPPED
@@ -400,7 +399,7 @@ def _without_referral(
         for m in members
     ]
     if member_match.member is not None:
-        status = result.status or rl.PENDING
+        status = result.status or PENDING
         decision.match, decision.match_source = "member", member_match.source
         decision.member_id = member_match.member.id
         decision.to_status = status

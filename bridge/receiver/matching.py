@@ -26,8 +26,9 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
+from bridge import matchkeys as mk
 from bridge.config import Receiver, parse_field_ref
-from bridge.receiver import normalize as nz
+from bridge.vocabulary import ACCOUNT, CONTACT, LEAD, OPPORTUNITY
 
 ACCOUNT_CONTACTS = "AccountContacts"
 
@@ -89,7 +90,7 @@ class ReferralCandidate:
     @classmethod
     def build(cls, id: int, public_id: str, **values: Any) -> ReferralCandidate:
         """A candidate with its ``*_key`` values computed (for tests and callers without rows)."""
-        keys = nz.referral_keys(
+        keys = mk.referral_keys(
             first_name=values.get("first_name"),
             last_name=values.get("last_name"),
             email=values.get("email"),
@@ -221,26 +222,26 @@ def _text(value: Any) -> str | None:
 
 def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
     first, last, name = rec.get("FirstName"), rec.get("LastName"), rec.get("Name")
-    blocks = nz.name_blocks(first, last, name)
-    rblocks = nz.name_blocks(first, last, name, kind="reverse")
-    ablocks = nz.name_blocks(first, last, name, kind="affix")
+    blocks = mk.name_blocks(first, last, name)
+    rblocks = mk.name_blocks(first, last, name, kind="reverse")
+    ablocks = mk.name_blocks(first, last, name, kind="affix")
     return Person(
         source=source,
         sobject=sobject,
         id=_text(rec.get("Id")),
         first_name=_text(first),
         last_name=_text(last),
-        name=nz.full_name(first, last, name),
+        name=mk.full_name(first, last, name),
         email=_text(rec.get("Email")),
         company=_text(company),
         phone=_text(rec.get("Phone") or rec.get("MobilePhone")),
-        email_key=nz.email_key(rec.get("Email")),
-        name_key=nz.name_key(first, last, name),
+        email_key=mk.email_key(rec.get("Email")),
+        name_key=mk.name_key(first, last, name),
         name_blocks=tuple(blocks),
         name_rblocks=tuple(rblocks),
         name_ablocks=tuple(ablocks),
-        company_key=nz.company_key(company),
-        phone_key=nz.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
+        company_key=mk.company_key(company),
+        phone_key=mk.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
     )
 
 
@@ -288,7 +289,7 @@ def plan_lookups(entry: EntryInput, receiver: Receiver) -> LookupPlan:
     # 2. Salesforce ids a referral already carries: the trigger record first, then its related
     #    Lead/Contact/Opportunity, last the Account (one account can hold several referrals).
     sf_order = [entry.sobject] + [
-        o for o in ("Lead", "Contact", "Opportunity", "Account") if o != entry.sobject
+        o for o in (LEAD, CONTACT, OPPORTUNITY, ACCOUNT) if o != entry.sobject
     ]
     for i, obj in enumerate(sf_order):
         rec = _record(records, obj)
@@ -361,7 +362,7 @@ _SCORED_FIELDS = tuple(f.name for f in fields(Scored))
 
 
 def _display_name(c: ReferralCandidate) -> str:
-    return nz.full_name(c.first_name, c.last_name)
+    return mk.full_name(c.first_name, c.last_name)
 
 
 def _scored(c: ReferralCandidate, via: str, source: str, score: float, **kw: Any) -> Scored:
@@ -535,9 +536,9 @@ def match_member(plan: LookupPlan, members: Sequence[MemberCandidate]) -> Member
     for key in plan.member_keys:
         for m in members:
             if key.kind == "referral_code":
-                hit = nz.code_key(m.referral_code) == nz.code_key(key.value)
+                hit = mk.code_key(m.referral_code) == mk.code_key(key.value)
             elif key.kind == "member_email":
-                hit = m.email_key is not None and m.email_key == nz.email_key(key.value)
+                hit = m.email_key is not None and m.email_key == mk.email_key(key.value)
             else:
                 hit = m.external_id == key.value
             if hit:

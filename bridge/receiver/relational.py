@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bridge.config import SOBJECTS, OrgConfig
+from bridge.config import OrgConfig
 from bridge.salesforce.topics import RELATIONAL_KEYS, topic_fields
+from bridge.vocabulary import STREAMED_OBJECTS
 
 #: Fields of each object the rules follow to its related records.
 REFERENCE_FIELDS: dict[str, tuple[str, ...]] = dict(RELATIONAL_KEYS)
@@ -143,7 +144,7 @@ def related_records(
             wanted["Contact"].add(next(iter(contacts_of_opp[opp_id])))
 
     by_id = dict(known)
-    for obj in SOBJECTS:
+    for obj in STREAMED_OBJECTS:
         fields = related_fields(org, obj)
         todo = sorted(i for i in wanted.get(obj, ()) if i not in by_id)
         if not todo:
@@ -177,7 +178,7 @@ def related_records(
 
     out: list[dict[str, Any]] = []
     for n, t in enumerate(triggers):
-        records: dict[str, Any] = dict.fromkeys(SOBJECTS)
+        records: dict[str, Any] = dict.fromkeys(STREAMED_OBJECTS)
         records[t.sobject] = t.record
         rec = t.record
         if not t.deleted and t.record_id:

@@ -4,54 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bridge.config import StatusRule
-
-PENDING, QUALIFIED, APPROVED, DENIED = "pending", "qualified", "approved", "denied"
-QUALIFYING = frozenset({QUALIFIED, APPROVED})
-
-
-# ---- comparing Salesforce values with rule values -------------------------------------------
-
-
-def is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _canonical(value: Any) -> str:
-    """One comparable form for a Salesforce or YAML value.
-
-    Strings compare trimmed and case-insensitively (as SOQL's ``=`` does), numbers by value
-    (``5``, ``5.0`` and ``"5.00"`` are equal), booleans as ``true``/``false``.
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, Decimal)):
-        return _number(value)
-    text = str(value).strip()
-    try:
-        return _number(Decimal(text))
-    except InvalidOperation:
-        return text.casefold()
-
-
-def _number(value: int | float | Decimal) -> str:
-    d = Decimal(str(value))
-    if not d.is_finite():
-        return str(d).casefold()
-    d = d.normalize()
-    return format(d, "f")
-
-
-def same_value(actual: Any, expected: Any) -> bool:
-    if is_blank(actual):
-        return is_blank(expected)
-    if is_blank(expected):
-        return False
-    return _canonical(actual) == _canonical(expected)
-
+from bridge.values import is_blank, same_value
+from bridge.vocabulary import APPROVED, DENIED, QUALIFYING
 
 # ---- evaluating the rules --------------------------------------------------------------------
 

@@ -2,33 +2,36 @@
 
 The caller owns the transaction (``with store.session() as session: process_entry(...)``):
 the referral change, its status history, the entry's explanation and the audit record commit
-together or not at all. Review notifications go out after that commit (see notify.py).
+together or not at all. Review notifications go out after that commit (see bridge.notify).
 
 Entry ``records`` follow SPEC §6 (``{"Lead": {...}|None, "Contact": ..., "Account": ...,
 "Opportunity": ...}``); with ``contact_matching: trigger_and_account_contacts`` the inbound
 side adds ``"AccountContacts": [...]`` (see bridge.receiver.matching).
+
+Longer than most modules on purpose: the entry-by-entry and the batched path share their
+locking and applying steps and stay side by side, so they stay equivalent (the batch tests
+compare the two).
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from bridge import audit
-from bridge.config import SOBJECTS, OrgConfig, Receiver, parse_field_ref
+from bridge import audit, notify
+from bridge.config import OrgConfig, Receiver, parse_field_ref
 from bridge.errors import UsageError
-from bridge.receiver import notify
 from bridge.receiver.candidates import (
     CandidatePool,
     find_members,
     find_referrals,
     referral_candidate,
 )
-from bridge.receiver.decision import FAILED, PROCESSED, REVIEW, SKIPPED, Decision, decide
+from bridge.receiver.decision import Decision, decide
 from bridge.receiver.matching import (
     EntryInput,
     LookupPlan,
@@ -36,7 +39,6 @@ from bridge.receiver.matching import (
     ReferralCandidate,
     plan_lookups,
 )
-from bridge.receiver.rules import QUALIFYING
 from bridge.store.models import (
     OrgConnection,
     Program,
@@ -45,9 +47,18 @@ from bridge.store.models import (
     SalesEntry,
     utcnow,
 )
+from bridge.vocabulary import (
+    FAILED,
+    NEW,
+    PENDING,
+    PROCESSED,
+    QUALIFYING,
+    REVIEW,
+    SKIPPED,
+    STREAMED_OBJECTS,
+)
 
 RULES_ACTOR = "rules"
-NEW = "new"
 
 
 def new_public_id() -> str:
@@ -120,9 +131,9 @@ def process_entries(
             plans = [plan_lookups(data, receiver) for data in inputs]
             pool = CandidatePool.fetch(session, program_id, plans)
             users_of = [users.get(e.org_connection_id) for e in group]
-            held = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
+            held, early = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
             locked = {r.id for r in held}
-            for entry, data, plan in zip(group, inputs, plans, strict=True):
+            for i, (entry, data, plan) in enumerate(zip(group, inputs, plans, strict=True)):
                 _run_pooled(
                     session,
                     entry,
@@ -131,6 +142,7 @@ def process_entries(
                     plan,
                     pool,
                     locked,
+                    early.get(i),
                     program_id=program_id,
                     integration_user_id=users.get(entry.org_connection_id),
                 )
@@ -224,7 +236,7 @@ def retry_entry(
 def _normalize_edits(fields: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     edits: dict[str, dict[str, Any]] = {}
     for key, value in fields.items():
-        if key in SOBJECTS and isinstance(value, Mapping):
+        if key in STREAMED_OBJECTS and isinstance(value, Mapping):
             for name, v in value.items():
                 edits.setdefault(key, {})[str(name)] = v
             continue
@@ -331,6 +343,14 @@ def _previous_of(session: Session, entries: Sequence[SalesEntry]) -> dict[int, d
     return out
 
 
+class _Early(NamedTuple):
+    """A batch entry's decision made before the batch ran, with what it was made on."""
+
+    decision: Decision
+    candidates: list[ReferralCandidate]
+    members: list[MemberCandidate]
+
+
 def _lock_likely_targets(
     session: Session,
     receiver: Receiver,
@@ -338,32 +358,37 @@ def _lock_likely_targets(
     plans: Sequence[LookupPlan],
     users: Sequence[str | None],
     pool: CandidatePool,
-) -> list[Referral]:
+) -> tuple[list[Referral], dict[int, _Early]]:
     """Lock, in one statement, the referrals the batch's entries would change as the pool
     reads them, and bring the pool up to date with what is locked.
 
     Saves a lock query per entry; an entry that ends up changing another referral (because
     of an earlier entry of the batch) locks that one itself. Locked in id order, so two
     workers locking overlapping sets wait for each other instead of deadlocking. The
-    referrals are returned to keep them in the session until the batch is done.
+    referrals are returned to keep them in the session until the batch is done, with the
+    decisions made to find them (by entry index): an entry whose candidates are still the
+    same when its turn comes keeps its decision instead of being decided twice.
     """
     ids: set[int] = set()
-    for data, plan, user in zip(inputs, plans, users, strict=True):
+    early: dict[int, _Early] = {}
+    for i, (data, plan, user) in enumerate(zip(inputs, plans, users, strict=True)):
         candidates = pool.referrals(plan)
         if not candidates:
             continue  # nothing to change (a referral created for a member is new)
+        members = pool.members(plan)
         decision = decide(
             data,
             receiver,
             candidates=candidates,
-            members=pool.members(plan),
+            members=members,
             integration_user_id=user,
             plan=plan,
         )
+        early[i] = _Early(decision, candidates, members)
         if decision.outcome == PROCESSED and decision.referral_id is not None:
             ids.add(decision.referral_id)
     if not ids:
-        return []
+        return [], early
     referrals = list(
         session.scalars(
             select(Referral)
@@ -376,7 +401,7 @@ def _lock_likely_targets(
     for referral in referrals:
         if referral_candidate(referral) != pool.candidate(referral.id):
             pool.update(referral)  # another worker changed it after the pool was read
-    return referrals
+    return referrals, early
 
 
 def _entry_input(entry: SalesEntry) -> EntryInput:
@@ -397,20 +422,29 @@ def _run_pooled(
     plan: LookupPlan,
     pool: CandidatePool,
     locked: set[int],
+    early: _Early | None,
     *,
     program_id: int,
     integration_user_id: str | None,
 ) -> None:
-    """One entry of a batch: ``_run`` with its candidates taken from the batch's pool."""
+    """One entry of a batch: ``_run`` with its candidates taken from the batch's pool.
+
+    `early` is the entry's decision from before the batch ran; it holds while the pool still
+    gives the entry the same candidates (an earlier entry of the batch, or another worker,
+    may have changed one of them since: then it is decided again)."""
     receiver = org.receiver
-    decision = decide(
-        data,
-        receiver,
-        candidates=pool.referrals(plan),
-        members=pool.members(plan),
-        integration_user_id=integration_user_id,
-        plan=plan,
-    )
+    candidates, members = pool.referrals(plan), pool.members(plan)
+    if early is not None and (early.candidates, early.members) == (candidates, members):
+        decision = early.decision
+    else:
+        decision = decide(
+            data,
+            receiver,
+            candidates=candidates,
+            members=members,
+            integration_user_id=integration_user_id,
+            plan=plan,
+        )
     target_id = decision.referral_id if decision.outcome == PROCESSED else None
     if target_id is not None and target_id not in locked:
         # First time this batch touches the referral: lock it and check that it is still what
@@ -633,7 +667,7 @@ def _create_referral(
         if existing is not None and existing.member_id == decision.member_id:
             return existing
     values = dict(decision.create_referral or {})
-    status = decision.to_status or "pending"
+    status = decision.to_status or PENDING
     referral = Referral(
         public_id=new_public_id(),
         program_id=program_id,

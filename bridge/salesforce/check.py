@@ -18,14 +18,15 @@ from bridge.config import OrgConfig, parse_field_ref
 from bridge.errors import BridgeError, PermanentError, UsageError
 from bridge.salesforce import topics
 from bridge.salesforce.package import PERMISSION_SET, org_fields
+from bridge.text import format_table
+from bridge.vocabulary import STREAMED_OBJECTS
 
 Status = Literal["Ok", "Issue"]
 
 Describe = Mapping[str, Any]
 """An sObject describe result, or the text of the error that prevented it."""
 
-STREAMED = ("Lead", "Contact", "Account", "Opportunity")
-ALWAYS_DESCRIBED = (*STREAMED, "Task", "Event", "PushTopic")
+ALWAYS_DESCRIBED = (*STREAMED_OBJECTS, "Task", "Event", "PushTopic")
 
 TEXT_TYPES = frozenset(
     {"string", "textarea", "email", "phone", "url", "picklist", "combobox", "id", "reference"}
@@ -205,7 +206,7 @@ def field_uses(org: OrgConfig) -> list[FieldUse]:
 
 def object_needs(org: OrgConfig) -> dict[str, set[str]]:
     """Object-level access each object needs: read, create, update."""
-    needs: dict[str, set[str]] = {name: {"read"} for name in STREAMED}
+    needs: dict[str, set[str]] = {name: {"read"} for name in STREAMED_OBJECTS}
     add = org.writeback.referral_add
     needs[add.create_as] |= (
         {"create", "update"} if add.on_existing_email == "update" else {"create"}
@@ -467,8 +468,6 @@ def run_check(org: topics.OrgClient, org_name: str, org_config: OrgConfig) -> li
 
 
 def format_findings(findings: Sequence[Finding]) -> str:
-    from bridge.text import format_table
-
     rows = [(f.check, f.subject, f.status, f.reason) for f in findings]
     table = format_table(("Check", "Subject", "Status", "Reason"), rows, max_width=400)
     issues = sum(1 for f in findings if f.status == "Issue")

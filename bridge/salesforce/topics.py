@@ -19,20 +19,14 @@ from simple_salesforce import Salesforce, SFType, format_soql
 from bridge.config import OrgConfig
 from bridge.errors import UsageError
 from bridge.salesforce.package import PACKAGE_API_VERSION
+from bridge.text import format_table
+from bridge.vocabulary import READ_SYNC_RULES, TOPIC_NAMES
 
 MAX_NAME_LENGTH = 25
 """PushTopic.Name limit."""
 
 MAX_QUERY_LENGTH = 1300
 """PushTopic.Query limit."""
-
-TOPIC_NAMES = {
-    "Lead": "SFB_Lead",
-    "Contact": "SFB_Contact",
-    "Account": "SFB_Account",
-    "Opportunity": "SFB_Opportunity",
-}
-"""The topic the bridge creates for each streamed object."""
 
 ALWAYS_SELECTED = ("Id", "SystemModstamp", "LastModifiedById")
 """Id (required by Salesforce), the change stamp for cursors, and the author for own-write skips."""
@@ -51,9 +45,6 @@ FUZZY_MATCH_FIELDS: dict[str, tuple[str, ...]] = {
 }
 """Read by fuzzy matching (email, then name with company/phone). `Name` is listed because a
 PushTopic only notices changes to a compound name when the query names `Name` itself."""
-
-READ_SYNC_RULES = ("read_only", "read_write", "salesforce_unless_blank")
-"""Writeback sync rules under which the bridge reads the Salesforce value."""
 
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -363,8 +354,6 @@ def apex_script(desired: Sequence[TopicSpec]) -> str:
 
 def format_plan(actions: Sequence[TopicAction]) -> str:
     """The plan as a table, then each topic's query."""
-    from bridge.text import format_table
-
     rows = [
         (
             a.spec.name,

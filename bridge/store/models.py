@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from bridge.matchkeys import member_keys, referral_keys
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -117,8 +119,7 @@ class Member(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def fill_keys(self) -> None:
-        from bridge.receiver.normalize import member_keys
-
+        """Recompute the normalized matching keys from the member's fields."""
         for column, value in member_keys(email=self.email).items():
             setattr(self, column, value)
 
@@ -152,7 +153,7 @@ class Referral(Base):
     phone: Mapped[str | None] = mapped_column(String(64))
     email_key: Mapped[str | None] = mapped_column(String(255))
     name_key: Mapped[str | None] = mapped_column(String(255))
-    # Fuzzy-name blocking keys (bridge.receiver.normalize.name_blocks): the surname's Soundex,
+    # Fuzzy-name blocking keys (bridge.matchkeys.name_blocks): the surname's Soundex,
     # reverse Soundex and first+last two letters, each with ":" and the first name's Soundex.
     name_block: Mapped[str | None] = mapped_column(String(16))
     name_rblock: Mapped[str | None] = mapped_column(String(16))
@@ -176,8 +177,6 @@ class Referral(Base):
 
     def fill_keys(self) -> None:
         """Recompute the normalized matching keys from the person's fields."""
-        from bridge.receiver.normalize import referral_keys
-
         for column, value in referral_keys(
             first_name=self.first_name,
             last_name=self.last_name,

@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-#: Salesforce id key prefixes of the objects the bridge streams (a PushTopic event does not
-#: name its object; the id does).
-KEY_PREFIXES = {"00Q": "Lead", "003": "Contact", "001": "Account", "006": "Opportunity"}
+from bridge.vocabulary import CHANGE_TYPES, KEY_PREFIXES, ChangeType
 
-#: PushTopic event types, and the CDC change types mapped onto them.
-CHANGE_TYPES = ("created", "updated", "deleted", "undeleted")
-_CDC_TYPES = {
+#: The CDC change types mapped onto the PushTopic event types (vocabulary.CHANGE_TYPES).
+_CDC_TYPES: dict[str, ChangeType] = {
     "CREATE": "created",
     "UPDATE": "updated",
     "DELETE": "deleted",

@@ -19,12 +19,13 @@ from simple_salesforce import format_soql
 from sqlalchemy import delete
 
 from bridge import defaults
-from bridge.config import SOBJECTS, OrgConfig
+from bridge.config import OrgConfig
 from bridge.receiver.relational import record_fields
 from bridge.store import Store
 from bridge.store.models import SyncCursor, utcnow
 from bridge.streaming import inbox
 from bridge.streaming.events import MalformedEvent, from_polled_record
+from bridge.vocabulary import STREAMED_OBJECTS
 
 log = logging.getLogger("sfbridge.poll")
 
@@ -133,7 +134,7 @@ def poll_once(
     org: OrgConfig,
     *,
     enqueue: Callable[[list[int]], object],
-    objects: tuple[str, ...] = SOBJECTS,
+    objects: tuple[str, ...] = STREAMED_OBJECTS,
     echo: Echo | None = None,
 ) -> dict[str, tuple[int, int]]:
     """One polling round over `objects`, each from its cursor minus the overlap window."""

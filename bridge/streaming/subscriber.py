@@ -29,7 +29,7 @@ from simple_salesforce import format_soql
 from sqlalchemy import select
 
 from bridge import defaults
-from bridge.config import SOBJECTS, OrgConfig
+from bridge.config import OrgConfig
 from bridge.errors import TransientError, UsageError
 from bridge.store import Store
 from bridge.store.models import SyncCursor, utcnow
@@ -45,6 +45,7 @@ from bridge.streaming.bayeux import (
 )
 from bridge.streaming.events import ChangeEvent, MalformedEvent, from_bayeux, malformed
 from bridge.streaming.lease import Lease
+from bridge.vocabulary import STREAMED_OBJECTS, ReplayFrom
 
 log = logging.getLogger("sfbridge.stream")
 
@@ -60,9 +61,9 @@ def topic_channels(org: OrgConfig) -> dict[str, str | None]:
     channels: dict[str, str | None] = {}
     for name in org.streaming.topics:
         guess = name.rsplit("_", 1)[-1]
-        channels[f"/topic/{name}"] = guess if guess in SOBJECTS else None
+        channels[f"/topic/{name}"] = guess if guess in STREAMED_OBJECTS else None
     if org.streaming.cdc:
-        for obj in SOBJECTS:
+        for obj in STREAMED_OBJECTS:
             channels[f"/data/{obj}ChangeEvent"] = obj
     return channels
 
@@ -90,7 +91,8 @@ class Subscriber:
     enqueue: Callable[[list[int]], object]
     backfill: Callable[[str], object]
     stop: threading.Event = field(default_factory=threading.Event)
-    first_replay_id: int = -1  # where a channel without a cursor starts: new events only
+    # Where a channel without a cursor starts: new events only.
+    first_replay_id: int = ReplayFrom.NEW_EVENTS
 
     def __post_init__(self) -> None:
         self.channels = topic_channels(self.org)
@@ -271,7 +273,7 @@ class Subscriber:
             elif cursor.replay_id is None:
                 # Subscribed before but no event stored yet: replay all that is retained, so
                 # events sent while we were down are not skipped (extras are harmless).
-                replay_id = -2
+                replay_id = ReplayFrom.ALL_RETAINED
             else:
                 replay_id = cursor.replay_id
             try:
@@ -285,7 +287,7 @@ class Subscriber:
                     exc.error,
                 )
                 self._start_gap_backfill(channel, cursor)
-                client.subscribe(channel, -2)
+                client.subscribe(channel, ReplayFrom.ALL_RETAINED)
             except SubscribeFailed as exc:
                 if channel.startswith("/data/"):
                     log.warning(

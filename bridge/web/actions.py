@@ -14,12 +14,14 @@ import re
 import secrets
 from typing import Any
 
+from flask import abort
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge import audit, writeback
 from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import UsageError
+from bridge.matchkeys import email_key
 from bridge.receiver import service
 from bridge.store.models import (
     InboundEvent,
@@ -31,12 +33,10 @@ from bridge.store.models import (
     SalesEntry,
     utcnow,
 )
+from bridge.vocabulary import OPEN_OUTCOMES, REPUSHABLE, REVIEW, STREAMED_OBJECTS
 from bridge.web.extensions import org_config, web
 
 log = logging.getLogger(__name__)
-
-OUTCOMES = ("review", "failed", "processed", "skipped", "new")
-PUSH_STATES = ("pending", "sent", "failed", "skipped")
 
 
 class ActionError(UsageError):
@@ -135,14 +135,14 @@ def _receiver_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def approve_entry(s: Session, entry: SalesEntry, *, actor: str) -> SalesEntry:
-    _require_outcome(entry, ("review",), "approved")
+    _require_outcome(entry, (REVIEW,), "approved")
     return _receiver_call(service.approve_entry, s, entry, _entry_org(s, entry), actor=actor)
 
 
 def reject_entry(
     s: Session, entry: SalesEntry, *, actor: str, note: str | None = None
 ) -> SalesEntry:
-    _require_outcome(entry, ("review", "failed"), "rejected")
+    _require_outcome(entry, OPEN_OUTCOMES, "rejected")
     return _receiver_call(service.reject_entry, s, entry, actor=actor, note=note)
 
 
@@ -158,7 +158,7 @@ def retry_entry(
 
     `fields` is `{"Lead": {"Email": "..."}}`: values that replace (or add to) the record's.
     """
-    _require_outcome(entry, ("review", "failed"), "retried")
+    _require_outcome(entry, OPEN_OUTCOMES, "retried")
     if referral_id is not None and s.get(Referral, referral_id) is None:
         raise Unprocessable(f"no referral with id {referral_id}", fields=["referral_id"])
     _check_fields(entry, fields or {})
@@ -177,7 +177,7 @@ def edit_entry(
     s: Session, entry: SalesEntry, *, actor: str, fields: dict[str, dict[str, Any]]
 ) -> SalesEntry:
     """Change record fields of a waiting or failed entry without deciding it again."""
-    _require_outcome(entry, ("review", "failed"), "edited")
+    _require_outcome(entry, OPEN_OUTCOMES, "edited")
     _check_fields(entry, fields)
     before = {
         obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
@@ -196,7 +196,7 @@ _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
     for obj, values in fields.items():
-        if obj not in ("Lead", "Contact", "Account", "Opportunity"):
+        if obj not in STREAMED_OBJECTS:
             raise ActionError(
                 f"unknown object '{obj}'", code="validation_error", fields=[f"fields.{obj}"]
             )
@@ -246,7 +246,7 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
         entry = s.scalar(select(SalesEntry).where(SalesEntry.inbound_event_id == existing.id))
         if entry is not None:
             return entry, False
-    records: dict[str, Any] = {name: None for name in ("Lead", "Contact", "Account", "Opportunity")}
+    records: dict[str, Any] = dict.fromkeys(STREAMED_OBJECTS)
     records.update(data.get("related") or {})
     records[sobject] = record
     event = InboundEvent(
@@ -328,7 +328,8 @@ def _find_member(s: Session, program: Program, ref: dict[str, Any]) -> Member:
     elif ref.get("referral_code"):
         member = s.scalar(query.where(Member.referral_code == ref["referral_code"]))
     elif ref.get("email"):
-        member = s.scalar(query.where(Member.email_key == ref["email"].strip().lower()))
+        key = email_key(ref["email"])  # the stored key, as matching uses it
+        member = s.scalar(query.where(Member.email_key == key)) if key else None
     else:
         raise ActionError(
             "name the member by id, external_id, referral_code or email",
@@ -359,7 +360,6 @@ def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
         referral_code=data.get("referral_code"),
         name=data.get("name") or "",
         email=data.get("email"),
-        email_key=(data.get("email") or "").strip().lower() or None,
         phone=data.get("phone"),
         url=data.get("url"),
     )
@@ -460,7 +460,7 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
 
 def repush(s: Session, push: Push, *, actor: str) -> Push:
     """Put a failed or skipped push back to pending (the writeback audits it)."""
-    if push.state not in ("failed", "skipped"):
+    if push.state not in REPUSHABLE:
         raise Conflict(
             f"push {push.id} is {push.state}; only failed or skipped pushes can be repushed",
             code="push_state",
@@ -486,8 +486,6 @@ def enqueue_pushes(push_ids: list[int]) -> str:
 
 def get_entry_or_404(s: Session, entry_id: int) -> SalesEntry:
     """For the UI: a missing entry is a 404 page, not an action error."""
-    from flask import abort
-
     entry = s.get(SalesEntry, entry_id)
     if entry is None:
         abort(404)

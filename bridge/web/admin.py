@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from bridge import audit
 from bridge.errors import UsageError
 from bridge.store.models import ApiToken, User
-from bridge.users import ROLES, SCOPES, create_token, create_user, revoke_token
+from bridge.users import create_token, create_user, revoke_token
+from bridge.vocabulary import ROLES, SCOPES
 from bridge.web.auth import role_required
 from bridge.web.extensions import store
 
@@ -27,8 +28,6 @@ def users() -> str:
 @bp.post("/users")
 @role_required("admin")
 def add_user() -> Response:
-    from flask import current_app
-
     try:
         with store().session() as s:
             user = create_user(

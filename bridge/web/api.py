@@ -14,16 +14,29 @@ import binascii
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from flask import Blueprint, Flask, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Select, select
+from sqlalchemy import Select, false, select
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from bridge.matchkeys import email_key
 from bridge.store.models import Program, Push, Referral, SalesEntry, User, utcnow
-from bridge.users import ADMIN_SCOPES, find_token
+from bridge.users import find_token
+from bridge.vocabulary import (
+    ADMIN,
+    ADMIN_SCOPES,
+    ENTRY_OUTCOMES,
+    PUSH_KINDS,
+    PUSH_STATES,
+    REFERRAL_STATUSES,
+    STREAMED_OBJECTS,
+    ActivityKind,
+    ChangeType,
+    StreamedObject,
+)
 from bridge.web import actions, serialize
 from bridge.web.extensions import store
 
@@ -36,7 +49,6 @@ DEFAULT_LIMIT = 50
 # ---- request bodies (their JSON Schemas go into the OpenAPI document) ----------------------
 
 Scalar = str | int | float | bool | None
-SObject = Literal["Lead", "Contact", "Account", "Opportunity"]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=255)]
 Short = Annotated[str, Field(min_length=1, max_length=255)]
 RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]  # a stored row's id (64-bit)
@@ -80,7 +92,7 @@ class MemberIn(_Body):
 class ActivityIn(_Body):
     org: Short
     activity_id: Annotated[str, Field(min_length=1, max_length=100)]
-    kind: Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
+    kind: ActivityKind
     subject: Short
     occurred_at: datetime
     description: Annotated[str, Field(max_length=32000)] | None = None
@@ -92,21 +104,21 @@ class ActivityIn(_Body):
 
 class EntryIn(_Body):
     org: Short
-    sobject_type: SObject
+    sobject_type: StreamedObject
     record: dict[str, Any] = Field(
         description="the changed record, Salesforce field names, with Id"
     )
-    related: dict[SObject, dict[str, Any] | None] = Field(default_factory=dict)
+    related: dict[StreamedObject, dict[str, Any] | None] = Field(default_factory=dict)
     previous: dict[str, Any] = Field(default_factory=dict)
-    change_type: Literal["created", "updated", "deleted", "undeleted"] = "updated"
+    change_type: ChangeType = "updated"
 
 
 class EntryPatch(_Body):
-    fields: dict[SObject, dict[str, Scalar]] = Field(min_length=1)
+    fields: dict[StreamedObject, dict[str, Scalar]] = Field(min_length=1)
 
 
 class RetryIn(_Body):
-    fields: dict[SObject, dict[str, Scalar]] | None = None
+    fields: dict[StreamedObject, dict[str, Scalar]] | None = None
     referral_id: RowId | None = None
 
 
@@ -246,7 +258,7 @@ def require_scope(scope: str) -> Callable[[F], F]:
                     )
                 if scope not in (token.scopes or []):
                     return error(403, "insufficient_scope", f"this token lacks the scope '{scope}'")
-                if scope in ADMIN_SCOPES and user.role != "admin":  # the user was demoted
+                if scope in ADMIN_SCOPES and user.role != ADMIN:  # the user was demoted
                     return error(403, "insufficient_scope", f"'{scope}' needs an admin's token")
                 token.last_used_at = utcnow()
                 g.api_actor = f"{user.email} (token {token.prefix}…)"
@@ -328,11 +340,13 @@ def create_referral() -> ResponseReturnValue:
 @require_scope("referrals:read")
 def list_referrals() -> ResponseReturnValue:
     query = select(Referral)
-    status = _choice("status", ("pending", "qualified", "approved", "denied"))
+    status = _choice("status", REFERRAL_STATUSES)
     if status:
         query = query.where(Referral.status == status)
     if email := request.args.get("email"):
-        query = query.where(Referral.email_key == email.strip().lower())
+        # The stored key, as matching uses it: Jane.Doe+ref@Gmail.com finds janedoe@gmail.com.
+        key = email_key(email)
+        query = query.where(Referral.email_key == key if key else false())
     if program := request.args.get("program"):
         query = query.join(Program, Program.id == Referral.program_id).where(Program.key == program)
     return _page(query, Referral.id, serialize.referral)
@@ -368,9 +382,9 @@ def create_activity() -> ResponseReturnValue:
 @require_scope("entries:read")
 def list_entries() -> ResponseReturnValue:
     query = select(SalesEntry)
-    if outcome := _choice("outcome", actions.OUTCOMES):
+    if outcome := _choice("outcome", ENTRY_OUTCOMES):
         query = query.where(SalesEntry.outcome == outcome)
-    if sobject := _choice("sobject_type", ("Lead", "Contact", "Account", "Opportunity")):
+    if sobject := _choice("sobject_type", STREAMED_OBJECTS):
         query = query.where(SalesEntry.sobject_type == sobject)
     return _page(query, SalesEntry.id, serialize.entry)
 
@@ -445,9 +459,9 @@ def retry_entry(entry_id: int) -> ResponseReturnValue:
 @require_scope("pushes:read")
 def list_pushes() -> ResponseReturnValue:
     query = select(Push)
-    if state := _choice("state", actions.PUSH_STATES):
+    if state := _choice("state", PUSH_STATES):
         query = query.where(Push.state == state)
-    if kind := _choice("kind", ("referral", "activity", "field_update")):
+    if kind := _choice("kind", PUSH_KINDS):
         query = query.where(Push.kind == kind)
     return _page(query, Push.id, serialize.push)
 
@@ -461,10 +475,3 @@ def repush(push_id: int) -> ResponseReturnValue:
         out = serialize.push(push)
     out["note"] = actions.enqueue_pushes([push_id])
     return jsonify(out), 202
-
-
-@bp.get("/openapi.json")
-def openapi() -> ResponseReturnValue:
-    from bridge.web.openapi import document
-
-    return jsonify(document())

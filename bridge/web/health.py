@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
+from rq import Queue
 from sqlalchemy import func, select, text
 
 from bridge import defaults
@@ -39,6 +40,8 @@ from bridge.store.models import (
     SyncCursor,
     utcnow,
 )
+from bridge.streaming.subscriber import lease_key, topic_channels
+from bridge.vocabulary import ENTRY_OUTCOMES, PUSH_STATES
 from bridge.web.extensions import store, web
 
 bp = Blueprint("health", __name__)
@@ -126,8 +129,6 @@ def readyz() -> ResponseReturnValue:
                     "instance_url": found.instance_url,
                 }
     if cfg is not None and conn is not None and checks["redis"]["ok"]:
-        from bridge.streaming.subscriber import lease_key, topic_channels
-
         for name, org in cfg.orgs.items():
             holder = conn.get(lease_key(name, list(topic_channels(org))))
             checks[f"stream:{name}"] = (
@@ -190,7 +191,7 @@ def metrics() -> Response:
             "Sales entries by outcome.",
             [
                 _line("sfbridge_sales_entries", outcomes.get(o, 0), outcome=o)
-                for o in ("new", "review", "failed", "processed", "skipped")
+                for o in ENTRY_OUTCOMES
             ],
         )
         states = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
@@ -198,10 +199,7 @@ def metrics() -> Response:
             "sfbridge_pushes",
             "gauge",
             "Pushes to Salesforce by state.",
-            [
-                _line("sfbridge_pushes", states.get(st, 0), state=st)
-                for st in ("pending", "sent", "failed", "skipped")
-            ],
+            [_line("sfbridge_pushes", states.get(st, 0), state=st) for st in PUSH_STATES],
         )
         waiting_since = _oldest_waiting_event(s)
     family(
@@ -214,8 +212,6 @@ def metrics() -> Response:
     conn = web().redis()
     if conn is not None:
         try:
-            from rq import Queue
-
             family(
                 "sfbridge_rq_queue_depth",
                 "gauge",

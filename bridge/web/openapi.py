@@ -1,14 +1,31 @@
 """The OpenAPI 3.1 document of API v1, built from the same request models the views validate
-with, so the two cannot drift apart on inputs; the test suite checks routes and responses."""
+with, so the two cannot drift apart on inputs; the test suite checks routes and responses.
+
+It documents `bridge.web.api` and serves itself at ``/api/v1/openapi.json`` (this module's
+blueprint), so the dependency runs one way: the document reads the API, never the reverse.
+"""
 
 from __future__ import annotations
 
 from functools import cache
+from importlib.metadata import version
 from typing import Any
 
-from bridge import __version__
-from bridge.users import SCOPES
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from bridge.vocabulary import (
+    ENTRY_OUTCOMES,
+    ENTRY_SOURCES,
+    PUSH_KINDS,
+    PUSH_STATES,
+    REFERRAL_STATUSES,
+    SCOPES,
+    STREAMED_OBJECTS,
+)
 from bridge.web import api
+
+bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
 _TS = {"type": ["string", "null"], "format": "date-time"}
 _STR_OR_NULL = {"type": ["string", "null"]}
@@ -67,7 +84,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "email": _STR_OR_NULL,
             "company": _STR_OR_NULL,
             "phone": _STR_OR_NULL,
-            "status": {"enum": ["pending", "qualified", "approved", "denied"]},
+            "status": {"enum": list(REFERRAL_STATUSES)},
             "fields": _OBJ,
             "salesforce": {
                 "type": "object",
@@ -103,18 +120,18 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["id", "sobject_type", "outcome", "reasons", "records"],
         "properties": {
             "id": {"type": "integer"},
-            "source": {"enum": ["stream", "poll", "api"]},
+            "source": {"enum": list(ENTRY_SOURCES)},
             "sobject_type": {"type": "string"},
             "record_id": _STR_OR_NULL,
             "change_type": {"type": "string"},
-            "outcome": {"enum": ["new", "review", "failed", "processed", "skipped"]},
+            "outcome": {"enum": list(ENTRY_OUTCOMES)},
             "reasons": {"type": "array", "items": {"type": "string"}},
             "error": _STR_OR_NULL,
             "decision": _OBJ,
             "candidates": {"type": "array", "items": _OBJ},
             "records": {
                 "type": "object",
-                "description": "Lead/Contact/Account/Opportunity: the record or null",
+                "description": "/".join(STREAMED_OBJECTS) + ": the record or null",
                 "additionalProperties": {"type": ["object", "null"]},
             },
             "referral_id": _INT_OR_NULL,
@@ -133,8 +150,8 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["id", "kind", "state", "sobject_type"],
         "properties": {
             "id": {"type": "integer"},
-            "kind": {"enum": ["referral", "activity", "field_update"]},
-            "state": {"enum": ["pending", "sent", "failed", "skipped"]},
+            "kind": {"enum": list(PUSH_KINDS)},
+            "state": {"enum": list(PUSH_STATES)},
             "sobject_type": {"type": "string"},
             "external_id_field": _STR_OR_NULL,
             "external_id": _STR_OR_NULL,
@@ -187,7 +204,12 @@ _PAGING = [
     {
         "name": "limit",
         "in": "query",
-        "schema": {"type": "integer", "minimum": 1, "maximum": api.MAX_LIMIT, "default": 50},
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": api.MAX_LIMIT,
+            "default": api.DEFAULT_LIMIT,
+        },
     },
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
 ]
@@ -226,7 +248,7 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         "ReferralList",
         [
             *_PAGING,
-            _q("status", ("pending", "qualified", "approved", "denied")),
+            _q("status", REFERRAL_STATUSES),
             _q("email"),
             _q("program"),
         ],
@@ -262,8 +284,8 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         "EntryList",
         [
             *_PAGING,
-            _q("outcome", ("review", "failed", "processed", "skipped", "new")),
-            _q("sobject_type", ("Lead", "Contact", "Account", "Opportunity")),
+            _q("outcome", ENTRY_OUTCOMES),
+            _q("sobject_type", STREAMED_OBJECTS),
         ],
     ),
     (
@@ -338,8 +360,8 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         "PushList",
         [
             *_PAGING,
-            _q("state", ("pending", "sent", "failed", "skipped")),
-            _q("kind", ("referral", "activity", "field_update")),
+            _q("state", PUSH_STATES),
+            _q("kind", PUSH_KINDS),
         ],
     ),
     (
@@ -424,7 +446,7 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "sfbridge API",
-            "version": __version__,
+            "version": version("sfbridge"),
             "description": "Referrals, activities, sales entries and pushes. Authenticate with "
             "`Authorization: Bearer <token>` (create one with `sfbridge tokens create`). "
             'Errors are `{"error": {"code", "message", "fields"?}}`. Scopes: '
@@ -440,3 +462,8 @@ def document() -> dict[str, Any]:
         },
         "paths": paths,
     }
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    return jsonify(document())

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from bridge.store.models import Push, SalesEntry
+from bridge.vocabulary import PUSH_STATES
 from bridge.web import actions
 from bridge.web.auth import login_required, role_required
 from bridge.web.extensions import store
@@ -25,7 +26,7 @@ def pushes() -> str:
     page = page_number()
     with store().session() as s:
         query = select(Push)
-        if state in actions.PUSH_STATES:
+        if state in PUSH_STATES:
             query = query.where(Push.state == state)
         if kind:
             query = query.where(Push.kind == kind)
@@ -40,7 +41,7 @@ def pushes() -> str:
         page=page,
         pages=max(1, -(-total // size)),
         counts=counts,
-        states=actions.PUSH_STATES,
+        states=PUSH_STATES,
     )
 
 

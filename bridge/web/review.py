@@ -31,6 +31,7 @@ from bridge.store.models import (
     SalesEntry,
     utcnow,
 )
+from bridge.vocabulary import ENTRY_OUTCOMES, STREAMED_OBJECTS
 from bridge.web import actions
 from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
@@ -40,8 +41,6 @@ from bridge.web.words import DECISION_FIELDS, WAITING_OUTCOMES, reason_text
 
 bp = Blueprint("review", __name__)
 
-QUEUE_TABS = ("review", "failed", "processed", "skipped", "new")
-SOBJECTS = ("Lead", "Contact", "Account", "Opportunity")
 CHART_DAYS = 14
 #: Record fields Salesforce sets itself: shown, never offered for editing.
 READ_ONLY_FIELDS = frozenset({
@@ -100,7 +99,7 @@ def _apply_filters(query: Select[Any], f: dict[str, str]) -> Select[Any]:
         query = query.join(Program, Program.id == SalesEntry.program_id).where(
             Program.key == f["program"]
         )
-    if f.get("object") in SOBJECTS:
+    if f.get("object") in STREAMED_OBJECTS:
         query = query.where(SalesEntry.sobject_type == f["object"])
     if "reason" in f:
         # reasons is a JSON list of codes; match a code or a code prefix like "status_rule"
@@ -120,7 +119,7 @@ def _apply_filters(query: Select[Any], f: dict[str, str]) -> Select[Any]:
 @bp.get("/queue/<outcome>")
 @login_required
 def queue(outcome: str) -> str:
-    if outcome not in QUEUE_TABS:
+    if outcome not in ENTRY_OUTCOMES:
         abort(404)
     f = _filters()
     page = page_number()
@@ -145,10 +144,10 @@ def queue(outcome: str) -> str:
         page=page,
         pages=pages,
         total=total,
-        tabs=QUEUE_TABS,
+        tabs=ENTRY_OUTCOMES,
         tab_counts=tab_counts,
         programs=programs,
-        sobjects=SOBJECTS,
+        sobjects=STREAMED_OBJECTS,
         reasons=reasons,
         summary=_summary,
     )

@@ -21,7 +21,13 @@ from simple_salesforce import format_soql
 
 from bridge.config import ObjectSync, OrgConfig
 from bridge.writeback.client import Writer, chunks
-from bridge.writeback.mapping import email_key, find_account, plan_fields, root_domain, sync_action
+from bridge.writeback.mapping import (
+    find_account,
+    plan_fields,
+    root_domain,
+    salesforce_email,
+    sync_action,
+)
 
 DOMAIN_CHUNK = 20
 """Domains per Account query (one LIKE each, OR'ed)."""
@@ -53,7 +59,7 @@ def referral_domain(referral: Mapping[str, Any]) -> str | None:
         domain = root_domain(referral.get(key))
         if domain:
             return domain
-    if email_key(referral.get("email")) is None:
+    if salesforce_email(referral.get("email")) is None:
         return None
     domain = root_domain(str(referral["email"]))
     return None if domain is None or domain in PERSONAL_DOMAINS else domain

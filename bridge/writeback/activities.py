@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     AliasChoices,
@@ -28,18 +28,17 @@ from sqlalchemy.orm import Session
 from bridge.config import ActivityMapping, OrgConfig
 from bridge.errors import UsageError
 from bridge.store.models import OrgConnection, Push
+from bridge.vocabulary import ActivityKind
 from bridge.writeback.client import LOOKUP_CHUNK, Writer, chunks
-from bridge.writeback.mapping import email_key
+from bridge.writeback.mapping import salesforce_email
 from bridge.writeback.pushes import payload_digest, queue_push
 
 ACTIVITY_ID_FIELD = "SFBridge_Activity_Id__c"
 SUBJECT_MAX = 255  # Task.Subject and Event.Subject are Text(255)
 DEFAULT_MEETING_MINUTES = 30
 
-ActivityKind = Literal["email", "call", "linkedin_message", "linkedin_connection", "meeting"]
-
 # kind -> (object, static values, subject prefix) when the config names no mapping for it.
-DEFAULTS: dict[str, tuple[str, dict[str, Any], str]] = {
+DEFAULTS: dict[ActivityKind, tuple[str, dict[str, Any], str]] = {
     "email": ("Task", {"Type": "Email", "Status": "Completed"}, "Email: "),
     "call": ("Task", {"Type": "Call", "Status": "Completed"}, "Call: "),
     "linkedin_message": ("Task", {"Type": "Other", "Status": "Completed"}, "LinkedIn message: "),
@@ -175,7 +174,7 @@ def record_from_payload(
 
 def resolve_whos(writer: Writer, emails: Sequence[str | None]) -> dict[str, str]:
     """Email → WhoId: the oldest Contact with it, else the oldest unconverted Lead."""
-    keys = sorted({k for k in (email_key(e) for e in emails) if k})
+    keys = sorted({k for k in (salesforce_email(e) for e in emails) if k})
     whos: dict[str, str] = {}
     for sobject in ("Contact", "Lead"):
         todo = [k for k in keys if k not in whos]
@@ -188,7 +187,7 @@ def resolve_whos(writer: Writer, emails: Sequence[str | None]) -> dict[str, str]
                 emails=part,
             )
             for record in writer.query(soql):
-                key = email_key(record.get("Email"))
+                key = salesforce_email(record.get("Email"))
                 if key and key not in whos:
                     whos[key] = str(record["Id"])
     return whos

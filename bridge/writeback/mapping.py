@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 from publicsuffix2 import get_sld, get_tld
 
 from bridge.config import FieldMapping
+from bridge.vocabulary import SyncMode
 
-SyncMode = Literal["create_update", "update_only", "disabled"]
 SyncAction = Literal["create", "update", "skip"]
 
 
@@ -153,9 +153,10 @@ def sync_action(mode: SyncMode, existing_id: str | None) -> SyncAction:
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
-def email_key(email: str | None) -> str | None:
-    """Contacts and Leads dedupe on email: trimmed and lower-cased (Salesforce compares email
-    case-insensitively too)."""
+def salesforce_email(email: str | None) -> str | None:
+    """The email as Salesforce compares it: trimmed and lower-cased (Contacts and Leads dedupe
+    on it). Unlike the stored matching key (bridge.matchkeys.email_key) it keeps Gmail's dots
+    and +tags: to Salesforce those are different addresses."""
     if is_blank(email):
         return None
     value = str(email).strip().lower()
@@ -221,9 +222,9 @@ def find_account(
 
 def find_by_email(email: str | None, records: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The oldest record with this email (contacts dedupe on email)."""
-    key = email_key(email)
+    key = salesforce_email(email)
     if key is None:
         return None
-    matches = [dict(r) for r in records if email_key(r.get("Email")) == key]
+    matches = [dict(r) for r in records if salesforce_email(r.get("Email")) == key]
     matches.sort(key=lambda r: (str(r.get("CreatedDate") or ""), str(r.get("Id") or "")))
     return matches[0] if matches else None

@@ -17,6 +17,7 @@ from bridge.config import OrgConfig
 from bridge.errors import Action, PermanentError, failure_of
 from bridge.writeback import activities, referrals
 from bridge.writeback.client import RecordError, Writer
+from bridge.writeback.mapping import salesforce_email
 
 Op = Literal["create", "update", "upsert"]
 
@@ -94,7 +95,7 @@ def plan_referrals(
     existing = referrals.find_existing(writer, org_config, emails) if items else {}
     for item in items:
         assert item.referral is not None and item.record is not None
-        key = referrals.email_key(item.referral.get("email"))
+        key = salesforce_email(item.referral.get("email"))
         decision = referrals.decide(
             referral=item.referral,
             record=item.record,
@@ -163,7 +164,7 @@ def plan_activities(
     wanted = [email for item, _s, _f, email in planned if item.payload.get("resolve_who", resolve)]
     whos = activities.resolve_whos(writer, wanted) if any(wanted) else {}
     for item, sobject, fields, email in planned:
-        key = referrals.email_key(email)
+        key = salesforce_email(email)
         if "WhoId" not in fields:
             if item.payload.get("resolve_who", resolve) and key and key in whos:
                 fields["WhoId"] = whos[key]

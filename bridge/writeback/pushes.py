@@ -23,14 +23,10 @@ from sqlalchemy.orm import Session
 from bridge import audit
 from bridge.errors import UsageError
 from bridge.store.models import Push
+from bridge.vocabulary import PUSH_KINDS, REPUSHABLE
 
 MAX_ATTEMPTS = 5
 """Sends of one push before a transient error (lock, limit, outage) is saved as a failure."""
-
-REPUSHABLE = ("failed", "skipped")
-"""States a user may send again; pending is already queued and sent is done."""
-
-KINDS = ("referral", "activity", "field_update")
 
 
 def payload_digest(payload: Mapping[str, Any]) -> str:
@@ -52,7 +48,7 @@ def queue_push(
     referral_id: int | None = None,
 ) -> tuple[Push, bool]:
     """Save a pending push; returns (push, created). An existing key returns the saved push."""
-    if kind not in KINDS:
+    if kind not in PUSH_KINDS:
         raise ValueError(f"unknown push kind {kind!r}")
     found = session.scalar(select(Push).where(Push.idempotency_key == idempotency_key))
     if found is not None:

@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 
 from bridge.config import OrgConfig, ReferralAdd
 from bridge.store.models import Member, OrgConnection, Program, Push, Referral
+from bridge.vocabulary import SyncMode
 from bridge.writeback.client import LOOKUP_CHUNK, Writer, chunks
-from bridge.writeback.mapping import SyncMode, email_key, is_blank, plan_fields, sync_action
+from bridge.writeback.mapping import is_blank, plan_fields, salesforce_email, sync_action
 from bridge.writeback.pushes import queue_push
 
 NOT_PROVIDED = "[not provided]"
@@ -178,7 +179,7 @@ def find_existing(
     writer: Writer, org_config: OrgConfig, emails: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """Existing Leads (not converted) and Contacts by normalized email, oldest first."""
-    keys = sorted({k for k in (email_key(e) for e in emails) if k})
+    keys = sorted({k for k in (salesforce_email(e) for e in emails) if k})
     found: dict[str, list[dict[str, Any]]] = {}
     for sobject in lookup_objects(org_config.writeback.referral_add):
         fields = lookup_fields(sobject, org_config)
@@ -194,7 +195,7 @@ def find_existing(
             for record in writer.query(soql):
                 record.pop("attributes", None)
                 record["_type"] = sobject
-                key = email_key(record.get("Email"))
+                key = salesforce_email(record.get("Email"))
                 if key:
                     found.setdefault(key, []).append(record)
     return found

@@ -30,6 +30,7 @@ from bridge.writeback.client import (
     chunks,
     record_error,
 )
+from bridge.writeback.mapping import salesforce_email
 from bridge.writeback.planning import PLANNERS, Item, Outcome, Write, failure_outcome
 from bridge.writeback.pushes import (
     mark_error,
@@ -99,7 +100,7 @@ def _one_per_email(items: list[Item]) -> tuple[list[Item], list[Item]]:
             or (item.record or {}).get("Email")
             or item.payload.get("email")
         )
-        key = referrals.email_key(email) if item.kind == "referral" else None
+        key = salesforce_email(email) if item.kind == "referral" else None
         if key and key in seen:
             later.append(item)
             continue

@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy import create_engine, func, select
 
 from bridge import orgs
-from bridge.config import SOBJECTS, load_config
+from bridge.config import load_config
 from bridge.devorg.testing import DevOrg
 from bridge.receiver.relational import record_fields
 from bridge.salesforce.connection import connect
@@ -28,6 +28,7 @@ from bridge.store import Store
 from bridge.store.models import InboundEvent, SalesEntry
 from bridge.streaming.events import format_modstamp, parse_sf_datetime
 from bridge.vault import Vault, generate_key
+from bridge.vocabulary import STREAMED_OBJECTS
 from tests.services import wait_for
 
 ORG = "acme"
@@ -152,7 +153,7 @@ class Bridge:
         sf = self.org.sf("integration")
         existing = {r["Name"] for r in sf.query_all("SELECT Name FROM PushTopic")["records"]}
         org_config = self.config.orgs[ORG]
-        for obj in SOBJECTS:
+        for obj in STREAMED_OBJECTS:
             name = f"SFB_{obj}"
             if name in existing:
                 continue

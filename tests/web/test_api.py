@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bridge.store import Store
 from bridge.store.models import AuditLog, Push, Referral
-from bridge.users import SCOPES
+from bridge.vocabulary import SCOPES
 from tests.web.apitools import check, check_error
 from tests.web.seed import Seeded, seed, token
 
@@ -343,6 +343,39 @@ def test_create_and_list_referrals(api: Api) -> None:
     listed = check(api.get("/referrals?email=QUINN.ONEIL@example.com"), 200, "ReferralList")
     assert [r["id"] for r in listed["data"]] == [ref["id"]]
     check_error(api.get("/referrals?status=lost"), 400, "validation_error", ["status"])
+
+
+def test_email_lookups_use_the_stored_key_that_matching_uses(api: Api) -> None:
+    # Stored keys fold Gmail's dots and +tags (bridge.matchkeys.email_key); a lookup that
+    # only lower-cased what it was given found nothing for another spelling of the mailbox.
+    member = check(
+        api.post("/members", {"program": "main", "name": "Jo Gmail", "email": "jo.gee@gmail.com"}),
+        201,
+        "Member",
+    )
+    body = check(
+        api.post(
+            "/referrals",
+            {
+                "program": "main",
+                "last_name": "Doe",
+                "email": "janedoe@gmail.com",
+                "member": {"email": "JoGee+members@GoogleMail.com"},
+            },
+        ),
+        201,
+        "ReferralCreated",
+    )
+    assert body["referral"]["member_id"] == member["id"]
+    listed = check(
+        api.get("/referrals", query_string={"email": "Jane.Doe+ref@Gmail.com"}), 200, "ReferralList"
+    )
+    assert [r["id"] for r in listed["data"]] == [body["referral"]["id"]]
+    # Not an email address at all: nothing matches (not the referrals without an email).
+    listed = check(
+        api.get("/referrals", query_string={"email": "+@gmail.com"}), 200, "ReferralList"
+    )
+    assert listed["data"] == []
 
 
 def test_create_members(api: Api) -> None:

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from bridge.demo import Child, Demo
+from bridge.devorg.demo import Child, Demo
 
 
 class _Child:

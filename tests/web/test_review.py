@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from bridge.store import Store
 from bridge.store.models import AuditLog, Push, SalesEntry
+from bridge.vocabulary import ENTRY_OUTCOMES, STREAMED_OBJECTS
 from tests.web.conftest import AuthActions
 from tests.web.seed import Seeded, seed
 
@@ -283,3 +284,19 @@ def test_a_page_number_past_the_end_is_an_empty_page(
 def test_an_id_past_64_bits_is_a_404(client: FlaskClient, auth: AuthActions) -> None:
     auth.login()
     assert client.get(f"/entries/{10**20}").status_code == 404
+
+
+def test_the_dashboard_and_queue_list_the_vocabulary(
+    client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.login()
+    dashboard = client.get("/").get_data(as_text=True)
+    tiles = re.findall(r'class="tile (\w+)" href="/queue/(\w+)"', dashboard)
+    assert tiles == [(o, o) for o in ENTRY_OUTCOMES]
+    queue = client.get("/queue/review").get_data(as_text=True)
+    tabs = re.findall(r'<a href="/queue/(\w+)[^"]*" class="[^"]*">', queue)
+    assert tabs == list(ENTRY_OUTCOMES)
+    objects = re.search(r'<select name="object">(.*?)</select>', queue, re.S)
+    assert objects and re.findall(r"<option\s*(?:selected)?\s*>(\w+)<", objects.group(1)) == list(
+        STREAMED_OBJECTS
+    )

@@ -9,12 +9,12 @@ import pytest
 from bridge.config import FieldMapping
 from bridge.writeback.mapping import (
     FieldPlan,
-    email_key,
     find_account,
     find_by_email,
     is_blank,
     plan_fields,
     root_domain,
+    salesforce_email,
     sync_action,
 )
 
@@ -228,5 +228,5 @@ def test_contacts_dedupe_on_email() -> None:
     assert find_by_email(" ANN@example.COM", contacts)["Id"] == "003A"  # type: ignore[index]
     assert find_by_email("carl@example.com", contacts) is None
     assert find_by_email("", contacts) is None
-    assert email_key("not-an-email") is None
-    assert email_key(" X@Y.Z ") == "x@y.z"
+    assert salesforce_email("not-an-email") is None
+    assert salesforce_email(" X@Y.Z ") == "x@y.z"

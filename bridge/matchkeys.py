@@ -1,5 +1,7 @@
-"""Normalized keys for matching people: one place, used when referrals and members are written
-and when sales entries are matched, so both sides always agree.
+"""Normalized keys for matching people: one place, used when referrals and members are stored
+(their ``*_key`` columns, ``referral_keys`` / ``member_keys``), when sales entries are matched
+and when the API looks people up, so every side always agrees. Pure, and a leaf: it imports
+nothing of the bridge, so the store and the receiver's pure core both build on it.
 
 Decisions (the spec leaves them open):
 

@@ -16,8 +16,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from bridge import notify
 from bridge.config import OrgConfig
-from bridge.receiver import notify
 from bridge.receiver.service import process_entry
 from bridge.store import Store
 from bridge.store.models import Program, Referral, SalesEntry

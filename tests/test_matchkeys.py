@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bridge.receiver import normalize as nz
+from bridge import matchkeys as mk
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ from bridge.receiver import normalize as nz
     ],
 )
 def test_email_key(raw: Any, key: str | None) -> None:
-    assert nz.email_key(raw) == key
+    assert mk.email_key(raw) == key
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_email_key(raw: Any, key: str | None) -> None:
     ],
 )
 def test_name_key(first: Any, last: Any, name: Any, key: str | None) -> None:
-    assert nz.name_key(first, last, name) == key
+    assert mk.name_key(first, last, name) == key
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_name_key(first: Any, last: Any, name: Any, key: str | None) -> None:
     ],
 )
 def test_phone_key(raw: Any, key: str | None) -> None:
-    assert nz.phone_key(raw) == key
+    assert mk.phone_key(raw) == key
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_phone_key(raw: Any, key: str | None) -> None:
     ],
 )
 def test_company_key(raw: str, key: str) -> None:
-    assert nz.company_key(raw) == key
+    assert mk.company_key(raw) == key
 
 
 @pytest.mark.parametrize(
@@ -83,14 +83,14 @@ def test_company_key(raw: str, key: str) -> None:
     ],
 )
 def test_soundex(word: str, code: str) -> None:
-    assert nz.soundex(word) == code
+    assert mk.soundex(word) == code
 
 
 def test_name_blocks_meet_across_typos_and_swaps() -> None:
-    stored = nz.referral_keys(first_name="John", last_name="Smith")["name_block"]
-    assert stored in nz.name_blocks("Jon", "Smyth")
-    assert stored in nz.name_blocks("Smith", "John")  # first/last swapped
-    assert stored not in nz.name_blocks("Mary", "Smith")
+    stored = mk.referral_keys(first_name="John", last_name="Smith")["name_block"]
+    assert stored in mk.name_blocks("Jon", "Smyth")
+    assert stored in mk.name_blocks("Smith", "John")  # first/last swapped
+    assert stored not in mk.name_blocks("Mary", "Smith")
 
 
 @pytest.mark.parametrize(
@@ -105,14 +105,14 @@ def test_name_blocks_meet_across_typos_and_swaps() -> None:
 def test_each_block_catches_typos_the_others_miss(
     typo: str, forward: bool, reverse: bool, affix: bool
 ) -> None:
-    stored = nz.referral_keys(first_name="Ann", last_name="Johnson")
-    assert (stored["name_block"] in nz.name_blocks("Ann", typo)) is forward
-    assert (stored["name_rblock"] in nz.name_blocks("Ann", typo, kind="reverse")) is reverse
-    assert (stored["name_ablock"] in nz.name_blocks("Ann", typo, kind="affix")) is affix
+    stored = mk.referral_keys(first_name="Ann", last_name="Johnson")
+    assert (stored["name_block"] in mk.name_blocks("Ann", typo)) is forward
+    assert (stored["name_rblock"] in mk.name_blocks("Ann", typo, kind="reverse")) is reverse
+    assert (stored["name_ablock"] in mk.name_blocks("Ann", typo, kind="affix")) is affix
 
 
 def test_referral_keys_fill_every_key_column() -> None:
-    keys = nz.referral_keys(
+    keys = mk.referral_keys(
         first_name="Ana",
         last_name="Núñez",
         email="Ana@Ex.com",

@@ -2,7 +2,8 @@
 
 Starts an embedded Redis, the local org (`sfbridge devorg`), then connects the bridge to it
 (JWT), creates the PushTopics, seeds a program, members, referrals and two accounts, and runs
-the web app, a worker and the stream subscriber as child processes. Everything lives under the
+the web app (`sfbridge demo web`: the app with the demo's changes button), a worker and the
+stream subscriber as child processes. Everything lives under the
 instance dir (SQLite database, Redis data, the org's data in `devorg/`, logs in `logs/`), so a
 second start resumes where the first stopped.
 
@@ -17,8 +18,10 @@ Ctrl-C (or SIGTERM) stops every child process, waits for it, and stops Redis.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -32,16 +35,28 @@ from pathlib import Path
 from typing import Any
 
 import click
+import requests
+from simple_salesforce import format_soql
+from sqlalchemy import func, select
 
+from bridge.devorg.testing import REPO_ROOT, DevOrg
 from bridge.errors import UsageError
 from bridge.ports import free_port
+from bridge.receiver.service import new_public_id
+from bridge.redis_embedded import EmbeddedRedis
+from bridge.runtime import Runtime
+from bridge.store import Store
+from bridge.store.models import Member, OrgConnection, Program, Referral, SyncCursor, User
+from bridge.users import create_user
+from bridge.vault import generate_key
+from bridge.vocabulary import ADMIN as ADMIN_ROLE
+from bridge.vocabulary import REVIEWER as REVIEWER_ROLE
+from bridge.vocabulary import TOPIC_NAMES
 
 ORG = "demo"
 PROGRAM = "demo"
 REVIEWER = "reviewer@example.com"
 ADMIN = "admin@example.com"
-TOPICS = ("SFB_Lead", "SFB_Contact", "SFB_Account", "SFB_Opportunity")
-DEVORG_DIR_ENV = "SFBRIDGE_DEMO_DEVORG_DIR"  # tells the web app to offer the changes button
 
 # Referrals the demo seeds, and whether their Lead in the org carries the referral id
 # (a direct match, processed by the rules) or only the same email (a fuzzy match: review).
@@ -115,8 +130,6 @@ class DemoState:
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(path, **data)
-        from bridge.vault import generate_key
-
         state = cls(path, generate_key(), _password(), _password())
         state.save()
         return state
@@ -152,9 +165,7 @@ def _new_person() -> dict[str, str]:
     }
 
 
-def _devorg(devorg_dir: Path) -> Any:
-    from bridge.devorg.testing import DevOrg
-
+def _devorg(devorg_dir: Path) -> DevOrg:
     org = DevOrg(devorg_dir)
     try:
         org.info = json.loads((devorg_dir / "devorg.json").read_text(encoding="utf-8"))
@@ -167,8 +178,6 @@ def _devorg(devorg_dir: Path) -> Any:
 
 def make_changes(devorg_dir: str | os.PathLike[str]) -> str:
     """Work the seeded Leads one step further and add two new ones, as the sales user."""
-    from simple_salesforce import format_soql
-
     sf = _devorg(Path(devorg_dir)).sf("sales")
     emails = [r["email"] for r in SEED_REFERRALS]
     leads = sf.query_all(
@@ -211,17 +220,17 @@ def make_changes(devorg_dir: str | os.PathLike[str]) -> str:
     return "; ".join(parts)
 
 
+def web_config(devorg_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The web app's config under the demo: the dashboard offers "Make changes in the org as a
+    sales user", which calls `make_changes` on the demo's local org."""
+    return {"DEMO_CHANGES": functools.partial(make_changes, devorg_dir)}
+
+
 # ---- seeding --------------------------------------------------------------------------------
 
 
-def seed_bridge(store: Any, state: DemoState) -> dict[str, str]:
+def seed_bridge(store: Store, state: DemoState) -> dict[str, str]:
     """Program, members, referrals and the two accounts (once). Returns email -> public id."""
-    from sqlalchemy import select
-
-    from bridge.receiver.service import new_public_id
-    from bridge.store.models import Member, OrgConnection, Program, Referral, User
-    from bridge.users import create_user
-
     with store.session() as s:
         conn = s.scalar(select(OrgConnection).where(OrgConnection.name == ORG))
         program = s.scalar(select(Program).where(Program.key == PROGRAM))
@@ -267,8 +276,8 @@ def seed_bridge(store: Any, state: DemoState) -> dict[str, str]:
                 s.flush()
             ids[r["email"]] = referral.public_id
         for email, role, password in (
-            (REVIEWER, "reviewer", state.reviewer_password),
-            (ADMIN, "admin", state.admin_password),
+            (REVIEWER, REVIEWER_ROLE, state.reviewer_password),
+            (ADMIN, ADMIN_ROLE, state.admin_password),
         ):
             if s.scalar(select(User).where(User.email == email)) is None:
                 create_user(s, email, password, role, name=role.title(), actor="demo")
@@ -377,16 +386,11 @@ class Demo:
             SFBRIDGE_ENCRYPTION_KEYS=env.get("SFBRIDGE_ENCRYPTION_KEYS") or state.encryption_key,
             PYTHONUNBUFFERED="1",
         )
-        env[DEVORG_DIR_ENV] = str(self.devorg_dir)
 
         if not env.get("SFBRIDGE_REDIS_URL"):
-            from bridge.redis_embedded import EmbeddedRedis
-
             self._redis = EmbeddedRedis(self.instance_dir / "redis").start()
             env["SFBRIDGE_REDIS_URL"] = self._redis.url
         self.echo(f"redis        {env['SFBRIDGE_REDIS_URL']}")
-
-        from bridge.devorg.testing import REPO_ROOT, DevOrg
 
         org_port = _pick_port(self.org_port, "local org", self.echo)
         self._devorg = DevOrg(
@@ -411,8 +415,6 @@ class Demo:
                 encoding="utf-8",
             )
         else:  # the org may listen on another port this time
-            import re
-
             text = config_path.read_text(encoding="utf-8")
             text = re.sub(
                 r"login_url: https://127\.0\.0\.1:\d+", f"login_url: {info['login_url']}", text
@@ -421,8 +423,6 @@ class Demo:
         env["SFBRIDGE_CONFIG"] = str(config_path)
         self.env = env
         os.environ.update(env)  # this process opens the store and vault with the same settings
-
-        from bridge.runtime import Runtime
 
         rt = Runtime.from_env()
         rt.store.upgrade()
@@ -437,11 +437,15 @@ class Demo:
         web_port = _pick_port(self.web_port, "web app", self.echo)
         self.spawn("worker", "worker")
         self.spawn("stream", "stream")
-        self.spawn("web", "web", "--host", "127.0.0.1", "--port", str(web_port), "--workers", "2")
+        self.spawn(
+            "web", "demo", "web", "--host", "127.0.0.1", "--port", str(web_port), "--workers", "2"
+        )
         url = f"http://127.0.0.1:{web_port}"
         self.wait_until(lambda: _http_ok(url + "/healthz"), 30, "the web app")
         self.wait_until(
-            lambda: _subscribed(rt.store) >= len(TOPICS), 30, "the stream subscriber to subscribe"
+            lambda: _subscribed(rt.store) >= len(TOPIC_NAMES),
+            30,
+            "the stream subscriber to subscribe",
         )
         rt.store.dispose()
         if self.initial_changes:
@@ -558,8 +562,6 @@ def _signals_ignored() -> Iterator[None]:
 
 
 def _http_ok(url: str) -> bool:
-    import requests
-
     try:
         session = requests.Session()
         session.trust_env = False
@@ -568,11 +570,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _subscribed(store: Any) -> int:
-    from sqlalchemy import func, select
-
-    from bridge.store.models import SyncCursor
-
+def _subscribed(store: Store) -> int:
     with store.session() as s:
         return int(
             s.scalar(

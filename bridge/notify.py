@@ -39,10 +39,11 @@ from sqlalchemy.orm import Session
 
 from bridge.config import NotifyOnReview, Webhook
 from bridge.store.models import SalesEntry, utcnow
+from bridge.vocabulary import NOTIFY_STATES
 
 log = logging.getLogger(__name__)
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENT, FAILED = NOTIFY_STATES
 _SESSION_KEY = "sfbridge.notify"
 WEBHOOK_TIMEOUT = 10.0
 """Seconds to wait for a webhook receiver."""
