@@ -167,7 +167,8 @@ class QueryEngine:
             )
         rows = self._select(compiled, self.state.records(compiled.o.name), False)
         path = compiled.paths[0].canonical
-        cmp.value = [v for v in (self._value(r, path) for r in rows) if v is not None]
+        found = (self._value(r, path) for r in rows)
+        cmp.value = list(dict.fromkeys(v for v in found if v is not None))
 
     def _compile(self, q: Query, o: ObjectDef, all_rows: bool) -> Compiled:
         children = [self._child(o, sub, all_rows) for sub in q.subqueries]
@@ -293,7 +294,8 @@ class QueryEngine:
         if isinstance(where, Comparison) and where.field.path == "Id" and where.op in ("=", "IN"):
             wanted = where.value if isinstance(where.value, list) else [where.value]
             out = []
-            for rid in wanted:
+            # A repeated id (or the semi-join's many children of one parent) is one record.
+            for rid in dict.fromkeys(wanted):
                 rec = self.state.get(o.name, rid, include_deleted=all_rows) if rid else None
                 if rec is not None:
                     out.append(rec)

@@ -756,7 +756,7 @@ def object_urls(name: str, v: str = API_VERSION) -> dict[str, str]:
     }
 
 
-def object_summary(o: ObjectDef) -> dict[str, Any]:
+def object_summary(o: ObjectDef, version: str = API_VERSION) -> dict[str, Any]:
     return {
         "activateable": False,
         "createable": o.createable,
@@ -781,7 +781,7 @@ def object_summary(o: ObjectDef) -> dict[str, Any]:
         "triggerable": True,
         "undeletable": o.deletable,
         "updateable": o.updateable,
-        "urls": object_urls(o.name),
+        "urls": object_urls(o.name, version),
     }
 
 
@@ -859,8 +859,8 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
     }
 
 
-def describe(schema: Schema, o: ObjectDef) -> dict[str, Any]:
-    out = object_summary(o)
+def describe(schema: Schema, o: ObjectDef, version: str = API_VERSION) -> dict[str, Any]:
+    out = object_summary(o, version)
     children = []
     for child in schema.objects.values():
         for fd in child.fields.values():
@@ -903,7 +903,7 @@ def describe(schema: Schema, o: ObjectDef) -> dict[str, Any]:
                     "name": "Master",
                     "recordTypeId": "012000000000000AAA",
                     "urls": {
-                        "layout": f"/services/data/v{API_VERSION}/sobjects/{o.name}"
+                        "layout": f"/services/data/v{version}/sobjects/{o.name}"
                         "/describe/layouts/012000000000000AAA"
                     },
                 }
