@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.devorg import dml, ids
+from bridge.devorg import dml, ids, organization
 from bridge.devorg.dml import Ctx, DmlError, MultipleMatches
 from bridge.devorg.query import QueryEngine, batch_size_from
 from bridge.devorg.schema import describe, object_summary
@@ -363,7 +363,11 @@ class RestApi:
                 f"Provided external ID field does not exist or is not accessible: {g[1]}",
                 status=404,
             )
-        rec = self.state.get(o.name, rid, include_deleted=True)
+        if o.name == organization.NAME:
+            org = organization.record(self.server)
+            rec = org if rid == org["Id"] else None
+        else:
+            rec = self.state.get(o.name, rid, include_deleted=True)
         if rec is None:
             return not_found()
         if rec.get("IsDeleted"):

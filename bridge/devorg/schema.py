@@ -691,6 +691,9 @@ class Schema:
                         _product, _task, _event, _user, _push_topic):  # fmt: skip
             o = builder()
             self.objects[o.name] = o
+        from bridge.devorg.organization import organization_object  # (it builds on this module)
+
+        self.objects["Organization"] = organization_object()
         self.lower = {name.lower(): name for name in self.objects}
         self.by_prefix = {o.key_prefix: o.name for o in self.objects.values()}
         self.package_dir = package_dir
@@ -859,6 +862,18 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
     }
 
 
+def _scopes(o: ObjectDef) -> list[dict[str, str]]:
+    """The USING SCOPE names SOQL accepts for the object (see query.SCOPES_OF_OWNED)."""
+    plural = o.label_plural.lower()
+    out = [{"label": "All " + plural, "name": "everything"}]
+    if "OwnerId" in o.fields:
+        out += [
+            {"label": "My " + plural, "name": "mine"},
+            {"label": f"My {plural} and my groups' {plural}", "name": "mine_and_my_groups"},
+        ]
+    return out
+
+
 def describe(schema: Schema, o: ObjectDef, version: str = API_VERSION) -> dict[str, Any]:
     out = object_summary(o, version)
     children = []
@@ -910,7 +925,7 @@ def describe(schema: Schema, o: ObjectDef, version: str = API_VERSION) -> dict[s
             ],
             "searchLayoutable": True,
             "sobjectDescribeOption": "FULL",
-            "supportedScopes": [{"label": "All " + o.label_plural.lower(), "name": "everything"}],
+            "supportedScopes": _scopes(o),
         }
     )
     return out
