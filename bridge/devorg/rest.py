@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.devorg import dml, ids, organization
+from bridge.devorg import composite, dml, ids, organization
 from bridge.devorg.dml import Ctx, DmlError, MultipleMatches
 from bridge.devorg.query import QueryEngine, batch_size_from
 from bridge.devorg.schema import describe, object_summary
@@ -134,6 +134,8 @@ class RestApi:
         )
         r(r"/composite/?", {"GET": self.composite_resources, "POST": self.composite}, "composite")
         r(r"/limits/?", {"GET": self.limits}, "limits")
+        r(r"/limits/recordCount/?", {"GET": self.record_count}, "limits/recordCount")
+        composite.register(self)  # composite/tree, composite/batch, composite/graph
 
     def _route(self, pattern: str, methods: dict[str, Handler], name: str) -> None:
         self.routes.append((re.compile("^" + pattern + "$"), methods, name))
@@ -646,11 +648,18 @@ class RestApi:
                 f"Composite request cannot contain more than {MAX_COMPOSITE} subrequests",
             )
         all_or_none = bool(body.get("allOrNone", False))
+        return Reply(200, {"compositeResponse": self.run_composite(ctx, subs, all_or_none)})
+
+    def run_composite(self, ctx: Ctx, subs: list[Any], all_or_none: bool) -> list[dict[str, Any]]:
+        """Subrequests in one transaction, later ones referring to earlier results; with
+        allOrNone a failure rolls all back (composite, and each graph of composite/graph)."""
         results: list[dict[str, Any]] = []
         refs: dict[str, Any] = {}
         failed = False
         with self.state.transaction() as tx:
             for sub in subs:
+                if not isinstance(sub, dict):
+                    raise DmlError.one("JSON_PARSER_ERROR", "each subrequest must be an object")
                 ref_id = str(sub.get("referenceId", ""))
                 if failed and all_or_none:
                     results.append(_halted(ref_id))
@@ -696,7 +705,7 @@ class RestApi:
                 for i, r in enumerate(results):
                     if r["httpStatusCode"] < 400:
                         results[i] = _halted(r["referenceId"])
-        return Reply(200, {"compositeResponse": results})
+        return results
 
     def _subrequest(self, ctx: Ctx, method: str, url: str, body: Any) -> Reply:
         path, _, qs = url.partition("?")
@@ -717,6 +726,14 @@ class RestApi:
         return reply
 
     # -- limits -----------------------------------------------------------------------------
+
+    def record_count(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        """Record Count: live records per object (`?sObjects=A,B`; objects without records are
+        left out, as recorded from a real org)."""
+        wanted = [n for n in req.query.get("sObjects", "").split(",") if n.strip()]
+        names = [self._object(n.strip()).name for n in wanted] or list(self.schema.objects)
+        counts = [(n, sum(1 for _ in self.state.records(n))) for n in names]
+        return Reply(200, {"sObjects": [{"count": c, "name": n} for n, c in counts if c]})
 
     def limits(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
         used = self.state.api_usage
