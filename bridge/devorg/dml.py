@@ -41,6 +41,8 @@ class DmlError(Exception):
     def one(
         cls, code: str, message: str, fields: list[str] | None = None, status: int = 400
     ) -> DmlError:
+        if status == 404:  # a missing resource is not a field error: no "fields" key
+            return cls([{"message": message, "errorCode": code}], status)
         return cls([sf_error(code, message, fields)], status)
 
 

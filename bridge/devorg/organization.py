@@ -25,7 +25,10 @@ def organization_object() -> ObjectDef:
         deletable=False,
     )  # fmt: skip
     for fd in _system_fields(None):
-        o.add(fd)
+        if fd.name != "IsDeleted":  # an org is never in the recycle bin: no IsDeleted field
+            o.add(fd)
+    access = ["None", "Read", "Edit", "ReadEditTransfer", "ControlledByParent", "All",
+              "ReadSelect", "HideDetailsInsert", "ControlledByLeadOrContact"]  # fmt: skip
     for fd in [
         S("Name", 80, name_field=True, nillable=False),
         S("Division", 80),
@@ -36,6 +39,22 @@ def organization_object() -> ObjectDef:
         S("Country", 80),
         N("Latitude", precision=18, scale=15),
         N("Longitude", precision=18, scale=15),
+        P(
+            "GeocodeAccuracy",
+            [
+                "Address",
+                "NearAddress",
+                "Block",
+                "Street",
+                "ExtendedZip",
+                "Zip",
+                "City",
+                "County",
+                "State",
+                "Unknown",
+            ],
+            length=40,
+        ),
         S("Phone", 40, type="phone"),
         S("Fax", 40, type="phone"),
         S("PrimaryContact", 80),
@@ -45,15 +64,31 @@ def organization_object() -> ObjectDef:
         B("ReceivesInfoEmails"),
         B("ReceivesAdminInfoEmails"),
         B("PreferencesRequireOpportunityProducts"),
+        B("PreferencesTransactionSecurityPolicy"),
+        B("PreferencesTerminateOldestSession"),
+        B("PreferencesConsentManagementEnabled"),
+        B("PreferencesAutoSelectIndividualOnMerge"),
+        B("PreferencesLightningLoginEnabled"),
+        B("PreferencesOnlyLLPermUserAllowed"),
         N("FiscalYearStartMonth", "int"),
         B("UsesStartDateAsFiscalYearName"),
-        P("DefaultAccountAccess", ["None", "Read", "Edit", "ControlledByLeadOrContact"]),
-        P("DefaultContactAccess", ["None", "Read", "Edit", "ControlledByParent"]),
-        P("DefaultOpportunityAccess", ["None", "Read", "Edit", "ControlledByLeadOrContact"]),
-        P("DefaultLeadAccess", ["None", "Read", "Edit", "ReadEditTransfer"]),
+        *(
+            P(f"Default{what}Access", access, length=40)
+            for what in (
+                "Account",
+                "Contact",
+                "Opportunity",
+                "Lead",
+                "Case",
+                "Calendar",
+                "Pricebook",
+                "Campaign",
+            )
+        ),
         S("UiSkin", 40),
         S("SignupCountryIsoCode", 2),
         DT("TrialExpirationDate"),
+        N("NumKnowledgeService", "int"),
         P("OrganizationType", ["Developer Edition", "Enterprise Edition", "Unlimited Edition"]),
         S("NamespacePrefix", 15),
         S("InstanceName", 5),
@@ -78,7 +113,6 @@ def record(server: DevOrgServer) -> dict[str, Any]:
     creator = integration.id if integration is not None else None
     return {
         "Id": state.org_id,
-        "IsDeleted": False,
         "Name": ORG_NAME,
         "Country": "US",
         "PrimaryContact": integration.name if integration is not None else None,
@@ -88,12 +122,23 @@ def record(server: DevOrgServer) -> dict[str, Any]:
         "ReceivesInfoEmails": False,
         "ReceivesAdminInfoEmails": False,
         "PreferencesRequireOpportunityProducts": False,
+        "PreferencesTransactionSecurityPolicy": False,
+        "PreferencesTerminateOldestSession": False,
+        "PreferencesConsentManagementEnabled": False,
+        "PreferencesAutoSelectIndividualOnMerge": False,
+        "PreferencesLightningLoginEnabled": False,
+        "PreferencesOnlyLLPermUserAllowed": False,
         "FiscalYearStartMonth": 1,
         "UsesStartDateAsFiscalYearName": False,
         "DefaultAccountAccess": "Edit",
         "DefaultContactAccess": "ControlledByParent",
         "DefaultOpportunityAccess": "Edit",
         "DefaultLeadAccess": "ReadEditTransfer",
+        "DefaultCaseAccess": "ReadEditTransfer",
+        "DefaultCalendarAccess": "HideDetailsInsert",
+        "DefaultPricebookAccess": "ReadSelect",
+        "DefaultCampaignAccess": "All",
+        "NumKnowledgeService": 0,
         "UiSkin": "Theme3",
         "SignupCountryIsoCode": "US",
         "OrganizationType": "Developer Edition",

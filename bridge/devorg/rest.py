@@ -99,6 +99,8 @@ class RestApi:
         # Layouts, compact layouts, approval layouts: not modelled, so not found (rather than
         # being read as an external id field named "describe").
         r(r"/sobjects/([^/]+)/describe/.+", {"GET": self.not_modelled}, "sobjects/{o}/describe/*")
+        r(r"/sobjects/([^/]+)/(?:listviews|quickActions)(?:/.*)?", {"GET": self.not_modelled},
+          "sobjects/{o}/listviews")  # fmt: skip
         r(r"/sobjects/([^/]+)/updated/?", {"GET": self.updated}, "sobjects/{o}/updated")
         r(r"/sobjects/([^/]+)/deleted/?", {"GET": self.deleted}, "sobjects/{o}/deleted")
         r(
@@ -285,7 +287,12 @@ class RestApi:
         return Reply(200, {"objectDescribe": object_summary(o, ctx.version), "recentItems": recent})
 
     def describe(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
-        return Reply(200, describe(self.schema, self._object(g[0]), ctx.version))
+        o = self._object(g[0])
+        out = describe(self.schema, o, ctx.version)
+        ui = self.server.base_url  # the record pages of the org's UI (not served here)
+        out["urls"].update({"uiDetailTemplate": f"{ui}/{{ID}}", "uiEditTemplate": f"{ui}/{{ID}}/e",
+                            "uiNewRecord": f"{ui}/{o.key_prefix}/e"})  # fmt: skip
+        return Reply(200, out)
 
     # -- replication (getUpdated / getDeleted) ----------------------------------------------
 
