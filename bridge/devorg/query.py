@@ -37,7 +37,7 @@ NAME_FIELDS = {
     )
 }  # fmt: skip
 POLY_TYPE = "$Type"  # canonical path part of a polymorphic lookup's Type (What.$Type)
-SCOPES_OF_OWNED = ("everything", "mine", "mine_and_my_groups")
+SCOPES_OF_OWNED = ("everything", "mine")
 
 
 @dataclass
@@ -326,8 +326,8 @@ class QueryEngine:
         return Compiled(q, o, [], [], fields=fields)
 
     def _check_scope(self, q: Query, o: ObjectDef) -> None:
-        """USING SCOPE: everything, and for objects with an owner mine (mine_and_my_groups is
-        the same here: no groups or queues own records)."""
+        """USING SCOPE: everything, and mine on objects with an owner (team, territories and
+        queue scopes are not modelled)."""
         if q.scope is None:
             return
         allowed = SCOPES_OF_OWNED if "OwnerId" in o.fields else ("everything",)
@@ -472,7 +472,7 @@ class QueryEngine:
         c: Compiled, source: Iterable[dict[str, Any]], user_id: str
     ) -> Iterable[dict[str, Any]]:
         """USING SCOPE Mine: the records the querying user owns."""
-        if c.q.scope in ("mine", "mine_and_my_groups"):
+        if c.q.scope == "mine":
             return [r for r in source if r.get("OwnerId") == user_id]
         return source
 

@@ -882,10 +882,7 @@ def _scopes(o: ObjectDef) -> list[dict[str, str]]:
     plural = o.label_plural.lower()
     out = [{"label": "All " + plural, "name": "everything"}]
     if "OwnerId" in o.fields:
-        out += [
-            {"label": "My " + plural, "name": "mine"},
-            {"label": f"My {plural} and my groups' {plural}", "name": "mine_and_my_groups"},
-        ]
+        out.append({"label": "My " + plural, "name": "mine"})
     return out
 
 
