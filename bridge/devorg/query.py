@@ -102,6 +102,11 @@ def _no_such_column(q: Query, ref: soql.FieldRef, name: str, entity: str) -> Soq
 _SPELLING = {"TOLABEL": "toLabel", "CONVERTTIMEZONE": "convertTimezone"}
 
 
+def _no_aggregate(q: Query, where: str) -> None:
+    if q.is_aggregate or q.count:
+        raise SoqlError("MALFORMED_QUERY", f"Aggregate functions are not allowed in {where}")
+
+
 def _polymorphic(fd: FieldDef) -> bool:
     return len(fd.reference_to) > 1
 
@@ -210,6 +215,7 @@ class QueryEngine:
 
     def _child(self, parent: ObjectDef, sub: Query, all_rows: bool) -> ChildQuery:
         """A child relationship subquery: `(SELECT … FROM Contacts)` on Account."""
+        _no_aggregate(sub, "a child relationship subquery")
         for (child_name, field_name), rel in CHILD_RELATIONSHIPS.items():
             child = self.schema.objects.get(child_name)
             if child is None or rel.lower() != sub.sobject.lower():
@@ -232,6 +238,7 @@ class QueryEngine:
         if not (len(values) == 1 and isinstance(values[0], soql.SemiJoin)):
             return
         inner = values[0].query
+        _no_aggregate(inner, "a semi-join subquery")
         compiled = self._compile(inner, self._object_of(inner), False)
         if len(compiled.paths) != 1 or compiled.paths[0].field.type not in ("id", "reference"):
             raise SoqlError(

@@ -717,7 +717,7 @@ class RestApi:
     def _subrequest(self, ctx: Ctx, method: str, url: str, body: Any) -> Reply:
         path, _, qs = url.partition("?")
         m = _VERSION_RE.match(path)
-        if m is None:
+        if m is None or not MIN_VERSION <= float(m.group(1)) <= float(LATEST_API_VERSION):
             return not_found()
         from urllib.parse import parse_qsl
 

@@ -260,3 +260,14 @@ def test_aggregate_results_are_not_paged(clean_devorg: DevOrg) -> None:
     )
     limited = sf.query("SELECT LastName, COUNT(Id) FROM Lead GROUP BY LastName LIMIT 10")
     assert (limited["totalSize"], limited["done"]) == (10, True)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT Name, (SELECT COUNT(Id) FROM Contacts) FROM Account",
+        "SELECT Name FROM Account WHERE Id IN (SELECT COUNT(AccountId) FROM Contact)",
+    ],
+)
+def test_no_aggregates_in_subqueries(clean_devorg: DevOrg, query: str) -> None:
+    assert _refused(clean_devorg.sf(), query)["errorCode"] == "MALFORMED_QUERY"
