@@ -41,6 +41,8 @@ class DmlError(Exception):
     def one(
         cls, code: str, message: str, fields: list[str] | None = None, status: int = 400
     ) -> DmlError:
+        if status == 404:  # a missing resource is not a field error: no "fields" key
+            return cls([{"message": message, "errorCode": code}], status)
         return cls([sf_error(code, message, fields)], status)
 
 
@@ -430,7 +432,9 @@ def _derive(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | N
         rec.setdefault("TaskSubtype", "Task")
         if rec["IsClosed"] and not rec.get("CompletedDateTime"):
             rec["CompletedDateTime"] = rec["LastModifiedDate"]
-    if name == "Event":
+    if name == "Event" and rec.get("IsAllDayEvent"):
+        _all_day_event(rec)
+    elif name == "Event":
         start = rec.get("StartDateTime") or rec.get("ActivityDateTime")
         if start:
             rec["StartDateTime"] = rec["ActivityDateTime"] = start
@@ -464,6 +468,38 @@ def _derive(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | N
 
 
 _EXPLICIT_KEY = "__explicit__"
+_MIDNIGHT = "T00:00:00.000+0000"
+
+
+def _all_day_event(rec: dict[str, Any]) -> None:
+    """An all-day event: its day is ActivityDate, it starts at midnight (GMT) and lasts whole
+    days, one unless a duration or an end says otherwise (Object Reference, Event)."""
+    explicit = ctx_explicit(rec)
+    start = rec.get("StartDateTime") or rec.get("ActivityDateTime")
+    moved = bool({"StartDateTime", "ActivityDateTime"} & explicit)
+    day = rec.get("ActivityDate")
+    if start and (not day or (moved and "ActivityDate" not in explicit)):
+        day = start[:10]
+    if not day:
+        return  # REQUIRED_FIELD_MISSING in _special_rules
+    first = date.fromisoformat(day)
+    end = rec.get("EndDateTime")
+    if "EndDateTime" in explicit and "DurationInMinutes" not in explicit and end:
+        days = max(1, (date.fromisoformat(end[:10]) - first).days + 1)
+    else:
+        minutes = int(rec.get("DurationInMinutes") or 1440)
+        days = max(1, -(-minutes // 1440))
+    last = (first + timedelta(days=days - 1)).isoformat()
+    rec.update(
+        {
+            "ActivityDate": day,
+            "StartDateTime": day + _MIDNIGHT,
+            "ActivityDateTime": day + _MIDNIGHT,
+            "DurationInMinutes": days * 1440,
+            "EndDateTime": last + _MIDNIGHT,
+            "EndDate": last,
+        }
+    )
 
 
 def ctx_explicit(rec: dict[str, Any]) -> set[str]:
@@ -507,7 +543,23 @@ def _special_rules(
                     ["TotalPrice"],
                 )
             )
-    if o.name == "Event":
+    if o.name in ("Task", "Event") and rec.get("WhatId") and (rec.get("WhoId") or "")[:3] == "00Q":
+        # A lead stands alone: Salesforce refuses a related-to record beside it.
+        errors.append(
+            sf_error(
+                "FIELD_INTEGRITY_EXCEPTION",
+                "field integrity exception: WhoId, WhatId (a lead can't be related to another "
+                "record)",
+                ["WhoId", "WhatId"],
+            )
+        )
+    if o.name == "Event" and rec.get("IsAllDayEvent"):
+        if not rec.get("ActivityDate"):
+            errors.append(
+                sf_error("REQUIRED_FIELD_MISSING", "Required fields are missing: [ActivityDate]",
+                         ["ActivityDate"])
+            )  # fmt: skip
+    elif o.name == "Event":
         if not (rec.get("StartDateTime") or rec.get("ActivityDateTime")):
             errors.append(
                 sf_error("REQUIRED_FIELD_MISSING", "Required fields are missing: [StartDateTime]",

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import jwt
 from aiohttp import web
 
-from bridge.devorg.state import User, epoch_ms
+from bridge.devorg.state import LATEST_API_VERSION, User, epoch_ms
 
 if TYPE_CHECKING:
     from bridge.devorg.server import DevOrgServer
@@ -278,10 +278,21 @@ Access and manage your data (api); Perform requests at any time (refresh_token).
         return self.state.user_for_token(token.strip())
 
     async def identity(self, request: web.Request) -> web.Response:
+        """The identity URL: a Bearer header or the oauth_token parameter (jsforce sends both);
+        `version` fills the {version} placeholder of the urls, as Salesforce does."""
         user = self._bearer_user(request)
+        token = request.query.get("oauth_token")
+        if user is None and token:
+            user = self.state.user_for_token(token)
         if user is None or request.match_info["user_id"] != user.id:
             return web.Response(status=403, text="Bad_OAuth_Token")
-        return web.json_response(self._identity(user))
+        ident = self._identity(user)
+        version = request.query.get("version", "")
+        if version:
+            if version.lower() == "latest":
+                version = LATEST_API_VERSION
+            ident["urls"] = {k: v.replace("{version}", version) for k, v in ident["urls"].items()}
+        return web.json_response(ident)
 
     async def userinfo(self, request: web.Request) -> web.Response:
         user = self._bearer_user(request)
@@ -313,6 +324,10 @@ Access and manage your data (api); Perform requests at any time (refresh_token).
             "nick_name": user.username.split("@")[0],
             "display_name": user.name,
             "email": user.email,
+            "email_verified": True,
+            "first_name": user.name.partition(" ")[0],
+            "last_name": user.name.partition(" ")[2] or user.name,
+            "timezone": "GMT",
             "active": True,
             "user_type": "STANDARD",
             "language": "en_US",

@@ -437,7 +437,7 @@ def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, An
     ``record`` is the record as it would be stored (old values merged with the update).
     """
     from bridge.devorg import soql
-    from bridge.devorg.state import API_VERSION
+    from bridge.devorg.state import LATEST_API_VERSION
 
     def check_query(query: str) -> None:
         try:
@@ -454,7 +454,7 @@ def validate(record: Mapping[str, Any], state: DevOrgState) -> list[dict[str, An
         record,
         fields_of=schema_catalog(state.schema),
         other_names=others,
-        api_version=float(API_VERSION),
+        api_version=float(LATEST_API_VERSION),
         check_query=check_query,
         field_checks=False,  # REST has checked required/length/picklist/type on the schema
     )

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.devorg import dml, ids
+from bridge.devorg import composite, dml, ids, organization
 from bridge.devorg.dml import Ctx, DmlError, MultipleMatches
 from bridge.devorg.query import QueryEngine, batch_size_from
 from bridge.devorg.schema import describe, object_summary
 from bridge.devorg.soql import SoqlError
-from bridge.devorg.state import API_VERSION
+from bridge.devorg.state import LATEST_API_VERSION
 
 if TYPE_CHECKING:
     from bridge.devorg.server import DevOrgServer
@@ -38,10 +38,17 @@ _LIMIT_TEXT = (
 _VERSION_RE = re.compile(r"^/services/data/v(\d{2,3}\.\d)(/.*)?$")
 _REF_RE = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
 
-RELEASES = {
-    "59.0": "Winter '24", "60.0": "Spring '24", "61.0": "Summer '24", "62.0": "Winter '25",
-    "63.0": "Spring '25",
-}  # fmt: skip
+
+def _releases() -> dict[str, str]:
+    """Every served version with its release name: three releases a year, 20.0 = Winter '11."""
+    out = {}
+    for n in range(int(MIN_VERSION), int(float(LATEST_API_VERSION)) + 1):
+        season = ("Winter", "Spring", "Summer")[(n - 20) % 3]
+        out[f"{n}.0"] = f"{season} '{11 + (n - 20) // 3:02d}"
+    return out
+
+
+RELEASES = _releases()
 
 
 @dataclass
@@ -89,6 +96,11 @@ class RestApi:
         r(r"/sobjects/?", {"GET": self.global_describe}, "sobjects")
         r(r"/sobjects/([^/]+)/?", {"GET": self.object_info, "POST": self.create}, "sobjects/{o}")
         r(r"/sobjects/([^/]+)/describe/?", {"GET": self.describe}, "sobjects/{o}/describe")
+        # Layouts, compact layouts, approval layouts: not modelled, so not found (rather than
+        # being read as an external id field named "describe").
+        r(r"/sobjects/([^/]+)/describe/.+", {"GET": self.not_modelled}, "sobjects/{o}/describe/*")
+        r(r"/sobjects/([^/]+)/(?:listviews|quickActions)(?:/.*)?", {"GET": self.not_modelled},
+          "sobjects/{o}/listviews")  # fmt: skip
         r(r"/sobjects/([^/]+)/updated/?", {"GET": self.updated}, "sobjects/{o}/updated")
         r(r"/sobjects/([^/]+)/deleted/?", {"GET": self.deleted}, "sobjects/{o}/deleted")
         r(
@@ -122,8 +134,10 @@ class RestApi:
             {"PATCH": self.collection_upsert},
             "composite/sobjects/{o}/{field}",
         )
-        r(r"/composite/?", {"POST": self.composite}, "composite")
+        r(r"/composite/?", {"GET": self.composite_resources, "POST": self.composite}, "composite")
         r(r"/limits/?", {"GET": self.limits}, "limits")
+        r(r"/limits/recordCount/?", {"GET": self.record_count}, "limits/recordCount")
+        composite.register(self)  # composite/tree, composite/batch, composite/graph
 
     def _route(self, pattern: str, methods: dict[str, Handler], name: str) -> None:
         self.routes.append((re.compile("^" + pattern + "$"), methods, name))
@@ -145,7 +159,7 @@ class RestApi:
         if m is None:
             return self._respond(not_found())
         version = m.group(1)
-        if not MIN_VERSION <= float(version) <= float(API_VERSION):
+        if not MIN_VERSION <= float(version) <= float(LATEST_API_VERSION):
             return self._respond(not_found())
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -231,9 +245,21 @@ class RestApi:
     # -- resources and describe -------------------------------------------------------------
 
     def resources(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        """The resources of this version: only those served (Salesforce lists many more)."""
         base = f"/services/data/v{ctx.version}"
-        names = ["sobjects", "query", "queryAll", "composite", "limits", "search", "tooling"]
-        return Reply(200, {n: f"{base}/{n}" for n in names})
+        names = ["sobjects", "query", "queryAll", "composite", "limits"]
+        out = {n: f"{base}/{n}" for n in names}
+        # jsforce's identity() reads this to find the identity URL (login URL + /id/org/user).
+        out["identity"] = f"{self.server.base_url}/id/{self.state.org_id}/{ctx.user.id}"
+        return Reply(200, out)
+
+    def composite_resources(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        base = f"/services/data/v{ctx.version}/composite"
+        return Reply(200, {n: f"{base}/{n}" for n in ("batch", "tree", "sobjects", "graph")})
+
+    def not_modelled(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        self._object(g[0])
+        return not_found()
 
     def global_describe(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
         return Reply(
@@ -241,7 +267,7 @@ class RestApi:
             {
                 "encoding": "UTF-8",
                 "maxBatchSize": MAX_COLLECTION,
-                "sobjects": [object_summary(o) for o in self.schema.objects.values()],
+                "sobjects": [object_summary(o, ctx.version) for o in self.schema.objects.values()],
             },
         )
 
@@ -258,10 +284,15 @@ class RestApi:
              "Id": r["Id"], "Name": r.get("Name")}
             for r in list(self.state.records(o.name))[-10:]
         ]  # fmt: skip
-        return Reply(200, {"objectDescribe": object_summary(o), "recentItems": recent})
+        return Reply(200, {"objectDescribe": object_summary(o, ctx.version), "recentItems": recent})
 
     def describe(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
-        return Reply(200, describe(self.schema, self._object(g[0])))
+        o = self._object(g[0])
+        out = describe(self.schema, o, ctx.version)
+        ui = self.server.base_url  # the record pages of the org's UI (not served here)
+        out["urls"].update({"uiDetailTemplate": f"{ui}/{{ID}}", "uiEditTemplate": f"{ui}/{{ID}}/e",
+                            "uiNewRecord": f"{ui}/{o.key_prefix}/e"})  # fmt: skip
+        return Reply(200, out)
 
     # -- replication (getUpdated / getDeleted) ----------------------------------------------
 
@@ -341,7 +372,11 @@ class RestApi:
                 f"Provided external ID field does not exist or is not accessible: {g[1]}",
                 status=404,
             )
-        rec = self.state.get(o.name, rid, include_deleted=True)
+        if o.name == organization.NAME:
+            org = organization.record(self.server)
+            rec = org if rid == org["Id"] else None
+        else:
+            rec = self.state.get(o.name, rid, include_deleted=True)
         if rec is None:
             return not_found()
         if rec.get("IsDeleted"):
@@ -526,7 +561,10 @@ class RestApi:
 
         def op(item: Any) -> dict[str, Any]:
             sobject, body = _typed(item)
-            rid = body.pop("Id", None)
+            # Field names are case-insensitive: the guide's example and jsforce send "id".
+            rid = None
+            for key in [k for k in body if k.lower() == "id"]:
+                rid = body.pop(key) or rid
             if not rid:
                 raise DmlError.one("MISSING_ARGUMENT", "Id not specified in an update call")
             norm = ids.normalize(str(rid))
@@ -592,6 +630,11 @@ class RestApi:
         def op(item: Any) -> dict[str, Any]:
             sobject, body = _typed(item)
             value = next((v for k, v in body.items() if k.lower() == fd.name.lower()), None)
+            if value is None and fd.name == "Id":
+                # Upsert on Id with no Id inserts (recorded from a real org).
+                fields = {k: v for k, v in body.items() if k.lower() != "id"}
+                rid = dml.create(ctx, sobject or o.name, fields)
+                return {"id": rid, "success": True, "errors": [], "created": True}
             if value is None:
                 raise DmlError.one("MISSING_ARGUMENT", f"{fd.name} not specified", [fd.name])
             created, rid = dml.upsert(ctx, sobject or o.name, fd.name, str(value), body)
@@ -612,11 +655,18 @@ class RestApi:
                 f"Composite request cannot contain more than {MAX_COMPOSITE} subrequests",
             )
         all_or_none = bool(body.get("allOrNone", False))
+        return Reply(200, {"compositeResponse": self.run_composite(ctx, subs, all_or_none)})
+
+    def run_composite(self, ctx: Ctx, subs: list[Any], all_or_none: bool) -> list[dict[str, Any]]:
+        """Subrequests in one transaction, later ones referring to earlier results; with
+        allOrNone a failure rolls all back (composite, and each graph of composite/graph)."""
         results: list[dict[str, Any]] = []
         refs: dict[str, Any] = {}
         failed = False
         with self.state.transaction() as tx:
             for sub in subs:
+                if not isinstance(sub, dict):
+                    raise DmlError.one("JSON_PARSER_ERROR", "each subrequest must be an object")
                 ref_id = str(sub.get("referenceId", ""))
                 if failed and all_or_none:
                     results.append(_halted(ref_id))
@@ -662,12 +712,12 @@ class RestApi:
                 for i, r in enumerate(results):
                     if r["httpStatusCode"] < 400:
                         results[i] = _halted(r["referenceId"])
-        return Reply(200, {"compositeResponse": results})
+        return results
 
     def _subrequest(self, ctx: Ctx, method: str, url: str, body: Any) -> Reply:
         path, _, qs = url.partition("?")
         m = _VERSION_RE.match(path)
-        if m is None:
+        if m is None or not MIN_VERSION <= float(m.group(1)) <= float(LATEST_API_VERSION):
             return not_found()
         from urllib.parse import parse_qsl
 
@@ -683,6 +733,14 @@ class RestApi:
         return reply
 
     # -- limits -----------------------------------------------------------------------------
+
+    def record_count(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
+        """Record Count: live records per object (`?sObjects=A,B`; objects without records are
+        left out, as recorded from a real org)."""
+        wanted = [n for n in req.query.get("sObjects", "").split(",") if n.strip()]
+        names = [self._object(n.strip()).name for n in wanted] or list(self.schema.objects)
+        counts = [(n, sum(1 for _ in self.state.records(n))) for n in names]
+        return Reply(200, {"sObjects": [{"count": c, "name": n} for n, c in counts if c]})
 
     def limits(self, ctx: Ctx, req: Request, g: list[str]) -> Reply:
         used = self.state.api_usage

@@ -242,7 +242,14 @@ def _lead() -> ObjectDef:
         RO(S("PhotoUrl", 255, type="url")),
         TA("Description"),
         P("LeadSource", LEAD_SOURCE, length=255),
-        P("Status", LEAD_STATUS, default="Open - Not Contacted", nillable=False, restricted=True),
+        P(
+            "Status",
+            LEAD_STATUS,
+            default="Open - Not Contacted",
+            nillable=False,
+            restricted=True,
+            length=40,
+        ),
         P("Industry", INDUSTRY),
         P("Rating", RATING),
         N("AnnualRevenue", "currency", 18, 0),
@@ -691,6 +698,9 @@ class Schema:
                         _product, _task, _event, _user, _push_topic):  # fmt: skip
             o = builder()
             self.objects[o.name] = o
+        from bridge.devorg.organization import organization_object  # (it builds on this module)
+
+        self.objects["Organization"] = organization_object()
         self.lower = {name.lower(): name for name in self.objects}
         self.by_prefix = {o.key_prefix: o.name for o in self.objects.values()}
         self.package_dir = package_dir
@@ -748,7 +758,7 @@ def object_urls(name: str, v: str = API_VERSION) -> dict[str, str]:
         "compactLayouts": f"{base}/describe/compactLayouts",
         "rowTemplate": f"{base}/{{ID}}",
         "approvalLayouts": f"{base}/describe/approvalLayouts",
-        "defaultValues": f"{base}/defaultValues?recordTypeId&fields",
+        "listviews": f"{base}/listviews",
         "describe": f"{base}/describe",
         "quickActions": f"{base}/quickActions",
         "layouts": f"{base}/describe/layouts",
@@ -756,16 +766,20 @@ def object_urls(name: str, v: str = API_VERSION) -> dict[str, str]:
     }
 
 
-def object_summary(o: ObjectDef) -> dict[str, Any]:
+def object_summary(o: ObjectDef, version: str = API_VERSION) -> dict[str, Any]:
     return {
         "activateable": False,
+        "associateEntityType": None,
+        "associateParentEntity": None,
         "createable": o.createable,
         "custom": o.custom,
         "customSetting": False,
+        "deepCloneable": False,
         "deletable": o.deletable,
         "deprecatedAndHidden": False,
         "feedEnabled": False,
         "hasSubtypes": False,
+        "isInterface": False,
         "isSubtype": False,
         "keyPrefix": o.key_prefix,
         "label": o.label,
@@ -781,7 +795,7 @@ def object_summary(o: ObjectDef) -> dict[str, Any]:
         "triggerable": True,
         "undeletable": o.deletable,
         "updateable": o.updateable,
-        "urls": object_urls(o.name),
+        "urls": object_urls(o.name, version),
     }
 
 
@@ -802,6 +816,7 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
         ]
     return {
         "aggregatable": fd.type not in ("textarea",),
+        "aiPredictionField": False,
         "autoNumber": False,
         "byteLength": fd.length * 3 if text_like else 0,
         "calculated": fd.calculated,
@@ -812,7 +827,7 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
         "controllerName": None,
         "createable": fd.createable,
         "custom": fd.custom,
-        "defaultValue": fd.default_value if fd.type == "boolean" else None,
+        "defaultValue": fd.default_value if fd.type == "boolean" else fd.default_picklist,
         "defaultValueFormula": None,
         "defaultedOnCreate": fd.defaulted,
         "dependentPicklist": False,
@@ -824,6 +839,7 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
         "extraTypeInfo": None,
         "filterable": fd.type != "textarea" or fd.length <= 255,
         "filteredLookupInfo": None,
+        "formulaTreatNullNumberAsZero": False,
         "groupable": fd.type not in ("textarea", "double", "currency", "percent", "datetime"),
         "highScaleNumber": False,
         "htmlFormatted": False,
@@ -847,7 +863,9 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
         "relationshipName": fd.relationship_name,
         "relationshipOrder": None,
         "restrictedDelete": False,
-        "restrictedPicklist": fd.restricted,
+        # Standard picklists describe as unrestricted even where the platform checks their
+        # values (Lead Status, StageName: recorded from a real org); custom ones say what they are.
+        "restrictedPicklist": fd.restricted and fd.custom,
         "scale": fd.scale if fd.type in ("double", "currency", "percent") else 0,
         "searchPrefilterable": fd.type == "reference",
         "soapType": _SOAP_TYPES.get(fd.type, "xsd:string"),
@@ -859,8 +877,17 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
     }
 
 
-def describe(schema: Schema, o: ObjectDef) -> dict[str, Any]:
-    out = object_summary(o)
+def _scopes(o: ObjectDef) -> list[dict[str, str]]:
+    """The USING SCOPE names SOQL accepts for the object (see query.SCOPES_OF_OWNED)."""
+    plural = o.label_plural.lower()
+    out = [{"label": "All " + plural, "name": "everything"}]
+    if "OwnerId" in o.fields:
+        out.append({"label": "My " + plural, "name": "mine"})
+    return out
+
+
+def describe(schema: Schema, o: ObjectDef, version: str = API_VERSION) -> dict[str, Any]:
+    out = object_summary(o, version)
     children = []
     for child in schema.objects.values():
         for fd in child.fields.values():
@@ -903,14 +930,14 @@ def describe(schema: Schema, o: ObjectDef) -> dict[str, Any]:
                     "name": "Master",
                     "recordTypeId": "012000000000000AAA",
                     "urls": {
-                        "layout": f"/services/data/v{API_VERSION}/sobjects/{o.name}"
+                        "layout": f"/services/data/v{version}/sobjects/{o.name}"
                         "/describe/layouts/012000000000000AAA"
                     },
                 }
             ],
             "searchLayoutable": True,
             "sobjectDescribeOption": "FULL",
-            "supportedScopes": [{"label": "All " + o.label_plural.lower(), "name": "everything"}],
+            "supportedScopes": _scopes(o),
         }
     )
     return out

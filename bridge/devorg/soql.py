@@ -140,6 +140,24 @@ def parse_datetime(text: str) -> datetime:
 class FieldRef:
     path: str  # as written, e.g. "Account.Name"
     pos: int
+    # functions applied to the value, innermost first: convertTimezone, a date function,
+    # toLabel, FORMAT (e.g. ("CONVERTTIMEZONE", "HOUR_IN_DAY"))
+    functions: tuple[str, ...] = ()
+    alias: str | None = None
+
+    @property
+    def text(self) -> str:
+        """As written in a query, for messages: CALENDAR_YEAR(CreatedDate)."""
+        out = self.path
+        for fn in self.functions:
+            out = f"{fn}({out})"
+        return out
+
+    @property
+    def grouping_key(self) -> str:
+        """What GROUP BY matches a SELECT column by (toLabel/FORMAT only change the output)."""
+        inner = tuple(f for f in self.functions if f not in ("TOLABEL", "FORMAT"))
+        return FieldRef(self.path.lower(), 0, inner).text
 
 
 @dataclass
@@ -153,7 +171,7 @@ class DateLiteral:
 
 @dataclass
 class Comparison:
-    field: FieldRef
+    field: Any  # FieldRef; an Aggregate in HAVING
     op: str  # = != < > <= >= LIKE IN NOT IN INCLUDES EXCLUDES
     value: Any  # literal, DateLiteral, or list of them for IN
 
@@ -171,9 +189,25 @@ class Not:
 
 @dataclass
 class Aggregate:
-    function: str  # "COUNT"
+    function: str  # COUNT COUNT_DISTINCT MIN MAX SUM AVG GROUPING
     field: FieldRef
     alias: str | None
+    format: bool = False  # FORMAT(MIN(CloseDate))
+
+    @property
+    def key(self) -> str:
+        """How HAVING and ORDER BY name the same aggregate: COUNT(id)."""
+        return f"{self.function}({self.field.path.lower()})"
+
+
+@dataclass
+class TypeOf:
+    """`TYPEOF What WHEN Account THEN Name, Phone ELSE Name END` on a polymorphic lookup."""
+
+    relationship: str
+    pos: int
+    whens: list[tuple[str, list[FieldRef]]]
+    otherwise: list[FieldRef] | None
 
 
 @dataclass
@@ -185,7 +219,7 @@ class SemiJoin:
 
 @dataclass
 class OrderItem:
-    field: FieldRef
+    field: Any  # FieldRef, or an Aggregate in an aggregate query
     descending: bool = False
     nulls_last: bool = False
 
@@ -204,6 +238,22 @@ class Query:
     subqueries: list[Query] = field(default_factory=list)  # child relationship queries
     aggregates: list[Aggregate] = field(default_factory=list)  # COUNT(field) [alias]
     field_sets: list[str] = field(default_factory=list)  # FIELDS(ALL|STANDARD|CUSTOM)
+    columns: list[Any] = field(default_factory=list)  # FieldRef | Aggregate | TypeOf, in order
+    typeofs: list[TypeOf] = field(default_factory=list)
+    group_by: list[FieldRef] = field(default_factory=list)
+    group_kind: str | None = None  # "ROLLUP" | "CUBE"
+    having: Any = None
+    scope: str | None = None  # USING SCOPE, lower case
+    scope_pos: int = 0
+
+    @property
+    def is_aggregate(self) -> bool:
+        """Rows are AggregateResult: an aggregate function, a GROUP BY or a date function."""
+        return bool(
+            self.aggregates
+            or self.group_by
+            or any(f.functions and set(f.functions) & DATE_FUNCTIONS for f in self.fields)
+        )
 
     @property
     def field_paths(self) -> list[str]:
@@ -243,6 +293,13 @@ _DATE_LITERALS_N = {
     "NEXT_N_YEARS",
     "N_YEARS_AGO",
 }
+AGGREGATE_FUNCTIONS = {"COUNT", "COUNT_DISTINCT", "MIN", "MAX", "SUM", "AVG", "GROUPING"}
+DATE_FUNCTIONS = {
+    "CALENDAR_MONTH", "CALENDAR_QUARTER", "CALENDAR_YEAR", "DAY_IN_MONTH", "DAY_IN_WEEK",
+    "DAY_IN_YEAR", "DAY_ONLY", "FISCAL_MONTH", "FISCAL_QUARTER", "FISCAL_YEAR", "HOUR_IN_DAY",
+    "WEEK_IN_MONTH", "WEEK_IN_YEAR",
+}  # fmt: skip
+_VALUE_FUNCTIONS = DATE_FUNCTIONS | {"TOLABEL", "FORMAT", "CONVERTTIMEZONE"}
 _KEYWORDS = {
     "SELECT",
     "FROM",
@@ -271,6 +328,11 @@ _KEYWORDS = {
     "GROUP",
     "HAVING",
     "USING",
+    "TYPEOF",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
 }
 
 
@@ -334,85 +396,68 @@ class _Parser:
 
     def select_statement(self, *, nested: bool) -> Query:
         self.expect_kw("SELECT")
-        fields: list[FieldRef] = []
-        subqueries: list[Query] = []
-        aggregates: list[Aggregate] = []
-        field_sets: list[str] = []
-        count = False
+        q = Query(sobject="", sobject_pos=0, text=self.text)
         while True:
             if self._is_punct("(") and self.is_kw("SELECT", 1):
                 if nested:
                     self.unexpected(self.next())
                 self.next()
-                subqueries.append(self.select_statement(nested=True))
+                q.subqueries.append(self.select_statement(nested=True))
                 self.expect_punct(")")
+            elif self.is_kw("TYPEOF"):
+                typeof = self.typeof()
+                q.typeofs.append(typeof)
+                q.columns.append(typeof)
+            elif self.is_kw("COUNT") and self._is_punct("(", 1) and self._is_punct(")", 2):
+                self.i += 3
+                q.count = True
+            elif self.is_kw("FIELDS") and self._is_punct("(", 1):
+                self.i += 2
+                which = self.next()
+                if which.text.upper() not in ("ALL", "STANDARD", "CUSTOM"):
+                    self.unexpected(which)
+                self.expect_punct(")")
+                q.field_sets.append(which.text.upper())
             else:
-                tok = self.next()
-                if tok.kind != "ident":
-                    self.unexpected(tok)
-                if tok.text.upper() == "COUNT" and self._is_punct("("):
-                    self.next()
-                    if self._is_punct(")"):
-                        self.next()
-                        count = True
-                    else:
-                        # COUNT(field) [alias]: one AggregateResult row (no GROUP BY).
-                        arg = self.next()
-                        if arg.kind != "ident":
-                            self.unexpected(arg)
-                        self.expect_punct(")")
-                        alias = None
-                        nxt = self.peek()
-                        if (
-                            nxt is not None
-                            and nxt.kind == "ident"
-                            and nxt.text.upper() not in _KEYWORDS
-                        ):
-                            alias = self.next().text
-                        aggregates.append(Aggregate("COUNT", FieldRef(arg.text, arg.pos), alias))
-                elif tok.text.upper() == "FIELDS" and self._is_punct("("):
-                    self.next()
-                    which = self.next()
-                    if which.text.upper() not in ("ALL", "STANDARD", "CUSTOM"):
-                        self.unexpected(which)
-                    self.expect_punct(")")
-                    field_sets.append(which.text.upper())
-                elif tok.text.upper() in ("FROM", "SELECT"):
-                    self.unexpected(tok)
-                else:
-                    fields.append(FieldRef(tok.text, tok.pos))
+                tok = self.peek()
+                if tok is None or tok.kind != "ident" or tok.text.upper() in _KEYWORDS:
+                    self.unexpected(self.next())
+                column = self.operand(aggregates=True)
+                column.alias = self.alias()
+                (q.aggregates if isinstance(column, Aggregate) else q.fields).append(column)
+                q.columns.append(column)
             if self._is_punct(","):
                 self.next()
                 continue
             break
-        if count and (fields or subqueries or aggregates or field_sets):
+        if q.count and (q.fields or q.subqueries or q.aggregates or q.field_sets or q.typeofs):
             raise SoqlError("MALFORMED_QUERY", "COUNT() must be the only element in SELECT")
-        if aggregates and (fields or subqueries or field_sets):
-            raise SoqlError(
-                "MALFORMED_QUERY",
-                "Field must be grouped or aggregated (GROUP BY is not supported by the local org)",
-            )
         self.expect_kw("FROM")
         obj = self.next()
         if obj.kind != "ident" or obj.text.upper() in _KEYWORDS:
             self.unexpected(obj)
-        q = Query(
-            sobject=obj.text,
-            sobject_pos=obj.pos,
-            fields=fields,
-            count=count,
-            text=self.text,
-            subqueries=subqueries,
-            aggregates=aggregates,
-            field_sets=field_sets,
-        )
+        q.sobject, q.sobject_pos = obj.text, obj.pos
+        if self.is_kw("USING"):
+            self.next()
+            self.expect_kw("SCOPE")
+            scope = self.next()
+            if scope.kind != "ident" or scope.text.upper() in _KEYWORDS:
+                self.unexpected(scope)
+            q.scope, q.scope_pos = scope.text.lower(), scope.pos
         if self.is_kw("WHERE"):
             self.next()
-            q.where = self.condition()
+            q.where = self.condition(having=False)
         if self.is_kw("WITH"):
             # WITH SECURITY_ENFORCED / USER_MODE: accepted and ignored (one user sees all).
             self.next()
             self.next()
+        if self.is_kw("GROUP"):
+            self.next()
+            self.expect_kw("BY")
+            self.group_by(q)
+        if self.is_kw("HAVING"):
+            self.next()
+            q.having = self.condition(having=True)
         if self.is_kw("ORDER"):
             self.next()
             self.expect_kw("BY")
@@ -430,6 +475,100 @@ class _Parser:
             self.next()  # VIEW | REFERENCE | UPDATE
         return q
 
+    def operand(self, *, aggregates: bool) -> Any:
+        """A field, a function of one (CALENDAR_YEAR(CreatedDate), toLabel(Status), …) or, where
+        allowed, an aggregate (MAX(SystemModstamp), FORMAT(MIN(CloseDate)))."""
+        tok = self.next()
+        if tok.kind != "ident" or tok.text.upper() in _KEYWORDS:
+            self.unexpected(tok)
+        name = tok.text.upper()
+        if not self._is_punct("("):
+            return FieldRef(tok.text, tok.pos)
+        if name in AGGREGATE_FUNCTIONS:
+            if not aggregates:
+                raise SoqlError(
+                    "MALFORMED_QUERY",
+                    f"\n{self.text}\n{' ' * tok.pos}^\nERROR at Row:1:Column:{tok.pos + 1}\n"
+                    "Aggregate functions are not allowed in the WHERE clause; use HAVING",
+                )
+            self.next()
+            arg = self.operand(aggregates=False)
+            self.expect_punct(")")
+            if not isinstance(arg, FieldRef) or arg.functions:
+                self.unexpected(tok)
+            return Aggregate(name, arg, None)
+        if name not in _VALUE_FUNCTIONS:
+            self.unexpected(tok)
+        self.next()
+        inner = self.operand(aggregates=aggregates and name == "FORMAT")
+        self.expect_punct(")")
+        if isinstance(inner, Aggregate):
+            inner.format = True
+            return inner
+        if name == "CONVERTTIMEZONE" and inner.functions:
+            self.unexpected(tok)  # convertTimezone() wraps a field, inside a date function
+        if "FORMAT" in inner.functions or "TOLABEL" in inner.functions:
+            self.unexpected(tok)
+        inner.functions = (*inner.functions, name)
+        return inner
+
+    def alias(self) -> str | None:
+        nxt = self.peek()
+        if nxt is not None and nxt.kind == "ident" and nxt.text.upper() not in _KEYWORDS:
+            return self.next().text
+        return None
+
+    def typeof(self) -> TypeOf:
+        start = self.next()  # TYPEOF
+        rel = self.next()
+        if rel.kind != "ident" or rel.text.upper() in _KEYWORDS or "." in rel.text:
+            self.unexpected(rel)
+        whens: list[tuple[str, list[FieldRef]]] = []
+        otherwise: list[FieldRef] | None = None
+        while self.is_kw("WHEN"):
+            self.next()
+            sobject = self.next()
+            if sobject.kind != "ident" or sobject.text.upper() in _KEYWORDS:
+                self.unexpected(sobject)
+            self.expect_kw("THEN")
+            whens.append((sobject.text, self.typeof_fields()))
+        if not whens:
+            self.unexpected(self.peek() or start)
+        if self.is_kw("ELSE"):
+            self.next()
+            otherwise = self.typeof_fields()
+        self.expect_kw("END")
+        return TypeOf(rel.text, rel.pos, whens, otherwise)
+
+    def typeof_fields(self) -> list[FieldRef]:
+        fields = []
+        while True:
+            tok = self.next()
+            if tok.kind != "ident" or tok.text.upper() in _KEYWORDS:
+                self.unexpected(tok)
+            fields.append(FieldRef(tok.text, tok.pos))
+            if not self._is_punct(","):
+                return fields
+            self.next()
+
+    def group_by(self, q: Query) -> None:
+        if (self.is_kw("ROLLUP") or self.is_kw("CUBE")) and self._is_punct("(", 1):
+            q.group_kind = self.next().text.upper()
+            self.next()
+            q.group_by = self.group_list()
+            self.expect_punct(")")
+        else:
+            q.group_by = self.group_list()
+
+    def group_list(self) -> list[FieldRef]:
+        items = []
+        while True:
+            item = self.operand(aggregates=False)
+            items.append(item)
+            if not self._is_punct(","):
+                return items
+            self.next()
+
     def integer(self, what: str) -> int:
         tok = self.next()
         if tok.kind != "number" or not isinstance(tok.value, int) or tok.value < 0:
@@ -439,10 +578,7 @@ class _Parser:
     def order_list(self) -> list[OrderItem]:
         items = []
         while True:
-            tok = self.next()
-            if tok.kind != "ident" or tok.text.upper() in _KEYWORDS:
-                self.unexpected(tok)
-            item = OrderItem(FieldRef(tok.text, tok.pos))
+            item = OrderItem(self.operand(aggregates=True))
             if self.is_kw("ASC"):
                 self.next()
             elif self.is_kw("DESC"):
@@ -460,13 +596,13 @@ class _Parser:
                 else:
                     self.unexpected(which)
             items.append(item)
-            if self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+            if self._is_punct(","):
                 self.next()
                 continue
             return items
 
-    def condition(self) -> Any:
-        first = self.unary()
+    def condition(self, *, having: bool) -> Any:
+        first = self.unary(having)
         op: str | None = None
         items = [first]
         while self.is_kw("AND") or self.is_kw("OR"):
@@ -476,26 +612,27 @@ class _Parser:
                 # SOQL refuses to mix AND and OR without parentheses.
                 self.unexpected(tok)
             op = word
-            items.append(self.unary())
+            items.append(self.unary(having))
         return BoolOp(op, items) if op else first
 
-    def unary(self) -> Any:
+    def unary(self, having: bool) -> Any:
         if self.is_kw("NOT"):
             self.next()
-            return Not(self.unary())
+            return Not(self.unary(having))
         tok = self.peek()
         if tok is not None and tok.text == "(":
             self.next()
-            inner = self.condition()
+            inner = self.condition(having=having)
             self.expect_punct(")")
             return inner
-        return self.comparison()
+        return self.comparison(having)
 
-    def comparison(self) -> Comparison:
-        tok = self.next()
-        if tok.kind != "ident" or tok.text.upper() in _KEYWORDS:
-            self.unexpected(tok)
-        ref = FieldRef(tok.text, tok.pos)
+    def comparison(self, having: bool) -> Comparison:
+        start = self.peek()
+        ref = self.operand(aggregates=having)
+        if isinstance(ref, FieldRef) and "FORMAT" in ref.functions:
+            assert start is not None
+            self.unexpected(start)  # FORMAT() only formats SELECT output
         nxt = self.next()
         if nxt.kind == "op":
             op = "!=" if nxt.text == "<>" else nxt.text
@@ -650,6 +787,41 @@ def _as_datetime(value: Any) -> datetime | None:
     return None
 
 
+def date_function(name: str, value: Any) -> Any:
+    """A SOQL date function of a date or dateTime value, in the org's time zone (UTC here; the
+    fiscal year starts in January, so FISCAL_* equal CALENDAR_*)."""
+    when = _as_datetime(value)
+    if when is None:
+        return None
+    d = when.date()
+    day_in_year = d.timetuple().tm_yday
+    parts = {
+        "CALENDAR_MONTH": d.month,
+        "CALENDAR_QUARTER": (d.month - 1) // 3 + 1,
+        "CALENDAR_YEAR": d.year,
+        "DAY_IN_MONTH": d.day,
+        "DAY_IN_WEEK": d.isoweekday() % 7 + 1,  # 1 = Sunday
+        "DAY_IN_YEAR": day_in_year,
+        "DAY_ONLY": d.isoformat(),
+        "FISCAL_MONTH": d.month,
+        "FISCAL_QUARTER": (d.month - 1) // 3 + 1,
+        "FISCAL_YEAR": d.year,
+        "HOUR_IN_DAY": when.hour,
+        "WEEK_IN_MONTH": (d.day - 1) // 7 + 1,
+        "WEEK_IN_YEAR": (day_in_year - 1) // 7 + 1,
+    }
+    return parts[name]
+
+
+def apply_functions(functions: tuple[str, ...], value: Any) -> Any:
+    """A value through convertTimezone / a date function / toLabel (FORMAT needs the field's
+    type: the query engine applies it). Picklist labels equal their values in the local org."""
+    for fn in functions:
+        if fn in DATE_FUNCTIONS:
+            value = date_function(fn, value)
+    return value
+
+
 def _compare(left: Any, op: str, right: Any, now: datetime) -> bool:
     if isinstance(right, DateLiteral):
         lv = _as_datetime(left)
@@ -760,7 +932,10 @@ def evaluate_where(
     if isinstance(where, Not):
         return not evaluate_where(where.item, record, now=now, resolve=res)
     assert isinstance(where, Comparison)
-    left = res(record, where.field.path)
+    if isinstance(where.field, Aggregate):  # HAVING: the resolver knows the group's aggregates
+        left = res(record, where.field.key)
+    else:
+        left = apply_functions(where.field.functions, res(record, where.field.path))
     op = where.op
     if op == "LIKE":
         if left is None:

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 from bridge.devorg import ids
 
-API_VERSION = "63.0"
+API_VERSION = "63.0"  # the version devorg.json offers clients
+LATEST_API_VERSION = "66.0"  # the newest release served (Spring '26)
 SESSION_TIMEOUT_SECONDS = 2 * 3600
 DAILY_API_REQUESTS = 15000
 

@@ -141,7 +141,10 @@ def test_describe(devorg: DevOrg) -> None:
     assert lead["LastName"]["nillable"] is False and lead["LastName"]["createable"] is True
     assert lead["Email"]["type"] == "email"
     status = lead["Status"]
-    assert status["restrictedPicklist"] is True and status["defaultedOnCreate"] is True
+    # A real org describes Lead Status as unrestricted (recorded: tests/devorg/recorded), though
+    # it refuses unknown values (test_validation_errors).
+    assert status["restrictedPicklist"] is False and status["defaultedOnCreate"] is True
+    assert status["defaultValue"] == "Open - Not Contacted"
     assert [v["value"] for v in status["picklistValues"] if v["defaultValue"]] == [
         "Open - Not Contacted"
     ]

@@ -142,3 +142,86 @@ def test_subqueries_and_semi_joins_parse() -> None:
     assert q.where.value[0].query.sobject == "Opportunity"
     with pytest.raises(SoqlError):  # subqueries nest only one level
         parse_query("SELECT Id, (SELECT Id, (SELECT Id FROM Tasks) FROM Contacts) FROM Account")
+
+
+def test_aggregate_query_parts() -> None:
+    q = parse_query(
+        "SELECT LeadSource src, COUNT(Id) n, MAX(SystemModstamp), FORMAT(MIN(CreatedDate)) early, "
+        "toLabel(Status) FROM Lead USING SCOPE Mine WHERE CALENDAR_YEAR(CreatedDate) = 2026 "
+        "GROUP BY ROLLUP(LeadSource, Status) HAVING COUNT(Id) > 1 ORDER BY COUNT(Id) DESC LIMIT 5"
+    )
+    assert [(f.path, f.functions, f.alias) for f in q.fields] == [
+        ("LeadSource", (), "src"),
+        ("Status", ("TOLABEL",), None),
+    ]
+    assert [(a.function, a.field.path, a.alias, a.format) for a in q.aggregates] == [
+        ("COUNT", "Id", "n", False),
+        ("MAX", "SystemModstamp", None, False),
+        ("MIN", "CreatedDate", "early", True),
+    ]
+    assert [type(c).__name__ for c in q.columns] == [
+        "FieldRef", "Aggregate", "Aggregate", "Aggregate", "FieldRef"
+    ]  # fmt: skip
+    assert [g.path for g in q.group_by] == ["LeadSource", "Status"] and q.group_kind == "ROLLUP"
+    assert q.having.field.key == "COUNT(id)" and q.having.value == 1
+    assert q.order_by[0].field.key == "COUNT(id)" and q.order_by[0].descending
+    assert q.scope == "mine" and q.where.field.functions == ("CALENDAR_YEAR",)
+    assert q.is_aggregate and not parse_query("SELECT toLabel(Status) FROM Lead").is_aggregate
+    assert parse_query("SELECT CALENDAR_YEAR(CreatedDate) FROM Lead").is_aggregate
+
+
+def test_typeof_parts() -> None:
+    q = parse_query(
+        "SELECT Id, TYPEOF What WHEN Account THEN Name, Phone WHEN Opportunity THEN Amount "
+        "ELSE Name END, Subject FROM Task"
+    )
+    (typeof,) = q.typeofs
+    assert typeof.relationship == "What"
+    assert [(t, [f.path for f in fs]) for t, fs in typeof.whens] == [
+        ("Account", ["Name", "Phone"]),
+        ("Opportunity", ["Amount"]),
+    ]
+    assert [f.path for f in typeof.otherwise or []] == ["Name"]
+    assert q.field_paths == ["Id", "Subject"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT MAX(CALENDAR_YEAR(CreatedDate)) FROM Lead",  # no aggregate of a function
+        "SELECT Id FROM Lead WHERE COUNT(Id) > 1",  # aggregates belong in HAVING
+        "SELECT Id FROM Lead WHERE FORMAT(CreatedDate) = 'x'",  # FORMAT only formats output
+        "SELECT TYPEOF What ELSE Name END FROM Task",  # TYPEOF needs a WHEN
+        "SELECT TYPEOF What WHEN Account THEN Name FROM Task",  # ... and an END
+        "SELECT Id FROM Lead USING SCOPE",
+        "SELECT LeadSource FROM Lead GROUP BY ROLLUP(LeadSource",
+        "SELECT COUNT(Id) first FROM Lead",  # FIRST is a reserved word
+    ],
+)
+def test_malformed_aggregates_and_functions(text: str) -> None:
+    with pytest.raises(SoqlError) as err:
+        parse_query(text)
+    assert err.value.code == "MALFORMED_QUERY"
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("CALENDAR_YEAR(CreatedDate) = 2026", True),
+        ("CALENDAR_MONTH(CreatedDate) = 3 AND CALENDAR_QUARTER(CreatedDate) = 1", True),
+        ("DAY_IN_MONTH(CreatedDate) = 18 AND DAY_IN_YEAR(CreatedDate) = 77", True),
+        ("DAY_IN_WEEK(CreatedDate) = 4", True),  # 1 = Sunday: a Wednesday is 4
+        ("WEEK_IN_MONTH(CreatedDate) = 3 AND WEEK_IN_YEAR(CreatedDate) = 11", True),
+        ("HOUR_IN_DAY(CreatedDate) = 9", True),
+        ("HOUR_IN_DAY(convertTimezone(CreatedDate)) = 9", True),  # the org's zone is UTC
+        ("FISCAL_YEAR(CreatedDate) = 2026 AND FISCAL_QUARTER(ConvertedDate) = 1", True),
+        ("DAY_ONLY(CreatedDate) = 2026-03-18", True),
+        ("DAY_ONLY(CreatedDate) = TODAY", True),
+        ("DAY_ONLY(CreatedDate) > 2026-03-18", False),
+        ("CALENDAR_YEAR(Title) = 2026", False),  # null in, null out: nothing matches
+        ("toLabel(Status) = 'Working - Contacted'", True),
+    ],
+)
+def test_where_functions(where: str, expected: bool) -> None:
+    q = parse_query(f"SELECT Id FROM Lead WHERE {where}")
+    assert evaluate_where(q.where, RECORD, now=NOW) is expected
