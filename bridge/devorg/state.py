@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.devorg import ids
+from bridge.devorg.latency import Latency
 
 API_VERSION = "63.0"
 SESSION_TIMEOUT_SECONDS = 2 * 3600
@@ -316,6 +317,7 @@ class DevOrgState:
         self.clock = Clock()
         self.faults = Faults()
         self.stats = Stats()
+        self.latency = Latency()
         self.listeners: list[Listener] = []
         self.users: dict[str, User] = {}
         self.tokens: dict[str, Token] = {}
@@ -655,6 +657,7 @@ class DevOrgState:
             self.set_indexed_fields(sobject, fields)
         self.faults.clear()
         self.stats.reset()
+        self.latency.reset()
         self.clock.offset_seconds = 0.0
         self.api_usage = 0
         self.api_usage_window_start = 0.0
