@@ -244,11 +244,18 @@ class _Parser:
                 f"Error: Incorrect number of parameters for function '{name}()'. Expected "
                 f"{low if high == low else f'{low} or more'}, received {len(args)}"
             )
-        if name in _NEEDS_FIELD and args[0].kind != "field":
+        subject = args[0] if args else None
+        if name == "ISPICKVAL" and subject is not None and subject.kind == "call":
+            # ISPICKVAL(PRIORVALUE(Status), 'x'): the picklist is PRIORVALUE's field
+            subject = subject.args[0] if subject.value == "PRIORVALUE" else subject
+        if name in _NEEDS_FIELD and (subject is None or subject.kind != "field"):
             raise FormulaError(f"Error: Field expected as the first argument of {name}()")
-        if name == "ISPICKVAL" and (args[0].fd is None or args[0].fd.type != "picklist"):
+        if name == "ISPICKVAL" and (
+            subject is None or subject.fd is None or subject.fd.type != "picklist"
+        ):
             raise FormulaError(
-                f"Error: Field {args[0].value} may not be used in this type of formula"
+                f"Error: Field {subject.value if subject else ''} may not be used in this type "
+                "of formula"
             )
         return Node("call", name, tuple(args))
 
