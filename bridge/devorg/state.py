@@ -12,7 +12,7 @@ import random
 import secrets
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -318,6 +318,8 @@ class DevOrgState:
         self.faults = Faults()
         self.stats = Stats()
         self.latency = Latency()
+        #: how a user sees a stored streaming message (strict mode's field-level security)
+        self.event_view: Callable[[str, str], str] | None = None
         self.listeners: list[Listener] = []
         self.users: dict[str, User] = {}
         self.tokens: dict[str, Token] = {}

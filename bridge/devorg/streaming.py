@@ -620,10 +620,12 @@ class StreamingHub:
                 if channel == "/meta/connect":
                     events, reply = await self._connect(message, client, token)
                     prefix = '{"clientId":' + json.dumps(client.id) + ","
+                    view = self.state.event_view
                     for event in events:
                         delivered[event.channel] = delivered.get(event.channel, 0) + 1
                         # stored once for every subscriber; the clientId goes in per client
-                        replies.append(prefix + event.message[1:])
+                        text = view(client.user_id, event.message) if view else event.message
+                        replies.append(prefix + text[1:])
                     replies.append(_dumps(reply))
                 elif channel == "/meta/subscribe":
                     replies.append(_dumps(self._subscribe(message, client)))

@@ -134,6 +134,7 @@ class StrictMode:
         self.schema = schema
         self.path = Path(state.data_dir) / STRICT_FILE
         self._locks: dict[str, object] = {}  # record id -> the holding request's token
+        state.event_view = self.event_view
         self._clear()
         if self.path.exists():
             try:
@@ -411,7 +412,15 @@ class StrictMode:
             _EXCLUDED.reset(reset)
 
     def check_write(self, ctx: Ctx, o: ObjectDef, body: dict[str, Any], *, creating: bool) -> None:
-        """Field-level security on a create/update body."""
+        """Field-level security on a create/update body (and on a PushTopic's query: a topic
+        cannot name a field its creator cannot see)."""
+        if o.name == "PushTopic" and self.hidden.get(ctx.user.id):
+            query = next((v for k, v in body.items() if k.lower() == "query"), None)
+            if isinstance(query, str):
+                try:
+                    self._check_query(query, self.hidden[ctx.user.id])
+                except soql.SoqlError as exc:
+                    raise DmlError.one(exc.code, exc.message, ["Query"]) from None
         hidden = self.hidden.get(ctx.user.id, {}).get(o.name, set())
         read_only = self.read_only.get(ctx.user.id, {}).get(o.name, set())
         if not hidden and not read_only:
@@ -658,6 +667,38 @@ class StrictMode:
                 for entry in f.get("picklistValues", []):
                     entry["validFor"] = _valid_for(entry["value"], controlling, dep["valid"])
         body["fields"] = fields
+
+    def event_view(self, user_id: str, message: str) -> str:
+        """A streaming message as `user_id` receives it: without the fields hidden from them
+        (PushTopic and change events respect field-level security)."""
+        hidden = self.hidden.get(user_id) if self.enabled else None
+        if not hidden:
+            return message
+        event = json.loads(message)
+        data = event.get("data") or {}
+        sobject, payload = data.get("sobject"), data.get("payload")
+        if isinstance(sobject, dict):
+            for name in hidden.get(self._topic_object(str(event.get("channel"))), ()):
+                sobject.pop(name, None)
+        elif isinstance(payload, dict):
+            header = payload.get("ChangeEventHeader") or {}
+            names = hidden.get(str(header.get("entityName")), set())
+            for name in names:
+                payload.pop(name, None)
+            for key in ("changedFields", "nulledFields", "diffFields"):
+                if isinstance(header.get(key), list):
+                    header[key] = [f for f in header[key] if f not in names]
+        return json.dumps(event, separators=(",", ":"))
+
+    def _topic_object(self, channel: str) -> str:
+        name = channel.split("?", 1)[0].removeprefix("/topic/")
+        topic = next((r for r in self.state.records("PushTopic") if r.get("Name") == name), None)
+        try:
+            parsed = soql.parse_query(str(topic.get("Query"))) if topic else None
+        except soql.SoqlError:
+            parsed = None
+        o = self.schema.object(parsed.sobject) if parsed else None
+        return o.name if o else ""
 
     # -- the HTTP side ----------------------------------------------------------------------
 

@@ -456,3 +456,41 @@ def test_strict_mode_is_kept_in_the_data_dir_across_a_restart(tmp_path: Any) -> 
         )
         assert body[0]["errorCode"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
         assert org.control("strict", method="DELETE")["enabled"] is False
+
+
+def test_streamed_events_leave_out_the_fields_a_subscriber_cannot_see(org: DevOrg) -> None:
+    org.control("streaming", {"connect_timeout_ms": TEST_CONNECT_TIMEOUT_MS})
+    try:
+        create_topic(org, "FlsLeads", "SELECT Id, Email, Title FROM Lead")
+        strict(org, field_security={"integration": {"hidden": ["Lead.Title"]}})
+        hidden_from = Bayeux(org, "integration").start("/topic/FlsLeads", "/data/LeadChangeEvent")
+        sees_all = Bayeux(org, "sales").start("/topic/FlsLeads", "/data/LeadChangeEvent")
+        sales = Api(org, "sales")
+        _, lead = sales.create("Lead", {"LastName": "F", "Company": "C", "Title": "CFO"})
+        sales.call("PATCH", f"sobjects/Lead/{lead['id']}", {"Title": "CEO", "Email": "f@c.test"})
+
+        def by_channel(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+            out: dict[str, list[dict[str, Any]]] = {}
+            for e in events:
+                out.setdefault(e["channel"], []).append(e["data"])
+            return out
+
+        mine = by_channel(hidden_from.collect(lambda evs: len(evs) >= 4))
+        theirs = by_channel(sees_all.collect(lambda evs: len(evs) >= 4))
+        assert [d["sobject"].get("Title") for d in theirs["/topic/FlsLeads"]] == ["CFO", "CEO"]
+        assert all("Title" not in d["sobject"] for d in mine["/topic/FlsLeads"])
+        update = mine["/data/LeadChangeEvent"][1]["payload"]
+        assert "Title" not in update and update["Email"] == "f@c.test"
+        assert "Title" not in update["ChangeEventHeader"]["changedFields"]
+        assert (
+            "Title"
+            in theirs["/data/LeadChangeEvent"][1]["payload"]["ChangeEventHeader"]["changedFields"]
+        )
+        # a topic cannot name a field its creator cannot see
+        status, body = Api(org, "integration").create(
+            "PushTopic",
+            {"Name": "Blind", "Query": "SELECT Id, Title FROM Lead", "ApiVersion": 63.0},
+        )
+        assert (status, body[0]["errorCode"]) == (400, "INVALID_FIELD")
+    finally:
+        org.control("streaming", {"connect_timeout_ms": 110_000})
