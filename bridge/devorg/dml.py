@@ -571,26 +571,40 @@ def _strict_checks(
 
 def _automate(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | None) -> None:
     """Record-triggered automation after the save: each change it makes is a further committed
-    update (so a further change event), by the user the automation runs as."""
+    update (so a further change event) by the user it runs as — in the same transaction (and
+    at the same time) for a flow of the saving user, in a transaction of its own a moment later
+    for one of the Automated Process user."""
     strict = _strict(ctx)
     if strict is None:
         return
-    state = ctx.server.state
-    for user, changes in list(strict.after_save(ctx, o, rec, old)):
-        current = state.get(o.name, rec["Id"])
-        if current is None:
-            return
+    for user, changes, delay in list(strict.after_save(ctx, o, rec, old)):
         run = Ctx(ctx.server, user, ctx.version)
-        new = dict(current)
-        new.update({k: coerce(o.fields[k], v, []) for k, v in changes.items()})
-        now = _stamp(ctx)
-        new.update({"LastModifiedDate": now, "LastModifiedById": user.id, "SystemModstamp": now})
-        new[_EXPLICIT_KEY] = set(changes)
-        _derive(run, o, new, current)
+        if delay is None:
+            automated_update(run, o, rec["Id"], changes, stamp=rec["SystemModstamp"])
+        else:
+            strict.defer(
+                delay, lambda run=run, changes=changes: automated_update(run, o, rec["Id"], changes)
+            )
+
+
+def automated_update(
+    ctx: Ctx, o: ObjectDef, record_id: str, changes: dict[str, Any], stamp: str | None = None
+) -> None:
+    """Write an automation's changes to a record (no validation: flows run in system mode)."""
+    state = ctx.server.state
+    with state.transaction() as tx:  # joins the save's transaction when it runs inside it
+        current = state.get(o.name, record_id)
+        values = {k: coerce(o.fields[k], v, []) for k, v in changes.items()}
+        if current is None or all(current.get(k) == v for k, v in values.items()):
+            return
+        new = {**current, **values}
+        now = stamp or _stamp(ctx)
+        new.update(LastModifiedDate=now, LastModifiedById=ctx.user.id, SystemModstamp=now)
+        new[_EXPLICIT_KEY] = set(values)
+        _derive(ctx, o, new, current)
         del new[_EXPLICIT_KEY]
         new = {k: v for k, v in new.items() if v is not None}
-        assert state._tx is not None
-        state._tx.put(o.name, new, _change(run, o, "updated", new, current))
+        tx.put(o.name, new, _change(ctx, o, "updated", new, current))
 
 
 def create(ctx: Ctx, sobject: str, body: dict[str, Any]) -> str:

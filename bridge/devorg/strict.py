@@ -24,6 +24,7 @@ import asyncio
 import base64
 import contextvars
 import json
+import logging
 import os
 import re
 import time
@@ -43,6 +44,8 @@ from bridge.devorg.state import DevOrgState, User
 
 if TYPE_CHECKING:
     from bridge.devorg.dml import Ctx
+
+log = logging.getLogger("bridge.devorg.strict")
 
 STRICT_FILE = "strict.json"
 AUTOMATED_PROCESS = "automated_process"  # the role of the "Automated Process" user
@@ -99,6 +102,7 @@ class Automation:
     on: set[str]  # "create", "update"
     values: dict[str, Any]  # field -> value written
     run_as: str  # "triggering_user" | AUTOMATED_PROCESS
+    delay_ms: int  # AUTOMATED_PROCESS: how long after the save its transaction runs
 
 
 @dataclass
@@ -373,7 +377,8 @@ class StrictMode:
             else:
                 raise StrictConfigError(f"{where}.kind: assign_owner or update_field")
             name = str(item.get("name") or f"{kind}_{n + 1}")
-            out.append(Automation(str(kind), o.name, name, when, on, values, run_as))
+            delay = _int(item.get("delay_ms", 1000), f"{where}.delay_ms")
+            out.append(Automation(str(kind), o.name, name, when, on, values, run_as, delay))
         return out
 
     def automated_process_user(self) -> User:
@@ -524,9 +529,9 @@ class StrictMode:
 
     def after_save(
         self, ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | None
-    ) -> Iterator[tuple[User, dict[str, Any]]]:
-        """(run-as user, field values) per automation the save sets off, in order: owner
-        assignment, then field updates."""
+    ) -> Iterator[tuple[User, dict[str, Any], float | None]]:
+        """(run-as user, field values, None or the seconds after the save it runs) per
+        automation the save sets off, in order: owner assignment, then field updates."""
         event = "create" if old is None else "update"
         scope = _SCOPE.get()
         now = self.state.clock.now()
@@ -543,9 +548,29 @@ class StrictMode:
             changes = {k: v for k, v in rule.values.items() if current.get(k) != v}
             if not changes:
                 continue
-            current.update(changes)
-            user = ctx.user if rule.run_as == "triggering_user" else self.automated_process_user()
-            yield user, changes
+            if rule.run_as == "triggering_user":
+                current.update(changes)
+                yield ctx.user, changes, None
+            else:
+                yield self.automated_process_user(), changes, rule.delay_ms / 1000
+
+    def defer(self, seconds: float, job: Callable[[], None]) -> None:
+        """Run an automation's own transaction later (at once outside the event loop)."""
+
+        def run() -> None:
+            if not self.enabled:
+                return
+            try:
+                job()
+            except Exception:  # a failed automation must not take the org down: logged
+                log.exception("an automation running as the Automated Process user failed")
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            run()
+            return
+        loop.call_later(seconds, run)
 
     def lock(self, ctx: Ctx, o: ObjectDef, rec: dict[str, Any], *, existing: bool) -> None:
         """Take the row locks a write needs: the record (when it exists) and its parents."""

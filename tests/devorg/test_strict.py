@@ -361,7 +361,7 @@ def _automation(org: DevOrg) -> None:
              "when": "ISPICKVAL(LeadSource, 'Web')"},
             {"kind": "update_field", "object": "Lead", "field": "Description",
              "value": "Enriched", "when": "ISBLANK(Description)",
-             "run_as": "automated_process"},
+             "run_as": "automated_process", "delay_ms": 300},
         ],
     )  # fmt: skip
     auto_id = described["automated_process_user_id"]
@@ -373,13 +373,17 @@ def _automation(org: DevOrg) -> None:
     _, lead = api.create(
         "Lead", {"LastName": "Big", "Company": "C", "NumberOfEmployees": 5000, "LeadSource": "Web"}
     )
+    # the assignment rule and the flow ran in the save (its time, its user) ...
     status, row = api.call("GET", f"sobjects/Lead/{lead['id']}")
-    assert (row["OwnerId"], row["Rating"], row["Description"]) == (sales_id, "Hot", "Enriched")
-    assert row["LastModifiedById"] == auto_id
+    assert (row["OwnerId"], row["Rating"], row["Description"]) == (sales_id, "Hot", None)
+    assert (row["LastModifiedById"], row["SystemModstamp"]) == (integration, row["CreatedDate"])
 
-    # the save and each automated change is its own notification: the assignment and the
-    # flow run as the saving user, the asynchronous one as the Automated Process user
+    # ... each automated change is its own notification; the Automated Process user's comes
+    # from a transaction of its own, a moment later
     events = bayeux.collect(lambda evs: len(evs) >= 8)
+    status, row = api.call("GET", f"sobjects/Lead/{lead['id']}")
+    assert (row["Description"], row["LastModifiedById"]) == ("Enriched", auto_id)
+    assert row["SystemModstamp"] > row["CreatedDate"]
     topic = [e for e in events if e["channel"] == "/topic/StrictLeads"]
     assert [(e["data"]["event"]["type"], e["data"]["sobject"]["OwnerId"],
              e["data"]["sobject"].get("Rating"), e["data"]["sobject"].get("Description"))
@@ -426,7 +430,7 @@ def test_two_requests_writing_children_of_one_account_at_once_collide(org: DevOr
         wait_for(
             lambda: account["id"] in org.control("strict", method="GET")["locks"],
             10,
-            "the first request to lock the account",
+            what="the first request to lock the account",
         )
         # another request for the same parent meanwhile: refused, per record
         second = Api(org, "sales").records({**contact, "LastName": "Second"})
