@@ -271,3 +271,45 @@ def _author(payload: Any) -> str | None:
     data = (payload or {}).get("data", payload or {})
     sobject = data.get("sobject") if isinstance(data, dict) else None
     return (sobject or {}).get("LastModifiedById")
+
+
+def test_a_field_hidden_from_the_integration_user_fails_the_entry_with_the_reason(
+    inbound: InboundBridge,
+) -> None:
+    """The permission set lost a field the receiver reads: events arrive without it, the
+    bridge asks for it, Salesforce answers INVALID_FIELD, and the entry is saved as failed
+    with that reason instead of being decided on half the record."""
+    config: dict[str, Any] = yaml.safe_load(inbound.config_path.read_text())
+    config["orgs"][ORG]["receiver"]["member_match"]["referral_code"] = ["Lead.Referral_Code__c"]
+    inbound.config_path.write_text(yaml.safe_dump(config))
+    inbound.config = load_config(str(inbound.config_path))
+    sf = inbound.org.sf("integration")
+    for topic in sf.query("SELECT Id FROM PushTopic WHERE Name = 'SFB_Lead'")["records"]:
+        sf.PushTopic.delete(topic["Id"])
+    inbound.ensure_topics()  # the topic selects the field: the admin set it up with access
+    strict(inbound.org, field_security={"integration": {"hidden": ["Lead.Referral_Code__c"]}})
+    inbound.start("stream", "stream")
+    wait_for(
+        lambda: "subscribed to /topic/SFB_Lead" in inbound.log("stream"),
+        20,
+        what="the subscriber to subscribe",
+    )
+    inbound.start("worker", "worker")
+    lead = inbound.org.sf("sales").Lead.create(
+        {"LastName": "Coded", "Company": "Acme", "Referral_Code__c": "CODE-1"}
+    )["id"]
+
+    def entry() -> SalesEntry | None:
+        with inbound.store.session() as session:
+            return session.scalars(
+                select(SalesEntry).where(SalesEntry.record_id == lead, SalesEntry.outcome != "new")
+            ).first()
+
+    found = wait_for(
+        entry,
+        60,
+        what="the entry of the change",
+        on_timeout=lambda: inbound.log("worker")[-3000:],
+    )
+    assert (found.outcome, found.reasons) == ("failed", ["INVALID_FIELD"]), found.error
+    assert "Referral_Code__c" in (found.error or "")
