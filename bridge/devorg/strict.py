@@ -354,7 +354,9 @@ class StrictMode:
             o = self._object(item.get("object"), where)
             kind = item.get("kind")
             when = self._formula(item["when"], o, where) if item.get("when") else None
-            on = set(_list(item.get("on", ["create"]), f"{where}.on"))
+            # REST applies assignment rules on updates too unless Sforce-Auto-Assign: FALSE
+            default_on = ["create", "update"] if kind == "assign_owner" else ["create"]
+            on = set(_list(item.get("on", default_on), f"{where}.on"))
             if not on or on - {"create", "update"}:
                 raise StrictConfigError(f"{where}.on: create and/or update")
             if kind == "assign_owner":
