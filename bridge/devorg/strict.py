@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bridge.devorg import ids, soql
-from bridge.devorg.dml import DmlError, sf_error
+from bridge.devorg.dml import DmlError, coerce, sf_error
 from bridge.devorg.formula import Formula, FormulaError, compile_formula
 from bridge.devorg.schema import CHILD_RELATIONSHIPS, FieldDef, ObjectDef, Schema
 from bridge.devorg.state import DevOrgState, User
@@ -138,7 +138,6 @@ class StrictMode:
         self.schema = schema
         self.path = Path(state.data_dir) / STRICT_FILE
         self._locks: dict[str, object] = {}  # record id -> the holding request's token
-        state.event_view = self.event_view
         self._clear()
         if self.path.exists():
             try:
@@ -156,6 +155,7 @@ class StrictMode:
         self.read_only: dict[str, dict[str, set[str]]] = {}
         self.automation: list[Automation] = []
         self.lock_window_ms = 0
+        self.state.event_view = None
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -194,6 +194,8 @@ class StrictMode:
         self.rules, self.dependencies, self.duplicates = rules, dependencies, duplicates
         self.hidden, self.read_only, self.automation = hidden, read_only, automation
         self.lock_window_ms = window
+        # the streaming side asks how a user sees an event only when some field is hidden
+        self.state.event_view = self.event_view if enabled and hidden else None
         self.config = {**body, "enabled": enabled}
         if save:
             tmp = self.path.with_suffix(".tmp")
@@ -368,6 +370,13 @@ class StrictMode:
                 fd = self._field(o, item.get("field"), where)
                 if not fd.updateable:
                     raise StrictConfigError(f"{where}: {o.name}.{fd.name} is not updateable")
+                problems: list[dict[str, Any]] = []
+                try:
+                    coerce(fd, item.get("value"), problems)
+                except DmlError as exc:
+                    problems = exc.errors
+                if problems:
+                    raise StrictConfigError(f"{where}.value: {problems[0]['message']}")
                 values = {fd.name: item.get("value")}
                 run_as = str(item.get("run_as", "triggering_user"))
                 if run_as not in ("triggering_user", AUTOMATED_PROCESS):
