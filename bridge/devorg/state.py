@@ -423,6 +423,17 @@ class DevOrgState:
             (user.id, json.dumps(asdict(user))),
         )
 
+    def remove_user(self, user_id: str) -> None:
+        """Forget a user, its User record and its tokens (strict mode's Automated Process
+        user, when strict mode is turned off)."""
+        self.users.pop(user_id, None)
+        self._records["User"].pop(user_id, None)
+        for token in [t for t, tok in self.tokens.items() if tok.user_id == user_id]:
+            del self.tokens[token]
+        self._db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        self._db.execute("DELETE FROM records WHERE id = ?", (user_id,))
+        self._db.execute("DELETE FROM tokens WHERE json_extract(data, '$.user_id') = ?", (user_id,))
+
     def user_by_username(self, username: str) -> User | None:
         for user in self.users.values():
             if user.username.lower() == username.lower():

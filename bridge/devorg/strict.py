@@ -160,9 +160,13 @@ class StrictMode:
     # -- configuration ----------------------------------------------------------------------
 
     def reset(self) -> None:
+        """Strict mode off, and the org as it was before: its Automated Process user goes."""
         self._clear()
         self._locks.clear()
         self.path.unlink(missing_ok=True)
+        auto = self.state.user_by_role(AUTOMATED_PROCESS)
+        if auto is not None:
+            self.state.remove_user(auto.id)
 
     def describe(self) -> dict[str, Any]:
         auto = self.state.user_by_role(AUTOMATED_PROCESS)
@@ -181,7 +185,7 @@ class StrictMode:
             raise StrictConfigError(f"unknown key(s): {', '.join(sorted(unknown))}")
         enabled = bool(body.get("enabled", True))
         rules = self._validation_rules(body.get("validation_rules", []))
-        dependencies = self._dependencies(body.get("picklist_dependencies", []), rules)
+        dependencies = self._dependencies(body.get("picklist_dependencies", []))
         duplicates = self._duplicate_rules(body.get("duplicate_rules", "standard"))
         hidden, read_only = self._field_security(body.get("field_security", {}))
         automation = self._automation(body.get("automation", []))
@@ -257,9 +261,7 @@ class StrictMode:
             out.setdefault(o.name, []).append(rule)
         return out
 
-    def _dependencies(
-        self, items: Any, rules: dict[str, list[ValidationRule]]
-    ) -> list[dict[str, Any]]:
+    def _dependencies(self, items: Any) -> list[dict[str, Any]]:
         """A field dependency: describe shows it; a save that breaks it fails like the
         validation rule admins add for it (the API does not check dependencies itself)."""
         out = []

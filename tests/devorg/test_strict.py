@@ -416,6 +416,8 @@ def _automation(org: DevOrg) -> None:
     assert api.call("GET", f"sobjects/Lead/{other['id']}")[1]["OwnerId"] == integration
     users = api.query("SELECT Name, UserType FROM User WHERE Id = '" + auto_id + "'")[1]
     assert users["records"][0]["Name"] == "Automated Process"
+    org.control("reset")  # the org as it was: without the user strict mode added
+    assert api.query("SELECT COUNT() FROM User")[1]["totalSize"] == 2
 
 
 def test_two_requests_writing_children_of_one_account_at_once_collide(org: DevOrg) -> None:
