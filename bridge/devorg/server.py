@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.devorg import certs, latency
+from bridge.devorg import certs
+from bridge.devorg.latency import middleware as latency_middleware
 from bridge.devorg.schema import Schema
 from bridge.devorg.state import API_VERSION, DevOrgState, User
 from bridge.devorg.strict import StrictMode
@@ -136,7 +137,7 @@ class DevOrgServer:
         # latency first, so an injected fault takes a round trip too; strict innermost
         app = web.Application(
             middlewares=[
-                latency.middleware(self.state.latency),
+                latency_middleware(self.state.latency),
                 self._faults_middleware,
                 self.strict.middleware,
             ],
