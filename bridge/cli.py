@@ -430,12 +430,19 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="SFDX package dir whose custom fields the org describes (skipped if missing).",
 )
-def devorg(host: str, port: int, data_dir: Path, package_dir: Path) -> None:
+@click.option(
+    "--latency",
+    type=click.Choice(["zero", "realistic"]),
+    default="zero",
+    show_default=True,
+    help="How long the org takes to answer: zero, or delays like a real org's (docs/devorg.md).",
+)
+def devorg(host: str, port: int, data_dir: Path, package_dir: Path, latency: str) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
 
     try:
-        run(host, port, data_dir, package_dir=package_dir)
+        run(host, port, data_dir, package_dir=package_dir, latency=latency)
     except OSError as exc:  # port taken, data dir not writable, ...
         where = exc.filename or f"{host}:{port}"
         raise UsageError(f"devorg cannot start: {where}: {exc.strerror or exc}") from None

@@ -61,6 +61,11 @@ class Control:
             web.post(f"{p}/limits", self.limits),
             web.post(f"{p}/convert-lead", self.convert_lead),
             web.post(f"{p}/undelete", self.undelete),
+            web.get(f"{p}/strict", self.get_strict),
+            web.post(f"{p}/strict", self.set_strict),
+            web.delete(f"{p}/strict", self.clear_strict),
+            web.get(f"{p}/latency", self.get_latency),
+            web.post(f"{p}/latency", self.set_latency),
         ]
 
     async def health(self, request: web.Request) -> web.Response:
@@ -158,6 +163,7 @@ class Control:
 
     async def reset(self, request: web.Request) -> web.Response:
         self.state.reset()
+        self.server.strict.reset()
         if self.server.rest is not None:
             self.server.rest.reset()
         return web.json_response({"reset": True})
@@ -215,6 +221,34 @@ class Control:
         if not isinstance(ids, list) or not ids:
             return _bad("ids must be a non-empty list of record ids")
         return web.json_response(dml.undelete(self.server, [str(i) for i in ids], body.get("user")))
+
+    # -- strict mode and latency ------------------------------------------------------------
+
+    async def get_strict(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server.strict.describe())
+
+    async def set_strict(self, request: web.Request) -> web.Response:
+        from bridge.devorg.strict import StrictConfigError
+
+        body = await _body(request)
+        try:
+            return web.json_response(self.server.strict.configure(body))
+        except StrictConfigError as exc:
+            return _bad(str(exc))
+
+    async def clear_strict(self, request: web.Request) -> web.Response:
+        self.server.strict.reset()
+        return web.json_response(self.server.strict.describe())
+
+    async def get_latency(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.latency.describe())
+
+    async def set_latency(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        try:
+            return web.json_response(self.state.latency.configure(body))
+        except (TypeError, ValueError) as exc:
+            return _bad(str(exc))
 
 
 def setup(app: web.Application, server: DevOrgServer) -> None:

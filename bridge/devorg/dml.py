@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -592,11 +593,80 @@ def _stamp(ctx: Ctx) -> str:
     return format_datetime(ctx.server.state.clock.now())
 
 
+# ---- strict mode (strict.py): the org's rules, security and automation -----------------------
+
+
+def _strict(ctx: Ctx) -> Any:
+    strict = getattr(ctx.server, "strict", None)
+    return strict if strict is not None and strict.enabled else None
+
+
+def _strict_checks(
+    ctx: Ctx,
+    o: ObjectDef,
+    rec: dict[str, Any],
+    old: dict[str, Any] | None,
+    errors: list[dict[str, Any]],
+) -> None:
+    """Row locks, then validation rules (after the system validation passed), then duplicate
+    rules: raise the first refusal, as Salesforce's order of execution does."""
+    strict = _strict(ctx)
+    if strict is not None:
+        strict.lock(ctx, o, rec, existing=old is not None)
+        if not errors:
+            errors.extend(strict.validate(ctx, o, rec, old))
+    if errors:
+        raise DmlError(errors)
+    if strict is not None:
+        strict.check_duplicates(ctx, o, rec, old)
+
+
+def _automate(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Record-triggered automation after the save: each change it makes is a further committed
+    update (so a further change event) by the user it runs as — in the same transaction (and
+    at the same time) for a flow of the saving user, in a transaction of its own a moment later
+    for one of the Automated Process user."""
+    strict = _strict(ctx)
+    if strict is None:
+        return
+    for user, changes, delay in list(strict.after_save(ctx, o, rec, old)):
+        run = Ctx(ctx.server, user, ctx.version)
+        if delay is None:
+            automated_update(run, o, rec["Id"], changes, stamp=rec["SystemModstamp"])
+        else:
+            strict.defer(
+                delay, lambda run=run, changes=changes: automated_update(run, o, rec["Id"], changes)
+            )
+
+
+def automated_update(
+    ctx: Ctx, o: ObjectDef, record_id: str, changes: dict[str, Any], stamp: str | None = None
+) -> None:
+    """Write an automation's changes to a record (no validation: flows run in system mode)."""
+    state = ctx.server.state
+    with state.transaction() as tx:  # joins the save's transaction when it runs inside it
+        current = state.get(o.name, record_id)
+        values = {k: coerce(o.fields[k], v, []) for k, v in changes.items()}
+        if current is None or all(current.get(k) == v for k, v in values.items()):
+            return
+        new = {**current, **values}
+        now = stamp or _stamp(ctx)
+        new.update(LastModifiedDate=now, LastModifiedById=ctx.user.id, SystemModstamp=now)
+        new[_EXPLICIT_KEY] = set(values)
+        _derive(ctx, o, new, current)
+        del new[_EXPLICIT_KEY]
+        new = {k: v for k, v in new.items() if v is not None}
+        tx.put(o.name, new, _change(ctx, o, "updated", new, current))
+
+
 def create(ctx: Ctx, sobject: str, body: dict[str, Any]) -> str:
     """Insert one record; returns its id."""
     o = obj_or_error(ctx.server, sobject)
     if not o.createable:
         raise DmlError.one("INVALID_TYPE", f"sObject type '{o.name}' is not supported.", status=400)
+    strict = _strict(ctx)
+    if strict is not None and isinstance(body, dict):
+        strict.check_write(ctx, o, body, creating=True)
     values, errors = _validate_body(ctx, o, body, creating=True)
     state = ctx.server.state
     now = _stamp(ctx)
@@ -639,12 +709,12 @@ def create(ctx: Ctx, sobject: str, body: dict[str, Any]) -> str:
     del rec[_EXPLICIT_KEY]
     _special_rules(ctx, o, rec, errors)
     _check_unique(ctx, o, rec, set(values), errors)
-    if errors:
-        raise DmlError(errors)
+    _strict_checks(ctx, o, rec, None, errors)
     rec = {k: v for k, v in rec.items() if v is not None}
     with state.transaction() as tx:
         tx.put(o.name, rec, _change(ctx, o, "created", rec, None))
         _after_write(ctx, o, rec, None)
+        _automate(ctx, o, rec, None)
     return rid
 
 
@@ -684,6 +754,9 @@ def load_for_write(ctx: Ctx, o: ObjectDef, record_id: str) -> dict[str, Any]:
 def update(ctx: Ctx, sobject: str, record_id: str, body: dict[str, Any]) -> str:
     o = obj_or_error(ctx.server, sobject)
     old = load_for_write(ctx, o, record_id)
+    strict = _strict(ctx)
+    if strict is not None and isinstance(body, dict):
+        strict.check_write(ctx, o, body, creating=False)
     values, errors = _validate_body(ctx, o, body, creating=False)
     if o.name == "Lead" and old.get("IsConverted"):
         raise DmlError.one("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
@@ -696,12 +769,12 @@ def update(ctx: Ctx, sobject: str, record_id: str, body: dict[str, Any]) -> str:
     del rec[_EXPLICIT_KEY]
     _special_rules(ctx, o, rec, errors)
     _check_unique(ctx, o, rec, set(values), errors)
-    if errors:
-        raise DmlError(errors)
+    _strict_checks(ctx, o, rec, old, errors)
     rec = {k: v for k, v in rec.items() if v is not None}
     with ctx.server.state.transaction() as tx:
         tx.put(o.name, rec, _change(ctx, o, "updated", rec, old))
         _after_write(ctx, o, rec, old)
+        _automate(ctx, o, rec, old)
     return rec["Id"]
 
 
@@ -722,6 +795,9 @@ def delete(ctx: Ctx, sobject: str, record_id: str) -> None:
             "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id", []
         )
     rec = load_for_write(ctx, o, record_id)
+    strict = _strict(ctx)
+    if strict is not None:
+        strict.lock(ctx, o, rec, existing=True)
     with ctx.server.state.transaction():
         _delete_one(ctx, o, rec)
 
@@ -887,7 +963,10 @@ def convert_lead(server: DevOrgServer, body: dict[str, Any]) -> dict[str, Any]:
         raise DmlError.one("INVALID_STATUS", "invalid convertedStatus: " + status, [])
     custom_contact = {f for f in server.schema.objects["Contact"].fields if f.endswith("__c")}
     state = server.state
-    with state.transaction():
+    strict = getattr(server, "strict", None)
+    # the lead being converted is not a duplicate of the contact made from it
+    excluding = strict.excluding({lead["Id"]}) if strict is not None else nullcontext()
+    with excluding, state.transaction():
         account_id = body.get("account_id")
         if account_id:
             account_id = load_for_write(ctx, server.schema.objects["Account"], str(account_id))[

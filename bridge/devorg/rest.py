@@ -222,7 +222,13 @@ class RestApi:
             if handler is None:
                 return method_not_allowed(req.method, ",".join(["HEAD", *methods])), endpoint
             try:
-                return handler(ctx, req, list(m.groups())), endpoint
+                strict = self.server.strict
+                if strict.enabled:  # field-level security on reads (strict.py)
+                    strict.check_read(ctx, req.method, req.path, req.query)
+                reply = handler(ctx, req, list(m.groups()))
+                if strict.enabled:
+                    strict.filter_reply(ctx, req.method, req.path, reply.body)
+                return reply, endpoint
             except DmlError as exc:
                 return Reply(exc.status, exc.errors), endpoint
             except SoqlError as exc:

@@ -20,8 +20,10 @@ from typing import Any
 from aiohttp import web
 
 from bridge.devorg import certs
+from bridge.devorg.latency import middleware as latency_middleware
 from bridge.devorg.schema import Schema
 from bridge.devorg.state import API_VERSION, DevOrgState, User
+from bridge.devorg.strict import StrictMode
 
 log = logging.getLogger("bridge.devorg")
 
@@ -44,6 +46,7 @@ class DevOrgServer:
         host: str = "127.0.0.1",
         port: int = 8410,
         package_dir: Path | None = None,
+        latency: str = "zero",
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +61,8 @@ class DevOrgServer:
         self.jwt_public_key = certs.jwt_public_key(self.keys)
         self.schema = Schema(package_dir if package_dir and package_dir.is_dir() else None)
         self.state = DevOrgState(self.data_dir, schema=self.schema)
+        self.state.latency.set_default(latency)
+        self.strict = StrictMode(self.state, self.schema)
         for obj in self.schema.objects.values():
             self.state.set_indexed_fields(obj.name, self.schema.indexed_fields(obj))
         if self.state.initialize():
@@ -129,8 +134,14 @@ class DevOrgServer:
         from bridge.devorg import control, rest
         from bridge.devorg.oauth import OAuth
 
+        # latency first, so an injected fault takes a round trip too; strict innermost
         app = web.Application(
-            middlewares=[self._faults_middleware], client_max_size=64 * 1024 * 1024
+            middlewares=[
+                latency_middleware(self.state.latency),
+                self._faults_middleware,
+                self.strict.middleware,
+            ],
+            client_max_size=64 * 1024 * 1024,
         )
         app[STATE_KEY] = self.state
         app.router.add_routes(OAuth(self).routes())
@@ -197,10 +208,19 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
-def run(host: str, port: int, data_dir: Path, *, package_dir: Path | None = None) -> None:
+def run(
+    host: str,
+    port: int,
+    data_dir: Path,
+    *,
+    package_dir: Path | None = None,
+    latency: str = "zero",
+) -> None:
     """Serve the local org until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    server = DevOrgServer(Path(data_dir), host=host, port=port, package_dir=package_dir)
+    server = DevOrgServer(
+        Path(data_dir), host=host, port=port, package_dir=package_dir, latency=latency
+    )
     asyncio.run(_serve(server))
 
 

@@ -12,7 +12,7 @@ import random
 import secrets
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.devorg import ids
+from bridge.devorg.latency import Latency
 
 API_VERSION = "63.0"  # the version devorg.json offers clients
 LATEST_API_VERSION = "66.0"  # the newest release served (Spring '26)
@@ -329,6 +330,9 @@ class DevOrgState:
         self.clock = Clock()
         self.faults = Faults()
         self.stats = Stats()
+        self.latency = Latency()
+        #: how a user sees a stored streaming message (strict mode's field-level security)
+        self.event_view: Callable[[str, str], str] | None = None
         self.listeners: list[Listener] = []
         self.users: dict[str, User] = {}
         self.tokens: dict[str, Token] = {}
@@ -431,6 +435,17 @@ class DevOrgState:
             "INSERT OR REPLACE INTO users (id, data) VALUES (?, ?)",
             (user.id, json.dumps(asdict(user))),
         )
+
+    def remove_user(self, user_id: str) -> None:
+        """Forget a user, its User record and its tokens (strict mode's Automated Process
+        user, when strict mode is turned off)."""
+        self.users.pop(user_id, None)
+        self._records["User"].pop(user_id, None)
+        for token in [t for t, tok in self.tokens.items() if tok.user_id == user_id]:
+            del self.tokens[token]
+        self._db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        self._db.execute("DELETE FROM records WHERE id = ?", (user_id,))
+        self._db.execute("DELETE FROM tokens WHERE json_extract(data, '$.user_id') = ?", (user_id,))
 
     def user_by_username(self, username: str) -> User | None:
         for user in self.users.values():
@@ -668,6 +683,7 @@ class DevOrgState:
             self.set_indexed_fields(sobject, fields)
         self.faults.clear()
         self.stats.reset()
+        self.latency.reset()
         self.clock.offset_seconds = 0.0
         self.api_usage = 0
         self.api_usage_window_start = 0.0

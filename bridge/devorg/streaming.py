@@ -285,6 +285,8 @@ class StreamingHub:
         #: channel (as if an admin selected them then) or set through the control API
         self.cdc_selected: set[str] = set(self.log.setting("cdc_selected", []))
         self._pending: list[StoredEvent] = []  # numbered, not yet persisted nor queued
+        #: persisted, waiting out the latency profile's delivery delay: (due, events)
+        self._delayed: deque[tuple[float, list[StoredEvent]]] = deque()
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -325,6 +327,7 @@ class StreamingHub:
             self._renamed.clear()
             self._topics = self._load_topics()
             self._pending.clear()
+            self._delayed.clear()
             self.log.clear()
 
     # -- publishing -------------------------------------------------------------------------
@@ -383,13 +386,39 @@ class StreamingHub:
                 loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Persist the pending events (one commit), then queue them for every subscriber."""
+        """Persist the pending events (one commit), then queue them for every subscriber —
+        after the latency profile's delivery delay, if it has one (latency.py)."""
         with self._lock:
             self._flush_scheduled = False
             events, self._pending = self._pending, []
             if not events:
                 return
             self.log.append(events)
+            delay = self.state.latency.stream_delay() if self._loop is not None else 0.0
+            if delay > 0 or self._delayed:
+                # in commit order: a later commit never overtakes an earlier one
+                due = max(time.monotonic() + delay, self._delayed[-1][0] if self._delayed else 0)
+                self._delayed.append((due, events))
+                if len(self._delayed) == 1:
+                    self._schedule_delivery()
+                return
+            self._deliver(events)
+
+    def _schedule_delivery(self) -> None:
+        assert self._loop is not None
+        due = self._delayed[0][0]
+        self._loop.call_later(max(due - time.monotonic(), 0), self._deliver_due)
+
+    def _deliver_due(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            while self._delayed and self._delayed[0][0] <= now:
+                self._deliver(self._delayed.popleft()[1])
+            if self._delayed:
+                self._schedule_delivery()
+
+    def _deliver(self, events: list[StoredEvent]) -> None:
+        with self._lock:
             for event in events:
                 parsed: list[Mapping[str, Any]] = []  # the event's sobject, for filters
                 for client_id in self.subscribers.get(event.channel, ()):
@@ -591,10 +620,12 @@ class StreamingHub:
                 if channel == "/meta/connect":
                     events, reply = await self._connect(message, client, token)
                     prefix = '{"clientId":' + json.dumps(client.id) + ","
+                    view = self.state.event_view
                     for event in events:
                         delivered[event.channel] = delivered.get(event.channel, 0) + 1
                         # stored once for every subscriber; the clientId goes in per client
-                        replies.append(prefix + event.message[1:])
+                        text = view(client.user_id, event.message) if view else event.message
+                        replies.append(prefix + text[1:])
                     replies.append(_dumps(reply))
                 elif channel == "/meta/subscribe":
                     replies.append(_dumps(self._subscribe(message, client)))
@@ -799,7 +830,12 @@ class StreamingHub:
                 route = {channel: {subscription: channel_filter}}
                 parsed: list[Mapping[str, Any]] = []
                 queued = {(e.channel, e.replay_id) for e in client.queue}
+                # events still in their delivery delay are not published yet: they reach this
+                # subscriber when they are
+                upto = self._delayed[0][1][0].replay_id if self._delayed else None
                 for event in self.log.after(channel, None if replay_id == -2 else replay_id):
+                    if upto is not None and event.replay_id >= upto:
+                        break
                     parsed.clear()
                     for routed in _routed(event, route, parsed):
                         if (routed.channel, routed.replay_id) not in queued:

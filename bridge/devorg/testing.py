@@ -46,6 +46,7 @@ class DevOrg:
         port: int | None = None,
         package_dir: str | Path | None = None,
         startup_timeout: float = 20.0,
+        latency: str | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="sfbridge-devorg-"))
@@ -53,6 +54,7 @@ class DevOrg:
         default_package = REPO_ROOT / "force-app"
         self.package_dir = Path(package_dir) if package_dir is not None else default_package
         self.startup_timeout = startup_timeout
+        self.latency = latency  # `--latency` (None: the command's default)
         self.process: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self._log = self.data_dir / "devorg.log"
@@ -68,6 +70,7 @@ class DevOrg:
             "--port", str(self.port),
             "--data-dir", str(self.data_dir),
             "--package-dir", str(self.package_dir),
+            *(["--latency", self.latency] if self.latency else []),
         ]  # fmt: skip
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
