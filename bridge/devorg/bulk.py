@@ -50,8 +50,14 @@ CHUNK_ROWS = 200
 NULL_VALUE = "#N/A"
 """The CSV value that sets a field to null (an empty value leaves the field alone)."""
 
-DELIMITERS = {"BACKQUOTE": "`", "CARET": "^", "COMMA": ",", "PIPE": "|", "SEMICOLON": ";",
-              "TAB": "\t"}  # fmt: skip
+DELIMITERS = {
+    "BACKQUOTE": "`",
+    "CARET": "^",
+    "COMMA": ",",
+    "PIPE": "|",
+    "SEMICOLON": ";",
+    "TAB": "\t",
+}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPERATIONS = ("query", "queryAll")
@@ -205,19 +211,26 @@ class BulkApi:
         self.settings = Settings()
         R = re.compile  # noqa: N806
         self.routes: list[tuple[re.Pattern[str], dict[str, Callable[..., Any]], str]] = [
-            (R(r"ingest/?"), {"POST": self.create_ingest, "GET": self.list_ingest},
-             "jobs/ingest"),
-            (R(r"ingest/([^/]+)/?"), {"GET": self.get_job, "PATCH": self.change_state,
-                                      "DELETE": self.delete_job}, "jobs/ingest/{id}"),
+            (R(r"ingest/?"), {"POST": self.create_ingest, "GET": self.list_ingest}, "jobs/ingest"),
+            (
+                R(r"ingest/([^/]+)/?"),
+                {"GET": self.get_job, "PATCH": self.change_state, "DELETE": self.delete_job},
+                "jobs/ingest/{id}",
+            ),
             (R(r"ingest/([^/]+)/batches/?"), {"PUT": self.upload}, "jobs/ingest/{id}/batches"),
-            (R(r"ingest/([^/]+)/(successfulResults|failedResults|unprocessedrecords)/?", re.I),
-             {"GET": self.ingest_results}, "jobs/ingest/{id}/{results}"),
+            (
+                R(r"ingest/([^/]+)/(successfulResults|failedResults|unprocessedrecords)/?", re.I),
+                {"GET": self.ingest_results},
+                "jobs/ingest/{id}/{results}",
+            ),
             (R(r"query/?"), {"POST": self.create_query, "GET": self.list_query}, "jobs/query"),
-            (R(r"query/([^/]+)/?"), {"GET": self.get_job, "PATCH": self.change_state,
-                                     "DELETE": self.delete_job}, "jobs/query/{id}"),
-            (R(r"query/([^/]+)/results/?"), {"GET": self.query_results},
-             "jobs/query/{id}/results"),
-        ]  # fmt: skip
+            (
+                R(r"query/([^/]+)/?"),
+                {"GET": self.get_job, "PATCH": self.change_state, "DELETE": self.delete_job},
+                "jobs/query/{id}",
+            ),
+            (R(r"query/([^/]+)/results/?"), {"GET": self.query_results}, "jobs/query/{id}/results"),
+        ]
 
     # -- listener (the org's reset) ---------------------------------------------------------
 
@@ -326,9 +339,12 @@ class BulkApi:
         if job.assignment_rule_id:
             out["assignmentRuleId"] = job.assignment_rule_id
         out.update(
-            {"concurrencyMode": "Parallel", "contentType": "CSV",
-             "apiVersion": float(job.api_version)}
-        )  # fmt: skip
+            {
+                "concurrencyMode": "Parallel",
+                "contentType": "CSV",
+                "apiVersion": float(job.api_version),
+            }
+        )
         if job.kind == "ingest" and job.state == "Open":
             out["contentUrl"] = f"services/data/v{job.api_version}/jobs/ingest/{job.id}/batches"
         out.update({"lineEnding": job.line_ending, "columnDelimiter": job.column_delimiter})
@@ -352,8 +368,11 @@ class BulkApi:
     def _new_job(self, kind: str, user: User, version: str, body: dict[str, Any]) -> Job:
         content_type = body.get("contentType", "CSV")
         if content_type != "CSV":
-            raise BulkError(400, "INVALIDJOB", f"contentType {content_type} is not supported: "
-                            "Bulk API 2.0 accepts CSV only")  # fmt: skip
+            raise BulkError(
+                400,
+                "INVALIDJOB",
+                f"contentType {content_type} is not supported: Bulk API 2.0 accepts CSV only",
+            )
         delimiter = body.get("columnDelimiter") or "COMMA"
         line_ending = body.get("lineEnding") or "LF"
         for name, value, allowed in (
@@ -393,26 +412,30 @@ class BulkApi:
         o = self.schema.object(str(body.get("object") or ""))
         if o is None:
             raise BulkError(
-                400, "INVALIDENTITY",
+                400,
+                "INVALIDENTITY",
                 f"Entity '{body.get('object')}' is not supported by the Bulk API.",
-            )  # fmt: skip
+            )
         if operation == "hardDelete":
             # Needs the "Bulk API Hard Delete" permission, which no local user has.
             raise BulkError(
-                400, "FEATURENOTENABLED",
+                400,
+                "FEATURENOTENABLED",
                 "hardDelete operation requires special user profile permission, please contact "
                 "your system administrator",
-            )  # fmt: skip
+            )
         external = None
         if operation == "upsert":
             name = str(body.get("externalIdFieldName") or "")
             fd = o.field(name) if name else None
             if fd is None or not (fd.external_id or fd.name == "Id" or fd.id_lookup and fd.unique):
                 raise BulkError(
-                    400, "INVALIDJOB",
-                    f"The External ID field '{name}' is not an External ID or Id field of "
-                    f"{o.name}" if name else "externalIdFieldName is required for upsert",
-                )  # fmt: skip
+                    400,
+                    "INVALIDJOB",
+                    f"The External ID field '{name}' is not an External ID or Id field of {o.name}"
+                    if name
+                    else "externalIdFieldName is required for upsert",
+                )
             external = fd.name
         job = self._new_job("ingest", user, version, body)
         job.object = o.name
@@ -424,13 +447,15 @@ class BulkApi:
         job = self._job(job_id, "ingest")
         ctype = request.headers.get("Content-Type", "text/csv").split(";")[0].strip().lower()
         if ctype != "text/csv":
-            raise BulkError(400, "INVALIDCONTENTTYPE",
-                            f"Content-Type {ctype} is not supported: upload text/csv")  # fmt: skip
+            raise BulkError(
+                400, "INVALIDCONTENTTYPE", f"Content-Type {ctype} is not supported: upload text/csv"
+            )
         if job.state != "Open":
             raise BulkError(
-                400, "INVALIDJOBSTATE",
+                400,
+                "INVALIDJOBSTATE",
                 f"Job {job.id} is {job.state}: data can be uploaded only while it is Open",
-            )  # fmt: skip
+            )
         limit = self.settings.max_upload_base64 * 3 // 4  # raw bytes that encode to the limit
         chunks: list[bytes] = []
         size = 0
@@ -443,10 +468,11 @@ class BulkApi:
                 chunks.append(chunk)
         if too_big:
             raise BulkError(
-                400, "INVALIDBATCH",
+                400,
+                "INVALIDBATCH",
                 f"The upload of {size} bytes exceeds {self.settings.max_upload_base64} bytes of "
                 "base64 encoded content",
-            )  # fmt: skip
+            )
         job.uploads.append(b"".join(chunks))
         self._touch(job)
         return web.Response(status=201)
@@ -467,8 +493,12 @@ class BulkApi:
             if len(job.uploads) > 1:
                 raise BulkError(400, "INVALIDJOB", _MULTIPLE_UPLOADS.format(id=job.id[:15]))
             if not job.uploads:
-                raise BulkError(400, "INVALIDJOB", f"No content found for job: <{job.id[:15]}>; "
-                                "upload data with PUT before closing the job")  # fmt: skip
+                raise BulkError(
+                    400,
+                    "INVALIDJOB",
+                    f"No content found for job: <{job.id[:15]}>; "
+                    "upload data with PUT before closing the job",
+                )
             self._touch(job, "UploadComplete")
             self._start(job)
         elif wanted == "Aborted":
@@ -480,8 +510,11 @@ class BulkApi:
                 )
             self._touch(job, "Aborted")
         else:
-            raise BulkError(400, "INVALIDJOBSTATE", f"Invalid state {wanted!r} for job {job.id}: "
-                            "use UploadComplete or Aborted")  # fmt: skip
+            raise BulkError(
+                400,
+                "INVALIDJOBSTATE",
+                f"Invalid state {wanted!r} for job {job.id}: use UploadComplete or Aborted",
+            )
         return web.json_response(_create_view(self.info(job, full=False)))
 
     async def get_job(self, request: web.Request, user: User, version: str, job_id: str) -> Any:
@@ -517,8 +550,9 @@ class BulkApi:
         which = which.lower()
         if which == "successfulresults":
             header = ["sf__Id", "sf__Created", *job.header]
-            rows = [[rid, "true" if created else "false", *row]
-                    for rid, created, row in job.successful]  # fmt: skip
+            rows = [
+                [rid, "true" if created else "false", *row] for rid, created, row in job.successful
+            ]
         elif which == "failedresults":
             header = ["sf__Id", "sf__Error", *job.header]
             rows = [[rid, error, *row] for rid, error, row in job.failed]
@@ -573,10 +607,17 @@ class BulkApi:
         for start in range(0, len(rows), CHUNK_ROWS):
             if job.state != "InProgress":  # aborted: the rest stays unprocessed
                 return
-            with self.state.transaction():
-                for row in rows[start : start + CHUNK_ROWS]:
-                    self._process_row(job, ctx, o, columns, row, write)
-                    job.next_row += 1
+            marks = len(job.successful), len(job.failed)
+            try:
+                with self.state.transaction():
+                    for row in rows[start : start + CHUNK_ROWS]:
+                        self._process_row(job, ctx, o, columns, row, write)
+            except Exception:  # a bug of ours: the chunk is rolled back, the job fails loudly
+                log.exception("Bulk API job %s stopped", job.id)
+                del job.successful[marks[0] :], job.failed[marks[1] :]
+                self._fail(job, "UnknownException : an unexpected error stopped the job")
+                return
+            job.next_row = min(start + CHUNK_ROWS, len(rows))
             job.processing_ms = int((time.monotonic() - started) * 1000)
             await asyncio.sleep(self.settings.chunk_delay_ms / 1000)  # let polls in between
         self._touch(job, "JobComplete")
@@ -598,8 +639,9 @@ class BulkApi:
             else:
                 out.append((name, None))
         if job.operation in ("delete", "update") and not any(key.lower() == "id" for key, _ in out):
-            raise JobFailed(f"InvalidBatch : Field name not found : Id (required for "
-                            f"{job.operation})")  # fmt: skip
+            raise JobFailed(
+                f"InvalidBatch : Field name not found : Id (required for {job.operation})"
+            )
         return out
 
     def _process_row(
@@ -613,8 +655,11 @@ class BulkApi:
     ) -> None:
         row = row + [""] * (len(columns) - len(row))
         if len(row) > len(columns):
-            problem = {"errorCode": "INVALID_FIELD", "message": f"the row has {len(row)} values "
-                       f"for {len(columns)} columns", "fields": []}  # fmt: skip
+            problem = {
+                "errorCode": "INVALID_FIELD",
+                "message": f"the row has {len(row)} values for {len(columns)} columns",
+                "fields": [],
+            }
             job.failed.append(("", _sf_error([problem]), row))
             return
         body: dict[str, Any] = {}
@@ -642,7 +687,7 @@ class BulkApi:
                 "found for external id field: " + str([u.rsplit("/", 1)[1] for u in exc.urls]),
                 "fields": [],
             }
-            job.failed.append(("", _sf_error([problem]), row))  # fmt: skip
+            job.failed.append(("", _sf_error([problem]), row))
         else:
             job.successful.append((rid, created, row))
 
@@ -681,7 +726,7 @@ class BulkApi:
                     )
                 ]
             )
-        try:  # fmt: skip
+        try:
             dml.delete(ctx, o.name, rid)
         except DmlError as exc:
             exc.errors = [dict(e, id=rid) for e in exc.errors]
@@ -712,11 +757,15 @@ class BulkApi:
         compiled = self.queries.compile(text, all_rows=operation == "queryAll")
         q = compiled.q
         if compiled.children:
-            raise BulkError(400, "API_ERROR", "Aggregate Relationships not supported in Bulk V2 "
-                            "Query with CSV content type")  # fmt: skip
+            raise BulkError(
+                400,
+                "API_ERROR",
+                "Aggregate Relationships not supported in Bulk V2 Query with CSV content type",
+            )
         if q.count or q.aggregates:
-            raise BulkError(400, "API_ERROR", "Aggregate queries are not supported in Bulk V2 "
-                            "Query")  # fmt: skip
+            raise BulkError(
+                400, "API_ERROR", "Aggregate queries are not supported in Bulk V2 Query"
+            )
         if q.offset:
             raise BulkError(400, "API_ERROR", "OFFSET is not supported in Bulk V2 Query")
         job = self._new_job("query", user, version, body)
@@ -732,11 +781,22 @@ class BulkApi:
         started = time.monotonic()
         assert job.query is not None
         all_rows = job.operation == "queryAll"
-        compiled = self.queries.compile(job.query, all_rows=all_rows)
-        result = self.queries.run(
-            job.query, all_rows=all_rows, batch_size=1 << 62, user_id=job.user_id,
-            version=job.api_version,
-        )  # fmt: skip
+        try:
+            compiled = self.queries.compile(job.query, all_rows=all_rows)
+            result = self.queries.run(
+                job.query,
+                all_rows=all_rows,
+                batch_size=1 << 62,  # every row at once: no REST cursor
+                user_id=job.user_id,
+                version=job.api_version,
+            )
+        except SoqlError as exc:  # valid when created; the org changed since (rare)
+            self._fail(job, f"InvalidBatch : {exc.code}: {exc.message}")
+            return
+        except Exception:
+            log.exception("Bulk API query job %s stopped", job.id)
+            self._fail(job, "UnknownException : an unexpected error stopped the job")
+            return
         job.header = [p.canonical for p in compiled.paths]
         types = [p.field.type for p in compiled.paths]
         job.rows = [
@@ -751,9 +811,11 @@ class BulkApi:
     ) -> web.Response:
         job = self._job(job_id, "query")
         if job.state != "JobComplete":
-            raise BulkError(400, "INVALIDJOBSTATE",
-                            f"Job {job.id} is {job.state}: results are ready when it is "
-                            "JobComplete")  # fmt: skip
+            raise BulkError(
+                400,
+                "INVALIDJOBSTATE",
+                f"Job {job.id} is {job.state}: results are ready when it is JobComplete",
+            )
         offset = 0
         locator = request.query.get("locator", "")
         if locator and locator != "null":
