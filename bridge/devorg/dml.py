@@ -49,11 +49,12 @@ class DmlError(Exception):
 
 @dataclass
 class Ctx:
-    """Who is writing, and through which API version."""
+    """Who is writing, and through which API (version, and "rest" or "bulkapi")."""
 
     server: DevOrgServer
     user: User
     version: str = "63.0"
+    api: str = "rest"
 
 
 def format_datetime(when: datetime) -> str:
@@ -732,6 +733,7 @@ def _change(
         changed_fields=changed,
         user_id=ctx.user.id,
         at=ctx.server.state.clock.now(),
+        origin=ctx.api,
     )
 
 

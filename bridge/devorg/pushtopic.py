@@ -684,6 +684,7 @@ def cdc_payload(
     at: datetime,
     api_version: str,
     transaction_key: str | None = None,
+    api_name: str = "rest",
 ) -> dict[str, Any]:
     """A change event ``payload`` (Change Data Capture Developer Guide, "Change Event Message
     Structure", "Get Compound Fields in Change Events"): CREATE/UNDELETE carry every field
@@ -702,7 +703,7 @@ def cdc_payload(
         "entityName": sobject,
         "recordIds": [record.get("Id")],
         "changeType": kind,
-        "changeOrigin": f"com/salesforce/api/rest/{api_version}",
+        "changeOrigin": f"com/salesforce/api/{api_name}/{api_version}",
         "transactionKey": transaction_key or str(uuid.uuid4()),
         "sequenceNumber": 1,
         "commitTimestamp": int(at.timestamp() * 1000),

@@ -131,7 +131,7 @@ class DevOrgServer:
     # -- the application --------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        from bridge.devorg import control, rest
+        from bridge.devorg import bulk, control, rest
         from bridge.devorg.oauth import OAuth
 
         # latency first, so an injected fault takes a round trip too; strict innermost
@@ -145,6 +145,7 @@ class DevOrgServer:
         )
         app[STATE_KEY] = self.state
         app.router.add_routes(OAuth(self).routes())
+        bulk.setup(app, self)  # before REST: its catch-all would take /jobs/ too
         rest.setup(app, self)
         control.setup(app, self)
         try:  # the Bayeux server, built by the streaming side

@@ -40,6 +40,9 @@ class RecordChange:
     changed_fields: set[str]  # fields whose value changed (all set fields for created)
     user_id: str  # who made the change
     at: datetime  # org clock time of the commit
+    # The API that made it, as CDC's changeOrigin names it: "rest", or "bulkapi" (Bulk API
+    # changes notify no PushTopic, but do produce change events).
+    origin: str = "rest"
 
 
 class Listener(Protocol):

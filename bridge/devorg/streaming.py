@@ -340,7 +340,14 @@ class StreamingHub:
             return
         messages: list[tuple[str, Callable[[int], str]]] = []
         record = change.record
-        for topic in self._active_topics().get(change.sobject.lower(), ()):
+        # Bulk API changes notify no PushTopic (Streaming API guide, "Working with
+        # PushTopics"); Change Data Capture still publishes them.
+        topics = (
+            ()
+            if change.origin == "bulkapi"
+            else self._active_topics().get(change.sobject.lower(), ())
+        )
+        for topic in topics:
             try:
                 hit = pushtopic.notifies(topic, change.change_type, record, change.changed_fields)
             except Exception:  # a WHERE the evaluator cannot handle must not break the write
@@ -358,6 +365,7 @@ class StreamingHub:
                 user_id=change.user_id,
                 at=change.at,
                 api_version=API_VERSION,
+                api_name=change.origin,
             )
             payload_json = _dumps(payload)  # once for both channels
             for channel in pushtopic.cdc_channels(change.sobject):

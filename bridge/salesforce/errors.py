@@ -73,6 +73,8 @@ CODE_CATEGORY: dict[str, Category] = {
     "ssl_error": "usage",  # certificate not trusted: set ca_bundle
     "invalid_token_response": "usage",  # the login URL is not a Salesforce token endpoint
     "org_mismatch": "usage",
+    "INVALIDENTITY": "usage",  # Bulk API: the object is not available to this user
+    "FEATURENOTENABLED": "usage",  # Bulk API: e.g. hardDelete without its permission
     # --- try again later --------------------------------------------------------------------
     "REQUEST_LIMIT_EXCEEDED": "transient",
     "UNABLE_TO_LOCK_ROW": "transient",
@@ -85,6 +87,10 @@ CODE_CATEGORY: dict[str, Category] = {
     "temporarily_unavailable": "transient",
     "network_error": "transient",
     "timeout": "transient",
+    "EXCEEDEDQUOTA": "transient",  # Bulk API: the 24-hour job/batch allocation is used up
+    "BULK_JOB_ABORTED": "transient",  # ours: the job was aborted before it reached the row
+    "BULK_JOB_FAILED": "transient",  # ours: the job failed for a reason not in the data
+    "BULK_RESULT_MISSING": "transient",  # ours: no result came back for the row
     # --- this record or request is wrong ------------------------------------------------------
     "INVALID_FIELD": "permanent",
     "INVALID_FIELD_FOR_INSERT_UPDATE": "permanent",
@@ -114,6 +120,10 @@ CODE_CATEGORY: dict[str, Category] = {
     "MULTIPLE_RECORDS": "permanent",  # upsert by external id matched more than one (HTTP 300)
     "PROCESSING_HALTED": "permanent",  # allOrNone: another record in the request failed
     "ALL_OR_NONE_OPERATION_ROLLED_BACK": "permanent",
+    "INVALIDBATCH": "permanent",  # Bulk API: the CSV cannot be processed as sent
+    "INVALIDJOB": "permanent",
+    "INVALIDJOBSTATE": "permanent",
+    "API_ERROR": "permanent",  # Bulk API query: a SOQL feature Bulk API does not support
 }
 
 # Used when the code is missing or unknown (REST API guide, "Status Codes and Error Responses").
