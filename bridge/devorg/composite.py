@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.devorg import dml
 from bridge.devorg.dml import Ctx, DmlError
+from bridge.devorg.replies import Reply, Request, error_reply
 from bridge.devorg.schema import CHILD_RELATIONSHIPS, ObjectDef
 
 if TYPE_CHECKING:
-    from bridge.devorg.rest import Reply, Request, RestApi
+    from bridge.devorg.rest import RestApi
 
 MAX_TREE_RECORDS = 200  # across all trees
 MAX_TREE_TYPES = 5
@@ -60,7 +61,6 @@ class _Node:
 
 
 def _tree_errors(problems: list[tuple[str, str, str]]) -> Reply:
-    from bridge.devorg.rest import Reply
 
     results = [
         {"referenceId": ref, "errors": [{"statusCode": code, "message": message, "fields": []}]}
@@ -72,7 +72,6 @@ def _tree_errors(problems: list[tuple[str, str, str]]) -> Reply:
 def tree(api: RestApi, ctx: Ctx, req: Request, g: list[str]) -> Reply:
     """Create record trees (parents with their children) all or none: roots first, then each
     level's records type by type; 201 with every referenceId's new id."""
-    from bridge.devorg.rest import Reply
 
     root_type = api._object(g[0])
     body = req.body
@@ -189,7 +188,6 @@ _METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE", "HEAD")
 def batch(api: RestApi, ctx: Ctx, req: Request, g: list[str]) -> Reply:
     """Up to 25 independent subrequests, each committed on its own and counted as an API call;
     with haltOnError the ones after a failure answer 412 BATCH_PROCESSING_HALTED."""
-    from bridge.devorg.rest import Reply, error_reply
 
     body = req.body
     if not isinstance(body, dict) or not isinstance(body.get("batchRequests"), list):
@@ -231,7 +229,6 @@ def batch(api: RestApi, ctx: Ctx, req: Request, g: list[str]) -> Reply:
 
 def graph(api: RestApi, ctx: Ctx, req: Request, g: list[str]) -> Reply:
     """Graphs of sObject subrequests, each all or none in its own transaction."""
-    from bridge.devorg.rest import Reply
 
     body = req.body
     if not isinstance(body, dict) or not isinstance(body.get("graphs"), list):

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from aiohttp import web
 from bridge.devorg import composite, dml, ids, organization
 from bridge.devorg.dml import Ctx, DmlError, MultipleMatches
 from bridge.devorg.query import QueryEngine, batch_size_from
+from bridge.devorg.replies import Reply, Request, error_reply, method_not_allowed, not_found
 from bridge.devorg.schema import describe, object_summary
 from bridge.devorg.soql import SoqlError
 from bridge.devorg.state import LATEST_API_VERSION
@@ -49,36 +49,6 @@ def _releases() -> dict[str, str]:
 
 
 RELEASES = _releases()
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None  # JSON-able; None for an empty body
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error_reply(status: int, code: str, message: str) -> Reply:
-    return Reply(status, [{"message": message, "errorCode": code}])
-
-
-def not_found() -> Reply:
-    return error_reply(404, "NOT_FOUND", "The requested resource does not exist")
-
-
-def method_not_allowed(method: str, allowed: str) -> Reply:
-    return error_reply(
-        405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}"
-    )
-
-
-@dataclass
-class Request:
-    method: str
-    path: str  # after /services/data/vXX.X, e.g. "/sobjects/Lead/00Q..."
-    query: dict[str, str]
-    body: Any
-    headers: dict[str, str]
 
 
 Handler = Callable[[Ctx, Request, "list[str]"], Reply]

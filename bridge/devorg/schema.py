@@ -583,6 +583,94 @@ def _push_topic() -> ObjectDef:
     return o
 
 
+# The Organization object: the fields a real Developer Edition org returns (as recorded in
+# CumulusCI's `tests/shared_cassettes/GET_sobjects_Organization.yaml`); `organization` builds
+# its one record.
+def _organization() -> ObjectDef:
+    o = ObjectDef(
+        "Organization", "Organization", "Organizations", "00D", createable=False, updateable=False,
+        deletable=False,
+    )  # fmt: skip
+    for fd in _system_fields(None):
+        if fd.name != "IsDeleted":  # an org is never in the recycle bin: no IsDeleted field
+            o.add(fd)
+    access = ["None", "Read", "Edit", "ReadEditTransfer", "ControlledByParent", "All",
+              "ReadSelect", "HideDetailsInsert", "ControlledByLeadOrContact"]  # fmt: skip
+    for fd in [
+        S("Name", 80, name_field=True, nillable=False),
+        S("Division", 80),
+        S("Street", 255, type="textarea"),
+        S("City", 40),
+        S("State", 80),
+        S("PostalCode", 20),
+        S("Country", 80),
+        N("Latitude", precision=18, scale=15),
+        N("Longitude", precision=18, scale=15),
+        P(
+            "GeocodeAccuracy",
+            [
+                "Address",
+                "NearAddress",
+                "Block",
+                "Street",
+                "ExtendedZip",
+                "Zip",
+                "City",
+                "County",
+                "State",
+                "Unknown",
+            ],
+            length=40,
+        ),
+        S("Phone", 40, type="phone"),
+        S("Fax", 40, type="phone"),
+        S("PrimaryContact", 80),
+        P("DefaultLocaleSidKey", ["en_US"], length=40),
+        P("TimeZoneSidKey", ["GMT"], length=40),
+        P("LanguageLocaleKey", ["en_US"], length=40),
+        B("ReceivesInfoEmails"),
+        B("ReceivesAdminInfoEmails"),
+        B("PreferencesRequireOpportunityProducts"),
+        B("PreferencesTransactionSecurityPolicy"),
+        B("PreferencesTerminateOldestSession"),
+        B("PreferencesConsentManagementEnabled"),
+        B("PreferencesAutoSelectIndividualOnMerge"),
+        B("PreferencesLightningLoginEnabled"),
+        B("PreferencesOnlyLLPermUserAllowed"),
+        N("FiscalYearStartMonth", "int"),
+        B("UsesStartDateAsFiscalYearName"),
+        *(
+            P(f"Default{what}Access", access, length=40)
+            for what in (
+                "Account",
+                "Contact",
+                "Opportunity",
+                "Lead",
+                "Case",
+                "Calendar",
+                "Pricebook",
+                "Campaign",
+            )
+        ),
+        S("UiSkin", 40),
+        S("SignupCountryIsoCode", 2),
+        DT("TrialExpirationDate"),
+        N("NumKnowledgeService", "int"),
+        P("OrganizationType", ["Developer Edition", "Enterprise Edition", "Unlimited Edition"]),
+        S("NamespacePrefix", 15),
+        S("InstanceName", 5),
+        B("IsSandbox"),
+        B("IsReadOnly"),
+        P("WebToCaseDefaultOrigin", ["Web", "Phone", "Email"]),
+        N("MonthlyPageViewsUsed", "int"),
+        N("MonthlyPageViewsEntitlement", "int"),
+        S("ComplianceBccEmail", 80, type="email"),
+        S("DelegatedAuthenticationServiceUrl", 1000, type="url"),
+    ]:
+        o.add(RO(fd))
+    return o
+
+
 # (child object, reference field) -> child relationship name on the parent
 CHILD_RELATIONSHIPS = {
     ("Contact", "AccountId"): "Contacts",
@@ -695,12 +783,9 @@ class Schema:
     def __init__(self, package_dir: Path | None = None) -> None:
         self.objects: dict[str, ObjectDef] = {}
         for builder in (_lead, _contact, _account, _opportunity, _line_item, _contact_role,
-                        _product, _task, _event, _user, _push_topic):  # fmt: skip
+                        _product, _task, _event, _user, _push_topic, _organization):  # fmt: skip
             o = builder()
             self.objects[o.name] = o
-        from bridge.devorg.organization import organization_object  # (it builds on this module)
-
-        self.objects["Organization"] = organization_object()
         self.lower = {name.lower(): name for name in self.objects}
         self.by_prefix = {o.key_prefix: o.name for o in self.objects.values()}
         self.package_dir = package_dir

@@ -1,0 +1,40 @@
+"""What a handler of the local org's REST API is given and gives back.
+
+Its own module so that `rest` (the router) and `composite` (which runs subrequests through the
+router) both build on it without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None  # JSON-able; None for an empty body
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_reply(status: int, code: str, message: str) -> Reply:
+    return Reply(status, [{"message": message, "errorCode": code}])
+
+
+def not_found() -> Reply:
+    return error_reply(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def method_not_allowed(method: str, allowed: str) -> Reply:
+    return error_reply(
+        405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}"
+    )
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # after /services/data/vXX.X, e.g. "/sobjects/Lead/00Q..."
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
