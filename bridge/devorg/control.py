@@ -163,6 +163,7 @@ class Control:
 
     async def reset(self, request: web.Request) -> web.Response:
         self.state.reset()
+        self.server.seed()
         self.server.strict.reset()
         if self.server.rest is not None:
             self.server.rest.reset()

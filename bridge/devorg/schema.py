@@ -42,6 +42,9 @@ class FieldDef:
     calculated: bool = False
     name_field: bool = False
     id_lookup: bool = False
+    master_detail: bool = False  # a custom master-detail field: deleting the parent deletes it
+    child_relationship: str | None = None  # a custom lookup's relationship name on the parent
+    auto_number: str | None = None  # an auto-number Name's display format, e.g. "SITE-{0000}"
 
     @property
     def required_on_create(self) -> bool:
@@ -469,6 +472,139 @@ def _product() -> ObjectDef:
     return o
 
 
+CAMPAIGN_TYPE = [
+    "Conference", "Webinar", "Trade Show", "Public Relations", "Partners", "Referral Program",
+    "Advertisement", "Banner Ads", "Direct Mail", "Email", "Telemarketing", "Other",
+]  # fmt: skip
+CAMPAIGN_STATUS = ["Planned", "In Progress", "Completed", "Aborted"]
+STANDARD_PRICE_BOOK = "Standard Price Book"
+
+
+def _campaign() -> ObjectDef:
+    o = ObjectDef("Campaign", "Campaign", "Campaigns", "701")
+    for f in _system_fields(["User"]):
+        o.add(f)
+    for f in [
+        S("Name", 80, nillable=False, name_field=True),
+        R("ParentId", ["Campaign"], "Parent"),
+        P("Type", CAMPAIGN_TYPE),
+        P("Status", CAMPAIGN_STATUS, default="Planned"),
+        D("StartDate"),
+        D("EndDate"),
+        N("ExpectedRevenue", "currency", 18, 0),
+        N("BudgetedCost", "currency", 18, 0),
+        N("ActualCost", "currency", 18, 0),
+        N("ExpectedResponse", "percent", 10, 2),
+        N("NumberSent", "double", 18, 0),
+        B("IsActive"),
+        TA("Description"),
+        RO(N("NumberOfLeads", "int")),
+        RO(N("NumberOfConvertedLeads", "int")),
+        RO(N("NumberOfContacts", "int")),
+        RO(N("NumberOfResponses", "int")),
+        RO(N("NumberOfOpportunities", "int")),
+        RO(N("NumberOfWonOpportunities", "int")),
+        RO(N("AmountAllOpportunities", "currency", 18, 0)),
+        RO(N("AmountWonOpportunities", "currency", 18, 0)),
+        RO(D("LastActivityDate")),
+        RO(DT("LastViewedDate")),
+        RO(DT("LastReferencedDate")),
+    ]:
+        o.add(f)
+    return o
+
+
+def _campaign_member() -> ObjectDef:
+    o = ObjectDef("CampaignMember", "Campaign Member", "Campaign Members", "00v")
+    for f in _system_fields(None):
+        o.add(f)
+    for f in [
+        FieldDef("CampaignId", "reference", length=18, reference_to=["Campaign"],
+                 relationship_name="Campaign", nillable=False, updateable=False),
+        R("LeadId", ["Lead"], "Lead", updateable=False),
+        R("ContactId", ["Contact"], "Contact", updateable=False),
+        # the campaign's member statuses (CampaignMemberStatus) are the values, checked on save
+        P("Status", [], length=40),
+        RO(B("HasResponded")),
+        RO(D("FirstRespondedDate")),
+        RO(R("LeadOrContactId", ["Contact", "Lead"], None)),
+        RO(R("LeadOrContactOwnerId", ["Group", "User"], "LeadOrContactOwner")),
+        RO(S("Type", 40)),
+        RO(S("Name", 121, name_field=True)),
+        RO(S("FirstName", 40)),
+        RO(S("LastName", 80)),
+        RO(S("Title", 128)),
+        RO(S("CompanyOrAccount", 255)),
+        RO(S("Email", 80, type="email")),
+        RO(S("Phone", 40, type="phone")),
+        RO(S("MobilePhone", 40, type="phone")),
+        RO(S("City", 40)),
+        RO(S("State", 80)),
+        RO(S("Country", 80)),
+        RO(P("LeadSource", LEAD_SOURCE)),
+        RO(B("DoNotCall")),
+        RO(B("HasOptedOutOfEmail")),
+        S("Description", 255),
+    ]:  # fmt: skip
+        o.add(f)
+    return o
+
+
+def _campaign_member_status() -> ObjectDef:
+    o = ObjectDef(
+        "CampaignMemberStatus", "Campaign Member Status", "Campaign Member Statuses", "01Y"
+    )
+    for f in _system_fields(None):
+        o.add(f)
+    for f in [
+        FieldDef("CampaignId", "reference", length=18, reference_to=["Campaign"],
+                 relationship_name=None, nillable=False, updateable=False),
+        S("Label", 765, nillable=False, name_field=True),
+        N("SortOrder", "int"),
+        B("IsDefault"),
+        B("HasResponded"),
+    ]:  # fmt: skip
+        o.add(f)
+    return o
+
+
+def _pricebook() -> ObjectDef:
+    o = ObjectDef("Pricebook2", "Price Book", "Price Books", "01s")
+    for f in _system_fields(None):
+        o.add(f)
+    for f in [
+        S("Name", 255, nillable=False, name_field=True),
+        B("IsActive"),
+        RO(B("IsArchived")),
+        S("Description", 255),
+        RO(B("IsStandard")),
+        RO(DT("LastViewedDate")),
+        RO(DT("LastReferencedDate")),
+    ]:
+        o.add(f)
+    return o
+
+
+def _pricebook_entry() -> ObjectDef:
+    o = ObjectDef("PricebookEntry", "Price Book Entry", "Price Book Entries", "01u")
+    for f in _system_fields(None):
+        o.add(f)
+    for f in [
+        RO(S("Name", 255, name_field=True)),
+        FieldDef("Pricebook2Id", "reference", length=18, reference_to=["Pricebook2"],
+                 relationship_name="Pricebook2", nillable=False, updateable=False),
+        FieldDef("Product2Id", "reference", length=18, reference_to=["Product2"],
+                 relationship_name="Product2", nillable=False, updateable=False),
+        N("UnitPrice", "currency", 18, 2, nillable=False),
+        B("IsActive"),
+        B("UseStandardPrice"),
+        RO(S("ProductCode", 255)),
+        RO(B("IsArchived")),
+    ]:  # fmt: skip
+        o.add(f)
+    return o
+
+
 def _activity_common() -> list[FieldDef]:
     return [
         R("WhoId", ["Contact", "Lead"], "Who"),
@@ -685,6 +821,15 @@ CHILD_RELATIONSHIPS = {
     ("Event", "WhatId"): "Events",
     ("Account", "ParentId"): "ChildAccounts",
     ("Contact", "ReportsToId"): "ReportsTo",
+    ("CampaignMember", "CampaignId"): "CampaignMembers",
+    ("CampaignMember", "LeadId"): "CampaignMembers",
+    ("CampaignMember", "ContactId"): "CampaignMembers",
+    ("Campaign", "ParentId"): "ChildCampaigns",
+    ("Opportunity", "CampaignId"): "Opportunities",
+    ("PricebookEntry", "Pricebook2Id"): "PricebookEntries",
+    ("PricebookEntry", "Product2Id"): "PricebookEntries",
+    ("OpportunityLineItem", "PricebookEntryId"): "OpportunityLineItems",
+    ("Opportunity", "Pricebook2Id"): "Opportunities",
 }
 
 
@@ -760,13 +905,18 @@ def custom_field_from_xml(path: Path) -> FieldDef:
             **flags,
         )
     elif kind in ("Lookup", "MasterDetail"):
+        # Account__c is read as Account__r from the child; relationshipName names the child
+        # relationship on the parent (Sites -> Account.Sites__r), see Schema.load_package
         to = _text(root, "referenceTo") or ""
-        rel = _text(root, "relationshipName") or name[:-3]
         fd = FieldDef(
-            name, "reference", length=18, reference_to=[to], relationship_name=rel + "__r", **flags
-        )
+            name, "reference", length=18, reference_to=[to], relationship_name=name[:-3] + "__r",
+            **flags,
+        )  # fmt: skip
+        fd.child_relationship = (_text(root, "relationshipName") or name[:-3]) + "__r"
         if kind == "MasterDetail":
             required = True
+            fd.master_detail = True
+            fd.updateable = (_text(root, "reparentableMasterDetail") or "false") == "true"
     else:
         fd = FieldDef(name, "string", length=length or 255, **flags)
     if required:
@@ -776,6 +926,41 @@ def custom_field_from_xml(path: Path) -> FieldDef:
     return fd
 
 
+def custom_object_from_xml(path: Path, key_prefix: str) -> ObjectDef:
+    """A custom object from `<dir>/<Name>__c.object-meta.xml` (Metadata API CustomObject:
+    label, pluralLabel, nameField of type Text or AutoNumber); its fields come separately."""
+    name = path.name
+    meta = path / f"{name}.object-meta.xml"
+    root = ET.parse(meta).getroot() if meta.is_file() else ET.Element("CustomObject")  # noqa: S314
+    label = _text(root, "label") or _label(name)
+    o = ObjectDef(name, label, _text(root, "pluralLabel") or label, key_prefix, custom=True)
+    for fd in _system_fields(["Group", "User"]):
+        o.add(fd)
+    name_el = root.find(_MD + "nameField")
+    name_label = (_text(name_el, "label") if name_el is not None else None) or f"{label} Name"
+    if name_el is not None and _text(name_el, "type") == "AutoNumber":
+        fd = RO(S("Name", 80, label=name_label, name_field=True, nillable=False, defaulted=True))
+        fd.auto_number = _text(name_el, "displayFormat") or "{0}"
+    else:
+        fd = S("Name", 80, label=name_label, name_field=True, nillable=False, defaulted=True)
+    o.add(fd)
+    for extra in (RO(DT("LastViewedDate")), RO(DT("LastReferencedDate"))):
+        o.add(extra)
+    return o
+
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _base62(n: int) -> str:
+    out = ""
+    while True:
+        n, digit = divmod(n, 62)
+        out = _BASE62[digit] + out
+        if not n:
+            return out
+
+
 # ---- the schema -----------------------------------------------------------------------------
 
 
@@ -783,33 +968,68 @@ class Schema:
     def __init__(self, package_dir: Path | None = None) -> None:
         self.objects: dict[str, ObjectDef] = {}
         for builder in (_lead, _contact, _account, _opportunity, _line_item, _contact_role,
-                        _product, _task, _event, _user, _push_topic, _organization):  # fmt: skip
+                        _product, _pricebook, _pricebook_entry, _campaign, _campaign_member,
+                        _campaign_member_status, _task, _event, _user, _push_topic,
+                        _organization):  # fmt: skip
             o = builder()
             self.objects[o.name] = o
-        self.lower = {name.lower(): name for name in self.objects}
-        self.by_prefix = {o.key_prefix: o.name for o in self.objects.values()}
+        # (child object, reference field) -> child relationship name; custom lookups add theirs
+        self.child_relationships = dict(CHILD_RELATIONSHIPS)
+        self.lower: dict[str, str] = {}
+        self.by_prefix: dict[str, str] = {}
         self.package_dir = package_dir
         self.custom_field_count = 0
         if package_dir is not None:
             self.load_package(package_dir)
+        self._index()
+
+    def _index(self) -> None:
+        self.lower = {name.lower(): name for name in self.objects}
+        self.by_prefix = {o.key_prefix: o.name for o in self.objects.values()}
 
     def load_package(self, package_dir: Path) -> None:
-        """Add the custom fields of an SFDX package dir (force-app) to the objects."""
+        """Add the custom objects (`objects/X__c/X__c.object-meta.xml`) and custom fields
+        (`objects/<Object>/fields/*.field-meta.xml`) of an SFDX package dir (force-app)."""
         objects_dir = package_dir / "main" / "default" / "objects"
         if not objects_dir.is_dir():
             objects_dir = package_dir / "objects"
+        custom = sorted(p for p in objects_dir.glob("*__c") if p.is_dir())
+        for n, path in enumerate(custom, start=1):
+            try:
+                o = custom_object_from_xml(path, key_prefix="a" + _base62(n).rjust(2, "0"))
+            except ET.ParseError:
+                continue  # an unparseable file is the package helper's to report
+            self.objects[o.name] = o
         for path in sorted(objects_dir.glob("*/fields/*.field-meta.xml")):
             owner = path.parent.parent.name
             targets = ["Task", "Event"] if owner == "Activity" else [owner]
             for target in targets:
-                o = self.objects.get(target)
-                if o is None:
+                owner_def = self.objects.get(target)
+                if owner_def is None:
                     continue
                 try:
-                    o.add(custom_field_from_xml(path))
+                    fd = custom_field_from_xml(path)
                 except ET.ParseError:
-                    continue  # an unparseable file is the package helper's to report
+                    continue
+                owner_def.add(fd)
+                if fd.child_relationship:
+                    self.child_relationships[(target, fd.name)] = fd.child_relationship
                 self.custom_field_count += 1
+        for o in self.objects.values():  # an object with a master has no owner of its own
+            if o.custom and any(f.master_detail for f in o.fields.values()):
+                o.fields.pop("OwnerId", None)
+                o.lower.pop("ownerid", None)
+                o.relationships.pop("owner", None)
+        self._index()
+
+    def cascades(self) -> list[tuple[str, str, str]]:
+        """(parent, child, field) of the package's master-detail fields."""
+        return [
+            (fd.reference_to[0], o.name, fd.name)
+            for o in self.objects.values()
+            for fd in o.fields.values()
+            if fd.master_detail
+        ]
 
     def object(self, name: str) -> ObjectDef | None:
         canonical = self.lower.get(name.lower())
@@ -979,14 +1199,16 @@ def describe(schema: Schema, o: ObjectDef, version: str = API_VERSION) -> dict[s
             if fd.type == "reference" and o.name in fd.reference_to:
                 children.append(
                     {
-                        "cascadeDelete": child.name in ("Contact", "Opportunity")
-                        and fd.name == "AccountId",
+                        "cascadeDelete": (
+                            child.name in ("Contact", "Opportunity") and fd.name == "AccountId"
+                        )
+                        or fd.master_detail,
                         "childSObject": child.name,
                         "deprecatedAndHidden": False,
                         "field": fd.name,
                         "junctionIdListNames": [],
                         "junctionReferenceTo": [],
-                        "relationshipName": CHILD_RELATIONSHIPS.get((child.name, fd.name)),
+                        "relationshipName": schema.child_relationships.get((child.name, fd.name)),
                         "restrictedDelete": False,
                     }
                 )
