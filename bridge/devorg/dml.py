@@ -360,6 +360,13 @@ def _validate_body(
     return values, errors
 
 
+_DUPLICATE_USERNAME = (
+    "Duplicate Username.<br>The username already exists in this or another Salesforce "
+    "organization. Usernames must be unique across all Salesforce organizations. To resolve, use "
+    "a different username (it doesn't need to match the user's email address). "
+)
+
+
 def _check_unique(
     ctx: Ctx, o: ObjectDef, rec: dict[str, Any], changed: set[str], errors: list[dict[str, Any]]
 ) -> None:
@@ -368,7 +375,9 @@ def _check_unique(
         if fd is None or not fd.unique or rec.get(name) is None:
             continue
         others = [i for i in find_by_field(ctx.server, o, fd, rec[name]) if i != rec["Id"]]
-        if others:
+        if others and o.name == "User" and name == "Username":
+            errors.append(sf_error("DUPLICATE_USERNAME", _DUPLICATE_USERNAME, ["Username"]))
+        elif others:
             errors.append(
                 sf_error(
                     "DUPLICATE_VALUE",
@@ -762,6 +771,7 @@ def update(ctx: Ctx, sobject: str, record_id: str, body: dict[str, Any]) -> str:
     if strict is not None and isinstance(body, dict):
         strict.check_write(ctx, o, body, creating=False)
     values, errors = _validate_body(ctx, o, body, creating=False)
+    sales.drop_ignored(o, old, values)
     if o.name == "Lead" and old.get("IsConverted"):
         raise DmlError.one("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
     rec = dict(old)

@@ -80,9 +80,13 @@ def derive(
             rec["UnitPrice"] = standard.get("UnitPrice")
     elif o.name == "OpportunityLineItem" and old is None:
         _derive_line_item(state, rec)
-    elif o.name == "Opportunity" and old is not None and old.get("HasOpportunityLineItem"):
-        # "The API ignores any attempt to update this field on an opportunity with line items"
-        rec["Amount"] = old.get("Amount")
+
+
+def drop_ignored(o: ObjectDef, old: dict[str, Any], values: dict[str, Any]) -> None:
+    """Drop what an update may send but Salesforce ignores: an opportunity's Amount once it has
+    line items ("The API ignores any attempt to update this field")."""
+    if o.name == "Opportunity" and old.get("HasOpportunityLineItem"):
+        values.pop("Amount", None)
 
 
 def _derive_member(state: DevOrgState, rec: dict[str, Any], old: dict[str, Any] | None) -> None:
