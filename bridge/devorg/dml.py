@@ -834,6 +834,11 @@ def _delete_one(ctx: Ctx, o: ObjectDef, rec: dict[str, Any]) -> None:
             for child_rec in list(state.records(child)):
                 if child_rec.get(field_name) == rec["Id"]:
                     _delete_one(ctx, child_o, child_rec)
+    for child, field_name in ctx.server.schema.cleared_lookups(o.name):
+        child_o = ctx.server.schema.objects[child]
+        for child_rec in list(state.records(child)):
+            if child_rec.get(field_name) == rec["Id"]:  # a custom lookup's default: clear it
+                automated_update(ctx, child_o, child_rec["Id"], {field_name: None})
     gone = dict(rec)
     gone["IsDeleted"] = True
     gone["SystemModstamp"] = _stamp(ctx)

@@ -1022,6 +1022,16 @@ class Schema:
                 o.relationships.pop("owner", None)
         self._index()
 
+    def cleared_lookups(self, parent: str) -> list[tuple[str, str]]:
+        """(child, field) of the package's lookups to ``parent``: deleting a parent clears them
+        (the default delete constraint, "Clear the value of this field")."""
+        return [
+            (o.name, fd.name)
+            for o in self.objects.values()
+            for fd in o.fields.values()
+            if fd.child_relationship and not fd.master_detail and fd.reference_to == [parent]
+        ]
+
     def cascades(self) -> list[tuple[str, str, str]]:
         """(parent, child, field) of the package's master-detail fields."""
         return [

@@ -142,6 +142,12 @@ def test_crud_and_soql_with_lookups_both_ways(org: DevOrg) -> None:
         sf.Site__c.update(first, {"Client_Organization__c": unnamed})
     assert caught.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
 
+    sf.Account.delete(sf.Account.create({"Name": "Gone"})["id"])
+    other = sf.Account.create({"Name": "Moved"})["id"]
+    sf.Site__c.update(second, {"Account__c": other})
+    sf.Account.delete(other)  # a lookup is cleared when its parent is deleted
+    assert sf.Site__c.get(second)["Account__c"] is None
+
     sf.Client_Organization__c.delete(client)  # master-detail: its sites go with it
     assert sf.query("SELECT COUNT() FROM Site__c")["totalSize"] == 0
     deleted = sf.query("SELECT Id FROM Site__c WHERE IsDeleted = true", include_deleted=True)
