@@ -981,6 +981,17 @@ _LEAD_TO_ACCOUNT = {
 }  # fmt: skip
 
 
+def _merge_into(ctx: Ctx, sobject: str, record_id: str, values: dict[str, Any]) -> str:
+    """Convert into an existing record: "only empty fields in the target object are
+    overwritten—existing data (including IDs) aren't overwritten" (SOAP API, convertLead())."""
+    o = ctx.server.schema.objects[sobject]
+    target = load_for_write(ctx, o, record_id)
+    empty = {k: v for k, v in values.items() if target.get(k) in (None, "")}
+    if empty:
+        update(ctx, sobject, target["Id"], empty)
+    return str(target["Id"])
+
+
 def convert_lead(
     server: DevOrgServer, body: dict[str, Any], user: User | None = None
 ) -> dict[str, Any]:
@@ -1014,29 +1025,21 @@ def convert_lead(
     # the lead being converted is not a duplicate of the contact made from it
     excluding = strict.excluding({lead["Id"]}) if strict is not None else nullcontext()
     with excluding, state.transaction():
+        account_body = {a: lead[f] for f, a in _LEAD_TO_ACCOUNT.items() if lead.get(f) is not None}
         account_id = body.get("account_id")
         if account_id:
-            account_id = load_for_write(ctx, server.schema.objects["Account"], str(account_id))[
-                "Id"
-            ]
+            account_id = _merge_into(ctx, "Account", str(account_id), account_body)
         else:
-            account_body = {
-                a: lead[f] for f, a in _LEAD_TO_ACCOUNT.items() if lead.get(f) is not None
-            }
             account_id = create(ctx, "Account", {**account_body, **owner})
+        contact_body = {c: lead[f] for f, c in _LEAD_TO_CONTACT.items() if lead.get(f) is not None}
+        # Custom fields map to same-named Contact fields (the package's lead field mapping).
+        for name in custom_contact:
+            if lead.get(name) is not None and lead_o.fields.get(name) is not None:
+                contact_body[name] = lead[name]
         contact_id = body.get("contact_id")
         if contact_id:
-            contact_id = load_for_write(ctx, server.schema.objects["Contact"], str(contact_id))[
-                "Id"
-            ]
+            contact_id = _merge_into(ctx, "Contact", str(contact_id), contact_body)
         else:
-            contact_body = {
-                c: lead[f] for f, c in _LEAD_TO_CONTACT.items() if lead.get(f) is not None
-            }
-            # Custom fields map to same-named Contact fields (the package's lead field mapping).
-            for name in custom_contact:
-                if lead.get(name) is not None and lead_o.fields.get(name) is not None:
-                    contact_body[name] = lead[name]
             contact_body["AccountId"] = account_id
             contact_id = create(ctx, "Contact", {**contact_body, **owner})
         opportunity_id = None

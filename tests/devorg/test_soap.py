@@ -71,8 +71,11 @@ def test_convert_lead_through_soap(clean_devorg: DevOrg) -> None:
         {"FirstName": "Ada", "LastName": "Lovelace", "Company": "Engines", "Email": "ada@e.test",
          "Phone": "+1 555 0100", "City": "London"}
     )["id"]  # fmt: skip
-    second = sf.Lead.create({"LastName": "Babbage", "Company": "Engines"})["id"]
-    account = sf.Account.create({"Name": "Engines Ltd"})["id"]
+    second = sf.Lead.create(
+        {"LastName": "Babbage", "Company": "Engines", "Phone": "+44 20 1111", "City": "London",
+         "Industry": "Machinery"}
+    )["id"]  # fmt: skip
+    account = sf.Account.create({"Name": "Engines Ltd", "Phone": "+44 20 0000"})["id"]
     sales = clean_devorg.user("sales")["id"]
 
     status, root = post(
@@ -111,6 +114,10 @@ def test_convert_lead_through_soap(clean_devorg: DevOrg) -> None:
         "true", account, None
     )  # fmt: skip
     assert sf.Contact.get(merged["contactId"])["AccountId"] == account
+    # converting into an existing account fills only its empty fields
+    existing = sf.Account.get(account)
+    assert (existing["Name"], existing["Phone"]) == ("Engines Ltd", "+44 20 0000")
+    assert (existing["BillingCity"], existing["Industry"]) == ("London", "Machinery")
 
     assert again["success"] == "false"
     assert again["errors"][0]["statusCode"] == "INVALID_STATUS"
