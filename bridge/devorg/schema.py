@@ -1,16 +1,13 @@
 """Object definitions of the local org and their describe results.
 
 Standard objects carry their real API names, types, lengths, picklist values and flags (from
-the Salesforce Object Reference); custom fields come from the package's
-`objects/<Object>/fields/*.field-meta.xml` (an Activity field applies to Task and Event, as in
-a real org).
+the Salesforce Object Reference); custom objects and fields are added by `metadata`, from the
+package or deployed through the control API.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # noqa: S405 - parses the project's own metadata files
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bridge.devorg.state import API_VERSION
@@ -71,7 +68,7 @@ class ObjectDef:
 
     def add(self, fd: FieldDef) -> None:
         if not fd.label:
-            fd.label = _label(fd.name)
+            fd.label = default_label(fd.name)
         self.fields[fd.name] = fd
         self.lower[fd.name.lower()] = fd.name
         if fd.relationship_name:
@@ -82,7 +79,7 @@ class ObjectDef:
         return self.fields[canonical] if canonical else None
 
 
-def _label(name: str) -> str:
+def default_label(name: str) -> str:
     base = name[:-3] if name.endswith("__c") else name
     if base.endswith("Id") and len(base) > 2:
         base = base[:-2] + " ID"
@@ -833,122 +830,6 @@ CHILD_RELATIONSHIPS = {
 }
 
 
-# ---- custom fields from the package ---------------------------------------------------------
-
-_MD = "{http://soap.sforce.com/2006/04/metadata}"
-
-
-def _text(el: ET.Element, tag: str) -> str | None:
-    child = el.find(_MD + tag)
-    return child.text.strip() if child is not None and child.text else None
-
-
-def custom_field_from_xml(path: Path) -> FieldDef:
-    root = ET.parse(path).getroot()  # noqa: S314 - the project's own metadata
-    name = _text(root, "fullName") or path.name.split(".")[0]
-    kind = _text(root, "type") or "Text"
-    length = int(_text(root, "length") or 0)
-    precision = int(_text(root, "precision") or 0)
-    scale = int(_text(root, "scale") or 0)
-    flags: dict[str, Any] = {
-        "label": _text(root, "label") or _label(name),
-        "custom": True,
-        "external_id": (_text(root, "externalId") or "false") == "true",
-        "unique": (_text(root, "unique") or "false") == "true",
-        "case_sensitive": (_text(root, "caseSensitive") or "false") == "true",
-    }
-    required = (_text(root, "required") or "false") == "true"
-    if root.find(_MD + "formula") is not None:
-        flags["calculated"] = True
-    fd: FieldDef
-    if kind == "Text":
-        fd = FieldDef(name, "string", length=length or 255, **flags)
-    elif kind in ("TextArea",):
-        fd = FieldDef(name, "textarea", length=255, **flags)
-    elif kind in ("LongTextArea", "Html"):
-        fd = FieldDef(name, "textarea", length=length or 32768, **flags)
-    elif kind == "Email":
-        fd = FieldDef(name, "email", length=80, **flags)
-    elif kind == "Phone":
-        fd = FieldDef(name, "phone", length=40, **flags)
-    elif kind == "Url":
-        fd = FieldDef(name, "url", length=255, **flags)
-    elif kind == "Checkbox":
-        default = (_text(root, "defaultValue") or "false").lower() == "true"
-        fd = FieldDef(
-            name, "boolean", nillable=False, defaulted=True, default_value=default, **flags
-        )
-        required = False
-    elif kind in ("Number", "Currency", "Percent"):
-        t = {"Number": "double", "Currency": "currency", "Percent": "percent"}[kind]
-        fd = FieldDef(name, t, precision=precision or 18, scale=scale, **flags)
-    elif kind == "Date":
-        fd = FieldDef(name, "date", **flags)
-    elif kind == "DateTime":
-        fd = FieldDef(name, "datetime", **flags)
-    elif kind in ("Picklist", "MultiselectPicklist"):
-        values: list[str] = []
-        restricted = False
-        vs = root.find(_MD + "valueSet")
-        if vs is not None:
-            restricted = (_text(vs, "restricted") or "false") == "true"
-            for v in vs.iter(_MD + "value"):
-                full = _text(v, "fullName")
-                if full:
-                    values.append(full)
-        fd = FieldDef(
-            name,
-            "picklist" if kind == "Picklist" else "multipicklist",
-            length=255 if kind == "Picklist" else 4099,
-            picklist=values,
-            restricted=restricted,
-            **flags,
-        )
-    elif kind in ("Lookup", "MasterDetail"):
-        # Account__c is read as Account__r from the child; relationshipName names the child
-        # relationship on the parent (Sites -> Account.Sites__r), see Schema.load_package
-        to = _text(root, "referenceTo") or ""
-        fd = FieldDef(
-            name, "reference", length=18, reference_to=[to], relationship_name=name[:-3] + "__r",
-            **flags,
-        )  # fmt: skip
-        fd.child_relationship = (_text(root, "relationshipName") or name[:-3]) + "__r"
-        if kind == "MasterDetail":
-            required = True
-            fd.master_detail = True
-            fd.updateable = (_text(root, "reparentableMasterDetail") or "false") == "true"
-    else:
-        fd = FieldDef(name, "string", length=length or 255, **flags)
-    if required:
-        fd.nillable = False
-    if flags.get("calculated"):
-        fd.createable = fd.updateable = False
-    return fd
-
-
-def custom_object_from_xml(path: Path, key_prefix: str) -> ObjectDef:
-    """A custom object from `<dir>/<Name>__c.object-meta.xml` (Metadata API CustomObject:
-    label, pluralLabel, nameField of type Text or AutoNumber); its fields come separately."""
-    name = path.name
-    meta = path / f"{name}.object-meta.xml"
-    root = ET.parse(meta).getroot() if meta.is_file() else ET.Element("CustomObject")  # noqa: S314
-    label = _text(root, "label") or _label(name)
-    o = ObjectDef(name, label, _text(root, "pluralLabel") or label, key_prefix, custom=True)
-    for fd in _system_fields(["Group", "User"]):
-        o.add(fd)
-    name_el = root.find(_MD + "nameField")
-    name_label = (_text(name_el, "label") if name_el is not None else None) or f"{label} Name"
-    if name_el is not None and _text(name_el, "type") == "AutoNumber":
-        fd = RO(S("Name", 80, label=name_label, name_field=True, nillable=False, defaulted=True))
-        fd.auto_number = _text(name_el, "displayFormat") or "{0}"
-    else:
-        fd = S("Name", 80, label=name_label, name_field=True, nillable=False, defaulted=True)
-    o.add(fd)
-    for extra in (RO(DT("LastViewedDate")), RO(DT("LastReferencedDate"))):
-        o.add(extra)
-    return o
-
-
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -965,7 +846,10 @@ def _base62(n: int) -> str:
 
 
 class Schema:
-    def __init__(self, package_dir: Path | None = None) -> None:
+    """The objects of the org: the standard ones, plus custom objects and fields added by
+    `metadata` (from the package or deployed through the control API)."""
+
+    def __init__(self) -> None:
         self.objects: dict[str, ObjectDef] = {}
         for builder in (_lead, _contact, _account, _opportunity, _line_item, _contact_role,
                         _product, _pricebook, _pricebook_entry, _campaign, _campaign_member,
@@ -977,50 +861,49 @@ class Schema:
         self.child_relationships = dict(CHILD_RELATIONSHIPS)
         self.lower: dict[str, str] = {}
         self.by_prefix: dict[str, str] = {}
-        self.package_dir = package_dir
         self.custom_field_count = 0
-        if package_dir is not None:
-            self.load_package(package_dir)
         self._index()
 
     def _index(self) -> None:
         self.lower = {name.lower(): name for name in self.objects}
         self.by_prefix = {o.key_prefix: o.name for o in self.objects.values()}
 
-    def load_package(self, package_dir: Path) -> None:
-        """Add the custom objects (`objects/X__c/X__c.object-meta.xml`) and custom fields
-        (`objects/<Object>/fields/*.field-meta.xml`) of an SFDX package dir (force-app)."""
-        objects_dir = package_dir / "main" / "default" / "objects"
-        if not objects_dir.is_dir():
-            objects_dir = package_dir / "objects"
-        custom = sorted(p for p in objects_dir.glob("*__c") if p.is_dir())
-        for n, path in enumerate(custom, start=1):
-            try:
-                o = custom_object_from_xml(path, key_prefix="a" + _base62(n).rjust(2, "0"))
-            except ET.ParseError:
-                continue  # an unparseable file is the package helper's to report
-            self.objects[o.name] = o
-        for path in sorted(objects_dir.glob("*/fields/*.field-meta.xml")):
-            owner = path.parent.parent.name
-            targets = ["Task", "Event"] if owner == "Activity" else [owner]
-            for target in targets:
-                owner_def = self.objects.get(target)
-                if owner_def is None:
-                    continue
-                try:
-                    fd = custom_field_from_xml(path)
-                except ET.ParseError:
-                    continue
-                owner_def.add(fd)
-                if fd.child_relationship:
-                    self.child_relationships[(target, fd.name)] = fd.child_relationship
-                self.custom_field_count += 1
-        for o in self.objects.values():  # an object with a master has no owner of its own
-            if o.custom and any(f.master_detail for f in o.fields.values()):
-                o.fields.pop("OwnerId", None)
-                o.lower.pop("ownerid", None)
-                o.relationships.pop("owner", None)
+    def add_object(self, o: ObjectDef) -> None:
+        """Add (or replace, keeping its key prefix and custom fields) a custom object."""
+        old = self.objects.get(o.name)
+        if old is not None:
+            o.key_prefix = old.key_prefix
+            for fd in old.fields.values():
+                if fd.custom and fd.name not in o.fields:
+                    o.add(fd)
+        self.objects[o.name] = o
+        self._owned_through_master(o)
         self._index()
+
+    def add_field(self, sobject: str, fd: FieldDef) -> None:
+        o = self.objects[sobject]
+        o.add(fd)
+        if fd.child_relationship:
+            self.child_relationships[(o.name, fd.name)] = fd.child_relationship
+        self.custom_field_count += 1
+        self._owned_through_master(o)
+
+    def next_custom_prefix(self, taken: set[str] | None = None) -> str:
+        """The next free custom object key prefix (a01, a02, ...), not in ``taken`` either."""
+        n = 1
+        while (prefix := "a" + _base62(n).rjust(2, "0")) in self.by_prefix or prefix in (
+            taken or set()
+        ):
+            n += 1
+        return prefix
+
+    @staticmethod
+    def _owned_through_master(o: ObjectDef) -> None:
+        """An object with a master-detail field has no owner of its own."""
+        if o.custom and any(f.master_detail for f in o.fields.values()):
+            o.fields.pop("OwnerId", None)
+            o.lower.pop("ownerid", None)
+            o.relationships.pop("owner", None)
 
     def cleared_lookups(self, parent: str) -> list[tuple[str, str]]:
         """(child, field) of the package's lookups to ``parent``: deleting a parent clears them

@@ -175,3 +175,84 @@ def test_a_custom_user_lookup_on_account(org: DevOrg) -> None:
         f for f in sf.Account.describe()["fields"] if f["name"] == "Sales_Owner__c"
     )
     assert (field["referenceTo"], field["custom"]) == (["User"], True)
+
+
+def test_deploying_objects_and_fields_through_the_control_api(org: DevOrg) -> None:
+    body = {
+        "objects": [
+            {
+                "fullName": "Location__c",
+                "label": "Location",
+                "pluralLabel": "Locations",
+                "nameField": {"label": "Location Name", "type": "Text"},
+                "fields": [
+                    {"fullName": "Account__c", "type": "Lookup", "referenceTo": "Account",
+                     "relationshipName": "Locations"},
+                    {"fullName": "Site__c", "type": "Lookup", "referenceTo": "Site__c",
+                     "relationshipName": "Locations"},
+                    {"fullName": "Seats__c", "type": "Number", "precision": 5, "scale": 0},
+                ],
+            }
+        ],
+        "fields": {
+            "Lead": [
+                {"fullName": "Sales_Phase__c", "type": "Picklist",
+                 "valueSet": {"restricted": True, "values": ["ColdCallCold", "Customer"]}}
+            ]
+        },
+    }  # fmt: skip
+    deployed = org.control("metadata", body)["deployed"]
+    assert deployed == [
+        "Location__c", "Location__c.Account__c", "Location__c.Site__c", "Location__c.Seats__c",
+        "Lead.Sales_Phase__c",
+    ]  # fmt: skip
+    sf = org.sf("integration")
+    described = sf.Location__c.describe()
+    assert described["custom"] is True
+    assert described["keyPrefix"] not in (sf.Site__c.describe()["keyPrefix"], "a01")
+    phase = next(f for f in sf.Lead.describe()["fields"] if f["name"] == "Sales_Phase__c")
+    assert [v["value"] for v in phase["picklistValues"]] == ["ColdCallCold", "Customer"]
+
+    account = sf.Account.create({"Name": "Acme"})["id"]
+    location = sf.Location__c.create({"Name": "HQ", "Account__c": account, "Seats__c": 40})["id"]
+    rows = sf.query(
+        "SELECT Name, (SELECT Name, Seats__c FROM Locations__r) FROM Account "
+        f"WHERE Id = '{account}'"
+    )["records"]
+    assert [(r["Name"], r["Seats__c"]) for r in rows[0]["Locations__r"]["records"]] == [
+        ("HQ", 40.0)
+    ]
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.Lead.create({"LastName": "L", "Company": "C", "Sales_Phase__c": "Resting"})
+    assert caught.value.content[0]["errorCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+
+    org.control("reset")  # records go, deployed metadata stays (as in a real org)
+    org.restart()
+    sf = org.sf("integration")
+    assert sf.query("SELECT COUNT() FROM Location__c")["totalSize"] == 0  # HQ went
+    assert location not in {r["Id"] for r in sf.query("SELECT Id FROM Location__c")["records"]}
+    assert {"Location__c", "Site__c"} <= set(org.control("metadata", method="GET")["objects"])
+    assert sf.Location__c.create({"Name": "Again"})["success"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"objects": [{"fullName": "Location"}]}, "is not a custom object name"),
+        ({"objects": [{"fullName": "Bad__c", "fields": [{"fullName": "X__c", "type": "Blob"}]}]},
+         "type 'Blob' is not one of"),
+        ({"fields": {"Lead": [{"fullName": "P__c", "type": "Picklist"}]}}, "needs valueSet"),
+        ({"fields": {"Lead": [{"fullName": "R__c", "type": "Lookup", "referenceTo": "Nope__c"}]}},
+         "referenceTo 'Nope__c' is no object"),
+        ({"fields": {"Nope__c": [{"fullName": "A__c"}]}}, "no object 'Nope__c'"),
+        ({"fields": {"Lead": [{"fullName": "N__c", "type": "Number", "precision": "x"}]}},
+         "precision must be a number"),
+        ({"things": []}, "the body must be"),
+    ],
+)  # fmt: skip
+def test_a_bad_deployment_is_refused_whole(org: DevOrg, body: Any, message: str) -> None:
+    before = org.control("metadata", method="GET")
+    r = org.session().post(f"{org.base_url}/__devorg__/metadata", json=body, timeout=10)
+    assert r.status_code == 400
+    assert message in r.json()["error"]
+    assert org.control("metadata", method="GET") == before
