@@ -156,6 +156,7 @@ def test_jsforce_faye_streaming_with_replay(streaming_org: DevOrg, node: str) ->
         channel="/topic/NodeLeads",
         retained=2,
         liveEmail="live@x.com",
+        expireUrl=f"{streaming_org.base_url}/__devorg__/expire-tokens",
     )
     everything = out["all"]
     assert [(e["type"], e["email"]) for e in everything] == [
@@ -171,6 +172,11 @@ def test_jsforce_faye_streaming_with_replay(streaming_org: DevOrg, node: str) ->
     assert fresh["replayId"] > ids[-1]
     stats = streaming_org.control("stats", method="GET")["events_delivered"]["by_channel"]
     assert stats["/topic/NodeLeads"] >= 3 + 2 + 1
+    # an ended session reaches jsforce's AuthFailure extension as Salesforce sends it
+    failure = out["authFailure"]
+    assert failure["channel"] == "/meta/connect"
+    assert failure["error"] == "401::Authentication invalid"
+    assert failure["advice"]["reconnect"] == "none"
 
 
 def test_cometd_reference_client_replays_and_handshakes_again(

@@ -1,7 +1,7 @@
 // jsforce 3's Faye streaming client with its replay extension against the local org, as the
 // jsforce docs show it (Streaming#createClient with StreamingExtension.Replay and AuthFailure).
-// Reads {instanceUrl, accessToken, version, channel, liveEmail} as JSON from argv[2]; prints one
-// JSON object. The org's CA comes from NODE_EXTRA_CA_CERTS.
+// Reads {instanceUrl, accessToken, version, channel, retained, liveEmail, expireUrl} as JSON from
+// argv[2]; prints one JSON object. The org's CA comes from NODE_EXTRA_CA_CERTS.
 const jsforce = require('jsforce');
 const { StreamingExtension } = require('jsforce/api/streaming');
 
@@ -68,6 +68,23 @@ async function main() {
     conn.sobject('Lead').update({ Id: all[all.length - 1].sobject.Id, Email: `new-${input.liveEmail}` }),
   );
   out.fresh = summary(fresh);
+  // the session ends while subscribed: the server answers 401::Authentication invalid with
+  // advice reconnect "none", which jsforce's AuthFailure extension hands to its callback
+  out.authFailure = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no authentication failure reported')), TIMEOUT_MS);
+    const client = conn.streaming.createClient([
+      new StreamingExtension.AuthFailure((message) => {
+        clearTimeout(timer);
+        client.disconnect();
+        resolve({ channel: message.channel, error: message.error, advice: message.advice });
+      }),
+    ]);
+    client.subscribe(input.channel, () => {}).then(() => fetch(input.expireUrl, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user: 'sales' }),
+    })).catch(reject);
+  });
   process.stdout.write(JSON.stringify(out));
 }
 
