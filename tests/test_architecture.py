@@ -290,3 +290,22 @@ def test_capture_does_not_reach_up_into_the_jobs_or_processes(graph: Graph) -> N
             continue
         wrong = [graph.where(module, t) for t in targets if t in above]
         assert not wrong, f"{module} reaches up: {wrong}"
+
+
+# ---- the tests -------------------------------------------------------------------------------
+
+
+def test_the_tests_mirror_the_package() -> None:
+    """Tests of `bridge/<package>/` live in `tests/<package>/`, not at the top."""
+    tests = ROOT / "tests"
+    packages = {p.parent.name for p in (ROOT / "bridge").glob("*/__init__.py")}
+    misplaced = [
+        f.name
+        for f in tests.glob("test_*.py")
+        for package in packages | {"sf", "inbound"}
+        if f.stem.startswith(f"test_{package}_")
+    ]
+    assert not misplaced, f"move these under tests/<package>/: {misplaced}"
+    for folder in tests.iterdir():
+        if folder.is_dir() and any(folder.glob("test_*.py")):
+            assert (folder / "__init__.py").exists(), f"{folder.name} needs an __init__.py"
