@@ -17,7 +17,7 @@ import pytest
 
 from bridge.devorg.testing import DevOrg
 from bridge.redis_embedded import EmbeddedRedis
-from tests.inbound.harness import Bridge, Writer, wait_until
+from tests.harness import Bridge, Writer, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -547,7 +547,7 @@ def test_every_reason_code_has_words() -> None:
     from bridge.receiver.decision import REASONS, explain
 
     source = "".join(
-        (Path(__file__).parents[1] / "bridge" / "receiver" / f"{m}.py").read_text()
+        (Path(__file__).parents[2] / "bridge" / "receiver" / f"{m}.py").read_text()
         for m in ("decision", "rules", "service")
     )
     import re
