@@ -316,3 +316,38 @@ def test_line_items_come_from_the_opportunitys_price_book(clean_devorg: DevOrg) 
     assert [(i["Quantity"], i["PricebookEntry"]["Product2"]["Name"]) for i in items] == [
         (1.0, "Widget"), (3.0, "Widget")
     ]  # fmt: skip
+
+
+def test_members_and_line_items_in_batches(clean_devorg: DevOrg) -> None:
+    """The bridge batches: one sObject Collections call adds a campaign's new members (a repeat
+    fails alone) and one adds an opportunity's line items by product."""
+    sf = clean_devorg.sf("integration")
+    campaign = sf.Campaign.create({"Name": "Batch", "IsActive": True})["id"]
+    leads = [sf.Lead.create({"LastName": f"L{i}", "Company": "Co"})["id"] for i in range(3)]
+    members = [{"attributes": {"type": "CampaignMember"}, "CampaignId": campaign, "LeadId": lead}
+               for lead in [*leads, leads[0]]]  # fmt: skip
+    results = sf.restful("composite/sobjects", method="POST", json={"records": members})
+    assert [r["success"] for r in results] == [True, True, True, False]
+    assert results[3]["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
+    assert sf.Campaign.get(campaign)["NumberOfLeads"] == 3
+
+    standard = _standard_book(sf)
+    products = [sf.Product2.create({"Name": f"P{i}", "ProductCode": f"P-{i}"})["id"]
+                for i in range(3)]  # fmt: skip
+    entries = [{"attributes": {"type": "PricebookEntry"}, "Pricebook2Id": standard,
+                "Product2Id": p, "UnitPrice": 5 * (i + 1), "IsActive": True}
+               for i, p in enumerate(products)]  # fmt: skip
+    assert all(r["success"] for r in sf.restful(
+        "composite/sobjects", method="POST", json={"records": entries}))  # fmt: skip
+    opp = sf.Opportunity.create(
+        {"Name": "Batch sale", "StageName": "Qualification", "CloseDate": "2026-12-31"}
+    )["id"]
+    items = [{"attributes": {"type": "OpportunityLineItem"}, "OpportunityId": opp,
+              "Product2Id": p, "Quantity": 2, "UnitPrice": 5 * (i + 1)}
+             for i, p in enumerate(products)]  # fmt: skip
+    results = sf.restful(
+        "composite/sobjects", method="POST", json={"allOrNone": True, "records": items}
+    )
+    assert all(r["success"] for r in results)
+    deal = sf.Opportunity.get(opp)
+    assert (deal["Amount"], deal["Pricebook2Id"]) == (60.0, standard)
