@@ -24,8 +24,8 @@ from bridge.devorg.schema import (
     ObjectDef,
     S,
     Schema,
-    _system_fields,
     default_label,
+    system_fields,
 )
 
 _MD = "{http://soap.sforce.com/2006/04/metadata}"
@@ -161,7 +161,7 @@ def custom_object(props: Mapping[str, Any], key_prefix: str) -> ObjectDef:
         raise MetadataError(f"fullName {name!r} is not a custom object name (Name__c)")
     label = str(props.get("label") or default_label(name))
     o = ObjectDef(name, label, str(props.get("pluralLabel") or label), key_prefix, custom=True)
-    for fd in _system_fields(["Group", "User"]):
+    for fd in system_fields(["Group", "User"]):
         o.add(fd)
     name_props = props.get("nameField") or {}
     name_label = str(name_props.get("label") or f"{label} Name")

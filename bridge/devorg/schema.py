@@ -149,7 +149,7 @@ def RO(fd: FieldDef) -> FieldDef:  # noqa: N802 - read-only (system-maintained o
     return fd
 
 
-def _system_fields(owner: list[str] | None) -> list[FieldDef]:
+def system_fields(owner: list[str] | None) -> list[FieldDef]:
     fields = [
         RO(FieldDef("Id", "id", length=18, nillable=False, defaulted=True, id_lookup=True)),
         RO(B("IsDeleted")),
@@ -217,7 +217,7 @@ OCR_ROLE = [
 
 def _lead() -> ObjectDef:
     o = ObjectDef("Lead", "Lead", "Leads", "00Q")
-    for f in _system_fields(["Group", "User"]):
+    for f in system_fields(["Group", "User"]):
         o.add(f)
     for f in [
         RO(R("MasterRecordId", ["Lead"], "MasterRecord")),
@@ -274,7 +274,7 @@ def _lead() -> ObjectDef:
 
 def _contact() -> ObjectDef:
     o = ObjectDef("Contact", "Contact", "Contacts", "003")
-    for f in _system_fields(["User"]):
+    for f in system_fields(["User"]):
         o.add(f)
     for f in [
         RO(R("MasterRecordId", ["Contact"], "MasterRecord")),
@@ -322,7 +322,7 @@ def _contact() -> ObjectDef:
 
 def _account() -> ObjectDef:
     o = ObjectDef("Account", "Account", "Accounts", "001")
-    for f in _system_fields(["User"]):
+    for f in system_fields(["User"]):
         o.add(f)
     for f in [
         RO(R("MasterRecordId", ["Account"], "MasterRecord")),
@@ -364,7 +364,7 @@ def _account() -> ObjectDef:
 
 def _opportunity() -> ObjectDef:
     o = ObjectDef("Opportunity", "Opportunity", "Opportunities", "006")
-    for f in _system_fields(["User"]):
+    for f in system_fields(["User"]):
         o.add(f)
     for f in [
         R("AccountId", ["Account"], "Account"),
@@ -410,7 +410,7 @@ def _opportunity() -> ObjectDef:
 
 def _line_item() -> ObjectDef:
     o = ObjectDef("OpportunityLineItem", "Opportunity Product", "Opportunity Product", "00k")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         FieldDef("OpportunityId", "reference", length=18, reference_to=["Opportunity"],
@@ -435,7 +435,7 @@ def _line_item() -> ObjectDef:
 
 def _contact_role() -> ObjectDef:
     o = ObjectDef("OpportunityContactRole", "Contact Role", "Contact Roles", "00K")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         FieldDef("OpportunityId", "reference", length=18, reference_to=["Opportunity"],
@@ -450,7 +450,7 @@ def _contact_role() -> ObjectDef:
 
 def _product() -> ObjectDef:
     o = ObjectDef("Product2", "Product", "Products", "01t")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         S("Name", 255, nillable=False, name_field=True),
@@ -479,7 +479,7 @@ STANDARD_PRICE_BOOK = "Standard Price Book"
 
 def _campaign() -> ObjectDef:
     o = ObjectDef("Campaign", "Campaign", "Campaigns", "701")
-    for f in _system_fields(["User"]):
+    for f in system_fields(["User"]):
         o.add(f)
     for f in [
         S("Name", 80, nillable=False, name_field=True),
@@ -513,7 +513,7 @@ def _campaign() -> ObjectDef:
 
 def _campaign_member() -> ObjectDef:
     o = ObjectDef("CampaignMember", "Campaign Member", "Campaign Members", "00v")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         FieldDef("CampaignId", "reference", length=18, reference_to=["Campaign"],
@@ -551,7 +551,7 @@ def _campaign_member_status() -> ObjectDef:
     o = ObjectDef(
         "CampaignMemberStatus", "Campaign Member Status", "Campaign Member Statuses", "01Y"
     )
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         FieldDef("CampaignId", "reference", length=18, reference_to=["Campaign"],
@@ -567,7 +567,7 @@ def _campaign_member_status() -> ObjectDef:
 
 def _pricebook() -> ObjectDef:
     o = ObjectDef("Pricebook2", "Price Book", "Price Books", "01s")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         S("Name", 255, nillable=False, name_field=True),
@@ -584,7 +584,7 @@ def _pricebook() -> ObjectDef:
 
 def _pricebook_entry() -> ObjectDef:
     o = ObjectDef("PricebookEntry", "Price Book Entry", "Price Book Entries", "01u")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         RO(S("Name", 255, name_field=True)),
@@ -619,7 +619,7 @@ def _activity_common() -> list[FieldDef]:
 
 def _task() -> ObjectDef:
     o = ObjectDef("Task", "Task", "Tasks", "00T")
-    for f in _system_fields(["User", "Group"]):
+    for f in system_fields(["User", "Group"]):
         o.add(f)
     for f in _activity_common() + [
         P("Status", TASK_STATUS, default="Not Started", nillable=False, restricted=True, length=40),
@@ -643,7 +643,7 @@ def _task() -> ObjectDef:
 
 def _event() -> ObjectDef:
     o = ObjectDef("Event", "Event", "Events", "00U")
-    for f in _system_fields(["User", "Calendar"]):
+    for f in system_fields(["User", "Calendar"]):
         o.add(f)
     for f in _activity_common() + [
         S("Location", 255),
@@ -665,7 +665,7 @@ def _event() -> ObjectDef:
 
 def _user() -> ObjectDef:
     o = ObjectDef("User", "User", "Users", "005", deletable=False)
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         S("Username", 80, nillable=False, unique=True, id_lookup=True),
@@ -695,7 +695,7 @@ def _user() -> ObjectDef:
 
 def _push_topic() -> ObjectDef:
     o = ObjectDef("PushTopic", "Push Topic", "Push Topics", "0IF")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         S("Name", 25, nillable=False, name_field=True),
@@ -724,7 +724,7 @@ def _organization() -> ObjectDef:
         "Organization", "Organization", "Organizations", "00D", createable=False, updateable=False,
         deletable=False,
     )  # fmt: skip
-    for fd in _system_fields(None):
+    for fd in system_fields(None):
         if fd.name != "IsDeleted":  # an org is never in the recycle bin: no IsDeleted field
             o.add(fd)
     access = ["None", "Read", "Edit", "ReadEditTransfer", "ControlledByParent", "All",
