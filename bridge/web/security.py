@@ -125,4 +125,7 @@ def init_app(app: Flask) -> None:
                 "script-src 'self'; form-action 'self'; frame-ancestors 'none'",
             )
             resp.headers.setdefault("Cache-Control", "no-store")
+        elif resp.mimetype == "application/json" or request.path.startswith("/api/"):
+            # API answers hold referral and account data: never kept by a browser or proxy cache.
+            resp.headers.setdefault("Cache-Control", "no-store")
         return resp
