@@ -71,6 +71,9 @@ def _runtime(*, db: bool = False) -> Runtime:
         from bridge.orgs import check_store
 
         check_store(rt.store)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:  # close the database connections when the command ends
+            ctx.call_on_close(rt.store.dispose)
     return rt
 
 
