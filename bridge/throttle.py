@@ -120,6 +120,14 @@ def clear(session: Session, key: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def forget_old(session: Session, policy: Policy, now: datetime) -> int:
+    """Delete keys with no attempt for `forget_seconds` (they count as zero anyway), so guesses
+    at many made-up accounts do not pile up rows."""
+    cutoff = now - timedelta(seconds=policy.forget_seconds)
+    result = session.execute(delete(SignInThrottle).where(SignInThrottle.last_at <= cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def delayed(session: Session, now: datetime, kind: str | None = None) -> list[SignInThrottle]:
     """Keys whose next attempt must wait, soonest free last (for the admin page and the CLI)."""
     query = select(SignInThrottle).where(SignInThrottle.not_before > now)

@@ -156,7 +156,7 @@ def set_password(
         query = query.where(WebSession.id != keep_session_id)
     ended = session.execute(query.values(ended_at=utcnow(), end_reason="password_changed"))
     count = int(ended.rowcount or 0)  # type: ignore[attr-defined]
-    action = "user.password_change" if keep_session_id is not None else "user.password_reset"
+    action = "user.password_change" if actor == user.email else "user.password_reset"
     audit.record(session, actor, action, "user", user.id, email=user.email, sessions_ended=count)
     return count
 

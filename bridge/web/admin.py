@@ -137,6 +137,8 @@ def reset_password(user_id: int) -> Response:
             request.form.get("password", ""),
             actor=g.user.email,
             hash_method=current_app.config["PASSWORD_HASH_METHOD"],
+            # An admin resetting their own password stays signed in here, as on Your account.
+            keep_session_id=g.web_session_id if user.id == g.user.id else None,
         )
         return f"Set a new password for {user.email}; {ended} session(s) ended."
 

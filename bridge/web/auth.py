@@ -214,6 +214,7 @@ def login() -> Any:
                 throttle.give_back(s, key, policy)
             else:
                 throttle.clear(s, key)
+        throttle.forget_old(s, per_account, now)
         audit.record(s, user.email, "login", "user", user.id, ip=address)
         session_id = sessions.begin(s, user, address, lifetime(), now)
     # A new session at sign-in: nothing from before survives, a new id and CSRF token.

@@ -161,6 +161,10 @@ def test_an_admin_resets_a_password_and_the_users_sessions_end(
     assert AuthActions(app.test_client()).login(password=NEW_PASSWORD).status_code == 302
     [row] = _audit(app, "user.password_reset")
     assert row.actor == "admin@example.com" and NEW_PASSWORD not in str(row.detail)
+    # An admin resetting their own password stays signed in where they did it.
+    admin.post(f"/admin/users/{seeded.ids['admin']}/password", {"password": NEW_PASSWORD})
+    assert _is_signed_in(_a)
+    assert [r.actor for r in _audit(app, "user.password_change")] == ["admin@example.com"]
 
 
 def test_changing_your_own_password_ends_your_other_sessions(

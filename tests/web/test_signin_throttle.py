@@ -218,3 +218,19 @@ def test_an_admin_reset_lifts_an_account_delay(seeded_app: tuple[Flask, Seeded])
     assert f"/admin/users/{seeded.ids['reviewer']}/unlock" in page
     admin.post(f"/admin/users/{seeded.ids['reviewer']}/password", {"password": "fresh password 1"})
     assert auth.login(password="fresh password 1").status_code == 302
+
+
+def test_keys_quiet_for_the_forget_time_are_deleted(seeded_app: tuple[Flask, Seeded]) -> None:
+    app, _ = seeded_app
+    _c, auth = _browser(app)
+    _fail(auth, "made-up@example.com", 2)
+    _fail(auth, "another-made-up@example.com", 1)
+    old = utcnow() - timedelta(seconds=app.config["LOGIN_FORGET_SECONDS"] + 1)
+    made_up = throttle.account_key("made-up@example.com")
+    with app.extensions["sfbridge"].store.session() as s:
+        s.execute(update(SignInThrottle).where(SignInThrottle.key == made_up).values(last_at=old))
+    assert auth.login().status_code == 302
+    with app.extensions["sfbridge"].store.session() as s:
+        keys = set(s.scalars(select(SignInThrottle.key)))
+    assert made_up not in keys
+    assert throttle.account_key("another-made-up@example.com") in keys  # still counted
