@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from bridge.errors import ConfigError
 from bridge.store import Store
 from bridge.store.models import AuditLog, User, WebSession, utcnow
 from tests.web.conftest import AuthActions
@@ -219,3 +220,16 @@ def test_an_admin_changes_a_role_and_the_last_admin_stays(
         assert s.get(User, seeded.ids["admin"]).role == "admin"  # type: ignore[union-attr]
         assert s.get(User, seeded.ids["admin"]).active  # type: ignore[union-attr]
     assert _is_signed_in(admin_client)
+
+
+def test_session_lifetimes_come_from_the_environment(
+    sqlite_store: Store, app_factory: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SFBRIDGE_SESSION_IDLE_MINUTES", "10")
+    monkeypatch.setenv("SFBRIDGE_SESSION_MAX_HOURS", "2.5")
+    app = app_factory(sqlite_store)
+    assert (app.config["IDLE_TIMEOUT_SECONDS"], app.config["SESSION_MAX_SECONDS"]) == (600, 9000)
+    for bad in ("0", "-1", "soon", "inf", "nan"):
+        monkeypatch.setenv("SFBRIDGE_SESSION_MAX_HOURS", bad)
+        with pytest.raises(ConfigError, match="SFBRIDGE_SESSION_MAX_HOURS must be a positive"):
+            app_factory(sqlite_store)
