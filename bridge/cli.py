@@ -319,10 +319,11 @@ def users_clear_address(address: str) -> None:
     """Clear the sign-in delay of client ADDRESS (e.g. an office's proxy)."""
     from bridge import audit, throttle
 
+    address = throttle.normal_address(address)
     rt = _runtime(db=True)
     with rt.store.session() as s:
-        cleared = throttle.clear(s, throttle.address_key(address.strip()))
-        audit.record(s, "cli", "address.clear", "client_ip", address.strip(), cleared=cleared)
+        cleared = throttle.clear(s, throttle.address_key(address))
+        audit.record(s, "cli", "address.clear", "client_ip", address, cleared=cleared)
     click.echo(f"cleared {address}" if cleared else f"{address} had no failed sign-ins on record")
 
 

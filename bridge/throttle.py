@@ -21,6 +21,8 @@ and a key untouched for `forget_seconds` starts again from zero.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +34,7 @@ from sqlalchemy.orm import Session
 from bridge.store.models import SignInThrottle
 
 ACCOUNT, ADDRESS, DEVICE = "account", "address", "device"
+INVALID_ADDRESS = re.compile(r"invalid:[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,20 @@ def account_key(email: str) -> str:
     return f"{ACCOUNT}:{hashlib.sha256(email.strip().lower().encode()).hexdigest()}"
 
 
+def normal_address(raw: str) -> str:
+    """A client address normalized (`2001:DB8::1` and `2001:db8:0::1` are one address).
+    Anything else — possible only from a trusted proxy's header — becomes a short fixed
+    `invalid:<hash>`, so it fits the columns it is written to and cannot smuggle text in."""
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        if INVALID_ADDRESS.fullmatch(raw):
+            return raw
+        return "invalid:" + hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()[:16]
+
+
 def address_key(address: str) -> str:
-    return f"{ADDRESS}:{address}"
+    return f"{ADDRESS}:{normal_address(address)}"
 
 
 def device_key(device_id: str) -> str:

@@ -170,8 +170,8 @@ def unlock_user(user_id: int) -> Response:
 @bp.post("/addresses/clear")
 @role_required("admin")
 def clear_address() -> Response:
-    address = request.form.get("address", "").strip()
-    if not address:
+    address = throttle.normal_address(request.form.get("address", ""))
+    if not request.form.get("address", "").strip():
         flash("Give the address to clear.", "error")
         return redirect(url_for("admin.users"))
     with store().session() as s:

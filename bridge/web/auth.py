@@ -43,6 +43,7 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEVICE_COOKIE = "sfbridge_device"
+MAX_EMAIL_LENGTH = 255  # the users.email column
 UNKNOWN_ACCOUNT = "(unknown account)"  # what the audit log says instead of an unknown email
 NOT_SIGNED_IN = {
     "idle": "You were signed out after a period of inactivity. Please sign in again.",
@@ -120,7 +121,13 @@ def role_required(role: str) -> Callable[[F], F]:
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    return throttle.normal_address(request.remote_addr or "")
+
+
+def _could_be_an_account(email: str) -> bool:
+    # Longer than the column, or with a control character (PostgreSQL refuses NUL): no account
+    # has it, so it is not looked up — but it is still hashed and refused like any other.
+    return len(email) <= MAX_EMAIL_LENGTH and not any(ord(ch) < 32 for ch in email)
 
 
 def policies() -> tuple[throttle.Policy, throttle.Policy]:
@@ -198,7 +205,11 @@ def login() -> Any:
             )
 
     with store().session() as s:
-        user = s.scalar(select(User).where(User.email == email))
+        user = (
+            s.scalar(select(User).where(User.email == email))
+            if _could_be_an_account(email)
+            else None
+        )
         method = current_app.config["PASSWORD_HASH_METHOD"]
         signed_in = verify_password(user, password, method) and user is not None and user.active
         if not signed_in or user is None:

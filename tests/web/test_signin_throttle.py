@@ -234,3 +234,48 @@ def test_keys_quiet_for_the_forget_time_are_deleted(seeded_app: tuple[Flask, See
         keys = set(s.scalars(select(SignInThrottle.key)))
     assert made_up not in keys
     assert throttle.account_key("another-made-up@example.com") in keys  # still counted
+
+
+@pytest.mark.parametrize(
+    "email", ["nul\x00@example.com", "x" * 5000 + "@example.com", "  ", "ünï@exämple.com"]
+)
+def test_odd_emails_are_refused_like_any_unknown_account(
+    seeded_app: tuple[Flask, Seeded], email: str
+) -> None:
+    app, _ = seeded_app
+    _c, auth = _browser(app)
+    resp = auth.login(email, "a wrong guess")
+    assert resp.status_code == 401
+    assert "do not match an active account" in resp.text
+
+
+def test_an_odd_forwarded_address_is_kept_short(
+    store: Store, app_factory: Callable[..., Flask]
+) -> None:
+    seed(store)
+    app = app_factory(store, TRUST_PROXY=True)
+    client = app.test_client()
+    auth = AuthActions(client)
+    token = auth.csrf()
+    forged = "x" * 3000 + "\x00"
+    resp = client.post(
+        "/auth/login",
+        data={"email": "reviewer@example.com", "password": "wrong", "csrf_token": token},
+        headers={"X-Forwarded-For": forged},
+    )
+    assert resp.status_code == 401
+    ok = client.post(
+        "/auth/login",
+        data={"email": "reviewer@example.com", "password": PASSWORD, "csrf_token": token},
+        headers={"X-Forwarded-For": "2001:DB8:0:0::1"},
+    )
+    assert ok.status_code == 302
+    with store.session() as s:
+        seen = list(
+            s.scalars(select(AuditLog.object_id).where(AuditLog.object_type == "client_ip"))
+        )
+    assert seen[0].startswith("invalid:") and len(seen[0]) <= 64
+    with store.session() as s:
+        assert s.scalars(select(AuditLog.detail).where(AuditLog.action == "login")).one() == {
+            "ip": "2001:db8::1"
+        }
