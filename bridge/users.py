@@ -50,6 +50,14 @@ def verify_password(user: User | None, password: str, method: str = "scrypt") ->
     return check_password_hash(user.password_hash, password)
 
 
+def _check_text(value: str, field: str, max_length: int = 255) -> None:
+    """Names and emails are one line of printable text that fits its column."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise UsageError(f"the {field} must not contain control characters", fields=[field])
+    if len(value) > max_length:
+        raise UsageError(f"the {field} is longer than {max_length} characters", fields=[field])
+
+
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UsageError(
@@ -85,6 +93,8 @@ def create_user(
     hash_method: str = "scrypt",
 ) -> User:
     email = email.strip().lower()
+    _check_text(email, "email")
+    _check_text(name, "name")
     if not _EMAIL.match(email):
         raise UsageError(f"'{email}' is not an email address", fields=["email"])
     _check_role(role)
@@ -207,6 +217,7 @@ def create_token(
         )
     if not name.strip():
         raise UsageError("give the token a name (what uses it)", fields=["name"])
+    _check_text(name.strip(), "name")
     if expires_at is not None and expires_at <= utcnow():
         raise UsageError("the expiry must be in the future", fields=["expires"])
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -4,6 +4,7 @@ is audited."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -212,9 +213,10 @@ def add_token() -> str | Response:
         days_text = request.form.get("expires_days", "").strip()
         expires_at = None
         if days_text:
-            if not days_text.isdigit() or not 1 <= int(days_text) <= MAX_TOKEN_DAYS:
+            days = int(days_text) if re.fullmatch(r"[0-9]{1,4}", days_text) else 0
+            if not 1 <= days <= MAX_TOKEN_DAYS:
                 raise UsageError(f"the expiry is a number of days from 1 to {MAX_TOKEN_DAYS}")
-            expires_at = utcnow() + timedelta(days=int(days_text))
+            expires_at = utcnow() + timedelta(days=days)
         with store().session() as s:
             user = s.get(User, g.user.id)
             assert user is not None
