@@ -25,18 +25,11 @@ def trust_proxy() -> bool:
     return os.environ.get("SFBRIDGE_TRUST_PROXY", "").lower() in ("1", "true", "yes")
 
 
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
+def _positive(name: str, value: float) -> float:
+    if not 0 < value < float("inf"):
         from bridge.errors import ConfigError
 
-        raise ConfigError(f"{name} must be a positive number, not {raw!r}")
+        raise ConfigError(f"SFBRIDGE_{name} must be a positive number, not {value}")
     return value
 
 
@@ -46,7 +39,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
     # worker, the stream and the pure core must not load Flask and the web package for it.
     from flask import Flask
 
-    from bridge import vocabulary
+    from bridge import defaults, vocabulary
     from bridge.config import Settings
     from bridge.web import (
         account,
@@ -71,18 +64,15 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,  # also set per request when the request came over HTTPS
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
-        # Sessions (ASVS 3.3.1/3.3.2): ended after this long unused, and at the latest after
-        # SESSION_MAX_SECONDS however busy.
-        IDLE_TIMEOUT_SECONDS=_env_number("SFBRIDGE_SESSION_IDLE_MINUTES", 30) * 60,
-        SESSION_MAX_SECONDS=_env_number("SFBRIDGE_SESSION_MAX_HOURS", 12) * 3600,
-        # Sign-in throttling (bridge.throttle): free attempts per account (or device) and per
-        # client address, then a wait that doubles from the first delay up to the maximum.
-        LOGIN_FREE_ATTEMPTS=5,
-        LOGIN_ADDRESS_FREE_ATTEMPTS=20,
-        LOGIN_FIRST_DELAY_SECONDS=30,
-        LOGIN_MAX_DELAY_SECONDS=15 * 60,
-        LOGIN_FORGET_SECONDS=6 * 3600,
-        DEVICE_COOKIE_DAYS=180,
+        # Sessions (ASVS 3.3.1/3.3.2) and sign-in throttling: bridge/defaults.py says what each is.
+        IDLE_TIMEOUT_SECONDS=_positive("SESSION_IDLE_MINUTES", defaults.SESSION_IDLE_MINUTES) * 60,
+        SESSION_MAX_SECONDS=_positive("SESSION_MAX_HOURS", defaults.SESSION_MAX_HOURS) * 3600,
+        LOGIN_FREE_ATTEMPTS=defaults.LOGIN_FREE_ATTEMPTS,
+        LOGIN_ADDRESS_FREE_ATTEMPTS=defaults.LOGIN_ADDRESS_FREE_ATTEMPTS,
+        LOGIN_FIRST_DELAY_SECONDS=defaults.LOGIN_FIRST_DELAY_SECONDS,
+        LOGIN_MAX_DELAY_SECONDS=defaults.LOGIN_MAX_DELAY_SECONDS,
+        LOGIN_FORGET_SECONDS=defaults.LOGIN_FORGET_SECONDS,
+        DEVICE_COOKIE_DAYS=defaults.DEVICE_COOKIE_DAYS,
         # /metrics and the detailed /readyz: a token with the metrics:read scope, or a client
         # address in these networks (comma-separated CIDRs), e.g. "10.0.0.0/8,127.0.0.1/32".
         MONITOR_NETWORKS=os.environ.get("SFBRIDGE_MONITOR_NETWORKS", ""),

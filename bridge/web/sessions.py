@@ -21,10 +21,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bridge import defaults
 from bridge.store.models import User, WebSession
-
-# last_seen_at is written at most this often (each request would otherwise write a row).
-TOUCH_EVERY_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ def resume(
     if reason is not None:
         end(web_session, reason, now)
         return reason
-    if (now - web_session.last_seen_at).total_seconds() >= TOUCH_EVERY_SECONDS:
+    if (now - web_session.last_seen_at).total_seconds() >= defaults.SESSION_TOUCH_EVERY_SECONDS:
         web_session.last_seen_at = now
     return web_session, user
 

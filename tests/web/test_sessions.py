@@ -5,6 +5,9 @@ sessions, deactivating or setting a password ends them, roles change, the last a
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -13,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from bridge import defaults
 from bridge.errors import ConfigError
 from bridge.store import Store
 from bridge.store.models import AuditLog, User, WebSession, utcnow
@@ -225,11 +229,19 @@ def test_an_admin_changes_a_role_and_the_last_admin_stays(
 def test_session_lifetimes_come_from_the_environment(
     sqlite_store: Store, app_factory: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SFBRIDGE_SESSION_IDLE_MINUTES", "10")
-    monkeypatch.setenv("SFBRIDGE_SESSION_MAX_HOURS", "2.5")
+    read = subprocess.run(
+        [sys.executable, "-c", "from bridge import defaults as d; "
+         "print(d.SESSION_IDLE_MINUTES, d.SESSION_MAX_HOURS)"],
+        env={**os.environ, "SFBRIDGE_SESSION_IDLE_MINUTES": "10",
+             "SFBRIDGE_SESSION_MAX_HOURS": "2.5"},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert read.stdout.split() == ["10.0", "2.5"]
+    monkeypatch.setattr(defaults, "SESSION_IDLE_MINUTES", 10.0)
+    monkeypatch.setattr(defaults, "SESSION_MAX_HOURS", 2.5)
     app = app_factory(sqlite_store)
     assert (app.config["IDLE_TIMEOUT_SECONDS"], app.config["SESSION_MAX_SECONDS"]) == (600, 9000)
-    for bad in ("0", "-1", "soon", "inf", "nan"):
-        monkeypatch.setenv("SFBRIDGE_SESSION_MAX_HOURS", bad)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        monkeypatch.setattr(defaults, "SESSION_MAX_HOURS", bad)
         with pytest.raises(ConfigError, match="SFBRIDGE_SESSION_MAX_HOURS must be a positive"):
             app_factory(sqlite_store)
