@@ -202,6 +202,21 @@ def test_changing_your_own_password_ends_your_other_sessions(
     assert row.actor == "reviewer@example.com" and row.detail["sessions_ended"] == 1
 
 
+def test_you_see_your_sessions_and_can_end_the_others(seeded_app: tuple[Flask, Seeded]) -> None:
+    app, _ = seeded_app
+    here, auth = _signed_in(app)
+    elsewhere, _ = _signed_in(app)
+    _admin, _ = _signed_in(app, "admin@example.com")
+    page = here.get("/account").get_data(as_text=True)
+    assert page.count("<tr><td><time") == 2 and "this browser" in page
+    assert "Sign out everywhere else" in page
+    resp = auth.post("/account/sessions/end-others", follow_redirects=True)
+    assert "Signed out 1 other session(s)." in resp.text
+    assert _is_signed_in(here) and not _is_signed_in(elsewhere) and _is_signed_in(_admin)
+    [row] = _audit(app, "user.sessions_end")
+    assert (row.actor, row.detail) == ("reviewer@example.com", {"sessions_ended": 1})
+
+
 def test_an_admin_changes_a_role_and_the_last_admin_stays(
     seeded_app: tuple[Flask, Seeded],
 ) -> None:
