@@ -233,17 +233,17 @@ def login() -> Any:
     session["sid"] = session_id
     session["csrf"] = secrets.token_urlsafe(32)
     resp = redirect(_safe_next(next_url))
-    if device is None:
-        cookie = _devices().dumps({"account": account, "device": secrets.token_urlsafe(16)})
-        resp.set_cookie(
-            DEVICE_COOKIE,
-            cookie,
-            max_age=current_app.config["DEVICE_COOKIE_DAYS"] * 86400,
-            httponly=True,
-            samesite="Lax",
-            secure=current_app.session_interface.get_cookie_secure(current_app),
-            path=url_for("auth.login"),
-        )
+    # A new device id at every sign-in (OWASP's device cookies): a copied cookie goes stale.
+    cookie = _devices().dumps({"account": account, "device": secrets.token_urlsafe(16)})
+    resp.set_cookie(
+        DEVICE_COOKIE,
+        cookie,
+        max_age=current_app.config["DEVICE_COOKIE_DAYS"] * 86400,
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.session_interface.get_cookie_secure(current_app),
+        path=url_for("auth.login"),
+    )
     return resp
 
 

@@ -145,7 +145,11 @@ def test_a_browser_that_signed_in_before_is_not_locked_out(
     _attacker, guesses = _browser(app)  # same office address, no device cookie
     assert _fail(guesses, "reviewer@example.com", 6) == [401] * 5 + [429]
     assert guesses.login().status_code == 429  # the account is delayed for strangers...
+    first_device = own.get_cookie("sfbridge_device", path="/auth/login")
     assert auth.login().status_code == 302  # ...but not for its owner's browser
+    renewed = own.get_cookie("sfbridge_device", path="/auth/login")
+    assert first_device is not None and renewed is not None
+    assert renewed.value != first_device.value  # a new device id at every sign-in
     # A device cookie is for its own account only: guessing another's is counted as usual.
     assert _fail(auth, "admin@example.com", 6) == [401] * 5 + [429]
 
