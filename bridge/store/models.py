@@ -333,8 +333,6 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))  # reviewer | admin
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
     last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -353,6 +351,37 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()  # None: until revoked
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie carries a random session id; only its SHA-256 is
+    stored, so a copy of this table signs nobody in. Ended sessions stay as the record."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()  # the absolute lifetime
+    ended_at: Mapped[datetime | None] = mapped_column()
+    # signed_out | idle | expired | ended_by_admin | deactivated | password_changed | ...
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class SignInThrottle(Base):
+    """Sign-in attempts per account, client address or device (bridge.web.throttle): each
+    attempt is taken with a compare-and-set on `attempts`, so parallel guesses cannot share one."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # kind:value
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow)
+    not_before: Mapped[datetime | None] = mapped_column()  # the next attempt waits until then
 
 
 class AuditLog(Base):

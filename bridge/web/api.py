@@ -1,8 +1,9 @@
 """JSON API v1 (SPEC §8): bearer API tokens with scopes, JSON errors, cursor pagination.
 
 Every failure is `{"error": {"code", "message"[, "fields"]}}` with its HTTP status: 400 bad
-input (naming the fields), 401 no/unknown/revoked token, 403 missing scope, 404, 405, 409 state
-or duplicate conflicts, 422 well-formed input that refers to something that does not exist.
+input (naming the fields), 401 no/unknown/revoked/expired token (`bridge.web.bearer`), 403
+missing scope, 404, 405, 409 state or duplicate conflicts, 422 well-formed input that refers
+to something that does not exist.
 Lists are newest first, `?limit=` (1–200, default 50) and `?cursor=` (the `next_cursor` of the
 previous page).
 """
@@ -23,11 +24,8 @@ from sqlalchemy import Select, false, select
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bridge.matchkeys import email_key
-from bridge.store.models import Program, Push, Referral, SalesEntry, User, utcnow
-from bridge.users import find_token
+from bridge.store.models import Program, Push, Referral, SalesEntry
 from bridge.vocabulary import (
-    ADMIN,
-    ADMIN_SCOPES,
     ENTRY_OUTCOMES,
     PUSH_KINDS,
     PUSH_STATES,
@@ -37,7 +35,7 @@ from bridge.vocabulary import (
     ChangeType,
     StreamedObject,
 )
-from bridge.web import actions, serialize
+from bridge.web import actions, bearer, serialize
 from bridge.web.extensions import store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -232,35 +230,12 @@ def require_scope(scope: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            header = request.headers.get("Authorization", "")
-            scheme, _, secret = header.partition(" ")
-            challenge = {"WWW-Authenticate": 'Bearer realm="sfbridge"'}
-            if scheme.lower() != "bearer" or not secret.strip():
-                return error(
-                    401,
-                    "unauthorized",
-                    "send an API token: Authorization: Bearer <token>",
-                    headers=challenge,
-                )
             with store().session() as s:
-                token = find_token(s, secret.strip())
-                if token is None:
-                    return error(
-                        401,
-                        "unauthorized",
-                        "the API token is unknown or revoked",
-                        headers=challenge,
-                    )
-                user = s.get(User, token.user_id)
-                if user is None or not user.active:
-                    return error(
-                        401, "unauthorized", "the token's user is deactivated", headers=challenge
-                    )
-                if scope not in (token.scopes or []):
-                    return error(403, "insufficient_scope", f"this token lacks the scope '{scope}'")
-                if scope in ADMIN_SCOPES and user.role != ADMIN:  # the user was demoted
-                    return error(403, "insufficient_scope", f"'{scope}' needs an admin's token")
-                token.last_used_at = utcnow()
+                found = bearer.authenticate(s, request.headers.get("Authorization", ""), scope)
+                if isinstance(found, bearer.Refusal):
+                    headers = bearer.CHALLENGE if found.status == 401 else None
+                    return error(found.status, found.code, found.message, headers=headers)
+                token, user = found
                 g.api_actor = f"{user.email} (token {token.prefix}…)"
                 g.api_token_id = token.id
             return view(*args, **kwargs)
