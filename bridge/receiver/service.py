@@ -598,22 +598,30 @@ def _finish_run(
 def _sync_fields(
     session: Session, entry: SalesEntry, decision: Decision, org: OrgConfig, *, actor: str
 ) -> bool:
-    """The field-sync effects of a processed entry (bridge.writeback.fieldsync): the record's
-    mapped fields into the referral, and the link-back for a match without an id. The pushes
-    they queue are listed on the entry's decision (`pushes`), for the caller to enqueue."""
-    if decision.outcome != PROCESSED or entry.referral_id is None:
+    """The field-sync effects of an entry about a referral (bridge.writeback.fieldsync): the
+    record's mapped fields into the referral, and the link-back for a match without an id.
+    An entry that changed nothing else but synced fields is processed (`fields_synced`). The
+    pushes queued are listed on the entry's decision (`pushes`), for the caller to enqueue.
+    Returns whether the referral or its member changed."""
+    unchanged = decision.outcome == SKIPPED and "no_change" in decision.reasons
+    if not (decision.outcome == PROCESSED or unchanged) or entry.referral_id is None:
         return False
     connection = session.get(OrgConnection, entry.org_connection_id or 0)
     referral = session.get(Referral, entry.referral_id)
     if connection is None or referral is None:
         return False
     target = fieldsync.Target(connection, org)
-    pushes = fieldsync.from_salesforce(session, entry, referral, target, actor=actor)
+    pushes, synced = fieldsync.from_salesforce(session, entry, referral, target, actor=actor)
     linked = fieldsync.link_back(session, entry, decision.match, referral, target)
+    if unchanged and synced:
+        decision.outcome = PROCESSED
+        decision.reasons = [r for r in decision.reasons if r != "no_change"] + ["fields_synced"]
+        entry.outcome, entry.reasons = PROCESSED, list(decision.reasons)
+        entry.decision = decision.to_dict()
     ids = [p.id for p in pushes] + ([linked.id] if linked else [])
     if ids:
         entry.decision = {**(entry.decision or {}), "pushes": ids}
-    return referral in session.dirty
+    return synced
 
 
 def _lock_target(session: Session, decision: Decision) -> Referral | None:

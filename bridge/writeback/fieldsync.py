@@ -193,15 +193,15 @@ def last_seen(
 
 def from_salesforce(
     session: Session, entry: SalesEntry, referral: Referral, target: Target, *, actor: str
-) -> list[Push]:
+) -> tuple[list[Push], bool]:
     """Apply the entry's record to the referral by the sync rules; returns the pushes made (a
-    local value that won a conflict, written back)."""
+    local value that won a conflict, written back) and whether a local field changed."""
     record = (entry.records or {}).get(entry.sobject_type)
     if not isinstance(record, Mapping) or entry.change_type == "deleted" or not entry.record_id:
-        return []
+        return [], False
     mappings = mappings_for(target.config, entry.sobject_type)
     if not mappings:
-        return []
+        return [], False
     member = session.get(Member, referral.member_id) if referral.member_id else None
     plan = sync.inbound(
         local_values(referral, member),
@@ -212,8 +212,10 @@ def from_salesforce(
         mappings,
     )
     before = local_values(referral, member)
+    synced = False
     for name, value in plan.local_updates.items():
         if _set_local(referral, member, name, value):
+            synced = True
             _history(
                 session, referral, name, source="salesforce", outcome="applied", value=value,
                 previous=before.get(name), actor=actor, entry_id=entry.id,
@@ -233,12 +235,12 @@ def from_salesforce(
             ],
         )  # fmt: skip
     if not plan.writes:
-        return []
+        return [], synced
     push = queue_field_update(
         session, target.connection, entry.sobject_type, plan.writes,
         record_id=entry.record_id, referral_id=referral.id, change=f"entry:{entry.id}",
     )  # fmt: skip
-    return [push]
+    return [push], synced
 
 
 # ---- link-back --------------------------------------------------------------------------------
