@@ -3,9 +3,10 @@
 Salesforce computes a formula field when the record is read, so its value changes whenever a
 field it reads changes — a parent record's field for a cross-object formula
 (`Account.Industry` on a Contact) — while the record itself is not saved: its
-LastModifiedDate and SystemModstamp stay, and no PushTopic notification or change event is
-published for it ("Formula fields are not supported" under PushTopic's unsupported fields;
-Change Data Capture: "changes to formula fields are not tracked"). Describe marks such a field
+LastModifiedDate and SystemModstamp stay, and nothing is published for it: a PushTopic may
+SELECT formula fields (not filter on them) but notifies only when the record is saved
+(Streaming API, "Unsupported PushTopic Queries"), and "Formula fields aren't supported in
+Change Data Capture" (CDC guide, "Change Event Trigger Considerations"). Describe marks such a field
 ``calculated: true`` with its ``calculatedFormula``, not createable, not updateable.
 
 The local org keeps the value stored instead of computing it on read: after every committed
