@@ -152,7 +152,17 @@ def relate(ctx: WorkerContext, batch: IntakeBatch) -> None:
                 batch.failures[ev.id] = failure
             continue
         for (ev, _t), recs in zip(wanted, related, strict=True):
+            if ev.channel.startswith(inbox.VALUES_PREFIX):
+                _no_author(recs, ev.sobject_type)
             batch.records[ev.id] = recs
+
+
+def _no_author(records: dict[str, Any], sobject: str) -> None:
+    """A formula value changed by no one's edit: the record's last author (perhaps the
+    bridge) did not make this change, so it must not be judged an own write."""
+    trigger = records.get(sobject)
+    if isinstance(trigger, dict):
+        records[sobject] = {k: v for k, v in trigger.items() if k != "LastModifiedById"}
 
 
 # ---- 3. entries ---------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ Change Data Capture" (CDC guide, "Change Event Trigger Considerations"). Describ
 The local org keeps the value stored instead of computing it on read: after every committed
 change, each formula field that reads the changed record (its own fields, or a parent's
 through a lookup) is recomputed on the records concerned and stored as it is — no new
-SystemModstamp, no notification, no event. So queries, record reads and describe show what a
-real org shows; the one difference is that a PushTopic message of a save carries the value
-from before that save (a real org evaluates the formula for the message).
+SystemModstamp, no notification, no event. The change of a save itself carries the record's
+new formula values to the streaming side (this listener runs first), so queries, record reads,
+describe and the messages of a save show what a real org shows.
 
 ``{"object": "Contact", "field": "Account_Tier__c", "type": "Text", "formula": "..."}``;
 types Text, Number, Checkbox. The formula language is formula.py's.
@@ -83,7 +83,7 @@ class Calculated:
                 for rec in list(self.state.records(cf.sobject.name)):
                     self._compute(tx, cf, rec)
 
-    def _compute(self, tx: Any, cf: CalculatedField, rec: dict[str, Any]) -> None:
+    def _compute(self, tx: Any, cf: CalculatedField, rec: dict[str, Any]) -> Any:
         try:
             value = cf.formula.evaluate(rec, None, self.resolve)
         except (ValueError, TypeError, ZeroDivisionError):
@@ -92,6 +92,7 @@ class Calculated:
             value = bool(value)
         if rec.get(cf.fd.name) != value:
             tx.put(cf.sobject.name, {**rec, cf.fd.name: value})  # no change: no event
+        return value
 
     def record_changed(self, change: RecordChange) -> None:
         if not self.fields or change.change_type == "deleted":
@@ -102,7 +103,9 @@ class Calculated:
                 if cf.sobject.name == change.sobject:
                     rec = self.state.get(change.sobject, str(rid))
                     if rec is not None:
-                        self._compute(tx, cf, rec)
+                        # the listeners after this one (streaming) see the saved record's
+                        # value, as a real org evaluates the formula for the message
+                        change.record[cf.fd.name] = self._compute(tx, cf, rec)
                 elif cf.parents:
                     refs = [
                         f.name

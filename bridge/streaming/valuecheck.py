@@ -8,8 +8,9 @@ the records the bridge tracks (the Salesforce ids its referrals carry) in batche
 `value_check.batch_size` with ``Id IN (...)`` (built with `format_soql`), compares the formula
 values with the record as the bridge last saw it (its latest entry), and stores each record
 whose formula values changed as an inbound event — the receiver takes it from there like any
-other change (field sync included). The record is stored without LastModifiedById: the change
-is no one's edit, so a record the bridge wrote last is not skipped as its own write.
+other change (field sync included). The change is no one's edit: its record goes to the
+receiver without LastModifiedById (the intake drops it for these channels), so a record the
+bridge wrote last is not skipped as its own write.
 
 Cost per run: one describe per object with read mappings, plus one query per batch of tracked
 records; the run's report gives the figure (`calls`) and the poll process logs it. A record
@@ -41,7 +42,7 @@ from bridge.vocabulary import READ_SYNC_RULES, STREAMED_OBJECTS
 
 log = logging.getLogger("sfbridge.valuecheck")
 
-CHANNEL_PREFIX = "values:"
+CHANNEL_PREFIX = inbox.VALUES_PREFIX
 LAST_RUN = "values:last_run"  # the cursor channel whose modstamp is the last run's start
 
 
@@ -136,11 +137,12 @@ def tracked_ids(store: Store, org: OrgConfig, sobject: str) -> list[str]:
 def last_seen(
     store: Store, org_connection_id: int, sobject: str, ids: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
-    """Each record as its latest entry carried it."""
+    """Each record as the latest entry the receiver took carried it: an echo of the bridge's
+    own write is skipped before the receiver, so a formula value it carried was never read."""
     out: dict[str, dict[str, Any]] = {}
     with store.session() as session:
         rows = session.execute(
-            select(SalesEntry.record_id, SalesEntry.records)
+            select(SalesEntry.record_id, SalesEntry.records, SalesEntry.reasons)
             .where(
                 SalesEntry.org_connection_id == org_connection_id,
                 SalesEntry.sobject_type == sobject,
@@ -148,7 +150,9 @@ def last_seen(
             )
             .order_by(SalesEntry.id)
         )
-        for record_id, records in rows:
+        for record_id, records, reasons in rows:
+            if "own_write" in (reasons or []):
+                continue
             record = (records or {}).get(sobject)
             if isinstance(record, Mapping):
                 out[str(record_id)] = dict(record)
