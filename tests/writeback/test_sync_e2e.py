@@ -18,7 +18,7 @@ from sqlalchemy import select
 from bridge import create_app
 from bridge.config import Settings, load_config
 from bridge.devorg.testing import DevOrg
-from bridge.store.models import FieldChange, Program, Push, Referral, SalesEntry
+from bridge.store.models import FieldChange, OrgConnection, Program, Push, Referral, SalesEntry
 from bridge.users import create_token, create_user
 from tests.inbound.harness import ORG, Bridge, sfbridge_command, wait_until
 
@@ -139,7 +139,9 @@ def sync(clean_devorg: DevOrg, redis_url: str, tmp_path: Path) -> Iterator[Sync]
     configure(bridge)
     bridge.install()
     with bridge.store.session() as s:
-        s.add(Program(key="main", name="Main"))
+        conn = s.scalar(select(OrgConnection).where(OrgConnection.name == ORG))
+        assert conn is not None
+        s.add(Program(key="main", name="Main", org_connection_id=conn.id))
         user = create_user(s, "admin@example.com", "a long password", "admin")
         token = create_token(s, user, "test", ["referrals:read", "referrals:write"], actor="t")
     app = create_app(
