@@ -42,6 +42,7 @@ from bridge.store.models import (
     utcnow,
 )
 from bridge.streaming.events import parse_sf_datetime
+from bridge.vocabulary import READ_SYNC_RULES
 from bridge.writeback import sync
 from bridge.writeback.field_updates import queue_field_update
 from bridge.writeback.mapping import is_blank
@@ -200,8 +201,8 @@ def from_salesforce(
     if not isinstance(record, Mapping) or entry.change_type == "deleted" or not entry.record_id:
         return [], False
     mappings = mappings_for(target.config, entry.sobject_type)
-    if not mappings:
-        return [], False
+    if not any(m.sync in READ_SYNC_RULES for m in mappings):
+        return [], False  # nothing read from Salesforce: no lookups spent
     member = session.get(Member, referral.member_id) if referral.member_id else None
     plan = sync.inbound(
         local_values(referral, member),

@@ -196,3 +196,41 @@ def test_no_link_back_for_a_direct_match_or_when_switched_off(
     off = run(store, ids, lead(SystemModstamp=stamp(timedelta(0))), org_config(link_back=False))
     assert off.decision["match"] != "direct" or "pushes" not in off.decision
     assert "pushes" not in off.decision
+
+
+def test_a_member_field_mapped_read_only_updates_the_referring_member(
+    store: Store, ids: dict[str, int]
+) -> None:
+    org = OrgConfig.model_validate(
+        {
+            "programs": [{"key": "main", "name": "Main"}],
+            "receiver": {"program": "main"},
+            "writeback": {
+                "link_back": False,
+                "objects": {
+                    "Lead": {
+                        "fields": [
+                            {
+                                "local": "member.phone",
+                                "salesforce": "Referring_Member_Phone__c",
+                                "sync": "read_only",
+                            }
+                        ]
+                    }
+                },
+            },
+        }
+    )
+    run(
+        store,
+        ids,
+        lead(Referring_Member_Phone__c="+1 555", SystemModstamp=stamp(timedelta(0))),
+        org,
+    )
+    with store.session() as s:
+        referral = s.get(Referral, ids["referral"])
+        assert referral is not None and referral.member_id is not None
+        member = s.get(Member, referral.member_id)
+        assert member is not None and member.phone == "+1 555"
+        [change] = s.scalars(select(FieldChange).where(FieldChange.field == "member.phone"))
+        assert (change.member_id, change.source) == (member.id, "salesforce")
