@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bridge.config import OrgConfig
-from bridge.receiver.service import process_entry
+from bridge.receiver.service import approve_entry, process_entry
 from bridge.store import Store
 from bridge.store.models import (
     FieldChange,
@@ -234,3 +234,21 @@ def test_a_member_field_mapped_read_only_updates_the_referring_member(
         assert member is not None and member.phone == "+1 555"
         [change] = s.scalars(select(FieldChange).where(FieldChange.field == "member.phone"))
         assert (change.member_id, change.source) == (member.id, "salesforce")
+
+
+def test_a_reviewer_approval_links_the_record_back(store: Store, ids: dict[str, int]) -> None:
+    org = OrgConfig.model_validate(
+        {
+            "programs": [{"key": "main", "name": "Main"}],
+            "receiver": {"program": "main", "process": {"auto_process_fuzzy": False}},
+        }
+    )
+    entry = run(store, ids, lead(SystemModstamp=stamp(timedelta(0))), org)
+    assert entry.outcome == "review" and "pushes" not in entry.decision
+    with store.session() as s:
+        waiting = s.get(SalesEntry, entry.id)
+        assert waiting is not None
+        approve_entry(s, waiting, org, actor="rita@example.com")
+        assert waiting.outcome == "processed" and waiting.decision["match"] == "reviewer"
+        [push] = s.scalars(select(Push).where(Push.id.in_(waiting.decision["pushes"])))
+        assert push.payload["fields"]["Referral_ID__c"] == "R1"
