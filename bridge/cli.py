@@ -642,17 +642,33 @@ def stream(org_name: str | None) -> None:
     type=click.Choice(STREAMED_OBJECTS),
     help="Only these objects (repeatable) [default: all four].",
 )
+@click.option(
+    "--values",
+    is_flag=True,
+    help="Run the formula-field value check once now (value_check in the config), and exit.",
+)
 def poll(
-    org_name: str | None, every: int | None, since: str | None, objects: tuple[str, ...]
+    org_name: str | None,
+    every: int | None,
+    since: str | None,
+    objects: tuple[str, ...],
+    values: bool,
 ) -> None:
-    """Poll changes by SystemModstamp (once, or --every N seconds); --since backfills a gap."""
+    """Poll changes by SystemModstamp (once, or --every N seconds); --since backfills a gap.
+    With --every, mapped formula fields are also read every value_check.every seconds."""
     from bridge import processes
 
     _log_to_stderr()
     rt = _runtime(db=True)
     when = _parse_since(since) if since else None
     processes.run_poll(
-        rt, org_name, every=every, since=when, objects=objects or None, echo=click.echo
+        rt,
+        org_name,
+        every=every,
+        since=when,
+        objects=objects or None,
+        echo=click.echo,
+        values=values,
     )
 
 

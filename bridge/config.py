@@ -269,11 +269,32 @@ class Activities(_Model):
     kinds: dict[ActivityKind, ActivityMapping] = Field(default_factory=dict)
 
 
+_LOCAL_NAME = re.compile(r"^(member\.)?[A-Za-z_][A-Za-z0-9_]*$")
+_MEMBER_ATTRIBUTES = ("name", "email", "phone", "url", "external_id", "referral_code")
+_NOT_SYNCED = ("id", "public_id", "status", "program_id", "member_id", "created_at", "updated_at")
+
+
 class FieldMapping(_Model):
     local: str
     salesforce: list[str] = Field(min_length=1)
     sync: SyncRule = "read_only"
     strategy: SyncStrategy = "override"
+
+    @field_validator("local")
+    @classmethod
+    def _local_name(cls, v: str) -> str:
+        if not _LOCAL_NAME.match(v):
+            raise ValueError(
+                f"'{v}' is not a local field: a referral attribute or fields key (company, "
+                "plan) or member.<attribute>"
+            )
+        if v in _NOT_SYNCED:
+            raise ValueError(f"'{v}' is kept by the bridge itself and cannot be synced")
+        if v.startswith("member.") and v[len("member.") :] not in _MEMBER_ATTRIBUTES:
+            raise ValueError(
+                f"'{v}': a member has no such attribute (one of {', '.join(_MEMBER_ATTRIBUTES)})"
+            )
+        return v
 
     @field_validator("salesforce", mode="before")
     @classmethod
@@ -301,6 +322,9 @@ class Writeback(_Model):
     referral_add: ReferralAdd = Field(default_factory=ReferralAdd)
     activities: Activities = Field(default_factory=Activities)
     objects: dict[StreamedObject, ObjectSync] = Field(default_factory=dict)
+    # After a fuzzy, member or reviewer match, write the referral's id and member fields onto
+    # the Salesforce record, so its next change matches directly.
+    link_back: bool = True
 
     @model_validator(mode="after")
     def _dedupe_fits_object(self) -> Writeback:
@@ -338,6 +362,13 @@ class Polling(_Model):
     page_size: int = Field(default=200, ge=1, le=2000)
 
 
+class ValueCheck(_Model):
+    """The scheduled read of mapped formula fields, whose changes never stream (off: no every)."""
+
+    every: int | None = Field(default=None, ge=60)  # seconds between runs
+    batch_size: int = Field(default=200, ge=1, le=2000)  # records per query
+
+
 class OrgConfig(_Model):
     login_url: str = "https://login.salesforce.com"
     client_id: str | None = None
@@ -353,6 +384,7 @@ class OrgConfig(_Model):
     writeback: Writeback = Field(default_factory=Writeback)
     streaming: Streaming = Field(default_factory=Streaming)
     polling: Polling = Field(default_factory=Polling)
+    value_check: ValueCheck = Field(default_factory=ValueCheck)
 
     @field_validator("login_url")
     @classmethod

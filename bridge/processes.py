@@ -34,7 +34,7 @@ from bridge.metrics import count_calls_with
 from bridge.runtime import Runtime
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
-from bridge.streaming import poller
+from bridge.streaming import poller, valuecheck
 from bridge.streaming.subscriber import Subscriber
 from bridge.vocabulary import STREAMED_OBJECTS
 from bridge.writeback import jobs as outbound
@@ -202,8 +202,11 @@ def run_poll(
     since: datetime | None,
     objects: tuple[str, ...] | None,
     echo: Echo,
+    values: bool = False,
 ) -> None:
-    """`sfbridge poll`: a backfill (`since`), one round, or rounds `every` N seconds."""
+    """`sfbridge poll`: a backfill (`since`), one round, or rounds `every` N seconds (each
+    also running the formula-field value check when `value_check.every` is due); `values`:
+    the value check alone, once."""
     count_calls_with(rt.redis)
     name, org = pick_org(rt.config.orgs, org_name)
     conn_id = orgs.load_connection(rt.store, name).id
@@ -221,11 +224,16 @@ def run_poll(
                 rt.store, sforg, conn_id, org, sobject, since, enqueue=enqueue, echo=echo, stop=stop
             )
         return
+    if values:
+        echo(valuecheck.run(rt.store, sforg, conn_id, org, enqueue=enqueue).summary())
+        return
     while True:
         results = poller.poll_once(rt.store, sforg, conn_id, org, enqueue=enqueue, objects=chosen)
         echo(
             "poll: "
             + ", ".join(f"{obj} {read} read / {new} new" for obj, (read, new) in results.items())
         )
+        if valuecheck.due(rt.store, conn_id, org):  # formula fields, on their own schedule
+            echo(valuecheck.run(rt.store, sforg, conn_id, org, enqueue=enqueue).summary())
         if not every or stop.wait(every):
             return

@@ -51,7 +51,7 @@ def test_example_config_covers_every_section() -> None:
     assert set(org["receiver"]) == {"program", "status_rules", "override_denied",
                                     "referral_fields", "target_match", "member_match",
                                     "contact_matching", "process"}  # fmt: skip
-    assert set(org["writeback"]) == {"referral_add", "activities", "objects"}
+    assert set(org["writeback"]) == {"referral_add", "activities", "objects", "link_back"}
     assert set(org["writeback"]["activities"]["kinds"]) == {
         "email", "call", "linkedin_message", "linkedin_connection", "meeting"
     }  # fmt: skip

@@ -201,6 +201,29 @@ class ReferralStatusChange(Base):
     referral: Mapped[Referral] = relationship(back_populates="history")
 
 
+class FieldChange(Base):
+    """A referral's or member's field changed by two-way sync or a local edit, or a value that
+    lost a `read_write` conflict (`outcome` lost): the field history of the referral."""
+
+    __tablename__ = "field_changes"
+    __table_args__ = (
+        Index("ix_field_changes_referral", "referral_id", "field"),
+        Index("ix_field_changes_member", "member_id", "field"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    field: Mapped[str] = mapped_column(String(128))  # local name: company, member.email
+    source: Mapped[str] = mapped_column(String(16))  # local | salesforce
+    outcome: Mapped[str] = mapped_column(String(16))  # applied | lost
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    previous: Mapped[Any] = mapped_column(JSON, nullable=True)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("sales_entries.id"))
+    actor: Mapped[str] = mapped_column(String(255), default="system")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class InboundEvent(Base):
     """One change captured from Salesforce, stored before the replay cursor moves.
 

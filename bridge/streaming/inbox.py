@@ -26,6 +26,8 @@ _CHUNK = 200
 #: Cursor channels besides the Bayeux ones: a polling position, and an unfinished backfill.
 POLL_PREFIX = "poll:"
 BACKFILL_PREFIX = "backfill:"
+VALUES_PREFIX = "values:"
+"""Channels of the formula-field value check: a change no one made (no author to skip)."""
 
 
 def _insert(session: Session) -> Any:

@@ -36,6 +36,7 @@ def _url(rule: Any, seeded: Seeded) -> str:
     values = {
         "entry_id": seeded.ids["review_fuzzy"],
         "push_id": seeded.ids["push_failed"],
+        "referral_id": seeded.ids["ref_bob"],
         "user_id": seeded.ids["reviewer"],
         "token_id": 1,
         "outcome": "review",
