@@ -35,6 +35,7 @@ from bridge.runtime import Runtime
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
 from bridge.streaming import poller
+from bridge.streaming.pubsub import PubSubSubscriber
 from bridge.streaming.subscriber import Subscriber
 from bridge.vocabulary import STREAMED_OBJECTS
 from bridge.writeback import jobs as outbound
@@ -156,8 +157,9 @@ def run_worker(
 # ---- stream -----------------------------------------------------------------------------------
 
 
-def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
-    """`sfbridge stream`: build and run the subscriber of the org until SIGTERM."""
+def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | PubSubSubscriber:
+    """`sfbridge stream`: build and run the subscriber of the org until SIGTERM (the Bayeux
+    one, or the Pub/Sub API one for `streaming.transport: pubsub`)."""
     count_calls_with(rt.redis)
     name, org = pick_org(rt.config.orgs, org_name)
     conn_id = orgs.load_connection(rt.store, name).id
@@ -175,7 +177,8 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
             rt.store, open_org(), conn_id, org, sobject, enqueue=enqueue, stop=stop
         )
 
-    sub = Subscriber(
+    transport = PubSubSubscriber if org.streaming.transport == "pubsub" else Subscriber
+    sub = transport(
         store=rt.store,
         redis_client=rt.redis,
         org_name=name,
