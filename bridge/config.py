@@ -366,7 +366,11 @@ class Streaming(_Model):
 
 
 class Polling(_Model):
-    every: int = Field(default=60, ge=5)
+    # The safety-net poll `sfbridge stream` runs beside the stream, every `every` seconds over
+    # every streamed object: changes that never stream (Bulk API writes reach no PushTopic,
+    # cascade deletes none) are read by SystemModstamp and deduplicated by change_key.
+    safety_net: bool = True
+    every: int = Field(default=300, ge=5)
     overlap_seconds: int = Field(default=300, ge=0)
     page_size: int = Field(default=200, ge=1, le=2000)
 

@@ -5,8 +5,9 @@ Redis) and runs until stopped; every one counts its Salesforce calls for /metric
 
 - worker: sets the one job context (`bridge.context`) and runs an rq worker on the inbound
   and outbound queues, with a sweeper thread (lost jobs, unsent review notifications);
-- stream: the subscriber of one org (`bridge.streaming.subscriber`), whose stored events are
-  enqueued for the worker and whose replay gaps are backfilled by polling;
+- stream: the subscriber of one org (`bridge.streaming.subscriber`, or `pubsub` for the
+  Pub/Sub API), whose stored events are enqueued for the worker and whose replay gaps are
+  backfilled by polling, with the safety-net poll beside it;
 - poll: SystemModstamp polling (`bridge.streaming.poller`): a backfill, one round, or rounds.
 """
 
@@ -190,6 +191,9 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | PubSubSubscrib
         stop=stop,
     )
     sub.install_signal_handlers()
+    poller.start_safety_net(
+        rt.store, open_org, conn_id, org, enqueue=enqueue, active=lambda: sub.lease.held, stop=stop
+    )
     sub.run()
     return sub
 

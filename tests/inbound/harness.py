@@ -56,6 +56,7 @@ def config_for(
     overlap_seconds: int = 5,
     cdc: bool = False,
     pubsub_topics: list[str] | None = None,
+    poll_every: int | None = None,
 ) -> dict[str, Any]:
     """The bridge's config for `org`; with `pubsub_topics`, streamed over the org's Pub/Sub
     API (it must run with a Pub/Sub port)."""
@@ -88,7 +89,10 @@ def config_for(
                     },
                 },
                 "streaming": streaming,
-                "polling": {"overlap_seconds": overlap_seconds},
+                "polling": {
+                    "overlap_seconds": overlap_seconds,
+                    **({"every": poll_every} if poll_every else {}),
+                },
             }
         }
     }
@@ -107,6 +111,7 @@ class Bridge:
     overlap_seconds: int = 5
     cdc: bool = False
     pubsub_topics: list[str] | None = None  # stream over the Pub/Sub API
+    poll_every: int | None = None  # the safety-net poll's interval (None: the default)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -116,7 +121,12 @@ class Bridge:
         self.config_path.write_text(
             yaml.safe_dump(
                 config_for(
-                    self.org, self.topics, self.overlap_seconds, self.cdc, self.pubsub_topics
+                    self.org,
+                    self.topics,
+                    self.overlap_seconds,
+                    self.cdc,
+                    self.pubsub_topics,
+                    self.poll_every,
                 )
             )
         )
