@@ -130,11 +130,14 @@ def to_cdc_payload(schema: Mapping[str, Any], record: Mapping[str, Any]) -> dict
         values = kept
     elif kind.startswith("GAP_") or kind == "DELETE":
         values = {}
-    else:  # CREATE, UNDELETE: the null fields are not set
-        values = {k: v for k, v in values.items() if v is not None}
+    # CREATE, UNDELETE: every field, null ones too (they are null in the record)
     commit = header.get("commitTimestamp")
     if isinstance(commit, int) and not isinstance(commit, bool):
         header["commitTimestamp"] = format_modstamp(datetime.fromtimestamp(commit / 1000, tz=UTC))
+    if kind in ("CREATE", "UPDATE", "UNDELETE") and "SystemModstamp" not in values:
+        # Change events never carry SystemModstamp; the change's own stamp stands in for it
+        # (LastModifiedDate, else the commit), so the worker need not read it back.
+        values["SystemModstamp"] = values.get("LastModifiedDate") or header["commitTimestamp"]
     return {"ChangeEventHeader": header, **values}
 
 

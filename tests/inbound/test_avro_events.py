@@ -117,6 +117,7 @@ def test_update_keeps_the_changed_and_nulled_fields_only() -> None:
         "Phone": None,
         "LastModifiedDate": "2026-01-01T00:00:00.123Z",
         "Name": {"FirstName": "Ada"},
+        "SystemModstamp": "2026-01-01T00:00:00.123Z",  # stands in: events never carry it
     }
 
 
@@ -124,7 +125,9 @@ def test_create_keeps_the_set_fields_and_dates_read_as_iso() -> None:
     record = event("CREATE", [LEAD], Email="ada@example.com", CloseDate=20454)
     cdc = avro_events.to_cdc_payload(SCHEMA, avro_events.decode(PARSED, encoded(record)))
     assert cdc["Email"] == "ada@example.com" and cdc["CloseDate"] == "2026-01-01"
-    assert "Phone" not in cdc and "Name" not in cdc
+    # every field of a new record is sent: a null one is null in the record, not unknown
+    assert cdc["Phone"] is None and "Phone" in cdc
+    assert cdc["SystemModstamp"] == "2026-01-01T00:00:00.000Z"  # the commit, without a date
 
 
 def test_one_event_naming_many_records_is_one_change_each() -> None:
