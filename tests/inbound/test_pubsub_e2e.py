@@ -1,6 +1,8 @@
 """Pub/Sub API capture end to end: the local org with its Pub/Sub port, `sfbridge stream`
-(transport: pubsub) and `sfbridge worker` as real processes, faults as in test_faults.py:
-every change exactly once."""
+(transport: pubsub) and `sfbridge worker` as real processes, the fault classes of
+test_faults.py (kill -9 of the subscriber or of a worker, dropped streams, expired session,
+outage past retention, Redis restart), a poisoned event and gap events: every change exactly
+once."""
 
 from __future__ import annotations
 
@@ -11,7 +13,15 @@ import pytest
 
 from bridge.devorg.testing import DevOrg
 from tests.inbound.harness import Bridge, Writer, wait_until
-from tests.inbound.test_faults import assert_every_change_once, write_in_background
+from tests.inbound.test_faults import (
+    assert_every_change_once,
+    check_redis_restart,
+    start_streaming,
+    write_in_background,
+)
+from tests.inbound.test_faults import (
+    test_kill_9_worker_mid_batch as test_kill_9_worker_mid_batch,  # with this module's bridge
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -31,16 +41,6 @@ def bridge(pubsub_org: DevOrg, redis_url: str, tmp_path: Path) -> Iterator[Bridg
     b = Bridge(tmp_path / "bridge", pubsub_org, redis_url, pubsub_topics=TOPICS).install()
     yield b
     b.close()
-
-
-def start_streaming(bridge: Bridge, name: str = "stream") -> None:
-    bridge.start(name, "stream")
-    wait_until(
-        lambda: all(f"subscribed to {t}" in bridge.log(name) for t in TOPICS),
-        30,
-        f"{name} to subscribe",
-        lambda: bridge.log(name),
-    )
 
 
 def test_a_lead_becomes_one_entry_through_pubsub(bridge: Bridge) -> None:
@@ -100,3 +100,73 @@ def test_replay_id_past_retention_falls_back_to_a_read_back(bridge: Bridge) -> N
     assert "is no longer retained" in bridge.log("stream2")
     assert_every_change_once(bridge, writer)
     assert bridge.sources().get("poll", 0) > 0  # the gap came from the read-back
+
+
+def test_redis_restart(pubsub_org: DevOrg, tmp_path: Path) -> None:
+    check_redis_restart(pubsub_org, tmp_path, pubsub_topics=TOPICS)
+
+
+def test_dropped_streams_are_resubscribed_from_the_cursor(bridge: Bridge) -> None:
+    bridge.start("worker", "worker")
+    start_streaming(bridge)
+    writer = Writer(bridge.org)
+    thread = write_in_background(writer, rounds=12)
+    wait_until(lambda: sum(bridge.event_states().values()) >= 20, 30, "events to flow")
+    for _ in range(2):
+        assert bridge.org.control("pubsub", {"drop_streams": True})["dropped"] == len(TOPICS)
+        wait_until(
+            lambda: bridge.org.control("pubsub", method="GET")["streams"] == len(TOPICS),
+            20,
+            "the subscriber to resubscribe",
+        )
+    thread.join(60)
+    assert_every_change_once(bridge, writer)
+    assert "StatusCode.UNAVAILABLE" in bridge.log("stream")
+    assert "from replay id " in bridge.log("stream")
+
+
+def test_a_poisoned_event_is_stored_for_review_and_the_topic_keeps_capturing(
+    bridge: Bridge,
+) -> None:
+    bridge.start("worker", "worker")
+    start_streaming(bridge)
+    writer = Writer(bridge.org)
+    writer.create("Lead", 3, tag="before")
+    bridge.org.control("pubsub", {"inject": {"topic": TOPICS[0], "payload_hex": "ffffffff00"}})
+    writer.create("Lead", 3, tag="after")
+    expected = writer.org_keys()
+    wait_until(
+        lambda: expected <= set(bridge.stored_keys()) and bridge.event_states().get("failed") == 1,
+        30,
+        "the changes and the malformed event",
+        lambda: f"{bridge.event_states()}\n{bridge.log('stream')[-2000:]}",
+    )
+    stored = bridge.stored_keys()
+    (poisoned,) = [k for k in stored if k.startswith("malformed:")]
+    assert all(n == 1 for n in stored.values()) and len(stored) == writer.changes + 1
+    assert "unreadable event stored for review" in bridge.log("stream")
+
+
+def test_gap_events_are_read_back_and_an_overflow_is_backfilled(bridge: Bridge) -> None:
+    bridge.start("worker", "worker")
+    start_streaming(bridge)
+    writer = Writer(bridge.org)
+    ids = writer.create("Lead", 2)
+    assert_every_change_once(bridge, writer, timeout=30)
+    bridge.org.control(
+        "pubsub", {"gap": {"sobject": "Lead", "change_type": "GAP_UPDATE", "record_ids": ids}}
+    )
+    wait_until(
+        lambda: bridge.event_states().get("done") == 4, 30, "the gap events to become entries"
+    )
+    bridge.org.control(
+        "pubsub", {"gap": {"sobject": "Lead", "change_type": "GAP_OVERFLOW", "record_ids": []}}
+    )
+    wait_until(
+        lambda: "backfill done" in bridge.log("stream"),
+        30,
+        "the overflow's backfill",
+        lambda: bridge.log("stream")[-3000:],
+    )
+    assert "overflow event" in bridge.log("stream")
+    assert bridge.event_states() == {"done": 4}  # the backfill re-read what was stored

@@ -4,6 +4,7 @@
 - `avro.py`: change event and platform event schemas, Avro encoding, the field bitmaps;
 - `bus.py`: the topics and their retained events, made from the org's record changes;
 - `service.py`: the gRPC service (GetTopic, GetSchema, Subscribe, Publish);
+- `control.py`: ``/__devorg__/pubsub`` (drop streams, inject events, gap events);
 - `setup()` (here): starts and stops the gRPC server with the org's aiohttp application.
 """
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from bridge.devorg.pubsub import control
 from bridge.devorg.pubsub.bus import EventBus
 from bridge.devorg.pubsub.service import PubSubService
 from bridge.salesforce.pubsub_api import pubsub_api_pb2_grpc as pb2_grpc
@@ -29,6 +31,7 @@ def setup(app: web.Application, server: DevOrgServer, port: int) -> EventBus:
     server.state.add_listener(bus)
     service = PubSubService(server.state, bus, server.base_url)
     holder: dict[str, Any] = {}
+    app.router.add_route("*", "/__devorg__/pubsub", control.handler(bus, service))
 
     async def on_startup(_app: web.Application) -> None:
         import asyncio

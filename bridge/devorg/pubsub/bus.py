@@ -199,6 +199,39 @@ class EventBus:
             ]
             self._append(rows)
 
+    def inject(self, topic: str, schema_id: str, payload: bytes) -> int:
+        """An event as given (the control API: a payload no schema reads, for tests)."""
+        fake = avro.EventSchema("injected", "", schema_id, None)
+        with self._lock:
+            return self._append([(topic, fake, payload)])[0]
+
+    def gap(self, sobject: str, change_type: str, record_ids: list[str]) -> list[int]:
+        """A gap or overflow event (the control API): a header without field values, as
+        Salesforce sends when it cannot report a change's values (CDC guide, "Gap Events")."""
+        schema = self.schema_for(f"{sobject}ChangeEvent")
+        if schema is None or change_type not in avro.CHANGE_TYPES[4:]:
+            raise ValueError(f"no gap event {change_type} for {sobject}")
+        at = self.state.clock.now()
+        header = {
+            "entityName": sobject,
+            "recordIds": record_ids,
+            "changeType": change_type,
+            "changeOrigin": "",
+            "transactionKey": str(uuid.uuid4()),
+            "sequenceNumber": 1,
+            "commitTimestamp": int(at.timestamp() * 1000),
+            "commitNumber": int(at.timestamp() * 1_000_000),
+            "commitUser": next((u.id for u in self.state.users.values() if u.role == "sales"), ""),
+            "nulledFields": [],
+            "diffFields": [],
+            "changedFields": [],
+        }
+        payload = avro.encode(schema, avro.change_event(schema, {"ChangeEventHeader": header}))
+        with self._lock:
+            return self._append(
+                [(topic, schema, payload) for topic in pushtopic.cdc_channels(sobject)]
+            )
+
     def publish(self, topic: str, schema: avro.EventSchema, payloads: list[bytes]) -> list[int]:
         """Store published platform events; returns their sequence numbers."""
         with self._lock:

@@ -57,7 +57,15 @@ class PubSubService(pb2_grpc.PubSubServicer):
         self.state = state
         self.bus = bus
         self.instance_url = instance_url.rstrip("/")
-        self.streams: set[asyncio.Task[Any]] = set()
+        #: the live Subscribe streams: their flags (`drop`) and wake-up callbacks
+        self.streams: list[dict[str, Any]] = []
+
+    def drop_streams(self) -> int:
+        """End every Subscribe stream with UNAVAILABLE, as a server restart would."""
+        for stream in self.streams:
+            stream["drop"] = True
+            stream["wake"]()
+        return len(self.streams)
 
     # -- auth -------------------------------------------------------------------------------
 
@@ -194,8 +202,17 @@ class PubSubService(pb2_grpc.PubSubServicer):
         add(first)
         reader = asyncio.ensure_future(read_requests())
         self.bus.add_waiter(wakeup.set)
+        me = {"drop": False, "wake": wakeup.set, "topic": topic}
+        self.streams.append(me)
         try:
             while True:
+                if me["drop"]:
+                    await _abort(
+                        context,
+                        grpc.StatusCode.UNAVAILABLE,
+                        "sfdc.platform.eventbus.grpc.service.unavailable",
+                        "The server closed the stream. Resubscribe.",
+                    )
                 if problem:
                     await _abort(
                         context, grpc.StatusCode.INVALID_ARGUMENT, INVALID_REQUEST, problem[0]
@@ -230,6 +247,7 @@ class PubSubService(pb2_grpc.PubSubServicer):
                         pending_num_requested=state["requested"],
                     )
         finally:
+            self.streams.remove(me)
             self.bus.remove_waiter(wakeup.set)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
