@@ -200,6 +200,10 @@ class PubSubSubscriber:
             try:
                 if self._subscribe_once(topic, sforg, stub):
                     attempt = 0
+                elif not self.stop.is_set():
+                    # The server ended the stream without an error or an event: not at once.
+                    self._pause(attempt)
+                    attempt += 1
             except grpc.RpcError as exc:
                 if self.stop.is_set() or self.lease.lost.is_set():
                     return

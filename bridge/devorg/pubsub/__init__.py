@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from aiohttp import web
 
 from bridge.devorg.pubsub import control
 from bridge.devorg.pubsub.bus import EventBus
@@ -20,8 +21,6 @@ from bridge.devorg.pubsub.service import PubSubService
 from bridge.salesforce.pubsub_api import pubsub_api_pb2_grpc as pb2_grpc
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from bridge.devorg.server import DevOrgServer
 
 
@@ -32,6 +31,16 @@ def setup(app: web.Application, server: DevOrgServer, port: int) -> EventBus:
     service = PubSubService(server.state, bus, server.base_url)
     holder: dict[str, Any] = {}
     app.router.add_route("*", "/__devorg__/pubsub", control.handler(bus, service))
+
+    @web.middleware
+    async def persist_events(request: web.Request, handler: Any) -> web.StreamResponse:
+        # the change events of a write are on disk before its HTTP response goes out
+        try:
+            return await handler(request)
+        finally:
+            bus.flush()
+
+    app.middlewares.append(persist_events)
 
     async def on_startup(_app: web.Application) -> None:
         import asyncio
