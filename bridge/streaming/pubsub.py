@@ -42,6 +42,7 @@ import redis
 from bridge import defaults
 from bridge.config import OrgConfig
 from bridge.errors import TransientError
+from bridge.salesforce.connection import CLIENT_NAME
 from bridge.store import Store
 from bridge.streaming import avro_events, inbox
 from bridge.streaming.events import ChangeEvent, MalformedEvent, parse_sf_datetime
@@ -53,9 +54,6 @@ from bridge.vocabulary import STREAMED_OBJECTS
 log = logging.getLogger("sfbridge.stream")
 
 REPLAY_CORRUPTED = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted"
-#: The client name the bridge's writes carry in changeOrigin (``client=sfbridge``) when it
-#: sends ``Sforce-Call-Options: client=sfbridge``.
-CLIENT_NAME = "sfbridge"
 
 
 def _stubs() -> tuple[Any, Any]:
