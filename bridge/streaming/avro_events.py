@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import fastavro
@@ -75,8 +76,17 @@ def _type_doc(avro_field: Mapping[str, Any]) -> str:
 
 
 def _readable(avro_field: Mapping[str, Any], value: Any) -> Any:
-    """Epoch numbers as the ISO strings the REST API gives, for fields documented as dates."""
+    """Epoch numbers as the ISO strings the REST API gives, for fields documented as dates;
+    what JSON cannot hold (logical types, bytes) as text, so the event can be stored."""
     doc = _type_doc(avro_field)
+    if isinstance(value, datetime):
+        return format_modstamp(value if value.tzinfo else value.replace(tzinfo=UTC))
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Decimal):
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, int):
         return value
     if doc.endswith("datetime"):

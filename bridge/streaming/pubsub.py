@@ -31,6 +31,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -67,7 +68,8 @@ def _stubs() -> tuple[Any, Any]:
 @dataclass
 class _Schema:
     json: dict[str, Any]
-    parsed: Any
+    parsed: Any  # None: the schema could not be read (`error` says why)
+    error: str = ""
 
 
 @dataclass
@@ -321,20 +323,27 @@ class PubSubSubscriber:
         info = stub.GetSchema(
             self.pb2.SchemaRequest(schema_id=schema_id), metadata=self._metadata(sforg)
         )
-        parsed_json = json.loads(info.schema_json)
-        schema = _Schema(parsed_json, fastavro.parse_schema(json.loads(info.schema_json)))
+        try:
+            schema = _Schema(
+                json.loads(info.schema_json), fastavro.parse_schema(json.loads(info.schema_json))
+            )
+        except Exception as exc:  # noqa: BLE001 - its events are stored as malformed
+            schema = _Schema({}, None, f"not a usable Avro schema ({type(exc).__name__}: {exc})")
         with self._lock:
             self._schemas[schema_id] = schema
         return schema
 
     def _store(self, topic: str, consumer_events: Any, sforg: Any, stub: Any) -> None:
         events: list[ChangeEvent] = []
+        overflows: list[tuple[str, datetime | None]] = []
         at = None
         for consumer_event in consumer_events:
             replay_id = bytes(consumer_event.replay_id)
             event = consumer_event.event
+            schema = self._schema(stub, sforg, event.schema_id)  # an RpcError: resubscribe
             try:
-                schema = self._schema(stub, sforg, event.schema_id)
+                if schema.parsed is None:
+                    raise MalformedEvent(f"schema {event.schema_id}: {schema.error}")
                 record = avro_events.decode(schema.parsed, event.payload)
                 cdc = avro_events.to_cdc_payload(schema.json, record)
                 header = cdc["ChangeEventHeader"]
@@ -344,14 +353,7 @@ class PubSubSubscriber:
                 if entity not in STREAMED_OBJECTS:
                     continue  # another object on a shared channel (/data/ChangeEvents)
                 if avro_events.is_overflow(cdc):
-                    log.warning(
-                        "stream: %s: overflow event (a transaction changed too many %s records "
-                        "to report each); backfilling %s by SystemModstamp",
-                        topic,
-                        entity,
-                        entity,
-                    )
-                    self._gaps.start(entity, commit, topic)
+                    overflows.append((entity, commit))
                     continue
                 own = avro_events.own_write(cdc, CLIENT_NAME, sforg.user_id)
                 events.extend(
@@ -364,11 +366,22 @@ class PubSubSubscriber:
                         integration_user_id=sforg.user_id,
                     )
                 )
-            except MalformedEvent as exc:
+            except Exception as exc:  # noqa: BLE001 - any unreadable event must not stall the topic
+                if not isinstance(exc, MalformedEvent):
+                    exc = MalformedEvent(f"{type(exc).__name__}: {exc}")
                 log.warning("stream: unreadable event stored for review: %s", exc)
                 events.append(
                     avro_events.malformed_pubsub(topic, replay_id, event.payload, str(exc))
                 )
+        for entity, commit in overflows:  # recorded before the cursor moves past the event
+            log.warning(
+                "stream: %s: overflow event (a transaction changed too many %s records to "
+                "report each); backfilling %s by SystemModstamp",
+                topic,
+                entity,
+                entity,
+            )
+            self._gaps.start(entity, commit, topic)
         last = bytes(consumer_events[-1].replay_id)
         with self.store.session() as session:
             new_ids = inbox.store_and_advance_bytes(

@@ -182,3 +182,29 @@ def test_an_undecodable_payload_is_malformed(payload: bytes) -> None:
     stored = avro_events.malformed_pubsub("/data/LeadChangeEvent", b"\x04", payload, "bad")
     assert stored.change_type == "malformed" and stored.payload["raw"] == payload.hex()
     assert stored.change_key.startswith("malformed:")
+
+
+def test_values_json_cannot_hold_are_made_text() -> None:
+    # a schema with Avro logical types and bytes: fastavro gives datetime, date, Decimal, bytes
+    schema: dict[str, Any] = {
+        "type": "record",
+        "name": "X",
+        "fields": [
+            {"name": "ChangeEventHeader", "type": HEADER},
+            {"name": "At", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "On", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "Raw", "type": "bytes"},
+            {"name": "Amount", "type": {"type": "bytes", "logicalType": "decimal",
+                                        "precision": 5, "scale": 2}},
+        ],
+    }  # fmt: skip
+    parsed = fastavro.parse_schema(schema)
+    record = {
+        "ChangeEventHeader": event("CREATE", [LEAD])["ChangeEventHeader"],
+        "At": 1_767_225_600_000, "On": 20454, "Raw": b"\x01\x02", "Amount": b"\x30\x39",
+    }  # fmt: skip
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed, record)
+    cdc = avro_events.to_cdc_payload(schema, avro_events.decode(parsed, buf.getvalue()))
+    assert cdc["At"] == "2026-01-01T00:00:00.000Z" and cdc["On"] == "2026-01-01"
+    assert cdc["Raw"] == "0102" and isinstance(cdc["Amount"], float)
