@@ -272,6 +272,7 @@ class PubSubSubscriber:
         call = stub.Subscribe(requests(), metadata=self._metadata(sforg))
         with self._lock:
             self._calls[topic] = call
+        call.initial_metadata()  # the server's headers: the subscription is in place
         log.info("stream: subscribed to %s from %s", topic, where)
         delivered = False
         try:

@@ -182,6 +182,8 @@ class PubSubService(pb2_grpc.PubSubServicer):
         topic = first.topic_name
         await self._topic(context, topic)
         position = await self._start(context, topic, first)
+        # the subscription is in place: say so at once (headers before the first batch)
+        await context.send_initial_metadata((("rpc-id", str(uuid.uuid4())),))
         state = {"requested": 0}
         wakeup = asyncio.Event()
         problem: list[str] = []
