@@ -589,12 +589,27 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
     show_default=True,
     help="How long the org takes to answer: zero, or delays like a real org's (docs/devorg.md).",
 )
-def devorg(host: str, port: int, data_dir: Path, package_dir: Path, latency: str) -> None:
+@click.option(
+    "--pubsub-port",
+    type=int,
+    default=None,
+    help="Also serve the Pub/Sub API (gRPC over TLS) on this port.",
+)
+def devorg(
+    host: str, port: int, data_dir: Path, package_dir: Path, latency: str, pubsub_port: int | None
+) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
 
     try:
-        run(host, port, data_dir, package_dir=package_dir, latency=latency)
+        run(
+            host,
+            port,
+            data_dir,
+            package_dir=package_dir,
+            latency=latency,
+            pubsub_port=pubsub_port,
+        )
     except OSError as exc:  # port taken, data dir not writable, ...
         where = exc.filename or f"{host}:{port}"
         raise UsageError(f"devorg cannot start: {where}: {exc.strerror or exc}") from None

@@ -341,9 +341,42 @@ class Program(_Model):
     name: str
 
 
+_PUBSUB_TOPIC = re.compile(r"^/(data|event)/[A-Za-z][A-Za-z0-9_]{0,79}$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
+
+
 class Streaming(_Model):
+    # cometd: PushTopics (and CDC with `cdc: true`) over the Streaming API; pubsub: Change Data
+    # Capture over the Pub/Sub API (gRPC), on `pubsub_topics` (docs/inbound.md).
+    transport: Literal["cometd", "pubsub"] = "cometd"
     topics: list[str] = Field(default_factory=lambda: list(TOPIC_NAMES.values()))
     cdc: bool = False
+    pubsub_endpoint: str = "api.pubsub.salesforce.com:7443"
+    pubsub_topics: list[str] = Field(
+        default_factory=lambda: [f"/data/{o}ChangeEvent" for o in STREAMED_OBJECTS]
+    )
+
+    @field_validator("pubsub_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not _HOST_PORT.match(v):
+            raise ValueError(
+                f"'{v}' is not host:port (Salesforce's is api.pubsub.salesforce.com:7443)"
+            )
+        return v
+
+    @field_validator("pubsub_topics")
+    @classmethod
+    def _pubsub_topics(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one topic, e.g. /data/LeadChangeEvent")
+        for topic in v:
+            if not _PUBSUB_TOPIC.match(topic):
+                raise ValueError(
+                    f"'{topic}' is not a Pub/Sub topic: /data/<Object>ChangeEvent, "
+                    "/data/ChangeEvents, a custom /data/<Name>__chn channel or /event/<Name>__e"
+                )
+        return v
 
     @field_validator("topics")
     @classmethod
@@ -357,7 +390,11 @@ class Streaming(_Model):
 
 
 class Polling(_Model):
-    every: int = Field(default=60, ge=5)
+    # The safety-net poll `sfbridge stream` runs beside the stream, every `every` seconds over
+    # every streamed object: changes that never stream (Bulk API writes reach no PushTopic,
+    # cascade deletes none) are read by SystemModstamp and deduplicated by change_key.
+    safety_net: bool = True
+    every: int = Field(default=300, ge=5)
     overlap_seconds: int = Field(default=300, ge=0)
     page_size: int = Field(default=200, ge=1, le=2000)
 

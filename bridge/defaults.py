@@ -129,6 +129,10 @@ DEFAULT_LONG_POLL_SECONDS = 110.0
 RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits between attempts after network errors or a server that says `retry` with no interval."""
 
+PUBSUB_BATCH = 100
+"""Pub/Sub API flow control: events the subscriber asks for at once, and again after storing
+each delivery (Salesforce caps num_requested at 100)."""
+
 BACKFILL_PROGRESS_EVERY = 1000
 """A long backfill prints a progress line every this many records."""
 

@@ -264,7 +264,9 @@ class InboundEvent(Base):
 
 
 class SyncCursor(Base):
-    """Where a channel has got to: a replay id for streaming, a modstamp for polling."""
+    """Where a channel has got to: a replay id for streaming, a modstamp for polling.
+
+    Pub/Sub API replay ids are opaque bytes (`replay_bytes`); CometD's are numbers."""
 
     __tablename__ = "sync_cursors"
 
@@ -273,6 +275,7 @@ class SyncCursor(Base):
     )
     channel: Mapped[str] = mapped_column(String(255), primary_key=True)
     replay_id: Mapped[int | None] = mapped_column(BigInteger)
+    replay_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     modstamp: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
