@@ -200,28 +200,34 @@ def _pool_statement(columns: tuple[str, ...]) -> Any:
     one expanding parameter per column, plus ``program_id`` and ``limit``). Built once per set
     of columns, so a batch pays neither building nor compiling it again."""
     program_id: Any = bindparam("program_id")
+    blocks = [getattr(Referral, c) for c in _BLOCK_COLUMNS]
     parts: list[Any] = []
     for name in columns:
         column = getattr(Referral, name)
         lookup = (Referral.program_id == program_id, column.in_(bindparam(name, expanding=True)))
         if name in _DIRECT_COLUMNS:
-            parts.append(select(Referral.id).where(*lookup))
+            parts.append(select(*_REFERRAL_COLUMNS, *blocks).where(*lookup))
             continue
         # The cap per key, lowest ids first: for one entry's keys this keeps what
-        # find_referrals' LIMIT keeps, and a common name still cannot bring back whole rows
-        # beyond the cap (the ranking reads the index).
+        # find_referrals' LIMIT keeps, and a common name still cannot bring back rows
+        # beyond the cap.
         ranked = (
             select(
-                Referral.id,
+                *_REFERRAL_COLUMNS,
+                *blocks,
                 func.row_number().over(partition_by=column, order_by=Referral.id).label("rank"),
             )
             .where(*lookup)
             .subquery()
         )
-        parts.append(select(ranked.c.id).where(ranked.c.rank <= bindparam("limit")))
-    ids: Any = union_all(*parts) if len(parts) > 1 else parts[0]
-    blocks = [getattr(Referral, c) for c in _BLOCK_COLUMNS]
-    return select(*_REFERRAL_COLUMNS, *blocks).where(Referral.id.in_(ids))
+        parts.append(
+            select(*(c for c in ranked.c if c.key != "rank")).where(
+                ranked.c.rank <= bindparam("limit")
+            )
+        )
+    # Each arm brings its rows whole (a row reached by two keys comes twice and is kept
+    # once): an outer `id IN (arms)` made PostgreSQL hash-join a scan of the table.
+    return union_all(*parts) if len(parts) > 1 else parts[0]
 
 
 class CandidatePool:
@@ -285,6 +291,8 @@ class CandidatePool:
             statement = _pool_statement(tuple(params))
             params.update(program_id=program_id, limit=self.limit)
             for row in session.execute(statement, params):
+                if row[0] in self._referrals:
+                    continue  # reached by another key too
                 blocks = dict(zip(_BLOCK_COLUMNS, row[width:], strict=True))
                 self._put(_candidate(row[:width]), blocks)
 

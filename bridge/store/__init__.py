@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+ANALYSIS_LIMIT = 2000
+"""Rows SQLite's ANALYZE samples per index (approximate statistics, bounded cost)."""
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
@@ -64,6 +67,25 @@ class Store:
         from alembic import command
 
         command.upgrade(alembic_config(self.url), revision)
+        self.analyze()
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (after migrations, bulk imports, and
+        periodically from the sweeper).
+
+        SQLite has none unless asked (it then guesses, and picked an index that read a whole
+        program for a lookup by Salesforce id); ``analysis_limit`` samples each index, so this
+        takes milliseconds at a million referrals and holds the write lock as briefly.
+        PostgreSQL's autovacuum keeps its own, but only some time after a bulk load.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+                conn.exec_driver_sql("ANALYZE")
+                conn.exec_driver_sql("PRAGMA optimize")
+            else:
+                conn.exec_driver_sql("ANALYZE")
+            conn.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()

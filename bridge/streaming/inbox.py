@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -183,23 +183,22 @@ def pending_events(
     claimed_before: datetime,
     limit: int = 5000,
 ) -> list[int]:
-    """Events that should have been processed by now: still new, or claimed by a dead job."""
-    stmt = (
-        select(InboundEvent.id)
-        .where(
-            or_(
-                and_(
-                    InboundEvent.state == "new",
-                    InboundEvent.received_at < new_before,
-                    or_(InboundEvent.queued_at.is_(None), InboundEvent.queued_at < new_before),
-                ),
-                and_(InboundEvent.state == "processing", InboundEvent.claimed_at < claimed_before),
-            )
-        )
-        .order_by(InboundEvent.id)
-        .limit(limit)
+    """Events that should have been processed by now: still new, or claimed by a dead job.
+
+    Two queries, one per state, each read through the (state, id) index in id order; an OR
+    of the two made both databases scan the table."""
+    waiting = select(InboundEvent.id).where(
+        InboundEvent.state == "new",
+        InboundEvent.received_at < new_before,
+        or_(InboundEvent.queued_at.is_(None), InboundEvent.queued_at < new_before),
     )
-    return list(session.scalars(stmt))
+    stale = select(InboundEvent.id).where(
+        InboundEvent.state == "processing", InboundEvent.claimed_at < claimed_before
+    )
+    ids: list[int] = []
+    for query in (waiting, stale):
+        ids += session.scalars(query.order_by(InboundEvent.id).limit(limit))
+    return sorted(ids)[:limit]
 
 
 def mark_queued(session: Session, ids: Iterable[int]) -> None:
