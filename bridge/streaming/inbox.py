@@ -8,6 +8,7 @@ marker before the handler has saved anything, which loses the event on a crash; 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -28,13 +29,19 @@ POLL_PREFIX = "poll:"
 BACKFILL_PREFIX = "backfill:"
 
 
-def _insert(session: Session) -> Any:
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert(InboundEvent)
-    if name == "sqlite":
-        return sqlite.insert(InboundEvent)
-    raise NotImplementedError(f"no insert-or-ignore for {name}")
+@functools.lru_cache(maxsize=4)
+def _insert_events(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id of inbound events, built and compiled
+    once: a delivery runs it as one executemany (SQLAlchemy sends the rows in multi-row
+    batches), instead of a fresh statement of 200 rows x 13 values compiled per delivery."""
+    table: Any = InboundEvent.__table__
+    if dialect == "postgresql":
+        ins: Any = postgresql.insert(table)
+    elif dialect == "sqlite":
+        ins = sqlite.insert(table)
+    else:
+        raise NotImplementedError(f"no insert-or-ignore for {dialect}")
+    return ins.on_conflict_do_nothing().returning(table.c.id)
 
 
 def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
@@ -72,10 +79,9 @@ def store_events(
             continue  # the same change twice in one batch (a replay overlapping a page)
         seen.add(row["change_key"])
         rows.append(row)
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        stmt = _insert(session).values(chunk).on_conflict_do_nothing().returning(InboundEvent.id)
-        new_ids.extend(session.scalars(stmt))
+    if rows:
+        statement = _insert_events(session.get_bind().dialect.name)
+        new_ids.extend(session.connection().execute(statement, rows).scalars())
     return sorted(new_ids)
 
 
