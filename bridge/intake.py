@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,9 +33,10 @@ from bridge import defaults
 from bridge.config import BridgeConfig, OrgConfig
 from bridge.context import WorkerContext
 from bridge.errors import Action, Failure, failure_of
+from bridge.receiver.candidates import CandidatePool
 from bridge.receiver.decision import is_own_write
 from bridge.receiver.relational import Trigger, related_records
-from bridge.receiver.service import process_entries, process_entry
+from bridge.receiver.service import candidate_pools, process_entries, process_entry
 from bridge.salesforce.lookup import SalesforceLookup
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
@@ -79,7 +80,7 @@ def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> dict[st
 
 
 def load(store: Store, config: BridgeConfig, event_ids: Sequence[int], token: str) -> IntakeBatch:
-    with store.session() as session:
+    with store.reading() as session:
         events = list(
             session.scalars(
                 select(InboundEvent)
@@ -181,9 +182,36 @@ def _save_chunk(store: Store, batch: IntakeBatch, ids: list[int]) -> None:
     batch.counts.update(counts)
 
 
+def _read_pools(
+    store: Store, batch: IntakeBatch, ids: list[int]
+) -> dict[int, dict[int, CandidatePool]]:
+    """The candidate pools of the chunk's entries by org connection, read before the chunk's
+    write transaction (on SQLite a read then holds no write lock, so the subscriber can
+    store its next delivery meanwhile)."""
+    wanted = set(ids)
+    with store.reading() as session:
+        programs = _programs(session, batch)
+        by_org: dict[int, list[SalesEntry]] = defaultdict(list)
+        for ev in batch.events:
+            info = batch.orgs[ev.org_connection_id]
+            if ev.id not in wanted or info.config is None or ev.id in batch.failures:
+                continue
+            trigger = trigger_of(ev)
+            if trigger is None or _own_write(trigger, info):
+                continue
+            by_org[ev.org_connection_id].append(
+                _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+            )
+        return {
+            org_id: candidate_pools(session, entries, cast(OrgConfig, batch.orgs[org_id].config))
+            for org_id, entries in by_org.items()
+        }
+
+
 def _save_chunk_once(
     store: Store, batch: IntakeBatch, ids: list[int], counts: Counter[str], *, isolate: bool
 ) -> None:
+    pools = {} if isolate else _read_pools(store, batch, ids)
     with store.session() as session:
         # Re-check in bulk: still ours, and no entry yet (entries and event states commit
         # together, so this only catches an entry made outside the claim, e.g. submitted
@@ -222,6 +250,7 @@ def _save_chunk_once(
                 [entry for _ev, entry in pairs],
                 info.config,
                 integration_user_id=info.integration_user_id,
+                pools=pools.get(org_id),
             )
             for ev, entry in pairs:
                 inbox.finish(ev, "done")

@@ -276,6 +276,17 @@ class CandidatePool:
         pool._fetch_members(session, program_id, plans)
         return pool
 
+    def covers(self, plans: Iterable[LookupPlan]) -> bool:
+        """Whether the pool was fetched for (at least) every key of these plans."""
+        for plan in plans:
+            for name in _DIRECT_COLUMNS:
+                if not self._wanted[name].issuperset(plan.direct_values(name)):
+                    return False
+            for name, attr in _FUZZY_COLUMNS:
+                if not self._wanted[name].issuperset(getattr(plan, attr)):
+                    return False
+        return True
+
     # ---- loading
 
     def _fetch_referrals(self, session: Session, program_id: int) -> None:

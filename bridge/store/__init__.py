@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+READ_ONLY = "sfbridge_read_only"
+"""Execution option of the connections of Store.reading() sessions."""
+
 ANALYSIS_LIMIT = 2000
 """Rows SQLite's ANALYZE samples per index (approximate statistics, bounded cost)."""
 
@@ -39,7 +42,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front (no deadlock upgrading a read lock);
+            # Store.reading() sessions read in a deferred transaction and never take it.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
@@ -55,12 +63,23 @@ class Store:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error."""
         with self.sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only (nothing is committed). On SQLite its transaction is
+        deferred: it takes no write lock, so a read that takes milliseconds (the candidate
+        pool of a chunk) does not hold up the subscriber or another worker."""
+        with self._readers() as session:
+            yield session  # closing ends the transaction; what was read stays loaded
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to `revision`."""
