@@ -212,11 +212,14 @@ def _save_chunk_once(
     store: Store, batch: IntakeBatch, ids: list[int], counts: Counter[str], *, isolate: bool
 ) -> None:
     pools = {} if isolate else _read_pools(store, batch, ids)
+    events = {ev.id: ev for ev in batch.events}
+    # How each event ends (state, reason), written with one UPDATE per state at the end.
+    ends: dict[int, tuple[str, str | None]] = {}
     with store.session() as session:
         # Re-check in bulk: still ours, and no entry yet (entries and event states commit
         # together, so this only catches an entry made outside the claim, e.g. submitted
         # through the API).
-        mine = inbox.still_claimed(session, ids, batch.token)
+        mine = [events[i] for i in inbox.still_claimed(session, ids, batch.token)]
         have_entry = set(
             session.scalars(
                 select(SalesEntry.inbound_event_id).where(SalesEntry.inbound_event_id.in_(ids))
@@ -228,15 +231,15 @@ def _save_chunk_once(
         for_receiver: dict[int, list[tuple[InboundEvent, SalesEntry]]] = defaultdict(list)
         for ev in mine:
             if ev.id in have_entry:
-                inbox.finish(ev, "done")
+                ends[ev.id] = ("done", None)
                 counts["already"] += 1
                 continue
             info = batch.orgs[ev.org_connection_id]
-            settled = _settle(session, batch, ev, info, programs)
+            settled = _settle(session, batch, ev, info, programs, ends)
             if settled is not None:
                 counts[settled] += 1
             elif isolate:
-                counts[_decide_alone(session, batch, ev, info, programs)] += 1
+                counts[_decide_alone(session, batch, ev, info, programs, ends)] += 1
             else:
                 # Any exception rolls back the whole chunk, which is then redone isolated.
                 entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
@@ -253,8 +256,9 @@ def _save_chunk_once(
                 pools=pools.get(org_id),
             )
             for ev, entry in pairs:
-                inbox.finish(ev, "done")
+                ends[ev.id] = ("done", None)
                 counts[str(entry.outcome)] += 1
+        inbox.finish(session, ends)
 
 
 def _programs(session: Session, batch: IntakeBatch) -> dict[str, int]:
@@ -267,22 +271,30 @@ def _program_id(info: OrgInfo, programs: dict[str, int]) -> int | None:
     return programs.get(info.config.receiver.program) if info.config is not None else None
 
 
+_Ends = dict[int, tuple[str, str | None]]
+
+
 def _settle(
-    session: Session, batch: IntakeBatch, ev: InboundEvent, info: OrgInfo, programs: dict[str, int]
+    session: Session,
+    batch: IntakeBatch,
+    ev: InboundEvent,
+    info: OrgInfo,
+    programs: dict[str, int],
+    ends: _Ends,
 ) -> str | None:
     """Save the entry of an event that goes no further (failed, own write) and return its
     outcome; None when the receiver is to decide it."""
     trigger = trigger_of(ev)
     if info.config is None:
         return _save_failed(
-            session, ev, "org_not_configured", f"org '{info.name}' is not in the config file"
+            session, ev, ends, "org_not_configured", f"org '{info.name}' is not in the config file"
         )
     if trigger is None:
         error = (ev.payload or {}).get("_error", "the event could not be read")
-        return _save_failed(session, ev, "malformed_event", str(error))
+        return _save_failed(session, ev, ends, "malformed_event", str(error))
     failure = batch.failures.get(ev.id)
     if failure is not None:
-        return _save_failed(session, ev, failure.code, failure.message)
+        return _save_failed(session, ev, ends, failure.code, failure.message)
     if _own_write(trigger, info):
         entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
         entry.outcome = "skipped"
@@ -290,13 +302,18 @@ def _settle(
         entry.decision = {"outcome": "skipped", "reasons": ["own_write"]}
         entry.processed_at = utcnow()
         session.add(entry)
-        inbox.finish(ev, "skipped", "own_write")
+        ends[ev.id] = ("skipped", "own_write")
         return "own_write"
     return None
 
 
 def _decide_alone(
-    session: Session, batch: IntakeBatch, ev: InboundEvent, info: OrgInfo, programs: dict[str, int]
+    session: Session,
+    batch: IntakeBatch,
+    ev: InboundEvent,
+    info: OrgInfo,
+    programs: dict[str, int],
+    ends: _Ends,
 ) -> str:
     """The receiver decides one entry in its own savepoint; a failure is saved on it."""
     assert info.config is not None
@@ -305,14 +322,14 @@ def _decide_alone(
             entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
             session.add(entry)
             process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
-            inbox.finish(ev, "done")
+            ends[ev.id] = ("done", None)
             return str(entry.outcome)
     except Exception as exc:
         failure = failure_of(exc, unexpected="receiver_error")
         if failure.action is not Action.FAIL:
             raise
         log.warning("inbound event %s saved failed (%s): %s", ev.id, failure.code, failure.message)
-        return _save_failed(session, ev, failure.code, failure.message)
+        return _save_failed(session, ev, ends, failure.code, failure.message)
 
 
 def _entry(
@@ -334,11 +351,11 @@ def _entry(
     )
 
 
-def _save_failed(session: Session, ev: InboundEvent, code: str, message: str) -> str:
+def _save_failed(session: Session, ev: InboundEvent, ends: _Ends, code: str, message: str) -> str:
     entry = _entry(ev, None)
     entry.outcome = "failed"
     entry.reasons = [code]
     entry.error = message
     session.add(entry)
-    inbox.finish(ev, "failed", code)
+    ends[ev.id] = ("failed", code)
     return "failed"

@@ -130,8 +130,10 @@ _SOUNDEX = {
 }
 
 
+@functools.lru_cache(maxsize=16384)
 def soundex(word: str) -> str:
-    """American Soundex of a folded word ("" when it has no letters)."""
+    """American Soundex of a folded word ("" when it has no letters). Cached like _fold: the
+    same names come back entry after entry."""
     letters = [ch for ch in fold(word) if "a" <= ch <= "z"]
     if not letters:
         return ""

@@ -20,6 +20,7 @@ own person.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -220,11 +221,23 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
+    """The three kinds of name blocks of a person (cached: a batch repeats names, and the
+    worker plans each entry's lookups twice, for the pool and for the decision)."""
+    try:
+        return _cached_blocks(first, last, name)
+    except TypeError:  # a value that cannot be a cache key (a malformed record)
+        return _cached_blocks.__wrapped__(first, last, name)
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(mk.name_blocks(first, last, name, kind=k)) for k in mk.BLOCK_KINDS)
+
+
 def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
     first, last, name = rec.get("FirstName"), rec.get("LastName"), rec.get("Name")
-    blocks = mk.name_blocks(first, last, name)
-    rblocks = mk.name_blocks(first, last, name, kind="reverse")
-    ablocks = mk.name_blocks(first, last, name, kind="affix")
+    blocks, rblocks, ablocks = _blocks(first, last, name)
     return Person(
         source=source,
         sobject=sobject,

@@ -9,7 +9,7 @@ marker before the handler has saved anything, which loses the event on a crash; 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -262,25 +262,34 @@ def release(session: Session, ids: Sequence[int], token: str) -> None:
     )
 
 
-def still_claimed(session: Session, ids: Sequence[int], token: str) -> list[InboundEvent]:
-    """The events among `ids` still claimed by `token`, fresh from the database (a slow job
-    whose claim was taken over must not act on them)."""
+def still_claimed(session: Session, ids: Sequence[int], token: str) -> list[int]:
+    """The events among `ids` still claimed by `token` (a slow job whose claim was taken
+    over must not act on them), in id order."""
     return list(
         session.scalars(
-            select(InboundEvent)
+            select(InboundEvent.id)
             .where(
                 InboundEvent.id.in_(list(ids)),
                 InboundEvent.state == "processing",
                 InboundEvent.claimed_by == token,
             )
             .order_by(InboundEvent.id)
-            .execution_options(populate_existing=True)
         )
     )
 
 
-def finish(event: InboundEvent, state: str, reason: str | None = None) -> None:
-    """The event is through: `done`, `failed` or `skipped` (with the reason code)."""
-    event.state = state
-    event.reason = reason
-    event.processed_at = utcnow()
+def finish(session: Session, ends: Mapping[int, tuple[str, str | None]]) -> None:
+    """The events are through: each `done`, `failed` or `skipped` (with the reason code);
+    one UPDATE per state and reason."""
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for event_id, end in ends.items():
+        groups.setdefault(end, []).append(event_id)
+    now = utcnow()
+    for (state, reason), ids in groups.items():
+        for start in range(0, len(ids), _CHUNK):
+            session.execute(
+                update(InboundEvent)
+                .where(InboundEvent.id.in_(ids[start : start + _CHUNK]))
+                .values(state=state, reason=reason, processed_at=now)
+                .execution_options(synchronize_session=False)
+            )
