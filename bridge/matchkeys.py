@@ -237,3 +237,37 @@ def code_key(code: Any) -> str | None:
     """Referral codes compare trimmed and case-insensitively (people retype them)."""
     text = _text(code).casefold()
     return text or None
+
+
+# Common English nicknames and the names they stand for: a person entered as "Bob" in
+# Salesforce and referred as "Robert". Each group's names are interchangeable first names.
+_NICKNAME_GROUPS = (
+    "robert bob bobby rob robbie", "william bill billy will willy liam",
+    "elizabeth liz lizzie beth betsy eliza", "richard dick rick ricky rich",
+    "james jim jimmy jamie", "michael mike mikey mick", "joseph joe joey",
+    "thomas tom tommy", "charles charlie chuck chas", "christopher chris kit",
+    "daniel dan danny", "matthew matt", "anthony tony", "margaret maggie peggy meg",
+    "jennifer jen jenny", "katherine kathryn catherine kate katie kathy cathy",
+    "patricia pat patty trish", "steven stephen steve", "andrew andy drew",
+    "kenneth ken kenny", "edward ed eddie ted", "samuel sam sammy", "alexander alex",
+    "benjamin ben benny", "nicholas nick nicky", "jonathan jon", "deborah debbie deb",
+    "rebecca becky becca", "timothy tim timmy", "gregory greg", "susan sue susie",
+    "barbara barb", "jessica jess jessie", "joshua josh", "zachary zach zack",
+    "victoria vicky tori", "frances fran", "lawrence larry", "raymond ray",
+    "gerald gerry jerry", "donald don donny", "ronald ron ronnie", "albert al bert",
+    "abigail abby", "madison maddie", "alexandra sasha",
+)  # fmt: skip
+_NICKNAMES: dict[str, frozenset[str]] = {}
+for _group in _NICKNAME_GROUPS:
+    _names = frozenset(_group.split())
+    for _name in _names:
+        _NICKNAMES[_name] = _NICKNAMES.get(_name, frozenset()) | _names
+
+
+def first_name_variants(first: Any) -> list[str]:
+    """The other first names the same person may go by (``Bob`` -> ``robert``, ``rob``, …),
+    folded; [] for a name without nicknames."""
+    words = fold(first).split()
+    if not words:
+        return []
+    return sorted(_NICKNAMES.get(words[0], frozenset()) - {words[0]})

@@ -144,6 +144,8 @@ class Person:
     name_ablocks: tuple[str, ...]
     company_key: str | None
     phone_key: str | None
+    # The name keys with the first name replaced by each of its nicknames (Bob -> Robert).
+    name_key_variants: tuple[str, ...] = ()
 
     @property
     def identifiable(self) -> bool:
@@ -232,7 +234,16 @@ def _blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
 
 @functools.lru_cache(maxsize=8192)
 def _cached_blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(mk.name_blocks(first, last, name, kind=k)) for k in mk.BLOCK_KINDS)
+    # The person's blocks, and those of the same surname with each nickname of the first
+    # name, so that "Bob Smith" reaches "Robert Smith".
+    firsts = [first, *mk.first_name_variants(first)]
+    out = []
+    for kind in ("soundex", "reverse", "affix"):
+        keys: dict[str, None] = {}
+        for f in firsts:
+            keys.update(dict.fromkeys(mk.name_blocks(f, last, name, kind=kind)))
+        out.append(tuple(keys))
+    return tuple(out)
 
 
 def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
@@ -255,6 +266,9 @@ def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> 
         name_ablocks=tuple(ablocks),
         company_key=mk.company_key(company),
         phone_key=mk.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
+        name_key_variants=tuple(
+            k for v in mk.first_name_variants(first) if (k := mk.name_key(v, last)) is not None
+        ),
     )
 
 
@@ -493,7 +507,10 @@ def match_fuzzy(
             company, phone, points = _tiebreak(person, c)
             name_score = None
             if person.name_key and c.name_key:
-                name_score = fuzz.ratio(person.name_key, c.name_key) / 100
+                name_score = max(
+                    fuzz.ratio(key, c.name_key) / 100
+                    for key in (person.name_key, *person.name_key_variants)
+                )
             if person.email_key and person.email_key == c.email_key:
                 by_email.append(
                     _scored(
