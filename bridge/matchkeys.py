@@ -177,9 +177,10 @@ def name_blocks(first: Any, last: Any, name: Any = None, *, kind: str = "soundex
     The surname code is its Soundex (``kind="soundex"``: spelling variants like Smith/Smyth
     meet), its reverse Soundex (``"reverse"``: Soundex only looks at a name's first letters, so
     a typo there changes it while the reverse code holds), or its first and last two letters
-    (``"affix"``: a typo in the middle of a long name). A one-letter surname typo rarely changes
-    all three, so looking up all three finds most typos. Multi-word names use their last word
-    for the surname and their first word for the first name.
+    (``"affix"``: a typo in the middle of a long name), or its first three letters
+    (``"prefix"``: a typo late in a short name, which changes the other three). A one-letter
+    surname typo rarely changes all four, so looking up all four finds most typos. Multi-word
+    names use their last word for the surname and their first word for the first name.
     """
     f, la = _split_name(first, last, name)
     if not la and not f:
@@ -190,6 +191,8 @@ def name_blocks(first: Any, last: Any, name: Any = None, *, kind: str = "soundex
             return soundex(word[::-1])
         if kind == "affix":
             return affix(word)
+        if kind == "prefix":
+            return "".join(ch for ch in word if ch.isalnum())[:3]
         return soundex(word)
 
     f_word = f.split()[0] if f else ""
@@ -217,12 +220,14 @@ def referral_keys(
     blocks = name_blocks(first_name, last_name)
     rblocks = name_blocks(first_name, last_name, kind="reverse")
     ablocks = name_blocks(first_name, last_name, kind="affix")
+    pblocks = name_blocks(first_name, last_name, kind="prefix")
     return {
         "email_key": email_key(email),
         "name_key": name_key(first_name, last_name),
         "name_block": blocks[0] if blocks else None,
         "name_rblock": rblocks[0] if rblocks else None,
         "name_ablock": ablocks[0] if ablocks else None,
+        "name_pblock": pblocks[0] if pblocks else None,
         "company_key": company_key(company),
         "phone_key": phone_key(phone),
     }

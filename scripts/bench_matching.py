@@ -137,8 +137,8 @@ class People:
 
 COLUMNS = _words(
     "public_id program_id first_name last_name email company phone email_key name_key "
-    "name_block name_rblock name_ablock company_key phone_key status ever_qualified fields "
-    "created_at updated_at"
+    "name_block name_rblock name_ablock name_pblock company_key phone_key status ever_qualified "
+    "fields created_at updated_at"
 )
 
 
@@ -160,6 +160,7 @@ def rows(people: People, program_id: int, now: Any) -> Iterator[tuple[Any, ...]]
             keys["name_block"],
             keys["name_rblock"],
             keys["name_ablock"],
+            keys["name_pblock"],
             keys["company_key"],
             keys["phone_key"],
             "pending",

@@ -449,3 +449,25 @@ def test_statistics_are_refreshed_after_migrations_and_once_per_interval(
     assert stats["ix_referrals_program_sf_lead"].split()[0] == str(REFERRALS // 50)
     # Sampled (analysis_limit): about the table's size, not counted row by row.
     assert int(stats["ix_referrals_email"].split()[0]) > REFERRALS // 2
+
+
+def test_the_migration_fills_the_prefix_block_of_stored_referrals(sqlite_store: Store) -> None:
+    from alembic import command
+
+    from bridge.store import alembic_config
+
+    config = alembic_config(sqlite_store.url)
+    command.downgrade(config, "0001")
+    with sqlite_store.engine.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO programs (id, key, name, created_at) VALUES (1, 'm', 'M', 0)"
+        )
+        c.exec_driver_sql(
+            "INSERT INTO referrals (public_id, program_id, first_name, last_name, status, "
+            "ever_qualified, fields, created_at, updated_at) "
+            "VALUES ('R1', 1, 'Charlotte', 'Rosada', 'pending', 0, '{}', 0, 0)"
+        )
+    sqlite_store.upgrade()
+    with sqlite_store.engine.connect() as c:
+        block = c.exec_driver_sql("SELECT name_pblock FROM referrals").scalar()
+    assert block == referral_keys(first_name="Charlotte", last_name="Rosada")["name_pblock"]

@@ -2,12 +2,13 @@
 
 Never scans the referral table: every query is an indexed equality lookup —
 
-- direct: ``public_id`` / ``external_id`` (unique) and ``sf_*_id`` (indexed);
-- fuzzy: ``(program_id, email_key)``, ``(program_id, name_key)``, and the three name blocks
-  ``name_block`` / ``name_rblock`` / ``name_ablock`` (Soundex, reverse Soundex and affix of the
-  surname, each with the first name's Soundex) — they catch spelling variants and typos —
-  and ``(program_id, phone_key)`` (a person found by phone still has to pass on name); the
-  core then scores the handful found with rapidfuzz;
+- direct: ``public_id`` / ``external_id`` (unique) and ``(program_id, sf_*_id)`` (indexed);
+- fuzzy: ``email_key``, ``(program_id, name_key)``, and the four name blocks
+  ``name_block`` / ``name_rblock`` / ``name_ablock`` / ``name_pblock`` (Soundex, reverse
+  Soundex, affix and first three letters of the surname, each with the first name's
+  Soundex) — they catch spelling variants and typos — and ``(program_id, phone_key)`` (a
+  person found by phone still has to pass on name); the core then scores the handful found
+  with rapidfuzz;
 - members: ``(program_id, referral_code)``, ``(program_id, email_key)``,
   ``(program_id, external_id)``.
 
@@ -75,6 +76,7 @@ _FUZZY_COLUMNS = (
     ("name_block", "name_blocks"),
     ("name_rblock", "name_rblocks"),
     ("name_ablock", "name_ablocks"),
+    ("name_pblock", "name_pblocks"),
     ("phone_key", "phone_keys"),
 )
 
@@ -191,7 +193,7 @@ _MEMBER_COLUMNS = (
     Member.external_id,
 )
 _KEY_COLUMNS = _DIRECT_COLUMNS + tuple(name for name, _attr in _FUZZY_COLUMNS)
-_BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock")
+_BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock", "name_pblock")
 
 
 @functools.lru_cache(maxsize=64)
@@ -351,6 +353,7 @@ class CandidatePool:
                 "name_block": referral.name_block,
                 "name_rblock": referral.name_rblock,
                 "name_ablock": referral.name_ablock,
+                "name_pblock": referral.name_pblock,
             },
         )
 

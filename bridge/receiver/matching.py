@@ -101,6 +101,7 @@ class ReferralCandidate:
         keys.pop("name_block")
         keys.pop("name_rblock")
         keys.pop("name_ablock")
+        keys.pop("name_pblock")
         return cls(id=id, public_id=public_id, **{**keys, **values})
 
 
@@ -142,6 +143,7 @@ class Person:
     name_blocks: tuple[str, ...]
     name_rblocks: tuple[str, ...]
     name_ablocks: tuple[str, ...]
+    name_pblocks: tuple[str, ...]
     company_key: str | None
     phone_key: str | None
     # The name keys with the first name replaced by each of its nicknames (Bob -> Robert).
@@ -194,6 +196,10 @@ class LookupPlan:
         return sorted({b for p in self.people for b in p.name_ablocks})
 
     @property
+    def name_pblocks(self) -> list[str]:
+        return sorted({b for p in self.people for b in p.name_pblocks})
+
+    @property
     def phone_keys(self) -> list[str]:
         return sorted({p.phone_key for p in self.people if p.phone_key})
 
@@ -224,7 +230,7 @@ def _text(value: Any) -> str | None:
 
 
 def _blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
-    """The three kinds of name blocks of a person (cached: a batch repeats names, and the
+    """The four kinds of name blocks of a person (cached: a batch repeats names, and the
     worker plans each entry's lookups twice, for the pool and for the decision)."""
     try:
         return _cached_blocks(first, last, name)
@@ -238,7 +244,7 @@ def _cached_blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], .
     # name, so that "Bob Smith" reaches "Robert Smith".
     firsts = [first, *mk.first_name_variants(first)]
     out = []
-    for kind in ("soundex", "reverse", "affix"):
+    for kind in ("soundex", "reverse", "affix", "prefix"):
         keys: dict[str, None] = {}
         for f in firsts:
             keys.update(dict.fromkeys(mk.name_blocks(f, last, name, kind=kind)))
@@ -248,7 +254,7 @@ def _cached_blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], .
 
 def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
     first, last, name = rec.get("FirstName"), rec.get("LastName"), rec.get("Name")
-    blocks, rblocks, ablocks = _blocks(first, last, name)
+    blocks, rblocks, ablocks, pblocks = _blocks(first, last, name)
     return Person(
         source=source,
         sobject=sobject,
@@ -264,6 +270,7 @@ def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> 
         name_blocks=tuple(blocks),
         name_rblocks=tuple(rblocks),
         name_ablocks=tuple(ablocks),
+        name_pblocks=tuple(pblocks),
         company_key=mk.company_key(company),
         phone_key=mk.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
         name_key_variants=tuple(

@@ -159,6 +159,7 @@ class Referral(Base):
         Index("ix_referrals_program_name_block", "program_id", "name_block"),
         Index("ix_referrals_program_name_rblock", "program_id", "name_rblock"),
         Index("ix_referrals_program_name_ablock", "program_id", "name_ablock"),
+        Index("ix_referrals_program_name_pblock", "program_id", "name_pblock"),
         *_sf_id_indexes(),
         # The API's lists, newest first, by status or by program.
         Index("ix_referrals_status", "status"),
@@ -178,10 +179,12 @@ class Referral(Base):
     email_key: Mapped[str | None] = mapped_column(String(255))
     name_key: Mapped[str | None] = mapped_column(String(255))
     # Fuzzy-name blocking keys (bridge.matchkeys.name_blocks): the surname's Soundex,
-    # reverse Soundex and first+last two letters, each with ":" and the first name's Soundex.
+    # reverse Soundex, first+last two letters and first three letters, each with ":" and the
+    # first name's Soundex.
     name_block: Mapped[str | None] = mapped_column(String(16))
     name_rblock: Mapped[str | None] = mapped_column(String(16))
     name_ablock: Mapped[str | None] = mapped_column(String(16))
+    name_pblock: Mapped[str | None] = mapped_column(String(16))
     company_key: Mapped[str | None] = mapped_column(String(255))
     phone_key: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="pending")
