@@ -184,10 +184,11 @@ def _save_chunk(store: Store, batch: IntakeBatch, ids: list[int]) -> None:
 
 def _read_pools(
     store: Store, batch: IntakeBatch, ids: list[int]
-) -> dict[int, dict[int, CandidatePool]]:
+) -> tuple[dict[int, dict[int, CandidatePool]], dict[int, SalesEntry]]:
     """The candidate pools of the chunk's entries by org connection, read before the chunk's
     write transaction (on SQLite a read then holds no write lock, so the subscriber can
-    store its next delivery meanwhile)."""
+    store its next delivery meanwhile), and those entries by event id, for the write
+    transaction to save (the pools know their lookup plans)."""
     wanted = set(ids)
     with store.reading() as session:
         programs = _programs(session, batch)
@@ -202,16 +203,18 @@ def _read_pools(
             by_org[ev.org_connection_id].append(
                 _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
             )
-        return {
+        pools = {
             org_id: candidate_pools(session, entries, cast(OrgConfig, batch.orgs[org_id].config))
             for org_id, entries in by_org.items()
         }
+    entries = {e.inbound_event_id: e for group in by_org.values() for e in group}
+    return pools, cast(dict[int, SalesEntry], entries)
 
 
 def _save_chunk_once(
     store: Store, batch: IntakeBatch, ids: list[int], counts: Counter[str], *, isolate: bool
 ) -> None:
-    pools = {} if isolate else _read_pools(store, batch, ids)
+    pools, prepared = ({}, {}) if isolate else _read_pools(store, batch, ids)
     events = {ev.id: ev for ev in batch.events}
     # How each event ends (state, reason), written with one UPDATE per state at the end.
     ends: dict[int, tuple[str, str | None]] = {}
@@ -242,7 +245,9 @@ def _save_chunk_once(
                 counts[_decide_alone(session, batch, ev, info, programs, ends)] += 1
             else:
                 # Any exception rolls back the whole chunk, which is then redone isolated.
-                entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+                entry = prepared.get(ev.id) or _entry(
+                    ev, batch.records.get(ev.id), _program_id(info, programs)
+                )
                 session.add(entry)
                 for_receiver[ev.org_connection_id].append((ev, entry))
         for org_id, pairs in for_receiver.items():

@@ -253,6 +253,9 @@ class CandidatePool:
         # fetch are the only ones the pool is asked about).
         self._wanted: dict[str, set[str]] = {c: set() for c in _KEY_COLUMNS}
         self._members: dict[int, MemberCandidate] = {}
+        # The plans the pool was read for, by the id() of the entry each belongs to, so that
+        # the writer reusing the pool does not plan the same entries again.
+        self.planned: dict[int, LookupPlan] = {}
         self._member_index: dict[str, dict[str, set[int]]] = {
             "referral_code": {},
             "email_key": {},

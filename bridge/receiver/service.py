@@ -134,8 +134,12 @@ def process_entries(
                 entry.previous = previous.get(entry.id, {})
         for program_id, group in by_program.items():
             inputs = [_entry_input(e) for e in group]
-            plans = [plan_lookups(data, receiver) for data in inputs]
             pool = (pools or {}).get(program_id)
+            planned = pool.planned if pool is not None else {}
+            plans = [
+                planned.get(id(e)) or plan_lookups(data, receiver)
+                for e, data in zip(group, inputs, strict=True)
+            ]
             if pool is None or not pool.covers(plans):
                 pool = CandidatePool.fetch(session, program_id, plans)
             users_of = [users.get(e.org_connection_id) for e in group]
@@ -162,12 +166,16 @@ def candidate_pools(
 ) -> dict[int, CandidatePool]:
     """The candidate pool of each program the (unsaved) entries belong to, for
     ``process_entries(..., pools=...)``; entries without a program yet are left out."""
-    plans: dict[int, list[LookupPlan]] = {}
+    plans: dict[int, dict[int, LookupPlan]] = {}
     for entry in entries:
         if entry.program_id is not None and entry.outcome == NEW:
             plan = plan_lookups(_entry_input(entry), org.receiver)
-            plans.setdefault(entry.program_id, []).append(plan)
-    return {pid: CandidatePool.fetch(session, pid, p) for pid, p in plans.items()}
+            plans.setdefault(entry.program_id, {})[id(entry)] = plan
+    pools = {}
+    for pid, planned in plans.items():
+        pools[pid] = CandidatePool.fetch(session, pid, planned.values())
+        pools[pid].planned = planned
+    return pools
 
 
 def approve_entry(session: Session, entry: SalesEntry, org: OrgConfig, *, actor: str) -> SalesEntry:
