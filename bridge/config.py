@@ -9,6 +9,7 @@ errors into file/line/key messages change together whenever a key is added.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_field_ref(value: str) -> tuple[str, str]:
     """Split ``Object.Field``; relationship paths (``Contact.Account.Name``) are refused."""
     parts = value.split(".")

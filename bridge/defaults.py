@@ -106,6 +106,10 @@ SWEEP_AFTER_SECONDS = _env("SWEEP_AFTER_SECONDS", 120.0)
 NOTIFY_RETRY_EVERY_SECONDS = _env("NOTIFY_RETRY_EVERY_SECONDS", 300.0)
 """How often review notifications left pending or failed are sent again (once across workers)."""
 
+ANALYZE_EVERY_SECONDS = _env("ANALYZE_EVERY_SECONDS", 3600.0)
+"""How often the query planner's statistics are refreshed (`Store.analyze`, once across
+workers): SQLite has none unless asked, and plans go wrong as the store grows without them."""
+
 # ---- the subscriber --------------------------------------------------------------------------
 
 LEASE_TTL_SECONDS = _env("LEASE_TTL_SECONDS", 30.0)

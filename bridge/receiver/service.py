@@ -91,6 +91,7 @@ def process_entries(
     org: OrgConfig,
     *,
     integration_user_id: str | None = None,
+    pools: Mapping[int, CandidatePool] | None = None,
 ) -> list[SalesEntry]:
     """``process_entry`` for a batch of entries, in their order, with the lookups batched.
 
@@ -101,6 +102,11 @@ def process_entries(
     query each (``CandidatePool``). A referral the batch changes or creates is updated in the
     pool, so a later entry about the same referral sees the earlier entry's effect.
     Idempotent like ``process_entry``: entries already decided are left as they are.
+
+    ``pools`` (by program id, from ``candidate_pools``) are pools read before the caller's
+    write transaction began, so that on SQLite the write lock is not held while they are
+    read; one that does not cover the entries' keys is read again here. Referrals the batch
+    will change are locked and compared with the pool's copy either way.
     """
     todo = [e for e in entries if e.outcome == NEW]
     if not todo:
@@ -129,8 +135,14 @@ def process_entries(
                 entry.previous = previous.get(entry.id, {})
         for program_id, group in by_program.items():
             inputs = [_entry_input(e) for e in group]
-            plans = [plan_lookups(data, receiver) for data in inputs]
-            pool = CandidatePool.fetch(session, program_id, plans)
+            pool = (pools or {}).get(program_id)
+            planned = pool.planned if pool is not None else {}
+            plans = [
+                planned.get(id(e)) or plan_lookups(data, receiver)
+                for e, data in zip(group, inputs, strict=True)
+            ]
+            if pool is None or not pool.covers(plans):
+                pool = CandidatePool.fetch(session, program_id, plans)
             users_of = [users.get(e.org_connection_id) for e in group]
             held, early = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
             locked = {r.id for r in held}
@@ -148,6 +160,23 @@ def process_entries(
                     integration_user_id=users.get(entry.org_connection_id),
                 )
     return list(entries)
+
+
+def candidate_pools(
+    session: Session, entries: Sequence[SalesEntry], org: OrgConfig
+) -> dict[int, CandidatePool]:
+    """The candidate pool of each program the (unsaved) entries belong to, for
+    ``process_entries(..., pools=...)``; entries without a program yet are left out."""
+    plans: dict[int, dict[int, LookupPlan]] = {}
+    for entry in entries:
+        if entry.program_id is not None and entry.outcome == NEW:
+            plan = plan_lookups(_entry_input(entry), org.receiver)
+            plans.setdefault(entry.program_id, {})[id(entry)] = plan
+    pools = {}
+    for pid, planned in plans.items():
+        pools[pid] = CandidatePool.fetch(session, pid, planned.values())
+        pools[pid].planned = planned
+    return pools
 
 
 def approve_entry(session: Session, entry: SalesEntry, org: OrgConfig, *, actor: str) -> SalesEntry:

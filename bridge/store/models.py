@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -124,21 +125,45 @@ class Member(Base):
             setattr(self, column, value)
 
 
+def _sf_id_indexes() -> list[Index]:
+    """(program_id, sf_*_id) for the candidate pool's direct lookups, partial (NOT NULL):
+    most referrals have no Salesforce id yet, and an index of only the ids has statistics
+    that say what a lookup costs (a full one counts the NULLs as one huge group, and SQLite
+    then preferred a full scan)."""
+    out = []
+    for obj in ("lead", "contact", "account", "opportunity"):
+        present = text(f"sf_{obj}_id IS NOT NULL")
+        out.append(
+            Index(
+                f"ix_referrals_program_sf_{obj}",
+                "program_id",
+                f"sf_{obj}_id",
+                sqlite_where=present,
+                postgresql_where=present,
+            )
+        )
+    return out
+
+
 class Referral(Base):
     """A referred person; statuses pending → qualified → approved, or denied."""
 
     __tablename__ = "referrals"
     __table_args__ = (
-        Index("ix_referrals_program_email", "program_id", "email_key"),
+        # The email alone (not program first): the API looks referrals up by email in every
+        # program, and the pool's per-key ranking (row_number over email_key, id) reads it
+        # in index order.
+        Index("ix_referrals_email", "email_key"),
         Index("ix_referrals_program_name", "program_id", "name_key"),
         Index("ix_referrals_program_phone", "program_id", "phone_key"),
         Index("ix_referrals_program_name_block", "program_id", "name_block"),
         Index("ix_referrals_program_name_rblock", "program_id", "name_rblock"),
         Index("ix_referrals_program_name_ablock", "program_id", "name_ablock"),
-        Index("ix_referrals_sf_lead", "sf_lead_id"),
-        Index("ix_referrals_sf_contact", "sf_contact_id"),
-        Index("ix_referrals_sf_account", "sf_account_id"),
-        Index("ix_referrals_sf_opportunity", "sf_opportunity_id"),
+        Index("ix_referrals_program_name_pblock", "program_id", "name_pblock"),
+        *_sf_id_indexes(),
+        # The API's lists, newest first, by status or by program.
+        Index("ix_referrals_status", "status"),
+        Index("ix_referrals_program", "program_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -154,10 +179,12 @@ class Referral(Base):
     email_key: Mapped[str | None] = mapped_column(String(255))
     name_key: Mapped[str | None] = mapped_column(String(255))
     # Fuzzy-name blocking keys (bridge.matchkeys.name_blocks): the surname's Soundex,
-    # reverse Soundex and first+last two letters, each with ":" and the first name's Soundex.
+    # reverse Soundex, first+last two letters and first three letters, each with ":" and the
+    # first name's Soundex.
     name_block: Mapped[str | None] = mapped_column(String(16))
     name_rblock: Mapped[str | None] = mapped_column(String(16))
     name_ablock: Mapped[str | None] = mapped_column(String(16))
+    name_pblock: Mapped[str | None] = mapped_column(String(16))
     company_key: Mapped[str | None] = mapped_column(String(255))
     phone_key: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -289,6 +316,8 @@ class SalesEntry(Base):
         Index("ix_sales_entries_created", "created_at"),
         # The previous entry of the same record (the receiver's "before" for changed_to).
         Index("ix_sales_entries_record", "record_id", "sobject_type", "id"),
+        # The API's entry list by object, newest first.
+        Index("ix_sales_entries_sobject", "sobject_type"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bridge import matchkeys as mk
 from bridge.config import Receiver
 from bridge.receiver.decision import decide
 from bridge.receiver.matching import EntryInput, MemberCandidate, ReferralCandidate, plan_lookups
@@ -562,3 +563,24 @@ def test_every_reason_code_has_words() -> None:
         == "status rule number 2 (counting from 0) matched and sets the status"
     )
     assert explain("member_by:referral_code").endswith("(referral_code)")
+
+
+@pytest.mark.parametrize(
+    ("first", "referred_as", "matched"),
+    [
+        ("Bob", "Robert", True),  # the entry goes by the nickname
+        ("Robert", "Bobby", True),  # the referral was entered with it
+        ("Bill", "William", True),
+        ("Bob", "William", False),  # a nickname of another name
+    ],
+)
+def test_fuzzy_by_name_knows_nicknames(first: str, referred_as: str, matched: bool) -> None:
+    """A nickname is the same first name: its blocks reach the referral and it scores as the
+    full name would."""
+    entry = lead_entry(Status="Qualified", FirstName=first, LastName="Kowalski", Email="x@o.org")
+    c = ref(5, first_name=referred_as, last_name="Kowalski", email="k@example.com")
+    plan = plan_lookups(entry, receiver())
+    blocks = set(mk.name_blocks(referred_as, "Kowalski"))
+    assert bool(blocks & set(plan.name_blocks)) is matched  # the pool would bring it
+    d = decide(entry, receiver(), candidates=[c], plan=plan)
+    assert (d.referral_id == 5) is matched
