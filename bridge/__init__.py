@@ -27,7 +27,18 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
 
     from bridge import vocabulary
     from bridge.config import Settings
-    from bridge.web import admin, api, auth, extensions, health, openapi, reports, review, security
+    from bridge.web import (
+        admin,
+        api,
+        apiref,
+        auth,
+        extensions,
+        health,
+        openapi,
+        reports,
+        review,
+        security,
+    )
     from bridge.web.security import RowIdConverter
 
     settings = settings or Settings.from_env()
@@ -60,7 +71,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
     security.init_app(app)
     auth.init_app(app)
     api.init_app(app)
-    for bp in (auth.bp, review.bp, reports.bp, admin.bp, api.bp, openapi.bp, health.bp):
+    for bp in (auth.bp, review.bp, reports.bp, admin.bp, api.bp, openapi.bp, apiref.bp, health.bp):
         app.register_blueprint(bp)
     app.add_url_rule("/", endpoint="index", view_func=review.dashboard)
     return app
