@@ -203,13 +203,19 @@ def _rule_words(receiver: Receiver | None, index: str) -> str:
     return f"status_rules[{index}]: {rule.object}.{rule.field} {rule.op}{value} → {rule.status}"
 
 
+def plain(code: str) -> str:
+    """A reason code in a few words: "fuzzy matches wait for a reviewer"."""
+    base, _, arg = code.partition(":")
+    if base == "member_by" and arg:
+        return f"member found by {arg.replace('_', ' ')}"
+    return PLAIN_REASONS.get(base, base.replace("_", " "))
+
+
 def reasons(entry: SalesEntry, receiver: Receiver | None) -> list[Reason]:
     out = []
     for code in entry.reasons or []:
         base, _, arg = code.partition(":")
-        words = PLAIN_REASONS.get(base, base.replace("_", " "))
-        if base == "member_by" and arg:
-            words = f"member found by {arg.replace('_', ' ')}"
+        words = plain(code)
         config = (
             _rule_words(receiver, arg) if base == "status_rule" else CONFIG_DETAIL.get(base, "")
         )

@@ -235,6 +235,7 @@ def test_push_report_and_repush(app: Flask, seeded: Seeded) -> None:
     html = client.get("/reports/pushes?state=failed").get_data(as_text=True)
     assert "STRING_TOO_LONG" in html and "Company: data value too large" in html
     assert "Repush" in html
+    assert "Carol Client (ref_0001)" in html  # the referral by name, not a bare id
     pid = seeded.ids["push_failed"]
     resp = auth.post(f"/reports/pushes/{pid}/repush", follow_redirects=True)
     assert f"Push {pid} will be sent again" in resp.get_data(as_text=True)
@@ -252,6 +253,7 @@ def test_entry_report_and_audit_view(
     auth.login()
     html = client.get("/reports/entries?result=error").get_data(as_text=True)
     assert "unmatched: no referral" in html and "Retry" in html
+    assert "Eve Error" in html and "nobody matched: no referral, no member" in html
     assert "Big deal" not in html
     auth.post(f"/entries/{seeded.ids['review_partner']}/reject")
     audit = client.get("/audit?action=entry.rejected").get_data(as_text=True)
