@@ -405,12 +405,17 @@ def org_check(name: str) -> None:
 
     Exits 1 when any check reports an Issue.
     """
-    from bridge.salesforce import check
+    from bridge.salesforce import check, fieldcache
 
     rt = _runtime()
     org_config = _org_config(rt, name)
     sf_org = _open_org(rt, name, org_config)
-    findings = check.run_check(sf_org, name, org_config)
+    findings = check.run_check(
+        sf_org,
+        name,
+        org_config,
+        keep=lambda d: fieldcache.save_field_names(rt.settings.instance_dir, name, d),
+    )
     click.echo(check.format_findings(findings))
     if check.has_issues(findings):
         sys.exit(1)

@@ -23,6 +23,7 @@ from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import UsageError
 from bridge.matchkeys import email_key
 from bridge.receiver import service
+from bridge.salesforce import fieldcache
 from bridge.store.models import (
     InboundEvent,
     Member,
@@ -195,13 +196,15 @@ def edit_entry(
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-def known_fields(s: Session, entry: SalesEntry) -> dict[str, list[str]]:
+def known_fields(s: Session, entry: SalesEntry) -> dict[str, editing.KnownFields]:
     """The field names a reviewer may set on the entry's records (see bridge.web.editing)."""
+    name = entry_org_name(s, entry)
     try:
-        org: OrgConfig | None = _entry_org(s, entry)
-    except ActionError:  # no config: the record's own fields are all that is known
+        org: OrgConfig | None = _org_config(name)
+    except ActionError:  # no config: the record's own fields and the describe are all known
         org = None
-    return editing.known_fields(entry.records or {}, org)
+    described = fieldcache.load_field_names(web().settings.instance_dir, name) if name else {}
+    return editing.known_fields(entry.records or {}, org, described)
 
 
 def _check_fields(s: Session, entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:

@@ -5,11 +5,13 @@ entry page's field edits, the audit log in words, the favicon and the API refere
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from bridge.salesforce.fieldcache import save_field_names
 from bridge.store.models import SalesEntry
 from tests.web.conftest import AuthActions
 from tests.web.seed import Seeded
@@ -188,3 +190,25 @@ def test_favicon_and_api_reference(client: FlaskClient, auth: AuthActions) -> No
     assert not re.search(r'<(script|link)[^>]+(src|href)="https?://', html)  # nothing external
     auth.login()
     assert 'rel="icon"' in client.get("/").get_data(as_text=True)
+
+
+def test_field_names_are_checked_against_the_kept_describe(
+    app: Flask, auth: AuthActions, seeded: Seeded, tmp_path: Path
+) -> None:
+    save_field_names(
+        tmp_path / "instance",
+        "acme",
+        {"Lead": {"fields": [{"name": n} for n in ("Id", "Email", "Phone", "Status")]}},
+    )
+    auth.login()
+    eid = seeded.ids["failed"]
+    typo = auth.post(
+        f"/entries/{eid}/retry",
+        {"add_field": "Lead.Emial", "add_value": "x"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "not in the record nor the org&#39;s describe; did you mean Lead.Email?" in typo
+    auth.post(f"/entries/{eid}/retry", {"add_field": "Lead.Phone", "add_value": "+44 1"})
+    with app.extensions["sfbridge"].store.session() as s:
+        e = s.get(SalesEntry, eid)
+        assert e is not None and e.records["Lead"]["Phone"] == "+44 1"  # the org has it
