@@ -129,6 +129,8 @@ def person(entry: SalesEntry) -> Person:
 def proposal(entry: SalesEntry) -> tuple[str, str, str | None]:
     """(change in words, effect key, apply button words) for the entry's decision. Only an
     entry in review can be applied; for the others the words say what was decided."""
+    if "rejected" in (entry.reasons or []):
+        return "rejected: nothing changed", "nothing", None
     change, effect, action = _proposal(entry)
     return (change, effect, action) if entry.outcome == REVIEW else (change, "nothing", None)
 

@@ -126,6 +126,7 @@ def test_next_entry_after_a_decision(
     )
     html = resp.get_data(as_text=True)
     assert "Decided — next entry" in html
+    assert "<strong>Decision:</strong> rejected: nothing changed" in html  # not the old proposal
     nxt = int(re.search(r'id="next-entry" href="/entries/(\d+)', html).group(1))  # type: ignore[union-attr]
     assert nxt in (ids["review_denied"], ids["review_partner"])
 
