@@ -274,6 +274,16 @@ def test_queue_filters_on_both_databases(store: Store, app_factory: Callable[...
     html = client.get("/queue/review?program=partners").get_data(as_text=True)
     assert _entry_ids(html) == {ids["review_partner"]}
     assert "<svg" in client.get("/").get_data(as_text=True)
+    # search in the records' JSON, the referral and the member; sorting by joined columns
+    for q, want in (("Bob@Buyer", {ids["review_fuzzy"]}), ("ref_0002", {ids["review_denied"]})):
+        assert _entry_ids(client.get(f"/queue/review?q={q}").get_data(as_text=True)) == want
+    assert len(_entry_ids(client.get("/queue/review?q=alice").get_data(as_text=True))) == 3
+    for sort in ("referral", "member", "object", "oldest"):
+        assert client.get(f"/queue/review?sort={sort}&q=%25_").status_code == 200
+    assert "This will do" in AuthActions(client).post(
+        "/entries/bulk", {"action": "apply", "entry_id": [ids["review_fuzzy"]]}
+    ).get_data(as_text=True)
+    assert client.get("/audit?action=LOG%25").status_code == 200
 
 
 def test_actions_without_the_config_file_say_so(
