@@ -51,9 +51,23 @@ def sfbridge_command() -> list[str]:
 
 
 def config_for(
-    org: DevOrg, topics: list[str], overlap_seconds: int = 5, cdc: bool = False
+    org: DevOrg,
+    topics: list[str],
+    overlap_seconds: int = 5,
+    cdc: bool = False,
+    pubsub_topics: list[str] | None = None,
+    poll_every: int | None = None,
 ) -> dict[str, Any]:
+    """The bridge's config for `org`; with `pubsub_topics`, streamed over the org's Pub/Sub
+    API (it must run with a Pub/Sub port)."""
     info = org.info
+    streaming: dict[str, Any] = {"topics": topics, "cdc": cdc}
+    if pubsub_topics:
+        streaming.update(
+            transport="pubsub",
+            pubsub_endpoint=f"127.0.0.1:{org.pubsub_port}",
+            pubsub_topics=pubsub_topics,
+        )
     return {
         "orgs": {
             ORG: {
@@ -74,8 +88,11 @@ def config_for(
                         "member_external_id": [],
                     },
                 },
-                "streaming": {"topics": topics, "cdc": cdc},
-                "polling": {"overlap_seconds": overlap_seconds},
+                "streaming": streaming,
+                "polling": {
+                    "overlap_seconds": overlap_seconds,
+                    **({"every": poll_every} if poll_every else {}),
+                },
             }
         }
     }
@@ -93,6 +110,8 @@ class Bridge:
     fast: bool = True  # short lapses (FAST_ENV); False: the production defaults
     overlap_seconds: int = 5
     cdc: bool = False
+    pubsub_topics: list[str] | None = None  # stream over the Pub/Sub API
+    poll_every: int | None = None  # the safety-net poll's interval (None: the default)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,7 +119,16 @@ class Bridge:
         self.db_url = f"sqlite:///{self.root / 'sfbridge.db'}"
         self.config_path = self.root / "sfbridge.yaml"
         self.config_path.write_text(
-            yaml.safe_dump(config_for(self.org, self.topics, self.overlap_seconds, self.cdc))
+            yaml.safe_dump(
+                config_for(
+                    self.org,
+                    self.topics,
+                    self.overlap_seconds,
+                    self.cdc,
+                    self.pubsub_topics,
+                    self.poll_every,
+                )
+            )
         )
         self.key = generate_key()
         self.store = Store(self.db_url)

@@ -37,6 +37,7 @@ class FieldDef:
     relationship_name: str | None = None
     custom: bool = False
     calculated: bool = False
+    calculated_formula: str | None = None
     name_field: bool = False
     id_lookup: bool = False
     master_detail: bool = False  # a custom master-detail field: deleting the parent deletes it
@@ -1018,7 +1019,7 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
         "autoNumber": False,
         "byteLength": fd.length * 3 if text_like else 0,
         "calculated": fd.calculated,
-        "calculatedFormula": None,
+        "calculatedFormula": fd.calculated_formula,
         "cascadeDelete": False,
         "caseSensitive": fd.case_sensitive,
         "compoundFieldName": None,

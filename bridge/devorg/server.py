@@ -47,7 +47,9 @@ class DevOrgServer:
         port: int = 8410,
         package_dir: Path | None = None,
         latency: str = "zero",
+        pubsub_port: int | None = None,
     ) -> None:
+        self.pubsub_port = pubsub_port
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -139,6 +141,9 @@ class DevOrgServer:
             "ca_path": str(self.keys.ca_path.resolve()),
             "jwt_private_key_path": str(self.keys.jwt_private_key_path.resolve()),
             "jwt_certificate_path": str(self.keys.jwt_certificate_path.resolve()),
+            "pubsub_url": f"{self.base_url.rsplit(':', 1)[0]}:{self.pubsub_port}"
+            if self.pubsub_port
+            else None,
             "users": {u.role: u.public() for u in self.state.users.values() if u.role in USERS},
         }
         path = self.data_dir / "devorg.json"
@@ -178,6 +183,10 @@ class DevOrgServer:
             streaming = None
         if streaming is not None:
             streaming.setup(app, self.state)
+        if self.pubsub_port:
+            from bridge.devorg import pubsub
+
+            pubsub.setup(app, self, self.pubsub_port)
         app.on_cleanup.append(self._cleanup)
         return app
 
@@ -240,11 +249,17 @@ def run(
     *,
     package_dir: Path | None = None,
     latency: str = "zero",
+    pubsub_port: int | None = None,
 ) -> None:
-    """Serve the local org until SIGTERM/SIGINT."""
+    """Serve the local org until SIGTERM/SIGINT (and the Pub/Sub API on `pubsub_port`)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     server = DevOrgServer(
-        Path(data_dir), host=host, port=port, package_dir=package_dir, latency=latency
+        Path(data_dir),
+        host=host,
+        port=port,
+        package_dir=package_dir,
+        latency=latency,
+        pubsub_port=pubsub_port,
     )
     asyncio.run(_serve(server))
 
@@ -256,6 +271,8 @@ async def _serve(server: DevOrgServer) -> None:
     site = web.TCPSite(runner, server.host, server.port, ssl_context=server.ssl_context())
     await site.start()
     print(f"devorg: serving {server.base_url} (data dir {server.data_dir})", flush=True)
+    if server.pubsub_port:
+        print(f"devorg: Pub/Sub API on {server.info['pubsub_url']} (gRPC, TLS)", flush=True)
     print(f"devorg: CA certificate {server.keys.ca_path.resolve()}", flush=True)
     print(f"devorg: connection details {(server.data_dir / 'devorg.json').resolve()}", flush=True)
     stop = asyncio.Event()

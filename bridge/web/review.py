@@ -197,6 +197,8 @@ def _run(entry_id: int, what: str, fn: Any) -> Response:
             outcome = e.outcome
             referral = s.get(Referral, e.referral_id) if e.referral_id else None
             status = f"; referral {referral.public_id} is {referral.status}" if referral else ""
+            pushes = list((e.decision or {}).get("pushes") or [])
+        actions.enqueue_pushes(pushes)  # the link-back or field sync the decision queued
         flash(f"Entry {entry_id} {what}: it is now {outcome}{status}.", "success")
     except actions.ActionError as exc:
         flash(f"Entry {entry_id} was not {what}: {exc.message}", "error")
@@ -305,6 +307,8 @@ def bulk() -> Response | str:
                     effects.append(effect)
                 else:
                     actions.reject_entry(s, e, actor=_actor(), note="bulk")
+                pushes = list((e.decision or {}).get("pushes") or [])
+            actions.enqueue_pushes(pushes)
         except actions.ActionError as exc:
             refused.append(f"{entry_id} ({exc.message})")
     done = len(ids) - len(refused)

@@ -393,3 +393,19 @@ def test_cli_exits_non_zero_on_issues(runner: Any, monkeypatch: pytest.MonkeyPat
         again = runner.invoke(cli.main, ["org", "check", "acme"], env=env)
         assert again.exit_code == 0, again.output
         assert ", 0 Issue(s)" in again.output
+
+
+def test_a_mapped_formula_field_is_an_issue_with_the_remedy() -> None:
+    org = example_org()
+    read = next(u for u in check.field_uses(org) if u.role == "read" and u.sobject == "Lead")
+    describes = healthy_describes()
+    _set(read.sobject, read.field, calculated=True, updateable=False, createable=False)(describes)
+    found = [
+        reason
+        for _check, subject, reason in issues(findings_for(describes, org))
+        if subject.endswith(f"{read.sobject}.{read.field}")
+    ]
+    assert found, issues(findings_for(describes, org))
+    assert all("formula field" in r and "Flow" in r and "value_check" in r for r in found)
+    # a plain field of the same name is Ok
+    assert not [i for i in issues(findings_for(healthy_describes(), org)) if read.field in i[1]]

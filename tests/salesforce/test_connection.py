@@ -99,6 +99,15 @@ def test_the_session_ignores_the_environment_and_verifies_explicitly(fake, rsa_k
     assert settings["verify"] == "/etc/sfbridge/org-ca.pem"
 
 
+@responses.activate
+def test_every_request_names_the_bridge_in_sforce_call_options() -> None:
+    # Salesforce copies the client name into a change event's changeOrigin: own writes are
+    # recognised in Change Data Capture events (bridge.streaming.avro_events.own_write).
+    responses.get(f"{API}/limits/", json={})
+    connection.build_session(LOGIN_URL).get(f"{API}/limits/")
+    assert responses.calls[0].request.headers["Sforce-Call-Options"] == "client=sfbridge"
+
+
 def test_the_streaming_session_is_built_like_the_orgs_and_counted_alike(
     fake, rsa_keys, monkeypatch
 ):

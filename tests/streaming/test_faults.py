@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,9 +32,9 @@ def fault_org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevOrg]:
     org.close()
 
 
-def _bridge(org: DevOrg, redis_url: str, root: Path) -> Bridge:
+def _bridge(org: DevOrg, redis_url: str, root: Path, **options: Any) -> Bridge:
     org.control("reset")
-    return Bridge(root, org, redis_url).install()
+    return Bridge(root, org, redis_url, **options).install()
 
 
 @pytest.fixture
@@ -44,9 +45,12 @@ def bridge(fault_org: DevOrg, redis_url: str, tmp_path: Path) -> Iterator[Bridge
 
 
 def start_streaming(bridge: Bridge, name: str = "stream") -> None:
+    """Start a subscriber and wait until it has subscribed to every channel (PushTopics, or
+    the Pub/Sub topics of a bridge configured with them)."""
     bridge.start(name, "stream")
+    wanted = bridge.pubsub_topics or ["/topic/SFB_Contact"]
     wait_until(
-        lambda: "subscribed to /topic/SFB_Contact" in bridge.log(name),
+        lambda: all(f"subscribed to {t}" in bridge.log(name) for t in wanted),
         20,
         f"{name} to subscribe",
         lambda: bridge.log(name),
@@ -185,8 +189,14 @@ def test_outage_longer_than_retention_is_backfilled(bridge: Bridge) -> None:
 
 
 def test_redis_restart(fault_org: DevOrg, tmp_path: Path) -> None:
+    check_redis_restart(fault_org, tmp_path)
+
+
+def check_redis_restart(org: DevOrg, tmp_path: Path, **options: Any) -> None:
+    """Redis goes away mid-stream and comes back empty: the stream keeps storing, the sweeper
+    enqueues what was stored meanwhile (`options`: the Bridge's, e.g. its transport)."""
     server = EmbeddedRedis(tmp_path / "redis").start()
-    bridge = _bridge(fault_org, server.url, tmp_path / "bridge")
+    bridge = _bridge(org, server.url, tmp_path / "bridge", **options)
     try:
         bridge.start("worker", "worker")
         start_streaming(bridge)

@@ -90,3 +90,29 @@ def test_poll_cursor_moves_forward_only(store: Store, org_id: int) -> None:
         assert inbox.advance_modstamp(s, org_id, "poll:Lead", t1)
         assert not inbox.advance_modstamp(s, org_id, "poll:Lead", t0)
     assert cursor(store, org_id, "poll:Lead").modstamp == t1  # type: ignore[union-attr]
+
+
+def test_pubsub_replay_ids_are_stored_as_bytes_and_never_move_back(
+    store: Store, org_id: int
+) -> None:
+    topic = "/data/LeadChangeEvent"
+    channel = inbox.PUBSUB_PREFIX + topic
+    t1, t2 = datetime(2026, 1, 5, 10, 0, 1, tzinfo=UTC), datetime(2026, 1, 5, 10, 0, 2, tzinfo=UTC)
+    opaque = b"\x00\xff\x00\x10\x80"  # any bytes: not a number, not text
+    events = [streamed(1, "2026-01-05T10:00:01.000Z")]
+    with store.session() as s:
+        assert len(inbox.store_and_advance_bytes(s, org_id, topic, events, opaque, t2)) == 1
+    row = cursor(store, org_id, channel)
+    assert row is not None and bytes(row.replay_bytes or b"") == opaque
+    assert row.replay_id is None and row.modstamp == t2
+    # an older delivery (two subscribers overlapping) does not move it back
+    with store.session() as s:
+        inbox.store_and_advance_bytes(s, org_id, topic, [], b"\x01", t1)
+    assert bytes(cursor(store, org_id, channel).replay_bytes or b"") == opaque  # type: ignore[union-attr]
+    # a keepalive (no commit time) moves the replay id only
+    with store.session() as s:
+        inbox.store_and_advance_bytes(s, org_id, topic, [], b"\x02\x00", None)
+    row = cursor(store, org_id, channel)
+    assert row is not None and bytes(row.replay_bytes or b"") == b"\x02\x00" and row.modstamp == t2
+    # the Bayeux cursor of the same channel name is another row
+    assert cursor(store, org_id, topic) is None
