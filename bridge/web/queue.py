@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import flash, request
-from sqlalchemy import Select, String, and_, cast, func, or_, select
+from sqlalchemy import Select, String, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from bridge.config import Receiver
 from bridge.errors import UsageError
 from bridge.store.models import Member, OrgConnection, Program, Referral, SalesEntry, utcnow
-from bridge.vocabulary import STREAMED_OBJECTS
+from bridge.vocabulary import SKIPPED, STREAMED_OBJECTS
 from bridge.web.extensions import org_config
 from bridge.web.triage import Triage, group_by_record, triage
 
@@ -154,14 +154,14 @@ def rows_for(s: Session, entries: list[SalesEntry]) -> list[Triage]:
     record_ids = {e.record_id for e in entries if e.record_id}
     same: dict[tuple[str, str | None], tuple[int, int]] = {}
     if record_ids:
+        # a newer skipped entry (e.g. the echo of the bridge's own write) supersedes nothing
+        deciding = case((SalesEntry.outcome != SKIPPED, SalesEntry.id))
         for obj, rec, n, newest in s.execute(
-            select(
-                SalesEntry.sobject_type, SalesEntry.record_id, func.count(), func.max(SalesEntry.id)
-            )
+            select(SalesEntry.sobject_type, SalesEntry.record_id, func.count(), func.max(deciding))
             .where(SalesEntry.record_id.in_(record_ids))
             .group_by(SalesEntry.sobject_type, SalesEntry.record_id)
         ):
-            same[(obj, rec)] = (n, newest)
+            same[(obj, rec)] = (n, newest or 0)
     receivers = _receivers(s, entries)
     now = utcnow()
     rows = []

@@ -112,6 +112,11 @@ def test_entries_for_one_record_are_grouped_and_the_older_marked_superseded(
     assert order[:2] == [newer, seeded.ids["review_fuzzy"]]  # side by side
     assert f"superseded by #{newer}" in html
     assert "2 for this record" in html
+    # the echo of the bridge's own write (skipped) supersedes nothing
+    with app.extensions["sfbridge"].store.session() as s:
+        s.get(SalesEntry, newer).outcome = "skipped"  # type: ignore[union-attr]
+    html = client.get("/queue/review").get_data(as_text=True)
+    assert "superseded by" not in html and "2 for this record" in html
 
 
 def test_next_entry_after_a_decision(
