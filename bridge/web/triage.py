@@ -154,9 +154,11 @@ def _proposal(entry: SalesEntry) -> tuple[str, str, str | None]:
             f"→ {to_status}",
             f"Apply: {verb}",
         )
-    if d.get("field_updates") or d.get("links"):
-        names = ", ".join(sorted(d.get("field_updates") or {})) or "Salesforce links"
+    if d.get("field_updates"):
+        names = ", ".join(sorted(d["field_updates"]))
         return f"fields: {names}", "fields only", "Apply: update fields"
+    if d.get("links"):
+        return "link the Salesforce record", "fields only", "Apply: link the record"
     return "no change", "nothing", "Apply: no change"
 
 
