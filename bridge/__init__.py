@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
         account,
         admin,
         api,
+        apiref,
         auth,
         extensions,
         health,
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
         admin.bp,
         api.bp,
         openapi.bp,
+        apiref.bp,
         health.bp,
     ):
         app.register_blueprint(bp)

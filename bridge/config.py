@@ -48,6 +48,30 @@ from bridge.vocabulary import (
 DEFAULT_INSTANCE_DIR = "instance"
 
 
+DATABASE_FILE = "sfbridge.db"
+
+
+def instance_candidates(cwd: Path, config_path: str | None) -> list[Path]:
+    """Where an existing instance is looked for when SFBRIDGE_INSTANCE_DIR is not set, in
+    order: the folder of SFBRIDGE_CONFIG (the demo keeps its config in the instance) and the
+    `instance/` beside it, then `instance/` in the current folder and each parent folder."""
+    found: list[Path] = []
+    if config_path:
+        folder = Path(config_path).resolve().parent
+        found += [folder, folder / DEFAULT_INSTANCE_DIR]
+    found += [folder / DEFAULT_INSTANCE_DIR for folder in (cwd, *cwd.parents)]
+    return found
+
+
+def find_instance_dir(cwd: Path, config_path: str | None = None) -> Path:
+    """The first of `instance_candidates` that holds a database, else `<cwd>/instance` (where
+    `sfbridge db upgrade` or `sfbridge demo` creates one)."""
+    for folder in instance_candidates(cwd, config_path):
+        if (folder / DATABASE_FILE).is_file():
+            return folder
+    return cwd / DEFAULT_INSTANCE_DIR
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process settings read from SFBRIDGE_* environment variables."""
@@ -63,9 +87,11 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
-        instance_dir = env.get("SFBRIDGE_INSTANCE_DIR", DEFAULT_INSTANCE_DIR)
+        instance_dir = env.get("SFBRIDGE_INSTANCE_DIR") or str(
+            find_instance_dir(Path.cwd(), env.get("SFBRIDGE_CONFIG"))
+        )
         database_url = env.get("SFBRIDGE_DATABASE_URL") or (
-            f"sqlite:///{Path(instance_dir).resolve() / 'sfbridge.db'}"
+            f"sqlite:///{Path(instance_dir).resolve() / DATABASE_FILE}"
         )
         keys = tuple(
             k.strip() for k in env.get("SFBRIDGE_ENCRYPTION_KEYS", "").split(",") if k.strip()

@@ -709,8 +709,15 @@ def _apply(
                     setattr(referral, column, value)
     entry.outcome = decision.outcome
     entry.reasons = list(decision.reasons)
-    entry.candidates = list(decision.candidates)
+    # A reviewer's choice is decided without looking candidates up again: keep the evidence
+    # (the candidates, their scores and how the entry first matched) for whoever reads it later.
+    before = entry.decision or {}
+    entry.candidates = list(decision.candidates) or list(entry.candidates or [])
     entry.decision = decision.to_dict()
+    if decision.match == "reviewer":
+        entry.decision["matched_before"] = before.get("matched_before") or {
+            k: before.get(k) for k in ("match", "match_source")
+        }
     entry.error = decision.error
     entry.referral_id = referral.id if referral is not None else decision.referral_id
     entry.member_id = decision.member_id

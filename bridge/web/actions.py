@@ -23,6 +23,7 @@ from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import UsageError
 from bridge.matchkeys import email_key
 from bridge.receiver import service
+from bridge.salesforce import fieldcache
 from bridge.store.models import (
     InboundEvent,
     Member,
@@ -34,6 +35,7 @@ from bridge.store.models import (
     utcnow,
 )
 from bridge.vocabulary import OPEN_OUTCOMES, REPUSHABLE, REVIEW, STREAMED_OBJECTS
+from bridge.web import editing
 from bridge.web.extensions import org_config, web
 
 log = logging.getLogger(__name__)
@@ -161,7 +163,7 @@ def retry_entry(
     _require_outcome(entry, OPEN_OUTCOMES, "retried")
     if referral_id is not None and s.get(Referral, referral_id) is None:
         raise Unprocessable(f"no referral with id {referral_id}", fields=["referral_id"])
-    _check_fields(entry, fields or {})
+    _check_fields(s, entry, fields or {})
     return _receiver_call(
         service.retry_entry,
         s,
@@ -178,7 +180,7 @@ def edit_entry(
 ) -> SalesEntry:
     """Change record fields of a waiting or failed entry without deciding it again."""
     _require_outcome(entry, OPEN_OUTCOMES, "edited")
-    _check_fields(entry, fields)
+    _check_fields(s, entry, fields)
     before = {
         obj: {k: (entry.records.get(obj) or {}).get(k) for k in vals}
         for obj, vals in fields.items()
@@ -194,7 +196,19 @@ def edit_entry(
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
+def known_fields(s: Session, entry: SalesEntry) -> dict[str, editing.KnownFields]:
+    """The field names a reviewer may set on the entry's records (see bridge.web.editing)."""
+    name = entry_org_name(s, entry)
+    try:
+        org: OrgConfig | None = _org_config(name)
+    except ActionError:  # no config: the record's own fields and the describe are all known
+        org = None
+    described = fieldcache.load_field_names(web().settings.instance_dir, name) if name else {}
+    return editing.known_fields(entry.records or {}, org, described)
+
+
+def _check_fields(s: Session, entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
+    known = known_fields(s, entry) if fields else {}
     for obj, values in fields.items():
         if obj not in STREAMED_OBJECTS:
             raise ActionError(
@@ -215,6 +229,9 @@ def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
                 )
         if not entry.records.get(obj):
             raise Unprocessable(f"this entry has no {obj} record to edit", fields=[f"fields.{obj}"])
+        for name in values:
+            if problem := editing.unknown_field(obj, name, known[obj]):
+                raise ActionError(problem, code="unknown_field", fields=[f"fields.{obj}.{name}"])
 
 
 def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[SalesEntry, bool]:
