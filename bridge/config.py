@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.routingconfig import Routing, UserRef, check_fallbacks
 from bridge.values import covers
 from bridge.vocabulary import (
     STREAMED_OBJECTS,
@@ -450,6 +451,8 @@ class OrgConfig(_Model):
     streaming: Streaming = Field(default_factory=Streaming)
     polling: Polling = Field(default_factory=Polling)
     value_check: ValueCheck = Field(default_factory=ValueCheck)
+    users: dict[str, UserRef] = Field(default_factory=dict)  # reps -> Salesforce users
+    routing: Routing = Field(default_factory=Routing)
 
     @field_validator("login_url")
     @classmethod
@@ -466,6 +469,7 @@ class OrgConfig(_Model):
                 f"receiver.program '{self.receiver.program}' is not one of the programs: "
                 f"{', '.join(keys)}"
             )
+        check_fallbacks(self.routing, self.users)
         return self
 
     def fields_read(self, sobject: str) -> list[str]:

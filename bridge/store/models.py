@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -164,6 +165,8 @@ class Referral(Base):
         # The API's lists, newest first, by status or by program.
         Index("ix_referrals_status", "status"),
         Index("ix_referrals_program", "program_id"),
+        # The routing sweep's due referrals.
+        Index("ix_referrals_send_due", "send_due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -194,6 +197,16 @@ class Referral(Base):
     sf_contact_id: Mapped[str | None] = mapped_column(String(18))
     sf_account_id: Mapped[str | None] = mapped_column(String(18))
     sf_opportunity_id: Mapped[str | None] = mapped_column(String(18))
+    # Lead routing (bridge.writeback.gate): the score the criteria judge, when it first met
+    # the minimum, the conversation's close, the due time of a held referral add, and the
+    # reps who touched the conversation (meeting booked on, last routed to, closed by).
+    score: Mapped[float | None] = mapped_column(Float)
+    qualified_at: Mapped[datetime | None] = mapped_column()
+    conversation_closed_at: Mapped[datetime | None] = mapped_column()
+    send_due_at: Mapped[datetime | None] = mapped_column()
+    meeting_owner: Mapped[str | None] = mapped_column(String(255))
+    routed_owner: Mapped[str | None] = mapped_column(String(255))
+    closed_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

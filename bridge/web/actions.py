@@ -37,6 +37,7 @@ from bridge.store.models import (
 from bridge.vocabulary import OPEN_OUTCOMES, REPUSHABLE, REVIEW, STREAMED_OBJECTS
 from bridge.web import editing
 from bridge.web.extensions import org_config, web
+from bridge.writeback import gate
 
 log = logging.getLogger(__name__)
 
@@ -386,15 +387,14 @@ def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
     return member
 
 
+ROUTING_ATTRIBUTES = ("score", "meeting_owner", "routed_owner", "closed_by",
+                      "conversation_closed_at")  # fmt: skip
+"""What lead routing reads from a referral, set by the API on create and by PATCH."""
+
+
 def _program_org(s: Session, program: Program) -> tuple[OrgConnection, OrgConfig] | None:
     """The program's connected org and its config, or None when it has none yet."""
-    if program.org_connection_id is None:
-        return None
-    conn = s.get(OrgConnection, program.org_connection_id)
-    cfg = _config()
-    if conn is None or cfg is None or conn.name not in cfg.orgs:
-        return None
-    return conn, cfg.orgs[conn.name]
+    return gate.program_target(s, _config(), program.id)
 
 
 def create_referral(
@@ -423,11 +423,13 @@ def create_referral(
         phone=data.get("phone"),
         status="pending",
         fields=dict(data.get("fields") or {}),
+        **{k: data.get(k) for k in ROUTING_ATTRIBUTES},
     )
     s.add(referral)
     s.flush()
     target = _program_org(s, program)
-    push = writeback.queue_referral_add(s, target[0], target[1], referral) if target else None
+    # Routing decides whether (criteria) and when (delay) the referral add push is made.
+    push = gate.route_referral(s, target[0], target[1], referral) if target else None
     audit.record(
         s,
         actor,

@@ -79,6 +79,19 @@ class ReferralIn(_Body):
     external_id: Short | None = None
     member: MemberRef | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    score: Annotated[float, Field(ge=0, le=1e9)] | None = Field(
+        default=None, description="the routing criteria's score (Signals' stars 0-3, or any)"
+    )
+    meeting_owner: Short | None = Field(
+        default=None, description="the rep whose calendar the meeting was booked on"
+    )
+    routed_owner: Short | None = Field(
+        default=None, description="the rep last routed into the conversation"
+    )
+    closed_by: Short | None = Field(default=None, description="the rep who closed it")
+    conversation_closed_at: datetime | None = Field(
+        default=None, description="when the conversation closed: the delay counts from it"
+    )
 
 
 class MemberIn(_Body):
@@ -100,6 +113,19 @@ class ReferralPatch(_Body):
     company: Short | None = None
     phone: Annotated[str, Field(max_length=64)] | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    score: Annotated[float, Field(ge=0, le=1e9)] | None = Field(
+        default=None, description="the routing criteria's score (Signals' stars 0-3, or any)"
+    )
+    meeting_owner: Short | None = Field(
+        default=None, description="the rep whose calendar the meeting was booked on"
+    )
+    routed_owner: Short | None = Field(
+        default=None, description="the rep last routed into the conversation"
+    )
+    closed_by: Short | None = Field(default=None, description="the rep who closed it")
+    conversation_closed_at: datetime | None = Field(
+        default=None, description="when the conversation closed: the delay counts from it"
+    )
 
 
 class MemberPatch(_Body):
@@ -377,7 +403,13 @@ def _with_pushes(out: dict[str, Any], pushes: list[dict[str, Any]]) -> ResponseR
 def get_referral(referral_id: int) -> ResponseReturnValue:
     with store().session() as s:
         referral = edits.get_referral(s, referral_id)
-        return jsonify({**serialize.referral(referral), "history": fieldsync.history(s, referral)})
+        return jsonify(
+            {
+                **serialize.referral(referral),
+                "not_sent_reason": edits.why_not_sent(s, referral),
+                "history": fieldsync.history(s, referral),
+            }
+        )
 
 
 @bp.patch("/referrals/<int:referral_id>")
@@ -390,6 +422,21 @@ def patch_referral(referral_id: int) -> ResponseReturnValue:
         s.flush()
         out, made = serialize.referral(referral), [serialize.push(p) for p in pushes]
     return _with_pushes(out, made)
+
+
+@bp.post("/referrals/<int:referral_id>/sync")
+@require_scope("referrals:write")
+def sync_referral(referral_id: int) -> ResponseReturnValue:
+    """Manual sync: send the referral now, ignoring the routing criteria and delay."""
+    body(NoBody)
+    with store().session() as s:
+        referral = edits.get_referral(s, referral_id)
+        push = edits.sync_referral(s, referral, actor=g.api_actor)
+        s.flush()
+        out = {"referral": serialize.referral(referral), "push": serialize.push(push)}
+    if out["push"]["state"] == "pending":
+        out["push"]["note"] = actions.enqueue_pushes([out["push"]["id"]])
+    return jsonify(out)
 
 
 @bp.get("/members/<int:member_id>")

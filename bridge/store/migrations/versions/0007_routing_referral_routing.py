@@ -1,0 +1,46 @@
+"""lead routing on referrals
+
+The score the routing criteria judge, when it first met the minimum, when the conversation
+closed, the due time of a held referral add (the routing sweep sends it then; a due time in
+the store survives restarts) and the reps who touched the conversation.
+
+Revision ID: 0007_routing
+Revises: 0002_perf
+"""
+
+import sqlalchemy as sa
+
+import bridge.store.models
+from alembic import op
+
+revision = "0007_routing"
+down_revision = "0002_perf"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("referrals") as batch:
+        batch.add_column(sa.Column("score", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("qualified_at", bridge.store.models.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("conversation_closed_at", bridge.store.models.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("send_due_at", bridge.store.models.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("meeting_owner", sa.String(255), nullable=True))
+        batch.add_column(sa.Column("routed_owner", sa.String(255), nullable=True))
+        batch.add_column(sa.Column("closed_by", sa.String(255), nullable=True))
+    op.create_index("ix_referrals_send_due", "referrals", ["send_due_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_referrals_send_due", table_name="referrals")
+    with op.batch_alter_table("referrals") as batch:
+        for name in (
+            "closed_by",
+            "routed_owner",
+            "meeting_owner",
+            "send_due_at",
+            "conversation_closed_at",
+            "qualified_at",
+            "score",
+        ):
+            batch.drop_column(name)
