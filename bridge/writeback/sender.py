@@ -23,7 +23,7 @@ from bridge.config import ObjectSync, OrgConfig
 from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
-from bridge.writeback import accounts, referrals
+from bridge.writeback import accounts, campaigns, owners, referrals
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
     Writer,
@@ -50,6 +50,7 @@ class SendReport:
     failed: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)  # transient errors: still pending
+    new_leads: list[str] = field(default_factory=list)  # Leads created (not updated)
 
     def add(self, outcome: Outcome, push: Push) -> None:
         bucket = {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
@@ -87,6 +88,13 @@ def send(
         todo, later = _one_per_email(todo)
         _send_round(store, writer, org_config, todo, by_id, now, report)
         todo = later
+    members = campaigns.queue_members(store, writer, org_config, items[0].org_connection_id,
+                                      report.new_leads)  # fmt: skip
+    if members:  # new Leads join the routing campaign: CampaignMember pushes, sent now
+        joined = send(store, writer, org_config, members, now=now)
+        report.sent += joined.sent
+        report.failed += joined.failed
+        report.retry += joined.retry
     return report
 
 
@@ -136,6 +144,15 @@ def _send_round(
         writes += planned
         early += refused
 
+    referral_writes = [(by_id[w.push_id], w) for w in writes if by_id[w.push_id].kind == "referral"]
+    try:
+        unowned = owners.assign(writer, org_config, referral_writes)
+    except Exception as exc:  # the user or account lookup failed: the referrals share it
+        unowned = [failure_outcome(i.push_id, exc, fields=w.fields) for i, w in referral_writes]
+    if unowned:
+        held = {o.push_id for o in unowned}
+        writes = [w for w in writes if w.push_id not in held]
+        early += unowned
     for write in writes:
         _apply_overrides(write, by_id[write.push_id].payload.get("overrides"))
     _save(store, early, now, report)
@@ -340,6 +357,7 @@ def _execute(writer: Writer, writes: list[Write]) -> Any:
                             sobject=w.sobject,
                             local_updates=w.local_updates,
                             fields=w.fields,
+                            created=w.op == "create" or bool(result.get("created")),
                         )
                     )
                 else:
@@ -379,6 +397,8 @@ def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendRepo
             if outcome.state == "sent":
                 mark_sent(push, outcome.sf_id, now)
                 _after_sent(session, push, outcome)
+                if outcome.created and push.kind == "referral" and push.sobject_type == "Lead":
+                    report.new_leads.append(str(outcome.sf_id))
             elif outcome.state in ("skipped", "denied"):
                 assert outcome.error is not None
                 mark_skipped(push, outcome.error.code, outcome.error.message)
