@@ -452,6 +452,21 @@ class SignInThrottle(Base):
     not_before: Mapped[datetime | None] = mapped_column()  # the next attempt waits until then
 
 
+class UserMapping(Base):
+    """The last resolution of one rep of the config's `users:` to a Salesforce user, per org
+    (bridge.writeback.users): for the admin page and the ownership syncs."""
+
+    __tablename__ = "user_mappings"
+    __table_args__ = (UniqueConstraint("org_connection_id", "rep", name="uq_user_mappings_rep"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_connection_id: Mapped[int] = mapped_column(ForeignKey("org_connections.id"))
+    rep: Mapped[str] = mapped_column(String(255))
+    salesforce_user_id: Mapped[str | None] = mapped_column(String(18))  # None: see problem
+    problem: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditLog(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)

@@ -1,6 +1,7 @@
 """The console's referral page: the referral, its Salesforce records and field history, and
 an edit form — a local edit, pushed to Salesforce by the fields' sync rules (bridge.web.edits),
-like `PATCH /api/v1/referrals/{id}`."""
+like `PATCH /api/v1/referrals/{id}` — why it is not in Salesforce yet, and a manual sync
+button (`POST /api/v1/referrals/{id}/sync`)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,31 @@ def referral(referral_id: int) -> str:
             member=member,
             history=fieldsync.history(s, r),
             editable=EDITABLE,
+            not_sent=edits.why_not_sent(s, r),
         )
+
+
+@bp.post("/referrals/<int:referral_id>/sync")
+@login_required
+def sync(referral_id: int) -> Response:
+    """Manual sync: send the referral now, whatever the routing criteria and delay (audited)."""
+    back = redirect(url_for("referrals.referral", referral_id=referral_id))
+    with store().session() as s:
+        r = s.get(Referral, referral_id)
+        if r is None:
+            abort(404)
+        try:
+            push = edits.sync_referral(s, r, actor=g.user.email)
+        except actions.ActionError as exc:
+            flash(exc.message, "error")
+            return back
+        s.flush()
+        push_id, state = push.id, push.state
+    if state != "pending":
+        flash(f"Referral {referral_id} is already sent (push {push_id}, {state}).", "success")
+        return back
+    flash(f"Referral {referral_id}: push {push_id} {actions.enqueue_pushes([push_id])}.", "success")
+    return back
 
 
 @bp.post("/referrals/<int:referral_id>/edit")

@@ -19,7 +19,7 @@ in batches (the user mapping is cached per org) and writes `OwnerId`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.config import OrgConfig
@@ -82,7 +82,12 @@ def choose(
     return routing.OwnerChoice(choice.user_id, choice.source, choice.reason, passed)
 
 
-def assign(writer: Writer, org_config: OrgConfig, pairs: list[tuple[Item, Write]]) -> list[Outcome]:
+def assign(
+    writer: Writer,
+    org_config: OrgConfig,
+    pairs: list[tuple[Item, Write]],
+    keep: Callable[[UserMap], None] | None = None,
+) -> list[Outcome]:
     """Set OwnerId on the records these writes create; returns the pushes that cannot be
     owned (and must not be written), as failures with the reason."""
     config = org_config.routing
@@ -90,7 +95,7 @@ def assign(writer: Writer, org_config: OrgConfig, pairs: list[tuple[Item, Write]
     if not config.sets_owner or not new:
         return []
     org_key = str(new[0][0].org_connection_id)
-    users = user_map(writer, org_key, org_config.users)
+    users = user_map(writer, org_key, org_config.users, keep=keep)
     found: dict[str, Any] = {}
     domains = {i.push_id: accounts.referral_domain(i.referral or {}) for i, _w in new}
     if config.account_rules and any(domains.values()):

@@ -23,7 +23,7 @@ from bridge.config import ObjectSync, OrgConfig
 from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
-from bridge.writeback import accounts, campaigns, owners, referrals
+from bridge.writeback import accounts, campaigns, owners, referrals, users
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
     Writer,
@@ -146,7 +146,9 @@ def _send_round(
 
     referral_writes = [(by_id[w.push_id], w) for w in writes if by_id[w.push_id].kind == "referral"]
     try:
-        unowned = owners.assign(writer, org_config, referral_writes)
+        org_id = items[0].org_connection_id
+        keep = (lambda m: users.save(store, org_id, m)) if org_id is not None else None
+        unowned = owners.assign(writer, org_config, referral_writes, keep)
     except Exception as exc:  # the user or account lookup failed: the referrals share it
         unowned = [failure_outcome(i.push_id, exc, fields=w.fields) for i, w in referral_writes]
     if unowned:

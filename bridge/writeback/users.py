@@ -14,9 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from simple_salesforce import format_soql
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bridge import defaults
 from bridge.routingconfig import UserRef, is_user_id
+from bridge.store import Store
+from bridge.store.models import UserMapping, utcnow
 from bridge.writeback.client import LOOKUP_CHUNK, Writer, chunks
 
 
@@ -96,9 +100,10 @@ def user_map(
     refs: Mapping[str, UserRef],
     *,
     clock: Callable[[], float] = time.monotonic,
+    keep: Callable[[UserMap], None] | None = None,
 ) -> UserMap:
     """The org's user mapping, resolved at most once per `USER_MAP_CACHE_SECONDS` (and again
-    when the config's mapping changes)."""
+    when the config's mapping changes); `keep` receives each fresh resolution (to `save` it)."""
     if not refs:
         return UserMap()
     shape = tuple(sorted((rep, r.salesforce_id, r.email) for rep, r in refs.items()))
@@ -108,7 +113,38 @@ def user_map(
         return cached[2]
     resolved = resolve(writer, refs)
     _cache[org_key] = (now + defaults.USER_MAP_CACHE_SECONDS, shape, resolved)
+    if keep is not None:
+        keep(resolved)
     return resolved
+
+
+def save(store: Store, org_connection_id: int, mapping: UserMap) -> None:
+    """Keep the resolution for the admin page (one row per rep; reps no longer mapped go)."""
+    with store.session() as session:
+        rows = {
+            row.rep: row
+            for row in session.scalars(
+                select(UserMapping).where(UserMapping.org_connection_id == org_connection_id)
+            )
+        }
+        for rep, row in rows.items():
+            if rep not in mapping.users:
+                session.delete(row)
+        for rep, user_id in mapping.users.items():
+            row = rows.get(rep) or UserMapping(org_connection_id=org_connection_id, rep=rep)
+            row.salesforce_user_id = user_id
+            row.problem = mapping.problems.get(rep)
+            row.resolved_at = utcnow()
+            session.add(row)
+
+
+def saved(session: Session) -> list[UserMapping]:
+    """Every org's last resolution, by org and rep."""
+    return list(
+        session.scalars(
+            select(UserMapping).order_by(UserMapping.org_connection_id, UserMapping.rep)
+        )
+    )
 
 
 def forget(org_key: str | None = None) -> None:
