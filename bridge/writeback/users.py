@@ -76,9 +76,11 @@ def resolve(writer: Writer, refs: Mapping[str, UserRef]) -> UserMap:
             by_that_id = by_id.get(_id15(ref.salesforce_id))
             candidates = [by_that_id] if by_that_id else []
             label = f"Salesforce user {ref.salesforce_id}"
+            missing = f"there is no {label}"
         else:
             candidates = by_email.get(str(ref.email).lower(), [])
-            label = f"a Salesforce user with email {ref.email}"
+            label = f"the Salesforce user with email {ref.email}"
+            missing = f"no Salesforce user has the email {ref.email}"
         active = [u for u in candidates if u.get("IsActive")]
         if active:
             users[rep] = str(active[0]["Id"])
@@ -87,7 +89,7 @@ def resolve(writer: Writer, refs: Mapping[str, UserRef]) -> UserMap:
             problems[rep] = f"{label} is inactive"
         else:
             users[rep] = None
-            problems[rep] = f"there is no {label}"
+            problems[rep] = missing
     return UserMap(users, problems)
 
 
