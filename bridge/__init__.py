@@ -27,7 +27,18 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
 
     from bridge import vocabulary
     from bridge.config import Settings
-    from bridge.web import admin, api, auth, extensions, health, openapi, reports, review, security
+    from bridge.web import (
+        admin,
+        api,
+        auth,
+        extensions,
+        health,
+        inputs,
+        openapi,
+        reports,
+        review,
+        security,
+    )
     from bridge.web.security import RowIdConverter
 
     settings = settings or Settings.from_env()
@@ -58,6 +69,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
     app.jinja_env.globals["vocab"] = vocabulary  # the domain's lists, for templates
     extensions.init_app(app, settings)
     security.init_app(app)
+    inputs.init_app(app)
     auth.init_app(app)
     api.init_app(app)
     for bp in (auth.bp, review.bp, reports.bp, admin.bp, api.bp, openapi.bp, health.bp):

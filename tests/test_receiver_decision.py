@@ -464,7 +464,10 @@ def test_unmatched_entry_that_claims_nothing_is_skipped() -> None:
 @pytest.mark.parametrize(
     ("override", "ever_qualified", "review_upgrade", "outcome", "reason"),
     [
-        (False, False, True, "skipped", "denied_referral_locked"),
+        # the defaults: a person decides an upgrade of a denied referral (SPEC §7.5)
+        (False, False, True, "review", "denied_upgrade_needs_review"),
+        (False, False, False, "skipped", "denied_referral_locked"),
+        (False, True, True, "skipped", "denied_requalify_not_allowed"),
         (True, False, True, "review", "denied_upgrade_needs_review"),
         (True, False, False, "processed", "direct_match"),
         (True, True, False, "skipped", "denied_requalify_not_allowed"),
@@ -480,6 +483,31 @@ def test_denied_referral_upgrade(
     d = decide(entry, recv, candidates=[c])
     assert (d.outcome, d.reasons[-1]) == (outcome, reason)
     assert d.to_status == ("qualified" if outcome != "skipped" else None)
+
+
+def test_the_reviewer_approves_a_denied_upgrade_with_the_defaults() -> None:
+    entry = lead_entry(Status="Qualified", Referral_ID__c="R0001")
+    recv = receiver()
+    assert not recv.override_denied and recv.process.review_denied_upgrade
+    c = ref(1, status="denied")
+    d = decide(entry, recv, candidates=[c], forced_referral_id=1, reviewed=True)
+    assert (d.outcome, d.from_status, d.to_status) == ("processed", "denied", "qualified")
+    # …and a change that is no upgrade stays locked
+    rules = [
+        {"status": "pending", "object": "Lead", "field": "Status", "op": "equals", "value": "Open"}
+    ]
+    d = decide(
+        lead_entry(Status="Open", Referral_ID__c="R0001"),
+        receiver(status_rules=rules),
+        candidates=[c],
+    )
+    assert (d.outcome, d.reasons[-1]) == ("skipped", "denied_referral_locked")
+
+
+def test_a_referral_id_that_matches_nothing_has_its_own_reason() -> None:
+    d = decide(lead_entry(Status="Qualified", Referral_ID__c="R-TYPO"), receiver(), candidates=[])
+    assert d.outcome == "review"
+    assert "referral_id_not_found" in d.reasons and "no_match" not in d.reasons
 
 
 def test_denied_to_pending_with_override_needs_no_review() -> None:

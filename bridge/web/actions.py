@@ -9,9 +9,10 @@ Push row is saved first (state `pending`, `bridge.writeback.queue_*`) and enqueu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
-import secrets
 from typing import Any
 
 from flask import abort
@@ -217,6 +218,13 @@ def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
             raise Unprocessable(f"this entry has no {obj} record to edit", fields=[f"fields.{obj}"])
 
 
+def _content_key(data: dict[str, Any]) -> str:
+    content = {k: data.get(k) for k in ("sobject_type", "record", "related", "previous")}
+    content["change_type"] = data.get("change_type", "updated")
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
 def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[SalesEntry, bool]:
     """Store a change sent directly (Flow/Apex) like a streamed one, then decide it.
 
@@ -234,8 +242,10 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
     org = _org_config(org_name)
     sobject: str = data["sobject_type"]
     record: dict[str, Any] = dict(data["record"])
-    record_id = record.get("Id")
-    stamp = record.get("SystemModstamp") or secrets.token_hex(8)
+    record_id = record["Id"]
+    # Without a SystemModstamp the same content is the same change (never a random key: a
+    # client sending again must get the first entry back, not a second one).
+    stamp = record.get("SystemModstamp") or _content_key(data)
     change_key = f"api:{sobject}:{record_id}:{stamp}"
     existing = s.scalar(
         select(InboundEvent).where(

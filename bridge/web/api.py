@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar, cast
 
 from flask import Blueprint, Flask, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Select, false, select
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -28,16 +29,20 @@ from bridge.users import find_token
 from bridge.vocabulary import (
     ADMIN,
     ADMIN_SCOPES,
+    EMAIL_MAX_LENGTH,
+    EMAIL_PATTERN,
     ENTRY_OUTCOMES,
+    FIELD_NAME_PATTERN,
     PUSH_KINDS,
     PUSH_STATES,
+    RECORD_ID_PATTERN,
     REFERRAL_STATUSES,
     STREAMED_OBJECTS,
     ActivityKind,
     ChangeType,
     StreamedObject,
 )
-from bridge.web import actions, serialize
+from bridge.web import actions, inputs, serialize
 from bridge.web.extensions import store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -49,13 +54,20 @@ DEFAULT_LIMIT = 50
 # ---- request bodies (their JSON Schemas go into the OpenAPI document) ----------------------
 
 Scalar = str | int | float | bool | None
-Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=255)]
+Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=EMAIL_MAX_LENGTH)]
 Short = Annotated[str, Field(min_length=1, max_length=255)]
 RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]  # a stored row's id (64-bit)
+RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]
+FieldName = Annotated[str, Field(pattern=FIELD_NAME_PATTERN)]
+# What Salesforce sends, e.g. 2026-12-03T11:36:09.000+0000 (part of the change's key: bounded)
+Modstamp = Annotated[
+    str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})?$")
+]
+SfRecord = dict[FieldName, Any]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
 
 class MemberRef(_Body):
@@ -102,23 +114,44 @@ class ActivityIn(_Body):
     ended_at: datetime | None = None
 
 
+class RecordIn(BaseModel):
+    """A Salesforce record: its Id, SystemModstamp when it has one, and any other fields by
+    their API names."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    Id: RecordId
+    SystemModstamp: Modstamp | None = None
+
+    @model_validator(mode="after")
+    def _field_names(self) -> RecordIn:
+        for name in self.model_extra or {}:
+            if not re.match(FIELD_NAME_PATTERN, name):
+                raise ValueError(f"'{name[:80]}' is not a Salesforce field name")
+        return self
+
+
 class EntryIn(_Body):
     org: Short
     sobject_type: StreamedObject
-    record: dict[str, Any] = Field(
-        description="the changed record, Salesforce field names, with Id"
+    record: RecordIn = Field(
+        description="the changed record, Salesforce field names, with Id; the same Id and "
+        "SystemModstamp (or, without one, the same content) again is the same change"
     )
-    related: dict[StreamedObject, dict[str, Any] | None] = Field(default_factory=dict)
-    previous: dict[str, Any] = Field(default_factory=dict)
+    related: dict[StreamedObject, SfRecord | None] = Field(default_factory=dict)
+    previous: dict[FieldName, Scalar] = Field(default_factory=dict)
     change_type: ChangeType = "updated"
 
 
+EditedFields = dict[StreamedObject, dict[FieldName, Scalar]]
+
+
 class EntryPatch(_Body):
-    fields: dict[StreamedObject, dict[str, Scalar]] = Field(min_length=1)
+    fields: EditedFields = Field(min_length=1)
 
 
 class RetryIn(_Body):
-    fields: dict[StreamedObject, dict[str, Scalar]] | None = None
+    fields: EditedFields | None = None
     referral_id: RowId | None = None
 
 
@@ -142,6 +175,7 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
         RetryIn,
         RejectIn,
         NoBody,
+        RecordIn,
     )
 }
 
@@ -154,7 +188,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         if request.path.startswith("/api/"):
-            code = (exc.name or "error").lower().replace(" ", "_")
+            code = getattr(exc, "error_code", None) or (exc.name or "error").lower().replace(
+                " ", "_"
+            )
+            field = getattr(exc, "field", None)
             headers = None
             if isinstance(exc, MethodNotAllowed):
                 headers = {"Allow": ", ".join(exc.valid_methods or [])}
@@ -163,6 +200,7 @@ def init_app(app: Flask) -> None:
                 exc.code or 500,
                 code,
                 message.get(exc.code or 0, exc.description or code),
+                [field] if field else None,
                 headers=headers,
             )
         return render_template(
@@ -209,17 +247,21 @@ def _validation(exc: ValidationError) -> ResponseReturnValue:
 
 
 def body(model: type[BaseModel]) -> Any:
-    data = request.get_json(silent=True)
-    if data is None:
-        # The body itself, not Content-Length: a chunked body has no length but is still sent.
-        sent = bool(request.get_data(cache=True))
-        if sent and request.mimetype != "application/json":
+    # The body itself, not Content-Length: a chunked body has no length but is still sent.
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        data: Any = {}
+    elif request.mimetype != "application/json":
+        raise ApiAbort(
+            error(400, "invalid_json", "send a JSON body with Content-Type: application/json")
+        )
+    else:
+        try:
+            data = inputs.parse_json(raw)
+        except ValueError:  # also a body that is not UTF-8
             raise ApiAbort(
-                error(400, "invalid_json", "send a JSON body with Content-Type: application/json")
-            )
-        if sent:
-            raise ApiAbort(error(400, "invalid_json", "the request body is not valid JSON"))
-        data = {}
+                error(400, "invalid_json", "the request body is not valid JSON")
+            ) from None
     if not isinstance(data, dict):
         raise ApiAbort(error(400, "invalid_json", "the request body must be a JSON object"))
     return model.model_validate(data)
@@ -392,7 +434,9 @@ def list_entries() -> ResponseReturnValue:
 @bp.post("/entries")
 @require_scope("entries:write")
 def submit_entry() -> ResponseReturnValue:
-    data = body(EntryIn).model_dump()
+    entry_in = body(EntryIn)
+    data = entry_in.model_dump()
+    data["record"] = entry_in.record.model_dump(exclude_unset=True)  # as sent, with no nulls added
     with store().session() as s:
         entry, created = actions.submit_entry(s, data, actor=g.api_actor)
         out = serialize.entry(entry)
