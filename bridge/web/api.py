@@ -248,7 +248,7 @@ def _validation(exc: ValidationError) -> ResponseReturnValue:
 
 def body(model: type[BaseModel]) -> Any:
     # The body itself, not Content-Length: a chunked body has no length but is still sent.
-    raw = request.get_data(cache=True)
+    raw = inputs.read_body()
     if not raw.strip():
         data: Any = {}
     elif request.mimetype != "application/json":

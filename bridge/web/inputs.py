@@ -8,7 +8,7 @@ Bad input is a clear 400, never a 500 further down (SPEC §10):
   no such values, and a stored one would make every list holding it invalid JSON;
 - NUL characters in any string, key, query or form value: PostgreSQL refuses them in text.
 
-Oversized bodies are refused by Werkzeug with 413 (`MAX_CONTENT_LENGTH`, chunked bodies too).
+Bodies over `MAX_CONTENT_LENGTH` are a 413, chunked ones too (`read_body`).
 """
 
 from __future__ import annotations
@@ -79,6 +79,19 @@ def check_value(value: Any) -> None:
                 stack.extend((v, depth + 1) for v in item.values())
             else:
                 stack.extend((v, depth + 1) for v in item)
+
+
+def read_body() -> bytes:
+    """The request body; one over `MAX_CONTENT_LENGTH` is a 413, chunked ones too.
+
+    Werkzeug checks a Content-Length up front, but stops reading a chunked body (which has
+    none) at the limit and returns what it read: reading one byte more makes it raise.
+    """
+    raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        request.stream.read(1)  # raises RequestEntityTooLarge when the body goes on
+    return raw
 
 
 def _refuse_nul_values() -> None:
