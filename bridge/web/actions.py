@@ -34,7 +34,13 @@ from bridge.store.models import (
     SalesEntry,
     utcnow,
 )
-from bridge.vocabulary import OPEN_OUTCOMES, REPUSHABLE, REVIEW, STREAMED_OBJECTS
+from bridge.vocabulary import (
+    FIELD_NAME_PATTERN,
+    OPEN_OUTCOMES,
+    REPUSHABLE,
+    REVIEW,
+    STREAMED_OBJECTS,
+)
 from bridge.web.extensions import org_config, web
 
 log = logging.getLogger(__name__)
@@ -192,7 +198,7 @@ def edit_entry(
     return entry
 
 
-_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_FIELD_NAME = re.compile(FIELD_NAME_PATTERN)
 
 
 def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
@@ -202,7 +208,7 @@ def _check_fields(entry: SalesEntry, fields: dict[str, dict[str, Any]]) -> None:
                 f"unknown object '{obj}'", code="validation_error", fields=[f"fields.{obj}"]
             )
         for name, value in values.items():
-            if not _FIELD_NAME.match(name) or name == "Id":
+            if not _FIELD_NAME.fullmatch(name) or name == "Id":
                 raise ActionError(
                     f"'{obj}.{name}' cannot be edited",
                     code="validation_error",

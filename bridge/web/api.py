@@ -61,7 +61,11 @@ RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]
 FieldName = Annotated[str, Field(pattern=FIELD_NAME_PATTERN)]
 # What Salesforce sends, e.g. 2026-12-03T11:36:09.000+0000 (part of the change's key: bounded)
 Modstamp = Annotated[
-    str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})?$")
+    str,
+    Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+        r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
+    ),
 ]
 SfRecord = dict[FieldName, Any]
 
@@ -118,7 +122,11 @@ class RecordIn(BaseModel):
     """A Salesforce record: its Id, SystemModstamp when it has one, and any other fields by
     their API names."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="allow",
+        allow_inf_nan=False,
+        json_schema_extra={"propertyNames": {"pattern": FIELD_NAME_PATTERN}},
+    )
 
     Id: RecordId
     SystemModstamp: Modstamp | None = None
@@ -126,7 +134,7 @@ class RecordIn(BaseModel):
     @model_validator(mode="after")
     def _field_names(self) -> RecordIn:
         for name in self.model_extra or {}:
-            if not re.match(FIELD_NAME_PATTERN, name):
+            if not re.fullmatch(FIELD_NAME_PATTERN, name):
                 raise ValueError(f"'{name[:80]}' is not a Salesforce field name")
         return self
 
