@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, request
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import BadRequest
 
 MAX_JSON_DEPTH = 32
@@ -87,16 +90,29 @@ def read_body() -> bytes:
     Werkzeug checks a Content-Length up front, but stops reading a chunked body (which has
     none) at the limit and returns what it read: reading one byte more makes it raise.
     """
-    raw = request.get_data(cache=True)
-    limit = request.max_content_length
-    if limit is not None and request.content_length is None and len(raw) >= limit:
-        request.stream.read(1)  # raises RequestEntityTooLarge when the body goes on
+    with _reading():
+        raw = request.get_data(cache=True)
+        limit = request.max_content_length
+        if limit is not None and request.content_length is None and len(raw) >= limit:
+            request.stream.read(1)  # raises RequestEntityTooLarge when the body goes on
     return raw
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """gunicorn reads the body while the app does: a malformed chunk or a client that hangs
+    up mid-body surfaces here, and is the client's error (400), not the app's (500)."""
+    try:
+        yield
+    except (ParseException, NoMoreData) as exc:
+        raise BadInput("unreadable_body", f"the request body could not be read: {exc}") from None
 
 
 def _refuse_nul_values() -> None:
     """Query strings and forms: a NUL anywhere is refused before a query is built from it."""
-    for where, values in (("query", request.args), ("form", request.form)):
+    with _reading():
+        form = request.form
+    for where, values in (("query", request.args), ("form", form)):
         for key, value in values.items(multi=True):
             if NUL in key or NUL in value:
                 raise BadInput(

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
 from bridge import create_app
 from bridge.config import Settings
 from bridge.store import Store
+from tests import services
 from tests.web.seed import CONFIG_YAML, FAST_HASH, PASSWORD, Seeded, seed
 
 
@@ -99,3 +105,48 @@ def app_factory(config_file: Path, tmp_path: Path) -> Iterator[Callable[..., Fla
     yield factory
     for a in made:
         a.extensions["sfbridge"].store.dispose()
+
+
+@pytest.fixture
+def web_server(sqlite_store: Store, tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Seeded]]:
+    """`sfbridge web` (gunicorn, one worker) on a free loopback port over the seeded store."""
+    seeded = seed(sqlite_store)
+    config = tmp_path / "sfbridge.yaml"
+    config.write_text(CONFIG_YAML, encoding="utf-8")
+    port = services.free_port()
+    env = {
+        **os.environ,
+        "SFBRIDGE_DATABASE_URL": sqlite_store.url,
+        "SFBRIDGE_REDIS_URL": redis_url,
+        "SFBRIDGE_CONFIG": str(config),
+        "SFBRIDGE_SECRET_KEY": "browser-test",
+        "SFBRIDGE_INSTANCE_DIR": str(tmp_path),
+    }
+    sfbridge = shutil.which("sfbridge", path=str(Path(sys.executable).parent)) or "sfbridge"
+    log = (tmp_path / "web.log").open("wb")
+    proc = subprocess.Popen(
+        [sfbridge, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, (tmp_path / "web.log").read_text()
+        try:
+            return requests.get(base + "/healthz", timeout=5).status_code == 200
+        except requests.RequestException:  # not listening yet, or busy starting
+            return False
+
+    try:
+        services.wait_for(up, timeout=30, what="gunicorn to serve /healthz")
+        yield base, seeded
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

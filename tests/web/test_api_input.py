@@ -222,3 +222,28 @@ def test_oversized_bodies_get_413_as_json(api: Api) -> None:
         environ_overrides={"wsgi.input_terminated": True},  # as gunicorn sets for chunked
     )
     check_error(resp, 413, "request_entity_too_large")
+
+
+@pytest.mark.parametrize(
+    ("email", "accepted"),
+    [
+        ("jane.doe+ref@example.co.uk", True),
+        ("a..b@example.test", True),  # Salesforce allows consecutive dots inside…
+        ("trailing.@example.test", True),  # …and one at the end of the local part
+        ("o'neil&co{1}@example.test", True),
+        (".lead@example.test", False),  # but not at the start
+        ("no-domain-dot@example", False),
+        ("two@@example.test", False),
+        ("space inside@example.test", False),
+        ("under_score@exa_mple.test", False),  # the domain: letters, digits, dashes
+        ("x" * 70 + "@example.test", False),  # 83 characters: Email fields hold 80
+    ],
+)
+def test_emails_are_validated_as_salesforce_validates_them(
+    api: Api, email: str, accepted: bool
+) -> None:
+    resp = api.post("/members", {"program": "main", "name": "M", "email": email})
+    if accepted:
+        check(resp, 201, "Member")
+    else:
+        check_error(resp, 400, "validation_error", ["email"])
