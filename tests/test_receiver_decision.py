@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.config import Receiver
-from bridge.receiver.decision import decide
+from bridge.receiver.decision import REASONS, decide
 from bridge.receiver.matching import EntryInput, MemberCandidate, ReferralCandidate, plan_lookups
 
 INTEGRATION = "005INTEGRATION0AAA"
@@ -590,3 +592,34 @@ def test_every_reason_code_has_words() -> None:
         == "status rule number 2 (counting from 0) matched and sets the status"
     )
     assert explain("member_by:referral_code").endswith("(referral_code)")
+
+
+def reasons_table() -> str:
+    rows = ["| code | meaning |", "|---|---|"]
+    rows += [f"| `{code}` | {text} |" for code, text in REASONS.items()]
+    return "\n".join(rows)
+
+
+def test_every_reason_code_is_documented_in_words_in_one_place() -> None:
+    """The codes the bridge writes are all in REASONS, and docs/inbound.md shows REASONS."""
+    root = Path(__file__).resolve().parents[1]
+    written: set[str] = set()
+    patterns = (
+        r'reasons(?:\.append\(|\s*\+=\s*\[|\s*=\s*\[)\s*(?:f?"([a-z_]+))',
+        r'Decision\(\s*\w+,\s*\["([a-z_]+)"',
+        r'_save_failed\(\s*session,\s*ev,\s*"([a-z_]+)"',
+        r'unexpected="([a-z_]+)"',
+        r'"([a-z_]+)" if plan\.direct_referral_ids else "([a-z_]+)"',
+    )
+    for path in ("bridge/receiver/decision.py", "bridge/receiver/service.py", "bridge/intake.py"):
+        source = (root / path).read_text()
+        for pattern in patterns:
+            for match in re.finditer(pattern, source):
+                written.update(g for g in match.groups() if g)
+    assert {"no_match", "referral_id_not_found", "value_too_long", "own_write"} <= written
+    assert written - set(REASONS) == set(), "reason codes without words in REASONS"
+    docs = (root / "docs/inbound.md").read_text()
+    block = docs.split("<!-- reasons:start -->\n", 1)[1].split("\n<!-- reasons:end -->", 1)[0]
+    assert block == reasons_table(), "docs/inbound.md's reason table differs from REASONS:\n" + (
+        reasons_table()
+    )

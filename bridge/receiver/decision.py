@@ -41,12 +41,14 @@ from bridge.vocabulary import (
     SKIPPED,
 )
 
-# Every reason code an entry can carry, in words (for the review UI and reports).
+# Every reason code an entry can carry, in words: the one place the review UI, the reports
+# and docs/inbound.md ("Reason codes", checked by a test) take them from. Failures the bridge
+# saves carry their own code as well (a Salesforce error code such as INSUFFICIENT_ACCESS).
 REASONS = {
     "record_deleted": "the Salesforce record was deleted; nothing to apply",
     "own_write": "the change was made by the bridge's own integration user",
     "missing_data": "data needed to decide is missing from the entry (see 'missing')",
-    "status_rule": "status rule number <n> (counting from 0) matched and sets the status",
+    "status_rule": "status rule number {n} (counting from 0) matched and sets the status",
     "no_status_rule": "no status rule matched; only referral fields and links apply",
     "direct_match": "the referral was found by its Referral ID / External ID / Salesforce id",
     "fuzzy_match": "the referral was found by normalized email or a similar name",
@@ -77,6 +79,10 @@ REASONS = {
     "rejected": "a reviewer rejected the entry",
     "value_too_long": "a value is longer than the referral can hold (see the error); edit the "
     "entry's fields and retry",
+    "org_not_configured": "the event's org is not in the config file",
+    "malformed_event": "the event could not be read; its payload is kept with the error",
+    "lookup_error": "reading the related records from Salesforce failed unexpectedly",
+    "receiver_error": "deciding the entry failed unexpectedly; the error says why",
 }
 
 
@@ -85,7 +91,7 @@ def explain(reason: str) -> str:
     code, _, arg = reason.partition(":")
     text = REASONS.get(code, reason)
     return (
-        text.replace("<n>", arg)
+        text.replace("{n}", arg)
         if arg and code == "status_rule"
         else (f"{text} ({arg})" if arg else text)
     )
