@@ -42,6 +42,10 @@ EMAIL_PATTERN: Final = (
 dot (consecutive and trailing dots are allowed); the domain of letters, digits and dashes in
 dot-separated labels."""
 
+MIN_API_VERSION: Final = "42.0"
+"""The oldest Salesforce API version the bridge works with: its writes use sObject Collections
+(API 42.0 and later); Salesforce has retired 30.0 and below (Knowledge Article 000354473)."""
+
 EMAIL_MAX_LENGTH: Final = 80
 """Salesforce's Email fields (Lead.Email, Contact.Email) hold at most 80 characters."""
 
