@@ -67,7 +67,6 @@ Modstamp = Annotated[
         r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
     ),
 ]
-SfRecord = dict[FieldName, Any]
 
 
 class _Body(BaseModel):
@@ -139,6 +138,12 @@ class RecordIn(BaseModel):
         return self
 
 
+class RelatedIn(RecordIn):
+    """A related record (the Account of a Contact…): its Id when it has one, and its fields."""
+
+    Id: RecordId | None = None  # type: ignore[assignment]
+
+
 class EntryIn(_Body):
     org: Short
     sobject_type: StreamedObject
@@ -146,7 +151,7 @@ class EntryIn(_Body):
         description="the changed record, Salesforce field names, with Id; the same Id and "
         "SystemModstamp (or, without one, the same content) again is the same change"
     )
-    related: dict[StreamedObject, SfRecord | None] = Field(default_factory=dict)
+    related: dict[StreamedObject, RelatedIn | None] = Field(default_factory=dict)
     previous: dict[FieldName, Scalar] = Field(default_factory=dict)
     change_type: ChangeType = "updated"
 
@@ -184,6 +189,7 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
         RejectIn,
         NoBody,
         RecordIn,
+        RelatedIn,
     )
 }
 
@@ -444,7 +450,12 @@ def list_entries() -> ResponseReturnValue:
 def submit_entry() -> ResponseReturnValue:
     entry_in = body(EntryIn)
     data = entry_in.model_dump()
-    data["record"] = entry_in.record.model_dump(exclude_unset=True)  # as sent, with no nulls added
+    # as sent, with no nulls added
+    data["record"] = entry_in.record.model_dump(exclude_unset=True)
+    data["related"] = {
+        obj: rec.model_dump(exclude_unset=True) if rec is not None else None
+        for obj, rec in entry_in.related.items()
+    }
     with store().session() as s:
         entry, created = actions.submit_entry(s, data, actor=g.api_actor)
         out = serialize.entry(entry)

@@ -93,6 +93,22 @@ def test_a_record_id_that_is_not_a_salesforce_id_is_refused(api: Api, record_id:
     )
 
 
+def test_a_related_records_id_must_be_a_salesforce_id_too(api: Api) -> None:
+    """It would be written to the referral's sf_account_id (18 characters)."""
+    check_error(
+        api.post("/entries", entry(related={"Account": {"Id": "001" + "A" * 297}})),
+        400,
+        "validation_error",
+        ["related.Account.Id"],
+    )
+    body = check(
+        api.post("/entries", entry(related={"Account": {"Name": "No Id Ltd"}, "Contact": None})),
+        201,
+        "Entry",
+    )
+    assert body["records"]["Account"] == {"Name": "No Id Ltd"}
+
+
 def test_an_entry_without_a_record_id_is_refused(api: Api) -> None:
     record = {k: v for k, v in LEAD.items() if k != "Id"}
     check_error(api.post("/entries", entry(record)), 400, "validation_error", ["record.Id"])
