@@ -39,7 +39,7 @@ from aiohttp import web
 from bridge.devorg import ids, soql
 from bridge.devorg.dml import DmlError, coerce, sf_error
 from bridge.devorg.formula import Formula, FormulaError, compile_formula
-from bridge.devorg.schema import CHILD_RELATIONSHIPS, FieldDef, ObjectDef, Schema
+from bridge.devorg.schema import FieldDef, ObjectDef, Schema
 from bridge.devorg.state import DevOrgState, User
 
 if TYPE_CHECKING:
@@ -888,7 +888,7 @@ def _field_refs(q: soql.Query, o: ObjectDef, schema: Schema) -> Iterator[tuple[A
         elif hasattr(value, "__dataclass_fields__"):
             stack.extend(vars(value).values())
     for sub in q.subqueries:
-        for (child_name, _field_name), rel in CHILD_RELATIONSHIPS.items():
+        for (child_name, _field_name), rel in schema.child_relationships.items():
             child = schema.objects.get(child_name)
             if child is not None and rel.lower() == sub.sobject.lower():
                 yield from _field_refs(sub, child, schema)

@@ -23,7 +23,7 @@ from bridge.vocabulary import (
     SCOPES,
     STREAMED_OBJECTS,
 )
-from bridge.web import api
+from bridge.web import api, bodies
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -424,7 +424,7 @@ def _error_response(desc: str) -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     schemas: dict[str, Any] = dict(RESPONSE_SCHEMAS)
-    for name, model in api.REQUEST_MODELS.items():
+    for name, model in bodies.REQUEST_MODELS.items():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for sub, sub_schema in schema.pop("$defs", {}).items():
             schemas[sub] = _property_names(sub_schema)

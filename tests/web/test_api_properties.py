@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from bridge.store import Store
 from bridge.vocabulary import SCOPES, STREAMED_OBJECTS
-from bridge.web import api as api_module
+from bridge.web import bodies
 from tests.web.seed import seed, token
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
@@ -188,9 +188,9 @@ def test_any_json_on_the_entry_actions_never_gets_a_5xx(client: Any) -> None:
     run()
 
 
-@pytest.mark.parametrize("name", sorted(api_module.REQUEST_MODELS))
+@pytest.mark.parametrize("name", sorted(bodies.REQUEST_MODELS))
 def test_what_a_model_accepts_is_strict_json(name: str) -> None:
-    model = api_module.REQUEST_MODELS[name]
+    model = bodies.REQUEST_MODELS[name]
 
     @given(data=st.dictionaries(hostile_text, json_values, max_size=6))
     @SETTINGS

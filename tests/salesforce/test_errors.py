@@ -30,7 +30,6 @@ from bridge.salesforce.errors import (
     SalesforceTransientError,
     SalesforceUsageError,
     classify,
-    from_record_errors,
     from_response_body,
 )
 from tests.sf_doubles import API, INSTANCE_URL, error_body
@@ -129,14 +128,6 @@ def test_the_first_of_several_errors_leads_and_all_are_kept():
     err = from_response_body(400, body)
     assert err.code == "REQUIRED_FIELD_MISSING"
     assert [e["errorCode"] for e in err.errors] == ["REQUIRED_FIELD_MISSING", "STRING_TOO_LONG"]
-
-
-def test_record_errors_of_a_collection_result():
-    err = from_record_errors(
-        [{"statusCode": "DUPLICATE_VALUE", "message": "duplicate value found", "fields": []}]
-    )
-    assert isinstance(err, SalesforcePermanentError)
-    assert err.code == "DUPLICATE_VALUE"
 
 
 def test_usage_errors_carry_an_actionable_hint():

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bridge.devorg.testing import DevOrg
 from bridge.store.models import SalesEntry
-from tests.inbound.harness import Bridge, Writer, sfbridge_command, wait_until
+from tests.harness import Bridge, Writer, sfbridge_command, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

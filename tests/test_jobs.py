@@ -20,11 +20,16 @@ from bridge.store import Store
 from bridge.store.models import InboundEvent, SalesEntry, utcnow
 from bridge.streaming import inbox
 from bridge.streaming.events import MalformedEvent, from_bayeux, malformed
-from tests.inbound.conftest import INTEGRATION_USER, SALES_USER
-from tests.inbound.helpers import org_config, pushtopic_message
+from tests.factories import (
+    INTEGRATION_USER,
+    RELATED_FIELDS,
+    SALES_USER,
+    org_config,
+    pushtopic_message,
+)
 from tests.services import wait_for
 
-ORG = org_config()
+ORG = org_config(RELATED_FIELDS)
 
 
 def lead_message(i: int, user: str = SALES_USER) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from bridge import defaults
 from bridge.devorg.testing import DevOrg
 from bridge.redis_embedded import EmbeddedRedis
 from bridge.store.models import InboundEvent
-from tests.inbound.harness import Bridge, Writer, wait_until
+from tests.harness import Bridge, Writer, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -17,7 +17,7 @@ from bridge.vault import generate_key
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "bridge" / "examples" / "sfbridge.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "bridge" / "examples" / "sfbridge.example.yaml"
 
 
 def _sfbridge() -> str:

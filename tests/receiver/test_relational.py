@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from bridge.receiver.relational import Trigger, record_fields, related_records
-from tests.inbound.helpers import org_config
+from tests.factories import RELATED_FIELDS, org_config
 
-ORG = org_config()
+ORG = org_config(RELATED_FIELDS)
 ACC1, ACC2, ACC3 = "001000000000001AAA", "001000000000002AAA", "001000000000003AAA"
 CON1, CON2, CON3 = "003000000000001AAA", "003000000000002AAA", "003000000000003AAA"
 OPP1, OPP2 = "006000000000001AAA", "006000000000002AAA"

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.store import Store
 from bridge.streaming import inbox, poller
-from tests.inbound.helpers import org_config
+from tests.factories import RELATED_FIELDS, org_config
 
 
 class FakeOrg:
@@ -34,7 +34,7 @@ def test_a_quiet_first_round_still_fixes_where_the_next_one_starts(
 ) -> None:
     # No cursor and nothing changed yet: the next round (later than the overlap window) must
     # still read everything changed since this round, not only the last overlap window.
-    org = org_config()
+    org = org_config(RELATED_FIELDS)
     overlap = timedelta(seconds=org.polling.overlap_seconds)
     t0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
     sforg = FakeOrg()
@@ -54,7 +54,7 @@ def test_a_quiet_first_round_still_fixes_where_the_next_one_starts(
 def test_a_round_with_changes_starts_the_next_from_the_last_change(
     store: Store, org_id: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    org = org_config()
+    org = org_config(RELATED_FIELDS)
     t0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
     with store.session() as session:
         inbox.advance_modstamp(

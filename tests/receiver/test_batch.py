@@ -28,7 +28,6 @@ from bridge.store.models import (
     AuditLog,
     Base,
     Member,
-    OrgConnection,
     Program,
     Referral,
     ReferralStatusChange,
@@ -36,23 +35,16 @@ from bridge.store.models import (
 )
 from bridge.streaming import inbox
 from bridge.streaming.events import from_bayeux
-from tests.test_receiver_service import INTEGRATION, SALES, org_config
+from tests import factories
+from tests.receiver.test_service import INTEGRATION, SALES, org_config
 
 ORG = org_config()  # the same rules as the entry-by-entry tests
 
 
 def seed(store: Store) -> int:
     with store.session() as s:
-        conn = OrgConnection(
-            name="acme",
-            login_url="https://login.example",
-            auth_method="jwt",
-            integration_user_id=INTEGRATION,
-        )
-        program = Program(key="main", name="Main")
-        other = Program(key="other", name="Other")
-        s.add_all([conn, program, other])
-        s.flush()
+        conn = factories.connected_org(s, integration_user_id=INTEGRATION)
+        program, other = factories.programs(s, "main", "other")
         s.add_all(
             [
                 Member(program_id=program.id, name="Max", referral_code="MAX25"),

@@ -21,7 +21,7 @@ from tests.org_doubles import (
     register_describes,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "bridge" / "examples" / "sfbridge.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "bridge" / "examples" / "sfbridge.example.yaml"
 
 Describes = dict[str, Any]
 

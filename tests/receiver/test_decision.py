@@ -577,7 +577,7 @@ def test_every_reason_code_has_words() -> None:
     from bridge.receiver.decision import REASONS, explain
 
     source = "".join(
-        (Path(__file__).parents[1] / "bridge" / "receiver" / f"{m}.py").read_text()
+        (Path(__file__).parents[2] / "bridge" / "receiver" / f"{m}.py").read_text()
         for m in ("decision", "rules", "service")
     )
     import re
@@ -602,7 +602,7 @@ def reasons_table() -> str:
 
 def test_every_reason_code_is_documented_in_words_in_one_place() -> None:
     """The codes the bridge writes are all in REASONS, and docs/inbound.md shows REASONS."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     written: set[str] = set()
     patterns = (
         r'reasons(?:\.append\(|\s*\+=\s*\[|\s*=\s*\[)\s*(?:f?"([a-z_]+))',

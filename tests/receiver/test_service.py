@@ -25,6 +25,8 @@ from bridge.store.models import (
     ReferralStatusChange,
     SalesEntry,
 )
+from tests import factories
+from tests.factories import APPROVED_WHEN_WON, QUALIFIED_WHEN_LEAD_QUALIFIED
 
 INTEGRATION = "005INTEGRATION0AAA"
 SALES = "005SALESUSER00AAAA"
@@ -33,29 +35,12 @@ OPP_ID = "006000000000001AAA"
 
 
 def org_config(**receiver: Any) -> OrgConfig:
-    base: dict[str, Any] = {
-        "program": "main",
-        "status_rules": [
-            {
-                "status": "qualified",
-                "object": "Lead",
-                "field": "Status",
-                "op": "equals",
-                "value": "Qualified",
-            },
-            {
-                "status": "approved",
-                "object": "Opportunity",
-                "field": "StageName",
-                "op": "changed_to",
-                "value": "Closed Won",
-            },
-        ],
+    """Qualify on Lead.Status, approve at Closed Won, and read the deal amount."""
+    rules = {
+        "status_rules": [QUALIFIED_WHEN_LEAD_QUALIFIED, APPROVED_WHEN_WON],
         "referral_fields": {"deal_amount": "Opportunity.Amount"},
     }
-    return OrgConfig.model_validate(
-        {"programs": [{"key": "main", "name": "Main"}], "receiver": {**base, **receiver}}
-    )
+    return factories.org_config({**rules, **receiver})
 
 
 ORG = org_config()
@@ -64,16 +49,8 @@ ORG = org_config()
 @pytest.fixture
 def seeded(store: Store) -> Store:
     with store.session() as s:
-        conn = OrgConnection(
-            name="acme",
-            login_url="https://login.example",
-            auth_method="jwt",
-            integration_user_id=INTEGRATION,
-        )
-        program = Program(key="main", name="Main")
-        other = Program(key="other", name="Other")
-        s.add_all([conn, program, other])
-        s.flush()
+        factories.connected_org(s, integration_user_id=INTEGRATION)
+        program, other = factories.programs(s, "main", "other")
         s.add(
             Member(
                 program_id=program.id,

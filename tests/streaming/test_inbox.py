@@ -11,7 +11,7 @@ from bridge.store import Store
 from bridge.store.models import InboundEvent, SyncCursor
 from bridge.streaming import inbox
 from bridge.streaming.events import ChangeEvent, from_bayeux, from_polled_record
-from tests.inbound.helpers import pushtopic_message
+from tests.factories import pushtopic_message
 
 LEAD = "00Q000000000001AAA"
 

@@ -15,7 +15,7 @@ from bridge.streaming.events import (
     malformed,
     parse_sf_datetime,
 )
-from tests.inbound.helpers import pushtopic_message
+from tests.factories import pushtopic_message
 
 LEAD = "00Q000000000001AAA"
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from bridge.config import load_config
 from bridge.devorg.testing import DevOrg
 from bridge.store.models import Program, Referral, SalesEntry
-from tests.inbound.harness import ORG, Bridge, wait_until
+from tests.harness import ORG, Bridge, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

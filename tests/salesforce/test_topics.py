@@ -15,7 +15,7 @@ from bridge.salesforce.package import PACKAGE_API_VERSION
 from bridge.vocabulary import TOPIC_NAMES
 from tests.org_doubles import PushTopicTable, connected_org, register_token_endpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "bridge" / "examples" / "sfbridge.example.yaml"
 APEX = ROOT / "scripts" / "apex" / "create_pushtopics.apex"
 

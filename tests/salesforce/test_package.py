@@ -21,7 +21,7 @@ from tests.metadata_schema import (
     wsdl_api_version,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FORCE_APP = ROOT / "force-app"
 DEFAULT = FORCE_APP / "main" / "default"
 PERMISSION_SET = DEFAULT / "permissionsets" / f"{package.PERMISSION_SET}.permissionset-meta.xml"
