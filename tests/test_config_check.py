@@ -359,3 +359,9 @@ def test_duplicate_program_keys_are_refused(runner: Any, tmp_path: Path) -> None
     other = ORG_HEAD + ORG_HEAD.replace("orgs:\n  acme:", "  beta:")
     code, lines = check(runner, tmp_path, other)
     assert code == 1 and any("unique across the config" in line for line in lines), lines
+
+
+@pytest.mark.timeout(10)
+def test_yaml_nested_past_the_parsers_stack_is_refused(runner: Any, tmp_path: Path) -> None:
+    code, lines = check(runner, tmp_path, "orgs: " + "[" * 20000 + "]" * 20000 + "\n")
+    assert code == 1 and len(lines) == 1 and "nested too deeply" in lines[0], lines
