@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
         reports,
         review,
         security,
+        serialize,
     )
     from bridge.web.security import RowIdConverter
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
     if config:
         app.config.update(config)  # e.g. DEMO_CHANGES, set by `sfbridge demo` (bridge.devorg.demo)
 
+    app.json = serialize.StrictJSONProvider(app)
     app.url_map.converters["int"] = RowIdConverter
     app.jinja_env.globals["vocab"] = vocabulary  # the domain's lists, for templates
     extensions.init_app(app, settings)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,23 @@ def test_nan_and_infinity_are_refused_never_stored(api: Api, value: str) -> None
         assert s.scalar(select(SalesEntry).where(SalesEntry.record_id == LEAD["Id"])) is None
     # every list stays valid JSON
     assert api.get("/entries").get_json() is not None
+
+
+def test_a_nan_stored_before_is_written_as_null_not_invalid_json(
+    sqlite_store: Store, app_factory: Callable[..., Flask]
+) -> None:
+    """SQLite kept what older versions let through (PostgreSQL's json refuses NaN)."""
+    seeded = seed(sqlite_store)
+    app = app_factory(sqlite_store)
+    api = Api(app, app.test_client(), seeded, token(sqlite_store, list(SCOPES)), sqlite_store)
+    with api.store.session() as s:
+        entry = s.get(SalesEntry, api.seeded.ids["review_fuzzy"])
+        assert entry is not None
+        entry.decision = {**entry.decision, "score": float("nan"), "max": float("inf")}
+    raw = api.get("/entries").get_data(as_text=True)
+    body = json.loads(raw, parse_constant=lambda name: pytest.fail(f"{name} in the output"))
+    stored = next(e for e in body["data"] if e["id"] == api.seeded.ids["review_fuzzy"])
+    assert stored["decision"]["score"] is None and stored["decision"]["max"] is None
 
 
 @pytest.mark.parametrize(
