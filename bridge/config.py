@@ -443,21 +443,6 @@ class BridgeConfig(_Model):
                 raise ValueError(f"org name '{name}' must be lower-case letters, digits, - or _")
         return v
 
-    @model_validator(mode="after")
-    def _program_keys_unique(self) -> BridgeConfig:
-        # A program's key names it in the store (unique across orgs) and in the API.
-        first: dict[str, str] = {}
-        for name, org in self.orgs.items():
-            for i, program in enumerate(org.programs):
-                where = f"orgs.{name}.programs[{i}]"
-                if program.key in first:
-                    raise ValueError(
-                        f"{where}.key: program key '{program.key}' is also used by "
-                        f"{first[program.key]}; program keys are unique across the config"
-                    )
-                first[program.key] = where
-        return self
-
 
 # --------------------------------------------------------------------------------------------
 # Loading with line numbers

@@ -226,6 +226,22 @@ def check_config_rules(
     `describes` (org name -> object -> describe), also ``check_against_describe``."""
     index = line_index(text)
     out: list[Problem] = []
+    # A program's key names it in the store, across orgs: a second org's program of the same
+    # key would be taken for the first one's.
+    first: dict[str, str] = {}
+    for name, org in cfg.orgs.items():
+        for i, program in enumerate(getattr(org, "programs", None) or []):
+            if program.key in first and first[program.key] != name:
+                out.append(
+                    Problem(
+                        filename,
+                        index.get(("orgs", name, "programs", i, "key")),
+                        f"orgs.{name}.programs[{i}].key",
+                        f"program key '{program.key}' is also a program of org "
+                        f"'{first[program.key]}'; program keys are unique across the config",
+                    )
+                )
+            first.setdefault(program.key, name)
     for name, org in cfg.orgs.items():
         found = check_files(org) + check_rules(org)
         if describes and name in describes:
