@@ -13,9 +13,11 @@ from flask import Flask
 from sqlalchemy import select
 
 from bridge.store import Store
-from bridge.store.models import AuditLog, Push, Referral
+from bridge.store.models import AuditLog, OrgConnection, Push, Referral
 from bridge.vocabulary import SCOPES
+from bridge.writeback import users
 from tests.web.apitools import check, check_error
+from tests.web.conftest import AuthActions
 from tests.web.seed import CONFIG_YAML, seed, token
 
 pytestmark = pytest.mark.postgres
@@ -136,3 +138,49 @@ def test_bad_routing_input_is_a_clear_error(
     check_error(api.call(method, path.format(rid=rid), body), status, code)
     with store.session() as s:
         assert s.get(Referral, rid).score == 0  # type: ignore[union-attr]
+
+
+def test_the_referral_page_says_why_and_syncs_by_hand(
+    app_factory: Callable[..., Flask], store: Store
+) -> None:
+    seeded = seed(store)
+    app = app_factory(store)
+    client = app.test_client()
+    auth = AuthActions(client)
+    rid = seeded.ids["ref_carol"]
+    with store.session() as s:
+        carol = s.get(Referral, rid)
+        assert carol is not None
+        carol.sf_lead_id = carol.sf_contact_id = None
+        carol.score = 1
+    auth.login()
+    html = client.get(f"/referrals/{rid}").get_data(as_text=True)
+    assert "score 1 is below the minimum of 2" in html and 'id="sync-now"' in html
+    page = auth.post(f"/referrals/{rid}/sync", {}, follow_redirects=True).get_data(as_text=True)
+    assert "queued to be sent" in page  # the reason now
+    with store.session() as s:
+        [push] = [p for p in referral_pushes(store, rid) if p.state == "pending"]
+        audit = s.scalar(select(AuditLog).where(AuditLog.action == "referral.sync"))
+        assert audit is not None and audit.actor == "reviewer@example.com"
+        assert audit.detail["push_id"] == push.id
+
+
+def test_the_admin_page_lists_the_user_mapping(
+    app_factory: Callable[..., Flask], store: Store
+) -> None:
+    seed(store)
+    client = app_factory(store).test_client()
+    with store.session() as s:
+        org_id = s.scalar(select(OrgConnection.id))
+    assert org_id is not None
+    users.save(
+        store,
+        org_id,
+        users.UserMap(
+            {"sally": None}, {"sally": "no Salesforce user has the email sally@acme.example"}
+        ),
+    )
+    AuthActions(client).login("admin@example.com")
+    html = client.get("/admin/users").get_data(as_text=True)
+    assert 'id="user-mapping"' in html and "sally" in html
+    assert "no Salesforce user has the email sally@acme.example" in html

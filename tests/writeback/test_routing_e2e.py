@@ -22,7 +22,7 @@ from bridge.salesforce.connection import connect
 from bridge.store import Store
 from bridge.store.models import AuditLog, OrgConnection, Program, Push, Referral
 from bridge.vault import Vault, generate_key
-from bridge.writeback import campaigns, gate, users
+from bridge.writeback import campaigns, gate, routecheck, users
 from bridge.writeback.client import OrgWriter
 from bridge.writeback.sender import send
 from tests.writeback.test_e2e_devorg import PACKAGE_FIELD
@@ -199,3 +199,34 @@ def test_an_existing_lead_updated_by_the_referral_joins_no_campaign(routed: Rout
     with routed.store.session() as s:
         assert s.get(Push, pid).sf_id == existing  # type: ignore[union-attr]
     assert routed.members(existing) == []
+
+
+def test_org_check_reports_unmapped_users_and_the_campaign(routed: Routed) -> None:
+    writer = OrgWriter.for_org(routed.org)
+    findings, mapping = routecheck.check_routing(writer, routed.org_config)
+    by_subject = {f.subject: f for f in findings}
+    assert by_subject["sally"].status == "Ok" and routed.sales_id in by_subject["sally"].reason
+    assert by_subject["ghost"].status == "Issue"
+    assert "no Salesforce user has the email" in by_subject["ghost"].reason
+    assert by_subject[CAMPAIGN].status == "Ok"
+    assert mapping.user("sally") == routed.sales_id
+
+    bogus = routed.org_config.model_copy(deep=True)
+    assert bogus.routing.campaign is not None
+    bogus.routing.campaign.status = "Bogus"
+    [finding] = routecheck.check_campaign(writer, bogus)
+    assert finding.status == "Issue" and "'Bogus' is not one of the campaign's: " in finding.reason
+    assert "Responded" in finding.reason
+
+    [campaign] = routed.sales.query(
+        format_soql("SELECT Id FROM Campaign WHERE Name = {}", CAMPAIGN)
+    )["records"]
+    routed.sales.Campaign.update(campaign["Id"], {"IsActive": False})
+    [finding] = routecheck.check_campaign(writer, routed.org_config)
+    assert (finding.status, finding.reason) == ("Issue", f"Campaign {campaign['Id']} is not active")
+
+    wrong = routed.org_config.model_copy(deep=True)
+    assert wrong.routing.campaign is not None
+    wrong.routing.campaign.name, wrong.routing.campaign.status = "No such campaign", None
+    [finding] = routecheck.check_campaign(writer, wrong)
+    assert finding.status == "Issue" and "no such Campaign" in finding.reason

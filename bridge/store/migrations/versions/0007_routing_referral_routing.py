@@ -5,7 +5,7 @@ closed, the due time of a held referral add (the routing sweep sends it then; a 
 the store survives restarts) and the reps who touched the conversation.
 
 Revision ID: 0007_routing
-Revises: 0002_perf
+Revises: 0002_inputhard
 """
 
 import sqlalchemy as sa
@@ -14,9 +14,11 @@ import bridge.store.models
 from alembic import op
 
 revision = "0007_routing"
-down_revision = "0002_perf"
+down_revision = "0002_inputhard"
 branch_labels = None
 depends_on = None
+
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # as bridge.store.models
 
 
 def upgrade() -> None:
@@ -31,8 +33,8 @@ def upgrade() -> None:
     op.create_index(op.f("ix_referrals_send_due"), "referrals", ["send_due_at"])
     op.create_table(
         "user_mappings",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("org_connection_id", sa.Integer(), nullable=False),
+        sa.Column("id", ROW_ID, nullable=False),
+        sa.Column("org_connection_id", ROW_ID, nullable=False),
         sa.Column("rep", sa.String(255), nullable=False),
         sa.Column("salesforce_user_id", sa.String(18), nullable=True),
         sa.Column("problem", sa.Text(), nullable=True),
