@@ -301,6 +301,9 @@ class Writeback(_Model):
     referral_add: ReferralAdd = Field(default_factory=ReferralAdd)
     activities: Activities = Field(default_factory=Activities)
     objects: dict[StreamedObject, ObjectSync] = Field(default_factory=dict)
+    # Writes of one object and operation in one drain above this many go through Bulk API 2.0
+    # instead of sObject Collections (a backfill, an import, a large sync).
+    bulk_threshold: int = Field(default=2000, ge=1)
 
     @model_validator(mode="after")
     def _dedupe_fits_object(self) -> Writeback:

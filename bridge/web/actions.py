@@ -34,7 +34,7 @@ from bridge.store.models import (
     utcnow,
 )
 from bridge.vocabulary import OPEN_OUTCOMES, REPUSHABLE, REVIEW, STREAMED_OBJECTS
-from bridge.web.extensions import org_config, web
+from bridge.web.extensions import org_config, store, web
 
 log = logging.getLogger(__name__)
 
@@ -477,7 +477,7 @@ def enqueue_pushes(push_ids: list[int]) -> str:
     if conn is None:
         return "saved as pending: no Redis configured (SFBRIDGE_REDIS_URL), so nothing is queued"
     try:
-        writeback.enqueue_push(conn, push_ids)
+        writeback.request_drain_for(store(), conn, push_ids)
     except Exception as exc:  # Redis down: the push is saved; `enqueue_pending` finds it later
         log.warning("could not enqueue pushes %s: %s", push_ids, exc)
         return "saved as pending: the job queue is unavailable; it is sent when the queue is back"

@@ -5,20 +5,29 @@ then enqueue it:
 
     push = queue_referral_add(session, org, org_config, referral)   # or queue_activity(...)
     ... commit ...
-    enqueue_push(redis_connection, push.id)
+    request_drain(redis_connection, org.id)   # the org's next drain sends it, batched
 
 `repush(session, push_id, actor=...)` puts a failed or skipped push back to pending.
 """
 
 from bridge.writeback.activities import Activity, parse_activity, queue_activity
 from bridge.writeback.field_updates import queue_field_update
-from bridge.writeback.jobs import enqueue_pending, enqueue_push, send_push, send_pushes
+from bridge.writeback.jobs import (
+    drain_org,
+    enqueue_pending,
+    enqueue_push,
+    request_drain,
+    request_drain_for,
+    send_push,
+    send_pushes,
+)
 from bridge.writeback.pushes import MAX_ATTEMPTS, queue_push, repush
 from bridge.writeback.referrals import queue_referral_add
 
 __all__ = [
     "MAX_ATTEMPTS",
     "Activity",
+    "drain_org",
     "enqueue_pending",
     "enqueue_push",
     "parse_activity",
@@ -27,6 +36,8 @@ __all__ = [
     "queue_push",
     "queue_referral_add",
     "repush",
+    "request_drain",
+    "request_drain_for",
     "send_push",
     "send_pushes",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.errors import ErrorClass, TransientError
+from bridge.salesforce.bulk import BulkWriter
 from bridge.salesforce.errors import category_for, classify
 
 COLLECTION_LIMIT = 200
@@ -56,6 +57,15 @@ class Writer(Protocol):
 
     def collection(
         self, method: str, path: str, records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]: ...
+
+    def bulk(
+        self,
+        sobject: str,
+        operation: str,
+        records: list[dict[str, Any]],
+        *,
+        external_id_field: str | None = None,
     ) -> list[dict[str, Any]]: ...
 
 
@@ -109,6 +119,22 @@ class OrgWriter:
                 code="UNEXPECTED_RESPONSE",
             )
         return [dict(r) for r in result]
+
+    def bulk(
+        self,
+        sobject: str,
+        operation: str,
+        records: list[dict[str, Any]],
+        *,
+        external_id_field: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Many records through Bulk API 2.0 (`BulkWriter`): one result per record, shaped as
+        a collection's. Needs a connected org (its session and `request`)."""
+        if self.org is None:
+            raise TransientError("Bulk API 2.0 needs a connected org", code="NO_BULK_CLIENT")
+        return BulkWriter(self.org).write(
+            sobject, operation, records, external_id_field=external_id_field
+        )
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:

@@ -38,6 +38,7 @@ from bridge.writeback.pushes import (
     mark_skipped,
     payload_digest,
     queue_push,
+    record_attempt,
 )
 
 ACTOR = "writeback"
@@ -142,7 +143,7 @@ def _send_round(
     sync = accounts.account_sync(org_config)
     if sync is not None:
         _link_accounts(store, writer, sync, [w for w in writes if w.link_account], by_id, now)
-    for outcomes in _execute(writer, writes):
+    for outcomes in _execute(writer, writes, org_config.writeback.bulk_threshold):
         _save(store, outcomes, now, report)
 
 
@@ -316,12 +317,16 @@ def _request(write_group: list[Write]) -> tuple[str, str, list[dict[str, Any]]]:
     return "POST", "composite/sobjects", records
 
 
-def _execute(writer: Writer, writes: list[Write]) -> Any:
-    """Yield the outcomes of each collection request (grouped by object, operation, key)."""
+def _execute(writer: Writer, writes: list[Write], bulk_threshold: int | None = None) -> Any:
+    """Yield the outcomes of each request (grouped by object, operation, key): sObject
+    Collections of 200, or one Bulk API 2.0 write for a group larger than `bulk_threshold`."""
     groups: dict[tuple[str, str, str | None], list[Write]] = defaultdict(list)
     for w in writes:
         groups[(w.sobject, w.op, w.external_id_field)].append(w)
     for group in groups.values():
+        if bulk_threshold is not None and len(group) > bulk_threshold:
+            yield _bulk(writer, group)
+            continue
         for part in chunks(group, COLLECTION_LIMIT):
             method, path, records = _request(part)
             try:
@@ -329,32 +334,52 @@ def _execute(writer: Writer, writes: list[Write]) -> Any:
             except Exception as exc:
                 yield [failure_outcome(w.push_id, exc, fields=w.fields) for w in part]
                 continue
-            outcomes = []
-            for w, result in zip(part, results, strict=True):
-                if result.get("success"):
-                    outcomes.append(
-                        Outcome(
-                            w.push_id,
-                            "sent",
-                            sf_id=result.get("id") or w.record_id,
-                            sobject=w.sobject,
-                            local_updates=w.local_updates,
-                            fields=w.fields,
-                        )
-                    )
-                else:
-                    err = record_error(result)
-                    outcomes.append(
-                        Outcome(
-                            w.push_id,
-                            "failed",
-                            sobject=w.sobject,
-                            error=err,
-                            error_class=err.error_class,
-                            fields=w.fields,
-                        )
-                    )
-            yield outcomes
+            yield [
+                _outcome(w, result, "collections") for w, result in zip(part, results, strict=True)
+            ]
+
+
+BULK_OPERATIONS = {"create": "insert", "update": "update", "upsert": "upsert"}
+
+
+def _bulk(writer: Writer, group: list[Write]) -> list[Outcome]:
+    """One group through Bulk API 2.0: each row's result lands on its push as a collection
+    record's would (the same result shape, the same error classes)."""
+    first = group[0]
+    records = [{**w.fields, **({"Id": w.record_id} if w.op == "update" else {})} for w in group]
+    try:
+        results = writer.bulk(
+            first.sobject,
+            BULK_OPERATIONS[first.op],
+            records,
+            external_id_field=first.external_id_field,
+        )
+    except Exception as exc:
+        return [failure_outcome(w.push_id, exc, fields=w.fields) for w in group]
+    return [_outcome(w, result, "bulk") for w, result in zip(group, results, strict=True)]
+
+
+def _outcome(w: Write, result: dict[str, Any], via: str) -> Outcome:
+    if result.get("success"):
+        return Outcome(
+            w.push_id,
+            "sent",
+            sf_id=result.get("id") or w.record_id,
+            sobject=w.sobject,
+            local_updates=w.local_updates,
+            fields=w.fields,
+            via=via,
+        )
+    err = record_error(result)
+    return Outcome(
+        w.push_id,
+        "failed",
+        sobject=w.sobject,
+        error=err,
+        error_class=err.error_class,
+        fields=w.fields,
+        via=via,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,6 +418,7 @@ def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendRepo
                     fields=outcome.error.fields,
                     error_class=outcome.error_class or "permanent",
                 )
+            record_attempt(session, push, outcome.via)
             report.add(outcome, push)
 
 

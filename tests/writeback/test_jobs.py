@@ -173,8 +173,9 @@ def test_the_sweep_picks_up_only_pushes_whose_job_was_lost(
         push.updated_at = push.updated_at - SWEEP_AFTER - timedelta(seconds=1)
     assert enqueue_pending(sqlite_store, redis_client, older_than=SWEEP_AFTER) == 1
     [job] = Queue(OUTBOUND_QUEUE, connection=redis_client).get_jobs()
-    assert job.args == ([lost],)
+    assert job.func_name == "bridge.writeback.jobs.drain_org" and job.args == ([wired["org"]],)
     assert enqueue_pending(sqlite_store, redis_client) == 2  # without a limit: every pending one
+    assert len(Queue(OUTBOUND_QUEUE, connection=redis_client).get_jobs()) == 1  # one drain queued
 
 
 def test_a_job_enqueued_without_rq_retries_schedules_its_own_follow_up(
