@@ -28,11 +28,12 @@ from typing import Any
 import redis
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
+from sqlalchemy import select
 
 from bridge import context, defaults, intake
 from bridge.locks import once_per
 from bridge.store import Store
-from bridge.store.models import utcnow
+from bridge.store.models import InboundEvent, OrgConnection, utcnow
 from bridge.streaming import inbox
 
 log = logging.getLogger("sfbridge.jobs")
@@ -138,7 +139,19 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     job = get_current_job()
     token = f"{job.id if job else 'direct'}:{uuid.uuid4().hex[:8]}"
     with ctx.store.session() as session:
-        claimed = inbox.claim(session, event_ids, token)
+        # An org whose inbound is paused (`sfbridge org pause --inbound`): its events stay
+        # stored as new until it is resumed.
+        held = set(
+            session.scalars(
+                select(InboundEvent.id).where(
+                    InboundEvent.id.in_(list(event_ids)),
+                    InboundEvent.org_connection_id.in_(
+                        select(OrgConnection.id).where(OrgConnection.inbound_paused.is_(True))
+                    ),
+                )
+            )
+        )
+        claimed = inbox.claim(session, [i for i in event_ids if i not in held], token)
     if not claimed:
         return {"claimed": 0}
     try:
