@@ -369,14 +369,18 @@ def _switch(name: str, outbound: bool, inbound: bool, paused: bool) -> None:
     from bridge import switches
 
     rt = _runtime(db=True)
-    directions = [d for d, on in (("outbound", outbound), ("inbound", inbound)) if on]
+    directions: list[switches.Direction] = []
+    if outbound:
+        directions.append("outbound")
+    if inbound:
+        directions.append("inbound")
     result = switches.set_paused(
         rt.store,
         rt.redis if rt.settings.redis_url else None,
         name,
         directions,
         paused,
-        actor="cli",  # type: ignore[arg-type]
+        actor="cli",
     )
     click.echo(f"org {name}: outbound {result['outbound']}, inbound {result['inbound']}")
 
