@@ -159,13 +159,13 @@ def main() -> None:
 def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -> None:
     bridge.install()
     with bridge.store.session() as s:
-        s.add(Program(key="main", name="Main"))
+        org_id = s.scalar(select(OrgConnection.id).where(OrgConnection.name == ORG))
+        s.add(Program(key="main", name="Main", org_connection_id=org_id))
         s.flush()
         user = create_user(s, "bench@example.com", "bench-password-1", "admin", actor="bench")
         secret = create_token(
             s, s.get(User, user.id), "bench", ["referrals:write", "activities:write"], actor="bench"
         ).secret
-        org_id = s.scalar(select(OrgConnection.id).where(OrgConnection.name == ORG))
     worker_redis = redis.Redis.from_url(redis_url)
     direct_port, drain_port = free_port(), free_port()
     # The one-push-per-job web server: its drain requests go to a Redis database no worker reads.

@@ -180,7 +180,7 @@ def find_existing(
 ) -> dict[str, list[dict[str, Any]]]:
     """Existing Leads (not converted) and Contacts by normalized email, oldest first."""
     keys = sorted({k for k in (salesforce_email(e) for e in emails) if k})
-    found: dict[str, list[dict[str, Any]]] = {}
+    soqls: list[tuple[str, str]] = []
     for sobject in lookup_objects(org_config.writeback.referral_add):
         fields = lookup_fields(sobject, org_config)
         for part in chunks(keys, LOOKUP_CHUNK):
@@ -192,12 +192,16 @@ def find_existing(
                 converted="IsConverted = false AND " if sobject == "Lead" else "",
                 emails=part,
             )
-            for record in writer.query(soql):
-                record.pop("attributes", None)
-                record["_type"] = sobject
-                key = salesforce_email(record.get("Email"))
-                if key:
-                    found.setdefault(key, []).append(record)
+            soqls.append((sobject, soql))
+    found: dict[str, list[dict[str, Any]]] = {}
+    # Lead and Contact lookups in one composite call per five queries
+    for (sobject, _soql), records in zip(soqls, writer.queries([q for _, q in soqls]), strict=True):
+        for record in records:
+            record.pop("attributes", None)
+            record["_type"] = sobject
+            key = salesforce_email(record.get("Email"))
+            if key:
+                found.setdefault(key, []).append(record)
     return found
 
 
