@@ -27,7 +27,18 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
 
     from bridge import vocabulary
     from bridge.config import Settings
-    from bridge.web import admin, api, auth, extensions, health, openapi, reports, review, security
+    from bridge.web import (  # api_outbound adds its routes to api's blueprint
+        admin,
+        api,
+        api_outbound,  # noqa: F401
+        auth,
+        extensions,
+        health,
+        openapi,
+        reports,
+        review,
+        security,
+    )
     from bridge.web.security import RowIdConverter
 
     settings = settings or Settings.from_env()

@@ -135,6 +135,10 @@ STATUS_RETRIES = 3
 BACKOFF_FACTOR = 0.5
 """urllib3 backoff between those attempts: none before the first retry, then 0.5 s, 1 s, 2 s…"""
 
+DESCRIBE_CACHE_SECONDS = _env("DESCRIBE_CACHE_SECONDS", 3600.0)
+"""How long an object's describe (field lengths, picklist values) is reused to check API input
+before it is read from the org again (per process and in Redis, shared by the web workers)."""
+
 # ---- metrics ---------------------------------------------------------------------------------
 
 METRICS_PAUSE_AFTER_FAILURE_SECONDS = 30.0

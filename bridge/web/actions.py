@@ -35,6 +35,7 @@ from bridge.store.models import (
 )
 from bridge.vocabulary import OPEN_OUTCOMES, REPUSHABLE, REVIEW, STREAMED_OBJECTS
 from bridge.web.extensions import org_config, store, web
+from bridge.writeback import fit
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +412,10 @@ def create_referral(
     s.flush()
     target = _program_org(s, program)
     push = writeback.queue_referral_add(s, target[0], target[1], referral) if target else None
+    if push is not None and target is not None:
+        require_fit(
+            target[0].name, push.sobject_type, push.payload.get("fields") or {}, REFERRAL_INPUT
+        )
     audit.record(
         s,
         actor,
@@ -451,6 +456,7 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
         raise ActionError(exc.message, code="validation_error", fields=exc.fields) from None
     created = push.id > before
     if created:
+        require_fit(org_name, push.sobject_type, push.payload.get("fields") or {}, ACTIVITY_INPUT)
         audit.record(s, actor, "activity.create", "push", push.id, kind=data["kind"])
     return push, created
 
@@ -458,15 +464,42 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
 # ---- pushes ---------------------------------------------------------------------------------
 
 
-def repush(s: Session, push: Push, *, actor: str) -> Push:
-    """Put a failed or skipped push back to pending (the writeback audits it)."""
+def repush(s: Session, push: Push, *, actor: str, fields: dict[str, Any] | None = None) -> Push:
+    """Put a failed or skipped push back to pending (the writeback audits it), with `fields`
+    overriding Salesforce fields of the write once they fit the org's fields."""
     if push.state not in REPUSHABLE:
         raise Conflict(
             f"push {push.id} is {push.state}; only failed or skipped pushes can be repushed",
             code="push_state",
         )
-    result: Push = writeback.repush(s, push.id, actor=actor)
+    if fields:
+        conn = s.get(OrgConnection, push.org_connection_id) if push.org_connection_id else None
+        if conn is not None:
+            require_fit(conn.name, push.sobject_type, fields, {})
+    result: Push = writeback.repush(s, push.id, actor=actor, fields=fields)
     return result
+
+
+#: Salesforce field -> the API's input field, to name the input that does not fit.
+REFERRAL_INPUT = {
+    "FirstName": "first_name", "LastName": "last_name", "Email": "email", "Phone": "phone",
+    "Company": "company",
+}  # fmt: skip
+ACTIVITY_INPUT = {"Subject": "subject", "Description": "description"}
+
+
+def require_fit(org: str, sobject: str, record: dict[str, Any], inputs: dict[str, str]) -> None:
+    """Refuse (400 `value_does_not_fit`, naming each field, limit and length) a write whose
+    values the org's fields cannot take, before anything is saved; unknown rules (the org
+    cannot be read now) let it through to Salesforce's own judgement."""
+    rules = web().describes.rules(org, sobject)
+    found = fit.misfits(sobject, record, rules) if rules else []
+    if found:
+        raise ActionError(
+            "; ".join(f"{inputs.get(m.field, m.field)}: {m.message}" for m in found),
+            code="value_does_not_fit",
+            fields=[inputs.get(m.field, m.field) for m in found],
+        )
 
 
 def enqueue_pushes(push_ids: list[int]) -> str:

@@ -122,6 +122,13 @@ class RetryIn(_Body):
     referral_id: RowId | None = None
 
 
+class RepushIn(_Body):
+    """Salesforce fields to write differently (null: leave the field out); checked against the
+    org's field lengths and picklists like new input."""
+
+    fields: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")], Scalar] | None = None
+
+
 class NoBody(_Body):
     """This action takes no fields (an empty body or `{}`)."""
 
@@ -141,6 +148,7 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
         EntryPatch,
         RetryIn,
         RejectIn,
+        RepushIn,
         NoBody,
     )
 }
@@ -469,9 +477,11 @@ def list_pushes() -> ResponseReturnValue:
 @bp.post("/pushes/<int:push_id>/repush")
 @require_scope("pushes:write")
 def repush(push_id: int) -> ResponseReturnValue:
-    body(NoBody)
+    data = body(RepushIn)
     with store().session() as s:
-        push = actions.repush(s, actions.get_push(s, push_id), actor=g.api_actor)
+        push = actions.repush(
+            s, actions.get_push(s, push_id), actor=g.api_actor, fields=data.fields
+        )
         out = serialize.push(push)
     out["note"] = actions.enqueue_pushes([push_id])
     return jsonify(out), 202

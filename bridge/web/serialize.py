@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bridge.store.models import Member, Push, Referral, SalesEntry
+from bridge.store.models import Member, Push, PushAttempt, Referral, SalesEntry
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -95,4 +95,19 @@ def push(p: Push) -> dict[str, Any]:
         "created_at": _ts(p.created_at),
         "updated_at": _ts(p.updated_at),
         "sent_at": _ts(p.sent_at),
+    }
+
+
+def push_attempt(a: PushAttempt) -> dict[str, Any]:
+    return {
+        "attempt": a.attempt,
+        "state": a.state,
+        "sf_id": a.sf_id,
+        "error": (
+            {"code": a.error_code, "message": a.error_message, "class": a.error_class}
+            if a.error_code
+            else None
+        ),
+        "via": a.via,
+        "at": _ts(a.at),
     }
