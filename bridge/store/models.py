@@ -120,6 +120,8 @@ class Member(Base):
     email_key: Mapped[str | None] = mapped_column(String(255))  # normalized email
     phone: Mapped[str | None] = mapped_column(String(64))
     url: Mapped[str | None] = mapped_column(String(500))
+    # custom member fields (`referral_add.member_fields` maps them to Salesforce fields)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def fill_keys(self) -> None:

@@ -363,6 +363,7 @@ def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
         email=data.get("email"),
         phone=data.get("phone"),
         url=data.get("url"),
+        fields=dict(data.get("fields") or {}),
     )
     s.add(member)
     s.flush()

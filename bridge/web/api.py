@@ -87,6 +87,10 @@ class MemberIn(_Body):
     referral_code: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     phone: Annotated[str, Field(max_length=64)] | None = None
     url: Annotated[str, Field(max_length=500, pattern=r"^https?://")] | None = None
+    fields: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="custom member fields; writeback.referral_add.member_fields maps them",
+    )
 
 
 class ActivityIn(_Body):

@@ -111,6 +111,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "email": _STR_OR_NULL,
             "phone": _STR_OR_NULL,
             "url": _STR_OR_NULL,
+            "fields": {"type": "object", "description": "custom member fields"},
             "created_at": _TS,
         },
         "additionalProperties": False,

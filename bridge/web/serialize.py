@@ -47,6 +47,7 @@ def member(m: Member) -> dict[str, Any]:
         "email": m.email,
         "phone": m.phone,
         "url": m.url,
+        "fields": dict(m.fields or {}),
         "created_at": _ts(m.created_at),
     }
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge import audit
-from bridge.config import ObjectSync, OrgConfig
+from bridge.config import ObjectSync, OrgConfig, referral_add_for
 from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
@@ -138,11 +138,13 @@ def _send_round(
         early += refused
 
     for write in writes:
+        _apply_static(write, org_config)
         _apply_overrides(write, by_id[write.push_id].payload.get("overrides"))
     _save(store, early, now, report)
     sync = accounts.account_sync(org_config)
     if sync is not None:
-        _link_accounts(store, writer, sync, [w for w in writes if w.link_account], by_id, now)
+        linking = [w for w in writes if w.link_account]
+        _link_accounts(store, writer, sync, linking, by_id, now, org_config)
     for outcomes in _execute(writer, writes, org_config.writeback.bulk_threshold):
         _save(store, outcomes, now, report)
 
@@ -154,6 +156,7 @@ def _link_accounts(
     contacts: list[Write],
     by_id: dict[int, Item],
     now: datetime,
+    sync_config: OrgConfig,
 ) -> None:
     """Find, create or update the Accounts of referred Contacts and set their AccountId. The
     account writes are pushes of their own, sent (and saved) before the Contacts."""
@@ -201,6 +204,7 @@ def _link_accounts(
                     account_writes.append(
                         Write(push.id, "Account", "update", dict(plan.update), plan.account_id)
                     )
+                    _apply_static(account_writes[-1], sync_config)
             elif plan.create is not None:
                 push, _ = queue_push(
                     session,
@@ -216,6 +220,7 @@ def _link_accounts(
                 elif push.state == "pending":
                     push.attempts += 1
                     account_writes.append(Write(push.id, "Account", "create", dict(plan.create)))
+                    _apply_static(account_writes[-1], sync_config)
                     creating[push.id] = domain
     account_report = SendReport()
     for outcomes in _execute(writer, account_writes):
@@ -237,6 +242,13 @@ def _settle_account_create(session: Session, key: str, account_id: str, domain: 
             "existing_account",
             f"Account {account_id} has the domain {domain} now; not created again",
         )
+
+
+def _apply_static(write: Write, org_config: OrgConfig) -> None:
+    """The object's static values (`writeback.static`) under what the write carries."""
+    static = org_config.writeback.static.get(write.sobject)  # type: ignore[call-overload]
+    if static:
+        write.fields = {**static, **write.fields}
 
 
 def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:
@@ -282,8 +294,9 @@ def _load_referral(session: Session, push: Push, item: Item, org_config: OrgConf
     referral = session.get(Referral, push.referral_id) if push.referral_id else None
     if referral is None:
         return  # sent from the saved payload
-    add = org_config.writeback.referral_add
     program = session.get(Program, referral.program_id)
+    add = referral_add_for(org_config, program.key if program else None)
+    item.add = add
     member = session.get(Member, referral.member_id) if referral.member_id else None
     item.referral = referrals.referral_values(referral)
     # Rebuilt from the referral as it is now: a fixed referral is what a repush sends.

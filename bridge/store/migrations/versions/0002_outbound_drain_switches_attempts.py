@@ -1,4 +1,5 @@
-"""outbound: drain claims on pushes, on/off switches per org and direction, push attempts
+"""outbound: drain claims on pushes, on/off switches per org and direction, push attempts,
+custom member fields
 
 Revision ID: 0002_outbound
 Revises: 0001
@@ -33,6 +34,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("inbound_paused", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    with op.batch_alter_table("members", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("fields", sa.JSON(), nullable=False, server_default=sa.text("'{}'"))
+        )
     op.create_table(
         "push_attempts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -58,6 +63,8 @@ def downgrade() -> None:
     with op.batch_alter_table("push_attempts", schema=None) as batch_op:
         batch_op.drop_index("ix_push_attempts_push")
     op.drop_table("push_attempts")
+    with op.batch_alter_table("members", schema=None) as batch_op:
+        batch_op.drop_column("fields")
     with op.batch_alter_table("org_connections", schema=None) as batch_op:
         batch_op.drop_column("inbound_paused")
         batch_op.drop_column("outbound_paused")
