@@ -63,6 +63,7 @@ def paced(rate: float, n: int, send: Callable[[int], None]) -> float:
     started = time.perf_counter()
     lock = threading.Lock()
     nxt = [0]
+    errors: list[Exception] = []
 
     def client() -> None:
         while True:
@@ -74,13 +75,18 @@ def paced(rate: float, n: int, send: Callable[[int], None]) -> float:
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            send(i)
+            try:
+                send(i)
+            except Exception as exc:  # reported after the phase, with the server's log
+                errors.append(exc)
 
     threads = [threading.Thread(target=client) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {n} requests failed; first: {errors[0]}")
     return time.perf_counter() - started
 
 
@@ -141,6 +147,12 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency", choices=("zero", "realistic"), default="zero")
+    parser.add_argument(
+        "--windows",
+        default="0.25,2",
+        help="coalescing windows (s) to run the drained phases with, comma separated; the first "
+        "is the default (OUTBOUND_WINDOW_SECONDS)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, DevOrg() as org:
@@ -151,6 +163,10 @@ def main() -> None:
         bridge = Bridge(root / "bridge", org, redis_server.url, fast=False)
         try:
             run(args, bridge, org, redis_server.url)
+        except Exception:
+            for name in ("web", "web-direct"):
+                print(f"--- {name} log (last lines) ---\n" + bridge.log(name)[-4000:])
+            raise
         finally:
             bridge.close()
             redis_server.stop()
@@ -174,14 +190,22 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
         env={"SFBRIDGE_REDIS_URL": "/".join(redis_url.split("/")[:3]) + "/9"},
     )  # fmt: skip
     bridge.start("web", "web", "--port", str(drain_port), "--workers", "2")
-    for n in range(args.workers):
-        bridge.start(f"worker{n}", "worker")
+    windows = [float(w) for w in args.windows.split(",") if w.strip()]
+
+    def start_workers(window: float) -> None:
+        for n in range(args.workers):
+            if f"worker{n}" in bridge.procs:
+                bridge.stop(f"worker{n}")
+            env = {"SFBRIDGE_OUTBOUND_WINDOW_SECONDS": str(window)}
+            bridge.start(f"worker{n}", "worker", env=env)
+
+    start_workers(windows[0])
     for port in (direct_port, drain_port):
         wait_until(lambda p=port: _ready(p), 60, f"web on {port}", lambda: bridge.log("web"))
     direct, drained = Api(direct_port, secret), Api(drain_port, secret)
     print(
         f"rate {args.rate:.0f}/s, {args.workers} worker(s), latency profile {args.latency}, "
-        f"window {bridge.env.get('SFBRIDGE_OUTBOUND_WINDOW_SECONDS', '0.25')} s\n"
+        f"coalescing windows {', '.join(f'{w:g} s' for w in windows)}\n"
     )
 
     def referral(api: Api, tag: str, enqueue: bool) -> Callable[[int], None]:
@@ -217,15 +241,25 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
         send.ids = ids  # type: ignore[attr-defined]
         return send
 
-    phases = [
-        ("referral adds, one push per job", args.referrals, referral(direct, "r", True)),
-        ("referral adds, drained (normal)", args.referrals, referral(drained, "d", False)),
-        ("activities, one push per job", args.activities, activity(direct, "a", True)),
-        ("activities, drained (normal)", args.activities, activity(drained, "b", False)),
+    phases: list[tuple[str, int, Any, float | None]] = [
+        ("referral adds, one push per job", args.referrals, referral(direct, "r", True), None),
+        ("activities, one push per job", args.activities, activity(direct, "a", True), None),
     ]
-    for label, n, send in phases:
+    for k, window in enumerate(windows):
+        phases += [
+            (f"referral adds, drained, {window:g} s", args.referrals,
+             referral(drained, f"d{k}x", False), window),
+            (f"activities, drained, {window:g} s", args.activities,
+             activity(drained, f"b{k}x", False), window),
+        ]  # fmt: skip
+    current = windows[0]
+    for label, n, send, window in phases:
         if not n:
             continue
+        if window is not None and window != current:
+            start_workers(window)
+            current = window
+            time.sleep(3)  # the workers are up and listening
         before = calls_by_endpoint(org)
         started = time.perf_counter()
         paced(args.rate, n, send)
@@ -233,6 +267,8 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
         wall = time.perf_counter() - started
         report(label, n, diff(calls_by_endpoint(org), before), lat, wall)
 
+    if current != windows[0]:
+        start_workers(windows[0])
     if args.bulk:
         bulk_phase(args, bridge, org, org_id)
 

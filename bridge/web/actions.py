@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge import audit, writeback
-from bridge.config import BridgeConfig, OrgConfig
+from bridge.config import BridgeConfig, OrgConfig, referral_add_for
 from bridge.errors import UsageError
 from bridge.matchkeys import email_key
 from bridge.receiver import service
@@ -489,11 +489,52 @@ REFERRAL_INPUT = {
 ACTIVITY_INPUT = {"Subject": "subject", "Description": "description"}
 
 
+def read_field_rules(
+    *,
+    program: str | None = None,
+    org: str | None = None,
+    kind: str | None = None,
+    push_id: int | None = None,
+) -> None:
+    """Read (and cache) the field rules a request's write will be checked against, before the
+    request opens its transaction: reading them may log in to the org and read the stored
+    connection, which must not wait behind the request's own write lock."""
+    cfg = _config()
+    if cfg is None:
+        return
+    with store().session() as s:
+        target: list[tuple[str, str]] = []
+        if program is not None:
+            found = s.scalar(select(Program).where(Program.key == program))
+            conn = (
+                s.get(OrgConnection, found.org_connection_id)
+                if found and found.org_connection_id
+                else None
+            )
+            if conn is not None and conn.name in cfg.orgs:
+                add = referral_add_for(cfg.orgs[conn.name], program)
+                target.append((conn.name, add.create_as))
+        if org is not None and org in cfg.orgs and kind is not None:
+            sobject = writeback.activity_object(kind, cfg.orgs[org])  # type: ignore[arg-type]
+            target.append((org, sobject))
+        if push_id is not None:
+            push = s.get(Push, push_id)
+            conn = (
+                s.get(OrgConnection, push.org_connection_id)
+                if push and push.org_connection_id
+                else None
+            )
+            if push is not None and conn is not None:
+                target.append((conn.name, push.sobject_type))
+    for org_name, sobject in target:
+        web().describes.rules(org_name, sobject)
+
+
 def require_fit(org: str, sobject: str, record: dict[str, Any], inputs: dict[str, str]) -> None:
     """Refuse (400 `value_does_not_fit`, naming each field, limit and length) a write whose
     values the org's fields cannot take, before anything is saved; unknown rules (the org
     cannot be read now) let it through to Salesforce's own judgement."""
-    rules = web().describes.rules(org, sobject)
+    rules = web().describes.cached(org, sobject)  # read beforehand by `read_field_rules`
     found = fit.misfits(sobject, record, rules) if rules else []
     if found:
         raise ActionError(

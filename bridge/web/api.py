@@ -337,6 +337,7 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
 @require_scope("referrals:write")
 def create_referral() -> ResponseReturnValue:
     data = body(ReferralIn).model_dump(exclude_none=True)
+    actions.read_field_rules(program=data["program"])
     with store().session() as s:
         referral, push = actions.create_referral(s, data, actor=g.api_actor)
         out: dict[str, Any] = {
@@ -378,6 +379,7 @@ def create_member() -> ResponseReturnValue:
 @require_scope("activities:write")
 def create_activity() -> ResponseReturnValue:
     data = body(ActivityIn).model_dump(exclude_none=True, mode="json")
+    actions.read_field_rules(org=data["org"], kind=data["kind"])
     with store().session() as s:
         push, created = actions.create_activity(s, data, actor=g.api_actor)
         out = serialize.push(push)
@@ -482,6 +484,8 @@ def list_pushes() -> ResponseReturnValue:
 @require_scope("pushes:write")
 def repush(push_id: int) -> ResponseReturnValue:
     data = body(RepushIn)
+    if data.fields:
+        actions.read_field_rules(push_id=push_id)
     with store().session() as s:
         push = actions.repush(
             s, actions.get_push(s, push_id), actor=g.api_actor, fields=data.fields

@@ -10,7 +10,7 @@ then enqueue it:
 `repush(session, push_id, actor=...)` puts a failed or skipped push back to pending.
 """
 
-from bridge.writeback.activities import Activity, parse_activity, queue_activity
+from bridge.writeback.activities import Activity, activity_object, parse_activity, queue_activity
 from bridge.writeback.field_updates import queue_field_update
 from bridge.writeback.jobs import (
     drain_org,
@@ -27,6 +27,7 @@ from bridge.writeback.referrals import queue_referral_add
 __all__ = [
     "MAX_ATTEMPTS",
     "Activity",
+    "activity_object",
     "drain_org",
     "enqueue_pending",
     "enqueue_push",

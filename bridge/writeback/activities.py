@@ -110,6 +110,12 @@ def activity_target(activity: Activity, org_config: OrgConfig) -> tuple[str, dic
     return mapping.object, static, prefix
 
 
+def activity_object(kind: ActivityKind, org_config: OrgConfig) -> str:
+    """Task or Event: what activities of `kind` are written as."""
+    mapping = org_config.writeback.activities.kinds.get(kind)
+    return mapping.object if mapping is not None else DEFAULTS[kind][0]
+
+
 def build_record(activity: Activity, org_config: OrgConfig) -> tuple[str, dict[str, Any]]:
     """The Task or Event fields (without WhoId, which is resolved when sending)."""
     sobject, static, prefix = activity_target(activity, org_config)

@@ -38,28 +38,40 @@ class Describes:
         self._failed: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
-    def rules(self, org: str, sobject: str) -> Rules | None:
-        """The field rules of `sobject` in `org`, or None when they cannot be read now."""
+    def cached(self, org: str, sobject: str) -> Rules | None:
+        """The rules already read (this process or Redis), without calling the org: safe
+        inside a database transaction."""
         now = time.monotonic()
         with self._lock:
             cached = self._local.get((org, sobject))
         if cached is not None and now - cached[0] < defaults.DESCRIBE_CACHE_SECONDS:
             return cached[1]
+        rules = self._from_redis(KEY.format(org=org, sobject=sobject))
+        if rules is not None:
+            with self._lock:
+                self._local[(org, sobject)] = (now, rules)
+        return rules
+
+    def rules(self, org: str, sobject: str) -> Rules | None:
+        """The field rules of `sobject` in `org`, read from the org when not cached; None when
+        they cannot be read now. Opens the org (and its stored connection): call it outside
+        any open transaction (on SQLite a second writer would wait for the first)."""
+        now = time.monotonic()
+        found = self.cached(org, sobject)
+        if found is not None:
+            return found
         if (org, sobject) in self._failed and now - self._failed[(org, sobject)] < RETRY_AFTER:
             return None  # read failed a moment ago: do not make every request wait for it
-        key = KEY.format(org=org, sobject=sobject)
-        rules = self._from_redis(key)
-        if rules is None:
-            try:
-                connected = self._orgs.get(org) or self.open_org(org)
-                self._orgs[org] = connected
-                describe = connected.call(lambda: getattr(connected.sf, sobject).describe())
-                rules = field_rules(describe)
-            except Exception as exc:  # unknown rules: Salesforce judges the push instead
-                log.warning("cannot read the describe of %s in org %s: %s", sobject, org, exc)
-                self._failed[(org, sobject)] = now
-                return None
-            self._to_redis(key, rules)
+        try:
+            connected = self._orgs.get(org) or self.open_org(org)
+            self._orgs[org] = connected
+            describe = connected.call(lambda: getattr(connected.sf, sobject).describe())
+            rules = field_rules(describe)
+        except Exception as exc:  # unknown rules: Salesforce judges the push instead
+            log.warning("cannot read the describe of %s in org %s: %s", sobject, org, exc)
+            self._failed[(org, sobject)] = now
+            return None
+        self._to_redis(KEY.format(org=org, sobject=sobject), rules)
         with self._lock:
             self._local[(org, sobject)] = (now, rules)
         return rules
