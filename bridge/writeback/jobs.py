@@ -7,7 +7,7 @@ job waits until the window (`OUTBOUND_WINDOW_SECONDS`) since that first request 
 the key, claims every free pending push of the org in one UPDATE (`pushes.claim`: several
 workers never send the same push) and sends them together: lookups batched, sObject Collections
 of 200, Bulk API 2.0 above `writeback.bulk_threshold`. A push saved after the key was dropped
-asks for the next drain. A paused org (`outbound_paused`) is not drained: its pushes wait.
+asks for the next drain. A paused org's (`outbound_paused`) pushes are left pending, unsent.
 
 `send_pushes(ids)` sends named pushes (one job per 200): the one-push-per-job path, kept for
 tools and as the benchmark's baseline; it claims its pushes the same way.
@@ -145,12 +145,6 @@ def drain_org(org_ids: Sequence[int]) -> dict[str, list[int]]:
     client = job.connection if job is not None else ctx.redis
     if client is not None:
         _wait_for_window(client, org_id)
-    with store.session() as session:
-        connection = session.get(OrgConnection, org_id)
-        paused = connection is not None and connection.outbound_paused
-    if paused:
-        log.info("org connection %s is paused for outbound: its pushes stay pending", org_id)
-        return {"paused": []}
     token, now = uuid.uuid4().hex, utcnow()
     with store.session() as session:
         ids = claim(
@@ -276,6 +270,12 @@ def _send_claimed(ctx: context.WorkerContext, by_org: dict[int | None, list[int]
         connection = connections.get(org_id) if org_id is not None else None
         if connection is None or connection.name not in ctx.config.orgs:
             _save_error(store, ids, failure_of(_unroutable(org_id)), total)
+            continue
+        if connection.outbound_paused:  # switched off: the pushes wait, unclaimed, unsent
+            log.info("org %s is paused for outbound: %d push(es) stay pending", connection.name,
+                     len(ids))  # fmt: skip
+            with store.session() as session:
+                hold(session, ids, None)
             continue
         try:
             writer = OrgWriter.for_org(ctx.org(connection.name, connection.updated_at))
