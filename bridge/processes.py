@@ -5,8 +5,9 @@ Redis) and runs until stopped; every one counts its Salesforce calls for /metric
 
 - worker: sets the one job context (`bridge.context`) and runs an rq worker on the inbound
   and outbound queues, with a sweeper thread (lost jobs, unsent review notifications);
-- stream: the subscriber of one org (`bridge.streaming.subscriber`), whose stored events are
-  enqueued for the worker and whose replay gaps are backfilled by polling;
+- stream: the subscriber of one org (`bridge.streaming.subscriber`, or `pubsub` for the
+  Pub/Sub API), whose stored events are enqueued for the worker and whose replay gaps are
+  backfilled by polling, with the safety-net poll beside it;
 - poll: SystemModstamp polling (`bridge.streaming.poller`): a backfill, one round, or rounds.
 """
 
@@ -34,7 +35,8 @@ from bridge.metrics import count_calls_with
 from bridge.runtime import Runtime
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
-from bridge.streaming import poller
+from bridge.streaming import poller, valuecheck
+from bridge.streaming.pubsub import PubSubSubscriber
 from bridge.streaming.subscriber import Subscriber
 from bridge.vocabulary import STREAMED_OBJECTS
 from bridge.writeback import jobs as outbound
@@ -42,6 +44,7 @@ from bridge.writeback import jobs as outbound
 log = logging.getLogger("sfbridge.processes")
 
 NOTIFY_LOCK = "sfbridge:notify:resend"
+ANALYZE_LOCK = "sfbridge:store:analyze"
 
 Echo = Callable[[str], None]
 
@@ -77,11 +80,21 @@ def resend_notifications(store: Store, client: redis.Redis, config: BridgeConfig
     return notify.send_pending(store, config_for)
 
 
+def refresh_statistics(store: Store, client: redis.Redis) -> bool:
+    """Refresh the planner's statistics at most once per ANALYZE_EVERY_SECONDS across all
+    workers (sampled, so milliseconds even at a million referrals); returns whether it ran."""
+    if not once_per(client, ANALYZE_LOCK, defaults.ANALYZE_EVERY_SECONDS):
+        return False
+    store.analyze()
+    return True
+
+
 def start_sweeper(
     store: Store, client: redis.Redis, stop: threading.Event, config: BridgeConfig | None = None
 ) -> threading.Thread:
     """Every SWEEP_EVERY_SECONDS: re-enqueue inbound events and outbound pushes whose job was
-    lost, and (with `config`) resend review notifications that did not go out."""
+    lost, (with `config`) resend review notifications that did not go out, and now and then
+    refresh the store's statistics."""
 
     def loop() -> None:
         while not stop.wait(defaults.SWEEP_EVERY_SECONDS):
@@ -90,6 +103,7 @@ def start_sweeper(
                 outbound.sweep(store, client)
                 if config is not None:
                     resend_notifications(store, client, config)
+                refresh_statistics(store, client)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("sweeper round failed")
 
@@ -156,8 +170,9 @@ def run_worker(
 # ---- stream -----------------------------------------------------------------------------------
 
 
-def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
-    """`sfbridge stream`: build and run the subscriber of the org until SIGTERM."""
+def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | PubSubSubscriber:
+    """`sfbridge stream`: build and run the subscriber of the org until SIGTERM (the Bayeux
+    one, or the Pub/Sub API one for `streaming.transport: pubsub`)."""
     count_calls_with(rt.redis)
     name, org = pick_org(rt.config.orgs, org_name)
     conn_id = orgs.load_connection(rt.store, name).id
@@ -175,7 +190,8 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
             rt.store, open_org(), conn_id, org, sobject, enqueue=enqueue, stop=stop
         )
 
-    sub = Subscriber(
+    transport = PubSubSubscriber if org.streaming.transport == "pubsub" else Subscriber
+    sub = transport(
         store=rt.store,
         redis_client=rt.redis,
         org_name=name,
@@ -187,6 +203,9 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
         stop=stop,
     )
     sub.install_signal_handlers()
+    poller.start_safety_net(
+        rt.store, open_org, conn_id, org, enqueue=enqueue, active=lambda: sub.lease.held, stop=stop
+    )
     sub.run()
     return sub
 
@@ -202,8 +221,11 @@ def run_poll(
     since: datetime | None,
     objects: tuple[str, ...] | None,
     echo: Echo,
+    values: bool = False,
 ) -> None:
-    """`sfbridge poll`: a backfill (`since`), one round, or rounds `every` N seconds."""
+    """`sfbridge poll`: a backfill (`since`), one round, or rounds `every` N seconds (each
+    also running the formula-field value check when `value_check.every` is due); `values`:
+    the value check alone, once."""
     count_calls_with(rt.redis)
     name, org = pick_org(rt.config.orgs, org_name)
     conn_id = orgs.load_connection(rt.store, name).id
@@ -221,11 +243,16 @@ def run_poll(
                 rt.store, sforg, conn_id, org, sobject, since, enqueue=enqueue, echo=echo, stop=stop
             )
         return
+    if values:
+        echo(valuecheck.run(rt.store, sforg, conn_id, org, enqueue=enqueue).summary())
+        return
     while True:
         results = poller.poll_once(rt.store, sforg, conn_id, org, enqueue=enqueue, objects=chosen)
         echo(
             "poll: "
             + ", ".join(f"{obj} {read} read / {new} new" for obj, (read, new) in results.items())
         )
+        if valuecheck.due(rt.store, conn_id, org):  # formula fields, on their own schedule
+            echo(valuecheck.run(rt.store, sforg, conn_id, org, enqueue=enqueue).summary())
         if not every or stop.wait(every):
             return

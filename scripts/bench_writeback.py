@@ -1,7 +1,7 @@
 """Writeback through the real path: HTTP API -> saved push -> `sfbridge worker` -> local org.
 
 Starts the local org, an embedded Redis, a SQLite store, `sfbridge web` and `sfbridge worker`
-processes (as `tests.inbound.harness.Bridge` runs them), then, each phase posting to the JSON API
+processes (as `tests.harness.Bridge` runs them), then, each phase posting to the JSON API
 at --rate requests/s from client threads:
 
 1. referral adds (`POST /api/v1/referrals`), one push per job: the web server saves the push
@@ -44,7 +44,7 @@ from bridge.redis_embedded import EmbeddedRedis  # noqa: E402
 from bridge.store.models import OrgConnection, Program, Push, Referral, User  # noqa: E402
 from bridge.users import create_token, create_user  # noqa: E402
 from bridge.writeback import enqueue_push, queue_referral_add  # noqa: E402
-from tests.inbound.harness import ORG, Bridge, sfbridge_command, wait_until  # noqa: E402
+from tests.harness import ORG, Bridge, sfbridge_command, wait_until  # noqa: E402
 
 
 def calls_by_endpoint(org: DevOrg) -> dict[str, int]:

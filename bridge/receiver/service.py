@@ -57,6 +57,7 @@ from bridge.vocabulary import (
     SKIPPED,
     STREAMED_OBJECTS,
 )
+from bridge.writeback import fieldsync
 
 RULES_ACTOR = "rules"
 
@@ -90,6 +91,7 @@ def process_entries(
     org: OrgConfig,
     *,
     integration_user_id: str | None = None,
+    pools: Mapping[int, CandidatePool] | None = None,
 ) -> list[SalesEntry]:
     """``process_entry`` for a batch of entries, in their order, with the lookups batched.
 
@@ -100,6 +102,11 @@ def process_entries(
     query each (``CandidatePool``). A referral the batch changes or creates is updated in the
     pool, so a later entry about the same referral sees the earlier entry's effect.
     Idempotent like ``process_entry``: entries already decided are left as they are.
+
+    ``pools`` (by program id, from ``candidate_pools``) are pools read before the caller's
+    write transaction began, so that on SQLite the write lock is not held while they are
+    read; one that does not cover the entries' keys is read again here. Referrals the batch
+    will change are locked and compared with the pool's copy either way.
     """
     todo = [e for e in entries if e.outcome == NEW]
     if not todo:
@@ -128,8 +135,14 @@ def process_entries(
                 entry.previous = previous.get(entry.id, {})
         for program_id, group in by_program.items():
             inputs = [_entry_input(e) for e in group]
-            plans = [plan_lookups(data, receiver) for data in inputs]
-            pool = CandidatePool.fetch(session, program_id, plans)
+            pool = (pools or {}).get(program_id)
+            planned = pool.planned if pool is not None else {}
+            plans = [
+                planned.get(id(e)) or plan_lookups(data, receiver)
+                for e, data in zip(group, inputs, strict=True)
+            ]
+            if pool is None or not pool.covers(plans):
+                pool = CandidatePool.fetch(session, program_id, plans)
             users_of = [users.get(e.org_connection_id) for e in group]
             held, early = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
             locked = {r.id for r in held}
@@ -147,6 +160,23 @@ def process_entries(
                     integration_user_id=users.get(entry.org_connection_id),
                 )
     return list(entries)
+
+
+def candidate_pools(
+    session: Session, entries: Sequence[SalesEntry], org: OrgConfig
+) -> dict[int, CandidatePool]:
+    """The candidate pool of each program the (unsaved) entries belong to, for
+    ``process_entries(..., pools=...)``; entries without a program yet are left out."""
+    plans: dict[int, dict[int, LookupPlan]] = {}
+    for entry in entries:
+        if entry.program_id is not None and entry.outcome == NEW:
+            plan = plan_lookups(_entry_input(entry), org.receiver)
+            plans.setdefault(entry.program_id, {})[id(entry)] = plan
+    pools = {}
+    for pid, planned in plans.items():
+        pools[pid] = CandidatePool.fetch(session, pid, planned.values())
+        pools[pid].planned = planned
+    return pools
 
 
 def approve_entry(session: Session, entry: SalesEntry, org: OrgConfig, *, actor: str) -> SalesEntry:
@@ -471,9 +501,10 @@ def _run_pooled(
                 if decision.outcome == PROCESSED and decision.referral_id is not None:
                     locked.add(decision.referral_id)
     _apply(session, entry, decision, program_id=program_id, actor=RULES_ACTOR)
+    synced = _sync_fields(session, entry, decision, org, actor=RULES_ACTOR)
     if (
         entry.referral_id is not None
-        and (decision.create_referral is not None or decision.changes_referral)
+        and (decision.create_referral is not None or decision.changes_referral or synced)
         and decision.outcome == PROCESSED
     ):
         referral = session.get(Referral, entry.referral_id)
@@ -526,6 +557,7 @@ def _run(
         reviewed=reviewed,
     )
     _apply(session, entry, decision, program_id=program.id, actor=actor)
+    _sync_fields(session, entry, decision, org, actor=actor)
     _finish_run(session, entry, decision, org, actor=actor, action=action, extra=extra)
     return decision
 
@@ -590,6 +622,35 @@ def _finish_run(
     notify_on_review = org.receiver.process.notify_on_review
     if decision.outcome == REVIEW and notify_on_review is not None:
         notify.schedule(session, entry, notify_on_review)
+
+
+def _sync_fields(
+    session: Session, entry: SalesEntry, decision: Decision, org: OrgConfig, *, actor: str
+) -> bool:
+    """The field-sync effects of an entry about a referral (bridge.writeback.fieldsync): the
+    record's mapped fields into the referral, and the link-back for a match without an id.
+    An entry that changed nothing else but synced fields is processed (`fields_synced`). The
+    pushes queued are listed on the entry's decision (`pushes`), for the caller to enqueue.
+    Returns whether the referral or its member changed."""
+    unchanged = decision.outcome == SKIPPED and "no_change" in decision.reasons
+    if not (decision.outcome == PROCESSED or unchanged) or entry.referral_id is None:
+        return False
+    connection = session.get(OrgConnection, entry.org_connection_id or 0)
+    referral = session.get(Referral, entry.referral_id)
+    if connection is None or referral is None:
+        return False
+    target = fieldsync.Target(connection, org)
+    pushes, synced = fieldsync.from_salesforce(session, entry, referral, target, actor=actor)
+    linked = fieldsync.link_back(session, entry, decision.match, referral, target)
+    if unchanged and synced:
+        decision.outcome = PROCESSED
+        decision.reasons = [r for r in decision.reasons if r != "no_change"] + ["fields_synced"]
+        entry.outcome, entry.reasons = PROCESSED, list(decision.reasons)
+        entry.decision = decision.to_dict()
+    ids = [p.id for p in pushes] + ([linked.id] if linked else [])
+    if ids:
+        entry.decision = {**(entry.decision or {}), "pushes": ids}
+    return synced
 
 
 def _lock_target(session: Session, decision: Decision) -> Referral | None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -130,21 +131,45 @@ class Member(Base):
             setattr(self, column, value)
 
 
+def _sf_id_indexes() -> list[Index]:
+    """(program_id, sf_*_id) for the candidate pool's direct lookups, partial (NOT NULL):
+    most referrals have no Salesforce id yet, and an index of only the ids has statistics
+    that say what a lookup costs (a full one counts the NULLs as one huge group, and SQLite
+    then preferred a full scan)."""
+    out = []
+    for obj in ("lead", "contact", "account", "opportunity"):
+        present = text(f"sf_{obj}_id IS NOT NULL")
+        out.append(
+            Index(
+                f"ix_referrals_program_sf_{obj}",
+                "program_id",
+                f"sf_{obj}_id",
+                sqlite_where=present,
+                postgresql_where=present,
+            )
+        )
+    return out
+
+
 class Referral(Base):
     """A referred person; statuses pending → qualified → approved, or denied."""
 
     __tablename__ = "referrals"
     __table_args__ = (
-        Index("ix_referrals_program_email", "program_id", "email_key"),
+        # The email alone (not program first): the API looks referrals up by email in every
+        # program, and the pool's per-key ranking (row_number over email_key, id) reads it
+        # in index order.
+        Index("ix_referrals_email", "email_key"),
         Index("ix_referrals_program_name", "program_id", "name_key"),
         Index("ix_referrals_program_phone", "program_id", "phone_key"),
         Index("ix_referrals_program_name_block", "program_id", "name_block"),
         Index("ix_referrals_program_name_rblock", "program_id", "name_rblock"),
         Index("ix_referrals_program_name_ablock", "program_id", "name_ablock"),
-        Index("ix_referrals_sf_lead", "sf_lead_id"),
-        Index("ix_referrals_sf_contact", "sf_contact_id"),
-        Index("ix_referrals_sf_account", "sf_account_id"),
-        Index("ix_referrals_sf_opportunity", "sf_opportunity_id"),
+        Index("ix_referrals_program_name_pblock", "program_id", "name_pblock"),
+        *_sf_id_indexes(),
+        # The API's lists, newest first, by status or by program.
+        Index("ix_referrals_status", "status"),
+        Index("ix_referrals_program", "program_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -160,10 +185,12 @@ class Referral(Base):
     email_key: Mapped[str | None] = mapped_column(String(255))
     name_key: Mapped[str | None] = mapped_column(String(255))
     # Fuzzy-name blocking keys (bridge.matchkeys.name_blocks): the surname's Soundex,
-    # reverse Soundex and first+last two letters, each with ":" and the first name's Soundex.
+    # reverse Soundex, first+last two letters and first three letters, each with ":" and the
+    # first name's Soundex.
     name_block: Mapped[str | None] = mapped_column(String(16))
     name_rblock: Mapped[str | None] = mapped_column(String(16))
     name_ablock: Mapped[str | None] = mapped_column(String(16))
+    name_pblock: Mapped[str | None] = mapped_column(String(16))
     company_key: Mapped[str | None] = mapped_column(String(255))
     phone_key: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -207,6 +234,29 @@ class ReferralStatusChange(Base):
     referral: Mapped[Referral] = relationship(back_populates="history")
 
 
+class FieldChange(Base):
+    """A referral's or member's field changed by two-way sync or a local edit, or a value that
+    lost a `read_write` conflict (`outcome` lost): the field history of the referral."""
+
+    __tablename__ = "field_changes"
+    __table_args__ = (
+        Index("ix_field_changes_referral", "referral_id", "field"),
+        Index("ix_field_changes_member", "member_id", "field"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    field: Mapped[str] = mapped_column(String(128))  # local name: company, member.email
+    source: Mapped[str] = mapped_column(String(16))  # local | salesforce
+    outcome: Mapped[str] = mapped_column(String(16))  # applied | lost
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    previous: Mapped[Any] = mapped_column(JSON, nullable=True)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("sales_entries.id"))
+    actor: Mapped[str] = mapped_column(String(255), default="system")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class InboundEvent(Base):
     """One change captured from Salesforce, stored before the replay cursor moves.
 
@@ -247,7 +297,9 @@ class InboundEvent(Base):
 
 
 class SyncCursor(Base):
-    """Where a channel has got to: a replay id for streaming, a modstamp for polling."""
+    """Where a channel has got to: a replay id for streaming, a modstamp for polling.
+
+    Pub/Sub API replay ids are opaque bytes (`replay_bytes`); CometD's are numbers."""
 
     __tablename__ = "sync_cursors"
 
@@ -256,6 +308,7 @@ class SyncCursor(Base):
     )
     channel: Mapped[str] = mapped_column(String(255), primary_key=True)
     replay_id: Mapped[int | None] = mapped_column(BigInteger)
+    replay_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     modstamp: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -269,6 +322,8 @@ class SalesEntry(Base):
         Index("ix_sales_entries_created", "created_at"),
         # The previous entry of the same record (the receiver's "before" for changed_to).
         Index("ix_sales_entries_record", "record_id", "sobject_type", "id"),
+        # The API's entry list by object, newest first.
+        Index("ix_sales_entries_sobject", "sobject_type"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -364,8 +419,6 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))  # reviewer | admin
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
     last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -384,6 +437,37 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()  # None: until revoked
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie carries a random session id; only its SHA-256 is
+    stored, so a copy of this table signs nobody in. Ended sessions stay as the record."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()  # the absolute lifetime
+    ended_at: Mapped[datetime | None] = mapped_column()
+    # signed_out | idle | expired | ended_by_admin | deactivated | password_changed | ...
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class SignInThrottle(Base):
+    """Sign-in attempts per account, client address or device (bridge.web.throttle): each
+    attempt is taken with a compare-and-set on `attempts`, so parallel guesses cannot share one."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # kind:value
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow)
+    not_before: Mapped[datetime | None] = mapped_column()  # the next attempt waits until then
 
 
 class AuditLog(Base):

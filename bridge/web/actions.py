@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge import audit, writeback
-from bridge.config import BridgeConfig, OrgConfig, referral_add_for
+from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import UsageError
 from bridge.matchkeys import email_key
 from bridge.receiver import service
@@ -34,8 +34,8 @@ from bridge.store.models import (
     utcnow,
 )
 from bridge.vocabulary import OPEN_OUTCOMES, REPUSHABLE, REVIEW, STREAMED_OBJECTS
+from bridge.web import fitcheck
 from bridge.web.extensions import org_config, store, web
-from bridge.writeback import fit
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,10 @@ def create_referral(
     push = writeback.queue_referral_add(s, target[0], target[1], referral) if target else None
     if push is not None and target is not None:
         require_fit(
-            target[0].name, push.sobject_type, push.payload.get("fields") or {}, REFERRAL_INPUT
+            target[0].name,
+            push.sobject_type,
+            push.payload.get("fields") or {},
+            fitcheck.REFERRAL_INPUT,
         )
     audit.record(
         s,
@@ -457,7 +460,9 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
         raise ActionError(exc.message, code="validation_error", fields=exc.fields) from None
     created = push.id > before
     if created:
-        require_fit(org_name, push.sobject_type, push.payload.get("fields") or {}, ACTIVITY_INPUT)
+        require_fit(
+            org_name, push.sobject_type, push.payload.get("fields") or {}, fitcheck.ACTIVITY_INPUT
+        )
         audit.record(s, actor, "activity.create", "push", push.id, kind=data["kind"])
     return push, created
 
@@ -481,67 +486,11 @@ def repush(s: Session, push: Push, *, actor: str, fields: dict[str, Any] | None 
     return result
 
 
-#: Salesforce field -> the API's input field, to name the input that does not fit.
-REFERRAL_INPUT = {
-    "FirstName": "first_name", "LastName": "last_name", "Email": "email", "Phone": "phone",
-    "Company": "company",
-}  # fmt: skip
-ACTIVITY_INPUT = {"Subject": "subject", "Description": "description"}
-
-
-def read_field_rules(
-    *,
-    program: str | None = None,
-    org: str | None = None,
-    kind: str | None = None,
-    push_id: int | None = None,
-) -> None:
-    """Read (and cache) the field rules a request's write will be checked against, before the
-    request opens its transaction: reading them may log in to the org and read the stored
-    connection, which must not wait behind the request's own write lock."""
-    cfg = _config()
-    if cfg is None:
-        return
-    with store().session() as s:
-        target: list[tuple[str, str]] = []
-        if program is not None:
-            found = s.scalar(select(Program).where(Program.key == program))
-            conn = (
-                s.get(OrgConnection, found.org_connection_id)
-                if found and found.org_connection_id
-                else None
-            )
-            if conn is not None and conn.name in cfg.orgs:
-                add = referral_add_for(cfg.orgs[conn.name], program)
-                target.append((conn.name, add.create_as))
-        if org is not None and org in cfg.orgs and kind is not None:
-            sobject = writeback.activity_object(kind, cfg.orgs[org])  # type: ignore[arg-type]
-            target.append((org, sobject))
-        if push_id is not None:
-            push = s.get(Push, push_id)
-            conn = (
-                s.get(OrgConnection, push.org_connection_id)
-                if push and push.org_connection_id
-                else None
-            )
-            if push is not None and conn is not None:
-                target.append((conn.name, push.sobject_type))
-    for org_name, sobject in target:
-        web().describes.rules(org_name, sobject)
-
-
 def require_fit(org: str, sobject: str, record: dict[str, Any], inputs: dict[str, str]) -> None:
-    """Refuse (400 `value_does_not_fit`, naming each field, limit and length) a write whose
-    values the org's fields cannot take, before anything is saved; unknown rules (the org
-    cannot be read now) let it through to Salesforce's own judgement."""
-    rules = web().describes.cached(org, sobject)  # read beforehand by `read_field_rules`
-    found = fit.misfits(sobject, record, rules) if rules else []
-    if found:
-        raise ActionError(
-            "; ".join(f"{inputs.get(m.field, m.field)}: {m.message}" for m in found),
-            code="value_does_not_fit",
-            fields=[inputs.get(m.field, m.field) for m in found],
-        )
+    """400 `value_does_not_fit` for a write the org's fields cannot take (`bridge.web.fitcheck`)."""
+    refused = fitcheck.misfit(org, sobject, record, inputs)
+    if refused:
+        raise ActionError(refused[0], code="value_does_not_fit", fields=refused[1])
 
 
 def enqueue_pushes(push_ids: list[int]) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from bridge.devorg.testing import DevOrg
 from bridge.store.models import OrgConnection, Program, Push, PushAttempt, Referral
 from bridge.writeback import queue_referral_add, request_drain
-from tests.inbound.harness import ORG, Bridge, sfbridge_command
+from tests.harness import ORG, Bridge, sfbridge_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
