@@ -36,7 +36,7 @@ from sqlalchemy import or_, select
 
 from bridge import context, defaults
 from bridge.errors import Action, Failure, TransientError, UsageError, failure_of
-from bridge.jobs import enqueue, enqueue_later
+from bridge.jobs import DRAIN_KEY, enqueue, enqueue_later, request_drain
 from bridge.locks import once_per
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, utcnow
@@ -47,32 +47,6 @@ from bridge.writeback.sender import SendReport, send
 log = logging.getLogger(__name__)
 
 SWEEP_LOCK = "sfbridge:outbound:sweep"
-DRAIN_KEY = "sfbridge:outbound:drain:{org}"
-
-
-def request_drain(connection: redis.Redis, org_ids: int | Iterable[int]) -> int:
-    """Ask for a drain of each org's pending pushes, at most one queued per org and window;
-    returns how many drain jobs were enqueued. Call after the pushes committed."""
-    ids = [org_ids] if isinstance(org_ids, int) else sorted(set(org_ids))
-    enqueued = 0
-    for org_id in ids:
-        key = DRAIN_KEY.format(org=org_id)
-        ttl = defaults.OUTBOUND_DRAIN_KEY_TTL_SECONDS
-        if not connection.set(key, repr(time.time()), nx=True, ex=ttl):
-            continue  # a drain of this org is queued and has not claimed yet: it takes ours
-        try:
-            enqueue(
-                connection,
-                defaults.OUTBOUND_QUEUE,
-                drain_org,
-                [[org_id]],
-                lambda part: f"drain pushes of org {part[0]}",
-            )
-        except redis.RedisError:
-            connection.delete(key)
-            raise
-        enqueued += 1
-    return enqueued
 
 
 def request_drain_for(store: Store, connection: redis.Redis, push_ids: Iterable[int]) -> int:

@@ -241,12 +241,13 @@ def test_a_failed_login_is_saved_on_the_pushes(
 
 
 def test_the_inbound_job_names_the_outbound_job_that_exists() -> None:
-    """The inbound job enqueues the pushes its entries queued by the send job's dotted path
-    (the writeback's jobs build on bridge.jobs, so it cannot import them)."""
+    """The job layer enqueues drains (for the API's pushes and those the inbound entries
+    queued) by the drain job's dotted path (the writeback's jobs build on bridge.jobs, so it
+    cannot import them)."""
     import importlib
 
     from bridge import jobs as job_layer
     from bridge.writeback import jobs as writeback_jobs
 
-    module, name = job_layer.SEND_PUSHES.rsplit(".", 1)
-    assert getattr(importlib.import_module(module), name) is writeback_jobs.send_pushes
+    module, name = job_layer.DRAIN_ORG.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is writeback_jobs.drain_org
