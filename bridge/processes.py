@@ -94,7 +94,7 @@ def release_routed(store: Store, client: redis.Redis, config: BridgeConfig) -> N
     """Send the referrals whose routing delay is over (their due time is in the store)."""
     due = gate.release_due(store, client, config)
     if due:
-        outbound.enqueue_push(client, due)
+        outbound.request_drain_for(store, client, due)
 
 
 def start_sweeper(

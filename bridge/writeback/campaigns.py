@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 from simple_salesforce import format_soql
 
@@ -20,8 +22,9 @@ from bridge.config import OrgConfig
 from bridge.errors import Action, failure_of
 from bridge.routingconfig import Campaign
 from bridge.store import Store
+from bridge.store.models import utcnow
 from bridge.writeback.client import Writer
-from bridge.writeback.pushes import queue_push
+from bridge.writeback.pushes import claim, queue_push
 
 log = logging.getLogger(__name__)
 
@@ -91,4 +94,9 @@ def queue_members(
             )
             if push.state == "pending":
                 ids.append(push.id)
+        # Claimed in the transaction that makes them, so no drain takes them before this
+        # sender does (the referral pushes' drain sends them next, in collections of 200).
+        now = utcnow()
+        until = now + timedelta(seconds=defaults.OUTBOUND_CLAIM_SECONDS)
+        ids = claim(session, uuid.uuid4().hex, until=until, now=now, push_ids=ids) if ids else []
     return ids

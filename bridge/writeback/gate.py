@@ -148,6 +148,12 @@ def why_not_sent(
         return "its program is not connected to a Salesforce org"
     org, org_config = target
     push = referral_push(session, org, referral)
+    paused = bool(org.outbound_paused)
+    if paused and (push is None or push.state == "pending"):
+        decision = routing.verdict(person(referral), criteria(org_config), now or datetime.now(UTC),
+                                   outbound_on=False)  # fmt: skip
+        held = " (saved: it is sent when outbound is resumed)" if push is not None else ""
+        return decision.reason + held
     if push is not None:
         if push.state == "failed":
             return f"the push failed: {push.error_code}: {push.error_message}"

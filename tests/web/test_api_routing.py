@@ -4,11 +4,13 @@ a manual sync makes the push at once (audited), and bad input is a 4xx JSON erro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from sqlalchemy import select
 
@@ -16,6 +18,8 @@ from bridge.store import Store
 from bridge.store.models import AuditLog, OrgConnection, Push, Referral
 from bridge.vocabulary import SCOPES
 from bridge.writeback import users
+from bridge.writeback.describes import KEY
+from bridge.writeback.fit import field_rules
 from tests.web.apitools import check, check_error
 from tests.web.conftest import AuthActions
 from tests.web.seed import CONFIG_YAML, seed, token
@@ -184,3 +188,30 @@ def test_the_admin_page_lists_the_user_mapping(
     html = client.get("/admin/users").get_data(as_text=True)
     assert 'id="user-mapping"' in html and "sally" in html
     assert "no Salesforce user has the email sally@acme.example" in html
+
+
+def test_outbound_off_is_the_reason_while_paused(api: Client, store: Store) -> None:
+    rid = create(api, score=0)["referral"]["id"]
+    check(api.call("POST", f"/referrals/{rid}/sync"), 200, "ReferralCreated")
+    with store.session() as s:
+        for conn in s.scalars(select(OrgConnection)):
+            conn.outbound_paused = True
+    got = check(api.call("GET", f"/referrals/{rid}"), 200, "ReferralDetail")
+    assert got["not_sent_reason"] == (
+        "the integration's outbound direction is off (saved: it is sent when outbound is resumed)"
+    )
+
+
+def test_a_held_referral_is_still_refused_at_the_door_when_it_cannot_fit(
+    sqlite_store: Store, app_factory: Callable[..., Flask], redis_url: str
+) -> None:
+    seed(sqlite_store)
+    client = redis.Redis.from_url(redis_url)
+    lead = {"fields": [{"name": "LastName", "type": "string", "length": 80}]}
+    client.set(KEY.format(org="acme", sobject="Lead"), json.dumps(field_rules(lead)))
+    app = app_factory(sqlite_store, redis_url=redis_url)
+    api = Client(app, token(sqlite_store, list(SCOPES)))
+    body = {"program": "main", "last_name": "x" * 81, "score": 0}  # below the criteria
+    check_error(api.call("POST", "/referrals", body), 400, "value_does_not_fit", ["last_name"])
+    with sqlite_store.session() as s:
+        assert s.scalar(select(Referral).where(Referral.last_name == "x" * 81)) is None
