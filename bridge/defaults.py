@@ -100,6 +100,10 @@ DEFAULT_LONG_POLL_SECONDS = 110.0
 RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits between attempts after network errors or a server that says `retry` with no interval."""
 
+STALL_AFTER_SECONDS = _env("STALL_AFTER_SECONDS", 120.0)
+"""A channel offered events that have not been stored for this long is stalled: /readyz fails
+and names it (bridge.streaming.stall)."""
+
 BACKFILL_PROGRESS_EVERY = 1000
 """A long backfill prints a progress line every this many records."""
 

@@ -63,6 +63,8 @@ REASONS = {
     "review_direct_match": "auto_process_direct is off: a reviewer approves direct matches",
     "review_fuzzy_match": "auto_process_fuzzy is off: a reviewer approves fuzzy matches",
     "rejected": "a reviewer rejected the entry",
+    "malformed_event": "Salesforce sent an event the bridge cannot read; it is kept with its raw "
+    "payload and the error, and the stream went on past it",
 }
 
 

@@ -3,7 +3,9 @@
 Readiness checks: the database answers; Redis answers (when configured); every org in the config
 file has a stored connection with an org id and a running subscriber (one holds the org's
 stream lease in Redis); the subscriber keeps up — the oldest stored event still waiting to be
-processed is younger than `READY_MAX_LAG_SECONDS`. The newest cursor and
+processed is younger than `READY_MAX_LAG_SECONDS`; no channel is stalled — offered events for
+longer than `STALL_AFTER_SECONDS` without its cursor moving (`bridge.streaming.stall`: a poison
+event the subscriber cannot get past), named in `stalled_channels`. The newest cursor and
 event ages are reported too (a quiet org moves neither, so they do not fail the check).
 
 Metrics (Prometheus text format):
@@ -40,6 +42,7 @@ from bridge.store.models import (
     SyncCursor,
     utcnow,
 )
+from bridge.streaming import stall
 from bridge.streaming.subscriber import lease_key, topic_channels
 from bridge.vocabulary import ENTRY_OUTCOMES, PUSH_STATES
 from bridge.web.extensions import store, web
@@ -72,6 +75,7 @@ def _oldest_waiting_event(s: Any) -> datetime | None:
 def readyz() -> ResponseReturnValue:
     checks: dict[str, dict[str, Any]] = {}
     connections: dict[str, OrgConnection] = {}
+    cursor_moved: dict[int, dict[str, datetime]] = {}
     try:
         with store().session() as s:
             s.execute(text("SELECT 1"))
@@ -82,6 +86,10 @@ def readyz() -> ResponseReturnValue:
             waiting_since = _oldest_waiting_event(s)
             newest_cursor = s.scalar(select(func.max(SyncCursor.updated_at)))
             newest_event = s.scalar(select(func.max(InboundEvent.received_at)))
+            for org_connection_id, channel, updated_at in s.execute(
+                select(SyncCursor.org_connection_id, SyncCursor.channel, SyncCursor.updated_at)
+            ):
+                cursor_moved.setdefault(org_connection_id, {})[channel] = updated_at
         lag = _age(waiting_since) or 0.0
         max_lag = current_app.config["READY_MAX_LAG_SECONDS"]
         checks["subscriber"] = {
@@ -140,6 +148,18 @@ def readyz() -> ResponseReturnValue:
                     f"`sfbridge stream --org {name}` running?",
                 }
             )
+            found = connections.get(name)
+            moved_at = cursor_moved.get(found.id, {}) if found is not None else {}
+            stuck = stall.stalled(conn, name, defaults.STALL_AFTER_SECONDS, moved_at)
+            if stuck:
+                worst = max(stuck, key=lambda c: stuck[c])
+                checks[f"stream:{name}"].update(
+                    ok=False,
+                    stalled_channels=stuck,
+                    error=f"channel {worst} of org '{name}' has been offered events for "
+                    f"{stuck[worst]:.0f}s without its cursor moving (limit "
+                    f"{defaults.STALL_AFTER_SECONDS:.0f}s): see the stream's log",
+                )
     failing = sorted(k for k, v in checks.items() if not v["ok"])
     body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
     return jsonify(body), 200 if not failing else 503
