@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge import defaults
 from bridge.errors import ConfigError
 from bridge.values import covers
 from bridge.vocabulary import (
@@ -387,8 +388,15 @@ class OrgConfig(_Model):
         return out
 
 
+class StreamSettings(_Model):
+    """`stream:`: how many orgs one `sfbridge stream` process serves at most."""
+
+    capacity: int = Field(default=defaults.STREAM_CAPACITY, ge=1, le=10_000)
+
+
 class BridgeConfig(_Model):
     orgs: dict[str, OrgConfig] = Field(min_length=1)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @field_validator("orgs")
     @classmethod

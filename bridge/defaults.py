@@ -88,6 +88,22 @@ LEASE_RENEW_FRACTION = 1 / 3
 LEASE_WAIT_SECONDS = _env("LEASE_WAIT_SECONDS", 1.0)
 """How often a waiting subscriber tries to take the lease over."""
 
+FLEET_ROUND_SECONDS = _env("FLEET_ROUND_SECONDS", 1.0)
+"""How often a stream process tries to take the leases of the orgs nobody serves."""
+
+FLEET_CONFIG_EVERY_SECONDS = _env("FLEET_CONFIG_EVERY_SECONDS", 30.0)
+"""How often a stream process reads the config file again (new, changed and removed orgs)."""
+
+FLEET_RETRY_SECONDS = _env("FLEET_RETRY_SECONDS", 30.0)
+"""An org whose stream ended (unreachable, not connected, a PushTopic missing) is tried again
+after this long."""
+
+FLEET_STOP_WAIT_SECONDS = 10.0
+"""On SIGTERM, how long to wait for an org stream that is storing a delivery."""
+
+STREAM_CAPACITY = 50
+"""Orgs one stream process serves at most (`stream.capacity` in the config file)."""
+
 RECONNECT_WINDOW_SECONDS = 40.0
 """Salesforce drops a client that has not sent /meta/connect again within 40 s of a response."""
 

@@ -5,8 +5,8 @@ Redis) and runs until stopped; every one counts its Salesforce calls for /metric
 
 - worker: sets the one job context (`bridge.context`) and runs an rq worker on the inbound
   and outbound queues, with a sweeper thread (lost jobs, unsent review notifications);
-- stream: the subscriber of one org (`bridge.streaming.subscriber`), whose stored events are
-  enqueued for the worker and whose replay gaps are backfilled by polling;
+- stream: the subscriber of one org (`bridge.streaming.subscriber`), or the fleet of every org
+  the process holds a lease for (`bridge.streaming.fleet`);
 - poll: SystemModstamp polling (`bridge.streaming.poller`): a backfill, one round, or rounds.
 """
 
@@ -19,6 +19,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from types import FrameType
 from typing import Any
 
 import redis
@@ -26,7 +27,7 @@ from rq import Queue, SimpleWorker, Worker
 from sqlalchemy import select
 
 from bridge import context, defaults, jobs, notify, orgs
-from bridge.config import BridgeConfig, OrgConfig
+from bridge.config import BridgeConfig, OrgConfig, load_config
 from bridge.context import WorkerContext
 from bridge.errors import UsageError
 from bridge.locks import once_per
@@ -35,6 +36,7 @@ from bridge.runtime import Runtime
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
 from bridge.streaming import poller
+from bridge.streaming.fleet import Fleet
 from bridge.streaming.subscriber import Subscriber
 from bridge.vocabulary import STREAMED_OBJECTS
 from bridge.writeback import jobs as outbound
@@ -156,12 +158,11 @@ def run_worker(
 # ---- stream -----------------------------------------------------------------------------------
 
 
-def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
-    """`sfbridge stream`: build and run the subscriber of the org until SIGTERM."""
-    count_calls_with(rt.redis)
-    name, org = pick_org(rt.config.orgs, org_name)
+def org_stream(rt: Runtime, name: str, org: OrgConfig, stop: threading.Event) -> Subscriber:
+    """The stream of one org: its subscriber, whose stored events are enqueued for the worker
+    and whose replay gaps are backfilled by polling. (The one place that picks the transport:
+    a Pub/Sub org gets its Pub/Sub subscriber here.)"""
     conn_id = orgs.load_connection(rt.store, name).id
-    stop = threading.Event()
 
     def open_org() -> Any:
         return orgs.open_org(rt.store, rt.vault, name, org)
@@ -175,7 +176,7 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
             rt.store, open_org(), conn_id, org, sobject, enqueue=enqueue, stop=stop
         )
 
-    sub = Subscriber(
+    return Subscriber(
         store=rt.store,
         redis_client=rt.redis,
         org_name=name,
@@ -186,9 +187,37 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber:
         backfill=backfill,
         stop=stop,
     )
-    sub.install_signal_handlers()
-    sub.run()
-    return sub
+
+
+def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | Fleet:
+    """`sfbridge stream`: with `--org`, the subscriber of that org (a second instance waits for
+    its lease); without, the fleet: every configured org this process can take a lease for, up
+    to `stream.capacity` (bridge.streaming.fleet). Runs until SIGTERM."""
+    count_calls_with(rt.redis)
+    if org_name is not None:
+        name, org = pick_org(rt.config.orgs, org_name)
+        sub = org_stream(rt, name, org, threading.Event())
+        sub.install_signal_handlers()
+        sub.run()
+        return sub
+    orgs.check_store(rt.store)
+
+    def build(name: str, org: OrgConfig) -> Subscriber:
+        return org_stream(rt, name, org, threading.Event())
+
+    def load() -> BridgeConfig:
+        return load_config(rt.settings.config_path or "")
+
+    fleet = Fleet(build=build, load_config=load, config=rt.config)
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        log.info("stream: %s received; stopping every org", signal.Signals(signum).name)
+        fleet.stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    fleet.run()
+    return fleet
 
 
 # ---- poll -------------------------------------------------------------------------------------

@@ -144,18 +144,26 @@ class Subscriber:
             )
             self.lease.start_renewing()
             try:
-                self._stream()
-            except _Interrupted:
-                pass
-            except TransientError as exc:
-                # The org is unreachable at start: give the lease up and try again shortly.
-                log.warning("stream: cannot reach the org (%s); trying again", exc.message)
-                self._pause(3)
+                self.serve()
             finally:
                 self.lease.release()
                 log.info("stream: lease released")
         for thread in self._backfills.values():
             thread.join(timeout=1)
+
+    def serve(self) -> None:
+        """Stream while the lease (taken by the caller, who renews it) is held; return when
+        stopped, when the lease is lost, or when the org cannot be reached at start."""
+        try:
+            self._stream()
+        except _Interrupted:
+            pass
+        except TransientError as exc:
+            # The org is unreachable at start: give the lease up and try again shortly.
+            log.warning(
+                "stream: cannot reach org '%s' (%s); trying again", self.org_name, exc.message
+            )
+            self._pause(3)
 
     # ---- streaming --------------------------------------------------------------------------
 

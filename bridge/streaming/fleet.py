@@ -1,0 +1,193 @@
+"""`sfbridge stream` for a fleet: one process streams every org it holds a lease for.
+
+Each org is one *org stream* (today the Bayeux `Subscriber`; a Pub/Sub subscriber plugs in
+through the same factory), served in its own thread while this process holds the org's lease.
+The fleet's own loop, in the main thread, does the rest for all of them:
+
+- every `FLEET_ROUND_SECONDS` it tries to take the lease of each configured org it does not
+  serve, as long as it serves fewer than `stream.capacity` orgs, and starts the org's stream;
+- every third of the lease TTL it renews the leases it holds (one loop for all orgs, not a
+  renewal thread each); a lease another process took stops that org's stream here;
+- every `FLEET_CONFIG_EVERY_SECONDS` it reads the config file again: a new org is picked up,
+  a removed one stopped, a changed one restarted — no restart of the process;
+- an org stream that ends (the org unreachable, a PushTopic missing) gives its lease back and
+  is tried again after `FLEET_RETRY_SECONDS`, without disturbing the others.
+
+Several processes, on one machine or several, share the orgs this way: each org has exactly
+one holder; when a process dies its leases lapse after `LEASE_TTL_SECONDS` and the others take
+its orgs over, resuming from the stored cursors. All org streams of a process share one
+database engine (its pool) and one Redis client.
+
+Why threads (not asyncio): the org stream is the synchronous Bayeux client on `requests`
+(docs/inbound.md says why) and the gap backfill already runs in a thread; a thread per served
+org costs little memory (measured by scripts/bench_stream_fleet) and keeps one client for
+`--org` and fleet mode. A waiting org costs no thread: only the fleet loop's lease attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bridge import defaults
+from bridge.config import BridgeConfig, OrgConfig
+from bridge.errors import BridgeError
+from bridge.streaming.lease import Lease
+
+log = logging.getLogger("sfbridge.stream")
+
+
+class OrgStream(Protocol):
+    """What the fleet runs for one org (the Bayeux Subscriber; a Pub/Sub subscriber)."""
+
+    lease: Lease
+    stop: threading.Event
+    in_long_poll: bool
+
+    def serve(self) -> None:
+        """Stream while the lease (already taken) is held; return when stopped or lost."""
+
+
+#: Builds the org stream of one org (None: the org cannot stream yet, e.g. not connected).
+StreamFactory = Callable[[str, OrgConfig], OrgStream | None]
+
+
+@dataclass
+class _Served:
+    stream: OrgStream
+    config: OrgConfig
+    thread: threading.Thread
+
+
+@dataclass
+class Fleet:
+    """The org streams of one process (see the module docstring)."""
+
+    build: StreamFactory
+    load_config: Callable[[], BridgeConfig]
+    config: BridgeConfig
+    stop: threading.Event = field(default_factory=threading.Event)
+    served: dict[str, _Served] = field(default_factory=dict)
+    #: org -> monotonic time before which it is not tried again (ended, or cannot stream)
+    _later: dict[str, float] = field(default_factory=dict)
+    #: built org streams whose lease another process holds (built once, tried every round)
+    _waiting: dict[str, OrgStream] = field(default_factory=dict)
+
+    @property
+    def capacity(self) -> int:
+        return self.config.stream.capacity
+
+    def run(self) -> None:
+        """Serve orgs until `stop` is set, then stop every org stream and give the leases back."""
+        log.info(
+            "stream: fleet of up to %d org(s); %d configured", self.capacity, len(self.config.orgs)
+        )
+        next_renewal = next_config = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                self._reap()
+                if now >= next_config:
+                    self._reload()
+                    next_config = now + defaults.FLEET_CONFIG_EVERY_SECONDS
+                if now >= next_renewal:
+                    self._renew()
+                    next_renewal = now + defaults.LEASE_TTL_SECONDS * defaults.LEASE_RENEW_FRACTION
+                self._take_free_orgs()
+                self.stop.wait(defaults.FLEET_ROUND_SECONDS)
+        finally:
+            self._stop_all()
+
+    # ---- one round --------------------------------------------------------------------------
+
+    def _take_free_orgs(self) -> None:
+        now = time.monotonic()
+        for name, org in self.config.orgs.items():
+            if len(self.served) >= self.capacity or self.stop.is_set():
+                return
+            if name in self.served or self._later.get(name, 0) > now:
+                continue
+            stream = self._waiting.get(name)
+            if stream is None:
+                try:
+                    stream = self.build(name, org)
+                except BridgeError as exc:
+                    log.warning("stream: org '%s' cannot stream: %s", name, exc.message)
+                    stream = None
+                if stream is None:
+                    self._later[name] = now + defaults.FLEET_RETRY_SECONDS
+                    continue
+            if not stream.lease.acquire():
+                if name not in self._waiting:
+                    log.info(
+                        "stream: org '%s' is served by %s; waiting", name, stream.lease.holder()
+                    )
+                self._waiting[name] = stream  # another process serves it
+                continue
+            self._waiting.pop(name, None)
+            thread = threading.Thread(
+                target=self._serve, args=(name, stream), name=f"stream-{name}", daemon=True
+            )
+            self.served[name] = _Served(stream, org, thread)
+            log.info("stream: lease taken for org '%s' (%d served)", name, len(self.served))
+            thread.start()
+
+    def _serve(self, name: str, stream: OrgStream) -> None:
+        try:
+            stream.serve()
+        except BridgeError as exc:
+            log.error("stream: org '%s' stopped: %s", name, exc.message)
+        except Exception:  # noqa: BLE001 - one org's failure must not end the others
+            log.exception("stream: org '%s' stopped on an unexpected failure", name)
+
+    def _reap(self) -> None:
+        """Org streams that ended: give their lease back, try them again later."""
+        for name, served in list(self.served.items()):
+            if served.thread.is_alive():
+                continue
+            served.stream.lease.release()
+            del self.served[name]
+            if not self.stop.is_set() and not served.stream.stop.is_set():
+                self._later[name] = time.monotonic() + defaults.FLEET_RETRY_SECONDS
+            log.info("stream: org '%s' released (%d served)", name, len(self.served))
+
+    def _renew(self) -> None:
+        for name, served in self.served.items():
+            if not served.stream.lease.renew():
+                log.warning("stream: org '%s' was taken over; stopping it here", name)
+                served.stream.stop.set()
+
+    def _reload(self) -> None:
+        try:
+            fresh = self.load_config()
+        except BridgeError as exc:
+            log.warning("stream: the config cannot be read (%s); keeping the last one", exc)
+            return
+        for name, served in self.served.items():
+            if fresh.orgs.get(name) != served.config:
+                log.info("stream: org '%s' was changed or removed in the config; stopping", name)
+                served.stream.stop.set()
+        for name in list(self._waiting):
+            if fresh.orgs.get(name) != self.config.orgs.get(name):
+                del self._waiting[name]
+        added = sorted(set(fresh.orgs) - set(self.config.orgs))
+        if added:
+            log.info("stream: new org(s) in the config: %s", ", ".join(added))
+            for name in added:
+                self._later.pop(name, None)
+        self.config = fresh
+
+    def _stop_all(self) -> None:
+        for served in self.served.values():
+            served.stream.stop.set()
+        for name, served in list(self.served.items()):
+            # A thread in a long poll holds nothing unacknowledged: don't wait for it.
+            if not served.stream.in_long_poll:
+                served.thread.join(timeout=defaults.FLEET_STOP_WAIT_SECONDS)
+            served.stream.lease.release()
+            del self.served[name]
+        log.info("stream: every lease released")
