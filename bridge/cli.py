@@ -437,12 +437,21 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
     show_default=True,
     help="How long the org takes to answer: zero, or delays like a real org's (docs/devorg.md).",
 )
-def devorg(host: str, port: int, data_dir: Path, package_dir: Path, latency: str) -> None:
+@click.option(
+    "--orgs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Serve this many separate orgs, on consecutive ports, data in DATA_DIR/org-<n>.",
+)
+def devorg(
+    host: str, port: int, data_dir: Path, package_dir: Path, latency: str, orgs: int
+) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
 
     try:
-        run(host, port, data_dir, package_dir=package_dir, latency=latency)
+        run(host, port, data_dir, package_dir=package_dir, latency=latency, orgs=orgs)
     except OSError as exc:  # port taken, data dir not writable, ...
         where = exc.filename or f"{host}:{port}"
         raise UsageError(f"devorg cannot start: {where}: {exc.strerror or exc}") from None

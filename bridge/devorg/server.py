@@ -47,6 +47,7 @@ class DevOrgServer:
         port: int = 8410,
         package_dir: Path | None = None,
         latency: str = "zero",
+        schema: Schema | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,9 @@ class DevOrgServer:
         self.rest: Any = None  # the REST handlers (rest.setup), for reset
         self.keys = certs.ensure_key_material(self.data_dir)
         self.jwt_public_key = certs.jwt_public_key(self.keys)
-        self.schema = Schema(package_dir if package_dir and package_dir.is_dir() else None)
+        self.schema = schema or Schema(
+            package_dir if package_dir and package_dir.is_dir() else None
+        )
         self.state = DevOrgState(self.data_dir, schema=self.schema)
         self.state.latency.set_default(latency)
         self.strict = StrictMode(self.state, self.schema)
@@ -216,28 +219,51 @@ def run(
     *,
     package_dir: Path | None = None,
     latency: str = "zero",
+    orgs: int = 1,
 ) -> None:
-    """Serve the local org until SIGTERM/SIGINT."""
+    """Serve the local org until SIGTERM/SIGINT; with `orgs` > 1, that many separate orgs
+    (own org id, users, records, streams) in one process, on consecutive ports from `port`,
+    each with its data in ``data_dir/org-<n>`` (for fleets: benchmarks of many orgs)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    server = DevOrgServer(
-        Path(data_dir), host=host, port=port, package_dir=package_dir, latency=latency
-    )
-    asyncio.run(_serve(server))
+    first = DevOrgServer(
+        Path(data_dir) if orgs == 1 else Path(data_dir) / "org-1",
+        host=host, port=port, package_dir=package_dir, latency=latency,
+    )  # fmt: skip
+    servers = [first] + [
+        DevOrgServer(
+            Path(data_dir) / f"org-{n + 1}",
+            host=host,
+            port=port + n,
+            latency=latency,
+            schema=first.schema,
+        )  # fmt: skip
+        for n in range(1, orgs)
+    ]
+    asyncio.run(_serve(servers))
 
 
-async def _serve(server: DevOrgServer) -> None:
-    app = server.build_app()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, server.host, server.port, ssl_context=server.ssl_context())
-    await site.start()
-    print(f"devorg: serving {server.base_url} (data dir {server.data_dir})", flush=True)
-    print(f"devorg: CA certificate {server.keys.ca_path.resolve()}", flush=True)
-    print(f"devorg: connection details {(server.data_dir / 'devorg.json').resolve()}", flush=True)
+async def _serve(servers: list[DevOrgServer]) -> None:
+    runners = []
+    for server in servers:
+        runner = web.AppRunner(
+            server.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, server.host, server.port, ssl_context=server.ssl_context())
+        await site.start()
+        runners.append(runner)
+        print(f"devorg: serving {server.base_url} (data dir {server.data_dir})", flush=True)
+        if len(servers) == 1:
+            print(f"devorg: CA certificate {server.keys.ca_path.resolve()}", flush=True)
+            details = (server.data_dir / "devorg.json").resolve()
+            print(f"devorg: connection details {details}", flush=True)
+    if len(servers) > 1:
+        print(f"devorg: {len(servers)} orgs ready", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await runner.cleanup()
+    for runner in runners:
+        await runner.cleanup()
     print("devorg: stopped", flush=True)
