@@ -339,6 +339,16 @@ class Polling(_Model):
     page_size: int = Field(default=200, ge=1, le=2000)
 
 
+class ApiBudget(_Model):
+    """`api_budget:` above `share` of the daily API allocation, work that can wait (polling,
+    backfill) runs `slow_factor` times less often; streaming and user writes go on."""
+
+    share: float = Field(default=0.8, gt=0, le=1)
+    slow_factor: int = Field(default=10, ge=1, le=1000)
+    #: where the admins are told when the share is crossed (besides the admin users' email)
+    webhook: Webhook | None = None
+
+
 class OrgConfig(_Model):
     login_url: str = "https://login.salesforce.com"
     client_id: str | None = None
@@ -354,6 +364,7 @@ class OrgConfig(_Model):
     writeback: Writeback = Field(default_factory=Writeback)
     streaming: Streaming = Field(default_factory=Streaming)
     polling: Polling = Field(default_factory=Polling)
+    api_budget: ApiBudget = Field(default_factory=ApiBudget)
 
     @field_validator("login_url")
     @classmethod

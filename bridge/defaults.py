@@ -140,6 +140,14 @@ STATUS_RETRIES = 3
 BACKOFF_FACTOR = 0.5
 """urllib3 backoff between those attempts: none before the first retry, then 0.5 s, 1 s, 2 s…"""
 
+# ---- API budget guard (bridge.salesforce.budget) --------------------------------------------
+
+BUDGET_PAGE_PAUSE_SECONDS = _env("BUDGET_PAGE_PAUSE_SECONDS", 1.0)
+"""Over the budget, a backfill waits this × `api_budget.slow_factor` between pages."""
+
+BUDGET_READ_EVERY_SECONDS = _env("BUDGET_READ_EVERY_SECONDS", 300.0)
+"""A poll round asks the `limits` resource when it knows no API usage newer than this."""
+
 # ---- metrics ---------------------------------------------------------------------------------
 
 METRICS_PAUSE_AFTER_FAILURE_SECONDS = 30.0

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import FrameType
@@ -33,6 +34,8 @@ from bridge.errors import UsageError
 from bridge.locks import once_per
 from bridge.metrics import count_calls_with
 from bridge.runtime import Runtime
+from bridge.salesforce import budget
+from bridge.salesforce.errors import SalesforceError
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
 from bridge.streaming import poller
@@ -79,6 +82,42 @@ def resend_notifications(store: Store, client: redis.Redis, config: BridgeConfig
     return notify.send_pending(store, config_for)
 
 
+def alert_on_crossing(
+    store: Store, client: redis.Redis, name: str, org: OrgConfig, usage: budget.ApiUsage
+) -> bool:
+    """Tell the admins, once per crossing (across processes), that org `name` went over its
+    API budget; returns whether this call sent it."""
+    try:
+        if not budget.crossed(client, name, usage, org.api_budget.share):
+            return False
+    except redis.RedisError as exc:
+        log.warning("API budget of org '%s' not checked: %s", name, exc)
+        return False
+    text = (
+        f"Org '{name}' has used {usage.words()}, over its budget of "
+        f"{org.api_budget.share:.0%}. Polling and backfill now run "
+        f"{org.api_budget.slow_factor} times less often until usage falls back under it; "
+        "streaming and user writes go on."
+    )
+    log.warning("%s", text)
+    body = {"event": "api_budget_exceeded", "org": name, "used": usage.used,
+            "allocation": usage.allocation, "share": org.api_budget.share}  # fmt: skip
+    notify.alert_admins(
+        store, f"org '{name}' over its API budget", text, body, org.api_budget.webhook
+    )
+    return True
+
+
+def check_budgets(store: Store, client: redis.Redis, config: BridgeConfig) -> int:
+    """The sweeper's look at every org's newest API usage: alert on crossings."""
+    readings = budget.read_all(client)
+    return sum(
+        alert_on_crossing(store, client, name, org, readings[name])
+        for name, org in config.orgs.items()
+        if name in readings
+    )
+
+
 def start_sweeper(
     store: Store, client: redis.Redis, stop: threading.Event, config: BridgeConfig | None = None
 ) -> threading.Thread:
@@ -92,6 +131,7 @@ def start_sweeper(
                 outbound.sweep(store, client)
                 if config is not None:
                     resend_notifications(store, client, config)
+                    check_budgets(store, client, config)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("sweeper round failed")
 
@@ -256,5 +296,32 @@ def run_poll(
             "poll: "
             + ", ".join(f"{obj} {read} read / {new} new" for obj, (read, new) in results.items())
         )
-        if not every or stop.wait(every):
+        if not every or stop.wait(_next_round(rt, name, org, sforg, every, echo)):
             return
+
+
+def _next_round(
+    rt: Runtime, name: str, org: OrgConfig, sforg: Any, every: int, echo: Echo
+) -> float:
+    """Seconds until the next poll round: `every`, or slower while the org is over its API
+    budget (bridge.salesforce.budget)."""
+    try:
+        shared = budget.read(rt.redis, name)
+    except redis.RedisError:
+        shared = None
+    usage = budget.newest(sforg.api_usage, shared)
+    if usage is None or time.time() - usage.at > defaults.BUDGET_READ_EVERY_SECONDS:
+        try:
+            usage = sforg.read_api_usage()
+        except SalesforceError as exc:
+            log.warning("poll: the limits of org '%s' could not be read: %s", name, exc)
+    if usage is None:
+        return every
+    alert_on_crossing(rt.store, rt.redis, name, org, usage)
+    wait = budget.deferrable_wait(usage, org.api_budget.share, every, org.api_budget.slow_factor)
+    if wait > every:
+        echo(
+            f"poll: org '{name}' has used {usage.words()}, over its budget of "
+            f"{org.api_budget.share:.0%}: next round in {wait:g}s instead of {every}s"
+        )
+    return wait

@@ -7,6 +7,8 @@ processed is younger than `READY_MAX_LAG_SECONDS`; no channel is stalled — off
 longer than `STALL_AFTER_SECONDS` without its cursor moving (`bridge.streaming.stall`: a poison
 event the subscriber cannot get past), named in `stalled_channels`. The newest cursor and
 event ages are reported too (a quiet org moves neither, so they do not fail the check).
+`api_budget:<org>` gives each org's API usage against its daily allocation: over the
+configured share it carries a warning (polling is slowed), a used-up allocation fails.
 
 Metrics (Prometheus text format):
 
@@ -18,12 +20,16 @@ Metrics (Prometheus text format):
   from the Redis counters `sfbridge:sf_api_calls` / `sfbridge:sf_api_errors` (a hash keyed by
   org, or a plain counter), counted by `bridge.metrics.salesforce_call_hook` on a process's
   Salesforce session
+- `sfbridge_salesforce_api_usage{org}` / `sfbridge_salesforce_api_allocation{org}` the daily
+  API calls used and allowed, as each org last reported them (`Sforce-Limit-Info`, recorded in
+  Redis by the same hook; bridge.salesforce.budget)
 - `sfbridge_subscriber_lag_seconds` age of the oldest event waiting to be processed
 - `sfbridge_up` 1
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +40,7 @@ from sqlalchemy import func, select, text
 
 from bridge import defaults
 from bridge.errors import ConfigError
+from bridge.salesforce import budget
 from bridge.store.models import (
     InboundEvent,
     OrgConnection,
@@ -160,9 +167,36 @@ def readyz() -> ResponseReturnValue:
                     f"{stuck[worst]:.0f}s without its cursor moving (limit "
                     f"{defaults.STALL_AFTER_SECONDS:.0f}s): see the stream's log",
                 )
+    if cfg is not None and conn is not None and checks["redis"]["ok"]:
+        readings = budget.read_all(conn)
+        for name, org in cfg.orgs.items():
+            if name in readings:
+                checks[f"api_budget:{name}"] = _budget_check(readings[name], org.api_budget.share)
     failing = sorted(k for k, v in checks.items() if not v["ok"])
     body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
     return jsonify(body), 200 if not failing else 503
+
+
+def _budget_check(usage: budget.ApiUsage, share: float) -> dict[str, Any]:
+    """Over the share is a warning (polling slowed, streaming goes on); a used-up allocation
+    fails the check: Salesforce refuses API calls (REQUEST_LIMIT_EXCEEDED) until usage falls."""
+    check: dict[str, Any] = {
+        "ok": usage.used < usage.allocation,
+        "used": usage.used,
+        "allocation": usage.allocation,
+        "share": round(usage.share, 4),
+        "budget_share": share,
+        "over_budget": usage.over(share),
+        "age_seconds": round(time.time() - usage.at, 1),
+    }
+    if not check["ok"]:
+        check["error"] = f"the org has used {usage.words()}: Salesforce refuses API calls"
+    elif check["over_budget"]:
+        check["warning"] = (
+            f"the org has used {usage.words()}, over the budget of {share:.0%}: "
+            "polling and backfill are slowed"
+        )
+    return check
 
 
 def _esc(value: str) -> str:
@@ -248,6 +282,22 @@ def metrics() -> Response:
                     f"Salesforce API {metric.split('_')[3]} (Redis {key}).",
                     _redis_counter(conn, metric, key),
                 )
+            readings = sorted(budget.read_all(conn).items())
+            family(
+                "sfbridge_salesforce_api_usage",
+                "gauge",
+                "Daily API calls used, as the org last reported (Sforce-Limit-Info).",
+                [_line("sfbridge_salesforce_api_usage", u.used, org=o) for o, u in readings],
+            )
+            family(
+                "sfbridge_salesforce_api_allocation",
+                "gauge",
+                "The org's daily API allocation (Sforce-Limit-Info).",
+                [
+                    _line("sfbridge_salesforce_api_allocation", u.allocation, org=o)
+                    for o, u in readings
+                ],
+            )
         except Exception as exc:  # Redis down: the rest of the metrics still count
             out.append(f"# redis unavailable: {type(exc).__name__}")
     return Response("\n".join(out) + "\n", mimetype="text/plain; version=0.0.4")

@@ -9,6 +9,7 @@ from datetime import timedelta
 import redis
 from flask import Flask
 
+from bridge.salesforce import budget
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, SyncCursor, utcnow
 from bridge.streaming import stall
@@ -146,3 +147,22 @@ def test_readyz_names_a_stalled_channel(
     assert client.get("/readyz").status_code == 200
     offered.clear(["/topic/SFB_Lead"])
     assert conn.hgetall(stall.key("acme")) == {}
+
+
+def test_readyz_and_metrics_show_the_usage(
+    sqlite_store: Store, app_factory: Callable[..., Flask], redis_url: str
+) -> None:
+    seed(sqlite_store)
+    client = app_factory(sqlite_store, redis_url=redis_url).test_client()
+    conn = redis.Redis.from_url(redis_url)
+    budget.record(conn, "acme", budget.ApiUsage(850, 1000, time.time()))
+    check = client.get("/readyz").get_json()["checks"]["api_budget:acme"]
+    assert check["ok"] and check["over_budget"] and check["used"] == 850
+    assert "over the budget of 80%" in check["warning"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'sfbridge_salesforce_api_usage{org="acme"} 850' in text
+    assert 'sfbridge_salesforce_api_allocation{org="acme"} 1000' in text
+    budget.record(conn, "acme", budget.ApiUsage(1000, 1000, time.time()))
+    body = client.get("/readyz").get_json()
+    assert "api_budget:acme" in body["failing"]
+    assert "Salesforce refuses API calls" in body["checks"]["api_budget:acme"]["error"]
