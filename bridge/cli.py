@@ -473,9 +473,12 @@ def _log_to_stderr() -> None:
 @main.command("stream")
 @click.option("--org", "org_name", help="Org name from the config (needed if several).")
 def stream(org_name: str | None) -> None:
-    """Subscribe to the org's topics and store every change (one active subscriber per org).
+    """Subscribe to the orgs' topics and store every change (one active subscriber per org).
 
-    A second instance waits and takes over when the first stops or dies. SIGTERM stops it
+    Without --org: every org of the config this process can take the lease of, up to
+    stream.capacity; other stream processes share the rest and take over the orgs of one that
+    dies; new orgs in the config are picked up without a restart. With --org: that org only;
+    a second instance waits and takes over when the first stops or dies. SIGTERM stops it
     after the current batch.
     """
     from bridge import processes
