@@ -213,3 +213,37 @@ def test_the_poisoned_event_becomes_a_failed_entry_in_words(
         assert bad.error and "the record's Id is list" in bad.error
         assert '"Id": ["00Q000000000001AAA"]' in bad.raw["raw"]
         assert entries[ids[0]].outcome != "failed"
+
+
+def test_a_delivery_the_database_refuses_is_stored_one_by_one(
+    store: Store, org_id: int, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: should the database refuse an event the checks let through, the
+    subscriber stores the delivery event by event and the refused one as malformed."""
+    import sqlalchemy.exc
+
+    from bridge.streaming import subscriber
+    from tests.inbound.test_jobs import ORG
+
+    real = inbox.store_and_advance
+    refused = "00Q000000000002AAA"
+
+    def picky(session: Any, org_connection_id: int, events: Any) -> list[int]:
+        if any(ev.record_id == refused for ev in events):
+            raise sqlalchemy.exc.DataError("INSERT …", {}, Exception("value too long"))
+        return real(session, org_connection_id, events)
+
+    monkeypatch.setattr(subscriber.inbox, "store_and_advance", picky)
+    sub = subscriber.Subscriber(
+        store=store, redis_client=redis_client, org_name="acme", org=ORG,
+        org_connection_id=org_id, open_org=lambda: None, enqueue=lambda ids: None,
+        backfill=lambda sobject: None,
+    )  # fmt: skip
+    sub._store([good(1), good(2, refused), good(3, "00Q000000000003AAA")])
+    with store.session() as s:
+        rows = {e.replay_id: e for e in s.scalars(select(InboundEvent))}
+        assert sorted(rows) == [1, 2, 3]
+        assert rows[2].change_type == "malformed"
+        assert "the database refused the event: value too long" in rows[2].payload["_error"]
+        assert rows[1].record_id == LEAD and rows[3].change_type == "updated"
+    assert _cursor(store, org_id, CHANNEL) == 3
