@@ -101,6 +101,10 @@ after this long."""
 FLEET_STOP_WAIT_SECONDS = 10.0
 """On SIGTERM, how long to wait for an org stream that is storing a delivery."""
 
+HANDOFF_SECONDS = 0.05
+"""A stream process serving many orgs hands their stored events to the workers together, at
+most this often (bridge.streaming.fleet.Handoff)."""
+
 STREAM_CAPACITY = 50
 """Orgs one stream process serves at most (`stream.capacity` in the config file)."""
 

@@ -39,7 +39,7 @@ from bridge.salesforce.errors import SalesforceError
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
 from bridge.streaming import poller
-from bridge.streaming.fleet import Fleet
+from bridge.streaming.fleet import Fleet, Handoff
 from bridge.streaming.subscriber import Subscriber
 from bridge.vocabulary import STREAMED_OBJECTS
 from bridge.writeback import jobs as outbound
@@ -198,17 +198,23 @@ def run_worker(
 # ---- stream -----------------------------------------------------------------------------------
 
 
-def org_stream(rt: Runtime, name: str, org: OrgConfig, stop: threading.Event) -> Subscriber:
+def org_stream(
+    rt: Runtime,
+    name: str,
+    org: OrgConfig,
+    stop: threading.Event,
+    handoff: Callable[[list[int]], object] | None = None,
+) -> Subscriber:
     """The stream of one org: its subscriber, whose stored events are enqueued for the worker
-    and whose replay gaps are backfilled by polling. (The one place that picks the transport:
-    a Pub/Sub org gets its Pub/Sub subscriber here.)"""
+    (through `handoff`, in a fleet) and whose replay gaps are backfilled by polling. (The one
+    place that picks the transport: a Pub/Sub org gets its Pub/Sub subscriber here.)"""
     conn_id = orgs.load_connection(rt.store, name).id
 
     def open_org() -> Any:
         return orgs.open_org(rt.store, rt.vault, name, org)
 
-    def enqueue(ids: list[int]) -> int:
-        return jobs.enqueue_events(rt.redis, ids)
+    def enqueue(ids: list[int]) -> object:
+        return handoff(ids) if handoff is not None else jobs.enqueue_events(rt.redis, ids)
 
     def backfill(sobject: str) -> tuple[int, int]:
         # In its own thread, with its own org connection (the stream holds the first).
@@ -241,9 +247,10 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | Fleet:
         sub.run()
         return sub
     orgs.check_store(rt.store)
+    handoff = Handoff(lambda ids: jobs.enqueue_events(rt.redis, ids))
 
     def build(name: str, org: OrgConfig) -> Subscriber:
-        return org_stream(rt, name, org, threading.Event())
+        return org_stream(rt, name, org, threading.Event(), handoff.add)
 
     def load() -> BridgeConfig:
         return load_config(rt.settings.config_path or "")
@@ -256,7 +263,10 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | Fleet:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    sender = threading.Thread(target=handoff.run, args=(fleet.stop,), name="handoff", daemon=True)
+    sender.start()
     fleet.run()
+    sender.join(timeout=defaults.FLEET_STOP_WAIT_SECONDS)
     return fleet
 
 

@@ -56,6 +56,42 @@ class OrgStream(Protocol):
 StreamFactory = Callable[[str, OrgConfig], OrgStream | None]
 
 
+class Handoff:
+    """The events every org stream of the process stored, handed to the workers together: one
+    job per `BATCH_SIZE` ids at most every `HANDOFF_SECONDS`, so 200 orgs with a change each
+    make one job, not 200 (a worker runs a few hundred jobs a second, each batch in one go).
+    The ids are committed before they get here; ids lost with a killed process are `new` in
+    the store and the sweeper enqueues them."""
+
+    def __init__(self, send: Callable[[list[int]], object]) -> None:
+        self.send = send
+        self._ids: list[int] = []
+        self._lock = threading.Lock()
+        self._full = threading.Event()
+
+    def add(self, ids: list[int]) -> None:
+        with self._lock:
+            self._ids.extend(ids)
+            if len(self._ids) >= defaults.BATCH_SIZE:
+                self._full.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            ids, self._ids = self._ids, []
+            self._full.clear()
+        if ids:
+            self.send(ids)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._full.wait(defaults.HANDOFF_SECONDS)
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the ids are stored: the sweeper enqueues them
+                log.exception("stream: handing events to the workers failed")
+        self.flush()
+
+
 @dataclass
 class _Served:
     stream: OrgStream
