@@ -252,8 +252,16 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | Fleet:
     def build(name: str, org: OrgConfig) -> Subscriber:
         return org_stream(rt, name, org, threading.Event(), handoff.add)
 
-    def load() -> BridgeConfig:
-        return load_config(rt.settings.config_path or "")
+    path = rt.settings.config_path or ""
+    seen = [_file_version(path)]
+
+    def load() -> BridgeConfig | None:
+        # Parsing a config of many orgs costs real CPU: only when the file changed.
+        version = _file_version(path)
+        if version == seen[0]:
+            return None
+        seen[0] = version
+        return load_config(path)
 
     fleet = Fleet(build=build, load_config=load, config=rt.config)
 
@@ -268,6 +276,14 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | Fleet:
     fleet.run()
     sender.join(timeout=defaults.FLEET_STOP_WAIT_SECONDS)
     return fleet
+
+
+def _file_version(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 # ---- poll -------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ The fleet's own loop, in the main thread, does the rest for all of them:
   serve, as long as it serves fewer than `stream.capacity` orgs, and starts the org's stream;
 - every third of the lease TTL it renews the leases it holds (one loop for all orgs, not a
   renewal thread each); a lease another process took stops that org's stream here;
-- every `FLEET_CONFIG_EVERY_SECONDS` it reads the config file again: a new org is picked up,
+- every `FLEET_CONFIG_EVERY_SECONDS` it reads the config file again if it changed (its
+  modification time and size): a new org is picked up,
   a removed one stopped, a changed one restarted — no restart of the process;
 - an org stream that ends (the org unreachable, a PushTopic missing) gives its lease back and
   is tried again after `FLEET_RETRY_SECONDS`, without disturbing the others.
@@ -104,7 +105,8 @@ class Fleet:
     """The org streams of one process (see the module docstring)."""
 
     build: StreamFactory
-    load_config: Callable[[], BridgeConfig]
+    #: the config file again, or None when it has not changed since the last call
+    load_config: Callable[[], BridgeConfig | None]
     config: BridgeConfig
     stop: threading.Event = field(default_factory=threading.Event)
     served: dict[str, _Served] = field(default_factory=dict)
@@ -202,6 +204,8 @@ class Fleet:
             fresh = self.load_config()
         except BridgeError as exc:
             log.warning("stream: the config cannot be read (%s); keeping the last one", exc)
+            return
+        if fresh is None:
             return
         for name, served in self.served.items():
             if fresh.orgs.get(name) != served.config:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -28,13 +28,28 @@ POLL_PREFIX = "poll:"
 BACKFILL_PREFIX = "backfill:"
 
 
+_EVENTS = cast(Table, InboundEvent.__table__)
+_CURSORS = cast(Table, SyncCursor.__table__)
+
+
 def _insert(session: Session) -> Any:
+    # Core statements on the tables, not the ORM entities: built once per dialect and cached
+    # by SQLAlchemy, where an ORM bulk insert with a list of VALUES is compiled on every call
+    # (a stream process of many orgs stores a delivery of one event at a time, hundreds/s).
     name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert(InboundEvent)
-    if name == "sqlite":
-        return sqlite.insert(InboundEvent)
-    raise NotImplementedError(f"no insert-or-ignore for {name}")
+    stmt = _INSERTS.get(name)
+    if stmt is None:
+        if name == "postgresql":
+            ins: Any = postgresql.insert(_EVENTS)
+        elif name == "sqlite":
+            ins = sqlite.insert(_EVENTS)
+        else:
+            raise NotImplementedError(f"no insert-or-ignore for {name}")
+        stmt = _INSERTS[name] = ins.on_conflict_do_nothing().returning(_EVENTS.c.id)
+    return stmt
+
+
+_INSERTS: dict[str, Any] = {}
 
 
 def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
@@ -72,10 +87,9 @@ def store_events(
             continue  # the same change twice in one batch (a replay overlapping a page)
         seen.add(row["change_key"])
         rows.append(row)
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        stmt = _insert(session).values(chunk).on_conflict_do_nothing().returning(InboundEvent.id)
-        new_ids.extend(session.scalars(stmt))
+    if rows:
+        # executemany with RETURNING ("insertmanyvalues": batched VALUES under the hood)
+        new_ids.extend(session.scalars(_insert(session), rows))
     return sorted(new_ids)
 
 
@@ -99,16 +113,16 @@ def advance_replay(
     One conditional UPDATE (or an insert for a new channel), so two processes racing cannot
     move it backwards. Returns whether it moved.
     """
+    c = _CURSORS.c
     moved = _rowcount(
         session.execute(
-            update(SyncCursor)
+            update(_CURSORS)
             .where(
-                SyncCursor.org_connection_id == org_connection_id,
-                SyncCursor.channel == channel,
-                or_(SyncCursor.replay_id.is_(None), SyncCursor.replay_id < replay_id),
+                c.org_connection_id == org_connection_id,
+                c.channel == channel,
+                or_(c.replay_id.is_(None), c.replay_id < replay_id),
             )
             .values(replay_id=replay_id, modstamp=modstamp, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
         )
     )
     if moved:
