@@ -54,7 +54,8 @@ def salesforce_call_hook(client: redis.Redis, org: str) -> Callable[..., Any]:
 
     def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal paused_until
-        usage = budget.from_header(response.headers.get("Sforce-Limit-Info"))
+        headers = getattr(response, "headers", None) or {}
+        usage = budget.from_header(headers.get("Sforce-Limit-Info"))
         if time.monotonic() >= paused_until and not count_salesforce_call(
             client, org, error=response.status_code >= 400, usage=usage
         ):
