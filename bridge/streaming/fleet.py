@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import redis
+
 from bridge import defaults
 from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import BridgeError
@@ -142,12 +144,26 @@ class Fleet:
 
     # ---- one round --------------------------------------------------------------------------
 
+    def _held_elsewhere(self) -> set[str]:
+        """The waiting orgs whose lease is held, in one round trip (MGET), so a round costs
+        one Redis call however many orgs other processes serve."""
+        if len(self.served) >= self.capacity or not self._waiting:
+            return set()
+        names = list(self._waiting)
+        client = self._waiting[names[0]].lease.client
+        try:
+            values = client.mget([self._waiting[n].lease.key for n in names])
+        except redis.RedisError:
+            return set()  # each acquire below says what is wrong
+        return {n for n, v in zip(names, values, strict=True) if v is not None}
+
     def _take_free_orgs(self) -> None:
         now = time.monotonic()
+        held = self._held_elsewhere()
         for name, org in self.config.orgs.items():
             if len(self.served) >= self.capacity or self.stop.is_set():
                 return
-            if name in self.served or self._later.get(name, 0) > now:
+            if name in self.served or name in held or self._later.get(name, 0) > now:
                 continue
             stream = self._waiting.get(name)
             if stream is None:
