@@ -19,6 +19,7 @@ from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.vocabulary import ROLES, STREAMED_OBJECTS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from bridge.config import OrgConfig
@@ -70,6 +71,9 @@ def _runtime(*, db: bool = False) -> Runtime:
         from bridge.orgs import check_store
 
         check_store(rt.store)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:  # close the database connections when the command ends
+            ctx.call_on_close(rt.store.dispose)
     return rt
 
 
@@ -208,6 +212,134 @@ def users_add(email: str, role: str, name: str, password_stdin: bool) -> None:
         click.echo(f"added {user.email} ({user.role})")
 
 
+@users.command("list")
+def users_list() -> None:
+    """List accounts: email, role, active or deactivated, last sign-in."""
+    from sqlalchemy import select
+
+    from bridge.store.models import User
+
+    rt = _runtime(db=True)
+    with rt.store.session() as s:
+        for u in s.scalars(select(User).order_by(User.email)):
+            state = "active" if u.active else "deactivated"
+            last = u.last_login_at.isoformat(timespec="seconds") if u.last_login_at else "never"
+            click.echo(f"{u.id}\t{u.email}\t{u.role}\t{state}\t{last}")
+
+
+def _change_user(email: str, change: Callable[[Any, Any], str]) -> None:
+    """Run `change(session, user)` for the user with EMAIL and print what it says."""
+    from bridge.users import find_user
+
+    rt = _runtime(db=True)
+    with rt.store.session() as s:
+        click.echo(change(s, find_user(s, email)))
+
+
+@users.command("deactivate")
+@click.argument("email")
+def users_deactivate(email: str) -> None:
+    """Deactivate EMAIL: their sessions end and their API tokens stop working."""
+    from bridge.users import set_active
+
+    _change_user(email, lambda s, u: f"deactivated {set_active(s, u, False, actor='cli').email}")
+
+
+@users.command("reactivate")
+@click.argument("email")
+def users_reactivate(email: str) -> None:
+    """Let EMAIL sign in again."""
+    from bridge.users import set_active
+
+    _change_user(email, lambda s, u: f"reactivated {set_active(s, u, True, actor='cli').email}")
+
+
+@users.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(ROLES))
+def users_role(email: str, role: str) -> None:
+    """Give EMAIL the role ROLE."""
+    from bridge.users import set_role
+
+    _change_user(email, lambda s, u: f"{set_role(s, u, role, actor='cli').email} is now {role}")
+
+
+@users.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def users_password(email: str, password_stdin: bool) -> None:
+    """Reset EMAIL's password; their sessions end and any sign-in delay is lifted."""
+    from bridge.users import find_user, set_password
+
+    rt = _runtime(db=True)
+    with rt.store.session() as s:
+        user = find_user(s, email)  # before asking for the password, not after
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with rt.store.session() as s:
+        user = find_user(s, email)
+        ended = set_password(s, user, password, actor="cli")
+        click.echo(f"set a new password for {user.email}; {ended} session(s) ended")
+
+
+@users.command("end-sessions")
+@click.argument("email")
+def users_end_sessions(email: str) -> None:
+    """Sign EMAIL out everywhere."""
+    from bridge import audit
+    from bridge.users import end_sessions
+
+    def change(s: Any, user: Any) -> str:
+        ended = end_sessions(s, user.id, "ended_by_admin")
+        audit.record(s, "cli", "user.sessions_end", "user", user.id, sessions_ended=ended)
+        return f"ended {ended} session(s) of {user.email}"
+
+    _change_user(email, change)
+
+
+@users.command("unlock")
+@click.argument("email")
+def users_unlock(email: str) -> None:
+    """Clear the sign-in delay of account EMAIL."""
+    from bridge import audit, throttle
+
+    def change(s: Any, user: Any) -> str:
+        throttle.clear(s, throttle.account_key(user.email))
+        audit.record(s, "cli", "user.unlock", "user", user.id)
+        return f"cleared the sign-in delay of {user.email}"
+
+    _change_user(email, change)
+
+
+@users.command("clear-address")
+@click.argument("address")
+def users_clear_address(address: str) -> None:
+    """Clear the sign-in delay of client ADDRESS (e.g. an office's proxy)."""
+    from bridge import audit, throttle
+
+    address = throttle.normal_address(address)
+    rt = _runtime(db=True)
+    with rt.store.session() as s:
+        cleared = throttle.clear(s, throttle.address_key(address))
+        audit.record(s, "cli", "address.clear", "client_ip", address, cleared=cleared)
+    click.echo(f"cleared {address}" if cleared else f"{address} had no failed sign-ins on record")
+
+
+@users.command("delays")
+def users_delays() -> None:
+    """List the accounts (by hash) and addresses whose next sign-in attempt must wait."""
+    from bridge import throttle
+    from bridge.store.models import utcnow
+
+    rt = _runtime(db=True)
+    with rt.store.session() as s:
+        for row in throttle.delayed(s, utcnow()):
+            until = row.not_before.isoformat(timespec="seconds") if row.not_before else ""
+            click.echo(f"{row.key}\t{row.attempts} attempts\tuntil {until}")
+
+
 @main.group(cls=_Group)
 def tokens() -> None:
     """API tokens for /api/v1 (the secret is shown once)."""
@@ -223,19 +355,36 @@ def tokens() -> None:
     required=True,
     help="Repeat for each scope, e.g. --scope entries:read --scope entries:write.",
 )
-def tokens_create(email: str, name: str, scopes: tuple[str, ...]) -> None:
+@click.option(
+    "--expires-in",
+    "expires_days",
+    type=click.IntRange(1, 3650),
+    help="Days until the token stops working (default: until revoked).",
+)
+def tokens_create(email: str, name: str, scopes: tuple[str, ...], expires_days: int | None) -> None:
     """Create a token; prints the secret once (only its SHA-256 is stored)."""
+    from datetime import timedelta
+
     from sqlalchemy import select
 
-    from bridge.store.models import User
+    from bridge.store.models import User, utcnow
     from bridge.users import create_token
+
+    expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
 
     rt = _runtime(db=True)
     with rt.store.session() as s:
         user = s.scalar(select(User).where(User.email == email.strip().lower()))
         if user is None:
             raise UsageError(f"no user {email}: add one with `sfbridge users add`")
-        new = create_token(s, user, name, [x for sc in scopes for x in sc.split()], actor="cli")
+        new = create_token(
+            s,
+            user,
+            name,
+            [x for sc in scopes for x in sc.split()],
+            actor="cli",
+            expires_at=expires_at,
+        )
         click.echo(
             f"token {new.token.id} ({' '.join(new.token.scopes)}), shown only now:", err=True
         )
@@ -259,12 +408,15 @@ def tokens_list() -> None:
     """List tokens (never their secrets)."""
     from sqlalchemy import select
 
-    from bridge.store.models import ApiToken
+    from bridge.store.models import ApiToken, utcnow
 
     rt = _runtime(db=True)
     with rt.store.session() as s:
         for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
             state = "revoked" if t.revoked_at else "active"
+            if t.expires_at and not t.revoked_at:
+                expired = t.expires_at <= utcnow()
+                state = f"{'expired' if expired else 'expires'} {t.expires_at:%Y-%m-%d %H:%M}"
             click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{' '.join(t.scopes)}\t{state}")
 
 
@@ -444,14 +596,34 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
     type=click.IntRange(1, 1000),
     help="Serve this many separate orgs, on consecutive ports, data in DATA_DIR/org-<n>.",
 )
+@click.option(
+    "--pubsub-port",
+    type=int,
+    default=None,
+    help="Also serve the Pub/Sub API (gRPC over TLS) on this port.",
+)
 def devorg(
-    host: str, port: int, data_dir: Path, package_dir: Path, latency: str, orgs: int
+    host: str,
+    port: int,
+    data_dir: Path,
+    package_dir: Path,
+    latency: str,
+    orgs: int,
+    pubsub_port: int | None,
 ) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
 
     try:
-        run(host, port, data_dir, package_dir=package_dir, latency=latency, orgs=orgs)
+        run(
+            host,
+            port,
+            data_dir,
+            package_dir=package_dir,
+            latency=latency,
+            orgs=orgs,
+            pubsub_port=pubsub_port,
+        )
     except OSError as exc:  # port taken, data dir not writable, ...
         where = exc.filename or f"{host}:{port}"
         raise UsageError(f"devorg cannot start: {where}: {exc.strerror or exc}") from None
@@ -502,17 +674,33 @@ def stream(org_name: str | None) -> None:
     type=click.Choice(STREAMED_OBJECTS),
     help="Only these objects (repeatable) [default: all four].",
 )
+@click.option(
+    "--values",
+    is_flag=True,
+    help="Run the formula-field value check once now (value_check in the config), and exit.",
+)
 def poll(
-    org_name: str | None, every: int | None, since: str | None, objects: tuple[str, ...]
+    org_name: str | None,
+    every: int | None,
+    since: str | None,
+    objects: tuple[str, ...],
+    values: bool,
 ) -> None:
-    """Poll changes by SystemModstamp (once, or --every N seconds); --since backfills a gap."""
+    """Poll changes by SystemModstamp (once, or --every N seconds); --since backfills a gap.
+    With --every, mapped formula fields are also read every value_check.every seconds."""
     from bridge import processes
 
     _log_to_stderr()
     rt = _runtime(db=True)
     when = _parse_since(since) if since else None
     processes.run_poll(
-        rt, org_name, every=every, since=when, objects=objects or None, echo=click.echo
+        rt,
+        org_name,
+        every=every,
+        since=when,
+        objects=objects or None,
+        echo=click.echo,
+        values=values,
     )
 
 

@@ -270,11 +270,32 @@ class Activities(_Model):
     kinds: dict[ActivityKind, ActivityMapping] = Field(default_factory=dict)
 
 
+_LOCAL_NAME = re.compile(r"^(member\.)?[A-Za-z_][A-Za-z0-9_]*$")
+_MEMBER_ATTRIBUTES = ("name", "email", "phone", "url", "external_id", "referral_code")
+_NOT_SYNCED = ("id", "public_id", "status", "program_id", "member_id", "created_at", "updated_at")
+
+
 class FieldMapping(_Model):
     local: str
     salesforce: list[str] = Field(min_length=1)
     sync: SyncRule = "read_only"
     strategy: SyncStrategy = "override"
+
+    @field_validator("local")
+    @classmethod
+    def _local_name(cls, v: str) -> str:
+        if not _LOCAL_NAME.match(v):
+            raise ValueError(
+                f"'{v}' is not a local field: a referral attribute or fields key (company, "
+                "plan) or member.<attribute>"
+            )
+        if v in _NOT_SYNCED:
+            raise ValueError(f"'{v}' is kept by the bridge itself and cannot be synced")
+        if v.startswith("member.") and v[len("member.") :] not in _MEMBER_ATTRIBUTES:
+            raise ValueError(
+                f"'{v}': a member has no such attribute (one of {', '.join(_MEMBER_ATTRIBUTES)})"
+            )
+        return v
 
     @field_validator("salesforce", mode="before")
     @classmethod
@@ -302,6 +323,9 @@ class Writeback(_Model):
     referral_add: ReferralAdd = Field(default_factory=ReferralAdd)
     activities: Activities = Field(default_factory=Activities)
     objects: dict[StreamedObject, ObjectSync] = Field(default_factory=dict)
+    # After a fuzzy, member or reviewer match, write the referral's id and member fields onto
+    # the Salesforce record, so its next change matches directly.
+    link_back: bool = True
 
     @model_validator(mode="after")
     def _dedupe_fits_object(self) -> Writeback:
@@ -318,9 +342,42 @@ class Program(_Model):
     name: str
 
 
+_PUBSUB_TOPIC = re.compile(r"^/(data|event)/[A-Za-z][A-Za-z0-9_]{0,79}$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
+
+
 class Streaming(_Model):
+    # cometd: PushTopics (and CDC with `cdc: true`) over the Streaming API; pubsub: Change Data
+    # Capture over the Pub/Sub API (gRPC), on `pubsub_topics` (docs/inbound.md).
+    transport: Literal["cometd", "pubsub"] = "cometd"
     topics: list[str] = Field(default_factory=lambda: list(TOPIC_NAMES.values()))
     cdc: bool = False
+    pubsub_endpoint: str = "api.pubsub.salesforce.com:7443"
+    pubsub_topics: list[str] = Field(
+        default_factory=lambda: [f"/data/{o}ChangeEvent" for o in STREAMED_OBJECTS]
+    )
+
+    @field_validator("pubsub_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not _HOST_PORT.match(v):
+            raise ValueError(
+                f"'{v}' is not host:port (Salesforce's is api.pubsub.salesforce.com:7443)"
+            )
+        return v
+
+    @field_validator("pubsub_topics")
+    @classmethod
+    def _pubsub_topics(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one topic, e.g. /data/LeadChangeEvent")
+        for topic in v:
+            if not _PUBSUB_TOPIC.match(topic):
+                raise ValueError(
+                    f"'{topic}' is not a Pub/Sub topic: /data/<Object>ChangeEvent, "
+                    "/data/ChangeEvents, a custom /data/<Name>__chn channel or /event/<Name>__e"
+                )
+        return v
 
     @field_validator("topics")
     @classmethod
@@ -334,7 +391,11 @@ class Streaming(_Model):
 
 
 class Polling(_Model):
-    every: int = Field(default=60, ge=5)
+    # The safety-net poll `sfbridge stream` runs beside the stream, every `every` seconds over
+    # every streamed object: changes that never stream (Bulk API writes reach no PushTopic,
+    # cascade deletes none) are read by SystemModstamp and deduplicated by change_key.
+    safety_net: bool = True
+    every: int = Field(default=300, ge=5)
     overlap_seconds: int = Field(default=300, ge=0)
     page_size: int = Field(default=200, ge=1, le=2000)
 
@@ -347,6 +408,13 @@ class ApiBudget(_Model):
     slow_factor: int = Field(default=10, ge=1, le=1000)
     #: where the admins are told when the share is crossed (besides the admin users' email)
     webhook: Webhook | None = None
+
+
+class ValueCheck(_Model):
+    """The scheduled read of mapped formula fields, whose changes never stream (off: no every)."""
+
+    every: int | None = Field(default=None, ge=60)  # seconds between runs
+    batch_size: int = Field(default=200, ge=1, le=2000)  # records per query
 
 
 class OrgConfig(_Model):
@@ -365,6 +433,7 @@ class OrgConfig(_Model):
     streaming: Streaming = Field(default_factory=Streaming)
     polling: Polling = Field(default_factory=Polling)
     api_budget: ApiBudget = Field(default_factory=ApiBudget)
+    value_check: ValueCheck = Field(default_factory=ValueCheck)
 
     @field_validator("login_url")
     @classmethod

@@ -21,6 +21,35 @@ def _env(name: str, default: float) -> float:
         raise ValueError(f"SFBRIDGE_{name}={raw!r} is not a number") from None
 
 
+# ---- the web: sessions and sign-in (bridge.web.sessions, bridge.throttle) -------------------
+
+SESSION_IDLE_MINUTES = _env("SESSION_IDLE_MINUTES", 30)
+"""A browser session unused this long ends (ASVS 3.3.2, level 2)."""
+
+SESSION_MAX_HOURS = _env("SESSION_MAX_HOURS", 12)
+"""A browser session ends this long after sign-in however busy it is (ASVS 3.3.2, level 2)."""
+
+SESSION_TOUCH_EVERY_SECONDS = 30
+"""A session's last use is written at most this often (not a row write per request)."""
+
+LOGIN_FREE_ATTEMPTS = 5
+"""Failed sign-ins of an account (or of one browser that signed in to it) before any wait."""
+
+LOGIN_ADDRESS_FREE_ATTEMPTS = 20
+"""Failed sign-ins from one client address before its attempts wait."""
+
+LOGIN_FIRST_DELAY_SECONDS = 30
+"""The wait after the last free failure; it doubles with each further failure..."""
+
+LOGIN_MAX_DELAY_SECONDS = 15 * 60
+"""...up to this."""
+
+LOGIN_FORGET_SECONDS = 6 * 3600
+"""Failed sign-ins with no attempt after them for this long are forgotten."""
+
+DEVICE_COOKIE_DAYS = 180
+"""How long a browser that signed in to an account is known to it (the device cookie)."""
+
 # ---- queues and job policy (bridge.jobs.enqueue is the one place that applies them) ----------
 
 INBOUND_QUEUE = "inbound"
@@ -123,6 +152,10 @@ RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STALL_AFTER_SECONDS = _env("STALL_AFTER_SECONDS", 120.0)
 """A channel offered events that have not been stored for this long is stalled: /readyz fails
 and names it (bridge.streaming.stall)."""
+
+PUBSUB_BATCH = 100
+"""Pub/Sub API flow control: events the subscriber asks for at once, and again after storing
+each delivery (Salesforce caps num_requested at 100)."""
 
 BACKFILL_PROGRESS_EVERY = 1000
 """A long backfill prints a progress line every this many records."""

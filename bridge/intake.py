@@ -65,17 +65,19 @@ class IntakeBatch:
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # event id -> related
     failures: dict[int, Failure] = field(default_factory=dict)  # event id -> why lookups failed
     counts: Counter[str] = field(default_factory=Counter)
+    pushes: list[int] = field(default_factory=list)  # queued by the entries' effects, committed
 
     def summary(self) -> dict[str, int]:
         return {k: v for k, v in self.counts.items() if v}
 
 
-def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> dict[str, int]:
-    """Turn the claimed events into saved entries; returns how many ended how."""
+def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> IntakeBatch:
+    """Turn the claimed events into saved entries; `summary()` says how many ended how, and
+    `pushes` lists the pushes their effects queued (committed, to be enqueued)."""
     batch = load(ctx.store, ctx.config, event_ids, token)
     relate(ctx, batch)
     save(ctx.store, batch)
-    return batch.summary()
+    return batch
 
 
 def load(store: Store, config: BridgeConfig, event_ids: Sequence[int], token: str) -> IntakeBatch:
@@ -150,7 +152,17 @@ def relate(ctx: WorkerContext, batch: IntakeBatch) -> None:
                 batch.failures[ev.id] = failure
             continue
         for (ev, _t), recs in zip(wanted, related, strict=True):
+            if ev.channel.startswith(inbox.VALUES_PREFIX):
+                _no_author(recs, ev.sobject_type)
             batch.records[ev.id] = recs
+
+
+def _no_author(records: dict[str, Any], sobject: str) -> None:
+    """A formula value changed by no one's edit: the record's last author (perhaps the
+    bridge) did not make this change, so it must not be judged an own write."""
+    trigger = records.get(sobject)
+    if isinstance(trigger, dict):
+        records[sobject] = {k: v for k, v in trigger.items() if k != "LastModifiedById"}
 
 
 # ---- 3. entries ---------------------------------------------------------------------------------
@@ -171,18 +183,26 @@ def _save_chunk(store: Store, batch: IntakeBatch, ids: list[int]) -> None:
     """Save a chunk in one transaction; first without a savepoint per event (one round trip
     less each), and if any event fails, again with one so that event alone is saved failed."""
     counts: Counter[str] = Counter()
+    pushes: list[int] = []
     try:
-        _save_chunk_once(store, batch, ids, counts, isolate=False)
+        _save_chunk_once(store, batch, ids, counts, pushes, isolate=False)
     except Exception as exc:
         if failure_of(exc).action is Action.RETRY:
             raise
-        counts = Counter()  # rolled back: redone below, event by event
-        _save_chunk_once(store, batch, ids, counts, isolate=True)
+        counts, pushes = Counter(), []  # rolled back: redone below, event by event
+        _save_chunk_once(store, batch, ids, counts, pushes, isolate=True)
     batch.counts.update(counts)
+    batch.pushes += pushes
 
 
 def _save_chunk_once(
-    store: Store, batch: IntakeBatch, ids: list[int], counts: Counter[str], *, isolate: bool
+    store: Store,
+    batch: IntakeBatch,
+    ids: list[int],
+    counts: Counter[str],
+    pushes: list[int],
+    *,
+    isolate: bool,
 ) -> None:
     with store.session() as session:
         # Re-check in bulk: still ours, and no entry yet (entries and event states commit
@@ -208,7 +228,7 @@ def _save_chunk_once(
             if settled is not None:
                 counts[settled] += 1
             elif isolate:
-                counts[_decide_alone(session, batch, ev, info, programs)] += 1
+                counts[_decide_alone(session, batch, ev, info, programs, pushes)] += 1
             else:
                 # Any exception rolls back the whole chunk, which is then redone isolated.
                 entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
@@ -226,6 +246,7 @@ def _save_chunk_once(
             for ev, entry in pairs:
                 inbox.finish(ev, "done")
                 counts[str(entry.outcome)] += 1
+                pushes += (entry.decision or {}).get("pushes", [])
 
 
 def _programs(session: Session, batch: IntakeBatch) -> dict[str, int]:
@@ -267,7 +288,12 @@ def _settle(
 
 
 def _decide_alone(
-    session: Session, batch: IntakeBatch, ev: InboundEvent, info: OrgInfo, programs: dict[str, int]
+    session: Session,
+    batch: IntakeBatch,
+    ev: InboundEvent,
+    info: OrgInfo,
+    programs: dict[str, int],
+    pushes: list[int],
 ) -> str:
     """The receiver decides one entry in its own savepoint; a failure is saved on it."""
     assert info.config is not None
@@ -277,6 +303,7 @@ def _decide_alone(
             session.add(entry)
             process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
             inbox.finish(ev, "done")
+            pushes += (entry.decision or {}).get("pushes", [])
             return str(entry.outcome)
     except Exception as exc:
         failure = failure_of(exc, unexpected="receiver_error")

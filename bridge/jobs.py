@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
 from rq import Queue, Retry, get_current_job
@@ -54,7 +54,7 @@ def policy(queue: str) -> tuple[int, list[int]]:
 def enqueue(
     client: redis.Redis,
     queue: str,
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | str,
     batches: Sequence[Sequence[int]],
     describe: Callable[[Sequence[int]], str],
 ) -> list[Job]:
@@ -66,7 +66,7 @@ def enqueue(
     timeout, intervals = policy(queue)
     prepared = [
         Queue.prepare_data(
-            fn,
+            cast(Any, fn),  # rq takes a function or its dotted path
             args=(list(batch),),
             timeout=timeout,
             result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
@@ -142,15 +142,39 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     if not claimed:
         return {"claimed": 0}
     try:
-        counts = intake.take_in(ctx, claimed, token)
+        batch = intake.take_in(ctx, claimed, token)
     except BaseException:
         # Give back what this job did not finish, so rq's retry (or the sweeper) takes it
         # at once instead of after the claim timeout.
         with ctx.store.session() as session:
             inbox.release(session, claimed, token)
         raise
+    counts = batch.summary()
     log.info("inbound batch of %d: %s", len(claimed), counts)
+    _send_pushes(ctx, batch.pushes)
     return counts
+
+
+SEND_PUSHES = "bridge.writeback.jobs.send_pushes"
+"""The outbound job, named by its path: the writeback's jobs build on this module."""
+
+
+def _send_pushes(ctx: context.WorkerContext, push_ids: Sequence[int]) -> None:
+    """Enqueue the send of pushes the entries' effects queued (field sync, link-back). Redis
+    unreachable: they stay pending and the outbound sweeper sends them later."""
+    if not push_ids or ctx.redis is None:
+        return
+    ids = sorted(set(push_ids))
+    try:
+        enqueue(
+            ctx.redis,
+            defaults.OUTBOUND_QUEUE,
+            SEND_PUSHES,
+            [ids[i : i + defaults.BATCH_SIZE] for i in range(0, len(ids), defaults.BATCH_SIZE)],
+            lambda part: f"send pushes {part[0]}..{part[-1]}",
+        )
+    except redis.RedisError as exc:
+        log.warning("could not enqueue pushes %s (%s); the sweeper sends them", ids, exc)
 
 
 def sweep(store: Store, client: redis.Redis) -> int:

@@ -165,9 +165,6 @@ def affix(word: str) -> str:
     return letters if len(letters) <= 4 else letters[:2] + letters[-2:]
 
 
-BLOCK_KINDS = ("soundex", "reverse", "affix")
-
-
 def name_blocks(first: Any, last: Any, name: Any = None, *, kind: str = "soundex") -> list[str]:
     """Blocking keys for fuzzy name lookup: ``<surname code>:<Soundex of first name>``, then the
     same with first and last name swapped.

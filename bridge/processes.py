@@ -5,8 +5,10 @@ Redis) and runs until stopped; every one counts its Salesforce calls for /metric
 
 - worker: sets the one job context (`bridge.context`) and runs an rq worker on the inbound
   and outbound queues, with a sweeper thread (lost jobs, unsent review notifications);
-- stream: the subscriber of one org (`bridge.streaming.subscriber`), or the fleet of every org
-  the process holds a lease for (`bridge.streaming.fleet`);
+- stream: the subscribers (`bridge.streaming.subscriber`, or `pubsub` for the Pub/Sub API) of
+  one org or of every org the process holds a lease for (`bridge.streaming.fleet`), whose
+  stored events are enqueued for the worker and whose replay gaps are backfilled by polling,
+  each with the safety-net poll beside it;
 - poll: SystemModstamp polling (`bridge.streaming.poller`): a backfill, one round, or rounds.
 """
 
@@ -19,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
 from typing import Any
@@ -38,8 +41,10 @@ from bridge.salesforce import budget
 from bridge.salesforce.errors import SalesforceError
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
-from bridge.streaming import poller
+from bridge.streaming import poller, valuecheck
 from bridge.streaming.fleet import Fleet, Handoff
+from bridge.streaming.lease import Lease
+from bridge.streaming.pubsub import PubSubSubscriber
 from bridge.streaming.subscriber import Subscriber
 from bridge.vocabulary import STREAMED_OBJECTS
 from bridge.writeback import jobs as outbound
@@ -198,16 +203,54 @@ def run_worker(
 # ---- stream -----------------------------------------------------------------------------------
 
 
+@dataclass
+class OrgOnStream:
+    """An org's subscriber (Bayeux or Pub/Sub) with its safety-net poll, started when the org
+    is first served here (a fleet builds the streams of orgs it waits for, too)."""
+
+    sub: Subscriber | PubSubSubscriber
+    start_safety_net: Callable[[], object]
+    _started: bool = False
+
+    @property
+    def lease(self) -> Lease:
+        return self.sub.lease
+
+    @property
+    def stop(self) -> threading.Event:
+        return self.sub.stop
+
+    @property
+    def in_long_poll(self) -> bool:
+        return self.sub.in_long_poll
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self.start_safety_net()
+
+    def serve(self) -> None:
+        self._start()
+        self.sub.serve()
+
+    def run(self) -> None:
+        """Alone in its process (`--org`): wait for the lease, stream, until SIGTERM."""
+        self.sub.install_signal_handlers()
+        self._start()
+        self.sub.run()
+
+
 def org_stream(
     rt: Runtime,
     name: str,
     org: OrgConfig,
     stop: threading.Event,
     handoff: Callable[[list[int]], object] | None = None,
-) -> Subscriber:
-    """The stream of one org: its subscriber, whose stored events are enqueued for the worker
-    (through `handoff`, in a fleet) and whose replay gaps are backfilled by polling. (The one
-    place that picks the transport: a Pub/Sub org gets its Pub/Sub subscriber here.)"""
+) -> OrgOnStream:
+    """The stream of one org: its subscriber (the Bayeux one, or the Pub/Sub API one for
+    `streaming.transport: pubsub` — the one place that picks the transport), whose stored
+    events are enqueued for the worker (through `handoff`, in a fleet) and whose replay gaps
+    are backfilled by polling, with the safety-net poll beside it."""
     conn_id = orgs.load_connection(rt.store, name).id
 
     def open_org() -> Any:
@@ -222,7 +265,8 @@ def org_stream(
             rt.store, open_org(), conn_id, org, sobject, enqueue=enqueue, stop=stop
         )
 
-    return Subscriber(
+    transport = PubSubSubscriber if org.streaming.transport == "pubsub" else Subscriber
+    sub = transport(
         store=rt.store,
         redis_client=rt.redis,
         org_name=name,
@@ -233,23 +277,29 @@ def org_stream(
         backfill=backfill,
         stop=stop,
     )
+    return OrgOnStream(
+        sub,
+        lambda: poller.start_safety_net(
+            rt.store, open_org, conn_id, org, enqueue=enqueue, active=lambda: sub.lease.held,
+            stop=stop,
+        ),
+    )  # fmt: skip
 
 
-def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | Fleet:
+def run_stream(rt: Runtime, org_name: str | None) -> OrgOnStream | Fleet:
     """`sfbridge stream`: with `--org`, the subscriber of that org (a second instance waits for
     its lease); without, the fleet: every configured org this process can take a lease for, up
     to `stream.capacity` (bridge.streaming.fleet). Runs until SIGTERM."""
     count_calls_with(rt.redis)
     if org_name is not None:
         name, org = pick_org(rt.config.orgs, org_name)
-        sub = org_stream(rt, name, org, threading.Event())
-        sub.install_signal_handlers()
-        sub.run()
-        return sub
+        stream = org_stream(rt, name, org, threading.Event())
+        stream.run()
+        return stream
     orgs.check_store(rt.store)
     handoff = Handoff(lambda ids: jobs.enqueue_events(rt.redis, ids))
 
-    def build(name: str, org: OrgConfig) -> Subscriber:
+    def build(name: str, org: OrgConfig) -> OrgOnStream:
         return org_stream(rt, name, org, threading.Event(), handoff.add)
 
     path = rt.settings.config_path or ""
@@ -297,8 +347,11 @@ def run_poll(
     since: datetime | None,
     objects: tuple[str, ...] | None,
     echo: Echo,
+    values: bool = False,
 ) -> None:
-    """`sfbridge poll`: a backfill (`since`), one round, or rounds `every` N seconds."""
+    """`sfbridge poll`: a backfill (`since`), one round, or rounds `every` N seconds (each
+    also running the formula-field value check when `value_check.every` is due); `values`:
+    the value check alone, once."""
     count_calls_with(rt.redis)
     name, org = pick_org(rt.config.orgs, org_name)
     conn_id = orgs.load_connection(rt.store, name).id
@@ -316,12 +369,17 @@ def run_poll(
                 rt.store, sforg, conn_id, org, sobject, since, enqueue=enqueue, echo=echo, stop=stop
             )
         return
+    if values:
+        echo(valuecheck.run(rt.store, sforg, conn_id, org, enqueue=enqueue).summary())
+        return
     while True:
         results = poller.poll_once(rt.store, sforg, conn_id, org, enqueue=enqueue, objects=chosen)
         echo(
             "poll: "
             + ", ".join(f"{obj} {read} read / {new} new" for obj, (read, new) in results.items())
         )
+        if valuecheck.due(rt.store, conn_id, org):  # formula fields, on their own schedule
+            echo(valuecheck.run(rt.store, sforg, conn_id, org, enqueue=enqueue).summary())
         if not every or stop.wait(_next_round(rt, name, org, sforg, every, echo)):
             return
 

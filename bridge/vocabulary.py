@@ -120,6 +120,7 @@ Scope = Literal[
     "activities:write",
     "pushes:read",
     "pushes:write",
+    "metrics:read",
 ]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 """Every scope an API token can carry; ``*:write`` does not imply ``*:read``."""

@@ -3,6 +3,11 @@
 The control socket is off: gunicorn would otherwise create one under the home directory.
 Without SFBRIDGE_REDIS_URL an embedded Redis is started here, before the workers fork, and its
 URL is passed to them through the environment, so every worker shares one server.
+
+Proxy trust: gunicorn by default believes X-Forwarded-Proto (and the other "secure scheme"
+headers) from 127.0.0.1, so anything on the same host could claim HTTPS. Without
+SFBRIDGE_TRUST_PROXY it trusts no peer (`forwarded_allow_ips` is empty); with it, every peer —
+the bridge must then be reachable only through the proxy (see docs/web.md).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from bridge import create_app
+from bridge import create_app, trust_proxy
 from bridge.config import Settings
 from bridge.redis_embedded import EmbeddedRedis
 from bridge.store import Store
@@ -34,9 +39,12 @@ class _Gunicorn(BaseApplication):
         return create_app(config=self.app_config)
 
 
-def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
+def gunicorn_options(
+    host: str, port: int, workers: int, trust_proxy: bool = False
+) -> dict[str, Any]:
     return {
         "bind": f"{host}:{port}",
+        "forwarded_allow_ips": "*" if trust_proxy else "",
         "workers": workers,
         "control_socket_disable": True,
         "accesslog": "-",
@@ -59,7 +67,8 @@ def serve(host: str, port: int, workers: int, app_config: Mapping[str, Any] | No
         embedded = EmbeddedRedis(Path(settings.instance_dir) / "redis").start()
         os.environ["SFBRIDGE_REDIS_URL"] = embedded.url
     try:
-        _Gunicorn(gunicorn_options(host, port, workers), app_config).run()
+        options = gunicorn_options(host, port, workers, trust_proxy())
+        _Gunicorn(options, app_config).run()
     finally:
         if embedded is not None:
             embedded.stop()

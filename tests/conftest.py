@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from bridge.store import Store
 from bridge.store.models import Base
-from tests import services
+from tests import factories, services
 
 pytest_plugins = ["tests.conftest_devorg"]
 
@@ -153,3 +153,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped under CI, where nothing may be skipped: {reason}"
+
+
+# ---- rows most store tests start from -------------------------------------------------------
+
+
+@pytest.fixture
+def org_id(store: Store) -> int:
+    """A connected org in the store."""
+    with store.session() as session:
+        return factories.connected_org(session).id

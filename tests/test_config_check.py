@@ -51,7 +51,7 @@ def test_example_config_covers_every_section() -> None:
     assert set(org["receiver"]) == {"program", "status_rules", "override_denied",
                                     "referral_fields", "target_match", "member_match",
                                     "contact_matching", "process"}  # fmt: skip
-    assert set(org["writeback"]) == {"referral_add", "activities", "objects"}
+    assert set(org["writeback"]) == {"referral_add", "activities", "objects", "link_back"}
     assert set(org["writeback"]["activities"]["kinds"]) == {
         "email", "call", "linkedin_message", "linkedin_connection", "meeting"
     }  # fmt: skip
@@ -218,3 +218,35 @@ def test_a_key_given_twice_is_reported_with_both_lines(runner: Any, tmp_path: Pa
     assert f"{path}:5: orgs.acme.client_id: duplicate key (also on line 4)" in result.output
     cfg, problems = check_config_text(path.read_text(), str(path))
     assert cfg is None and len(problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("streaming", "message"),
+    [
+        ({"transport": "grpc"}, "streaming.transport: "),
+        ({"transport": "pubsub", "pubsub_topics": ["/topic/SFB_Lead"]}, "is not a Pub/Sub topic"),
+        ({"transport": "pubsub", "pubsub_topics": []}, "list at least one topic"),
+        ({"transport": "pubsub", "pubsub_endpoint": "https://x"}, "is not host:port"),
+    ],
+)
+def test_pubsub_streaming_settings_are_checked(streaming: dict[str, Any], message: str) -> None:
+    text = yaml.safe_dump(
+        {"orgs": {"acme": {"programs": [{"key": "p", "name": "P"}],
+                           "receiver": {"program": "p"}, "streaming": streaming}}}
+    )  # fmt: skip
+    config, problems = check_config_text(text, "sfbridge.yaml")
+    assert config is None
+    assert any(message in str(p) for p in problems), [str(p) for p in problems]
+
+
+def test_pubsub_transport_defaults() -> None:
+    text = yaml.safe_dump(
+        {"orgs": {"acme": {"programs": [{"key": "p", "name": "P"}],
+                           "receiver": {"program": "p"}, "streaming": {"transport": "pubsub"}}}}
+    )  # fmt: skip
+    config, problems = check_config_text(text, "sfbridge.yaml")
+    assert config is not None, problems
+    streaming = config.orgs["acme"].streaming
+    assert streaming.pubsub_endpoint == "api.pubsub.salesforce.com:7443"
+    assert streaming.pubsub_topics[0] == "/data/LeadChangeEvent"
+    assert config.orgs["acme"].polling.safety_net and config.orgs["acme"].polling.every == 300

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bridge.devorg.testing import DevOrg
-from tests.inbound.harness import ORG, Bridge, sfbridge_command
+from tests.harness import ORG, Bridge, sfbridge_command
 
 pytestmark = pytest.mark.e2e
 

@@ -21,6 +21,7 @@ from bridge.config import OrgConfig
 from bridge.receiver.service import process_entry
 from bridge.store import Store
 from bridge.store.models import Program, Referral, SalesEntry
+from tests.factories import org_config
 from tests.services import free_port
 
 SECRET = "test-webhook-secret"
@@ -86,24 +87,8 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, _Hooks]]:
 
 
 def org(notify_on_review: dict[str, Any]) -> OrgConfig:
-    return OrgConfig.model_validate(
-        {
-            "programs": [{"key": "main", "name": "Main"}],
-            "receiver": {
-                "program": "main",
-                "status_rules": [
-                    {
-                        "status": "qualified",
-                        "object": "Lead",
-                        "field": "Status",
-                        "op": "equals",
-                        "value": "Qualified",
-                    },
-                ],
-                "process": {"auto_process_fuzzy": False, "notify_on_review": notify_on_review},
-            },
-        }
-    )
+    process = {"auto_process_fuzzy": False, "notify_on_review": notify_on_review}
+    return org_config({"process": process})
 
 
 def review_entry(store: Store, config: OrgConfig, *, fail: bool = False) -> int:

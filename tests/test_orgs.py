@@ -19,6 +19,7 @@ from bridge.salesforce.connection import OrgCredentials, SalesforceOrg, connect
 from bridge.store import Store
 from bridge.store.models import AuditLog, OrgConnection
 from bridge.vault import Vault, generate_key
+from tests import factories
 from tests.sf_doubles import (
     CLIENT_ID,
     INSTANCE_URL,
@@ -50,15 +51,8 @@ def vault() -> Vault:
 
 
 def org_config(**overrides: object) -> OrgConfig:
-    values: dict[str, object] = {
-        "login_url": LOGIN_URL,
-        "client_id": CLIENT_ID,
-        "username": USERNAME,
-        "programs": [{"key": "main", "name": "Main"}],
-        "receiver": {"program": "main"},
-    }
-    values.update(overrides)
-    return OrgConfig.model_validate(values)
+    login = {"login_url": LOGIN_URL, "client_id": CLIENT_ID, "username": USERNAME}
+    return factories.org_config({"status_rules": []}, **{**login, **overrides})
 
 
 def jwt_org(rsa_keys: tuple[str, str]) -> SalesforceOrg:

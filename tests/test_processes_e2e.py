@@ -20,8 +20,8 @@ from bridge.store.models import OrgConnection, Program, Push, Referral, SalesEnt
 from bridge.streaming import inbox
 from bridge.streaming.events import from_bayeux
 from bridge.writeback import enqueue_push, queue_referral_add
-from tests.inbound.harness import ORG, Bridge
-from tests.inbound.helpers import pushtopic_message
+from tests.factories import pushtopic_message
+from tests.harness import ORG, Bridge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -28,8 +28,8 @@ from bridge.store.models import InboundEvent, Program, Referral, SalesEntry
 from bridge.writeback import repush
 from bridge.writeback.client import OrgWriter
 from bridge.writeback.sender import send
-from tests.inbound.harness import ORG
-from tests.inbound.harness import Bridge as InboundBridge
+from tests.harness import ORG
+from tests.harness import Bridge as InboundBridge
 from tests.services import wait_for
 from tests.writeback.test_e2e_devorg import PACKAGE_FIELD, Bridge, write_config
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.devorg import dml
 from bridge.devorg.dml import Ctx, DmlError
 from bridge.devorg.replies import Reply, Request, error_reply
-from bridge.devorg.schema import CHILD_RELATIONSHIPS, ObjectDef
+from bridge.devorg.schema import ObjectDef
 
 if TYPE_CHECKING:
     from bridge.devorg.rest import RestApi
@@ -162,7 +162,7 @@ def tree(api: RestApi, ctx: Ctx, req: Request, g: list[str]) -> Reply:
 
 def _child_relationship(api: RestApi, parent: ObjectDef, name: str) -> tuple[ObjectDef, str] | None:
     """(child object, its reference field) of a child relationship name such as Contacts."""
-    for (child_name, field_name), rel in CHILD_RELATIONSHIPS.items():
+    for (child_name, field_name), rel in api.schema.child_relationships.items():
         child = api.schema.objects.get(child_name)
         fd = child.fields.get(field_name) if child is not None else None
         if child and fd and rel.lower() == name.lower() and parent.name in fd.reference_to:

@@ -60,6 +60,8 @@ class Control:
             web.post(f"{p}/expire-tokens", self.expire_tokens),
             web.post(f"{p}/limits", self.limits),
             web.post(f"{p}/convert-lead", self.convert_lead),
+            web.get(f"{p}/metadata", self.get_metadata),
+            web.post(f"{p}/metadata", self.deploy_metadata),
             web.post(f"{p}/undelete", self.undelete),
             web.get(f"{p}/strict", self.get_strict),
             web.post(f"{p}/strict", self.set_strict),
@@ -163,6 +165,7 @@ class Control:
 
     async def reset(self, request: web.Request) -> web.Response:
         self.state.reset()
+        self.server.seed()
         self.server.strict.reset()
         if self.server.rest is not None:
             self.server.rest.reset()
@@ -217,6 +220,22 @@ class Control:
         except dml.DmlError as exc:
             return web.json_response(exc.errors, status=exc.status)
         return web.json_response(result)
+
+    # -- custom objects and fields ------------------------------------------------------------
+
+    async def get_metadata(self, request: web.Request) -> web.Response:
+        custom = sorted(o.name for o in self.server.schema.objects.values() if o.custom)
+        return web.json_response({"objects": custom, "deployed": self.server.deployments.bodies})
+
+    async def deploy_metadata(self, request: web.Request) -> web.Response:
+        from bridge.devorg.metadata import MetadataError
+
+        body = await _body(request)
+        try:
+            deployed = self.server.deploy(body)
+        except MetadataError as exc:
+            return _bad(str(exc))
+        return web.json_response({"deployed": deployed}, status=201)
 
     async def undelete(self, request: web.Request) -> web.Response:
         from bridge.devorg import dml

@@ -384,6 +384,8 @@ class Demo:
             SFBRIDGE_DATABASE_URL=env.get("SFBRIDGE_DATABASE_URL")
             or f"sqlite:///{self.instance_dir / 'sfbridge.db'}",
             SFBRIDGE_ENCRYPTION_KEYS=env.get("SFBRIDGE_ENCRYPTION_KEYS") or state.encryption_key,
+            # The demo serves on loopback only: let this machine read /metrics and /readyz.
+            SFBRIDGE_MONITOR_NETWORKS=env.get("SFBRIDGE_MONITOR_NETWORKS") or "127.0.0.1,::1",
             PYTHONUNBUFFERED="1",
         )
 

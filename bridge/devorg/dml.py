@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bridge.devorg import ids
+from bridge.devorg import ids, sales
+from bridge.devorg.replies import DmlError, sf_error
 from bridge.devorg.schema import CONVERTED_STATUS, STAGES, TASK_CLOSED, FieldDef, ObjectDef
 from bridge.devorg.state import RecordChange, User
 
@@ -25,26 +26,7 @@ if TYPE_CHECKING:
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _SF_DATETIME = "%Y-%m-%dT%H:%M:%S"
 
-
-def sf_error(code: str, message: str, fields: list[str] | None = None) -> dict[str, Any]:
-    return {"message": message, "errorCode": code, "fields": fields or []}
-
-
-class DmlError(Exception):
-    """A request Salesforce would refuse: .errors is the REST error list, .status the HTTP code."""
-
-    def __init__(self, errors: list[dict[str, Any]], status: int = 400) -> None:
-        super().__init__(errors[0]["message"] if errors else "error")
-        self.errors = errors
-        self.status = status
-
-    @classmethod
-    def one(
-        cls, code: str, message: str, fields: list[str] | None = None, status: int = 400
-    ) -> DmlError:
-        if status == 404:  # a missing resource is not a field error: no "fields" key
-            return cls([{"message": message, "errorCode": code}], status)
-        return cls([sf_error(code, message, fields)], status)
+__all__ = ["Ctx", "DmlError", "MultipleMatches", "sf_error"]
 
 
 @dataclass
@@ -257,7 +239,8 @@ def _check_reference(
     return rid
 
 
-_KNOWN_PREFIXES = {"00Q", "003", "001", "006", "00k", "00K", "01t", "00T", "00U", "005", "0IF"}
+_KNOWN_PREFIXES = {"00Q", "003", "001", "006", "00k", "00K", "01t", "00T", "00U", "005", "0IF",
+                   "701", "00v", "01Y", "01s", "01u"}  # fmt: skip
 
 
 def _resolve_foreign_key(
@@ -377,6 +360,13 @@ def _validate_body(
     return values, errors
 
 
+_DUPLICATE_USERNAME = (
+    "Duplicate Username.<br>The username already exists in this or another Salesforce "
+    "organization. Usernames must be unique across all Salesforce organizations. To resolve, use "
+    "a different username (it doesn't need to match the user's email address). "
+)
+
+
 def _check_unique(
     ctx: Ctx, o: ObjectDef, rec: dict[str, Any], changed: set[str], errors: list[dict[str, Any]]
 ) -> None:
@@ -385,7 +375,9 @@ def _check_unique(
         if fd is None or not fd.unique or rec.get(name) is None:
             continue
         others = [i for i in find_by_field(ctx.server, o, fd, rec[name]) if i != rec["Id"]]
-        if others:
+        if others and o.name == "User" and name == "Username":
+            errors.append(sf_error("DUPLICATE_USERNAME", _DUPLICATE_USERNAME, ["Username"]))
+        elif others:
             errors.append(
                 sf_error(
                     "DUPLICATE_VALUE",
@@ -462,11 +454,19 @@ def _derive(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | N
             rec["TotalPrice"] = round(float(qty) * float(unit), 2)
         elif total is not None and qty:
             rec["UnitPrice"] = round(float(total) / float(qty), 2)
-        product = ctx.server.state.get("Product2", rec.get("Product2Id") or "")
-        opp = ctx.server.state.get("Opportunity", rec.get("OpportunityId") or "")
-        if product is not None:
-            rec["ProductCode"] = product.get("ProductCode")
-            rec["Name"] = f"{(opp or {}).get('Name', '')} {product.get('Name')}".strip()
+    if o.custom and not rec.get("Name"):
+        rec["Name"] = _auto_number(ctx, o) if o.fields["Name"].auto_number else rec["Id"]
+    sales.derive(ctx.server.state, o, rec, old)
+
+
+def _auto_number(ctx: Ctx, o: ObjectDef) -> str:
+    """The next number of an auto-number Name ("SITE-{0000}" -> SITE-0001, SITE-0002, ...)."""
+    fmt = o.fields["Name"].auto_number or "{0}"
+    match = re.search(r"\{(0+)\}", fmt)
+    width = len(match.group(1)) if match else 1
+    taken = len(list(ctx.server.state.records(o.name, include_deleted=True)))
+    number = str(taken + 1).rjust(width, "0")
+    return fmt[: match.start()] + number + fmt[match.end() :] if match else fmt + number
 
 
 _EXPLICIT_KEY = "__explicit__"
@@ -525,26 +525,37 @@ def _activity_account(ctx: Ctx, rec: dict[str, Any]) -> str | None:
 
 
 def _special_rules(
-    ctx: Ctx, o: ObjectDef, rec: dict[str, Any], errors: list[dict[str, Any]]
+    ctx: Ctx,
+    o: ObjectDef,
+    rec: dict[str, Any],
+    errors: list[dict[str, Any]],
+    old: dict[str, Any] | None = None,
 ) -> None:
-    if o.name == "OpportunityLineItem":
-        if not rec.get("PricebookEntryId") and not rec.get("Product2Id"):
+    sales.check(ctx.server.state, o, rec, old, errors)
+    owner = rec.get("OwnerId")
+    if owner and owner != (old or {}).get("OwnerId") and owner.startswith("005"):
+        user = ctx.server.state.get("User", owner)
+        if user is not None and not user.get("IsActive"):
             errors.append(
                 sf_error(
-                    "REQUIRED_FIELD_MISSING",
-                    "Required fields are missing: [PricebookEntryId]",
-                    ["PricebookEntryId"],
+                    "INACTIVE_OWNER_OR_USER",
+                    f"operation performed with inactive user [{owner}] as owner of "
+                    f"[{o.name.lower()}]",
+                    [],
                 )
             )
-        if rec.get("UnitPrice") is None and rec.get("TotalPrice") is None:
-            errors.append(
-                sf_error(
-                    "FIELD_INTEGRITY_EXCEPTION",
-                    "field integrity exception: unknown (must specify either UnitPrice or "
-                    "TotalPrice)",
-                    ["TotalPrice"],
-                )
+    if (
+        o.name == "OpportunityLineItem"
+        and rec.get("UnitPrice") is None
+        and rec.get("TotalPrice") is None
+    ):
+        errors.append(
+            sf_error(
+                "FIELD_INTEGRITY_EXCEPTION",
+                "field integrity exception: unknown (must specify either UnitPrice or TotalPrice)",
+                ["TotalPrice"],
             )
+        )
     if o.name in ("Task", "Event") and rec.get("WhatId") and (rec.get("WhoId") or "")[:3] == "00Q":
         # A lead stands alone: Salesforce refuses a related-to record beside it.
         errors.append(
@@ -760,6 +771,7 @@ def update(ctx: Ctx, sobject: str, record_id: str, body: dict[str, Any]) -> str:
     if strict is not None and isinstance(body, dict):
         strict.check_write(ctx, o, body, creating=False)
     values, errors = _validate_body(ctx, o, body, creating=False)
+    sales.drop_ignored(o, old, values)
     if o.name == "Lead" and old.get("IsConverted"):
         raise DmlError.one("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
     rec = dict(old)
@@ -769,7 +781,7 @@ def update(ctx: Ctx, sobject: str, record_id: str, body: dict[str, Any]) -> str:
     rec[_EXPLICIT_KEY] = set(values)
     _derive(ctx, o, rec, old)
     del rec[_EXPLICIT_KEY]
-    _special_rules(ctx, o, rec, errors)
+    _special_rules(ctx, o, rec, errors, old)
     _check_unique(ctx, o, rec, set(values), errors)
     _strict_checks(ctx, o, rec, old, errors)
     rec = {k: v for k, v in rec.items() if v is not None}
@@ -787,6 +799,12 @@ _CASCADE = [
     ("Opportunity", "OpportunityLineItem", "OpportunityId"),
     ("Opportunity", "OpportunityContactRole", "OpportunityId"),
     ("Contact", "OpportunityContactRole", "ContactId"),
+    ("Campaign", "CampaignMember", "CampaignId"),
+    ("Campaign", "CampaignMemberStatus", "CampaignId"),
+    ("Lead", "CampaignMember", "LeadId"),
+    ("Contact", "CampaignMember", "ContactId"),
+    ("Product2", "PricebookEntry", "Product2Id"),
+    ("Pricebook2", "PricebookEntry", "Pricebook2Id"),
 ]
 
 
@@ -797,6 +815,8 @@ def delete(ctx: Ctx, sobject: str, record_id: str) -> None:
             "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id", []
         )
     rec = load_for_write(ctx, o, record_id)
+    if o.name == "Pricebook2" and rec.get("IsStandard"):
+        raise DmlError.one("DELETE_FAILED", "You can't delete the standard price book.", [])
     strict = _strict(ctx)
     if strict is not None:
         strict.lock(ctx, o, rec, existing=True)
@@ -808,12 +828,17 @@ def _delete_one(ctx: Ctx, o: ObjectDef, rec: dict[str, Any]) -> None:
     state = ctx.server.state
     tx = state._tx
     assert tx is not None
-    for parent, child, field_name in _CASCADE:
+    for parent, child, field_name in _CASCADE + ctx.server.schema.cascades():
         if parent == o.name:
             child_o = ctx.server.schema.objects[child]
             for child_rec in list(state.records(child)):
                 if child_rec.get(field_name) == rec["Id"]:
                     _delete_one(ctx, child_o, child_rec)
+    for child, field_name in ctx.server.schema.cleared_lookups(o.name):
+        child_o = ctx.server.schema.objects[child]
+        for child_rec in list(state.records(child)):
+            if child_rec.get(field_name) == rec["Id"]:  # a custom lookup's default: clear it
+                automated_update(ctx, child_o, child_rec["Id"], {field_name: None})
     gone = dict(rec)
     gone["IsDeleted"] = True
     gone["SystemModstamp"] = _stamp(ctx)
@@ -858,7 +883,17 @@ def undelete(
 
 
 def _after_write(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any] | None) -> None:
-    """Roll-ups Salesforce keeps on parents (opportunity amount from its line items)."""
+    """What Salesforce does beside a write: a new campaign's member statuses, the member counts
+    of a campaign, the amount and price book of an opportunity from its line items."""
+    if o.name == "Campaign" and old is None:
+        for n, (label, default, responded) in enumerate(sales.DEFAULT_MEMBER_STATUSES, start=1):
+            create(ctx, "CampaignMemberStatus", {"CampaignId": rec["Id"], "Label": label,
+                   "SortOrder": n, "IsDefault": default, "HasResponded": responded})  # fmt: skip
+    if o.name == "CampaignMember":
+        campaign = ctx.server.state.get("Campaign", rec.get("CampaignId") or "")
+        if campaign is not None:
+            rollup = sales.campaign_rollup(ctx.server.state, campaign["Id"])
+            automated_update(ctx, ctx.server.schema.objects["Campaign"], campaign["Id"], rollup)
     if o.name != "OpportunityLineItem":
         return
     state = ctx.server.state
@@ -868,6 +903,9 @@ def _after_write(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any
         return
     items = [r for r in state.records("OpportunityLineItem") if r.get("OpportunityId") == opp_id]
     new = dict(opp)
+    entry = state.get("PricebookEntry", rec.get("PricebookEntryId") or "")
+    if not new.get("Pricebook2Id") and entry is not None:
+        new["Pricebook2Id"] = entry.get("Pricebook2Id")  # the first line item sets it
     new["HasOpportunityLineItem"] = bool(items)
     if items:
         new["Amount"] = round(sum(float(r.get("TotalPrice") or 0) for r in items), 2)
@@ -943,17 +981,34 @@ _LEAD_TO_ACCOUNT = {
 }  # fmt: skip
 
 
-def convert_lead(server: DevOrgServer, body: dict[str, Any]) -> dict[str, Any]:
-    """Convert a lead the way Database.convertLead does (LeadConvert options by name).
+def _merge_into(ctx: Ctx, sobject: str, record_id: str, values: dict[str, Any]) -> str:
+    """Convert into an existing record: "only empty fields in the target object are
+    overwritten—existing data (including IDs) aren't overwritten" (SOAP API, convertLead())."""
+    o = ctx.server.schema.objects[sobject]
+    target = load_for_write(ctx, o, record_id)
+    empty = {k: v for k, v in values.items() if target.get(k) in (None, "")}
+    if empty:
+        update(ctx, sobject, target["Id"], empty)
+    return str(target["Id"])
+
+
+def convert_lead(
+    server: DevOrgServer, body: dict[str, Any], user: User | None = None
+) -> dict[str, Any]:
+    """Convert a lead the way Database.convertLead / SOAP convertLead() do (LeadConvert options
+    by name).
 
     body: lead_id (required), account_id / contact_id (merge into existing), converted_status
     (default "Closed - Converted"), do_not_create_opportunity (default false),
-    opportunity_name, owner_id, user ("sales" | "integration" | username: who converts).
+    opportunity_name, owner_id (of the new account, contact and opportunity, and the lead),
+    user ("sales" | "integration" | username: who converts, unless ``user`` is given).
     """
-    who_name = str(body.get("user") or "sales")
-    who = server.state.user_by_role(who_name) or server.state.user_by_username(who_name)
+    who = user
     if who is None:
-        raise DmlError.one("INVALID_CROSS_REFERENCE_KEY", f"no such user: {who_name}")
+        who_name = str(body.get("user") or "sales")
+        who = server.state.user_by_role(who_name) or server.state.user_by_username(who_name)
+    if who is None:
+        raise DmlError.one("INVALID_CROSS_REFERENCE_KEY", f"no such user: {body.get('user')}")
     ctx = Ctx(server, who)
     lead_o = server.schema.objects["Lead"]
     lead_id = str(body.get("lead_id") or "")
@@ -963,37 +1018,30 @@ def convert_lead(server: DevOrgServer, body: dict[str, Any]) -> dict[str, Any]:
     status = str(body.get("converted_status") or CONVERTED_STATUS)
     if status != CONVERTED_STATUS:
         raise DmlError.one("INVALID_STATUS", "invalid convertedStatus: " + status, [])
+    owner = {"OwnerId": str(body["owner_id"])} if body.get("owner_id") else {}
     custom_contact = {f for f in server.schema.objects["Contact"].fields if f.endswith("__c")}
     state = server.state
     strict = getattr(server, "strict", None)
     # the lead being converted is not a duplicate of the contact made from it
     excluding = strict.excluding({lead["Id"]}) if strict is not None else nullcontext()
     with excluding, state.transaction():
+        account_body = {a: lead[f] for f, a in _LEAD_TO_ACCOUNT.items() if lead.get(f) is not None}
         account_id = body.get("account_id")
         if account_id:
-            account_id = load_for_write(ctx, server.schema.objects["Account"], str(account_id))[
-                "Id"
-            ]
+            account_id = _merge_into(ctx, "Account", str(account_id), account_body)
         else:
-            account_body = {
-                a: lead[f] for f, a in _LEAD_TO_ACCOUNT.items() if lead.get(f) is not None
-            }
-            account_id = create(ctx, "Account", account_body)
+            account_id = create(ctx, "Account", {**account_body, **owner})
+        contact_body = {c: lead[f] for f, c in _LEAD_TO_CONTACT.items() if lead.get(f) is not None}
+        # Custom fields map to same-named Contact fields (the package's lead field mapping).
+        for name in custom_contact:
+            if lead.get(name) is not None and lead_o.fields.get(name) is not None:
+                contact_body[name] = lead[name]
         contact_id = body.get("contact_id")
         if contact_id:
-            contact_id = load_for_write(ctx, server.schema.objects["Contact"], str(contact_id))[
-                "Id"
-            ]
+            contact_id = _merge_into(ctx, "Contact", str(contact_id), contact_body)
         else:
-            contact_body = {
-                c: lead[f] for f, c in _LEAD_TO_CONTACT.items() if lead.get(f) is not None
-            }
-            # Custom fields map to same-named Contact fields (the package's lead field mapping).
-            for name in custom_contact:
-                if lead.get(name) is not None and lead_o.fields.get(name) is not None:
-                    contact_body[name] = lead[name]
             contact_body["AccountId"] = account_id
-            contact_id = create(ctx, "Contact", contact_body)
+            contact_id = create(ctx, "Contact", {**contact_body, **owner})
         opportunity_id = None
         if not body.get("do_not_create_opportunity"):
             close = (state.clock.now() + timedelta(days=30)).date().isoformat()
@@ -1002,6 +1050,7 @@ def convert_lead(server: DevOrgServer, body: dict[str, Any]) -> dict[str, Any]:
                 "StageName": "Prospecting",
                 "CloseDate": close,
                 "AccountId": account_id,
+                **owner,
             }
             if lead.get("LeadSource"):
                 opp_body["LeadSource"] = lead["LeadSource"]

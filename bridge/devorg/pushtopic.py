@@ -643,7 +643,7 @@ _CDC_TYPES = {
     "undeleted": "UNDELETE",
 }
 #: Fields a change event never carries as data (they are in the header or meaningless there).
-_CDC_SKIPPED = frozenset({"Id", "IsDeleted", "SystemModstamp", "attributes"})
+CDC_SKIPPED = frozenset({"Id", "IsDeleted", "SystemModstamp", "attributes"})
 
 
 def cdc_channels(sobject: str) -> tuple[str, ...]:
@@ -698,7 +698,7 @@ def cdc_payload(
         for compound, parts in compounds.items()
         for part, field in parts.items()
     }
-    changed_set = {name for name in changed if name not in _CDC_SKIPPED}
+    changed_set = {name for name in changed if name not in CDC_SKIPPED}
     header: dict[str, Any] = {
         "entityName": sobject,
         "recordIds": [record.get("Id")],
@@ -716,7 +716,7 @@ def cdc_payload(
     payload: dict[str, Any] = {"ChangeEventHeader": header}
     if kind in ("CREATE", "UNDELETE"):
         for key, value in record.items():
-            if key in _CDC_SKIPPED or key in component_of or key in compounds:
+            if key in CDC_SKIPPED or key in component_of or key in compounds:
                 continue
             payload[key] = value
         for compound, parts in compounds.items():

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.devorg import aggregate, ids, organization, soql
-from bridge.devorg.schema import CHILD_RELATIONSHIPS, FieldDef, ObjectDef
+from bridge.devorg.schema import FieldDef, ObjectDef
 from bridge.devorg.soql import Aggregate, Comparison, FieldRef, Query, SoqlError
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ class QueryEngine:
     def _child(self, parent: ObjectDef, sub: Query, all_rows: bool) -> ChildQuery:
         """A child relationship subquery: `(SELECT … FROM Contacts)` on Account."""
         _no_aggregate(sub, "a child relationship subquery")
-        for (child_name, field_name), rel in CHILD_RELATIONSHIPS.items():
+        for (child_name, field_name), rel in self.schema.child_relationships.items():
             child = self.schema.objects.get(child_name)
             if child is None or rel.lower() != sub.sobject.lower():
                 continue

@@ -1,16 +1,13 @@
 """Object definitions of the local org and their describe results.
 
 Standard objects carry their real API names, types, lengths, picklist values and flags (from
-the Salesforce Object Reference); custom fields come from the package's
-`objects/<Object>/fields/*.field-meta.xml` (an Activity field applies to Task and Event, as in
-a real org).
+the Salesforce Object Reference); custom objects and fields are added by `metadata`, from the
+package or deployed through the control API.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # noqa: S405 - parses the project's own metadata files
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bridge.devorg.state import API_VERSION
@@ -40,8 +37,12 @@ class FieldDef:
     relationship_name: str | None = None
     custom: bool = False
     calculated: bool = False
+    calculated_formula: str | None = None
     name_field: bool = False
     id_lookup: bool = False
+    master_detail: bool = False  # a custom master-detail field: deleting the parent deletes it
+    child_relationship: str | None = None  # a custom lookup's relationship name on the parent
+    auto_number: str | None = None  # an auto-number Name's display format, e.g. "SITE-{0000}"
 
     @property
     def required_on_create(self) -> bool:
@@ -68,7 +69,7 @@ class ObjectDef:
 
     def add(self, fd: FieldDef) -> None:
         if not fd.label:
-            fd.label = _label(fd.name)
+            fd.label = default_label(fd.name)
         self.fields[fd.name] = fd
         self.lower[fd.name.lower()] = fd.name
         if fd.relationship_name:
@@ -79,7 +80,7 @@ class ObjectDef:
         return self.fields[canonical] if canonical else None
 
 
-def _label(name: str) -> str:
+def default_label(name: str) -> str:
     base = name[:-3] if name.endswith("__c") else name
     if base.endswith("Id") and len(base) > 2:
         base = base[:-2] + " ID"
@@ -149,7 +150,7 @@ def RO(fd: FieldDef) -> FieldDef:  # noqa: N802 - read-only (system-maintained o
     return fd
 
 
-def _system_fields(owner: list[str] | None) -> list[FieldDef]:
+def system_fields(owner: list[str] | None) -> list[FieldDef]:
     fields = [
         RO(FieldDef("Id", "id", length=18, nillable=False, defaulted=True, id_lookup=True)),
         RO(B("IsDeleted")),
@@ -217,7 +218,7 @@ OCR_ROLE = [
 
 def _lead() -> ObjectDef:
     o = ObjectDef("Lead", "Lead", "Leads", "00Q")
-    for f in _system_fields(["Group", "User"]):
+    for f in system_fields(["Group", "User"]):
         o.add(f)
     for f in [
         RO(R("MasterRecordId", ["Lead"], "MasterRecord")),
@@ -274,7 +275,7 @@ def _lead() -> ObjectDef:
 
 def _contact() -> ObjectDef:
     o = ObjectDef("Contact", "Contact", "Contacts", "003")
-    for f in _system_fields(["User"]):
+    for f in system_fields(["User"]):
         o.add(f)
     for f in [
         RO(R("MasterRecordId", ["Contact"], "MasterRecord")),
@@ -322,7 +323,7 @@ def _contact() -> ObjectDef:
 
 def _account() -> ObjectDef:
     o = ObjectDef("Account", "Account", "Accounts", "001")
-    for f in _system_fields(["User"]):
+    for f in system_fields(["User"]):
         o.add(f)
     for f in [
         RO(R("MasterRecordId", ["Account"], "MasterRecord")),
@@ -364,7 +365,7 @@ def _account() -> ObjectDef:
 
 def _opportunity() -> ObjectDef:
     o = ObjectDef("Opportunity", "Opportunity", "Opportunities", "006")
-    for f in _system_fields(["User"]):
+    for f in system_fields(["User"]):
         o.add(f)
     for f in [
         R("AccountId", ["Account"], "Account"),
@@ -410,7 +411,7 @@ def _opportunity() -> ObjectDef:
 
 def _line_item() -> ObjectDef:
     o = ObjectDef("OpportunityLineItem", "Opportunity Product", "Opportunity Product", "00k")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         FieldDef("OpportunityId", "reference", length=18, reference_to=["Opportunity"],
@@ -435,7 +436,7 @@ def _line_item() -> ObjectDef:
 
 def _contact_role() -> ObjectDef:
     o = ObjectDef("OpportunityContactRole", "Contact Role", "Contact Roles", "00K")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         FieldDef("OpportunityId", "reference", length=18, reference_to=["Opportunity"],
@@ -450,7 +451,7 @@ def _contact_role() -> ObjectDef:
 
 def _product() -> ObjectDef:
     o = ObjectDef("Product2", "Product", "Products", "01t")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         S("Name", 255, nillable=False, name_field=True),
@@ -465,6 +466,139 @@ def _product() -> ObjectDef:
         RO(DT("LastViewedDate")),
         RO(DT("LastReferencedDate")),
     ]:
+        o.add(f)
+    return o
+
+
+CAMPAIGN_TYPE = [
+    "Conference", "Webinar", "Trade Show", "Public Relations", "Partners", "Referral Program",
+    "Advertisement", "Banner Ads", "Direct Mail", "Email", "Telemarketing", "Other",
+]  # fmt: skip
+CAMPAIGN_STATUS = ["Planned", "In Progress", "Completed", "Aborted"]
+STANDARD_PRICE_BOOK = "Standard Price Book"
+
+
+def _campaign() -> ObjectDef:
+    o = ObjectDef("Campaign", "Campaign", "Campaigns", "701")
+    for f in system_fields(["User"]):
+        o.add(f)
+    for f in [
+        S("Name", 80, nillable=False, name_field=True),
+        R("ParentId", ["Campaign"], "Parent"),
+        P("Type", CAMPAIGN_TYPE),
+        P("Status", CAMPAIGN_STATUS, default="Planned"),
+        D("StartDate"),
+        D("EndDate"),
+        N("ExpectedRevenue", "currency", 18, 0),
+        N("BudgetedCost", "currency", 18, 0),
+        N("ActualCost", "currency", 18, 0),
+        N("ExpectedResponse", "percent", 10, 2),
+        N("NumberSent", "double", 18, 0),
+        B("IsActive"),
+        TA("Description"),
+        RO(N("NumberOfLeads", "int")),
+        RO(N("NumberOfConvertedLeads", "int")),
+        RO(N("NumberOfContacts", "int")),
+        RO(N("NumberOfResponses", "int")),
+        RO(N("NumberOfOpportunities", "int")),
+        RO(N("NumberOfWonOpportunities", "int")),
+        RO(N("AmountAllOpportunities", "currency", 18, 0)),
+        RO(N("AmountWonOpportunities", "currency", 18, 0)),
+        RO(D("LastActivityDate")),
+        RO(DT("LastViewedDate")),
+        RO(DT("LastReferencedDate")),
+    ]:
+        o.add(f)
+    return o
+
+
+def _campaign_member() -> ObjectDef:
+    o = ObjectDef("CampaignMember", "Campaign Member", "Campaign Members", "00v")
+    for f in system_fields(None):
+        o.add(f)
+    for f in [
+        FieldDef("CampaignId", "reference", length=18, reference_to=["Campaign"],
+                 relationship_name="Campaign", nillable=False, updateable=False),
+        R("LeadId", ["Lead"], "Lead", updateable=False),
+        R("ContactId", ["Contact"], "Contact", updateable=False),
+        # the campaign's member statuses (CampaignMemberStatus) are the values, checked on save
+        P("Status", [], length=40),
+        RO(B("HasResponded")),
+        RO(D("FirstRespondedDate")),
+        RO(R("LeadOrContactId", ["Contact", "Lead"], None)),
+        RO(R("LeadOrContactOwnerId", ["Group", "User"], "LeadOrContactOwner")),
+        RO(S("Type", 40)),
+        RO(S("Name", 121, name_field=True)),
+        RO(S("FirstName", 40)),
+        RO(S("LastName", 80)),
+        RO(S("Title", 128)),
+        RO(S("CompanyOrAccount", 255)),
+        RO(S("Email", 80, type="email")),
+        RO(S("Phone", 40, type="phone")),
+        RO(S("MobilePhone", 40, type="phone")),
+        RO(S("City", 40)),
+        RO(S("State", 80)),
+        RO(S("Country", 80)),
+        RO(P("LeadSource", LEAD_SOURCE)),
+        RO(B("DoNotCall")),
+        RO(B("HasOptedOutOfEmail")),
+        S("Description", 255),
+    ]:  # fmt: skip
+        o.add(f)
+    return o
+
+
+def _campaign_member_status() -> ObjectDef:
+    o = ObjectDef(
+        "CampaignMemberStatus", "Campaign Member Status", "Campaign Member Statuses", "01Y"
+    )
+    for f in system_fields(None):
+        o.add(f)
+    for f in [
+        FieldDef("CampaignId", "reference", length=18, reference_to=["Campaign"],
+                 relationship_name=None, nillable=False, updateable=False),
+        S("Label", 765, nillable=False, name_field=True),
+        N("SortOrder", "int"),
+        B("IsDefault"),
+        B("HasResponded"),
+    ]:  # fmt: skip
+        o.add(f)
+    return o
+
+
+def _pricebook() -> ObjectDef:
+    o = ObjectDef("Pricebook2", "Price Book", "Price Books", "01s")
+    for f in system_fields(None):
+        o.add(f)
+    for f in [
+        S("Name", 255, nillable=False, name_field=True),
+        B("IsActive"),
+        RO(B("IsArchived")),
+        S("Description", 255),
+        RO(B("IsStandard")),
+        RO(DT("LastViewedDate")),
+        RO(DT("LastReferencedDate")),
+    ]:
+        o.add(f)
+    return o
+
+
+def _pricebook_entry() -> ObjectDef:
+    o = ObjectDef("PricebookEntry", "Price Book Entry", "Price Book Entries", "01u")
+    for f in system_fields(None):
+        o.add(f)
+    for f in [
+        RO(S("Name", 255, name_field=True)),
+        FieldDef("Pricebook2Id", "reference", length=18, reference_to=["Pricebook2"],
+                 relationship_name="Pricebook2", nillable=False, updateable=False),
+        FieldDef("Product2Id", "reference", length=18, reference_to=["Product2"],
+                 relationship_name="Product2", nillable=False, updateable=False),
+        N("UnitPrice", "currency", 18, 2, nillable=False),
+        B("IsActive"),
+        B("UseStandardPrice"),
+        RO(S("ProductCode", 255)),
+        RO(B("IsArchived")),
+    ]:  # fmt: skip
         o.add(f)
     return o
 
@@ -486,7 +620,7 @@ def _activity_common() -> list[FieldDef]:
 
 def _task() -> ObjectDef:
     o = ObjectDef("Task", "Task", "Tasks", "00T")
-    for f in _system_fields(["User", "Group"]):
+    for f in system_fields(["User", "Group"]):
         o.add(f)
     for f in _activity_common() + [
         P("Status", TASK_STATUS, default="Not Started", nillable=False, restricted=True, length=40),
@@ -510,7 +644,7 @@ def _task() -> ObjectDef:
 
 def _event() -> ObjectDef:
     o = ObjectDef("Event", "Event", "Events", "00U")
-    for f in _system_fields(["User", "Calendar"]):
+    for f in system_fields(["User", "Calendar"]):
         o.add(f)
     for f in _activity_common() + [
         S("Location", 255),
@@ -532,7 +666,7 @@ def _event() -> ObjectDef:
 
 def _user() -> ObjectDef:
     o = ObjectDef("User", "User", "Users", "005", deletable=False)
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         S("Username", 80, nillable=False, unique=True, id_lookup=True),
@@ -562,7 +696,7 @@ def _user() -> ObjectDef:
 
 def _push_topic() -> ObjectDef:
     o = ObjectDef("PushTopic", "Push Topic", "Push Topics", "0IF")
-    for f in _system_fields(None):
+    for f in system_fields(None):
         o.add(f)
     for f in [
         S("Name", 25, nillable=False, name_field=True),
@@ -591,7 +725,7 @@ def _organization() -> ObjectDef:
         "Organization", "Organization", "Organizations", "00D", createable=False, updateable=False,
         deletable=False,
     )  # fmt: skip
-    for fd in _system_fields(None):
+    for fd in system_fields(None):
         if fd.name != "IsDeleted":  # an org is never in the recycle bin: no IsDeleted field
             o.add(fd)
     access = ["None", "Read", "Edit", "ReadEditTransfer", "ControlledByParent", "All",
@@ -685,131 +819,111 @@ CHILD_RELATIONSHIPS = {
     ("Event", "WhatId"): "Events",
     ("Account", "ParentId"): "ChildAccounts",
     ("Contact", "ReportsToId"): "ReportsTo",
+    ("CampaignMember", "CampaignId"): "CampaignMembers",
+    ("CampaignMember", "LeadId"): "CampaignMembers",
+    ("CampaignMember", "ContactId"): "CampaignMembers",
+    ("Campaign", "ParentId"): "ChildCampaigns",
+    ("Opportunity", "CampaignId"): "Opportunities",
+    ("PricebookEntry", "Pricebook2Id"): "PricebookEntries",
+    ("PricebookEntry", "Product2Id"): "PricebookEntries",
+    ("OpportunityLineItem", "PricebookEntryId"): "OpportunityLineItems",
+    ("Opportunity", "Pricebook2Id"): "Opportunities",
 }
 
 
-# ---- custom fields from the package ---------------------------------------------------------
-
-_MD = "{http://soap.sforce.com/2006/04/metadata}"
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def _text(el: ET.Element, tag: str) -> str | None:
-    child = el.find(_MD + tag)
-    return child.text.strip() if child is not None and child.text else None
-
-
-def custom_field_from_xml(path: Path) -> FieldDef:
-    root = ET.parse(path).getroot()  # noqa: S314 - the project's own metadata
-    name = _text(root, "fullName") or path.name.split(".")[0]
-    kind = _text(root, "type") or "Text"
-    length = int(_text(root, "length") or 0)
-    precision = int(_text(root, "precision") or 0)
-    scale = int(_text(root, "scale") or 0)
-    flags: dict[str, Any] = {
-        "label": _text(root, "label") or _label(name),
-        "custom": True,
-        "external_id": (_text(root, "externalId") or "false") == "true",
-        "unique": (_text(root, "unique") or "false") == "true",
-        "case_sensitive": (_text(root, "caseSensitive") or "false") == "true",
-    }
-    required = (_text(root, "required") or "false") == "true"
-    if root.find(_MD + "formula") is not None:
-        flags["calculated"] = True
-    fd: FieldDef
-    if kind == "Text":
-        fd = FieldDef(name, "string", length=length or 255, **flags)
-    elif kind in ("TextArea",):
-        fd = FieldDef(name, "textarea", length=255, **flags)
-    elif kind in ("LongTextArea", "Html"):
-        fd = FieldDef(name, "textarea", length=length or 32768, **flags)
-    elif kind == "Email":
-        fd = FieldDef(name, "email", length=80, **flags)
-    elif kind == "Phone":
-        fd = FieldDef(name, "phone", length=40, **flags)
-    elif kind == "Url":
-        fd = FieldDef(name, "url", length=255, **flags)
-    elif kind == "Checkbox":
-        default = (_text(root, "defaultValue") or "false").lower() == "true"
-        fd = FieldDef(
-            name, "boolean", nillable=False, defaulted=True, default_value=default, **flags
-        )
-        required = False
-    elif kind in ("Number", "Currency", "Percent"):
-        t = {"Number": "double", "Currency": "currency", "Percent": "percent"}[kind]
-        fd = FieldDef(name, t, precision=precision or 18, scale=scale, **flags)
-    elif kind == "Date":
-        fd = FieldDef(name, "date", **flags)
-    elif kind == "DateTime":
-        fd = FieldDef(name, "datetime", **flags)
-    elif kind in ("Picklist", "MultiselectPicklist"):
-        values: list[str] = []
-        restricted = False
-        vs = root.find(_MD + "valueSet")
-        if vs is not None:
-            restricted = (_text(vs, "restricted") or "false") == "true"
-            for v in vs.iter(_MD + "value"):
-                full = _text(v, "fullName")
-                if full:
-                    values.append(full)
-        fd = FieldDef(
-            name,
-            "picklist" if kind == "Picklist" else "multipicklist",
-            length=255 if kind == "Picklist" else 4099,
-            picklist=values,
-            restricted=restricted,
-            **flags,
-        )
-    elif kind in ("Lookup", "MasterDetail"):
-        to = _text(root, "referenceTo") or ""
-        rel = _text(root, "relationshipName") or name[:-3]
-        fd = FieldDef(
-            name, "reference", length=18, reference_to=[to], relationship_name=rel + "__r", **flags
-        )
-        if kind == "MasterDetail":
-            required = True
-    else:
-        fd = FieldDef(name, "string", length=length or 255, **flags)
-    if required:
-        fd.nillable = False
-    if flags.get("calculated"):
-        fd.createable = fd.updateable = False
-    return fd
+def _base62(n: int) -> str:
+    out = ""
+    while True:
+        n, digit = divmod(n, 62)
+        out = _BASE62[digit] + out
+        if not n:
+            return out
 
 
 # ---- the schema -----------------------------------------------------------------------------
 
 
 class Schema:
-    def __init__(self, package_dir: Path | None = None) -> None:
+    """The objects of the org: the standard ones, plus custom objects and fields added by
+    `metadata` (from the package or deployed through the control API)."""
+
+    def __init__(self) -> None:
         self.objects: dict[str, ObjectDef] = {}
         for builder in (_lead, _contact, _account, _opportunity, _line_item, _contact_role,
-                        _product, _task, _event, _user, _push_topic, _organization):  # fmt: skip
+                        _product, _pricebook, _pricebook_entry, _campaign, _campaign_member,
+                        _campaign_member_status, _task, _event, _user, _push_topic,
+                        _organization):  # fmt: skip
             o = builder()
             self.objects[o.name] = o
+        # (child object, reference field) -> child relationship name; custom lookups add theirs
+        self.child_relationships = dict(CHILD_RELATIONSHIPS)
+        self.lower: dict[str, str] = {}
+        self.by_prefix: dict[str, str] = {}
+        self.custom_field_count = 0
+        self._index()
+
+    def _index(self) -> None:
         self.lower = {name.lower(): name for name in self.objects}
         self.by_prefix = {o.key_prefix: o.name for o in self.objects.values()}
-        self.package_dir = package_dir
-        self.custom_field_count = 0
-        if package_dir is not None:
-            self.load_package(package_dir)
 
-    def load_package(self, package_dir: Path) -> None:
-        """Add the custom fields of an SFDX package dir (force-app) to the objects."""
-        objects_dir = package_dir / "main" / "default" / "objects"
-        if not objects_dir.is_dir():
-            objects_dir = package_dir / "objects"
-        for path in sorted(objects_dir.glob("*/fields/*.field-meta.xml")):
-            owner = path.parent.parent.name
-            targets = ["Task", "Event"] if owner == "Activity" else [owner]
-            for target in targets:
-                o = self.objects.get(target)
-                if o is None:
-                    continue
-                try:
-                    o.add(custom_field_from_xml(path))
-                except ET.ParseError:
-                    continue  # an unparseable file is the package helper's to report
-                self.custom_field_count += 1
+    def add_object(self, o: ObjectDef) -> None:
+        """Add (or replace, keeping its key prefix and custom fields) a custom object."""
+        old = self.objects.get(o.name)
+        if old is not None:
+            o.key_prefix = old.key_prefix
+            for fd in old.fields.values():
+                if fd.custom and fd.name not in o.fields:
+                    o.add(fd)
+        self.objects[o.name] = o
+        self._owned_through_master(o)
+        self._index()
+
+    def add_field(self, sobject: str, fd: FieldDef) -> None:
+        o = self.objects[sobject]
+        o.add(fd)
+        if fd.child_relationship:
+            self.child_relationships[(o.name, fd.name)] = fd.child_relationship
+        self.custom_field_count += 1
+        self._owned_through_master(o)
+
+    def next_custom_prefix(self, taken: set[str] | None = None) -> str:
+        """The next free custom object key prefix (a01, a02, ...), not in ``taken`` either."""
+        n = 1
+        while (prefix := "a" + _base62(n).rjust(2, "0")) in self.by_prefix or prefix in (
+            taken or set()
+        ):
+            n += 1
+        return prefix
+
+    @staticmethod
+    def _owned_through_master(o: ObjectDef) -> None:
+        """An object with a master-detail field has no owner of its own."""
+        if o.custom and any(f.master_detail for f in o.fields.values()):
+            o.fields.pop("OwnerId", None)
+            o.lower.pop("ownerid", None)
+            o.relationships.pop("owner", None)
+
+    def cleared_lookups(self, parent: str) -> list[tuple[str, str]]:
+        """(child, field) of the package's lookups to ``parent``: deleting a parent clears them
+        (the default delete constraint, "Clear the value of this field")."""
+        return [
+            (o.name, fd.name)
+            for o in self.objects.values()
+            for fd in o.fields.values()
+            if fd.child_relationship and not fd.master_detail and fd.reference_to == [parent]
+        ]
+
+    def cascades(self) -> list[tuple[str, str, str]]:
+        """(parent, child, field) of the package's master-detail fields."""
+        return [
+            (fd.reference_to[0], o.name, fd.name)
+            for o in self.objects.values()
+            for fd in o.fields.values()
+            if fd.master_detail
+        ]
 
     def object(self, name: str) -> ObjectDef | None:
         canonical = self.lower.get(name.lower())
@@ -905,7 +1019,7 @@ def field_describe(fd: FieldDef) -> dict[str, Any]:
         "autoNumber": False,
         "byteLength": fd.length * 3 if text_like else 0,
         "calculated": fd.calculated,
-        "calculatedFormula": None,
+        "calculatedFormula": fd.calculated_formula,
         "cascadeDelete": False,
         "caseSensitive": fd.case_sensitive,
         "compoundFieldName": None,
@@ -979,14 +1093,16 @@ def describe(schema: Schema, o: ObjectDef, version: str = API_VERSION) -> dict[s
             if fd.type == "reference" and o.name in fd.reference_to:
                 children.append(
                     {
-                        "cascadeDelete": child.name in ("Contact", "Opportunity")
-                        and fd.name == "AccountId",
+                        "cascadeDelete": (
+                            child.name in ("Contact", "Opportunity") and fd.name == "AccountId"
+                        )
+                        or fd.master_detail,
                         "childSObject": child.name,
                         "deprecatedAndHidden": False,
                         "field": fd.name,
                         "junctionIdListNames": [],
                         "junctionReferenceTo": [],
-                        "relationshipName": CHILD_RELATIONSHIPS.get((child.name, fd.name)),
+                        "relationshipName": schema.child_relationships.get((child.name, fd.name)),
                         "restrictedDelete": False,
                     }
                 )

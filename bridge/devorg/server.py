@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.devorg import certs
+from bridge.devorg import certs, metadata, sales
 from bridge.devorg.latency import middleware as latency_middleware
 from bridge.devorg.schema import Schema
 from bridge.devorg.state import API_VERSION, DevOrgState, User
@@ -47,8 +47,9 @@ class DevOrgServer:
         port: int = 8410,
         package_dir: Path | None = None,
         latency: str = "zero",
-        schema: Schema | None = None,
+        pubsub_port: int | None = None,
     ) -> None:
+        self.pubsub_port = pubsub_port
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -60,17 +61,38 @@ class DevOrgServer:
         self.rest: Any = None  # the REST handlers (rest.setup), for reset
         self.keys = certs.ensure_key_material(self.data_dir)
         self.jwt_public_key = certs.jwt_public_key(self.keys)
-        self.schema = schema or Schema(
-            package_dir if package_dir and package_dir.is_dir() else None
-        )
+        self.schema = Schema()
+        if package_dir and package_dir.is_dir():
+            metadata.load_package(self.schema, package_dir)
+        self.deployments = metadata.Deployments(self.data_dir)
+        self.deployments.apply(self.schema)
         self.state = DevOrgState(self.data_dir, schema=self.schema)
         self.state.latency.set_default(latency)
         self.strict = StrictMode(self.state, self.schema)
-        for obj in self.schema.objects.values():
-            self.state.set_indexed_fields(obj.name, self.schema.indexed_fields(obj))
+        self.index_fields()
         if self.state.initialize():
             self._create_users()
+        self.seed()
         self.info = self._write_info()
+
+    def index_fields(self) -> None:
+        for obj in self.schema.objects.values():
+            self.state.set_indexed_fields(obj.name, self.schema.indexed_fields(obj))
+
+    def deploy(self, body: Any) -> list[str]:
+        """Deploy custom objects and fields now (`POST /__devorg__/metadata`), kept across
+        restarts; raises metadata.MetadataError for a definition that cannot be deployed."""
+        deployed = self.deployments.add(self.schema, body)
+        self.index_fields()
+        return deployed
+
+    def seed(self) -> None:
+        """Put back what every org has from the start (after a first start or a reset)."""
+        integration = self.state.user_by_role("integration")
+        assert integration is not None
+        stamp = self.state.clock.now().strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        with self.state.transaction() as tx:
+            sales.seed(self.state, tx, integration.id, stamp)
 
     def _create_users(self) -> None:
         now = self.state.clock.now()
@@ -119,6 +141,9 @@ class DevOrgServer:
             "ca_path": str(self.keys.ca_path.resolve()),
             "jwt_private_key_path": str(self.keys.jwt_private_key_path.resolve()),
             "jwt_certificate_path": str(self.keys.jwt_certificate_path.resolve()),
+            "pubsub_url": f"{self.base_url.rsplit(':', 1)[0]}:{self.pubsub_port}"
+            if self.pubsub_port
+            else None,
             "users": {u.role: u.public() for u in self.state.users.values() if u.role in USERS},
         }
         path = self.data_dir / "devorg.json"
@@ -134,7 +159,7 @@ class DevOrgServer:
     # -- the application --------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        from bridge.devorg import bulk, control, rest
+        from bridge.devorg import bulk, control, rest, soap
         from bridge.devorg.oauth import OAuth
 
         # latency first, so an injected fault takes a round trip too; strict innermost
@@ -150,6 +175,7 @@ class DevOrgServer:
         app.router.add_routes(OAuth(self).routes())
         bulk.setup(app, self)  # before REST: its catch-all would take /jobs/ too
         rest.setup(app, self)
+        soap.setup(app, self)
         control.setup(app, self)
         try:  # the Bayeux server, built by the streaming side
             streaming = importlib.import_module("bridge.devorg.streaming")
@@ -157,6 +183,10 @@ class DevOrgServer:
             streaming = None
         if streaming is not None:
             streaming.setup(app, self.state)
+        if self.pubsub_port:
+            from bridge.devorg import pubsub
+
+            pubsub.setup(app, self, self.pubsub_port)
         app.on_cleanup.append(self._cleanup)
         return app
 
@@ -219,25 +249,24 @@ def run(
     *,
     package_dir: Path | None = None,
     latency: str = "zero",
+    pubsub_port: int | None = None,
     orgs: int = 1,
 ) -> None:
-    """Serve the local org until SIGTERM/SIGINT; with `orgs` > 1, that many separate orgs
-    (own org id, users, records, streams) in one process, on consecutive ports from `port`,
-    each with its data in ``data_dir/org-<n>`` (for fleets: benchmarks of many orgs)."""
+    """Serve the local org until SIGTERM/SIGINT (and the Pub/Sub API on `pubsub_port`); with
+    `orgs` > 1, that many separate orgs (own org id, users, records, streams) in one process,
+    on consecutive ports from `port` (and from `pubsub_port`), each with its data in
+    ``data_dir/org-<n>`` (for fleets: benchmarks of many orgs)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    first = DevOrgServer(
-        Path(data_dir) if orgs == 1 else Path(data_dir) / "org-1",
-        host=host, port=port, package_dir=package_dir, latency=latency,
-    )  # fmt: skip
-    servers = [first] + [
+    servers = [
         DevOrgServer(
-            Path(data_dir) / f"org-{n + 1}",
+            Path(data_dir) if orgs == 1 else Path(data_dir) / f"org-{n + 1}",
             host=host,
             port=port + n,
+            package_dir=package_dir,
             latency=latency,
-            schema=first.schema,
-        )  # fmt: skip
-        for n in range(1, orgs)
+            pubsub_port=pubsub_port + n if pubsub_port else None,
+        )
+        for n in range(orgs)
     ]
     asyncio.run(_serve(servers))
 
@@ -253,6 +282,8 @@ async def _serve(servers: list[DevOrgServer]) -> None:
         await site.start()
         runners.append(runner)
         print(f"devorg: serving {server.base_url} (data dir {server.data_dir})", flush=True)
+        if server.pubsub_port:
+            print(f"devorg: Pub/Sub API on {server.info['pubsub_url']} (gRPC, TLS)", flush=True)
         if len(servers) == 1:
             print(f"devorg: CA certificate {server.keys.ca_path.resolve()}", flush=True)
             details = (server.data_dir / "devorg.json").resolve()

@@ -683,6 +683,8 @@ class DevOrgState:
         for sobject in list(self._records):
             if sobject != "User":
                 del self._records[sobject]
+        for user_id in [u for u in self._records.get("User", {}) if u not in self.users]:
+            del self._records["User"][user_id]  # User records made through the API go too
         for sobject, fields in self._indexed_fields.items():
             self.set_indexed_fields(sobject, fields)
         self.faults.clear()
@@ -694,6 +696,12 @@ class DevOrgState:
         self.daily_api_limit = DAILY_API_REQUESTS
         self.session_timeout = SESSION_TIMEOUT_SECONDS
         self._db.execute("DELETE FROM records WHERE sobject != 'User'")
+        keep = list(self.users)
+        marks = ",".join("?" * len(keep))
+        self._db.execute(
+            f"DELETE FROM records WHERE sobject = 'User' AND id NOT IN ({marks})",  # noqa: S608 - placeholders only
+            keep,
+        )
         self.save_settings()
         for listener in self.listeners:
             listener.reset()

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.devorg import ids, soql
+from bridge.devorg import calculated, ids, soql
 from bridge.devorg.dml import DmlError, coerce, sf_error
 from bridge.devorg.formula import Formula, FormulaError, compile_formula
-from bridge.devorg.schema import CHILD_RELATIONSHIPS, FieldDef, ObjectDef, Schema
+from bridge.devorg.schema import FieldDef, ObjectDef, Schema
 from bridge.devorg.state import DevOrgState, User
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ _COMPANY_SUFFIX = re.compile(
 )
 _KEYS = {
     "enabled", "validation_rules", "picklist_dependencies", "duplicate_rules",
-    "field_security", "automation", "row_locks",
+    "field_security", "automation", "row_locks", "formula_fields",
 }  # fmt: skip
 
 
@@ -138,6 +138,7 @@ class StrictMode:
         self.schema = schema
         self.path = Path(state.data_dir) / STRICT_FILE
         self._locks: dict[str, object] = {}  # record id -> the holding request's token
+        self.calculated = calculated.Calculated(state, self._parent_value)
         self._clear()
         if self.path.exists():
             try:
@@ -156,6 +157,8 @@ class StrictMode:
         self.automation: list[Automation] = []
         self.lock_window_ms = 0
         self.state.event_view = None
+        if self.calculated.fields:
+            self.calculated.set([])
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -193,11 +196,14 @@ class StrictMode:
         if not isinstance(locks, dict) or set(locks) - {"window_ms"}:
             raise StrictConfigError('row_locks: give {"window_ms": N}')
         window = _int(locks.get("window_ms", 0), "row_locks.window_ms")
+        formulas = self._formula_fields(body.get("formula_fields", []))
         self._clear()
         self.enabled = enabled
         self.rules, self.dependencies, self.duplicates = rules, dependencies, duplicates
         self.hidden, self.read_only, self.automation = hidden, read_only, automation
         self.lock_window_ms = window
+        if enabled:
+            self.calculated.set(formulas)
         # the streaming side asks how a user sees an event only when some field is hidden
         self.state.event_view = self.event_view if enabled and hidden else None
         self.config = {**body, "enabled": enabled}
@@ -237,6 +243,32 @@ class StrictMode:
             return compile_formula(str(text or ""), o, self.schema)
         except FormulaError as exc:
             raise StrictConfigError(f"{where}: {exc}") from None
+
+    def _formula_fields(self, items: Any) -> list[calculated.CalculatedField]:
+        out = []
+        for n, item in enumerate(_list(items, "formula_fields")):
+            where = f"formula_fields[{n}]"
+            o = self._object(item.get("object"), where)
+            name = str(item.get("field") or "")
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*__c$", name):
+                raise StrictConfigError(f"{where}: field must be a custom field name (Name__c)")
+            existing = o.field(name)
+            if existing is not None and not existing.calculated:
+                raise StrictConfigError(f"{where}: {o.name}.{name} exists and is not a formula")
+            kind = str(item.get("type") or "Text")
+            if kind not in calculated.TYPES:
+                raise StrictConfigError(f"{where}: type is one of {', '.join(calculated.TYPES)}")
+            try:
+                formula = compile_formula(
+                    str(item.get("formula") or ""), o, self.schema, boolean=kind == "Checkbox"
+                )
+            except FormulaError as exc:
+                raise StrictConfigError(f"{where}: {exc}") from None
+            fd = calculated.field_def(name, kind, formula.text)
+            out.append(
+                calculated.CalculatedField(o, fd, formula, calculated.reads_parent(formula.root))
+            )
+        return out
 
     def _validation_rules(self, items: Any) -> dict[str, list[ValidationRule]]:
         out: dict[str, list[ValidationRule]] = {}
@@ -888,7 +920,7 @@ def _field_refs(q: soql.Query, o: ObjectDef, schema: Schema) -> Iterator[tuple[A
         elif hasattr(value, "__dataclass_fields__"):
             stack.extend(vars(value).values())
     for sub in q.subqueries:
-        for (child_name, _field_name), rel in CHILD_RELATIONSHIPS.items():
+        for (child_name, _field_name), rel in schema.child_relationships.items():
             child = schema.objects.get(child_name)
             if child is not None and rel.lower() == sub.sobject.lower():
                 yield from _field_refs(sub, child, schema)

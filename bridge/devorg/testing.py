@@ -47,7 +47,9 @@ class DevOrg:
         package_dir: str | Path | None = None,
         startup_timeout: float = 20.0,
         latency: str | None = None,
+        pubsub: bool = False,
     ) -> None:
+        self.pubsub_port = free_port() if pubsub else None  # `--pubsub-port`
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="sfbridge-devorg-"))
         self.port = port or free_port()
@@ -71,6 +73,7 @@ class DevOrg:
             "--data-dir", str(self.data_dir),
             "--package-dir", str(self.package_dir),
             *(["--latency", self.latency] if self.latency else []),
+            *(["--pubsub-port", str(self.pubsub_port)] if self.pubsub_port else []),
         ]  # fmt: skip
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"

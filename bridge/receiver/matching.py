@@ -16,6 +16,9 @@ receiver's ``contact_matching`` is ``trigger_and_account_contacts`` the inbound 
 supplies ``"AccountContacts": [{...}, ...]`` — every Contact of the trigger record's Account
 (same fields as ``Contact``); they are tried for direct and fuzzy matching after the trigger's
 own person.
+
+Longer than most modules on purpose: the lookup plan and the three matchers read the same
+person keys and scores; kept together they are one pure unit with one table of tests.
 """
 
 from __future__ import annotations

@@ -23,11 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.config import OrgConfig
-from bridge.salesforce.topics import RELATIONAL_KEYS, topic_fields
+from bridge.salesforce.topics import topic_fields
 from bridge.vocabulary import STREAMED_OBJECTS
-
-#: Fields of each object the rules follow to its related records.
-REFERENCE_FIELDS: dict[str, tuple[str, ...]] = dict(RELATIONAL_KEYS)
 
 #: Where the Account's contacts go for contact matching `trigger_and_account_contacts`.
 ACCOUNT_CONTACTS = "AccountContacts"

@@ -57,6 +57,7 @@ from bridge.vocabulary import (
     SKIPPED,
     STREAMED_OBJECTS,
 )
+from bridge.writeback import fieldsync
 
 RULES_ACTOR = "rules"
 
@@ -471,9 +472,10 @@ def _run_pooled(
                 if decision.outcome == PROCESSED and decision.referral_id is not None:
                     locked.add(decision.referral_id)
     _apply(session, entry, decision, program_id=program_id, actor=RULES_ACTOR)
+    synced = _sync_fields(session, entry, decision, org, actor=RULES_ACTOR)
     if (
         entry.referral_id is not None
-        and (decision.create_referral is not None or decision.changes_referral)
+        and (decision.create_referral is not None or decision.changes_referral or synced)
         and decision.outcome == PROCESSED
     ):
         referral = session.get(Referral, entry.referral_id)
@@ -526,6 +528,7 @@ def _run(
         reviewed=reviewed,
     )
     _apply(session, entry, decision, program_id=program.id, actor=actor)
+    _sync_fields(session, entry, decision, org, actor=actor)
     _finish_run(session, entry, decision, org, actor=actor, action=action, extra=extra)
     return decision
 
@@ -590,6 +593,35 @@ def _finish_run(
     notify_on_review = org.receiver.process.notify_on_review
     if decision.outcome == REVIEW and notify_on_review is not None:
         notify.schedule(session, entry, notify_on_review)
+
+
+def _sync_fields(
+    session: Session, entry: SalesEntry, decision: Decision, org: OrgConfig, *, actor: str
+) -> bool:
+    """The field-sync effects of an entry about a referral (bridge.writeback.fieldsync): the
+    record's mapped fields into the referral, and the link-back for a match without an id.
+    An entry that changed nothing else but synced fields is processed (`fields_synced`). The
+    pushes queued are listed on the entry's decision (`pushes`), for the caller to enqueue.
+    Returns whether the referral or its member changed."""
+    unchanged = decision.outcome == SKIPPED and "no_change" in decision.reasons
+    if not (decision.outcome == PROCESSED or unchanged) or entry.referral_id is None:
+        return False
+    connection = session.get(OrgConnection, entry.org_connection_id or 0)
+    referral = session.get(Referral, entry.referral_id)
+    if connection is None or referral is None:
+        return False
+    target = fieldsync.Target(connection, org)
+    pushes, synced = fieldsync.from_salesforce(session, entry, referral, target, actor=actor)
+    linked = fieldsync.link_back(session, entry, decision.match, referral, target)
+    if unchanged and synced:
+        decision.outcome = PROCESSED
+        decision.reasons = [r for r in decision.reasons if r != "no_change"] + ["fields_synced"]
+        entry.outcome, entry.reasons = PROCESSED, list(decision.reasons)
+        entry.decision = decision.to_dict()
+    ids = [p.id for p in pushes] + ([linked.id] if linked else [])
+    if ids:
+        entry.decision = {**(entry.decision or {}), "pushes": ids}
+    return synced
 
 
 def _lock_target(session: Session, decision: Decision) -> Referral | None:

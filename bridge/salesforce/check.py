@@ -297,6 +297,17 @@ def check_package_fields(describes: Mapping[str, Describe | str]) -> list[Findin
     return out
 
 
+READ_ROLES = frozenset({"id", "email", "value", "rule", "read"})
+
+FORMULA_PROBLEM = (
+    "is a formula field: its value changes without a new LastModifiedDate/SystemModstamp, so "
+    "neither streaming nor polling sees the change. Remedy: a record-triggered Flow that copies "
+    "the value into a plain field, and map that field; or set value_check.every so the bridge "
+    "reads the formula values of the records it tracks on a schedule (API calls per run)"
+)
+"""Rox's caveat for mapped formula fields, with its remedy."""
+
+
 def _type_problem(use: FieldUse, ftype: str) -> str | None:
     if ftype in NOT_SCALAR:
         return f"is a compound {ftype} field; name one of its component fields"
@@ -354,6 +365,8 @@ def check_mappings(
             continue
         ftype = str(field.get("type"))
         problem = _type_problem(use, ftype)
+        if problem is None and field.get("calculated") and use.role in READ_ROLES:
+            problem = FORMULA_PROBLEM
         if problem is None and use.needs_create and not field.get("createable"):
             problem = f"cannot be set on new records (it {ROLE_WHY[use.role]})"
         if problem is None and use.needs_update and not field.get("updateable"):

@@ -116,10 +116,17 @@ def _retry(*, methods: frozenset[str]) -> Retry:
     )
 
 
+#: The client name every request of the bridge carries (`Sforce-Call-Options: client=…`);
+#: Salesforce puts it in a change event's changeOrigin (``…;client=sfbridge``), so the
+#: bridge's own writes are recognised in Change Data Capture events.
+CLIENT_NAME = "sfbridge"
+
+
 def build_session(login_url: str, ca_bundle: str | None = None) -> requests.Session:
     """The org's HTTP session: no environment influence, explicit trust, retrying adapters."""
     logsafe.install()  # tokens flow from here on: make sure no log line can carry one
     session = requests.Session()
+    session.headers["Sforce-Call-Options"] = f"client={CLIENT_NAME}"
     session.trust_env = False
     session.verify = ca_bundle or True
     api = _Adapter(max_retries=_retry(methods=IDEMPOTENT_METHODS))

@@ -326,13 +326,6 @@ def from_response_body(status: int | None, content: Any) -> SalesforceError:
     return make_error(code, text, status=status)
 
 
-def from_record_errors(
-    errors: list[Mapping[str, Any]], status: int | None = None
-) -> SalesforceError:
-    """Classify the ``errors`` list of one failed record in an sObject Collections result."""
-    return from_response_body(status, {"errors": list(errors)})
-
-
 def from_response(response: requests.Response) -> SalesforceError:
     """Classify a failed `requests.Response` from Salesforce."""
     return from_response_body(response.status_code, response.content)

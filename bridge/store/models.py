@@ -201,6 +201,29 @@ class ReferralStatusChange(Base):
     referral: Mapped[Referral] = relationship(back_populates="history")
 
 
+class FieldChange(Base):
+    """A referral's or member's field changed by two-way sync or a local edit, or a value that
+    lost a `read_write` conflict (`outcome` lost): the field history of the referral."""
+
+    __tablename__ = "field_changes"
+    __table_args__ = (
+        Index("ix_field_changes_referral", "referral_id", "field"),
+        Index("ix_field_changes_member", "member_id", "field"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    field: Mapped[str] = mapped_column(String(128))  # local name: company, member.email
+    source: Mapped[str] = mapped_column(String(16))  # local | salesforce
+    outcome: Mapped[str] = mapped_column(String(16))  # applied | lost
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    previous: Mapped[Any] = mapped_column(JSON, nullable=True)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("sales_entries.id"))
+    actor: Mapped[str] = mapped_column(String(255), default="system")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class InboundEvent(Base):
     """One change captured from Salesforce, stored before the replay cursor moves.
 
@@ -241,7 +264,9 @@ class InboundEvent(Base):
 
 
 class SyncCursor(Base):
-    """Where a channel has got to: a replay id for streaming, a modstamp for polling."""
+    """Where a channel has got to: a replay id for streaming, a modstamp for polling.
+
+    Pub/Sub API replay ids are opaque bytes (`replay_bytes`); CometD's are numbers."""
 
     __tablename__ = "sync_cursors"
 
@@ -250,6 +275,7 @@ class SyncCursor(Base):
     )
     channel: Mapped[str] = mapped_column(String(255), primary_key=True)
     replay_id: Mapped[int | None] = mapped_column(BigInteger)
+    replay_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     modstamp: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -333,8 +359,6 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))  # reviewer | admin
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
     last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -353,6 +377,37 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()  # None: until revoked
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie carries a random session id; only its SHA-256 is
+    stored, so a copy of this table signs nobody in. Ended sessions stay as the record."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()  # the absolute lifetime
+    ended_at: Mapped[datetime | None] = mapped_column()
+    # signed_out | idle | expired | ended_by_admin | deactivated | password_changed | ...
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class SignInThrottle(Base):
+    """Sign-in attempts per account, client address or device (bridge.web.throttle): each
+    attempt is taken with a compare-and-set on `attempts`, so parallel guesses cannot share one."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # kind:value
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow)
+    not_before: Mapped[datetime | None] = mapped_column()  # the next attempt waits until then
 
 
 class AuditLog(Base):

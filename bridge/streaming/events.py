@@ -236,7 +236,7 @@ def from_bayeux(message: Mapping[str, Any], topic_objects: Mapping[str, str]) ->
     cdc = data.get("payload")
     if isinstance(cdc, Mapping) and isinstance(cdc.get("ChangeEventHeader"), Mapping):
         created = parse_sf_datetime(event.get("createdDate"))
-        return _from_cdc(channel, replay_id, created, cdc, payload)
+        return from_cdc(channel, replay_id, created, cdc, payload)
     raise MalformedEvent(f"replayId {replay_id} on {channel}: neither a PushTopic nor a CDC event")
 
 
@@ -299,13 +299,16 @@ def cdc_values(cdc: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _from_cdc(
+def from_cdc(
     channel: str,
-    replay_id: int,
+    replay_id: int | None,
     created: datetime | None,
     cdc: Mapping[str, Any],
     payload: dict[str, Any],
 ) -> list[ChangeEvent]:
+    """The changes one CDC payload names (one per record id). `replay_id` None: the transport's
+    replay ids are not numbers (the Pub/Sub API's), so every change is keyed by record and
+    time."""
     where = f"replayId {replay_id} on {channel}"
     header = cdc["ChangeEventHeader"]
     kind = header.get("changeType")

@@ -45,11 +45,19 @@ log = logging.getLogger("sfbridge.stream")
 
 
 class OrgStream(Protocol):
-    """What the fleet runs for one org (the Bayeux Subscriber; a Pub/Sub subscriber)."""
+    """What the fleet runs for one org (the Bayeux or the Pub/Sub subscriber, with its
+    safety-net poll: `bridge.processes.OrgOnStream`)."""
 
-    lease: Lease
-    stop: threading.Event
-    in_long_poll: bool
+    @property
+    def lease(self) -> Lease: ...
+
+    @property
+    def stop(self) -> threading.Event:
+        """Set to stop this org's stream (the fleet's own stop, a lost lease, a config change)."""
+
+    @property
+    def in_long_poll(self) -> bool:
+        """Waiting on the server with nothing unacknowledged in hand (no need to wait for it)."""
 
     def serve(self) -> None:
         """Stream while the lease (already taken) is held; return when stopped or lost."""

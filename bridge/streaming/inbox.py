@@ -23,9 +23,14 @@ from bridge.streaming.events import ChangeEvent, latest
 
 _CHUNK = 200
 
-#: Cursor channels besides the Bayeux ones: a polling position, and an unfinished backfill.
+#: Cursor channels besides the Bayeux ones: a polling position, an unfinished backfill, and a
+#: Pub/Sub API topic (its replay ids are opaque bytes, kept apart from CometD's numbers).
 POLL_PREFIX = "poll:"
 BACKFILL_PREFIX = "backfill:"
+VALUES_PREFIX = "values:"
+"""Channels of the formula-field value check: a change no one made (no author to skip)."""
+PUBSUB_PREFIX = "pubsub:"
+"""Channels of the Pub/Sub subscriber: their cursors are opaque replay ids (bytes)."""
 
 
 _EVENTS = cast(Table, InboundEvent.__table__)
@@ -166,6 +171,7 @@ def _insert_cursor(
     channel: str,
     replay_id: int | None,
     modstamp: datetime | None,
+    replay_bytes: bytes | None = None,
 ) -> bool:
     name = session.get_bind().dialect.name
     ins = postgresql.insert(SyncCursor) if name == "postgresql" else sqlite.insert(SyncCursor)
@@ -173,6 +179,7 @@ def _insert_cursor(
         org_connection_id=org_connection_id,
         channel=channel,
         replay_id=replay_id,
+        replay_bytes=replay_bytes,
         modstamp=modstamp,
         updated_at=utcnow(),
     ).on_conflict_do_nothing()
@@ -187,6 +194,37 @@ def store_and_advance(
     for channel, ev in latest(events).items():
         assert ev.replay_id is not None
         advance_replay(session, org_connection_id, channel, ev.replay_id, ev.event_created_at)
+    return new_ids
+
+
+def store_and_advance_bytes(
+    session: Session,
+    org_connection_id: int,
+    channel: str,
+    events: Sequence[ChangeEvent],
+    replay_id: bytes,
+    at: datetime | None,
+) -> list[int]:
+    """Store a Pub/Sub API delivery, then move the topic's cursor to its last replay id.
+
+    Replay ids are opaque, so "never backwards" is judged by the commit time the cursor has
+    (`at`, the delivery's last commitTimestamp): the UPDATE applies unless the stored cursor
+    is at a later commit. A keepalive (no events, `at` None) moves only the replay id.
+    """
+    new_ids = store_events(session, org_connection_id, events)
+    cursor_channel = PUBSUB_PREFIX + channel
+    stmt = update(SyncCursor).where(
+        SyncCursor.org_connection_id == org_connection_id, SyncCursor.channel == cursor_channel
+    )
+    values: dict[str, Any] = {"replay_bytes": replay_id, "updated_at": utcnow()}
+    if at is not None:
+        stmt = stmt.where(or_(SyncCursor.modstamp.is_(None), SyncCursor.modstamp <= at))
+        values["modstamp"] = at
+    moved = _rowcount(
+        session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    )
+    if not moved and get_cursor(session, org_connection_id, cursor_channel) is None:
+        _insert_cursor(session, org_connection_id, cursor_channel, None, at, replay_id)
     return new_ids
 
 

@@ -179,6 +179,43 @@ def poll_once(
     return out
 
 
+def start_safety_net(
+    store: Store,
+    open_org: Callable[[], Any],
+    org_connection_id: int,
+    org: OrgConfig,
+    *,
+    enqueue: Callable[[list[int]], object],
+    active: Callable[[], bool],
+    stop: threading.Event,
+) -> threading.Thread | None:
+    """The safety-net poll of a stream process: a polling round every `polling.every` seconds
+    while `active()` (the process holds the org's lease), with its own org connection. Changes
+    the stream also delivered have the same change_key and are absorbed."""
+    if not org.polling.safety_net:
+        return None
+
+    def loop() -> None:
+        sforg = None
+        while not stop.wait(org.polling.every):
+            if not active():
+                continue
+            try:
+                sforg = sforg or open_org()
+                results = poll_once(store, sforg, org_connection_id, org, enqueue=enqueue)
+                new = sum(n for _, n in results.values())
+                if new:
+                    log.info(
+                        "poll: the safety net found %d change(s) the stream did not bring", new
+                    )
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("poll: safety-net round failed; trying again next round")
+
+    thread = threading.Thread(target=loop, name="safety-net-poll", daemon=True)
+    thread.start()
+    return thread
+
+
 def backfill(
     store: Store,
     sforg: Any,

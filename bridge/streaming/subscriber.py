@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -33,7 +32,7 @@ from bridge import defaults
 from bridge.config import OrgConfig
 from bridge.errors import TransientError, UsageError
 from bridge.store import Store
-from bridge.store.models import SyncCursor, utcnow
+from bridge.store.models import SyncCursor
 from bridge.streaming import inbox
 from bridge.streaming.bayeux import (
     AuthenticationInvalid,
@@ -45,6 +44,7 @@ from bridge.streaming.bayeux import (
     UnknownClient,
 )
 from bridge.streaming.events import ChangeEvent, MalformedEvent, malformed, read_message
+from bridge.streaming.gaps import GapBackfills
 from bridge.streaming.lease import Lease
 from bridge.streaming.stall import Offered
 from bridge.vocabulary import STREAMED_OBJECTS, ReplayFrom
@@ -108,7 +108,9 @@ class Subscriber:
         self.in_long_poll = False
         self.stored = 0
         self.offered = Offered(self.redis_client, self.org_name)
-        self._backfills: dict[str, threading.Thread] = {}
+        self._gaps = GapBackfills(
+            self.store, self.org_connection_id, self.org.polling.overlap_seconds, self.backfill
+        )
         self._skip: set[str] = set()
 
     # ---- process control ---------------------------------------------------------------------
@@ -148,8 +150,7 @@ class Subscriber:
             finally:
                 self.lease.release()
                 log.info("stream: lease released")
-        for thread in self._backfills.values():
-            thread.join(timeout=1)
+        self._gaps.join()
 
     def serve(self) -> None:
         """Stream while the lease (taken by the caller, who renews it) is held; return when
@@ -172,7 +173,7 @@ class Subscriber:
         self._learn_topic_objects(sforg)
         url = f"{sforg.instance_url}/cometd/{sforg.api_version}"
         client = BayeuxClient(url, sforg.streaming_session(), lambda: str(sforg.access_token))
-        self._resume_backfills()
+        self._gaps.resume()
         need_auth = False
         need_handshake = True
         attempt = 0
@@ -366,52 +367,4 @@ class Subscriber:
             log.error("stream: cannot backfill %s: unknown object", channel)
             return
         since = cursor.modstamp if cursor and cursor.modstamp else None
-        if since is None:
-            log.warning(
-                "stream: %s has no time on its cursor; backfilling the last 24 hours", channel
-            )
-            since = utcnow() - timedelta(hours=24)
-        since -= timedelta(seconds=self.org.polling.overlap_seconds)
-        with self.store.session() as session:
-            # Durable: a subscriber killed mid-backfill resumes it on start.
-            existing = inbox.get_cursor(session, self.org_connection_id, BACKFILL_PREFIX + sobject)
-            if existing is None:
-                session.add(
-                    SyncCursor(
-                        org_connection_id=self.org_connection_id,
-                        channel=BACKFILL_PREFIX + sobject,
-                        modstamp=since,
-                    )
-                )
-            elif existing.modstamp is None or existing.modstamp > since:
-                existing.modstamp = since
-        self._launch_backfill(sobject)
-
-    def _resume_backfills(self) -> None:
-        with self.store.session() as session:
-            rows = session.scalars(
-                select(SyncCursor.channel).where(
-                    SyncCursor.org_connection_id == self.org_connection_id,
-                    SyncCursor.channel.startswith(BACKFILL_PREFIX),
-                )
-            ).all()
-        for channel in rows:
-            log.info("stream: resuming the unfinished backfill %s", channel)
-            self._launch_backfill(channel.removeprefix(BACKFILL_PREFIX))
-
-    def _launch_backfill(self, sobject: str) -> None:
-        running = self._backfills.get(sobject)
-        if running is not None and running.is_alive():
-            return
-
-        def work() -> None:
-            try:
-                self.backfill(sobject)
-            except Exception:  # noqa: BLE001 - the row stays; the next start resumes it
-                log.exception(
-                    "stream: backfill of %s failed; it resumes on the next start", sobject
-                )
-
-        thread = threading.Thread(target=work, name=f"backfill-{sobject}", daemon=True)
-        self._backfills[sobject] = thread
-        thread.start()
+        self._gaps.start(sobject, since, channel)

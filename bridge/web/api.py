@@ -1,10 +1,14 @@
 """JSON API v1 (SPEC §8): bearer API tokens with scopes, JSON errors, cursor pagination.
 
 Every failure is `{"error": {"code", "message"[, "fields"]}}` with its HTTP status: 400 bad
-input (naming the fields), 401 no/unknown/revoked token, 403 missing scope, 404, 405, 409 state
-or duplicate conflicts, 422 well-formed input that refers to something that does not exist.
+input (naming the fields), 401 no/unknown/revoked/expired token (`bridge.web.bearer`), 403
+missing scope, 404, 405, 409 state or duplicate conflicts, 422 well-formed input that refers
+to something that does not exist.
 Lists are newest first, `?limit=` (1–200, default 50) and `?cursor=` (the `next_cursor` of the
 previous page).
+
+Longer than most modules: the request bodies stay beside the views that validate them (the
+OpenAPI document is built from both).
 """
 
 from __future__ import annotations
@@ -25,11 +29,8 @@ from sqlalchemy import cast as sql_cast
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bridge.matchkeys import email_key
-from bridge.store.models import Program, Push, Referral, SalesEntry, User, utcnow
-from bridge.users import find_token
+from bridge.store.models import Program, Push, Referral, SalesEntry
 from bridge.vocabulary import (
-    ADMIN,
-    ADMIN_SCOPES,
     ENTRY_OUTCOMES,
     PUSH_KINDS,
     PUSH_STATES,
@@ -39,8 +40,9 @@ from bridge.vocabulary import (
     ChangeType,
     StreamedObject,
 )
-from bridge.web import actions, serialize
+from bridge.web import actions, bearer, edits, serialize
 from bridge.web.extensions import store
+from bridge.writeback import fieldsync
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -91,6 +93,26 @@ class MemberIn(_Body):
     url: Annotated[str, Field(max_length=500, pattern=r"^https?://")] | None = None
 
 
+class ReferralPatch(_Body):
+    """The fields to change; `fields` keys are merged (null removes one)."""
+
+    first_name: Short | None = None
+    last_name: Short | None = Field(default=None, description="cannot be cleared")
+    email: Email | None = None
+    company: Short | None = None
+    phone: Annotated[str, Field(max_length=64)] | None = None
+    fields: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class MemberPatch(_Body):
+    """The fields to change (ids used for matching, external_id and referral_code, stay)."""
+
+    name: Short | None = Field(default=None, description="cannot be cleared")
+    email: Email | None = None
+    phone: Annotated[str, Field(max_length=64)] | None = None
+    url: Annotated[str, Field(max_length=500, pattern=r"^https?://")] | None = None
+
+
 class ActivityIn(_Body):
     org: Short
     activity_id: Annotated[str, Field(min_length=1, max_length=100)]
@@ -137,7 +159,9 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
     for m in (
         MemberRef,
         ReferralIn,
+        ReferralPatch,
         MemberIn,
+        MemberPatch,
         ActivityIn,
         EntryIn,
         EntryPatch,
@@ -234,35 +258,12 @@ def require_scope(scope: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            header = request.headers.get("Authorization", "")
-            scheme, _, secret = header.partition(" ")
-            challenge = {"WWW-Authenticate": 'Bearer realm="sfbridge"'}
-            if scheme.lower() != "bearer" or not secret.strip():
-                return error(
-                    401,
-                    "unauthorized",
-                    "send an API token: Authorization: Bearer <token>",
-                    headers=challenge,
-                )
             with store().session() as s:
-                token = find_token(s, secret.strip())
-                if token is None:
-                    return error(
-                        401,
-                        "unauthorized",
-                        "the API token is unknown or revoked",
-                        headers=challenge,
-                    )
-                user = s.get(User, token.user_id)
-                if user is None or not user.active:
-                    return error(
-                        401, "unauthorized", "the token's user is deactivated", headers=challenge
-                    )
-                if scope not in (token.scopes or []):
-                    return error(403, "insufficient_scope", f"this token lacks the scope '{scope}'")
-                if scope in ADMIN_SCOPES and user.role != ADMIN:  # the user was demoted
-                    return error(403, "insufficient_scope", f"'{scope}' needs an admin's token")
-                token.last_used_at = utcnow()
+                found = bearer.authenticate(s, request.headers.get("Authorization", ""), scope)
+                if isinstance(found, bearer.Refusal):
+                    headers = bearer.CHALLENGE if found.status == 401 else None
+                    return error(found.status, found.code, found.message, headers=headers)
+                token, user = found
                 g.api_actor = f"{user.email} (token {token.prefix}…)"
                 g.api_token_id = token.id
             return view(*args, **kwargs)
@@ -354,6 +355,64 @@ def list_referrals() -> ResponseReturnValue:
     return _page(query, Referral.id, serialize.referral)
 
 
+def _patch(model: type[BaseModel]) -> dict[str, Any]:
+    """The fields a PATCH body gives (null included: it clears the field); none is a 400."""
+    data = body(model)
+    given = data.model_dump(exclude_unset=True)
+    if not given or given == {"fields": {}}:
+        raise ApiAbort(error(400, "validation_error", "give at least one field to change"))
+    for name in ("last_name", "name"):
+        if name in given and given[name] is None:
+            raise ApiAbort(error(400, "validation_error", f"{name} cannot be cleared", [name]))
+    return dict(given)
+
+
+def _with_pushes(out: dict[str, Any], pushes: list[dict[str, Any]]) -> ResponseReturnValue:
+    out["pushes"] = pushes
+    if pushes:
+        out["note"] = actions.enqueue_pushes([p["id"] for p in pushes])
+    return jsonify(out)
+
+
+@bp.get("/referrals/<int:referral_id>")
+@require_scope("referrals:read")
+def get_referral(referral_id: int) -> ResponseReturnValue:
+    with store().session() as s:
+        referral = edits.get_referral(s, referral_id)
+        return jsonify({**serialize.referral(referral), "history": fieldsync.history(s, referral)})
+
+
+@bp.patch("/referrals/<int:referral_id>")
+@require_scope("referrals:write")
+def patch_referral(referral_id: int) -> ResponseReturnValue:
+    data = _patch(ReferralPatch)
+    with store().session() as s:
+        referral = edits.get_referral(s, referral_id)
+        pushes = edits.edit_referral(s, referral, data, actor=g.api_actor)
+        s.flush()
+        out, made = serialize.referral(referral), [serialize.push(p) for p in pushes]
+    return _with_pushes(out, made)
+
+
+@bp.get("/members/<int:member_id>")
+@require_scope("referrals:read")
+def get_member(member_id: int) -> ResponseReturnValue:
+    with store().session() as s:
+        return jsonify(serialize.member(edits.get_member(s, member_id)))
+
+
+@bp.patch("/members/<int:member_id>")
+@require_scope("referrals:write")
+def patch_member(member_id: int) -> ResponseReturnValue:
+    data = _patch(MemberPatch)
+    with store().session() as s:
+        member = edits.get_member(s, member_id)
+        pushes = edits.edit_member(s, member, data, actor=g.api_actor)
+        s.flush()
+        out, made = serialize.member(member), [serialize.push(p) for p in pushes]
+    return _with_pushes(out, made)
+
+
 @bp.post("/members")
 @require_scope("referrals:write")
 def create_member() -> ResponseReturnValue:
@@ -435,7 +494,16 @@ def approve_entry(entry_id: int) -> ResponseReturnValue:
     body(NoBody)
     with store().session() as s:
         entry = actions.approve_entry(s, actions.get_entry(s, entry_id), actor=g.api_actor)
-        return jsonify(serialize.entry(entry))
+        out = serialize.entry(entry)
+    return _entry_with_pushes(out)
+
+
+def _entry_with_pushes(out: dict[str, Any]) -> ResponseReturnValue:
+    """Enqueue what the entry's effects queued (link-back, field sync), once committed."""
+    pushes = (out.get("decision") or {}).get("pushes") or []
+    if pushes:
+        out["note"] = actions.enqueue_pushes(list(pushes))
+    return jsonify(out)
 
 
 @bp.post("/entries/<int:entry_id>/reject")
@@ -461,7 +529,8 @@ def retry_entry(entry_id: int) -> ResponseReturnValue:
             fields=data.fields,
             referral_id=data.referral_id,
         )
-        return jsonify(serialize.entry(entry))
+        out = serialize.entry(entry)
+    return _entry_with_pushes(out)
 
 
 # ---- pushes ---------------------------------------------------------------------------------

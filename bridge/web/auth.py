@@ -1,18 +1,18 @@
-"""Sign-in and sign-out, the signed-in user on `g.user`, roles, idle timeout, login throttling.
+"""Sign-in and sign-out, the signed-in user on `g.user`, roles, sessions, sign-in throttling.
 
-Throttling has two locks: per account (`LOGIN_MAX_FAILURES` failures in a row lock it for
-`LOGIN_LOCKOUT_SECONDS`, stored on the user) and per client address (`LOGIN_IP_MAX_FAILURES`
-failures within `LOGIN_IP_WINDOW_SECONDS`, counted from the audit log, so every gunicorn worker
-sees the same count and the attempts stay auditable).
+Sessions are kept on the server (`bridge.web.sessions`): the cookie holds a random session id,
+the store its hash; idle timeout and absolute lifetime are checked on every request. Sign-in
+is throttled by `bridge.throttle` (a growing delay per account and per address, or per device
+for a browser that signed in to the account before). Every refusal says the same thing whether
+the account exists or not, and an unknown account costs the same password-hash work.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import secrets
-import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from flask import (
@@ -27,12 +27,14 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import func, select
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from bridge import audit
-from bridge.store.models import AuditLog, User, utcnow
+from bridge import audit, throttle
+from bridge.store.models import User, utcnow
 from bridge.users import verify_password
+from bridge.web import sessions
 from bridge.web.extensions import store
 from bridge.web.security import is_local_path
 
@@ -40,37 +42,50 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+DEVICE_COOKIE = "sfbridge_device"
+MAX_EMAIL_LENGTH = 255  # the users.email column
+UNKNOWN_ACCOUNT = "(unknown account)"  # what the audit log says instead of an unknown email
+NOT_SIGNED_IN = {
+    "idle": "You were signed out after a period of inactivity. Please sign in again.",
+    "expired": "Your session reached its maximum length. Please sign in again.",
+    "ended": "Your session was ended. Please sign in again.",
+    "inactive_user": "Your session was ended. Please sign in again.",
+}
+
 
 def init_app(app: Flask) -> None:
     app.before_request(load_signed_in_user)
 
 
+def lifetime() -> sessions.Lifetime:
+    cfg = current_app.config
+    return sessions.Lifetime(cfg["IDLE_TIMEOUT_SECONDS"], cfg["SESSION_MAX_SECONDS"])
+
+
 def load_signed_in_user() -> Response | None:
-    """Put the signed-in user on `g.user`; end sessions idle longer than the timeout."""
+    """Put the signed-in user on `g.user` (and the session's row id on `g.web_session_id`)."""
     g.user = None
+    g.web_session_id = None
     if request.path.startswith(("/api/", "/static/")) or request.path in (
         "/healthz",
         "/readyz",
         "/metrics",
     ):
         return None
-    uid = session.get("uid")
-    if uid is None:
-        return None
-    now = time.time()
-    seen = float(session.get("seen", 0))
-    if now - seen > current_app.config["IDLE_TIMEOUT_SECONDS"]:
-        session.clear()
-        flash("You were signed out after a period of inactivity. Please sign in again.", "info")
+    session_id = session.get("sid")
+    if not session_id:
         return None
     with store().session() as s:
-        user = s.get(User, uid)
-        if user is None or not user.active:
+        found = sessions.resume(s, str(session_id), lifetime(), utcnow())
+        if isinstance(found, str):
             session.clear()
+            if found in NOT_SIGNED_IN:
+                flash(NOT_SIGNED_IN[found], "info")
             return None
+        web_session, user = found
         s.expunge(user)
     g.user = user
-    session["seen"] = now
+    g.web_session_id = web_session.id
     return None
 
 
@@ -105,23 +120,55 @@ def role_required(role: str) -> Callable[[F], F]:
     return decorator
 
 
-def _client_ip() -> str:
-    return request.remote_addr or "unknown"
+def client_address() -> str:
+    return throttle.normal_address(request.remote_addr or "")
 
 
-def _ip_failures(s: Any, ip: str) -> int:
-    since = utcnow() - timedelta(seconds=current_app.config["LOGIN_IP_WINDOW_SECONDS"])
-    return int(
-        s.scalar(
-            select(func.count(AuditLog.id)).where(
-                AuditLog.action == "login.failed",
-                AuditLog.object_type == "client_ip",
-                AuditLog.object_id == ip,
-                AuditLog.at >= since,
-            )
+def _could_be_an_account(email: str) -> bool:
+    # Longer than the column, or with a control character (PostgreSQL refuses NUL): no account
+    # has it, so it is not looked up — but it is still hashed and refused like any other.
+    return len(email) <= MAX_EMAIL_LENGTH and not any(ord(ch) < 32 for ch in email)
+
+
+def policies() -> tuple[throttle.Policy, throttle.Policy]:
+    """(per account or device, per address)."""
+    cfg = current_app.config
+
+    def policy(free: int) -> throttle.Policy:
+        return throttle.Policy(
+            free,
+            cfg["LOGIN_FIRST_DELAY_SECONDS"],
+            cfg["LOGIN_MAX_DELAY_SECONDS"],
+            cfg["LOGIN_FORGET_SECONDS"],
         )
-        or 0
-    )
+
+    return policy(cfg["LOGIN_FREE_ATTEMPTS"]), policy(cfg["LOGIN_ADDRESS_FREE_ATTEMPTS"])
+
+
+def _devices() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key or "", salt="sfbridge-device")
+
+
+def _device_of(account: str) -> str | None:
+    """The device id of this browser's device cookie when it was issued for `account`."""
+    cookie = request.cookies.get(DEVICE_COOKIE)
+    if not cookie:
+        return None
+    max_age = current_app.config["DEVICE_COOKIE_DAYS"] * 86400
+    try:
+        data = _devices().loads(cookie, max_age=max_age)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("account") != account:
+        return None
+    device = data.get("device")
+    return device if isinstance(device, str) else None
+
+
+def _wait_words(seconds: float) -> str:
+    if seconds < 90:
+        return f"{math.ceil(seconds)} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 def _safe_next(target: str | None) -> str:
@@ -136,55 +183,76 @@ def login() -> Any:
     email = request.form.get("email", "").strip().lower()
     password = request.form.get("password", "")
     next_url = request.form.get("next", "")
-    ip = _client_ip()
-    cfg = current_app.config
-    error: str | None = None
-    status = 200
-    with store().session() as s:
-        if _ip_failures(s, ip) >= cfg["LOGIN_IP_MAX_FAILURES"]:
-            minutes = cfg["LOGIN_IP_WINDOW_SECONDS"] // 60
-            error = (
-                "Too many failed sign-ins from your network address. Sign-in from this "
-                f"address is paused for up to {minutes} minutes."
+    address = client_address()
+    account = throttle.account_key(email)
+    device = _device_of(account)
+    per_account, per_address = policies()
+    keys = (
+        [(throttle.device_key(device), per_account)]
+        if device
+        else [(throttle.address_key(address), per_address), (account, per_account)]
+    )
+    now = utcnow()
+    for key, policy in keys:
+        with store().session() as s:  # committed before the password is checked
+            wait = throttle.take_attempt(s, key, policy, now)
+        if wait:
+            error = f"Too many failed sign-ins. Wait {_wait_words(wait)} and try again."
+            return (
+                render_template("login.html", email=email, next=next_url, error=error),
+                429,
+                {"Retry-After": str(math.ceil(wait))},
             )
-            status = 429
-        else:
-            user = s.scalar(select(User).where(User.email == email))
-            now = utcnow()
-            if user is not None and user.locked_until is not None and user.locked_until > now:
-                until = user.locked_until.strftime("%H:%M UTC")
-                error = (
-                    f"This account is locked after {cfg['LOGIN_MAX_FAILURES']} failed sign-ins. "
-                    f"Try again after {until}, or ask an admin to unlock it."
-                )
-                status = 429
-            elif verify_password(user, password) and user is not None and user.active:
-                user.failed_logins = 0
-                user.locked_until = None
-                user.last_login_at = now
-                audit.record(s, user.email, "login", "user", user.id, ip=ip)
-                # A new session at sign-in: nothing from before survives, new nonce and token.
-                session.clear()
-                session["uid"] = user.id
-                session["sid"] = secrets.token_urlsafe(24)
-                session["seen"] = time.time()
-                session["csrf"] = secrets.token_urlsafe(32)
-                return redirect(_safe_next(next_url))
+
+    with store().session() as s:
+        user = (
+            s.scalar(select(User).where(User.email == email))
+            if _could_be_an_account(email)
+            else None
+        )
+        method = current_app.config["PASSWORD_HASH_METHOD"]
+        signed_in = verify_password(user, password, method) and user is not None and user.active
+        if not signed_in or user is None:
+            # Never the typed text of an unknown account: it may be a password.
+            actor = user.email if user else UNKNOWN_ACCOUNT
+            detail = {"email": user.email, "active": user.active} if user else {}
+            audit.record(s, actor, "login.failed", "client_ip", address, **detail)
+            error = "That email and password do not match an active account."
+            return render_template("login.html", email=email, next=next_url, error=error), 401
+        user.last_login_at = now
+        for key, policy in keys:
+            if key.startswith(throttle.ADDRESS):
+                throttle.give_back(s, key, policy)
             else:
-                audit.record(s, email or "(blank)", "login.failed", "client_ip", ip, email=email)
-                if user is not None:
-                    user.failed_logins += 1
-                    if user.failed_logins >= cfg["LOGIN_MAX_FAILURES"]:
-                        user.locked_until = now + timedelta(seconds=cfg["LOGIN_LOCKOUT_SECONDS"])
-                        user.failed_logins = 0
-                        audit.record(s, "system", "user.locked", "user", user.id, ip=ip)
-                error = "That email and password do not match an active account."
-                status = 401
-    return render_template("login.html", email=email, next=next_url, error=error), status
+                throttle.clear(s, key)
+        throttle.forget_old(s, per_account, now)
+        audit.record(s, user.email, "login", "user", user.id, ip=address)
+        session_id = sessions.begin(s, user, address, lifetime(), now)
+    # A new session at sign-in: nothing from before survives, a new id and CSRF token.
+    session.clear()
+    session["sid"] = session_id
+    session["csrf"] = secrets.token_urlsafe(32)
+    resp = redirect(_safe_next(next_url))
+    # A new device id at every sign-in (OWASP's device cookies): a copied cookie goes stale.
+    cookie = _devices().dumps({"account": account, "device": secrets.token_urlsafe(16)})
+    resp.set_cookie(
+        DEVICE_COOKIE,
+        cookie,
+        max_age=current_app.config["DEVICE_COOKIE_DAYS"] * 86400,
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.session_interface.get_cookie_secure(current_app),
+        path=url_for("auth.login"),
+    )
+    return resp
 
 
 @bp.route("/logout", methods=("POST",))
 def logout() -> Response:
+    session_id = session.get("sid")
+    if session_id:
+        with store().session() as s:
+            sessions.end_by_id(s, str(session_id), "signed_out", utcnow())
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))

@@ -1,5 +1,10 @@
 """`/healthz` (the process answers), `/readyz` (what the bridge depends on) and `/metrics`.
 
+Exposure: `/healthz` and the bare answer of `/readyz` (`{"status": "ready"}` or 503 `not
+ready`) are public, for load balancers and orchestrators. The details of `/readyz` and all of
+`/metrics` name orgs, hosts and volumes, so they need an API token with the `metrics:read`
+scope or a client address in `MONITOR_NETWORKS` (`SFBRIDGE_MONITOR_NETWORKS`).
+
 Readiness checks: the database answers; Redis answers (when configured); every org in the config
 file has a stored connection with an org id and a running subscriber (one holds the org's
 stream lease in Redis); the subscriber keeps up — the oldest stored event still waiting to be
@@ -29,11 +34,12 @@ Metrics (Prometheus text format):
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from rq import Queue
 from sqlalchemy import func, select, text
@@ -52,6 +58,7 @@ from bridge.store.models import (
 from bridge.streaming import stall
 from bridge.streaming.subscriber import lease_key, topic_channels
 from bridge.vocabulary import ENTRY_OUTCOMES, PUSH_STATES
+from bridge.web import bearer
 from bridge.web.extensions import store, web
 
 bp = Blueprint("health", __name__)
@@ -60,6 +67,51 @@ SF_COUNTERS = {
     "sfbridge_salesforce_api_calls_total": "sfbridge:sf_api_calls",
     "sfbridge_salesforce_api_errors_total": "sfbridge:sf_api_errors",
 }
+
+
+MONITOR_SCOPE = "metrics:read"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def monitor_networks(text: str) -> list[Network]:
+    """The networks of `MONITOR_NETWORKS` ("10.0.0.0/8, ::1"); a ConfigError names a bad one."""
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"SFBRIDGE_MONITOR_NETWORKS: '{part}' is not an address or network (CIDR)"
+            ) from None
+    return networks
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["sfbridge_monitor_networks"] = monitor_networks(app.config["MONITOR_NETWORKS"])
+
+
+def _monitor_refusal() -> bearer.Refusal | None:
+    """None when the request may see monitoring details: an allowed network or a token."""
+    networks: list[Network] = current_app.extensions["sfbridge_monitor_networks"]
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        address = None
+    if address is not None and any(address in n for n in networks):
+        return None
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return bearer.Refusal(
+            401,
+            "unauthorized",
+            f"send an API token with the {MONITOR_SCOPE} scope (Authorization: Bearer <token>)"
+            " or come from a network in SFBRIDGE_MONITOR_NETWORKS",
+        )
+    with store().session() as s:
+        found = bearer.authenticate(s, header, MONITOR_SCOPE)
+    return found if isinstance(found, bearer.Refusal) else None
 
 
 @bp.get("/healthz")
@@ -173,8 +225,11 @@ def readyz() -> ResponseReturnValue:
             if name in readings:
                 checks[f"api_budget:{name}"] = _budget_check(readings[name], org.api_budget.share)
     failing = sorted(k for k, v in checks.items() if not v["ok"])
+    status = 200 if not failing else 503
+    if _monitor_refusal() is not None:  # the bare answer only
+        return jsonify({"status": "ready" if not failing else "not ready"}), status
     body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
-    return jsonify(body), 200 if not failing else 503
+    return jsonify(body), status
 
 
 def _budget_check(usage: budget.ApiUsage, share: float) -> dict[str, Any]:
@@ -211,7 +266,12 @@ def _line(name: str, value: float, **labels: str) -> str:
 
 
 @bp.get("/metrics")
-def metrics() -> Response:
+def metrics() -> ResponseReturnValue:
+    refusal = _monitor_refusal()
+    if refusal is not None:
+        headers = bearer.CHALLENGE if refusal.status == 401 else {}
+        body = {"error": {"code": refusal.code, "message": refusal.message}}
+        return jsonify(body), refusal.status, headers
     out: list[str] = []
 
     def family(name: str, kind: str, help_text: str, lines: list[str]) -> None:

@@ -3,6 +3,9 @@ with, so the two cannot drift apart on inputs; the test suite checks routes and 
 
 It documents `bridge.web.api` and serves itself at ``/api/v1/openapi.json`` (this module's
 blueprint), so the dependency runs one way: the document reads the API, never the reverse.
+
+Longer than most modules on purpose: one path after another, in the reference's order, so
+reading it is reading the API.
 """
 
 from __future__ import annotations
@@ -195,9 +198,55 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
     },
     "ReferralList": _list_of("Referral"),
+    "FieldChange": {
+        "type": "object",
+        "required": ["field", "source", "outcome", "at"],
+        "properties": {
+            "field": {"type": "string", "description": "local name: company, member.email"},
+            "source": {"enum": ["local", "salesforce"]},
+            "outcome": {
+                "enum": ["applied", "lost"],
+                "description": "lost: the value that lost a read_write conflict",
+            },
+            "value": {},
+            "previous": {"description": "applied: the value before; lost: the one kept"},
+            "entry_id": _INT_OR_NULL,
+            "actor": {"type": "string"},
+            "at": _TS,
+        },
+        "additionalProperties": False,
+    },
     "EntryList": _list_of("Entry"),
     "PushList": _list_of("Push"),
     "Health": {"type": "object"},
+}
+
+
+def _extended(name: str, extra: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+    base = RESPONSE_SCHEMAS[name]
+    return {
+        **base,
+        "required": [*base["required"], *required],
+        "properties": {**base["properties"], **extra},
+    }
+
+
+_PUSHES_MADE = {
+    "pushes": {
+        "type": "array",
+        "items": _ref("Push"),
+        "description": "the writes to Salesforce this edit queued, by the fields' sync rules",
+    },
+    "note": {"type": "string", "description": "what happened to the send job"},
+}
+RESPONSE_SCHEMAS["ReferralDetail"] = _extended(
+    "Referral", {"history": {"type": "array", "items": _ref("FieldChange")}}, ("history",)
+)
+RESPONSE_SCHEMAS["ReferralUpdated"] = _extended("Referral", _PUSHES_MADE, ("pushes",))
+RESPONSE_SCHEMAS["MemberUpdated"] = _extended("Member", _PUSHES_MADE, ("pushes",))
+RESPONSE_SCHEMAS["Entry"]["properties"]["note"] = {
+    "type": "string",
+    "description": "approve/retry: what happened to the send job of the pushes it queued",
 }
 
 _PAGING = [
@@ -252,6 +301,46 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
             _q("email"),
             _q("program"),
         ],
+    ),
+    (
+        "/referrals/{referral_id}",
+        "get",
+        api.get_referral,
+        "One referral with its field history (sync changes, local edits, conflicts' losers)",
+        None,
+        200,
+        "ReferralDetail",
+        [_id("referral_id")],
+    ),
+    (
+        "/referrals/{referral_id}",
+        "patch",
+        api.patch_referral,
+        "Edit a referral; queues pushes for the fields whose sync rule sends them",
+        "ReferralPatch",
+        200,
+        "ReferralUpdated",
+        [_id("referral_id")],
+    ),
+    (
+        "/members/{member_id}",
+        "get",
+        api.get_member,
+        "One referring member",
+        None,
+        200,
+        "Member",
+        [_id("member_id")],
+    ),
+    (
+        "/members/{member_id}",
+        "patch",
+        api.patch_member,
+        "Edit a member; queues pushes onto the Salesforce records of its referrals",
+        "MemberPatch",
+        200,
+        "MemberUpdated",
+        [_id("member_id")],
     ),
     (
         "/members",

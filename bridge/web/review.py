@@ -248,6 +248,8 @@ def _run(entry_id: int, what: str, fn: Any) -> Response:
             e = actions.get_entry_or_404(s, entry_id)
             fn(s, e)
             outcome = e.outcome
+            pushes = list((e.decision or {}).get("pushes") or [])
+        actions.enqueue_pushes(pushes)  # the link-back or field sync the decision queued
         flash(f"Entry {entry_id} {what}: it is now {outcome}.", "success")
     except actions.ActionError as exc:
         flash(f"Entry {entry_id} was not {what}: {exc.message}", "error")
@@ -318,6 +320,8 @@ def bulk() -> Response:
                     actions.approve_entry(s, e, actor=_actor())
                 else:
                     actions.reject_entry(s, e, actor=_actor(), note="bulk")
+                pushes = list((e.decision or {}).get("pushes") or [])
+            actions.enqueue_pushes(pushes)
             done += 1
         except actions.ActionError as exc:
             refused.append(f"{entry_id} ({exc.message})")

@@ -1,10 +1,12 @@
 """Cookie flags, CSRF tokens and security headers for the browser side.
 
-Sessions are Flask's signed cookies: HttpOnly, SameSite=Lax, and Secure whenever the request
-came over HTTPS (`TRUST_PROXY` honours X-Forwarded-Proto from a reverse proxy). At sign-in the
-session is cleared and gets a fresh random nonce (`sid`), so a cookie planted before sign-in is
-worth nothing afterwards. The CSRF token is a per-session random value checked on every
-non-API POST; the JSON API is exempt because it authenticates with bearer tokens, not cookies.
+The session cookie is Flask's signed cookie: HttpOnly, SameSite=Lax, and Secure whenever the
+request came over HTTPS (`TRUST_PROXY` honours X-Forwarded-Proto from a reverse proxy). It
+carries only the random session id (the session itself is kept on the server, see
+`bridge.web.sessions`) and the CSRF token. At sign-in it is cleared and gets a new id, so a
+cookie planted before sign-in is worth nothing afterwards. The CSRF token is a per-session
+random value checked on every non-API POST; the JSON API is exempt because it authenticates
+with bearer tokens, not cookies. HTML and JSON answers are `Cache-Control: no-store`.
 """
 
 from __future__ import annotations
@@ -124,5 +126,8 @@ def init_app(app: Flask) -> None:
                 "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                 "script-src 'self'; form-action 'self'; frame-ancestors 'none'",
             )
+            resp.headers.setdefault("Cache-Control", "no-store")
+        elif resp.mimetype == "application/json" or request.path.startswith("/api/"):
+            # API answers hold referral and account data: never kept by a browser or proxy cache.
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp

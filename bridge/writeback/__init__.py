@@ -8,13 +8,32 @@ then enqueue it:
     enqueue_push(redis_connection, push.id)
 
 `repush(session, push_id, actor=...)` puts a failed or skipped push back to pending.
+
+The job functions (`enqueue_push`, `send_pushes`, ...) are loaded when first used: the jobs
+build on the rq job layer, which runs the receiver, whose effects queue pushes through this
+package (field sync, link-back), so importing them here eagerly would close that circle.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from bridge.writeback.activities import Activity, parse_activity, queue_activity
 from bridge.writeback.field_updates import queue_field_update
-from bridge.writeback.jobs import enqueue_pending, enqueue_push, send_push, send_pushes
 from bridge.writeback.pushes import MAX_ATTEMPTS, queue_push, repush
 from bridge.writeback.referrals import queue_referral_add
+
+if TYPE_CHECKING:
+    from bridge.writeback.jobs import enqueue_pending, enqueue_push, send_push, send_pushes
+
+_JOBS = ("enqueue_pending", "enqueue_push", "send_push", "send_pushes")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _JOBS:
+        from bridge.writeback import jobs
+
+        return getattr(jobs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_ATTEMPTS",

@@ -25,11 +25,18 @@ def queue_field_update(
     external_id_field: str | None = None,
     external_id: str | None = None,
     referral_id: int | None = None,
+    change: str | None = None,
 ) -> Push:
-    """Save a pending field-update push; the same write twice is absorbed."""
+    """Save a pending field-update push; the same write twice is absorbed.
+
+    `change` names the change that caused the write (a local edit, an entry): the same values
+    written again by a later change are a new push, not the earlier one absorbed.
+    """
     if external_id_field and external_id is not None:
         fields = {**fields, external_id_field: external_id}
     payload: dict[str, Any] = {"fields": fields, "record_id": record_id}
+    if change is not None:
+        payload["change"] = change
     target = record_id or f"{external_id_field}={external_id}"
     push, _created = queue_push(
         session,

@@ -218,13 +218,3 @@ def find_account(
     matches = [dict(a) for a in accounts if root_domain(a.get("Website")) == key]
     matches.sort(key=lambda a: (str(a.get("CreatedDate") or ""), str(a.get("Id") or "")))
     return matches[0] if matches else None
-
-
-def find_by_email(email: str | None, records: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The oldest record with this email (contacts dedupe on email)."""
-    key = salesforce_email(email)
-    if key is None:
-        return None
-    matches = [dict(r) for r in records if salesforce_email(r.get("Email")) == key]
-    matches.sort(key=lambda r: (str(r.get("CreatedDate") or ""), str(r.get("Id") or "")))
-    return matches[0] if matches else None

@@ -1,6 +1,9 @@
-"""Unmodified third-party clients against a real devorg process: jsforce 3 (Node) and
-simple-salesforce. jsforce is installed into tests/devorg/js on first use (npm); without Node or
-npm the jsforce test skips with the reason, which CI (CI=true) counts as a failure."""
+"""Unmodified third-party clients against a real devorg process: jsforce 3 (REST and its Faye
+streaming client with the replay extension), the reference CometD client (npm `cometd` with
+`cometd-nodejs-client`: replay and re-handshake) and simple-salesforce. The Node clients live in
+tests/devorg/js; scripts/test installs them (npm), and a test installs them on first use too.
+Without Node or npm the Node tests skip with the reason, which CI (CI=true) counts as a
+failure."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +26,12 @@ JS = Path(__file__).parent / "js"
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    """The node binary, with jsforce installed next to the client script."""
+    """The node binary, with the clients of package.json installed next to the scripts."""
     node_bin, npm = shutil.which("node"), shutil.which("npm")
     if node_bin is None or npm is None:
         pytest.skip("Node.js and npm are needed for the jsforce conformance test")
-    if not (JS / "node_modules" / "jsforce").is_dir():
+    installed = ("jsforce", "cometd", "cometd-nodejs-client")
+    if not all((JS / "node_modules" / name).is_dir() for name in installed):
         done = subprocess.run(
             [npm, "install", "--prefix", str(JS), "--no-audit", "--no-fund", "--no-package-lock"],
             capture_output=True,
@@ -35,16 +40,21 @@ def node() -> str:
             check=False,
         )
         if done.returncode != 0:
-            pytest.skip(f"could not install jsforce with npm: {done.stderr[-500:]}")
+            pytest.skip(f"could not install the Node clients with npm: {done.stderr[-500:]}")
     return node_bin
 
 
 def _jsforce(node: str, org: DevOrg, **args: Any) -> dict[str, Any]:
+    return _run(node, org, "jsforce_client.js", version=args.pop("version", "63.0"), **args)
+
+
+def _run(node: str, org: DevOrg, script: str, **args: Any) -> dict[str, Any]:
+    """Run a client script as the sales user; its one JSON line of output."""
     tok = org.token("sales")
     payload = {"instanceUrl": tok["instance_url"], "accessToken": tok["access_token"], **args}
     env = {**os.environ, "NODE_EXTRA_CA_CERTS": org.ca_path}
     done = subprocess.run(
-        [node, str(JS / "jsforce_client.js"), json.dumps(payload)],
+        [node, str(JS / script), json.dumps(payload)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -109,3 +119,91 @@ def test_simple_salesforce_sandbox_check_and_aggregates(clean_devorg: DevOrg) ->
     high_water = sf.query("SELECT MAX(SystemModstamp) FROM Lead")["records"][0]["expr0"]
     newest = sf.query("SELECT SystemModstamp FROM Lead ORDER BY SystemModstamp DESC LIMIT 1")
     assert high_water == newest["records"][0]["SystemModstamp"]
+
+
+@pytest.fixture
+def streaming_org(clean_devorg: DevOrg) -> Iterator[DevOrg]:
+    """The clean org with a PushTopic on Lead and short long polls (put back after)."""
+    clean_devorg.control("streaming", {"connect_timeout_ms": 2000})
+    clean_devorg.sf("integration").PushTopic.create(
+        {
+            "Name": "NodeLeads",
+            "Query": "SELECT Id, Email FROM Lead",
+            "ApiVersion": 63.0,
+            "NotifyForFields": "Referenced",
+        }
+    )
+    yield clean_devorg
+    clean_devorg.control("streaming", {"connect_timeout_ms": 110_000, "client_timeout_ms": 40_000})
+
+
+def _retained(org: DevOrg, n: int) -> list[str]:
+    """``n`` Lead changes made before any client subscribes: replayable, not yet seen."""
+    sf = org.sf("sales")
+    emails = [f"before{i}@x.com" for i in range(n)]
+    for email in emails:
+        sf.Lead.create({"LastName": "Before", "Company": "Co", "Email": email})
+    return emails
+
+
+def test_jsforce_faye_streaming_with_replay(streaming_org: DevOrg, node: str) -> None:
+    before = _retained(streaming_org, 2)
+    out = _run(
+        node,
+        streaming_org,
+        "jsforce_streaming.js",
+        version="63.0",
+        channel="/topic/NodeLeads",
+        retained=2,
+        liveEmail="live@x.com",
+        expireUrl=f"{streaming_org.base_url}/__devorg__/expire-tokens",
+    )
+    everything = out["all"]
+    assert [(e["type"], e["email"]) for e in everything] == [
+        ("created", before[0]), ("created", before[1]), ("created", "live@x.com")
+    ]  # fmt: skip
+    ids = [e["replayId"] for e in everything]
+    assert ids == sorted(set(ids))  # increasing, each once
+    # resuming from the first replayId delivers exactly what came after it
+    assert [e["replayId"] for e in out["resumed"]] == ids[1:]
+    # -1 is new events only: the update, nothing retained
+    (fresh,) = out["fresh"]
+    assert (fresh["type"], fresh["email"]) == ("updated", "new-live@x.com")
+    assert fresh["replayId"] > ids[-1]
+    stats = streaming_org.control("stats", method="GET")["events_delivered"]["by_channel"]
+    assert stats["/topic/NodeLeads"] >= 3 + 2 + 1
+    # an ended session reaches jsforce's AuthFailure extension as Salesforce sends it
+    failure = out["authFailure"]
+    assert failure["channel"] == "/meta/connect"
+    assert failure["error"] == "401::Authentication invalid"
+    assert failure["advice"]["reconnect"] == "none"
+
+
+def test_cometd_reference_client_replays_and_handshakes_again(
+    streaming_org: DevOrg, node: str
+) -> None:
+    before = _retained(streaming_org, 2)
+    out = _run(
+        node,
+        streaming_org,
+        "cometd_client.mjs",
+        version="63.0",
+        channel="/topic/NodeLeads",
+        retained=2,
+        controlUrl=f"{streaming_org.base_url}/__devorg__/streaming",
+        emails={"live": "live@x.com", "failover": "failover@x.com"},
+    )
+    events = out["events"]
+    # each change once, in order: replayed, live, and the one made while the client was unknown
+    assert [e["email"] for e in events] == [*before, "live@x.com", "failover@x.com"]
+    ids = [e["replayId"] for e in events]
+    assert ids == sorted(set(ids))
+    # the dropped client got 403::Unknown client, handshook again as a new client ...
+    # (CometD tries WebSocket first and falls back to long-polling, the only transport served)
+    first, second = [h["clientId"] for h in out["handshakes"] if h["successful"]]
+    assert first != second
+    assert any("403::Unknown client" in (error or "") for error in out["connectFailures"])
+    # ... and subscribed again from the last replayId it had seen, through the replay extension
+    channel = "/topic/NodeLeads"
+    assert out["subscribes"] == [{channel: -2}, {channel: ids[2]}]
+    assert out["subscribed"] == [True, True]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bridge.store.models import AuditLog, User
+from bridge.store.models import AuditLog, WebSession, utcnow
 from bridge.users import create_user, verify_password
 from tests.web.conftest import AuthActions, form_token
 from tests.web.seed import PASSWORD
@@ -74,20 +74,22 @@ def test_sign_in_starts_a_new_session(client: FlaskClient, auth: AuthActions) ->
     auth.login()
     with client.session_transaction() as sess:
         assert "planted" not in sess
-        assert sess["sid"] != "fixed-session-id" and len(sess["sid"]) >= 24
+        assert sess["sid"] != "fixed-session-id" and len(sess["sid"]) >= 32
         assert sess["csrf"] != csrf_before
-        assert sess["uid"]
 
 
 def test_idle_sessions_end(client: FlaskClient, auth: AuthActions, app: Flask) -> None:
     auth.login()
     assert client.get("/").status_code == 200
-    with client.session_transaction() as sess:
-        sess["seen"] = time.time() - app.config["IDLE_TIMEOUT_SECONDS"] - 1
+    idle = timedelta(seconds=app.config["IDLE_TIMEOUT_SECONDS"] + 1)
+    with app.extensions["sfbridge"].store.session() as s:
+        s.execute(update(WebSession).values(last_seen_at=utcnow() - idle))
     resp = client.get("/queue/review")
     assert resp.status_code == 302 and resp.headers["Location"].startswith("/auth/login")
     page = client.get(resp.headers["Location"]).get_data(as_text=True)
     assert "signed out after a period of inactivity" in page
+    with app.extensions["sfbridge"].store.session() as s:
+        assert s.scalars(select(WebSession.end_reason)).all() == ["idle"]
 
 
 def test_pages_need_sign_in(client: FlaskClient) -> None:
@@ -126,40 +128,6 @@ def test_wrong_password_is_refused_and_audited(
         assert [(r.object_type, r.detail["email"]) for r in rows] == [
             ("client_ip", "reviewer@example.com")
         ]
-
-
-def test_account_locks_after_repeated_failures(
-    client: FlaskClient, auth: AuthActions, app: Flask
-) -> None:
-    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
-        assert auth.login(password="nope nope nope").status_code == 401
-    resp = auth.login()  # the right password, but the account is locked now
-    assert resp.status_code == 429
-    assert "This account is locked after 5 failed sign-ins" in resp.get_data(as_text=True)
-    with client.session_transaction() as sess:
-        assert "uid" not in sess
-    # An admin unlocks it; then the right password works.
-    admin = app.test_client()
-    AuthActions(admin).login("admin@example.com")
-    with app.extensions["sfbridge"].store.session() as s:
-        uid = s.scalars(select(User.id).where(User.email == "reviewer@example.com")).one()
-    AuthActions(admin).post(f"/admin/users/{uid}/unlock")
-    assert auth.login().status_code == 302
-
-
-def test_one_address_is_throttled_across_accounts(app: Flask) -> None:
-    app.config["LOGIN_IP_MAX_FAILURES"] = 3
-    client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = "203.0.113.7"
-    auth = AuthActions(client)
-    for i in range(3):
-        assert auth.login(f"nobody{i}@example.com", "guess guess").status_code == 401
-    resp = auth.login()  # right credentials, throttled address
-    assert resp.status_code == 429
-    assert "Too many failed sign-ins from your network address" in resp.get_data(as_text=True)
-    other = app.test_client()
-    other.environ_base["REMOTE_ADDR"] = "198.51.100.9"
-    assert AuthActions(other).login().status_code == 302
 
 
 def test_sign_out_is_a_post(client: FlaskClient, auth: AuthActions) -> None:

@@ -6,21 +6,17 @@ and see a form posted without its CSRF token refused. Screenshots go to test-art
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from bridge.store import Store
 from bridge.store.models import Push, SalesEntry
 from tests import services
-from tests.web.seed import CONFIG_YAML, PASSWORD, Seeded, seed
+from tests.web.seed import PASSWORD, Seeded, seed
+from tests.web.webproc import running_web
 
 pytestmark = pytest.mark.browser
 
@@ -49,45 +45,8 @@ def chromium() -> str:
 @pytest.fixture
 def web_server(sqlite_store: Store, tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Seeded]]:
     seeded = seed(sqlite_store)
-    config = tmp_path / "sfbridge.yaml"
-    config.write_text(CONFIG_YAML, encoding="utf-8")
-    port = services.free_port()
-    env = {
-        **os.environ,
-        "SFBRIDGE_DATABASE_URL": sqlite_store.url,
-        "SFBRIDGE_REDIS_URL": redis_url,
-        "SFBRIDGE_CONFIG": str(config),
-        "SFBRIDGE_SECRET_KEY": "browser-test",
-        "SFBRIDGE_INSTANCE_DIR": str(tmp_path),
-    }
-    sfbridge = shutil.which("sfbridge", path=str(Path(sys.executable).parent)) or "sfbridge"
-    log = (tmp_path / "web.log").open("wb")
-    proc = subprocess.Popen(
-        [sfbridge, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, (tmp_path / "web.log").read_text()
-        try:
-            return requests.get(base + "/healthz", timeout=5).status_code == 200
-        except requests.RequestException:  # not listening yet, or busy starting
-            return False
-
-    try:
-        services.wait_for(up, timeout=30, what="gunicorn to serve /healthz")
+    with running_web(sqlite_store.url, tmp_path, SFBRIDGE_REDIS_URL=redis_url) as base:
         yield base, seeded
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _entry(store: Store, entry_id: int) -> SalesEntry:

@@ -99,6 +99,8 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
             lambda: waiting() > before, timeout=30, what="the new changes to reach the review queue"
         )
         assert web.get(url + "readyz").status_code == 200
+        assert "checks" in web.get(url + "readyz").json()  # the demo lets loopback see details
+        assert "sfbridge_up 1" in web.get(url + "metrics").text
     finally:
         family = _descendants(proc.pid)
         proc.send_signal(signal.SIGINT)

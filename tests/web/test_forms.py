@@ -10,7 +10,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from bridge.store.models import ApiToken, AuditLog, Push, Referral, SalesEntry, User
+from bridge.store.models import (
+    ApiToken,
+    AuditLog,
+    Push,
+    Referral,
+    SalesEntry,
+    SignInThrottle,
+    User,
+    WebSession,
+)
 from tests.web.conftest import AuthActions
 from tests.web.seed import Seeded
 
@@ -27,6 +36,7 @@ def _url(rule: Any, seeded: Seeded) -> str:
     values = {
         "entry_id": seeded.ids["review_fuzzy"],
         "push_id": seeded.ids["push_failed"],
+        "referral_id": seeded.ids["ref_bob"],
         "user_id": seeded.ids["reviewer"],
         "token_id": 1,
         "outcome": "review",
@@ -47,7 +57,13 @@ def _snapshot(app: Flask) -> dict[str, Any]:
             ).all(),
             "pushes": s.execute(select(Push.id, Push.state).order_by(Push.id)).all(),
             "referrals": s.execute(select(Referral.id, Referral.status)).all(),
-            "users": s.execute(select(User.id, User.role, User.locked_until)).all(),
+            "users": s.execute(
+                select(User.id, User.role, User.active, User.password_hash).order_by(User.id)
+            ).all(),
+            "sessions": s.execute(
+                select(WebSession.id, WebSession.ended_at).order_by(WebSession.id)
+            ).all(),
+            "throttles": s.execute(select(SignInThrottle.key, SignInThrottle.attempts)).all(),
             "tokens": s.scalar(select(func.count(ApiToken.id))),
             "audit": s.execute(select(AuditLog.action).where(AuditLog.action != "login")).all(),
         }
@@ -86,6 +102,7 @@ def test_every_rendered_post_form_carries_the_token(app: Flask, seeded: Seeded) 
         "/admin/users",
         "/admin/tokens",
         "/audit",
+        "/account",
     ]
     forms = 0
     for page in pages:
@@ -93,7 +110,7 @@ def test_every_rendered_post_form_carries_the_token(app: Flask, seeded: Seeded) 
         for form in re.findall(r"<form[^>]*method=\"post\".*?</form>", html, re.S):
             forms += 1
             assert f'name="csrf_token" value="{token}"' in form, (page, form[:120])
-    assert forms >= 15
+    assert forms >= 25
 
 
 def test_no_get_changes_anything(app: Flask, seeded: Seeded) -> None:

@@ -13,6 +13,8 @@ from bridge.metrics import salesforce_call_hook
 from bridge.store import Store
 from tests.web.seed import seed
 
+LOOPBACK = "127.0.0.1/32"  # the test client's address: monitoring details allowed
+
 
 @responses.activate
 def test_the_hook_counts_calls_and_errors_for_metrics(
@@ -31,7 +33,8 @@ def test_the_hook_counts_calls_and_errors_for_metrics(
     session.get("https://acme.example/services/data/v63.0/limits")
     session.get("https://acme.example/services/data/v63.0/sobjects/Lead/x")
     seed(sqlite_store)
-    text = app_factory(sqlite_store, redis_url=redis_url).test_client().get("/metrics").text
+    app = app_factory(sqlite_store, redis_url=redis_url, MONITOR_NETWORKS=LOOPBACK)
+    text = app.test_client().get("/metrics").text
     assert 'sfbridge_salesforce_api_calls_total{org="acme"} 3' in text.splitlines()
     assert 'sfbridge_salesforce_api_errors_total{org="acme"} 1' in text.splitlines()
 

@@ -237,3 +237,15 @@ def test_a_failed_login_is_saved_on_the_pushes(
         push = s.get(Push, pid)
         assert push is not None
         assert (push.state, push.error_code, push.attempts) == (state, code, 1)
+
+
+def test_the_inbound_job_names_the_outbound_job_that_exists() -> None:
+    """The inbound job enqueues the pushes its entries queued by the send job's dotted path
+    (the writeback's jobs build on bridge.jobs, so it cannot import them)."""
+    import importlib
+
+    from bridge import jobs as job_layer
+    from bridge.writeback import jobs as writeback_jobs
+
+    module, name = job_layer.SEND_PUSHES.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is writeback_jobs.send_pushes

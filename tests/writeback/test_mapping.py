@@ -10,7 +10,6 @@ from bridge.config import FieldMapping
 from bridge.writeback.mapping import (
     FieldPlan,
     find_account,
-    find_by_email,
     is_blank,
     plan_fields,
     root_domain,
@@ -219,14 +218,6 @@ def test_accounts_dedupe_on_root_domain() -> None:
     assert find_account(None, accounts) is None
 
 
-def test_contacts_dedupe_on_email() -> None:
-    contacts = [
-        {"Id": "003B", "Email": "Ann@Example.com", "CreatedDate": "2024-02-01T00:00:00.000+0000"},
-        {"Id": "003A", "Email": "ann@example.com ", "CreatedDate": "2024-01-01T00:00:00.000+0000"},
-        {"Id": "003C", "Email": "bob@example.com", "CreatedDate": "2023-01-01T00:00:00.000+0000"},
-    ]
-    assert find_by_email(" ANN@example.COM", contacts)["Id"] == "003A"  # type: ignore[index]
-    assert find_by_email("carl@example.com", contacts) is None
-    assert find_by_email("", contacts) is None
+def test_emails_compare_as_salesforce_stores_them() -> None:
     assert salesforce_email("not-an-email") is None
     assert salesforce_email(" X@Y.Z ") == "x@y.z"

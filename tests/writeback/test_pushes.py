@@ -11,7 +11,7 @@ import pytest
 import responses
 from sqlalchemy import func, select
 
-from bridge.config import BridgeConfig, OrgConfig
+from bridge.config import OrgConfig
 from bridge.errors import UsageError
 from bridge.store import Store
 from bridge.store.models import (
@@ -31,6 +31,7 @@ from bridge.writeback import (
     repush,
 )
 from bridge.writeback.sender import send
+from tests import factories
 from tests.writeback.sfdouble import SalesforceDouble
 
 NOW = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
@@ -40,19 +41,13 @@ NOW = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
 SQLITE_ONLY = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 
 
+PROGRAM_NAME = "Partner Program"
+
+
 def org_config(writeback: dict[str, Any] | None = None) -> OrgConfig:
-    config = BridgeConfig.model_validate(
-        {
-            "orgs": {
-                "acme": {
-                    "programs": [{"key": "partners", "name": "Partner Program"}],
-                    "receiver": {"program": "partners"},
-                    "writeback": writeback or {},
-                }
-            }
-        }
+    return factories.org_config(
+        program="partners", program_name=PROGRAM_NAME, writeback=writeback or {}
     )
-    return config.orgs["acme"]
 
 
 @pytest.fixture
@@ -68,12 +63,8 @@ def seeded(store: Store) -> dict[str, int]:
 
 def seed(store: Store) -> dict[str, int]:
     with store.session() as s:
-        org = OrgConnection(
-            name="acme", login_url="https://login.salesforce.com", auth_method="jwt"
-        )
-        program = Program(key="partners", name="Partner Program")
-        s.add_all([org, program])
-        s.flush()
+        org = factories.connected_org(s, integration_user_id=None)
+        (program,) = factories.programs(s, "partners", partners=PROGRAM_NAME)
         member = Member(
             program_id=program.id,
             external_id="M-1",

@@ -1,0 +1,67 @@
+"""Local edits of referrals and members (API `PATCH`, the UI): saved and audited with the
+field history, and pushed to Salesforce for the fields whose sync rule sends them
+(`bridge.writeback.fieldsync`). The caller commits, then enqueues the pushes
+(`actions.enqueue_pushes`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge.store.models import Member, OrgConnection, Program, Push, Referral
+from bridge.web.actions import NotFound, _config
+from bridge.writeback import fieldsync
+
+
+def get_referral(s: Session, referral_id: int) -> Referral:
+    referral = s.get(Referral, referral_id)
+    if referral is None:
+        raise NotFound(f"no referral with id {referral_id}")
+    return referral
+
+
+def get_member(s: Session, member_id: int) -> Member:
+    member = s.get(Member, member_id)
+    if member is None:
+        raise NotFound(f"no member with id {member_id}")
+    return member
+
+
+def targets(s: Session, program_id: int) -> list[fieldsync.Target]:
+    """The orgs a program's referrals are written to: its connected org, else every connected
+    org whose config lists the program."""
+    cfg = _config()
+    program = s.get(Program, program_id)
+    if cfg is None or program is None:
+        return []
+    if program.org_connection_id is not None:
+        conn = s.get(OrgConnection, program.org_connection_id)
+        if conn is not None and conn.name in cfg.orgs:
+            return [fieldsync.Target(conn, cfg.orgs[conn.name])]
+        return []
+    names = [n for n, org in cfg.orgs.items() if any(p.key == program.key for p in org.programs)]
+    if not names:
+        return []
+    conns = s.scalars(select(OrgConnection).where(OrgConnection.name.in_(names)))
+    return [fieldsync.Target(c, cfg.orgs[c.name]) for c in conns]
+
+
+def edit_referral(
+    s: Session, referral: Referral, data: Mapping[str, Any], *, actor: str
+) -> list[Push]:
+    """`data`: the referral columns given, and `fields` merged key by key (null removes)."""
+    changes = {k: v for k, v in data.items() if k != "fields"}
+    changes.update(dict(data.get("fields") or {}))
+    return fieldsync.edit_referral(
+        s, referral, changes, targets(s, referral.program_id), actor=actor
+    )
+
+
+def edit_member(s: Session, member: Member, data: Mapping[str, Any], *, actor: str) -> list[Push]:
+    program_ids = set(s.scalars(select(Referral.program_id).where(Referral.member_id == member.id)))
+    return fieldsync.edit_member(
+        s, member, data, {pid: targets(s, pid) for pid in program_ids}, actor=actor
+    )

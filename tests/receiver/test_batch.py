@@ -1,0 +1,548 @@
+"""The receiver's batched path (`process_entries`) against the per-entry path (`process_entry`).
+
+A mixed batch — direct, fuzzy, member and no match, own writes, a delete, several entries about
+the same referral and the same record — is processed once as a batch and once entry by entry on
+the same starting data; everything the receiver writes must come out identical: entries
+(decision, candidates, previous values), referrals, status history and audit records.
+Runs on SQLite and PostgreSQL (the `store` fixture).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+
+from bridge import context, jobs
+from bridge.config import BridgeConfig, OrgConfig
+from bridge.context import WorkerContext
+from bridge.receiver import candidates, service
+from bridge.receiver.candidates import CandidatePool, find_members, find_referrals
+from bridge.receiver.matching import EntryInput, plan_lookups
+from bridge.receiver.relational import record_fields
+from bridge.receiver.service import process_entries, process_entry
+from bridge.store import Store
+from bridge.store.models import (
+    AuditLog,
+    Base,
+    Member,
+    Program,
+    Referral,
+    ReferralStatusChange,
+    SalesEntry,
+)
+from bridge.streaming import inbox
+from bridge.streaming.events import from_bayeux
+from tests import factories
+from tests.receiver.test_service import INTEGRATION, SALES, org_config
+
+ORG = org_config()  # the same rules as the entry-by-entry tests
+
+
+def seed(store: Store) -> int:
+    with store.session() as s:
+        conn = factories.connected_org(s, integration_user_id=INTEGRATION)
+        program, other = factories.programs(s, "main", "other")
+        s.add_all(
+            [
+                Member(program_id=program.id, name="Max", referral_code="MAX25"),
+                Member(program_id=program.id, name="Mia", email="mia@members.example"),
+                Member(program_id=other.id, name="Max elsewhere", referral_code="MAX25"),
+            ]
+        )
+        people = [
+            ("R1", "Jane", "Doe", "jane.doe@example.com", "pending"),
+            ("R2", "Bob", "Stone", "bob@example.com", "denied"),
+            ("R3", "Carla", "Cruz", "carla.cruz@example.com", "pending"),
+            ("R4", "Tom", "Miller", "tom.miller@example.com", "pending"),
+            ("R5", "Tom", "Miller", "t.miller@example.net", "pending"),  # same name as R4
+        ]
+        s.add_all(
+            Referral(
+                public_id=pid,
+                program_id=program.id,
+                first_name=first,
+                last_name=last,
+                email=email,
+                status=status,
+            )
+            for pid, first, last, email, status in people
+        )
+        s.add(
+            Referral(
+                public_id="X1",
+                program_id=other.id,
+                first_name="Carla",
+                last_name="Cruz",
+                email="carla.cruz@example.com",
+            )
+        )
+        return conn.id
+
+
+def lead(lead_id: str, first: str, last: str, email: str | None, **fields: Any) -> dict[str, Any]:
+    return {
+        "Id": lead_id,
+        "FirstName": first,
+        "LastName": last,
+        "Email": email,
+        "Company": "Acme",
+        "Phone": None,
+        "Status": "Open",
+        "Referral_ID__c": None,
+        "Referral_Code__c": None,
+        "Referring_Member_Email__c": None,
+        "Referring_Member_External_ID__c": None,
+        "LastModifiedById": SALES,
+        **fields,
+    }
+
+
+def opp(stage: str, amount: int) -> dict[str, Any]:
+    return {
+        "Id": "006000000000001AAA",
+        "StageName": stage,
+        "Amount": amount,
+        "LastModifiedById": SALES,
+    }
+
+
+JANE = "00Q000000000001AAA"
+CARLA = "00Q000000000002AAA"
+NEWBIE = "00Q000000000003AAA"
+
+
+def changes() -> list[tuple[str, str, dict[str, Any]]]:
+    """(object, change type, records) of a mixed batch, in arrival order."""
+    jane = lead(JANE, "Jane", "Doe", "jane.doe@example.com", Referral_ID__c="R1")
+    return [
+        ("Lead", "updated", {"Lead": {**jane, "Status": "Qualified"}}),  # direct, qualifies R1
+        ("Lead", "updated", {"Lead": lead(CARLA, "Karla", "Cruz", "carla.cruz@example.com")}),
+        (
+            "Lead",
+            "updated",
+            {"Lead": lead(NEWBIE, "Ann", "New", "ann@new.example", Referral_Code__c="max25")},
+        ),  # fmt: skip
+        ("Lead", "updated", {"Lead": lead("00Q000000000004AAA", "Zed", "Nobody", None)}),
+        (
+            "Lead",
+            "updated",
+            {"Lead": lead("00Q000000000005AAA", "Tom", "Miller", None, Status="Qualified")},
+        ),  # fmt: skip
+        (
+            "Lead",
+            "updated",
+            {
+                "Lead": lead(
+                    "00Q000000000006AAA", "Bob", "Stone", "bob@example.com", Status="Qualified"
+                )
+            },
+        ),  # fmt: skip
+        # Two more entries about R1 in the same batch: already qualified by the first.
+        ("Lead", "updated", {"Lead": {**jane, "Status": "Qualified"}}),
+        # The referral created by the third entry, found again by its remembered Lead id.
+        (
+            "Lead",
+            "updated",
+            {"Lead": lead(NEWBIE, "Ann", "New", "ann@new.example", Status="Qualified")},
+        ),  # fmt: skip
+        # An opportunity of Jane: amount first, then Closed Won (changed_to needs the
+        # previous entry of the same record, made in this batch), then Closed Won again.
+        ("Opportunity", "updated", {"Opportunity": opp("Prospecting", 1000), "Lead": jane}),
+        ("Opportunity", "updated", {"Opportunity": opp("Closed Won", 1200), "Lead": jane}),
+        ("Opportunity", "updated", {"Opportunity": opp("Closed Won", 1200), "Lead": jane}),
+        (
+            "Lead",
+            "updated",
+            {
+                "Lead": {
+                    **lead(CARLA, "Karla", "Cruz", "carla.cruz@example.com"),
+                    "LastModifiedById": INTEGRATION,
+                }
+            },
+        ),  # fmt: skip
+        ("Lead", "deleted", {"Lead": lead(CARLA, "Karla", "Cruz", "carla.cruz@example.com")}),
+        (
+            "Lead",
+            "updated",
+            {
+                "Lead": lead(
+                    "00Q000000000007AAA",
+                    "Mia",
+                    "Referred",
+                    None,
+                    Referring_Member_Email__c="MIA@members.example",
+                )
+            },
+        ),  # fmt: skip
+    ]
+
+
+def new_entries(org_id: int) -> list[SalesEntry]:
+    return [
+        SalesEntry(
+            org_connection_id=org_id,
+            source="stream",
+            sobject_type=sobject,
+            record_id=records[sobject]["Id"],
+            change_type=change,
+            raw={"sobject": records[sobject]},
+            records=records,
+            outcome="new",
+            reasons=[],
+        )
+        for sobject, change, records in changes()
+    ]
+
+
+def reset(store: Store) -> None:
+    with store.engine.begin() as conn:
+        if store.engine.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything the receiver writes, without timestamps."""
+    with store.session() as s:
+        return {
+            "entries": [
+                tuple(row)
+                for row in s.execute(
+                    select(
+                        SalesEntry.id,
+                        SalesEntry.outcome,
+                        SalesEntry.reasons,
+                        SalesEntry.candidates,
+                        SalesEntry.decision,
+                        SalesEntry.previous,
+                        SalesEntry.referral_id,
+                        SalesEntry.member_id,
+                        SalesEntry.program_id,
+                        SalesEntry.error,
+                        SalesEntry.attempts,
+                        SalesEntry.decided_by,
+                    ).order_by(SalesEntry.id)
+                )
+            ],
+            "referrals": [
+                tuple(row)
+                for row in s.execute(
+                    select(
+                        Referral.id,
+                        Referral.public_id,
+                        Referral.program_id,
+                        Referral.member_id,
+                        Referral.status,
+                        Referral.ever_qualified,
+                        Referral.fields,
+                        Referral.first_name,
+                        Referral.last_name,
+                        Referral.email,
+                        Referral.email_key,
+                        Referral.name_block,
+                        Referral.sf_lead_id,
+                        Referral.sf_opportunity_id,
+                    ).order_by(Referral.id)
+                )
+            ],
+            "history": [
+                tuple(row)
+                for row in s.execute(
+                    select(
+                        ReferralStatusChange.id,
+                        ReferralStatusChange.referral_id,
+                        ReferralStatusChange.from_status,
+                        ReferralStatusChange.to_status,
+                        ReferralStatusChange.entry_id,
+                        ReferralStatusChange.actor,
+                    ).order_by(ReferralStatusChange.id)
+                )
+            ],
+            "audit": [
+                tuple(row)
+                for row in s.execute(
+                    select(
+                        AuditLog.id,
+                        AuditLog.actor,
+                        AuditLog.action,
+                        AuditLog.object_type,
+                        AuditLog.object_id,
+                        AuditLog.detail,
+                    ).order_by(AuditLog.id)
+                )
+            ],
+        }
+
+
+@pytest.fixture
+def public_ids(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Predictable public ids for created referrals, restarted for each run."""
+
+    def restart() -> None:
+        counter = itertools.count(1)
+        monkeypatch.setattr(service, "new_public_id", lambda: f"RNEW{next(counter)}")
+
+    restart()
+    return restart
+
+
+def run(store: Store, batched: bool, integration_user_id: str | None = None) -> None:
+    reset(store)
+    org_id = seed(store)
+    entries = new_entries(org_id)
+    with store.session() as s:
+        if batched:
+            process_entries(s, entries, ORG, integration_user_id=integration_user_id)
+        else:
+            for entry in entries:
+                s.add(entry)
+                process_entry(s, entry, ORG, integration_user_id=integration_user_id)
+
+
+@pytest.mark.parametrize("integration_user_id", [None, INTEGRATION])
+def test_a_mixed_batch_ends_exactly_as_entry_by_entry(
+    store: Store, public_ids: Any, integration_user_id: str | None
+) -> None:
+    run(store, batched=False, integration_user_id=integration_user_id)
+    one_by_one = snapshot(store)
+    public_ids()
+    run(store, batched=True, integration_user_id=integration_user_id)
+    batched = snapshot(store)
+    for part in ("entries", "referrals", "history", "audit"):
+        assert batched[part] == one_by_one[part], part
+
+    # And the batch did what the cases say (so the comparison is not of two wrong runs).
+    outcomes = [(e[1], e[2]) for e in batched["entries"]]
+    assert outcomes == [
+        ("processed", ["status_rule:0", "direct_match"]),
+        ("processed", ["fuzzy_match", "no_status_rule"]),  # Karla ~ Carla, same email
+        ("processed", ["member_match", "member_by:referral_code", "referral_created"]),
+        ("skipped", ["no_match"]),
+        ("review", ["status_rule:0", "ambiguous_match"]),  # R4 and R5 are both Tom Miller
+        ("skipped", ["status_rule:0", "fuzzy_match", "denied_referral_locked"]),
+        ("skipped", ["status_rule:0", "direct_match", "status_unchanged", "no_change"]),
+        ("processed", ["status_rule:0", "direct_match"]),
+        ("processed", ["direct_match", "no_status_rule", "fields_updated"]),
+        ("processed", ["status_rule:1", "direct_match", "fields_updated"]),
+        ("skipped", ["direct_match", "terminal_referral"]),
+        ("skipped", ["own_write"]),
+        ("skipped", ["record_deleted"]),
+        ("processed", ["member_match", "member_by:member_email", "referral_created"]),
+    ]
+    statuses = {r[1]: r[4] for r in batched["referrals"]}
+    assert statuses == {
+        "R1": "approved",
+        "R2": "denied",
+        "R3": "pending",
+        "R4": "pending",
+        "R5": "pending",
+        "X1": "pending",
+        "RNEW1": "qualified",
+        "RNEW2": "pending",
+    }
+    transitions = [(h[2], h[3]) for h in batched["history"]]
+    assert transitions == [
+        ("pending", "qualified"),  # R1, once: the second entry saw the first's change
+        (None, "pending"),  # RNEW1 created
+        ("pending", "qualified"),  # RNEW1 qualified by the batch's later entry
+        ("qualified", "approved"),  # R1
+        (None, "pending"),  # RNEW2 created
+    ]
+
+
+def test_processing_a_batch_again_changes_nothing(store: Store) -> None:
+    org_id = seed(store)
+    entries = new_entries(org_id)
+    with store.session() as s:
+        process_entries(s, entries, ORG)
+    before = snapshot(store)
+    with store.session() as s:
+        again = list(s.scalars(select(SalesEntry).order_by(SalesEntry.id)))
+        process_entries(s, again, ORG)
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("keys_per_query", [2000, 3])
+def test_the_pool_gives_each_entry_what_its_own_lookup_finds(
+    store: Store, monkeypatch: pytest.MonkeyPatch, keys_per_query: int
+) -> None:
+    monkeypatch.setattr(candidates, "POOL_KEYS_PER_QUERY", keys_per_query)
+    org_id = seed(store)
+    with store.session() as s:
+        program_id = s.scalar(select(Program.id).where(Program.key == "main"))
+        assert program_id is not None
+        plans = [
+            plan_lookups(
+                EntryInput(
+                    sobject=e.sobject_type,
+                    record_id=e.record_id,
+                    change_type=e.change_type,
+                    records=e.records,
+                ),
+                ORG.receiver,
+            )  # fmt: skip
+            for e in new_entries(org_id)
+        ]
+        for limit in (1, 200):  # a cap of one: the same referral kept either way
+            pool = CandidatePool.fetch(s, program_id, plans, limit=limit)
+            for plan in plans:
+                own = find_referrals(s, program_id, plan, limit=limit)
+                assert sorted(c.id for c in pool.referrals(plan)) == sorted(c.id for c in own)
+                assert pool.members(plan) == find_members(s, program_id, plan)
+
+
+# ---- through the inbound job ------------------------------------------------------------------
+
+
+def lead_event(replay_id: int, **fields: Any) -> dict[str, Any]:
+    record: dict[str, Any] = dict.fromkeys(record_fields(JOB_ORG, "Lead"))
+    record.update(
+        Id=JANE,
+        FirstName="Jane",
+        LastName="Doe",
+        Email="jane.doe@example.com",
+        SystemModstamp=f"2026-01-05T10:00:0{replay_id}.000Z",
+        LastModifiedById=SALES,
+    )
+    record.update(fields)
+    return {
+        "channel": "/topic/SFB_Lead",
+        "data": {
+            "event": {"createdDate": "2026-01-05T10:00:00.000Z", "replayId": replay_id,
+                      "type": "updated"},
+            "sobject": record,
+        },
+    }  # fmt: skip
+
+
+JOB_ORG = OrgConfig.model_validate(
+    {
+        "programs": [{"key": "main", "name": "Main"}],
+        "receiver": {
+            "program": "main",
+            "status_rules": [
+                {
+                    "status": "qualified",
+                    "object": "Lead",
+                    "field": "Status",
+                    "op": "changed_to",
+                    "value": "Qualified",
+                }
+            ],
+        },
+    }
+)
+
+
+def test_an_own_write_in_the_batch_is_the_next_entrys_previous_state(store: Store) -> None:
+    """Open (sales) -> Qualified (the bridge's own write) -> Qualified (sales): the last one
+    did not change Status to Qualified, because the entry before it already had it."""
+    org_id = seed(store)
+    messages = [
+        lead_event(1, Status="Open"),
+        lead_event(2, Status="Qualified", LastModifiedById=INTEGRATION),
+        lead_event(3, Status="Qualified"),
+        lead_event(4, Status="Working"),
+        lead_event(5, Status="Qualified"),
+    ]
+    with store.session() as s:
+        ids = inbox.store_and_advance(s, org_id, [e for m in messages for e in from_bayeux(m, {})])
+
+    def no_org(*_a: Any) -> Any:
+        raise AssertionError("no Salesforce call expected")
+
+    context.set_context(
+        WorkerContext(store=store, config=BridgeConfig(orgs={"acme": JOB_ORG}), open_org=no_org)
+    )
+    try:
+        counts = jobs.process_inbound_batch(ids)
+    finally:
+        context.set_context(None)
+    assert counts == {"own_write": 1, "processed": 2, "skipped": 2}
+    with store.session() as s:
+        saved = list(s.scalars(select(SalesEntry).order_by(SalesEntry.id)))
+        r1 = s.scalar(select(Referral).where(Referral.public_id == "R1"))
+        assert r1 is not None and r1.status == "qualified"
+    assert [e.inbound_event_id for e in saved] == ids
+    assert [e.previous.get("Status") for e in saved] == [None, None, "Qualified", "Qualified",
+                                                          "Working"]  # fmt: skip
+    assert [("status_rule:0" in e.reasons) for e in saved] == [False, False, False, False, True]
+
+
+def test_a_referral_changed_after_the_pool_was_read_is_decided_on_as_it_is_now(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the batch's lookup and its lock another worker approves R1: the entry that
+    would have qualified R1 sees the approval (terminal), as process_entry's re-check does."""
+    org_id = seed(store)
+    fetch = CandidatePool.fetch.__func__  # type: ignore[attr-defined]
+
+    def fetch_then_approve(cls: Any, session: Any, *args: Any, **kw: Any) -> CandidatePool:
+        pool = fetch(cls, session, *args, **kw)
+        session.execute(
+            update(Referral).where(Referral.public_id == "R1").values(status="approved")
+        )
+        return pool
+
+    monkeypatch.setattr(CandidatePool, "fetch", classmethod(fetch_then_approve))
+    jane = lead(JANE, "Jane", "Doe", "jane.doe@example.com", Referral_ID__c="R1")
+    entries = new_entries(org_id)[:1]
+    assert entries[0].records == {"Lead": {**jane, "Status": "Qualified"}}
+    with store.session() as s:
+        process_entries(s, entries, ORG)
+    snap = snapshot(store)
+    assert [(e[1], e[2]) for e in snap["entries"]] == [
+        ("skipped", ["status_rule:0", "direct_match", "terminal_referral"])
+    ]
+    assert snap["history"] == []
+
+
+def test_each_entry_is_decided_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch decides every entry once to know which referrals to lock, and keeps that
+    decision when the entry's turn comes (its candidates unchanged); entry by entry, once
+    each too. (The batch used to decide every entry with a candidate twice.)"""
+    calls: list[str | None] = []
+    real_decide = service.decide
+
+    def counting_decide(entry: EntryInput, *args: Any, **kw: Any) -> Any:
+        calls.append(entry.record_id)
+        return real_decide(entry, *args, **kw)
+
+    monkeypatch.setattr(service, "decide", counting_decide)
+    people = [("R1", JANE, "Jane"), ("R3", CARLA, "Carla"), ("R4", NEWBIE, "Tom")]
+
+    def entries(org_id: int) -> list[SalesEntry]:
+        return [
+            SalesEntry(
+                org_connection_id=org_id,
+                source="stream",
+                sobject_type="Lead",
+                record_id=lead_id,
+                change_type="updated",
+                records={
+                    "Lead": lead(lead_id, first, "X", None, Referral_ID__c=ref, Status="Qualified")
+                },
+                outcome="new",
+            )
+            for ref, lead_id, first in people
+        ]
+
+    for batched in (True, False):
+        reset(store)
+        batch = entries(seed(store))
+        calls.clear()
+        with store.session() as s:
+            if batched:
+                process_entries(s, batch, ORG)
+            else:
+                for entry in batch:
+                    s.add(entry)
+                    process_entry(s, entry, ORG)
+            assert [e.outcome for e in batch] == ["processed"] * 3
+        assert calls == [JANE, CARLA, NEWBIE], "batched" if batched else "entry by entry"

@@ -1,0 +1,257 @@
+"""The Salesforce package in force-app: schema-valid, complete, and consistent with the bridge."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from bridge.salesforce import package
+from tests.metadata_schema import (
+    METADATA_FORMAT_TYPES,
+    METADATA_NS,
+    package_fields,
+    permission_set_problems,
+    validate_as,
+    validate_file,
+    wsdl_api_version,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+FORCE_APP = ROOT / "force-app"
+DEFAULT = FORCE_APP / "main" / "default"
+PERMISSION_SET = DEFAULT / "permissionsets" / f"{package.PERMISSION_SET}.permissionset-meta.xml"
+XML_FILES = sorted(FORCE_APP.rglob("*.xml"))
+NS = {"m": METADATA_NS}
+
+
+def test_schema_is_the_package_api_version() -> None:
+    assert wsdl_api_version() == package.PACKAGE_API_VERSION
+
+
+def test_sfdx_project() -> None:
+    project = json.loads((ROOT / "sfdx-project.json").read_text())
+    assert project["name"] == package.PACKAGE_NAME
+    assert project["sourceApiVersion"] == package.PACKAGE_API_VERSION
+    [directory] = project["packageDirectories"]
+    assert directory["path"] == "force-app"
+    assert directory["default"] is True
+
+
+@pytest.mark.parametrize("path", XML_FILES, ids=lambda p: str(p.relative_to(FORCE_APP)))
+def test_every_file_validates_against_the_metadata_schema(path: Path) -> None:
+    assert validate_file(path) == []
+
+
+def test_package_has_the_expected_files() -> None:
+    # 1 activity field + 11 on Lead + 11 on Contact + the permission set
+    assert len(XML_FILES) == 24
+
+
+def _copy(path: Path, tmp_path: Path) -> Path:
+    target = tmp_path / path.name
+    shutil.copy(path, target)
+    return target
+
+
+def test_element_order_is_enforced(tmp_path: Path) -> None:
+    field = _copy(DEFAULT / "objects/Lead/fields/Referral_ID__c.field-meta.xml", tmp_path)
+    text = field.read_text()
+    label = "    <label>Referral ID</label>\n"
+    assert label in text
+    # <label> after <type> is out of the schema's sequence.
+    text = text.replace(label, "").replace("</CustomField>", label + "</CustomField>")
+    field.write_text(text)
+    problems = validate_file(field)
+    assert problems and "label" in problems[0] and "not expected" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expect"),
+    [
+        ("<type>Text</type>", "<type>Txt</type>", "Txt"),
+        ("<length>100</length>", "<length>hundred</length>", "hundred"),
+        ("<externalId>true</externalId>", "<externalID>true</externalID>", "externalID"),
+        ("</CustomField>", "<fullName>again</fullName></CustomField>", "fullName"),
+        ("</CustomField>", "", "not well-formed"),
+    ],
+)
+def test_broken_field_files_are_rejected(tmp_path: Path, old: str, new: str, expect: str) -> None:
+    field = _copy(DEFAULT / "objects/Lead/fields/Referral_ID__c.field-meta.xml", tmp_path)
+    text = field.read_text()
+    assert old in text
+    field.write_text(text.replace(old, new, 1))
+    problems = validate_file(field)
+    assert problems
+    assert expect in " ".join(problems)
+
+
+def test_broken_permission_set_is_rejected(tmp_path: Path) -> None:
+    copy = _copy(PERMISSION_SET, tmp_path)
+    text = copy.read_text()
+    # <label> is required in a PermissionSet
+    copy.write_text(text.replace("    <label>SFBridge Integration</label>\n", ""))
+    problems = validate_file(copy)
+    assert problems and "label" in " ".join(problems)
+
+
+def test_wrong_root_element_is_rejected(tmp_path: Path) -> None:
+    field = tmp_path / "X__c.field-meta.xml"
+    field.write_text(PERMISSION_SET.read_text())
+    assert "expected" in validate_file(field)[0]
+
+
+def test_package_module_matches_force_app() -> None:
+    found = package_fields(FORCE_APP)
+    expected = {
+        f.ref: {
+            "type": f.metadata_type,
+            "length": str(f.length) if f.length else None,
+            "externalId": "true" if f.external_id else "false",
+            "unique": "false" if f.metadata_type == "Text" else None,
+        }
+        for f in package.PACKAGE_FIELDS
+    }
+    assert found == expected
+
+
+def test_activity_id_field_is_an_external_id() -> None:
+    fields = package_fields(FORCE_APP)
+    spec = fields[f"Activity.{package.ACTIVITY_ID_FIELD}"]
+    assert spec == {"type": "Text", "length": "100", "externalId": "true", "unique": "false"}
+
+
+def test_permission_set_grants_exactly_the_package_fields() -> None:
+    assert permission_set_problems(FORCE_APP, PERMISSION_SET) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expect"),
+    [
+        (
+            "<field>Task.SFBridge_Activity_Id__c</field>",
+            "<field>Activity.SFBridge_Activity_Id__c</field>",
+            "grant Activity fields as Task.SFBridge_Activity_Id__c",
+        ),
+        (
+            "<field>Lead.Referral_Code__c</field>",
+            "<field>Lead.Referral_Kode__c</field>",
+            "Lead.Referral_Kode__c: no such field",
+        ),
+        (
+            "<field>Contact.Referral_URL__c</field>",
+            "<field>Contact.Referral_ID__c</field>",
+            "Contact.Referral_URL__c: not granted",
+        ),
+    ],
+)
+def test_permission_set_check_catches_mistakes(
+    tmp_path: Path, old: str, new: str, expect: str
+) -> None:
+    copy = _copy(PERMISSION_SET, tmp_path)
+    text = copy.read_text()
+    assert old in text
+    copy.write_text(text.replace(old, new))
+    problems = permission_set_problems(FORCE_APP, copy)
+    assert any(expect in p for p in problems), problems
+
+
+def _permission_set() -> etree._Element:
+    return etree.parse(str(PERMISSION_SET)).getroot()
+
+
+def test_object_permissions() -> None:
+    perms = {
+        p.findtext("m:object", namespaces=NS): {
+            flag: p.findtext(f"m:{flag}", namespaces=NS) == "true"
+            for flag in ("allowRead", "allowCreate", "allowEdit", "allowDelete", "viewAllRecords")
+        }
+        for p in _permission_set().findall("m:objectPermissions", NS)
+    }
+    for sobject in ("Account", "Contact", "Lead", "Opportunity", "Product2", "PushTopic"):
+        assert perms[sobject]["allowRead"], sobject
+        assert perms[sobject]["allowCreate"], sobject
+        assert perms[sobject]["allowEdit"], sobject
+    # Streaming only delivers changes to records the subscriber can see.
+    for sobject in ("Account", "Contact", "Lead", "Opportunity"):
+        assert perms[sobject]["viewAllRecords"], sobject
+    # Opportunity products are controlled by the parent Opportunity: a permission set cannot
+    # name OpportunityLineItem; it needs Edit on Opportunity and Read on products and price books.
+    assert "OpportunityLineItem" not in perms
+    assert perms["Pricebook2"]["allowRead"]
+    # Tasks and Events have no object permissions of their own (user permissions instead).
+    assert "Task" not in perms and "Event" not in perms
+    assert not any(p["allowDelete"] for p in perms.values())
+
+
+def test_user_permissions() -> None:
+    enabled = {
+        p.findtext("m:name", namespaces=NS)
+        for p in _permission_set().findall("m:userPermissions", NS)
+        if p.findtext("m:enabled", namespaces=NS) == "true"
+    }
+    assert enabled == {"ApiEnabled", "EditTask", "EditEvent"}
+
+
+# ---- conversion to Metadata API format with Salesforce's own converter ----------------------
+
+SDR = ROOT / "tests" / "sdr"
+
+
+def test_source_converts_to_metadata_format(tmp_path: Path) -> None:
+    """Salesforce's source-deploy-retrieve reads force-app as `sf project deploy` would."""
+    node = shutil.which("node")
+    if node is None or not (SDR / "node_modules" / "@salesforce").is_dir():
+        pytest.skip("the converter is not installed: npm install --prefix tests/sdr")
+    out = tmp_path / "mdapi"
+    result = subprocess.run(
+        [node, str(SDR / "convert.js"), "force-app", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    components = json.loads(result.stdout)["components"]
+    assert sorted(components) == sorted(
+        [f"CustomField:{f.ref}" for f in package.PACKAGE_FIELDS]
+        + [f"PermissionSet:{package.PERMISSION_SET}"]
+    )
+    package_xml = etree.parse(str(out / "package.xml")).getroot()
+    assert package_xml.findtext("m:version", namespaces=NS) == package.PACKAGE_API_VERSION
+    assert validate_as(out / "package.xml", "Package") == []
+    converted = sorted(p for p in out.rglob("*") if p.suffix in METADATA_FORMAT_TYPES)
+    assert [p.name for p in converted] == [
+        "Activity.object", "Contact.object", "Lead.object", "SFBridge_Integration.permissionset",
+    ]  # fmt: skip
+    for path in converted:
+        assert validate_as(path, METADATA_FORMAT_TYPES[path.suffix]) == []
+    lead = etree.parse(str(out / "objects" / "Lead.object")).getroot()
+    assert len(lead.findall("m:fields", NS)) == 11
+
+
+FIELD_FILES = sorted(FORCE_APP.glob("**/objects/*/fields/*.field-meta.xml"))
+
+
+@pytest.mark.parametrize("path", FIELD_FILES, ids=lambda p: f"{p.parent.parent.name}.{p.name}")
+def test_field_texts_fit_salesforce_limits(path: Path) -> None:
+    """Limits deploy enforces but the schema cannot express, and text an admin needs."""
+    root = etree.parse(str(path)).getroot()
+    name = root.findtext("m:fullName", namespaces=NS) or ""
+    assert path.name == f"{name}.field-meta.xml"
+    assert len(name) <= 40 and name.endswith("__c")
+    label = root.findtext("m:label", namespaces=NS) or ""
+    assert 0 < len(label) <= 40
+    description = root.findtext("m:description", namespaces=NS) or ""
+    assert 40 <= len(description) <= 1000, "describe the field for the admin"
+    help_text = root.findtext("m:inlineHelpText", namespaces=NS) or ""
+    assert 0 < len(help_text) <= 510
+    if root.findtext("m:type", namespaces=NS) == "Text":
+        assert 0 < int(root.findtext("m:length", namespaces=NS) or 0) <= 255
+
+
+def test_permission_set_texts_fit_salesforce_limits() -> None:
+    root = _permission_set()
+    assert len(root.findtext("m:label", namespaces=NS) or "") <= 80
+    assert 0 < len(root.findtext("m:description", namespaces=NS) or "") <= 255

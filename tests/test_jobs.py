@@ -1,0 +1,298 @@
+"""Inbox to entries: batch claims, one entry per event, own writes, sweeper (real Redis, rq)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+from sqlalchemy import func, select, update
+
+from bridge import context, defaults, intake, jobs
+from bridge.config import BridgeConfig
+from bridge.context import WorkerContext
+from bridge.errors import TransientError
+from bridge.receiver.relational import record_fields
+from bridge.store import Store
+from bridge.store.models import InboundEvent, SalesEntry, utcnow
+from bridge.streaming import inbox
+from bridge.streaming.events import MalformedEvent, from_bayeux, malformed
+from tests.factories import (
+    INTEGRATION_USER,
+    RELATED_FIELDS,
+    SALES_USER,
+    org_config,
+    pushtopic_message,
+)
+
+ORG = org_config(RELATED_FIELDS)
+
+
+def lead_message(i: int, user: str = SALES_USER) -> dict[str, Any]:
+    record: dict[str, Any] = dict.fromkeys(record_fields(ORG, "Lead"))
+    record.update(
+        Id=f"00Q{i:015d}",
+        SystemModstamp=f"2026-01-05T10:00:{i % 60:02d}.{i % 1000:03d}Z",
+        LastModifiedById=user,
+        Status="Open",
+    )
+    return pushtopic_message("/topic/SFB_Lead", i, record)
+
+
+def store_leads(store: Store, org_id: int, numbers: range, user: str = SALES_USER) -> list[int]:
+    events = [e for i in numbers for e in from_bayeux(lead_message(i, user), {})]
+    with store.session() as s:
+        return inbox.store_and_advance(s, org_id, events)
+
+
+class Receiver:
+    """Stands in for bridge.receiver.service.process_entry: records each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(
+        self, session: Any, entry: SalesEntry, org: Any, *, integration_user_id: str | None
+    ) -> SalesEntry:
+        with self.lock:
+            self.calls.append(entry.inbound_event_id or 0)
+        assert integration_user_id == INTEGRATION_USER
+        entry.outcome = "processed"
+        entry.reasons = ["direct_match"]
+        return entry
+
+    def batch(
+        self, session: Any, entries: list[SalesEntry], org: Any, *, integration_user_id: str | None
+    ) -> list[SalesEntry]:
+        """Stands in for bridge.receiver.service.process_entries (a chunk's entries at once)."""
+        session.flush()  # the real one inserts the chunk's entries first, too
+        for entry in entries:
+            self(session, entry, org, integration_user_id=integration_user_id)
+        return entries
+
+
+def no_org(*_a: Any) -> Any:
+    raise AssertionError("no Salesforce call expected: the events carry every field")
+
+
+@pytest.fixture
+def receiver(store: Store, monkeypatch: pytest.MonkeyPatch) -> Receiver:
+    fake = Receiver()
+    monkeypatch.setattr(intake, "process_entry", fake)
+    monkeypatch.setattr(intake, "process_entries", fake.batch)
+    context.set_context(
+        WorkerContext(store=store, config=BridgeConfig(orgs={"acme": ORG}), open_org=no_org)
+    )
+    yield fake
+    context.set_context(None)
+
+
+def claim(store: Store, ids: list[int], token: str) -> list[int]:
+    with store.session() as s:
+        return inbox.claim(s, ids, token)
+
+
+def entries(store: Store) -> list[SalesEntry]:
+    with store.session() as s:
+        return list(s.scalars(select(SalesEntry).order_by(SalesEntry.id)))
+
+
+def states(store: Store) -> dict[str, int]:
+    with store.session() as s:
+        rows = s.execute(select(InboundEvent.state, func.count()).group_by(InboundEvent.state))
+        return {state: n for state, n in rows}
+
+
+def work(client: redis.Redis) -> None:
+    SimpleWorker([Queue(defaults.INBOUND_QUEUE, connection=client)], connection=client).work(
+        burst=True
+    )
+
+
+def test_events_become_entries_in_batches(
+    store: Store, org_id: int, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    ids = store_leads(store, org_id, range(1, 451))
+    assert jobs.enqueue_events(redis_client, ids) == 3  # 200 + 200 + 50, not one per event
+    work(redis_client)
+    assert sorted(receiver.calls) == ids
+    assert states(store) == {"done": 450}
+    saved = entries(store)
+    assert [e.inbound_event_id for e in saved] == ids
+    assert saved[0].records["Lead"]["Id"] == "00Q000000000000001"
+    assert saved[0].records["Account"] is None
+
+
+def test_running_a_batch_twice_makes_no_second_entry(
+    store: Store, org_id: int, receiver: Receiver
+) -> None:
+    ids = store_leads(store, org_id, range(1, 11))
+    first = jobs.process_inbound_batch(ids)
+    second = jobs.process_inbound_batch(ids)
+    assert first == {"processed": 10}
+    assert second == {"claimed": 0}
+    assert len(entries(store)) == 10 and len(receiver.calls) == 10
+
+
+def test_concurrent_claims_are_disjoint(store: Store, org_id: int) -> None:
+    ids = store_leads(store, org_id, range(1, 101))
+    results: list[list[int]] = []
+    barrier = threading.Barrier(4)
+
+    def claimer(n: int) -> None:
+        barrier.wait()
+        results.append(claim(store, ids, f"worker-{n}"))
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [i for r in results for i in r]
+    assert sorted(claimed) == ids  # every event claimed exactly once
+
+
+def test_a_stale_claim_of_a_dead_worker_is_taken_over(
+    store: Store, org_id: int, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    ids = store_leads(store, org_id, range(1, 6))
+    assert claim(store, ids, "dead-worker") == ids
+    assert claim(store, ids, "another") == []  # a live claim is respected
+    with store.session() as s:
+        s.execute(
+            update(InboundEvent).values(
+                claimed_at=utcnow() - timedelta(seconds=defaults.CLAIM_TIMEOUT_SECONDS + 1)
+            )
+        )
+    assert jobs.sweep(store, redis_client) == 5
+    work(redis_client)
+    assert states(store) == {"done": 5}
+    assert len(entries(store)) == 5
+
+
+def test_sweeper_enqueues_events_whose_job_was_lost(
+    store: Store,
+    org_id: int,
+    receiver: Receiver,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = store_leads(store, org_id, range(1, 4))  # stored, but never enqueued
+    assert jobs.sweep(store, redis_client) == 0  # too young to be considered lost
+    redis_client.delete("sfbridge:inbound:sweep")
+    monkeypatch.setattr(defaults, "SWEEP_AFTER_SECONDS", 0.0)
+    assert jobs.sweep(store, redis_client) == 3
+    work(redis_client)
+    assert sorted(receiver.calls) == ids
+
+
+def test_own_writes_are_recorded_and_skipped(store: Store, org_id: int, receiver: Receiver) -> None:
+    ids = store_leads(store, org_id, range(1, 3), user=INTEGRATION_USER)
+    ids += store_leads(store, org_id, range(3, 4))
+    assert jobs.process_inbound_batch(ids) == {"own_write": 2, "processed": 1}
+    saved = entries(store)
+    assert [(e.outcome, e.reasons) for e in saved] == [
+        ("skipped", ["own_write"]),
+        ("skipped", ["own_write"]),
+        ("processed", ["direct_match"]),
+    ]
+    assert receiver.calls == [ids[2]]
+    assert states(store) == {"skipped": 2, "done": 1}
+
+
+def test_a_malformed_event_is_saved_as_a_failed_entry(
+    store: Store, org_id: int, receiver: Receiver
+) -> None:
+    message = {
+        "channel": "/topic/SFB_Lead",
+        "data": {"event": {"replayId": 77, "type": "zap"}, "sobject": {"Id": "00Q1"}},
+    }
+    with pytest.raises(MalformedEvent) as info:
+        from_bayeux(message, {})
+    with store.session() as s:
+        ids = inbox.store_and_advance(s, org_id, [malformed(message, info.value)])
+    assert jobs.process_inbound_batch(ids) == {"failed": 1}
+    (entry,) = entries(store)
+    assert entry.outcome == "failed" and entry.reasons == ["malformed_event"]
+    assert "unknown type" in (entry.error or "")
+    assert '"channel": "/topic/SFB_Lead"' in entry.raw["raw"]
+
+
+def test_a_receiver_crash_is_saved_with_its_reason(
+    store: Store, org_id: int, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = store_leads(store, org_id, range(1, 4))
+
+    def flaky(session: Any, entry: SalesEntry, org: Any, **kw: Any) -> SalesEntry:
+        if entry.inbound_event_id == ids[1]:
+            raise KeyError("Status")
+        return receiver(session, entry, org, **kw)
+
+    def flaky_batch(session: Any, entries: list[SalesEntry], org: Any, **kw: Any) -> Any:
+        for entry in entries:
+            flaky(session, entry, org, **kw)
+        return entries
+
+    monkeypatch.setattr(intake, "process_entry", flaky)
+    monkeypatch.setattr(intake, "process_entries", flaky_batch)
+    assert jobs.process_inbound_batch(ids) == {"processed": 2, "failed": 1}
+    failed = [e for e in entries(store) if e.outcome == "failed"]
+    assert [(e.inbound_event_id, e.reasons) for e in failed] == [(ids[1], ["receiver_error"])]
+
+
+def test_an_unexpected_lookup_failure_is_saved_with_its_reason(
+    store: Store, org_id: int, receiver: Receiver
+) -> None:
+    # Not a Salesforce error the bridge knows: retrying the job would fail the same way
+    # forever, so the entry is saved failed with what happened (retryable from the review UI).
+    record: dict[str, Any] = dict.fromkeys(record_fields(ORG, "Contact"))
+    record.update(
+        Id="003000000000000001",
+        AccountId="001000000000000001",
+        SystemModstamp="2026-01-05T10:00:00.000Z",
+        LastModifiedById=SALES_USER,
+    )
+    with store.session() as s:
+        ids = inbox.store_and_advance(
+            s, org_id, from_bayeux(pushtopic_message("/topic/SFB_Contact", 1, record), {})
+        )
+
+    def broken(*_a: Any) -> Any:
+        raise ValueError("unexpected answer")
+
+    context.current().open_org = broken
+    assert jobs.process_inbound_batch(ids) == {"failed": 1}
+    assert states(store) == {"failed": 1}
+    (entry,) = entries(store)
+    assert entry.outcome == "failed" and entry.reasons == ["lookup_error"]
+    assert entry.error == "reading the related records failed: ValueError: unexpected answer"
+
+
+def test_a_transient_lookup_failure_gives_the_events_back(
+    store: Store, org_id: int, receiver: Receiver
+) -> None:
+    # Contacts need their account: the lookup is attempted and the org is unreachable.
+    record: dict[str, Any] = dict.fromkeys(record_fields(ORG, "Contact"))
+    record.update(
+        Id="003000000000000001",
+        AccountId="001000000000000001",
+        SystemModstamp="2026-01-05T10:00:00.000Z",
+        LastModifiedById=SALES_USER,
+    )
+    with store.session() as s:
+        ids = inbox.store_and_advance(
+            s, org_id, from_bayeux(pushtopic_message("/topic/SFB_Contact", 1, record), {})
+        )
+
+    def unreachable(*_a: Any) -> Any:
+        raise TransientError("org unreachable")
+
+    context.current().open_org = unreachable
+    with pytest.raises(TransientError):
+        jobs.process_inbound_batch(ids)
+    assert states(store) == {"new": 1}  # released: the rq retry takes it again
+    assert entries(store) == []
