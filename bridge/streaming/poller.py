@@ -21,6 +21,7 @@ from sqlalchemy import delete
 from bridge import defaults
 from bridge.config import OrgConfig
 from bridge.receiver.relational import record_fields
+from bridge.salesforce import budget
 from bridge.store import Store
 from bridge.store.models import SyncCursor, utcnow
 from bridge.streaming import inbox
@@ -197,7 +198,15 @@ def start_safety_net(
 
     def loop() -> None:
         sforg = None
-        while not stop.wait(org.polling.every):
+        # Work that can wait: rounds slow down while the org is over its API budget.
+        while not stop.wait(
+            budget.deferrable_wait(
+                getattr(sforg, "api_usage", None),
+                org.api_budget.share,
+                org.polling.every,
+                org.api_budget.slow_factor,
+            )
+        ):
             if not active():
                 continue
             try:
