@@ -6,6 +6,7 @@ modules because it is the CLI's table of contents: one short command per documen
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,14 @@ import click
 import redis.exceptions
 import sqlalchemy.exc
 
-from bridge.config import BridgeConfig, Settings, check_config_text, read_config_text
+from bridge.config import (
+    DATABASE_FILE,
+    BridgeConfig,
+    Settings,
+    instance_candidates,
+    read_config_text,
+    validate_config_text,
+)
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.vocabulary import ROLES, STREAMED_OBJECTS
 
@@ -70,11 +78,33 @@ def _runtime(*, db: bool = False) -> Runtime:
     if db:
         from bridge.orgs import check_store
 
+        _refuse_a_new_database(rt.settings)
         check_store(rt.store)
         ctx = click.get_current_context(silent=True)
         if ctx is not None:  # close the database connections when the command ends
             ctx.call_on_close(rt.store.dispose)
     return rt
+
+
+def _refuse_a_new_database(settings: Settings) -> None:
+    """A command that works on an existing instance never creates an empty SQLite database
+    somewhere else (e.g. when run outside the project folder): it says where it looked."""
+    if os.environ.get("SFBRIDGE_DATABASE_URL"):
+        return
+    db_file = Path(settings.instance_dir) / DATABASE_FILE
+    if db_file.is_file():
+        return
+    if os.environ.get("SFBRIDGE_INSTANCE_DIR"):
+        looked = f"SFBRIDGE_INSTANCE_DIR ({settings.instance_dir}) has no {DATABASE_FILE}"
+    else:
+        places = instance_candidates(Path.cwd(), settings.config_path)
+        looked = "no sfbridge database in " + ", ".join(str(p) for p in places[:4])
+        looked += " or the folders above" if len(places) > 4 else ""
+    raise ConfigError(
+        f"{looked}. Run the command in the folder sfbridge was set up in (where `sfbridge "
+        "demo` or `sfbridge db upgrade` ran), or set SFBRIDGE_INSTANCE_DIR or "
+        "SFBRIDGE_DATABASE_URL; `sfbridge db upgrade` creates a new database."
+    )
 
 
 # ---- config ---------------------------------------------------------------------------------
@@ -98,12 +128,18 @@ def config_check(file: str | None, connected: bool) -> None:
     if not path:
         raise ConfigError("no config file: pass FILE or set SFBRIDGE_CONFIG")
     text = read_config_text(path)
-    cfg, problems = check_config_text(text, path)
-    if cfg is not None:
+    result = validate_config_text(text, path)
+    cfg, problems = result.config, list(result.problems)
+    checkable = cfg or result.partial  # with schema problems: the parts that validated
+    if checkable is not None:
         from bridge.receiver.configcheck import check_config_rules
 
-        describes = _describe_connected_orgs(cfg) if connected else None
-        problems = check_config_rules(cfg, text, path, describes)
+        describes = _describe_connected_orgs(checkable) if connected and cfg else None
+        reported = {p.key for p in problems}
+        problems += [
+            p for p in check_config_rules(checkable, text, path, describes) if p.key not in reported
+        ]
+        problems.sort(key=lambda p: (p.line or 0, p.key))
     if problems:
         for p in problems:
             click.echo(str(p), err=True)
@@ -145,9 +181,12 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Apply migrations (SFBRIDGE_DATABASE_URL; default SQLite under instance/)."""
     rt = _runtime()
+    url = rt.store.engine.url
+    fresh = url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file()
     rt.store.upgrade(revision)
+    where = url.render_as_string(hide_password=True)
     click.echo(
-        f"database at {rt.store.engine.url.render_as_string(hide_password=True)} is up to date"
+        f"created a new database at {where}" if fresh else f"database at {where} is up to date"
     )
 
 
@@ -524,12 +563,17 @@ def org_check(name: str) -> None:
 
     Exits 1 when any check reports an Issue.
     """
-    from bridge.salesforce import check
+    from bridge.salesforce import check, fieldcache
 
     rt = _runtime()
     org_config = _org_config(rt, name)
     sf_org = _open_org(rt, name, org_config)
-    findings = check.run_check(sf_org, name, org_config)
+    findings = check.run_check(
+        sf_org,
+        name,
+        org_config,
+        keep=lambda d: fieldcache.save_field_names(rt.settings.instance_dir, name, d),
+    )
     click.echo(check.format_findings(findings))
     if check.has_issues(findings):
         sys.exit(1)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,9 +33,10 @@ from bridge import defaults
 from bridge.config import BridgeConfig, OrgConfig
 from bridge.context import WorkerContext
 from bridge.errors import Action, Failure, failure_of
+from bridge.receiver.candidates import CandidatePool
 from bridge.receiver.decision import is_own_write
 from bridge.receiver.relational import Trigger, related_records
-from bridge.receiver.service import process_entries, process_entry
+from bridge.receiver.service import candidate_pools, process_entries, process_entry
 from bridge.salesforce.lookup import SalesforceLookup
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
@@ -81,7 +82,7 @@ def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> IntakeB
 
 
 def load(store: Store, config: BridgeConfig, event_ids: Sequence[int], token: str) -> IntakeBatch:
-    with store.session() as session:
+    with store.reading() as session:
         events = list(
             session.scalars(
                 select(InboundEvent)
@@ -195,6 +196,35 @@ def _save_chunk(store: Store, batch: IntakeBatch, ids: list[int]) -> None:
     batch.pushes += pushes
 
 
+def _read_pools(
+    store: Store, batch: IntakeBatch, ids: list[int]
+) -> tuple[dict[int, dict[int, CandidatePool]], dict[int, SalesEntry]]:
+    """The candidate pools of the chunk's entries by org connection, read before the chunk's
+    write transaction (on SQLite a read then holds no write lock, so the subscriber can
+    store its next delivery meanwhile), and those entries by event id, for the write
+    transaction to save (the pools know their lookup plans)."""
+    wanted = set(ids)
+    with store.reading() as session:
+        programs = _programs(session, batch)
+        by_org: dict[int, list[SalesEntry]] = defaultdict(list)
+        for ev in batch.events:
+            info = batch.orgs[ev.org_connection_id]
+            if ev.id not in wanted or info.config is None or ev.id in batch.failures:
+                continue
+            trigger = trigger_of(ev)
+            if trigger is None or _own_write(trigger, info):
+                continue
+            by_org[ev.org_connection_id].append(
+                _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+            )
+        pools = {
+            org_id: candidate_pools(session, entries, cast(OrgConfig, batch.orgs[org_id].config))
+            for org_id, entries in by_org.items()
+        }
+    entries = {e.inbound_event_id: e for group in by_org.values() for e in group}
+    return pools, cast(dict[int, SalesEntry], entries)
+
+
 def _save_chunk_once(
     store: Store,
     batch: IntakeBatch,
@@ -204,11 +234,15 @@ def _save_chunk_once(
     *,
     isolate: bool,
 ) -> None:
+    pools, prepared = ({}, {}) if isolate else _read_pools(store, batch, ids)
+    events = {ev.id: ev for ev in batch.events}
+    # How each event ends (state, reason), written with one UPDATE per state at the end.
+    ends: dict[int, tuple[str, str | None]] = {}
     with store.session() as session:
         # Re-check in bulk: still ours, and no entry yet (entries and event states commit
         # together, so this only catches an entry made outside the claim, e.g. submitted
         # through the API).
-        mine = inbox.still_claimed(session, ids, batch.token)
+        mine = [events[i] for i in inbox.still_claimed(session, ids, batch.token)]
         have_entry = set(
             session.scalars(
                 select(SalesEntry.inbound_event_id).where(SalesEntry.inbound_event_id.in_(ids))
@@ -220,18 +254,20 @@ def _save_chunk_once(
         for_receiver: dict[int, list[tuple[InboundEvent, SalesEntry]]] = defaultdict(list)
         for ev in mine:
             if ev.id in have_entry:
-                inbox.finish(ev, "done")
+                ends[ev.id] = ("done", None)
                 counts["already"] += 1
                 continue
             info = batch.orgs[ev.org_connection_id]
-            settled = _settle(session, batch, ev, info, programs)
+            settled = _settle(session, batch, ev, info, programs, ends)
             if settled is not None:
                 counts[settled] += 1
             elif isolate:
-                counts[_decide_alone(session, batch, ev, info, programs, pushes)] += 1
+                counts[_decide_alone(session, batch, ev, info, programs, ends, pushes)] += 1
             else:
                 # Any exception rolls back the whole chunk, which is then redone isolated.
-                entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+                entry = prepared.get(ev.id) or _entry(
+                    ev, batch.records.get(ev.id), _program_id(info, programs)
+                )
                 session.add(entry)
                 for_receiver[ev.org_connection_id].append((ev, entry))
         for org_id, pairs in for_receiver.items():
@@ -242,11 +278,13 @@ def _save_chunk_once(
                 [entry for _ev, entry in pairs],
                 info.config,
                 integration_user_id=info.integration_user_id,
+                pools=pools.get(org_id),
             )
             for ev, entry in pairs:
-                inbox.finish(ev, "done")
+                ends[ev.id] = ("done", None)
                 counts[str(entry.outcome)] += 1
                 pushes += (entry.decision or {}).get("pushes", [])
+        inbox.finish(session, ends)
 
 
 def _programs(session: Session, batch: IntakeBatch) -> dict[str, int]:
@@ -259,22 +297,30 @@ def _program_id(info: OrgInfo, programs: dict[str, int]) -> int | None:
     return programs.get(info.config.receiver.program) if info.config is not None else None
 
 
+_Ends = dict[int, tuple[str, str | None]]
+
+
 def _settle(
-    session: Session, batch: IntakeBatch, ev: InboundEvent, info: OrgInfo, programs: dict[str, int]
+    session: Session,
+    batch: IntakeBatch,
+    ev: InboundEvent,
+    info: OrgInfo,
+    programs: dict[str, int],
+    ends: _Ends,
 ) -> str | None:
     """Save the entry of an event that goes no further (failed, own write) and return its
     outcome; None when the receiver is to decide it."""
     trigger = trigger_of(ev)
     if info.config is None:
         return _save_failed(
-            session, ev, "org_not_configured", f"org '{info.name}' is not in the config file"
+            session, ev, ends, "org_not_configured", f"org '{info.name}' is not in the config file"
         )
     if trigger is None:
         error = (ev.payload or {}).get("_error", "the event could not be read")
-        return _save_failed(session, ev, "malformed_event", str(error))
+        return _save_failed(session, ev, ends, "malformed_event", str(error))
     failure = batch.failures.get(ev.id)
     if failure is not None:
-        return _save_failed(session, ev, failure.code, failure.message)
+        return _save_failed(session, ev, ends, failure.code, failure.message)
     if _own_write(trigger, info):
         entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
         entry.outcome = "skipped"
@@ -282,7 +328,7 @@ def _settle(
         entry.decision = {"outcome": "skipped", "reasons": ["own_write"]}
         entry.processed_at = utcnow()
         session.add(entry)
-        inbox.finish(ev, "skipped", "own_write")
+        ends[ev.id] = ("skipped", "own_write")
         return "own_write"
     return None
 
@@ -293,6 +339,7 @@ def _decide_alone(
     ev: InboundEvent,
     info: OrgInfo,
     programs: dict[str, int],
+    ends: _Ends,
     pushes: list[int],
 ) -> str:
     """The receiver decides one entry in its own savepoint; a failure is saved on it."""
@@ -302,7 +349,7 @@ def _decide_alone(
             entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
             session.add(entry)
             process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
-            inbox.finish(ev, "done")
+            ends[ev.id] = ("done", None)
             pushes += (entry.decision or {}).get("pushes", [])
             return str(entry.outcome)
     except Exception as exc:
@@ -310,7 +357,7 @@ def _decide_alone(
         if failure.action is not Action.FAIL:
             raise
         log.warning("inbound event %s saved failed (%s): %s", ev.id, failure.code, failure.message)
-        return _save_failed(session, ev, failure.code, failure.message)
+        return _save_failed(session, ev, ends, failure.code, failure.message)
 
 
 def _entry(
@@ -332,11 +379,11 @@ def _entry(
     )
 
 
-def _save_failed(session: Session, ev: InboundEvent, code: str, message: str) -> str:
+def _save_failed(session: Session, ev: InboundEvent, ends: _Ends, code: str, message: str) -> str:
     entry = _entry(ev, None)
     entry.outcome = "failed"
     entry.reasons = [code]
     entry.error = message
     session.add(entry)
-    inbox.finish(ev, "failed", code)
+    ends[ev.id] = ("failed", code)
     return "failed"

@@ -130,8 +130,10 @@ _SOUNDEX = {
 }
 
 
+@functools.lru_cache(maxsize=16384)
 def soundex(word: str) -> str:
-    """American Soundex of a folded word ("" when it has no letters)."""
+    """American Soundex of a folded word ("" when it has no letters). Cached like _fold: the
+    same names come back entry after entry."""
     letters = [ch for ch in fold(word) if "a" <= ch <= "z"]
     if not letters:
         return ""
@@ -172,9 +174,10 @@ def name_blocks(first: Any, last: Any, name: Any = None, *, kind: str = "soundex
     The surname code is its Soundex (``kind="soundex"``: spelling variants like Smith/Smyth
     meet), its reverse Soundex (``"reverse"``: Soundex only looks at a name's first letters, so
     a typo there changes it while the reverse code holds), or its first and last two letters
-    (``"affix"``: a typo in the middle of a long name). A one-letter surname typo rarely changes
-    all three, so looking up all three finds most typos. Multi-word names use their last word
-    for the surname and their first word for the first name.
+    (``"affix"``: a typo in the middle of a long name), or its first three letters
+    (``"prefix"``: a typo late in a short name, which changes the other three). A one-letter
+    surname typo rarely changes all four, so looking up all four finds most typos. Multi-word
+    names use their last word for the surname and their first word for the first name.
     """
     f, la = _split_name(first, last, name)
     if not la and not f:
@@ -185,6 +188,8 @@ def name_blocks(first: Any, last: Any, name: Any = None, *, kind: str = "soundex
             return soundex(word[::-1])
         if kind == "affix":
             return affix(word)
+        if kind == "prefix":
+            return "".join(ch for ch in word if ch.isalnum())[:3]
         return soundex(word)
 
     f_word = f.split()[0] if f else ""
@@ -212,12 +217,14 @@ def referral_keys(
     blocks = name_blocks(first_name, last_name)
     rblocks = name_blocks(first_name, last_name, kind="reverse")
     ablocks = name_blocks(first_name, last_name, kind="affix")
+    pblocks = name_blocks(first_name, last_name, kind="prefix")
     return {
         "email_key": email_key(email),
         "name_key": name_key(first_name, last_name),
         "name_block": blocks[0] if blocks else None,
         "name_rblock": rblocks[0] if rblocks else None,
         "name_ablock": ablocks[0] if ablocks else None,
+        "name_pblock": pblocks[0] if pblocks else None,
         "company_key": company_key(company),
         "phone_key": phone_key(phone),
     }
@@ -232,3 +239,37 @@ def code_key(code: Any) -> str | None:
     """Referral codes compare trimmed and case-insensitively (people retype them)."""
     text = _text(code).casefold()
     return text or None
+
+
+# Common English nicknames and the names they stand for: a person entered as "Bob" in
+# Salesforce and referred as "Robert". Each group's names are interchangeable first names.
+_NICKNAME_GROUPS = (
+    "robert bob bobby rob robbie", "william bill billy will willy liam",
+    "elizabeth liz lizzie beth betsy eliza", "richard dick rick ricky rich",
+    "james jim jimmy jamie", "michael mike mikey mick", "joseph joe joey",
+    "thomas tom tommy", "charles charlie chuck chas", "christopher chris kit",
+    "daniel dan danny", "matthew matt", "anthony tony", "margaret maggie peggy meg",
+    "jennifer jen jenny", "katherine kathryn catherine kate katie kathy cathy",
+    "patricia pat patty trish", "steven stephen steve", "andrew andy drew",
+    "kenneth ken kenny", "edward ed eddie ted", "samuel sam sammy", "alexander alex",
+    "benjamin ben benny", "nicholas nick nicky", "jonathan jon", "deborah debbie deb",
+    "rebecca becky becca", "timothy tim timmy", "gregory greg", "susan sue susie",
+    "barbara barb", "jessica jess jessie", "joshua josh", "zachary zach zack",
+    "victoria vicky tori", "frances fran", "lawrence larry", "raymond ray",
+    "gerald gerry jerry", "donald don donny", "ronald ron ronnie", "albert al bert",
+    "abigail abby", "madison maddie", "alexandra sasha",
+)  # fmt: skip
+_NICKNAMES: dict[str, frozenset[str]] = {}
+for _group in _NICKNAME_GROUPS:
+    _names = frozenset(_group.split())
+    for _name in _names:
+        _NICKNAMES[_name] = _NICKNAMES.get(_name, frozenset()) | _names
+
+
+def first_name_variants(first: Any) -> list[str]:
+    """The other first names the same person may go by (``Bob`` -> ``robert``, ``rob``, …),
+    folded; [] for a name without nicknames."""
+    words = fold(first).split()
+    if not words:
+        return []
+    return sorted(_NICKNAMES.get(words[0], frozenset()) - {words[0]})

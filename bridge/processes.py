@@ -52,6 +52,7 @@ from bridge.writeback import jobs as outbound
 log = logging.getLogger("sfbridge.processes")
 
 NOTIFY_LOCK = "sfbridge:notify:resend"
+ANALYZE_LOCK = "sfbridge:store:analyze"
 
 Echo = Callable[[str], None]
 
@@ -123,11 +124,21 @@ def check_budgets(store: Store, client: redis.Redis, config: BridgeConfig) -> in
     )
 
 
+def refresh_statistics(store: Store, client: redis.Redis) -> bool:
+    """Refresh the planner's statistics at most once per ANALYZE_EVERY_SECONDS across all
+    workers (sampled, so milliseconds even at a million referrals); returns whether it ran."""
+    if not once_per(client, ANALYZE_LOCK, defaults.ANALYZE_EVERY_SECONDS):
+        return False
+    store.analyze()
+    return True
+
+
 def start_sweeper(
     store: Store, client: redis.Redis, stop: threading.Event, config: BridgeConfig | None = None
 ) -> threading.Thread:
     """Every SWEEP_EVERY_SECONDS: re-enqueue inbound events and outbound pushes whose job was
-    lost, and (with `config`) resend review notifications that did not go out."""
+    lost, (with `config`) resend review notifications that did not go out, and now and then
+    refresh the store's statistics."""
 
     def loop() -> None:
         while not stop.wait(defaults.SWEEP_EVERY_SECONDS):
@@ -137,6 +148,7 @@ def start_sweeper(
                 if config is not None:
                     resend_notifications(store, client, config)
                     check_budgets(store, client, config)
+                refresh_statistics(store, client)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("sweeper round failed")
 

@@ -1,10 +1,15 @@
 """Receiver matching latency at scale: indexed candidate lookup + decide, vs a naive scan.
 
 Generates N referrals (default 1,000,000) in a program, bulk-loaded (executemany on SQLite,
-COPY on PostgreSQL), then times the receiver's real path for a mix of entries — candidate
-lookup through the indexes (bridge.receiver.candidates) plus the pure decision — and reports
-p50/p95/p99 and how often the intended referral was chosen. Beside it, the naive approach:
-rapidfuzz ``process.extractOne`` over every name and email held in memory.
+COPY on PostgreSQL) and the store's statistics refreshed as the product does
+(``Store.analyze``), then times the receiver's real paths for a labelled mix of entries —
+the worker's batch path (one ``CandidatePool`` per chunk of ``SAVE_CHUNK`` entries, then
+the pure decision per entry) and the single lookup (``find_referrals``) — and reports
+p50/p95/p99 and the recall and precision of the chosen referral per kind of entry: direct
+ids, emails, Gmail variants of an email, surname typos, nicknames, first and last name
+transposed, common names told apart by phone, common names with nothing else (nothing should
+be chosen), and people who are not referred. Beside it, the naive approach: rapidfuzz
+``process.extractOne`` over every name and email held in memory.
 
 Run: ``scripts/bench_matching [--count N] [--queries Q]``. PostgreSQL comes from
 ``SFBRIDGE_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``); the
@@ -33,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rapidfuzz import fuzz, process  # noqa: E402
 from sqlalchemy import select, text  # noqa: E402
 
+from bridge import defaults  # noqa: E402
 from bridge.config import Receiver  # noqa: E402
 from bridge.matchkeys import referral_keys  # noqa: E402
-from bridge.receiver.candidates import find_members, find_referrals  # noqa: E402
+from bridge.receiver.candidates import CandidatePool, find_members, find_referrals  # noqa: E402
 from bridge.receiver.decision import decide  # noqa: E402
 from bridge.receiver.matching import EntryInput, plan_lookups  # noqa: E402
 from bridge.store import Store  # noqa: E402
@@ -131,8 +137,8 @@ class People:
 
 COLUMNS = _words(
     "public_id program_id first_name last_name email company phone email_key name_key "
-    "name_block name_rblock name_ablock company_key phone_key status ever_qualified fields "
-    "created_at updated_at"
+    "name_block name_rblock name_ablock name_pblock company_key phone_key status ever_qualified "
+    "fields created_at updated_at"
 )
 
 
@@ -154,6 +160,7 @@ def rows(people: People, program_id: int, now: Any) -> Iterator[tuple[Any, ...]]
             keys["name_block"],
             keys["name_rblock"],
             keys["name_ablock"],
+            keys["name_pblock"],
             keys["company_key"],
             keys["phone_key"],
             "pending",
@@ -208,12 +215,8 @@ def load(store: Store, people: People, chunk: int = 20_000) -> tuple[int, float]
     finally:
         raw.close()
     print(file=sys.stderr)
-    if store.engine.dialect.name == "postgresql":
-        with store.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE referrals"))
-    else:
-        with store.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
+    # The product's own upkeep (committed; an ANALYZE in a rolled-back transaction is lost).
+    store.analyze()
     return program_id, time.perf_counter() - started
 
 
@@ -239,14 +242,52 @@ class Case:
     entry: EntryInput
 
 
+NICKNAMES = {
+    "Robert": "Bob", "William": "Bill", "Elizabeth": "Liz", "Richard": "Dick",
+    "James": "Jim", "Michael": "Mike", "Joseph": "Joe", "Thomas": "Tom", "Charles": "Chuck",
+    "Christopher": "Chris", "Daniel": "Dan", "Matthew": "Matt", "Anthony": "Tony",
+    "Margaret": "Peggy", "Jennifer": "Jen", "Katherine": "Kate", "Patricia": "Pat",
+    "Steven": "Steve", "Andrew": "Andy", "Kenneth": "Ken", "Edward": "Ed", "Samuel": "Sam",
+    "Alexander": "Alex", "Benjamin": "Ben", "Nicholas": "Nick", "Jonathan": "Jon",
+    "Deborah": "Debbie", "Rebecca": "Becky", "Timothy": "Tim", "Gregory": "Greg",
+}  # fmt: skip
+
+KINDS = (
+    "direct", "email", "gmail", "name_typo", "nickname", "transposed", "common_phone",
+    "common_only", "no_match",
+)  # fmt: skip
+
+
+def _gmail_variant(email: str, rng: random.Random) -> str:
+    """The same Gmail inbox written another way: dots, a +tag, capitals."""
+    local, _domain = email.split("@")
+    i = rng.randrange(1, max(2, len(local)))
+    return f"{local[:i]}.{local[i:]}+ref{rng.randint(1, 99)}@GMail.com".upper()
+
+
 def cases(people: People, n: int, seed: int = 7) -> list[Case]:
+    """A labelled set: `n` entries spread over KINDS, each with the referral it is about (or
+    None when no referral should be chosen)."""
     rng = random.Random(seed)
-    picks = set(rng.sample(range(people.count), n))
-    chosen = {i: p for i, p in enumerate(people) if i in picks}
+    everyone = list(people)
+    picks = rng.sample(range(people.count), min(n * 3, people.count))
+    by_name: dict[tuple[str, str], list[int]] = {}
+    for i, p in enumerate(everyone):
+        by_name.setdefault((p.first, p.last), []).append(i)
+    shared = [ids for ids in by_name.values() if len(ids) > 1]
     out: list[Case] = []
-    kinds = ["direct", "email", "name_typo", "no_match"]
-    for j, (i, p) in enumerate(sorted(chosen.items())):
-        kind = kinds[j % len(kinds)]
+    for j in range(n):
+        kind = KINDS[j % len(KINDS)]
+        i = picks[j]
+        if kind == "gmail":
+            gmail = [k for k in picks[n:] if everyone[k].email.endswith("@gmail.com")]
+            i = gmail[j % len(gmail)]
+        elif kind == "nickname":
+            known = [k for k in picks[n:] if everyone[k].first in NICKNAMES]
+            i = known[j % len(known)]
+        elif kind in ("common_phone", "common_only") and shared:
+            i = shared[j % len(shared)][0]
+        p = everyone[i]
         lead: dict[str, Any] = {
             "Id": f"00Q{j:015d}",
             "FirstName": p.first,
@@ -264,11 +305,24 @@ def cases(people: People, n: int, seed: int = 7) -> list[Case]:
             lead["Referral_ID__c"] = expected
         elif kind == "email":
             lead["Email"] = p.email.upper()
+        elif kind == "gmail":
+            lead["Email"] = _gmail_variant(p.email, rng)
         elif kind == "name_typo":
             # A surname typo and another email; half of them have no phone to go by.
             lead["LastName"] = _typo(rng, p.last)
             if j % 8 >= 4:
                 lead["Phone"] = None
+        elif kind == "nickname":
+            lead["FirstName"] = NICKNAMES[p.first]
+            lead["Phone"] = None if j % 2 else p.phone
+        elif kind == "transposed":
+            lead["FirstName"], lead["LastName"] = p.last, p.first
+            lead["Phone"] = None if j % 2 else p.phone
+        elif kind == "common_phone":
+            pass  # a name several referrals share, told apart by the phone
+        elif kind == "common_only":
+            lead.update(Phone=None, Company=None)  # several referrals have that name
+            expected = None if len(by_name[(p.first, p.last)]) > 1 else expected
         else:
             lead.update(
                 FirstName=rng.choice(FIRST),
@@ -313,43 +367,79 @@ def round_trip(store: Store, n: int = 300) -> tuple[float, float]:
     return pct(times, 0.5), pct(times, 0.95)
 
 
+def _judge(result: dict[str, Any], case: Case, chosen: str | None, found: list[Any], why: str):
+    result["chosen"].append((case.kind, case.expected_public_id, chosen))
+    if chosen != case.expected_public_id:
+        among = any(c.public_id == case.expected_public_id for c in found)
+        result["misses"][
+            f"{case.kind}: {why}, chose {'another' if chosen else 'none'}, "
+            f"expected referral among candidates: {among}"
+        ] += 1
+
+
 def run_indexed(store: Store, program_id: int, work: list[Case]) -> dict[str, Any]:
-    latencies: list[float] = []
-    by_kind: dict[str, list[bool]] = {}
+    """The worker's path: a CandidatePool per chunk of SAVE_CHUNK entries, then decide each
+    entry on what the pool gives it (timed per entry: the chunk's time over its entries);
+    and the single lookup (find_referrals + find_members) per entry, timed too."""
+    result: dict[str, Any] = {"chosen": [], "misses": Counter()}
+    per_entry: list[float] = []
+    chunk_ms: list[float] = []
+    single: list[float] = []
     candidates_seen: list[int] = []
-    misses: Counter[str] = Counter()
+    size = defaults.SAVE_CHUNK
     with store.sessions() as session:
         # Warm up: first-use costs (statement compilation, page cache) are not per-entry costs.
+        plans = [plan_lookups(c.entry, RECEIVER) for c in work[:size]]
+        CandidatePool.fetch(session, program_id, plans)
         for case in work[:20]:
-            plan = plan_lookups(case.entry, RECEIVER)
-            find_referrals(session, program_id, plan)
+            find_referrals(session, program_id, plan_lookups(case.entry, RECEIVER))
+        for start in range(0, len(work), size):
+            chunk = work[start : start + size]
+            t0 = time.perf_counter()
+            plans = [plan_lookups(c.entry, RECEIVER) for c in chunk]
+            pool = CandidatePool.fetch(session, program_id, plans)
+            decided = []
+            for case, plan in zip(chunk, plans, strict=True):
+                found = pool.referrals(plan)
+                decision = decide(
+                    case.entry, RECEIVER, candidates=found, members=pool.members(plan), plan=plan
+                )
+                decided.append((case, decision, found))
+            took = (time.perf_counter() - t0) * 1000
+            chunk_ms.append(took)
+            per_entry += [took / len(chunk)] * len(chunk)
+            for case, decision, found in decided:
+                candidates_seen.append(len(found))
+                why = "ambiguous" if "ambiguous_match" in decision.reasons else decision.outcome
+                _judge(result, case, decision.referral_public_id, found, why)
         for case in work:
             t0 = time.perf_counter()
             plan = plan_lookups(case.entry, RECEIVER)
             found = find_referrals(session, program_id, plan)
             members = find_members(session, program_id, plan)
-            decision = decide(case.entry, RECEIVER, candidates=found, members=members)
-            latencies.append((time.perf_counter() - t0) * 1000)
-            candidates_seen.append(len(found))
-            chosen = decision.referral_public_id
-            ok = chosen == case.expected_public_id
-            by_kind.setdefault(case.kind, []).append(ok)
-            if not ok:
-                expected_found = any(c.public_id == case.expected_public_id for c in found)
-                why = "ambiguous" if "ambiguous_match" in decision.reasons else decision.outcome
-                misses[
-                    f"{case.kind}: {why}, expected referral among candidates: {expected_found}"
-                ] += 1
+            decide(case.entry, RECEIVER, candidates=found, members=members)
+            single.append((time.perf_counter() - t0) * 1000)
         session.rollback()
-    return {
-        "p50": pct(latencies, 0.5),
-        "p95": pct(latencies, 0.95),
-        "p99": pct(latencies, 0.99),
-        "max": max(latencies),
-        "candidates_p95": pct([float(c) for c in candidates_seen], 0.95),
-        "accuracy": {k: sum(v) / len(v) for k, v in by_kind.items()},
-        "misses": misses,
-    }
+    result.update(
+        p50=pct(per_entry, 0.5),
+        p95=pct(per_entry, 0.95),
+        p99=pct(per_entry, 0.99),
+        max=max(per_entry),
+        chunk_p95=pct(chunk_ms, 0.95),
+        single_p50=pct(single, 0.5),
+        single_p95=pct(single, 0.95),
+        candidates_p95=pct([float(c) for c in candidates_seen], 0.95),
+    )
+    return result
+
+
+def recall_precision(chosen: list[tuple[str, str | None, str | None]]) -> tuple[float, float]:
+    """Recall: of the entries about a referral, the share that chose it. Precision: of the
+    entries that chose a referral, the share that chose the right one."""
+    hits = sum(1 for _k, want, got in chosen if want is not None and got == want)
+    wanted = sum(1 for _k, want, _got in chosen if want is not None)
+    picked = sum(1 for _k, _want, got in chosen if got is not None)
+    return hits / max(wanted, 1), hits / max(picked, 1) if picked else 1.0
 
 
 def run_naive(people: People, work: list[Case], limit: int) -> dict[str, Any]:
@@ -438,31 +528,48 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nreceiver matching, {people.count:,} referrals, {len(work)} entries")
     print(
-        f"{'backend':<12}{'load s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'cand p95':>10}  chosen as intended"
+        f"{'backend':<12}{'load s':>8}  batch path per entry p50/p95/p99/max ms"
+        f"  (chunk of {defaults.SAVE_CHUNK} p95)  single lookup p50/p95 ms  cand p95"
+        f"  SELECT 1 p50/p95 ms"
     )
     for label, r in results.items():
-        acc = ", ".join(f"{k} {v:.0%}" for k, v in r["accuracy"].items())
         print(
-            f"{label:<12}{r['load_s']:>9.1f}{r['p50']:>9.2f}{r['p95']:>9.2f}{r['p99']:>9.2f}"
-            f"{r['max']:>9.2f}{r['candidates_p95']:>10.0f}"
-            f"{r['select1'][0]:>11.2f}/{r['select1'][1]:<6.2f}  {acc}"
+            f"{label:<12}{r['load_s']:>8.1f}  {r['p50']:>6.2f} /{r['p95']:>6.2f} /{r['p99']:>6.2f}"
+            f" /{r['max']:>6.2f}        ({r['chunk_p95']:>7.1f})  {r['single_p50']:>8.2f} /"
+            f"{r['single_p95']:>6.2f}  {r['candidates_p95']:>8.0f}"
+            f"  {r['select1'][0]:>6.2f} /{r['select1'][1]:.2f}"
         )
     print(
-        f"{'naive scan':<12}{'-':>9}{naive['p50']:>9.1f}{naive['p95']:>9.1f}{'':>9}{'':>9}"
-        f"{people.count:>10,}{'':>18}  (rapidfuzz extractOne over names + emails, "
-        f"{naive['n']} entries)"
+        f"{'naive scan':<12}{'-':>8}  {naive['p50']:>6.1f} /{naive['p95']:>6.1f} ms per entry "
+        f"(rapidfuzz extractOne over {people.count:,} names + emails, {naive['n']} entries)"
     )
+    ok = True
     for label, r in results.items():
+        recall, precision = recall_precision(r["chosen"])
+        print(f"\n{label}: chosen referral, recall {recall:.1%}, precision {precision:.1%}")
+        for kind in KINDS:
+            rows = [c for c in r["chosen"] if c[0] == kind]
+            if rows:
+                kr, kp = recall_precision(rows)
+                wanted = sum(1 for _k, want, _g in rows if want is not None)
+                print(
+                    f"  {kind:<13} {len(rows):>5} entries  "
+                    + (f"recall {kr:6.1%}  " if wanted else " " * 15)
+                    + f"precision {kp:6.1%}"
+                )
         for why, n in r["misses"].most_common():
-            print(f"  {label} not as intended: {n} x {why}")
+            print(f"  not as intended: {n} x {why}")
+        ok = ok and recall >= 0.99 and precision >= 0.99
+    print(f"goal >= 99% recall at >= 99% precision: {'met' if ok else 'NOT met'}")
     if "SQLite" not in results:
-        return 0
+        return 0 if ok else 1
     sqlite_p95 = results["SQLite"]["p95"]
     target = 20.0
     verdict = "meets" if sqlite_p95 <= target else "MISSES"
-    print(f"SQLite p95 {sqlite_p95:.2f} ms {verdict} the {target:.0f} ms target")
-    return 0 if sqlite_p95 <= target else 1
+    print(
+        f"SQLite batch path p95 {sqlite_p95:.2f} ms per entry {verdict} the {target:.0f} ms target"
+    )
+    return 0 if ok and sqlite_p95 <= target else 1
 
 
 if __name__ == "__main__":

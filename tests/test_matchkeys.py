@@ -125,6 +125,19 @@ def test_referral_keys_fill_every_key_column() -> None:
         "name_block": "N520:A500",
         "name_rblock": "Z550:A500",  # "zenun": reverse Soundex
         "name_ablock": "nuez:A500",
+        "name_pblock": "nun:A500",
         "company_key": "ex",
         "phone_key": "555010022",
     }
+
+
+def test_a_late_typo_in_a_short_surname_keeps_its_prefix_block() -> None:
+    """Rosada -> Rosava changes the Soundex, reverse Soundex and affix keys; the first three
+    letters still meet."""
+    kinds = ("soundex", "reverse", "affix")
+    for kind in kinds:
+        assert not set(mk.name_blocks("Charlotte", "Rosada", kind=kind)) & set(
+            mk.name_blocks("Charlotte", "Rosava", kind=kind)
+        )
+    stored = mk.referral_keys(first_name="Charlotte", last_name="Rosada")
+    assert stored["name_pblock"] in mk.name_blocks("Charlotte", "Rosava", kind="prefix")

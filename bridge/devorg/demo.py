@@ -23,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -39,6 +40,7 @@ import requests
 from simple_salesforce import format_soql
 from sqlalchemy import func, select
 
+from bridge.config import find_instance_dir
 from bridge.devorg.testing import REPO_ROOT, DevOrg
 from bridge.errors import UsageError
 from bridge.ports import free_port
@@ -47,7 +49,7 @@ from bridge.redis_embedded import EmbeddedRedis
 from bridge.runtime import Runtime
 from bridge.store import Store
 from bridge.store.models import Member, OrgConnection, Program, Referral, SyncCursor, User
-from bridge.users import create_user
+from bridge.users import create_token, create_user, revoke_token
 from bridge.vault import generate_key
 from bridge.vocabulary import ADMIN as ADMIN_ROLE
 from bridge.vocabulary import REVIEWER as REVIEWER_ROLE
@@ -124,6 +126,7 @@ class DemoState:
     reviewer_password: str = ""
     admin_password: str = ""
     org_seeded: bool = False
+    examples_seeded: bool = False
 
     @classmethod
     def load(cls, path: Path) -> DemoState:
@@ -300,6 +303,71 @@ def seed_org(devorg_dir: Path, public_ids: dict[str, str]) -> None:
         sf.Lead.create(lead)
 
 
+def seed_examples(url: str, store: Store) -> str:
+    """One failed entry and one failed push (once), so every page has something to show. Both
+    go through the bridge's own API, as a Flow and a referral platform would send them."""
+    with store.session() as s:
+        admin = s.scalars(select(User).where(User.email == ADMIN)).one()
+        token = create_token(
+            s, admin, f"demo-examples-{secrets.token_hex(2)}",
+            ["entries:write", "referrals:write"], actor="demo",
+        )  # fmt: skip
+    http = requests.Session()
+    http.trust_env = False
+    http.headers["Authorization"] = f"Bearer {token.secret}"
+    try:
+        # A Flow that sends a Lead without the Status field the status rules read: the entry
+        # fails with "missing data" until a reviewer adds the field and retries.
+        entry = http.post(
+            url + "/api/v1/entries",
+            json={
+                "org": ORG,
+                "sobject_type": "Lead",
+                "record": {
+                    "Id": "00Q" + secrets.token_hex(6).upper() + "AAA",
+                    "FirstName": "Fiona",
+                    "LastName": "Flow",
+                    "Email": "fiona@flow.example",
+                    "Company": "Half Sent Ltd",
+                },
+            },
+            timeout=30,
+        )
+        entry.raise_for_status()
+        # A referral whose first name is longer than Lead.FirstName's 40 characters: the push
+        # that writes its Lead fails with STRING_TOO_LONG.
+        referral = http.post(
+            url + "/api/v1/referrals",
+            json={
+                "program": PROGRAM,
+                "first_name": "Maria-Magdalena Josefina Alexandrina Theodora",
+                "last_name": "Longname",
+                "email": "maria@longname.example",
+                "company": "Long Names GmbH",
+                "member": {"referral_code": "BEN"},
+            },
+            timeout=30,
+        )
+        referral.raise_for_status()
+    finally:
+        with store.session() as s:
+            revoke_token(s, token.token.id, actor="demo")
+    return (
+        f"entry {entry.json()['id']} fails (a Lead sent without Status), and the push of a "
+        "referral with a first name too long for Salesforce fails (STRING_TOO_LONG)"
+    )
+
+
+def cli_command(instance_dir: Path, cwd: Path) -> str:
+    """The CLI as a user types it to reach this demo's instance from `cwd`: `.venv/bin/sfbridge`
+    from the project folder; with SFBRIDGE_INSTANCE_DIR when the lookup would not find it."""
+    script = Path(sys.executable).parent / "sfbridge"
+    exe = os.path.relpath(script, cwd) if script.is_relative_to(cwd) else str(script)
+    if find_instance_dir(cwd) == instance_dir.resolve():
+        return exe
+    return f"SFBRIDGE_INSTANCE_DIR={shlex.quote(str(instance_dir.resolve()))} {exe}"
+
+
 # ---- processes ------------------------------------------------------------------------------
 
 
@@ -449,15 +517,24 @@ class Demo:
             30,
             "the stream subscriber to subscribe",
         )
+        if not state.examples_seeded:
+            self.echo("examples     " + seed_examples(url, rt.store))
+            state.examples_seeded = True
+            state.save()
         rt.store.dispose()
         if self.initial_changes:
             self.echo("changes      " + make_changes(self.devorg_dir))
+        cli = cli_command(self.instance_dir, Path.cwd())
         self.echo("")
         self.echo(f"sfbridge demo is running (ready in {time.monotonic() - t0:.0f}s)")
         self.echo(f"  web UI     {url}/")
         self.echo(f"  sign in    {REVIEWER} / {state.reviewer_password}   (reviewer)")
         self.echo(f"             {ADMIN} / {state.admin_password}   (admin)")
-        self.echo(f"  API        {url}/api/v1/openapi.json  (token: sfbridge tokens create)")
+        self.echo(f"  API        {url}/api  (reference; the document: {url}/api/v1/openapi.json)")
+        self.echo(
+            f"  API token  {cli} tokens create --user {ADMIN} --name my-token "
+            '--scope "referrals:write entries:read"'
+        )
         self.echo(f"  health     {url}/readyz   metrics {url}/metrics")
         self.echo(
             f"  local org  {info['instance_url']}  (sales user "
@@ -470,7 +547,7 @@ class Demo:
         )
         self.echo(
             'More changes: the dashboard\'s "Make changes in the org as a sales user" '
-            "button, or `sfbridge demo changes`. Ctrl-C stops everything."
+            f"button, or `{cli} demo changes`. Ctrl-C stops everything."
         )
 
     def run_step(self, name: str, *args: str) -> None:

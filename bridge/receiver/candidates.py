@@ -2,12 +2,13 @@
 
 Never scans the referral table: every query is an indexed equality lookup —
 
-- direct: ``public_id`` / ``external_id`` (unique) and ``sf_*_id`` (indexed);
-- fuzzy: ``(program_id, email_key)``, ``(program_id, name_key)``, and the three name blocks
-  ``name_block`` / ``name_rblock`` / ``name_ablock`` (Soundex, reverse Soundex and affix of the
-  surname, each with the first name's Soundex) — they catch spelling variants and typos —
-  and ``(program_id, phone_key)`` (a person found by phone still has to pass on name); the
-  core then scores the handful found with rapidfuzz;
+- direct: ``public_id`` / ``external_id`` (unique) and ``(program_id, sf_*_id)`` (indexed);
+- fuzzy: ``email_key``, ``(program_id, name_key)``, and the four name blocks
+  ``name_block`` / ``name_rblock`` / ``name_ablock`` / ``name_pblock`` (Soundex, reverse
+  Soundex, affix and first three letters of the surname, each with the first name's
+  Soundex) — they catch spelling variants and typos — and ``(program_id, phone_key)`` (a
+  person found by phone still has to pass on name); the core then scores the handful found
+  with rapidfuzz;
 - members: ``(program_id, referral_code)``, ``(program_id, email_key)``,
   ``(program_id, external_id)``.
 
@@ -75,6 +76,7 @@ _FUZZY_COLUMNS = (
     ("name_block", "name_blocks"),
     ("name_rblock", "name_rblocks"),
     ("name_ablock", "name_ablocks"),
+    ("name_pblock", "name_pblocks"),
     ("phone_key", "phone_keys"),
 )
 
@@ -191,7 +193,7 @@ _MEMBER_COLUMNS = (
     Member.external_id,
 )
 _KEY_COLUMNS = _DIRECT_COLUMNS + tuple(name for name, _attr in _FUZZY_COLUMNS)
-_BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock")
+_BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock", "name_pblock")
 
 
 @functools.lru_cache(maxsize=64)
@@ -200,28 +202,34 @@ def _pool_statement(columns: tuple[str, ...]) -> Any:
     one expanding parameter per column, plus ``program_id`` and ``limit``). Built once per set
     of columns, so a batch pays neither building nor compiling it again."""
     program_id: Any = bindparam("program_id")
+    blocks = [getattr(Referral, c) for c in _BLOCK_COLUMNS]
     parts: list[Any] = []
     for name in columns:
         column = getattr(Referral, name)
         lookup = (Referral.program_id == program_id, column.in_(bindparam(name, expanding=True)))
         if name in _DIRECT_COLUMNS:
-            parts.append(select(Referral.id).where(*lookup))
+            parts.append(select(*_REFERRAL_COLUMNS, *blocks).where(*lookup))
             continue
         # The cap per key, lowest ids first: for one entry's keys this keeps what
-        # find_referrals' LIMIT keeps, and a common name still cannot bring back whole rows
-        # beyond the cap (the ranking reads the index).
+        # find_referrals' LIMIT keeps, and a common name still cannot bring back rows
+        # beyond the cap.
         ranked = (
             select(
-                Referral.id,
+                *_REFERRAL_COLUMNS,
+                *blocks,
                 func.row_number().over(partition_by=column, order_by=Referral.id).label("rank"),
             )
             .where(*lookup)
             .subquery()
         )
-        parts.append(select(ranked.c.id).where(ranked.c.rank <= bindparam("limit")))
-    ids: Any = union_all(*parts) if len(parts) > 1 else parts[0]
-    blocks = [getattr(Referral, c) for c in _BLOCK_COLUMNS]
-    return select(*_REFERRAL_COLUMNS, *blocks).where(Referral.id.in_(ids))
+        parts.append(
+            select(*(c for c in ranked.c if c.key != "rank")).where(
+                ranked.c.rank <= bindparam("limit")
+            )
+        )
+    # Each arm brings its rows whole (a row reached by two keys comes twice and is kept
+    # once): an outer `id IN (arms)` made PostgreSQL hash-join a scan of the table.
+    return union_all(*parts) if len(parts) > 1 else parts[0]
 
 
 class CandidatePool:
@@ -245,6 +253,9 @@ class CandidatePool:
         # fetch are the only ones the pool is asked about).
         self._wanted: dict[str, set[str]] = {c: set() for c in _KEY_COLUMNS}
         self._members: dict[int, MemberCandidate] = {}
+        # The plans the pool was read for, by the id() of the entry each belongs to, so that
+        # the writer reusing the pool does not plan the same entries again.
+        self.planned: dict[int, LookupPlan] = {}
         self._member_index: dict[str, dict[str, set[int]]] = {
             "referral_code": {},
             "email_key": {},
@@ -270,6 +281,17 @@ class CandidatePool:
         pool._fetch_members(session, program_id, plans)
         return pool
 
+    def covers(self, plans: Iterable[LookupPlan]) -> bool:
+        """Whether the pool was fetched for (at least) every key of these plans."""
+        for plan in plans:
+            for name in _DIRECT_COLUMNS:
+                if not self._wanted[name].issuperset(plan.direct_values(name)):
+                    return False
+            for name, attr in _FUZZY_COLUMNS:
+                if not self._wanted[name].issuperset(getattr(plan, attr)):
+                    return False
+        return True
+
     # ---- loading
 
     def _fetch_referrals(self, session: Session, program_id: int) -> None:
@@ -285,6 +307,8 @@ class CandidatePool:
             statement = _pool_statement(tuple(params))
             params.update(program_id=program_id, limit=self.limit)
             for row in session.execute(statement, params):
+                if row[0] in self._referrals:
+                    continue  # reached by another key too
                 blocks = dict(zip(_BLOCK_COLUMNS, row[width:], strict=True))
                 self._put(_candidate(row[:width]), blocks)
 
@@ -332,6 +356,7 @@ class CandidatePool:
                 "name_block": referral.name_block,
                 "name_rblock": referral.name_rblock,
                 "name_ablock": referral.name_ablock,
+                "name_pblock": referral.name_pblock,
             },
         )
 

@@ -23,6 +23,7 @@ person keys and scores; kept together they are one pure unit with one table of t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -103,6 +104,7 @@ class ReferralCandidate:
         keys.pop("name_block")
         keys.pop("name_rblock")
         keys.pop("name_ablock")
+        keys.pop("name_pblock")
         return cls(id=id, public_id=public_id, **{**keys, **values})
 
 
@@ -144,8 +146,11 @@ class Person:
     name_blocks: tuple[str, ...]
     name_rblocks: tuple[str, ...]
     name_ablocks: tuple[str, ...]
+    name_pblocks: tuple[str, ...]
     company_key: str | None
     phone_key: str | None
+    # The name keys with the first name replaced by each of its nicknames (Bob -> Robert).
+    name_key_variants: tuple[str, ...] = ()
 
     @property
     def identifiable(self) -> bool:
@@ -194,6 +199,10 @@ class LookupPlan:
         return sorted({b for p in self.people for b in p.name_ablocks})
 
     @property
+    def name_pblocks(self) -> list[str]:
+        return sorted({b for p in self.people for b in p.name_pblocks})
+
+    @property
     def phone_keys(self) -> list[str]:
         return sorted({p.phone_key for p in self.people if p.phone_key})
 
@@ -223,11 +232,32 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
+    """The four kinds of name blocks of a person (cached: a batch repeats names, and the
+    worker plans each entry's lookups twice, for the pool and for the decision)."""
+    try:
+        return _cached_blocks(first, last, name)
+    except TypeError:  # a value that cannot be a cache key (a malformed record)
+        return _cached_blocks.__wrapped__(first, last, name)
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
+    # The person's blocks, and those of the same surname with each nickname of the first
+    # name, so that "Bob Smith" reaches "Robert Smith".
+    firsts = [first, *mk.first_name_variants(first)]
+    out = []
+    for kind in ("soundex", "reverse", "affix", "prefix"):
+        keys: dict[str, None] = {}
+        for f in firsts:
+            keys.update(dict.fromkeys(mk.name_blocks(f, last, name, kind=kind)))
+        out.append(tuple(keys))
+    return tuple(out)
+
+
 def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
     first, last, name = rec.get("FirstName"), rec.get("LastName"), rec.get("Name")
-    blocks = mk.name_blocks(first, last, name)
-    rblocks = mk.name_blocks(first, last, name, kind="reverse")
-    ablocks = mk.name_blocks(first, last, name, kind="affix")
+    blocks, rblocks, ablocks, pblocks = _blocks(first, last, name)
     return Person(
         source=source,
         sobject=sobject,
@@ -243,8 +273,12 @@ def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> 
         name_blocks=tuple(blocks),
         name_rblocks=tuple(rblocks),
         name_ablocks=tuple(ablocks),
+        name_pblocks=tuple(pblocks),
         company_key=mk.company_key(company),
         phone_key=mk.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
+        name_key_variants=tuple(
+            k for v in mk.first_name_variants(first) if (k := mk.name_key(v, last)) is not None
+        ),
     )
 
 
@@ -483,7 +517,10 @@ def match_fuzzy(
             company, phone, points = _tiebreak(person, c)
             name_score = None
             if person.name_key and c.name_key:
-                name_score = fuzz.ratio(person.name_key, c.name_key) / 100
+                name_score = max(
+                    fuzz.ratio(key, c.name_key) / 100
+                    for key in (person.name_key, *person.name_key_variants)
+                )
             if person.email_key and person.email_key == c.email_key:
                 by_email.append(
                     _scored(

@@ -45,6 +45,7 @@ from bridge.store.models import (
     Referral,
     ReferralStatusChange,
     SalesEntry,
+    overlong_values,
     utcnow,
 )
 from bridge.vocabulary import (
@@ -91,6 +92,7 @@ def process_entries(
     org: OrgConfig,
     *,
     integration_user_id: str | None = None,
+    pools: Mapping[int, CandidatePool] | None = None,
 ) -> list[SalesEntry]:
     """``process_entry`` for a batch of entries, in their order, with the lookups batched.
 
@@ -101,6 +103,11 @@ def process_entries(
     query each (``CandidatePool``). A referral the batch changes or creates is updated in the
     pool, so a later entry about the same referral sees the earlier entry's effect.
     Idempotent like ``process_entry``: entries already decided are left as they are.
+
+    ``pools`` (by program id, from ``candidate_pools``) are pools read before the caller's
+    write transaction began, so that on SQLite the write lock is not held while they are
+    read; one that does not cover the entries' keys is read again here. Referrals the batch
+    will change are locked and compared with the pool's copy either way.
     """
     todo = [e for e in entries if e.outcome == NEW]
     if not todo:
@@ -129,8 +136,14 @@ def process_entries(
                 entry.previous = previous.get(entry.id, {})
         for program_id, group in by_program.items():
             inputs = [_entry_input(e) for e in group]
-            plans = [plan_lookups(data, receiver) for data in inputs]
-            pool = CandidatePool.fetch(session, program_id, plans)
+            pool = (pools or {}).get(program_id)
+            planned = pool.planned if pool is not None else {}
+            plans = [
+                planned.get(id(e)) or plan_lookups(data, receiver)
+                for e, data in zip(group, inputs, strict=True)
+            ]
+            if pool is None or not pool.covers(plans):
+                pool = CandidatePool.fetch(session, program_id, plans)
             users_of = [users.get(e.org_connection_id) for e in group]
             held, early = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
             locked = {r.id for r in held}
@@ -148,6 +161,23 @@ def process_entries(
                     integration_user_id=users.get(entry.org_connection_id),
                 )
     return list(entries)
+
+
+def candidate_pools(
+    session: Session, entries: Sequence[SalesEntry], org: OrgConfig
+) -> dict[int, CandidatePool]:
+    """The candidate pool of each program the (unsaved) entries belong to, for
+    ``process_entries(..., pools=...)``; entries without a program yet are left out."""
+    plans: dict[int, dict[int, LookupPlan]] = {}
+    for entry in entries:
+        if entry.program_id is not None and entry.outcome == NEW:
+            plan = plan_lookups(_entry_input(entry), org.receiver)
+            plans.setdefault(entry.program_id, {})[id(entry)] = plan
+    pools = {}
+    for pid, planned in plans.items():
+        pools[pid] = CandidatePool.fetch(session, pid, planned.values())
+        pools[pid].planned = planned
+    return pools
 
 
 def approve_entry(session: Session, entry: SalesEntry, org: OrgConfig, *, actor: str) -> SalesEntry:
@@ -659,6 +689,8 @@ def _apply(
     session: Session, entry: SalesEntry, decision: Decision, *, program_id: int, actor: str
 ) -> None:
     """Make the decision true in the database and save it on the entry."""
+    if decision.outcome == PROCESSED and decision.create_referral is not None:
+        _refuse_overlong(decision)
     referral: Referral | None = None
     if decision.outcome == PROCESSED:
         if decision.create_referral is not None:
@@ -680,14 +712,34 @@ def _apply(
                     setattr(referral, column, value)
     entry.outcome = decision.outcome
     entry.reasons = list(decision.reasons)
-    entry.candidates = list(decision.candidates)
+    # A reviewer's choice is decided without looking candidates up again: keep the evidence
+    # (the candidates, their scores and how the entry first matched) for whoever reads it later.
+    before = entry.decision or {}
+    entry.candidates = list(decision.candidates) or list(entry.candidates or [])
     entry.decision = decision.to_dict()
+    if decision.match == "reviewer":
+        entry.decision["matched_before"] = before.get("matched_before") or {
+            k: before.get(k) for k in ("match", "match_source")
+        }
     entry.error = decision.error
     entry.referral_id = referral.id if referral is not None else decision.referral_id
     entry.member_id = decision.member_id
     entry.attempts = (entry.attempts or 0) + 1
     entry.processed_at = utcnow()
     entry.decided_by = actor
+
+
+def _refuse_overlong(decision: Decision) -> None:
+    """A value longer than its referral column fails the entry with the reason, saved on it:
+    SQLite would store it silently, PostgreSQL would refuse the whole transaction."""
+    too_long = overlong_values(Referral, decision.create_referral or {})
+    if too_long:
+        decision.outcome = FAILED
+        decision.reasons.append("value_too_long")
+        decision.error = (
+            f"a new referral cannot hold this: {'; '.join(too_long)}; edit the entry's fields "
+            "and retry"
+        )
 
 
 def _create_referral(

@@ -8,7 +8,7 @@ to the org: one describe per object and one PushTopic query.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -469,9 +469,17 @@ def describe_objects(org: topics.OrgClient, names: Iterable[str]) -> dict[str, D
     return out
 
 
-def run_check(org: topics.OrgClient, org_name: str, org_config: OrgConfig) -> list[Finding]:
+def run_check(
+    org: topics.OrgClient,
+    org_name: str,
+    org_config: OrgConfig,
+    keep: Callable[[dict[str, Describe | str]], None] | None = None,
+) -> list[Finding]:
+    """Every check against the org; `keep` receives the describes (e.g. to cache them)."""
     names = sorted(set(ALWAYS_DESCRIBED) | set(object_needs(org_config)))
     describes = describe_objects(org, names)
+    if keep is not None:
+        keep(describes)
     existing: list[dict[str, Any]] | None
     try:
         existing = topics.fetch_existing(org, list(org_config.streaming.topics))

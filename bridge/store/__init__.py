@@ -13,6 +13,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+READ_ONLY = "sfbridge_read_only"
+"""Execution option of the connections of Store.reading() sessions."""
+
+ANALYSIS_LIMIT = 2000
+"""Rows SQLite's ANALYZE samples per index (approximate statistics, bounded cost)."""
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
@@ -36,7 +42,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front (no deadlock upgrading a read lock);
+            # Store.reading() sessions read in a deferred transaction and never take it.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
@@ -52,6 +63,9 @@ class Store:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -59,11 +73,38 @@ class Store:
         with self.sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only (nothing is committed). On SQLite its transaction is
+        deferred: it takes no write lock, so a read that takes milliseconds (the candidate
+        pool of a chunk) does not hold up the subscriber or another worker."""
+        with self._readers() as session:
+            yield session  # closing ends the transaction; what was read stays loaded
+
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to `revision`."""
         from alembic import command
 
         command.upgrade(alembic_config(self.url), revision)
+        self.analyze()
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (after migrations, bulk imports, and
+        periodically from the sweeper).
+
+        SQLite has none unless asked (it then guesses, and picked an index that read a whole
+        program for a lookup by Salesforce id); ``analysis_limit`` samples each index, so this
+        takes milliseconds at a million referrals and holds the write lock as briefly.
+        PostgreSQL's autovacuum keeps its own, but only some time after a bulk load.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+                conn.exec_driver_sql("ANALYZE")
+                conn.exec_driver_sql("PRAGMA optimize")
+            else:
+                conn.exec_driver_sql("ANALYZE")
+            conn.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -8,11 +8,12 @@ marker before the handler has saved anything, which loses the event on a crash; 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -33,28 +34,22 @@ PUBSUB_PREFIX = "pubsub:"
 """Channels of the Pub/Sub subscriber: their cursors are opaque replay ids (bytes)."""
 
 
-_EVENTS = cast(Table, InboundEvent.__table__)
-_CURSORS = cast(Table, SyncCursor.__table__)
+_CURSORS: Any = SyncCursor.__table__
 
 
-def _insert(session: Session) -> Any:
-    # Core statements on the tables, not the ORM entities: built once per dialect and cached
-    # by SQLAlchemy, where an ORM bulk insert with a list of VALUES is compiled on every call
-    # (a stream process of many orgs stores a delivery of one event at a time, hundreds/s).
-    name = session.get_bind().dialect.name
-    stmt = _INSERTS.get(name)
-    if stmt is None:
-        if name == "postgresql":
-            ins: Any = postgresql.insert(_EVENTS)
-        elif name == "sqlite":
-            ins = sqlite.insert(_EVENTS)
-        else:
-            raise NotImplementedError(f"no insert-or-ignore for {name}")
-        stmt = _INSERTS[name] = ins.on_conflict_do_nothing().returning(_EVENTS.c.id)
-    return stmt
-
-
-_INSERTS: dict[str, Any] = {}
+@functools.lru_cache(maxsize=4)
+def _insert_events(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id of inbound events, built and compiled
+    once: a delivery runs it as one executemany (SQLAlchemy sends the rows in multi-row
+    batches), instead of a fresh statement of 200 rows x 13 values compiled per delivery."""
+    table: Any = InboundEvent.__table__
+    if dialect == "postgresql":
+        ins: Any = postgresql.insert(table)
+    elif dialect == "sqlite":
+        ins = sqlite.insert(table)
+    else:
+        raise NotImplementedError(f"no insert-or-ignore for {dialect}")
+    return ins.on_conflict_do_nothing().returning(table.c.id)
 
 
 def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
@@ -93,8 +88,8 @@ def store_events(
         seen.add(row["change_key"])
         rows.append(row)
     if rows:
-        # executemany with RETURNING ("insertmanyvalues": batched VALUES under the hood)
-        new_ids.extend(session.scalars(_insert(session), rows))
+        statement = _insert_events(session.get_bind().dialect.name)
+        new_ids.extend(session.connection().execute(statement, rows).scalars())
     return sorted(new_ids)
 
 
@@ -235,23 +230,22 @@ def pending_events(
     claimed_before: datetime,
     limit: int = 5000,
 ) -> list[int]:
-    """Events that should have been processed by now: still new, or claimed by a dead job."""
-    stmt = (
-        select(InboundEvent.id)
-        .where(
-            or_(
-                and_(
-                    InboundEvent.state == "new",
-                    InboundEvent.received_at < new_before,
-                    or_(InboundEvent.queued_at.is_(None), InboundEvent.queued_at < new_before),
-                ),
-                and_(InboundEvent.state == "processing", InboundEvent.claimed_at < claimed_before),
-            )
-        )
-        .order_by(InboundEvent.id)
-        .limit(limit)
+    """Events that should have been processed by now: still new, or claimed by a dead job.
+
+    Two queries, one per state, each read through the (state, id) index in id order; an OR
+    of the two made both databases scan the table."""
+    waiting = select(InboundEvent.id).where(
+        InboundEvent.state == "new",
+        InboundEvent.received_at < new_before,
+        or_(InboundEvent.queued_at.is_(None), InboundEvent.queued_at < new_before),
     )
-    return list(session.scalars(stmt))
+    stale = select(InboundEvent.id).where(
+        InboundEvent.state == "processing", InboundEvent.claimed_at < claimed_before
+    )
+    ids: list[int] = []
+    for query in (waiting, stale):
+        ids += session.scalars(query.order_by(InboundEvent.id).limit(limit))
+    return sorted(ids)[:limit]
 
 
 def mark_queued(session: Session, ids: Iterable[int]) -> None:
@@ -295,6 +289,24 @@ def claim(session: Session, ids: Sequence[int], token: str) -> list[int]:
     return sorted(claimed)
 
 
+def renew_claim(session: Session, ids: Sequence[int], token: str) -> int:
+    """The heartbeat of a running batch: its events still claimed by `token` get a fresh
+    claim time, so no other job takes them over. Returns how many are still claimed (0: the
+    batch is through, or its claim was taken over)."""
+    return _rowcount(
+        session.execute(
+            update(InboundEvent)
+            .where(
+                InboundEvent.id.in_(list(ids)),
+                InboundEvent.state == "processing",
+                InboundEvent.claimed_by == token,
+            )
+            .values(claimed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
 def release(session: Session, ids: Sequence[int], token: str) -> None:
     """Give claimed events back (state new) so a retry of the job can take them again."""
     session.execute(
@@ -309,25 +321,34 @@ def release(session: Session, ids: Sequence[int], token: str) -> None:
     )
 
 
-def still_claimed(session: Session, ids: Sequence[int], token: str) -> list[InboundEvent]:
-    """The events among `ids` still claimed by `token`, fresh from the database (a slow job
-    whose claim was taken over must not act on them)."""
+def still_claimed(session: Session, ids: Sequence[int], token: str) -> list[int]:
+    """The events among `ids` still claimed by `token` (a slow job whose claim was taken
+    over must not act on them), in id order."""
     return list(
         session.scalars(
-            select(InboundEvent)
+            select(InboundEvent.id)
             .where(
                 InboundEvent.id.in_(list(ids)),
                 InboundEvent.state == "processing",
                 InboundEvent.claimed_by == token,
             )
             .order_by(InboundEvent.id)
-            .execution_options(populate_existing=True)
         )
     )
 
 
-def finish(event: InboundEvent, state: str, reason: str | None = None) -> None:
-    """The event is through: `done`, `failed` or `skipped` (with the reason code)."""
-    event.state = state
-    event.reason = reason
-    event.processed_at = utcnow()
+def finish(session: Session, ends: Mapping[int, tuple[str, str | None]]) -> None:
+    """The events are through: each `done`, `failed` or `skipped` (with the reason code);
+    one UPDATE per state and reason."""
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for event_id, end in ends.items():
+        groups.setdefault(end, []).append(event_id)
+    now = utcnow()
+    for (state, reason), ids in groups.items():
+        for start in range(0, len(ids), _CHUNK):
+            session.execute(
+                update(InboundEvent)
+                .where(InboundEvent.id.in_(ids[start : start + _CHUNK]))
+                .values(state=state, reason=reason, processed_at=now)
+                .execution_options(synchronize_session=False)
+            )

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from bridge.store.models import Push, SalesEntry
+from bridge.store.models import Push, Referral, SalesEntry
 from bridge.vocabulary import PUSH_STATES
 from bridge.web import actions
 from bridge.web.auth import login_required, role_required
 from bridge.web.extensions import store
 from bridge.web.security import local_next, page_number
+from bridge.web.triage import person, plain
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -33,8 +35,10 @@ def pushes() -> str:
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = list(s.scalars(query.order_by(Push.id.desc()).offset((page - 1) * size).limit(size)))
         counts = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
+        names = _referral_names(s, {p.referral_id for p in rows if p.referral_id})
     return render_template(
         "pushes.html",
+        names=names,
         rows=rows,
         state=state,
         kind=kind,
@@ -75,5 +79,26 @@ def entries() -> str:
             s.scalars(query.order_by(SalesEntry.id.desc()).offset((page - 1) * size).limit(size))
         )
     return render_template(
-        "report_entries.html", rows=rows, result=result, page=page, pages=max(1, -(-total // size))
+        "report_entries.html",
+        rows=rows,
+        people={e.id: person(e) for e in rows},
+        reason_words=plain,
+        result=result,
+        page=page,
+        pages=max(1, -(-total // size)),
     )
+
+
+def _referral_names(s: Session, ids: set[int]) -> dict[int, str]:
+    """Referral id -> "Ada Lovelace (ref_…)", for showing names instead of bare ids."""
+    if not ids:
+        return {}
+    rows = s.execute(
+        select(Referral.id, Referral.first_name, Referral.last_name, Referral.public_id).where(
+            Referral.id.in_(ids)
+        )
+    )
+    return {
+        rid: f"{' '.join(filter(None, (first, last))) or 'unnamed'} ({public})"
+        for rid, first, last, public in rows
+    }

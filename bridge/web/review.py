@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -19,26 +20,29 @@ from flask import (
     url_for,
 )
 from markupsafe import Markup
-from sqlalchemy import Select, String, cast, func, or_, select
+from sqlalchemy import func, or_, select
 from werkzeug.wrappers import Response
 
 from bridge.config import parse_field_ref
 from bridge.salesforce import budget
 from bridge.store.models import (
     AuditLog,
+    OrgConnection,
     Program,
     Push,
     Referral,
     SalesEntry,
     utcnow,
 )
-from bridge.vocabulary import ENTRY_OUTCOMES, STREAMED_OBJECTS
+from bridge.vocabulary import ENTRY_OUTCOMES, OPEN_OUTCOMES, REVIEW, STREAMED_OBJECTS
 from bridge.web import actions
+from bridge.web import queue as queue_query
 from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
 from bridge.web.extensions import store, web
 from bridge.web.security import local_next, page_number
-from bridge.web.words import DECISION_FIELDS, WAITING_OUTCOMES, reason_text
+from bridge.web.triage import differences, effects_summary, person, proposal
+from bridge.web.words import DECISION_FIELDS, WAITING_OUTCOMES, audit_words
 
 bp = Blueprint("review", __name__)
 
@@ -99,105 +103,55 @@ def _api_usage() -> list[dict[str, Any]]:
     ]
 
 
-def _filters() -> dict[str, str]:
-    keys = ("program", "object", "reason", "date_from", "date_to")
-    return {k: request.args.get(k, "").strip() for k in keys if request.args.get(k, "").strip()}
-
-
-def _parse_day(value: str, field: str) -> date | None:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        flash(f"Ignored the {field} filter: '{value}' is not a date (YYYY-MM-DD).", "error")
-        return None
-
-
-def _apply_filters(query: Select[Any], f: dict[str, str]) -> Select[Any]:
-    if "program" in f:
-        query = query.join(Program, Program.id == SalesEntry.program_id).where(
-            Program.key == f["program"]
-        )
-    if f.get("object") in STREAMED_OBJECTS:
-        query = query.where(SalesEntry.sobject_type == f["object"])
-    if "reason" in f:
-        # reasons is a JSON list of codes; match a code or a code prefix like "status_rule"
-        query = query.where(cast(SalesEntry.reasons, String).like(f'%"{f["reason"]}%'))
-    if "date_from" in f and (d := _parse_day(f["date_from"], "from")):
-        query = query.where(
-            SalesEntry.created_at >= datetime.combine(d, datetime.min.time(), tzinfo=UTC)
-        )
-    if "date_to" in f and (d := _parse_day(f["date_to"], "to")):
-        query = query.where(
-            SalesEntry.created_at
-            < datetime.combine(d + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        )
-    return query
-
-
 @bp.get("/queue/<outcome>")
 @login_required
 def queue(outcome: str) -> str:
     if outcome not in ENTRY_OUTCOMES:
         abort(404)
-    f = _filters()
+    f = queue_query.filters()
     page = page_number()
     size = current_app.config["PAGE_SIZE"]
     with store().session() as s:
-        base = _apply_filters(select(SalesEntry).where(SalesEntry.outcome == outcome), f)
-        total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
-        entries = list(
-            s.scalars(base.order_by(SalesEntry.id.desc()).offset((page - 1) * size).limit(size))
-        )
-        tab_counts = dict(
-            s.execute(select(SalesEntry.outcome, func.count()).group_by(SalesEntry.outcome)).all()
-        )
+        rows, total = queue_query.page_of(s, outcome, f, page, size)
+        counts = queue_query.tab_counts(s, f)
         programs = list(s.scalars(select(Program.key).order_by(Program.key)))
         reasons = _known_reasons(s)
-    pages = max(1, -(-total // size))
     return render_template(
         "queue.html",
         outcome=outcome,
-        entries=entries,
+        rows=rows,
         filters=f,
         page=page,
-        pages=pages,
+        pages=max(1, -(-total // size)),
         total=total,
         tabs=ENTRY_OUTCOMES,
-        tab_counts=tab_counts,
+        tab_counts=counts,
         programs=programs,
         sobjects=STREAMED_OBJECTS,
         reasons=reasons,
-        summary=_summary,
+        sorts={k: label for k, (label, _) in queue_query.SORTS.items()},
     )
 
 
 def _known_reasons(s: Any) -> list[str]:
     seen: set[str] = set()
     for reasons in s.scalars(select(SalesEntry.reasons).order_by(SalesEntry.id.desc()).limit(500)):
-        seen.update(str(r) for r in (reasons or []))
+        seen.update(str(r).partition(":")[0] for r in (reasons or []))
     return sorted(seen)
-
-
-def _summary(entry: SalesEntry) -> str:
-    record = (entry.records or {}).get(entry.sobject_type) or {}
-    name = record.get("Name") or " ".join(
-        str(record[k]) for k in ("FirstName", "LastName") if record.get(k)
-    )
-    email = record.get("Email")
-    bits = [b for b in (name, email, record.get("Company") or record.get("StageName")) if b]
-    return " · ".join(str(b) for b in bits) or (entry.record_id or "")
 
 
 @bp.get("/entries/<int:entry_id>")
 @login_required
 def entry(entry_id: int) -> str:
-    q = request.args.get("q", "").strip()
+    find = request.args.get("find", "").strip()[:200]
+    f = queue_query.filters()
+    tab = request.args.get("tab", "")
     with store().session() as s:
         e = actions.get_entry_or_404(s, entry_id)
-        referral = s.get(Referral, e.referral_id) if e.referral_id else None
+        [row] = queue_query.rows_for(s, [e])
         found: list[Referral] = []
-        if q:
-            like = f"%{q.lower()}%"
+        if find:
+            like = f"%{find.lower()}%"
             found = list(
                 s.scalars(
                     select(Referral)
@@ -206,7 +160,7 @@ def entry(entry_id: int) -> str:
                             func.lower(Referral.email).like(like),
                             Referral.name_key.like(like),
                             func.lower(Referral.company).like(like),
-                            Referral.public_id == q,
+                            Referral.public_id == find,
                         )
                     )
                     .order_by(Referral.id.desc())
@@ -220,19 +174,30 @@ def entry(entry_id: int) -> str:
                 .order_by(AuditLog.id.desc())
             )
         )
-        org_name = actions.entry_org_name(s, e)
+        conn = s.get(OrgConnection, e.org_connection_id) if e.org_connection_id else None
+        queue_tab = tab if tab in OPEN_OUTCOMES else REVIEW
+        next_id = queue_query.next_entry(s, e.id, queue_tab, f)
+        known = actions.known_fields(s, e)
     return render_template(
         "entry.html",
         e=e,
-        referral=referral,
-        q=q,
+        row=row,
+        referral=row.referral,
+        find=find,
         found=found,
         history=history,
-        reason_text=reason_text,
         decision_fields=DECISION_FIELDS,
         read_only_fields=READ_ONLY_FIELDS,
         waiting=WAITING_OUTCOMES.get(e.outcome, ""),
-        org_name=org_name,
+        org_name=conn.name if conn else None,
+        sf_url=f"{conn.instance_url.rstrip('/')}/{e.record_id}"
+        if conn and conn.instance_url and e.record_id
+        else None,
+        queue_args={**f, "tab": queue_tab},
+        next_id=next_id,
+        differs=lambda r: differences(row.person, r),
+        known_fields=known,
+        audit_words=audit_words,
     )
 
 
@@ -248,9 +213,11 @@ def _run(entry_id: int, what: str, fn: Any) -> Response:
             e = actions.get_entry_or_404(s, entry_id)
             fn(s, e)
             outcome = e.outcome
+            referral = s.get(Referral, e.referral_id) if e.referral_id else None
+            status = f"; referral {referral.public_id} is {referral.status}" if referral else ""
             pushes = list((e.decision or {}).get("pushes") or [])
         actions.enqueue_pushes(pushes)  # the link-back or field sync the decision queued
-        flash(f"Entry {entry_id} {what}: it is now {outcome}.", "success")
+        flash(f"Entry {entry_id} {what}: it is now {outcome}{status}.", "success")
     except actions.ActionError as exc:
         flash(f"Entry {entry_id} was not {what}: {exc.message}", "error")
     return redirect(local_next(url_for("review.entry", entry_id=entry_id)))
@@ -259,7 +226,7 @@ def _run(entry_id: int, what: str, fn: Any) -> Response:
 @bp.post("/entries/<int:entry_id>/approve")
 @login_required
 def approve(entry_id: int) -> Response:
-    return _run(entry_id, "approved", lambda s, e: actions.approve_entry(s, e, actor=_actor()))
+    return _run(entry_id, "applied", lambda s, e: actions.approve_entry(s, e, actor=_actor()))
 
 
 @bp.post("/entries/<int:entry_id>/reject")
@@ -271,62 +238,100 @@ def reject(entry_id: int) -> Response:
     )
 
 
+def _edited_fields(e: SalesEntry) -> dict[str, dict[str, Any]]:
+    """The fields a form changed (`field:<object>:<name>`) or added (`add_field`/`add_value`,
+    several allowed); unchanged values are left out."""
+    fields: dict[str, dict[str, Any]] = {}
+    for key, value in request.form.items():
+        if not key.startswith("field:"):
+            continue
+        _, obj, name = (key.split(":", 2) + ["", ""])[:3]
+        if not obj or not name:
+            raise actions.ActionError(f"the form sent '{key}', not field:<object>:<field>")
+        old = ((e.records or {}).get(obj) or {}).get(name)
+        if ("" if old is None else str(old)) != value:
+            fields.setdefault(obj, {})[name] = value if value != "" else None
+    values = request.form.getlist("add_value")
+    for i, added in enumerate(request.form.getlist("add_field")):
+        if not (added := added.strip()):
+            continue
+        try:
+            obj, name = parse_field_ref(added)
+        except ValueError as exc:
+            raise actions.ActionError(f"cannot add '{added}': {exc}") from None
+        fields.setdefault(obj, {})[name] = (values[i] if i < len(values) else "") or None
+    return fields
+
+
 @bp.post("/entries/<int:entry_id>/retry")
 @login_required
 def retry(entry_id: int) -> Response:
     """Edit fields and/or pick a referral, then decide again. Only changed fields are sent."""
-    referral_raw = request.form.get("referral_id", "").strip()
-    referral_id = _form_id(referral_raw)
+    referral_id = _form_id(request.form.get("referral_id", "").strip())
 
     def run(s: Any, e: SalesEntry) -> None:
-        fields: dict[str, dict[str, Any]] = {}
-        for key, value in request.form.items():
-            if not key.startswith("field:"):
-                continue
-            _, obj, name = (key.split(":", 2) + ["", ""])[:3]
-            if not obj or not name:
-                raise actions.ActionError(f"the form sent '{key}', not field:<object>:<field>")
-            old = ((e.records or {}).get(obj) or {}).get(name)
-            new: Any = value if value != "" else None
-            if ("" if old is None else str(old)) != value:
-                fields.setdefault(obj, {})[name] = new
-        added = request.form.get("add_field", "").strip()
-        if added:
-            try:
-                obj, name = parse_field_ref(added)
-            except ValueError as exc:
-                raise actions.ActionError(f"cannot add '{added}': {exc}") from None
-            fields.setdefault(obj, {})[name] = request.form.get("add_value", "") or None
+        fields = _edited_fields(e)
         actions.retry_entry(s, e, actor=_actor(), fields=fields or None, referral_id=referral_id)
+        picked = s.get(Referral, referral_id) if referral_id else None
+        for what in differences(person(e), picked):
+            flash(f"Check the referral you picked: its {what}.", "warning")
 
     return _run(entry_id, "retried", run)
 
 
+#: The bulk bar's actions, in the words of their buttons.
+BULK_ACTIONS = {"apply": "Apply the proposed changes", "reject": "Reject entries"}
+
+
 @bp.post("/entries/bulk")
 @login_required
-def bulk() -> Response:
-    action = request.form.get("action")
+def bulk() -> Response | str:
+    """Apply or reject the ticked entries. Without `confirm=yes` this only shows what would
+    happen (a confirmation page, so it works without JavaScript); with it, each entry whose
+    proposed change is no longer the one confirmed (`expect:<id>`) is left alone."""
+    action = request.form.get("action", "")
+    action = "apply" if action == "approve" else action
     ids = [i for i in map(_form_id, request.form.getlist("entry_id")) if i is not None]
     back = local_next(url_for("review.queue", outcome="review"))
-    if action not in ("approve", "reject") or not ids:
-        flash("Tick at least one entry and choose approve or reject.", "error")
+    if action not in BULK_ACTIONS or not ids:
+        flash("Tick at least one entry and choose what to do with them.", "error")
         return redirect(back)
-    done, refused = 0, []
+    if request.form.get("confirm") != "yes":
+        with store().session() as s:
+            entries = list(s.scalars(select(SalesEntry).where(SalesEntry.id.in_(ids))))
+            rows = queue_query.rows_for(s, entries)
+        effects = [r.effect for r in rows] if action == "apply" else []
+        return render_template(
+            "bulk_confirm.html",
+            rows=rows,
+            action=action,
+            label=BULK_ACTIONS[action],
+            summary=effects_summary(effects, rejected=0 if effects else len(rows)),
+            back=back,
+        )
+    effects, refused = [], []
     for entry_id in ids:
         try:
             with store().session() as s:
                 e = actions.get_entry_or_404(s, entry_id)
-                if action == "approve":
+                if action == "apply":
+                    effect = proposal(e)[1]
+                    expected = request.form.get(f"expect:{entry_id}")
+                    if expected and expected != effect:
+                        raise actions.Conflict(
+                            f"its proposed change is now '{effect}', not '{expected}' as confirmed"
+                        )
                     actions.approve_entry(s, e, actor=_actor())
+                    effects.append(effect)
                 else:
                     actions.reject_entry(s, e, actor=_actor(), note="bulk")
                 pushes = list((e.decision or {}).get("pushes") or [])
             actions.enqueue_pushes(pushes)
-            done += 1
         except actions.ActionError as exc:
             refused.append(f"{entry_id} ({exc.message})")
-    verb = "approved" if action == "approve" else "rejected"
-    flash(f"{done} entr{'y' if done == 1 else 'ies'} {verb}.", "success")
+    done = len(ids) - len(refused)
+    rejected = done if action == "reject" else 0
+    flash(f"Done: {effects_summary(effects, rejected=rejected)}.", "success")
     if refused:
         flash("Not changed: " + "; ".join(refused), "error")
     return redirect(back)
@@ -343,15 +348,31 @@ def audit_log() -> str:
     with store().session() as s:
         query = select(AuditLog)
         for key, value in f.items():
-            if value:
-                query = query.where(getattr(AuditLog, key) == value)
+            if value and key == "object_id":
+                query = query.where(AuditLog.object_id == value)
+            elif value:  # a part of the name is enough: "approv" finds entry.approved
+                column = func.lower(getattr(AuditLog, key))
+                query = query.where(column.contains(value.lower()[:200], autoescape=True))
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = list(
             s.scalars(query.order_by(AuditLog.id.desc()).offset((page - 1) * size).limit(size))
         )
     return render_template(
-        "audit.html", rows=rows, filters=f, page=page, pages=max(1, -(-total // size)), total=total
+        "audit.html",
+        rows=rows,
+        filters=f,
+        page=page,
+        pages=max(1, -(-total // size)),
+        total=total,
+        audit_words=audit_words,
     )
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page links; it is the same static icon."""
+    icon = Path(current_app.static_folder or "", "favicon.svg").read_bytes()
+    return Response(icon, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
 @bp.post("/demo/changes")

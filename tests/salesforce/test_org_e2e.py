@@ -13,6 +13,7 @@ import yaml
 
 from bridge.config import load_config
 from bridge.salesforce import topics
+from bridge.salesforce.fieldcache import load_field_names
 from bridge.vault import generate_key
 
 pytestmark = pytest.mark.e2e
@@ -126,6 +127,9 @@ def test_check_against_the_local_org(clean_devorg: Any, cli_env: dict[str, str])
     assert after.returncode == 0, after.stdout + after.stderr
     assert ", 0 Issue(s)" in after.stdout
     assert "package field  Task.SFBridge_Activity_Id__c" in after.stdout
+    # the describes are kept for the review UI's field-name checks
+    kept = load_field_names(cli_env["SFBRIDGE_INSTANCE_DIR"], "acme")
+    assert "Email" in kept["Lead"] and "Emial" not in kept["Lead"]
 
 
 def test_check_reports_a_status_value_the_org_does_not_have(

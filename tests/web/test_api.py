@@ -155,6 +155,11 @@ def test_patch_entry_fields(api: Api) -> None:
         400,
         "validation_error",
     )
+    # a field neither the record nor the config knows is a typo, not a new field
+    typo = check_error(
+        api.patch(f"/entries/{eid}", {"fields": {"Lead": {"Emial": "x"}}}), 400, "unknown_field"
+    )
+    assert "did you mean Lead.Email?" in typo["error"]["message"]
     check_error(
         api.patch(f"/entries/{eid}", {"fields": {"Task": {"Subject": "x"}}}),
         400,
@@ -266,7 +271,7 @@ def test_submit_an_entry_directly(api: Api) -> None:
         api.post("/entries", {"org": "acme", "record": {}}),
         400,
         "validation_error",
-        ["sobject_type"],
+        ["sobject_type", "record.Id"],
     )
     check_error(
         api.post("/entries", {**payload, "sobject_type": "Task"}),

@@ -6,7 +6,6 @@ and see a form posted without its CSRF token refused. Screenshots go to test-art
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ import pytest
 from bridge.store import Store
 from bridge.store.models import Push, SalesEntry
 from tests import services
-from tests.web.seed import PASSWORD, Seeded, seed
-from tests.web.webproc import running_web
+from tests.web.seed import PASSWORD, Seeded
 
 pytestmark = pytest.mark.browser
 
@@ -40,13 +38,6 @@ def chromium() -> str:
             pytest.fail("chromium is required in CI (apt-get install chromium)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     return CHROMIUM
-
-
-@pytest.fixture
-def web_server(sqlite_store: Store, tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Seeded]]:
-    seeded = seed(sqlite_store)
-    with running_web(sqlite_store.url, tmp_path, SFBRIDGE_REDIS_URL=redis_url) as base:
-        yield base, seeded
 
 
 def _entry(store: Store, entry_id: int) -> SalesEntry:
@@ -90,21 +81,23 @@ def test_review_in_a_real_browser(
 
             # Filter the review queue.
             page.click("text=Queue")
-            expect(page.locator("tbody tr")).to_have_count(3)
+            expect(page.locator("table.queue tbody tr")).to_have_count(3)
             page.select_option("select[name=program]", "partners")
             page.click("form.filters button")
-            expect(page.locator("tbody tr")).to_have_count(1)
-            expect(page.locator("tbody")).to_contain_text("carol@client.test")
+            expect(page.locator("table.queue tbody tr")).to_have_count(1)
+            expect(page.locator("table.queue tbody")).to_contain_text("carol@client.test")
             shot(page, "03-queue-filtered")
 
             # Approve an entry from its page.
             page.goto(f"{base}/entries/{ids['review_fuzzy']}")
             expect(page.locator(".why h2")).to_have_text("Why it waits")
             shot(page, "04-entry-review")
+            expect(page.locator("#approve")).to_have_text("Apply: qualify")
             page.click("#approve")
             expect(page.locator(".flash.success")).to_contain_text(
-                f"Entry {ids['review_fuzzy']} approved"
+                f"Entry {ids['review_fuzzy']} applied"
             )
+            expect(page.locator("#referral-status")).to_have_text("qualified")
             assert _entry(sqlite_store, ids["review_fuzzy"]).outcome != "review"
 
             # Edit a failed entry's field and retry it.
@@ -142,5 +135,101 @@ def test_review_in_a_real_browser(
             expect(page.locator("h1")).to_have_text("Form refused")
             shot(page, "07-csrf-refused")
             assert _entry(sqlite_store, ids["review_denied"]).outcome == "review"
+        finally:
+            browser.close()
+
+
+LONG = "X" * 500  # one unbroken 500-character value: the worst case for wrapping
+
+
+def test_triage_and_long_values_in_a_real_browser(
+    chromium: str, web_server: tuple[str, Seeded], sqlite_store: Store
+) -> None:
+    """Triage from the queue with its columns, a bulk action through its confirmation, the
+    next-entry flow; and no page wider than the window at 1,280 px and 390 px with a
+    500-character error value."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, seeded = web_server
+    ids = seeded.ids
+    with sqlite_store.session() as s:
+        failed = s.get(SalesEntry, ids["failed"])
+        push = s.get(Push, ids["push_failed"])
+        assert failed is not None and push is not None
+        failed.error = "missing data: " + LONG
+        failed.records = {**failed.records, "Lead": {**failed.records["Lead"], "Company": LONG}}
+        push.error_message = "Company: data value too large: " + LONG
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def shot(page: Any, name: str) -> None:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            page.goto(base + "/auth/login")
+            page.fill("input[name=email]", "reviewer@example.com")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button.primary")
+            expect(page.locator("h1")).to_have_text("Dashboard")
+
+            # The queue: who, which referral and member, what applying does, how it matched.
+            page.goto(base + "/queue/review")
+            bob = page.locator(f"tr:has(input[value='{ids['review_fuzzy']}'])")
+            for text in ("Bob Buyer", "bob@buyer.test", "ref_0000", "Alice Member", "ALICE"):
+                expect(bob).to_contain_text(text)
+            expect(bob.locator("td.change")).to_have_text("pending → qualified")
+            expect(bob).to_contain_text("fuzzy 1.00")
+            expect(bob.locator("details")).not_to_have_attribute("open", "")
+            bob.locator("details summary").click()
+            expect(bob.locator("details")).to_contain_text("auto_process_fuzzy is false")
+            shot(page, "10-queue-triage")
+
+            # Search, then a bulk action from the top bar through its confirmation.
+            page.fill("input[name=q]", "bob")
+            page.click("form.filters button")
+            expect(page.locator("table.queue tbody tr")).to_have_count(1)
+            expect(page.locator(".tabs a.active .n")).to_have_text("1")
+            page.check(f"input[name=entry_id][value='{ids['review_fuzzy']}']")
+            page.locator(".bulk[data-where=top] button[value=apply]").click()
+            expect(page.locator("h1")).to_have_text("Confirm: apply the proposed changes")
+            expect(page.locator(".effects")).to_have_text("This will do: 1 referral → qualified.")
+            shot(page, "11-bulk-confirm")
+            assert _entry(sqlite_store, ids["review_fuzzy"]).outcome == "review"  # not yet
+            page.click("#confirm-bulk")
+            expect(page.locator(".flash.success")).to_have_text("Done: 1 referral → qualified.")
+            assert _entry(sqlite_store, ids["review_fuzzy"]).outcome == "processed"
+
+            # Decide one from its page, then go on to the next.
+            page.goto(f"{base}/queue/review")
+            page.click(f"table.queue a[href^='/entries/{ids['review_denied']}?']")
+            page.fill("input[name=note]", "duplicate")
+            page.click("#reject")
+            expect(page.locator(".flash.success")).to_contain_text("it is now skipped")
+            expect(page.locator("#next-entry")).to_contain_text("Decided — next entry")
+            shot(page, "12-entry-decided-next")
+            page.click("#next-entry")
+            expect(page.locator("h1")).to_contain_text(f"Entry {ids['review_partner']}")
+
+            # Long values wrap: no page is wider than the window.
+            pages = {
+                "queue": "/queue/failed",
+                "entry": f"/entries/{ids['failed']}",
+                "pushes": "/reports/pushes",
+                "entry-report": "/reports/entries",
+                "audit": "/audit",
+                "api": "/api",
+            }
+            for width in (1280, 390):
+                page.set_viewport_size({"width": width, "height": 900})
+                for name, path in pages.items():
+                    page.goto(base + path)
+                    wide = page.evaluate("document.documentElement.scrollWidth")
+                    assert wide <= width, f"{path} is {wide} px wide at a {width} px window"
+                    if name in ("entry", "pushes") or width == 390:
+                        shot(page, f"13-{name}-{width}")
         finally:
             browser.close()

@@ -15,7 +15,7 @@ import requests
 from sqlalchemy import func, select
 
 from bridge.store import Store
-from bridge.store.models import SalesEntry
+from bridge.store.models import Push, SalesEntry
 from tests import services
 
 pytestmark = pytest.mark.e2e
@@ -80,6 +80,32 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         services.wait_for(lambda: waiting() >= 3, timeout=30, what="entries in review")
         with store.session() as s:
             assert s.scalar(select(func.count()).where(SalesEntry.outcome == "processed"))
+
+        # Every page has something to show: a failed entry and a failed push.
+        def failed() -> tuple[int, int]:
+            with store.session() as s:
+                entries = s.scalar(select(func.count()).where(SalesEntry.outcome == "failed"))
+                pushes = s.scalars(select(Push).where(Push.state == "failed")).all()
+                return int(entries or 0), len([p for p in pushes if p.error_code])
+
+        services.wait_for(lambda: min(failed()) >= 1, timeout=30, what="a failed entry and push")
+        with store.session() as s:
+            push = s.scalars(select(Push).where(Push.state == "failed")).first()
+            assert push is not None and push.error_code == "STRING_TOO_LONG"
+
+        # The CLI command the demo prints works as printed, with none of the demo's settings.
+        line = re.search(r"API token\s+(.+)", text).group(1)  # type: ignore[union-attr]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SFBRIDGE_")}
+        made = subprocess.run(
+            ["bash", "-c", line], env=clean, capture_output=True, text=True, timeout=60
+        )
+        assert made.returncode == 0, made.stdout + made.stderr
+        assert "sfb_" in made.stdout, made.stdout
+        more = re.search(r"button, or `(.+ demo changes)`", text).group(1)  # type: ignore[union-attr]
+        changed = subprocess.run(
+            ["bash", "-c", more], env=clean, capture_output=True, text=True, timeout=60
+        )
+        assert changed.returncode == 0 and "new Leads" in changed.stdout, changed.stderr
 
         # Sign in as the printed reviewer and press the dashboard button.
         web = requests.Session()

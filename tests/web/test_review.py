@@ -79,8 +79,16 @@ def test_entry_page_explains_why_it_waits(
     assert "Auto_process_fuzzy is off: a reviewer approves fuzzy matches" in html
     assert "Status rule number 0 (counting from 0) matched" in html
     assert re.search(r"<code>ref_0000</code>.*?bob@buyer.test.*?1\.00", html, re.S)  # scored
-    assert "<dt>status after</dt><dd>qualified</dd>" in html
+    assert "<dt>status it sets</dt><dd>qualified</dd>" in html
     assert 'name="field:Lead:Email"' in html  # editable record
+    # the button says what it does; the rule and the setting behind the reasons are named
+    assert re.search(r'id="approve">Apply: qualify</button>', html)
+    assert "pending → qualified" in html and "fuzzy 1.00" in html
+    assert "status_rules[0]: Lead.Status equals &#39;Qualified&#39; → qualified" in html
+    assert "receiver.process.auto_process_fuzzy is false" in html
+    assert 'href="https://acme.example/00Qbob@buyer.teXXX"' in html  # the record in Salesforce
+    assert "referred by <strong>Alice Member</strong>" in html
+    assert "only, to decide it again; nothing is written to Salesforce" in html
     failed = client.get(f"/entries/{seeded.ids['failed']}").get_data(as_text=True)
     assert "Why it failed" in failed and "unmatched: no referral and no referring" in failed
     assert "The entry names a referring member that does not exist" in failed
@@ -93,13 +101,19 @@ def test_approve_from_the_entry_page(
     auth.login()
     eid = seeded.ids["review_fuzzy"]
     resp = auth.post(f"/entries/{eid}/approve", follow_redirects=True)
-    assert f"Entry {eid} approved" in resp.get_data(as_text=True)
+    html = resp.get_data(as_text=True)
+    assert f"Entry {eid} applied: it is now processed; referral ref_0000 is qualified" in html
     assert _entry(app, eid).outcome != "review"
+    # the page after the decision: the referral's status now, and the evidence kept
+    assert '<strong id="referral-status">qualified</strong>' in html
+    assert re.search(r"<code>ref_0000</code>.*?bob@buyer.test.*?1\.00", html, re.S)
+    assert "reviewer&#39;s choice (was fuzzy 1.00)" in html
+    assert "<dt>first matched by</dt><dd>fuzzy" in html
     [row] = _audit(app, "entry.approved")
     assert row.actor == "reviewer@example.com" and row.object_id == str(eid)
     assert row.object_type == "sales_entry"
     again = auth.post(f"/entries/{eid}/approve", follow_redirects=True)
-    assert "was not approved" in again.get_data(as_text=True)
+    assert "was not applied" in again.get_data(as_text=True)
 
 
 def test_reject_with_a_note(app: Flask, auth: AuthActions, seeded: Seeded) -> None:
@@ -151,10 +165,15 @@ def test_pick_another_referral(
 ) -> None:
     auth.login()
     eid = seeded.ids["review_fuzzy"]
-    html = client.get(f"/entries/{eid}?q=carol").get_data(as_text=True)
+    html = client.get(f"/entries/{eid}?find=carol").get_data(as_text=True)
     assert "carol@client.test" in html and "Pick and decide again" in html
-    assert "No referral matches" in client.get(f"/entries/{eid}?q=zzz").get_data(as_text=True)
-    auth.post(f"/entries/{eid}/retry", {"referral_id": seeded.ids["ref_carol"]})
+    # Carol is not the person of Bob's record: the pick is flagged before and after
+    assert "⚠ email carol@client.test ≠ the record&#39;s bob@buyer.test" in html
+    assert "No referral matches" in client.get(f"/entries/{eid}?find=zzz").get_data(as_text=True)
+    picked = auth.post(
+        f"/entries/{eid}/retry", {"referral_id": seeded.ids["ref_carol"]}, follow_redirects=True
+    )
+    assert "Check the referral you picked: its name Carol Client" in picked.get_data(as_text=True)
     [row] = _audit(app, "entry.retried")
     assert row.detail["chosen_referral_id"] == seeded.ids["ref_carol"]
     after = _entry(app, eid)
@@ -164,18 +183,37 @@ def test_pick_another_referral(
 def test_bulk_approve_and_reject(app: Flask, auth: AuthActions, seeded: Seeded) -> None:
     auth.login()
     ids = seeded.ids
+    picked = [ids["review_fuzzy"], ids["review_denied"], ids["processed"]]
+    # first the confirmation, listing the effects; nothing changes yet
+    confirm = auth.post("/entries/bulk", {"action": "apply", "entry_id": picked})
+    html = confirm.get_data(as_text=True)
+    assert confirm.status_code == 200 and "Confirm: apply the proposed changes" in html
+    assert "This will do: 2 referrals → qualified, 1 entry with nothing to apply." in html
+    assert f'name="expect:{ids["review_fuzzy"]}" value="→ qualified"' in html
+    assert _entry(app, ids["review_fuzzy"]).outcome == "review" and not _audit(
+        app, "entry.approved"
+    )
+    # a proposal that changed since the confirmation is left alone
     resp = auth.post(
         "/entries/bulk",
         {
-            "action": "approve",
-            "entry_id": [ids["review_fuzzy"], ids["review_denied"], ids["processed"]],
+            "action": "apply",
+            "confirm": "yes",
+            "entry_id": picked,
+            f"expect:{ids['review_denied']}": "→ denied",
         },
         follow_redirects=True,
     )
     html = resp.get_data(as_text=True)
-    assert "2 entries approved" in html and f"Not changed: {ids['processed']}" in html
-    assert len(_audit(app, "entry.approved")) == 2
-    auth.post("/entries/bulk", {"action": "reject", "entry_id": [ids["review_partner"]]})
+    assert "Done: 1 referral → qualified." in html
+    assert f"Not changed: {ids['review_denied']} (its proposed change is now" in html
+    assert f"{ids['processed']} (entry {ids['processed']} is processed" in html
+    assert len(_audit(app, "entry.approved")) == 1
+    assert _entry(app, ids["review_denied"]).outcome == "review"
+    auth.post(
+        "/entries/bulk",
+        {"action": "reject", "confirm": "yes", "entry_id": [ids["review_partner"]]},
+    )
     assert _entry(app, ids["review_partner"]).outcome == "skipped"
     nothing = auth.post("/entries/bulk", {"action": "approve"}, follow_redirects=True)
     assert "Tick at least one entry" in nothing.get_data(as_text=True)
@@ -197,6 +235,7 @@ def test_push_report_and_repush(app: Flask, seeded: Seeded) -> None:
     html = client.get("/reports/pushes?state=failed").get_data(as_text=True)
     assert "STRING_TOO_LONG" in html and "Company: data value too large" in html
     assert "Repush" in html
+    assert "Carol Client (ref_0001)" in html  # the referral by name, not a bare id
     pid = seeded.ids["push_failed"]
     resp = auth.post(f"/reports/pushes/{pid}/repush", follow_redirects=True)
     assert f"Push {pid} will be sent again" in resp.get_data(as_text=True)
@@ -214,6 +253,7 @@ def test_entry_report_and_audit_view(
     auth.login()
     html = client.get("/reports/entries?result=error").get_data(as_text=True)
     assert "unmatched: no referral" in html and "Retry" in html
+    assert "Eve Error" in html and "nobody matched: no referral, no member" in html
     assert "Big deal" not in html
     auth.post(f"/entries/{seeded.ids['review_partner']}/reject")
     audit = client.get("/audit?action=entry.rejected").get_data(as_text=True)
@@ -234,6 +274,16 @@ def test_queue_filters_on_both_databases(store: Store, app_factory: Callable[...
     html = client.get("/queue/review?program=partners").get_data(as_text=True)
     assert _entry_ids(html) == {ids["review_partner"]}
     assert "<svg" in client.get("/").get_data(as_text=True)
+    # search in the records' JSON, the referral and the member; sorting by joined columns
+    for q, want in (("Bob@Buyer", {ids["review_fuzzy"]}), ("ref_0002", {ids["review_denied"]})):
+        assert _entry_ids(client.get(f"/queue/review?q={q}").get_data(as_text=True)) == want
+    assert len(_entry_ids(client.get("/queue/review?q=alice").get_data(as_text=True))) == 3
+    for sort in ("referral", "member", "object", "oldest"):
+        assert client.get(f"/queue/review?sort={sort}&q=%25_").status_code == 200
+    assert "This will do" in AuthActions(client).post(
+        "/entries/bulk", {"action": "apply", "entry_id": [ids["review_fuzzy"]]}
+    ).get_data(as_text=True)
+    assert client.get("/audit?action=LOG%25").status_code == 200
 
 
 def test_actions_without_the_config_file_say_so(
@@ -244,7 +294,7 @@ def test_actions_without_the_config_file_say_so(
     entry_id = seeded.ids["review_fuzzy"]
     resp = auth.post(f"/entries/{entry_id}/approve", follow_redirects=True)
     assert resp.status_code == 200
-    assert f"Entry {entry_id} was not approved" in resp.get_data(as_text=True)
+    assert f"Entry {entry_id} was not applied" in resp.get_data(as_text=True)
     assert _entry(app, entry_id).outcome == "review"
 
 
@@ -255,7 +305,7 @@ def test_bulk_ignores_ids_that_are_not_plain_numbers(
     entry_id = seeded.ids["review_fuzzy"]
     resp = auth.post(
         "/entries/bulk",
-        {"action": "reject", "entry_id": ["\u00b2", str(10**20), str(entry_id)]},
+        {"action": "reject", "confirm": "yes", "entry_id": ["\u00b2", str(10**20), str(entry_id)]},
         follow_redirects=True,
     )
     assert resp.status_code == 200
