@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select
 from werkzeug.wrappers import Response
 
 from bridge.config import parse_field_ref
+from bridge.salesforce import budget
 from bridge.store.models import (
     AuditLog,
     OrgConnection,
@@ -38,7 +39,7 @@ from bridge.web import actions
 from bridge.web import queue as queue_query
 from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
-from bridge.web.extensions import store
+from bridge.web.extensions import store, web
 from bridge.web.security import local_next, page_number
 from bridge.web.triage import differences, effects_summary, person, proposal
 from bridge.web.words import DECISION_FIELDS, WAITING_OUTCOMES, audit_words
@@ -82,7 +83,24 @@ def dashboard() -> str:
         chart=chart,
         referrals=referrals,
         demo_changes=bool(current_app.config.get("DEMO_CHANGES")),
+        api_usage=_api_usage(),
     )
+
+
+def _api_usage() -> list[dict[str, Any]]:
+    """Each org's daily API usage against its allocation and budget (empty without Redis)."""
+    conn = web().redis()
+    try:
+        readings = budget.read_all(conn) if conn is not None else {}
+        cfg = web().config()
+        orgs = cfg.orgs if cfg is not None else {}
+    except Exception:  # noqa: BLE001 - Redis or the config unavailable: the card is left out
+        return []
+    return [
+        {"org": name, "usage": readings[name], "budget": org.api_budget.share}
+        for name, org in orgs.items()
+        if name in readings
+    ]
 
 
 @bp.get("/queue/<outcome>")
