@@ -86,6 +86,11 @@ def route_referral(
     if existing is not None and not manual:
         referral.send_due_at = None
         return existing
+    if (referral.sf_lead_id or referral.sf_contact_id) and not manual:
+        # Already in Salesforce (matched from there, or sent before): no referral add to
+        # route; its edits go out by the field sync rules.
+        referral.send_due_at = None
+        return None
     decision = routing.verdict(person(referral), criteria(org_config), now, manual=manual)
     if decision.state != "send":
         referral.send_due_at = decision.due_at if decision.state == "wait" else None

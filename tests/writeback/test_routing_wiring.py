@@ -268,3 +268,14 @@ def test_the_delay_counts_from_the_conversations_close_when_there_is_one(
     closed = T0 + timedelta(hours=5)
     _route(store, cfg, rid, T0, score=3, conversation_closed_at=closed)
     assert _referral(store, rid).send_due_at == closed + timedelta(hours=1)
+
+
+def test_a_referral_already_in_salesforce_is_not_routed_again(
+    held: tuple[Store, Any, int],
+) -> None:
+    store, cfg, rid = held
+    with store.session() as s:
+        s.get(Referral, rid).sf_lead_id = "00Q000000000001AAA"  # type: ignore[union-attr]
+    assert _route(store, cfg, rid, T0, score=3) is None
+    assert _referral(store, rid).send_due_at is None
+    assert gate.release_due(store, None, cfg, now=T0 + timedelta(days=1)) == []
