@@ -179,19 +179,19 @@ def test_the_admin_page_creates_tokens_that_expire(
 @pytest.mark.parametrize(
     ("path", "form", "message"),
     [
-        ("/admin/users", {"email": "nul\x00@example.com", "role": "reviewer",
+        ("/admin/users", {"email": "nul\x07@example.com", "role": "reviewer",
                           "password": "long enough pw"}, "control characters"),
         ("/admin/users", {"email": "a@example.com", "name": "x" * 300, "role": "reviewer",
                           "password": "long enough pw"}, "longer than 255"),
-        ("/admin/users", {"email": "b@example.com", "role": "root\x00",
+        ("/admin/users", {"email": "b@example.com", "role": "root\x07",
                           "password": "long enough pw"}, "role must be one of"),
-        ("/admin/tokens", {"name": "ci\x00", "scope": "entries:read"}, "control characters"),
+        ("/admin/tokens", {"name": "ci\x07", "scope": "entries:read"}, "control characters"),
         ("/admin/tokens", {"name": "ci", "scope": "entries:read", "expires_days": "²"},
          "number of days"),
         ("/admin/tokens", {"name": "ci", "scope": "entries:read", "expires_days": "9" * 50},
          "number of days"),
         ("/admin/users/2/role", {"role": "x" * 5000}, "role must be one of"),
-        ("/admin/addresses/clear", {"address": "\x00" * 3000}, "no failed sign-ins"),
+        ("/admin/addresses/clear", {"address": "\x07" * 3000}, "no failed sign-ins"),
     ],
 )  # fmt: skip
 def test_hostile_admin_input_is_refused_with_a_message(
@@ -202,3 +202,14 @@ def test_hostile_admin_input_is_refused_with_a_message(
     admin.login("admin@example.com")
     resp = admin.post(path, form, follow_redirects=True)
     assert resp.status_code == 200 and message in resp.text
+
+
+def test_a_nul_in_an_admin_form_is_refused_before_the_view(
+    env: Store, app_factory: Callable[..., Flask]
+) -> None:
+    app = app_factory(env)
+    admin = AuthActions(app.test_client())
+    admin.login("admin@example.com")
+    form = {"email": "nul\x00@example.com", "role": "reviewer", "password": "long enough pw"}
+    resp = admin.post("/admin/users", form, follow_redirects=True)
+    assert resp.status_code == 400 and "NUL character" in resp.text
