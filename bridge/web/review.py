@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 from bridge.config import parse_field_ref
 from bridge.store.models import (
     AuditLog,
+    Member,
     OrgConnection,
     Program,
     Push,
@@ -160,6 +161,18 @@ def entry(entry_id: int) -> str:
         queue_tab = tab if tab in OPEN_OUTCOMES else REVIEW
         next_id = queue_query.next_entry(s, e.id, queue_tab, f)
         known = actions.known_fields(s, e)
+        program_members = (
+            list(
+                s.scalars(
+                    select(Member)
+                    .where(Member.program_id == e.program_id)
+                    .order_by(Member.name)
+                    .limit(500)
+                )
+            )
+            if e.program_id and e.referral_id is None
+            else []
+        )
     return render_template(
         "entry.html",
         e=e,
@@ -180,6 +193,7 @@ def entry(entry_id: int) -> str:
         differs=lambda r: differences(row.person, r),
         known_fields=known,
         audit_words=audit_words,
+        program_members=program_members,
     )
 
 
