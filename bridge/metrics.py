@@ -5,14 +5,23 @@ that talks to Salesforce counts its calls: the long-running commands (stream, po
 call `count_calls_with(redis_client)` once, and every org opened afterwards by
 `bridge.orgs.open_org` gets the counting hook on its requests session.
 
+The same hook keeps what the integration health page shows (bridge.web.integration):
+`sfbridge:sf_api_daily:<org>` (calls per UTC day, a hash kept for `API_DAYS_KEPT` days),
+`sfbridge:sf_api_last_ok` (org -> time of the last answer below 400) and
+`sfbridge:sf_api_limit` (org -> the last `Sforce-Limit-Info` header, "api-usage=used/limit";
+Salesforce sends it on REST API responses: see the REST API Developer Guide, "Limit Info
+Header").
+
 Counting never breaks a call: a Redis error is logged and ignored.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -23,15 +32,32 @@ log = logging.getLogger(__name__)
 
 SF_API_CALLS = "sfbridge:sf_api_calls"
 SF_API_ERRORS = "sfbridge:sf_api_errors"
+SF_API_LAST_OK = "sfbridge:sf_api_last_ok"
+SF_API_LIMIT = "sfbridge:sf_api_limit"
+API_DAYS_KEPT = 35
+LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
-def count_salesforce_call(client: redis.Redis, org: str, *, error: bool) -> bool:
+def daily_key(org: str) -> str:
+    return f"sfbridge:sf_api_daily:{org}"
+
+
+def count_salesforce_call(
+    client: redis.Redis, org: str, *, error: bool, limit_info: str | None = None
+) -> bool:
     """Count one call; False (logged) when Redis did not answer."""
+    now = datetime.now(UTC)
     try:
         pipe = client.pipeline()
         pipe.hincrby(SF_API_CALLS, org, 1)
+        pipe.hincrby(daily_key(org), now.date().isoformat(), 1)
+        pipe.expire(daily_key(org), API_DAYS_KEPT * 86400)
         if error:
             pipe.hincrby(SF_API_ERRORS, org, 1)
+        else:
+            pipe.hset(SF_API_LAST_OK, org, now.isoformat())
+        if limit_info and LIMIT_INFO.search(limit_info):
+            pipe.hset(SF_API_LIMIT, org, limit_info)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("could not count a Salesforce API call: %s", exc)
@@ -46,7 +72,10 @@ def salesforce_call_hook(client: redis.Redis, org: str) -> Callable[..., Any]:
     def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal paused_until
         if time.monotonic() >= paused_until and not count_salesforce_call(
-            client, org, error=response.status_code >= 400
+            client,
+            org,
+            error=response.status_code >= 400,
+            limit_info=(getattr(response, "headers", None) or {}).get("Sforce-Limit-Info"),
         ):
             paused_until = time.monotonic() + defaults.METRICS_PAUSE_AFTER_FAILURE_SECONDS
         return response
@@ -67,3 +96,9 @@ def mount_call_counter(session: Any, org: str) -> None:
     """Add the counting hook to an org's requests session, if this process counts calls."""
     if _counter is not None:
         session.hooks["response"].append(salesforce_call_hook(_counter, org))
+
+
+def api_usage(limit_info: str | None) -> tuple[int, int] | None:
+    """(used, daily allocation) from a stored `Sforce-Limit-Info` value, else None."""
+    found = LIMIT_INFO.search(limit_info or "")
+    return (int(found.group(1)), int(found.group(2))) if found else None

@@ -23,6 +23,7 @@ from markupsafe import Markup
 from sqlalchemy import func, or_, select
 from werkzeug.wrappers import Response
 
+from bridge import defaults
 from bridge.config import parse_field_ref
 from bridge.store.models import (
     AuditLog,
@@ -35,7 +36,7 @@ from bridge.store.models import (
     utcnow,
 )
 from bridge.vocabulary import ENTRY_OUTCOMES, OPEN_OUTCOMES, REVIEW, STREAMED_OBJECTS
-from bridge.web import actions
+from bridge.web import actions, integration
 from bridge.web import queue as queue_query
 from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
@@ -83,6 +84,8 @@ def dashboard() -> str:
         chart=chart,
         referrals=referrals,
         demo_changes=bool(current_app.config.get("DEMO_CHANGES")),
+        health=integration.health(),
+        refresh_ms=int(defaults.HEALTH_REFRESH_SECONDS * 1000),
     )
 
 
