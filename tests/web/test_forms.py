@@ -40,6 +40,7 @@ def _url(rule: Any, seeded: Seeded) -> str:
         "user_id": seeded.ids["reviewer"],
         "token_id": 1,
         "member_id": 1,
+        "name": "acme",
         "outcome": "review",
     }
     url = rule.rule
