@@ -175,7 +175,7 @@ def test_health_and_mapping_against_the_local_org(
                 expect(row).to_contain_text("'Qualifed' is not an active value")
                 row.locator("details.inspect summary").click()
                 expect(row.locator("details.inspect")).to_contain_text("not an active value")
-                expect(row.locator("details.inspect")).to_contain_text("Qualified")
+                expect(row.locator("details.inspect")).to_contain_text("Working - Contacted")
                 _shot(page, "c08-mapping-with-an-issue")
                 _fits(page)
                 page.reload()  # a reload runs nothing: the kept result is shown
