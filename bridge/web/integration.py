@@ -11,7 +11,7 @@ longer than `READY_MAX_LAG_SECONDS` — the checks of `/readyz`, in words. Reads
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, render_template
@@ -207,7 +207,6 @@ def page() -> str:
         h=health(),
         chart=api_chart,
         refresh_ms=int(defaults.HEALTH_REFRESH_SECONDS * 1000),
-        since=lambda iso: datetime.fromisoformat(iso).astimezone(UTC) if iso else None,
     )
 
 

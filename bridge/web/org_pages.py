@@ -134,7 +134,10 @@ def mapping(name: str) -> str:
         name=name,
         conn=conn,
         last=last,
-        others=[f for f in findings if f.get("check") != "mapping"],
+        others=sorted(
+            (f for f in findings if f.get("check") != "mapping"),
+            key=lambda f: f.get("status") != "Issue",  # the Issues first
+        ),
         issues=sum(1 for f in findings if f.get("status") == "Issue"),
         uses=uses,
         writeback=writeback,

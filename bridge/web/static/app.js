@@ -26,8 +26,13 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     for (const el of root.querySelectorAll("[data-field]")) {
       let value = lookup(data, el.dataset.field);
-      if (el.dataset.kind === "healthy") value = value ? "healthy" : "unhealthy";
-      if (el.dataset.kind) el.className = "badge " + value;
+      if (el.dataset.kind === "time") {
+        // as the server writes them: 2026-12-03 13:06 UTC
+        if (value) value = new Date(value).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+      } else if (el.dataset.kind) {
+        if (el.dataset.kind === "healthy") value = value ? "healthy" : "unhealthy";
+        el.className = "badge " + value;
+      }
       el.textContent = value === null || value === undefined ? "—" : String(value);
     }
     for (const list of root.querySelectorAll("[data-list]")) {
