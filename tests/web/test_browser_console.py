@@ -20,10 +20,10 @@ from bridge.users import create_user
 from tests import services
 from tests.harness import Bridge, wait_until
 from tests.web.seed import PASSWORD, Seeded
-from tests.web.test_browser import ARTIFACTS, CHROMIUM_ARGS, chromium, web_server
+from tests.web.test_browser import ARTIFACTS, CHROMIUM_ARGS, chromium
 
 pytestmark = pytest.mark.browser
-__all__ = ["chromium", "web_server"]  # fixtures
+__all__ = ["chromium"]  # a fixture
 
 
 def _browser(pw: Any, chromium: str) -> Any:
