@@ -25,6 +25,7 @@ from bridge import defaults, metrics
 from bridge.config import BridgeConfig, OrgConfig
 from bridge.errors import ConfigError
 from bridge.store.models import InboundEvent, OrgConnection, Push, SalesEntry, SyncCursor, utcnow
+from bridge.streaming.inbox import BACKFILL_PREFIX
 from bridge.streaming.subscriber import lease_key, topic_channels
 from bridge.vocabulary import ENTRY_OUTCOMES
 from bridge.web.auth import login_required
@@ -112,7 +113,14 @@ def _org(
         for ch, obj in channels.items()
     ]
     polling = [
-        {"channel": c.channel, "modstamp": _iso(c.modstamp), "updated_at": _iso(c.updated_at)}
+        {
+            "channel": c.channel,
+            "modstamp": _iso(c.modstamp),
+            "updated_at": _iso(c.updated_at),
+            # a backfill's cursor lives while it runs, at the SystemModstamp it has reached
+            "backfill": c.channel.startswith(BACKFILL_PREFIX),
+            "behind_seconds": _age(c.modstamp, now),
+        }
         for c in cursors.values()
         if c.modstamp is not None
     ]
@@ -133,6 +141,7 @@ def _org(
             "channels": stream,
         },
         "polling": polling,
+        "backfills": sum(1 for p in polling if p["backfill"]),
         "api": _api(conn, name, now.date()),
     }
 

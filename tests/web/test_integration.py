@@ -4,7 +4,7 @@ the counting hook (Sforce-Limit-Info), queues, failed pushes, entries and notifi
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 import requests
@@ -13,7 +13,7 @@ from flask import Flask
 
 from bridge.metrics import salesforce_call_hook
 from bridge.store import Store
-from bridge.store.models import SalesEntry
+from bridge.store.models import SalesEntry, SyncCursor, utcnow
 from bridge.streaming.subscriber import lease_key, topic_channels
 from tests.web.conftest import AuthActions
 from tests.web.seed import seed
@@ -72,5 +72,16 @@ def test_a_streaming_org_is_healthy_and_shows_its_api_usage(
     page = client.get("/integration").text
     assert "1234</span> of <span" in page and "Salesforce API calls per day, org acme" in page
     assert "host:1:abc" in page and ">healthy<" in page
+    with sqlite_store.session() as s:
+        s.add(
+            SyncCursor(
+                org_connection_id=1,
+                channel="backfill:Lead",
+                modstamp=utcnow() - timedelta(hours=2),
+            )
+        )
+    [acme] = client.get("/integration.json").get_json()["orgs"]
+    assert acme["backfills"] == 1 and 7100 < acme["polling"][0]["behind_seconds"] < 7300
+    assert "backfill in progress" in client.get("/integration").text
     dashboard = client.get("/").text
     assert 'data-poll="/integration.json"' in dashboard and "org acme" in dashboard
