@@ -103,6 +103,21 @@ def test_token_creation_reload_and_a_referral_edit(
             with sqlite_store.session() as s:
                 bob = s.get(Referral, seeded.ids["ref_bob"])
                 assert bob is not None and bob.status == "qualified"
+
+            # Every new page fits the window at 1,280 px and at phone width.
+            ids = seeded.ids
+            pages = [
+                "/referrals", "/members", f"/members/{ids['member']}", "/integration",
+                f"/referrals/{ids['ref_bob']}", "/admin/orgs", "/admin/orgs/acme",
+                "/admin/tokens", f"/entries/{ids['failed']}",
+            ]  # fmt: skip
+            for width in (1280, 390):
+                page.set_viewport_size({"width": width, "height": 900})
+                for path in pages:
+                    page.goto(base + path)
+                    wide = page.evaluate("document.documentElement.scrollWidth")
+                    assert wide <= width, f"{path} is {wide}px wide at {width}px"
+            _shot(page, "c10-entry-phone")
         finally:
             browser.close()
 
