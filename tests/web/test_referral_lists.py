@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from bridge.store import Store
 from bridge.store.models import AuditLog, Referral, ReferralStatusChange, SalesEntry
 from bridge.web.export import safe_cell
 from tests.web.conftest import AuthActions
-from tests.web.seed import Seeded
+from tests.web.seed import Seeded, seed
 
 
 def _rows(html: str) -> list[str]:
@@ -166,3 +168,23 @@ def test_csv_exports_stream_the_filtered_rows_safe_from_formulas(
     assert [safe_cell(v) for v in ("+1", "-2", "@x", "\tA", "ok", None, 3)] == [
         "'+1", "'-2", "'@x", "'\tA", "ok", "", "3",
     ]  # fmt: skip
+
+
+def test_lists_and_exports_on_both_databases(
+    store: Store, app_factory: Callable[..., Flask]
+) -> None:
+    seeded = seed(store)
+    client = app_factory(store).test_client()
+    auth = AuthActions(client)
+    auth.login()
+    assert _rows(client.get("/referrals?q=carol").text) == ["ref_0001"]
+    assert _rows(client.get("/referrals?q=alice&sort=member").text) == [
+        "ref_0002", "ref_0001", "ref_0000",
+    ]  # fmt: skip
+    assert ">3</a>" in client.get("/members?q=ALICE").text
+    rows = list(csv.DictReader(io.StringIO(client.get("/export/referrals.csv?q=dan").text)))
+    assert [r["email"] for r in rows] == ["dan@denied.test"]
+    done = auth.post(
+        f"/referrals/{seeded.ids['ref_bob']}/status", {"status": "denied"}, follow_redirects=True
+    )
+    assert "pending → denied" in done.text
