@@ -37,7 +37,7 @@ def test_without_redis_the_page_says_so(
 
 @responses.activate
 def test_a_streaming_org_is_healthy_and_shows_its_api_usage(
-    sqlite_store: Store, app_factory: Callable[..., Flask], redis_url: str
+    store: Store, app_factory: Callable[..., Flask], redis_url: str
 ) -> None:
     responses.get(LIMITS, json={}, headers={"Sforce-Limit-Info": "api-usage=1234/15000"})
     conn = redis.Redis.from_url(redis_url)
@@ -45,12 +45,12 @@ def test_a_streaming_org_is_healthy_and_shows_its_api_usage(
     session.hooks["response"].append(salesforce_call_hook(conn, "acme"))
     session.get(LIMITS)
     session.get(LIMITS)
-    ids = seed(sqlite_store).ids
-    with sqlite_store.session() as s:
+    ids = seed(store).ids
+    with store.session() as s:
         e = s.get(SalesEntry, ids["processed"])
         assert e is not None
         e.notify_state = "failed"
-    app = app_factory(sqlite_store, redis_url=redis_url)
+    app = app_factory(store, redis_url=redis_url)
     client = app.test_client()
     AuthActions(client).login()
     body = client.get("/integration.json").get_json()
@@ -72,7 +72,7 @@ def test_a_streaming_org_is_healthy_and_shows_its_api_usage(
     page = client.get("/integration").text
     assert "1234</span> of <span" in page and "Salesforce API calls per day, org acme" in page
     assert "host:1:abc" in page and ">healthy<" in page
-    with sqlite_store.session() as s:
+    with store.session() as s:
         s.add(
             SyncCursor(
                 org_connection_id=1,
