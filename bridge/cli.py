@@ -612,6 +612,7 @@ def org_check(name: str) -> None:
         org_config,
         keep=lambda d: fieldcache.save_field_names(rt.settings.instance_dir, name, d),
     )
+    fieldcache.save_check(rt.settings.instance_dir, name, check.as_rows(findings))
     click.echo(check.format_findings(findings))
     if check.has_issues(findings):
         sys.exit(1)

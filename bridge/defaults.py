@@ -220,3 +220,8 @@ before it is read from the org again (per process and in Redis, shared by the we
 METRICS_PAUSE_AFTER_FAILURE_SECONDS = 30.0
 """Seconds the API-call counter stops counting after Redis failed, so an outage does not slow
 every call."""
+
+# ---- console ----------------------------------------------------------------------------------
+
+HEALTH_REFRESH_SECONDS = _env("HEALTH_REFRESH_SECONDS", 10.0)
+"""How often the dashboard and the integration health page poll `/integration.json`."""

@@ -156,10 +156,14 @@ def test_the_admin_page_creates_tokens_that_expire(
     client = app.test_client()
     admin = AuthActions(client)
     admin.login("admin@example.com")
-    page = admin.post(
+    made_at = admin.post(
         "/admin/tokens", {"name": "short", "scope": ["entries:read"], "expires_days": "7"}
     )
-    assert page.status_code == 200 and 'id="new-token">sfb_' in page.text
+    assert made_at.status_code == 302 and made_at.headers["Location"].endswith("/admin/tokens")
+    page = client.get("/admin/tokens")
+    assert 'id="new-token">sfb_' in page.text and "Created token &#39;short&#39;" in page.text
+    secret = page.text.split('id="new-token">', 1)[1].split("<", 1)[0]
+    assert secret not in client.get("/admin/tokens").text  # shown once; a reload shows no secret
     bad = admin.post(
         "/admin/tokens",
         {"name": "x", "scope": ["entries:read"], "expires_days": "-3"},
@@ -174,6 +178,34 @@ def test_the_admin_page_creates_tokens_that_expire(
     token(env, ["entries:read"])  # one without an expiry
     listing = client.get("/admin/tokens").text
     assert "<th>Expires</th>" in listing and ">never<" in listing and "(expired)" not in listing
+
+
+def test_token_names_are_unique_and_revoking_asks_first(
+    env: Store, app_factory: Callable[..., Flask]
+) -> None:
+    app = app_factory(env)
+    client = app.test_client()
+    admin = AuthActions(client)
+    admin.login("admin@example.com")
+    form = {"name": "ci", "scope": ["entries:read"]}
+    admin.post("/admin/tokens", form)
+    again = admin.post("/admin/tokens", form, follow_redirects=True)
+    assert "a token named &#39;ci&#39; exists" in again.text and "new-token" not in again.text
+    with env.session() as s:
+        ci = s.scalars(select(ApiToken)).one()
+    assert "read sales entries" in again.text  # scopes are described
+
+    asked = client.get(f"/admin/tokens/{ci.id}/revoke")
+    assert asked.status_code == 200 and 'id="confirm-revoke"' in asked.text
+    unconfirmed = admin.post(f"/admin/tokens/{ci.id}/revoke", {})
+    assert unconfirmed.status_code == 302
+    with env.session() as s:
+        assert s.get(ApiToken, ci.id).revoked_at is None  # type: ignore[union-attr]
+    admin.post(f"/admin/tokens/{ci.id}/revoke", {"confirm": "yes"})
+    with env.session() as s:
+        assert s.get(ApiToken, ci.id).revoked_at is not None  # type: ignore[union-attr]
+    reused = admin.post("/admin/tokens", form, follow_redirects=True)
+    assert "new-token" in reused.text  # a revoked token's name is free again
 
 
 @pytest.mark.parametrize(
