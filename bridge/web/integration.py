@@ -14,22 +14,32 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from rq import Queue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge import defaults, metrics
+from bridge import defaults, metrics, switches
 from bridge.config import BridgeConfig, OrgConfig
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UsageError
 from bridge.salesforce import budget
 from bridge.store.models import InboundEvent, OrgConnection, Push, SalesEntry, SyncCursor, utcnow
 from bridge.streaming.inbox import BACKFILL_PREFIX
 from bridge.streaming.subscriber import lease_key, topic_channels
 from bridge.vocabulary import ENTRY_OUTCOMES
-from bridge.web.auth import login_required
+from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
 from bridge.web.extensions import store, web
 
@@ -130,6 +140,7 @@ def _org(
         "healthy": not problems,
         "problems": problems,
         "connected": bool(row and row.org_id),
+        "switch": switches.state(row) if row else None,
         "org_id": row.org_id if row else None,
         "instance_url": row.instance_url if row else None,
         "auth_method": row.auth_method if row else None,
@@ -224,3 +235,21 @@ def page() -> str:
 @login_required
 def as_json() -> ResponseReturnValue:
     return jsonify(health())
+
+
+@bp.post("/integration/<name>/switch")
+@role_required("admin")
+def switch(name: str) -> ResponseReturnValue:
+    """Pause or resume one direction of an org (the on/off switch of `sfbridge org pause`)."""
+    direction, action = request.form.get("direction"), request.form.get("action")
+    if direction not in switches.DIRECTIONS or action not in ("pause", "resume"):
+        flash("choose outbound or inbound, and pause or resume", "error")
+    else:
+        try:
+            switches.set_paused(
+                store(), web().redis(), name, [direction], action == "pause", actor=g.user.email
+            )
+            flash(f"{direction} of org {name}: {'paused' if action == 'pause' else 'on'}")
+        except UsageError as exc:
+            flash(str(exc), "error")
+    return redirect(url_for("integration.page") + f"#org-{name}")

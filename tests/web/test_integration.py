@@ -10,10 +10,11 @@ import redis
 import requests
 import responses
 from flask import Flask
+from sqlalchemy import select
 
 from bridge.metrics import salesforce_call_hook
 from bridge.store import Store
-from bridge.store.models import SalesEntry, SyncCursor, utcnow
+from bridge.store.models import AuditLog, OrgConnection, SalesEntry, SyncCursor, utcnow
 from bridge.streaming.subscriber import lease_key, topic_channels
 from tests.web.conftest import AuthActions
 from tests.web.seed import seed
@@ -85,3 +86,38 @@ def test_a_streaming_org_is_healthy_and_shows_its_api_usage(
     assert "backfill in progress" in client.get("/integration").text
     dashboard = client.get("/").text
     assert 'data-poll="/integration.json"' in dashboard and "org acme" in dashboard
+
+
+def test_an_admin_pauses_and_resumes_a_direction_from_the_health_page(
+    sqlite_store: Store, app_factory: Callable[..., Flask]
+) -> None:
+    seed(sqlite_store)
+    app = app_factory(sqlite_store)
+    reviewer = AuthActions(app.test_client())
+    reviewer.login()
+    refused = reviewer.post(
+        "/integration/acme/switch", {"direction": "outbound", "action": "pause"}
+    )
+    assert refused.status_code == 403
+
+    admin = AuthActions(app.test_client())
+    admin.login("admin@example.com")
+    page = admin.post(
+        "/integration/acme/switch", {"direction": "outbound", "action": "pause"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert page.status_code == 200 and "outbound of org acme: paused" in page.text
+    assert "Resume outbound" in page.text and "Pause inbound" in page.text
+    with sqlite_store.session() as s:
+        conn = s.scalar(select(OrgConnection).where(OrgConnection.name == "acme"))
+        assert conn is not None and conn.outbound_paused and not conn.inbound_paused
+        assert s.scalar(select(AuditLog.action).order_by(AuditLog.id.desc())) == "org.pause"
+    admin.post("/integration/acme/switch", {"direction": "outbound", "action": "resume"})
+    with sqlite_store.session() as s:
+        conn = s.scalar(select(OrgConnection).where(OrgConnection.name == "acme"))
+        assert conn is not None and not conn.outbound_paused
+    bad = admin.post(
+        "/integration/acme/switch", {"direction": "sideways", "action": "pause"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert "choose outbound or inbound" in bad.text
