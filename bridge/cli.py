@@ -619,6 +619,7 @@ def org_check(name: str) -> None:
     findings += routed
     if org_config.users:
         users.save(rt.store, orgs.load_connection(rt.store, name).id, mapping)
+    fieldcache.save_check(rt.settings.instance_dir, name, check.as_rows(findings))
     click.echo(check.format_findings(findings))
     if check.has_issues(findings):
         sys.exit(1)

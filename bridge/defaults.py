@@ -223,3 +223,8 @@ every call."""
 
 USER_MAP_CACHE_SECONDS = _env("USER_MAP_CACHE_SECONDS", 600.0)
 """How long an org's resolved user mapping (reps -> active Salesforce users) is reused."""
+
+# ---- console ----------------------------------------------------------------------------------
+
+HEALTH_REFRESH_SECONDS = _env("HEALTH_REFRESH_SECONDS", 10.0)
+"""How often the dashboard and the integration health page poll `/integration.json`."""

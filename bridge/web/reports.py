@@ -3,12 +3,22 @@ the repush / retry buttons."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from bridge.store.models import Push, Referral, SalesEntry
+from bridge.store.models import Push, PushAttempt, Referral, SalesEntry
 from bridge.vocabulary import PUSH_STATES
 from bridge.web import actions
 from bridge.web.auth import login_required, role_required
@@ -49,17 +59,48 @@ def pushes() -> str:
     )
 
 
+@bp.get("/pushes/<int:push_id>")
+@login_required
+def push(push_id: int) -> str:
+    """One push: what it carries, Salesforce's error beside each field it named, the attempts,
+    and (for admins) the fields to write differently before repushing."""
+    with store().session() as s:
+        row = s.get(Push, push_id)
+        if row is None:
+            abort(404)
+        attempts = list(
+            s.scalars(
+                select(PushAttempt).where(PushAttempt.push_id == push_id).order_by(PushAttempt.id)
+            )
+        )
+        names = _referral_names(s, {row.referral_id} if row.referral_id else set())
+        overrides = dict((row.payload or {}).get("overrides") or {})
+        # The fields to offer: those Salesforce named, then those already overridden.
+        fix = list(dict.fromkeys([*(row.error_fields or []), *overrides]))
+        return render_template(
+            "push.html", p=row, attempts=attempts, names=names, overrides=overrides, fix=fix
+        )
+
+
 @bp.post("/pushes/<int:push_id>/repush")
 @role_required("admin")
 def repush(push_id: int) -> Response:
+    """Send a failed or skipped push again, with the Salesforce fields the form changes (each
+    checked against the org's fields first); the attempts so far stay."""
+    fields = {
+        key.removeprefix("field."): value
+        for key, value in request.form.items()
+        if key.startswith("field.") and value != ""
+    }
     try:
         with store().session() as s:
-            actions.repush(s, actions.get_push(s, push_id), actor=g.user.email)
+            actions.repush(s, actions.get_push(s, push_id), actor=g.user.email, fields=fields)
         note = actions.enqueue_pushes([push_id])
-        flash(f"Push {push_id} will be sent again ({note}).", "success")
+        changed = f" with {', '.join(sorted(fields))} changed" if fields else ""
+        flash(f"Push {push_id} will be sent again{changed} ({note}).", "success")
     except actions.ActionError as exc:
         flash(f"Push {push_id} was not repushed: {exc.message}", "error")
-    return redirect(local_next(url_for("reports.pushes")))
+    return redirect(local_next(url_for("reports.push", push_id=push_id)))
 
 
 @bp.get("/entries")

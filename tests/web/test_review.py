@@ -222,7 +222,10 @@ def test_bulk_approve_and_reject(app: Flask, auth: AuthActions, seeded: Seeded) 
 def test_dashboard_counts_and_chart(client: FlaskClient, auth: AuthActions) -> None:
     auth.login()
     html = client.get("/").get_data(as_text=True)
-    assert re.search(r'<span class="count">3</span><span class="label">waiting for review', html)
+    assert re.search(
+        r'data-field="entries.review">3</span><span class="label">waiting for review',
+        html,
+    )
     assert "<svg" in html and "Entries per day by outcome" in html
     assert html.count("<rect") >= 6  # bars for the seeded days + legend swatches
     assert re.search(r"<title>\d{4}-\d\d-\d\d: 1 processed</title>", html)
@@ -245,6 +248,31 @@ def test_push_report_and_repush(app: Flask, seeded: Seeded) -> None:
     assert [a.object_id for a in _audit(app, "push.repush")] == [str(pid)]
     sent = auth.post(f"/reports/pushes/{seeded.ids['push_sent']}/repush", follow_redirects=True)
     assert "only failed or skipped pushes can be repushed" in sent.get_data(as_text=True)
+
+
+def test_fix_and_repush_changes_the_field_salesforce_refused(app: Flask, seeded: Seeded) -> None:
+    client = app.test_client()
+    auth = AuthActions(client)
+    pid = seeded.ids["push_failed"]
+    auth.login()  # a reviewer sees the push and its error, but no form
+    page = client.get(f"/reports/pushes/{pid}").get_data(as_text=True)
+    assert "STRING_TOO_LONG" in page and "Fix and repush" not in page
+    assert "Not sent yet." in page
+    auth.login("admin@example.com")
+    page = client.get(f"/reports/pushes/{pid}").get_data(as_text=True)
+    assert 'name="field.Company"' in page and "Company: data value too large" in page
+    resp = auth.post(
+        f"/reports/pushes/{pid}/repush", {"field.Company": "Acme"}, follow_redirects=True
+    )
+    assert f"Push {pid} will be sent again with Company changed" in resp.get_data(as_text=True)
+    with app.extensions["sfbridge"].store.session() as s:
+        push = s.get(Push, pid)
+        assert push is not None and push.state == "pending"
+        assert push.payload["overrides"] == {"Company": "Acme"}
+    again = client.get(f"/reports/pushes/{pid}").get_data(as_text=True)
+    assert "overrides" in again and "Acme" in again  # what it now carries
+    assert 'name="field.Company"' not in again  # pending: nothing to fix until it fails
+    assert client.get("/reports/pushes/999999").status_code == 404
 
 
 def test_entry_report_and_audit_view(
