@@ -31,6 +31,7 @@ from bridge.errors import ConfigError
 from bridge.values import covers
 from bridge.vocabulary import (
     STREAMED_OBJECTS,
+    SYNC_TRIGGERS,
     TOPIC_NAMES,
     ActivityKind,
     ReferralStatus,
@@ -39,6 +40,7 @@ from bridge.vocabulary import (
     SyncMode,
     SyncRule,
     SyncStrategy,
+    SyncTrigger,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +299,7 @@ class Activities(_Model):
     kinds: dict[ActivityKind, ActivityMapping] = Field(default_factory=dict)
 
 
-_LOCAL_NAME = re.compile(r"^(member\.)?[A-Za-z_][A-Za-z0-9_]*$")
+_LOCAL_NAME = re.compile(r"^(member\.|sale\.)?[A-Za-z_][A-Za-z0-9_]*$")
 _MEMBER_ATTRIBUTES = ("name", "email", "phone", "url", "external_id", "referral_code")
 _NOT_SYNCED = ("id", "public_id", "status", "program_id", "member_id", "created_at", "updated_at")
 
@@ -307,6 +309,17 @@ class FieldMapping(_Model):
     salesforce: list[str] = Field(min_length=1)
     sync: SyncRule = "read_only"
     strategy: SyncStrategy = "override"
+    # The events that send it (Sellfire's sync triggers): all three unless narrowed, e.g.
+    # `on: [sale]` for a field written only when a sale is made.
+    on: list[SyncTrigger] = Field(default_factory=lambda: list(SYNC_TRIGGERS), min_length=1)
+
+    @model_validator(mode="after")
+    def _sale_values_at_sale(self) -> FieldMapping:
+        if self.local.startswith("sale.") and (self.on != ["sale"] or self.sync != "ours"):
+            raise ValueError(
+                f"'{self.local}' is a value of a sale: map it with sync: ours and on: [sale]"
+            )
+        return self
 
     @field_validator("local")
     @classmethod
@@ -314,7 +327,7 @@ class FieldMapping(_Model):
         if not _LOCAL_NAME.match(v):
             raise ValueError(
                 f"'{v}' is not a local field: a referral attribute or fields key (company, "
-                "plan) or member.<attribute>"
+                "plan), member.<attribute> or sale.<attribute>"
             )
         if v in _NOT_SYNCED:
             raise ValueError(f"'{v}' is kept by the bridge itself and cannot be synced")
@@ -346,9 +359,22 @@ class ObjectSync(_Model):
     fields: list[FieldMapping] = Field(default_factory=list)
 
 
+class Sales(_Model):
+    """Sales-engagement events (`POST /sales`, `POST /demos`) to Account, Contact, Opportunity
+    and line items (docs/writeback.md, "Sales and demos")."""
+
+    phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")  # for phones without +code
+    opportunity_at_demo: bool = False  # a demo set creates the Opportunity
+    demo_stage: str = Field(default="Qualification", min_length=1)
+    won_stage: str = Field(default="Closed Won", min_length=1)
+    create_price_entries: bool = False  # a product without a standard price gets one
+    convert_leads: bool = True  # at demo set, a person known only as a Lead is converted
+
+
 class Writeback(_Model):
     referral_add: ReferralAdd = Field(default_factory=ReferralAdd)
     activities: Activities = Field(default_factory=Activities)
+    sales: Sales = Field(default_factory=Sales)
     objects: dict[StreamedObject, ObjectSync] = Field(default_factory=dict)
     # After a fuzzy, member or reviewer match, write the referral's id and member fields onto
     # the Salesforce record, so its next change matches directly.
