@@ -10,7 +10,7 @@ change under its id — a rescheduled demo is a new event.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -93,7 +93,5 @@ def record(
 def _find(
     session: Session, model: type[Sale] | type[Demo], org_id: int, client_id: str
 ) -> Sale | Demo | None:
-    found: Sale | Demo | None = session.scalar(
-        select(model).where(model.org_connection_id == org_id, model.client_id == client_id)
-    )
-    return found
+    query = select(model).where(model.org_connection_id == org_id, model.client_id == client_id)
+    return cast("Sale | Demo | None", session.scalar(query))
