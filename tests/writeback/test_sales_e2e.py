@@ -1,0 +1,157 @@
+"""Sales and demos end to end against the local org (a real `sfbridge devorg` over HTTPS): the
+account/contact cascade, the Opportunity of the cycle, its contact roles and line items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from simple_salesforce import format_soql
+
+from bridge.devorg.testing import DevOrg
+from bridge.store import Store
+from bridge.store.models import OrgConnection, Referral
+from bridge.writeback import events
+from tests.writeback.test_e2e_devorg import PACKAGE_FIELD, Bridge, write_config
+
+pytestmark = pytest.mark.e2e
+
+SALES = {"opportunity_at_demo": True, "create_price_entries": True}
+
+
+@pytest.fixture
+def bridge(clean_devorg: DevOrg, sqlite_store: Store, tmp_path: Path) -> Iterator[Bridge]:
+    if not PACKAGE_FIELD.exists():
+        pytest.skip("the package's custom fields (force-app) are not in this checkout")
+    path = write_config(tmp_path / "sfbridge.yaml", clean_devorg, {"sales": SALES})
+    yield Bridge(sqlite_store, clean_devorg, path)
+
+
+def record(bridge: Bridge, kind: str, referral_id: int, body: dict[str, Any]) -> int:
+    at = datetime.fromisoformat(body["closed_at" if kind == "sale" else "at"])
+    with bridge.store.session() as s:
+        org = s.get(OrgConnection, bridge.connection_id)
+        referral = s.get(Referral, referral_id)
+        assert org is not None and referral is not None
+        _event, push, _created = events.record(s, kind, org, referral, body, at)  # type: ignore[arg-type]
+        return push.id
+
+
+def query(bridge: Bridge, soql: str, *args: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in bridge.sales.query_all(format_soql(soql, *args))["records"]]
+
+
+def sale(n: int, **over: Any) -> dict[str, Any]:
+    return {
+        "id": f"sale-{n}",
+        "business_name": "Bluebird Bakery",
+        "phone": "(415) 555-0100",
+        "city": "Oakland",
+        "closed_at": "2026-03-10T15:00:00+00:00",
+        "items": [
+            {"product_code": "GOLD", "quantity": "2", "unit_price": "500.00"},
+            {"product_name": "Setup fee", "quantity": "1", "unit_price": "200.00"},
+        ],
+        **over,
+    }
+
+
+def test_a_demo_then_a_sale_make_one_account_contact_and_opportunity(bridge: Bridge) -> None:
+    gold = bridge.sales.Product2.create({"Name": "Gold plan", "ProductCode": "GOLD"})["id"]
+    bridge.sales.Product2.create({"Name": "Setup fee", "ProductCode": "SETUP"})
+    rid = bridge.referral(1, last_name="Baker", phone="+1 415 555 0199", company="Bluebird Bakery")
+
+    demo = record(
+        bridge, "demo", rid, {"id": "demo-1", "state": "set", "at": "2026-03-05T17:00:00+00:00"}
+    )
+    assert bridge.send(demo).sent == [demo], bridge.push(demo).error_message
+    [account] = query(bridge, "SELECT Id, Name, Phone FROM Account")
+    [contact] = query(bridge, "SELECT Id, AccountId, LastName FROM Contact")
+    [opp] = query(bridge, "SELECT Id, Name, StageName, CloseDate, AccountId FROM Opportunity")
+    assert contact["AccountId"] == account["Id"] and opp["AccountId"] == account["Id"]
+    assert (opp["Name"], opp["StageName"], opp["CloseDate"]) == (
+        "Bluebird Bakery",
+        "Qualification",
+        "2026-03-05",
+    )
+    [role] = query(bridge, "SELECT ContactId, IsPrimary FROM OpportunityContactRole")
+    assert role == {**role, "ContactId": contact["Id"], "IsPrimary": True}
+    result = bridge.push(demo).payload["result"]
+    assert result["account"]["action"] == "create"
+    assert result["account"]["reason"] == "no account named so (no account has this phone)"
+
+    first = record(bridge, "sale", rid, sale(1))
+    assert bridge.send(first).sent == [first], bridge.push(first).error_message
+    [opp] = query(bridge, "SELECT Id, StageName, IsWon, Amount FROM Opportunity")
+    assert (opp["StageName"], opp["IsWon"]) == ("Closed Won", True)
+    items = query(
+        bridge,
+        "SELECT Product2Id, Quantity, UnitPrice FROM OpportunityLineItem "
+        "WHERE OpportunityId = {} ORDER BY UnitPrice DESC",
+        opp["Id"],
+    )
+    assert [(i["Product2Id"], i["Quantity"], i["UnitPrice"]) for i in items][0] == (gold, 2, 500)
+    assert len(items) == 2
+    # the price book entries were missing and created (create_price_entries)
+    assert len(query(bridge, "SELECT Id FROM PricebookEntry WHERE Product2Id = {}", gold)) == 1
+    result = bridge.push(first).payload["result"]
+    assert result["account"]["reason"] == "the referral's account"
+    assert result["opportunity"]["action"] == "update"
+
+    # a second sale of the same cycle updates the Opportunity (its items are added)
+    second = record(
+        bridge,
+        "sale",
+        rid,
+        sale(2, items=[{"product_code": "GOLD", "quantity": "1", "unit_price": "450"}]),
+    )
+    assert bridge.send(second).sent == [second], bridge.push(second).error_message
+    assert len(query(bridge, "SELECT Id FROM Opportunity")) == 1
+    assert len(query(bridge, "SELECT Id FROM Account")) == 1
+    assert len(query(bridge, "SELECT Id FROM Contact")) == 1
+    assert len(query(bridge, "SELECT Id FROM OpportunityLineItem")) == 3
+    assert bridge.referral_row(rid).sf_opportunity_id == opp["Id"]
+
+
+def test_the_cascade_connects_existing_records_and_says_why(bridge: Bridge) -> None:
+    bridge.sales.Product2.create({"Name": "Gold plan", "ProductCode": "GOLD"})
+    bridge.sales.Product2.create({"Name": "Setup fee", "ProductCode": "SETUP"})
+    known = bridge.sales.Account.create(
+        {"Name": "Bluebird Bakery", "Phone": "415-555-0100", "BillingCity": "Oakland"}
+    )["id"]
+    bridge.sales.Account.create({"Name": "Bluebird Bakery", "Phone": "510 555 0000"})
+    person = bridge.sales.Contact.create(
+        {"AccountId": known, "LastName": "Baker", "Phone": "(415) 555-0199"}
+    )["id"]
+    rid = bridge.referral(2, last_name="Baker", phone="+14155550199")
+    pid = record(
+        bridge, "sale", rid, sale(1, contacts=[{"first_name": "Ann", "last_name": "Oven"}])
+    )
+    assert bridge.send(pid).sent == [pid], bridge.push(pid).error_message
+    result = bridge.push(pid).payload["result"]
+    assert (result["account"]["action"], result["account"]["record_id"]) == ("connect", known)
+    assert result["account"]["reason"] == "one account by name"
+    assert [c["Id"] for c in result["account"]["candidates"]][0] == known
+    primary, other = result["people"]
+    assert (primary["action"], primary["record_id"]) == ("connect", person)
+    assert other["action"] == "create"
+    assert len(query(bridge, "SELECT Id FROM Contact WHERE AccountId = {}", known)) == 2
+    roles = query(bridge, "SELECT ContactId FROM OpportunityContactRole")
+    assert {r["ContactId"] for r in roles} == {person, other["record_id"]}
+    with bridge.store.session() as s:
+        referral = s.get(Referral, rid)
+        assert referral is not None
+        assert (referral.sf_account_id, referral.sf_contact_id) == (known, person)
+
+
+def test_a_missing_product_fails_the_push_before_anything_is_written(bridge: Bridge) -> None:
+    rid = bridge.referral(3, last_name="Baker")
+    pid = record(bridge, "sale", rid, sale(1))
+    assert bridge.send(pid).failed == [pid]
+    push = bridge.push(pid)
+    assert push.error_code == "product_not_found"
+    assert "item 1: no Product2 with ProductCode 'GOLD'" in (push.error_message or "")
+    assert query(bridge, "SELECT Id FROM Account") == []
