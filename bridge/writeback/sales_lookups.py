@@ -1,8 +1,8 @@
 """The batched Salesforce lookups of sales and demos: one query per object per batch of events.
 
-Every query is built with `format_soql` and cut only where its text would grow past
-`SOQL_BUDGET` characters, which keeps the GET URL under Salesforce's 16,384-character URI limit
-once encoded (a batch of 100 sales needs one or two account queries). Phones are searched by
+Every query is built with `format_soql` and cut only where its URL-encoded text would grow past
+`URL_BUDGET` (the query is a GET); a batch of 100 sales needs a few account queries, as each
+phone is searched under its usual spellings. Phones are searched by
 their usual spellings (`phone_variants`): `Account.Phone` is free text, and the cascade then
 compares the candidates as numbers.
 """
@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import quote_plus
 
 import phonenumbers
 from simple_salesforce import format_soql
 
 from bridge.writeback.client import Writer
 
-SOQL_BUDGET = 10_000
-"""Characters of IN values per query."""
+URL_BUDGET = 7_000
+"""Characters of a query's URL-encoded text: under the 8 KiB request line common HTTP servers
+(and the local org) accept, and well under Salesforce's 16,384-character URI limit."""
 
 
 def phone_variants(value: str | None, region: str) -> list[str]:
@@ -50,17 +52,15 @@ def phone_variants(value: str | None, region: str) -> list[str]:
     return out
 
 
-def _batches(groups: Sequence[list[str]]) -> Iterable[list[str]]:
-    """The values of consecutive groups (one group per event), cut at SOQL_BUDGET."""
+def _batches(groups: Sequence[list[str]], build: Callable[[list[str]], str]) -> Iterable[list[str]]:
+    """The values of consecutive groups (one group per event), cut where the query's encoded
+    text would pass URL_BUDGET."""
     batch: list[str] = []
-    size = 0
     for group in groups:
-        cost = sum(len(v) + 4 for v in group)
-        if batch and size + cost > SOQL_BUDGET:
+        if batch and len(quote_plus(build(sorted(set(batch + group))))) > URL_BUDGET:
             yield batch
-            batch, size = [], 0
-        batch.extend(group)
-        size += cost
+            batch = []
+        batch = batch + group
     if batch:
         yield batch
 
@@ -69,11 +69,9 @@ def _query_in(
     writer: Writer, groups: Sequence[list[str]], build: Callable[[list[str]], str]
 ) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
-    for batch in _batches(groups):
-        values = sorted(set(batch))
-        if values:
-            for record in writer.query(build(values)):
-                seen[str(record["Id"])] = record
+    for batch in _batches([g for g in groups if g], build):
+        for record in writer.query(build(sorted(set(batch)))):
+            seen[str(record["Id"])] = record
     return list(seen.values())
 
 
