@@ -81,7 +81,7 @@ def record(
         kind=kind,
         idempotency_key=f"{kind}:{org.id}:{client_id}",
         sobject_type="Opportunity",
-        payload={"event_id": event.id},
+        payload={"event_id": event.id, "client_id": client_id},
         org_connection_id=org.id,
         referral_id=referral.id,
     )

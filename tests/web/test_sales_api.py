@@ -64,7 +64,10 @@ def test_a_sale_is_stored_with_its_push_and_is_idempotent_by_its_id(api: Api) ->
         saved = s.scalar(select(Sale).where(Sale.client_id == "sale-1"))
         assert saved is not None and saved.push_id == push["id"]
         assert saved.closed_at.isoformat() == "2026-03-02T15:00:00+00:00"
-        assert s.get(Push, push["id"]).payload == {"event_id": saved.id}  # type: ignore[union-attr]
+        assert s.get(Push, push["id"]).payload == {
+            "event_id": saved.id,
+            "client_id": "sale-1",
+        }  # type: ignore[union-attr]
 
     again = check(api.post("/sales", sale), 200, "SaleRecorded")
     assert again["push"]["id"] == push["id"] and again["sale"] == first["sale"]
@@ -131,3 +134,50 @@ def test_demos_set_rescheduled_cancelled(api: Api) -> None:
 def test_sales_need_the_sales_scope(api: Api) -> None:
     other = token(api.store, ["activities:write"])
     check_error(api.post("/sales", _sale(api), headers=api.h(other)), 403, "insufficient_scope")
+
+
+def test_the_pushes_report_explains_a_sale(api: Api) -> None:
+    from tests.web.conftest import AuthActions
+
+    push_id = check(api.post("/sales", _sale(api)), 201, "SaleRecorded")["push"]["id"]
+    with api.store.session() as s:
+        push = s.get(Push, push_id)
+        assert push is not None
+        push.state = "failed"
+        push.error_code = "product_not_found"
+        push.payload = {
+            **push.payload,
+            "result": {
+                "account": {
+                    "action": "connect",
+                    "record_id": "001000000000001AAA",
+                    "reason": "one account by name",
+                    "candidates": [
+                        {
+                            "Id": "001000000000001AAA",
+                            "Name": "Bluebird Bakery",
+                            "Phone": "415-555-0100",
+                            "BillingCity": "Oakland",
+                        }
+                    ],
+                },
+                "people": [
+                    {
+                        "action": "create",
+                        "record_id": None,
+                        "reason": "no contact of that last name (no contact has this phone)",
+                    }
+                ],
+            },
+        }
+    auth = AuthActions(api.client)
+    auth.login("admin@example.com")
+    html = api.client.get("/reports/pushes?kind=sale").get_data(as_text=True)
+    assert "sale <code>sale-1</code>" in html
+    assert (
+        "Account: <strong>connected</strong> <code>001000000000001AAA</code> — one account by name"
+        in html
+    )
+    assert "Bluebird Bakery 415-555-0100 Oakland" in html
+    assert "Contact: <strong>created</strong> — no contact of that last name" in html
+    assert f'action="/reports/pushes/{push_id}/repush"' in html
