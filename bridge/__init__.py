@@ -49,11 +49,13 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
         auth,
         extensions,
         health,
+        inputs,
         openapi,
         referral_pages,
         reports,
         review,
         security,
+        serialize,
     )
     from bridge.web.security import RowIdConverter
 
@@ -88,10 +90,12 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
     if config:
         app.config.update(config)  # e.g. DEMO_CHANGES, set by `sfbridge demo` (bridge.devorg.demo)
 
+    app.json = serialize.StrictJSONProvider(app)
     app.url_map.converters["int"] = RowIdConverter
     app.jinja_env.globals["vocab"] = vocabulary  # the domain's lists, for templates
     extensions.init_app(app, settings)
     security.init_app(app)
+    inputs.init_app(app)
     auth.init_app(app)
     health.init_app(app)
     api.init_app(app)

@@ -19,9 +19,9 @@ from bridge.config import (
     DATABASE_FILE,
     BridgeConfig,
     Settings,
-    check_config_text,
     instance_candidates,
     read_config_text,
+    validate_config_text,
 )
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.vocabulary import ROLES, STREAMED_OBJECTS
@@ -128,12 +128,18 @@ def config_check(file: str | None, connected: bool) -> None:
     if not path:
         raise ConfigError("no config file: pass FILE or set SFBRIDGE_CONFIG")
     text = read_config_text(path)
-    cfg, problems = check_config_text(text, path)
-    if cfg is not None:
+    result = validate_config_text(text, path)
+    cfg, problems = result.config, list(result.problems)
+    checkable = cfg or result.partial  # with schema problems: the parts that validated
+    if checkable is not None:
         from bridge.receiver.configcheck import check_config_rules
 
-        describes = _describe_connected_orgs(cfg) if connected else None
-        problems = check_config_rules(cfg, text, path, describes)
+        describes = _describe_connected_orgs(checkable) if connected and cfg else None
+        reported = {p.key for p in problems}
+        problems += [
+            p for p in check_config_rules(checkable, text, path, describes) if p.key not in reported
+        ]
+        problems.sort(key=lambda p: (p.line or 0, p.key))
     if problems:
         for p in problems:
             click.echo(str(p), err=True)

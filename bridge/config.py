@@ -30,6 +30,8 @@ from pydantic import (
 from bridge.errors import ConfigError
 from bridge.values import covers
 from bridge.vocabulary import (
+    EMAIL_PATTERN,
+    MIN_API_VERSION,
     STREAMED_OBJECTS,
     SYNC_TRIGGERS,
     TOPIC_NAMES,
@@ -42,6 +44,7 @@ from bridge.vocabulary import (
     SyncStrategy,
     SyncTrigger,
 )
+from bridge.yamlguard import hostile
 
 # --------------------------------------------------------------------------------------------
 # Settings (environment)
@@ -448,9 +451,10 @@ class Polling(_Model):
     # every streamed object: changes that never stream (Bulk API writes reach no PushTopic,
     # cascade deletes none) are read by SystemModstamp and deduplicated by change_key.
     safety_net: bool = True
-    every: int = Field(default=300, ge=5)
-    overlap_seconds: int = Field(default=300, ge=0)
-    page_size: int = Field(default=200, ge=1, le=2000)
+    every: int = Field(default=300, ge=5, le=86400)  # seconds between polls: 5 s to a day
+    overlap_seconds: int = Field(default=300, ge=0, le=86400)
+    # Sforce-Query-Options batchSize: Salesforce accepts 200 to 2,000 records per page.
+    page_size: int = Field(default=200, ge=200, le=2000)
 
 
 class ValueCheck(_Model):
@@ -469,13 +473,43 @@ class OrgConfig(_Model):
     username: str | None = None
     private_key_file: str | None = None
     ca_bundle: str | None = None
-    api_version: str = Field(default="63.0", pattern=r"^\d{2}\.0$")
+    api_version: str = "63.0"
     programs: list[Program] = Field(min_length=1)
     receiver: Receiver
     writeback: Writeback = Field(default_factory=Writeback)
     streaming: Streaming = Field(default_factory=Streaming)
     polling: Polling = Field(default_factory=Polling)
     value_check: ValueCheck = Field(default_factory=ValueCheck)
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError(
+                "is empty; give the connected app's consumer key, or leave the key out"
+            )
+        return v
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(EMAIL_PATTERN, v):
+            raise ValueError(
+                f"'{v}' is not a Salesforce username: usernames have the form of an email "
+                "address (integration@example.com)"
+            )
+        return v
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9]{2}\.0", v):
+            raise ValueError(f"'{v}' is not an API version such as {MIN_API_VERSION}")
+        if float(v) < float(MIN_API_VERSION):
+            raise ValueError(
+                f"API version {v} is below the supported range: {MIN_API_VERSION} or later"
+            )
+        return v
 
     @field_validator("login_url")
     @classmethod
@@ -485,11 +519,22 @@ class OrgConfig(_Model):
         return v.rstrip("/")
 
     @model_validator(mode="after")
+    def _program_keys_once(self) -> OrgConfig:
+        keys = [p.key for p in self.programs]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                raise ValueError(
+                    f"programs[{i}].key: program key '{key}' is given twice (also "
+                    f"programs[{keys.index(key)}]); each program needs its own key"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _program_exists(self) -> OrgConfig:
         keys = [p.key for p in self.programs]
         if self.receiver.program not in keys:
             raise ValueError(
-                f"receiver.program '{self.receiver.program}' is not one of the programs: "
+                f"receiver.program: '{self.receiver.program}' is not one of the programs: "
                 f"{', '.join(keys)}"
             )
         return self
@@ -585,9 +630,9 @@ def line_index(text: str) -> dict[tuple[Any, ...], int]:
     index: dict[tuple[Any, ...], int] = {}
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return index
-    if node is not None:
+    if node is not None and hostile(node) is None:
         _line_index(node, (), index)
     return index
 
@@ -597,51 +642,172 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+@dataclass(frozen=True)
+class ConfigCheck:
+    """What validating a config file found: the config when it is valid; when it is not, the
+    problems and, where some of it could be validated, that part (`partial`: the file without
+    the values that have problems) for the checks that need a validated config."""
+
+    config: BridgeConfig | None
+    partial: BridgeConfig | None
+    problems: list[Problem]
+
+
+_ROUNDS = 5  # a problem can hide another (a model check runs only once its fields are valid)
+
+
 def check_config_text(text: str, filename: str) -> tuple[BridgeConfig | None, list[Problem]]:
     """Validate config text; return the model (when valid) and every problem found."""
+    result = validate_config_text(text, filename)
+    return result.config, result.problems
+
+
+def validate_config_text(text: str, filename: str) -> ConfigCheck:
+    """Validate config text, reporting every problem in one pass.
+
+    Hostile YAML (an alias that refers to itself, an alias bomb, nesting too deep for the
+    parser) is refused before it is loaded. Schema problems are then found in rounds: the
+    values with problems are left out and the rest validated again, so a problem that hides
+    another (a cross-reference checked only once its fields are valid) is found too.
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        guard = hostile(node)
+        if guard is not None:
+            where = _format_path(guard.path)
+            return ConfigCheck(None, None, [Problem(filename, guard.line, where, guard.message)])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         reason = getattr(exc, "problem", None) or str(exc)
-        return None, [Problem(filename, line, "", f"not valid YAML: {reason}")]
+        return ConfigCheck(None, None, [Problem(filename, line, "", f"not valid YAML: {reason}")])
+    except RecursionError:
+        return ConfigCheck(None, None, [Problem(filename, None, "", "nested too deeply")])
     if not isinstance(data, dict):
-        return None, [Problem(filename, 1, "", "expected a mapping with an 'orgs' key")]
+        return ConfigCheck(
+            None, None, [Problem(filename, 1, "", "expected a mapping with an 'orgs' key")]
+        )
     index: dict[tuple[Any, ...], int] = {}
-    duplicates: list[Problem] = []
+    problems: list[Problem] = []
     if node is not None:
         _line_index(node, (), index)
-        duplicates = _duplicate_keys(node, (), filename)
+        problems = _duplicate_keys(node, (), filename)
+    dropped: set[tuple[Any, ...]] = set()  # values left out, having problems
+    seen: set[tuple[tuple[Any, ...], str]] = set()
+    config: BridgeConfig | None = None
+    for _round in range(_ROUNDS):
+        lists: dict[tuple[Any, ...], list[int]] = {}
+        current = _without(data, (), dropped, lists)
+        try:
+            config = BridgeConfig.model_validate(current)
+            break
+        except ValidationError as exc:
+            new = []
+            for err in exc.errors():
+                path, message, whole = _located(err, index, lists)
+                within = any(path[: len(d)] == d for d in dropped)
+                if not within and (path, message) not in seen:
+                    new.append((path, message, whole))
+                    seen.add((path, message))
+            if not new:
+                break
+            for path, message, whole in new:
+                problems.append(Problem(filename, _line(index, path), _format_path(path), message))
+                if whole:
+                    continue  # a check of a whole section (a cross-reference): keep the section
+                # Leave out the whole list item a problem is in (a rule without its status
+                # would only be reported again as missing one), else the value itself.
+                items = [i for i, part in enumerate(path) if isinstance(part, int)]
+                dropped.add(path[: items[-1] + 1] if items else path)
+    problems.sort(key=lambda p: (p.line or 0, p.key))
+    if not problems:
+        return ConfigCheck(config, None, [])
+    if config is None:  # the parts the later checks read, from what validated
+        orgs = _without(data, (), dropped, {}).get("orgs")
+        parts = {
+            name: org
+            for name, value in (orgs.items() if isinstance(orgs, dict) else [])
+            if (org := _checkable_org(value)) is not None
+        }
+        config = BridgeConfig.model_construct(orgs=parts) if parts else None
+    return ConfigCheck(None, config, problems)
+
+
+def _checkable_org(data: Any) -> OrgConfig | None:
+    """An org config for the rule and file checks when the whole does not validate: its
+    receiver and streaming sections (those checks read no more) and its file paths."""
+    if not isinstance(data, dict):
+        return None
     try:
-        config = BridgeConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = list(duplicates)
-        for err in exc.errors():
-            loc = tuple(
-                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
-            )
-            path: tuple[Any, ...] = tuple(loc)
-            message = _message(err)
-            # A model-level check names the item it is about ("status_rules[3]: ..."): point
-            # at that item's line rather than at the enclosing mapping.
-            hint = _RELATIVE_PATH.match(message) if err["type"] == "value_error" else None
-            if hint:
-                sub = _split_path(hint.group(1))
-                if (*path, *sub) in index:
-                    path, message = (*path, *sub), hint.group(2)
-            line = None
-            probe = path
-            while probe:
-                if probe in index:
-                    line = index[probe]
-                    break
-                probe = probe[:-1]
-            problems.append(Problem(filename, line, _format_path(path), message))
-        problems.sort(key=lambda p: (p.line or 0, p.key))
-        return None, problems
-    return (None, duplicates) if duplicates else (config, [])
+        return OrgConfig.model_validate(data)
+    except ValidationError:
+        pass
+    try:
+        receiver = Receiver.model_validate(data.get("receiver"))
+    except ValidationError:
+        return None
+    try:
+        streaming = Streaming.model_validate(data.get("streaming") or {})
+    except ValidationError:
+        streaming = Streaming()
+    files = {k: data[k] for k in ("private_key_file", "ca_bundle") if isinstance(data.get(k), str)}
+    return OrgConfig.model_construct(receiver=receiver, streaming=streaming, **files)
+
+
+def _without(
+    value: Any,
+    path: tuple[Any, ...],
+    dropped: set[tuple[Any, ...]],
+    lists: dict[tuple[Any, ...], list[int]],
+) -> Any:
+    """`value` without the values at the `dropped` paths; `lists` records, per list, which
+    original indices were kept (so a later round's problem is reported at its own index)."""
+    if isinstance(value, dict):
+        return {
+            k: _without(v, (*path, k), dropped, lists)
+            for k, v in value.items()
+            if (*path, k) not in dropped
+        }
+    if isinstance(value, list):
+        kept = [i for i in range(len(value)) if (*path, i) not in dropped]
+        lists[path] = kept
+        return [_without(value[i], (*path, i), dropped, lists) for i in kept]
+    return value
+
+
+def _located(
+    err: Any, index: dict[tuple[Any, ...], int], lists: dict[tuple[Any, ...], list[int]]
+) -> tuple[tuple[Any, ...], str, bool]:
+    """A validation error's path in the file (list indices as written), its message, and
+    whether it is about a whole section (a model's own check) rather than one value."""
+    path: tuple[Any, ...] = ()
+    for part in err["loc"]:
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        if isinstance(part, int) and path in lists and part < len(lists[path]):
+            part = lists[path][part]
+        path = (*path, part)
+    message = _message(err)
+    # A model-level check names the item it is about ("status_rules[3]: ..."): point at that
+    # item's line rather than at the enclosing mapping.
+    hint = _RELATIVE_PATH.match(message) if err["type"] == "value_error" else None
+    if hint:
+        sub = _split_path(hint.group(1))
+        if (*path, *sub) in index:
+            # About one list item (a rule that contradicts another): that item can be left
+            # out; about a key (a cross-reference): the section stays for the other checks.
+            return (*path, *sub), hint.group(2), not any(isinstance(p, int) for p in sub)
+    return path, message, err["type"] == "value_error" and isinstance(err.get("input"), dict)
+
+
+def _line(index: dict[tuple[Any, ...], int], path: tuple[Any, ...]) -> int | None:
+    probe = path
+    while probe:
+        if probe in index:
+            return index[probe]
+        probe = probe[:-1]
+    return None
 
 
 _RELATIVE_PATH = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): (.+)$", re.S)

@@ -92,12 +92,19 @@ BATCH_SIZE = int(_env("BATCH_SIZE", 200))
 SAVE_CHUNK = 50
 """Entries saved per transaction within a batch (keeps SQLite's write lock short)."""
 
-CLAIM_TIMEOUT_SECONDS = _env("CLAIM_TIMEOUT_SECONDS", 900.0)
-"""An event claimed (`processing`) this long ago belongs to a dead worker and is enqueued again."""
+CLAIM_TIMEOUT_SECONDS = _env("CLAIM_TIMEOUT_SECONDS", 30.0)
+"""An event whose claim (`processing`) was not renewed this long belongs to a dead worker: the
+sweeper enqueues it again and the next job takes it over. A live job renews its claim (the
+heartbeat), so a batch may run longer than this; a killed worker's events wait at most this
+plus SWEEP_EVERY_SECONDS."""
+
+CLAIM_RENEW_FRACTION = 1 / 3
+"""A running batch renews its claim after this fraction of the claim timeout, so two renewals
+can be late (a busy database) before the claim lapses."""
 
 # ---- the worker's sweeper --------------------------------------------------------------------
 
-SWEEP_EVERY_SECONDS = _env("SWEEP_EVERY_SECONDS", 30.0)
+SWEEP_EVERY_SECONDS = _env("SWEEP_EVERY_SECONDS", 15.0)
 """How often each worker process runs the sweeper (a Redis lock lets one run at a time)."""
 
 SWEEP_AFTER_SECONDS = _env("SWEEP_AFTER_SECONDS", 120.0)

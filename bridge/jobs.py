@@ -10,8 +10,9 @@ Small, importable, idempotent functions; state is re-checked before anything is 
 - `process_inbound_batch` claims the batch's events (new → processing, with a token), hands
   them to the intake (`bridge.intake.take_in`: related records, entries, the receiver), and
   gives back what it did not finish if it fails.
+  While the batch runs, a heartbeat renews the claim (`claim_heartbeat`).
 - `sweep` re-enqueues events still `new` after a while (a lost job, a Redis restart) and
-  events whose claim is older than the claim timeout (a worker killed mid-batch).
+  events whose claim was not renewed for the claim timeout (a worker killed mid-batch).
 
 Jobs run inside the worker's context (`bridge.context.current()`): one store, one config, one
 login per org for inbound and outbound jobs alike.
@@ -20,8 +21,10 @@ login per org for inbound and outbound jobs alike.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, cast
 
@@ -142,7 +145,8 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     if not claimed:
         return {"claimed": 0}
     try:
-        batch = intake.take_in(ctx, claimed, token)
+        with claim_heartbeat(ctx.store, claimed, token):
+            batch = intake.take_in(ctx, claimed, token)
     except BaseException:
         # Give back what this job did not finish, so rq's retry (or the sweeper) takes it
         # at once instead of after the claim timeout.
@@ -175,6 +179,32 @@ def _send_pushes(ctx: context.WorkerContext, push_ids: Sequence[int]) -> None:
         )
     except redis.RedisError as exc:
         log.warning("could not enqueue pushes %s (%s); the sweeper sends them", ids, exc)
+
+
+@contextmanager
+def claim_heartbeat(store: Store, ids: Sequence[int], token: str) -> Iterator[None]:
+    """Renew the batch's claim while it runs (every third of the claim timeout), so the claim
+    timeout can be short: a killed worker's events are taken over soon after, a slow batch's
+    never. A renewal that fails is tried again at the next beat; a claim that lapses anyway is
+    safe (the intake acts only on events still claimed with its token)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(defaults.CLAIM_TIMEOUT_SECONDS * defaults.CLAIM_RENEW_FRACTION):
+            try:
+                with store.session() as session:
+                    if not inbox.renew_claim(session, ids, token):
+                        return  # all finished, or taken over
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                log.warning("could not renew the claim of %d event(s): %s", len(ids), exc)
+
+    thread = threading.Thread(target=beat, name="claim-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=defaults.CLAIM_TIMEOUT_SECONDS)
 
 
 def sweep(store: Store, client: redis.Redis) -> int:

@@ -27,6 +27,28 @@ KEY_PREFIXES: dict[str, StreamedObject] = {
 """Salesforce id key prefixes of the streamed objects (a PushTopic event does not name its
 object; the record id does)."""
 
+RECORD_ID_PATTERN: Final = r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$"
+"""A Salesforce record id: 15 characters (case-sensitive) or 18 (with the checksum suffix)."""
+
+FIELD_NAME_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_]{0,79}$"
+"""A Salesforce field's API name (custom ones end in ``__c``; at most 80 characters)."""
+
+EMAIL_PATTERN: Final = (
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-][A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]*"
+    r"@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+)
+"""An email address as Salesforce accepts it in Email fields and usernames (Knowledge Article
+000001145): the local part of letters, digits and ``!#$%&'*/=?^_+-`{|}~.`` not starting with a
+dot (consecutive and trailing dots are allowed); the domain of letters, digits and dashes in
+dot-separated labels."""
+
+MIN_API_VERSION: Final = "42.0"
+"""The oldest Salesforce API version the bridge works with: its writes use sObject Collections
+(API 42.0 and later); Salesforce has retired 30.0 and below (Knowledge Article 000354473)."""
+
+EMAIL_MAX_LENGTH: Final = 80
+"""Salesforce's Email fields (Lead.Email, Contact.Email) hold at most 80 characters."""
+
 TOPIC_NAMES: dict[StreamedObject, str] = {obj: f"SFB_{obj}" for obj in STREAMED_OBJECTS}
 """The PushTopic the bridge creates for each streamed object (names are at most 25 chars)."""
 

@@ -12,17 +12,33 @@ the bridge must then be reachable only through the proxy (see docs/web.md).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from bridge import create_app, trust_proxy
 from bridge.config import Settings
 from bridge.redis_embedded import EmbeddedRedis
 from bridge.store import Store
+
+
+def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own answers (a request line over 4094 bytes, bad headers, a malformed chunk)
+    as the API's JSON error instead of an HTML page. They come before any path is known, so
+    every path gets JSON: an API client can read it, and a browser shows it as text."""
+    code = reason.lower().replace(" ", "_") or "bad_request"
+    body = json.dumps({"error": {"code": code, "message": mesg or reason}}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nCache-Control: no-store\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
+    gunicorn_util.write_nonblock(sock, head + body)
 
 
 class _Gunicorn(BaseApplication):
@@ -36,6 +52,9 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
+        # In the worker (the app is not preloaded): gunicorn's workers write their errors
+        # through this module function, which has no hook of its own.
+        gunicorn_util.write_error = write_json_error
         return create_app(config=self.app_config)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,12 @@ def line_of(text: str, marker: str) -> int:
     return number
 
 
-def test_example_config_passes(runner: Any) -> None:
+def test_example_config_passes(
+    runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where the processes run: the key file is read from there
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "acme-jwt.key").write_text("a key")
     result = runner.invoke(main, ["config", "check", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
     assert "OK (1 org(s): acme)" in result.output
@@ -250,3 +256,144 @@ def test_pubsub_transport_defaults() -> None:
     assert streaming.pubsub_endpoint == "api.pubsub.salesforce.com:7443"
     assert streaming.pubsub_topics[0] == "/data/LeadChangeEvent"
     assert config.orgs["acme"].polling.safety_net and config.orgs["acme"].polling.every == 300
+
+
+# ---- hostile YAML, one pass, the connection's values (issue: config check survives) -------
+
+ORG_HEAD = """\
+orgs:
+  acme:
+    client_id: abc
+    username: integration@example.com
+    programs:
+      - {key: main, name: Main}
+    receiver:
+      program: main
+"""
+
+
+def check(runner: Any, tmp_path: Path, text: str) -> tuple[int, list[str]]:
+    path = tmp_path / "sfbridge.yaml"
+    path.write_text(text)
+    result = runner.invoke(main, ["config", "check", str(path)])
+    lines = [line for line in result.output.splitlines() if line.startswith(str(path))]
+    return result.exit_code, [line.removeprefix(str(path)) for line in lines]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "orgs:\n  acme: &a\n    login_url: https://x\n    again: *a\n",
+        "base: &b [1, *b]\norgs: {}\n",
+    ],
+    ids=["mapping", "list"],
+)
+@pytest.mark.timeout(10)
+def test_a_self_referencing_alias_is_refused_with_file_line_and_key(
+    runner: Any, tmp_path: Path, text: str
+) -> None:
+    code, lines = check(runner, tmp_path, text)
+    assert code == 1 and len(lines) == 1, lines
+    assert "refers to a value that contains it" in lines[0]
+    assert lines[0].startswith(":4: orgs.acme.again:") or lines[0].startswith(":1: base[1]:")
+
+
+@pytest.mark.timeout(10)
+def test_an_alias_bomb_is_refused_quickly(runner: Any, tmp_path: Path) -> None:
+    text = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        text += f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]\n"
+    text += ORG_HEAD + "    status_rules: *i\n"
+    started = time.monotonic()
+    code, lines = check(runner, tmp_path, text)
+    assert time.monotonic() - started < 5  # 9^9 values were over 60 s of CPU
+    assert code == 1 and len(lines) == 1 and "alias bomb" in lines[0], lines
+
+
+def test_schema_errors_do_not_hide_rule_and_cross_reference_errors(
+    runner: Any, tmp_path: Path
+) -> None:
+    text = """\
+orgs:
+  acme:
+    client_id: abc
+    username: integration@example.com
+    programs:
+      - {key: main, name: Main}
+    receiver:
+      program: nope
+      status_rules:
+        - {status: qualified, object: Lead, field: Status, op: equals, value: Open}
+        - {status: qualified, object: Lead, field: Status, op: equals, value: Open}
+        - {status: won, object: Lead, field: Status, op: equals, value: Won}
+    polling:
+      every: 1
+"""
+    code, lines = check(runner, tmp_path, text)
+    assert code == 1
+    joined = "\n".join(lines)
+    assert ":12: orgs.acme.receiver.status_rules[2].status:" in joined  # schema
+    assert ":14: orgs.acme.polling.every:" in joined  # schema
+    assert ":8: orgs.acme.receiver.program: 'nope' is not one of the programs" in joined  # x-ref
+    assert ":11: orgs.acme.receiver.status_rules[1]:" in joined  # rule that never fires
+    assert len(lines) == 4, lines
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "message"),
+    [
+        ("    client_id: ''\n", "client_id", "is empty"),
+        ("    client_id: '   '\n", "client_id", "is empty"),
+        ("    username: integration\n", "username", "is not a Salesforce username"),
+        ("    username: a b@example.com\n", "username", "is not a Salesforce username"),
+        ("    api_version: '29.0'\n", "api_version", "below the supported range"),
+        ("    api_version: '41.0'\n", "api_version", "below the supported range"),
+        ("    api_version: latest\n", "api_version", "is not an API version"),
+        ("    polling: {every: 4}\n", "polling.every", "greater than or equal to 5"),
+        ("    polling: {every: 100000}\n", "polling.every", "less than or equal to 86400"),
+        ("    polling: {page_size: 100}\n", "polling.page_size", "greater than or equal to 200"),
+        ("    polling: {page_size: 5000}\n", "polling.page_size", "less than or equal to 2000"),
+        ("    polling: {overlap_seconds: -1}\n", "polling.overlap_seconds", "greater than"),
+        ("    private_key_file: missing.key\n", "private_key_file", "does not exist"),
+        ("    ca_bundle: /no/such/ca.pem\n", "ca_bundle", "does not exist"),
+    ],
+)
+def test_the_connection_values_are_checked(
+    runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, key: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = ORG_HEAD.replace("    client_id: abc\n", "").replace(
+        "    username: integration@example.com\n", ""
+    )
+    code, lines = check(runner, tmp_path, text + extra)
+    assert code == 1 and len(lines) == 1, lines
+    assert f": orgs.acme.{key}:" in lines[0] and message in lines[0], lines
+
+
+def test_the_connection_values_that_are_fine(
+    runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jwt.key").write_text("k")
+    text = ORG_HEAD + "    private_key_file: jwt.key\n    api_version: '42.0'\n"
+    code, lines = check(runner, tmp_path, text)
+    assert code == 0, lines
+
+
+def test_duplicate_program_keys_are_refused(runner: Any, tmp_path: Path) -> None:
+    text = ORG_HEAD.replace(
+        "      - {key: main, name: Main}\n",
+        "      - {key: main, name: Main}\n      - {key: main, name: Again}\n",
+    )
+    code, lines = check(runner, tmp_path, text)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(":7: orgs.acme.programs[1].key:") and "given twice" in lines[0]
+    other = ORG_HEAD + ORG_HEAD.replace("orgs:\n  acme:", "  beta:")
+    code, lines = check(runner, tmp_path, other)
+    assert code == 1 and any("unique across the config" in line for line in lines), lines
+
+
+@pytest.mark.timeout(10)
+def test_yaml_nested_past_the_parsers_stack_is_refused(runner: Any, tmp_path: Path) -> None:
+    code, lines = check(runner, tmp_path, "orgs: " + "[" * 20000 + "]" * 20000 + "\n")
+    assert code == 1 and len(lines) == 1 and "nested too deeply" in lines[0], lines

@@ -27,6 +27,7 @@ from tests.factories import (
     org_config,
     pushtopic_message,
 )
+from tests.services import wait_for
 
 ORG = org_config(RELATED_FIELDS)
 
@@ -172,6 +173,50 @@ def test_a_stale_claim_of_a_dead_worker_is_taken_over(
     work(redis_client)
     assert states(store) == {"done": 5}
     assert len(entries(store)) == 5
+
+
+def claimed_at(store: Store, ids: list[int]) -> set[Any]:
+    with store.session() as s:
+        return set(s.scalars(select(InboundEvent.claimed_at).where(InboundEvent.id.in_(ids))))
+
+
+def test_a_running_batch_keeps_its_claim_past_the_claim_timeout(
+    store: Store, org_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat renews the claim while the batch runs, so a batch slower than the claim
+    timeout is not taken over; once it stops beating, the claim lapses after the timeout."""
+    monkeypatch.setattr(defaults, "CLAIM_TIMEOUT_SECONDS", 0.6)
+    ids = store_leads(store, org_id, range(1, 6))
+    assert claim(store, ids, "slow-batch") == ids
+    first = claimed_at(store, ids)
+    started = utcnow()
+    with jobs.claim_heartbeat(store, ids, "slow-batch"):
+        # Three claim timeouts inside the batch: every attempt to take it over fails.
+        while utcnow() - started < timedelta(seconds=1.8):
+            assert claim(store, ids, "another") == []
+        assert claimed_at(store, ids) != first  # renewed, not merely young
+    # The batch is gone without finishing (as if killed): its claim lapses, another takes it.
+    wait_for(lambda: claim(store, ids, "another") == ids, timeout=10, what="the claim to lapse")
+
+
+def test_the_heartbeat_stops_when_the_batch_is_through(store: Store, org_id: int) -> None:
+    ids = store_leads(store, org_id, range(1, 3))
+    claim(store, ids, "t")
+    with store.session() as s:
+        assert inbox.renew_claim(s, ids, "t") == 2
+        assert inbox.renew_claim(s, ids, "someone-else") == 0
+        inbox.finish(s, {i: ("done", None) for i in inbox.still_claimed(s, ids, "t")})
+    with store.session() as s:
+        assert inbox.renew_claim(s, ids, "t") == 0  # nothing left to keep
+
+
+def test_claim_timeout_and_sweep_pick_a_dead_workers_events_up_within_a_minute() -> None:
+    """The production defaults (SPEC: recovery you can wait for): the claim lapses after the
+    claim timeout, the next sweep enqueues it; together under a minute."""
+    assert defaults.CLAIM_TIMEOUT_SECONDS + defaults.SWEEP_EVERY_SECONDS < 60
+    assert defaults.CLAIM_TIMEOUT_SECONDS * defaults.CLAIM_RENEW_FRACTION * 2 < (
+        defaults.CLAIM_TIMEOUT_SECONDS
+    )
 
 
 def test_sweeper_enqueues_events_whose_job_was_lost(

@@ -3,11 +3,12 @@
 - ``check_rules(org)``: rules that can never take effect — a status rule shadowed by an earlier
   rule that matches whenever it does (first match wins), and rules or referral field mappings
   on an object that no streamed object leads to under the relational rules (SPEC §6).
+- ``check_files(org)``: the private key and CA bundle files the connection reads exist;
 - ``check_against_describe(org, describes)``: every field the receiver reads exists on the
   connected org, spelt as the org spells it (records carry the API's spelling, so ``email``
   would never find ``Email``), and status-rule values are values of their picklists.
 
-Both are pure and return ``ConfigProblem``s whose ``key`` is the config path
+All but ``check_files`` are pure; they return ``ConfigProblem``s whose ``key`` is the config path
 (``receiver.status_rules[3]``, as bridge.config writes them), for ``sfbridge config check``
 and ``sfbridge org check`` to print.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bridge.config import (
@@ -199,6 +201,21 @@ def check_against_describe(
     return problems
 
 
+def check_files(org: OrgConfig) -> list[ConfigProblem]:
+    """The files the org's connection reads exist (paths as the processes open them: relative
+    to the directory they are started in)."""
+    out = []
+    for key, what in (("private_key_file", "private key"), ("ca_bundle", "CA bundle")):
+        value = getattr(org, key)
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            where = "" if path.is_absolute() else f" (looked in {Path.cwd()})"
+            out.append(ConfigProblem(key, f"the {what} file '{value}' does not exist{where}"))
+    return out
+
+
 def check_config_rules(
     cfg: BridgeConfig,
     text: str,
@@ -209,8 +226,24 @@ def check_config_rules(
     `describes` (org name -> object -> describe), also ``check_against_describe``."""
     index = line_index(text)
     out: list[Problem] = []
+    # A program's key names it in the store, across orgs: a second org's program of the same
+    # key would be taken for the first one's.
+    first: dict[str, str] = {}
     for name, org in cfg.orgs.items():
-        found = check_rules(org)
+        for i, program in enumerate(getattr(org, "programs", None) or []):
+            if program.key in first and first[program.key] != name:
+                out.append(
+                    Problem(
+                        filename,
+                        index.get(("orgs", name, "programs", i, "key")),
+                        f"orgs.{name}.programs[{i}].key",
+                        f"program key '{program.key}' is also a program of org "
+                        f"'{first[program.key]}'; program keys are unique across the config",
+                    )
+                )
+            first.setdefault(program.key, name)
+    for name, org in cfg.orgs.items():
+        found = check_files(org) + check_rules(org)
         if describes and name in describes:
             found += check_against_describe(org, describes[name])
         for p in found:

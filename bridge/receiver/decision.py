@@ -30,14 +30,25 @@ from typing import Any
 from bridge.config import Receiver, parse_field_ref
 from bridge.receiver import matching as mt
 from bridge.receiver import rules as rl
-from bridge.vocabulary import APPROVED, DENIED, FAILED, PENDING, PROCESSED, REVIEW, SKIPPED
+from bridge.vocabulary import (
+    APPROVED,
+    DENIED,
+    FAILED,
+    PENDING,
+    PROCESSED,
+    QUALIFYING,
+    REVIEW,
+    SKIPPED,
+)
 
-# Every reason code an entry can carry, in words (for the review UI and reports).
+# Every reason code an entry can carry, in words: the one place the review UI, the reports
+# and docs/inbound.md ("Reason codes", checked by a test) take them from. Failures the bridge
+# saves carry their own code as well (a Salesforce error code such as INSUFFICIENT_ACCESS).
 REASONS = {
     "record_deleted": "the Salesforce record was deleted; nothing to apply",
     "own_write": "the change was made by the bridge's own integration user",
     "missing_data": "data needed to decide is missing from the entry (see 'missing')",
-    "status_rule": "status rule number <n> (counting from 0) matched and sets the status",
+    "status_rule": "status rule number {n} (counting from 0) matched and sets the status",
     "no_status_rule": "no status rule matched; only referral fields and links apply",
     "direct_match": "the referral was found by its Referral ID / External ID / Salesforce id",
     "fuzzy_match": "the referral was found by normalized email or a similar name",
@@ -47,22 +58,31 @@ REASONS = {
     "member_by": "how the member was found: referral_code, member_email or member_external_id",
     "referral_created": "a new referral is created under the member",
     "no_match": "no referral matched the entry",
+    "referral_id_not_found": "the entry names a Referral ID or External ID that matches no "
+    "referral of the receiver's program",
     "member_not_found": "the entry names a referring member that does not exist",
     "no_member": "no referral and no member: waiting for a reviewer (review_when_no_member)",
     "unmatched": "no referral and no member, and review_when_no_member is off",
     "referral_not_found": "the referral chosen by a reviewer does not exist",
     "terminal_referral": "the referral is approved, which is final",
-    "denied_referral_locked": "the referral is denied and override_denied is off",
+    "denied_referral_locked": "the referral is denied and override_denied is off (and the "
+    "change is no upgrade a reviewer is asked about)",
     "denied_requalify_not_allowed": "a denied referral that was qualified before cannot be "
     "qualified or approved again",
     "denied_upgrade_needs_review": "a denied referral would become qualified/approved: "
-    "review_denied_upgrade asks a reviewer first",
+    "review_denied_upgrade asks a reviewer, who decides whether or not override_denied is on",
     "status_unchanged": "the referral already has the status the rule sets",
     "fields_updated": "referral fields mapped from Salesforce change",
     "no_change": "nothing about the referral would change",
     "review_direct_match": "auto_process_direct is off: a reviewer approves direct matches",
     "review_fuzzy_match": "auto_process_fuzzy is off: a reviewer approves fuzzy matches",
     "rejected": "a reviewer rejected the entry",
+    "value_too_long": "a value is longer than the referral can hold (see the error); edit the "
+    "entry's fields and retry",
+    "org_not_configured": "the event's org is not in the config file",
+    "malformed_event": "the event could not be read; its payload is kept with the error",
+    "lookup_error": "reading the related records from Salesforce failed unexpectedly",
+    "receiver_error": "deciding the entry failed unexpectedly; the error says why",
 }
 
 
@@ -71,7 +91,7 @@ def explain(reason: str) -> str:
     code, _, arg = reason.partition(":")
     text = REASONS.get(code, reason)
     return (
-        text.replace("<n>", arg)
+        text.replace("{n}", arg)
         if arg and code == "status_rule"
         else (f"{text} ({arg})" if arg else text)
     )
@@ -330,8 +350,11 @@ def _with_referral(
         reasons.append("terminal_referral")
         decision.outcome = SKIPPED
         return decision
-    if target.status == DENIED and not receiver.override_denied:
-        # override_denied off: Salesforce may not change a denied referral at all.
+    # With override_denied off Salesforce may not change a denied referral, except that an
+    # upgrade to qualified/approved goes to a person when review_denied_upgrade is on (SPEC
+    # §7.5: "a person decides"); off, the referral is locked and the entry skipped.
+    upgrade_for_review = receiver.process.review_denied_upgrade and result.status in QUALIFYING
+    if target.status == DENIED and not receiver.override_denied and not upgrade_for_review:
         reasons.append("denied_referral_locked")
         decision.outcome = SKIPPED
         return decision
@@ -341,7 +364,7 @@ def _with_referral(
             target.status,
             result.status,
             ever_qualified=target.ever_qualified,
-            override_denied=receiver.override_denied,
+            override_denied=receiver.override_denied or upgrade_for_review,
         )
         if t.allowed:
             decision.to_status = result.status
@@ -441,7 +464,9 @@ def _without_referral(
             "edit the entry's fields (e.g. Contact.Email) or pick a referral, then retry"
         )
         return decision
-    reasons.append("no_match")
+    # A Referral ID that names no referral is not a stranger: say so (a typo, or a referral of
+    # another program), so the reviewer knows what to look for.
+    reasons.append("referral_id_not_found" if plan.direct_referral_ids else "no_match")
     if plan.member_keys:
         reasons.append("member_not_found")
     if receiver.process.review_when_no_member:

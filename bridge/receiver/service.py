@@ -45,6 +45,7 @@ from bridge.store.models import (
     Referral,
     ReferralStatusChange,
     SalesEntry,
+    overlong_values,
     utcnow,
 )
 from bridge.vocabulary import (
@@ -688,6 +689,8 @@ def _apply(
     session: Session, entry: SalesEntry, decision: Decision, *, program_id: int, actor: str
 ) -> None:
     """Make the decision true in the database and save it on the entry."""
+    if decision.outcome == PROCESSED and decision.create_referral is not None:
+        _refuse_overlong(decision)
     referral: Referral | None = None
     if decision.outcome == PROCESSED:
         if decision.create_referral is not None:
@@ -724,6 +727,19 @@ def _apply(
     entry.attempts = (entry.attempts or 0) + 1
     entry.processed_at = utcnow()
     entry.decided_by = actor
+
+
+def _refuse_overlong(decision: Decision) -> None:
+    """A value longer than its referral column fails the entry with the reason, saved on it:
+    SQLite would store it silently, PostgreSQL would refuse the whole transaction."""
+    too_long = overlong_values(Referral, decision.create_referral or {})
+    if too_long:
+        decision.outcome = FAILED
+        decision.reasons.append("value_too_long")
+        decision.error = (
+            f"a new referral cannot hold this: {'; '.join(too_long)}; edit the entry's fields "
+            "and retry"
+        )
 
 
 def _create_referral(

@@ -61,6 +61,12 @@ NAMING = {
 }
 
 
+#: Row ids and the foreign keys to them: 64-bit on PostgreSQL (the API takes ids up to 2^63-1,
+#: so a 32-bit column would overflow, a 500); SQLite's INTEGER PRIMARY KEY is 64-bit already
+#: and must stay INTEGER to remain the rowid.
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
@@ -71,7 +77,7 @@ class OrgConnection(Base):
 
     __tablename__ = "org_connections"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)  # the key under `orgs:` in config
     org_id: Mapped[str | None] = mapped_column(String(18), unique=True)
     instance_url: Mapped[str | None] = mapped_column(String(255))
@@ -91,10 +97,10 @@ class OrgConnection(Base):
 class Program(Base):
     __tablename__ = "programs"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255))
-    org_connection_id: Mapped[int | None] = mapped_column(ForeignKey("org_connections.id"))
+    org_connection_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -108,8 +114,8 @@ class Member(Base):
         Index("ix_members_program_email", "program_id", "email_key"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("programs.id"))
     external_id: Mapped[str | None] = mapped_column(String(255))
     referral_code: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(255), default="")
@@ -166,11 +172,11 @@ class Referral(Base):
         Index("ix_referrals_program", "program_id"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(64), unique=True)  # written to Referral_ID__c
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
-    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    program_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("members.id"))
     first_name: Mapped[str | None] = mapped_column(String(255))
     last_name: Mapped[str | None] = mapped_column(String(255))
     email: Mapped[str | None] = mapped_column(String(255))
@@ -217,11 +223,11 @@ class Referral(Base):
 class ReferralStatusChange(Base):
     __tablename__ = "referral_status_changes"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id"), index=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    referral_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("referrals.id"), index=True)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
-    entry_id: Mapped[int | None] = mapped_column(ForeignKey("sales_entries.id"))
+    entry_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("sales_entries.id"))
     actor: Mapped[str] = mapped_column(String(255), default="system")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -238,15 +244,15 @@ class FieldChange(Base):
         Index("ix_field_changes_member", "member_id", "field"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
-    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    referral_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("referrals.id"))
+    member_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("members.id"))
     field: Mapped[str] = mapped_column(String(128))  # local name: company, member.email
     source: Mapped[str] = mapped_column(String(16))  # local | salesforce
     outcome: Mapped[str] = mapped_column(String(16))  # applied | lost
     value: Mapped[Any] = mapped_column(JSON, nullable=True)
     previous: Mapped[Any] = mapped_column(JSON, nullable=True)
-    entry_id: Mapped[int | None] = mapped_column(ForeignKey("sales_entries.id"))
+    entry_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("sales_entries.id"))
     actor: Mapped[str] = mapped_column(String(255), default="system")
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -265,8 +271,8 @@ class InboundEvent(Base):
         Index("ix_inbound_events_state", "state", "id"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    org_connection_id: Mapped[int] = mapped_column(ForeignKey("org_connections.id"))
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    org_connection_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
     channel: Mapped[str] = mapped_column(String(255))
     replay_id: Mapped[int | None] = mapped_column(BigInteger)
     change_key: Mapped[str] = mapped_column(String(255))
@@ -298,7 +304,7 @@ class SyncCursor(Base):
     __tablename__ = "sync_cursors"
 
     org_connection_id: Mapped[int] = mapped_column(
-        ForeignKey("org_connections.id"), primary_key=True
+        ROW_ID, ForeignKey("org_connections.id"), primary_key=True
     )
     channel: Mapped[str] = mapped_column(String(255), primary_key=True)
     replay_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -320,11 +326,11 @@ class SalesEntry(Base):
         Index("ix_sales_entries_sobject", "sobject_type"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    org_connection_id: Mapped[int | None] = mapped_column(ForeignKey("org_connections.id"))
-    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"))
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    org_connection_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
+    program_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("programs.id"))
     inbound_event_id: Mapped[int | None] = mapped_column(
-        ForeignKey("inbound_events.id"), unique=True
+        ROW_ID, ForeignKey("inbound_events.id"), unique=True
     )
     source: Mapped[str] = mapped_column(String(16))  # stream | poll | api
     sobject_type: Mapped[str] = mapped_column(String(64))
@@ -338,8 +344,8 @@ class SalesEntry(Base):
     outcome: Mapped[str] = mapped_column(String(16), default="new")
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
-    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"), index=True)
-    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    referral_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("referrals.id"), index=True)
+    member_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("members.id"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -358,8 +364,8 @@ class Push(Base):
     __tablename__ = "pushes"
     __table_args__ = (Index("ix_pushes_state", "state", "id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    org_connection_id: Mapped[int | None] = mapped_column(ForeignKey("org_connections.id"))
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    org_connection_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
     kind: Mapped[str] = mapped_column(String(32))  # vocabulary.PUSH_KINDS
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     sobject_type: Mapped[str] = mapped_column(String(64))
@@ -374,7 +380,7 @@ class Push(Base):
     # usage | transient | permanent: who can fix the error (transient ones are retried)
     error_class: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    referral_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
+    referral_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("referrals.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
@@ -384,13 +390,13 @@ class _SalesEvent:
     """What a sale and a demo share: a client's event about a referral, saved once per client
     id and org (the same id with another body is a conflict), sent as one push."""
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    org_connection_id: Mapped[int] = mapped_column(ForeignKey("org_connections.id"))
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    org_connection_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
     client_id: Mapped[str] = mapped_column(String(100))
-    referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id"), index=True)
+    referral_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("referrals.id"), index=True)
     digest: Mapped[str] = mapped_column(String(64))  # of the validated body
     body: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    push_id: Mapped[int | None] = mapped_column(ForeignKey("pushes.id"))
+    push_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("pushes.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -416,7 +422,7 @@ class Demo(_SalesEvent, Base):
 class User(Base):
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     email: Mapped[str] = mapped_column(String(255), unique=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
@@ -431,8 +437,8 @@ class ApiToken(Base):
 
     __tablename__ = "api_tokens"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(String(255))
     prefix: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -449,9 +455,9 @@ class WebSession(Base):
 
     __tablename__ = "web_sessions"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     id_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()  # the absolute lifetime
@@ -477,13 +483,24 @@ class AuditLog(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(64))
     object_type: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+def overlong_values(model: type[Base], values: dict[str, Any]) -> list[str]:
+    """What in `values` is longer than its column of `model` holds, in words (empty: it fits)."""
+    columns = model.__table__.columns
+    out = []
+    for name, value in values.items():
+        length = getattr(columns[name].type, "length", None) if name in columns else None
+        if isinstance(value, str) and length and len(value) > length:
+            out.append(f"{name} has {len(value)} characters, {length} fit")
+    return out
 
 
 # Every ORM write of a referral or member keeps its matching keys in step with its fields, so

@@ -286,6 +286,24 @@ def claim(session: Session, ids: Sequence[int], token: str) -> list[int]:
     return sorted(claimed)
 
 
+def renew_claim(session: Session, ids: Sequence[int], token: str) -> int:
+    """The heartbeat of a running batch: its events still claimed by `token` get a fresh
+    claim time, so no other job takes them over. Returns how many are still claimed (0: the
+    batch is through, or its claim was taken over)."""
+    return _rowcount(
+        session.execute(
+            update(InboundEvent)
+            .where(
+                InboundEvent.id.in_(list(ids)),
+                InboundEvent.state == "processing",
+                InboundEvent.claimed_by == token,
+            )
+            .values(claimed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
 def release(session: Session, ids: Sequence[int], token: str) -> None:
     """Give claimed events back (state new) so a retry of the job can take them again."""
     session.execute(

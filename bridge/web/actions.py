@@ -5,13 +5,17 @@ Deciding entries is the receiver's job (`bridge.receiver.service`): approve, rej
 call it, and it writes their audit records. Writing to Salesforce is the writeback's job: a
 Push row is saved first (state `pending`, `bridge.writeback.queue_*`) and enqueued on the
 `outbound` rq queue after the transaction commits (`enqueue_pushes`).
+
+Longer than most modules on purpose: every action the UI and the API share is here, so
+neither grows a second version of one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
-import secrets
 from typing import Any
 
 from flask import abort
@@ -34,7 +38,13 @@ from bridge.store.models import (
     SalesEntry,
     utcnow,
 )
-from bridge.vocabulary import OPEN_OUTCOMES, REPUSHABLE, REVIEW, STREAMED_OBJECTS
+from bridge.vocabulary import (
+    FIELD_NAME_PATTERN,
+    OPEN_OUTCOMES,
+    REPUSHABLE,
+    REVIEW,
+    STREAMED_OBJECTS,
+)
 from bridge.web import editing
 from bridge.web.extensions import org_config, web
 
@@ -193,7 +203,7 @@ def edit_entry(
     return entry
 
 
-_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_FIELD_NAME = re.compile(FIELD_NAME_PATTERN)
 
 
 def known_fields(s: Session, entry: SalesEntry) -> dict[str, editing.KnownFields]:
@@ -215,7 +225,7 @@ def _check_fields(s: Session, entry: SalesEntry, fields: dict[str, dict[str, Any
                 f"unknown object '{obj}'", code="validation_error", fields=[f"fields.{obj}"]
             )
         for name, value in values.items():
-            if not _FIELD_NAME.match(name) or name == "Id":
+            if not _FIELD_NAME.fullmatch(name) or name == "Id":
                 raise ActionError(
                     f"'{obj}.{name}' cannot be edited",
                     code="validation_error",
@@ -232,6 +242,13 @@ def _check_fields(s: Session, entry: SalesEntry, fields: dict[str, dict[str, Any
         for name in values:
             if problem := editing.unknown_field(obj, name, known[obj]):
                 raise ActionError(problem, code="unknown_field", fields=[f"fields.{obj}.{name}"])
+
+
+def _content_key(data: dict[str, Any]) -> str:
+    content = {k: data.get(k) for k in ("sobject_type", "record", "related", "previous")}
+    content["change_type"] = data.get("change_type", "updated")
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[SalesEntry, bool]:
@@ -251,8 +268,10 @@ def submit_entry(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Sales
     org = _org_config(org_name)
     sobject: str = data["sobject_type"]
     record: dict[str, Any] = dict(data["record"])
-    record_id = record.get("Id")
-    stamp = record.get("SystemModstamp") or secrets.token_hex(8)
+    record_id = record["Id"]
+    # Without a SystemModstamp the same content is the same change (never a random key: a
+    # client sending again must get the first entry back, not a second one).
+    stamp = record.get("SystemModstamp") or _content_key(data)
     change_key = f"api:{sobject}:{record_id}:{stamp}"
     existing = s.scalar(
         select(InboundEvent).where(

@@ -5,10 +5,8 @@ input (naming the fields), 401 no/unknown/revoked/expired token (`bridge.web.bea
 missing scope, 404, 405, 409 state or duplicate conflicts, 422 well-formed input that refers
 to something that does not exist.
 Lists are newest first, `?limit=` (1–200, default 50) and `?cursor=` (the `next_cursor` of the
-previous page).
-
-Longer than most modules: the request bodies stay beside the views that validate them (the
-OpenAPI document is built from both).
+previous page). The request bodies, and their JSON Schemas in the OpenAPI document, are in
+`bridge.web.bodies`.
 """
 
 from __future__ import annotations
@@ -17,12 +15,11 @@ import base64
 import binascii
 import functools
 from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Select, false, select
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -34,11 +31,20 @@ from bridge.vocabulary import (
     PUSH_STATES,
     REFERRAL_STATUSES,
     STREAMED_OBJECTS,
-    ActivityKind,
-    ChangeType,
-    StreamedObject,
 )
-from bridge.web import actions, bearer, edits, serialize
+from bridge.web import actions, bearer, edits, inputs, serialize
+from bridge.web.bodies import (
+    ActivityIn,
+    EntryIn,
+    EntryPatch,
+    MemberIn,
+    MemberPatch,
+    NoBody,
+    ReferralIn,
+    ReferralPatch,
+    RejectIn,
+    RetryIn,
+)
 from bridge.web.extensions import store
 from bridge.writeback import fieldsync
 
@@ -47,127 +53,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
-
-# ---- request bodies (their JSON Schemas go into the OpenAPI document) ----------------------
-
-Scalar = str | int | float | bool | None
-Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=255)]
-Short = Annotated[str, Field(min_length=1, max_length=255)]
-RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]  # a stored row's id (64-bit)
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class MemberRef(_Body):
-    """Which member referred: give one of these."""
-
-    id: RowId | None = None
-    external_id: Short | None = None
-    referral_code: Short | None = None
-    email: Email | None = None
-
-
-class ReferralIn(_Body):
-    program: Short
-    first_name: Short | None = None
-    last_name: Short
-    email: Email | None = None
-    company: Short | None = None
-    phone: Annotated[str, Field(max_length=64)] | None = None
-    external_id: Short | None = None
-    member: MemberRef | None = None
-    fields: dict[str, Scalar] = Field(default_factory=dict)
-
-
-class MemberIn(_Body):
-    program: Short
-    name: Short
-    email: Email | None = None
-    external_id: Short | None = None
-    referral_code: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    phone: Annotated[str, Field(max_length=64)] | None = None
-    url: Annotated[str, Field(max_length=500, pattern=r"^https?://")] | None = None
-
-
-class ReferralPatch(_Body):
-    """The fields to change; `fields` keys are merged (null removes one)."""
-
-    first_name: Short | None = None
-    last_name: Short | None = Field(default=None, description="cannot be cleared")
-    email: Email | None = None
-    company: Short | None = None
-    phone: Annotated[str, Field(max_length=64)] | None = None
-    fields: dict[str, Scalar] = Field(default_factory=dict)
-
-
-class MemberPatch(_Body):
-    """The fields to change (ids used for matching, external_id and referral_code, stay)."""
-
-    name: Short | None = Field(default=None, description="cannot be cleared")
-    email: Email | None = None
-    phone: Annotated[str, Field(max_length=64)] | None = None
-    url: Annotated[str, Field(max_length=500, pattern=r"^https?://")] | None = None
-
-
-class ActivityIn(_Body):
-    org: Short
-    activity_id: Annotated[str, Field(min_length=1, max_length=100)]
-    kind: ActivityKind
-    subject: Short
-    occurred_at: datetime
-    description: Annotated[str, Field(max_length=32000)] | None = None
-    who_email: Email | None = None
-    referral_id: RowId | None = None
-    duration_minutes: Annotated[int, Field(ge=0, le=14 * 24 * 60)] | None = None
-    ended_at: datetime | None = None
-
-
-class EntryIn(_Body):
-    org: Short
-    sobject_type: StreamedObject
-    record: dict[str, Any] = Field(
-        description="the changed record, Salesforce field names, with Id"
-    )
-    related: dict[StreamedObject, dict[str, Any] | None] = Field(default_factory=dict)
-    previous: dict[str, Any] = Field(default_factory=dict)
-    change_type: ChangeType = "updated"
-
-
-class EntryPatch(_Body):
-    fields: dict[StreamedObject, dict[str, Scalar]] = Field(min_length=1)
-
-
-class RetryIn(_Body):
-    fields: dict[StreamedObject, dict[str, Scalar]] | None = None
-    referral_id: RowId | None = None
-
-
-class NoBody(_Body):
-    """This action takes no fields (an empty body or `{}`)."""
-
-
-class RejectIn(_Body):
-    note: Annotated[str, Field(max_length=2000)] | None = None
-
-
-REQUEST_MODELS: dict[str, type[BaseModel]] = {
-    m.__name__: m
-    for m in (
-        MemberRef,
-        ReferralIn,
-        ReferralPatch,
-        MemberIn,
-        MemberPatch,
-        ActivityIn,
-        EntryIn,
-        EntryPatch,
-        RetryIn,
-        RejectIn,
-        NoBody,
-    )
-}
 
 # ---- errors ---------------------------------------------------------------------------------
 
@@ -178,7 +63,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         if request.path.startswith("/api/"):
-            code = (exc.name or "error").lower().replace(" ", "_")
+            code = getattr(exc, "error_code", None) or (exc.name or "error").lower().replace(
+                " ", "_"
+            )
+            field = getattr(exc, "field", None)
             headers = None
             if isinstance(exc, MethodNotAllowed):
                 headers = {"Allow": ", ".join(exc.valid_methods or [])}
@@ -187,6 +75,7 @@ def init_app(app: Flask) -> None:
                 exc.code or 500,
                 code,
                 message.get(exc.code or 0, exc.description or code),
+                [field] if field else None,
                 headers=headers,
             )
         return render_template(
@@ -233,17 +122,21 @@ def _validation(exc: ValidationError) -> ResponseReturnValue:
 
 
 def body(model: type[BaseModel]) -> Any:
-    data = request.get_json(silent=True)
-    if data is None:
-        # The body itself, not Content-Length: a chunked body has no length but is still sent.
-        sent = bool(request.get_data(cache=True))
-        if sent and request.mimetype != "application/json":
+    # The body itself, not Content-Length: a chunked body has no length but is still sent.
+    raw = inputs.read_body()
+    if not raw.strip():
+        data: Any = {}
+    elif request.mimetype != "application/json":
+        raise ApiAbort(
+            error(400, "invalid_json", "send a JSON body with Content-Type: application/json")
+        )
+    else:
+        try:
+            data = inputs.parse_json(raw)
+        except ValueError:  # also a body that is not UTF-8
             raise ApiAbort(
-                error(400, "invalid_json", "send a JSON body with Content-Type: application/json")
-            )
-        if sent:
-            raise ApiAbort(error(400, "invalid_json", "the request body is not valid JSON"))
-        data = {}
+                error(400, "invalid_json", "the request body is not valid JSON")
+            ) from None
     if not isinstance(data, dict):
         raise ApiAbort(error(400, "invalid_json", "the request body must be a JSON object"))
     return model.model_validate(data)
@@ -451,7 +344,14 @@ def list_entries() -> ResponseReturnValue:
 @bp.post("/entries")
 @require_scope("entries:write")
 def submit_entry() -> ResponseReturnValue:
-    data = body(EntryIn).model_dump()
+    entry_in = body(EntryIn)
+    data = entry_in.model_dump()
+    # as sent, with no nulls added
+    data["record"] = entry_in.record.model_dump(exclude_unset=True)
+    data["related"] = {
+        obj: rec.model_dump(exclude_unset=True) if rec is not None else None
+        for obj, rec in entry_in.related.items()
+    }
     with store().session() as s:
         entry, created = actions.submit_entry(s, data, actor=g.api_actor)
         out = serialize.entry(entry)

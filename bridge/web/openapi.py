@@ -26,7 +26,7 @@ from bridge.vocabulary import (
     SCOPES,
     STREAMED_OBJECTS,
 )
-from bridge.web import api, sales_api
+from bridge.web import api, bodies, sales_api
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -274,7 +274,12 @@ _PAGING = [
             "default": api.DEFAULT_LIMIT,
         },
     },
-    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "the next_cursor of the previous page (any other value is a 400)",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
+    },
 ]
 
 
@@ -286,7 +291,12 @@ def _q(name: str, values: tuple[str, ...] | None = None) -> dict[str, Any]:
 
 
 def _id(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    }
 
 
 # (path, method, view function, summary, request model, success status, success schema, params)
@@ -508,7 +518,27 @@ _ERRORS = {
     "405": "method not allowed",
     "409": "the resource's state or a duplicate conflicts with the request",
     "422": "well-formed input that names something that does not exist",
+    "414": "the request line is longer than the server reads (gunicorn: 4094 bytes)",
+    "5XX": "an unexpected failure on the bridge's side; nothing half-done is kept",
 }
+_BODY_ERRORS = {"413": "the body is larger than the server accepts (2 MB)"}
+
+
+def _property_names(schema: Any) -> Any:
+    """pydantic writes a dict with constrained keys as `patternProperties`, which lets any other
+    key through as well; the API refuses those, so say `propertyNames` (the key's pattern)."""
+    if isinstance(schema, dict):
+        schema = {k: _property_names(v) for k, v in schema.items()}
+        patterns = schema.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1:
+            (pattern, values), *_ = patterns.items()
+            del schema["patternProperties"]
+            schema["propertyNames"] = {"pattern": pattern}
+            schema["additionalProperties"] = values
+        return schema
+    if isinstance(schema, list):
+        return [_property_names(v) for v in schema]
+    return schema
 
 
 def _error_response(desc: str) -> dict[str, Any]:
@@ -518,11 +548,11 @@ def _error_response(desc: str) -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     schemas: dict[str, Any] = dict(RESPONSE_SCHEMAS)
-    for name, model in {**api.REQUEST_MODELS, **sales_api.REQUEST_MODELS}.items():
+    for name, model in bodies.REQUEST_MODELS.items():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for sub, sub_schema in schema.pop("$defs", {}).items():
-            schemas[sub] = sub_schema
-        schemas[name] = schema
+            schemas[sub] = _property_names(sub_schema)
+        schemas[name] = _property_names(schema)
     paths: dict[str, dict[str, Any]] = {}
     for path, method, view, summary, req, status, resp, params in OPERATIONS:
         scope = view.required_scope
@@ -532,7 +562,7 @@ def document() -> dict[str, Any]:
                 "content": {"application/json": {"schema": _ref(resp)}},
             }
         }
-        for code, desc in _ERRORS.items():
+        for code, desc in {**_ERRORS, **(_BODY_ERRORS if req else {})}.items():
             responses[code] = _error_response(desc)
         if status == 201 and path in ("/activities", "/entries", "/sales", "/demos"):
             responses["200"] = {
@@ -548,8 +578,9 @@ def document() -> dict[str, Any]:
             "x-required-scope": scope,
         }
         if req:
+            # Required when the body has required fields; else an empty body means `{}`.
             op["requestBody"] = {
-                "required": req != "NoBody",
+                "required": bool(schemas[req].get("required")),
                 "content": {"application/json": {"schema": _ref(req)}},
             }
         paths.setdefault(path, {})[method] = op

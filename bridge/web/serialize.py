@@ -1,9 +1,12 @@
-"""Rows as JSON for the API (the shapes documented in openapi.py)."""
+"""Rows as JSON for the API (the shapes documented in openapi.py), always strict JSON."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
+
+from flask.json.provider import DefaultJSONProvider
 
 from bridge.store.models import Member, Push, Referral, SalesEntry
 
@@ -96,3 +99,25 @@ def push(p: Push) -> dict[str, Any]:
         "updated_at": _ts(p.updated_at),
         "sent_at": _ts(p.sent_at),
     }
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, but never `NaN` or `Infinity` (not JSON; clients fail on the whole list).
+    The API refuses them on the way in; a value stored before that is written as null."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs["allow_nan"] = False
+        try:
+            return super().dumps(obj, **kwargs)
+        except ValueError:
+            return super().dumps(_finite(obj), **kwargs)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

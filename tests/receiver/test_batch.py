@@ -325,7 +325,8 @@ def test_a_mixed_batch_ends_exactly_as_entry_by_entry(
         ("processed", ["member_match", "member_by:referral_code", "referral_created"]),
         ("skipped", ["no_match"]),
         ("review", ["status_rule:0", "ambiguous_match"]),  # R4 and R5 are both Tom Miller
-        ("skipped", ["status_rule:0", "fuzzy_match", "denied_referral_locked"]),
+        # a denied referral Salesforce would qualify: a person decides (the defaults)
+        ("review", ["status_rule:0", "fuzzy_match", "denied_upgrade_needs_review"]),
         ("skipped", ["status_rule:0", "direct_match", "status_unchanged", "no_change"]),
         ("processed", ["status_rule:0", "direct_match"]),
         ("processed", ["direct_match", "no_status_rule", "fields_updated"]),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge import matchkeys as mk
 from bridge.config import Receiver
-from bridge.receiver.decision import decide
+from bridge.receiver.decision import REASONS, decide
 from bridge.receiver.matching import EntryInput, MemberCandidate, ReferralCandidate, plan_lookups
 
 INTEGRATION = "005INTEGRATION0AAA"
@@ -465,7 +467,10 @@ def test_unmatched_entry_that_claims_nothing_is_skipped() -> None:
 @pytest.mark.parametrize(
     ("override", "ever_qualified", "review_upgrade", "outcome", "reason"),
     [
-        (False, False, True, "skipped", "denied_referral_locked"),
+        # the defaults: a person decides an upgrade of a denied referral (SPEC §7.5)
+        (False, False, True, "review", "denied_upgrade_needs_review"),
+        (False, False, False, "skipped", "denied_referral_locked"),
+        (False, True, True, "skipped", "denied_requalify_not_allowed"),
         (True, False, True, "review", "denied_upgrade_needs_review"),
         (True, False, False, "processed", "direct_match"),
         (True, True, False, "skipped", "denied_requalify_not_allowed"),
@@ -481,6 +486,31 @@ def test_denied_referral_upgrade(
     d = decide(entry, recv, candidates=[c])
     assert (d.outcome, d.reasons[-1]) == (outcome, reason)
     assert d.to_status == ("qualified" if outcome != "skipped" else None)
+
+
+def test_the_reviewer_approves_a_denied_upgrade_with_the_defaults() -> None:
+    entry = lead_entry(Status="Qualified", Referral_ID__c="R0001")
+    recv = receiver()
+    assert not recv.override_denied and recv.process.review_denied_upgrade
+    c = ref(1, status="denied")
+    d = decide(entry, recv, candidates=[c], forced_referral_id=1, reviewed=True)
+    assert (d.outcome, d.from_status, d.to_status) == ("processed", "denied", "qualified")
+    # …and a change that is no upgrade stays locked
+    rules = [
+        {"status": "pending", "object": "Lead", "field": "Status", "op": "equals", "value": "Open"}
+    ]
+    d = decide(
+        lead_entry(Status="Open", Referral_ID__c="R0001"),
+        receiver(status_rules=rules),
+        candidates=[c],
+    )
+    assert (d.outcome, d.reasons[-1]) == ("skipped", "denied_referral_locked")
+
+
+def test_a_referral_id_that_matches_nothing_has_its_own_reason() -> None:
+    d = decide(lead_entry(Status="Qualified", Referral_ID__c="R-TYPO"), receiver(), candidates=[])
+    assert d.outcome == "review"
+    assert "referral_id_not_found" in d.reasons and "no_match" not in d.reasons
 
 
 def test_denied_to_pending_with_override_needs_no_review() -> None:
@@ -584,3 +614,34 @@ def test_fuzzy_by_name_knows_nicknames(first: str, referred_as: str, matched: bo
     assert bool(blocks & set(plan.name_blocks)) is matched  # the pool would bring it
     d = decide(entry, receiver(), candidates=[c], plan=plan)
     assert (d.referral_id == 5) is matched
+
+
+def reasons_table() -> str:
+    rows = ["| code | meaning |", "|---|---|"]
+    rows += [f"| `{code}` | {text} |" for code, text in REASONS.items()]
+    return "\n".join(rows)
+
+
+def test_every_reason_code_is_documented_in_words_in_one_place() -> None:
+    """The codes the bridge writes are all in REASONS, and docs/inbound.md shows REASONS."""
+    root = Path(__file__).resolve().parents[2]
+    written: set[str] = set()
+    patterns = (
+        r'reasons(?:\.append\(|\s*\+=\s*\[|\s*=\s*\[)\s*(?:f?"([a-z_]+))',
+        r'Decision\(\s*\w+,\s*\["([a-z_]+)"',
+        r'_save_failed\(\s*session,\s*ev,\s*"([a-z_]+)"',
+        r'unexpected="([a-z_]+)"',
+        r'"([a-z_]+)" if plan\.direct_referral_ids else "([a-z_]+)"',
+    )
+    for path in ("bridge/receiver/decision.py", "bridge/receiver/service.py", "bridge/intake.py"):
+        source = (root / path).read_text()
+        for pattern in patterns:
+            for match in re.finditer(pattern, source):
+                written.update(g for g in match.groups() if g)
+    assert {"no_match", "referral_id_not_found", "value_too_long", "own_write"} <= written
+    assert written - set(REASONS) == set(), "reason codes without words in REASONS"
+    docs = (root / "docs/inbound.md").read_text()
+    block = docs.split("<!-- reasons:start -->\n", 1)[1].split("\n<!-- reasons:end -->", 1)[0]
+    assert block == reasons_table(), "docs/inbound.md's reason table differs from REASONS:\n" + (
+        reasons_table()
+    )

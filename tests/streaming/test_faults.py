@@ -11,13 +11,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from bridge import defaults
 from bridge.devorg.testing import DevOrg
 from bridge.redis_embedded import EmbeddedRedis
+from bridge.store.models import InboundEvent
 from tests.harness import Bridge, Writer, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -239,3 +243,70 @@ def test_kill_9_worker_mid_batch(bridge: Bridge) -> None:
     bridge.start("worker", "worker")
     writer.create("Contact", 10, tag="after")
     assert_every_change_once(bridge, writer)
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_workers_events_are_picked_up_within_a_minute(
+    fault_org: DevOrg, redis_url: str, tmp_path: Path
+) -> None:
+    """kill -9 a worker mid-batch with the production claim timeout and sweep interval (not
+    the short fault-suite ones): its events are taken over once the claim lapses and the next
+    sweep runs — within a minute, not after the old 900 s. The bound is the claim expiry plus
+    one sweep interval, measured on the claim times the database records."""
+    fault_org.control("reset")
+    production = {"SFBRIDGE_CLAIM_TIMEOUT_SECONDS": "", "SFBRIDGE_SWEEP_EVERY_SECONDS": ""}
+    bridge = Bridge(tmp_path / "bridge", fault_org, redis_url, extra_env=production).install()
+    try:
+        start_streaming(bridge)
+        bridge.org.control(
+            "faults", {"kind": "latency", "path": "/services/data/", "latency_ms": 8000, "count": 2}
+        )
+        bridge.start("worker", "worker")
+        writer = Writer(bridge.org)
+        writer.create("Contact", 20)
+        wait_until(
+            lambda: bool(claims(bridge)),
+            60,
+            "the worker to claim a batch",
+            lambda: bridge.log("worker"),
+        )
+        held = claims(bridge)
+        bridge.kill("worker")
+        last_beat = max(at for _token, at in held.values())
+        bridge.org.control("faults", method="DELETE")
+        bridge.start("worker", "worker")
+
+        def taken_over() -> dict[int, tuple[str, datetime]]:
+            now = {i: c for i, c in claims(bridge, done=True).items() if i in held}
+            return now if all(now[i][0] != held[i][0] for i in held if i in now) else {}
+
+        wait_until(
+            lambda: len(taken_over()) == len(held), 90, "the dead worker's events to be taken over"
+        )
+        picked_up = min(at for _token, at in taken_over().values())
+        delay = (picked_up - last_beat).total_seconds()
+        bound = defaults.CLAIM_TIMEOUT_SECONDS + defaults.SWEEP_EVERY_SECONDS
+        print(
+            f"\n  taken over {delay:.1f} s after the dead worker's last heartbeat (bound {bound} s)"
+        )
+        assert delay >= defaults.CLAIM_TIMEOUT_SECONDS, "a live-looking claim was taken over"
+        assert delay < 60
+        assert_every_change_once(bridge, writer)
+    finally:
+        bridge.close()
+
+
+def claims(bridge: Bridge, done: bool = False) -> dict[int, tuple[str, datetime]]:
+    """Event id -> (claim token, claim time) of the claimed events (and finished ones)."""
+    states = ("processing", "done", "skipped", "failed") if done else ("processing",)
+    with bridge.reader.connect() as s:
+        rows = s.execute(
+            select(InboundEvent.id, InboundEvent.claimed_by, InboundEvent.claimed_at).where(
+                InboundEvent.state.in_(states), InboundEvent.claimed_by.is_not(None)
+            )
+        ).all()
+    return {i: (token, _utc(at)) for i, token, at in rows}
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

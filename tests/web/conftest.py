@@ -15,6 +15,7 @@ from bridge import create_app
 from bridge.config import Settings
 from bridge.store import Store
 from tests.web.seed import CONFIG_YAML, FAST_HASH, PASSWORD, Seeded, seed
+from tests.web.webproc import running_web
 
 
 @pytest.fixture
@@ -99,3 +100,11 @@ def app_factory(config_file: Path, tmp_path: Path) -> Iterator[Callable[..., Fla
     yield factory
     for a in made:
         a.extensions["sfbridge"].store.dispose()
+
+
+@pytest.fixture
+def web_server(sqlite_store: Store, tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Seeded]]:
+    """`sfbridge web` (gunicorn, one worker) on a free loopback port over the seeded store."""
+    seeded = seed(sqlite_store)
+    with running_web(sqlite_store.url, tmp_path, SFBRIDGE_REDIS_URL=redis_url) as base:
+        yield base, seeded

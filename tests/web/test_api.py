@@ -271,7 +271,7 @@ def test_submit_an_entry_directly(api: Api) -> None:
         api.post("/entries", {"org": "acme", "record": {}}),
         400,
         "validation_error",
-        ["sobject_type"],
+        ["sobject_type", "record.Id"],
     )
     check_error(
         api.post("/entries", {**payload, "sobject_type": "Task"}),

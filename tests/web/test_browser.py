@@ -6,7 +6,6 @@ and see a form posted without its CSRF token refused. Screenshots go to test-art
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ import pytest
 from bridge.store import Store
 from bridge.store.models import Push, SalesEntry
 from tests import services
-from tests.web.seed import PASSWORD, Seeded, seed
-from tests.web.webproc import running_web
+from tests.web.seed import PASSWORD, Seeded
 
 pytestmark = pytest.mark.browser
 
@@ -40,13 +38,6 @@ def chromium() -> str:
             pytest.fail("chromium is required in CI (apt-get install chromium)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     return CHROMIUM
-
-
-@pytest.fixture
-def web_server(sqlite_store: Store, tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Seeded]]:
-    seeded = seed(sqlite_store)
-    with running_web(sqlite_store.url, tmp_path, SFBRIDGE_REDIS_URL=redis_url) as base:
-        yield base, seeded
 
 
 def _entry(store: Store, entry_id: int) -> SalesEntry:

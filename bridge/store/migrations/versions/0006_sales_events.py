@@ -1,7 +1,7 @@
 """sales and demos: sales-engagement events about a referral, each sent as one push
 
 Revision ID: 0006_sales
-Revises: 0002_perf
+Revises: 0002_inputhard
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,9 @@ from alembic import op
 
 import bridge.store.models
 
+_ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 revision = "0006_sales"
-down_revision = "0002_perf"
+down_revision = "0002_inputhard"
 branch_labels = None
 depends_on = None
 
@@ -18,13 +19,13 @@ depends_on = None
 def _event_table(name: str, *extra: sa.Column) -> None:
     op.create_table(
         name,
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("org_connection_id", sa.Integer(), nullable=False),
+        sa.Column("id", _ROW_ID, nullable=False),
+        sa.Column("org_connection_id", _ROW_ID, nullable=False),
         sa.Column("client_id", sa.String(length=100), nullable=False),
-        sa.Column("referral_id", sa.Integer(), nullable=False),
+        sa.Column("referral_id", _ROW_ID, nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("body", sa.JSON(), nullable=False),
-        sa.Column("push_id", sa.Integer(), nullable=True),
+        sa.Column("push_id", _ROW_ID, nullable=True),
         sa.Column("created_at", bridge.store.models.UTCDateTime(timezone=True), nullable=False),
         *extra,
         sa.ForeignKeyConstraint(
