@@ -372,6 +372,7 @@ class Sales(_Model):
     won_stage: str = Field(default="Closed Won", min_length=1)
     create_price_entries: bool = False  # a product without a standard price gets one
     convert_leads: bool = True  # at demo set, a person known only as a Lead is converted
+    converted_status: str = Field(default="Closed - Converted", min_length=1)
 
 
 class Writeback(_Model):

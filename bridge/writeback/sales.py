@@ -33,8 +33,8 @@ from bridge.config import OrgConfig
 from bridge.matchkeys import company_key
 from bridge.store import Store
 from bridge.store.models import Push, Referral
-from bridge.writeback import cascade, events, sales_items, sales_lookups
-from bridge.writeback.client import RecordError, Writer
+from bridge.writeback import cascade, events, lead_convert, sales_items, sales_lookups
+from bridge.writeback.client import RecordError, Writer, record_error
 from bridge.writeback.planning import Item, Outcome, failure_outcome
 from bridge.writeback.referrals import referral_values
 from bridge.writeback.sales_records import Event, SharedWrite, mapped, permanent, write
@@ -233,6 +233,8 @@ def _contacts(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
         for e in batch
         if "people" not in e.result or any(not p.get("record_id") for p in e.result["people"])
     ]
+    _convert_leads(writer, cfg, todo)
+    todo = [e for e in todo if e.live()]
     connected = sorted(
         {str(e.account_id) for e in todo if e.result["account"].get("action") == "connect"}
     )
@@ -276,6 +278,60 @@ def _contacts(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
     for event, n, w in writes:
         if w.ok:
             event.result["people"][n]["record_id"] = w.saved_id
+
+
+def _convert_leads(writer: Writer, cfg: OrgConfig, todo: list[Event]) -> None:
+    """At a demo set, a person known only as a Lead becomes a Contact of the cascade's Account
+    the way Salesforce converts Leads (SOAP convertLead, no Opportunity: step 4 makes it)."""
+    if not cfg.writeback.sales.convert_leads:
+        return
+    leads = [
+        e
+        for e in todo
+        if e.kind == "demo"
+        and e.person.get("sf_lead_id")
+        and not e.person.get("sf_contact_id")
+        and not (e.result.get("people") or [{}])[0].get("record_id")
+    ]
+    if not leads:
+        return
+    converts = [
+        {
+            "accountId": e.account_id,
+            "convertedStatus": cfg.writeback.sales.converted_status,
+            "doNotCreateOpportunity": True,
+            "leadId": e.person["sf_lead_id"],
+        }
+        for e in leads
+    ]
+    try:
+        results = lead_convert.convert(writer, converts)
+    except Exception as exc:
+        for event in leads:
+            event.fail(failure_outcome(event.item.push_id, exc))
+        return
+    for event, result in zip(leads, results, strict=True):
+        if not result["success"]:
+            err = record_error(result)
+            event.fail(
+                Outcome(
+                    event.item.push_id,
+                    "failed",
+                    sobject="Lead",
+                    error=err,
+                    error_class=err.error_class,
+                )
+            )
+            continue
+        people = event.result.setdefault("people", [{} for _ in event.people])
+        people[0] = {
+            "action": "convert",
+            "record_id": result["contactId"],
+            "lead_id": result["leadId"],
+            "reason": f"the referral's Lead {result['leadId']} converted (convertLead) into "
+            "this Contact of the account",
+            "steps": [],
+        }
 
 
 # ---- 4. opportunity and contact roles ----------------------------------------------------------

@@ -155,3 +155,64 @@ def test_a_missing_product_fails_the_push_before_anything_is_written(bridge: Bri
     assert push.error_code == "product_not_found"
     assert "item 1: no Product2 with ProductCode 'GOLD'" in (push.error_message or "")
     assert query(bridge, "SELECT Id FROM Account") == []
+
+
+def test_a_demo_with_a_lead_converts_it_into_a_contact_of_the_account(bridge: Bridge) -> None:
+    lead = bridge.sales.Lead.create(
+        {"LastName": "Baker", "Company": "Bluebird Bakery", "Phone": "415 555 0199"}
+    )["id"]
+    rid = bridge.referral(4, last_name="Baker", company="Bluebird Bakery", sf_lead_id=lead)
+    pid = record(
+        bridge,
+        "demo",
+        rid,
+        {
+            "id": "demo-4",
+            "state": "set",
+            "phone": "415 555 0100",
+            "at": "2026-03-05T17:00:00+00:00",
+        },
+    )
+    assert bridge.send(pid).sent == [pid], bridge.push(pid).error_message
+    [converted] = query(
+        bridge,
+        "SELECT IsConverted, ConvertedContactId, ConvertedAccountId, "
+        "ConvertedOpportunityId FROM Lead WHERE Id = {}",
+        lead,
+    )
+    [account] = query(bridge, "SELECT Id FROM Account")
+    [contact] = query(bridge, "SELECT Id, AccountId FROM Contact")
+    [opp] = query(bridge, "SELECT Id, AccountId FROM Opportunity")  # ours, not the conversion's
+    assert converted["IsConverted"] is True
+    assert converted["ConvertedContactId"] == contact["Id"]
+    assert converted["ConvertedAccountId"] == account["Id"] == contact["AccountId"]
+    assert converted["ConvertedOpportunityId"] is None and opp["AccountId"] == account["Id"]
+    primary = bridge.push(pid).payload["result"]["people"][0]
+    assert (primary["action"], primary["record_id"], primary["lead_id"]) == (
+        "convert",
+        contact["Id"],
+        lead,
+    )
+    row = bridge.referral_row(rid)
+    assert (row.sf_lead_id, row.sf_contact_id, row.sf_account_id) == (
+        lead,
+        contact["Id"],
+        account["Id"],
+    )
+    [role] = query(bridge, "SELECT ContactId FROM OpportunityContactRole")
+    assert role["ContactId"] == contact["Id"]
+
+
+def test_a_lead_that_cannot_be_converted_fails_the_demo_with_salesforce_s_reason(
+    bridge: Bridge,
+) -> None:
+    bridge.configure({"sales": {**SALES, "converted_status": "Done"}})
+    lead = bridge.sales.Lead.create({"LastName": "Baker", "Company": "Bluebird Bakery"})["id"]
+    rid = bridge.referral(5, last_name="Baker", company="Bluebird Bakery", sf_lead_id=lead)
+    pid = record(
+        bridge, "demo", rid, {"id": "demo-5", "state": "set", "at": "2026-03-05T17:00:00+00:00"}
+    )
+    assert bridge.send(pid).failed == [pid]
+    push = bridge.push(pid)
+    assert push.error_code == "INVALID_STATUS" and "Done" in (push.error_message or "")
+    assert query(bridge, "SELECT Id FROM Contact") == []
