@@ -215,6 +215,7 @@ class SaleIn(_Body):
     fields: dict[str, Scalar] = Field(
         default_factory=dict, description="values for mappings of local sale.<key>"
     )
+    owner: Short | None = Field(default=None, description="the rep: writeback.users maps it")
 
 
 class DemoIn(_Body):
@@ -227,6 +228,7 @@ class DemoIn(_Body):
     phone: Phone | None = Field(default=None, description="default: the referral's phone")
     city: Short | None = None
     state_code: Short | None = None
+    owner: Short | None = Field(default=None, description="the rep: writeback.users maps it")
 
 
 REQUEST_MODELS: dict[str, type[BaseModel]] = {

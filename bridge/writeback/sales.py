@@ -33,7 +33,7 @@ from bridge.config import OrgConfig
 from bridge.matchkeys import company_key
 from bridge.store import Store
 from bridge.store.models import Push, Referral
-from bridge.writeback import cascade, events, lead_convert, sales_items, sales_lookups
+from bridge.writeback import cascade, events, lead_convert, owners, sales_items, sales_lookups
 from bridge.writeback.client import RecordError, Writer, record_error
 from bridge.writeback.planning import Item, Outcome, failure_outcome
 from bridge.writeback.referrals import referral_values
@@ -58,6 +58,7 @@ def send_events(
 
 def _run(store: Store, writer: Writer, cfg: OrgConfig, batch: list[Event]) -> list[Outcome]:
     steps = (
+        _owners,
         sales_items.resolve_products,
         _accounts,
         _contacts,
@@ -158,6 +159,32 @@ def _outcome(event: Event) -> Outcome:
     return Outcome(push_id, "sent", sf_id=event.account_id, sobject="Account")
 
 
+# ---- owners (the user mapping) -------------------------------------------------------------------
+
+
+def _owners(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
+    """OwnerId of the records an event creates (and of its Opportunity): its rep's active user.
+    An unmapped or inactive rep leaves the owner to Salesforce, with the reason on the push."""
+    todo = [e for e in batch if e.body.get("owner") and "owner" not in e.result]
+    users = cfg.writeback.users
+    mapped = {e.body["owner"] for e in todo if e.body["owner"] in users}
+    found = owners.resolve(writer, {r: users[r] for r in sorted(mapped)}) if mapped else {}
+    for event in todo:
+        rep = event.body["owner"]
+        owner = found.get(rep)
+        reason = owner.reason if owner else f"{rep} is not in writeback.users"
+        event.result["owner"] = {
+            "rep": rep,
+            "user_id": owner.user_id if owner else None,
+            "reason": reason,
+        }
+
+
+def _owner_field(event: Event) -> dict[str, Any]:
+    user = (event.result.get("owner") or {}).get("user_id")
+    return {"OwnerId": user} if user else {}
+
+
 # ---- 2. accounts ---------------------------------------------------------------------------------
 
 
@@ -213,6 +240,7 @@ def _accounts(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
                 "BillingState": event.body.get("state") or event.body.get("state_code"),
             }
             fields = {k: v for k, v in fields.items() if v} | mapped(cfg, "Account", event)
+            fields |= _owner_field(event)
             creates.setdefault(key, SharedWrite([], fields)).events.append(event)
     write(writer, "Account", list(creates.values()))
     for w in creates.values():
@@ -270,7 +298,7 @@ def _contacts(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
                     "Phone": person.get("phone"),
                     "Email": person.get("email"),
                 }
-                fields = {k: v for k, v in fields.items() if v}
+                fields = {k: v for k, v in fields.items() if v} | _owner_field(event)
                 if n == 0:
                     fields |= mapped(cfg, "Contact", event)
                 writes.append((event, n, SharedWrite([event], fields)))
@@ -389,7 +417,7 @@ def _opportunities(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
         if record_id is None:
             fields |= {"Name": event.business, "AccountId": event.account_id}
             fields.setdefault("StageName", sales.demo_stage)
-        fields |= mapped(cfg, "Opportunity", event)
+        fields |= mapped(cfg, "Opportunity", event) | _owner_field(event)
         fields |= {k: v for k, v in (event.item.payload.get("overrides") or {}).items()}
         fields = {k: v for k, v in fields.items() if v is not None}
         action = "update" if record_id else "create"

@@ -75,7 +75,7 @@ def _query_in(
     return list(seen.values())
 
 
-def _either(template: str, *conditions: tuple[str, list[str]]) -> str:
+def any_in(template: str, *conditions: tuple[str, list[str]]) -> str:
     """`template` with `A IN (...) OR B IN (...)` for its WHERE, leaving out empty lists; the
     field names are ours, the values quoted by format_soql."""
     used = [(name, values) for name, values in conditions if values]
@@ -91,7 +91,7 @@ def accounts(
               for n, p in wanted]  # fmt: skip
 
     def build(values: list[str]) -> str:
-        return _either(
+        return any_in(
             "SELECT Id, Name, Phone, BillingCity FROM Account WHERE {} ORDER BY Id",
             ("Phone", [v[2:] for v in values if v.startswith("p:")]),
             ("Name", [v[2:] for v in values if v.startswith("n:")]),
@@ -142,7 +142,7 @@ def products(writer: Writer, codes: Sequence[str], names: Sequence[str]) -> list
     groups = [[f"c:{c}"] for c in codes] + [[f"n:{n}"] for n in names]
 
     def build(values: list[str]) -> str:
-        return _either(
+        return any_in(
             "SELECT Id, ProductCode, Name, IsActive FROM Product2 WHERE {} ORDER BY Id",
             ("ProductCode", [v[2:] for v in values if v.startswith("c:")]),
             ("Name", [v[2:] for v in values if v.startswith("n:")]),

@@ -216,3 +216,41 @@ def test_a_lead_that_cannot_be_converted_fails_the_demo_with_salesforce_s_reason
     push = bridge.push(pid)
     assert push.error_code == "INVALID_STATUS" and "Done" in (push.error_message or "")
     assert query(bridge, "SELECT Id FROM Contact") == []
+
+
+def test_the_rep_owns_what_the_sale_creates_through_the_user_mapping(bridge: Bridge) -> None:
+    sales_user = bridge.devorg.user("sales")
+    bridge.configure(
+        {
+            "sales": SALES,
+            "users": {
+                "rep-by-email": {"email": sales_user["username"].upper()},
+                "rep-by-id": {"user_id": sales_user["id"]},
+                "rep-gone": {"email": "nobody@example.com"},
+            },
+        }
+    )
+    bridge.sales.Product2.create({"Name": "Gold plan", "ProductCode": "GOLD"})
+    bridge.sales.Product2.create({"Name": "Setup fee", "ProductCode": "SETUP"})
+    rid = bridge.referral(6, last_name="Baker")
+    pid = record(bridge, "sale", rid, sale(1, owner="rep-by-email"))
+    other = record(
+        bridge,
+        "sale",
+        bridge.referral(7, last_name="Oven"),
+        sale(2, owner="rep-gone", business_name="Oven Works", phone="510 555 0101"),
+    )
+    assert sorted(bridge.send(pid, other).sent) == [pid, other]
+    owned = query(bridge, "SELECT OwnerId FROM Account WHERE Name = 'Bluebird Bakery'")
+    assert owned == [{**owned[0], "OwnerId": sales_user["id"]}]
+    [opp] = query(bridge, "SELECT OwnerId FROM Opportunity WHERE Name = 'Bluebird Bakery'")
+    assert opp["OwnerId"] == sales_user["id"]
+    assert bridge.push(pid).payload["result"]["owner"]["user_id"] == sales_user["id"]
+    gone = bridge.push(other).payload["result"]["owner"]
+    assert gone == {
+        "rep": "rep-gone",
+        "user_id": None,
+        "reason": "no user with the email nobody@example.com in the org",
+    }
+    [theirs] = query(bridge, "SELECT OwnerId FROM Account WHERE Name = 'Oven Works'")
+    assert theirs["OwnerId"] == bridge.devorg.user("integration")["id"]  # Salesforce's default
