@@ -41,10 +41,11 @@ def create_app(settings: Settings | None = None, config: Mapping[str, Any] | Non
 
     from bridge import defaults, vocabulary
     from bridge.config import Settings
-    from bridge.web import (
+    from bridge.web import (  # api_outbound adds its routes to api's blueprint
         account,
         admin,
         api,
+        api_outbound,  # noqa: F401
         apiref,
         auth,
         extensions,

@@ -556,6 +556,44 @@ def _open_org(rt: Runtime, name: str, org_config: OrgConfig) -> SalesforceOrg:
     return open_org(rt.store, rt.vault, name, org_config)
 
 
+def _switch(name: str, outbound: bool, inbound: bool, paused: bool) -> None:
+    from bridge import switches
+
+    rt = _runtime(db=True)
+    directions: list[switches.Direction] = []
+    if outbound:
+        directions.append("outbound")
+    if inbound:
+        directions.append("inbound")
+    result = switches.set_paused(
+        rt.store,
+        rt.redis if rt.settings.redis_url else None,
+        name,
+        directions,
+        paused,
+        actor="cli",
+    )
+    click.echo(f"org {name}: outbound {result['outbound']}, inbound {result['inbound']}")
+
+
+@org.command("pause")
+@click.argument("name")
+@click.option("--outbound", is_flag=True, help="Hold pushes as pending (not sent).")
+@click.option("--inbound", is_flag=True, help="Store events without taking them in.")
+def org_pause(name: str, outbound: bool, inbound: bool) -> None:
+    """Turn org NAME's integration off (both directions unless one is named)."""
+    _switch(name, outbound, inbound, True)
+
+
+@org.command("resume")
+@click.argument("name")
+@click.option("--outbound", is_flag=True, help="Send the pushes held while paused.")
+@click.option("--inbound", is_flag=True, help="Take in the events stored while paused.")
+def org_resume(name: str, outbound: bool, inbound: bool) -> None:
+    """Turn org NAME's integration back on; what waited is sent / taken in."""
+    _switch(name, outbound, inbound, False)
+
+
 @org.command("check")
 @click.argument("name")
 def org_check(name: str) -> None:

@@ -43,6 +43,7 @@ from bridge.vocabulary import (
     SyncRule,
     SyncStrategy,
     SyncTrigger,
+    WrittenObject,
 )
 from bridge.yamlguard import hostile
 
@@ -286,12 +287,17 @@ def _condition(rule: StatusRule) -> str:
 
 class ReferralAdd(_Model):
     create_as: Literal["Lead", "Contact"] = "Lead"
-    on_existing_email: Literal["update", "skip", "deny"] = "update"
+    # overwrite_leads (Signals' "overwrite"): an existing Lead with the email is updated with
+    # every referral field, identity fields included; a Contact with it is never written.
+    on_existing_email: Literal["update", "skip", "deny", "overwrite_leads"] = "update"
+    # member attribute or custom member field -> Salesforce field
     member_fields: dict[str, str] = Field(default_factory=dict)
+    # referral attribute or custom referral field (`fields`) -> Salesforce field
     field_mappings: dict[str, str] = Field(default_factory=dict)
 
 
 class ActivityMapping(_Model):
+    enabled: bool = True  # false: activities of this kind are not written (skipped)
     object: Literal["Task", "Event"] = "Task"
     static: dict[str, Any] = Field(default_factory=dict)  # e.g. {Type: Call, Status: Completed}
     subject_prefix: str | None = None  # e.g. "[LinkedIn] "; None: the kind's default prefix
@@ -394,6 +400,12 @@ class Writeback(_Model):
     sales: Sales = Field(default_factory=Sales)
     users: dict[str, UserRef] = Field(default_factory=dict)  # rep id -> Salesforce user
     objects: dict[StreamedObject, ObjectSync] = Field(default_factory=dict)
+    # Writes of one object and operation in one drain above this many go through Bulk API 2.0
+    # instead of sObject Collections (a backfill, an import, a large sync).
+    bulk_threshold: int = Field(default=2000, ge=1)
+    # Values written on every write of the object (Rox's "Source = Rox"); what the write itself
+    # carries wins, a repush's field overrides win over both.
+    static: dict[WrittenObject, dict[str, Any]] = Field(default_factory=dict)
     # After a fuzzy, member or reviewer match, write the referral's id and member fields onto
     # the Salesforce record, so its next change matches directly.
     link_back: bool = True
@@ -411,6 +423,16 @@ class Writeback(_Model):
 class Program(_Model):
     key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
+    # The program's own referral-add settings, over the org's `writeback.referral_add`: only
+    # the keys given here differ.
+    referral_add: dict[str, Any] | None = None
+
+    @field_validator("referral_add")
+    @classmethod
+    def _valid_referral_add(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            ReferralAdd.model_validate(v)
+        return v
 
 
 _PUBSUB_TOPIC = re.compile(r"^/(data|event)/[A-Za-z][A-Za-z0-9_]{0,79}$")
@@ -470,6 +492,15 @@ class Polling(_Model):
     overlap_seconds: int = Field(default=300, ge=0, le=86400)
     # Sforce-Query-Options batchSize: Salesforce accepts 200 to 2,000 records per page.
     page_size: int = Field(default=200, ge=200, le=2000)
+
+
+def referral_add_for(org: OrgConfig, program_key: str | None) -> ReferralAdd:
+    """The referral-add settings of a program: the org's, with the program's own over them."""
+    own = next((p.referral_add for p in org.programs if p.key == program_key), None)
+    base = org.writeback.referral_add
+    if not own:
+        return base
+    return ReferralAdd.model_validate({**base.model_dump(), **own})
 
 
 class ValueCheck(_Model):

@@ -78,6 +78,21 @@ the push is failed."""
 OUTBOUND_SWEEP_AFTER_SECONDS = OUTBOUND_JOB_TIMEOUT_SECONDS + sum(OUTBOUND_RETRY_INTERVALS)
 """A push pending and untouched this long lost its job: the sweeper enqueues it again."""
 
+OUTBOUND_WINDOW_SECONDS = _env("OUTBOUND_WINDOW_SECONDS", 0.25)
+"""The coalescing window: a drain of an org's pending pushes starts this long after the first
+push that asked for it, so the pushes saved meanwhile go in the same batched calls."""
+
+OUTBOUND_DRAIN_LIMIT = int(_env("OUTBOUND_DRAIN_LIMIT", 10_000))
+"""Pushes one drain takes at most; a drain that took this many asks for the next at once."""
+
+OUTBOUND_CLAIM_SECONDS = OUTBOUND_JOB_TIMEOUT_SECONDS
+"""How long a drain's claim on its pushes holds: longer than the job may run, so a push is never
+sent by two drains; a worker killed mid-drain leaves its pushes free again after this."""
+
+OUTBOUND_DRAIN_KEY_TTL_SECONDS = 60
+"""Lifetime of the Redis key saying "a drain of this org is queued": if the job is lost with
+Redis, the key lapses and the next push (or the sweep) asks again."""
+
 JOB_RESULT_TTL_SECONDS = 300
 """How long rq keeps a finished job's result."""
 
@@ -163,6 +178,10 @@ STATUS_RETRIES = 3
 
 BACKOFF_FACTOR = 0.5
 """urllib3 backoff between those attempts: none before the first retry, then 0.5 s, 1 s, 2 s…"""
+
+DESCRIBE_CACHE_SECONDS = _env("DESCRIBE_CACHE_SECONDS", 3600.0)
+"""How long an object's describe (field lengths, picklist values) is reused to check API input
+before it is read from the org again (per process and in Redis, shared by the web workers)."""
 
 # ---- metrics ---------------------------------------------------------------------------------
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, cast
@@ -31,11 +32,12 @@ from typing import Any, cast
 import redis
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
+from sqlalchemy import select
 
 from bridge import context, defaults, intake
 from bridge.locks import once_per
 from bridge.store import Store
-from bridge.store.models import utcnow
+from bridge.store.models import InboundEvent, OrgConnection, Push, utcnow
 from bridge.streaming import inbox
 
 log = logging.getLogger("sfbridge.jobs")
@@ -141,7 +143,19 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     job = get_current_job()
     token = f"{job.id if job else 'direct'}:{uuid.uuid4().hex[:8]}"
     with ctx.store.session() as session:
-        claimed = inbox.claim(session, event_ids, token)
+        # An org whose inbound is paused (`sfbridge org pause --inbound`): its events stay
+        # stored as new until it is resumed.
+        held = set(
+            session.scalars(
+                select(InboundEvent.id).where(
+                    InboundEvent.id.in_(list(event_ids)),
+                    InboundEvent.org_connection_id.in_(
+                        select(OrgConnection.id).where(OrgConnection.inbound_paused.is_(True))
+                    ),
+                )
+            )
+        )
+        claimed = inbox.claim(session, [i for i in event_ids if i not in held], token)
     if not claimed:
         return {"claimed": 0}
     try:
@@ -159,26 +173,53 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     return counts
 
 
-SEND_PUSHES = "bridge.writeback.jobs.send_pushes"
-"""The outbound job, named by its path: the writeback's jobs build on this module."""
+DRAIN_ORG = "bridge.writeback.jobs.drain_org"
+"""The outbound drain job, named by its path: the writeback's jobs build on this module."""
+
+DRAIN_KEY = "sfbridge:outbound:drain:{org}"
+"""Set while a drain of the org is queued and has not claimed yet (its value: the time of the
+first request, from which the coalescing window runs)."""
+
+
+def request_drain(client: redis.Redis, org_ids: int | Iterable[int]) -> int:
+    """Ask for a drain of each org's pending pushes, at most one queued per org and window
+    (docs/writeback.md "The drain"); returns how many drain jobs were enqueued. Call after the
+    pushes committed; raises redis errors (the pushes stay pending for the sweep)."""
+    ids = [org_ids] if isinstance(org_ids, int) else sorted(set(org_ids))
+    enqueued = 0
+    for org_id in ids:
+        key = DRAIN_KEY.format(org=org_id)
+        ttl = defaults.OUTBOUND_DRAIN_KEY_TTL_SECONDS
+        if not client.set(key, repr(time.time()), nx=True, ex=ttl):
+            continue  # a drain of this org is queued and has not claimed yet: it takes ours
+        try:
+            enqueue(client, defaults.OUTBOUND_QUEUE, DRAIN_ORG, [[org_id]],
+                    lambda part: f"drain pushes of org {part[0]}")  # fmt: skip
+        except redis.RedisError:
+            client.delete(key)
+            raise
+        enqueued += 1
+    return enqueued
 
 
 def _send_pushes(ctx: context.WorkerContext, push_ids: Sequence[int]) -> None:
-    """Enqueue the send of pushes the entries' effects queued (field sync, link-back). Redis
-    unreachable: they stay pending and the outbound sweeper sends them later."""
+    """Ask for the drain of the orgs whose pushes the entries' effects queued (field sync,
+    link-back). Redis unreachable: they stay pending and the outbound sweeper sends them."""
     if not push_ids or ctx.redis is None:
         return
-    ids = sorted(set(push_ids))
-    try:
-        enqueue(
-            ctx.redis,
-            defaults.OUTBOUND_QUEUE,
-            SEND_PUSHES,
-            [ids[i : i + defaults.BATCH_SIZE] for i in range(0, len(ids), defaults.BATCH_SIZE)],
-            lambda part: f"send pushes {part[0]}..{part[-1]}",
+    with ctx.store.session() as session:
+        orgs = set(
+            session.scalars(
+                select(Push.org_connection_id).where(
+                    Push.id.in_(sorted(set(push_ids))), Push.org_connection_id.is_not(None)
+                )
+            )
         )
+    try:
+        request_drain(ctx.redis, [o for o in orgs if o is not None])
     except redis.RedisError as exc:
-        log.warning("could not enqueue pushes %s (%s); the sweeper sends them", ids, exc)
+        log.warning("could not request drains for pushes %s (%s); the sweeper sends them",
+                    sorted(push_ids), exc)  # fmt: skip
 
 
 @contextmanager

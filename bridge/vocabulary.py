@@ -14,6 +14,9 @@ from typing import Final, Literal, get_args
 
 StreamedObject = Literal["Lead", "Contact", "Account", "Opportunity"]
 STREAMED_OBJECTS: tuple[StreamedObject, ...] = get_args(StreamedObject)
+
+#: What the bridge writes to Salesforce (static values can be set on each).
+WrittenObject = Literal["Lead", "Contact", "Account", "Opportunity", "Task", "Event"]
 """The objects whose changes become sales entries (SPEC §1), in the order shown to users."""
 
 LEAD, CONTACT, ACCOUNT, OPPORTUNITY = STREAMED_OBJECTS

@@ -1,123 +1,323 @@
-"""Writeback throughput and API economy against the local org.
+"""Writeback through the real path: HTTP API -> saved push -> `sfbridge worker` -> local org.
 
-Starts `sfbridge devorg`, connects as the integration user (JWT bearer flow), saves N referral
-pushes and N activity pushes in a fresh SQLite store, sends them with the bulk sender and prints
-the wall time, pushes per second and Salesforce API calls used (from the org's own stats), next
-to the calls a one-record-at-a-time writer would have needed.
+Starts the local org, an embedded Redis, a SQLite store, `sfbridge web` and `sfbridge worker`
+processes (as `tests.harness.Bridge` runs them), then, each phase posting to the JSON API
+at --rate requests/s from client threads:
 
-    .venv/bin/python scripts/bench_writeback.py [--referrals 1000] [--activities 1000]
+1. referral adds (`POST /api/v1/referrals`), one push per job: the web server saves the push
+   and the bench enqueues `send_pushes([id])` the moment the API answers (what every push got
+   before drains; that web server's own drain requests go to a Redis nobody works on);
+2. referral adds, the normal path: the org's drain after the coalescing window;
+3. activities (`POST /api/v1/activities`), one push per job, then 4. through the drain;
+5. Bulk API 2.0: --bulk referral pushes saved while the org's outbound is paused, then
+   `sfbridge org resume --outbound`: one drain sends them, above `writeback.bulk_threshold`.
+
+For each it prints the Salesforce API calls per 1,000 pushes (the org's own call stats, for the
+integration user) and p50/p95 from the API call (the push's `created_at`) to `sent`.
+
+    scripts/bench_writeback [--rate 50] [--referrals 1000] [--activities 1000] [--bulk 10000]
+                            [--workers 2] [--latency zero|realistic]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import redis  # noqa: E402
+import requests  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from bridge.config import BridgeConfig  # noqa: E402
 from bridge.devorg.testing import DevOrg  # noqa: E402
-from bridge.orgs import jwt_credentials, read_private_key  # noqa: E402
-from bridge.salesforce.connection import connect  # noqa: E402
-from bridge.store import Store  # noqa: E402
-from bridge.store.models import OrgConnection, Program, Referral  # noqa: E402
-from bridge.writeback import queue_activity, queue_referral_add  # noqa: E402
-from bridge.writeback.client import OrgWriter  # noqa: E402
-from bridge.writeback.sender import send  # noqa: E402
+from bridge.ports import free_port  # noqa: E402
+from bridge.redis_embedded import EmbeddedRedis  # noqa: E402
+from bridge.store.models import OrgConnection, Program, Push, Referral, User  # noqa: E402
+from bridge.users import create_token, create_user  # noqa: E402
+from bridge.writeback import enqueue_push, queue_referral_add  # noqa: E402
+from tests.harness import ORG, Bridge, sfbridge_command, wait_until  # noqa: E402
 
 
-def integration_calls(devorg: DevOrg) -> int:
-    stats = devorg.control("stats", method="GET")
-    by_user = stats["api_calls"]["by_user"]
-    return int(by_user.get(devorg.user("integration")["username"], 0))
+def calls_by_endpoint(org: DevOrg) -> dict[str, int]:
+    stats = org.control("stats", method="GET")
+    user = org.info["users"]["integration"]["username"]
+    return dict(stats["api_calls"]["by_user_endpoint"].get(user, {}))
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0
+
+
+def paced(rate: float, n: int, send: Callable[[int], None]) -> float:
+    """Call send(0..n-1) at `rate` per second from a few client threads; returns seconds."""
+    started = time.perf_counter()
+    lock = threading.Lock()
+    nxt = [0]
+    errors: list[Exception] = []
+
+    def client() -> None:
+        while True:
+            with lock:
+                i = nxt[0]
+                nxt[0] += 1
+            if i >= n:
+                return
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                send(i)
+            except Exception as exc:  # reported after the phase, with the server's log
+                errors.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {n} requests failed; first: {errors[0]}")
+    return time.perf_counter() - started
+
+
+class Api:
+    def __init__(self, port: int, secret: str):
+        self.base = f"http://127.0.0.1:{port}/api/v1"
+        self.headers = {"Authorization": f"Bearer {secret}"}
+        self.local = threading.local()
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if not hasattr(self.local, "s"):
+            self.local.s = requests.Session()
+            self.local.s.trust_env = False
+        r = self.local.s.post(self.base + path, json=body, headers=self.headers, timeout=60)
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
+        out: dict[str, Any] = r.json()
+        return out
+
+
+def wait_sent(bridge: Bridge, ids: list[int], timeout: float) -> list[float]:
+    """Latencies (created -> sent) once every push left pending."""
+
+    def done() -> Any:
+        with bridge.reader.connect() as c:
+            rows = c.execute(
+                select(Push.state, Push.created_at, Push.sent_at).where(Push.id.in_(ids))
+            ).all()
+        return rows if all(r[0] != "pending" for r in rows) and len(rows) == len(ids) else None
+
+    rows = wait_until(done, timeout, f"{len(ids)} pushes sent")
+    bad = [r[0] for r in rows if r[0] != "sent"]
+    if bad:
+        print(f"  warning: {len(bad)} pushes not sent: {sorted(set(bad))}")
+    return [(b - a).total_seconds() for s, a, b in rows if s == "sent" and b is not None]
+
+
+def report(label: str, n: int, calls: dict[str, int], lat: list[float], wall: float) -> None:
+    total = sum(calls.values())
+    print(
+        f"{label:<34} {n:>6} pushes  API calls {total:>5} = {total * 1000 / max(n, 1):7.1f}"
+        f" per 1,000   latency p50 {statistics.median(lat or [0]):5.2f} s  "
+        f"p95 {pct(lat, 95):5.2f} s   ({wall:.1f} s)"
+    )
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]))
+    print(f"{'':34} {detail}")
+
+
+def diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--referrals", type=int, default=1000)
     parser.add_argument("--activities", type=int, default=1000)
+    parser.add_argument("--bulk", type=int, default=10000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--latency", choices=("zero", "realistic"), default="zero")
+    parser.add_argument(
+        "--windows",
+        default="0.25,2",
+        help="coalescing windows (s) to run the drained phases with, comma separated; the first "
+        "is the default (OUTBOUND_WINDOW_SECONDS)",
+    )
     args = parser.parse_args()
 
-    with DevOrg() as devorg, tempfile.TemporaryDirectory() as tmp:
-        info = devorg.info
-        config = BridgeConfig.model_validate(
-            {
-                "orgs": {
-                    "bench": {
-                        "login_url": info["login_url"],
-                        "client_id": info["client_id"],
-                        "username": info["users"]["integration"]["username"],
-                        "ca_bundle": info["ca_path"],
-                        "programs": [{"key": "bench", "name": "Bench"}],
-                        "receiver": {"program": "bench"},
-                    }
-                }
-            }
-        ).orgs["bench"]
-        key = read_private_key(info["jwt_private_key_path"])
-        org = connect(jwt_credentials("bench", config, key))
-        store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        store.upgrade()
-        with store.session() as s:
-            conn = OrgConnection(name="bench", login_url=info["login_url"], auth_method="jwt")
-            program = Program(key="bench", name="Bench")
-            s.add_all([conn, program])
-            s.flush()
-            for n in range(args.referrals):
-                s.add(
-                    Referral(
-                        public_id=f"ref_bench_{n}",
-                        program_id=program.id,
-                        first_name="Bench",
-                        last_name=f"Person {n}",
-                        email=f"person{n}@bench.example",
-                    )
-                )
-            s.flush()
-            referral_pushes = [
-                queue_referral_add(s, conn, config, r).id
-                for r in s.scalars(select(Referral).order_by(Referral.id))
-            ]
-            activity_pushes = [
-                queue_activity(
-                    s,
-                    conn,
-                    config,
-                    {
-                        "id": f"act-bench-{n}",
-                        "kind": "email",
-                        "email": f"person{n % max(args.referrals, 1)}@bench.example",
-                        "subject": f"Hello {n}",
-                        "occurred_at": "2026-11-20T10:00:00Z",
-                    },
-                ).id
-                for n in range(args.activities)
-            ]
+    with tempfile.TemporaryDirectory() as tmp, DevOrg() as org:
+        root = Path(tmp)
+        if args.latency == "realistic":
+            org.control("latency", {"profile": "realistic"})
+        redis_server = EmbeddedRedis(root / "redis").start()
+        bridge = Bridge(root / "bridge", org, redis_server.url, fast=False)
+        try:
+            run(args, bridge, org, redis_server.url)
+        except Exception:
+            for name in ("web", "web-direct"):
+                print(f"--- {name} log (last lines) ---\n" + bridge.log(name)[-4000:])
+            raise
+        finally:
+            bridge.close()
+            redis_server.stop()
 
-        writer = OrgWriter.for_org(org)
-        for label, ids, naive_calls_per in (
-            ("referrals", referral_pushes, 3),  # lookup Lead + lookup Contact + upsert
-            ("activities", activity_pushes, 3),  # lookup Contact + lookup Lead + upsert
-        ):
-            if not ids:
-                continue
-            before = integration_calls(devorg)
-            started = time.perf_counter()
-            report = send(store, writer, config, ids)
-            elapsed = time.perf_counter() - started
-            calls = integration_calls(devorg) - before
-            print(
-                f"{label:<10} {len(ids):>6} pushes  sent={len(report.sent):<6} "
-                f"failed={len(report.failed):<4} {elapsed:7.2f} s  "
-                f"{len(ids) / elapsed:8.1f} pushes/s  API calls={calls:<4} "
-                f"(one at a time: {naive_calls_per * len(ids)})"
-            )
-        store.dispose()
+
+def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -> None:
+    bridge.install()
+    with bridge.store.session() as s:
+        org_id = s.scalar(select(OrgConnection.id).where(OrgConnection.name == ORG))
+        s.add(Program(key="main", name="Main", org_connection_id=org_id))
+        s.flush()
+        user = create_user(s, "bench@example.com", "bench-password-1", "admin", actor="bench")
+        secret = create_token(
+            s, s.get(User, user.id), "bench", ["referrals:write", "activities:write"], actor="bench"
+        ).secret
+    worker_redis = redis.Redis.from_url(redis_url)
+    direct_port, drain_port = free_port(), free_port()
+    # The one-push-per-job web server: its drain requests go to a Redis database no worker reads.
+    bridge.start(
+        "web-direct", "web", "--port", str(direct_port), "--workers", "2",
+        env={"SFBRIDGE_REDIS_URL": "/".join(redis_url.split("/")[:3]) + "/9"},
+    )  # fmt: skip
+    bridge.start("web", "web", "--port", str(drain_port), "--workers", "2")
+    windows = [float(w) for w in args.windows.split(",") if w.strip()]
+
+    def start_workers(window: float) -> None:
+        for n in range(args.workers):
+            if f"worker{n}" in bridge.procs:
+                bridge.stop(f"worker{n}")
+            env = {"SFBRIDGE_OUTBOUND_WINDOW_SECONDS": str(window)}
+            bridge.start(f"worker{n}", "worker", env=env)
+
+    start_workers(windows[0])
+    for port in (direct_port, drain_port):
+        wait_until(lambda p=port: _ready(p), 60, f"web on {port}", lambda: bridge.log("web"))
+    direct, drained = Api(direct_port, secret), Api(drain_port, secret)
+    print(
+        f"rate {args.rate:.0f}/s, {args.workers} worker(s), latency profile {args.latency}, "
+        f"coalescing windows {', '.join(f'{w:g} s' for w in windows)}\n"
+    )
+
+    def referral(api: Api, tag: str, enqueue: bool) -> Callable[[int], None]:
+        ids: list[int] = []
+
+        def send(i: int) -> None:
+            out = api.post(
+                "/referrals",
+                {"program": "main", "first_name": "Bench", "last_name": f"{tag} {i}",
+                 "email": f"{tag}{i}@bench.example"},
+            )  # fmt: skip
+            ids.append(out["push"]["id"])
+            if enqueue:
+                enqueue_push(worker_redis, [out["push"]["id"]])
+
+        send.ids = ids  # type: ignore[attr-defined]
+        return send
+
+    def activity(api: Api, tag: str, enqueue: bool) -> Callable[[int], None]:
+        ids: list[int] = []
+
+        def send(i: int) -> None:
+            out = api.post(
+                "/activities",
+                {"org": ORG, "activity_id": f"{tag}-{i}", "kind": "email",
+                 "subject": f"Hello {i}", "occurred_at": "2026-11-20T10:00:00Z",
+                 "who_email": f"d{i % max(args.referrals, 1)}@bench.example"},
+            )  # fmt: skip
+            ids.append(out["id"])
+            if enqueue:
+                enqueue_push(worker_redis, [out["id"]])
+
+        send.ids = ids  # type: ignore[attr-defined]
+        return send
+
+    phases: list[tuple[str, int, Any, float | None]] = [
+        ("referral adds, one push per job", args.referrals, referral(direct, "r", True), None),
+        ("activities, one push per job", args.activities, activity(direct, "a", True), None),
+    ]
+    for k, window in enumerate(windows):
+        phases += [
+            (f"referral adds, drained, {window:g} s", args.referrals,
+             referral(drained, f"d{k}x", False), window),
+            (f"activities, drained, {window:g} s", args.activities,
+             activity(drained, f"b{k}x", False), window),
+        ]  # fmt: skip
+    current = windows[0]
+    for label, n, send, window in phases:
+        if not n:
+            continue
+        if window is not None and window != current:
+            start_workers(window)
+            current = window
+            time.sleep(3)  # the workers are up and listening
+        before = calls_by_endpoint(org)
+        started = time.perf_counter()
+        paced(args.rate, n, send)
+        lat = wait_sent(bridge, send.ids, 600)  # type: ignore[attr-defined]
+        wall = time.perf_counter() - started
+        report(label, n, diff(calls_by_endpoint(org), before), lat, wall)
+
+    if current != windows[0]:
+        start_workers(windows[0])
+    if args.bulk:
+        bulk_phase(args, bridge, org, org_id)
+
+
+def bulk_phase(args: argparse.Namespace, bridge: Bridge, org: DevOrg, org_id: int) -> None:
+    """Pushes saved while paused, then released by the CLI: one drain, Bulk API 2.0."""
+    subprocess.run(
+        [*sfbridge_command(), "org", "pause", ORG, "--outbound"], env=bridge.env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    ids: list[int] = []
+    with bridge.store.session() as s:
+        conn = s.get(OrgConnection, org_id)
+        program = s.scalar(select(Program).where(Program.key == "main"))
+        assert conn is not None and program is not None
+        config = bridge.config.orgs[ORG]
+        for n in range(args.bulk):
+            referral = Referral(
+                public_id=f"ref_bulk_{n}", program_id=program.id, first_name="Bulk",
+                last_name=f"Person {n}", email=f"bulk{n}@bench.example",
+            )  # fmt: skip
+            s.add(referral)
+            s.flush()
+            ids.append(queue_referral_add(s, conn, config, referral).id)
+    before = calls_by_endpoint(org)
+    started = time.perf_counter()
+    subprocess.run(
+        [*sfbridge_command(), "org", "resume", ORG, "--outbound"], env=bridge.env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    wait_sent(bridge, ids, 900)
+    wall = time.perf_counter() - started
+    calls = diff(calls_by_endpoint(org), before)
+    ingest = {k: v for k, v in calls.items() if "jobs/ingest" in k}
+    lookups = {k: v for k, v in calls.items() if k not in ingest}
+    print(
+        f"\nBulk API 2.0: {len(ids)} referral writes released by `org resume`, one drain:"
+        f" {sum(ingest.values())} Bulk API calls for the writes"
+        f" ({sum(ingest.values()) * 10000 / len(ids):.0f} per 10,000; sObject Collections:"
+        f" {-(-len(ids) // 200)}), plus {sum(lookups.values())} lookup queries; {wall:.1f} s"
+    )
+    print(f"{'':2}{', '.join(f'{k} {v}' for k, v in sorted(calls.items()))}")
+
+
+def _ready(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
+    except requests.RequestException:
+        return False
 
 
 if __name__ == "__main__":

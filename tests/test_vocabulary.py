@@ -12,7 +12,7 @@ import pytest
 from bridge import vocabulary as v
 from bridge.cli import main
 from bridge.config import FieldMapping, ObjectSync, StatusRule, Writeback
-from bridge.web.api import ActivityIn, EntryIn
+from bridge.web.bodies import ActivityIn, EntryIn
 from bridge.web.openapi import document
 from bridge.web.words import WAITING_OUTCOMES
 from bridge.writeback.activities import DEFAULTS as ACTIVITY_DEFAULTS

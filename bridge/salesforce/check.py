@@ -82,7 +82,7 @@ ROLE_WHY = {
     "read": "is read into the bridge",
     "write": "is written by the bridge",
     "create": "is set on the records the bridge creates",
-    "static": "is set on every activity of this kind",
+    "static": "is set on every write of this kind or object",
 }
 
 
@@ -183,6 +183,14 @@ def field_uses(org: OrgConfig) -> list[FieldUse]:
                     needs_update=True,
                 )
             )
+    for obj, static in org.writeback.static.items():
+        for name, value in static.items():
+            uses.append(
+                FieldUse(
+                    f"writeback.static.{obj}.{name}", obj, name, "static", (value,),
+                    needs_create=True, needs_update=True,
+                )
+            )  # fmt: skip
     for obj, sync in org.writeback.objects.items():
         if sync.sync_mode == "disabled":
             continue

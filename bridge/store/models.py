@@ -1,4 +1,8 @@
-"""The bridge's tables. Alembic migrations in `migrations/` create the same schema."""
+"""The bridge's tables. Alembic migrations in `migrations/` create the same schema.
+
+Longer than most modules on purpose: every table in one place, so the schema reads as one and
+the migrations are checked against one metadata.
+"""
 
 from __future__ import annotations
 
@@ -90,6 +94,10 @@ class OrgConnection(Base):
     refresh_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     ca_bundle: Mapped[str | None] = mapped_column(String(500))
     api_version: Mapped[str] = mapped_column(String(8), default="63.0")
+    # The integration's on/off switch per direction (`sfbridge org pause/resume`): paused
+    # outbound holds pushes as pending; paused inbound stores events without taking them in.
+    outbound_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    inbound_paused: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -123,6 +131,8 @@ class Member(Base):
     email_key: Mapped[str | None] = mapped_column(String(255))  # normalized email
     phone: Mapped[str | None] = mapped_column(String(64))
     url: Mapped[str | None] = mapped_column(String(500))
+    # custom member fields (`referral_add.member_fields` maps them to Salesforce fields)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def fill_keys(self) -> None:
@@ -362,7 +372,10 @@ class Push(Base):
     is sent."""
 
     __tablename__ = "pushes"
-    __table_args__ = (Index("ix_pushes_state", "state", "id"),)
+    __table_args__ = (
+        Index("ix_pushes_state", "state", "id"),
+        Index("ix_pushes_org_state", "org_connection_id", "state", "id"),
+    )
 
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     org_connection_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
@@ -381,6 +394,10 @@ class Push(Base):
     error_class: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     referral_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("referrals.id"))
+    # The drain's claim: a push claimed until a time in the future is being sent (or waits
+    # for its retry) and no other drain takes it; an expired claim is free again.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
@@ -417,6 +434,24 @@ class Demo(_SalesEvent, Base):
 
     state: Mapped[str] = mapped_column(String(16))  # set | rescheduled | cancelled
     scheduled_at: Mapped[datetime] = mapped_column()
+
+
+class PushAttempt(Base):
+    """One send of a push and what came of it: the history a repush keeps."""
+
+    __tablename__ = "push_attempts"
+    __table_args__ = (Index("ix_push_attempts_push", "push_id", "id"),)
+
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    push_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("pushes.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # the push's state after this send
+    sf_id: Mapped[str | None] = mapped_column(String(18))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_class: Mapped[str | None] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(16), default="collections")  # or bulk
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class User(Base):

@@ -45,8 +45,8 @@ from bridge.vocabulary import (
     REVIEW,
     STREAMED_OBJECTS,
 )
-from bridge.web import editing
-from bridge.web.extensions import org_config, web
+from bridge.web import editing, fitcheck
+from bridge.web.extensions import org_config, store, web
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +398,7 @@ def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
         email=data.get("email"),
         phone=data.get("phone"),
         url=data.get("url"),
+        fields=dict(data.get("fields") or {}),
     )
     s.add(member)
     s.flush()
@@ -447,6 +448,13 @@ def create_referral(
     s.flush()
     target = _program_org(s, program)
     push = writeback.queue_referral_add(s, target[0], target[1], referral) if target else None
+    if push is not None and target is not None:
+        require_fit(
+            target[0].name,
+            push.sobject_type,
+            push.payload.get("fields") or {},
+            fitcheck.REFERRAL_INPUT,
+        )
     audit.record(
         s,
         actor,
@@ -498,6 +506,12 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
         raise ActionError(exc.message, code="validation_error", fields=exc.fields) from None
     created = push.id > before
     if created:
+        require_fit(
+            data["org"],
+            push.sobject_type,
+            push.payload.get("fields") or {},
+            fitcheck.ACTIVITY_INPUT,
+        )
         audit.record(s, actor, "activity.create", "push", push.id, kind=data["kind"])
     return push, created
 
@@ -505,15 +519,27 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
 # ---- pushes ---------------------------------------------------------------------------------
 
 
-def repush(s: Session, push: Push, *, actor: str) -> Push:
-    """Put a failed or skipped push back to pending (the writeback audits it)."""
+def repush(s: Session, push: Push, *, actor: str, fields: dict[str, Any] | None = None) -> Push:
+    """Put a failed or skipped push back to pending (the writeback audits it), with `fields`
+    overriding Salesforce fields of the write once they fit the org's fields."""
     if push.state not in REPUSHABLE:
         raise Conflict(
             f"push {push.id} is {push.state}; only failed or skipped pushes can be repushed",
             code="push_state",
         )
-    result: Push = writeback.repush(s, push.id, actor=actor)
+    if fields:
+        conn = s.get(OrgConnection, push.org_connection_id) if push.org_connection_id else None
+        if conn is not None:
+            require_fit(conn.name, push.sobject_type, fields, {})
+    result: Push = writeback.repush(s, push.id, actor=actor, fields=fields)
     return result
+
+
+def require_fit(org: str, sobject: str, record: dict[str, Any], inputs: dict[str, str]) -> None:
+    """400 `value_does_not_fit` for a write the org's fields cannot take (`bridge.web.fitcheck`)."""
+    refused = fitcheck.misfit(org, sobject, record, inputs)
+    if refused:
+        raise ActionError(refused[0], code="value_does_not_fit", fields=refused[1])
 
 
 def enqueue_pushes(push_ids: list[int]) -> str:
@@ -524,7 +550,7 @@ def enqueue_pushes(push_ids: list[int]) -> str:
     if conn is None:
         return "saved as pending: no Redis configured (SFBRIDGE_REDIS_URL), so nothing is queued"
     try:
-        writeback.enqueue_push(conn, push_ids)
+        writeback.request_drain_for(store(), conn, push_ids)
     except Exception as exc:  # Redis down: the push is saved; `enqueue_pending` finds it later
         log.warning("could not enqueue pushes %s: %s", push_ids, exc)
         return "saved as pending: the job queue is unavailable; it is sent when the queue is back"

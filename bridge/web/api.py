@@ -32,7 +32,7 @@ from bridge.vocabulary import (
     REFERRAL_STATUSES,
     STREAMED_OBJECTS,
 )
-from bridge.web import actions, bearer, edits, inputs, serialize
+from bridge.web import actions, bearer, edits, fitcheck, inputs, serialize
 from bridge.web.bodies import (
     ActivityIn,
     EntryIn,
@@ -43,6 +43,7 @@ from bridge.web.bodies import (
     ReferralIn,
     ReferralPatch,
     RejectIn,
+    RepushIn,
     RetryIn,
 )
 from bridge.web.extensions import store
@@ -219,6 +220,7 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
 @require_scope("referrals:write")
 def create_referral() -> ResponseReturnValue:
     data = body(ReferralIn).model_dump(exclude_none=True)
+    fitcheck.read_rules(program=data["program"])
     with store().session() as s:
         referral, push = actions.create_referral(s, data, actor=g.api_actor)
         out: dict[str, Any] = {
@@ -318,6 +320,7 @@ def create_member() -> ResponseReturnValue:
 @require_scope("activities:write")
 def create_activity() -> ResponseReturnValue:
     data = body(ActivityIn).model_dump(exclude_none=True, mode="json")
+    fitcheck.read_rules(org=data["org"], kind=data["kind"])
     with store().session() as s:
         push, created = actions.create_activity(s, data, actor=g.api_actor)
         out = serialize.push(push)
@@ -438,9 +441,13 @@ def list_pushes() -> ResponseReturnValue:
 @bp.post("/pushes/<int:push_id>/repush")
 @require_scope("pushes:write")
 def repush(push_id: int) -> ResponseReturnValue:
-    body(NoBody)
+    data = body(RepushIn)
+    if data.fields:
+        fitcheck.read_rules(push_id=push_id)
     with store().session() as s:
-        push = actions.repush(s, actions.get_push(s, push_id), actor=g.api_actor)
+        push = actions.repush(
+            s, actions.get_push(s, push_id), actor=g.api_actor, fields=data.fields
+        )
         out = serialize.push(push)
     out["note"] = actions.enqueue_pushes([push_id])
     return jsonify(out), 202

@@ -74,6 +74,10 @@ class MemberIn(_Body):
     referral_code: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     phone: Annotated[str, Field(max_length=64)] | None = None
     url: Annotated[str, Field(max_length=500, pattern=r"^https?://")] | None = None
+    fields: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="custom member fields; writeback.referral_add.member_fields maps them",
+    )
 
 
 class ReferralPatch(_Body):
@@ -160,6 +164,13 @@ class RetryIn(_Body):
     referral_id: RowId | None = None
 
 
+class RepushIn(_Body):
+    """Salesforce fields to write differently (null: leave the field out); checked against the
+    org's field lengths and picklists like new input."""
+
+    fields: dict[FieldName, Scalar] | None = None
+
+
 class NoBody(_Body):
     """This action takes no fields (an empty body or `{}`)."""
 
@@ -244,6 +255,7 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
         EntryPatch,
         RetryIn,
         RejectIn,
+        RepushIn,
         NoBody,
         RecordIn,
         RelatedIn,

@@ -9,15 +9,19 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import redis
 from flask import Flask, current_app
 
+from bridge import orgs
 from bridge.config import BridgeConfig, OrgConfig, Settings
 from bridge.errors import UsageError
 from bridge.runtime import Runtime
 from bridge.store import Store
+from bridge.writeback.describes import Describes
 
 
 @dataclass
@@ -37,6 +41,18 @@ class WebContext:
         if not self.settings.config_path:
             return None
         return self.runtime.config
+
+    @cached_property
+    def describes(self) -> Describes:
+        """The orgs' field rules, to check input before a push is saved (one per process)."""
+        config = self.config()
+
+        def open_connected(name: str) -> Any:
+            if config is None or name not in config.orgs:
+                raise UsageError(f"org '{name}' is not in the config file")
+            return orgs.open_org(self.store, self.runtime.vault, name, config.orgs[name])
+
+        return Describes(self.redis(), open_connected)
 
     def redis(self) -> redis.Redis | None:
         """Redis when SFBRIDGE_REDIS_URL is set; the web never starts an embedded server itself

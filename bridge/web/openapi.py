@@ -26,7 +26,7 @@ from bridge.vocabulary import (
     SCOPES,
     STREAMED_OBJECTS,
 )
-from bridge.web import api, bodies, sales_api
+from bridge.web import api, api_outbound, bodies, sales_api
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -114,6 +114,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "email": _STR_OR_NULL,
             "phone": _STR_OR_NULL,
             "url": _STR_OR_NULL,
+            "fields": {"type": "object", "description": "custom member fields"},
             "created_at": _TS,
         },
         "additionalProperties": False,
@@ -218,6 +219,48 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "EntryList": _list_of("Entry"),
     "PushList": _list_of("Push"),
+    "PushAttempt": {
+        "type": "object",
+        "required": ["attempt", "state", "sf_id", "error", "via", "at"],
+        "properties": {
+            "attempt": {"type": "integer", "description": "the push's send count at the time"},
+            "state": {"type": "string", "enum": list(PUSH_STATES)},
+            "sf_id": _STR_OR_NULL,
+            "error": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["code", "message", "class"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": _STR_OR_NULL,
+                            "class": _STR_OR_NULL,
+                        },
+                    },
+                    {"type": "null"},
+                ]
+            },
+            "via": {"type": "string", "enum": ["collections", "bulk", "none"]},
+            "at": _TS,
+        },
+        "additionalProperties": False,
+    },
+    "PushAttemptList": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "array", "items": _ref("PushAttempt")}},
+        "additionalProperties": False,
+    },
+    "OrgSwitch": {
+        "type": "object",
+        "required": ["org", "outbound", "inbound"],
+        "properties": {
+            "org": {"type": "string"},
+            "outbound": {"type": "string", "enum": ["on", "paused"]},
+            "inbound": {"type": "string", "enum": ["on", "paused"]},
+        },
+        "additionalProperties": False,
+    },
     "Health": {"type": "object"},
 }
 
@@ -297,6 +340,10 @@ def _id(name: str) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
     }
+
+
+def _name(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 # (path, method, view function, summary, request model, success status, success schema, params)
@@ -502,11 +549,44 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         "/pushes/{push_id}/repush",
         "post",
         api.repush,
-        "Send a failed or skipped push again",
-        "NoBody",
+        "Send a failed or skipped push again; `fields` overrides Salesforce fields of the write "
+        "(checked against the org's field lengths and picklists: 400 value_does_not_fit). "
+        "Every send is kept as an attempt",
+        "RepushIn",
         202,
         "Push",
         [_id("push_id")],
+    ),
+    (
+        "/pushes/{push_id}/attempts",
+        "get",
+        api_outbound.push_attempts,
+        "Every send of a push and what came of it, oldest first",
+        None,
+        200,
+        "PushAttemptList",
+        [_id("push_id")],
+    ),
+    (
+        "/orgs/{name}/pause",
+        "post",
+        api_outbound.pause_org,
+        "Turn the org's integration off, per direction: outbound pushes are held as pending, "
+        "inbound events are stored but not taken in",
+        "SwitchIn",
+        200,
+        "OrgSwitch",
+        [_name("name")],
+    ),
+    (
+        "/orgs/{name}/resume",
+        "post",
+        api_outbound.resume_org,
+        "Turn the org's integration back on; held pushes are sent, stored events taken in",
+        "SwitchIn",
+        200,
+        "OrgSwitch",
+        [_name("name")],
     ),
 ]
 
@@ -548,7 +628,7 @@ def _error_response(desc: str) -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     schemas: dict[str, Any] = dict(RESPONSE_SCHEMAS)
-    for name, model in bodies.REQUEST_MODELS.items():
+    for name, model in {**bodies.REQUEST_MODELS, **api_outbound.REQUEST_MODELS}.items():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for sub, sub_schema in schema.pop("$defs", {}).items():
             schemas[sub] = _property_names(sub_schema)

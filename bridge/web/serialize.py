@@ -8,7 +8,7 @@ from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
 
-from bridge.store.models import Member, Push, Referral, SalesEntry
+from bridge.store.models import Member, Push, PushAttempt, Referral, SalesEntry
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -50,6 +50,7 @@ def member(m: Member) -> dict[str, Any]:
         "email": m.email,
         "phone": m.phone,
         "url": m.url,
+        "fields": dict(m.fields or {}),
         "created_at": _ts(m.created_at),
     }
 
@@ -121,3 +122,18 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+def push_attempt(a: PushAttempt) -> dict[str, Any]:
+    return {
+        "attempt": a.attempt,
+        "state": a.state,
+        "sf_id": a.sf_id,
+        "error": (
+            {"code": a.error_code, "message": a.error_message, "class": a.error_class}
+            if a.error_code
+            else None
+        ),
+        "via": a.via,
+        "at": _ts(a.at),
+    }

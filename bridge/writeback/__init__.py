@@ -5,26 +5,43 @@ then enqueue it:
 
     push = queue_referral_add(session, org, org_config, referral)   # or queue_activity(...)
     ... commit ...
-    enqueue_push(redis_connection, push.id)
+    request_drain(redis_connection, org.id)   # the org's next drain sends it, batched
 
 `repush(session, push_id, actor=...)` puts a failed or skipped push back to pending.
 
-The job functions (`enqueue_push`, `send_pushes`, ...) are loaded when first used: the jobs
-build on the rq job layer, which runs the receiver, whose effects queue pushes through this
-package (field sync, link-back), so importing them here eagerly would close that circle.
+The job functions (`request_drain`, `enqueue_push`, `send_pushes`, ...) are loaded when first
+used: the jobs build on the rq job layer, which runs the receiver, whose effects queue pushes
+through this package (field sync, link-back), so importing them here eagerly would close that
+circle.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from bridge.writeback.activities import Activity, parse_activity, queue_activity
+from bridge.writeback.activities import Activity, activity_object, parse_activity, queue_activity
 from bridge.writeback.field_updates import queue_field_update
 from bridge.writeback.pushes import MAX_ATTEMPTS, queue_push, repush
 from bridge.writeback.referrals import queue_referral_add
 
 if TYPE_CHECKING:
-    from bridge.writeback.jobs import enqueue_pending, enqueue_push, send_push, send_pushes
+    from bridge.writeback.jobs import (
+        drain_org,
+        enqueue_pending,
+        enqueue_push,
+        request_drain,
+        request_drain_for,
+        send_push,
+        send_pushes,
+    )
 
-_JOBS = ("enqueue_pending", "enqueue_push", "send_push", "send_pushes")
+_JOBS = (
+    "drain_org",
+    "enqueue_pending",
+    "enqueue_push",
+    "request_drain",
+    "request_drain_for",
+    "send_push",
+    "send_pushes",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -38,6 +55,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "MAX_ATTEMPTS",
     "Activity",
+    "activity_object",
+    "drain_org",
     "enqueue_pending",
     "enqueue_push",
     "parse_activity",
@@ -46,6 +65,8 @@ __all__ = [
     "queue_push",
     "queue_referral_add",
     "repush",
+    "request_drain",
+    "request_drain_for",
     "send_push",
     "send_pushes",
 ]

@@ -110,6 +110,12 @@ def activity_target(activity: Activity, org_config: OrgConfig) -> tuple[str, dic
     return mapping.object, static, prefix
 
 
+def activity_object(kind: ActivityKind, org_config: OrgConfig) -> str:
+    """Task or Event: what activities of `kind` are written as."""
+    mapping = org_config.writeback.activities.kinds.get(kind)
+    return mapping.object if mapping is not None else DEFAULTS[kind][0]
+
+
 def build_record(activity: Activity, org_config: OrgConfig) -> tuple[str, dict[str, Any]]:
     """The Task or Event fields (without WhoId, which is resolved when sending)."""
     sobject, static, prefix = activity_target(activity, org_config)
@@ -175,19 +181,21 @@ def record_from_payload(
 def resolve_whos(writer: Writer, emails: Sequence[str | None]) -> dict[str, str]:
     """Email → WhoId: the oldest Contact with it, else the oldest unconverted Lead."""
     keys = sorted({k for k in (salesforce_email(e) for e in emails) if k})
+    soqls = [
+        format_soql(
+            "SELECT Id, Email FROM {sobject:literal} WHERE {converted:literal}"
+            "Email IN {emails} ORDER BY CreatedDate ASC, Id ASC",
+            sobject=sobject,
+            converted="IsConverted = false AND " if sobject == "Lead" else "",
+            emails=part,
+        )
+        for sobject in ("Contact", "Lead")  # Contacts first: they win
+        for part in chunks(keys, LOOKUP_CHUNK)
+    ]
     whos: dict[str, str] = {}
-    for sobject in ("Contact", "Lead"):
-        todo = [k for k in keys if k not in whos]
-        for part in chunks(todo, LOOKUP_CHUNK):
-            soql = format_soql(
-                "SELECT Id, Email FROM {sobject:literal} WHERE {converted:literal}"
-                "Email IN {emails} ORDER BY CreatedDate ASC, Id ASC",
-                sobject=sobject,
-                converted="IsConverted = false AND " if sobject == "Lead" else "",
-                emails=part,
-            )
-            for record in writer.query(soql):
-                key = salesforce_email(record.get("Email"))
-                if key and key not in whos:
-                    whos[key] = str(record["Id"])
+    for records in writer.queries(soqls):  # both objects in one composite call
+        for record in records:
+            key = salesforce_email(record.get("Email"))
+            if key and key not in whos:
+                whos[key] = str(record["Id"])
     return whos

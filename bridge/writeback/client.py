@@ -11,15 +11,21 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from bridge.errors import ErrorClass, TransientError
-from bridge.salesforce.errors import category_for, classify
+from bridge.salesforce.bulk import BulkWriter
+from bridge.salesforce.errors import category_for, classify, make_error
 
 COLLECTION_LIMIT = 200
 """sObject Collections take at most 200 records per request."""
 
 LOOKUP_CHUNK = 100
 """Values per IN list: keeps the query URL well under Salesforce's request size limits."""
+
+COMPOSITE_QUERIES = 5
+"""Queries per composite request: "up to 5 of these subrequests can be sObject Collections or
+query operations" (REST API Developer Guide, Composite); the request counts as one API call."""
 
 
 def classify_code(code: str) -> ErrorClass:
@@ -54,8 +60,19 @@ def record_error(result: dict[str, Any]) -> RecordError:
 class Writer(Protocol):
     def query(self, soql: str) -> list[dict[str, Any]]: ...
 
+    def queries(self, soqls: list[str]) -> list[list[dict[str, Any]]]: ...
+
     def collection(
         self, method: str, path: str, records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]: ...
+
+    def bulk(
+        self,
+        sobject: str,
+        operation: str,
+        records: list[dict[str, Any]],
+        *,
+        external_id_field: str | None = None,
     ) -> list[dict[str, Any]]: ...
 
 
@@ -94,6 +111,55 @@ class OrgWriter:
         result = self.call(lambda: self._client().query_all(soql))
         return [dict(r) for r in result.get("records", [])]
 
+    def queries(self, soqls: list[str]) -> list[list[dict[str, Any]]]:
+        """Several queries, COMPOSITE_QUERIES per composite request (one API call each
+        instead of one per query); each query's records, pages followed."""
+        if len(soqls) <= 1:
+            return [self.query(q) for q in soqls]
+        out: list[list[dict[str, Any]]] = []
+        for part in chunks(soqls, COMPOSITE_QUERIES):
+            out += self.call(lambda part=part: self._composite_queries(part))
+        return out
+
+    def _composite_queries(self, soqls: list[str]) -> list[list[dict[str, Any]]]:
+        client = self._client()
+        body = {
+            "allOrNone": False,
+            "compositeRequest": [
+                {
+                    "method": "GET",
+                    "url": f"/services/data/v{client.sf_version}/query?{urlencode({'q': q})}",
+                    "referenceId": f"q{i}",
+                }
+                for i, q in enumerate(soqls)
+            ],
+        }
+        result = client.restful("composite", method="POST", data=json.dumps(body))
+        answers = (result or {}).get("compositeResponse") if isinstance(result, dict) else None
+        if not isinstance(answers, list) or len(answers) != len(soqls):
+            raise TransientError(
+                f"Salesforce answered composite with {type(result).__name__} for "
+                f"{len(soqls)} queries",
+                code="UNEXPECTED_RESPONSE",
+            )
+        out = []
+        for answer in answers:
+            page = answer.get("body")
+            status = int(answer.get("httpStatusCode") or 500)
+            if status >= 400 or not isinstance(page, dict):
+                first = (page or [{}])[0] if isinstance(page, list) else {}
+                raise make_error(
+                    str(first.get("errorCode") or "UNKNOWN_EXCEPTION"),
+                    str(first.get("message") or f"query failed with {status}"),
+                    status=status,
+                )
+            records = [dict(r) for r in page.get("records", [])]
+            while not page.get("done", True) and page.get("nextRecordsUrl"):
+                page = client.query_more(page["nextRecordsUrl"], identifier_is_url=True)
+                records += [dict(r) for r in page.get("records", [])]
+            out.append(records)
+        return out
+
     def collection(
         self, method: str, path: str, records: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
@@ -109,6 +175,22 @@ class OrgWriter:
                 code="UNEXPECTED_RESPONSE",
             )
         return [dict(r) for r in result]
+
+    def bulk(
+        self,
+        sobject: str,
+        operation: str,
+        records: list[dict[str, Any]],
+        *,
+        external_id_field: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Many records through Bulk API 2.0 (`BulkWriter`): one result per record, shaped as
+        a collection's. Needs a connected org (its session and `request`)."""
+        if self.org is None:
+            raise TransientError("Bulk API 2.0 needs a connected org", code="NO_BULK_CLIENT")
+        return BulkWriter(self.org).write(
+            sobject, operation, records, external_id_field=external_id_field
+        )
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:

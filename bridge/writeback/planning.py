@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from bridge.config import OrgConfig
+from bridge.config import OrgConfig, ReferralAdd
 from bridge.errors import Action, PermanentError, failure_of
 from bridge.writeback import activities, referrals
 from bridge.writeback.client import RecordError, Writer
@@ -48,6 +48,7 @@ class Outcome:
     error_class: str | None = None
     local_updates: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] | None = None  # what was sent, saved on the push payload
+    via: str = "collections"  # or "bulk": how it was sent, kept on the attempt
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Item:
     record: dict[str, Any] | None = None
     referral_who: str | None = None  # the referral's Contact or Lead, for activities
     org_connection_id: int | None = None
+    add: ReferralAdd | None = None  # the referral's program's settings (default: the org's)
 
 
 def plan_referrals(
@@ -92,7 +94,8 @@ def plan_referrals(
         )
     items = [i for i in items if i not in missing]
     emails = [str(i.referral.get("email") or "") for i in items if i.referral]
-    existing = referrals.find_existing(writer, org_config, emails) if items else {}
+    adds = [i.add or org_config.writeback.referral_add for i in items]
+    existing = referrals.find_existing(writer, org_config, emails, adds) if items else {}
     for item in items:
         assert item.referral is not None and item.record is not None
         key = salesforce_email(item.referral.get("email"))
@@ -102,6 +105,7 @@ def plan_referrals(
             candidates=existing.get(key, []) if key else [],
             org_config=org_config,
             now=now,
+            add=item.add,
         )
         if decision.action in ("skip", "deny"):
             early.append(
@@ -147,6 +151,17 @@ def plan_activities(
     early: list[Outcome] = []
     planned: list[tuple[Item, str, dict[str, Any], str | None]] = []
     for item in items:
+        kind = item.payload.get("kind")
+        mapping = org_config.writeback.activities.kinds.get(kind) if kind else None
+        if mapping is not None and not mapping.enabled:
+            early.append(
+                Outcome(
+                    item.push_id, "skipped",
+                    error=RecordError("kind_disabled", f"{kind} activities are switched off "
+                                      f"(writeback.activities.kinds.{kind}.enabled)", []),
+                )
+            )  # fmt: skip
+            continue
         email = item.payload.get("email") or item.payload.get("who_email")
         if "fields" in item.payload:
             sobject, fields = item.sobject, dict(item.payload["fields"])

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.errors import UsageError
-from bridge.store.models import Push
+from bridge.store.models import Push, PushAttempt
 from bridge.vocabulary import PUSH_KINDS, REPUSHABLE
 
 MAX_ATTEMPTS = 5
@@ -77,6 +77,67 @@ def queue_push(
             raise
         return found, False
     return push, True
+
+
+def claim(
+    session: Session,
+    token: str,
+    *,
+    until: datetime,
+    now: datetime,
+    org_connection_id: int | None = None,
+    push_ids: Sequence[int] | None = None,
+    limit: int | None = None,
+) -> list[int]:
+    """Claim the free pending pushes of an org (or among `push_ids`) for one sender; returns
+    their ids, oldest first.
+
+    One UPDATE whose WHERE repeats the conditions, so two drains racing for the same rows never
+    both get one: PostgreSQL re-checks the WHERE on a row another transaction just claimed,
+    SQLite runs one writer at a time. A claim expires at `until` (a killed worker's pushes are
+    free again then); a push waiting for its retry is held by a claim until the retry is due.
+    """
+    free = (Push.state == "pending", or_(Push.claimed_until.is_(None), Push.claimed_until < now))
+    wanted = select(Push.id).where(*free)
+    if org_connection_id is not None:
+        wanted = wanted.where(Push.org_connection_id == org_connection_id)
+    if push_ids is not None:
+        wanted = wanted.where(Push.id.in_(list(push_ids)))
+    wanted = wanted.order_by(Push.id).limit(limit) if limit else wanted
+    session.execute(
+        update(Push)
+        .where(Push.id.in_(wanted.scalar_subquery()), *free)
+        .values(claim_token=token, claimed_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(select(Push.id).where(Push.claim_token == token).order_by(Push.id)))
+
+
+def hold(session: Session, push_ids: Sequence[int], until: datetime | None) -> None:
+    """Keep still-pending pushes claimed until `until` (their retry), or free them (None)."""
+    if push_ids:
+        session.execute(
+            update(Push)
+            .where(Push.id.in_(list(push_ids)), Push.state == "pending")
+            .values(claim_token=None, claimed_until=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def record_attempt(session: Session, push: Push, via: str) -> None:
+    """One row of the push's send history: what this attempt came to."""
+    session.add(
+        PushAttempt(
+            push_id=push.id,
+            attempt=push.attempts or 0,
+            state=push.state,
+            sf_id=push.sf_id if push.state == "sent" else None,
+            error_code=push.error_code,
+            error_message=push.error_message,
+            error_class=push.error_class,
+            via=via,
+        )
+    )
 
 
 def _clear_error(push: Push) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from simple_salesforce import format_soql
 from sqlalchemy.orm import Session
 
-from bridge.config import OrgConfig, ReferralAdd
+from bridge.config import OrgConfig, ReferralAdd, referral_add_for
 from bridge.store.models import Member, OrgConnection, Program, Push, Referral
 from bridge.vocabulary import SyncMode
 from bridge.writeback.client import LOOKUP_CHUNK, Writer, chunks
@@ -81,9 +81,11 @@ def referral_values(referral: Referral) -> dict[str, Any]:
 
 
 def member_values(member: Member | None) -> dict[str, Any]:
+    """The member's values by name: its custom `fields` plus its attributes (these win)."""
     if member is None:
         return {}
     return {
+        **(member.fields or {}),
         "name": member.name,
         "email": member.email,
         "external_id": member.external_id,
@@ -132,8 +134,8 @@ def queue_referral_add(
     session: Session, org: OrgConnection, org_config: OrgConfig, referral: Referral
 ) -> Push:
     """Save the pending push that writes `referral` to Salesforce (once per referral and org)."""
-    add = org_config.writeback.referral_add
     program = session.get(Program, referral.program_id)
+    add = referral_add_for(org_config, program.key if program else None)
     member = session.get(Member, referral.member_id) if referral.member_id else None
     record = build_record(
         referral_values(referral),
@@ -176,12 +178,17 @@ def lookup_fields(sobject: str, org_config: OrgConfig) -> list[str]:
 
 
 def find_existing(
-    writer: Writer, org_config: OrgConfig, emails: Sequence[str]
+    writer: Writer,
+    org_config: OrgConfig,
+    emails: Sequence[str],
+    adds: Sequence[ReferralAdd] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Existing Leads (not converted) and Contacts by normalized email, oldest first."""
+    """Existing Leads (not converted) and Contacts by normalized email, oldest first; the
+    objects are those any of `adds` (the programs' settings; default the org's) looks in."""
     keys = sorted({k for k in (salesforce_email(e) for e in emails) if k})
-    found: dict[str, list[dict[str, Any]]] = {}
-    for sobject in lookup_objects(org_config.writeback.referral_add):
+    wanted = {o for add in adds or [org_config.writeback.referral_add] for o in lookup_objects(add)}
+    soqls: list[tuple[str, str]] = []
+    for sobject in [o for o in ("Lead", "Contact") if o in wanted]:
         fields = lookup_fields(sobject, org_config)
         for part in chunks(keys, LOOKUP_CHUNK):
             soql = format_soql(
@@ -192,12 +199,17 @@ def find_existing(
                 converted="IsConverted = false AND " if sobject == "Lead" else "",
                 emails=part,
             )
-            for record in writer.query(soql):
-                record.pop("attributes", None)
-                record["_type"] = sobject
-                key = salesforce_email(record.get("Email"))
-                if key:
-                    found.setdefault(key, []).append(record)
+            soqls.append((sobject, soql))
+    found: dict[str, list[dict[str, Any]]] = {}
+    # Lead and Contact lookups in one composite call per five queries
+    answers = writer.queries([q for _, q in soqls])
+    for (found_in, _soql), records in zip(soqls, answers, strict=True):
+        for record in records:
+            record.pop("attributes", None)
+            record["_type"] = found_in
+            key = salesforce_email(record.get("Email"))
+            if key:
+                found.setdefault(key, []).append(record)
     return found
 
 
@@ -244,9 +256,22 @@ def decide(
     candidates: Sequence[Mapping[str, Any]],
     org_config: OrgConfig,
     now: datetime,
+    add: ReferralAdd | None = None,
 ) -> ReferralDecision:
-    """What to do with one referral, given the records that already have its email."""
-    add = org_config.writeback.referral_add
+    """What to do with one referral, given the records that already have its email (`add`:
+    the settings of its program, default the org's)."""
+    add = add or org_config.writeback.referral_add
+    if add.on_existing_email == "overwrite_leads":
+        # Leads only: a Contact with the email is never written, nor duplicated as a Lead
+        leads = [c for c in candidates if c.get("_type") == "Lead"]
+        if not leads and candidates:
+            contact = candidates[0]
+            return ReferralDecision(
+                "skip", "Contact", record_id=contact["Id"], reason="existing_email",
+                message=f"Contact {contact['Id']} already has the email "
+                f"{contact.get('Email')}; overwrite_leads writes Leads only",
+            )  # fmt: skip
+        candidates = leads
     public_id = referral.get("public_id")
     existing = _pick_existing(public_id, candidates, add.create_as)
     sobject = str(existing["_type"]) if existing else add.create_as
@@ -276,6 +301,15 @@ def decide(
         return ReferralDecision("upsert", sobject, fields=fields, local_updates=plan.local_updates)
 
     ours = bool(public_id) and existing.get(REFERRAL_ID_FIELD) == public_id
+    if add.on_existing_email == "overwrite_leads":
+        # Signals' overwrite: the Lead takes every referral value, name and company included
+        fields = dict(record)
+        plan = plan_fields(referral, existing, mappings)
+        fields.update(plan.writes)
+        return ReferralDecision(
+            "update", sobject, fields=fields, record_id=existing["Id"],
+            local_updates=plan.local_updates,
+        )  # fmt: skip
     if not ours and add.on_existing_email != "update":
         label = f"{sobject} {existing['Id']} already has the email {existing.get('Email')}"
         if add.on_existing_email == "skip":

@@ -242,7 +242,7 @@ def _accounts(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
             fields = {k: v for k, v in fields.items() if v} | mapped(cfg, "Account", event)
             fields |= _owner_field(event)
             creates.setdefault(key, SharedWrite([], fields)).events.append(event)
-    write(writer, "Account", list(creates.values()))
+    write(writer, "Account", list(creates.values()), cfg.writeback.static.get("Account"))
     for w in creates.values():
         for event in w.events:
             if w.ok:
@@ -302,7 +302,7 @@ def _contacts(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
                 if n == 0:
                     fields |= mapped(cfg, "Contact", event)
                 writes.append((event, n, SharedWrite([event], fields)))
-    write(writer, "Contact", [w for _e, _n, w in writes])
+    write(writer, "Contact", [w for _e, _n, w in writes], cfg.writeback.static.get("Contact"))
     for event, n, w in writes:
         if w.ok:
             event.result["people"][n]["record_id"] = w.saved_id
@@ -423,7 +423,7 @@ def _opportunities(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
         action = "update" if record_id else "create"
         event.result["opportunity"] = {"action": action, "record_id": record_id, "reason": why}
         writes.append((event, SharedWrite([event], fields, record_id=record_id)))
-    write(writer, "Opportunity", [w for _e, w in writes])
+    write(writer, "Opportunity", [w for _e, w in writes], cfg.writeback.static.get("Opportunity"))
     for event, w in writes:
         if w.ok:
             event.result["opportunity"] |= {"record_id": w.saved_id, "written": True}

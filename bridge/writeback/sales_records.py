@@ -3,6 +3,7 @@ record writes shared by several pushes (one Account create for the sales of one 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,13 +75,21 @@ class SharedWrite:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def write(writer: Writer, sobject: str, writes: list[SharedWrite]) -> None:
+def write(
+    writer: Writer,
+    sobject: str,
+    writes: list[SharedWrite],
+    static: Mapping[str, Any] | None = None,
+) -> None:
     """Create (no record_id) or update the records, 200 per request; a failed record fails
-    every push that shares it, with Salesforce's error."""
+    every push that shares it, with Salesforce's error. `static` (the object's
+    `writeback.static` values) goes under what each write carries."""
     for op in ("create", "update"):
         group = [w for w in writes if (w.record_id is None) == (op == "create")]
         for part in chunks(group, COLLECTION_LIMIT):
-            records = [{"attributes": {"type": sobject}, **w.fields} for w in part]
+            records = [
+                {"attributes": {"type": sobject}, **(static or {}), **w.fields} for w in part
+            ]
             for w, record in zip(part, records, strict=True):
                 if w.record_id:
                     record["Id"] = w.record_id

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge import audit
-from bridge.config import ObjectSync, OrgConfig
+from bridge.config import ObjectSync, OrgConfig, referral_add_for
 from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
@@ -39,6 +39,7 @@ from bridge.writeback.pushes import (
     mark_skipped,
     payload_digest,
     queue_push,
+    record_attempt,
 )
 
 ACTOR = "writeback"
@@ -144,12 +145,14 @@ def _send_round(
         early += refused
 
     for write in writes:
+        _apply_static(write, org_config)
         _apply_overrides(write, by_id[write.push_id].payload.get("overrides"))
     _save(store, early, now, report)
     sync = accounts.account_sync(org_config)
     if sync is not None:
-        _link_accounts(store, writer, sync, [w for w in writes if w.link_account], by_id, now)
-    for outcomes in _execute(writer, writes):
+        linking = [w for w in writes if w.link_account]
+        _link_accounts(store, writer, sync, linking, by_id, now, org_config)
+    for outcomes in _execute(writer, writes, org_config.writeback.bulk_threshold):
         _save(store, outcomes, now, report)
 
 
@@ -160,6 +163,7 @@ def _link_accounts(
     contacts: list[Write],
     by_id: dict[int, Item],
     now: datetime,
+    sync_config: OrgConfig,
 ) -> None:
     """Find, create or update the Accounts of referred Contacts and set their AccountId. The
     account writes are pushes of their own, sent (and saved) before the Contacts."""
@@ -207,6 +211,7 @@ def _link_accounts(
                     account_writes.append(
                         Write(push.id, "Account", "update", dict(plan.update), plan.account_id)
                     )
+                    _apply_static(account_writes[-1], sync_config)
             elif plan.create is not None:
                 push, _ = queue_push(
                     session,
@@ -222,6 +227,7 @@ def _link_accounts(
                 elif push.state == "pending":
                     push.attempts += 1
                     account_writes.append(Write(push.id, "Account", "create", dict(plan.create)))
+                    _apply_static(account_writes[-1], sync_config)
                     creating[push.id] = domain
     account_report = SendReport()
     for outcomes in _execute(writer, account_writes):
@@ -243,6 +249,13 @@ def _settle_account_create(session: Session, key: str, account_id: str, domain: 
             "existing_account",
             f"Account {account_id} has the domain {domain} now; not created again",
         )
+
+
+def _apply_static(write: Write, org_config: OrgConfig) -> None:
+    """The object's static values (`writeback.static`) under what the write carries."""
+    static = org_config.writeback.static.get(write.sobject)  # type: ignore[call-overload]
+    if static:
+        write.fields = {**static, **write.fields}
 
 
 def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:
@@ -288,8 +301,9 @@ def _load_referral(session: Session, push: Push, item: Item, org_config: OrgConf
     referral = session.get(Referral, push.referral_id) if push.referral_id else None
     if referral is None:
         return  # sent from the saved payload
-    add = org_config.writeback.referral_add
     program = session.get(Program, referral.program_id)
+    add = referral_add_for(org_config, program.key if program else None)
+    item.add = add
     member = session.get(Member, referral.member_id) if referral.member_id else None
     item.referral = referrals.referral_values(referral)
     # Rebuilt from the referral as it is now: a fixed referral is what a repush sends.
@@ -323,12 +337,16 @@ def _request(write_group: list[Write]) -> tuple[str, str, list[dict[str, Any]]]:
     return "POST", "composite/sobjects", records
 
 
-def _execute(writer: Writer, writes: list[Write]) -> Any:
-    """Yield the outcomes of each collection request (grouped by object, operation, key)."""
+def _execute(writer: Writer, writes: list[Write], bulk_threshold: int | None = None) -> Any:
+    """Yield the outcomes of each request (grouped by object, operation, key): sObject
+    Collections of 200, or one Bulk API 2.0 write for a group larger than `bulk_threshold`."""
     groups: dict[tuple[str, str, str | None], list[Write]] = defaultdict(list)
     for w in writes:
         groups[(w.sobject, w.op, w.external_id_field)].append(w)
     for group in groups.values():
+        if bulk_threshold is not None and len(group) > bulk_threshold:
+            yield _bulk(writer, group)
+            continue
         for part in chunks(group, COLLECTION_LIMIT):
             method, path, records = _request(part)
             try:
@@ -336,32 +354,52 @@ def _execute(writer: Writer, writes: list[Write]) -> Any:
             except Exception as exc:
                 yield [failure_outcome(w.push_id, exc, fields=w.fields) for w in part]
                 continue
-            outcomes = []
-            for w, result in zip(part, results, strict=True):
-                if result.get("success"):
-                    outcomes.append(
-                        Outcome(
-                            w.push_id,
-                            "sent",
-                            sf_id=result.get("id") or w.record_id,
-                            sobject=w.sobject,
-                            local_updates=w.local_updates,
-                            fields=w.fields,
-                        )
-                    )
-                else:
-                    err = record_error(result)
-                    outcomes.append(
-                        Outcome(
-                            w.push_id,
-                            "failed",
-                            sobject=w.sobject,
-                            error=err,
-                            error_class=err.error_class,
-                            fields=w.fields,
-                        )
-                    )
-            yield outcomes
+            yield [
+                _outcome(w, result, "collections") for w, result in zip(part, results, strict=True)
+            ]
+
+
+BULK_OPERATIONS = {"create": "insert", "update": "update", "upsert": "upsert"}
+
+
+def _bulk(writer: Writer, group: list[Write]) -> list[Outcome]:
+    """One group through Bulk API 2.0: each row's result lands on its push as a collection
+    record's would (the same result shape, the same error classes)."""
+    first = group[0]
+    records = [{**w.fields, **({"Id": w.record_id} if w.op == "update" else {})} for w in group]
+    try:
+        results = writer.bulk(
+            first.sobject,
+            BULK_OPERATIONS[first.op],
+            records,
+            external_id_field=first.external_id_field,
+        )
+    except Exception as exc:
+        return [failure_outcome(w.push_id, exc, fields=w.fields) for w in group]
+    return [_outcome(w, result, "bulk") for w, result in zip(group, results, strict=True)]
+
+
+def _outcome(w: Write, result: dict[str, Any], via: str) -> Outcome:
+    if result.get("success"):
+        return Outcome(
+            w.push_id,
+            "sent",
+            sf_id=result.get("id") or w.record_id,
+            sobject=w.sobject,
+            local_updates=w.local_updates,
+            fields=w.fields,
+            via=via,
+        )
+    err = record_error(result)
+    return Outcome(
+        w.push_id,
+        "failed",
+        sobject=w.sobject,
+        error=err,
+        error_class=err.error_class,
+        fields=w.fields,
+        via=via,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,6 +438,7 @@ def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendRepo
                     fields=outcome.error.fields,
                     error_class=outcome.error_class or "permanent",
                 )
+            record_attempt(session, push, outcome.via)
             report.add(outcome, push)
 
 

@@ -395,6 +395,18 @@ def test_cli_exits_non_zero_on_issues(runner: Any, monkeypatch: pytest.MonkeyPat
         assert ", 0 Issue(s)" in again.output
 
 
+def test_static_values_of_written_objects_are_checked_like_activity_ones() -> None:
+    org = example_org(**{"writeback.static": {"Lead": {"LeadSource": "Partner Referral"}}})
+    assert "writeback.static.Lead.LeadSource" in {u.where for u in check.field_uses(org)}
+    describes = healthy_describes()
+    _replace("Lead", picklist("LeadSource", ["Web", "Phone Inquiry"]))(describes)
+    assert issues(findings_for(describes, org)) == [
+        ("mapping", "writeback.static.Lead.LeadSource: Lead.LeadSource",
+         "Lead.LeadSource 'Partner Referral' is not an active value of the picklist (active "
+         "values: Web, Phone Inquiry)"),
+    ]  # fmt: skip
+
+
 def test_a_mapped_formula_field_is_an_issue_with_the_remedy() -> None:
     org = example_org()
     read = next(u for u in check.field_uses(org) if u.role == "read" and u.sobject == "Lead")

@@ -83,6 +83,21 @@ class SalesforceDouble:
             return self._query(soql)
         if path.startswith("composite/sobjects"):
             return self._collection(request.method, path, json.loads(request.body))
+        if path.rstrip("/") == "composite":  # the lookups' queries, several in one call
+            out = []
+            for sub in json.loads(request.body)["compositeRequest"]:
+                sub_url = urlsplit(sub["url"])
+                fault = next((f for f in self.request_faults if f[0] in "query"), None)
+                if fault is not None:  # a failing subrequest, as Salesforce reports one
+                    self.request_faults.remove(fault)
+                    status, text = fault[1], json.dumps(fault[2])
+                else:
+                    status, _h, text = self._query(parse_qs(sub_url.query)["q"][0])
+                out.append(
+                    {"body": json.loads(text), "httpHeaders": {}, "httpStatusCode": status,
+                     "referenceId": sub["referenceId"]}
+                )  # fmt: skip
+            return 200, {"Content-Type": "application/json"}, json.dumps({"compositeResponse": out})
         return 404, {}, json.dumps([{"errorCode": "NOT_FOUND", "message": path}])
 
     def _query(self, soql: str) -> tuple[int, dict[str, str], str]:

@@ -173,8 +173,9 @@ def test_the_sweep_picks_up_only_pushes_whose_job_was_lost(
         push.updated_at = push.updated_at - SWEEP_AFTER - timedelta(seconds=1)
     assert enqueue_pending(sqlite_store, redis_client, older_than=SWEEP_AFTER) == 1
     [job] = Queue(OUTBOUND_QUEUE, connection=redis_client).get_jobs()
-    assert job.args == ([lost],)
+    assert job.func_name == "bridge.writeback.jobs.drain_org" and job.args == ([wired["org"]],)
     assert enqueue_pending(sqlite_store, redis_client) == 2  # without a limit: every pending one
+    assert len(Queue(OUTBOUND_QUEUE, connection=redis_client).get_jobs()) == 1  # one drain queued
 
 
 def test_a_job_enqueued_without_rq_retries_schedules_its_own_follow_up(
@@ -240,12 +241,13 @@ def test_a_failed_login_is_saved_on_the_pushes(
 
 
 def test_the_inbound_job_names_the_outbound_job_that_exists() -> None:
-    """The inbound job enqueues the pushes its entries queued by the send job's dotted path
-    (the writeback's jobs build on bridge.jobs, so it cannot import them)."""
+    """The job layer enqueues drains (for the API's pushes and those the inbound entries
+    queued) by the drain job's dotted path (the writeback's jobs build on bridge.jobs, so it
+    cannot import them)."""
     import importlib
 
     from bridge import jobs as job_layer
     from bridge.writeback import jobs as writeback_jobs
 
-    module, name = job_layer.SEND_PUSHES.rsplit(".", 1)
-    assert getattr(importlib.import_module(module), name) is writeback_jobs.send_pushes
+    module, name = job_layer.DRAIN_ORG.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is writeback_jobs.drain_org

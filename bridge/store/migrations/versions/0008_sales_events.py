@@ -1,7 +1,7 @@
 """sales and demos: sales-engagement events about a referral, each sent as one push
 
 Revision ID: 0006_sales
-Revises: 0002_inputhard
+Revises: 0002_outbound
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ import bridge.store.models
 
 _ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 revision = "0006_sales"
-down_revision = "0002_inputhard"
+down_revision = "0002_outbound"
 branch_labels = None
 depends_on = None
 
