@@ -31,7 +31,8 @@ def _element(tag: str, value: Any) -> str:
 
 
 def request_body(session_id: str, converts: list[dict[str, Any]]) -> str:
-    """The envelope; each convert's keys are LeadConvert elements (leadId, accountId, ...)."""
+    """The envelope; each convert's keys are LeadConvert elements, in the WSDL's sequence
+    (accountId, contactId, convertedStatus, doNotCreateOpportunity, leadId, ...)."""
     items = "".join(
         "<urn:leadConverts>"
         + "".join(_element(k, v) for k, v in convert.items() if v is not None)
