@@ -254,3 +254,16 @@ def test_the_rep_owns_what_the_sale_creates_through_the_user_mapping(bridge: Bri
     }
     [theirs] = query(bridge, "SELECT OwnerId FROM Account WHERE Name = 'Oven Works'")
     assert theirs["OwnerId"] == bridge.devorg.user("integration")["id"]  # Salesforce's default
+
+
+def test_org_check_reports_the_user_mapping(bridge: Bridge) -> None:
+    from bridge.salesforce.check import run_check
+
+    email = bridge.devorg.user("sales")["username"]
+    bridge.configure({"users": {"ann": {"email": email}, "gone": {"email": "x@example.com"}}})
+    found = run_check(bridge.org, "acme", bridge.org_config)
+    users = {f.subject: (f.status, f.reason) for f in found if f.check == "user"}
+    assert users == {
+        "ann": ("Ok", f"the active user with the email {email}"),
+        "gone": ("Issue", "no user with the email x@example.com in the org"),
+    }
