@@ -14,7 +14,7 @@ from simple_salesforce import format_soql
 from bridge.devorg.testing import DevOrg
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Referral
-from bridge.writeback import events
+from bridge.writeback import events, repush
 from tests.writeback.test_e2e_devorg import PACKAGE_FIELD, Bridge, write_config
 
 pytestmark = pytest.mark.e2e
@@ -155,6 +155,16 @@ def test_a_missing_product_fails_the_push_before_anything_is_written(bridge: Bri
     assert push.error_code == "product_not_found"
     assert "item 1: no Product2 with ProductCode 'GOLD'" in (push.error_message or "")
     assert query(bridge, "SELECT Id FROM Account") == []
+
+    # the products added, a repush (with a field override) sends it
+    bridge.sales.Product2.create({"Name": "Gold plan", "ProductCode": "GOLD"})
+    bridge.sales.Product2.create({"Name": "Setup fee", "ProductCode": "SETUP"})
+    with bridge.store.session() as s:
+        repush(s, pid, actor="test", fields={"Description": "after the catalogue fix"})
+    assert bridge.send(pid).sent == [pid], bridge.push(pid).error_message
+    [opp] = query(bridge, "SELECT StageName, Description FROM Opportunity")
+    assert opp == {**opp, "StageName": "Closed Won", "Description": "after the catalogue fix"}
+    assert len(query(bridge, "SELECT Id FROM OpportunityLineItem")) == 2
 
 
 def test_a_demo_with_a_lead_converts_it_into_a_contact_of_the_account(bridge: Bridge) -> None:
