@@ -612,6 +612,7 @@ def org_check(name: str) -> None:
         org_config,
         keep=lambda d: fieldcache.save_field_names(rt.settings.instance_dir, name, d),
     )
+    fieldcache.save_check(rt.settings.instance_dir, name, check.as_rows(findings))
     click.echo(check.format_findings(findings))
     if check.has_issues(findings):
         sys.exit(1)
@@ -672,13 +673,26 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
     help="How long the org takes to answer: zero, or delays like a real org's (docs/devorg.md).",
 )
 @click.option(
+    "--orgs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Serve this many separate orgs, on consecutive ports, data in DATA_DIR/org-<n>.",
+)
+@click.option(
     "--pubsub-port",
     type=int,
     default=None,
     help="Also serve the Pub/Sub API (gRPC over TLS) on this port.",
 )
 def devorg(
-    host: str, port: int, data_dir: Path, package_dir: Path, latency: str, pubsub_port: int | None
+    host: str,
+    port: int,
+    data_dir: Path,
+    package_dir: Path,
+    latency: str,
+    orgs: int,
+    pubsub_port: int | None,
 ) -> None:
     """Serve the local Salesforce org over HTTPS (OAuth, REST, streaming, control API)."""
     from bridge.devorg.server import run
@@ -690,6 +704,7 @@ def devorg(
             data_dir,
             package_dir=package_dir,
             latency=latency,
+            orgs=orgs,
             pubsub_port=pubsub_port,
         )
     except OSError as exc:  # port taken, data dir not writable, ...
@@ -713,9 +728,12 @@ def _log_to_stderr() -> None:
 @main.command("stream")
 @click.option("--org", "org_name", help="Org name from the config (needed if several).")
 def stream(org_name: str | None) -> None:
-    """Subscribe to the org's topics and store every change (one active subscriber per org).
+    """Subscribe to the orgs' topics and store every change (one active subscriber per org).
 
-    A second instance waits and takes over when the first stops or dies. SIGTERM stops it
+    Without --org: every org of the config this process can take the lease of, up to
+    stream.capacity; other stream processes share the rest and take over the orgs of one that
+    dies; new orgs in the config are picked up without a restart. With --org: that org only;
+    a second instance waits and takes over when the first stops or dies. SIGTERM stops it
     after the current batch.
     """
     from bridge import processes

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge import defaults
 from bridge.errors import ConfigError
 from bridge.values import covers
 from bridge.vocabulary import (
@@ -494,6 +495,16 @@ class Polling(_Model):
     page_size: int = Field(default=200, ge=200, le=2000)
 
 
+class ApiBudget(_Model):
+    """`api_budget:` above `share` of the daily API allocation, work that can wait (polling,
+    backfill) runs `slow_factor` times less often; streaming and user writes go on."""
+
+    share: float = Field(default=0.8, gt=0, le=1)
+    slow_factor: int = Field(default=10, ge=1, le=1000)
+    #: where the admins are told when the share is crossed (besides the admin users' email)
+    webhook: Webhook | None = None
+
+
 def referral_add_for(org: OrgConfig, program_key: str | None) -> ReferralAdd:
     """The referral-add settings of a program: the org's, with the program's own over them."""
     own = next((p.referral_add for p in org.programs if p.key == program_key), None)
@@ -525,6 +536,7 @@ class OrgConfig(_Model):
     writeback: Writeback = Field(default_factory=Writeback)
     streaming: Streaming = Field(default_factory=Streaming)
     polling: Polling = Field(default_factory=Polling)
+    api_budget: ApiBudget = Field(default_factory=ApiBudget)
     value_check: ValueCheck = Field(default_factory=ValueCheck)
 
     @field_validator("client_id")
@@ -601,8 +613,15 @@ class OrgConfig(_Model):
         return out
 
 
+class StreamSettings(_Model):
+    """`stream:`: how many orgs one `sfbridge stream` process serves at most."""
+
+    capacity: int = Field(default=defaults.STREAM_CAPACITY, ge=1, le=10_000)
+
+
 class BridgeConfig(_Model):
     orgs: dict[str, OrgConfig] = Field(min_length=1)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @field_validator("orgs")
     @classmethod

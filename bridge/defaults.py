@@ -143,6 +143,26 @@ LEASE_RENEW_FRACTION = 1 / 3
 LEASE_WAIT_SECONDS = _env("LEASE_WAIT_SECONDS", 1.0)
 """How often a waiting subscriber tries to take the lease over."""
 
+FLEET_ROUND_SECONDS = _env("FLEET_ROUND_SECONDS", 1.0)
+"""How often a stream process tries to take the leases of the orgs nobody serves."""
+
+FLEET_CONFIG_EVERY_SECONDS = _env("FLEET_CONFIG_EVERY_SECONDS", 30.0)
+"""How often a stream process reads the config file again (new, changed and removed orgs)."""
+
+FLEET_RETRY_SECONDS = _env("FLEET_RETRY_SECONDS", 30.0)
+"""An org whose stream ended (unreachable, not connected, a PushTopic missing) is tried again
+after this long."""
+
+FLEET_STOP_WAIT_SECONDS = 10.0
+"""On SIGTERM, how long to wait for an org stream that is storing a delivery."""
+
+HANDOFF_SECONDS = 0.05
+"""A stream process serving many orgs hands their stored events to the workers together, at
+most this often (bridge.streaming.fleet.Handoff)."""
+
+STREAM_CAPACITY = 50
+"""Orgs one stream process serves at most (`stream.capacity` in the config file)."""
+
 RECONNECT_WINDOW_SECONDS = 40.0
 """Salesforce drops a client that has not sent /meta/connect again within 40 s of a response."""
 
@@ -154,6 +174,10 @@ DEFAULT_LONG_POLL_SECONDS = 110.0
 
 RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits between attempts after network errors or a server that says `retry` with no interval."""
+
+STALL_AFTER_SECONDS = _env("STALL_AFTER_SECONDS", 120.0)
+"""A channel offered events that have not been stored for this long is stalled: /readyz fails
+and names it (bridge.streaming.stall)."""
 
 PUBSUB_BATCH = 100
 """Pub/Sub API flow control: events the subscriber asks for at once, and again after storing
@@ -179,6 +203,14 @@ STATUS_RETRIES = 3
 BACKOFF_FACTOR = 0.5
 """urllib3 backoff between those attempts: none before the first retry, then 0.5 s, 1 s, 2 s…"""
 
+# ---- API budget guard (bridge.salesforce.budget) --------------------------------------------
+
+BUDGET_PAGE_PAUSE_SECONDS = _env("BUDGET_PAGE_PAUSE_SECONDS", 1.0)
+"""Over the budget, a backfill waits this × `api_budget.slow_factor` between pages."""
+
+BUDGET_READ_EVERY_SECONDS = _env("BUDGET_READ_EVERY_SECONDS", 300.0)
+"""A poll round asks the `limits` resource when it knows no API usage newer than this."""
+
 DESCRIBE_CACHE_SECONDS = _env("DESCRIBE_CACHE_SECONDS", 3600.0)
 """How long an object's describe (field lengths, picklist values) is reused to check API input
 before it is read from the org again (per process and in Redis, shared by the web workers)."""
@@ -188,3 +220,8 @@ before it is read from the org again (per process and in Redis, shared by the we
 METRICS_PAUSE_AFTER_FAILURE_SECONDS = 30.0
 """Seconds the API-call counter stops counting after Redis failed, so an outage does not slow
 every call."""
+
+# ---- console ----------------------------------------------------------------------------------
+
+HEALTH_REFRESH_SECONDS = _env("HEALTH_REFRESH_SECONDS", 10.0)
+"""How often the dashboard and the integration health page poll `/integration.json`."""

@@ -5,6 +5,12 @@ that talks to Salesforce counts its calls: the long-running commands (stream, po
 call `count_calls_with(redis_client)` once, and every org opened afterwards by
 `bridge.orgs.open_org` gets the counting hook on its requests session.
 
+The same hook records the org's API usage from each answer's `Sforce-Limit-Info` header in
+`sfbridge:api_usage` (bridge.salesforce.budget), for the budget guard, /readyz, /metrics and
+the health page, and keeps what the integration health page shows besides
+(bridge.web.integration): `sfbridge:sf_api_daily:<org>` (calls per UTC day, a hash kept for
+`API_DAYS_KEPT` days) and `sfbridge:sf_api_last_ok` (org -> time of the last answer below 400).
+
 Counting never breaks a call: a Redis error is logged and ignored.
 """
 
@@ -13,25 +19,43 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from bridge import defaults
+from bridge.salesforce import budget
 
 log = logging.getLogger(__name__)
 
 SF_API_CALLS = "sfbridge:sf_api_calls"
 SF_API_ERRORS = "sfbridge:sf_api_errors"
+SF_API_LAST_OK = "sfbridge:sf_api_last_ok"
+API_DAYS_KEPT = 35
 
 
-def count_salesforce_call(client: redis.Redis, org: str, *, error: bool) -> bool:
-    """Count one call; False (logged) when Redis did not answer."""
+def daily_key(org: str) -> str:
+    return f"sfbridge:sf_api_daily:{org}"
+
+
+def count_salesforce_call(
+    client: redis.Redis, org: str, *, error: bool, usage: budget.ApiUsage | None = None
+) -> bool:
+    """Count one call (and record the API usage it reported); False (logged) when Redis did
+    not answer."""
+    now = datetime.now(UTC)
     try:
         pipe = client.pipeline()
         pipe.hincrby(SF_API_CALLS, org, 1)
+        pipe.hincrby(daily_key(org), now.date().isoformat(), 1)
+        pipe.expire(daily_key(org), API_DAYS_KEPT * 86400)
         if error:
             pipe.hincrby(SF_API_ERRORS, org, 1)
+        else:
+            pipe.hset(SF_API_LAST_OK, org, now.isoformat())
+        if usage is not None:
+            pipe.hset(budget.USAGE_KEY, org, budget.encode(usage))
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("could not count a Salesforce API call: %s", exc)
@@ -45,8 +69,10 @@ def salesforce_call_hook(client: redis.Redis, org: str) -> Callable[..., Any]:
 
     def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal paused_until
+        headers = getattr(response, "headers", None) or {}
+        usage = budget.from_header(headers.get("Sforce-Limit-Info"))
         if time.monotonic() >= paused_until and not count_salesforce_call(
-            client, org, error=response.status_code >= 400
+            client, org, error=response.status_code >= 400, usage=usage
         ):
             paused_until = time.monotonic() + defaults.METRICS_PAUSE_AFTER_FAILURE_SECONDS
         return response

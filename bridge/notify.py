@@ -1,4 +1,5 @@
-"""Telling reviewers that an entry waits for them (``process.notify_on_review``).
+"""Telling reviewers that an entry waits for them (``process.notify_on_review``), and the
+admins about the bridge itself (`alert_admins`: an org over its API budget).
 
 Sent **inline, after the commit** that put the entry in review: the decision is safe in the
 database before anyone is told about it, and a notification never holds a transaction open.
@@ -38,8 +39,8 @@ from sqlalchemy import and_, event, or_, select
 from sqlalchemy.orm import Session
 
 from bridge.config import NotifyOnReview, Webhook
-from bridge.store.models import SalesEntry, utcnow
-from bridge.vocabulary import NOTIFY_STATES
+from bridge.store.models import SalesEntry, User, utcnow
+from bridge.vocabulary import ADMIN, NOTIFY_STATES
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,11 @@ def send_email(recipients: list[str], body: dict[str, Any], smtp: SmtpSettings) 
         lines.append(f"Candidate: {c['public_id']} {c['name']} (score {c['score']}, {c['via']})")
     lines += ["", f"API: {info['api_path']}"]
     msg.set_content("\n".join(lines))
+    _smtp_send(msg, smtp)
+
+
+def _smtp_send(msg: EmailMessage, smtp: SmtpSettings) -> None:
+    assert smtp.host
     with smtplib.SMTP(smtp.host, smtp.port, timeout=SMTP_TIMEOUT) as client:
         if smtp.starttls:
             client.starttls()
@@ -259,3 +265,42 @@ def send_pending(store: Any, config_for: Any) -> int:
             _record(session, entry_id, errors)
             sent += not errors
     return sent
+
+
+# ---- alerts to the admins -----------------------------------------------------------------------
+
+
+def alert_admins(
+    store: Any,
+    subject: str,
+    text: str,
+    body: dict[str, Any],
+    webhook: Webhook | None = None,
+    smtp: SmtpSettings | None = None,
+) -> list[str]:
+    """Tell the admins (every admin user by email, and `webhook` if given) about the bridge
+    itself, e.g. an org over its API budget; returns the errors (logged, never raised)."""
+    with store.session() as session:
+        recipients = list(session.scalars(select(User.email).where(User.role == ADMIN)))
+    errors: list[str] = []
+    if recipients:
+        settings = smtp or SmtpSettings.from_env()
+        try:
+            if not settings.host:
+                raise RuntimeError("SFBRIDGE_SMTP_HOST is not set: cannot email the admins")
+            msg = EmailMessage()
+            msg["From"] = settings.sender
+            msg["To"] = ", ".join(recipients)
+            msg["Subject"] = f"sfbridge: {subject}"
+            msg.set_content(text)
+            _smtp_send(msg, settings)
+        except (OSError, smtplib.SMTPException, RuntimeError) as exc:
+            errors.append(f"email: {exc}")
+    if webhook is not None:
+        try:
+            send_webhook(webhook, body)
+        except (requests.RequestException, RuntimeError) as exc:
+            errors.append(f"webhook: {exc}")
+    for error in errors:
+        log.warning("alert '%s' not sent: %s", subject, error)
+    return errors

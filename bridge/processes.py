@@ -5,9 +5,10 @@ Redis) and runs until stopped; every one counts its Salesforce calls for /metric
 
 - worker: sets the one job context (`bridge.context`) and runs an rq worker on the inbound
   and outbound queues, with a sweeper thread (lost jobs, unsent review notifications);
-- stream: the subscriber of one org (`bridge.streaming.subscriber`, or `pubsub` for the
-  Pub/Sub API), whose stored events are enqueued for the worker and whose replay gaps are
-  backfilled by polling, with the safety-net poll beside it;
+- stream: the subscribers (`bridge.streaming.subscriber`, or `pubsub` for the Pub/Sub API) of
+  one org or of every org the process holds a lease for (`bridge.streaming.fleet`), whose
+  stored events are enqueued for the worker and whose replay gaps are backfilled by polling,
+  each with the safety-net poll beside it;
 - poll: SystemModstamp polling (`bridge.streaming.poller`): a backfill, one round, or rounds.
 """
 
@@ -18,8 +19,11 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from types import FrameType
 from typing import Any
 
 import redis
@@ -27,15 +31,19 @@ from rq import Queue, SimpleWorker, Worker
 from sqlalchemy import select
 
 from bridge import context, defaults, jobs, notify, orgs
-from bridge.config import BridgeConfig, OrgConfig
+from bridge.config import BridgeConfig, OrgConfig, load_config
 from bridge.context import WorkerContext
 from bridge.errors import UsageError
 from bridge.locks import once_per
 from bridge.metrics import count_calls_with
 from bridge.runtime import Runtime
+from bridge.salesforce import budget
+from bridge.salesforce.errors import SalesforceError
 from bridge.store import Store
 from bridge.store.models import OrgConnection, SalesEntry
 from bridge.streaming import poller, valuecheck
+from bridge.streaming.fleet import Fleet, Handoff
+from bridge.streaming.lease import Lease
 from bridge.streaming.pubsub import PubSubSubscriber
 from bridge.streaming.subscriber import Subscriber
 from bridge.vocabulary import STREAMED_OBJECTS
@@ -80,6 +88,42 @@ def resend_notifications(store: Store, client: redis.Redis, config: BridgeConfig
     return notify.send_pending(store, config_for)
 
 
+def alert_on_crossing(
+    store: Store, client: redis.Redis, name: str, org: OrgConfig, usage: budget.ApiUsage
+) -> bool:
+    """Tell the admins, once per crossing (across processes), that org `name` went over its
+    API budget; returns whether this call sent it."""
+    try:
+        if not budget.crossed(client, name, usage, org.api_budget.share):
+            return False
+    except redis.RedisError as exc:
+        log.warning("API budget of org '%s' not checked: %s", name, exc)
+        return False
+    text = (
+        f"Org '{name}' has used {usage.words()}, over its budget of "
+        f"{org.api_budget.share:.0%}. Polling and backfill now run "
+        f"{org.api_budget.slow_factor} times less often until usage falls back under it; "
+        "streaming and user writes go on."
+    )
+    log.warning("%s", text)
+    body = {"event": "api_budget_exceeded", "org": name, "used": usage.used,
+            "allocation": usage.allocation, "share": org.api_budget.share}  # fmt: skip
+    notify.alert_admins(
+        store, f"org '{name}' over its API budget", text, body, org.api_budget.webhook
+    )
+    return True
+
+
+def check_budgets(store: Store, client: redis.Redis, config: BridgeConfig) -> int:
+    """The sweeper's look at every org's newest API usage: alert on crossings."""
+    readings = budget.read_all(client)
+    return sum(
+        alert_on_crossing(store, client, name, org, readings[name])
+        for name, org in config.orgs.items()
+        if name in readings
+    )
+
+
 def refresh_statistics(store: Store, client: redis.Redis) -> bool:
     """Refresh the planner's statistics at most once per ANALYZE_EVERY_SECONDS across all
     workers (sampled, so milliseconds even at a million referrals); returns whether it ran."""
@@ -103,6 +147,7 @@ def start_sweeper(
                 outbound.sweep(store, client)
                 if config is not None:
                     resend_notifications(store, client, config)
+                    check_budgets(store, client, config)
                 refresh_statistics(store, client)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("sweeper round failed")
@@ -170,19 +215,61 @@ def run_worker(
 # ---- stream -----------------------------------------------------------------------------------
 
 
-def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | PubSubSubscriber:
-    """`sfbridge stream`: build and run the subscriber of the org until SIGTERM (the Bayeux
-    one, or the Pub/Sub API one for `streaming.transport: pubsub`)."""
-    count_calls_with(rt.redis)
-    name, org = pick_org(rt.config.orgs, org_name)
+@dataclass
+class OrgOnStream:
+    """An org's subscriber (Bayeux or Pub/Sub) with its safety-net poll, started when the org
+    is first served here (a fleet builds the streams of orgs it waits for, too)."""
+
+    sub: Subscriber | PubSubSubscriber
+    start_safety_net: Callable[[], object]
+    _started: bool = False
+
+    @property
+    def lease(self) -> Lease:
+        return self.sub.lease
+
+    @property
+    def stop(self) -> threading.Event:
+        return self.sub.stop
+
+    @property
+    def in_long_poll(self) -> bool:
+        return self.sub.in_long_poll
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self.start_safety_net()
+
+    def serve(self) -> None:
+        self._start()
+        self.sub.serve()
+
+    def run(self) -> None:
+        """Alone in its process (`--org`): wait for the lease, stream, until SIGTERM."""
+        self.sub.install_signal_handlers()
+        self._start()
+        self.sub.run()
+
+
+def org_stream(
+    rt: Runtime,
+    name: str,
+    org: OrgConfig,
+    stop: threading.Event,
+    handoff: Callable[[list[int]], object] | None = None,
+) -> OrgOnStream:
+    """The stream of one org: its subscriber (the Bayeux one, or the Pub/Sub API one for
+    `streaming.transport: pubsub` — the one place that picks the transport), whose stored
+    events are enqueued for the worker (through `handoff`, in a fleet) and whose replay gaps
+    are backfilled by polling, with the safety-net poll beside it."""
     conn_id = orgs.load_connection(rt.store, name).id
-    stop = threading.Event()
 
     def open_org() -> Any:
         return orgs.open_org(rt.store, rt.vault, name, org)
 
-    def enqueue(ids: list[int]) -> int:
-        return jobs.enqueue_events(rt.redis, ids)
+    def enqueue(ids: list[int]) -> object:
+        return handoff(ids) if handoff is not None else jobs.enqueue_events(rt.redis, ids)
 
     def backfill(sobject: str) -> tuple[int, int]:
         # In its own thread, with its own org connection (the stream holds the first).
@@ -202,12 +289,63 @@ def run_stream(rt: Runtime, org_name: str | None) -> Subscriber | PubSubSubscrib
         backfill=backfill,
         stop=stop,
     )
-    sub.install_signal_handlers()
-    poller.start_safety_net(
-        rt.store, open_org, conn_id, org, enqueue=enqueue, active=lambda: sub.lease.held, stop=stop
-    )
-    sub.run()
-    return sub
+    return OrgOnStream(
+        sub,
+        lambda: poller.start_safety_net(
+            rt.store, open_org, conn_id, org, enqueue=enqueue, active=lambda: sub.lease.held,
+            stop=stop,
+        ),
+    )  # fmt: skip
+
+
+def run_stream(rt: Runtime, org_name: str | None) -> OrgOnStream | Fleet:
+    """`sfbridge stream`: with `--org`, the subscriber of that org (a second instance waits for
+    its lease); without, the fleet: every configured org this process can take a lease for, up
+    to `stream.capacity` (bridge.streaming.fleet). Runs until SIGTERM."""
+    count_calls_with(rt.redis)
+    if org_name is not None:
+        name, org = pick_org(rt.config.orgs, org_name)
+        stream = org_stream(rt, name, org, threading.Event())
+        stream.run()
+        return stream
+    orgs.check_store(rt.store)
+    handoff = Handoff(lambda ids: jobs.enqueue_events(rt.redis, ids))
+
+    def build(name: str, org: OrgConfig) -> OrgOnStream:
+        return org_stream(rt, name, org, threading.Event(), handoff.add)
+
+    path = rt.settings.config_path or ""
+    seen = [_file_version(path)]
+
+    def load() -> BridgeConfig | None:
+        # Parsing a config of many orgs costs real CPU: only when the file changed.
+        version = _file_version(path)
+        if version == seen[0]:
+            return None
+        seen[0] = version
+        return load_config(path)
+
+    fleet = Fleet(build=build, load_config=load, config=rt.config)
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        log.info("stream: %s received; stopping every org", signal.Signals(signum).name)
+        fleet.stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    sender = threading.Thread(target=handoff.run, args=(fleet.stop,), name="handoff", daemon=True)
+    sender.start()
+    fleet.run()
+    sender.join(timeout=defaults.FLEET_STOP_WAIT_SECONDS)
+    return fleet
+
+
+def _file_version(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 # ---- poll -------------------------------------------------------------------------------------
@@ -254,5 +392,32 @@ def run_poll(
         )
         if valuecheck.due(rt.store, conn_id, org):  # formula fields, on their own schedule
             echo(valuecheck.run(rt.store, sforg, conn_id, org, enqueue=enqueue).summary())
-        if not every or stop.wait(every):
+        if not every or stop.wait(_next_round(rt, name, org, sforg, every, echo)):
             return
+
+
+def _next_round(
+    rt: Runtime, name: str, org: OrgConfig, sforg: Any, every: int, echo: Echo
+) -> float:
+    """Seconds until the next poll round: `every`, or slower while the org is over its API
+    budget (bridge.salesforce.budget)."""
+    try:
+        shared = budget.read(rt.redis, name)
+    except redis.RedisError:
+        shared = None
+    usage = budget.newest(sforg.api_usage, shared)
+    if usage is None or time.time() - usage.at > defaults.BUDGET_READ_EVERY_SECONDS:
+        try:
+            usage = sforg.read_api_usage()
+        except SalesforceError as exc:
+            log.warning("poll: the limits of org '%s' could not be read: %s", name, exc)
+    if usage is None:
+        return every
+    alert_on_crossing(rt.store, rt.redis, name, org, usage)
+    wait = budget.deferrable_wait(usage, org.api_budget.share, every, org.api_budget.slow_factor)
+    if wait > every:
+        echo(
+            f"poll: org '{name}' has used {usage.words()}, over its budget of "
+            f"{org.api_budget.share:.0%}: next round in {wait:g}s instead of {every}s"
+        )
+    return wait

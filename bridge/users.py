@@ -218,6 +218,15 @@ def create_token(
     if not name.strip():
         raise UsageError("give the token a name (what uses it)", fields=["name"])
     _check_text(name.strip(), "name")
+    taken = session.scalar(
+        select(ApiToken.id).where(ApiToken.name == name.strip(), ApiToken.revoked_at.is_(None))
+    )
+    if taken is not None:
+        raise UsageError(
+            f"a token named '{name.strip()}' exists; revoke it or pick another name",
+            fields=["name"],
+            code="conflict",
+        )
     if expires_at is not None and expires_at <= utcnow():
         raise UsageError("the expiry must be in the future", fields=["expires"])
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

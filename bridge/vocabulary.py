@@ -164,6 +164,18 @@ Scope = Literal[
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 """Every scope an API token can carry; ``*:write`` does not imply ``*:read``."""
 
+SCOPE_WORDS: dict[Scope, str] = {
+    "entries:read": "read sales entries and their decisions",
+    "entries:write": "send sales entries (a Flow, a poller) and decide or retry them",
+    "referrals:read": "read referrals, members and their status history",
+    "referrals:write": "create and edit referrals (a referral platform)",
+    "activities:write": "send activities to log on Salesforce records",
+    "pushes:read": "read the writes to Salesforce and their attempts",
+    "pushes:write": "repush failed writes (admins only)",
+    "metrics:read": "scrape /metrics",
+}
+"""What each scope lets a token do, in words for the token page."""
+
 ADMIN_SCOPES: frozenset[Scope] = frozenset({"pushes:write"})
 """Scopes only an admin's token may carry (the UI keeps the same actions to admins)."""
 

@@ -167,27 +167,45 @@ class Bridge:
     def install(self) -> Bridge:
         """Migrate, connect the org with the JWT flow and create the PushTopics."""
         self.store.upgrade()
-        org_config = self.config.orgs[ORG]
-        pem = orgs.read_private_key(str(org_config.private_key_file))
-        sf_org = connect(orgs.jwt_credentials(ORG, org_config, pem))
-        orgs.save_connection(
-            self.store, Vault((self.key,)), ORG, org_config, sf_org,
-            private_key_pem=pem, auth_method="jwt",
-        )  # fmt: skip
-        self.ensure_topics()
+        self._connect(ORG, self.org)
         return self
 
-    def ensure_topics(self) -> None:
-        sf = self.org.sf("integration")
+    def add_org(self, name: str, org: DevOrg) -> None:
+        """Another org of the same installation (a fleet): in the config, connected, topics."""
+        config = yaml.safe_load(self.config_path.read_text())
+        config["orgs"][name] = config_for(org, self.topics, self.overlap_seconds, self.cdc)["orgs"][
+            ORG
+        ]
+        self.write_config(config)
+        self._connect(name, org)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(config))
+        tmp.replace(self.config_path)  # a process re-reading it never sees half a file
+        self.config = load_config(str(self.config_path))
+
+    def _connect(self, name: str, org: DevOrg) -> None:
+        org_config = self.config.orgs[name]
+        pem = orgs.read_private_key(str(org_config.private_key_file))
+        sf_org = connect(orgs.jwt_credentials(name, org_config, pem))
+        orgs.save_connection(
+            self.store, Vault((self.key,)), name, org_config, sf_org,
+            private_key_pem=pem, auth_method="jwt",
+        )  # fmt: skip
+        self.ensure_topics(org, name)
+
+    def ensure_topics(self, org: DevOrg | None = None, name: str = ORG) -> None:
+        sf = (org or self.org).sf("integration")
         existing = {r["Name"] for r in sf.query_all("SELECT Name FROM PushTopic")["records"]}
-        org_config = self.config.orgs[ORG]
+        org_config = self.config.orgs[name]
         for obj in STREAMED_OBJECTS:
-            name = f"SFB_{obj}"
-            if name in existing:
+            topic = f"SFB_{obj}"
+            if topic in existing:
                 continue
             sf.PushTopic.create(
                 {
-                    "Name": name,
+                    "Name": topic,
                     "Query": f"SELECT {', '.join(record_fields(org_config, obj))} FROM {obj}",
                     "ApiVersion": float(org_config.api_version),
                     "NotifyForFields": "Referenced",

@@ -193,6 +193,11 @@ class Control:
         if body.get("reset_usage"):
             self.state.api_usage = 0
             self.state.api_usage_window_start = self.state.clock.now().timestamp()
+        if "api_usage" in body:  # the calls used so far today, as if other integrations ran
+            value = body["api_usage"]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                return _bad("api_usage must be a non-negative integer")
+            self.state.api_usage = value
         if "session_timeout_seconds" in body:
             self.state.session_timeout = int(body["session_timeout_seconds"])
         self.state.save_settings()

@@ -250,35 +250,51 @@ def run(
     package_dir: Path | None = None,
     latency: str = "zero",
     pubsub_port: int | None = None,
+    orgs: int = 1,
 ) -> None:
-    """Serve the local org until SIGTERM/SIGINT (and the Pub/Sub API on `pubsub_port`)."""
+    """Serve the local org until SIGTERM/SIGINT (and the Pub/Sub API on `pubsub_port`); with
+    `orgs` > 1, that many separate orgs (own org id, users, records, streams) in one process,
+    on consecutive ports from `port` (and from `pubsub_port`), each with its data in
+    ``data_dir/org-<n>`` (for fleets: benchmarks of many orgs)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    server = DevOrgServer(
-        Path(data_dir),
-        host=host,
-        port=port,
-        package_dir=package_dir,
-        latency=latency,
-        pubsub_port=pubsub_port,
-    )
-    asyncio.run(_serve(server))
+    servers = [
+        DevOrgServer(
+            Path(data_dir) if orgs == 1 else Path(data_dir) / f"org-{n + 1}",
+            host=host,
+            port=port + n,
+            package_dir=package_dir,
+            latency=latency,
+            pubsub_port=pubsub_port + n if pubsub_port else None,
+        )
+        for n in range(orgs)
+    ]
+    asyncio.run(_serve(servers))
 
 
-async def _serve(server: DevOrgServer) -> None:
-    app = server.build_app()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, server.host, server.port, ssl_context=server.ssl_context())
-    await site.start()
-    print(f"devorg: serving {server.base_url} (data dir {server.data_dir})", flush=True)
-    if server.pubsub_port:
-        print(f"devorg: Pub/Sub API on {server.info['pubsub_url']} (gRPC, TLS)", flush=True)
-    print(f"devorg: CA certificate {server.keys.ca_path.resolve()}", flush=True)
-    print(f"devorg: connection details {(server.data_dir / 'devorg.json').resolve()}", flush=True)
+async def _serve(servers: list[DevOrgServer]) -> None:
+    runners = []
+    for server in servers:
+        runner = web.AppRunner(
+            server.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, server.host, server.port, ssl_context=server.ssl_context())
+        await site.start()
+        runners.append(runner)
+        print(f"devorg: serving {server.base_url} (data dir {server.data_dir})", flush=True)
+        if server.pubsub_port:
+            print(f"devorg: Pub/Sub API on {server.info['pubsub_url']} (gRPC, TLS)", flush=True)
+        if len(servers) == 1:
+            print(f"devorg: CA certificate {server.keys.ca_path.resolve()}", flush=True)
+            details = (server.data_dir / "devorg.json").resolve()
+            print(f"devorg: connection details {details}", flush=True)
+    if len(servers) > 1:
+        print(f"devorg: {len(servers)} orgs ready", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await runner.cleanup()
+    for runner in runners:
+        await runner.cleanup()
     print("devorg: stopped", flush=True)

@@ -424,7 +424,8 @@ class DevOrgState:
         """Create the org id, connected app and users on first start. True if it did."""
         if self.org_id:
             return False
-        self.org_id = self.new_id("00D")
+        # Random, so that several local orgs (a fleet's) are different orgs, as in Salesforce.
+        self.org_id = ids.make_id("00D", 1_000_000_000 + secrets.randbelow(62**9 - 10**9))
         self.client_id = (
             "3MVG9" + secrets.token_urlsafe(60).replace("-", "A").replace("_", "z")[:80]
         )

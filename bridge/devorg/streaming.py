@@ -930,6 +930,10 @@ class StreamingHub:
                 with self._lock:
                     for client_id in list(self.clients):
                         self._remove(client_id)
+            if "inject" in body:
+                problem = self._inject(body["inject"])
+                if problem:
+                    return web.json_response({"error": problem}, status=400)
         with self._lock:
             clients = sorted(self.clients)
         return web.json_response(
@@ -940,6 +944,31 @@ class StreamingHub:
                 "cdc_entities": sorted(self.cdc_selected),
             }
         )
+
+    def _inject(self, inject: Any) -> str | None:
+        """Publish a message Salesforce would never send, for the poison-event tests:
+        ``{"channel": "/topic/X", "data_json": "<the JSON text of its data>"}``. The text is
+        sent verbatim (it may hold NaN, Infinity, 1e999 or huge numbers, which Python's JSON
+        reader accepts), with ``{{replayId}}`` replaced by the event's replay id."""
+        if (
+            not isinstance(inject, dict)
+            or not isinstance(inject.get("channel"), str)
+            or not isinstance(inject.get("data_json"), str)
+        ):
+            return "inject: give channel and data_json (the JSON text of the message's data)"
+        channel, text = inject["channel"], inject["data_json"]
+        try:
+            json.loads(text.replace("{{replayId}}", "1"))
+        except ValueError as exc:
+            return f"inject: data_json is not JSON even to a lenient reader: {exc}"
+        head = '{"channel":' + _dumps(channel) + ',"data":'
+
+        def build(replay_id: int) -> str:
+            return head + text.replace("{{replayId}}", str(replay_id)) + "}"
+
+        self.publish([(channel, build)], self.state.clock.now())
+        self.flush()
+        return None
 
 
 def _routed(

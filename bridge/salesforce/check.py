@@ -58,6 +58,10 @@ def issue(check: str, subject: str, reason: str) -> Finding:
     return Finding(check, subject, "Issue", reason)
 
 
+def as_rows(findings: Iterable[Finding]) -> list[dict[str, str]]:
+    return [dict(vars(f)) for f in findings]
+
+
 def has_issues(findings: Iterable[Finding]) -> bool:
     return any(f.status == "Issue" for f in findings)
 

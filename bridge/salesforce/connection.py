@@ -42,7 +42,7 @@ from urllib3.util.retry import Retry
 
 from bridge import defaults, logsafe
 from bridge.errors import UsageError
-from bridge.salesforce import oauth
+from bridge.salesforce import budget, oauth
 from bridge.salesforce.errors import (
     INVALID_SESSION_ID,
     SalesforceError,
@@ -158,6 +158,10 @@ class SalesforceOrg:
         self._username = credentials.username
         self._adopt_refresh_token(token)
         self.sf = self._client()
+        #: The newest daily API usage Salesforce reported (Sforce-Limit-Info on every REST
+        #: answer, or the limits resource): bridge.salesforce.budget.
+        self.api_usage: budget.ApiUsage | None = None
+        http.hooks["response"].append(self._note_api_usage)
 
     # ---- what callers read ------------------------------------------------------------------
 
@@ -202,6 +206,17 @@ class SalesforceOrg:
             records = self.call(self.sf.query, soql).get("records") or []
             self._username = str(records[0]["Username"]) if records else self.user_id
         return self._username
+
+    def _note_api_usage(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        usage = budget.from_header(response.headers.get("Sforce-Limit-Info"))
+        if usage is not None:
+            self.api_usage = usage
+
+    def read_api_usage(self) -> budget.ApiUsage | None:
+        """Ask the `limits` resource (DailyApiRequests); its answer's header counts too."""
+        limits = budget.from_limits(self.call(self.sf.limits))
+        self.api_usage = budget.newest(self.api_usage, limits)
+        return self.api_usage
 
     def streaming_session(self) -> requests.Session:
         """A session of its own for a long-lived channel (the Bayeux long poll, which keeps

@@ -4,11 +4,20 @@ Pure functions (no I/O). A change is identified by its `change_key`: the record 
 SystemModstamp, so the same change delivered by streaming and by polling is stored once.
 Deletes carry no new SystemModstamp in a PushTopic event, so they are keyed by channel and
 replay id instead.
+
+Poison events: `read_message` never raises. A message whose shape the parser does not expect
+(an `Id` that is a list, a numeric `createdDate`, `replayId` = inf, a string longer than any
+Salesforce field, a NUL character the database refuses) becomes one *malformed* change that
+keeps the raw message as text and the error in words, so it is stored, its entry fails for a
+reviewer, and the channel's cursor moves past it (Debezium's dead-letter idea).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +42,22 @@ _CDC_TYPES: dict[str, ChangeType] = {
 
 class MalformedEvent(ValueError):
     """A message that cannot be stored as a change (missing id, unknown type)."""
+
+
+#: A Salesforce record id: 15 case-sensitive or 18 case-insensitive alphanumerics.
+_RECORD_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")
+#: An object's API name (the stored sobject_type is at most 64 characters).
+_API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+#: Replay ids are positive and fit the stored BIGINT.
+MAX_REPLAY_ID = 2**63 - 1
+#: The longest text a Salesforce field holds (Long Text Area: 131,072 characters).
+MAX_STRING_CHARS = 131_072
+#: Nesting deeper than this is no Salesforce event (a compound field inside a record is 3).
+MAX_DEPTH = 12
+#: How much of an unreadable message is kept as its raw text.
+MAX_RAW_CHARS = 65_536
+#: The longest channel name read (the stored change key adds a prefix and the replay id).
+MAX_CHANNEL_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -62,9 +87,16 @@ def parse_sf_datetime(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise MalformedEvent(f"{_show(value)} is not a Salesforce datetime")
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    text = str(value).strip()
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, ValueError, OSError):
+            raise MalformedEvent(f"{_show(value)} is not a time in epoch milliseconds") from None
+    if len(value) > 40:
+        raise MalformedEvent(f"{_show(value)} is not a Salesforce datetime")
+    text = value.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     elif len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
@@ -74,6 +106,63 @@ def parse_sf_datetime(value: Any) -> datetime | None:
     except ValueError:
         raise MalformedEvent(f"'{value}' is not a Salesforce datetime") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _show(value: Any) -> str:
+    """A value in an error message: its type and a short repr (never the whole of it)."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'…' if len(text) > 60 else ''}"
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise MalformedEvent(f"{what} is {_show(value)}, not text")
+    return value
+
+
+def _record_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _RECORD_ID.fullmatch(value):
+        raise MalformedEvent(f"{what} is {_show(value)}, not a 15- or 18-character record id")
+    return value
+
+
+def _replay_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_REPLAY_ID:
+        raise MalformedEvent(f"replayId is {_show(value)}, not a positive whole number")
+    return value
+
+
+def _check_storable(value: Any, where: str, depth: int = 0) -> None:
+    """Every value can be stored as JSON on SQLite and PostgreSQL: finite numbers, text
+    without NUL and no longer than a Salesforce field, text keys, bounded nesting."""
+    if depth > MAX_DEPTH:
+        raise MalformedEvent(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_CHARS:
+            raise MalformedEvent(
+                f"{where} is {len(value):,} characters long (a Salesforce field holds at "
+                f"most {MAX_STRING_CHARS:,})"
+            )
+        if "\x00" in value:
+            raise MalformedEvent(f"{where} contains a NUL character")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise MalformedEvent(f"{where} is {value}, not a finite number")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if abs(value) > MAX_REPLAY_ID:
+            raise MalformedEvent(f"{where} is a number too large to store ({_show(value)})")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise MalformedEvent(f"{where} has a key that is {_show(key)}, not text")
+            _check_storable(item, f"{where}.{key[:40]}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_storable(item, f"{where}[{i}]", depth + 1)
+    else:
+        raise MalformedEvent(f"{where} is {_show(value)}, not a JSON value")
 
 
 def format_modstamp(value: datetime) -> str:
@@ -106,51 +195,95 @@ def _clean(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "attributes"}
 
 
+def read_message(message: Any, topic_objects: Mapping[str, str]) -> list[ChangeEvent]:
+    """The changes in one Bayeux data message; never raises (see the module docstring)."""
+    try:
+        events = from_bayeux(message, topic_objects)
+        for ev in events:
+            _ = ev.change_key  # a datetime at the edge of the calendar fails here, not later
+        return events
+    except MalformedEvent as exc:
+        return [malformed(message, exc)]
+    except Exception as exc:  # noqa: BLE001 - a parser bug on a hostile shape must not stall
+        return [malformed(message, MalformedEvent(f"unreadable ({type(exc).__name__}: {exc})"))]
+
+
 def from_bayeux(message: Mapping[str, Any], topic_objects: Mapping[str, str]) -> list[ChangeEvent]:
     """Events in one Bayeux data message (a PushTopic or a CDC channel).
 
     `topic_objects` maps channel -> object name (from the PushTopic's query), used when the
     record id does not tell the object. A CDC event may name several records: one change each,
     the first keeps the replay id (the others are identified by record id + modstamp).
+    Raises MalformedEvent, in words, for anything it cannot read or store.
     """
-    channel = str(message.get("channel", ""))
+    if not isinstance(message, Mapping):
+        raise MalformedEvent(f"the message is {_show(message)}, not an object")
+    channel = _channel(message)
     data = message.get("data")
     if not isinstance(data, Mapping) or not isinstance(data.get("event"), Mapping):
-        raise MalformedEvent(f"message on {channel or '(no channel)'} has no data.event")
+        raise MalformedEvent(f"message on {channel} has no data.event")
     event = data["event"]
+    if "replayId" not in event:
+        raise MalformedEvent(f"message on {channel} has no numeric replayId")
     try:
-        replay_id = int(event["replayId"])
-    except (KeyError, TypeError, ValueError):
-        raise MalformedEvent(f"message on {channel} has no numeric replayId") from None
-    created = parse_sf_datetime(event.get("createdDate"))
+        replay_id = _replay_id(event["replayId"])
+    except MalformedEvent as exc:
+        raise MalformedEvent(f"message on {channel}: {exc}") from None
+    _check_storable(message, "message")
     payload = dict(message)
-    if isinstance(data.get("sobject"), Mapping):
-        record = _clean(data["sobject"])
-        change_type = str(event.get("type", ""))
-        if change_type not in CHANGE_TYPES:
-            raise MalformedEvent(f"replayId {replay_id} on {channel}: unknown type '{change_type}'")
-        record_id = record.get("Id")
-        sobject = sobject_for_id(record_id) or topic_objects.get(channel)
-        if not sobject:
-            raise MalformedEvent(f"replayId {replay_id} on {channel}: cannot tell the object")
-        return [
-            ChangeEvent(
-                channel=channel,
-                replay_id=replay_id,
-                source="stream",
-                sobject_type=sobject,
-                record_id=record_id,
-                change_type=change_type,
-                event_created_at=created,
-                modstamp=parse_sf_datetime(record.get("SystemModstamp")),
-                fields=record,
-                payload=payload,
-            )
-        ]
+    if "sobject" in data:
+        return [_from_topic(channel, replay_id, event, data["sobject"], topic_objects, payload)]
     cdc = data.get("payload")
     if isinstance(cdc, Mapping) and isinstance(cdc.get("ChangeEventHeader"), Mapping):
+        created = parse_sf_datetime(event.get("createdDate"))
         return from_cdc(channel, replay_id, created, cdc, payload)
     raise MalformedEvent(f"replayId {replay_id} on {channel}: neither a PushTopic nor a CDC event")
+
+
+def _channel(message: Mapping[str, Any]) -> str:
+    channel = message.get("channel")
+    if not isinstance(channel, str) or not channel.startswith("/"):
+        raise MalformedEvent(f"the message's channel is {_show(channel)}, not a channel name")
+    if len(channel) > MAX_CHANNEL_CHARS:
+        raise MalformedEvent(f"the channel name is {len(channel)} characters long")
+    return channel
+
+
+def _from_topic(
+    channel: str,
+    replay_id: int,
+    event: Mapping[str, Any],
+    sobject: Any,
+    topic_objects: Mapping[str, str],
+    payload: dict[str, Any],
+) -> ChangeEvent:
+    where = f"replayId {replay_id} on {channel}"
+    if not isinstance(sobject, Mapping):
+        raise MalformedEvent(f"{where}: data.sobject is {_show(sobject)}, not a record")
+    record = _clean(sobject)
+    change_type = event.get("type")
+    if change_type not in CHANGE_TYPES:
+        raise MalformedEvent(f"{where}: unknown type {_show(change_type)}")
+    # The Streaming API sends createdDate as an ISO 8601 string.
+    created = parse_sf_datetime(_text(event.get("createdDate", ""), f"{where}: createdDate"))
+    record_id = _record_id(record.get("Id"), f"{where}: the record's Id")
+    stamp = record.get("SystemModstamp")
+    modstamp = parse_sf_datetime(_text(stamp, f"{where}: SystemModstamp") if stamp else None)
+    sobject_type = sobject_for_id(record_id) or topic_objects.get(channel)
+    if not sobject_type:
+        raise MalformedEvent(f"{where}: cannot tell the object")
+    return ChangeEvent(
+        channel=channel,
+        replay_id=replay_id,
+        source="stream",
+        sobject_type=sobject_type,
+        record_id=record_id,
+        change_type=str(change_type),
+        event_created_at=created,
+        modstamp=modstamp,
+        fields=record,
+        payload=payload,
+    )
 
 
 def cdc_values(cdc: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,55 +309,78 @@ def from_cdc(
     """The changes one CDC payload names (one per record id). `replay_id` None: the transport's
     replay ids are not numbers (the Pub/Sub API's), so every change is keyed by record and
     time."""
+    where = f"replayId {replay_id} on {channel}"
     header = cdc["ChangeEventHeader"]
-    change_type = _CDC_TYPES.get(str(header.get("changeType", "")))
-    if header.get("changeType") == "GAP_OVERFLOW":
+    kind = header.get("changeType")
+    entity = header.get("entityName")
+    if kind == "GAP_OVERFLOW":
         # More than 100,000 changes in one transaction: neither values nor record ids.
         raise MalformedEvent(
-            f"replayId {replay_id} on {channel}: overflow event (a transaction changed too many "
-            f"{header.get('entityName')} records to report each); catch up with "
-            f"`sfbridge poll --since <its time> --object {header.get('entityName')}`"
+            f"{where}: overflow event (a transaction changed too many "
+            f"{entity} records to report each); catch up with "
+            f"`sfbridge poll --since <its time> --object {entity}`"
         )
+    change_type = _CDC_TYPES.get(kind) if isinstance(kind, str) else None
     if change_type is None:
-        raise MalformedEvent(f"replayId {replay_id} on {channel}: {header.get('changeType')} event")
+        raise MalformedEvent(f"{where}: {_show(kind)} event")
+    if not isinstance(entity, str) or not _API_NAME.fullmatch(entity):
+        raise MalformedEvent(f"{where}: entityName is {_show(entity)}, not an object name")
+    record_ids = header.get("recordIds")
+    if not isinstance(record_ids, list) or not record_ids:
+        raise MalformedEvent(f"{where}: CDC event without recordIds")
+    ids = [_record_id(r, f"{where}: a recordIds entry") for r in record_ids]
+    user = header.get("commitUser")
+    if user is not None:
+        _record_id(user, f"{where}: commitUser")
     values = cdc_values(cdc)
     commit = parse_sf_datetime(header.get("commitTimestamp"))
-    modstamp = parse_sf_datetime(values.get("SystemModstamp") or values.get("LastModifiedDate"))
-    sobject = str(header.get("entityName", ""))
-    out = []
-    for i, record_id in enumerate(header.get("recordIds") or []):
-        out.append(
-            ChangeEvent(
-                channel=channel,
-                replay_id=replay_id if i == 0 else None,
-                source="stream",
-                sobject_type=sobject,
-                record_id=record_id,
-                change_type=change_type,
-                event_created_at=created or commit,
-                modstamp=modstamp or commit,
-                fields={**values, "Id": record_id},
-                payload=payload,
-            )
+    stamp = values.get("SystemModstamp") or values.get("LastModifiedDate")
+    modstamp = parse_sf_datetime(_text(stamp, f"{where}: LastModifiedDate") if stamp else None)
+    return [
+        ChangeEvent(
+            channel=channel,
+            replay_id=replay_id if i == 0 else None,
+            source="stream",
+            sobject_type=entity,
+            record_id=record_id,
+            change_type=change_type,
+            event_created_at=created or commit,
+            modstamp=modstamp or commit,
+            fields={**values, "Id": record_id},
+            payload=payload,
         )
-    if not out:
-        raise MalformedEvent(f"replayId {replay_id} on {channel}: CDC event without recordIds")
-    return out
+        for i, record_id in enumerate(ids)
+    ]
 
 
-def malformed(message: Mapping[str, Any], error: MalformedEvent) -> ChangeEvent:
-    """A message we cannot read is still stored (and its entry fails with the reason)."""
-    channel = str(message.get("channel", ""))
-    data: Mapping[str, Any] = message.get("data") or {}
-    if not isinstance(data, Mapping):
-        data = {}
-    event: Mapping[str, Any] = data.get("event") or {}
-    if not isinstance(event, Mapping):
-        event = {}
+def raw_text(message: Any) -> tuple[str, bool]:
+    """The message as JSON text (NaN and inf as JavaScript writes them, anything else by its
+    repr), cut to MAX_RAW_CHARS; and whether it was cut."""
     try:
-        replay_id: int | None = int(event["replayId"])
-    except (KeyError, TypeError, ValueError):
-        replay_id = None
+        text = json.dumps(message, default=repr, ensure_ascii=True, check_circular=True)
+    except (ValueError, TypeError, RecursionError):
+        text = repr(message)
+    return text[:MAX_RAW_CHARS], len(text) > MAX_RAW_CHARS
+
+
+def malformed(message: Any, error: MalformedEvent) -> ChangeEvent:
+    """A message we cannot read is still stored: its raw text and the error (its entry fails
+    with the reason). It keeps the message's replay id when that can be read, so the channel's
+    cursor moves past it; without one it is keyed by its content."""
+    channel, replay_id = "(unreadable channel)", None
+    if isinstance(message, Mapping):
+        try:
+            channel = _channel(message)
+            data = message.get("data")
+            event = data.get("event") if isinstance(data, Mapping) else None
+            if isinstance(event, Mapping):
+                replay_id = _replay_id(event.get("replayId"))
+        except MalformedEvent:
+            pass
+    raw, cut = raw_text(message)
+    payload: dict[str, Any] = {"raw": raw, "_error": str(error)[:1000]}
+    if cut:
+        payload["raw_truncated"] = True
     return ChangeEvent(
         channel=channel,
         replay_id=replay_id,
@@ -235,8 +391,8 @@ def malformed(message: Mapping[str, Any], error: MalformedEvent) -> ChangeEvent:
         event_created_at=None,
         modstamp=None,
         fields={},
-        payload=dict(message),
-        error=str(error),
+        payload=payload,
+        error=str(error)[:1000],
     )
 
 

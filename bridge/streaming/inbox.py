@@ -34,6 +34,9 @@ PUBSUB_PREFIX = "pubsub:"
 """Channels of the Pub/Sub subscriber: their cursors are opaque replay ids (bytes)."""
 
 
+_CURSORS: Any = SyncCursor.__table__
+
+
 @functools.lru_cache(maxsize=4)
 def _insert_events(dialect: str) -> Any:
     """INSERT … ON CONFLICT DO NOTHING RETURNING id of inbound events, built and compiled
@@ -110,16 +113,16 @@ def advance_replay(
     One conditional UPDATE (or an insert for a new channel), so two processes racing cannot
     move it backwards. Returns whether it moved.
     """
+    c = _CURSORS.c
     moved = _rowcount(
         session.execute(
-            update(SyncCursor)
+            update(_CURSORS)
             .where(
-                SyncCursor.org_connection_id == org_connection_id,
-                SyncCursor.channel == channel,
-                or_(SyncCursor.replay_id.is_(None), SyncCursor.replay_id < replay_id),
+                c.org_connection_id == org_connection_id,
+                c.channel == channel,
+                or_(c.replay_id.is_(None), c.replay_id < replay_id),
             )
             .values(replay_id=replay_id, modstamp=modstamp, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
         )
     )
     if moved:

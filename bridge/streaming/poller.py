@@ -21,6 +21,7 @@ from sqlalchemy import delete
 from bridge import defaults
 from bridge.config import OrgConfig
 from bridge.receiver.relational import record_fields
+from bridge.salesforce import budget
 from bridge.store import Store
 from bridge.store.models import SyncCursor, utcnow
 from bridge.streaming import inbox
@@ -122,9 +123,20 @@ def sync(
         if echo and read >= next_report:
             echo(f"{sobject}: {read} records read, {new} new (up to {max(stamps).isoformat()})")
             next_report += defaults.BACKFILL_PROGRESS_EVERY
-        if stop is not None and stop.is_set():
+        if stop is not None and (stop.is_set() or stop.wait(_page_pause(sforg, org, sobject))):
             break
     return read, new
+
+
+def _page_pause(sforg: Any, org: OrgConfig, sobject: str) -> float:
+    """The API budget guard on backfill and polling pages: none, or a pause while the org is
+    over its budget (bridge.salesforce.budget)."""
+    usage = getattr(sforg, "api_usage", None)
+    if usage is None or not usage.over(org.api_budget.share):
+        return 0.0
+    wait = defaults.BUDGET_PAGE_PAUSE_SECONDS * org.api_budget.slow_factor
+    log.info("poll: %s: the org has used %s; %.0fs between pages", sobject, usage.words(), wait)
+    return wait
 
 
 def poll_once(
@@ -186,7 +198,15 @@ def start_safety_net(
 
     def loop() -> None:
         sforg = None
-        while not stop.wait(org.polling.every):
+        # Work that can wait: rounds slow down while the org is over its API budget.
+        while not stop.wait(
+            budget.deferrable_wait(
+                getattr(sforg, "api_usage", None),
+                org.api_budget.share,
+                org.polling.every,
+                org.api_budget.slow_factor,
+            )
+        ):
             if not active():
                 continue
             try:

@@ -91,6 +91,7 @@ class PubSubSubscriber:
         key = lease_key(self.org_name, [inbox.PUBSUB_PREFIX + t for t in self.topics])
         self.lease = Lease(self.redis_client, key, defaults.LEASE_TTL_SECONDS)
         self.stored = 0
+        self.in_long_poll = False  # its gRPC calls are cancelled on stop: nothing to wait out
         self._gaps = GapBackfills(
             self.store, self.org_connection_id, self.org.polling.overlap_seconds, self.backfill
         )
@@ -140,15 +141,24 @@ class PubSubSubscriber:
             )
             self.lease.start_renewing()
             try:
-                self._stream()
-            except TransientError as exc:
-                log.warning("stream: cannot reach the org (%s); trying again", exc.message)
-                self._pause(3)
+                self.serve()
             finally:
-                self._cancel_calls()
                 self.lease.release()
                 log.info("stream: lease released")
         self._gaps.join()
+
+    def serve(self) -> None:
+        """Stream while the lease (taken by the caller, who renews it) is held; return when
+        stopped, when the lease is lost, or when the org cannot be reached at start."""
+        try:
+            self._stream()
+        except TransientError as exc:
+            log.warning(
+                "stream: cannot reach org '%s' (%s); trying again", self.org_name, exc.message
+            )
+            self._pause(3)
+        finally:
+            self._cancel_calls()
 
     def _pause(self, attempt: int) -> None:
         waits = defaults.RETRY_BACKOFF_SECONDS

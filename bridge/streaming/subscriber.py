@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 import redis
+import sqlalchemy.exc
 from simple_salesforce import format_soql
 from sqlalchemy import select
 
@@ -42,9 +43,10 @@ from bridge.streaming.bayeux import (
     SubscribeFailed,
     UnknownClient,
 )
-from bridge.streaming.events import ChangeEvent, MalformedEvent, from_bayeux, malformed
+from bridge.streaming.events import ChangeEvent, MalformedEvent, malformed, read_message
 from bridge.streaming.gaps import GapBackfills
 from bridge.streaming.lease import Lease
+from bridge.streaming.stall import Offered
 from bridge.vocabulary import STREAMED_OBJECTS, ReplayFrom
 
 log = logging.getLogger("sfbridge.stream")
@@ -105,6 +107,7 @@ class Subscriber:
         self.lease = Lease(self.redis_client, key, defaults.LEASE_TTL_SECONDS)
         self.in_long_poll = False
         self.stored = 0
+        self.offered = Offered(self.redis_client, self.org_name)
         self._gaps = GapBackfills(
             self.store, self.org_connection_id, self.org.polling.overlap_seconds, self.backfill
         )
@@ -143,17 +146,25 @@ class Subscriber:
             )
             self.lease.start_renewing()
             try:
-                self._stream()
-            except _Interrupted:
-                pass
-            except TransientError as exc:
-                # The org is unreachable at start: give the lease up and try again shortly.
-                log.warning("stream: cannot reach the org (%s); trying again", exc.message)
-                self._pause(3)
+                self.serve()
             finally:
                 self.lease.release()
                 log.info("stream: lease released")
         self._gaps.join()
+
+    def serve(self) -> None:
+        """Stream while the lease (taken by the caller, who renews it) is held; return when
+        stopped, when the lease is lost, or when the org cannot be reached at start."""
+        try:
+            self._stream()
+        except _Interrupted:
+            pass
+        except TransientError as exc:
+            # The org is unreachable at start: give the lease up and try again shortly.
+            log.warning(
+                "stream: cannot reach org '%s' (%s); trying again", self.org_name, exc.message
+            )
+            self._pause(3)
 
     # ---- streaming --------------------------------------------------------------------------
 
@@ -302,21 +313,48 @@ class Subscriber:
                     inbox.mark_subscribed(session, self.org_connection_id, channel)
 
     def _store(self, messages: list[dict[str, Any]]) -> None:
+        offered = self.offered.mark(messages)
         events: list[ChangeEvent] = []
         for message in messages:
-            try:
-                events.extend(from_bayeux(message, self._objects()))
-            except MalformedEvent as exc:
-                log.warning("stream: unreadable event stored for review: %s", exc)
-                events.append(malformed(message, exc))
+            read = read_message(message, self._objects())
+            for ev in read:
+                if ev.error:
+                    log.warning("stream: unreadable event stored for review: %s", ev.error)
+            events.extend(read)
         if not events:
+            self.offered.clear(offered)
             return
-        with self.store.session() as session:
-            new_ids = inbox.store_and_advance(session, self.org_connection_id, events)
+        try:
+            with self.store.session() as session:
+                new_ids = inbox.store_and_advance(session, self.org_connection_id, events)
+        except sqlalchemy.exc.DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.OperationalError):
+                raise  # the database is away: nothing acknowledged, start over from the cursors
+            # The database refused something a check let through: store event by event, the
+            # refused ones as malformed, so one bad event cannot stall the channel.
+            log.warning("stream: the database refused a delivery (%s); storing one by one", exc)
+            new_ids = self._store_one_by_one(events)
+        self.offered.clear(offered)
         self.stored += len(new_ids)
         log.info("stream: stored %d new event(s) of %d delivered", len(new_ids), len(events))
         if new_ids:
             self.enqueue(new_ids)
+
+    def _store_one_by_one(self, events: list[ChangeEvent]) -> list[int]:
+        new_ids: list[int] = []
+        with self.store.session() as session:
+            for ev in events:
+                try:
+                    with session.begin_nested():
+                        new_ids += inbox.store_and_advance(session, self.org_connection_id, [ev])
+                except sqlalchemy.exc.DBAPIError as exc:
+                    refused = malformed(
+                        {"channel": ev.channel, "data": {"event": {"replayId": ev.replay_id}},
+                         "refused": ev.payload},
+                        MalformedEvent(f"the database refused the event: {exc.orig}"),
+                    )  # fmt: skip
+                    new_ids += inbox.store_and_advance(session, self.org_connection_id, [refused])
+        return new_ids
 
     def _objects(self) -> dict[str, str]:
         return {c: o for c, o in self.channels.items() if o}

@@ -1,6 +1,6 @@
 """Admin pages: accounts (add, deactivate, reactivate, role, password reset, end sessions, sign-in
-delays) and API tokens (a new token is shown once). Every change is a POST with a CSRF token and
-is audited."""
+delays) and API tokens (a new token is shown once, after a redirect; revoking asks first). Every
+change is a POST with a CSRF token and is audited."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
@@ -26,7 +36,7 @@ from bridge.users import (
     set_password,
     set_role,
 )
-from bridge.vocabulary import ROLES, SCOPES
+from bridge.vocabulary import ROLES, SCOPE_WORDS
 from bridge.web.auth import role_required
 from bridge.web.extensions import store
 
@@ -202,12 +212,14 @@ def _token_rows(s: Session) -> list[Any]:
 def tokens() -> str:
     with store().session() as s:
         rows = _token_rows(s)
-    return render_template("tokens.html", rows=rows, scopes=SCOPES, secret=None, now=utcnow())
+    return render_template("tokens.html", rows=rows, scopes=SCOPE_WORDS, now=utcnow())
 
 
 @bp.post("/tokens")
 @role_required("admin")
-def add_token() -> str | Response:
+def add_token() -> Response:
+    """Post, then redirect: the new secret rides in a one-time flash (category `secret`), so a
+    reload of the token page shows it no more and creates nothing."""
     scopes = request.form.getlist("scope")
     try:
         days_text = request.form.get("expires_days", "").strip()
@@ -228,18 +240,32 @@ def add_token() -> str | Response:
                 actor=g.user.email,
                 expires_at=expires_at,
             )
-            secret = new.secret
-            rows = _token_rows(s)
+            flash(new.secret, "secret")
+            flash(f"Created token '{new.token.name}'.", "success")
     except UsageError as exc:
         flash(f"No token created: {exc.message}", "error")
-        return redirect(url_for("admin.tokens"))
-    # The secret is in this one response only; it is not stored.
-    return render_template("tokens.html", rows=rows, scopes=SCOPES, secret=secret, now=utcnow())
+    return redirect(url_for("admin.tokens"))
+
+
+@bp.get("/tokens/<int:token_id>/revoke")
+@role_required("admin")
+def confirm_revoke(token_id: int) -> str:
+    with store().session() as s:
+        row = s.execute(
+            select(ApiToken, User.email)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.id == token_id)
+        ).first()
+        if row is None:
+            abort(404)
+        return render_template("token_revoke.html", t=row[0], email=row[1], now=utcnow())
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
 @role_required("admin")
 def revoke(token_id: int) -> Response:
+    if request.form.get("confirm") != "yes":
+        return redirect(url_for("admin.confirm_revoke", token_id=token_id))
     try:
         with store().session() as s:
             token = revoke_token(s, token_id, actor=g.user.email)

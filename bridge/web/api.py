@@ -14,13 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Select, false, select
+from sqlalchemy import Select, String, false, select
+from sqlalchemy import cast as sql_cast
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bridge.matchkeys import email_key
@@ -332,6 +334,9 @@ def create_activity() -> ResponseReturnValue:
 
 # ---- entries --------------------------------------------------------------------------------
 
+#: A reason code, or a code prefix such as ``status_rule`` (nothing a LIKE pattern reads).
+REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
 
 @bp.get("/entries")
 @require_scope("entries:read")
@@ -341,6 +346,13 @@ def list_entries() -> ResponseReturnValue:
         query = query.where(SalesEntry.outcome == outcome)
     if sobject := _choice("sobject_type", STREAMED_OBJECTS):
         query = query.where(SalesEntry.sobject_type == sobject)
+    if (reason := request.args.get("reason")) is not None:
+        # reason=malformed_event lists the dead letters: events the bridge could not read
+        if not REASON_CODE.fullmatch(reason):
+            raise ApiAbort(
+                error(400, "validation_error", "reason must be a reason code", ["reason"])
+            )
+        query = query.where(sql_cast(SalesEntry.reasons, String).like(f'%"{reason}%'))
     return _page(query, SalesEntry.id, serialize.entry)
 
 

@@ -1,4 +1,5 @@
-"""Entries per day by outcome as an inline SVG stacked bar chart, rendered on the server."""
+"""Counts per day as an inline SVG stacked bar chart, rendered on the server: entries by
+outcome on the dashboard, Salesforce API calls on the integration health page."""
 
 from __future__ import annotations
 
@@ -15,9 +16,16 @@ COLOURS = {
 
 
 def entries_per_day_svg(
-    days: list[date], counts: dict[date, dict[str, int]], *, width: int = 720, height: int = 220
+    days: list[date],
+    counts: dict[date, dict[str, int]],
+    *,
+    width: int = 720,
+    height: int = 220,
+    series: dict[str, str] = COLOURS,
+    title: str = "Entries per day by outcome",
+    chart_id: str = "chart-title",
 ) -> str:
-    """`counts[day][outcome]`; one stacked bar per day, a legend, and a readable y scale."""
+    """`counts[day][series]`; one stacked bar per day, a legend, and a readable y scale."""
     pad_left, pad_bottom, pad_top = 36, 28, 24
     plot_h = height - pad_bottom - pad_top
     totals = [sum(counts.get(d, {}).values()) for d in days]
@@ -27,8 +35,8 @@ def entries_per_day_svg(
     bar_w = (width - pad_left) / max(len(days), 1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'role="img" class="chart" aria-labelledby="chart-title">',
-        '<title id="chart-title">Entries per day by outcome</title>',
+        f'role="img" class="chart" aria-labelledby="{chart_id}">',
+        f'<title id="{chart_id}">{escape(title)}</title>',
     ]
     for i in range(5):
         y = pad_top + plot_h - plot_h * i / 4
@@ -40,7 +48,7 @@ def entries_per_day_svg(
     for i, day in enumerate(days):
         x = pad_left + i * bar_w + bar_w * 0.15
         y = pad_top + plot_h
-        for outcome, colour in COLOURS.items():
+        for outcome, colour in series.items():
             n = counts.get(day, {}).get(outcome, 0)
             if not n:
                 continue
@@ -56,7 +64,7 @@ def entries_per_day_svg(
                 f'text-anchor="middle">{day.strftime("%d %b")}</text>'
             )
     lx = pad_left
-    for outcome, colour in COLOURS.items():
+    for outcome, colour in series.items():
         parts.append(f'<rect x="{lx}" y="4" width="10" height="10" fill="{colour}"/>')
         parts.append(f'<text x="{lx + 14}" y="13" class="legend">{outcome}</text>')
         lx += 90

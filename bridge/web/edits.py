@@ -11,8 +11,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.store.models import Member, OrgConnection, Program, Push, Referral
-from bridge.web.actions import NotFound, _config
+from bridge import audit
+from bridge.receiver.rules import check_transition
+from bridge.store.models import (
+    Member,
+    OrgConnection,
+    Program,
+    Push,
+    Referral,
+    ReferralStatusChange,
+)
+from bridge.vocabulary import QUALIFYING, REFERRAL_STATUSES
+from bridge.web.actions import NotFound, Unprocessable, _config
+from bridge.web.words import reason_text
 from bridge.writeback import fieldsync
 
 
@@ -64,4 +75,45 @@ def edit_member(s: Session, member: Member, data: Mapping[str, Any], *, actor: s
     program_ids = set(s.scalars(select(Referral.program_id).where(Referral.member_id == member.id)))
     return fieldsync.edit_member(
         s, member, data, {pid: targets(s, pid) for pid in program_ids}, actor=actor
+    )
+
+
+def change_status(
+    s: Session, referral: Referral, target: str, *, override_denied: bool, actor: str
+) -> None:
+    """Set the status by hand under the state machine's rules (SPEC §7, the ones entries obey:
+    approved is final; a denied referral moves only with the override, and never back to
+    qualified once it was qualified); kept in the status history and the audit log."""
+    if target not in REFERRAL_STATUSES:
+        raise Unprocessable(
+            f"the status is one of {', '.join(REFERRAL_STATUSES)}", fields=["status"]
+        )
+    move = check_transition(
+        referral.status,
+        target,
+        ever_qualified=referral.ever_qualified,
+        override_denied=override_denied,
+    )
+    if not move.allowed:
+        raise Unprocessable(
+            f"{referral.status} → {target} is not allowed: {reason_text(move.reason)}",
+            fields=["status"],
+        )
+    old = referral.status
+    referral.status = target
+    referral.ever_qualified = referral.ever_qualified or target in QUALIFYING
+    s.add(
+        ReferralStatusChange(
+            referral_id=referral.id, from_status=old, to_status=target, actor=actor
+        )
+    )
+    audit.record(
+        s,
+        actor,
+        "referral.status_changed",
+        "referral",
+        referral.id,
+        from_status=old,
+        to_status=target,
+        by_hand=True,
     )

@@ -8,8 +8,12 @@ scope or a client address in `MONITOR_NETWORKS` (`SFBRIDGE_MONITOR_NETWORKS`).
 Readiness checks: the database answers; Redis answers (when configured); every org in the config
 file has a stored connection with an org id and a running subscriber (one holds the org's
 stream lease in Redis); the subscriber keeps up — the oldest stored event still waiting to be
-processed is younger than `READY_MAX_LAG_SECONDS`. The newest cursor and
+processed is younger than `READY_MAX_LAG_SECONDS`; no channel is stalled — offered events for
+longer than `STALL_AFTER_SECONDS` without its cursor moving (`bridge.streaming.stall`: a poison
+event the subscriber cannot get past), named in `stalled_channels`. The newest cursor and
 event ages are reported too (a quiet org moves neither, so they do not fail the check).
+`api_budget:<org>` gives each org's API usage against its daily allocation: over the
+configured share it carries a warning (polling is slowed), a used-up allocation fails.
 
 Metrics (Prometheus text format):
 
@@ -21,6 +25,9 @@ Metrics (Prometheus text format):
   from the Redis counters `sfbridge:sf_api_calls` / `sfbridge:sf_api_errors` (a hash keyed by
   org, or a plain counter), counted by `bridge.metrics.salesforce_call_hook` on a process's
   Salesforce session
+- `sfbridge_salesforce_api_usage{org}` / `sfbridge_salesforce_api_allocation{org}` the daily
+  API calls used and allowed, as each org last reported them (`Sforce-Limit-Info`, recorded in
+  Redis by the same hook; bridge.salesforce.budget)
 - `sfbridge_subscriber_lag_seconds` age of the oldest event waiting to be processed
 - `sfbridge_up` 1
 """
@@ -28,6 +35,7 @@ Metrics (Prometheus text format):
 from __future__ import annotations
 
 import ipaddress
+import time
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +46,7 @@ from sqlalchemy import func, select, text
 
 from bridge import defaults
 from bridge.errors import ConfigError
+from bridge.salesforce import budget
 from bridge.store.models import (
     InboundEvent,
     OrgConnection,
@@ -46,6 +55,7 @@ from bridge.store.models import (
     SyncCursor,
     utcnow,
 )
+from bridge.streaming import stall
 from bridge.streaming.subscriber import lease_key, topic_channels
 from bridge.vocabulary import ENTRY_OUTCOMES, PUSH_STATES
 from bridge.web import bearer
@@ -124,6 +134,7 @@ def _oldest_waiting_event(s: Any) -> datetime | None:
 def readyz() -> ResponseReturnValue:
     checks: dict[str, dict[str, Any]] = {}
     connections: dict[str, OrgConnection] = {}
+    cursor_moved: dict[int, dict[str, datetime]] = {}
     try:
         with store().session() as s:
             s.execute(text("SELECT 1"))
@@ -134,6 +145,10 @@ def readyz() -> ResponseReturnValue:
             waiting_since = _oldest_waiting_event(s)
             newest_cursor = s.scalar(select(func.max(SyncCursor.updated_at)))
             newest_event = s.scalar(select(func.max(InboundEvent.received_at)))
+            for org_connection_id, channel, updated_at in s.execute(
+                select(SyncCursor.org_connection_id, SyncCursor.channel, SyncCursor.updated_at)
+            ):
+                cursor_moved.setdefault(org_connection_id, {})[channel] = updated_at
         lag = _age(waiting_since) or 0.0
         max_lag = current_app.config["READY_MAX_LAG_SECONDS"]
         checks["subscriber"] = {
@@ -192,12 +207,51 @@ def readyz() -> ResponseReturnValue:
                     f"`sfbridge stream --org {name}` running?",
                 }
             )
+            found = connections.get(name)
+            moved_at = cursor_moved.get(found.id, {}) if found is not None else {}
+            stuck = stall.stalled(conn, name, defaults.STALL_AFTER_SECONDS, moved_at)
+            if stuck:
+                worst = max(stuck, key=lambda c: stuck[c])
+                checks[f"stream:{name}"].update(
+                    ok=False,
+                    stalled_channels=stuck,
+                    error=f"channel {worst} of org '{name}' has been offered events for "
+                    f"{stuck[worst]:.0f}s without its cursor moving (limit "
+                    f"{defaults.STALL_AFTER_SECONDS:.0f}s): see the stream's log",
+                )
+    if cfg is not None and conn is not None and checks["redis"]["ok"]:
+        readings = budget.read_all(conn)
+        for name, org in cfg.orgs.items():
+            if name in readings:
+                checks[f"api_budget:{name}"] = _budget_check(readings[name], org.api_budget.share)
     failing = sorted(k for k, v in checks.items() if not v["ok"])
     status = 200 if not failing else 503
     if _monitor_refusal() is not None:  # the bare answer only
         return jsonify({"status": "ready" if not failing else "not ready"}), status
     body = {"status": "ready" if not failing else "not ready", "failing": failing, "checks": checks}
     return jsonify(body), status
+
+
+def _budget_check(usage: budget.ApiUsage, share: float) -> dict[str, Any]:
+    """Over the share is a warning (polling slowed, streaming goes on); a used-up allocation
+    fails the check: Salesforce refuses API calls (REQUEST_LIMIT_EXCEEDED) until usage falls."""
+    check: dict[str, Any] = {
+        "ok": usage.used < usage.allocation,
+        "used": usage.used,
+        "allocation": usage.allocation,
+        "share": round(usage.share, 4),
+        "budget_share": share,
+        "over_budget": usage.over(share),
+        "age_seconds": round(time.time() - usage.at, 1),
+    }
+    if not check["ok"]:
+        check["error"] = f"the org has used {usage.words()}: Salesforce refuses API calls"
+    elif check["over_budget"]:
+        check["warning"] = (
+            f"the org has used {usage.words()}, over the budget of {share:.0%}: "
+            "polling and backfill are slowed"
+        )
+    return check
 
 
 def _esc(value: str) -> str:
@@ -288,6 +342,22 @@ def metrics() -> ResponseReturnValue:
                     f"Salesforce API {metric.split('_')[3]} (Redis {key}).",
                     _redis_counter(conn, metric, key),
                 )
+            readings = sorted(budget.read_all(conn).items())
+            family(
+                "sfbridge_salesforce_api_usage",
+                "gauge",
+                "Daily API calls used, as the org last reported (Sforce-Limit-Info).",
+                [_line("sfbridge_salesforce_api_usage", u.used, org=o) for o, u in readings],
+            )
+            family(
+                "sfbridge_salesforce_api_allocation",
+                "gauge",
+                "The org's daily API allocation (Sforce-Limit-Info).",
+                [
+                    _line("sfbridge_salesforce_api_allocation", u.allocation, org=o)
+                    for o, u in readings
+                ],
+            )
         except Exception as exc:  # Redis down: the rest of the metrics still count
             out.append(f"# redis unavailable: {type(exc).__name__}")
     return Response("\n".join(out) + "\n", mimetype="text/plain; version=0.0.4")

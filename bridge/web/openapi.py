@@ -446,6 +446,8 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
             *_PAGING,
             _q("outcome", ENTRY_OUTCOMES),
             _q("sobject_type", STREAMED_OBJECTS),
+            # e.g. reason=malformed_event: the dead letters (events the bridge could not read)
+            _q("reason"),
         ],
     ),
     (

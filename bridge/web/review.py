@@ -23,9 +23,12 @@ from markupsafe import Markup
 from sqlalchemy import func, or_, select
 from werkzeug.wrappers import Response
 
+from bridge import defaults
 from bridge.config import parse_field_ref
+from bridge.salesforce import budget
 from bridge.store.models import (
     AuditLog,
+    Member,
     OrgConnection,
     Program,
     Push,
@@ -34,11 +37,11 @@ from bridge.store.models import (
     utcnow,
 )
 from bridge.vocabulary import ENTRY_OUTCOMES, OPEN_OUTCOMES, REVIEW, STREAMED_OBJECTS
-from bridge.web import actions
+from bridge.web import actions, integration
 from bridge.web import queue as queue_query
 from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
-from bridge.web.extensions import store
+from bridge.web.extensions import store, web
 from bridge.web.security import local_next, page_number
 from bridge.web.triage import differences, effects_summary, person, proposal
 from bridge.web.words import DECISION_FIELDS, WAITING_OUTCOMES, audit_words
@@ -82,7 +85,26 @@ def dashboard() -> str:
         chart=chart,
         referrals=referrals,
         demo_changes=bool(current_app.config.get("DEMO_CHANGES")),
+        api_usage=_api_usage(),
+        health=integration.health(),
+        refresh_ms=int(defaults.HEALTH_REFRESH_SECONDS * 1000),
     )
+
+
+def _api_usage() -> list[dict[str, Any]]:
+    """Each org's daily API usage against its allocation and budget (empty without Redis)."""
+    conn = web().redis()
+    try:
+        readings = budget.read_all(conn) if conn is not None else {}
+        cfg = web().config()
+        orgs = cfg.orgs if cfg is not None else {}
+    except Exception:  # noqa: BLE001 - Redis or the config unavailable: the card is left out
+        return []
+    return [
+        {"org": name, "usage": readings[name], "budget": org.api_budget.share}
+        for name, org in orgs.items()
+        if name in readings
+    ]
 
 
 @bp.get("/queue/<outcome>")
@@ -160,6 +182,18 @@ def entry(entry_id: int) -> str:
         queue_tab = tab if tab in OPEN_OUTCOMES else REVIEW
         next_id = queue_query.next_entry(s, e.id, queue_tab, f)
         known = actions.known_fields(s, e)
+        program_members = (
+            list(
+                s.scalars(
+                    select(Member)
+                    .where(Member.program_id == e.program_id)
+                    .order_by(Member.name)
+                    .limit(500)
+                )
+            )
+            if e.program_id and e.referral_id is None
+            else []
+        )
     return render_template(
         "entry.html",
         e=e,
@@ -180,6 +214,7 @@ def entry(entry_id: int) -> str:
         differs=lambda r: differences(row.person, r),
         known_fields=known,
         audit_words=audit_words,
+        program_members=program_members,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, render_template, request, session, url_for
@@ -77,6 +78,14 @@ def page_number() -> int:
     return min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
 
 
+def parse_time(iso: str | None) -> datetime | None:
+    """An ISO 8601 time kept as text (JSON, Redis) as a UTC datetime, for the `when` macro."""
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC) if iso else None
+    except ValueError:
+        return None
+
+
 def page_url(page: int) -> str:
     """This page's URL with the same query and another page number."""
     args: dict[str, Any] = {**(request.view_args or {}), **request.args.to_dict()}
@@ -103,6 +112,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["page_url"] = page_url
+    app.jinja_env.globals["since"] = parse_time
 
     @app.errorhandler(CsrfRefused)
     def _csrf_refused(exc: CsrfRefused) -> tuple[str, int]:

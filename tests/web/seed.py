@@ -3,6 +3,7 @@ every outcome, pushes in every state, a reviewer and an admin."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -280,4 +281,6 @@ def token(store: Store, scopes: list[str], email: str = "admin@example.com") -> 
 
     with store.session() as s:
         user = s.scalars(select(User).where(User.email == email)).one()
-        return create_token(s, user, "test", scopes, actor="test").secret
+        # token names are unique among live tokens: number them
+        name = f"test-{secrets.token_hex(4)}"
+        return create_token(s, user, name, scopes, actor="test").secret

@@ -156,10 +156,14 @@ def test_the_admin_page_creates_tokens_that_expire(
     client = app.test_client()
     admin = AuthActions(client)
     admin.login("admin@example.com")
-    page = admin.post(
+    made_at = admin.post(
         "/admin/tokens", {"name": "short", "scope": ["entries:read"], "expires_days": "7"}
     )
-    assert page.status_code == 200 and 'id="new-token">sfb_' in page.text
+    assert made_at.status_code == 302 and made_at.headers["Location"].endswith("/admin/tokens")
+    page = client.get("/admin/tokens")
+    assert 'id="new-token">sfb_' in page.text and "Created token &#39;short&#39;" in page.text
+    secret = page.text.split('id="new-token">', 1)[1].split("<", 1)[0]
+    assert secret not in client.get("/admin/tokens").text  # shown once; a reload shows no secret
     bad = admin.post(
         "/admin/tokens",
         {"name": "x", "scope": ["entries:read"], "expires_days": "-3"},
@@ -176,22 +180,50 @@ def test_the_admin_page_creates_tokens_that_expire(
     assert "<th>Expires</th>" in listing and ">never<" in listing and "(expired)" not in listing
 
 
+def test_token_names_are_unique_and_revoking_asks_first(
+    env: Store, app_factory: Callable[..., Flask]
+) -> None:
+    app = app_factory(env)
+    client = app.test_client()
+    admin = AuthActions(client)
+    admin.login("admin@example.com")
+    form = {"name": "ci", "scope": ["entries:read"]}
+    admin.post("/admin/tokens", form)
+    again = admin.post("/admin/tokens", form, follow_redirects=True)
+    assert "a token named &#39;ci&#39; exists" in again.text and "new-token" not in again.text
+    with env.session() as s:
+        ci = s.scalars(select(ApiToken)).one()
+    assert "read sales entries" in again.text  # scopes are described
+
+    asked = client.get(f"/admin/tokens/{ci.id}/revoke")
+    assert asked.status_code == 200 and 'id="confirm-revoke"' in asked.text
+    unconfirmed = admin.post(f"/admin/tokens/{ci.id}/revoke", {})
+    assert unconfirmed.status_code == 302
+    with env.session() as s:
+        assert s.get(ApiToken, ci.id).revoked_at is None  # type: ignore[union-attr]
+    admin.post(f"/admin/tokens/{ci.id}/revoke", {"confirm": "yes"})
+    with env.session() as s:
+        assert s.get(ApiToken, ci.id).revoked_at is not None  # type: ignore[union-attr]
+    reused = admin.post("/admin/tokens", form, follow_redirects=True)
+    assert "new-token" in reused.text  # a revoked token's name is free again
+
+
 @pytest.mark.parametrize(
     ("path", "form", "message"),
     [
-        ("/admin/users", {"email": "nul\x00@example.com", "role": "reviewer",
+        ("/admin/users", {"email": "nul\x07@example.com", "role": "reviewer",
                           "password": "long enough pw"}, "control characters"),
         ("/admin/users", {"email": "a@example.com", "name": "x" * 300, "role": "reviewer",
                           "password": "long enough pw"}, "longer than 255"),
-        ("/admin/users", {"email": "b@example.com", "role": "root\x00",
+        ("/admin/users", {"email": "b@example.com", "role": "root\x07",
                           "password": "long enough pw"}, "role must be one of"),
-        ("/admin/tokens", {"name": "ci\x00", "scope": "entries:read"}, "control characters"),
+        ("/admin/tokens", {"name": "ci\x07", "scope": "entries:read"}, "control characters"),
         ("/admin/tokens", {"name": "ci", "scope": "entries:read", "expires_days": "²"},
          "number of days"),
         ("/admin/tokens", {"name": "ci", "scope": "entries:read", "expires_days": "9" * 50},
          "number of days"),
         ("/admin/users/2/role", {"role": "x" * 5000}, "role must be one of"),
-        ("/admin/addresses/clear", {"address": "\x00" * 3000}, "no failed sign-ins"),
+        ("/admin/addresses/clear", {"address": "\x07" * 3000}, "no failed sign-ins"),
     ],
 )  # fmt: skip
 def test_hostile_admin_input_is_refused_with_a_message(
@@ -202,3 +234,14 @@ def test_hostile_admin_input_is_refused_with_a_message(
     admin.login("admin@example.com")
     resp = admin.post(path, form, follow_redirects=True)
     assert resp.status_code == 200 and message in resp.text
+
+
+def test_a_nul_in_an_admin_form_is_refused_before_the_view(
+    env: Store, app_factory: Callable[..., Flask]
+) -> None:
+    app = app_factory(env)
+    admin = AuthActions(app.test_client())
+    admin.login("admin@example.com")
+    form = {"email": "nul\x00@example.com", "role": "reviewer", "password": "long enough pw"}
+    resp = admin.post("/admin/users", form, follow_redirects=True)
+    assert resp.status_code == 400 and "NUL character" in resp.text

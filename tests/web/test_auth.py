@@ -157,9 +157,10 @@ def test_admin_creates_a_token_shown_once(app: Flask) -> None:
     client = app.test_client()
     auth = AuthActions(client)
     auth.login("admin@example.com")
-    page = auth.post("/admin/tokens", {"name": "crm sync", "scope": ["entries:read"]})
-    html = page.get_data(as_text=True)
-    assert page.status_code == 200 and 'id="new-token">sfb_' in html
+    made = auth.post("/admin/tokens", {"name": "crm sync", "scope": ["entries:read"]})
+    assert made.status_code == 302  # post, redirect, get: a reload creates nothing
+    html = client.get("/admin/tokens").get_data(as_text=True)
+    assert 'id="new-token">sfb_' in html
     listing = client.get("/admin/tokens").get_data(as_text=True)
     assert "crm sync" in listing and 'id="new-token"' not in listing
 

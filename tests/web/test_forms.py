@@ -39,6 +39,8 @@ def _url(rule: Any, seeded: Seeded) -> str:
         "referral_id": seeded.ids["ref_bob"],
         "user_id": seeded.ids["reviewer"],
         "token_id": 1,
+        "member_id": 1,
+        "name": "acme",
         "outcome": "review",
     }
     url = rule.rule

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -10,8 +11,10 @@ import redis
 from flask import Flask
 
 from bridge.errors import ConfigError
+from bridge.salesforce import budget
 from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, SyncCursor, utcnow
+from bridge.streaming import stall
 from bridge.streaming.subscriber import lease_key, topic_channels
 from tests.web.seed import seed, token
 
@@ -112,6 +115,63 @@ def test_metrics(sqlite_store: Store, app_factory: Callable[..., Flask], redis_u
         "# TYPE sfbridge_sales_entries gauge",
     ):
         assert line in text.splitlines(), line
+
+
+def test_readyz_names_a_stalled_channel(
+    sqlite_store: Store, app_factory: Callable[..., Flask], redis_url: str
+) -> None:
+    """A channel offered events that were not stored, its cursor not moved since, for longer
+    than STALL_AFTER_SECONDS: /readyz fails and names it. Once the cursor moves, it passes."""
+    seed(sqlite_store)
+    app = app_factory(sqlite_store, redis_url=redis_url, MONITOR_NETWORKS=LOOPBACK)
+    client = app.test_client()
+    conn = redis.Redis.from_url(redis_url)
+    org = app.extensions["sfbridge"].config().orgs["acme"]
+    conn.set(lease_key("acme", list(topic_channels(org))), "host:1:a", px=30_000)
+    with sqlite_store.session() as s:
+        s.add(
+            SyncCursor(
+                org_connection_id=1,
+                channel="/topic/SFB_Lead",
+                replay_id=5,
+                updated_at=utcnow() - timedelta(minutes=10),
+            )
+        )
+    offered = stall.Offered(conn, "acme")
+    offered.mark([{"channel": "/topic/SFB_Lead"}])
+    assert client.get("/readyz").status_code == 200  # offered just now: not stalled yet
+    conn.hset(stall.key("acme"), "/topic/SFB_Lead", f"{time.time() - 300:.3f}")
+    body = client.get("/readyz").get_json()
+    assert body["failing"] == ["stream:acme"]
+    check = body["checks"]["stream:acme"]
+    assert list(check["stalled_channels"]) == ["/topic/SFB_Lead"]
+    assert "channel /topic/SFB_Lead of org 'acme'" in check["error"]
+    assert "without its cursor moving" in check["error"]
+    with sqlite_store.session() as s:  # the cursor moved after the note (stored, then killed)
+        s.get(SyncCursor, (1, "/topic/SFB_Lead")).updated_at = utcnow()
+    assert client.get("/readyz").status_code == 200
+    offered.clear(["/topic/SFB_Lead"])
+    assert conn.hgetall(stall.key("acme")) == {}
+
+
+def test_readyz_and_metrics_show_the_usage(
+    sqlite_store: Store, app_factory: Callable[..., Flask], redis_url: str
+) -> None:
+    seed(sqlite_store)
+    app = app_factory(sqlite_store, redis_url=redis_url, MONITOR_NETWORKS=LOOPBACK)
+    client = app.test_client()
+    conn = redis.Redis.from_url(redis_url)
+    budget.record(conn, "acme", budget.ApiUsage(850, 1000, time.time()))
+    check = client.get("/readyz").get_json()["checks"]["api_budget:acme"]
+    assert check["ok"] and check["over_budget"] and check["used"] == 850
+    assert "over the budget of 80%" in check["warning"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'sfbridge_salesforce_api_usage{org="acme"} 850' in text
+    assert 'sfbridge_salesforce_api_allocation{org="acme"} 1000' in text
+    budget.record(conn, "acme", budget.ApiUsage(1000, 1000, time.time()))
+    body = client.get("/readyz").get_json()
+    assert "api_budget:acme" in body["failing"]
+    assert "Salesforce refuses API calls" in body["checks"]["api_budget:acme"]["error"]
 
 
 @pytest.mark.postgres

@@ -222,7 +222,10 @@ def test_bulk_approve_and_reject(app: Flask, auth: AuthActions, seeded: Seeded) 
 def test_dashboard_counts_and_chart(client: FlaskClient, auth: AuthActions) -> None:
     auth.login()
     html = client.get("/").get_data(as_text=True)
-    assert re.search(r'<span class="count">3</span><span class="label">waiting for review', html)
+    assert re.search(
+        r'data-field="entries.review">3</span><span class="label">waiting for review',
+        html,
+    )
     assert "<svg" in html and "Entries per day by outcome" in html
     assert html.count("<rect") >= 6  # bars for the seeded days + legend swatches
     assert re.search(r"<title>\d{4}-\d\d-\d\d: 1 processed</title>", html)
