@@ -23,7 +23,8 @@ from bridge.config import ObjectSync, OrgConfig, referral_add_for
 from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
-from bridge.writeback import accounts, referrals
+from bridge.vocabulary import SALES_KINDS
+from bridge.writeback import accounts, referrals, sales
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
     Writer,
@@ -79,6 +80,12 @@ def send(
     items = _claim(store, org_config, push_ids)
     if not items:
         return report
+    # Sales and demos: their own steps (cascade, opportunity, line items), batched alike.
+    for outcomes in sales.send_events(
+        store, writer, org_config, [i for i in items if i.kind in SALES_KINDS], now
+    ):
+        _save(store, outcomes, now, report)
+    items = [i for i in items if i.kind not in SALES_KINDS]
 
     by_id = {item.push_id: item for item in items}
     todo = items
