@@ -29,12 +29,13 @@ from pydantic import (
 
 from bridge import defaults
 from bridge.errors import ConfigError
-from bridge.routingconfig import Routing, UserRef, check_fallbacks
+from bridge.routingconfig import RepUser, Routing, check_fallbacks
 from bridge.values import covers
 from bridge.vocabulary import (
     EMAIL_PATTERN,
     MIN_API_VERSION,
     STREAMED_OBJECTS,
+    SYNC_TRIGGERS,
     TOPIC_NAMES,
     ActivityKind,
     ReferralStatus,
@@ -43,6 +44,7 @@ from bridge.vocabulary import (
     SyncMode,
     SyncRule,
     SyncStrategy,
+    SyncTrigger,
     WrittenObject,
 )
 from bridge.yamlguard import hostile
@@ -308,7 +310,7 @@ class Activities(_Model):
     kinds: dict[ActivityKind, ActivityMapping] = Field(default_factory=dict)
 
 
-_LOCAL_NAME = re.compile(r"^(member\.)?[A-Za-z_][A-Za-z0-9_]*$")
+_LOCAL_NAME = re.compile(r"^(member\.|sale\.)?[A-Za-z_][A-Za-z0-9_]*$")
 _MEMBER_ATTRIBUTES = ("name", "email", "phone", "url", "external_id", "referral_code")
 _NOT_SYNCED = ("id", "public_id", "status", "program_id", "member_id", "created_at", "updated_at")
 
@@ -318,6 +320,17 @@ class FieldMapping(_Model):
     salesforce: list[str] = Field(min_length=1)
     sync: SyncRule = "read_only"
     strategy: SyncStrategy = "override"
+    # The events that send it (Sellfire's sync triggers): all three unless narrowed, e.g.
+    # `on: [sale]` for a field written only when a sale is made.
+    on: list[SyncTrigger] = Field(default_factory=lambda: list(SYNC_TRIGGERS), min_length=1)
+
+    @model_validator(mode="after")
+    def _sale_values_at_sale(self) -> FieldMapping:
+        if self.local.startswith("sale.") and (self.on != ["sale"] or self.sync != "ours"):
+            raise ValueError(
+                f"'{self.local}' is a value of a sale: map it with sync: ours and on: [sale]"
+            )
+        return self
 
     @field_validator("local")
     @classmethod
@@ -325,7 +338,7 @@ class FieldMapping(_Model):
         if not _LOCAL_NAME.match(v):
             raise ValueError(
                 f"'{v}' is not a local field: a referral attribute or fields key (company, "
-                "plan) or member.<attribute>"
+                "plan), member.<attribute> or sale.<attribute>"
             )
         if v in _NOT_SYNCED:
             raise ValueError(f"'{v}' is kept by the bridge itself and cannot be synced")
@@ -357,9 +370,37 @@ class ObjectSync(_Model):
     fields: list[FieldMapping] = Field(default_factory=list)
 
 
+class UserRef(_Model):
+    """A Salesforce user, by id or by email (looked up, batched, when sending)."""
+
+    user_id: str | None = Field(default=None, pattern=r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> UserRef:
+        if bool(self.user_id) == bool(self.email):
+            raise ValueError("give user_id or email (one of them)")
+        return self
+
+
+class Sales(_Model):
+    """Sales-engagement events (`POST /sales`, `POST /demos`) to Account, Contact, Opportunity
+    and line items (docs/writeback.md, "Sales and demos")."""
+
+    phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")  # for phones without +code
+    opportunity_at_demo: bool = False  # a demo set creates the Opportunity
+    demo_stage: str = Field(default="Qualification", min_length=1)
+    won_stage: str = Field(default="Closed Won", min_length=1)
+    create_price_entries: bool = False  # a product without a standard price gets one
+    convert_leads: bool = True  # at demo set, a person known only as a Lead is converted
+    converted_status: str = Field(default="Closed - Converted", min_length=1)
+
+
 class Writeback(_Model):
     referral_add: ReferralAdd = Field(default_factory=ReferralAdd)
     activities: Activities = Field(default_factory=Activities)
+    sales: Sales = Field(default_factory=Sales)
+    users: dict[str, UserRef] = Field(default_factory=dict)  # rep id -> Salesforce user
     objects: dict[StreamedObject, ObjectSync] = Field(default_factory=dict)
     # Writes of one object and operation in one drain above this many go through Bulk API 2.0
     # instead of sObject Collections (a backfill, an import, a large sync).
@@ -498,7 +539,7 @@ class OrgConfig(_Model):
     polling: Polling = Field(default_factory=Polling)
     api_budget: ApiBudget = Field(default_factory=ApiBudget)
     value_check: ValueCheck = Field(default_factory=ValueCheck)
-    users: dict[str, UserRef] = Field(default_factory=dict)  # reps -> Salesforce users
+    users: dict[str, RepUser] = Field(default_factory=dict)  # reps -> Salesforce users
     routing: Routing = Field(default_factory=Routing)
 
     @field_validator("client_id")

@@ -48,7 +48,7 @@ def is_user_id(value: str) -> bool:
     return bool(_USER_ID.match(value))
 
 
-class UserRef(_Model):
+class RepUser(_Model):
     """One rep's Salesforce user: by id, or by email (resolved against active Users)."""
 
     salesforce_id: str | None = None
@@ -62,7 +62,7 @@ class UserRef(_Model):
         return v
 
     @model_validator(mode="after")
-    def _one_of(self) -> UserRef:
+    def _one_of(self) -> RepUser:
         if (self.salesforce_id is None) == (self.email is None):
             raise ValueError("give exactly one of salesforce_id or email")
         return self
@@ -180,7 +180,7 @@ class Routing(_Model):
         return [v for v in values if v]
 
 
-def check_fallbacks(routing: Routing, users: dict[str, UserRef]) -> None:
+def check_fallbacks(routing: Routing, users: dict[str, RepUser]) -> None:
     """A fallback names a rep of `users:` or a Salesforce user id."""
     for value in routing.fallbacks():
         if value not in users and not is_user_id(value):

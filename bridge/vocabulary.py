@@ -102,8 +102,21 @@ NOTIFY_STATES: tuple[NotifyState, ...] = get_args(NotifyState)
 
 # ---- writeback -------------------------------------------------------------------------------
 
-PushKind = Literal["referral", "activity", "field_update"]
+PushKind = Literal["referral", "activity", "field_update", "sale", "demo"]
 PUSH_KINDS: tuple[PushKind, ...] = get_args(PushKind)
+
+SalesKind = Literal["sale", "demo"]
+SALES_KINDS: tuple[SalesKind, ...] = get_args(SalesKind)
+"""Sales-engagement events: each is a push that connects or creates the Account and Contact
+and writes the Opportunity (bridge.writeback.sales)."""
+
+DemoState = Literal["set", "rescheduled", "cancelled"]
+DEMO_STATES: tuple[DemoState, ...] = get_args(DemoState)
+
+SyncTrigger = Literal["create_update", "demo_set", "sale"]
+SYNC_TRIGGERS: tuple[SyncTrigger, ...] = get_args(SyncTrigger)
+"""The events that send a field mapping (Sellfire's three): a referral's create or update, a
+demo set, a sale."""
 
 PushState = Literal["pending", "sent", "failed", "skipped"]
 PUSH_STATES: tuple[PushState, ...] = get_args(PushState)
@@ -143,6 +156,7 @@ Scope = Literal[
     "referrals:read",
     "referrals:write",
     "activities:write",
+    "sales:write",
     "pushes:read",
     "pushes:write",
     "metrics:read",

@@ -303,9 +303,24 @@ def seed_org(devorg_dir: Path, public_ids: dict[str, str]) -> None:
         sf.Lead.create(lead)
 
 
-def seed_examples(url: str, store: Store) -> str:
+# The demo org's one validation rule, as an admin would add it: the push of a referral sent
+# without a phone fails with FIELD_CUSTOM_VALIDATION_EXCEPTION on Phone (fix and repush it with
+# a phone). Values that cannot fit a field are refused by the bridge's API at the door instead.
+PHONE_RULE = {
+    "object": "Lead",
+    "name": "Referred_Lead_Needs_Phone",
+    "formula": "AND(ISNEW(), NOT(ISBLANK(Referral_ID__c)), ISBLANK(Phone))",
+    "message": "A referred lead needs a phone number.",
+    "error_field": "Phone",
+}
+
+
+def seed_examples(url: str, store: Store, devorg_dir: Path) -> str:
     """One failed entry and one failed push (once), so every page has something to show. Both
     go through the bridge's own API, as a Flow and a referral platform would send them."""
+    _devorg(devorg_dir).control(
+        "strict", {"validation_rules": [PHONE_RULE], "duplicate_rules": "off"}
+    )
     with store.session() as s:
         admin = s.scalars(select(User).where(User.email == ADMIN)).one()
         token = create_token(
@@ -334,16 +349,16 @@ def seed_examples(url: str, store: Store) -> str:
             timeout=30,
         )
         entry.raise_for_status()
-        # A referral whose first name is longer than Lead.FirstName's 40 characters: the push
-        # that writes its Lead fails with STRING_TOO_LONG.
+        # A referral without a phone: the push that creates its Lead fails on the org's
+        # validation rule (PHONE_RULE).
         referral = http.post(
             url + "/api/v1/referrals",
             json={
                 "program": PROGRAM,
-                "first_name": "Maria-Magdalena Josefina Alexandrina Theodora",
-                "last_name": "Longname",
-                "email": "maria@longname.example",
-                "company": "Long Names GmbH",
+                "first_name": "Maria",
+                "last_name": "Nophone",
+                "email": "maria@nophone.example",
+                "company": "Quiet Line GmbH",
                 "member": {"referral_code": "BEN"},
             },
             timeout=30,
@@ -354,7 +369,7 @@ def seed_examples(url: str, store: Store) -> str:
             revoke_token(s, token.token.id, actor="demo")
     return (
         f"entry {entry.json()['id']} fails (a Lead sent without Status), and the push of a "
-        "referral with a first name too long for Salesforce fails (STRING_TOO_LONG)"
+        "referral without a phone fails on the org's validation rule (fix and repush it)"
     )
 
 
@@ -518,7 +533,7 @@ class Demo:
             "the stream subscriber to subscribe",
         )
         if not state.examples_seeded:
-            self.echo("examples     " + seed_examples(url, rt.store))
+            self.echo("examples     " + seed_examples(url, rt.store, self.devorg_dir))
             state.examples_seeded = True
             state.save()
         rt.store.dispose()

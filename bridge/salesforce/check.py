@@ -497,7 +497,16 @@ def run_check(
         existing = topics.fetch_existing(org, list(org_config.streaming.topics))
     except (SimpleSalesforceError, UsageError, PermanentError):
         existing = None
-    return check_describes(org_name, org_config, describes, existing)
+    findings = check_describes(org_name, org_config, describes, existing)
+    if org_config.writeback.users:  # the user mapping: each rep's active user (one query)
+        from bridge.writeback import client, owners
+
+        try:
+            found = owners.resolve(client.OrgWriter.for_org(org), org_config.writeback.users)
+        except (SimpleSalesforceError, UsageError, PermanentError) as exc:
+            return [*findings, issue("user", "writeback.users", _error_text(exc))]
+        findings += [(ok if o.user_id else issue)("user", r, o.reason) for r, o in found.items()]
+    return findings
 
 
 def format_findings(findings: Sequence[Finding]) -> str:

@@ -1,7 +1,7 @@
 """The bridge's tables. Alembic migrations in `migrations/` create the same schema.
 
-Longer than most modules on purpose: one declarative schema, every table beside the ones it
-refers to, as `tests/store` compares it with the migrations.
+Longer than most modules on purpose: every table in one place, so the schema reads as one and
+the migrations are checked against one metadata.
 """
 
 from __future__ import annotations
@@ -381,7 +381,8 @@ class SalesEntry(Base):
 
 
 class Push(Base):
-    """One write to Salesforce (referral, activity, field update), saved before it is sent."""
+    """One write to Salesforce (referral, activity, field update, sale, demo), saved before it
+    is sent."""
 
     __tablename__ = "pushes"
     __table_args__ = (
@@ -391,7 +392,7 @@ class Push(Base):
 
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     org_connection_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
-    kind: Mapped[str] = mapped_column(String(32))  # referral | activity | field_update
+    kind: Mapped[str] = mapped_column(String(32))  # vocabulary.PUSH_KINDS
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     sobject_type: Mapped[str] = mapped_column(String(64))
     external_id_field: Mapped[str | None] = mapped_column(String(128))
@@ -413,6 +414,39 @@ class Push(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
+
+
+class _SalesEvent:
+    """What a sale and a demo share: a client's event about a referral, saved once per client
+    id and org (the same id with another body is a conflict), sent as one push."""
+
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    org_connection_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
+    client_id: Mapped[str] = mapped_column(String(100))
+    referral_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("referrals.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64))  # of the validated body
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    push_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("pushes.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sale(_SalesEvent, Base):
+    """A sale a rep made for a referral (`POST /sales`): its items become line items."""
+
+    __tablename__ = "sales"
+    __table_args__ = (UniqueConstraint("org_connection_id", "client_id"),)
+
+    closed_at: Mapped[datetime] = mapped_column()
+
+
+class Demo(_SalesEvent, Base):
+    """A demo set, rescheduled or cancelled for a referral (`POST /demos`)."""
+
+    __tablename__ = "demos"
+    __table_args__ = (UniqueConstraint("org_connection_id", "client_id"),)
+
+    state: Mapped[str] = mapped_column(String(16))  # set | rescheduled | cancelled
+    scheduled_at: Mapped[datetime] = mapped_column()
 
 
 class PushAttempt(Base):

@@ -23,7 +23,13 @@ from typing import Any
 
 import fastavro
 
-from bridge.streaming.events import ChangeEvent, MalformedEvent, format_modstamp, from_cdc
+from bridge.streaming.events import (
+    ChangeEvent,
+    MalformedEvent,
+    format_modstamp,
+    from_cdc,
+    unreadable,
+)
 
 _BITMAPS = ("changedFields", "nulledFields", "diffFields")
 _EPOCH = date(1970, 1, 1)
@@ -194,21 +200,6 @@ def from_pubsub(
 
 def malformed_pubsub(topic: str, replay_id: bytes, raw: bytes, error: str) -> ChangeEvent:
     """An event we cannot read, stored with its raw payload so a reviewer can see it."""
-    return ChangeEvent(
-        channel=topic,
-        replay_id=None,
-        source="stream",
-        sobject_type="",
-        record_id=None,
-        change_type="malformed",
-        event_created_at=None,
-        modstamp=None,
-        fields={},
-        payload={
-            "channel": topic,
-            "transport": "pubsub",
-            "replay_id": replay_id.hex(),
-            "raw": raw.hex()[:20000],
-        },
-        error=error,
-    )
+    payload = {"channel": topic, "transport": "pubsub", "replay_id": replay_id.hex(),
+               "raw": raw.hex()[:20000]}  # fmt: skip
+    return unreadable(topic, None, payload, error)

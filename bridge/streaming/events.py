@@ -378,9 +378,17 @@ def malformed(message: Any, error: MalformedEvent) -> ChangeEvent:
         except MalformedEvent:
             pass
     raw, cut = raw_text(message)
-    payload: dict[str, Any] = {"raw": raw, "_error": str(error)[:1000]}
+    payload: dict[str, Any] = {"raw": raw}
     if cut:
         payload["raw_truncated"] = True
+    return unreadable(channel, replay_id, payload, str(error))
+
+
+def unreadable(
+    channel: str, replay_id: int | None, payload: dict[str, Any], error: str
+) -> ChangeEvent:
+    """The stored form of any event that cannot be read (either transport): what was received
+    and the error in words; its entry fails with `malformed_event`."""
     return ChangeEvent(
         channel=channel,
         replay_id=replay_id,
@@ -391,8 +399,8 @@ def malformed(message: Any, error: MalformedEvent) -> ChangeEvent:
         event_created_at=None,
         modstamp=None,
         fields={},
-        payload=payload,
-        error=str(error)[:1000],
+        payload={**payload, "_error": error[:1000]},
+        error=error[:1000],
     )
 
 

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 
 import redis
 
@@ -105,3 +106,26 @@ class Lease:
         except redis.RedisError as exc:
             log.warning("lease %s: could not release (%s); it lapses by itself", self.key, exc)
         self.held = False
+
+
+def serve_under_lease(
+    lease: Lease, stop: threading.Event, serve: Callable[[], None], what: str
+) -> None:
+    """Wait for `lease`, run `serve` while holding it (renewed meanwhile), release it; again
+    until `stop` is set. `what` names what is streamed, for the log."""
+    waiting_logged = False
+    while not stop.is_set():
+        if not lease.acquire():
+            if not waiting_logged:
+                log.info("stream: another subscriber holds the lease (%s); waiting", lease.holder())
+                waiting_logged = True
+            stop.wait(defaults.LEASE_WAIT_SECONDS)
+            continue
+        waiting_logged = False
+        log.info("stream: lease taken for %s", what)
+        lease.start_renewing()
+        try:
+            serve()
+        finally:
+            lease.release()
+            log.info("stream: lease released")

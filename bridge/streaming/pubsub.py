@@ -48,7 +48,7 @@ from bridge.store import Store
 from bridge.streaming import avro_events, inbox
 from bridge.streaming.events import ChangeEvent, MalformedEvent, parse_sf_datetime
 from bridge.streaming.gaps import GapBackfills
-from bridge.streaming.lease import Lease
+from bridge.streaming.lease import Lease, serve_under_lease
 from bridge.streaming.subscriber import lease_key
 from bridge.vocabulary import STREAMED_OBJECTS
 
@@ -122,29 +122,12 @@ class PubSubSubscriber:
 
     def run(self) -> None:
         """Wait for the lease, stream while holding it; return when asked to stop."""
-        waiting_logged = False
-        while not self.stop.is_set():
-            if not self.lease.acquire():
-                if not waiting_logged:
-                    log.info(
-                        "stream: another subscriber holds the lease (%s); waiting",
-                        self.lease.holder(),
-                    )
-                    waiting_logged = True
-                self.stop.wait(defaults.LEASE_WAIT_SECONDS)
-                continue
-            waiting_logged = False
-            log.info(
-                "stream: lease taken for org '%s' (%d Pub/Sub topics)",
-                self.org_name,
-                len(self.topics),
-            )
-            self.lease.start_renewing()
-            try:
-                self.serve()
-            finally:
-                self.lease.release()
-                log.info("stream: lease released")
+        serve_under_lease(
+            self.lease,
+            self.stop,
+            self.serve,
+            f"org '{self.org_name}' ({len(self.topics)} Pub/Sub topics)",
+        )
         self._gaps.join()
 
     def serve(self) -> None:

@@ -45,7 +45,7 @@ from bridge.streaming.bayeux import (
 )
 from bridge.streaming.events import ChangeEvent, MalformedEvent, malformed, read_message
 from bridge.streaming.gaps import GapBackfills
-from bridge.streaming.lease import Lease
+from bridge.streaming.lease import Lease, serve_under_lease
 from bridge.streaming.stall import Offered
 from bridge.vocabulary import STREAMED_OBJECTS, ReplayFrom
 
@@ -129,27 +129,12 @@ class Subscriber:
 
     def run(self) -> None:
         """Wait for the lease, stream while holding it; return when asked to stop."""
-        waiting_logged = False
-        while not self.stop.is_set():
-            if not self.lease.acquire():
-                if not waiting_logged:
-                    log.info(
-                        "stream: another subscriber holds the lease (%s); waiting",
-                        self.lease.holder(),
-                    )
-                    waiting_logged = True
-                self.stop.wait(defaults.LEASE_WAIT_SECONDS)
-                continue
-            waiting_logged = False
-            log.info(
-                "stream: lease taken for org '%s' (%d channels)", self.org_name, len(self.channels)
-            )
-            self.lease.start_renewing()
-            try:
-                self.serve()
-            finally:
-                self.lease.release()
-                log.info("stream: lease released")
+        serve_under_lease(
+            self.lease,
+            self.stop,
+            self.serve,
+            f"org '{self.org_name}' ({len(self.channels)} channels)",
+        )
         self._gaps.join()
 
     def serve(self) -> None:

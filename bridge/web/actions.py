@@ -467,11 +467,8 @@ def create_referral(
     return referral, push
 
 
-def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Push, bool]:
-    """Save an activity push. The same content twice is absorbed (200 with the first push);
-    the same activity id with new content is a new push that updates the Task/Event (upsert by
-    SFBridge_Activity_Id__c)."""
-    org_name: str = data["org"]
+def connected_org(s: Session, org_name: str) -> tuple[OrgConnection, OrgConfig]:
+    """The connection and config of an org named in a request body (`org`), else a 422."""
     cfg = _config()
     conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
     if cfg is None or org_name not in cfg.orgs or conn is None:
@@ -480,23 +477,40 @@ def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Pu
             code="unknown_org",
             fields=["org"],
         )
-    if data.get("referral_id") is not None and s.get(Referral, data["referral_id"]) is None:
+    return conn, cfg.orgs[org_name]
+
+
+def referral_named(s: Session, referral_id: int) -> Referral:
+    """A referral named in a request body (`referral_id`), else a 422."""
+    referral = s.get(Referral, referral_id)
+    if referral is None:
         raise Unprocessable(
-            f"no referral with id {data['referral_id']}",
-            code="unknown_referral",
-            fields=["referral_id"],
+            f"no referral with id {referral_id}", code="unknown_referral", fields=["referral_id"]
         )
+    return referral
+
+
+def create_activity(s: Session, data: dict[str, Any], *, actor: str) -> tuple[Push, bool]:
+    """Save an activity push. The same content twice is absorbed (200 with the first push);
+    the same activity id with new content is a new push that updates the Task/Event (upsert by
+    SFBridge_Activity_Id__c)."""
+    conn, org_cfg = connected_org(s, data["org"])
+    if data.get("referral_id") is not None:
+        referral_named(s, data["referral_id"])
     activity = {k: v for k, v in data.items() if k != "org"}
     # queue_activity returns the saved push for content it has seen; a new row has a new id.
     before = s.scalar(select(func.max(Push.id))) or 0
     try:
-        push = writeback.queue_activity(s, conn, cfg.orgs[org_name], activity)
+        push = writeback.queue_activity(s, conn, org_cfg, activity)
     except UsageError as exc:
         raise ActionError(exc.message, code="validation_error", fields=exc.fields) from None
     created = push.id > before
     if created:
         require_fit(
-            org_name, push.sobject_type, push.payload.get("fields") or {}, fitcheck.ACTIVITY_INPUT
+            data["org"],
+            push.sobject_type,
+            push.payload.get("fields") or {},
+            fitcheck.ACTIVITY_INPUT,
         )
         audit.record(s, actor, "activity.create", "push", push.id, kind=data["kind"])
     return push, created

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +21,7 @@ from bridge.vocabulary import (
     RECORD_ID_PATTERN,
     ActivityKind,
     ChangeType,
+    DemoState,
     StreamedObject,
 )
 
@@ -203,6 +205,69 @@ class RejectIn(_Body):
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 
+# ---- sales-engagement events (`POST /sales`, `POST /demos`) --------------------------------
+
+ClientId = Annotated[str, Field(min_length=1, max_length=100, description="the client's id")]
+Phone = Annotated[str, Field(min_length=1, max_length=64)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
+
+
+class SaleItem(_Body):
+    """One product sold: its code or its name (Product2.ProductCode / Name)."""
+
+    product_code: Short | None = None
+    product_name: Short | None = None
+    quantity: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+    unit_price: Money
+
+    @model_validator(mode="after")
+    def _names_a_product(self) -> SaleItem:
+        if not (self.product_code or self.product_name):
+            raise ValueError("give product_code or product_name")
+        return self
+
+
+class SaleContact(_Body):
+    """Another person of the business, connected or created as a Contact of its Account."""
+
+    first_name: Short | None = None
+    last_name: Short
+    phone: Phone | None = None
+    email: Email | None = None
+
+
+class SaleIn(_Body):
+    org: Short
+    id: ClientId
+    referral_id: RowId = Field(description="the referral (the person) the sale belongs to")
+    business_name: Short
+    phone: Phone | None = Field(default=None, description="the business's primary phone")
+    city: Short | None = None
+    state: Short | None = None
+    amount: Money | None = None
+    closed_at: datetime
+    items: list[SaleItem] = Field(default_factory=list, max_length=200)
+    contacts: list[SaleContact] = Field(default_factory=list, max_length=50)
+    locations: list[Short] = Field(default_factory=list, max_length=100)
+    fields: dict[str, Scalar] = Field(
+        default_factory=dict, description="values for mappings of local sale.<key>"
+    )
+    owner: Short | None = Field(default=None, description="the rep: writeback.users maps it")
+
+
+class DemoIn(_Body):
+    org: Short
+    id: ClientId
+    referral_id: RowId = Field(description="the referral (the person) the demo is with")
+    state: DemoState
+    at: datetime = Field(description="when the demo takes place")
+    business_name: Short | None = Field(default=None, description="default: the referral's company")
+    phone: Phone | None = Field(default=None, description="default: the referral's phone")
+    city: Short | None = None
+    state_code: Short | None = None
+    owner: Short | None = Field(default=None, description="the rep: writeback.users maps it")
+
+
 REQUEST_MODELS: dict[str, type[BaseModel]] = {
     m.__name__: m
     for m in (
@@ -220,5 +285,9 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
         NoBody,
         RecordIn,
         RelatedIn,
+        SaleItem,
+        SaleContact,
+        SaleIn,
+        DemoIn,
     )
 }

@@ -26,7 +26,7 @@ from bridge.vocabulary import (
     SCOPES,
     STREAMED_OBJECTS,
 )
-from bridge.web import api, api_outbound, bodies
+from bridge.web import api, api_outbound, bodies, sales_api
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -315,6 +315,20 @@ RESPONSE_SCHEMAS["Entry"]["properties"]["note"] = {
     "description": "approve/retry: what happened to the send job of the pushes it queued",
 }
 
+for _kind, _body in (("sale", "SaleIn"), ("demo", "DemoIn")):
+    RESPONSE_SCHEMAS[f"{_kind.capitalize()}Recorded"] = {
+        "type": "object",
+        "required": [_kind, "push"],
+        "properties": {
+            _kind: {
+                "type": "object",
+                "description": f"the {_kind} as saved (the validated body, its id the client's)",
+            },
+            "push": _ref("Push"),
+        },
+        "additionalProperties": False,
+    }
+
 _PAGING = [
     {
         "name": "limit",
@@ -532,6 +546,27 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         [_id("entry_id")],
     ),
     (
+        "/sales",
+        "post",
+        sales_api.create_sale,
+        "Record a sale of a referral; saves a pending push that connects or creates its Account "
+        "and Contact and writes its Opportunity with line items (same id and body: 200)",
+        "SaleIn",
+        201,
+        "SaleRecorded",
+        [],
+    ),
+    (
+        "/demos",
+        "post",
+        sales_api.create_demo,
+        "Record a demo set, rescheduled or cancelled; saves a pending push (same id and body: 200)",
+        "DemoIn",
+        201,
+        "DemoRecorded",
+        [],
+    ),
+    (
         "/pushes",
         "get",
         api.list_pushes,
@@ -644,7 +679,7 @@ def document() -> dict[str, Any]:
         }
         for code, desc in {**_ERRORS, **(_BODY_ERRORS if req else {})}.items():
             responses[code] = _error_response(desc)
-        if status == 201 and path in ("/activities", "/entries"):
+        if status == 201 and path in ("/activities", "/entries", "/sales", "/demos"):
             responses["200"] = {
                 "description": "the same item was sent before",
                 "content": {"application/json": {"schema": _ref(resp)}},

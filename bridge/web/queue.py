@@ -16,6 +16,7 @@ from bridge.errors import UsageError
 from bridge.store.models import Member, OrgConnection, Program, Referral, SalesEntry, utcnow
 from bridge.vocabulary import SKIPPED, STREAMED_OBJECTS
 from bridge.web.extensions import org_config
+from bridge.web.security import Page, page_of
 from bridge.web.triage import Triage, group_by_record, triage
 
 AnySelect = Select[*tuple[Any, ...]]  # a select of any columns
@@ -101,15 +102,13 @@ def tab_counts(s: Session, f: dict[str, str]) -> dict[str, int]:
     return dict(s.execute(select(sub.c.outcome, func.count()).group_by(sub.c.outcome)).all())
 
 
-def page_of(
-    s: Session, outcome: str, f: dict[str, str], page: int, size: int
-) -> tuple[list[Triage], int]:
+def queue_page(s: Session, outcome: str, f: dict[str, str], size: int) -> tuple[list[Triage], Page]:
     base = apply_filters(select(SalesEntry).where(SalesEntry.outcome == outcome), f)
-    total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
+    pg = page_of(s, base, size)
     order = SORTS.get(f.get("sort", ""), SORTS["newest"])[1]
-    entries = list(s.scalars(base.order_by(*order).offset((page - 1) * size).limit(size)))
+    entries = list(s.scalars(pg.of(base.order_by(*order))))
     rows = rows_for(s, entries)
-    return (group_by_record(rows) if f.get("sort", "newest") == "newest" else rows), total
+    return (group_by_record(rows) if f.get("sort", "newest") == "newest" else rows), pg
 
 
 def next_entry(s: Session, current: int, outcome: str, f: dict[str, str]) -> int | None:

@@ -21,7 +21,7 @@ from flask import (
     request,
     url_for,
 )
-from sqlalchemy import func, select
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from bridge.store.models import (
@@ -37,7 +37,7 @@ from bridge.vocabulary import REFERRAL_STATUSES
 from bridge.web import actions, edits, listing
 from bridge.web.auth import login_required
 from bridge.web.extensions import store
-from bridge.web.security import page_number
+from bridge.web.security import page_of
 from bridge.web.triage import person
 from bridge.writeback import fieldsync
 
@@ -57,23 +57,21 @@ SF_LINKS = (
 @login_required
 def referrals() -> str:
     f = listing.referral_filters()
-    size = current_app.config["PAGE_SIZE"]
-    page = page_number()
     with store().session() as s:
         query = listing.referrals(f)
-        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = s.execute(query.offset((page - 1) * size).limit(size)).all()
+        pg = page_of(s, query, current_app.config["PAGE_SIZE"])
+        rows = s.execute(pg.of(query)).all()
         programs = list(s.scalars(select(Program.key).order_by(Program.key)))
         return render_template(
             "referrals.html",
             rows=rows,
             f=f,
-            total=total,
+            total=pg.total,
             statuses=REFERRAL_STATUSES,
             programs=programs,
             sorts=listing.REFERRAL_SORTS,
-            page=page,
-            pages=max(1, -(-total // size)),
+            page=pg.number,
+            pages=pg.pages,
         )
 
 
@@ -264,15 +262,11 @@ def add_from_entry(entry_id: int) -> Response:
 @login_required
 def members() -> str:
     q = request.args.get("q", "").strip()[:200]
-    size = current_app.config["PAGE_SIZE"]
-    page = page_number()
     with store().session() as s:
         query = listing.members(q)
-        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = s.execute(query.offset((page - 1) * size).limit(size)).all()
-        return render_template(
-            "members.html", rows=rows, q=q, page=page, pages=max(1, -(-total // size))
-        )
+        pg = page_of(s, query, current_app.config["PAGE_SIZE"])
+        rows = s.execute(pg.of(query)).all()
+        return render_template("members.html", rows=rows, q=q, page=pg.number, pages=pg.pages)
 
 
 @bp.get("/members/<int:member_id>")

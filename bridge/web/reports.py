@@ -23,7 +23,7 @@ from bridge.vocabulary import PUSH_STATES
 from bridge.web import actions
 from bridge.web.auth import login_required, role_required
 from bridge.web.extensions import store
-from bridge.web.security import local_next, page_number
+from bridge.web.security import local_next, page_of
 from bridge.web.triage import person, plain
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
@@ -34,16 +34,14 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 def pushes() -> str:
     state = request.args.get("state", "")
     kind = request.args.get("kind", "")
-    size = current_app.config["PAGE_SIZE"]
-    page = page_number()
     with store().session() as s:
         query = select(Push)
         if state in PUSH_STATES:
             query = query.where(Push.state == state)
         if kind:
             query = query.where(Push.kind == kind)
-        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = list(s.scalars(query.order_by(Push.id.desc()).offset((page - 1) * size).limit(size)))
+        pg = page_of(s, query, current_app.config["PAGE_SIZE"])
+        rows = list(s.scalars(pg.of(query.order_by(Push.id.desc()))))
         counts = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
         names = _referral_names(s, {p.referral_id for p in rows if p.referral_id})
     return render_template(
@@ -52,8 +50,8 @@ def pushes() -> str:
         rows=rows,
         state=state,
         kind=kind,
-        page=page,
-        pages=max(1, -(-total // size)),
+        page=pg.number,
+        pages=pg.pages,
         counts=counts,
         states=PUSH_STATES,
     )
@@ -107,26 +105,22 @@ def repush(push_id: int) -> Response:
 @login_required
 def entries() -> str:
     result = request.args.get("result", "")
-    size = current_app.config["PAGE_SIZE"]
-    page = page_number()
     with store().session() as s:
         query = select(SalesEntry).where(SalesEntry.outcome.in_(("processed", "failed")))
         if result == "success":
             query = query.where(SalesEntry.outcome == "processed")
         elif result == "error":
             query = query.where(SalesEntry.outcome == "failed")
-        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = list(
-            s.scalars(query.order_by(SalesEntry.id.desc()).offset((page - 1) * size).limit(size))
-        )
+        pg = page_of(s, query, current_app.config["PAGE_SIZE"])
+        rows = list(s.scalars(pg.of(query.order_by(SalesEntry.id.desc()))))
     return render_template(
         "report_entries.html",
         rows=rows,
         people={e.id: person(e) for e in rows},
         reason_words=plain,
         result=result,
-        page=page,
-        pages=max(1, -(-total // size)),
+        page=pg.number,
+        pages=pg.pages,
     )
 
 

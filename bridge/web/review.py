@@ -42,7 +42,7 @@ from bridge.web import queue as queue_query
 from bridge.web.auth import login_required, role_required
 from bridge.web.chart import entries_per_day_svg
 from bridge.web.extensions import store, web
-from bridge.web.security import local_next, page_number
+from bridge.web.security import local_next, page_of
 from bridge.web.triage import differences, effects_summary, person, proposal
 from bridge.web.words import DECISION_FIELDS, WAITING_OUTCOMES, audit_words
 
@@ -113,10 +113,8 @@ def queue(outcome: str) -> str:
     if outcome not in ENTRY_OUTCOMES:
         abort(404)
     f = queue_query.filters()
-    page = page_number()
-    size = current_app.config["PAGE_SIZE"]
     with store().session() as s:
-        rows, total = queue_query.page_of(s, outcome, f, page, size)
+        rows, pg = queue_query.queue_page(s, outcome, f, current_app.config["PAGE_SIZE"])
         counts = queue_query.tab_counts(s, f)
         programs = list(s.scalars(select(Program.key).order_by(Program.key)))
         reasons = _known_reasons(s)
@@ -125,9 +123,9 @@ def queue(outcome: str) -> str:
         outcome=outcome,
         rows=rows,
         filters=f,
-        page=page,
-        pages=max(1, -(-total // size)),
-        total=total,
+        page=pg.number,
+        pages=pg.pages,
+        total=pg.total,
         tabs=ENTRY_OUTCOMES,
         tab_counts=counts,
         programs=programs,
@@ -357,8 +355,6 @@ def bulk() -> Response | str:
 @bp.get("/audit")
 @login_required
 def audit_log() -> str:
-    page = page_number()
-    size = current_app.config["PAGE_SIZE"] * 2
     f = {
         k: request.args.get(k, "").strip() for k in ("actor", "action", "object_type", "object_id")
     }
@@ -370,17 +366,15 @@ def audit_log() -> str:
             elif value:  # a part of the name is enough: "approv" finds entry.approved
                 column = func.lower(getattr(AuditLog, key))
                 query = query.where(column.contains(value.lower()[:200], autoescape=True))
-        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = list(
-            s.scalars(query.order_by(AuditLog.id.desc()).offset((page - 1) * size).limit(size))
-        )
+        pg = page_of(s, query, current_app.config["PAGE_SIZE"] * 2)
+        rows = list(s.scalars(pg.of(query.order_by(AuditLog.id.desc()))))
     return render_template(
         "audit.html",
         rows=rows,
         filters=f,
-        page=page,
-        pages=max(1, -(-total // size)),
-        total=total,
+        page=pg.number,
+        pages=pg.pages,
+        total=pg.total,
         audit_words=audit_words,
     )
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
@@ -76,6 +79,29 @@ MAX_PAGE = 1_000_000  # far past any real page; a larger offset overflows the da
 def page_number() -> int:
     """The `?page=` of a list, from 1 to MAX_PAGE (anything else is page 1 or the last)."""
     return min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: its number (from `?page=`), its size and the list's row count."""
+
+    number: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    def of(self, query: Select[Any]) -> Select[Any]:
+        """`query` cut to this page (order it first)."""
+        return query.offset((self.number - 1) * self.size).limit(self.size)
+
+
+def page_of(session: Session, query: Select[Any], size: int) -> Page:
+    """The requested page of `query`, counted."""
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return Page(page_number(), size, total)
 
 
 def parse_time(iso: str | None) -> datetime | None:

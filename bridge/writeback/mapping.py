@@ -25,6 +25,9 @@ only under ``read_only`` with ``override``, where Salesforce is the only source 
 
 Several Salesforce fields per local field: each is written independently; when reading back,
 the first non-blank one in the listed order wins.
+
+Sync triggers: a mapping is written only at the events its ``on`` names (``create_update``: a
+referral's add or edit; ``demo_set``; ``sale``); reading back does not depend on them.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from urllib.parse import urlsplit
 from publicsuffix2 import get_sld, get_tld
 
 from bridge.config import FieldMapping
-from bridge.vocabulary import SyncMode
+from bridge.vocabulary import SyncMode, SyncTrigger
 
 SyncAction = Literal["create", "update", "skip"]
 
@@ -79,6 +82,7 @@ def plan_fields(
     local: Mapping[str, Any],
     current: Mapping[str, Any] | None,
     mappings: Sequence[FieldMapping],
+    event: SyncTrigger = "create_update",
 ) -> FieldPlan:
     """Decide the Salesforce writes and local updates for one record.
 
@@ -86,7 +90,8 @@ def plan_fields(
     Salesforce values by field name, or None when the record does not exist yet (a create: every
     Salesforce field is blank and nothing is read back). A Salesforce field missing from
     `current` was not read, so it is treated as blank for writes and never read back. When two
-    mappings write the same Salesforce field, the first one listed wins.
+    mappings write the same Salesforce field, the first one listed wins. Only mappings whose `on`
+    names `event` are written.
     """
     writes: dict[str, Any] = {}
     updates: dict[str, Any] = {}
@@ -122,7 +127,7 @@ def plan_fields(
                 write_to = [f for f in m.salesforce if is_blank(sf_now.get(f))]
                 write_strategy = "if_empty"
 
-        for name in write_to:
+        for name in write_to if event in m.on else []:
             if name in writes:
                 continue
             if exists and not _write_allowed(write_strategy, sf_now.get(name), ours):

@@ -23,7 +23,8 @@ from bridge.config import ObjectSync, OrgConfig, referral_add_for
 from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
-from bridge.writeback import accounts, campaigns, owners, referrals, users
+from bridge.vocabulary import SALES_KINDS
+from bridge.writeback import accounts, campaigns, lead_owners, referrals, sales, users
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
     Writer,
@@ -80,6 +81,12 @@ def send(
     items = _claim(store, org_config, push_ids)
     if not items:
         return report
+    # Sales and demos: their own steps (cascade, opportunity, line items), batched alike.
+    for outcomes in sales.send_events(
+        store, writer, org_config, [i for i in items if i.kind in SALES_KINDS], now
+    ):
+        _save(store, outcomes, now, report)
+    items = [i for i in items if i.kind not in SALES_KINDS]
 
     by_id = {item.push_id: item for item in items}
     todo = items
@@ -149,7 +156,7 @@ def _send_round(
     try:
         org_id = items[0].org_connection_id
         keep = (lambda m: users.save(store, org_id, m)) if org_id is not None else None
-        unowned = owners.assign(writer, org_config, referral_writes, keep)
+        unowned = lead_owners.assign(writer, org_config, referral_writes, keep)
     except Exception as exc:  # the user or account lookup failed: the referrals share it
         unowned = [failure_outcome(i.push_id, exc, fields=w.fields) for i, w in referral_writes]
     if unowned:

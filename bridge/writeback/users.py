@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge import defaults
-from bridge.routingconfig import UserRef, is_user_id
+from bridge.routingconfig import RepUser, is_user_id
 from bridge.store import Store
 from bridge.store.models import UserMapping, utcnow
 from bridge.writeback.client import LOOKUP_CHUNK, Writer, chunks
@@ -51,7 +51,7 @@ def _id15(user_id: str) -> str:
     return user_id[:15]
 
 
-def resolve(writer: Writer, refs: Mapping[str, UserRef]) -> UserMap:
+def resolve(writer: Writer, refs: Mapping[str, RepUser]) -> UserMap:
     """Look every mapped rep up in the org: by id and by email, batched."""
     ids = sorted({r.salesforce_id for r in refs.values() if r.salesforce_id})
     emails = sorted({r.email.lower() for r in refs.values() if r.email})
@@ -99,7 +99,7 @@ _cache: dict[str, tuple[float, tuple[tuple[str, str | None, str | None], ...], U
 def user_map(
     writer: Writer,
     org_key: str,
-    refs: Mapping[str, UserRef],
+    refs: Mapping[str, RepUser],
     *,
     clock: Callable[[], float] = time.monotonic,
     keep: Callable[[UserMap], None] | None = None,

@@ -91,7 +91,8 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         services.wait_for(lambda: min(failed()) >= 1, timeout=30, what="a failed entry and push")
         with store.session() as s:
             push = s.scalars(select(Push).where(Push.state == "failed")).first()
-            assert push is not None and push.error_code == "STRING_TOO_LONG"
+            assert push is not None and push.error_code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+            assert push.error_fields == ["Phone"]
 
         # The CLI command the demo prints works as printed, with none of the demo's settings.
         line = re.search(r"API token\s+(.+)", text).group(1)  # type: ignore[union-attr]

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from bridge.config import check_config_text
-from bridge.routingconfig import Routing, UserRef
+from bridge.routingconfig import RepUser, Routing
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Program, Push, Referral
-from bridge.writeback import gate, owners, users
+from bridge.writeback import gate, lead_owners, users
 
 SALLY, BOB, OLD = "005000000000001AAA", "005000000000002AAA", "005000000000003AAA"
 
@@ -93,11 +93,11 @@ USERS = [
 
 def test_reps_map_to_active_users_by_id_or_email() -> None:
     refs = {
-        "sally": UserRef(salesforce_id=SALLY),
-        "bob": UserRef(email="bob@acme.example"),  # Salesforce's email case does not matter
-        "gone": UserRef(email="gone@acme.example"),
-        "old": UserRef(salesforce_id=OLD),
-        "ghost": UserRef(email="ghost@acme.example"),
+        "sally": RepUser(salesforce_id=SALLY),
+        "bob": RepUser(email="bob@acme.example"),  # Salesforce's email case does not matter
+        "gone": RepUser(email="gone@acme.example"),
+        "old": RepUser(salesforce_id=OLD),
+        "ghost": RepUser(email="ghost@acme.example"),
     }
     mapping = users.resolve(Org(USERS), refs)
     assert mapping.users == {"sally": SALLY, "bob": BOB, "gone": None, "old": None, "ghost": None}
@@ -111,7 +111,7 @@ def test_reps_map_to_active_users_by_id_or_email() -> None:
 
 
 def test_the_mapping_is_resolved_in_batches_and_cached_per_org() -> None:
-    refs = {f"rep{n}": UserRef(email=f"rep{n}@acme.example") for n in range(250)}
+    refs = {f"rep{n}": RepUser(email=f"rep{n}@acme.example") for n in range(250)}
     org = Org([])
     now = [0.0]
     users.forget()
@@ -124,7 +124,7 @@ def test_the_mapping_is_resolved_in_batches_and_cached_per_org() -> None:
     now[0] = 10_000.0
     users.user_map(org, "1", refs, clock=lambda: now[0])
     assert len(org.queries) == 9  # expired
-    users.user_map(org, "1", {"x": UserRef(salesforce_id=SALLY)}, clock=lambda: now[0])
+    users.user_map(org, "1", {"x": RepUser(salesforce_id=SALLY)}, clock=lambda: now[0])
     assert len(org.queries) == 10  # the config's mapping changed
 
 
@@ -180,7 +180,7 @@ def test_the_owner_of_a_new_record(
     owner: str | None,
     source: str | None,
 ) -> None:
-    choice = owners.choose(referral, account, Routing.model_validate(config), MAPPED)
+    choice = lead_owners.choose(referral, account, Routing.model_validate(config), MAPPED)
     assert (choice.user_id, choice.source) == (owner, source), choice
 
 

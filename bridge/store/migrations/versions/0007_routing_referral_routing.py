@@ -5,7 +5,7 @@ closed, the due time of a held referral add (the routing sweep sends it then; a 
 the store survives restarts) and the reps who touched the conversation.
 
 Revision ID: 0007_routing
-Revises: 0002_outbound
+Revises: 0006_sales
 """
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ import bridge.store.models
 from alembic import op
 
 revision = "0007_routing"
-down_revision = "0002_outbound"
+down_revision = "0006_sales"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,132 @@
+"""The shared parts of the sales steps (`bridge.writeback.sales`): the event on its way, and
+record writes shared by several pushes (one Account create for the sales of one business)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.config import OrgConfig
+from bridge.errors import PermanentError
+from bridge.vocabulary import SyncTrigger
+from bridge.writeback.client import COLLECTION_LIMIT, Writer, chunks, record_error
+from bridge.writeback.mapping import plan_fields
+from bridge.writeback.planning import Item, Outcome, failure_outcome
+
+
+@dataclass
+class Event:
+    """One sale or demo push on its way, with what the steps decided so far."""
+
+    item: Item
+    kind: str
+    body: dict[str, Any]
+    referral_id: int
+    person: dict[str, Any]  # the referral's values, with its sf_* ids
+    result: dict[str, Any]
+    failed: Outcome | None = None
+    skipped: str | None = None
+
+    @property
+    def trigger(self) -> SyncTrigger:
+        return "sale" if self.kind == "sale" else "demo_set"
+
+    @property
+    def business(self) -> str | None:
+        return self.body.get("business_name") or self.person.get("company")
+
+    @property
+    def phone(self) -> str | None:
+        return self.body.get("phone") or self.person.get("phone")
+
+    @property
+    def at(self) -> str:
+        return str(self.body["closed_at"] if self.kind == "sale" else self.body["at"])
+
+    @property
+    def account_id(self) -> str | None:
+        return (self.result.get("account") or {}).get("record_id")
+
+    @property
+    def people(self) -> list[dict[str, Any]]:
+        """The referral's person first, then the associated contacts."""
+        first = {k: self.person.get(k) for k in ("first_name", "last_name", "phone", "email")}
+        return [first, *self.body.get("contacts", [])]
+
+    def fail(self, outcome: Outcome) -> None:
+        self.failed = self.failed or outcome
+
+    def live(self) -> bool:
+        return self.failed is None and self.skipped is None
+
+
+def permanent(push_id: int, code: str, message: str, fields: list[str] | None = None) -> Outcome:
+    return failure_outcome(push_id, PermanentError(message, code=code, fields=fields or []))
+
+
+@dataclass
+class SharedWrite:
+    events: list[Event]  # the pushes that share this record
+    fields: dict[str, Any]
+    record_id: str | None = None
+    saved_id: str | None = None
+    ok: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def write(
+    writer: Writer,
+    sobject: str,
+    writes: list[SharedWrite],
+    static: Mapping[str, Any] | None = None,
+) -> None:
+    """Create (no record_id) or update the records, 200 per request; a failed record fails
+    every push that shares it, with Salesforce's error. `static` (the object's
+    `writeback.static` values) goes under what each write carries."""
+    for op in ("create", "update"):
+        group = [w for w in writes if (w.record_id is None) == (op == "create")]
+        for part in chunks(group, COLLECTION_LIMIT):
+            records = [
+                {"attributes": {"type": sobject}, **(static or {}), **w.fields} for w in part
+            ]
+            for w, record in zip(part, records, strict=True):
+                if w.record_id:
+                    record["Id"] = w.record_id
+            method = "POST" if op == "create" else "PATCH"
+            try:
+                results = writer.collection(method, "composite/sobjects", records)
+            except Exception as exc:
+                for w in part:
+                    for event in w.events:
+                        event.fail(failure_outcome(event.item.push_id, exc, fields=w.fields))
+                continue
+            for w, result in zip(part, results, strict=True):
+                if result.get("success"):
+                    w.ok, w.saved_id = True, str(result.get("id") or w.record_id)
+                    continue
+                err = record_error(result)
+                for event in w.events:
+                    event.fail(
+                        Outcome(
+                            event.item.push_id,
+                            "failed",
+                            sobject=sobject,
+                            error=err,
+                            error_class=err.error_class,
+                            fields=w.fields,
+                        )
+                    )
+
+
+def mapped(cfg: OrgConfig, sobject: str, event: Event) -> dict[str, Any]:
+    """The fields of `sobject`'s mappings that this event (sale / demo set) sends."""
+    spec = cfg.writeback.objects.get(sobject)  # type: ignore[call-overload]
+    if spec is None:
+        return {}
+    local = dict(event.person)
+    for key, value in event.body.items():
+        local[f"sale.{key}"] = value
+    for key, value in (event.body.get("fields") or {}).items():
+        local[f"sale.{key}"] = value
+    return plan_fields(local, None, spec.fields, event.trigger).writes
