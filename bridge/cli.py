@@ -601,7 +601,10 @@ def org_check(name: str) -> None:
 
     Exits 1 when any check reports an Issue.
     """
+    from bridge import orgs
     from bridge.salesforce import check, fieldcache
+    from bridge.writeback import routecheck, users
+    from bridge.writeback.client import OrgWriter
 
     rt = _runtime()
     org_config = _org_config(rt, name)
@@ -612,6 +615,10 @@ def org_check(name: str) -> None:
         org_config,
         keep=lambda d: fieldcache.save_field_names(rt.settings.instance_dir, name, d),
     )
+    routed, mapping = routecheck.check_routing(OrgWriter.for_org(sf_org), org_config)
+    findings += routed
+    if org_config.users:
+        users.save(rt.store, orgs.load_connection(rt.store, name).id, mapping)
     fieldcache.save_check(rt.settings.instance_dir, name, check.as_rows(findings))
     click.echo(check.format_findings(findings))
     if check.has_issues(findings):

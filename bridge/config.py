@@ -29,6 +29,7 @@ from pydantic import (
 
 from bridge import defaults
 from bridge.errors import ConfigError
+from bridge.routingconfig import RepUser, Routing, check_fallbacks
 from bridge.values import covers
 from bridge.vocabulary import (
     EMAIL_PATTERN,
@@ -538,6 +539,8 @@ class OrgConfig(_Model):
     polling: Polling = Field(default_factory=Polling)
     api_budget: ApiBudget = Field(default_factory=ApiBudget)
     value_check: ValueCheck = Field(default_factory=ValueCheck)
+    users: dict[str, RepUser] = Field(default_factory=dict)  # reps -> Salesforce users
+    routing: Routing = Field(default_factory=Routing)
 
     @field_validator("client_id")
     @classmethod
@@ -595,6 +598,7 @@ class OrgConfig(_Model):
                 f"receiver.program: '{self.receiver.program}' is not one of the programs: "
                 f"{', '.join(keys)}"
             )
+        check_fallbacks(self.routing, self.users)
         return self
 
     def fields_read(self, sobject: str) -> list[str]:

@@ -221,6 +221,9 @@ METRICS_PAUSE_AFTER_FAILURE_SECONDS = 30.0
 """Seconds the API-call counter stops counting after Redis failed, so an outage does not slow
 every call."""
 
+USER_MAP_CACHE_SECONDS = _env("USER_MAP_CACHE_SECONDS", 600.0)
+"""How long an org's resolved user mapping (reps -> active Salesforce users) is reused."""
+
 # ---- console ----------------------------------------------------------------------------------
 
 HEALTH_REFRESH_SECONDS = _env("HEALTH_REFRESH_SECONDS", 10.0)

@@ -47,6 +47,7 @@ from bridge.streaming.lease import Lease
 from bridge.streaming.pubsub import PubSubSubscriber
 from bridge.streaming.subscriber import Subscriber
 from bridge.vocabulary import STREAMED_OBJECTS
+from bridge.writeback import gate
 from bridge.writeback import jobs as outbound
 
 log = logging.getLogger("sfbridge.processes")
@@ -133,6 +134,13 @@ def refresh_statistics(store: Store, client: redis.Redis) -> bool:
     return True
 
 
+def release_routed(store: Store, client: redis.Redis, config: BridgeConfig) -> None:
+    """Send the referrals whose routing delay is over (their due time is in the store)."""
+    due = gate.release_due(store, client, config)
+    if due:
+        outbound.request_drain_for(store, client, due)
+
+
 def start_sweeper(
     store: Store, client: redis.Redis, stop: threading.Event, config: BridgeConfig | None = None
 ) -> threading.Thread:
@@ -146,6 +154,7 @@ def start_sweeper(
                 jobs.sweep(store, client)
                 outbound.sweep(store, client)
                 if config is not None:
+                    release_routed(store, client, config)
                     resend_notifications(store, client, config)
                     check_budgets(store, client, config)
                 refresh_statistics(store, client)
@@ -202,6 +211,7 @@ def run_worker(
         client.delete(jobs.SWEEP_LOCK)
         jobs.sweep(ctx.store, client)
         outbound.enqueue_pending(ctx.store, client)
+        release_routed(ctx.store, client, ctx.config)
     else:
         start_sweeper(ctx.store, client, stop, ctx.config)
     worker_class = Worker if fork else SimpleWorker

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -180,6 +181,8 @@ class Referral(Base):
         # The API's lists, newest first, by status or by program.
         Index("ix_referrals_status", "status"),
         Index("ix_referrals_program", "program_id"),
+        # The routing sweep's due referrals.
+        Index("ix_referrals_send_due", "send_due_at"),
     )
 
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
@@ -210,6 +213,16 @@ class Referral(Base):
     sf_contact_id: Mapped[str | None] = mapped_column(String(18))
     sf_account_id: Mapped[str | None] = mapped_column(String(18))
     sf_opportunity_id: Mapped[str | None] = mapped_column(String(18))
+    # Lead routing (bridge.writeback.gate): the score the criteria judge, when it first met
+    # the minimum, the conversation's close, the due time of a held referral add, and the
+    # reps who touched the conversation (meeting booked on, last routed to, closed by).
+    score: Mapped[float | None] = mapped_column(Float)
+    qualified_at: Mapped[datetime | None] = mapped_column()
+    conversation_closed_at: Mapped[datetime | None] = mapped_column()
+    send_due_at: Mapped[datetime | None] = mapped_column()
+    meeting_owner: Mapped[str | None] = mapped_column(String(255))
+    routed_owner: Mapped[str | None] = mapped_column(String(255))
+    closed_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -512,6 +525,21 @@ class SignInThrottle(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_at: Mapped[datetime] = mapped_column(default=utcnow)
     not_before: Mapped[datetime | None] = mapped_column()  # the next attempt waits until then
+
+
+class UserMapping(Base):
+    """The last resolution of one rep of the config's `users:` to a Salesforce user, per org
+    (bridge.writeback.users): for the admin page and the ownership syncs."""
+
+    __tablename__ = "user_mappings"
+    __table_args__ = (UniqueConstraint("org_connection_id", "rep", name="uq_user_mappings_rep"),)
+
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    org_connection_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("org_connections.id"))
+    rep: Mapped[str] = mapped_column(String(255))
+    salesforce_user_id: Mapped[str | None] = mapped_column(String(18))  # None: see problem
+    problem: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditLog(Base):

@@ -47,6 +47,7 @@ from bridge.vocabulary import (
 )
 from bridge.web import editing, fitcheck
 from bridge.web.extensions import org_config, store, web
+from bridge.writeback import gate
 
 log = logging.getLogger(__name__)
 
@@ -406,15 +407,14 @@ def create_member(s: Session, data: dict[str, Any], *, actor: str) -> Member:
     return member
 
 
+ROUTING_ATTRIBUTES = ("score", "meeting_owner", "routed_owner", "closed_by",
+                      "conversation_closed_at")  # fmt: skip
+"""What lead routing reads from a referral, set by the API on create and by PATCH."""
+
+
 def _program_org(s: Session, program: Program) -> tuple[OrgConnection, OrgConfig] | None:
     """The program's connected org and its config, or None when it has none yet."""
-    if program.org_connection_id is None:
-        return None
-    conn = s.get(OrgConnection, program.org_connection_id)
-    cfg = _config()
-    if conn is None or cfg is None or conn.name not in cfg.orgs:
-        return None
-    return conn, cfg.orgs[conn.name]
+    return gate.program_target(s, _config(), program.id)
 
 
 def create_referral(
@@ -443,18 +443,18 @@ def create_referral(
         phone=data.get("phone"),
         status="pending",
         fields=dict(data.get("fields") or {}),
+        **{k: data.get(k) for k in ROUTING_ATTRIBUTES},
     )
     s.add(referral)
     s.flush()
     target = _program_org(s, program)
-    push = writeback.queue_referral_add(s, target[0], target[1], referral) if target else None
-    if push is not None and target is not None:
-        require_fit(
-            target[0].name,
-            push.sobject_type,
-            push.payload.get("fields") or {},
-            fitcheck.REFERRAL_INPUT,
-        )
+    push = None
+    if target is not None:
+        # Refused at the door even when routing holds the push back (criteria, delay).
+        sobject, record = writeback.referral_record(s, target[1], referral)
+        require_fit(target[0].name, sobject, record, fitcheck.REFERRAL_INPUT)
+        # Routing decides whether (criteria) and when (delay) the referral add push is made.
+        push = gate.route_referral(s, target[0], target[1], referral)
     audit.record(
         s,
         actor,

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response
 
 from bridge import audit, throttle
 from bridge.errors import UsageError
-from bridge.store.models import ApiToken, User, WebSession, utcnow
+from bridge.store.models import ApiToken, OrgConnection, User, WebSession, utcnow
 from bridge.users import (
     create_token,
     create_user,
@@ -39,6 +39,7 @@ from bridge.users import (
 from bridge.vocabulary import ROLES, SCOPE_WORDS
 from bridge.web.auth import role_required
 from bridge.web.extensions import store
+from bridge.writeback import users as user_mapping
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -59,6 +60,8 @@ def users() -> str:
             ).all()
         )
         delays = {t.key: t.not_before for t in throttle.delayed(s, now)}
+        org_names = dict(s.execute(select(OrgConnection.id, OrgConnection.name)).all())
+        mappings = [(org_names.get(m.org_connection_id, "?"), m) for m in user_mapping.saved(s)]
     account_delay = {u.id: delays.get(throttle.account_key(u.email)) for u in rows}
     addresses = [
         (key.split(":", 1)[1], until)
@@ -72,6 +75,7 @@ def users() -> str:
         open_sessions=open_sessions,
         account_delay=account_delay,
         addresses=addresses,
+        mappings=mappings,
     )
 
 

@@ -274,7 +274,13 @@ def _with_pushes(out: dict[str, Any], pushes: list[dict[str, Any]]) -> ResponseR
 def get_referral(referral_id: int) -> ResponseReturnValue:
     with store().session() as s:
         referral = edits.get_referral(s, referral_id)
-        return jsonify({**serialize.referral(referral), "history": fieldsync.history(s, referral)})
+        return jsonify(
+            {
+                **serialize.referral(referral),
+                "not_sent_reason": edits.why_not_sent(s, referral),
+                "history": fieldsync.history(s, referral),
+            }
+        )
 
 
 @bp.patch("/referrals/<int:referral_id>")
@@ -287,6 +293,21 @@ def patch_referral(referral_id: int) -> ResponseReturnValue:
         s.flush()
         out, made = serialize.referral(referral), [serialize.push(p) for p in pushes]
     return _with_pushes(out, made)
+
+
+@bp.post("/referrals/<int:referral_id>/sync")
+@require_scope("referrals:write")
+def sync_referral(referral_id: int) -> ResponseReturnValue:
+    """Manual sync: send the referral now, ignoring the routing criteria and delay."""
+    body(NoBody)
+    with store().session() as s:
+        referral = edits.get_referral(s, referral_id)
+        push = edits.sync_referral(s, referral, actor=g.api_actor)
+        s.flush()
+        out = {"referral": serialize.referral(referral), "push": serialize.push(push)}
+    if out["push"]["state"] == "pending":
+        out["push"]["note"] = actions.enqueue_pushes([out["push"]["id"]])
+    return jsonify(out)
 
 
 @bp.get("/members/<int:member_id>")

@@ -64,6 +64,19 @@ class ReferralIn(_Body):
     external_id: Short | None = None
     member: MemberRef | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    score: Annotated[float, Field(ge=0, le=1e9)] | None = Field(
+        default=None, description="the routing criteria's score (Signals' stars 0-3, or any)"
+    )
+    meeting_owner: Short | None = Field(
+        default=None, description="the rep whose calendar the meeting was booked on"
+    )
+    routed_owner: Short | None = Field(
+        default=None, description="the rep last routed into the conversation"
+    )
+    closed_by: Short | None = Field(default=None, description="the rep who closed it")
+    conversation_closed_at: datetime | None = Field(
+        default=None, description="when the conversation closed: the delay counts from it"
+    )
 
 
 class MemberIn(_Body):
@@ -89,6 +102,19 @@ class ReferralPatch(_Body):
     company: Short | None = None
     phone: Annotated[str, Field(max_length=64)] | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    score: Annotated[float, Field(ge=0, le=1e9)] | None = Field(
+        default=None, description="the routing criteria's score (Signals' stars 0-3, or any)"
+    )
+    meeting_owner: Short | None = Field(
+        default=None, description="the rep whose calendar the meeting was booked on"
+    )
+    routed_owner: Short | None = Field(
+        default=None, description="the rep last routed into the conversation"
+    )
+    closed_by: Short | None = Field(default=None, description="the rep who closed it")
+    conversation_closed_at: datetime | None = Field(
+        default=None, description="when the conversation closed: the delay counts from it"
+    )
 
 
 class MemberPatch(_Body):

@@ -22,9 +22,9 @@ from bridge.store.models import (
     ReferralStatusChange,
 )
 from bridge.vocabulary import QUALIFYING, REFERRAL_STATUSES
-from bridge.web.actions import NotFound, Unprocessable, _config
+from bridge.web.actions import ROUTING_ATTRIBUTES, NotFound, Unprocessable, _config
 from bridge.web.words import reason_text
-from bridge.writeback import fieldsync
+from bridge.writeback import fieldsync, gate
 
 
 def get_referral(s: Session, referral_id: int) -> Referral:
@@ -63,12 +63,51 @@ def targets(s: Session, program_id: int) -> list[fieldsync.Target]:
 def edit_referral(
     s: Session, referral: Referral, data: Mapping[str, Any], *, actor: str
 ) -> list[Push]:
-    """`data`: the referral columns given, and `fields` merged key by key (null removes)."""
-    changes = {k: v for k, v in data.items() if k != "fields"}
+    """`data`: the referral columns given, and `fields` merged key by key (null removes);
+    the routing attributes (score, touches) are routed again (`edit_routing`)."""
+    routed = {k: data[k] for k in ROUTING_ATTRIBUTES if k in data}
+    changes = {k: v for k, v in data.items() if k != "fields" and k not in routed}
     changes.update(dict(data.get("fields") or {}))
-    return fieldsync.edit_referral(
-        s, referral, changes, targets(s, referral.program_id), actor=actor
+    pushes = (
+        fieldsync.edit_referral(s, referral, changes, targets(s, referral.program_id), actor=actor)
+        if changes or not routed
+        else []
     )
+    return pushes + (edit_routing(s, referral, routed, actor=actor) if routed else [])
+
+
+def edit_routing(
+    s: Session, referral: Referral, changes: Mapping[str, Any], *, actor: str
+) -> list[Push]:
+    """Set score and touches (audited) and route the referral again: a score raised to the
+    minimum starts the delay, or sends it now when there is none."""
+    previous = {k: getattr(referral, k) for k in changes}
+    for name, value in changes.items():
+        setattr(referral, name, value)
+    audit.record(
+        s, actor, "referral.routing", "referral", referral.id,
+        changed={k: str(v) if v is not None else None for k, v in changes.items()},
+        previous={k: str(v) if v is not None else None for k, v in previous.items()},
+    )  # fmt: skip
+    target = gate.program_target(s, _config(), referral.program_id)
+    push = gate.route_referral(s, target[0], target[1], referral) if target else None
+    return [push] if push is not None and push.state == "pending" else []
+
+
+def sync_referral(s: Session, referral: Referral, *, actor: str) -> Push:
+    """Manual sync: send this referral now, ignoring criteria and delay (audited)."""
+    target = gate.program_target(s, _config(), referral.program_id)
+    if target is None:
+        raise Unprocessable(
+            "the referral's program is not connected to a Salesforce org", code="not_connected"
+        )
+    push = gate.route_referral(s, target[0], target[1], referral, manual=True, actor=actor)
+    assert push is not None  # a manual sync always sends
+    return push
+
+
+def why_not_sent(s: Session, referral: Referral) -> str | None:
+    return gate.why_not_sent(s, _config(), referral)
 
 
 def edit_member(s: Session, member: Member, data: Mapping[str, Any], *, actor: str) -> list[Push]:

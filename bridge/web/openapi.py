@@ -97,6 +97,21 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                 },
                 "additionalProperties": False,
             },
+            "routing": {
+                "type": "object",
+                "description": "lead routing: the score the criteria judge, the delay's due "
+                "time, the reps who touched the conversation",
+                "properties": {
+                    "score": {"type": ["number", "null"]},
+                    "qualified_at": _TS,
+                    "send_due_at": _TS,
+                    "conversation_closed_at": _TS,
+                    "meeting_owner": _STR_OR_NULL,
+                    "routed_owner": _STR_OR_NULL,
+                    "closed_by": _STR_OR_NULL,
+                },
+                "additionalProperties": False,
+            },
             "created_at": _TS,
             "updated_at": _TS,
         },
@@ -283,7 +298,15 @@ _PUSHES_MADE = {
     "note": {"type": "string", "description": "what happened to the send job"},
 }
 RESPONSE_SCHEMAS["ReferralDetail"] = _extended(
-    "Referral", {"history": {"type": "array", "items": _ref("FieldChange")}}, ("history",)
+    "Referral",
+    {
+        "history": {"type": "array", "items": _ref("FieldChange")},
+        "not_sent_reason": {
+            **_STR_OR_NULL,
+            "description": "why the referral is not in Salesforce, in words (null: it is)",
+        },
+    },
+    ("history", "not_sent_reason"),
 )
 RESPONSE_SCHEMAS["ReferralUpdated"] = _extended("Referral", _PUSHES_MADE, ("pushes",))
 RESPONSE_SCHEMAS["MemberUpdated"] = _extended("Member", _PUSHES_MADE, ("pushes",))
@@ -391,6 +414,16 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         "ReferralPatch",
         200,
         "ReferralUpdated",
+        [_id("referral_id")],
+    ),
+    (
+        "/referrals/{referral_id}/sync",
+        "post",
+        api.sync_referral,
+        "Manual sync: send the referral now, ignoring the routing criteria and delay (audited)",
+        "NoBody",
+        200,
+        "ReferralCreated",
         [_id("referral_id")],
     ),
     (

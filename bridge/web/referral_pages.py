@@ -3,7 +3,8 @@ the referral page (status with its dates and history, referring member, entries 
 its Salesforce records, field history), its edit forms — fields are a local edit pushed to
 Salesforce by the fields' sync rules (bridge.web.edits), like `PATCH /api/v1/referrals/{id}`;
 the status moves by the state machine's rules — the member list and pages, and "add as
-referral" for an entry that matched nobody."""
+referral" for an entry that matched nobody; why a referral is not in Salesforce yet
+and its manual sync button (`POST /api/v1/referrals/{id}/sync`)."""
 
 from __future__ import annotations
 
@@ -121,8 +122,32 @@ def referral(referral_id: int) -> str:
             sf_base=base,
             history=fieldsync.history(s, r),
             editable=EDITABLE,
+            not_sent=edits.why_not_sent(s, r),
             all_statuses=REFERRAL_STATUSES,
         )
+
+
+@bp.post("/referrals/<int:referral_id>/sync")
+@login_required
+def sync(referral_id: int) -> Response:
+    """Manual sync: send the referral now, whatever the routing criteria and delay (audited)."""
+    back = redirect(url_for("referrals.referral", referral_id=referral_id))
+    with store().session() as s:
+        r = s.get(Referral, referral_id)
+        if r is None:
+            abort(404)
+        try:
+            push = edits.sync_referral(s, r, actor=g.user.email)
+        except actions.ActionError as exc:
+            flash(exc.message, "error")
+            return back
+        s.flush()
+        push_id, state = push.id, push.state
+    if state != "pending":
+        flash(f"Referral {referral_id} is already sent (push {push_id}, {state}).", "success")
+        return back
+    flash(f"Referral {referral_id}: push {push_id} {actions.enqueue_pushes([push_id])}.", "success")
+    return back
 
 
 @bp.post("/referrals/<int:referral_id>/edit")

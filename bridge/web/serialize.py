@@ -35,6 +35,15 @@ def referral(r: Referral) -> dict[str, Any]:
             "account_id": r.sf_account_id,
             "opportunity_id": r.sf_opportunity_id,
         },
+        "routing": {
+            "score": r.score,
+            "qualified_at": _ts(r.qualified_at),
+            "send_due_at": _ts(r.send_due_at),
+            "conversation_closed_at": _ts(r.conversation_closed_at),
+            "meeting_owner": r.meeting_owner,
+            "routed_owner": r.routed_owner,
+            "closed_by": r.closed_by,
+        },
         "created_at": _ts(r.created_at),
         "updated_at": _ts(r.updated_at),
     }

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.writeback.activities import Activity, activity_object, parse_activity, queue_activity
 from bridge.writeback.field_updates import queue_field_update
 from bridge.writeback.pushes import MAX_ATTEMPTS, queue_push, repush
-from bridge.writeback.referrals import queue_referral_add
+from bridge.writeback.referrals import queue_referral_add, referral_record
 
 if TYPE_CHECKING:
     from bridge.writeback.jobs import (
@@ -64,6 +64,7 @@ __all__ = [
     "queue_field_update",
     "queue_push",
     "queue_referral_add",
+    "referral_record",
     "repush",
     "request_drain",
     "request_drain_for",

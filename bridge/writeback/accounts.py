@@ -65,12 +65,19 @@ def referral_domain(referral: Mapping[str, Any]) -> str | None:
     return None if domain is None or domain in PERSONAL_DOMAINS else domain
 
 
-def find_accounts(writer: Writer, domains: Iterable[str], sync: ObjectSync) -> dict[str, Any]:
+def find_accounts(
+    writer: Writer,
+    domains: Iterable[str],
+    sync: ObjectSync | None,
+    extra_fields: Iterable[str] = (),
+) -> dict[str, Any]:
     """Domain → the oldest Account with that root domain; batched (LIKE narrows, the root
-    domain decides: `foo.co.uk` never matches `barfoo.co.uk`)."""
+    domain decides: `foo.co.uk` never matches `barfoo.co.uk`). Reads the mapped fields and
+    `extra_fields` (e.g. what the account ownership rules read) in the same query."""
     fields = ["Id", "Name", "Website", "CreatedDate"]
-    for mapping in sync.fields:
+    for mapping in sync.fields if sync else []:
         fields += [f for f in mapping.salesforce if f not in fields]
+    fields += [f for f in extra_fields if f not in fields]
     wanted = sorted(set(domains))
     candidates: list[dict[str, Any]] = []
     for part in chunks(wanted, DOMAIN_CHUNK):

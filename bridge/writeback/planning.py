@@ -48,6 +48,7 @@ class Outcome:
     error_class: str | None = None
     local_updates: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] | None = None  # what was sent, saved on the push payload
+    created: bool = False  # Salesforce created the record (an upsert that inserted)
     via: str = "collections"  # or "bulk": how it was sent, kept on the attempt
 
 

@@ -72,10 +72,14 @@ REFERRAL_ATTRIBUTES = (
 )
 
 
+TOUCHES = ("meeting_owner", "routed_owner", "closed_by")
+"""The reps who touched the conversation, by role: what the Lead owner priority reads."""
+
+
 def referral_values(referral: Referral) -> dict[str, Any]:
     """The referral's local values by name: its columns plus its `fields` (columns win)."""
     values: dict[str, Any] = dict(referral.fields or {})
-    for name in REFERRAL_ATTRIBUTES:
+    for name in REFERRAL_ATTRIBUTES + TOUCHES:
         values[name] = getattr(referral, name)
     return values
 
@@ -130,10 +134,10 @@ def idempotency_key(org: OrgConnection, referral: Referral) -> str:
     return f"referral:{org.id}:{referral.public_id}"
 
 
-def queue_referral_add(
-    session: Session, org: OrgConnection, org_config: OrgConfig, referral: Referral
-) -> Push:
-    """Save the pending push that writes `referral` to Salesforce (once per referral and org)."""
+def referral_record(
+    session: Session, org_config: OrgConfig, referral: Referral
+) -> tuple[str, dict[str, Any]]:
+    """The object and fields the referral add writes for `referral`, as it is now."""
     program = session.get(Program, referral.program_id)
     add = referral_add_for(org_config, program.key if program else None)
     member = session.get(Member, referral.member_id) if referral.member_id else None
@@ -144,11 +148,19 @@ def queue_referral_add(
         add=add,
         sobject=add.create_as,
     )
+    return add.create_as, record
+
+
+def queue_referral_add(
+    session: Session, org: OrgConnection, org_config: OrgConfig, referral: Referral
+) -> Push:
+    """Save the pending push that writes `referral` to Salesforce (once per referral and org)."""
+    sobject, record = referral_record(session, org_config, referral)
     push, _created = queue_push(
         session,
         kind="referral",
         idempotency_key=idempotency_key(org, referral),
-        sobject_type=add.create_as,
+        sobject_type=sobject,
         payload={"fields": record, "email": referral.email},
         org_connection_id=org.id,
         external_id_field=REFERRAL_ID_FIELD,

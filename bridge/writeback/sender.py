@@ -24,7 +24,7 @@ from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
 from bridge.vocabulary import SALES_KINDS
-from bridge.writeback import accounts, referrals, sales
+from bridge.writeback import accounts, campaigns, lead_owners, referrals, sales, users
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
     Writer,
@@ -52,6 +52,7 @@ class SendReport:
     failed: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)  # transient errors: still pending
+    new_leads: list[str] = field(default_factory=list)  # Leads created (not updated)
 
     def add(self, outcome: Outcome, push: Push) -> None:
         bucket = {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
@@ -95,6 +96,13 @@ def send(
         todo, later = _one_per_email(todo)
         _send_round(store, writer, org_config, todo, by_id, now, report)
         todo = later
+    members = campaigns.queue_members(store, writer, org_config, items[0].org_connection_id,
+                                      report.new_leads)  # fmt: skip
+    if members:  # new Leads join the routing campaign: CampaignMember pushes, sent now
+        joined = send(store, writer, org_config, members, now=now)
+        report.sent += joined.sent
+        report.failed += joined.failed
+        report.retry += joined.retry
     return report
 
 
@@ -144,6 +152,17 @@ def _send_round(
         writes += planned
         early += refused
 
+    referral_writes = [(by_id[w.push_id], w) for w in writes if by_id[w.push_id].kind == "referral"]
+    try:
+        org_id = items[0].org_connection_id
+        keep = (lambda m: users.save(store, org_id, m)) if org_id is not None else None
+        unowned = lead_owners.assign(writer, org_config, referral_writes, keep)
+    except Exception as exc:  # the user or account lookup failed: the referrals share it
+        unowned = [failure_outcome(i.push_id, exc, fields=w.fields) for i, w in referral_writes]
+    if unowned:
+        held = {o.push_id for o in unowned}
+        writes = [w for w in writes if w.push_id not in held]
+        early += unowned
     for write in writes:
         _apply_static(write, org_config)
         _apply_overrides(write, by_id[write.push_id].payload.get("overrides"))
@@ -389,6 +408,7 @@ def _outcome(w: Write, result: dict[str, Any], via: str) -> Outcome:
             local_updates=w.local_updates,
             fields=w.fields,
             via=via,
+            created=w.op == "create" or bool(result.get("created")),
         )
     err = record_error(result)
     return Outcome(
@@ -424,6 +444,8 @@ def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendRepo
             if outcome.state == "sent":
                 mark_sent(push, outcome.sf_id, now)
                 _after_sent(session, push, outcome)
+                if outcome.created and push.kind == "referral" and push.sobject_type == "Lead":
+                    report.new_leads.append(str(outcome.sf_id))
             elif outcome.state in ("skipped", "denied"):
                 assert outcome.error is not None
                 mark_skipped(push, outcome.error.code, outcome.error.message)

@@ -148,3 +148,35 @@ def test_check_reports_a_status_value_the_org_does_not_have(
     assert "Issue" in line
     assert "'Closed Won!' is not an active value of the picklist" in line
     assert "Closed Won," in line  # the org's real values are listed
+
+
+def test_check_reports_the_user_mapping_and_the_routing_campaign(
+    clean_devorg: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert run(cli_env, "org", "topics", "acme", "--apply").returncode == 0
+    sales_id = clean_devorg.user("sales")["id"]
+    data = yaml.safe_load(Path(cli_env["SFBRIDGE_CONFIG"]).read_text())
+    data["orgs"]["acme"]["users"] = {
+        "sally": {"salesforce_id": sales_id},
+        "ghost": {"email": "ghost@nowhere.example"},
+    }
+    data["orgs"]["acme"]["routing"] = {"campaign": {"name": "Not there"}}
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cli_env["SFBRIDGE_CONFIG"] = str(path)
+
+    done = run(cli_env, "org", "check", "acme")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    [sally] = [line for line in lines if line.startswith("user") and " sally " in line]
+    assert "  Ok  " in sally and sales_id in sally
+    [ghost] = [line for line in lines if line.startswith("user") and " ghost " in line]
+    assert "Issue" in ghost and "no Salesforce user has the email ghost@nowhere.example" in ghost
+    [campaign] = [line for line in lines if line.startswith("campaign")]
+    assert "Issue" in campaign and "no such Campaign" in campaign
+
+    clean_devorg.sf("sales").Campaign.create({"Name": "Not there", "IsActive": True})
+    del data["orgs"]["acme"]["users"]["ghost"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = run(cli_env, "org", "check", "acme")
+    assert done.returncode == 0, done.stdout

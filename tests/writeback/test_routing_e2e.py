@@ -1,0 +1,232 @@
+"""Lead routing end to end against the local org (a real `sfbridge devorg` over HTTPS): the
+criteria keep a referral local with its reason, a raised score sends it after the delay owned
+by the mapped meeting owner and in the campaign, a manual sync sends at once, an account
+segment rule gives the account's owner, and an updated existing Lead joins no campaign."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from simple_salesforce import format_soql
+from sqlalchemy import select
+
+from bridge.config import BridgeConfig, load_config
+from bridge.devorg.testing import DevOrg
+from bridge.orgs import jwt_credentials, read_private_key, save_connection
+from bridge.salesforce.connection import connect
+from bridge.store import Store
+from bridge.store.models import AuditLog, OrgConnection, Program, Push, Referral
+from bridge.vault import Vault, generate_key
+from bridge.writeback import campaigns, gate, routecheck, users
+from bridge.writeback.client import OrgWriter
+from bridge.writeback.sender import send
+from tests.writeback.test_e2e_devorg import PACKAGE_FIELD
+
+pytestmark = pytest.mark.e2e
+
+CAMPAIGN = "Partner referrals"
+
+
+class Routed:
+    def __init__(self, store: Store, devorg: DevOrg, path: Path) -> None:
+        self.store, self.devorg = store, devorg
+        self.sales = devorg.sf("sales")
+        self.sales_id = devorg.user("sales")["id"]
+        sales_email = self.sales.query(
+            format_soql("SELECT Email FROM User WHERE Id = {}", self.sales_id)
+        )["records"][0]["Email"]
+        info = devorg.info
+        org = {
+            "login_url": info["login_url"],
+            "client_id": info["client_id"],
+            "username": info["users"]["integration"]["username"],
+            "private_key_file": info["jwt_private_key_path"],
+            "ca_bundle": info["ca_path"],
+            "programs": [{"key": "partners", "name": "Partner Program"}],
+            "receiver": {"program": "partners"},
+            "users": {"sally": {"email": sales_email}, "ghost": {"email": "ghost@nowhere.example"}},
+            "routing": {
+                "minimum_score": "two",
+                "delay": "10m",
+                "campaign": {"name": CAMPAIGN, "status": "Responded"},
+                "lead_owner": {"meeting": True, "routed": True, "closed": True},
+                "account_rules": [
+                    {
+                        "name": "enterprise",
+                        "segment": [{"field": "NumberOfEmployees", "op": "gte", "value": 1000}],
+                        "owner_field": "OwnerId",
+                    }
+                ],
+            },
+        }
+        path.write_text(yaml.safe_dump({"orgs": {"acme": org}}))
+        self.config: BridgeConfig = load_config(str(path))
+        self.org_config = self.config.orgs["acme"]
+        key = read_private_key(info["jwt_private_key_path"])
+        self.org = connect(jwt_credentials("acme", self.org_config, key))
+        conn = save_connection(
+            store, Vault([generate_key()]), "acme", self.org_config, self.org, key,
+            auth_method="jwt",
+        )  # fmt: skip
+        self.connection_id = conn.id
+        with store.session() as s:
+            program = Program(key="partners", name="Partner Program", org_connection_id=conn.id)
+            s.add(program)
+            s.flush()
+            self.program_id = program.id
+        users.forget()
+        campaigns._cache.clear()
+
+    def referral(self, n: int, **values: Any) -> int:
+        with self.store.session() as s:
+            referral = Referral(
+                public_id=f"ref_route_{n}", program_id=self.program_id, first_name="Rita",
+                last_name=f"Routed{n}", email=values.pop("email", f"rita{n}@gmail.com"), **values,
+            )  # fmt: skip
+            s.add(referral)
+            s.flush()
+            return referral.id
+
+    def route(self, rid: int, now: datetime, *, manual: bool = False, **changes: Any) -> int | None:
+        with self.store.session() as s:
+            referral = s.get(Referral, rid)
+            org = s.get(OrgConnection, self.connection_id)
+            assert referral is not None and org is not None
+            for name, value in changes.items():
+                setattr(referral, name, value)
+            push = gate.route_referral(
+                s, org, self.org_config, referral, now=now, manual=manual, actor="admin@x"
+            )
+            return push.id if push else None
+
+    def why(self, rid: int, now: datetime) -> str | None:
+        with self.store.session() as s:
+            referral = s.get(Referral, rid)
+            assert referral is not None
+            return gate.why_not_sent(s, self.config, referral, now=now)
+
+    def send(self, *ids: int) -> Any:
+        return send(self.store, OrgWriter.for_org(self.org), self.org_config, ids)
+
+    def lead(self, rid: int) -> dict[str, Any]:
+        with self.store.session() as s:
+            lead_id = s.get(Referral, rid).sf_lead_id  # type: ignore[union-attr]
+        assert lead_id, "the referral has no Lead"
+        return dict(self.sales.Lead.get(lead_id))
+
+    def members(self, lead_id: str) -> list[dict[str, Any]]:
+        soql = format_soql(
+            "SELECT Id, Status, Campaign.Name FROM CampaignMember WHERE LeadId = {}", lead_id
+        )
+        return [dict(r) for r in self.sales.query_all(soql)["records"]]
+
+
+@pytest.fixture
+def routed(clean_devorg: DevOrg, sqlite_store: Store, tmp_path: Path) -> Iterator[Routed]:
+    if not PACKAGE_FIELD.exists():
+        pytest.skip("the package's custom fields (force-app) are not in this checkout")
+    clean_devorg.sf("sales").Campaign.create({"Name": CAMPAIGN, "IsActive": True})
+    yield Routed(sqlite_store, clean_devorg, tmp_path / "sfbridge.yaml")
+
+
+def test_below_criteria_stays_local_then_a_raised_score_goes_after_the_delay(
+    routed: Routed,
+) -> None:
+    t0 = datetime.now(UTC)
+    rid = routed.referral(1, score=1, meeting_owner="sally", routed_owner="ghost")
+    assert routed.route(rid, t0) is None
+    assert routed.why(rid, t0) == "score 1 is below the minimum of 2"
+
+    assert routed.route(rid, t0, score=3) is None  # qualifies now: the delay starts
+    assert "waiting 0:10:00 after qualifying" in str(routed.why(rid, t0))
+    assert gate.release_due(routed.store, None, routed.config, now=t0 + timedelta(minutes=9)) == []
+    with routed.store.session() as s:  # a change during the delay goes out with it
+        s.get(Referral, rid).company = "Changed Co"  # type: ignore[union-attr]
+    [pid] = gate.release_due(routed.store, None, routed.config, now=t0 + timedelta(minutes=11))
+
+    report = routed.send(pid)
+    assert pid in report.sent
+    lead = routed.lead(rid)
+    assert lead["OwnerId"] == routed.sales_id  # the meeting owner, mapped by email
+    assert lead["Company"] == "Changed Co"
+    [member] = routed.members(lead["Id"])
+    assert (member["Status"], member["Campaign"]["Name"]) == ("Responded", CAMPAIGN)
+    assert routed.why(rid, t0) is None
+
+
+def test_manual_sync_sends_now_and_an_unowned_one_says_why(routed: Routed) -> None:
+    now = datetime.now(UTC)
+    rid = routed.referral(2, score=0, closed_by="sally")
+    pid = routed.route(rid, now, manual=True)
+    assert pid is not None
+    assert pid in routed.send(pid).sent
+    assert routed.lead(rid)["OwnerId"] == routed.sales_id  # closed_by, the first available
+    with routed.store.session() as s:
+        actions = s.scalars(select(AuditLog.action).where(AuditLog.object_id == str(rid))).all()
+    assert "referral.sync" in actions
+
+    nobody = routed.referral(3, score=3, meeting_owner="ghost")  # unmapped, no fallback
+    pid = routed.route(nobody, now, manual=True)
+    assert pid is not None
+    assert routed.send(pid).failed == [pid]
+    why = str(routed.why(nobody, now))
+    assert why.startswith("the push failed: owner_unresolved: no owner for the new Lead")
+    assert "ghost maps to no active Salesforce user" in why
+
+
+def test_an_account_segment_rule_assigns_the_accounts_owner(routed: Routed) -> None:
+    routed.sales.Account.create(
+        {"Name": "Bigco", "Website": "https://www.bigco.example", "NumberOfEmployees": 5000}
+    )
+    rid = routed.referral(4, score=3, email="dana@bigco.example")  # no touches at all
+    pid = routed.route(rid, datetime.now(UTC), manual=True)
+    assert pid is not None and pid in routed.send(pid).sent
+    assert routed.lead(rid)["OwnerId"] == routed.sales_id  # the Account's owner, a mapped rep
+
+
+def test_an_existing_lead_updated_by_the_referral_joins_no_campaign(routed: Routed) -> None:
+    existing = routed.sales.Lead.create(
+        {"LastName": "Known", "Company": "Known Co", "Email": "known@gmail.com"}
+    )["id"]
+    rid = routed.referral(5, score=3, email="known@gmail.com", meeting_owner="sally")
+    pid = routed.route(rid, datetime.now(UTC), manual=True)
+    assert pid is not None and pid in routed.send(pid).sent
+    with routed.store.session() as s:
+        assert s.get(Push, pid).sf_id == existing  # type: ignore[union-attr]
+    assert routed.members(existing) == []
+
+
+def test_org_check_reports_unmapped_users_and_the_campaign(routed: Routed) -> None:
+    writer = OrgWriter.for_org(routed.org)
+    findings, mapping = routecheck.check_routing(writer, routed.org_config)
+    by_subject = {f.subject: f for f in findings}
+    assert by_subject["sally"].status == "Ok" and routed.sales_id in by_subject["sally"].reason
+    assert by_subject["ghost"].status == "Issue"
+    assert "no Salesforce user has the email" in by_subject["ghost"].reason
+    assert by_subject[CAMPAIGN].status == "Ok"
+    assert mapping.user("sally") == routed.sales_id
+
+    bogus = routed.org_config.model_copy(deep=True)
+    assert bogus.routing.campaign is not None
+    bogus.routing.campaign.status = "Bogus"
+    [finding] = routecheck.check_campaign(writer, bogus)
+    assert finding.status == "Issue" and "'Bogus' is not one of the campaign's: " in finding.reason
+    assert "Responded" in finding.reason
+
+    [campaign] = routed.sales.query(
+        format_soql("SELECT Id FROM Campaign WHERE Name = {}", CAMPAIGN)
+    )["records"]
+    routed.sales.Campaign.update(campaign["Id"], {"IsActive": False})
+    [finding] = routecheck.check_campaign(writer, routed.org_config)
+    assert (finding.status, finding.reason) == ("Issue", f"Campaign {campaign['Id']} is not active")
+
+    wrong = routed.org_config.model_copy(deep=True)
+    assert wrong.routing.campaign is not None
+    wrong.routing.campaign.name, wrong.routing.campaign.status = "No such campaign", None
+    [finding] = routecheck.check_campaign(writer, wrong)
+    assert finding.status == "Issue" and "no such Campaign" in finding.reason
