@@ -370,19 +370,6 @@ class ObjectSync(_Model):
     fields: list[FieldMapping] = Field(default_factory=list)
 
 
-class UserRef(_Model):
-    """A Salesforce user, by id or by email (looked up, batched, when sending)."""
-
-    user_id: str | None = Field(default=None, pattern=r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> UserRef:
-        if bool(self.user_id) == bool(self.email):
-            raise ValueError("give user_id or email (one of them)")
-        return self
-
-
 class Sales(_Model):
     """Sales-engagement events (`POST /sales`, `POST /demos`) to Account, Contact, Opportunity
     and line items (docs/writeback.md, "Sales and demos")."""
@@ -400,7 +387,6 @@ class Writeback(_Model):
     referral_add: ReferralAdd = Field(default_factory=ReferralAdd)
     activities: Activities = Field(default_factory=Activities)
     sales: Sales = Field(default_factory=Sales)
-    users: dict[str, UserRef] = Field(default_factory=dict)  # rep id -> Salesforce user
     objects: dict[StreamedObject, ObjectSync] = Field(default_factory=dict)
     # Writes of one object and operation in one drain above this many go through Bulk API 2.0
     # instead of sObject Collections (a backfill, an import, a large sync).

@@ -498,14 +498,6 @@ def run_check(
     except (SimpleSalesforceError, UsageError, PermanentError):
         existing = None
     findings = check_describes(org_name, org_config, describes, existing)
-    if org_config.writeback.users:  # the user mapping: each rep's active user (one query)
-        from bridge.writeback import client, owners
-
-        try:
-            found = owners.resolve(client.OrgWriter.for_org(org), org_config.writeback.users)
-        except (SimpleSalesforceError, UsageError, PermanentError) as exc:
-            return [*findings, issue("user", "writeback.users", _error_text(exc))]
-        findings += [(ok if o.user_id else issue)("user", r, o.reason) for r, o in found.items()]
     return findings
 
 

@@ -252,7 +252,9 @@ class SaleIn(_Body):
     fields: dict[str, Scalar] = Field(
         default_factory=dict, description="values for mappings of local sale.<key>"
     )
-    owner: Short | None = Field(default=None, description="the rep: writeback.users maps it")
+    owner: Short | None = Field(
+        default=None, description="the rep: the org's user mapping (users:) maps it"
+    )
 
 
 class DemoIn(_Body):
@@ -265,7 +267,9 @@ class DemoIn(_Body):
     phone: Phone | None = Field(default=None, description="default: the referral's phone")
     city: Short | None = None
     state_code: Short | None = None
-    owner: Short | None = Field(default=None, description="the rep: writeback.users maps it")
+    owner: Short | None = Field(
+        default=None, description="the rep: the org's user mapping (users:) maps it"
+    )
 
 
 REQUEST_MODELS: dict[str, type[BaseModel]] = {

@@ -33,7 +33,7 @@ from bridge.config import OrgConfig
 from bridge.matchkeys import company_key
 from bridge.store import Store
 from bridge.store.models import Push, Referral
-from bridge.writeback import cascade, events, lead_convert, owners, sales_items, sales_lookups
+from bridge.writeback import cascade, events, lead_convert, sales_items, sales_lookups, users
 from bridge.writeback.client import RecordError, Writer, record_error
 from bridge.writeback.planning import Item, Outcome, failure_outcome
 from bridge.writeback.referrals import referral_values
@@ -166,18 +166,20 @@ def _owners(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
     """OwnerId of the records an event creates (and of its Opportunity): its rep's active user.
     An unmapped or inactive rep leaves the owner to Salesforce, with the reason on the push."""
     todo = [e for e in batch if e.body.get("owner") and "owner" not in e.result]
-    users = cfg.writeback.users
-    mapped = {e.body["owner"] for e in todo if e.body["owner"] in users}
-    found = owners.resolve(writer, {r: users[r] for r in sorted(mapped)}) if mapped else {}
+    if not todo:
+        return
+    org_key = str(todo[0].item.org_connection_id)
+    mapping = users.user_map(writer, org_key, cfg.users)  # resolved once per org, cached
     for event in todo:
         rep = event.body["owner"]
-        owner = found.get(rep)
-        reason = owner.reason if owner else f"{rep} is not in writeback.users"
-        event.result["owner"] = {
-            "rep": rep,
-            "user_id": owner.user_id if owner else None,
-            "reason": reason,
-        }
+        user_id = mapping.user(rep)
+        if user_id:
+            reason = f"{rep}: active Salesforce user {user_id}"
+        elif rep in mapping.users:
+            reason = f"{rep}: {mapping.problems.get(rep, 'maps to no active Salesforce user')}"
+        else:
+            reason = f"{rep} is not in the user mapping (users:)"
+        event.result["owner"] = {"rep": rep, "user_id": user_id, "reason": reason}
 
 
 def _owner_field(event: Event) -> dict[str, Any]:

@@ -87,6 +87,8 @@ def send(
     ):
         _save(store, outcomes, now, report)
     items = [i for i in items if i.kind not in SALES_KINDS]
+    if not items:
+        return report
 
     by_id = {item.push_id: item for item in items}
     todo = items

@@ -29,7 +29,9 @@ from bridge.writeback.sender import send
 pytestmark = pytest.mark.e2e
 
 
-def write_config(path: Path, devorg: DevOrg, writeback: dict[str, Any] | None = None) -> Path:
+def write_config(
+    path: Path, devorg: DevOrg, writeback: dict[str, Any] | None = None, **org: Any
+) -> Path:
     info = devorg.info
     path.write_text(
         yaml.safe_dump(
@@ -44,6 +46,7 @@ def write_config(path: Path, devorg: DevOrg, writeback: dict[str, Any] | None = 
                         "programs": [{"key": "partners", "name": "Partner Program"}],
                         "receiver": {"program": "partners"},
                         "writeback": writeback or {},
+                        **org,
                     }
                 }
             }
@@ -74,8 +77,8 @@ class Bridge:
             self.program_id = program.id
         self.sales = devorg.sf("sales")
 
-    def configure(self, writeback: dict[str, Any]) -> None:
-        write_config(self.config_path, self.devorg, writeback)
+    def configure(self, writeback: dict[str, Any], **org: Any) -> None:
+        write_config(self.config_path, self.devorg, writeback, **org)
         self.org_config = load_config(str(self.config_path)).orgs["acme"]
 
     def referral(self, n: int, **values: Any) -> int:

@@ -231,14 +231,12 @@ def test_a_lead_that_cannot_be_converted_fails_the_demo_with_salesforce_s_reason
 def test_the_rep_owns_what_the_sale_creates_through_the_user_mapping(bridge: Bridge) -> None:
     sales_user = bridge.devorg.user("sales")
     bridge.configure(
-        {
-            "sales": SALES,
-            "users": {
-                "rep-by-email": {"email": sales_user["username"].upper()},
-                "rep-by-id": {"user_id": sales_user["id"]},
-                "rep-gone": {"email": "nobody@example.com"},
-            },
-        }
+        {"sales": SALES},
+        users={
+            "rep-by-email": {"email": sales_user["username"].upper()},
+            "rep-by-id": {"salesforce_id": sales_user["id"]},
+            "rep-gone": {"email": "nobody@example.com"},
+        },
     )
     bridge.sales.Product2.create({"Name": "Gold plan", "ProductCode": "GOLD"})
     bridge.sales.Product2.create({"Name": "Setup fee", "ProductCode": "SETUP"})
@@ -260,20 +258,23 @@ def test_the_rep_owns_what_the_sale_creates_through_the_user_mapping(bridge: Bri
     assert gone == {
         "rep": "rep-gone",
         "user_id": None,
-        "reason": "no user with the email nobody@example.com in the org",
+        "reason": "rep-gone: no Salesforce user has the email nobody@example.com",
     }
     [theirs] = query(bridge, "SELECT OwnerId FROM Account WHERE Name = 'Oven Works'")
     assert theirs["OwnerId"] == bridge.devorg.user("integration")["id"]  # Salesforce's default
 
 
 def test_org_check_reports_the_user_mapping(bridge: Bridge) -> None:
-    from bridge.salesforce.check import run_check
+    from bridge.writeback import routecheck
+    from bridge.writeback.client import OrgWriter
 
-    email = bridge.devorg.user("sales")["username"]
-    bridge.configure({"users": {"ann": {"email": email}, "gone": {"email": "x@example.com"}}})
-    found = run_check(bridge.org, "acme", bridge.org_config)
+    sales_user = bridge.devorg.user("sales")
+    bridge.configure(
+        {}, users={"ann": {"email": sales_user["username"]}, "gone": {"email": "x@example.com"}}
+    )
+    found, _mapping = routecheck.check_routing(OrgWriter.for_org(bridge.org), bridge.org_config)
     users = {f.subject: (f.status, f.reason) for f in found if f.check == "user"}
     assert users == {
-        "ann": ("Ok", f"the active user with the email {email}"),
-        "gone": ("Issue", "no user with the email x@example.com in the org"),
+        "ann": ("Ok", f"active Salesforce user {sales_user['id']}"),
+        "gone": ("Issue", "no Salesforce user has the email x@example.com"),
     }
