@@ -101,6 +101,19 @@ def _folded(value: Any) -> str | None:
     return fold(value) or None
 
 
+def _phone_then_name(
+    candidates: Sequence[Record], phone: str | None, region: str,
+    by: str, name: str | None, key: Callable[[Any], str | None], field: str, kind: str,
+) -> tuple[list[Record], list[Step], str]:  # fmt: skip
+    """The first two steps both cascades take: the phone, then a name among the phone's
+    matches (or among all candidates when no phone matched)."""
+    by_phone, phone_step = _narrow(candidates, "phone", phone, lambda v: phone_number(v, region),
+                                   "Phone")  # fmt: skip
+    kept, name_step = _narrow(by_phone or candidates, by, name, key, field)
+    where = "with this phone" if by_phone else f"(no {kind} has this phone)"
+    return kept, [phone_step, name_step], where
+
+
 def account(
     *,
     business_name: str | None,
@@ -110,13 +123,9 @@ def account(
     region: str = DEFAULT_REGION,
 ) -> Outcome:
     """Connect to one of `candidates` (Accounts with Id, Name, Phone, BillingCity) or create."""
-    steps: list[Step] = []
-    by_phone, step = _narrow(candidates, "phone", phone, lambda v: phone_number(v, region), "Phone")
-    steps.append(step)
-    pool = by_phone if by_phone else candidates
-    by_name, step = _narrow(pool, "name", business_name, company_key, "Name")
-    steps.append(step)
-    where = "with this phone" if by_phone else "(no account has this phone)"
+    by_name, steps, where = _phone_then_name(
+        candidates, phone, region, "name", business_name, company_key, "Name", "account"
+    )
     if not by_name:
         return Outcome("create", None, f"no account named so {where}", tuple(steps))
     if len(by_name) == 1:
@@ -135,13 +144,8 @@ def contact(
     region: str = DEFAULT_REGION,
 ) -> Outcome:
     """Connect to one of the Account's `candidates` (Contacts: Id, LastName, Phone) or create."""
-    steps: list[Step] = []
-    by_phone, step = _narrow(candidates, "phone", phone, lambda v: phone_number(v, region), "Phone")
-    steps.append(step)
-    pool = by_phone if by_phone else candidates
-    by_last, step = _narrow(pool, "last_name", last_name, _folded, "LastName")
-    steps.append(step)
-    where = "with this phone" if by_phone else "(no contact has this phone)"
-    if not by_last:
-        return _decide("contact", by_last, steps, f"no contact of that last name {where}")
-    return _decide("contact", by_last, steps, f"{len(by_last)} contacts of that last name {where}")
+    by_last, steps, where = _phone_then_name(
+        candidates, phone, region, "last_name", last_name, _folded, "LastName", "contact"
+    )
+    many = f"{len(by_last)} contacts" if by_last else "no contact"
+    return _decide("contact", by_last, steps, f"{many} of that last name {where}")
