@@ -54,16 +54,9 @@ class MemberRef(_Body):
     email: Email | None = None
 
 
-class ReferralIn(_Body):
-    program: Short
-    first_name: Short | None = None
-    last_name: Short
-    email: Email | None = None
-    company: Short | None = None
-    phone: Annotated[str, Field(max_length=64)] | None = None
-    external_id: Short | None = None
-    member: MemberRef | None = None
-    fields: dict[str, Scalar] = Field(default_factory=dict)
+class _Routed(_Body):
+    """What lead routing reads of a referral (`bridge.writeback.routing`)."""
+
     score: Annotated[float, Field(ge=0, le=1e9)] | None = Field(
         default=None, description="the routing criteria's score (Signals' stars 0-3, or any)"
     )
@@ -77,6 +70,18 @@ class ReferralIn(_Body):
     conversation_closed_at: datetime | None = Field(
         default=None, description="when the conversation closed: the delay counts from it"
     )
+
+
+class ReferralIn(_Routed):
+    program: Short
+    first_name: Short | None = None
+    last_name: Short
+    email: Email | None = None
+    company: Short | None = None
+    phone: Annotated[str, Field(max_length=64)] | None = None
+    external_id: Short | None = None
+    member: MemberRef | None = None
+    fields: dict[str, Scalar] = Field(default_factory=dict)
 
 
 class MemberIn(_Body):
@@ -93,7 +98,7 @@ class MemberIn(_Body):
     )
 
 
-class ReferralPatch(_Body):
+class ReferralPatch(_Routed):
     """The fields to change; `fields` keys are merged (null removes one)."""
 
     first_name: Short | None = None
@@ -102,19 +107,6 @@ class ReferralPatch(_Body):
     company: Short | None = None
     phone: Annotated[str, Field(max_length=64)] | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
-    score: Annotated[float, Field(ge=0, le=1e9)] | None = Field(
-        default=None, description="the routing criteria's score (Signals' stars 0-3, or any)"
-    )
-    meeting_owner: Short | None = Field(
-        default=None, description="the rep whose calendar the meeting was booked on"
-    )
-    routed_owner: Short | None = Field(
-        default=None, description="the rep last routed into the conversation"
-    )
-    closed_by: Short | None = Field(default=None, description="the rep who closed it")
-    conversation_closed_at: datetime | None = Field(
-        default=None, description="when the conversation closed: the delay counts from it"
-    )
 
 
 class MemberPatch(_Body):
