@@ -122,15 +122,16 @@ def reserve_ids(session: Session, model: type[DeclarativeBase], count: int) -> l
     if count <= 0:
         return []
     table: Any = model.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        drawn = session.execute(
-            text(
-                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
-            ),
-            {"table": table.name, "n": count},
-        )
-        return sorted(drawn.scalars())
-    with session.no_autoflush:  # unsaved rows given these ids must not be written first
+    with session.no_autoflush:  # unsaved rows to be given these ids must not be written first
+        if session.get_bind().dialect.name == "postgresql":
+            drawn = session.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:table, 'id'))"
+                    " FROM generate_series(1, :n)"
+                ),
+                {"table": table.name, "n": count},
+            )
+            return sorted(drawn.scalars())
         highest = session.scalar(select(func.max(table.c.id))) or 0
     return list(range(highest + 1, highest + 1 + count))
 
