@@ -899,6 +899,47 @@ def test_losing_an_insert_race_returns_the_saved_push_and_keeps_the_transaction(
         assert s.scalar(select(func.count()).select_from(Program)) == 2  # the rest committed
 
 
+def test_a_concurrent_writer_of_the_same_key_waits_and_gets_the_winners_push(
+    postgres_store: Store,
+) -> None:
+    """(PostgreSQL: SQLite serializes writers.) The loser's insert waits for the winner's
+    open transaction and, once it commits, inserts nothing and returns the winner's push."""
+    import threading
+
+    from bridge.writeback.pushes import queue_push
+
+    seeded = seed(postgres_store)
+
+    def queue(s: Any, subject: str) -> tuple[Any, bool]:
+        return queue_push(
+            s,
+            kind="activity",
+            idempotency_key="activity:concurrent",
+            sobject_type="Task",
+            payload={"fields": {"Subject": subject}},
+            org_connection_id=seeded["org"],
+        )
+
+    outcome: dict[str, Any] = {}
+
+    def loser() -> None:
+        with postgres_store.session() as s:
+            push, created = queue(s, "second")
+            outcome.update(id=push.id, created=created)
+
+    with postgres_store.session() as s:
+        winner, created = queue(s, "first")
+        assert created
+        thread = threading.Thread(target=loser)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive(), "the loser waits for the winner's transaction"
+    thread.join(10)
+    assert outcome == {"id": winner.id, "created": False}
+    with postgres_store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Push)) == 1
+
+
 def test_lookups_are_batched_100_emails_per_query(
     sqlite_store: Store, sf: SalesforceDouble
 ) -> None:
