@@ -159,6 +159,7 @@ def process_entries(
             held, early = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
             locked = {r.id for r in held}
             for i, (entry, data, plan) in enumerate(zip(group, inputs, plans, strict=True)):
+                writer.deciding(entry)
                 _run_pooled(
                     session,
                     entry,
@@ -423,7 +424,9 @@ class _EntryWriter:
 
     Entries are written when the batch ends, or earlier when something flushes the session
     (a referral created, a notification scheduled): rows the ORM writes may refer to the
-    entries decided so far, so those go first. Written entries join the session as saved.
+    entries decided so far, so those go first — and the entry being decided too if a row
+    being written refers to it already (it is then updated once decided, the one case of an
+    `UPDATE`). Written entries join the session as saved.
     """
 
     _TABLE: Any = SalesEntry.__table__
@@ -433,8 +436,13 @@ class _EntryWriter:
         self.session = session
         self.unwritten = {e.id: e for e in entries}
         self.ready: list[SalesEntry] = []
+        self.current: SalesEntry | None = None  # the entry being decided
+
+    def deciding(self, entry: SalesEntry) -> None:
+        self.current = entry
 
     def decided(self, entry: SalesEntry) -> None:
+        self.current = None
         if entry.id in self.unwritten:
             self.ready.append(entry)
 
@@ -451,6 +459,13 @@ class _EntryWriter:
             self.session.add(entry)
 
     def _before_flush(self, session: Session, *_args: Any) -> None:
+        current = self.current
+        if (
+            current is not None
+            and current.id in self.unwritten
+            and any(getattr(row, "entry_id", None) == current.id for row in session.new)
+        ):
+            self.ready.append(current)
         self.write()
 
     def __enter__(self) -> _EntryWriter:

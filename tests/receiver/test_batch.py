@@ -357,6 +357,29 @@ def test_a_mixed_batch_ends_exactly_as_entry_by_entry(
     ]
 
 
+def test_a_flush_while_an_entry_is_decided_writes_it_first(
+    store: Store, public_ids: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that flushes the session after rows referring to the entry being decided were
+    made (as scheduling a notification does) writes that entry first, then updates it once
+    decided: the batch still ends exactly as entry by entry."""
+    real_link_back = service.fieldsync.link_back
+
+    def link_back_then_flush(session: Any, *args: Any, **kw: Any) -> Any:
+        linked = real_link_back(session, *args, **kw)
+        session.flush()
+        return linked
+
+    monkeypatch.setattr(service.fieldsync, "link_back", link_back_then_flush)
+    run(store, batched=False)
+    one_by_one = snapshot(store)
+    public_ids()
+    run(store, batched=True)
+    batched = snapshot(store)
+    for part in ("entries", "referrals", "history", "audit"):
+        assert batched[part] == one_by_one[part], part
+
+
 def test_processing_a_batch_again_changes_nothing(store: Store) -> None:
     org_id = seed(store)
     entries = new_entries(org_id)
