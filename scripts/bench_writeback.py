@@ -11,6 +11,8 @@ at --rate requests/s from client threads:
 3. activities (`POST /api/v1/activities`), one push per job, then 4. through the drain, each
    for the people the referral phase before it added (the bridge wrote them: known records);
 5. activities for people the bridge never saw, drained at the last window (the WhoId lookup);
+   then referral adds and activities (known people) half and half: one drain writes Leads and
+   Tasks, both collections in one composite call;
 6. Bulk API 2.0: --bulk referral pushes saved while the org's outbound is paused, then
    `sfbridge org resume --outbound`: one drain sends them, above `writeback.bulk_threshold`.
 
@@ -41,12 +43,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 import requests  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from bridge.devorg.testing import DevOrg  # noqa: E402
 from bridge.ports import free_port  # noqa: E402
 from bridge.redis_embedded import EmbeddedRedis  # noqa: E402
-from bridge.store.models import OrgConnection, Program, Push, Referral, User  # noqa: E402
+from bridge.store.models import (  # noqa: E402
+    OrgConnection,
+    Program,
+    Push,
+    PushAttempt,
+    Referral,
+    User,
+)
 from bridge.users import create_token, create_user  # noqa: E402
 from bridge.writeback import enqueue_push, queue_referral_add  # noqa: E402
 from tests.harness import ORG, Bridge, sfbridge_command, wait_until  # noqa: E402
@@ -112,13 +121,23 @@ class Api:
         return out
 
 
-def wait_sent(bridge: Bridge, ids: list[int], timeout: float) -> list[float]:
-    """Latencies (created -> sent) once every push left pending."""
+def wait_sent(bridge: Bridge, ids: list[int], timeout: float) -> tuple[list[float], list[float]]:
+    """Latencies once every push left pending, from the API call (the push's `created_at`): to
+    its sent result being saved (the attempt's `at`, after Salesforce answered), and to its
+    send beginning (the push's `sent_at`)."""
+    saved = (
+        select(PushAttempt.push_id, func.max(PushAttempt.at).label("at"))
+        .where(PushAttempt.state == "sent", PushAttempt.push_id.in_(ids))
+        .group_by(PushAttempt.push_id)
+        .subquery()
+    )
 
     def done() -> Any:
         with bridge.reader.connect() as c:
             rows = c.execute(
-                select(Push.state, Push.created_at, Push.sent_at).where(Push.id.in_(ids))
+                select(Push.state, Push.created_at, saved.c.at, Push.sent_at)
+                .outerjoin(saved, saved.c.push_id == Push.id)
+                .where(Push.id.in_(ids))
             ).all()
         return rows if all(r[0] != "pending" for r in rows) and len(rows) == len(ids) else None
 
@@ -126,12 +145,16 @@ def wait_sent(bridge: Bridge, ids: list[int], timeout: float) -> list[float]:
     bad = [r[0] for r in rows if r[0] != "sent"]
     if bad:
         print(f"  warning: {len(bad)} pushes not sent: {sorted(set(bad))}")
-    return [(b - a).total_seconds() for s, a, b in rows if s == "sent" and b is not None]
+    done_rows = [r for r in rows if r[0] == "sent" and r[2] is not None and r[3] is not None]
+    return (
+        [(saved_at - created).total_seconds() for _s, created, saved_at, _b in done_rows],
+        [(began - created).total_seconds() for _s, created, _a, began in done_rows],
+    )
 
 
 def report(
-    label: str, n: int, calls: dict[str, int], lat: list[float], wall: float, rate: float,
-    target: float | None,
+    label: str, n: int, calls: dict[str, int], lats: tuple[list[float], list[float]], wall: float,
+    rate: float, target: float | None,
 ) -> None:  # fmt: skip
     """One phase's line. The API calls of a drained phase follow the number of drains, so at
     the arrival rate the API reached (on a loaded machine below the target) they are also shown
@@ -139,6 +162,7 @@ def report(
     calls do not depend on the rate)."""
     total = sum(calls.values())
     per_1000 = total * 1000 / max(n, 1)
+    lat, began = lats
     print(
         f"{label:<34} {n:>6} pushes  API calls {total:>5} = {per_1000:7.1f}"
         f" per 1,000   latency p50 {statistics.median(lat or [0]):5.2f} s  "
@@ -151,7 +175,10 @@ def report(
         if target
         else ""
     )
-    print(f"{'':34} arrived at {rate:.1f}/s{scaled}")
+    print(
+        f"{'':34} arrived at {rate:.1f}/s{scaled}; to the send's start p50"
+        f" {statistics.median(began or [0]):.2f} s p95 {pct(began, 95):.2f} s"
+    )
 
 
 def diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -279,6 +306,17 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
         (f"activities, unknown people, {windows[-1]:g} s", args.activities,
          activity(drained, "u", False, "nobody"), windows[-1])
     )  # fmt: skip
+    last = len(windows) - 1
+    adds, acts = referral(drained, "m", False), activity(drained, "mx", False, f"d{last}x")
+
+    def mixed(i: int) -> None:
+        (adds if i % 2 else acts)(i // 2)
+
+    mixed.ids = adds.ids  # type: ignore[attr-defined]
+    mixed.all = lambda: adds.ids + acts.ids  # type: ignore[attr-defined]
+    phases.append(
+        (f"adds + activities, mixed, {windows[-1]:g} s", args.activities, mixed, windows[-1])
+    )
     current = windows[0]
     for label, n, send, window in phases:
         if not n:
@@ -290,7 +328,8 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
         before = calls_by_endpoint(org)
         started = time.perf_counter()
         posting = paced(args.rate, n, send)
-        lat = wait_sent(bridge, send.ids, 600)  # type: ignore[attr-defined]
+        ids = send.all() if hasattr(send, "all") else send.ids  # type: ignore[attr-defined]
+        lat = wait_sent(bridge, ids, 600)
         wall = time.perf_counter() - started
         calls = diff(calls_by_endpoint(org), before)
         report(label, n, calls, lat, wall, n / posting, args.rate if window else None)

@@ -1,5 +1,6 @@
-"""Send pending pushes in bulk: lookups batched with IN, writes in sObject Collections of ≤ 200
-(allOrNone false), each record's result saved on its own push.
+"""Send pending pushes in bulk: lookups batched with IN (none for an activity whose person the
+known records name), writes in sObject Collections of ≤ 200 (allOrNone false) packed five to
+a composite call (`writes`), each record's result saved on its own push.
 
 `send(store, writer, org_config, push_ids)` is idempotent: it re-reads the pushes and sends
 only those still pending, counting the attempt (committed) before any call. Results are saved
