@@ -20,6 +20,7 @@ from bridge.salesforce import topics
 from bridge.salesforce.package import PERMISSION_SET, org_fields
 from bridge.text import format_table
 from bridge.vocabulary import STREAMED_OBJECTS
+from bridge.writeback import phases
 
 Status = Literal["Ok", "Issue"]
 
@@ -444,6 +445,8 @@ def check_describes(
     findings = check_objects(object_needs(org), describes)
     findings += check_package_fields(describes)
     findings += check_mappings(field_uses(org), describes)
+    for ref, why in phases.missing_values(org, describes):  # Sellfire's Inspect
+        findings.append(issue("phase picklist", ref, why) if why else ok("phase picklist", ref))
     try:
         desired = topics.desired_topics(org)
     except UsageError as exc:

@@ -28,6 +28,13 @@ from bridge.vocabulary import (
 Scalar = str | int | float | bool | None
 Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=EMAIL_MAX_LENGTH)]
 Short = Annotated[str, Field(min_length=1, max_length=255)]
+Phase = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=64,
+        description="the lead phase: a name of the org's writeback.sales.phases",
+    ),
+]  # fmt: skip
 RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]  # a stored row's id (64-bit)
 RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]
 FieldName = Annotated[str, Field(pattern=FIELD_NAME_PATTERN)]
@@ -82,6 +89,7 @@ class ReferralIn(_Routed):
     external_id: Short | None = None
     member: MemberRef | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    phase: Phase | None = None
 
 
 class MemberIn(_Body):
@@ -107,6 +115,7 @@ class ReferralPatch(_Routed):
     company: Short | None = None
     phone: Annotated[str, Field(max_length=64)] | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    phase: Phase | None = None
 
 
 class MemberPatch(_Body):

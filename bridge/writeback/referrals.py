@@ -75,11 +75,14 @@ REFERRAL_ATTRIBUTES = (
 TOUCHES = ("meeting_owner", "routed_owner", "closed_by")
 """The reps who touched the conversation, by role: what the Lead owner priority reads."""
 
+ENGAGEMENT = ("phase", "owner")
+"""The sales engagement: the lead phase and the owner rep (bridge.writeback.engagement)."""
+
 
 def referral_values(referral: Referral) -> dict[str, Any]:
     """The referral's local values by name: its columns plus its `fields` (columns win)."""
     values: dict[str, Any] = dict(referral.fields or {})
-    for name in REFERRAL_ATTRIBUTES + TOUCHES:
+    for name in REFERRAL_ATTRIBUTES + TOUCHES + ENGAGEMENT:
         values[name] = getattr(referral, name)
     return values
 

@@ -48,8 +48,8 @@ def test_every_file_validates_against_the_metadata_schema(path: Path) -> None:
 
 
 def test_package_has_the_expected_files() -> None:
-    # 1 activity field + 11 on Lead + 11 on Contact + the permission set
-    assert len(XML_FILES) == 24
+    # 1 activity field + 12 on Lead + 12 on Contact + the permission set
+    assert len(XML_FILES) == 26
 
 
 def _copy(path: Path, tmp_path: Path) -> Path:
