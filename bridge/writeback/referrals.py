@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from bridge.config import OrgConfig, ReferralAdd, referral_add_for
 from bridge.store.models import Member, OrgConnection, Program, Push, Referral
 from bridge.vocabulary import SyncMode
+from bridge.writeback import phases
 from bridge.writeback.client import LOOKUP_CHUNK, Writer, chunks
 from bridge.writeback.mapping import is_blank, plan_fields, salesforce_email, sync_action
 from bridge.writeback.pushes import queue_push
@@ -150,7 +151,7 @@ def referral_record(
         source=program.name if program else None,
         add=add,
         sobject=add.create_as,
-    )
+    ) | phases.outbound(org_config, add.create_as, {phases.PHASE: referral.phase})
     return add.create_as, record
 
 
