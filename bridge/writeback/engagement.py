@@ -162,24 +162,26 @@ def from_salesforce(
                       entry_id=entry.id)  # fmt: skip
         else:
             out.reasons.append(f"phase_refused:{change.reason}")
-    if org.users and entry.org_connection_id is not None:
-        owner = ownership.owner_change(
-            new_user=record.get("OwnerId"),
-            before_user=before.get("OwnerId"),
-            local_owner=referral.owner,
-            users=user_ids(session, org, entry.org_connection_id),
-            future=scheduled(session, org, referral.id, now or utcnow()),
-        )
-        if owner is not None:
-            _history(
-                session, referral, ownership.OWNER, previous=referral.owner, actor=actor,
-                outcome="applied" if owner.accepted else "refused", entry_id=entry.id,
-                value=owner.rep if owner.accepted else owner.user_id,
-            )  # fmt: skip
-            if owner.accepted:
-                out.changed = out.changed or owner.rep != referral.owner
-                referral.owner = owner.rep
-            else:
-                out.reasons.append(f"owner_change_refused:{owner.reason}")
-                out.notify = True
+    new_owner, seen = record.get("OwnerId"), before.get("OwnerId")
+    if not org.users or entry.org_connection_id is None or not new_owner or new_owner == seen:
+        return out  # the common case costs no query: the owner did not move
+    owner = ownership.owner_change(
+        new_user=new_owner,
+        before_user=seen,
+        local_owner=referral.owner,
+        users=user_ids(session, org, entry.org_connection_id),
+        future=scheduled(session, org, referral.id, now or utcnow()),
+    )
+    if owner is not None:
+        _history(
+            session, referral, ownership.OWNER, previous=referral.owner, actor=actor,
+            outcome="applied" if owner.accepted else "refused", entry_id=entry.id,
+            value=owner.rep if owner.accepted else owner.user_id,
+        )  # fmt: skip
+        if owner.accepted:
+            out.changed = out.changed or owner.rep != referral.owner
+            referral.owner = owner.rep
+        else:
+            out.reasons.append(f"owner_change_refused:{owner.reason}")
+            out.notify = True
     return out
