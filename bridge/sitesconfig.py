@@ -26,17 +26,25 @@ writeback:
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from bridge.salesforce.package import ORGANIZATION_OBJECT, SITE_OBJECT
 
-CustomName = Annotated[
-    str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*__c$", max_length=43)
-]
-"""A custom object's or field's API name (Name__c): the objects, the external ids and the
-lookups the bridge writes are custom."""
+_CUSTOM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*__c$")
+
+
+def _custom_name(value: str) -> str:
+    if len(value) > 43 or not _CUSTOM_NAME.match(value):
+        raise ValueError(f"'{value}' is not the API name of a custom object or field (Name__c)")
+    return value
+
+
+CustomName = Annotated[str, AfterValidator(_custom_name)]
+"""A custom object's or field's API name: the objects, the external ids and the lookups the
+bridge writes are custom."""
 
 FieldName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")]
 

@@ -16,12 +16,11 @@ from simple_salesforce.exceptions import SalesforceError as SimpleSalesforceErro
 
 from bridge.config import OrgConfig, parse_field_ref
 from bridge.errors import BridgeError, PermanentError, UsageError
-from bridge.salesforce import topics
+from bridge.salesforce import sitecheck, topics
+from bridge.salesforce.findings import Finding, issue, ok
 from bridge.salesforce.package import PACKAGE_OBJECTS, PERMISSION_SET, org_fields
 from bridge.text import format_table
 from bridge.vocabulary import STREAMED_OBJECTS
-
-Status = Literal["Ok", "Issue"]
 
 Describe = Mapping[str, Any]
 """An sObject describe result, or the text of the error that prevented it."""
@@ -40,22 +39,6 @@ _NOT_VISIBLE = (
     "not found: the field does not exist, or the integration user cannot see it "
     f"(field-level security; is the {PERMISSION_SET} permission set assigned?)"
 )
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    subject: str
-    status: Status
-    reason: str
-
-
-def ok(check: str, subject: str, reason: str = "") -> Finding:
-    return Finding(check, subject, "Ok", reason)
-
-
-def issue(check: str, subject: str, reason: str) -> Finding:
-    return Finding(check, subject, "Issue", reason)
 
 
 def as_rows(findings: Iterable[Finding]) -> list[dict[str, str]]:
@@ -234,76 +217,7 @@ def object_needs(org: OrgConfig) -> dict[str, set[str]]:
     if org.routing.campaign is not None:  # new Leads join it
         needs["Campaign"] = {"read"}
         needs["CampaignMember"] = {"read", "create"}
-    sites = org.writeback.sales.sites
-    if sites is not None:  # upserted: created, or updated by their key
-        needs[sites.object] = {"read", "create", "update"}
-        if sites.organization is not None:
-            needs[sites.organization.object] = {"read", "create", "update"}
-    return needs
-
-
-def site_fields(org: OrgConfig) -> list[tuple[str, str, str, str | None]]:
-    """The fields the multi-site sync writes: (config key, object, field, what it must be:
-    `key` an External ID, an object name a lookup to it, None a plain value)."""
-    sites = org.writeback.sales.sites
-    if sites is None:
-        return []
-    where = "writeback.sales.sites"
-    out: list[tuple[str, str, str, str | None]] = [
-        (f"{where}.key_field", sites.object, sites.key_field, "key"),
-        (f"{where}.name_field", sites.object, sites.name_field, None),
-        (f"{where}.account_field", sites.object, sites.account_field, "Account"),
-    ]
-    if sites.location_field:
-        out.append((f"{where}.location_field", sites.object, sites.location_field, None))
-    org_spec = sites.organization
-    if org_spec is not None:
-        if sites.organization_field:
-            out.append(
-                (f"{where}.organization_field", sites.object, sites.organization_field,
-                 org_spec.object)
-            )  # fmt: skip
-        where += ".organization"
-        out += [
-            (f"{where}.key_field", org_spec.object, org_spec.key_field, "key"),
-            (f"{where}.name_field", org_spec.object, org_spec.name_field, None),
-            (f"{where}.account_field", org_spec.object, org_spec.account_field, "Account"),
-        ]
-    return out
-
-
-def check_sites(org: OrgConfig, describes: Mapping[str, Describe | str]) -> list[Finding]:
-    """Every field of `writeback.sales.sites` exists and is writable, the keys are External
-    IDs and each lookup points at the object the config says."""
-    out: list[Finding] = []
-    for where, sobject, name, must in site_fields(org):
-        desc = describes.get(sobject)
-        subject = f"{sobject}.{name}"
-        if desc is None or isinstance(desc, str):
-            continue  # check_objects reports the object
-        field = _fields(desc).get(name)
-        targets = [str(t) for t in (field or {}).get("referenceTo") or []]
-        if field is None:
-            out.append(issue("sites", subject, f"{where}: {_NOT_VISIBLE}"))
-        elif not (field.get("createable") and field.get("updateable")):
-            out.append(
-                issue("sites", subject, f"{where}: read-only for the integration user; the "
-                      f"{PERMISSION_SET} permission set grants edit on the package's fields")
-            )  # fmt: skip
-        elif must == "key" and not field.get("externalId"):
-            out.append(
-                issue("sites", subject, f"{where}: not an External ID; the bridge upserts "
-                      f"{sobject} records by it")
-            )  # fmt: skip
-        elif must not in (None, "key") and must not in targets:
-            out.append(
-                issue("sites", subject, f"{where}: looks up {', '.join(targets) or 'nothing'}; "
-                      f"it must be a lookup to {must}")
-            )  # fmt: skip
-        else:
-            what = {None: "written", "key": "External ID, upserted by"}.get(must, f"-> {must}")
-            out.append(ok("sites", subject, what))
-    return out
+    return needs | sitecheck.site_objects(org)
 
 
 # ---- pure comparisons -----------------------------------------------------------------------
@@ -527,7 +441,7 @@ def check_describes(
     findings = check_objects(object_needs(org), describes)
     findings += check_package_fields(describes)
     findings += check_mappings(field_uses(org), describes)
-    findings += check_sites(org, describes)
+    findings += sitecheck.check_sites(org, describes)
     try:
         desired = topics.desired_topics(org)
     except UsageError as exc:
