@@ -83,3 +83,20 @@ def test_mistakes_name_file_line_and_key(sites: str, line: int, key: str, messag
     [problem] = problems
     assert problem.startswith(PREFIX.format(line=line) + key + ":"), problem
     assert message in problem
+
+
+def test_the_demo_config_sends_a_sales_locations_as_sites() -> None:
+    from bridge.devorg.demo import CONFIG_TEMPLATE
+
+    values = dict.fromkeys(
+        ("login_url", "client_id", "username", "private_key_file", "ca_bundle", "api_version"),
+        "x",
+    )
+    text = CONFIG_TEMPLATE.format(
+        org="demo", program="demo", **values | {"login_url": "https://127.0.0.1:1"}
+    )
+    text = text.replace('api_version: "x"', 'api_version: "63.0"')
+    text = text.replace("username: x", "username: integration@example.com")
+    config, problems = check_config_text(text, "demo.yaml")
+    assert problems == [] and config is not None
+    assert config.orgs["demo"].writeback.sales.sites is not None
