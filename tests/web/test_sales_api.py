@@ -102,6 +102,12 @@ def test_bad_sales_get_clear_errors(api: Api) -> None:
     )
     check_error(api.post("/sales", _sale(api, extra=1)), 400, "validation_error", ["extra"])
     check_error(
+        api.post("/sales", _sale(api, locations=["Pier 39", "  "])),
+        400,
+        "validation_error",
+        ["locations.1"],
+    )
+    check_error(
         api.post("/sales", _sale(api, business_name="x" * 300)),
         400,
         "validation_error",
