@@ -159,6 +159,7 @@ def test_fix_and_repush_a_string_too_long_push_until_it_is_sent(
                 expect(attempts).to_have_count(2)
                 expect(attempts.nth(0)).to_contain_text("STRING_TOO_LONG")
                 expect(attempts.nth(1)).to_contain_text("sent")
+                expect(attempts.nth(1).locator("td").first).to_have_text("2")  # numbered on
                 expect(attempts.nth(1)).to_contain_text(sent.sf_id)
                 _shot(page, "r04-push-sent")
                 _fits(page)

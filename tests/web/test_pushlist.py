@@ -177,6 +177,7 @@ def test_the_report_repushes_a_filtered_set_after_a_confirmation(
     before = _states(sqlite_store)
     confirm = auth.post("/reports/pushes/repush", f).get_data(as_text=True)
     assert "Confirm: repush 2 pushes" in confirm
+    assert re.search(r'<form method="post"[^>]*>\s*<input type="hidden" name="csrf_token"', confirm)
     assert "This will send 2 pushes again: STRING_TOO_LONG × 2." in confirm
     listed = [int(i) for i in re.findall(r'name="push_id" value="(\d+)"', confirm)]
     assert listed == [ids["long1"], ids["long2"]]
