@@ -30,6 +30,7 @@ from pydantic import (
 from bridge import defaults
 from bridge.errors import ConfigError
 from bridge.routingconfig import RepUser, Routing, check_fallbacks
+from bridge.sitesconfig import Sites
 from bridge.values import covers
 from bridge.vocabulary import (
     EMAIL_PATTERN,
@@ -460,6 +461,8 @@ class Sales(_Model):
     create_price_entries: bool = False  # a product without a standard price gets one
     convert_leads: bool = True  # at demo set, a person known only as a Lead is converted
     converted_status: str = Field(default="Closed - Converted", min_length=1)
+    # A sale's location list as custom object records (multi-site sync); None: not written.
+    sites: Sites | None = None
     phases: Phases | None = None  # phase sync, off unless given (`phases: {}`: the defaults)
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from bridge.vocabulary import (
     EMAIL_MAX_LENGTH,
@@ -28,6 +28,17 @@ from bridge.vocabulary import (
 Scalar = str | int | float | bool | None
 Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=EMAIL_MAX_LENGTH)]
 Short = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is blank: give the location's name or address")
+    return value
+
+
+Location = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_not_blank)]
+"""One of a sale's locations (a site): its name or address."""
+
 Phase = Annotated[
     str,
     Field(
@@ -249,7 +260,13 @@ class SaleIn(_Body):
     closed_at: datetime
     items: list[SaleItem] = Field(default_factory=list, max_length=200)
     contacts: list[SaleContact] = Field(default_factory=list, max_length=50)
-    locations: list[Short] = Field(default_factory=list, max_length=100)
+    locations: list[Location] = Field(
+        default_factory=list,
+        max_length=100,
+        description="the business's sites: one custom object record each, linked to the "
+        "Account, when the org's writeback.sales.sites is set (the same location again is "
+        "the same site)",
+    )
     fields: dict[str, Scalar] = Field(
         default_factory=dict, description="values for mappings of local sale.<key>"
     )

@@ -14,7 +14,9 @@ object and one sObject Collections request per 200 writes:
 4. opportunity (sales, and demos with `opportunity_at_demo`): the referral's Opportunity (the
    current cycle's), else the Account's one open Opportunity, else a new one; a sale moves it
    to `won_stage`, a demo sets its CloseDate; contact roles for the people not on it yet;
-5. line items (sales): one OpportunityLineItem per item.
+5. line items (sales): one OpportunityLineItem per item;
+6. sites (sales with locations, `writeback.sales.sites`): the Account's organization and one
+   site per location, upserted by their keys (`sales_sites`).
 
 What each step decided, and the candidates it saw, is saved on the push (`payload.result`)
 after every step, so the report explains it and a resend continues where a crash stopped.
@@ -40,6 +42,7 @@ from bridge.writeback import (
     lead_convert,
     sales_items,
     sales_lookups,
+    sales_sites,
     users,
 )
 from bridge.writeback.client import RecordError, Writer, record_error
@@ -73,6 +76,7 @@ def _run(store: Store, writer: Writer, cfg: OrgConfig, batch: list[Event]) -> li
         _opportunities,
         _contact_roles,
         sales_items.line_items,
+        sales_sites.write_sites,
     )
     for step in steps:
         live = [e for e in batch if e.live()]

@@ -413,6 +413,9 @@ def _outcome(w: Write, result: dict[str, Any], via: str) -> Outcome:
             created=w.op == "create" or bool(result.get("created")),
         )
     err = record_error(result)
+    note = campaigns.already_member(w.sobject, err) if w.op == "create" else None
+    if note:
+        return Outcome(w.push_id, "sent", sobject=w.sobject, fields=w.fields, via=via, note=note)
     return Outcome(
         w.push_id,
         "failed",
@@ -445,6 +448,8 @@ def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendRepo
                 push.sobject_type = outcome.sobject
             if outcome.state == "sent":
                 mark_sent(push, outcome.sf_id, now)
+                if outcome.note:
+                    push.payload = {**(push.payload or {}), "note": outcome.note}
                 _after_sent(session, push, outcome)
                 if outcome.created and push.kind == "referral" and push.sobject_type == "Lead":
                     report.new_leads.append(str(outcome.sf_id))
