@@ -21,6 +21,7 @@ from bridge.salesforce.findings import Finding, issue, ok
 from bridge.salesforce.package import PACKAGE_OBJECTS, PERMISSION_SET, org_fields
 from bridge.text import format_table
 from bridge.vocabulary import STREAMED_OBJECTS
+from bridge.writeback import phases
 
 Describe = Mapping[str, Any]
 """An sObject describe result, or the text of the error that prevented it."""
@@ -442,6 +443,9 @@ def check_describes(
     findings += check_package_fields(describes)
     findings += check_mappings(field_uses(org), describes)
     findings += sitecheck.check_sites(org, describes)
+    for ref, why in phases.missing_values(org, describes):  # Sellfire's Inspect
+        good = ok("phase picklist", ref, "every phase is a picklist value")
+        findings.append(issue("phase picklist", ref, why) if why else good)
     try:
         desired = topics.desired_topics(org)
     except UsageError as exc:

@@ -53,6 +53,7 @@ def _referral_fields(sobject: str) -> list[PackageField]:
         PackageField(sobject, "Referring_Member_Phone__c", "Phone", "phone"),
         PackageField(sobject, "Referring_Member_URL__c", "Url", "url"),
         PackageField(sobject, "Referring_Member_Code__c", "Text", "string", 100),
+        PackageField(sobject, "Sales_Phase__c", "Picklist", "picklist"),  # phase sync
     ]
 
 

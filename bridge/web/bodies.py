@@ -38,6 +38,14 @@ def _not_blank(value: str) -> str:
 
 Location = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_not_blank)]
 """One of a sale's locations (a site): its name or address."""
+
+Phase = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=64,
+        description="the lead phase: a name of the org's writeback.sales.phases",
+    ),
+]  # fmt: skip
 RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]  # a stored row's id (64-bit)
 RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]
 FieldName = Annotated[str, Field(pattern=FIELD_NAME_PATTERN)]
@@ -92,6 +100,7 @@ class ReferralIn(_Routed):
     external_id: Short | None = None
     member: MemberRef | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    phase: Phase | None = None
 
 
 class MemberIn(_Body):
@@ -117,6 +126,7 @@ class ReferralPatch(_Routed):
     company: Short | None = None
     phone: Annotated[str, Field(max_length=64)] | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    phase: Phase | None = None
 
 
 class MemberPatch(_Body):

@@ -88,6 +88,8 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "company": _STR_OR_NULL,
             "phone": _STR_OR_NULL,
             "status": {"enum": list(REFERRAL_STATUSES)},
+            "phase": {**_STR_OR_NULL, "description": "the lead phase (writeback.sales.phases)"},
+            "owner": {**_STR_OR_NULL, "description": "the rep who owns the person"},
             "fields": _OBJ,
             "salesforce": {
                 "type": "object",

@@ -37,6 +37,7 @@ from bridge.store import Store
 from bridge.store.models import Push, Referral
 from bridge.writeback import (
     cascade,
+    engagement,
     events,
     lead_convert,
     sales_items,
@@ -129,6 +130,9 @@ def _load(store: Store, items: list[Item]) -> list[Event]:
                 if item.kind == "demo" and row.body.get("state") == "cancelled":
                     event.skipped = "demo_cancelled"
             out.append(event)
+        ended = engagement.earlier_cycles(session, [e.referral_id for e in out if e.referral_id])
+        for event in out:
+            event.person["ended_opportunities"] = sorted(ended.get(event.referral_id, ()))
     return out
 
 
@@ -403,7 +407,8 @@ def _opportunities(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
     writes: list[tuple[Event, SharedWrite]] = []
     for event in todo:
         current = event.person.get("sf_opportunity_id")
-        found = open_by_account.get(str(event.account_id), [])
+        ended = event.person.get("ended_opportunities") or []  # earlier sales cycles'
+        found = [o for o in open_by_account.get(str(event.account_id), []) if o not in ended]
         if current:
             record_id, why = current, "the referral's opportunity (this sales cycle's)"
         elif len(found) == 1:
@@ -415,6 +420,8 @@ def _opportunities(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
                 if found
                 else "no open opportunity of this cycle"
             )
+            if ended:
+                why += " (a new sales cycle: the phase rested or retired the last one)"
         date = event.at[:10]
         if event.kind == "sale":
             fields: dict[str, Any] = {"StageName": sales.won_stage, "CloseDate": date}

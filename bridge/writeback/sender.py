@@ -24,7 +24,7 @@ from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
 from bridge.vocabulary import SALES_KINDS
-from bridge.writeback import accounts, campaigns, lead_owners, referrals, sales, users
+from bridge.writeback import accounts, campaigns, lead_owners, phases, referrals, sales, users
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
     Writer,
@@ -334,7 +334,7 @@ def _load_referral(session: Session, push: Push, item: Item, org_config: OrgConf
         source=program.name if program else None,
         add=add,
         sobject=add.create_as,
-    )
+    ) | phases.outbound(org_config, add.create_as, {phases.PHASE: referral.phase})
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,9 +50,9 @@ def test_every_file_validates_against_the_metadata_schema(path: Path) -> None:
 
 
 def test_package_has_the_expected_files() -> None:
-    # 1 activity field + 11 on Lead + 11 on Contact + the two multi-site objects with their
+    # 1 activity field + 12 on Lead + 12 on Contact + the two multi-site objects with their
     # 2 + 4 fields + the permission set
-    assert len(XML_FILES) == 32
+    assert len(XML_FILES) == 34
 
 
 def _copy(path: Path, tmp_path: Path) -> Path:
