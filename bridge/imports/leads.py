@@ -1,0 +1,189 @@
+"""`sfbridge import leads`: Salesforce Leads and Contacts connected to local referrals.
+
+For one batch of rows:
+
+1. Salesforce, batched: the rows' `sf_lead_id` / `sf_contact_id` are read back (`Id IN`, the
+   queries sent together in composite requests), so an id that is not in the org fails its
+   row; rows without ids look their person up by email the way referral add does
+   (`writeback.referrals.find_existing`: unconverted Leads and Contacts, the record carrying
+   the referral's id first, then the object referral add creates, then the oldest);
+2. locally, per row: the referral named by `referral_id` (its public id) or `external_id`,
+   else the receiver's own matching of that Salesforce record (`receiver.matching`: the
+   referral carrying its id, then email, then name within the fuzzy threshold, told apart by
+   company and phone), else a new referral of the program from the row's values;
+3. the referral keeps the record's id (`sf_lead_id` / `sf_contact_id`, and the Contact's
+   `sf_account_id`); blank local values are filled from the row, none is overwritten.
+
+Nothing is sent to Salesforce: the people are there already.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bridge.config import referral_add_for
+from bridge.imports.outcomes import (
+    Pending,
+    Result,
+    State,
+    Target,
+    carrier,
+    connect_ids,
+    records_by_id,
+    referrals_by,
+    same_id,
+)
+from bridge.receiver import candidates, matching
+from bridge.receiver.service import new_public_id
+from bridge.store.models import Referral
+from bridge.writeback.mapping import salesforce_email
+from bridge.writeback.referrals import find_existing, lookup_fields, pick_existing
+
+ID_FIELDS = {"Lead": "sf_lead_id", "Contact": "sf_contact_id"}
+FILLED = ("first_name", "last_name", "email", "phone", "company")
+
+
+def connect(session: Session, target: Target, pending: list[Pending]) -> list[Result]:
+    """Connect a batch of checked rows (the caller commits; each row in its own savepoint)."""
+    _salesforce_records(target, pending)
+    by_public = referrals_by(
+        session, target.program.id, "public_id", [p.row.get("referral_id") or "" for p in pending]
+    )
+    by_external = referrals_by(
+        session, target.program.id, "external_id", [p.row.get("external_id") or "" for p in pending]
+    )
+    results = []
+    for p in pending:
+        if p.result is None:
+            try:
+                with session.begin_nested():
+                    p.result = _connect_row(session, target, p, by_public, by_external)
+            except Exception as exc:  # a database refusal fails this row only
+                p.fail(f"could not be saved: {' '.join(str(exc).split())[:300]}")
+        assert p.result is not None
+        results.append(p.result)
+    return results
+
+
+def _salesforce_records(target: Target, pending: list[Pending]) -> None:
+    """Each row's Lead or Contact, or its failure or skip (two kinds of batched query)."""
+    cfg = target.org_config
+    for sobject, column in ID_FIELDS.items():
+        ids = [str(p.row.get(column)) for p in pending if p.result is None and p.row.get(column)]
+        if not ids:
+            continue
+        found = records_by_id(target.writer, sobject, lookup_fields(sobject, cfg), ids)
+        for p in pending:
+            wanted = p.row.get(column)
+            if p.result is None and wanted:
+                record = found.get(wanted[:15])
+                if record is None:
+                    p.fail(f"{column} {wanted}: no {sobject} with this id in the org")
+                elif sobject in p.records:
+                    p.fail("give sf_lead_id or sf_contact_id, not both")
+                else:
+                    p.records[sobject] = {**record, "_type": sobject}
+    by_email = [p for p in pending if p.result is None and not p.records]
+    emails = [str(p.row.get("email")) for p in by_email if p.row.get("email")]
+    found_by_email = find_existing(target.writer, cfg, emails) if emails else {}
+    create_as = referral_add_for(cfg, target.program.key).create_as
+    for p in by_email:
+        key = salesforce_email(p.row.get("email"))
+        record = pick_existing(
+            p.row.get("referral_id"), found_by_email.get(key or "", []), create_as
+        )
+        if record is None:
+            p.fail(
+                f"no Lead or Contact in Salesforce has the email {p.row.get('email')}", "skipped"
+            )
+        else:
+            p.records[str(record["_type"])] = record
+
+
+def _connect_row(
+    session: Session,
+    target: Target,
+    p: Pending,
+    by_public: dict[str, list[Referral]],
+    by_external: dict[str, list[Referral]],
+) -> Result:
+    [(sobject, record)] = p.records.items()
+    row = p.row
+    referral: Referral | None = None
+    if row.get("referral_id"):
+        named = by_public.get(str(row.get("referral_id")))
+        if not named:
+            return Result(row, "failed", f"no referral {row.get('referral_id')} in the program")
+        referral = named[0]
+    elif row.get("external_id"):
+        referral = next(iter(by_external.get(str(row.get("external_id")), [])), None)
+    else:
+        referral, why = _match(session, target, sobject, record)
+        if why:
+            return Result(row, "failed", why)
+    created = referral is None
+    if referral is None:
+        referral = Referral(
+            public_id=new_public_id(),
+            program_id=target.program.id,
+            external_id=row.get("external_id"),
+            status="pending",
+        )
+        session.add(referral)
+        if row.get("external_id"):
+            by_external[str(row.get("external_id"))] = [referral]
+    column = ID_FIELDS[sobject]
+    other = carrier(session, column, str(record["Id"]), referral)
+    if other is not None:
+        return Result(
+            row,
+            "failed",
+            f"{sobject} {record['Id']} is connected to referral {other.public_id} already",
+        )
+    before = getattr(referral, column)
+    ids: dict[str, str | None] = {column: str(record["Id"])}
+    if sobject == "Contact":
+        ids["sf_account_id"] = record.get("AccountId")
+    refused = connect_ids(referral, ids)
+    if refused:
+        return Result(row, "failed", refused)
+    _fill_blanks(referral, row.values, record)
+    session.flush()
+    state: State = "unchanged" if same_id(before, str(record["Id"])) else "connected"
+    why = f"{sobject} {record['Id']}" + (" (new referral)" if created else "")
+    return Result(row, state, why, created=created, referral_id=referral.id)
+
+
+def _match(
+    session: Session, target: Target, sobject: str, record: dict[str, Any]
+) -> tuple[Referral | None, str | None]:
+    """The referral the receiver would match `record` to; (None, why) when several tie."""
+    receiver = target.org_config.receiver
+    entry = matching.EntryInput(sobject, str(record["Id"]), "updated", {sobject: record})
+    plan = matching.plan_lookups(entry, receiver)
+    found = candidates.find_referrals(session, target.program.id, plan)
+    result = matching.match_direct(plan, found)
+    if result.referral is None and not result.ambiguous and receiver.target_match.fuzzy:
+        result = matching.match_fuzzy(plan, found, receiver.target_match.fuzzy_threshold)
+    if result.ambiguous:
+        ids = ", ".join(str(s.public_id) for s in result.candidates[:5])
+        return None, f"several local referrals match ({ids}); name one in referral_id"
+    if result.referral is None:
+        return None, None
+    return session.get(Referral, result.referral.id), None
+
+
+def _fill_blanks(referral: Referral, values: dict[str, str], record: dict[str, Any]) -> None:
+    from_record = {
+        "first_name": record.get("FirstName"),
+        "last_name": record.get("LastName"),
+        "email": record.get("Email"),
+        "phone": record.get("Phone"),
+        "company": record.get("Company"),
+    }
+    for name in FILLED:
+        value = values.get(name) or from_record[name]
+        if value and not getattr(referral, name):
+            setattr(referral, name, value)
