@@ -227,12 +227,29 @@ def id_problem(value: str, sobject: str) -> str | None:
     """Why `value` cannot be the id of a `sobject` record, or None."""
     if not re.match(RECORD_ID_PATTERN, value):
         return f"'{value}' is not a Salesforce id (15 or 18 letters and digits)"
+    if len(value) == 18 and value[15:].upper() != id_checksum(value[:15]):
+        return (
+            f"'{value}' is not a Salesforce id: its last three characters are not the checksum "
+            "of the first 15 (was its case changed?)"
+        )
     prefix = _PREFIX_OF[sobject]
     if value[:3] != prefix:
         other = KEY_PREFIXES.get(value[:3])
         what = f"a {other} id" if other else f"not a {sobject} id"
         return f"'{value}' is {what} ({sobject} ids start with {prefix})"
     return None
+
+
+def id_checksum(id15: str) -> str:
+    """The three characters an 18-character id adds: per 5-character chunk, a bit for each
+    uppercase letter, as one of A-Z0-5. Salesforce refuses a whole query over an id whose
+    checksum is wrong ("invalid ID field"), so such a row must fail before the query."""
+    suffix = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+    bits = [
+        sum(1 << i for i, ch in enumerate(id15[c * 5 : c * 5 + 5]) if "A" <= ch <= "Z")
+        for c in range(3)
+    ]
+    return "".join(suffix[b] for b in bits)
 
 
 def decimal(value: str) -> Decimal | None:

@@ -10,7 +10,8 @@ For one batch of rows:
 2. locally, per row: the referral named by `referral_id` (its public id) or `external_id`,
    else the receiver's own matching of that Salesforce record (`receiver.matching`: the
    referral carrying its id, then email, then name within the fuzzy threshold, told apart by
-   company and phone), else a new referral of the program from the row's values;
+   company and phone; referrals connected to another record of the object are left out of
+   the fuzzy match), else a new referral of the program from the row's values;
 3. the referral keeps the record's id (`sf_lead_id` / `sf_contact_id`, and the Contact's
    `sf_account_id`); blank local values are filled from the row, none is overwritten.
 
@@ -166,7 +167,10 @@ def _match(
     found = candidates.find_referrals(session, target.program.id, plan)
     result = matching.match_direct(plan, found)
     if result.referral is None and not result.ambiguous and receiver.target_match.fuzzy:
-        result = matching.match_fuzzy(plan, found, receiver.target_match.fuzzy_threshold)
+        # A referral connected to another record of the object is someone else.
+        column = ID_FIELDS[sobject]
+        free = [c for c in found if not getattr(c, column)]
+        result = matching.match_fuzzy(plan, free, receiver.target_match.fuzzy_threshold)
     if result.ambiguous:
         ids = ", ".join(str(s.public_id) for s in result.candidates[:5])
         return None, f"several local referrals match ({ids}); name one in referral_id"
