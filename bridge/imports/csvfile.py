@@ -201,6 +201,8 @@ def check_row(kind: Kind, values: Mapping[str, str]) -> str | None:
         return f"{', '.join(missing)} is empty"
     if not any(values.get(c) for c in layout.one_of):
         return f"give one of {', '.join(layout.one_of)}"
+    if kind == "leads" and values.get("sf_lead_id") and values.get("sf_contact_id"):
+        return "give sf_lead_id or sf_contact_id, not both (a row is one person's record)"
     for column, obj in ID_COLUMNS.items():
         if values.get(column):
             problem = id_problem(values[column], obj)

@@ -30,7 +30,6 @@ from bridge.imports.outcomes import (
     Result,
     State,
     Target,
-    carrier,
     connect_ids,
     records_by_id,
     referrals_by,
@@ -46,26 +45,45 @@ ID_FIELDS = {"Lead": "sf_lead_id", "Contact": "sf_contact_id"}
 FILLED = ("first_name", "last_name", "email", "phone", "company")
 
 
+class RowFailed(Exception):
+    """The row cannot be connected: its savepoint is rolled back (a referral it created too)."""
+
+
 def connect(session: Session, target: Target, pending: list[Pending]) -> list[Result]:
     """Connect a batch of checked rows (the caller commits; each row in its own savepoint)."""
     _salesforce_records(target, pending)
-    by_public = referrals_by(
-        session, target.program.id, "public_id", [p.row.get("referral_id") or "" for p in pending]
-    )
-    by_external = referrals_by(
-        session, target.program.id, "external_id", [p.row.get("external_id") or "" for p in pending]
-    )
+    pid = target.program.id
+    by_public = referrals_by(session, pid, "public_id", _values(pending, "referral_id"))
+    by_external = referrals_by(session, pid, "external_id", _values(pending, "external_id"))
+    receiver = target.org_config.receiver
+    plans = {
+        id(p): matching.plan_lookups(
+            matching.EntryInput(sobject, str(record["Id"]), "updated", {sobject: record}), receiver
+        )
+        for p in pending
+        if p.result is None
+        for sobject, record in p.records.items()
+    }
+    # The referrals every row's record can reach, in a few queries for the whole batch.
+    pool = candidates.CandidatePool.fetch(session, pid, plans.values())
     results = []
     for p in pending:
         if p.result is None:
             try:
                 with session.begin_nested():
-                    p.result = _connect_row(session, target, p, by_public, by_external)
+                    p.result = _connect_row(session, target, p, plans[id(p)], pool, by_public,
+                                            by_external)  # fmt: skip
+            except RowFailed as exc:
+                p.fail(str(exc))
             except Exception as exc:  # a database refusal fails this row only
                 p.fail(f"could not be saved: {' '.join(str(exc).split())[:300]}")
         assert p.result is not None
         results.append(p.result)
     return results
+
+
+def _values(pending: list[Pending], column: str) -> list[str]:
+    return [str(p.row.get(column)) for p in pending if p.row.get(column)]
 
 
 def _salesforce_records(target: Target, pending: list[Pending]) -> None:
@@ -82,8 +100,6 @@ def _salesforce_records(target: Target, pending: list[Pending]) -> None:
                 record = found.get(wanted[:15])
                 if record is None:
                     p.fail(f"{column} {wanted}: no {sobject} with this id in the org")
-                elif sobject in p.records:
-                    p.fail("give sf_lead_id or sf_contact_id, not both")
                 else:
                     p.records[sobject] = {**record, "_type": sobject}
     by_email = [p for p in pending if p.result is None and not p.records]
@@ -107,23 +123,24 @@ def _connect_row(
     session: Session,
     target: Target,
     p: Pending,
+    plan: matching.LookupPlan,
+    pool: candidates.CandidatePool,
     by_public: dict[str, list[Referral]],
     by_external: dict[str, list[Referral]],
 ) -> Result:
     [(sobject, record)] = p.records.items()
-    row = p.row
+    row, column, sf_id = p.row, ID_FIELDS[sobject], str(record["Id"])
+    reached = pool.referrals(plan)
     referral: Referral | None = None
     if row.get("referral_id"):
         named = by_public.get(str(row.get("referral_id")))
         if not named:
-            return Result(row, "failed", f"no referral {row.get('referral_id')} in the program")
+            raise RowFailed(f"no referral {row.get('referral_id')} in the program")
         referral = named[0]
     elif row.get("external_id"):
         referral = next(iter(by_external.get(str(row.get("external_id")), [])), None)
     else:
-        referral, why = _match(session, target, sobject, record)
-        if why:
-            return Result(row, "failed", why)
+        referral = _match(session, target, sobject, plan, reached)
     created = referral is None
     if referral is None:
         referral = Referral(
@@ -133,50 +150,45 @@ def _connect_row(
             status="pending",
         )
         session.add(referral)
-        if row.get("external_id"):
-            by_external[str(row.get("external_id"))] = [referral]
-    column = ID_FIELDS[sobject]
-    other = carrier(session, column, str(record["Id"]), referral)
-    if other is not None:
-        return Result(
-            row,
-            "failed",
-            f"{sobject} {record['Id']} is connected to referral {other.public_id} already",
-        )
+    other = next((c for c in reached if same_id(getattr(c, column), sf_id)), None)
+    if other is not None and other.id != referral.id:
+        raise RowFailed(f"{sobject} {sf_id} is connected to referral {other.public_id} already")
     before = getattr(referral, column)
-    ids: dict[str, str | None] = {column: str(record["Id"])}
+    ids: dict[str, str | None] = {column: sf_id}
     if sobject == "Contact":
         ids["sf_account_id"] = record.get("AccountId")
     refused = connect_ids(referral, ids)
     if refused:
-        return Result(row, "failed", refused)
+        raise RowFailed(refused)
     _fill_blanks(referral, row.values, record)
     session.flush()
-    state: State = "unchanged" if same_id(before, str(record["Id"])) else "connected"
-    why = f"{sobject} {record['Id']}" + (" (new referral)" if created else "")
+    pool.update(referral)  # the batch's later rows see it as it is now
+    if row.get("external_id"):
+        by_external[str(row.get("external_id"))] = [referral]
+    state: State = "unchanged" if same_id(before, sf_id) else "connected"
+    why = f"{sobject} {sf_id}" + (" (new referral)" if created else "")
     return Result(row, state, why, created=created, referral_id=referral.id)
 
 
 def _match(
-    session: Session, target: Target, sobject: str, record: dict[str, Any]
-) -> tuple[Referral | None, str | None]:
-    """The referral the receiver would match `record` to; (None, why) when several tie."""
+    session: Session,
+    target: Target,
+    sobject: str,
+    plan: matching.LookupPlan,
+    reached: list[matching.ReferralCandidate],
+) -> Referral | None:
+    """The referral the receiver would match the record to (None: nobody; RowFailed: several
+    tie)."""
     receiver = target.org_config.receiver
-    entry = matching.EntryInput(sobject, str(record["Id"]), "updated", {sobject: record})
-    plan = matching.plan_lookups(entry, receiver)
-    found = candidates.find_referrals(session, target.program.id, plan)
-    result = matching.match_direct(plan, found)
+    result = matching.match_direct(plan, reached)
     if result.referral is None and not result.ambiguous and receiver.target_match.fuzzy:
         # A referral connected to another record of the object is someone else.
-        column = ID_FIELDS[sobject]
-        free = [c for c in found if not getattr(c, column)]
+        free = [c for c in reached if not getattr(c, ID_FIELDS[sobject])]
         result = matching.match_fuzzy(plan, free, receiver.target_match.fuzzy_threshold)
     if result.ambiguous:
         ids = ", ".join(str(s.public_id) for s in result.candidates[:5])
-        return None, f"several local referrals match ({ids}); name one in referral_id"
-    if result.referral is None:
-        return None, None
-    return session.get(Referral, result.referral.id), None
+        raise RowFailed(f"several local referrals match ({ids}); name one in referral_id")
+    return session.get(Referral, result.referral.id) if result.referral else None
 
 
 def _fill_blanks(referral: Referral, values: dict[str, str], record: dict[str, Any]) -> None:

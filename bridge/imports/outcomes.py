@@ -116,10 +116,3 @@ def connect_ids(referral: Referral, ids: dict[str, str | None]) -> str | None:
         if value and not getattr(referral, column):
             setattr(referral, column, value)
     return None
-
-
-def carrier(session: Session, column: str, value: str, referral: Referral) -> Referral | None:
-    """Another referral that carries the id `value` in `column` already."""
-    attr = getattr(Referral, column)
-    query = select(Referral).where(attr.in_([value, value[:15]]), Referral.id != referral.id)
-    return session.scalars(query.limit(1)).first()

@@ -49,6 +49,7 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     api_calls: int = 0
+    org_usage: str | None = None  # the org's daily usage Salesforce reported last
     report: Path | None = None
     push_ids: list[int] = field(default_factory=list)
 
@@ -66,7 +67,8 @@ class Summary:
             f"unchanged:  {self.unchanged} (connected before)",
             f"skipped:    {self.skipped}",
             f"failed:     {self.failed}",
-            f"API calls:  {self.api_calls}",
+            f"API calls:  {self.api_calls}"
+            + (f" (the org has used {self.org_usage})" if self.org_usage else ""),
         ]
         if self.report is not None:
             out.append(f"failed and skipped rows: {self.report}")
@@ -143,6 +145,8 @@ def run_import(
                     bad.append(result)
             progress(len(rows))
         summary.api_calls = calls[0]
+    usage = getattr(sf_org, "api_usage", None)
+    summary.org_usage = usage.words() if usage is not None else None
     summary.report = write_report(report or default_report(file.path), file.columns, bad)
     if not dry_run and summary.read:
         store.analyze()

@@ -108,6 +108,10 @@ def test_unbalanced_quotes_are_not_csv(tmp_path: Path) -> None:
         ),
         ({"email": "a@example.com", "company": "x" * 256}, "company is longer than 255"),
         (
+            {"sf_lead_id": LEAD_ID, "sf_contact_id": CONTACT_ID},
+            "give sf_lead_id or sf_contact_id, not",
+        ),
+        (
             {"sf_lead_id": "00Q000000000001AAB"},
             "sf_lead_id: '00Q000000000001AAB' is not a Salesforce id: its last three characters",
         ),
