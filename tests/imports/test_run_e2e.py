@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 from bridge.devorg.ids import make_id
 from bridge.devorg.testing import DevOrg
 from bridge.store import Store
 from bridge.store.models import Program, Push, Referral, Sale
-from tests.harness import Bridge, sfbridge_command
+from tests.harness import ORG, Bridge, sfbridge_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -312,3 +313,48 @@ def test_a_bad_file_is_a_clear_error(
     assert done.returncode == 1
     assert message in done.stderr and done.stderr.startswith("error: ")
     assert "Traceback" not in done.stderr
+
+
+def test_import_sales_with_push_sends_them_through_the_outbound_engine(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(bridge.config_path.read_text())
+    config["orgs"][ORG]["writeback"] = {"sales": {"create_price_entries": True}}
+    bridge.write_config(config)
+    sf = bridge.org.sf("sales")
+    sf.Product2.create({"Name": "Gold plan", "ProductCode": "GOLD"})
+    [bakery] = _create(sf, "Account", [{"Name": "Bluebird Bakery", "Phone": "(415) 555-0100"}])
+    with bridge.store.session() as s:
+        program = Program(key="main", name="Main")
+        s.add(program)
+        s.flush()
+        for n, name in ((1, "Baker"), (2, "Newman")):
+            s.add(Referral(public_id=f"R-p{n}", program_id=program.id, last_name=name))
+    item = {"product_code": "GOLD", "quantity": "2", "unit_price": "50"}
+    rows = [
+        {"sale_id": "P-1", "referral_id": "R-p1", "business_name": "Bluebird Bakery",
+         "phone": "415 555 0100", "closed_at": "2026-04-03", **item},
+        {"sale_id": "P-2", "referral_id": "R-p2", "business_name": "Corner Shop",
+         "closed_at": "2026-04-04", **item},
+    ]  # fmt: skip
+    path = _write_csv(tmp_path / "sales.csv", list(rows[0]), rows)
+
+    done = _run(bridge, "sales", str(path), "--push")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "connected:  2 (2 new sales)" in done.stdout
+    assert "2 sale push(es) queued for sending" in done.stdout
+    worker = bridge.start("worker", "worker", "--burst")
+    assert worker.wait(120) == 0, bridge.log("worker")
+
+    with bridge.store.session() as s:
+        pushes = s.scalars(select(Push).where(Push.kind == "sale").order_by(Push.id)).all()
+        assert [p.state for p in pushes] == ["sent", "sent"], [p.error_message for p in pushes]
+        baker = s.scalar(select(Referral).where(Referral.public_id == "R-p1"))
+        assert baker is not None and baker.sf_account_id == bakery
+    opps = sf.query_all("SELECT AccountId, StageName FROM Opportunity ORDER BY Name")["records"]
+    assert [o["StageName"] for o in opps] == ["Closed Won", "Closed Won"]
+    names = {a["Id"]: a["Name"] for a in sf.query_all("SELECT Id, Name FROM Account")["records"]}
+    assert sorted(names.values()) == ["Bluebird Bakery", "Corner Shop"]  # connected, not doubled
+    assert names[opps[0]["AccountId"]] == "Bluebird Bakery"
+    items = sf.query_all("SELECT Quantity FROM OpportunityLineItem")["records"]
+    assert [i["Quantity"] for i in items] == [2, 2]
