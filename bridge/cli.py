@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from bridge.config import OrgConfig
+    from bridge.imports.csvfile import Kind
     from bridge.runtime import Runtime
     from bridge.salesforce.connection import SalesforceOrg
 
@@ -704,7 +705,7 @@ def import_sales(**options: Any) -> None:
 
 
 def _import(
-    kind: str,
+    kind: Kind,
     *,
     file: Path,
     org_name: str | None,
@@ -716,7 +717,7 @@ def _import(
     from bridge.imports import csvfile, run
     from bridge.processes import pick_org
 
-    data = csvfile.read(file, kind)  # type: ignore[arg-type]  # a bad file fails before any login
+    data = csvfile.read(file, kind)  # a bad file fails before any login
     rt = _runtime(db=True)
     name, org_config = pick_org(rt.config.orgs, org_name)
     sf_org = _open_org(rt, name, org_config)

@@ -77,6 +77,20 @@ def _calls(org: DevOrg) -> int:
     return int(org.control("stats", method="GET")["api_calls"]["by_user"].get(user, 0))
 
 
+def _planner_stats(store: Store) -> Any:
+    """SQLite: the rows ANALYZE last counted in the referrals' email index; PostgreSQL: when
+    the referrals were last analyzed by a command (not autovacuum)."""
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            stat = conn.exec_driver_sql(
+                "SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_referrals_email'"
+            ).scalar()
+            return int(str(stat).split()[0]) if stat else 0
+        return conn.exec_driver_sql(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'referrals'"
+        ).scalar()
+
+
 def _report(path: Path) -> dict[int, tuple[str, str]]:
     with path.open(encoding="utf-8") as f:
         return {int(r["line"]): (r["outcome"], r["reason"]) for r in csv.DictReader(f)}
@@ -144,7 +158,7 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
         assert s.scalar(select(func.count()).select_from(Referral)) == before
         assert s.scalar(select(func.count()).where(Referral.sf_lead_id.is_not(None))) == 0
 
-    calls_before = _calls(bridge.org)
+    calls_before, stats_before = _calls(bridge.org), _planner_stats(bridge.store)
     first = _run(bridge, "leads", str(path))
     used = _calls(bridge.org) - calls_before
     assert first.returncode == 1, first.stderr  # some rows failed
@@ -161,6 +175,8 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
     # a few composite requests per batch of 200 rows (one per row would be 2,150)
     assert summary["API calls"] <= 3 * batches, first.stdout
     assert summary["API calls"] <= used <= summary["API calls"] + 2  # + the login's identity
+
+    assert _planner_stats(bridge.store) != stats_before  # refreshed after the import
 
     report = _report(tmp_path / "people.errors.csv")
     assert {line - 2: reason for line, (_o, reason) in report.items()}.keys() == bad_at.keys()
