@@ -5,6 +5,8 @@ report of failed rows, the connected ids, the batched API calls and an idempoten
 from __future__ import annotations
 
 import csv
+import os
+import pty
 import re
 import subprocess
 from collections.abc import Iterator
@@ -374,3 +376,36 @@ def test_import_sales_with_push_sends_them_through_the_outbound_engine(
     assert names[opps[0]["AccountId"]] == "Bluebird Bakery"
     items = sf.query_all("SELECT Quantity FROM OpportunityLineItem")["records"]
     assert [i["Quantity"] for i in items] == [2, 2]
+
+
+def test_a_terminal_gets_a_progress_bar(bridge: Bridge, tmp_path: Path) -> None:
+    _create(bridge.org.sf("sales"), "Lead", [
+        {"LastName": f"Tty{i}", "Company": "Co", "Email": f"tty{i}@import.test"} for i in range(3)
+    ])  # fmt: skip
+    rows = [{"email": f"tty{i}@import.test"} for i in range(3)]
+    path = _write_csv(tmp_path / "people.csv", ["email"], rows)
+    main, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            [*sfbridge_command(), "import", "leads", str(path)],
+            env=bridge.env, cwd=bridge.root, stdout=subprocess.PIPE, stderr=terminal,
+            text=True, timeout=120,
+        )  # fmt: skip
+        os.close(terminal)
+        shown = b""
+        while chunk := _read(main):
+            shown += chunk
+    finally:
+        os.close(main)
+    assert done.returncode == 0, done.stdout
+    assert "connected:  3 (3 new referrals)" in done.stdout
+    text = shown.decode()
+    assert re.search(r"people\.csv\s+\[#+\]\s+100%", text), text
+    assert "of 3 rows" not in text  # the plain lines are for logs, not terminals
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except OSError:  # the terminal's other end is closed: all was read
+        return b""
