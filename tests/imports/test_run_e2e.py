@@ -23,7 +23,7 @@ from bridge.store import Store
 from bridge.store.models import Program, Push, Referral, Sale
 from tests.harness import ORG, Bridge, sfbridge_command
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 LEADS = 1800
 CONTACTS = 300
