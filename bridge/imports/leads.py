@@ -46,12 +46,27 @@ FILLED = ("first_name", "last_name", "email", "phone", "company")
 
 
 class RowFailed(Exception):
-    """The row cannot be connected: its savepoint is rolled back (a referral it created too)."""
+    """The row cannot be connected; raised before the row changed anything."""
 
 
 def connect(session: Session, target: Target, pending: list[Pending]) -> list[Result]:
-    """Connect a batch of checked rows (the caller commits; each row in its own savepoint)."""
+    """Connect a batch of checked rows (the caller commits).
+
+    The rows are saved in one savepoint; when the database refuses one of them, that is
+    rolled back and the batch saved again with a savepoint per row, so the refused row fails
+    alone (a savepoint per row on the normal path would double the round trips)."""
     _salesforce_records(target, pending)
+    looked_up = [p.result for p in pending]
+    try:
+        with session.begin_nested():
+            return _save(session, target, pending, each_row=False)
+    except Exception:  # a row the database refused: again, row by row, to tell which
+        for p, result in zip(pending, looked_up, strict=True):
+            p.result = result
+        return _save(session, target, pending, each_row=True)
+
+
+def _save(session: Session, target: Target, pending: list[Pending], each_row: bool) -> list[Result]:
     pid = target.program.id
     by_public = referrals_by(session, pid, "public_id", _values(pending, "referral_id"))
     by_external = referrals_by(session, pid, "external_id", _values(pending, "external_id"))
@@ -69,13 +84,18 @@ def connect(session: Session, target: Target, pending: list[Pending]) -> list[Re
     results = []
     for p in pending:
         if p.result is None:
+            args = (session, target, p, plans[id(p)], pool, by_public, by_external)
             try:
-                with session.begin_nested():
-                    p.result = _connect_row(session, target, p, plans[id(p)], pool, by_public,
-                                            by_external)  # fmt: skip
+                if each_row:
+                    with session.begin_nested():
+                        p.result = _connect_row(*args)
+                else:
+                    p.result = _connect_row(*args)
             except RowFailed as exc:
                 p.fail(str(exc))
-            except Exception as exc:  # a database refusal fails this row only
+            except Exception as exc:
+                if not each_row:
+                    raise
                 p.fail(f"could not be saved: {' '.join(str(exc).split())[:300]}")
         assert p.result is not None
         results.append(p.result)
@@ -141,6 +161,9 @@ def _connect_row(
         referral = next(iter(by_external.get(str(row.get("external_id")), [])), None)
     else:
         referral = _match(session, target, sobject, plan, reached)
+    other = next((c for c in reached if same_id(getattr(c, column), sf_id)), None)
+    if other is not None and (referral is None or other.id != referral.id):
+        raise RowFailed(f"{sobject} {sf_id} is connected to referral {other.public_id} already")
     created = referral is None
     if referral is None:
         referral = Referral(
@@ -150,9 +173,6 @@ def _connect_row(
             status="pending",
         )
         session.add(referral)
-    other = next((c for c in reached if same_id(getattr(c, column), sf_id)), None)
-    if other is not None and other.id != referral.id:
-        raise RowFailed(f"{sobject} {sf_id} is connected to referral {other.public_id} already")
     before = getattr(referral, column)
     ids: dict[str, str | None] = {column: sf_id}
     if sobject == "Contact":

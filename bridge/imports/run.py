@@ -1,9 +1,10 @@
 """One import from start to end: the file checked whole, then batches of rows.
 
 Each batch of `BATCH` rows is looked up in Salesforce together (a few queries, in composite
-requests) and committed on its own, each row in its own savepoint: a bad row fails alone and
-a crash keeps every batch committed before it. Rows are connected by Salesforce id or stored
-client id, so running the same file again changes nothing (`unchanged`). A Salesforce failure
+requests) and committed on its own; a row the database refuses fails alone (a sale in its own
+savepoint; people in one per batch, saved again row by row when one is refused), and a crash
+keeps every batch committed before it. Rows are connected by Salesforce id or stored client
+id, so running the same file again changes nothing (`unchanged`). A Salesforce failure
 during a batch's lookups fails that batch's rows with the reason and the import goes on.
 
 The API calls are counted on the org's HTTP session (every REST request, not the login), and

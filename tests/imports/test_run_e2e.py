@@ -409,3 +409,29 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 4096)
     except OSError:  # the terminal's other end is closed: all was read
         return b""
+
+
+def test_a_row_the_database_refuses_fails_alone(bridge: Bridge, tmp_path: Path) -> None:
+    _create(bridge.org.sf("sales"), "Lead", [
+        {"LastName": f"Db{i}", "Company": "Co", "Email": f"db{i}@import.test"} for i in range(4)
+    ])  # fmt: skip
+    with bridge.store.session() as s:
+        other = Program(key="other", name="Other")
+        s.add(other)
+        s.flush()
+        s.add(Referral(public_id="R-other", program_id=other.id, external_id="X-taken"))
+    rows = [{"email": f"db{i}@import.test", "external_id": f"X-{i}"} for i in range(4)]
+    rows[2]["external_id"] = "X-taken"  # external ids are unique across programs
+    path = _write_csv(tmp_path / "people.csv", ["email", "external_id"], rows)
+
+    done = _run(bridge, "leads", str(path))
+    assert done.returncode == 1
+    assert _summary(done.stdout) | {"API calls": 0} == {
+        "rows read": 4, "connected": 3, "unchanged": 0, "skipped": 0, "failed": 1,
+        "API calls": 0,
+    }, done.stdout  # fmt: skip
+    [(line, (outcome, reason))] = _report(tmp_path / "people.errors.csv").items()
+    assert (line, outcome) == (4, "failed") and reason.startswith("could not be saved: ")
+    with bridge.store.session() as s:
+        made = s.scalars(select(Referral.external_id).where(Referral.sf_lead_id.is_not(None)))
+        assert sorted(made) == ["X-0", "X-1", "X-3"]
