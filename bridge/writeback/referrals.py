@@ -253,7 +253,7 @@ def parse_sf_datetime(value: Any) -> datetime | None:
     return None
 
 
-def _pick_existing(
+def pick_existing(
     public_id: str | None, candidates: Sequence[Mapping[str, Any]], create_as: str
 ) -> dict[str, Any] | None:
     if not candidates:
@@ -289,7 +289,7 @@ def decide(
             )  # fmt: skip
         candidates = leads
     public_id = referral.get("public_id")
-    existing = _pick_existing(public_id, candidates, add.create_as)
+    existing = pick_existing(public_id, candidates, add.create_as)
     sobject = str(existing["_type"]) if existing else add.create_as
     sync = org_config.writeback.objects.get(sobject)  # type: ignore[call-overload]
     mode: SyncMode = sync.sync_mode if sync else "create_update"
