@@ -52,6 +52,7 @@ class Outcome:
     fields: dict[str, Any] | None = None  # what was sent, saved on the push payload
     created: bool = False  # Salesforce created the record (an upsert that inserted)
     via: str = "collections"  # or "bulk": how it was sent, kept on the attempt
+    note: str | None = None  # why it counts as sent though Salesforce wrote nothing
 
 
 @dataclass

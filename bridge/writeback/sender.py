@@ -25,7 +25,7 @@ from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
 from bridge.vocabulary import SALES_KINDS
-from bridge.writeback import accounts, campaigns, lead_owners, referrals, sales, users
+from bridge.writeback import accounts, campaigns, lead_owners, phases, referrals, sales, users
 from bridge.writeback.client import Writer
 from bridge.writeback.known import STALE_CODES, KnownRecords, who_prefix_object
 from bridge.writeback.mapping import salesforce_email
@@ -394,7 +394,7 @@ def _load_referral(session: Session, push: Push, item: Item, org_config: OrgConf
         source=program.name if program else None,
         add=add,
         sobject=add.create_as,
-    )
+    ) | phases.outbound(org_config, add.create_as, {phases.PHASE: referral.phase})
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,6 +418,8 @@ def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendRepo
                 push.sobject_type = outcome.sobject
             if outcome.state == "sent":
                 mark_sent(push, outcome.sf_id, now)
+                if outcome.note:
+                    push.payload = {**(push.payload or {}), "note": outcome.note}
                 _after_sent(session, push, outcome)
                 if outcome.created and push.kind == "referral" and push.sobject_type == "Lead":
                     report.new_leads.append(str(outcome.sf_id))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from bridge.writeback import campaigns
 from bridge.writeback.client import (
     COLLECTION_LIMIT,
     COMPOSITE_HEAVY,
@@ -108,6 +109,9 @@ def _outcome(w: Write, result: dict[str, Any], via: str) -> Outcome:
             created=w.op == "create" or bool(result.get("created")),
         )
     err = record_error(result)
+    note = campaigns.already_member(w.sobject, err) if w.op == "create" else None
+    if note:
+        return Outcome(w.push_id, "sent", sobject=w.sobject, fields=w.fields, via=via, note=note)
     return Outcome(
         w.push_id,
         "failed",
