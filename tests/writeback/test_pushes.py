@@ -670,11 +670,11 @@ def test_activities_upsert_tasks_and_events_by_activity_id(
     assert event["StartDateTime"] == "2026-11-22T10:00:00.000+0000"
     assert event["EndDateTime"] == "2026-11-22T10:45:00.000+0000"
     assert "WhoId" not in event and event["Type"] == "Meeting"
-    paths = sorted({c.request.url.rsplit("/v63.0/", 1)[1] for c in sf.collection_calls()})
-    assert paths == [
+    assert sorted({path for _m, path, _r in sf.writes}) == [
         "composite/sobjects/Event/SFBridge_Activity_Id__c",
         "composite/sobjects/Task/SFBridge_Activity_Id__c",
     ]
+    assert len(sf.collection_calls()) == 1  # both collections in one composite call
     # one lookup per object for all three emails
     assert len(sf.queries) == 2
 
@@ -718,8 +718,9 @@ def test_collections_are_split_at_200_records(sqlite_store: Store, sf: Salesforc
     pushes = queue_activities(store, seeded, cfg, items)
     report = send(store, sf.writer(), cfg, pushes, now=NOW)
     assert len(report.sent) == 201
-    sizes = [len(json.loads(c.request.body)["records"]) for c in sf.collection_calls()]
-    assert sizes == [200, 1]
+    [call] = sf.collection_calls()  # two collection requests in one composite call
+    subs = json.loads(call.request.body)["compositeRequest"]
+    assert [len(s["body"]["records"]) for s in subs] == [200, 1]
     assert sf.queries == []  # no emails: nothing to resolve
 
 
