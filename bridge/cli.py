@@ -6,6 +6,7 @@ modules because it is the CLI's table of contents: one short command per documen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -27,10 +28,11 @@ from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.vocabulary import ROLES, STREAMED_OBJECTS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from datetime import datetime
 
     from bridge.config import OrgConfig
+    from bridge.imports.csvfile import Kind
     from bridge.runtime import Runtime
     from bridge.salesforce.connection import SalesforceOrg
 
@@ -650,6 +652,113 @@ def org_topics(name: str, do_apply: bool, apex: bool) -> None:
         click.echo(f"\napplied: {', '.join(done)}")
     else:
         click.echo(f"\n{len(pending)} change(s) planned; run again with --apply to make them")
+
+
+# ---- import ---------------------------------------------------------------------------------
+
+
+@main.group("import", cls=_Group)
+def import_group() -> None:
+    """Connect records that are in Salesforce already to local ones, from a CSV file."""
+
+
+def _import_options(fn: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.argument("file", type=click.Path(path_type=Path)),
+            click.option("--org", "org_name", help="Org name from the config (needed if several)."),
+            click.option("--program", help="Program key [default: the receiver's program]."),
+            click.option("--dry-run", is_flag=True, help="Look everything up; save nothing."),
+            click.option(
+                "--errors",
+                "errors_file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Where the failed and skipped rows go [default: FILE.errors.csv beside it].",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@import_group.command("leads")
+@_import_options
+def import_leads(**options: Any) -> None:
+    """Connect Leads and Contacts to local referrals (created when none matches).
+
+    Columns (docs/import.md): sf_lead_id, sf_contact_id, referral_id, external_id,
+    first_name, last_name, email, phone, company; each row needs an id or an email.
+    """
+    _import("leads", push=False, **options)
+
+
+@import_group.command("sales")
+@_import_options
+@click.option("--push", is_flag=True, help="Send the recorded sales through the outbound engine.")
+def import_sales(**options: Any) -> None:
+    """Record sales on local referrals, connected to their Account, Contact and Opportunity.
+
+    Required columns: sale_id, business_name, closed_at and one of referral_id, external_id,
+    email (docs/import.md). Sales are not sent again unless --push.
+    """
+    _import("sales", **options)
+
+
+def _import(
+    kind: Kind,
+    *,
+    file: Path,
+    org_name: str | None,
+    program: str | None,
+    dry_run: bool,
+    errors_file: Path | None,
+    push: bool,
+) -> None:
+    from bridge.imports import csvfile, run
+    from bridge.processes import pick_org
+
+    data = csvfile.read(file, kind)  # a bad file fails before any login
+    rt = _runtime(db=True)
+    name, org_config = pick_org(rt.config.orgs, org_name)
+    sf_org = _open_org(rt, name, org_config)
+    total = len(data.rows)
+    with _progress(f"{file.name}", total) as step:
+        summary = run.run_import(
+            rt.store, sf_org, name, org_config, data,
+            program_key=program, dry_run=dry_run, push=push, report=errors_file, progress=step,
+        )  # fmt: skip
+    for line in summary.lines(data.kind, dry_run):
+        click.echo(line)
+    if summary.push_ids and not dry_run:
+        click.echo(_queue_pushes(rt, summary.push_ids))
+    if summary.failed:
+        sys.exit(1)
+
+
+def _queue_pushes(rt: Runtime, push_ids: list[int]) -> str:
+    from bridge.writeback.jobs import request_drain_for
+
+    if not rt.settings.redis_url:
+        return f"{len(push_ids)} sale push(es) saved as pending (no SFBRIDGE_REDIS_URL)"
+    request_drain_for(rt.store, rt.redis, push_ids)
+    return f"{len(push_ids)} sale push(es) queued for sending"
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; elsewhere a line at each tenth of the rows."""
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            yield bar.update
+        return
+    done = [0]
+
+    def step(n: int) -> None:
+        before, done[0] = done[0], done[0] + n
+        if total and (done[0] * 10 // total > before * 10 // total or done[0] == total):
+            click.echo(f"{label}: {done[0]} of {total} rows ({done[0] * 100 // total}%)", err=True)
+
+    yield step
 
 
 # ---- local org (devorg) ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ from pydantic import (
 from bridge import defaults
 from bridge.errors import ConfigError
 from bridge.routingconfig import RepUser, Routing, check_fallbacks
+from bridge.sitesconfig import Sites
 from bridge.values import covers
 from bridge.vocabulary import (
     EMAIL_PATTERN,
@@ -370,6 +371,85 @@ class ObjectSync(_Model):
     fields: list[FieldMapping] = Field(default_factory=list)
 
 
+SELLFIRE_PHASES = (
+    "ColdCallCold", "ColdCallWorkingNum", "ColdCallNDM", "ColdCallDM", "HeldPhase",
+    "PostInitialHelPhaseDemoNotHeld", "PostHoldPhase", "RestingColdCall", "LongRestingColdCall",
+    "Resting", "LongResting", "RetiredColdCall", "Retired", "Customer",
+)  # fmt: skip
+"""Sellfire's lead phases: the default local phase names (each sent as itself)."""
+
+
+PhaseObject = Literal["Lead", "Contact"]
+
+
+def _phase_fields() -> dict[PhaseObject, str]:
+    return {"Lead": "Sales_Phase__c", "Contact": "Sales_Phase__c"}
+
+
+class Phases(_Model):
+    """Lead phases to a picklist on Lead/Contact and back (`writeback.sales.phases`,
+    `bridge.writeback.phases`). `names` is a list (each phase is its own picklist value) or a
+    map local phase -> picklist value."""
+
+    field: dict[PhaseObject, str] = Field(default_factory=_phase_fields, min_length=1)
+    names: dict[str, str] = Field(default_factory=lambda: {p: p for p in SELLFIRE_PHASES})
+    # a Salesforce change of the picklist is taken only when it moves to one of these
+    inbound: list[str] = Field(
+        default_factory=lambda: ["ColdCallCold", "Resting", "LongResting", "Retired", "Customer"]
+    )
+    # moving into one of these ends the sales cycle: the next sale gets a new Opportunity
+    end_cycle: list[str] = Field(
+        default_factory=lambda: [
+            "RestingColdCall",
+            "LongRestingColdCall",
+            "Resting",
+            "LongResting",
+            "RetiredColdCall",
+            "Retired",
+        ]  # fmt: skip
+    )
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _list_or_map(cls, v: Any) -> Any:
+        return {str(p): str(p) for p in v} if isinstance(v, list) else v
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("name at least one phase")
+        for phase, value in v.items():
+            if not phase.strip() or not str(value).strip():
+                raise ValueError("a phase and its picklist value cannot be blank")
+            if len(value) > 255:
+                raise ValueError(f"picklist value '{value[:40]}...' is longer than 255")
+        values = list(v.values())
+        twice = sorted({x for x in values if values.count(x) > 1})
+        if twice:
+            raise ValueError(f"picklist value(s) {', '.join(twice)} name more than one phase")
+        return v
+
+    @field_validator("field")
+    @classmethod
+    def _fields(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v.values():
+            if not _IDENT.match(name):
+                raise ValueError(f"'{name}' is not a valid field name")
+        return v
+
+    @model_validator(mode="after")
+    def _known_phases(self) -> Phases:
+        for key in ("inbound", "end_cycle"):
+            unknown = [p for p in getattr(self, key) if p not in self.names]
+            if unknown:
+                raise ValueError(
+                    f"{key}: {', '.join(unknown)} not among the phase names "
+                    f"({', '.join(self.names)})"
+                )
+        return self
+
+
 class Sales(_Model):
     """Sales-engagement events (`POST /sales`, `POST /demos`) to Account, Contact, Opportunity
     and line items (docs/writeback.md, "Sales and demos")."""
@@ -381,6 +461,9 @@ class Sales(_Model):
     create_price_entries: bool = False  # a product without a standard price gets one
     convert_leads: bool = True  # at demo set, a person known only as a Lead is converted
     converted_status: str = Field(default="Closed - Converted", min_length=1)
+    # A sale's location list as custom object records (multi-site sync); None: not written.
+    sites: Sites | None = None
+    phases: Phases | None = None  # phase sync, off unless given (`phases: {}`: the defaults)
 
 
 class Writeback(_Model):
@@ -595,6 +678,10 @@ class OrgConfig(_Model):
         refs += list(self.receiver.referral_fields.values())
         names = {f"{r.object}.{r.field}" for r in self.receiver.status_rules}
         refs += sorted(names)
+        phases = self.writeback.sales.phases
+        refs += [f"{obj}.{name}" for obj, name in (phases.field.items() if phases else ())]
+        if self.users:  # ownership sync: an owner change is judged (bridge.writeback.ownership)
+            refs += ["Lead.OwnerId", "Contact.OwnerId"]
         out: list[str] = []
         for ref in refs:
             obj, fld = parse_field_ref(ref)

@@ -42,6 +42,7 @@ from bridge.store import Store, reserve_ids
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import inbox
 from bridge.streaming.events import cdc_values
+from bridge.writeback import known
 
 log = logging.getLogger("sfbridge.intake")
 
@@ -78,7 +79,17 @@ def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> IntakeB
     batch = load(ctx.store, ctx.config, event_ids, token)
     relate(ctx, batch)
     save(ctx.store, batch)
+    known.learn_changes(ctx.redis, _changes(batch.events))  # the ids an outbound push may reuse
     return batch
+
+
+def _changes(events: Sequence[InboundEvent]) -> list[known.Change]:
+    out: list[known.Change] = []
+    for ev in events:
+        trigger = trigger_of(ev)
+        if trigger is not None:
+            out.append((ev.org_connection_id, trigger.sobject, trigger.record, trigger.deleted))
+    return out
 
 
 def load(store: Store, config: BridgeConfig, event_ids: Sequence[int], token: str) -> IntakeBatch:

@@ -76,11 +76,21 @@ class SmtpSettings:
         )
 
 
+OWNER_REFUSED = "owner_change_refused"
+"""The reason of an entry whose owner change was refused: reviewers are told, as of a review."""
+
+
+def _event(entry: SalesEntry) -> str:
+    refused = any(str(r).startswith(OWNER_REFUSED + ":") for r in entry.reasons or [])
+    return "entry.owner_refused" if refused and entry.outcome != "review" else "entry.review"
+
+
 def payload(entry: SalesEntry) -> dict[str, Any]:
-    """What reviewers are told: enough to find the entry and see why it waits."""
+    """What reviewers are told: enough to find the entry and see why it waits (or, for an
+    owner change refused, `entry.owner_refused`, what was refused)."""
     decision = entry.decision or {}
     return {
-        "event": "entry.review",
+        "event": _event(entry),
         "entry": {
             "id": entry.id,
             "org_connection_id": entry.org_connection_id,
@@ -137,10 +147,17 @@ def send_email(recipients: list[str], body: dict[str, Any], smtp: SmtpSettings) 
     msg = EmailMessage()
     msg["From"] = smtp.sender
     msg["To"] = ", ".join(recipients)
-    msg["Subject"] = f"sfbridge: sales entry {info['id']} needs review"
+    refused = body["event"] == "entry.owner_refused"
+    what = ": owner change refused" if refused else " needs review"
+    msg["Subject"] = f"sfbridge: sales entry {info['id']}{what}"
     lines = [
         f"Sales entry {info['id']} ({info['sobject']} {info['record_id']}, "
-        f"{info['change_type']}) is waiting for a reviewer.",
+        f"{info['change_type']}) "
+        + (
+            "changed the owner in Salesforce; the change was refused."
+            if refused
+            else "is waiting for a reviewer."
+        ),
         "",
         f"Why: {', '.join(info['reasons'])}",
     ]
@@ -251,7 +268,6 @@ def send_pending(store: Any, config_for: Any) -> int:
                             SalesEntry.processed_at < left_over,
                         ),
                     ),
-                    SalesEntry.outcome == "review",
                 )
             )
         )
@@ -261,6 +277,8 @@ def send_pending(store: Any, config_for: Any) -> int:
             config = config_for(entry) if entry is not None else None
             if entry is None or config is None:
                 continue
+            if entry.outcome != "review" and _event(entry) != "entry.owner_refused":
+                continue  # reviewed since: nobody needs telling any more
             errors = deliver(config, entry)
             _record(session, entry_id, errors)
             sent += not errors

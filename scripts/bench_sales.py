@@ -6,7 +6,11 @@ sender (the path the `outbound` job runs) and counts the org's API calls (its ow
 baseline does the same work one record at a time on a fresh org state, as an integration
 without batching would (a query per lookup, a create per record), and is counted the same way.
 
-    scripts/bench_sales [--sales 100] [--items 3]
+With `--locations L` every sale also lists L locations and the multi-site sync is on
+(`writeback.sales.sites: {}`): the bridge upserts the organizations and sites in collections,
+the baseline one upsert per record.
+
+    scripts/bench_sales [--sales 100] [--items 3] [--locations 0]
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ def integration_calls(devorg: DevOrg) -> int:
     return int(stats["api_calls"]["by_user"].get(devorg.user("integration")["username"], 0))
 
 
-def sale_body(n: int, items: int) -> dict[str, Any]:
+def sale_body(n: int, items: int, locations: int = 0) -> dict[str, Any]:
     return {
+        "locations": [f"Site {k} of business {n}" for k in range(locations)],
         "id": f"bench-sale-{n}",
         "business_name": f"Bench Business {n}",
         "phone": f"(415) 555-{n % 10000:04d}",
@@ -88,6 +93,18 @@ def one_at_a_time(sf: Any, n: int, body: dict[str, Any], book: str) -> None:
         sf.OpportunityLineItem.create(
             {"OpportunityId": opp, "PricebookEntryId": entry["Id"], "Quantity": 1, "UnitPrice": 10}
         )
+    if body["locations"]:
+        sf.SFBridge_Organization__c.upsert(
+            f"Organization_Key__c/{account}", {"Name": body["business_name"], "Account__c": account}
+        )
+        organization = q(
+            "SELECT Id FROM SFBridge_Organization__c WHERE Organization_Key__c = {}", account
+        )[0]["Id"]
+        for location in body["locations"]:
+            sf.SFBridge_Site__c.upsert(
+                f"Site_Key__c/{account}:{location.lower()}",
+                {"Name": location, "Account__c": account, "Organization__c": organization},
+            )
 
 
 def seed_products(devorg: DevOrg, items: int) -> str:
@@ -105,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sales", type=int, default=100)
     parser.add_argument("--items", type=int, default=3)
+    parser.add_argument("--locations", type=int, default=0, help="locations per sale")
     args = parser.parse_args()
 
     with DevOrg() as devorg, tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +137,7 @@ def main() -> None:
                         "ca_bundle": info["ca_path"],
                         "programs": [{"key": "bench", "name": "Bench"}],
                         "receiver": {"program": "bench"},
+                        "writeback": {"sales": {"sites": {}}} if args.locations else {},
                     }
                 }
             }
@@ -144,7 +163,7 @@ def main() -> None:
                 )
                 s.add(referral)
                 s.flush()
-                body = sale_body(n, args.items)
+                body = sale_body(n, args.items, args.locations)
                 at = datetime.fromisoformat(body["closed_at"]).astimezone(UTC)
                 ids.append(events.record(s, "sale", conn, referral, body, at)[1].id)
 
@@ -154,7 +173,8 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         calls = integration_calls(devorg) - before
         print(
-            f"bridge     {args.sales:>5} sales x {args.items} items  sent={len(report.sent):<5} "
+            f"bridge     {args.sales:>5} sales x {args.items} items, {args.locations} locations  "
+            f"sent={len(report.sent):<5} "
             f"failed={len(report.failed):<4} {elapsed:7.2f} s  API calls={calls}"
         )
 
@@ -164,11 +184,11 @@ def main() -> None:
         before = integration_calls(devorg)
         started = time.perf_counter()
         for n in range(args.sales):
-            one_at_a_time(sf, n, sale_body(n, args.items), book)
+            one_at_a_time(sf, n, sale_body(n, args.items, args.locations), book)
         elapsed = time.perf_counter() - started
         baseline = integration_calls(devorg) - before
         print(
-            f"one by one {args.sales:>5} sales x {args.items} items  "
+            f"one by one {args.sales:>5} sales x {args.items} items, {args.locations} locations  "
             f"{elapsed:7.2f} s  API calls={baseline}"
         )
         per = 100 / max(args.sales, 1)

@@ -8,15 +8,22 @@ at --rate requests/s from client threads:
    and the bench enqueues `send_pushes([id])` the moment the API answers (what every push got
    before drains; that web server's own drain requests go to a Redis nobody works on);
 2. referral adds, the normal path: the org's drain after the coalescing window;
-3. activities (`POST /api/v1/activities`), one push per job, then 4. through the drain;
-5. Bulk API 2.0: --bulk referral pushes saved while the org's outbound is paused, then
+3. activities (`POST /api/v1/activities`), one push per job, then 4. through the drain, each
+   for the people the referral phase before it added (the bridge wrote them: known records);
+5. activities for people the bridge never saw, drained at the last window (the WhoId lookup);
+   then referral adds and activities (known people) half and half: one drain writes Leads and
+   Tasks, both collections in one composite call;
+6. Bulk API 2.0: --bulk referral pushes saved while the org's outbound is paused, then
    `sfbridge org resume --outbound`: one drain sends them, above `writeback.bulk_threshold`.
 
 For each it prints the Salesforce API calls per 1,000 pushes (the org's own call stats, for the
-integration user) and p50/p95 from the API call (the push's `created_at`) to `sent`.
+integration user), p50/p95 from the API call (the push's `created_at`) to `sent`, and the rate
+the API actually took the requests at with the calls scaled to --rate (a drained phase's calls
+follow its number of drains, so its length: on a loaded machine the API may not reach --rate).
 
-    scripts/bench_writeback [--rate 50] [--referrals 1000] [--activities 1000] [--bulk 10000]
-                            [--workers 2] [--latency zero|realistic]
+    scripts/bench_writeback.py [--rate 50] [--referrals 1000] [--activities 1000] [--bulk 10000]
+                               [--workers 2] [--web-workers 4] [--latency zero|realistic]
+                               [--windows 0.25,1.9]
 """
 
 from __future__ import annotations
@@ -36,12 +43,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 import requests  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from bridge.devorg.testing import DevOrg  # noqa: E402
 from bridge.ports import free_port  # noqa: E402
 from bridge.redis_embedded import EmbeddedRedis  # noqa: E402
-from bridge.store.models import OrgConnection, Program, Push, Referral, User  # noqa: E402
+from bridge.store.models import (  # noqa: E402
+    OrgConnection,
+    Program,
+    Push,
+    PushAttempt,
+    Referral,
+    User,
+)
 from bridge.users import create_token, create_user  # noqa: E402
 from bridge.writeback import enqueue_push, queue_referral_add  # noqa: E402
 from tests.harness import ORG, Bridge, sfbridge_command, wait_until  # noqa: E402
@@ -80,7 +94,7 @@ def paced(rate: float, n: int, send: Callable[[int], None]) -> float:
             except Exception as exc:  # reported after the phase, with the server's log
                 errors.append(exc)
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
+    threads = [threading.Thread(target=client) for _ in range(16)]
     for t in threads:
         t.start()
     for t in threads:
@@ -107,13 +121,23 @@ class Api:
         return out
 
 
-def wait_sent(bridge: Bridge, ids: list[int], timeout: float) -> list[float]:
-    """Latencies (created -> sent) once every push left pending."""
+def wait_sent(bridge: Bridge, ids: list[int], timeout: float) -> tuple[list[float], list[float]]:
+    """Latencies once every push left pending, from the API call (the push's `created_at`): to
+    its sent result being saved (the attempt's `at`, after Salesforce answered), and to its
+    send beginning (the push's `sent_at`)."""
+    saved = (
+        select(PushAttempt.push_id, func.max(PushAttempt.at).label("at"))
+        .where(PushAttempt.state == "sent", PushAttempt.push_id.in_(ids))
+        .group_by(PushAttempt.push_id)
+        .subquery()
+    )
 
     def done() -> Any:
         with bridge.reader.connect() as c:
             rows = c.execute(
-                select(Push.state, Push.created_at, Push.sent_at).where(Push.id.in_(ids))
+                select(Push.state, Push.created_at, saved.c.at, Push.sent_at)
+                .outerjoin(saved, saved.c.push_id == Push.id)
+                .where(Push.id.in_(ids))
             ).all()
         return rows if all(r[0] != "pending" for r in rows) and len(rows) == len(ids) else None
 
@@ -121,18 +145,40 @@ def wait_sent(bridge: Bridge, ids: list[int], timeout: float) -> list[float]:
     bad = [r[0] for r in rows if r[0] != "sent"]
     if bad:
         print(f"  warning: {len(bad)} pushes not sent: {sorted(set(bad))}")
-    return [(b - a).total_seconds() for s, a, b in rows if s == "sent" and b is not None]
+    done_rows = [r for r in rows if r[0] == "sent" and r[2] is not None and r[3] is not None]
+    return (
+        [(saved_at - created).total_seconds() for _s, created, saved_at, _b in done_rows],
+        [(began - created).total_seconds() for _s, created, _a, began in done_rows],
+    )
 
 
-def report(label: str, n: int, calls: dict[str, int], lat: list[float], wall: float) -> None:
+def report(
+    label: str, n: int, calls: dict[str, int], lats: tuple[list[float], list[float]], wall: float,
+    rate: float, target: float | None,
+) -> None:  # fmt: skip
+    """One phase's line. The API calls of a drained phase follow the number of drains, so at
+    the arrival rate the API reached (on a loaded machine below the target) they are also shown
+    scaled to the target rate: calls × rate / target (`target` None: one push per job, whose
+    calls do not depend on the rate)."""
     total = sum(calls.values())
+    per_1000 = total * 1000 / max(n, 1)
+    lat, began = lats
     print(
-        f"{label:<34} {n:>6} pushes  API calls {total:>5} = {total * 1000 / max(n, 1):7.1f}"
+        f"{label:<34} {n:>6} pushes  API calls {total:>5} = {per_1000:7.1f}"
         f" per 1,000   latency p50 {statistics.median(lat or [0]):5.2f} s  "
         f"p95 {pct(lat, 95):5.2f} s   ({wall:.1f} s)"
     )
     detail = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]))
     print(f"{'':34} {detail}")
+    scaled = (
+        f"; at {target:g}/s that is {per_1000 * min(rate, target) / target:.1f} per 1,000"
+        if target
+        else ""
+    )
+    print(
+        f"{'':34} arrived at {rate:.1f}/s{scaled}; to the send's start p50"
+        f" {statistics.median(began or [0]):.2f} s p95 {pct(began, 95):.2f} s"
+    )
 
 
 def diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -145,11 +191,12 @@ def main() -> None:
     parser.add_argument("--referrals", type=int, default=1000)
     parser.add_argument("--activities", type=int, default=1000)
     parser.add_argument("--bulk", type=int, default=10000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="sfbridge worker processes")
+    parser.add_argument("--web-workers", type=int, default=4, help="sfbridge web processes")
     parser.add_argument("--latency", choices=("zero", "realistic"), default="zero")
     parser.add_argument(
         "--windows",
-        default="0.25,2",
+        default="0.25,1.9",
         help="coalescing windows (s) to run the drained phases with, comma separated; the first "
         "is the default (OUTBOUND_WINDOW_SECONDS)",
     )
@@ -186,10 +233,11 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
     direct_port, drain_port = free_port(), free_port()
     # The one-push-per-job web server: its drain requests go to a Redis database no worker reads.
     bridge.start(
-        "web-direct", "web", "--port", str(direct_port), "--workers", "2",
+        "web-direct", "web", "--port", str(direct_port), "--workers", str(args.web_workers),
         env={"SFBRIDGE_REDIS_URL": "/".join(redis_url.split("/")[:3]) + "/9"},
     )  # fmt: skip
-    bridge.start("web", "web", "--port", str(drain_port), "--workers", "2")
+    web_workers = str(args.web_workers)
+    bridge.start("web", "web", "--port", str(drain_port), "--workers", web_workers)
     windows = [float(w) for w in args.windows.split(",") if w.strip()]
 
     def start_workers(window: float) -> None:
@@ -224,7 +272,9 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
         send.ids = ids  # type: ignore[attr-defined]
         return send
 
-    def activity(api: Api, tag: str, enqueue: bool) -> Callable[[int], None]:
+    def activity(api: Api, tag: str, enqueue: bool, people: str) -> Callable[[int], None]:
+        """Activities for the people a referral phase added (`people`: its tag; the bridge
+        wrote them, so it knows them), or for "nobody": people the bridge never saw."""
         ids: list[int] = []
 
         def send(i: int) -> None:
@@ -232,7 +282,7 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
                 "/activities",
                 {"org": ORG, "activity_id": f"{tag}-{i}", "kind": "email",
                  "subject": f"Hello {i}", "occurred_at": "2026-11-20T10:00:00Z",
-                 "who_email": f"d{i % max(args.referrals, 1)}@bench.example"},
+                 "who_email": f"{people}{i % max(args.referrals, 1)}@bench.example"},
             )  # fmt: skip
             ids.append(out["id"])
             if enqueue:
@@ -243,15 +293,30 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
 
     phases: list[tuple[str, int, Any, float | None]] = [
         ("referral adds, one push per job", args.referrals, referral(direct, "r", True), None),
-        ("activities, one push per job", args.activities, activity(direct, "a", True), None),
+        ("activities, one push per job", args.activities, activity(direct, "a", True, "r"), None),
     ]
     for k, window in enumerate(windows):
         phases += [
             (f"referral adds, drained, {window:g} s", args.referrals,
              referral(drained, f"d{k}x", False), window),
             (f"activities, drained, {window:g} s", args.activities,
-             activity(drained, f"b{k}x", False), window),
+             activity(drained, f"b{k}x", False, f"d{k}x"), window),
         ]  # fmt: skip
+    phases.append(
+        (f"activities, unknown people, {windows[-1]:g} s", args.activities,
+         activity(drained, "u", False, "nobody"), windows[-1])
+    )  # fmt: skip
+    last = len(windows) - 1
+    adds, acts = referral(drained, "m", False), activity(drained, "mx", False, f"d{last}x")
+
+    def mixed(i: int) -> None:
+        (adds if i % 2 else acts)(i // 2)
+
+    mixed.ids = adds.ids  # type: ignore[attr-defined]
+    mixed.all = lambda: adds.ids + acts.ids  # type: ignore[attr-defined]
+    phases.append(
+        (f"adds + activities, mixed, {windows[-1]:g} s", args.activities, mixed, windows[-1])
+    )
     current = windows[0]
     for label, n, send, window in phases:
         if not n:
@@ -262,10 +327,12 @@ def run(args: argparse.Namespace, bridge: Bridge, org: DevOrg, redis_url: str) -
             time.sleep(3)  # the workers are up and listening
         before = calls_by_endpoint(org)
         started = time.perf_counter()
-        paced(args.rate, n, send)
-        lat = wait_sent(bridge, send.ids, 600)  # type: ignore[attr-defined]
+        posting = paced(args.rate, n, send)
+        ids = send.all() if hasattr(send, "all") else send.ids  # type: ignore[attr-defined]
+        lat = wait_sent(bridge, ids, 600)
         wall = time.perf_counter() - started
-        report(label, n, diff(calls_by_endpoint(org), before), lat, wall)
+        calls = diff(calls_by_endpoint(org), before)
+        report(label, n, calls, lat, wall, n / posting, args.rate if window else None)
 
     if current != windows[0]:
         start_workers(windows[0])

@@ -92,7 +92,8 @@ def _text(el: etree._Element, name: str) -> str | None:
 
 
 def package_fields(force_app: Path) -> dict[str, dict[str, str | None]]:
-    """`Object.Field` -> the CustomField's type, length and externalId, for every field file."""
+    """`Object.Field` -> the CustomField's type, length, externalId, unique and referenceTo, for
+    every field file."""
     out: dict[str, dict[str, str | None]] = {}
     for path in sorted(force_app.glob("**/objects/*/fields/*.field-meta.xml")):
         root = etree.parse(str(path)).getroot()
@@ -103,6 +104,7 @@ def package_fields(force_app: Path) -> dict[str, dict[str, str | None]]:
             "length": _text(root, "length"),
             "externalId": _text(root, "externalId"),
             "unique": _text(root, "unique"),
+            "referenceTo": _text(root, "referenceTo"),
         }
     return out
 

@@ -20,6 +20,7 @@ from bridge.store import Store
 from bridge.store.models import InboundEvent, SalesEntry, utcnow
 from bridge.streaming import inbox
 from bridge.streaming.events import MalformedEvent, from_bayeux, malformed
+from bridge.writeback.known import KnownRecords
 from tests.factories import (
     INTEGRATION_USER,
     RELATED_FIELDS,
@@ -341,3 +342,23 @@ def test_a_transient_lookup_failure_gives_the_events_back(
         jobs.process_inbound_batch(ids)
     assert states(store) == {"new": 1}  # released: the rq retry takes it again
     assert entries(store) == []
+
+
+def test_captured_leads_teach_the_known_records(
+    store: Store, org_id: int, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    context.set_context(
+        WorkerContext(
+            store=store, config=BridgeConfig(orgs={"acme": ORG}), open_org=no_org,
+            redis=redis_client,
+        )
+    )  # fmt: skip
+    message = lead_message(1)
+    message["data"]["sobject"]["Email"] = "Lee@Example.com"
+    with store.session() as s:
+        ids = inbox.store_and_advance(s, org_id, from_bayeux(message, {}))
+    jobs.process_inbound_batch(ids)
+    known = KnownRecords(redis_client, org_id).whos(["lee@example.com"])
+    assert {k: (v.sobject, v.id) for k, v in known.items()} == {
+        "lee@example.com": ("Lead", "00Q000000000000001")
+    }

@@ -303,3 +303,63 @@ def test_a_notification_still_being_sent_is_not_sent_again(
     assert notify.send_pending(store, resend) == 1
     assert len(hooks.received) == 2
     assert notify_state(store, eid) == ("sent", None)
+
+
+def test_an_owner_change_refused_tells_the_reviewers_and_is_sent_again_when_it_failed(
+    store: Store, smtp: _Collect, webhook: tuple[str, _Hooks]
+) -> None:
+    """Ownership sync refuses an OwnerId change of a person with a future demo: the same
+    notification path as a review, with its own event and subject."""
+    from datetime import timedelta
+
+    from bridge.store.models import Demo, utcnow
+    from tests.factories import connected_org
+
+    url, hooks = webhook
+    alice, bob = "005000000000001AAA", "005000000000002AAA"
+    hook = {"url": url, "secret_env": "SFBRIDGE_TEST_HOOK_SECRET"}
+    config = org_config(
+        {"process": {"notify_on_review": {"email": ["reviewers@example.com"], "webhook": hook}}},
+        users={"alice": {"salesforce_id": alice}, "bob": {"salesforce_id": bob}},
+    )
+    with store.session() as s:
+        conn = connected_org(s)
+        program = Program(key="main", name="Main", org_connection_id=conn.id)
+        s.add(program)
+        s.flush()
+        referral = Referral(public_id="R1", program_id=program.id, last_name="Doe", owner="alice")
+        s.add(referral)
+        s.flush()
+        s.add(
+            Demo(
+                org_connection_id=conn.id, client_id="d1", referral_id=referral.id, digest="x",
+                body={}, state="set", scheduled_at=utcnow() + timedelta(days=3),
+            )
+        )  # fmt: skip
+        conn_id, referral_id = conn.id, referral.id
+    hooks.status = 500  # the first send fails
+    lead = {"Id": "00Q000000000001AAA", "LastName": "Doe", "Referral_ID__c": "R1", "Status": "Open",
+            "OwnerId": bob, "LastModifiedById": "005X"}  # fmt: skip
+    with store.session() as s:
+        entry = SalesEntry(
+            source="api", org_connection_id=conn_id, sobject_type="Lead",
+            record_id=lead["Id"], change_type="updated", records={"Lead": lead},
+        )  # fmt: skip
+        s.add(entry)
+        s.flush()
+        process_entry(s, entry, config)
+        assert entry.outcome == "processed", (entry.reasons, entry.error)
+        assert entry.reasons[-1].startswith("owner_change_refused:1 future event, first demo ")
+        eid = entry.id
+    with store.session() as s:
+        r = s.get(Referral, referral_id)
+        assert r is not None and r.owner == "alice"  # the owner stays
+    assert notify_state(store, eid)[0] == "failed"
+    msg = message_from_bytes(smtp.messages[0].content)
+    assert msg["Subject"] == f"sfbridge: sales entry {eid}: owner change refused"
+    assert "the change was refused" in msg.get_payload()
+    # the sweep sends it again, though the entry is not in review
+    hooks.status = 204
+    notify.send_pending(store, lambda entry: config.receiver.process.notify_on_review)
+    assert notify_state(store, eid) == ("sent", None)
+    assert [h["body"]["event"] for h in hooks.received] == ["entry.owner_refused"] * 2

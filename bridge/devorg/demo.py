@@ -113,6 +113,9 @@ orgs:
         auto_process_fuzzy: false      # fuzzy matches wait for a reviewer
         review_when_no_member: true    # so do people nobody referred
         review_denied_upgrade: true
+    writeback:
+      sales:
+        sites: {{}}                    # a sale's locations as Customer Sites of its Account
 """
 
 

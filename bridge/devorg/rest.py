@@ -32,6 +32,9 @@ log = logging.getLogger("bridge.devorg.rest")
 MIN_VERSION = 20.0
 MAX_COLLECTION = 200
 MAX_COMPOSITE = 25
+MAX_COMPOSITE_HEAVY = 5  # "Up to 5 of these subrequests can be sObject Collections or query
+# operations" (REST API Developer Guide, Composite)
+_HEAVY_SUBREQUEST = re.compile(r"^/services/data/v[\d.]+/(query|queryAll|composite/sobjects)\b")
 _LIMIT_TEXT = (
     f"record limit reached. cannot submit more than {MAX_COLLECTION} records into this call"
 )
@@ -630,12 +633,25 @@ class RestApi:
                 "INVALID_BATCH_REQUEST",
                 f"Composite request cannot contain more than {MAX_COMPOSITE} subrequests",
             )
+        urls = [str(s.get("url")) for s in subs if isinstance(s, dict)]
+        if sum(bool(_HEAVY_SUBREQUEST.match(u)) for u in urls) > MAX_COMPOSITE_HEAVY:
+            raise DmlError.one(
+                "INVALID_BATCH_REQUEST",
+                f"Composite request cannot contain more than {MAX_COMPOSITE_HEAVY} sObject "
+                "Collections or query subrequests",
+            )
         all_or_none = bool(body.get("allOrNone", False))
-        return Reply(200, {"compositeResponse": self.run_composite(ctx, subs, all_or_none)})
+        return Reply(
+            200, {"compositeResponse": self.run_composite(ctx, subs, all_or_none, collections=True)}
+        )
 
-    def run_composite(self, ctx: Ctx, subs: list[Any], all_or_none: bool) -> list[dict[str, Any]]:
+    def run_composite(
+        self, ctx: Ctx, subs: list[Any], all_or_none: bool, *, collections: bool = False
+    ) -> list[dict[str, Any]]:
         """Subrequests in one transaction, later ones referring to earlier results; with
-        allOrNone a failure rolls all back (composite, and each graph of composite/graph)."""
+        allOrNone a failure rolls all back (composite, and each graph of composite/graph).
+        `collections`: sObject Collections subrequests are allowed (composite takes them;
+        a graph's nodes are sObject rows only)."""
         results: list[dict[str, Any]] = []
         refs: dict[str, Any] = {}
         failed = False
@@ -670,7 +686,9 @@ class RestApi:
                     )
                     failed = True
                     continue
-                reply = self._subrequest(ctx, str(sub.get("method", "GET")).upper(), url, sub_body)
+                reply = self._subrequest(
+                    ctx, str(sub.get("method", "GET")).upper(), url, sub_body, collections
+                )
                 results.append(
                     {
                         "body": reply.body,
@@ -690,7 +708,9 @@ class RestApi:
                         results[i] = _halted(r["referenceId"])
         return results
 
-    def _subrequest(self, ctx: Ctx, method: str, url: str, body: Any) -> Reply:
+    def _subrequest(
+        self, ctx: Ctx, method: str, url: str, body: Any, collections: bool = False
+    ) -> Reply:
         path, _, qs = url.partition("?")
         m = _VERSION_RE.match(path)
         if m is None or not MIN_VERSION <= float(m.group(1)) <= float(LATEST_API_VERSION):
@@ -699,7 +719,8 @@ class RestApi:
 
         sub_ctx = Ctx(ctx.server, ctx.user, m.group(1))
         req = Request(method, m.group(2) or "/", dict(parse_qsl(qs)), body, {})
-        if req.path.startswith("/composite"):
+        nested = req.path.startswith("/composite")
+        if nested and not (collections and req.path.startswith("/composite/sobjects")):
             return error_reply(
                 400, "INVALID_BATCH_REQUEST", "composite subrequests cannot be nested"
             )

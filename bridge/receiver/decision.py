@@ -73,6 +73,10 @@ REASONS = {
     "review_denied_upgrade asks a reviewer, who decides whether or not override_denied is on",
     "status_unchanged": "the referral already has the status the rule sets",
     "fields_updated": "referral fields mapped from Salesforce change",
+    "fields_synced": "only referral fields synced from Salesforce changed (two-way field sync)",
+    "engagement_synced": "only the lead phase or the owner changed, following Salesforce's",
+    "phase_refused": "phase change refused",  # + why: not an inbound phase, the phase stays
+    "owner_change_refused": "owner change refused",  # + the future events; reviewers are told
     "no_change": "nothing about the referral would change",
     "review_direct_match": "auto_process_direct is off: a reviewer approves direct matches",
     "review_fuzzy_match": "auto_process_fuzzy is off: a reviewer approves fuzzy matches",
@@ -86,10 +90,16 @@ REASONS = {
 }
 
 
+REFUSALS = ("phase_refused", "owner_change_refused")
+"""A Salesforce change of the sales engagement not taken; the code's argument says why."""
+
+
 def explain(reason: str) -> str:
     """The words for a reason code (``status_rule:2`` and ``member_by:...`` included)."""
     code, _, arg = reason.partition(":")
     text = REASONS.get(code, reason)
+    if arg and code in REFUSALS:
+        return f"{text}: {arg}"
     return (
         text.replace("{n}", arg)
         if arg and code == "status_rule"

@@ -60,7 +60,7 @@ from bridge.vocabulary import (
     SKIPPED,
     STREAMED_OBJECTS,
 )
-from bridge.writeback import fieldsync
+from bridge.writeback import engagement, fieldsync
 
 RULES_ACTOR = "rules"
 
@@ -749,11 +749,20 @@ def _sync_fields(
     target = fieldsync.Target(connection, org)
     pushes, synced = fieldsync.from_salesforce(session, entry, referral, target, actor=actor)
     linked = fieldsync.link_back(session, entry, decision.match, referral, target)
-    if unchanged and synced:
+    engaged = engagement.from_salesforce(session, entry, referral, org, actor=actor)
+    if unchanged and (synced or engaged.changed or engaged.reasons):
         decision.outcome = PROCESSED
-        decision.reasons = [r for r in decision.reasons if r != "no_change"] + ["fields_synced"]
-        entry.outcome, entry.reasons = PROCESSED, list(decision.reasons)
+        decision.reasons = [r for r in decision.reasons if r != "no_change"]
+        decision.reasons += ["fields_synced"] if synced else []
+        decision.reasons += ["engagement_synced"] if engaged.changed and not synced else []
+    if engaged.reasons:
+        decision.reasons = [*decision.reasons, *engaged.reasons]
+    if engaged.reasons or (unchanged and decision.outcome == PROCESSED):
+        entry.outcome, entry.reasons = decision.outcome, list(decision.reasons)
         entry.decision = decision.to_dict()
+    notify_on_review = org.receiver.process.notify_on_review
+    if engaged.notify and notify_on_review is not None:
+        notify.schedule(session, entry, notify_on_review)  # as a review would be
     ids = [p.id for p in pushes] + ([linked.id] if linked else [])
     if ids:
         entry.decision = {**(entry.decision or {}), "pushes": ids}

@@ -16,12 +16,12 @@ from simple_salesforce.exceptions import SalesforceError as SimpleSalesforceErro
 
 from bridge.config import OrgConfig, parse_field_ref
 from bridge.errors import BridgeError, PermanentError, UsageError
-from bridge.salesforce import topics
-from bridge.salesforce.package import PERMISSION_SET, org_fields
+from bridge.salesforce import sitecheck, topics
+from bridge.salesforce.findings import Finding, issue, ok
+from bridge.salesforce.package import PACKAGE_OBJECTS, PERMISSION_SET, org_fields
 from bridge.text import format_table
 from bridge.vocabulary import STREAMED_OBJECTS
-
-Status = Literal["Ok", "Issue"]
+from bridge.writeback import phases
 
 Describe = Mapping[str, Any]
 """An sObject describe result, or the text of the error that prevented it."""
@@ -40,22 +40,6 @@ _NOT_VISIBLE = (
     "not found: the field does not exist, or the integration user cannot see it "
     f"(field-level security; is the {PERMISSION_SET} permission set assigned?)"
 )
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    subject: str
-    status: Status
-    reason: str
-
-
-def ok(check: str, subject: str, reason: str = "") -> Finding:
-    return Finding(check, subject, "Ok", reason)
-
-
-def issue(check: str, subject: str, reason: str) -> Finding:
-    return Finding(check, subject, "Issue", reason)
 
 
 def as_rows(findings: Iterable[Finding]) -> list[dict[str, str]]:
@@ -231,7 +215,10 @@ def object_needs(org: OrgConfig) -> dict[str, set[str]]:
     for activity in ("Task", "Event"):  # activity writeback upserts both
         needs[activity] = {"read", "create", "update"}
     needs["PushTopic"] = {"read", "create", "update"}
-    return needs
+    if org.routing.campaign is not None:  # new Leads join it
+        needs["Campaign"] = {"read"}
+        needs["CampaignMember"] = {"read", "create"}
+    return needs | sitecheck.site_objects(org)
 
 
 # ---- pure comparisons -----------------------------------------------------------------------
@@ -269,6 +256,8 @@ def check_package_fields(describes: Mapping[str, Describe | str]) -> list[Findin
     out: list[Finding] = []
     for pf in org_fields():
         desc = describes.get(pf.sobject)
+        if desc is None and pf.sobject in PACKAGE_OBJECTS:
+            continue  # the multi-site objects: described (and checked) when the config uses them
         if desc is None or isinstance(desc, str):
             out.append(issue("package field", pf.ref, f"{pf.sobject} could not be described"))
             continue
@@ -294,6 +283,15 @@ def check_package_fields(describes: Mapping[str, Describe | str]) -> list[Findin
         elif pf.external_id and not field.get("externalId"):
             out.append(
                 issue("package field", pf.ref, "is not an External ID; redeploy the package")
+            )
+        elif pf.reference_to and pf.reference_to not in (field.get("referenceTo") or []):
+            out.append(
+                issue(
+                    "package field",
+                    pf.ref,
+                    f"looks up {', '.join(field.get('referenceTo') or []) or 'nothing'}, not "
+                    f"{pf.reference_to}; redeploy the package",
+                )
             )
         elif not field.get("updateable"):
             out.append(
@@ -444,6 +442,10 @@ def check_describes(
     findings = check_objects(object_needs(org), describes)
     findings += check_package_fields(describes)
     findings += check_mappings(field_uses(org), describes)
+    findings += sitecheck.check_sites(org, describes)
+    for ref, why in phases.missing_values(org, describes):  # Sellfire's Inspect
+        good = ok("phase picklist", ref, "every phase is a picklist value")
+        findings.append(issue("phase picklist", ref, why) if why else good)
     try:
         desired = topics.desired_topics(org)
     except UsageError as exc:

@@ -32,6 +32,8 @@ class PackageField:
     describe_type: str  # `type` in the sObject describe of an org where it is deployed
     length: int | None = None
     external_id: bool = False
+    unique: bool = False
+    reference_to: str | None = None  # a Lookup's parent object
 
     @property
     def ref(self) -> str:
@@ -51,6 +53,7 @@ def _referral_fields(sobject: str) -> list[PackageField]:
         PackageField(sobject, "Referring_Member_Phone__c", "Phone", "phone"),
         PackageField(sobject, "Referring_Member_URL__c", "Url", "url"),
         PackageField(sobject, "Referring_Member_Code__c", "Text", "string", 100),
+        PackageField(sobject, "Sales_Phase__c", "Picklist", "picklist"),  # phase sync
     ]
 
 
@@ -59,8 +62,30 @@ ACTIVITY_FIELDS = [
 ]
 """Custom fields on Activity; Salesforce shows each one on both Task and Event."""
 
+ORGANIZATION_OBJECT = "SFBridge_Organization__c"
+"""The multi-site sync's organization: one per Account, the sites link to it."""
+
+SITE_OBJECT = "SFBridge_Site__c"
+"""The multi-site sync's site: one per location of a sale, per Account."""
+
+PACKAGE_OBJECTS = (ORGANIZATION_OBJECT, SITE_OBJECT)
+"""The custom objects in force-app; `org check` describes them when the config uses them."""
+
+SITE_FIELDS = [
+    PackageField(ORGANIZATION_OBJECT, "Account__c", "Lookup", "reference", reference_to="Account"),
+    PackageField(ORGANIZATION_OBJECT, "Organization_Key__c", "Text", "string", 100,
+                 external_id=True, unique=True),
+    PackageField(SITE_OBJECT, "Account__c", "Lookup", "reference", reference_to="Account"),
+    PackageField(SITE_OBJECT, "Organization__c", "Lookup", "reference",
+                 reference_to=ORGANIZATION_OBJECT),
+    PackageField(SITE_OBJECT, "Site_Key__c", "Text", "string", 255, external_id=True,
+                 unique=True),
+    PackageField(SITE_OBJECT, "Location__c", "Text", "string", 255),
+]  # fmt: skip
+"""The fields of the multi-site objects (`writeback.sales.sites` defaults to them)."""
+
 PACKAGE_FIELDS: list[PackageField] = (
-    ACTIVITY_FIELDS + _referral_fields("Lead") + _referral_fields("Contact")
+    ACTIVITY_FIELDS + _referral_fields("Lead") + _referral_fields("Contact") + SITE_FIELDS
 )
 """Every custom field in force-app, in the order an admin reads them."""
 

@@ -224,6 +224,10 @@ class Referral(Base):
     meeting_owner: Mapped[str | None] = mapped_column(String(255))
     routed_owner: Mapped[str | None] = mapped_column(String(255))
     closed_by: Mapped[str | None] = mapped_column(String(255))
+    # The sales engagement (bridge.writeback.phases, .ownership): the lead phase (a name of
+    # writeback.sales.phases) and the rep who owns the person, both kept in the field history.
+    phase: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -273,7 +277,7 @@ class FieldChange(Base):
     member_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("members.id"))
     field: Mapped[str] = mapped_column(String(128))  # local name: company, member.email
     source: Mapped[str] = mapped_column(String(16))  # local | salesforce
-    outcome: Mapped[str] = mapped_column(String(16))  # applied | lost
+    outcome: Mapped[str] = mapped_column(String(16))  # applied | lost | refused
     value: Mapped[Any] = mapped_column(JSON, nullable=True)
     previous: Mapped[Any] = mapped_column(JSON, nullable=True)
     entry_id: Mapped[int | None] = mapped_column(ROW_ID, ForeignKey("sales_entries.id"))

@@ -47,7 +47,7 @@ from bridge.vocabulary import (
 )
 from bridge.web import editing, fitcheck
 from bridge.web.extensions import org_config, store, web
-from bridge.writeback import gate
+from bridge.writeback import gate, phases
 
 log = logging.getLogger(__name__)
 
@@ -417,11 +417,27 @@ def _program_org(s: Session, program: Program) -> tuple[OrgConnection, OrgConfig
     return gate.program_target(s, _config(), program.id)
 
 
+def check_phase(org: OrgConfig | None, phase: str | None) -> None:
+    """A phase given to the API must be one of the org's phases (`writeback.sales.phases`)."""
+    if phase is None:
+        return
+    why = (
+        phases.unknown_phase(org, phase)
+        if org is not None
+        else "the referral's program is not connected to a Salesforce org: it has no phases"
+    )
+    if why:
+        raise Unprocessable(why, code="unknown_phase", fields=["phase"])
+
+
 def create_referral(
     s: Session, data: dict[str, Any], *, actor: str
 ) -> tuple[Referral, Push | None]:
     """Save a referral and the pending push that writes it to its program's org (if any)."""
     program = ensure_program(s, data["program"])
+    if data.get("phase") is not None:
+        found = _program_org(s, program)
+        check_phase(found[1] if found else None, data["phase"])
     if data.get("external_id") and s.scalar(
         select(Referral).where(Referral.external_id == data["external_id"])
     ):
@@ -443,6 +459,7 @@ def create_referral(
         phone=data.get("phone"),
         status="pending",
         fields=dict(data.get("fields") or {}),
+        phase=data.get("phase"),
         **{k: data.get(k) for k in ROUTING_ATTRIBUTES},
     )
     s.add(referral)

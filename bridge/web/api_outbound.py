@@ -1,10 +1,11 @@
 """JSON API v1, outbound: the integration's on/off switch per org and direction, a push's
-attempts. Routes of `bridge.web.api`'s blueprint (same tokens, errors and JSON shapes).
+attempts, repushing every push a filter selects. Routes of `bridge.web.api`'s blueprint (same
+tokens, errors and JSON shapes).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from flask import g, jsonify
 from flask.typing import ResponseReturnValue
@@ -14,9 +15,10 @@ from sqlalchemy import select
 from bridge import switches
 from bridge.errors import UsageError
 from bridge.store.models import PushAttempt
-from bridge.web import actions, serialize
+from bridge.vocabulary import PushKind
+from bridge.web import actions, pushlist, serialize
 from bridge.web.api import body, bp, require_scope
-from bridge.web.bodies import _Body
+from bridge.web.bodies import FieldName, _Body
 from bridge.web.extensions import store, web
 
 OrgName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
@@ -29,7 +31,24 @@ class SwitchIn(_Body):
     inbound: bool = False
 
 
-REQUEST_MODELS: dict[str, type[BaseModel]] = {"SwitchIn": SwitchIn}
+class RepushMatchingIn(_Body):
+    """The filter of a bulk repush, as the pushes report's: every failed or skipped push it
+    selects is sent again (at most 500 at a time; `remaining` says how many more match)."""
+
+    org: OrgName | None = None
+    state: Literal["failed", "skipped"] | None = Field(
+        default=None, description="failed or skipped; neither named: both"
+    )
+    error_code: Annotated[str, Field(pattern=r"^[A-Z0-9_]{1,64}$")] | None = None
+    object: FieldName | None = Field(default=None, description="the Salesforce object, e.g. Lead")
+    kind: PushKind | None = None
+    dry_run: bool = Field(default=False, description="say what would be repushed; change nothing")
+
+
+REQUEST_MODELS: dict[str, type[BaseModel]] = {
+    "SwitchIn": SwitchIn,
+    "RepushMatchingIn": RepushMatchingIn,
+}
 
 
 def _switch(name: str, paused: bool) -> ResponseReturnValue:
@@ -67,3 +86,33 @@ def push_attempts(push_id: int) -> ResponseReturnValue:
             select(PushAttempt).where(PushAttempt.push_id == push_id).order_by(PushAttempt.id)
         ).all()
         return jsonify({"data": [serialize.push_attempt(a) for a in rows]})
+
+
+@bp.post("/pushes/repush")
+@require_scope("pushes:write")
+def repush_matching() -> ResponseReturnValue:
+    data = body(RepushMatchingIn)
+    f = pushlist.filters_from(
+        {
+            "org": data.org,
+            "state": data.state,
+            "code": data.error_code,
+            "object": data.object,
+            "kind": data.kind,
+        }
+    )
+    with store().session() as s:
+        pushlist.check(s, f, repush=True)
+        if data.dry_run:
+            done = pushlist.select_matching(s, f)
+        else:
+            done = pushlist.repush_matching(s, f, actor=g.api_actor)
+    out = {
+        "pushes": done.pushes,
+        "count": len(done.pushes),
+        "error_codes": done.error_codes,
+        "remaining": done.remaining,
+        "dry_run": data.dry_run,
+        "note": "" if data.dry_run else actions.enqueue_pushes(done.pushes),
+    }
+    return jsonify(out), 200 if data.dry_run else 202

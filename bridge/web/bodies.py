@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from bridge.vocabulary import (
     EMAIL_MAX_LENGTH,
@@ -28,6 +28,24 @@ from bridge.vocabulary import (
 Scalar = str | int | float | bool | None
 Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=EMAIL_MAX_LENGTH)]
 Short = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is blank: give the location's name or address")
+    return value
+
+
+Location = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_not_blank)]
+"""One of a sale's locations (a site): its name or address."""
+
+Phase = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=64,
+        description="the lead phase: a name of the org's writeback.sales.phases",
+    ),
+]  # fmt: skip
 RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]  # a stored row's id (64-bit)
 RecordId = Annotated[str, Field(pattern=RECORD_ID_PATTERN)]
 FieldName = Annotated[str, Field(pattern=FIELD_NAME_PATTERN)]
@@ -82,6 +100,7 @@ class ReferralIn(_Routed):
     external_id: Short | None = None
     member: MemberRef | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    phase: Phase | None = None
 
 
 class MemberIn(_Body):
@@ -107,6 +126,7 @@ class ReferralPatch(_Routed):
     company: Short | None = None
     phone: Annotated[str, Field(max_length=64)] | None = None
     fields: dict[str, Scalar] = Field(default_factory=dict)
+    phase: Phase | None = None
 
 
 class MemberPatch(_Body):
@@ -240,7 +260,13 @@ class SaleIn(_Body):
     closed_at: datetime
     items: list[SaleItem] = Field(default_factory=list, max_length=200)
     contacts: list[SaleContact] = Field(default_factory=list, max_length=50)
-    locations: list[Short] = Field(default_factory=list, max_length=100)
+    locations: list[Location] = Field(
+        default_factory=list,
+        max_length=100,
+        description="the business's sites: one custom object record each, linked to the "
+        "Account, when the org's writeback.sales.sites is set (the same location again is "
+        "the same site)",
+    )
     fields: dict[str, Scalar] = Field(
         default_factory=dict, description="values for mappings of local sale.<key>"
     )

@@ -22,7 +22,13 @@ from bridge.store.models import (
     ReferralStatusChange,
 )
 from bridge.vocabulary import QUALIFYING, REFERRAL_STATUSES
-from bridge.web.actions import ROUTING_ATTRIBUTES, NotFound, Unprocessable, _config
+from bridge.web.actions import (
+    ROUTING_ATTRIBUTES,
+    NotFound,
+    Unprocessable,
+    _config,
+    check_phase,
+)
 from bridge.web.words import reason_text
 from bridge.writeback import fieldsync, gate
 
@@ -66,6 +72,9 @@ def edit_referral(
     """`data`: the referral columns given, and `fields` merged key by key (null removes);
     the routing attributes (score, touches) are routed again (`edit_routing`)."""
     routed = {k: data[k] for k in ROUTING_ATTRIBUTES if k in data}
+    if "phase" in data:
+        found = targets(s, referral.program_id)
+        check_phase(found[0].config if found else None, data["phase"])
     changes = {k: v for k, v in data.items() if k != "fields" and k not in routed}
     changes.update(dict(data.get("fields") or {}))
     pushes = (

@@ -88,6 +88,8 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "company": _STR_OR_NULL,
             "phone": _STR_OR_NULL,
             "status": {"enum": list(REFERRAL_STATUSES)},
+            "phase": {**_STR_OR_NULL, "description": "the lead phase (writeback.sales.phases)"},
+            "owner": {**_STR_OR_NULL, "description": "the rep who owns the person"},
             "fields": _OBJ,
             "salesforce": {
                 "type": "object",
@@ -273,6 +275,23 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "org": {"type": "string"},
             "outbound": {"type": "string", "enum": ["on", "paused"]},
             "inbound": {"type": "string", "enum": ["on", "paused"]},
+        },
+        "additionalProperties": False,
+    },
+    "PushesRepushed": {
+        "type": "object",
+        "required": ["pushes", "count", "error_codes", "remaining", "dry_run", "note"],
+        "properties": {
+            "pushes": {"type": "array", "items": {"type": "integer"}, "description": "their ids"},
+            "count": {"type": "integer"},
+            "error_codes": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "error code -> how many of them failed with it",
+            },
+            "remaining": {"type": "integer", "description": "more that match, for the next call"},
+            "dry_run": {"type": "boolean"},
+            "note": {"type": "string", "description": "what happened to the send job"},
         },
         "additionalProperties": False,
     },
@@ -581,6 +600,18 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         ],
     ),
     (
+        "/pushes/repush",
+        "post",
+        api_outbound.repush_matching,
+        "Send again every failed or skipped push the filter selects (org, state, error code, "
+        'object, kind), as the pushes report\'s "Repush all matching"; audited push.bulk_repush. '
+        "dry_run: what it would repush (200). An org with no connection is 422 unknown_org",
+        "RepushMatchingIn",
+        202,
+        "PushesRepushed",
+        [],
+    ),
+    (
         "/pushes/{push_id}/repush",
         "post",
         api.repush,
@@ -679,6 +710,11 @@ def document() -> dict[str, Any]:
         }
         for code, desc in {**_ERRORS, **(_BODY_ERRORS if req else {})}.items():
             responses[code] = _error_response(desc)
+        if path == "/pushes/repush":
+            responses["200"] = {
+                "description": "dry_run: what would be repushed, nothing changed",
+                "content": {"application/json": {"schema": _ref(resp)}},
+            }
         if status == 201 and path in ("/activities", "/entries", "/sales", "/demos"):
             responses["200"] = {
                 "description": "the same item was sent before",

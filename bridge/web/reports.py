@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from bridge.store.models import Push, PushAttempt, Referral, SalesEntry
-from bridge.vocabulary import PUSH_STATES
-from bridge.web import actions
+from bridge.vocabulary import PUSH_KINDS, PUSH_STATES, REPUSHABLE
+from bridge.web import actions, fitcheck, pushlist
 from bridge.web.auth import login_required, role_required
 from bridge.web.extensions import store
 from bridge.web.security import local_next, page_of
@@ -32,29 +32,80 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 @bp.get("/pushes")
 @login_required
 def pushes() -> str:
-    state = request.args.get("state", "")
-    kind = request.args.get("kind", "")
+    f = pushlist.filters_from(request.args)
     with store().session() as s:
-        query = select(Push)
-        if state in PUSH_STATES:
-            query = query.where(Push.state == state)
-        if kind:
-            query = query.where(Push.kind == kind)
+        query = pushlist.query(f)
         pg = page_of(s, query, current_app.config["PAGE_SIZE"])
         rows = list(s.scalars(pg.of(query.order_by(Push.id.desc()))))
-        counts = dict(s.execute(select(Push.state, func.count()).group_by(Push.state)).all())
+        # The tab counts follow the other filters.
+        others = pushlist.query({k: v for k, v in f.items() if k != "state"}).subquery()
+        by_state = select(others.c.state, func.count()).group_by(others.c.state)
+        counts: dict[str, int] = {state: n for state, n in s.execute(by_state).all()}
         names = _referral_names(s, {p.referral_id for p in rows if p.referral_id})
+        bulk = f.get("state", "failed") in REPUSHABLE
+        matching = pushlist.select_matching(s, f) if bulk else None
+        options = pushlist.options(s)
     return render_template(
         "pushes.html",
         names=names,
         rows=rows,
-        state=state,
-        kind=kind,
+        f=f,
+        state=f.get("state", ""),
         page=pg.number,
         pages=pg.pages,
         counts=counts,
         states=PUSH_STATES,
+        kinds=PUSH_KINDS,
+        options=options,
+        matching=matching,
+        words=pushlist.in_words,
     )
+
+
+@bp.post("/pushes/repush")
+@role_required("admin")
+def repush_matching() -> Response | str:
+    """Repush every failed or skipped push the filters select: first a confirmation saying how
+    many and with which error codes; nothing changes until it is confirmed."""
+    f = pushlist.filters_from(request.form)
+    back = url_for("reports.pushes", **f)  # type: ignore[arg-type]
+    try:
+        with store().session() as s:
+            pushlist.check(s, f, repush=True)
+            if request.form.get("confirm") != "yes":
+                planned = pushlist.select_matching(s, f)
+                rows = list(s.scalars(pushlist.repushable(f).where(Push.id.in_(planned.pushes))))
+                names = _referral_names(s, {p.referral_id for p in rows if p.referral_id})
+                return render_template(
+                    "pushes_repush_confirm.html",
+                    f=f,
+                    planned=planned,
+                    rows=rows,
+                    names=names,
+                    back=back,
+                    words=pushlist.in_words,
+                )
+            confirmed = [int(i) for i in request.form.getlist("push_id") if i.isdigit()]
+            done = pushlist.repush_matching(s, f, actor=g.user.email, confirmed=confirmed)
+    except actions.ActionError as exc:
+        flash(f"Nothing was repushed: {exc.message}", "error")
+        return redirect(back)
+    note = actions.enqueue_pushes(done.pushes)
+    if done.pushes:
+        flash(
+            f"Repushed {len(done.pushes)} push{'es' if len(done.pushes) != 1 else ''} "
+            f"({pushlist.in_words(done.error_codes)}); {note}.",
+            "success",
+        )
+    else:
+        flash("Nothing was repushed: no push matches any more.", "error")
+    if done.gone:
+        flash(
+            f"Left alone (no longer failed or skipped, or no longer matching): "
+            f"{', '.join(map(str, done.gone))}.",
+            "error",
+        )
+    return redirect(back)
 
 
 @bp.get("/pushes/<int:push_id>")
@@ -90,6 +141,8 @@ def repush(push_id: int) -> Response:
         for key, value in request.form.items()
         if key.startswith("field.") and value != ""
     }
+    if fields:
+        fitcheck.read_rules(push_id=push_id)  # before the transaction, as the API does
     try:
         with store().session() as s:
             actions.repush(s, actions.get_push(s, push_id), actor=g.user.email, fields=fields)

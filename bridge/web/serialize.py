@@ -28,6 +28,8 @@ def referral(r: Referral) -> dict[str, Any]:
         "company": r.company,
         "phone": r.phone,
         "status": r.status,
+        "phase": r.phase,
+        "owner": r.owner,
         "fields": r.fields or {},
         "salesforce": {
             "lead_id": r.sf_lead_id,

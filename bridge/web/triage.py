@@ -57,6 +57,8 @@ PLAIN_REASONS = {
     "own_write": "the bridge's own change",
     "record_deleted": "the record was deleted",
     "rejected": "rejected by a reviewer",
+    "phase_refused": "a phase change Salesforce may not make",
+    "owner_change_refused": "an owner change refused: future events",
 }
 
 #: The config setting behind a reason, for the disclosure.

@@ -51,6 +51,7 @@ ACTION_WORDS = {
     "referral.denied": "denied the referral",
     "member.create": "added the member",
     "push.repush": "sent the push again",
+    "push.bulk_repush": "sent again the pushes a filter selected",
     "activity.create": "saved an activity",
     "login": "signed in",
     "login.failed": "failed to sign in",

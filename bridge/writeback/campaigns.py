@@ -3,7 +3,8 @@
 Only Leads the referral add *created* join (an upsert that inserted), never records updated
 because they existed. Each membership is a push of its own (`field_update` of CampaignMember,
 idempotent per campaign and Lead), saved before it is sent and sent in sObject Collections of
-200, so 1,000 new Leads cost 5 calls. A campaign named by `name` is looked up once per org
+200, so 1,000 new Leads cost 5 calls; a Lead already in the campaign (`already_member`) is a
+sent push with the reason, not a failure. A campaign named by `name` is looked up once per org
 and cached (`CAMPAIGN_CACHE_SECONDS`); `sfbridge org check` verifies it exists and is active.
 """
 
@@ -23,7 +24,7 @@ from bridge.errors import Action, failure_of
 from bridge.routingconfig import Campaign
 from bridge.store import Store
 from bridge.store.models import utcnow
-from bridge.writeback.client import Writer
+from bridge.writeback.client import RecordError, Writer
 from bridge.writeback.pushes import claim, queue_push
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,20 @@ def campaign_id(writer: Writer, org_key: str, campaign: Campaign) -> str | None:
         _cache[key] = cached
     record = cached[1]
     return str(record["Id"]) if record and record.get("IsActive") else None
+
+
+def already_member(sobject: str, error: RecordError) -> str | None:
+    """Why a refused CampaignMember insert still counts as sent: Salesforce answers one for a
+    person already in the campaign with DUPLICATE_VALUE ("Already a campaign member.") — the
+    Lead is where the push wanted it (a retry after a lost answer, or someone added it
+    meanwhile). A custom unique field's duplicate ("duplicate value found: ...") is a failure."""
+    if (
+        sobject != "CampaignMember"
+        or error.code != "DUPLICATE_VALUE"
+        or error.message.lower().startswith("duplicate value found")
+    ):
+        return None
+    return f"already a member of the campaign (Salesforce: {error.code}, {error.message})"
 
 
 def queue_members(

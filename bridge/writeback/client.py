@@ -23,9 +23,13 @@ COLLECTION_LIMIT = 200
 LOOKUP_CHUNK = 100
 """Values per IN list: keeps the query URL well under Salesforce's request size limits."""
 
-COMPOSITE_QUERIES = 5
-"""Queries per composite request: "up to 5 of these subrequests can be sObject Collections or
-query operations" (REST API Developer Guide, Composite); the request counts as one API call."""
+COMPOSITE_HEAVY = 5
+"""Queries or sObject Collections per composite request: "You can have up to 25 subrequests in
+a single call. Up to 5 of these subrequests can be sObject Collections or query operations"
+(REST API Developer Guide, Composite); the whole request counts as one API call."""
+
+CollectionRequest = tuple[str, str, list[dict[str, Any]]]
+"""One sObject Collections request: method, path (composite/sobjects...), records."""
 
 
 def classify_code(code: str) -> ErrorClass:
@@ -65,6 +69,10 @@ class Writer(Protocol):
     def collection(
         self, method: str, path: str, records: list[dict[str, Any]]
     ) -> list[dict[str, Any]]: ...
+
+    def collections(
+        self, requests: list[CollectionRequest]
+    ) -> list[list[dict[str, Any]] | Exception]: ...
 
     def bulk(
         self,
@@ -112,12 +120,12 @@ class OrgWriter:
         return [dict(r) for r in result.get("records", [])]
 
     def queries(self, soqls: list[str]) -> list[list[dict[str, Any]]]:
-        """Several queries, COMPOSITE_QUERIES per composite request (one API call each
+        """Several queries, COMPOSITE_HEAVY per composite request (one API call each
         instead of one per query); each query's records, pages followed."""
         if len(soqls) <= 1:
             return [self.query(q) for q in soqls]
         out: list[list[dict[str, Any]]] = []
-        for part in chunks(soqls, COMPOSITE_QUERIES):
+        for part in chunks(soqls, COMPOSITE_HEAVY):
             out += self.call(lambda part=part: self._composite_queries(part))
         return out
 
@@ -175,6 +183,76 @@ class OrgWriter:
                 code="UNEXPECTED_RESPONSE",
             )
         return [dict(r) for r in result]
+
+    def collections(
+        self, requests: list[CollectionRequest]
+    ) -> list[list[dict[str, Any]] | Exception]:
+        """Up to COMPOSITE_HEAVY sObject Collections requests in ONE composite call (allOrNone
+        false: each subrequest stands alone). Per request: its records' results in order, or
+        the classified error that failed that subrequest as a whole. One request alone is sent
+        as a plain collection call (the same one call, no envelope). The call itself failing
+        (auth, limits, an outage) raises, for every request alike."""
+        if len(requests) > COMPOSITE_HEAVY:
+            raise ValueError(f"{len(requests)} requests: a composite takes {COMPOSITE_HEAVY}")
+        if len(requests) == 1:
+            return [self.collection(*requests[0])]
+        for _method, _path, records in requests:
+            if len(records) > COLLECTION_LIMIT:
+                raise ValueError(
+                    f"{len(records)} records: sObject Collections take {COLLECTION_LIMIT}"
+                )
+        return self.call(lambda: self._composite_collections(requests))
+
+    def _composite_collections(
+        self, requests: list[CollectionRequest]
+    ) -> list[list[dict[str, Any]] | Exception]:
+        client = self._client()
+        body = {
+            "allOrNone": False,
+            "compositeRequest": [
+                {
+                    "method": method,
+                    "url": f"/services/data/v{client.sf_version}/{path}",
+                    "referenceId": f"w{i}",
+                    "body": {"allOrNone": False, "records": records},
+                }
+                for i, (method, path, records) in enumerate(requests)
+            ],
+        }
+        data = json.dumps(body, default=str)
+        result = client.restful("composite", method="POST", data=data)
+        answers = (result or {}).get("compositeResponse") if isinstance(result, dict) else None
+        if not isinstance(answers, list) or len(answers) != len(requests):
+            raise TransientError(
+                f"Salesforce answered composite with {type(result).__name__} for "
+                f"{len(requests)} collection requests",
+                code="UNEXPECTED_RESPONSE",
+            )
+        out: list[list[dict[str, Any]] | Exception] = []
+        for (_method, path, records), answer in zip(requests, answers, strict=True):
+            page = answer.get("body")
+            status = int(answer.get("httpStatusCode") or 500)
+            if status < 400 and isinstance(page, list) and len(page) == len(records):
+                out.append([dict(r) for r in page])
+                continue
+            first = (page or [{}])[0] if isinstance(page, list) else {}
+            if status < 400:  # a short or odd answer: no push may be left unsaved
+                out.append(
+                    TransientError(
+                        f"Salesforce answered {path} with {type(page).__name__} for "
+                        f"{len(records)} records",
+                        code="UNEXPECTED_RESPONSE",
+                    )
+                )
+                continue
+            out.append(
+                make_error(
+                    str(first.get("errorCode") or "UNKNOWN_EXCEPTION"),
+                    str(first.get("message") or f"{path} failed with {status}"),
+                    status=status,
+                )
+            )
+        return out
 
     def bulk(
         self,

@@ -4,7 +4,8 @@
 transaction, so the event is stored before anything is sent. The client's id makes it
 idempotent per org: the same id with the same body is the saved event again (`created` False),
 the same id with another body is refused (`EventConflict`), since an event's meaning cannot
-change under its id — a rescheduled demo is a new event.
+change under its id — a rescheduled demo is a new event. An event naming its rep (`owner`)
+makes that rep the person's owner (`Referral.owner`, in the field history).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge.errors import UsageError
-from bridge.store.models import Demo, OrgConnection, Push, Referral, Sale
+from bridge.store.models import Demo, FieldChange, OrgConnection, Push, Referral, Sale, utcnow
 from bridge.vocabulary import SalesKind
 from bridge.writeback.pushes import payload_digest, queue_push
 
@@ -86,6 +87,21 @@ def record(
         referral_id=referral.id,
     )
     event.push_id = push.id
+    rep = body.get("owner")
+    if rep and rep != referral.owner:  # the rep of the demo or sale owns the person now
+        session.add(
+            FieldChange(
+                referral_id=referral.id,
+                field="owner",
+                source="local",
+                outcome="applied",
+                value=rep,
+                previous=referral.owner,
+                actor=f"{kind}:{client_id}",
+                at=utcnow(),
+            )  # fmt: skip
+        )
+        referral.owner = rep
     session.flush()
     return event, push, True
 

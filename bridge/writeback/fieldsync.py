@@ -44,7 +44,7 @@ from bridge.store.models import (
 )
 from bridge.streaming.events import parse_sf_datetime
 from bridge.vocabulary import READ_SYNC_RULES
-from bridge.writeback import sync
+from bridge.writeback import engagement, phases, sync
 from bridge.writeback.field_updates import queue_field_update
 from bridge.writeback.mapping import is_blank
 from bridge.writeback.referrals import (
@@ -56,7 +56,7 @@ from bridge.writeback.referrals import (
     referral_values,
 )
 
-REFERRAL_COLUMNS = ("first_name", "last_name", "email", "company", "phone")
+REFERRAL_COLUMNS = ("first_name", "last_name", "email", "company", "phone", "phase")
 """Referral attributes a sync or an edit may set (other local names live in `fields`)."""
 
 MEMBER_ATTRIBUTES = ("name", "email", "phone", "url", "external_id", "referral_code")
@@ -327,6 +327,7 @@ def to_salesforce(
                 continue
             current = last_seen(session, target.connection.id, sobject, record_id)
             writes = sync.outbound(changed, current, mappings_for(target.config, sobject))
+            writes |= phases.outbound(target.config, sobject, changed)
             if writes:
                 pushes.append(
                     queue_field_update(
@@ -359,6 +360,11 @@ def edit_referral(
         _history(
             session, referral, name, source="local", outcome="applied", value=value,
             previous=before.get(name), actor=actor,
+        )  # fmt: skip
+    if phases.PHASE in changed and targets:
+        engagement.end_cycle(
+            session, referral, targets[0].config, before.get(phases.PHASE), actor=actor,
+            source="local",
         )  # fmt: skip
     pushes = to_salesforce(session, referral, changed, targets) if changed else []
     audit.record(

@@ -41,6 +41,7 @@ from bridge.locks import once_per
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, utcnow
 from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks
+from bridge.writeback.known import KnownRecords
 from bridge.writeback.pushes import claim, hold, mark_error, record_attempt
 from bridge.writeback.sender import SendReport, send
 
@@ -259,7 +260,8 @@ def _send_claimed(ctx: context.WorkerContext, by_org: dict[int | None, list[int]
                 raise
             _save_error(store, ids, failure, total)
             continue
-        report = send(store, writer, ctx.config.orgs[connection.name], ids)
+        known = KnownRecords(ctx.redis, connection.id)
+        report = send(store, writer, ctx.config.orgs[connection.name], ids, known=known)
         for name in STATES:
             getattr(total, name).extend(getattr(report, name))
     return total

@@ -34,6 +34,8 @@ class Write:
     external_id_field: str | None = None
     local_updates: dict[str, Any] = field(default_factory=dict)
     link_account: bool = False  # a referral's Contact without an account
+    who: tuple[str, str] | None = None  # (email, WhoId) an activity's lookup resolved
+    who_known: bool = False  # the WhoId came from the known records, not a lookup
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Outcome:
     fields: dict[str, Any] | None = None  # what was sent, saved on the push payload
     created: bool = False  # Salesforce created the record (an upsert that inserted)
     via: str = "collections"  # or "bulk": how it was sent, kept on the attempt
+    note: str | None = None  # why it counts as sent though Salesforce wrote nothing
 
 
 @dataclass
@@ -67,6 +70,8 @@ class Item:
     referral_who: str | None = None  # the referral's Contact or Lead, for activities
     org_connection_id: int | None = None
     add: ReferralAdd | None = None  # the referral's program's settings (default: the org's)
+    known_who: str | None = None  # the WhoId the known records give the activity's email
+    use_known: bool = True  # False once a known id proved stale: look the person up
 
 
 def plan_referrals(
@@ -163,7 +168,7 @@ def plan_activities(
                 )
             )  # fmt: skip
             continue
-        email = item.payload.get("email") or item.payload.get("who_email")
+        email = activity_email(item)
         if "fields" in item.payload:
             sobject, fields = item.sobject, dict(item.payload["fields"])
         else:  # saved with the activity itself as payload: build the Task/Event now
@@ -176,26 +181,43 @@ def plan_activities(
                 continue
         planned.append((item, sobject, fields, email))
 
-    resolve = org_config.writeback.activities.lead_resolution == "email"
-    wanted = [email for item, _s, _f, email in planned if item.payload.get("resolve_who", resolve)]
+    wanted = [
+        email
+        for item, _s, fields, email in planned
+        if resolves_who(item, org_config) and "WhoId" not in fields and not item.known_who
+    ]
     whos = activities.resolve_whos(writer, wanted) if any(wanted) else {}
     for item, sobject, fields, email in planned:
         key = salesforce_email(email)
+        write = Write(
+            item.push_id,
+            sobject,
+            "upsert",
+            fields,
+            external_id_field=item.external_id_field or activities.ACTIVITY_ID_FIELD,
+        )
         if "WhoId" not in fields:
-            if item.payload.get("resolve_who", resolve) and key and key in whos:
+            if resolves_who(item, org_config) and item.known_who:
+                fields["WhoId"] = item.known_who
+                write.who_known = True
+            elif resolves_who(item, org_config) and key and key in whos:
                 fields["WhoId"] = whos[key]
+                write.who = (key, whos[key])
             elif item.referral_who:
                 fields["WhoId"] = item.referral_who
-        writes.append(
-            Write(
-                item.push_id,
-                sobject,
-                "upsert",
-                fields,
-                external_id_field=item.external_id_field or activities.ACTIVITY_ID_FIELD,
-            )
-        )
+        writes.append(write)
     return writes, early
+
+
+def activity_email(item: Item) -> str | None:
+    """The email an activity's person is found by."""
+    return item.payload.get("email") or item.payload.get("who_email")
+
+
+def resolves_who(item: Item, org_config: OrgConfig) -> bool:
+    """Whether the activity's WhoId is found by its email (`lead_resolution: email`)."""
+    resolve = org_config.writeback.activities.lead_resolution == "email"
+    return bool(item.payload.get("resolve_who", resolve))
 
 
 def plan_field_updates(

@@ -232,6 +232,10 @@ def repush(
         push.payload = payload
     push.state = "pending"
     push.attempts = 0
+    # The last sender's claim ended with its send: free the push for the next drain now, not
+    # when that claim would have expired.
+    push.claim_token = None
+    push.claimed_until = None
     _clear_error(push)
     audit.record(
         session,

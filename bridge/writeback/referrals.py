@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from bridge.config import OrgConfig, ReferralAdd, referral_add_for
 from bridge.store.models import Member, OrgConnection, Program, Push, Referral
 from bridge.vocabulary import SyncMode
+from bridge.writeback import phases
 from bridge.writeback.client import LOOKUP_CHUNK, Writer, chunks
 from bridge.writeback.mapping import is_blank, plan_fields, salesforce_email, sync_action
 from bridge.writeback.pushes import queue_push
@@ -75,11 +76,14 @@ REFERRAL_ATTRIBUTES = (
 TOUCHES = ("meeting_owner", "routed_owner", "closed_by")
 """The reps who touched the conversation, by role: what the Lead owner priority reads."""
 
+ENGAGEMENT = ("phase", "owner")
+"""The sales engagement: the lead phase and the owner rep (bridge.writeback.engagement)."""
+
 
 def referral_values(referral: Referral) -> dict[str, Any]:
     """The referral's local values by name: its columns plus its `fields` (columns win)."""
     values: dict[str, Any] = dict(referral.fields or {})
-    for name in REFERRAL_ATTRIBUTES + TOUCHES:
+    for name in REFERRAL_ATTRIBUTES + TOUCHES + ENGAGEMENT:
         values[name] = getattr(referral, name)
     return values
 
@@ -147,7 +151,7 @@ def referral_record(
         source=program.name if program else None,
         add=add,
         sobject=add.create_as,
-    )
+    ) | phases.outbound(org_config, add.create_as, {phases.PHASE: referral.phase})
     return add.create_as, record
 
 
@@ -249,7 +253,7 @@ def parse_sf_datetime(value: Any) -> datetime | None:
     return None
 
 
-def _pick_existing(
+def pick_existing(
     public_id: str | None, candidates: Sequence[Mapping[str, Any]], create_as: str
 ) -> dict[str, Any] | None:
     if not candidates:
@@ -285,7 +289,7 @@ def decide(
             )  # fmt: skip
         candidates = leads
     public_id = referral.get("public_id")
-    existing = _pick_existing(public_id, candidates, add.create_as)
+    existing = pick_existing(public_id, candidates, add.create_as)
     sobject = str(existing["_type"]) if existing else add.create_as
     sync = org_config.writeback.objects.get(sobject)  # type: ignore[call-overload]
     mode: SyncMode = sync.sync_mode if sync else "create_update"

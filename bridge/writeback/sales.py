@@ -14,7 +14,9 @@ object and one sObject Collections request per 200 writes:
 4. opportunity (sales, and demos with `opportunity_at_demo`): the referral's Opportunity (the
    current cycle's), else the Account's one open Opportunity, else a new one; a sale moves it
    to `won_stage`, a demo sets its CloseDate; contact roles for the people not on it yet;
-5. line items (sales): one OpportunityLineItem per item.
+5. line items (sales): one OpportunityLineItem per item;
+6. sites (sales with locations, `writeback.sales.sites`): the Account's organization and one
+   site per location, upserted by their keys (`sales_sites`).
 
 What each step decided, and the candidates it saw, is saved on the push (`payload.result`)
 after every step, so the report explains it and a resend continues where a crash stopped.
@@ -33,7 +35,16 @@ from bridge.config import OrgConfig
 from bridge.matchkeys import company_key
 from bridge.store import Store
 from bridge.store.models import Push, Referral
-from bridge.writeback import cascade, events, lead_convert, sales_items, sales_lookups, users
+from bridge.writeback import (
+    cascade,
+    engagement,
+    events,
+    lead_convert,
+    sales_items,
+    sales_lookups,
+    sales_sites,
+    users,
+)
 from bridge.writeback.client import RecordError, Writer, record_error
 from bridge.writeback.planning import Item, Outcome, failure_outcome
 from bridge.writeback.referrals import referral_values
@@ -65,6 +76,7 @@ def _run(store: Store, writer: Writer, cfg: OrgConfig, batch: list[Event]) -> li
         _opportunities,
         _contact_roles,
         sales_items.line_items,
+        sales_sites.write_sites,
     )
     for step in steps:
         live = [e for e in batch if e.live()]
@@ -118,6 +130,9 @@ def _load(store: Store, items: list[Item]) -> list[Event]:
                 if item.kind == "demo" and row.body.get("state") == "cancelled":
                     event.skipped = "demo_cancelled"
             out.append(event)
+        ended = engagement.earlier_cycles(session, [e.referral_id for e in out if e.referral_id])
+        for event in out:
+            event.person["ended_opportunities"] = sorted(ended.get(event.referral_id, ()))
     return out
 
 
@@ -392,7 +407,8 @@ def _opportunities(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
     writes: list[tuple[Event, SharedWrite]] = []
     for event in todo:
         current = event.person.get("sf_opportunity_id")
-        found = open_by_account.get(str(event.account_id), [])
+        ended = event.person.get("ended_opportunities") or []  # earlier sales cycles'
+        found = [o for o in open_by_account.get(str(event.account_id), []) if o not in ended]
         if current:
             record_id, why = current, "the referral's opportunity (this sales cycle's)"
         elif len(found) == 1:
@@ -404,6 +420,8 @@ def _opportunities(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
                 if found
                 else "no open opportunity of this cycle"
             )
+            if ended:
+                why += " (a new sales cycle: the phase rested or retired the last one)"
         date = event.at[:10]
         if event.kind == "sale":
             fields: dict[str, Any] = {"StageName": sales.won_stage, "CloseDate": date}

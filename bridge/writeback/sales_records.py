@@ -4,7 +4,7 @@ record writes shared by several pushes (one Account create for the sales of one 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.config import OrgConfig
@@ -72,6 +72,7 @@ class SharedWrite:
     record_id: str | None = None
     saved_id: str | None = None
     ok: bool = False
+    created: bool = False  # an upsert that inserted (a create always does)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,12 +81,15 @@ def write(
     sobject: str,
     writes: list[SharedWrite],
     static: Mapping[str, Any] | None = None,
+    *,
+    upsert_by: str | None = None,
 ) -> None:
     """Create (no record_id) or update the records, 200 per request; a failed record fails
     every push that shares it, with Salesforce's error. `static` (the object's
-    `writeback.static` values) goes under what each write carries."""
-    for op in ("create", "update"):
-        group = [w for w in writes if (w.record_id is None) == (op == "create")]
+    `writeback.static` values) goes under what each write carries. With `upsert_by` (an
+    external id field every write carries) the records are upserted by it instead."""
+    for op in ("upsert",) if upsert_by else ("create", "update"):
+        group = [w for w in writes if op == "upsert" or (w.record_id is None) == (op == "create")]
         for part in chunks(group, COLLECTION_LIMIT):
             records = [
                 {"attributes": {"type": sobject}, **(static or {}), **w.fields} for w in part
@@ -94,16 +98,19 @@ def write(
                 if w.record_id:
                     record["Id"] = w.record_id
             method = "POST" if op == "create" else "PATCH"
+            path = "composite/sobjects" + (f"/{sobject}/{upsert_by}" if upsert_by else "")
             try:
-                results = writer.collection(method, "composite/sobjects", records)
+                results = writer.collection(method, path, records)
             except Exception as exc:
                 for w in part:
                     for event in w.events:
-                        event.fail(failure_outcome(event.item.push_id, exc, fields=w.fields))
+                        outcome = failure_outcome(event.item.push_id, exc, fields=w.fields)
+                        event.fail(replace(outcome, sobject=sobject))
                 continue
             for w, result in zip(part, results, strict=True):
                 if result.get("success"):
                     w.ok, w.saved_id = True, str(result.get("id") or w.record_id)
+                    w.created = op == "create" or bool(result.get("created"))
                     continue
                 err = record_error(result)
                 for event in w.events:

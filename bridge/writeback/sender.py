@@ -1,5 +1,6 @@
-"""Send pending pushes in bulk: lookups batched with IN, writes in sObject Collections of ≤ 200
-(allOrNone false), each record's result saved on its own push.
+"""Send pending pushes in bulk: lookups batched with IN (none for an activity whose person the
+known records name), writes in sObject Collections of ≤ 200 (allOrNone false) packed five to
+a composite call (`writes`), each record's result saved on its own push.
 
 `send(store, writer, org_config, push_ids)` is idempotent: it re-reads the pushes and sends
 only those still pending, counting the attempt (committed) before any call. Results are saved
@@ -24,15 +25,19 @@ from bridge.errors import Action, failure_of
 from bridge.store import Store
 from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
 from bridge.vocabulary import SALES_KINDS
-from bridge.writeback import accounts, campaigns, lead_owners, referrals, sales, users
-from bridge.writeback.client import (
-    COLLECTION_LIMIT,
-    Writer,
-    chunks,
-    record_error,
-)
+from bridge.writeback import accounts, campaigns, lead_owners, phases, referrals, sales, users
+from bridge.writeback.client import Writer
+from bridge.writeback.known import STALE_CODES, KnownRecords, who_prefix_object
 from bridge.writeback.mapping import salesforce_email
-from bridge.writeback.planning import PLANNERS, Item, Outcome, Write, failure_outcome
+from bridge.writeback.planning import (
+    PLANNERS,
+    Item,
+    Outcome,
+    Write,
+    activity_email,
+    failure_outcome,
+    resolves_who,
+)
 from bridge.writeback.pushes import (
     mark_error,
     mark_sent,
@@ -41,6 +46,7 @@ from bridge.writeback.pushes import (
     queue_push,
     record_attempt,
 )
+from bridge.writeback.writes import execute
 
 ACTOR = "writeback"
 log = logging.getLogger(__name__)
@@ -74,9 +80,12 @@ def send(
     push_ids: Sequence[int],
     *,
     now: datetime | None = None,
+    known: KnownRecords | None = None,
 ) -> SendReport:
-    """Send the pending pushes among `push_ids` (all of one org) and save every result."""
+    """Send the pending pushes among `push_ids` (all of one org) and save every result;
+    `known`: the org's known records (default none: every person is looked up)."""
     now = now or datetime.now(UTC)
+    known = known or KnownRecords(None, None)
     report = SendReport()
     items = _claim(store, org_config, push_ids)
     if not items:
@@ -96,12 +105,12 @@ def send(
         # Referrals sharing an email go one per round: the second sees the record the first
         # made and follows on_existing_email, instead of both creating the same person.
         todo, later = _one_per_email(todo)
-        _send_round(store, writer, org_config, todo, by_id, now, report)
-        todo = later
+        stale = _send_round(store, writer, org_config, todo, by_id, now, report, known)
+        todo = stale + later
     members = campaigns.queue_members(store, writer, org_config, items[0].org_connection_id,
                                       report.new_leads)  # fmt: skip
     if members:  # new Leads join the routing campaign: CampaignMember pushes, sent now
-        joined = send(store, writer, org_config, members, now=now)
+        joined = send(store, writer, org_config, members, now=now, known=known)
         report.sent += joined.sent
         report.failed += joined.failed
         report.retry += joined.retry
@@ -136,7 +145,11 @@ def _send_round(
     by_id: dict[int, Item],
     now: datetime,
     report: SendReport,
-) -> None:
+    known: KnownRecords,
+) -> list[Item]:
+    """Plan and write one round; returns the items whose known WhoId proved stale, to be
+    sent again with a lookup."""
+    _known_whos(known, org_config, items)
     writes: list[Write] = []
     early: list[Outcome] = []
     by_kind: dict[str, list[Item]] = defaultdict(list)
@@ -173,8 +186,55 @@ def _send_round(
     if sync is not None:
         linking = [w for w in writes if w.link_account]
         _link_accounts(store, writer, sync, linking, by_id, now, org_config)
-    for outcomes in _execute(writer, writes, org_config.writeback.bulk_threshold):
+    by_push = {w.push_id: w for w in writes}
+    stale: list[Item] = []
+    for outcomes in execute(writer, writes, org_config.writeback.bulk_threshold):
+        retry = [o for o in outcomes if _stale_who(by_push[o.push_id], o)]
+        if retry:
+            known.forget(str(by_push[o.push_id].fields.get("WhoId")) for o in retry)
+            for o in retry:
+                by_id[o.push_id].known_who, by_id[o.push_id].use_known = None, False
+                stale.append(by_id[o.push_id])
+            outcomes = [o for o in outcomes if o not in retry]
         _save(store, outcomes, now, report)
+        _learn(known, outcomes, by_push, by_id)
+    return stale
+
+
+def _known_whos(known: KnownRecords, org_config: OrgConfig, items: list[Item]) -> None:
+    """Give each activity whose person is found by email the WhoId the index knows for it."""
+    wanted = [
+        i for i in items if i.kind == "activity" and i.use_known and resolves_who(i, org_config)
+    ]
+    whos = known.whos([activity_email(i) for i in wanted]) if wanted else {}
+    for item in wanted:
+        hit = whos.get(salesforce_email(activity_email(item)) or "")
+        item.known_who = hit.id if hit else None
+
+
+def _stale_who(write: Write, outcome: Outcome) -> bool:
+    """A write to a known WhoId that Salesforce refused because the record is gone."""
+    code = outcome.error.code if outcome.error else None
+    return write.who_known and outcome.state == "failed" and code in STALE_CODES
+
+
+def _learn(
+    known: KnownRecords, outcomes: list[Outcome], by_push: dict[int, Write], by_id: dict[int, Item]
+) -> None:
+    """What the sent pushes taught: the Lead/Contact a referral was written to, the WhoId a
+    lookup found for an activity's email."""
+    written: list[tuple[str | None, str, str]] = []
+    looked_up: list[tuple[str | None, str, str]] = []
+    for o in outcomes:
+        if o.state != "sent" or not o.sf_id:
+            continue
+        item, write = by_id[o.push_id], by_push[o.push_id]
+        if item.kind == "referral" and o.sobject in ("Lead", "Contact"):
+            written.append(((item.referral or {}).get("email"), o.sobject, o.sf_id))
+        elif write.who is not None and (sobject := who_prefix_object(write.who[1])):
+            looked_up.append((write.who[0], sobject, write.who[1]))
+    known.learn(written)
+    known.learn(looked_up, lookup=True)
 
 
 def _link_accounts(
@@ -251,7 +311,7 @@ def _link_accounts(
                     _apply_static(account_writes[-1], sync_config)
                     creating[push.id] = domain
     account_report = SendReport()
-    for outcomes in _execute(writer, account_writes):
+    for outcomes in execute(writer, account_writes):
         _save(store, outcomes, now, account_report)
         for outcome in outcomes:
             if outcome.state == "sent" and outcome.push_id in creating:
@@ -334,94 +394,7 @@ def _load_referral(session: Session, push: Push, item: Item, org_config: OrgConf
         source=program.name if program else None,
         add=add,
         sobject=add.create_as,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Bulk execution
-# --------------------------------------------------------------------------------------------
-
-
-def _request(write_group: list[Write]) -> tuple[str, str, list[dict[str, Any]]]:
-    first = write_group[0]
-    records = []
-    for w in write_group:
-        record: dict[str, Any] = {"attributes": {"type": w.sobject}, **w.fields}
-        if w.op == "update":
-            # Field names are case-insensitive in Salesforce; the docs' examples write "id".
-            record["Id"] = w.record_id
-        records.append(record)
-    if first.op == "upsert":
-        return "PATCH", f"composite/sobjects/{first.sobject}/{first.external_id_field}", records
-    if first.op == "update":
-        return "PATCH", "composite/sobjects", records
-    return "POST", "composite/sobjects", records
-
-
-def _execute(writer: Writer, writes: list[Write], bulk_threshold: int | None = None) -> Any:
-    """Yield the outcomes of each request (grouped by object, operation, key): sObject
-    Collections of 200, or one Bulk API 2.0 write for a group larger than `bulk_threshold`."""
-    groups: dict[tuple[str, str, str | None], list[Write]] = defaultdict(list)
-    for w in writes:
-        groups[(w.sobject, w.op, w.external_id_field)].append(w)
-    for group in groups.values():
-        if bulk_threshold is not None and len(group) > bulk_threshold:
-            yield _bulk(writer, group)
-            continue
-        for part in chunks(group, COLLECTION_LIMIT):
-            method, path, records = _request(part)
-            try:
-                results = writer.collection(method, path, records)
-            except Exception as exc:
-                yield [failure_outcome(w.push_id, exc, fields=w.fields) for w in part]
-                continue
-            yield [
-                _outcome(w, result, "collections") for w, result in zip(part, results, strict=True)
-            ]
-
-
-BULK_OPERATIONS = {"create": "insert", "update": "update", "upsert": "upsert"}
-
-
-def _bulk(writer: Writer, group: list[Write]) -> list[Outcome]:
-    """One group through Bulk API 2.0: each row's result lands on its push as a collection
-    record's would (the same result shape, the same error classes)."""
-    first = group[0]
-    records = [{**w.fields, **({"Id": w.record_id} if w.op == "update" else {})} for w in group]
-    try:
-        results = writer.bulk(
-            first.sobject,
-            BULK_OPERATIONS[first.op],
-            records,
-            external_id_field=first.external_id_field,
-        )
-    except Exception as exc:
-        return [failure_outcome(w.push_id, exc, fields=w.fields) for w in group]
-    return [_outcome(w, result, "bulk") for w, result in zip(group, results, strict=True)]
-
-
-def _outcome(w: Write, result: dict[str, Any], via: str) -> Outcome:
-    if result.get("success"):
-        return Outcome(
-            w.push_id,
-            "sent",
-            sf_id=result.get("id") or w.record_id,
-            sobject=w.sobject,
-            local_updates=w.local_updates,
-            fields=w.fields,
-            via=via,
-            created=w.op == "create" or bool(result.get("created")),
-        )
-    err = record_error(result)
-    return Outcome(
-        w.push_id,
-        "failed",
-        sobject=w.sobject,
-        error=err,
-        error_class=err.error_class,
-        fields=w.fields,
-        via=via,
-    )
+    ) | phases.outbound(org_config, add.create_as, {phases.PHASE: referral.phase})
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,6 +418,8 @@ def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendRepo
                 push.sobject_type = outcome.sobject
             if outcome.state == "sent":
                 mark_sent(push, outcome.sf_id, now)
+                if outcome.note:
+                    push.payload = {**(push.payload or {}), "note": outcome.note}
                 _after_sent(session, push, outcome)
                 if outcome.created and push.kind == "referral" and push.sobject_type == "Lead":
                     report.new_leads.append(str(outcome.sf_id))

@@ -313,6 +313,55 @@ def test_collections_all_or_none(clean_devorg: DevOrg) -> None:
     assert _errors(err.value)[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
 
 
+def test_composite_takes_five_collection_or_query_subrequests_as_one_call(
+    clean_devorg: DevOrg,
+) -> None:
+    sf = clean_devorg.sf()
+    v = "/services/data/v63.0"
+
+    def calls() -> int:
+        stats = clean_devorg.control("stats", method="GET")
+        return int(stats["api_calls"]["total"])
+
+    before = calls()
+    answers = sf.restful("composite", method="POST", json={"allOrNone": False, "compositeRequest": [
+        {"method": "POST", "url": f"{v}/composite/sobjects", "referenceId": "leads",
+         "body": {"allOrNone": False, "records": [
+             {"attributes": {"type": "Lead"}, "LastName": "One", "Company": "C"},
+             {"attributes": {"type": "Lead"}, "Company": "no last name"}]}},
+        {"method": "PATCH", "url": f"{v}/composite/sobjects/Lead/Referral_ID__c",
+         "referenceId": "upserts", "body": {"allOrNone": False, "records": [
+             {"attributes": {"type": "Lead"}, "Referral_ID__c": "ref-1", "LastName": "Two",
+              "Company": "C"}]}},
+        {"method": "GET", "url": f"{v}/query?q=SELECT+Id+FROM+Lead", "referenceId": "q"},
+    ]})["compositeResponse"]  # fmt: skip
+    assert calls() - before == 1  # the composite is one call, whatever it holds
+    created, upserted, query = answers
+    assert created["httpStatusCode"] == 200 and created["referenceId"] == "leads"
+    ok, missing = created["body"]
+    assert ok["success"] and ok["id"].startswith("00Q")
+    assert not missing["success"] and missing["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    assert upserted["body"][0]["created"] is True
+    assert query["body"]["totalSize"] == 2
+
+    six = [{"method": "GET", "url": f"{v}/query?q=SELECT+Id+FROM+Lead", "referenceId": f"q{n}"}
+           for n in range(6)]  # fmt: skip
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.restful("composite", method="POST", json={"compositeRequest": six})
+    assert "INVALID_BATCH_REQUEST" in str(refused.value)
+    # Composite Batch still takes no collection subrequests
+    batch = sf.restful(
+        "composite/batch",
+        method="POST",
+        json={
+            "batchRequests": [
+                {"method": "POST", "url": "v63.0/composite/sobjects", "richInput": {"records": []}}
+            ]
+        },
+    )
+    assert batch["results"][0]["statusCode"] == 400  # fmt: skip
+
+
 def test_composite_references_and_rollback(clean_devorg: DevOrg) -> None:
     sf = clean_devorg.sf()
     v = "/services/data/v63.0"

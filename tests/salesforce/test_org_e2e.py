@@ -178,5 +178,39 @@ def test_check_reports_the_user_mapping_and_the_routing_campaign(
     clean_devorg.sf("sales").Campaign.create({"Name": "Not there", "IsActive": True})
     del data["orgs"]["acme"]["users"]["ghost"]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    # a user mapping streams OwnerId too (ownership sync): the Lead and Contact topics change
+    assert run(cli_env, "org", "topics", "acme", "--apply").returncode == 0
     done = run(cli_env, "org", "check", "acme")
     assert done.returncode == 0, done.stdout
+
+
+def test_check_reports_a_phase_the_picklist_lacks(
+    clean_devorg: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Sellfire's Inspect: every mapped phase must be a value of the package's picklist."""
+    assert run(cli_env, "org", "topics", "acme", "--apply").returncode == 0
+    data = yaml.safe_load(Path(cli_env["SFBRIDGE_CONFIG"]).read_text())
+    names = {"ColdCallCold": "ColdCallCold", "Resting": "Resting", "Dormant": "Sleeping"}
+    data["orgs"]["acme"]["writeback"]["sales"] = {
+        "phases": {"names": names, "inbound": ["ColdCallCold"], "end_cycle": ["Resting"]}
+    }
+    path = tmp_path / "phases.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cli_env["SFBRIDGE_CONFIG"] = str(path)
+    # the phase picklist is streamed: the Lead and Contact topics select it
+    assert run(cli_env, "org", "topics", "acme", "--apply").returncode == 0
+
+    done = run(cli_env, "org", "check", "acme")
+    assert done.returncode == 1, done.stderr
+    found = [line for line in done.stdout.splitlines() if line.startswith("phase picklist")]
+    assert len(found) == 2, done.stdout
+    for line in found:
+        assert "Issue" in line and "the picklist lacks phase value(s): Sleeping" in line
+
+    del names["Dormant"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = run(cli_env, "org", "check", "acme")
+    assert done.returncode == 0, done.stdout
+    lines = [line for line in done.stdout.splitlines() if line.startswith("phase picklist")]
+    assert [line.split()[2] for line in lines] == ["Lead.Sales_Phase__c", "Contact.Sales_Phase__c"]
+    assert all("  Ok  " in line and "every phase is a picklist value" in line for line in lines)

@@ -8,9 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from lxml import etree
 
-from bridge.salesforce import package
+from bridge.config import OrgConfig, check_config_text
+from bridge.salesforce import check, package
 from tests.metadata_schema import (
     METADATA_FORMAT_TYPES,
     METADATA_NS,
@@ -48,8 +50,9 @@ def test_every_file_validates_against_the_metadata_schema(path: Path) -> None:
 
 
 def test_package_has_the_expected_files() -> None:
-    # 1 activity field + 11 on Lead + 11 on Contact + the permission set
-    assert len(XML_FILES) == 24
+    # 1 activity field + 12 on Lead + 12 on Contact + the two multi-site objects with their
+    # 2 + 4 fields + the permission set
+    assert len(XML_FILES) == 34
 
 
 def _copy(path: Path, tmp_path: Path) -> Path:
@@ -111,8 +114,11 @@ def test_package_module_matches_force_app() -> None:
         f.ref: {
             "type": f.metadata_type,
             "length": str(f.length) if f.length else None,
-            "externalId": "true" if f.external_id else "false",
-            "unique": "false" if f.metadata_type == "Text" else None,
+            "externalId": None
+            if f.metadata_type == "Lookup"
+            else ("true" if f.external_id else "false"),
+            "unique": ("true" if f.unique else "false") if f.metadata_type == "Text" else None,
+            "referenceTo": f.reference_to,
         }
         for f in package.PACKAGE_FIELDS
     }
@@ -122,7 +128,10 @@ def test_package_module_matches_force_app() -> None:
 def test_activity_id_field_is_an_external_id() -> None:
     fields = package_fields(FORCE_APP)
     spec = fields[f"Activity.{package.ACTIVITY_ID_FIELD}"]
-    assert spec == {"type": "Text", "length": "100", "externalId": "true", "unique": "false"}
+    assert spec == {
+        "type": "Text", "length": "100", "externalId": "true", "unique": "false",
+        "referenceTo": None,
+    }  # fmt: skip
 
 
 def test_permission_set_grants_exactly_the_package_fields() -> None:
@@ -164,37 +173,95 @@ def _permission_set() -> etree._Element:
     return etree.parse(str(PERMISSION_SET)).getroot()
 
 
-def test_object_permissions() -> None:
-    perms = {
+def _object_permissions() -> dict[str | None, dict[str, bool]]:
+    return {
         p.findtext("m:object", namespaces=NS): {
             flag: p.findtext(f"m:{flag}", namespaces=NS) == "true"
             for flag in ("allowRead", "allowCreate", "allowEdit", "allowDelete", "viewAllRecords")
         }
         for p in _permission_set().findall("m:objectPermissions", NS)
     }
-    for sobject in ("Account", "Contact", "Lead", "Opportunity", "Product2", "PushTopic"):
-        assert perms[sobject]["allowRead"], sobject
-        assert perms[sobject]["allowCreate"], sobject
-        assert perms[sobject]["allowEdit"], sobject
-    # Streaming only delivers changes to records the subscriber can see.
-    for sobject in ("Account", "Contact", "Lead", "Opportunity"):
-        assert perms[sobject]["viewAllRecords"], sobject
-    # Opportunity products are controlled by the parent Opportunity: a permission set cannot
-    # name OpportunityLineItem; it needs Edit on Opportunity and Read on products and price books.
-    assert "OpportunityLineItem" not in perms
-    assert perms["Pricebook2"]["allowRead"]
-    # Tasks and Events have no object permissions of their own (user permissions instead).
-    assert "Task" not in perms and "Event" not in perms
-    assert not any(p["allowDelete"] for p in perms.values())
 
 
-def test_user_permissions() -> None:
-    enabled = {
+def _enabled_user_permissions() -> set[str | None]:
+    return {
         p.findtext("m:name", namespaces=NS)
         for p in _permission_set().findall("m:userPermissions", NS)
         if p.findtext("m:enabled", namespaces=NS) == "true"
     }
-    assert enabled == {"ApiEnabled", "EditTask", "EditEvent"}
+
+
+# Objects the bridge writes that a permission set cannot name, and what grants them instead:
+# activities by user permissions; opportunity products and contact roles by Edit on the
+# Opportunity; standard prices (PricebookEntry) by Edit on the Product.
+GRANTED_BY = {
+    "Task": "EditTask",
+    "Event": "EditEvent",
+    "OpportunityLineItem": "Opportunity",
+    "OpportunityContactRole": "Opportunity",
+    "PricebookEntry": "Product2",
+}
+
+# What the sales pipeline writes whatever the config (bridge/writeback/sales*.py).
+SALES_WRITES = (
+    "Account", "Contact", "Opportunity", "OpportunityContactRole", "OpportunityLineItem",
+    "PricebookEntry", "Product2",
+)  # fmt: skip
+
+
+def _everything_config() -> OrgConfig:
+    """The example config with every write turned on: the routing campaign, the multi-site
+    sync, Lead conversion, price entries."""
+    text = (ROOT / "bridge" / "examples" / "sfbridge.example.yaml").read_text()
+    config = yaml.safe_load(text)
+    org = next(iter(config["orgs"].values()))
+    org.setdefault("routing", {})["campaign"] = {"name": "Partner referrals"}
+    sales = org.setdefault("writeback", {}).setdefault("sales", {})
+    sales |= {"sites": {}, "convert_leads": True, "create_price_entries": True}
+    checked, problems = check_config_text(yaml.safe_dump(config), "everything.yaml")
+    assert checked is not None, problems
+    return next(iter(checked.orgs.values()))
+
+
+def test_every_object_the_bridge_writes_is_granted() -> None:
+    org = _everything_config()
+    needs = check.object_needs(org)
+    written = {o for o, n in needs.items() if n & {"create", "update"}} | set(SALES_WRITES)
+    assert {"CampaignMember", package.SITE_OBJECT, package.ORGANIZATION_OBJECT} <= written
+    perms = _object_permissions()
+    users = _enabled_user_permissions()
+    for sobject in sorted(written):
+        grant = GRANTED_BY.get(sobject, sobject)
+        if grant in users:
+            continue
+        assert grant in perms, f"{sobject}: no objectPermissions for {grant}"
+        wanted = needs.get(sobject, {"create", "update"})
+        assert perms[grant]["allowRead"], sobject
+        assert perms[grant]["allowCreate"] or "create" not in wanted, sobject
+        assert perms[grant]["allowEdit"] or "update" not in wanted, sobject
+        if grant != sobject:
+            assert sobject not in perms, f"{sobject} is granted through {grant}"
+    for sobject in needs:  # what is only read (Campaign) is readable too
+        if sobject not in GRANTED_BY:
+            assert perms[sobject]["allowRead"], sobject
+
+
+def test_object_permissions() -> None:
+    perms = _object_permissions()
+    # Streaming only delivers changes to records the subscriber can see.
+    for sobject in ("Account", "Contact", "Lead", "Opportunity"):
+        assert perms[sobject]["viewAllRecords"], sobject
+    assert perms["Pricebook2"]["allowRead"]
+    # Routing reads the campaign and adds members; it never edits the campaign itself.
+    assert perms["Campaign"] == {**perms["Campaign"], "allowRead": True, "allowEdit": False}
+    assert not any(p["allowDelete"] for p in perms.values())
+
+
+def test_user_permissions() -> None:
+    # API access; activities (Tasks and Events have no object permissions); convertLead at
+    # demo set (writeback.sales.convert_leads, on by default)
+    assert _enabled_user_permissions() == {"ApiEnabled", "EditTask", "EditEvent", "ConvertLeads"}
+    assert _everything_config().writeback.sales.convert_leads
 
 
 # ---- conversion to Metadata API format with Salesforce's own converter ----------------------
@@ -214,8 +281,14 @@ def test_source_converts_to_metadata_format(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     components = json.loads(result.stdout)["components"]
+    # the fields of the package's own objects travel inside their CustomObject
     assert sorted(components) == sorted(
-        [f"CustomField:{f.ref}" for f in package.PACKAGE_FIELDS]
+        [
+            f"CustomField:{f.ref}"
+            for f in package.PACKAGE_FIELDS
+            if f.ref.split(".")[0] not in package.PACKAGE_OBJECTS
+        ]
+        + [f"CustomObject:{o}" for o in package.PACKAGE_OBJECTS]
         + [f"PermissionSet:{package.PERMISSION_SET}"]
     )
     package_xml = etree.parse(str(out / "package.xml")).getroot()
@@ -223,12 +296,29 @@ def test_source_converts_to_metadata_format(tmp_path: Path) -> None:
     assert validate_as(out / "package.xml", "Package") == []
     converted = sorted(p for p in out.rglob("*") if p.suffix in METADATA_FORMAT_TYPES)
     assert [p.name for p in converted] == [
-        "Activity.object", "Contact.object", "Lead.object", "SFBridge_Integration.permissionset",
+        "Activity.object", "Contact.object", "Lead.object", "SFBridge_Organization__c.object",
+        "SFBridge_Site__c.object", "SFBridge_Integration.permissionset",
     ]  # fmt: skip
     for path in converted:
+        if path.stem in package.PACKAGE_OBJECTS:
+            path = _children_in_schema_order(path)
         assert validate_as(path, METADATA_FORMAT_TYPES[path.suffix]) == []
     lead = etree.parse(str(out / "objects" / "Lead.object")).getroot()
-    assert len(lead.findall("m:fields", NS)) == 11
+    lead_fields = [f for f in package.PACKAGE_FIELDS if f.ref.startswith("Lead.")]
+    assert len(lead.findall("m:fields", NS)) == len(lead_fields) == 12
+
+
+def _children_in_schema_order(path: Path) -> Path:
+    """The converter recomposes a custom object with its fields after the object's own
+    elements; CustomObject's schema sequence is alphabetical, so check them in that order."""
+    tree = etree.parse(str(path))
+    root = tree.getroot()
+    children = sorted(root, key=lambda e: etree.QName(e).localname)
+    for child in children:
+        root.append(child)  # moving each one to the end, in order
+    ordered = path.with_name(f"{path.stem}.ordered{path.suffix}")
+    tree.write(str(ordered), xml_declaration=True, encoding="UTF-8")
+    return ordered
 
 
 FIELD_FILES = sorted(FORCE_APP.glob("**/objects/*/fields/*.field-meta.xml"))

@@ -80,7 +80,8 @@ def test_review_in_a_real_browser(
             assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
 
             # Filter the review queue.
-            page.click("text=Queue")
+            page.click("#menu-review summary")
+            page.click("#menu-review >> text=Queue")
             expect(page.locator("table.queue tbody tr")).to_have_count(3)
             page.select_option("select[name=program]", "partners")
             page.click("form.filters button")

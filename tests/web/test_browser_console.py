@@ -122,6 +122,77 @@ def test_token_creation_reload_and_a_referral_edit(
             browser.close()
 
 
+# Rows of the navigation: items whose tops differ by less than half an item's height share one.
+NAV_ROWS = """() => {
+    const items = document.querySelectorAll("nav.main-nav > *");
+    const boxes = [...items].map(e => e.getBoundingClientRect());
+    const tops = boxes.map(b => b.top).sort((a, b) => a - b);
+    const half = Math.min(...boxes.map(b => b.height)) / 2;
+    return 1 + tops.filter((t, i) => i > 0 && t - tops[i - 1] >= half).length;
+}"""
+
+
+def test_the_navigation_fits_one_line_and_works_without_javascript(
+    chromium: str, web_server: tuple[str, Seeded]
+) -> None:
+    """At 1,280 px the grouped navigation is one row (every item at the same height, clear of
+    the account links), each menu opens inside the window, and without JavaScript the menus
+    still open and lead to their pages."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, seeded = web_server
+    with sync_playwright() as pw:
+        browser = _browser(pw, chromium)
+        try:
+            page = _page(browser)
+            _sign_in(page, base, "admin@example.com")
+            for path in ("/", "/queue/review", "/reports/pushes", "/admin/orgs", "/admin/tokens"):
+                page.goto(base + path)
+                assert page.evaluate(NAV_ROWS) == 1, f"the navigation wraps on {path}"
+                nav_right = page.evaluate(
+                    "document.querySelector('nav.main-nav > :last-child')"
+                    ".getBoundingClientRect().right"
+                )
+                account_left = page.evaluate(
+                    "document.querySelector('form.signout').getBoundingClientRect().left"
+                )
+                assert nav_right < account_left, (path, nav_right, account_left)
+                _fits(page)
+            for menu in ("review", "integration", "admin"):
+                page.click(f"#menu-{menu} summary")
+                expect(page.locator(f"#menu-{menu} ul")).to_be_visible()
+                right = page.evaluate(
+                    f"document.querySelector('#menu-{menu} ul').getBoundingClientRect().right"
+                )
+                assert right <= 1280, (menu, right)
+                _fits(page)
+                if menu == "integration":
+                    _shot(page, "c11-nav-integration-open")
+            # One open at a time; Escape closes it.
+            expect(page.locator("details.menu[open]")).to_have_count(1)
+            page.keyboard.press("Escape")
+            expect(page.locator("details.menu[open]")).to_have_count(0)
+            page.click("#menu-integration summary")
+            page.click("#menu-integration >> text=Pushes")
+            expect(page.locator("h1")).to_have_text("Pushes to Salesforce")
+            expect(page.locator("#menu-integration")).to_have_class("menu current")
+            _shot(page, "c12-nav-pushes-current")
+
+            # Without JavaScript: the same menus open and lead to their pages.
+            plain = browser.new_context(viewport={"width": 1280, "height": 900},
+                                        java_script_enabled=False).new_page()  # fmt: skip
+            plain.set_default_timeout(10_000)
+            _sign_in(plain, base, "reviewer@example.com")
+            expect(plain.locator("#menu-admin")).to_have_count(0)  # a reviewer's nav
+            expect(plain.locator("nav.main-nav")).not_to_contain_text("Orgs and mappings")
+            plain.click("#menu-review summary")
+            plain.click("#menu-review >> text=Audit")
+            expect(plain.locator("h1")).to_contain_text("Audit")
+            assert plain.evaluate(NAV_ROWS) == 1
+        finally:
+            browser.close()
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_health_and_mapping_against_the_local_org(

@@ -102,6 +102,12 @@ def test_bad_sales_get_clear_errors(api: Api) -> None:
     )
     check_error(api.post("/sales", _sale(api, extra=1)), 400, "validation_error", ["extra"])
     check_error(
+        api.post("/sales", _sale(api, locations=["Pier 39", "  "])),
+        400,
+        "validation_error",
+        ["locations.1"],
+    )
+    check_error(
         api.post("/sales", _sale(api, business_name="x" * 300)),
         400,
         "validation_error",
@@ -168,6 +174,21 @@ def test_the_pushes_report_explains_a_sale(api: Api) -> None:
                         "reason": "no contact of that last name (no contact has this phone)",
                     }
                 ],
+                "organization": {
+                    "action": "update",
+                    "record_id": "a01000000000001AAA",
+                    "reason": "the account's organization",
+                },
+                "sites": [
+                    {
+                        "location": "Pier 39",
+                        "key": "k1",
+                        "action": "create",
+                        "record_id": "a02000000000001AAA",
+                        "reason": "a new location of the account",
+                    },
+                    {"location": "9 Bay Rd", "key": "k2"},
+                ],
             },
         }
     auth = AuthActions(api.client)
@@ -180,4 +201,13 @@ def test_the_pushes_report_explains_a_sale(api: Api) -> None:
     )
     assert "Bluebird Bakery 415-555-0100 Oakland" in html
     assert "Contact: <strong>created</strong> — no contact of that last name" in html
+    assert (
+        "Organization: <strong>updated</strong> <code>a01000000000001AAA</code> — the account's "
+        "organization" in html.replace("&#39;", "'")
+    )
+    assert (
+        "Site Pier 39: <strong>created</strong> <code>a02000000000001AAA</code> — a new location"
+        in html
+    )
+    assert "Site 9 Bay Rd: <strong>not written</strong>" in html
     assert f'action="/reports/pushes/{push_id}/repush"' in html

@@ -83,16 +83,24 @@ class SalesforceDouble:
             return self._query(soql)
         if path.startswith("composite/sobjects"):
             return self._collection(request.method, path, json.loads(request.body))
-        if path.rstrip("/") == "composite":  # the lookups' queries, several in one call
+        if path.rstrip("/") == "composite":  # queries or collections, several in one call
+            subs = json.loads(request.body)["compositeRequest"]
+            assert len(subs) <= 5, "up to 5 sObject Collections or query subrequests"
             out = []
-            for sub in json.loads(request.body)["compositeRequest"]:
+            for sub in subs:
                 sub_url = urlsplit(sub["url"])
-                fault = next((f for f in self.request_faults if f[0] in "query"), None)
+                sub_path = sub_url.path.split(f"/v{VERSION}/", 1)[1]
+                kind = (
+                    "composite/sobjects" if sub_path.startswith("composite/sobjects") else "query"
+                )
+                fault = next((f for f in self.request_faults if f[0] in kind), None)
                 if fault is not None:  # a failing subrequest, as Salesforce reports one
                     self.request_faults.remove(fault)
                     status, text = fault[1], json.dumps(fault[2])
-                else:
+                elif kind == "query":
                     status, _h, text = self._query(parse_qs(sub_url.query)["q"][0])
+                else:
+                    status, _h, text = self._collection(sub["method"], sub_path, sub["body"])
                 out.append(
                     {"body": json.loads(text), "httpHeaders": {}, "httpStatusCode": status,
                      "referenceId": sub["referenceId"]}
@@ -192,4 +200,11 @@ class SalesforceDouble:
         return 200, {"Content-Type": "application/json"}, json.dumps(results)
 
     def collection_calls(self) -> list[Any]:
-        return [c for c in self.rsps.calls if "/composite/sobjects" in c.request.url]
+        """The calls that wrote: sObject Collections, alone or inside a composite call."""
+        return [
+            c
+            for c in self.rsps.calls
+            if "/composite/sobjects" in c.request.url
+            or (c.request.url.rstrip("/").endswith("/composite")
+                and "composite/sobjects" in str(c.request.body or ""))
+        ]  # fmt: skip

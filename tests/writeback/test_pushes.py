@@ -30,6 +30,7 @@ from bridge.writeback import (
     queue_referral_add,
     repush,
 )
+from bridge.writeback.pushes import claim
 from bridge.writeback.sender import send
 from tests import factories
 from tests.writeback.sfdouble import SalesforceDouble
@@ -245,6 +246,25 @@ def test_record_errors_are_saved_per_push_and_repush_sends_the_fix(
         entry = s.scalars(select(AuditLog).where(AuditLog.action == "push.repush")).one()
         assert entry.actor == "admin@example.com" and entry.object_id == str(pushes[1])
         assert entry.detail["previous"]["error_code"] == "STRING_TOO_LONG"
+
+
+def test_a_repushed_push_is_free_for_the_next_drain_at_once(
+    store: Store, seeded: dict[str, int], sf: SalesforceDouble
+) -> None:
+    """A failed push keeps the claim of the drain that sent it; repushing must not leave the
+    push waiting for that claim to expire."""
+    cfg = org_config()
+    [pid] = queue_referrals(store, seeded, cfg, [add_referral(store, seeded, 1)])
+    until = NOW + timedelta(minutes=10)
+    with store.session() as s:
+        org = s.get(Push, pid).org_connection_id  # type: ignore[union-attr]
+        assert claim(s, "first", until=until, now=NOW, org_connection_id=org) == [pid]
+        s.get(Push, pid).state = "failed"  # type: ignore[union-attr]
+    with store.session() as s:
+        repush(s, pid, actor="admin")
+    with store.session() as s:
+        later = NOW + timedelta(seconds=1)
+        assert claim(s, "second", until=until, now=later, org_connection_id=org) == [pid]
 
 
 def test_repush_refuses_pending_and_sent_pushes(
@@ -650,11 +670,11 @@ def test_activities_upsert_tasks_and_events_by_activity_id(
     assert event["StartDateTime"] == "2026-11-22T10:00:00.000+0000"
     assert event["EndDateTime"] == "2026-11-22T10:45:00.000+0000"
     assert "WhoId" not in event and event["Type"] == "Meeting"
-    paths = sorted({c.request.url.rsplit("/v63.0/", 1)[1] for c in sf.collection_calls()})
-    assert paths == [
+    assert sorted({path for _m, path, _r in sf.writes}) == [
         "composite/sobjects/Event/SFBridge_Activity_Id__c",
         "composite/sobjects/Task/SFBridge_Activity_Id__c",
     ]
+    assert len(sf.collection_calls()) == 1  # both collections in one composite call
     # one lookup per object for all three emails
     assert len(sf.queries) == 2
 
@@ -698,8 +718,9 @@ def test_collections_are_split_at_200_records(sqlite_store: Store, sf: Salesforc
     pushes = queue_activities(store, seeded, cfg, items)
     report = send(store, sf.writer(), cfg, pushes, now=NOW)
     assert len(report.sent) == 201
-    sizes = [len(json.loads(c.request.body)["records"]) for c in sf.collection_calls()]
-    assert sizes == [200, 1]
+    [call] = sf.collection_calls()  # two collection requests in one composite call
+    subs = json.loads(call.request.body)["compositeRequest"]
+    assert [len(s["body"]["records"]) for s in subs] == [200, 1]
     assert sf.queries == []  # no emails: nothing to resolve
 
 

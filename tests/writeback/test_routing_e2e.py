@@ -201,6 +201,31 @@ def test_an_existing_lead_updated_by_the_referral_joins_no_campaign(routed: Rout
     assert routed.members(existing) == []
 
 
+def test_a_lead_already_in_the_campaign_is_a_sent_membership(routed: Routed) -> None:
+    """Someone added the new Lead to the campaign before its membership push went (or the
+    first answer was lost): Salesforce refuses the insert with DUPLICATE_VALUE, the push is
+    sent with the reason, and the Lead stays one member."""
+    lead = routed.sales.Lead.create({"LastName": "Early", "Company": "Early Co"})["id"]
+    [campaign] = routed.sales.query(
+        format_soql("SELECT Id FROM Campaign WHERE Name = {}", CAMPAIGN)
+    )["records"]
+    routed.sales.CampaignMember.create({"CampaignId": campaign["Id"], "LeadId": lead})
+    writer = OrgWriter.for_org(routed.org)
+    ids = campaigns.queue_members(
+        routed.store, writer, routed.org_config, routed.connection_id, [lead]
+    )
+    report = routed.send(*ids)
+    assert (report.sent, report.failed, report.retry) == (ids, [], [])
+    with routed.store.session() as s:
+        push = s.get(Push, ids[0])
+        assert push is not None and push.state == "sent" and push.error_code is None
+        assert push.payload["note"] == (
+            "already a member of the campaign (Salesforce: DUPLICATE_VALUE, Already a campaign "
+            "member.)"
+        )
+    assert len(routed.members(lead)) == 1
+
+
 def test_org_check_reports_unmapped_users_and_the_campaign(routed: Routed) -> None:
     writer = OrgWriter.for_org(routed.org)
     findings, mapping = routecheck.check_routing(writer, routed.org_config)

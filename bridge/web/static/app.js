@@ -47,3 +47,19 @@ document.addEventListener("DOMContentLoaded", () => {
   };
   setInterval(refresh, Number(root.dataset.every) || 10000);
 });
+
+// The navigation's menus: one open at a time, closed by a click elsewhere or Escape.
+document.addEventListener("DOMContentLoaded", () => {
+  const menus = [...document.querySelectorAll("details.menu")];
+  for (const menu of menus) {
+    menu.addEventListener("toggle", () => {
+      if (menu.open) for (const other of menus) if (other !== menu) other.open = false;
+    });
+  }
+  document.addEventListener("click", (event) => {
+    for (const menu of menus) if (!menu.contains(event.target)) menu.open = false;
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") for (const menu of menus) menu.open = false;
+  });
+});

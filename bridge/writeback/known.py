@@ -1,0 +1,198 @@
+"""Known records: the Leads and Contacts the bridge has seen, by email, so a push to a person
+it knows needs no lookup call.
+
+An entry is `email → (object, id, as of)`, kept in Redis per org (`sfbridge:known:<org>:<email>`,
+and `sfbridge:known:<org>:id:<id>` back to the email), each for `KNOWN_RECORD_MAX_AGE`. It is
+fed only from what the bridge already learns, through `learn` / `forget`:
+
+- its own write results and the lookups behind them (the sender, after a push is `sent`);
+- the captured changes of Leads and Contacts (the intake, `learn_events`, for every batch of
+  inbound events: stream, safety-net poll and backfill alike), own writes included: a
+  conversion, a delete or a changed email drops the old entry.
+
+What it may answer (`whos`) and when is in docs/writeback.md ("Known records"): an activity's
+WhoId for an email it knows — written to that id directly; if Salesforce answers that the id is
+deleted, unknown or a converted Lead (`STALE_CODES`), the entry is dropped and that push looks
+its person up as before. An email it does not know is looked up: "not known" never means "not in
+Salesforce" (Bulk API writes raise no streaming events, a poll runs minutes apart), and a
+duplicate person in a customer's org is worse than one more call. Referral adds always look up:
+their decision needs the record's values (its referral id, created date, blank fields).
+
+Without Redis (`KnownRecords(None, ...)`) nothing is known and every push looks up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from bridge.writeback.mapping import salesforce_email
+
+log = logging.getLogger(__name__)
+
+KNOWN_RECORD_MAX_AGE = timedelta(hours=24)
+"""How long an entry is trusted without being seen again (a change missed by capture, such as a
+Bulk API email edit before the next poll, is forgotten after this)."""
+
+PREFIXES = {"003": "Contact", "00Q": "Lead"}
+"""Key prefixes of the two objects a WhoId names here (fixed across Salesforce orgs)."""
+
+STALE_CODES = frozenset(
+    {"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "CANNOT_UPDATE_CONVERTED_LEAD"}
+)
+"""What Salesforce answers for a write naming a record that is gone or converted: the entry
+that gave the id is dropped and the push looks its person up."""
+
+
+@dataclass(frozen=True)
+class Known:
+    sobject: str  # Contact | Lead
+    id: str
+    at: datetime  # when the bridge last saw it
+
+
+def _rank(sobject: str) -> int:
+    return 2 if sobject == "Contact" else 1  # a Contact wins, as in the WhoId lookup
+
+
+@dataclass
+class KnownRecords:
+    """The index of one org; `client` None: knows nothing, learns nothing."""
+
+    client: redis.Redis | None
+    org_id: int | None
+
+    def _key(self, email: str) -> str:
+        return f"sfbridge:known:{self.org_id}:{email}"
+
+    def _id_key(self, record_id: str) -> str:
+        return f"sfbridge:known:{self.org_id}:id:{record_id}"
+
+    @property
+    def active(self) -> bool:
+        return self.client is not None and self.org_id is not None
+
+    def whos(self, emails: Sequence[str | None], now: datetime | None = None) -> dict[str, Known]:
+        """The known record of each email the index knows (normalized email → Known)."""
+        keys = sorted({k for k in (salesforce_email(e) for e in emails) if k})
+        if not self.active or not keys:
+            return {}
+        assert self.client is not None
+        try:
+            values = self.client.mget([self._key(k) for k in keys])
+        except redis.RedisError as exc:  # no index: every push looks up, as without one
+            log.warning("known records unavailable: %s", exc)
+            return {}
+        now = now or datetime.now(UTC)
+        out: dict[str, Known] = {}
+        for key, raw in zip(keys, values, strict=True):
+            known = _parse(raw)
+            if known is not None and now - known.at < KNOWN_RECORD_MAX_AGE:
+                out[key] = known
+        return out
+
+    def learn(self, seen: Iterable[tuple[str | None, str, str]], *, lookup: bool = False) -> None:
+        """Record (email, object, id) triples just seen. A Contact replaces a Lead; a known
+        Contact is kept over another Contact unless `lookup` (the WhoId lookup's answer: the
+        oldest Contact, else the oldest Lead, is what it would answer again)."""
+        triples = [
+            (k, sobject, record_id)
+            for email, sobject, record_id in seen
+            if (k := salesforce_email(email)) and sobject in ("Lead", "Contact") and record_id
+        ]
+        if not self.active or not triples:
+            return
+        assert self.client is not None
+        now = datetime.now(UTC)
+        try:
+            current = self.client.mget([self._key(k) for k, _o, _i in triples])
+            previous = self.client.mget([self._id_key(i) for _k, _o, i in triples])
+            pipe = self.client.pipeline(transaction=False)
+            for (email, sobject, record_id), raw, old_email in zip(
+                triples, current, previous, strict=True
+            ):
+                if old_email is not None and _text(old_email) != email:
+                    self._drop(pipe, _text(old_email), record_id)  # its email changed
+                known = _parse(raw)
+                other = known if known is not None and known.id != record_id else None
+                if other and not lookup and _rank(other.sobject) >= _rank(sobject):
+                    continue  # an older Contact (or Lead) of the same email stays
+                value = json.dumps({"o": sobject, "id": record_id, "at": now.isoformat()})
+                ttl = int(KNOWN_RECORD_MAX_AGE.total_seconds())
+                pipe.set(self._key(email), value, ex=ttl)
+                pipe.set(self._id_key(record_id), email, ex=ttl)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("known records not updated: %s", exc)
+
+    def forget(self, record_ids: Iterable[str]) -> None:
+        """Drop the entries naming these records (deleted, converted, or refused as stale)."""
+        ids = [i for i in record_ids if i]
+        if not self.active or not ids:
+            return
+        assert self.client is not None
+        try:
+            emails = self.client.mget([self._id_key(i) for i in ids])
+            pipe = self.client.pipeline(transaction=False)
+            for record_id, email in zip(ids, emails, strict=True):
+                pipe.delete(self._id_key(record_id))
+                if email is not None:
+                    self._drop(pipe, _text(email), record_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("known records not updated: %s", exc)
+
+    def _drop(self, pipe: Any, email: str, record_id: str) -> None:
+        """Delete the email's entry if it still names `record_id` (checked when it runs)."""
+        assert self.client is not None
+        known = _parse(self.client.get(self._key(email)))
+        if known is not None and known.id == record_id:
+            pipe.delete(self._key(email))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse(raw: bytes | str | None) -> Known | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        return Known(str(data["o"]), str(data["id"]), datetime.fromisoformat(data["at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+Change = tuple[int, str, dict[str, Any], bool]
+"""A captured change: org connection id, object, the record as the event carries it, deleted."""
+
+
+def learn_changes(client: redis.Redis | None, changes: Iterable[Change]) -> None:
+    """Feed the index from captured changes (those of Leads and Contacts count): a live record
+    with an email is learnt, a deleted or converted one forgotten. Called by the intake for
+    every batch of inbound events it takes in."""
+    by_org: dict[int, tuple[list[tuple[str | None, str, str]], list[str]]] = {}
+    for org_id, sobject, record, deleted in changes:
+        if sobject not in ("Lead", "Contact") or not record.get("Id"):
+            continue
+        seen, gone = by_org.setdefault(org_id, ([], []))
+        if deleted or record.get("IsConverted") in (True, "true"):
+            gone.append(str(record["Id"]))
+        elif record.get("Email"):
+            seen.append((str(record["Email"]), sobject, str(record["Id"])))
+    for org_id, (seen, gone) in by_org.items():
+        index = KnownRecords(client, org_id)
+        index.forget(gone)
+        index.learn(seen)
+
+
+def who_prefix_object(record_id: str | None) -> str | None:
+    """Contact or Lead, from a WhoId's key prefix; None for anything else."""
+    return PREFIXES.get(str(record_id or "")[:3])
