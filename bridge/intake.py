@@ -38,7 +38,7 @@ from bridge.receiver.decision import is_own_write
 from bridge.receiver.relational import Trigger, related_records
 from bridge.receiver.service import candidate_pools, process_entries, process_entry
 from bridge.salesforce.lookup import SalesforceLookup
-from bridge.store import Store
+from bridge.store import Store, reserve_ids
 from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import inbox
 from bridge.streaming.events import cdc_values
@@ -261,15 +261,18 @@ def _save_chunk_once(
         )
         counts["not_ours"] += len(ids) - len(mine)
         programs = _programs(session, batch)
-        # Without isolation the receiver takes the chunk's entries together, per org.
+        # Without isolation the receiver takes the chunk's entries together, per org, and
+        # writes each once, decided; every entry of the chunk gets its id now, in the
+        # events' order (the receiver's "previous" entry of a record is the one before).
         for_receiver: dict[int, list[tuple[InboundEvent, SalesEntry]]] = defaultdict(list)
+        fresh: list[SalesEntry] = []
         for ev in mine:
             if ev.id in have_entry:
                 ends[ev.id] = ("done", None)
                 counts["already"] += 1
                 continue
             info = batch.orgs[ev.org_connection_id]
-            settled = _settle(session, batch, ev, info, programs, ends)
+            settled = _settle(session, batch, ev, info, programs, ends, fresh)
             if settled is not None:
                 counts[settled] += 1
             elif isolate:
@@ -279,8 +282,13 @@ def _save_chunk_once(
                 entry = prepared.get(ev.id) or _entry(
                     ev, batch.records.get(ev.id), _program_id(info, programs)
                 )
-                session.add(entry)
+                fresh.append(entry)
                 for_receiver[ev.org_connection_id].append((ev, entry))
+        if not isolate:
+            for entry, entry_id in zip(
+                fresh, reserve_ids(session, SalesEntry, len(fresh)), strict=True
+            ):
+                entry.id = entry_id
         for org_id, pairs in for_receiver.items():
             info = batch.orgs[org_id]
             assert info.config is not None
@@ -318,20 +326,26 @@ def _settle(
     info: OrgInfo,
     programs: dict[str, int],
     ends: _Ends,
+    fresh: list[SalesEntry],
 ) -> str | None:
-    """Save the entry of an event that goes no further (failed, own write) and return its
-    outcome; None when the receiver is to decide it."""
+    """Save the entry of an event that goes no further (failed, own write; added to the
+    session and to `fresh`) and return its outcome; None when the receiver is to decide it."""
     trigger = trigger_of(ev)
     if info.config is None:
         return _save_failed(
-            session, ev, ends, "org_not_configured", f"org '{info.name}' is not in the config file"
+            session,
+            ev,
+            ends,
+            "org_not_configured",
+            f"org '{info.name}' is not in the config file",
+            fresh,
         )
     if trigger is None:
         error = (ev.payload or {}).get("_error", "the event could not be read")
-        return _save_failed(session, ev, ends, "malformed_event", str(error))
+        return _save_failed(session, ev, ends, "malformed_event", str(error), fresh)
     failure = batch.failures.get(ev.id)
     if failure is not None:
-        return _save_failed(session, ev, ends, failure.code, failure.message)
+        return _save_failed(session, ev, ends, failure.code, failure.message, fresh)
     if _own_write(trigger, info):
         entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
         entry.outcome = "skipped"
@@ -339,6 +353,7 @@ def _settle(
         entry.decision = {"outcome": "skipped", "reasons": ["own_write"]}
         entry.processed_at = utcnow()
         session.add(entry)
+        fresh.append(entry)
         ends[ev.id] = ("skipped", "own_write")
         return "own_write"
     return None
@@ -390,11 +405,20 @@ def _entry(
     )
 
 
-def _save_failed(session: Session, ev: InboundEvent, ends: _Ends, code: str, message: str) -> str:
+def _save_failed(
+    session: Session,
+    ev: InboundEvent,
+    ends: _Ends,
+    code: str,
+    message: str,
+    fresh: list[SalesEntry] | None = None,
+) -> str:
     entry = _entry(ev, None)
     entry.outcome = "failed"
     entry.reasons = [code]
     entry.error = message
     session.add(entry)
+    if fresh is not None:
+        fresh.append(entry)
     ends[ev.id] = ("failed", code)
     return "failed"

@@ -71,9 +71,9 @@ class Receiver:
         self, session: Any, entries: list[SalesEntry], org: Any, *, integration_user_id: str | None
     ) -> list[SalesEntry]:
         """Stands in for bridge.receiver.service.process_entries (a chunk's entries at once)."""
-        session.flush()  # the real one inserts the chunk's entries first, too
         for entry in entries:
             self(session, entry, org, integration_user_id=integration_user_id)
+        session.add_all(entries)  # the real one writes each entry once, decided
         return entries
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bridge import notify
 from bridge.config import OrgConfig
-from bridge.receiver.service import process_entry
+from bridge.receiver.service import process_entries, process_entry
 from bridge.store import Store
 from bridge.store.models import Program, Referral, SalesEntry
 from tests.factories import org_config
@@ -91,8 +91,11 @@ def org(notify_on_review: dict[str, Any]) -> OrgConfig:
     return org_config({"process": process})
 
 
-def review_entry(store: Store, config: OrgConfig, *, fail: bool = False) -> int:
-    """Process an entry that goes to review (a fuzzy match with auto_process_fuzzy off)."""
+def review_entry(
+    store: Store, config: OrgConfig, *, fail: bool = False, batched: bool = False
+) -> int:
+    """Process an entry that goes to review (a fuzzy match with auto_process_fuzzy off);
+    `batched`: through the worker's batch path (the entry written once, decided)."""
     with store.session() as s:
         program = Program(key="main", name="Main")
         s.add(program)
@@ -121,10 +124,14 @@ def review_entry(store: Store, config: OrgConfig, *, fail: bool = False) -> int:
             record_id=lead["Id"],
             change_type="updated",
             records={"Lead": lead},
+            outcome="new",
         )
-        s.add(entry)
-        s.flush()
-        process_entry(s, entry, config)
+        if batched:
+            process_entries(s, [entry], config)
+        else:
+            s.add(entry)
+            s.flush()
+            process_entry(s, entry, config)
         assert entry.outcome == "review"
         assert entry.notify_state == "pending"  # recorded in the decision's transaction
         if fail:
@@ -163,6 +170,16 @@ def test_email_and_signed_webhook_after_commit(
     assert body["event"] == "entry.review"
     assert body["entry"]["id"] == eid and "review_fuzzy_match" in body["entry"]["reasons"]
     assert body["entry"]["candidates"][0]["public_id"] == "R1"
+
+
+def test_a_review_decided_in_a_batch_is_sent_after_commit(
+    store: Store, webhook: tuple[str, _Hooks]
+) -> None:
+    url, hooks = webhook
+    config = org({"webhook": {"url": url, "secret_env": "SFBRIDGE_TEST_HOOK_SECRET"}})
+    eid = review_entry(store, config, batched=True)
+    assert [h["valid"] for h in hooks.received] == [True]
+    assert notify_state(store, eid) == ("sent", None)
 
 
 def test_failures_are_recorded_and_sent_again_later(

@@ -15,12 +15,13 @@ compare the two).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import bindparam, event, insert, inspect, literal_column, select, union_all
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from bridge import audit, notify
 from bridge.config import OrgConfig, Receiver, parse_field_ref
@@ -39,6 +40,7 @@ from bridge.receiver.matching import (
     ReferralCandidate,
     plan_lookups,
 )
+from bridge.store import reserve_ids, row_values
 from bridge.store.models import (
     OrgConnection,
     Program,
@@ -112,10 +114,15 @@ def process_entries(
     todo = [e for e in entries if e.outcome == NEW]
     if not todo:
         return list(entries)
-    for entry in todo:
-        if entry.id is None:
-            session.add(entry)
-    session.flush()  # one INSERT for the batch (with whatever else the caller added, in order)
+    unsaved = [e for e in todo if not inspect(e).persistent]
+    for entry in unsaved:
+        if inspect(entry).pending:
+            session.expunge(entry)  # written below, once, with its decision
+    session.flush()  # whatever the caller added goes first
+    missing = [e for e in unsaved if e.id is None]
+    ids = reserve_ids(session, SalesEntry, len(missing))
+    for entry, entry_id in zip(missing, ids, strict=True):
+        entry.id = entry_id
     by_program: dict[int, list[SalesEntry]] = {}
     programs: dict[int | None, Program] = {}
     for entry in todo:
@@ -125,12 +132,16 @@ def process_entries(
         entry.program_id = program.id
         by_program.setdefault(program.id, []).append(entry)
     users = _integration_users(session, todo, integration_user_id)
+    # Loaded once for the batch and kept referenced, so the session's identity map (which
+    # holds objects weakly) gives them to every entry instead of loading them again.
+    connections = [session.get(OrgConnection, i) for i in users if i is not None]
     receiver = org.receiver
-    # From here on nothing is flushed before a query (the entries' changes go out together
-    # at the end): the queries below read referrals and members the batch has not changed
-    # yet, and every step that needs its own writes visible flushes them itself.
-    with session.no_autoflush:
-        previous = _previous_of(session, [e for e in todo if not e.previous])
+    writer = _EntryWriter(session, unsaved)
+    # From here on nothing is flushed before a query (the batch's changes go out together at
+    # the end): the queries below read referrals and members the batch has not changed yet,
+    # and every step that needs its own writes visible flushes them itself.
+    with audit.batched(session), writer, session.no_autoflush:
+        previous = _previous_of(session, [e for e in todo if not e.previous], unsaved)
         for entry in todo:
             if not entry.previous:
                 entry.previous = previous.get(entry.id, {})
@@ -148,6 +159,7 @@ def process_entries(
             held, early = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)
             locked = {r.id for r in held}
             for i, (entry, data, plan) in enumerate(zip(group, inputs, plans, strict=True)):
+                writer.deciding(entry)
                 _run_pooled(
                     session,
                     entry,
@@ -160,6 +172,8 @@ def process_entries(
                     program_id=program_id,
                     integration_user_id=users.get(entry.org_connection_id),
                 )
+                writer.decided(entry)
+    del connections
     return list(entries)
 
 
@@ -344,34 +358,126 @@ def _integration_users(
     return users
 
 
-def _previous_of(session: Session, entries: Sequence[SalesEntry]) -> dict[int, dict[str, Any]]:
-    """``previous_values`` of many saved entries in one query: for each, the trigger record of
-    the latest earlier entry (lower id) of the same record, org and object."""
-    wanted = [e.id for e in entries if e.record_id]
+@functools.lru_cache(maxsize=64)
+def _previous_statement(count: int) -> Any:
+    """For `count` entries (bound as r<i>, s<i>, o<i>, below<i>: record id, object, org and
+    entry id), the records of the latest saved entry before each: one indexed lookup each,
+    in one round trip. Built once per count."""
+    arms = []
+    for i in range(count):
+        arm = (
+            select(literal_column(str(i)).label("arm"), SalesEntry.id, SalesEntry.records)
+            .where(
+                SalesEntry.record_id == bindparam(f"r{i}"),
+                SalesEntry.sobject_type == bindparam(f"s{i}"),
+                SalesEntry.org_connection_id.is_not_distinct_from(bindparam(f"o{i}")),
+                SalesEntry.id < bindparam(f"below{i}"),
+            )
+            .order_by(SalesEntry.id.desc())
+            .limit(1)
+        )
+        arms.append(select(arm.subquery()))
+    return union_all(*arms) if count > 1 else arms[0]
+
+
+def _previous_of(
+    session: Session, entries: Sequence[SalesEntry], unsaved: Sequence[SalesEntry] = ()
+) -> dict[int, dict[str, Any]]:
+    """``previous_values`` of many entries (all with ids, some perhaps `unsaved`, written
+    later) in one query: for each, the trigger record of the latest earlier entry (lower id)
+    of the same record, org and object, saved or among the unsaved."""
+    wanted = [e for e in entries if e.record_id]
     if not wanted:
         return {}
-    earlier = aliased(SalesEntry)
-    prior = (
-        select(earlier.records)
-        .where(
-            earlier.record_id == SalesEntry.record_id,
-            earlier.sobject_type == SalesEntry.sobject_type,
-            earlier.org_connection_id.is_not_distinct_from(SalesEntry.org_connection_id),
-            earlier.id < SalesEntry.id,
+    params: dict[str, Any] = {}
+    for i, entry in enumerate(wanted):
+        params.update(
+            {
+                f"r{i}": entry.record_id,
+                f"s{i}": entry.sobject_type,
+                f"o{i}": entry.org_connection_id,
+                f"below{i}": entry.id,
+            }
         )
-        .order_by(earlier.id.desc())
-        .limit(1)
-        .correlate(SalesEntry)
-        .scalar_subquery()
-    )
-    by_id = {e.id: e for e in entries}
+    latest: dict[int, tuple[int, Any]] = {}  # entry id -> (earlier entry's id, its records)
+    for arm, earlier_id, records in session.execute(_previous_statement(len(wanted)), params):
+        latest[wanted[arm].id] = (earlier_id, records)
+    by_record: dict[tuple[Any, ...], list[SalesEntry]] = {}
+    for other in sorted(unsaved, key=lambda e: e.id):
+        key = (other.record_id, other.sobject_type, other.org_connection_id)
+        by_record.setdefault(key, []).append(other)
     out: dict[int, dict[str, Any]] = {}
-    for entry_id, records in session.execute(
-        select(SalesEntry.id, prior).where(SalesEntry.id.in_(wanted))
-    ):
-        before = (records or {}).get(by_id[entry_id].sobject_type)
-        out[entry_id] = dict(before) if isinstance(before, Mapping) else {}
+    for entry in wanted:
+        key = (entry.record_id, entry.sobject_type, entry.org_connection_id)
+        earlier = [o for o in by_record.get(key, ()) if o.id < entry.id]
+        found = latest.get(entry.id)
+        if earlier and (found is None or earlier[-1].id > found[0]):
+            found = (earlier[-1].id, earlier[-1].records)
+        before = ((found[1] if found else None) or {}).get(entry.sobject_type)
+        out[entry.id] = dict(before) if isinstance(before, Mapping) else {}
     return out
+
+
+class _EntryWriter:
+    """Writes a batch's unsaved entries once each, with their decision: one INSERT of many
+    rows (their ids were reserved, so the batch's other rows refer to them meanwhile).
+
+    Entries are written when the batch ends, or earlier when something flushes the session
+    (a referral created, a notification scheduled): rows the ORM writes may refer to the
+    entries decided so far, so those go first — and the entry being decided too if a row
+    being written refers to it already (it is then updated once decided, the one case of an
+    `UPDATE`). Written entries join the session as saved.
+    """
+
+    _TABLE: Any = SalesEntry.__table__
+    _INSERT: Any = insert(_TABLE)
+
+    def __init__(self, session: Session, entries: Sequence[SalesEntry]) -> None:
+        self.session = session
+        self.unwritten = {e.id: e for e in entries}
+        self.ready: list[SalesEntry] = []
+        self.current: SalesEntry | None = None  # the entry being decided
+
+    def deciding(self, entry: SalesEntry) -> None:
+        self.current = entry
+
+    def decided(self, entry: SalesEntry) -> None:
+        self.current = None
+        if entry.id in self.unwritten:
+            self.ready.append(entry)
+
+    def write(self) -> None:
+        ready, self.ready = self.ready, []
+        if not ready:
+            return
+        rows = [row_values(e) for e in ready]
+        with self.session.no_autoflush:  # before the rows that refer to them
+            self.session.execute(self._INSERT, rows)
+        for entry in ready:
+            del self.unwritten[entry.id]
+            make_transient_to_detached(entry)
+            self.session.add(entry)
+
+    def _before_flush(self, session: Session, *_args: Any) -> None:
+        current = self.current
+        if (
+            current is not None
+            and current.id in self.unwritten
+            and any(getattr(row, "entry_id", None) == current.id for row in session.new)
+        ):
+            self.ready.append(current)
+        self.write()
+
+    def __enter__(self) -> _EntryWriter:
+        event.listen(self.session, "before_flush", self._before_flush)
+        return self
+
+    def __exit__(self, exc_type: Any, *_exc: Any) -> None:
+        event.remove(self.session, "before_flush", self._before_flush)
+        if exc_type is None:
+            self.ready = list(self.unwritten.values())  # any not decided is written as it is
+            self.write()
+            self.session.flush()
 
 
 class _Early(NamedTuple):

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -108,6 +108,51 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def reserve_ids(session: Session, model: type[DeclarativeBase], count: int) -> list[int]:
+    """`count` new ids of `model`'s table, ascending, for rows this transaction will insert
+    with them (so a row can be referred to before it is written, and written once, whole).
+
+    PostgreSQL draws them from the table's sequence. SQLite gives a new row the highest id
+    plus one, and a write transaction holds the database's write lock from its start, so the
+    ids after the highest are this transaction's; insert the rows before anything else of the
+    table is written in it (a row written meanwhile without an id would take one of them).
+    """
+    if count <= 0:
+        return []
+    table: Any = model.__table__
+    with session.no_autoflush:  # unsaved rows to be given these ids must not be written first
+        if session.get_bind().dialect.name == "postgresql":
+            drawn = session.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:table, 'id'))"
+                    " FROM generate_series(1, :n)"
+                ),
+                {"table": table.name, "n": count},
+            )
+            return sorted(drawn.scalars())
+        highest = session.scalar(select(func.max(table.c.id))) or 0
+    return list(range(highest + 1, highest + 1 + count))
+
+
+def row_values(obj: DeclarativeBase) -> dict[str, Any]:
+    """An unsaved object's row for a Core insert: every column, with the column's Python-side
+    default where the object leaves it None (what the ORM's own INSERT would write); the
+    defaults are set on the object too, so it holds what was written."""
+    table: Any = obj.__table__
+    given = vars(obj)  # what was set on it (read past the instrumented attributes)
+    out: dict[str, Any] = {}
+    for column in table.columns:
+        value = given.get(column.key)
+        default = column.default
+        if value is None and default is not None:
+            value = default.arg(None) if default.is_callable else default.arg
+            setattr(obj, column.key, value)
+        if value is None and column.primary_key:
+            continue  # the database gives it
+        out[column.key] = value
+    return out
 
 
 def alembic_config(url: str) -> Any:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -573,8 +574,23 @@ def overlong_values(model: type[Base], values: dict[str, Any]) -> list[str]:
 # Every ORM write of a referral or member keeps its matching keys in step with its fields, so
 # nothing that creates referrals can forget them. (Bulk Core inserts call referral_keys().)
 @event.listens_for(Referral, "before_insert")
-@event.listens_for(Referral, "before_update")
 @event.listens_for(Member, "before_insert")
-@event.listens_for(Member, "before_update")
 def _fill_keys(_mapper: Any, _connection: Any, target: Referral | Member) -> None:
     target.fill_keys()
+
+
+_KEYED_BY = {
+    Referral: ("first_name", "last_name", "email", "company", "phone"),
+    Member: ("email",),
+}
+"""The fields each model's matching keys are made of."""
+
+
+@event.listens_for(Referral, "before_update")
+@event.listens_for(Member, "before_update")
+def _refill_keys(_mapper: Any, _connection: Any, target: Referral | Member) -> None:
+    # Only when a field the keys are made of changed (a status change or a link-back,
+    # most updates, leaves them as they are).
+    state: Any = sa_inspect(target)
+    if any(state.attrs[name].history.has_changes() for name in _KEYED_BY[type(target)]):
+        target.fill_keys()

@@ -21,6 +21,7 @@ of the field.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,11 +90,19 @@ def mappings_for(org_config: OrgConfig, sobject: str) -> list[FieldMapping]:
     if sobject in ("Lead", "Contact"):
         mapped = {m.local for m in out}
         member_fields = {**DEFAULT_MEMBER_FIELDS, **org_config.writeback.referral_add.member_fields}
-        for attribute, sf_field in member_fields.items():
-            name = sync.MEMBER_PREFIX + attribute
-            if sf_field and name not in mapped:
-                out.append(FieldMapping(local=name, salesforce=[sf_field], sync="ours"))
+        out += [m for m in _member_mappings(tuple(member_fields.items())) if m.local not in mapped]
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _member_mappings(member_fields: tuple[tuple[str, str | None], ...]) -> tuple[FieldMapping, ...]:
+    """The referral add's member fields as mappings (rule `ours`), built once per set (the
+    receiver asks for them twice for every entry about a referral)."""
+    return tuple(
+        FieldMapping(local=sync.MEMBER_PREFIX + attribute, salesforce=[sf_field], sync="ours")
+        for attribute, sf_field in member_fields
+        if sf_field
+    )
 
 
 def local_values(referral: Referral, member: Member | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ fix them (`error_class`): transient ones stay pending and are retried with backo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -17,16 +18,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from bridge import audit
 from bridge.errors import UsageError
-from bridge.store.models import Push, PushAttempt
+from bridge.store import row_values
+from bridge.store.models import Push, PushAttempt, utcnow
 from bridge.vocabulary import PUSH_KINDS, REPUSHABLE
 
 MAX_ATTEMPTS = 5
 """Sends of one push before a transient error (lock, limit, outage) is saved as a failure."""
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_dialect(dialect: str) -> Any:
+    table: Any = Push.__table__
+    ins: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return ins.on_conflict_do_nothing().returning(table.c.id)
+
+
+def _insert_push(session: Session) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id of a push, built once per dialect."""
+    return _insert_dialect(session.get_bind().dialect.name)
 
 
 def payload_digest(payload: Mapping[str, Any]) -> str:
@@ -50,9 +64,7 @@ def queue_push(
     """Save a pending push; returns (push, created). An existing key returns the saved push."""
     if kind not in PUSH_KINDS:
         raise ValueError(f"unknown push kind {kind!r}")
-    found = session.scalar(select(Push).where(Push.idempotency_key == idempotency_key))
-    if found is not None:
-        return found, False
+    now = utcnow()
     push = Push(
         kind=kind,
         idempotency_key=idempotency_key,
@@ -65,17 +77,21 @@ def queue_push(
         state="pending",
         attempts=0,
         error_fields=[],
+        created_at=now,
+        updated_at=now,
     )
-    try:
-        # A savepoint, so losing a race to a concurrent insert keeps the caller's transaction.
-        with session.begin_nested():
-            session.add(push)
-            session.flush()
-    except IntegrityError:
+    # One statement, neither a savepoint nor a flush of the whole session (the receiver's
+    # batch queues a push for many of its entries): a push saved with the same key, earlier
+    # or by a concurrent transaction, makes it insert nothing, and the saved one is returned.
+    pushed = session.execute(_insert_push(session), row_values(push)).scalar()
+    if pushed is None:
         found = session.scalar(select(Push).where(Push.idempotency_key == idempotency_key))
         if found is None:
-            raise
+            raise RuntimeError(f"push {idempotency_key!r} was neither inserted nor found")
         return found, False
+    push.id = pushed
+    make_transient_to_detached(push)
+    session.add(push)  # in the session as saved, like a push loaded from the database
     return push, True
 
 

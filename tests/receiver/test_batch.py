@@ -13,7 +13,7 @@ import itertools
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from bridge import context, jobs
 from bridge.config import BridgeConfig, OrgConfig
@@ -357,6 +357,29 @@ def test_a_mixed_batch_ends_exactly_as_entry_by_entry(
     ]
 
 
+def test_a_flush_while_an_entry_is_decided_writes_it_first(
+    store: Store, public_ids: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that flushes the session after rows referring to the entry being decided were
+    made (as scheduling a notification does) writes that entry first, then updates it once
+    decided: the batch still ends exactly as entry by entry."""
+    real_link_back = service.fieldsync.link_back
+
+    def link_back_then_flush(session: Any, *args: Any, **kw: Any) -> Any:
+        linked = real_link_back(session, *args, **kw)
+        session.flush()
+        return linked
+
+    monkeypatch.setattr(service.fieldsync, "link_back", link_back_then_flush)
+    run(store, batched=False)
+    one_by_one = snapshot(store)
+    public_ids()
+    run(store, batched=True)
+    batched = snapshot(store)
+    for part in ("entries", "referrals", "history", "audit"):
+        assert batched[part] == one_by_one[part], part
+
+
 def test_processing_a_batch_again_changes_nothing(store: Store) -> None:
     org_id = seed(store)
     entries = new_entries(org_id)
@@ -474,6 +497,71 @@ def test_an_own_write_in_the_batch_is_the_next_entrys_previous_state(store: Stor
     assert [e.previous.get("Status") for e in saved] == [None, None, "Qualified", "Qualified",
                                                           "Working"]  # fmt: skip
     assert [("status_rule:0" in e.reasons) for e in saved] == [False, False, False, False, True]
+
+
+def test_a_batch_writes_each_entry_once_decided_and_its_audit_rows_together(
+    store: Store,
+) -> None:
+    """Through the job: every entry is written by one INSERT, with its decision (no UPDATE of
+    an entry), the chunk's audit rows by one INSERT, the events' states by one UPDATE per
+    state. A referral created mid-batch (its id is needed) writes the entries decided so far
+    first, still once each."""
+    org_id = seed(store)
+    messages = [
+        lead_event(1, Status="Qualified"),  # Jane by email: R1 qualifies, a link-back push
+        lead_event(2, Id=CARLA, FirstName="Carla", LastName="Cruz", Email="carla.cruz@example.com"),
+        lead_event(3, Id=NEWBIE, LastName="Zed", Email=None),  # no match
+        lead_event(4, Id=CARLA, LastModifiedById=INTEGRATION),  # own write
+        lead_event(5, Id=NEWBIE, FirstName="Ann", LastName="New", Email="ann@new.example",
+                   Referral_Code__c="MAX25"),  # a member's code: a referral is created
+        lead_event(6, Status="Working"),  # Jane again, by her Lead id: nothing to change
+    ]  # fmt: skip
+    with store.session() as s:
+        ids = inbox.store_and_advance(s, org_id, [e for m in messages for e in from_bayeux(m, {})])
+    written: list[tuple[str, str, int]] = []  # (verb, table, rows)
+
+    def count(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        words = statement.split()[:3]
+        if words[:1] == ["INSERT"] and len(words) == 3:
+            written.append(("INSERT", words[2], len(params) if many else 1))
+        elif words[:1] == ["UPDATE"] and len(words) > 1:
+            written.append(("UPDATE", words[1], len(params) if many else 1))
+
+    def no_org(*_a: Any) -> Any:
+        raise AssertionError("no Salesforce call expected")
+
+    context.set_context(
+        WorkerContext(store=store, config=BridgeConfig(orgs={"acme": JOB_ORG}), open_org=no_org)
+    )
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        counts = jobs.process_inbound_batch(ids)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+        context.set_context(None)
+    assert counts == {"own_write": 1, "processed": 3, "skipped": 2}
+
+    def statements(verb: str, table: str) -> list[int]:
+        return [rows for v, t, rows in written if (v, t) == (verb, table)]
+
+    assert statements("UPDATE", "sales_entries") == []
+    assert sum(statements("INSERT", "sales_entries")) == len(ids)
+    # The own write (saved as it came), the entries decided before the referral was created,
+    # the rest at the end.
+    assert len(statements("INSERT", "sales_entries")) == 3
+    assert len(statements("INSERT", "audit_log")) == 1
+    # The claim, then one per end state: done, skipped (the own write).
+    assert len(statements("UPDATE", "inbound_events")) == 3
+    with store.session() as s:
+        saved = list(s.scalars(select(SalesEntry).order_by(SalesEntry.id)))
+        audit_rows = s.scalar(select(func.count()).select_from(AuditLog))
+    assert [e.inbound_event_id for e in saved] == ids  # in the events' order
+    assert [e.outcome for e in saved] == [
+        "processed", "processed", "skipped", "skipped", "processed", "skipped"
+    ]  # fmt: skip
+    assert all(e.processed_at is not None and e.decision for e in saved)
+    # entry.processed for each decided entry; R1's status change twice; the new referral.
+    assert audit_rows == sum(statements("INSERT", "audit_log")) >= 5
 
 
 def test_a_referral_changed_after_the_pool_was_read_is_decided_on_as_it_is_now(

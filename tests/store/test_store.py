@@ -111,3 +111,31 @@ def test_migrations_create_exactly_the_models(store) -> None:  # type: ignore[no
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_reserved_ids_are_new_ascending_and_the_next_row_comes_after_them(store) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import insert
+
+    from bridge.store import reserve_ids, row_values
+
+    with store.session() as session:
+        session.add(Program(key="first", name="First"))
+        session.flush()
+        pending = Program(key="pending", name="Pending")  # unsaved: given a reserved id
+        session.add(pending)
+        ids = reserve_ids(session, Program, 3)
+        assert ids == sorted(ids) and len(set(ids)) == 3
+        with session.no_autoflush:
+            assert session.scalar(select(func.count()).select_from(Program)) == 1  # not written
+        pending.id = ids[0]
+        rows = [row_values(Program(id=i, key=f"k{i}", name="Reserved")) for i in ids[1:]]
+        assert all(r["created_at"] is not None for r in rows)  # the column's default
+        session.execute(insert(Program.__table__), rows)  # type: ignore[arg-type]
+        session.flush()
+        later = Program(key="later", name="Later")
+        session.add(later)
+        session.flush()
+        assert later.id > max(ids)
+    with store.session() as session:
+        saved = session.scalars(select(Program.id).where(Program.id.in_(ids)))
+        assert sorted(saved) == ids

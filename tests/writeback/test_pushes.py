@@ -887,7 +887,9 @@ def test_a_referral_push_whose_referral_is_gone_fails_with_a_reason(
 def test_losing_an_insert_race_returns_the_saved_push_and_keeps_the_transaction(
     store: Store, seeded: dict[str, int]
 ) -> None:
-    """Two writers queue the same key at once: the loser gets the winner's push."""
+    """Two writers queue the same key: the loser's insert conflicts and inserts nothing (a
+    concurrent winner's, on PostgreSQL, once the winner commits), and it gets the winner's
+    push, its transaction intact (no savepoint is needed: nothing failed)."""
     from bridge.writeback.pushes import queue_push
 
     with store.session() as s:
@@ -902,26 +904,10 @@ def test_losing_an_insert_race_returns_the_saved_push_and_keeps_the_transaction(
         assert created
         winner_id = winner.id
 
-    class LateSession:
-        """Misses the winner on its first look, as a concurrent transaction would."""
-
-        def __init__(self, session: Any) -> None:
-            self._session = session
-            self._looked = False
-
-        def scalar(self, *args: Any, **kwargs: Any) -> Any:
-            if not self._looked:
-                self._looked = True
-                return None
-            return self._session.scalar(*args, **kwargs)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._session, name)
-
     with store.session() as s:
         s.add(Program(key="other", name="Other"))  # earlier work in the same transaction
         loser, created = queue_push(
-            LateSession(s),  # type: ignore[arg-type]
+            s,
             kind="activity",
             idempotency_key="activity:race",
             sobject_type="Task",
@@ -932,6 +918,47 @@ def test_losing_an_insert_race_returns_the_saved_push_and_keeps_the_transaction(
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Push)) == 1
         assert s.scalar(select(func.count()).select_from(Program)) == 2  # the rest committed
+
+
+def test_a_concurrent_writer_of_the_same_key_waits_and_gets_the_winners_push(
+    postgres_store: Store,
+) -> None:
+    """(PostgreSQL: SQLite serializes writers.) The loser's insert waits for the winner's
+    open transaction and, once it commits, inserts nothing and returns the winner's push."""
+    import threading
+
+    from bridge.writeback.pushes import queue_push
+
+    seeded = seed(postgres_store)
+
+    def queue(s: Any, subject: str) -> tuple[Any, bool]:
+        return queue_push(
+            s,
+            kind="activity",
+            idempotency_key="activity:concurrent",
+            sobject_type="Task",
+            payload={"fields": {"Subject": subject}},
+            org_connection_id=seeded["org"],
+        )
+
+    outcome: dict[str, Any] = {}
+
+    def loser() -> None:
+        with postgres_store.session() as s:
+            push, created = queue(s, "second")
+            outcome.update(id=push.id, created=created)
+
+    with postgres_store.session() as s:
+        winner, created = queue(s, "first")
+        assert created
+        thread = threading.Thread(target=loser)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive(), "the loser waits for the winner's transaction"
+    thread.join(10)
+    assert outcome == {"id": winner.id, "created": False}
+    with postgres_store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Push)) == 1
 
 
 def test_lookups_are_batched_100_emails_per_query(
