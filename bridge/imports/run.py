@@ -28,7 +28,7 @@ from bridge.config import OrgConfig
 from bridge.errors import BridgeError, UsageError
 from bridge.imports import csvfile, leads, sales
 from bridge.imports.outcomes import Pending, Result, Target
-from bridge.store import Store
+from bridge.store import Store, get_or_create_program
 from bridge.store.models import OrgConnection, Program
 from bridge.writeback.client import OrgWriter
 
@@ -89,12 +89,7 @@ def program_for(session: Session, conn: OrgConnection, org_config: OrgConfig, ke
     if spec is None:
         keys = ", ".join(p.key for p in org_config.programs)
         raise UsageError(f"program '{key}' is not one of the org's programs: {keys}")
-    program = session.scalar(select(Program).where(Program.key == key))
-    if program is None:
-        program = Program(key=key, name=spec.name, org_connection_id=conn.id)
-        session.add(program)
-        session.flush()
-    return program
+    return get_or_create_program(session, key, spec.name, conn.id)
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from bridge.receiver.matching import (
     ReferralCandidate,
     plan_lookups,
 )
-from bridge.store import reserve_ids, row_values
+from bridge.store import get_or_create_program, reserve_ids, row_values
 from bridge.store.models import (
     OrgConnection,
     Program,
@@ -300,12 +300,8 @@ def _program(session: Session, entry: SalesEntry, org: OrgConfig) -> Program:
         if program is not None:
             return program
     key = org.receiver.program
-    program = session.scalar(select(Program).where(Program.key == key))
-    if program is None:
-        spec = next(p for p in org.programs if p.key == key)
-        program = Program(key=key, name=spec.name, org_connection_id=entry.org_connection_id)
-        with session.begin_nested():
-            session.add(program)
+    spec = next(p for p in org.programs if p.key == key)
+    program = get_or_create_program(session, key, spec.name, entry.org_connection_id)
     entry.program_id = program.id
     return program
 

@@ -136,6 +136,20 @@ def reserve_ids(session: Session, model: type[DeclarativeBase], count: int) -> l
     return list(range(highest + 1, highest + 1 + count))
 
 
+def get_or_create_program(
+    session: Session, key: str, name: str, org_connection_id: int | None
+) -> Any:
+    """The program `key`: its row, or a new one made from the config's name on first use."""
+    from bridge.store.models import Program
+
+    program = session.scalar(select(Program).where(Program.key == key))
+    if program is None:
+        program = Program(key=key, name=name, org_connection_id=org_connection_id)
+        with session.begin_nested():
+            session.add(program)
+    return program
+
+
 def row_values(obj: DeclarativeBase) -> dict[str, Any]:
     """An unsaved object's row for a Core insert: every column, with the column's Python-side
     default where the object leaves it None (what the ORM's own INSERT would write); the

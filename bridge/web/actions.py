@@ -28,6 +28,7 @@ from bridge.errors import UsageError
 from bridge.matchkeys import email_key
 from bridge.receiver import service
 from bridge.salesforce import fieldcache
+from bridge.store import get_or_create_program
 from bridge.store.models import (
     InboundEvent,
     Member,
@@ -348,10 +349,7 @@ def ensure_program(s: Session, key: str) -> Program:
         for p in org.programs:
             if p.key == key:
                 conn = s.scalar(select(OrgConnection).where(OrgConnection.name == org_name))
-                program = Program(key=key, name=p.name, org_connection_id=conn.id if conn else None)
-                s.add(program)
-                s.flush()
-                return program
+                return get_or_create_program(s, key, p.name, conn.id if conn else None)
     raise Unprocessable(f"no program '{key}'", code="unknown_program", fields=["program"])
 
 
