@@ -115,13 +115,15 @@ class Handoff:
             if not self._arrived.wait(defaults.HANDOFF_SECONDS):
                 continue
             held_until = time.monotonic() + defaults.HANDOFF_SECONDS
+            pause, longest = defaults.HANDOFF_RECHECK_SECONDS
             while (
                 not self._full.is_set()
                 and not stop.is_set()
                 and time.monotonic() < held_until
                 and self._workers_busy()
             ):
-                self._full.wait(defaults.HANDOFF_RECHECK_SECONDS)
+                self._full.wait(pause)
+                pause = min(pause * 2, longest)
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - the ids are stored: the sweeper enqueues them
