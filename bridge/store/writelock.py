@@ -3,7 +3,7 @@
 SQLite lets one writer in at a time; the others, told "busy", sleep in growing steps (1, 2,
 5 … 25, 50, then 100 ms at a time) before they try again, so a writer that arrives while a
 worker's chunk is being saved waits tens of milliseconds after the lock was freed, and under
-steady contention keeps losing it: that was most of the subscriber's commit → stored time.
+steady contention keeps losing it (scripts/bench_writelock measures it).
 Here each write transaction first takes an exclusive `flock` on the lock file, asked again
 every millisecond or two (`POLL_SECONDS`), and gives it back when the transaction
 ends, so the next writer starts as soon as the last one committed.
@@ -12,7 +12,8 @@ Only the store's own connections take it; anything else writing the file (the `s
 shell) still meets SQLite's busy timeout, which stays in place. A writer that waited the
 whole busy timeout goes on without the lock file and meets SQLite's own lock, which fails
 as before ("database is locked"). A thread that already holds the lock through another
-connection does not wait for itself; SQLite's busy timeout decides, as before.
+connection does not wait for itself, and a lock file that cannot be opened is done without;
+in both cases SQLite's busy timeout decides, as before.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ def lock_path(database: str) -> str | None:
     return f"{database}-writer"
 
 
+def _open_lock_file(path: str) -> int | None:
+    """The lock file's descriptor (flock needs no write access), or None if it cannot be
+    opened or created beside the database."""
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(path, flags | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue
+    return None
+
+
 class TurnTakingConnection(sqlite3.Connection):
     """A pysqlite connection whose write transactions take turns through the lock file
     (`begin_write()` before `BEGIN IMMEDIATE`; `commit`, `rollback` and `close` give it
@@ -65,7 +77,10 @@ class TurnTakingConnection(sqlite3.Connection):
         if path is None or self._holding or path in _held_here():
             return
         if self._fd is None:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = _open_lock_file(path)
+            if self._fd is None:
+                self.lock_path = None  # e.g. another user's store: SQLite's lock alone
+                return
         started = time.monotonic()
         pause, longest = POLL_SECONDS
         while True:

@@ -107,3 +107,16 @@ def test_in_memory_databases_and_uris_have_no_lock_file() -> None:
     assert lock_path(":memory:") is None
     assert lock_path("file:x.db?mode=ro") is None
     assert lock_path("/srv/bridge.db") == "/srv/bridge.db-writer"
+
+
+def test_a_lock_file_that_cannot_be_opened_is_done_without(tmp_path: Path) -> None:
+    path = str(tmp_path / "x.db")
+    conn = TurnTakingConnection(path, isolation_level=None)
+    try:
+        conn.lock_path = str(tmp_path / "missing" / "x.db-writer")  # cannot be created
+        conn.begin_write(5)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.commit()
+        assert conn.lock_path is None
+    finally:
+        conn.close()
