@@ -163,8 +163,8 @@ most this long (bridge.streaming.fleet.Handoff)."""
 
 HANDOFF_RECHECK_SECONDS = (0.002, 0.01)
 """While events are held, the queue is asked whether the workers took the job after the
-first, then twice as long each time up to the second (an LLEN every 2 ms cost the stream
-process 0.2 ms of CPU per event at 200 events/s)."""
+first, then twice as long each time up to the second (fewer LLENs while the workers are
+busy)."""
 
 STREAM_CAPACITY = 50
 """Orgs one stream process serves at most (`stream.capacity` in the config file)."""
