@@ -156,9 +156,15 @@ after this long."""
 FLEET_STOP_WAIT_SECONDS = 10.0
 """On SIGTERM, how long to wait for an org stream that is storing a delivery."""
 
-HANDOFF_SECONDS = 0.05
-"""A stream process serving many orgs hands their stored events to the workers together, at
-most this often (bridge.streaming.fleet.Handoff)."""
+HANDOFF_SECONDS = 0.25
+"""A stream process serving many orgs hands their stored events to the workers as soon as a
+worker can take them; while a job of theirs still waits in the queue the new ones are held, at
+most this long (bridge.streaming.fleet.Handoff)."""
+
+HANDOFF_RECHECK_SECONDS = (0.002, 0.01)
+"""While events are held, the queue is asked whether the workers took the job after the
+first, then twice as long each time up to the second (fewer LLENs while the workers are
+busy)."""
 
 STREAM_CAPACITY = 50
 """Orgs one stream process serves at most (`stream.capacity` in the config file)."""

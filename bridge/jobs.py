@@ -137,6 +137,11 @@ def enqueue_events(client: redis.Redis, ids: Sequence[int]) -> int:
     return len(jobs)
 
 
+def inbound_waiting(client: redis.Redis) -> int:
+    """Inbound jobs in the queue that no worker has taken yet."""
+    return int(Queue(defaults.INBOUND_QUEUE, connection=client).count)
+
+
 def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     """The rq job: turn a batch of stored events into entries. Safe to run twice."""
     ctx = context.current()

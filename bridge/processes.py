@@ -319,7 +319,9 @@ def run_stream(rt: Runtime, org_name: str | None) -> OrgOnStream | Fleet:
         stream.run()
         return stream
     orgs.check_store(rt.store)
-    handoff = Handoff(lambda ids: jobs.enqueue_events(rt.redis, ids))
+    handoff = Handoff(
+        lambda ids: jobs.enqueue_events(rt.redis, ids), lambda: jobs.inbound_waiting(rt.redis)
+    )
 
     def build(name: str, org: OrgConfig) -> OrgOnStream:
         return org_stream(rt, name, org, threading.Event(), handoff.add)

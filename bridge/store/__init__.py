@@ -11,10 +11,15 @@ from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from bridge.store.writelock import TurnTakingConnection
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 READ_ONLY = "sfbridge_read_only"
 """Execution option of the connections of Store.reading() sessions."""
+
+BUSY_TIMEOUT_SECONDS = 30.0
+"""How long a SQLite writer waits for another's transaction before "database is locked"."""
 
 ANALYSIS_LIMIT = 2000
 """Rows SQLite's ANALYZE samples per index (approximate statistics, bounded cost)."""
@@ -26,7 +31,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("timeout", BUSY_TIMEOUT_SECONDS)
+        connect_args.setdefault("factory", TurnTakingConnection)
+        busy_timeout = float(connect_args["timeout"])
         engine = create_engine(url, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -37,17 +45,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Writers take the write lock up front (no deadlock upgrading a read lock);
-            # Store.reading() sessions read in a deferred transaction and never take it.
+            # Writers take the write lock up front (no deadlock upgrading a read lock), in
+            # turn through the lock file (bridge.store.writelock); Store.reading() sessions
+            # read in a deferred transaction and never take it.
             if conn.get_execution_options().get(READ_ONLY):
                 conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            dbapi_conn = conn.connection.dbapi_connection
+            if isinstance(dbapi_conn, TurnTakingConnection):
+                dbapi_conn.begin_write(busy_timeout)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):

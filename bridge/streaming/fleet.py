@@ -68,34 +68,62 @@ StreamFactory = Callable[[str, OrgConfig], OrgStream | None]
 
 
 class Handoff:
-    """The events every org stream of the process stored, handed to the workers together: one
-    job per `BATCH_SIZE` ids at most every `HANDOFF_SECONDS`, so 200 orgs with a change each
-    make one job, not 200 (a worker runs a few hundred jobs a second, each batch in one go).
-    The ids are committed before they get here; ids lost with a killed process are `new` in
-    the store and the sweeper enqueues them."""
+    """The events every org stream of the process stored, handed to the workers together.
 
-    def __init__(self, send: Callable[[list[int]], object]) -> None:
+    Sent as soon as a worker can take them: at once when no job of ours still waits in the
+    inbound queue (`waiting()`, one LLEN); while one does (the workers are busy), the ids that
+    arrive are held and go out together once it is taken, when `BATCH_SIZE` of them are in
+    hand, or after `HANDOFF_SECONDS` at most. So 200 orgs with a change each make one job when
+    the workers are busy, not 200, and a change at a trickle is not held back at all (a fixed
+    50 ms window used to add 25 ms to every entry at 200 events/s). The ids are committed
+    before they get here; ids lost with a killed process are `new` in the store and the
+    sweeper enqueues them."""
+
+    def __init__(
+        self, send: Callable[[list[int]], object], waiting: Callable[[], int] = lambda: 0
+    ) -> None:
         self.send = send
+        self.waiting = waiting
         self._ids: list[int] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Event()
         self._full = threading.Event()
 
     def add(self, ids: list[int]) -> None:
         with self._lock:
             self._ids.extend(ids)
+            self._arrived.set()
             if len(self._ids) >= defaults.BATCH_SIZE:
                 self._full.set()
 
     def flush(self) -> None:
         with self._lock:
             ids, self._ids = self._ids, []
+            self._arrived.clear()
             self._full.clear()
         if ids:
             self.send(ids)
 
+    def _workers_busy(self) -> bool:
+        try:
+            return self.waiting() > 0
+        except redis.RedisError:
+            return False  # the send will tell (and the sweeper covers it)
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self._full.wait(defaults.HANDOFF_SECONDS)
+            if not self._arrived.wait(defaults.HANDOFF_SECONDS):
+                continue
+            held_until = time.monotonic() + defaults.HANDOFF_SECONDS
+            pause, longest = defaults.HANDOFF_RECHECK_SECONDS
+            while (
+                not self._full.is_set()
+                and not stop.is_set()
+                and time.monotonic() < held_until
+                and self._workers_busy()
+            ):
+                self._full.wait(pause)
+                pause = min(pause * 2, longest)
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - the ids are stored: the sweeper enqueues them

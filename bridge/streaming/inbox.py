@@ -81,6 +81,9 @@ def store_events(
     new_ids: list[int] = []
     seen: set[str] = set()
     rows = []
+    # The transaction first (on SQLite: the writer's turn), then the rows: their received_at
+    # is when they are being stored, so commit -> stored counts any wait for the lock.
+    connection = session.connection()
     for ev in events:
         row = _row(org_connection_id, ev)
         if row["change_key"] in seen:
@@ -89,7 +92,7 @@ def store_events(
         rows.append(row)
     if rows:
         statement = _insert_events(session.get_bind().dialect.name)
-        new_ids.extend(session.connection().execute(statement, rows).scalars())
+        new_ids.extend(connection.execute(statement, rows).scalars())
     return sorted(new_ids)
 
 

@@ -1,0 +1,124 @@
+"""The writers of one SQLite store take turns through a lock file (`<database>-writer`).
+
+SQLite lets one writer in at a time; the others, told "busy", sleep in growing steps (1, 2,
+5 … 25, 50, then 100 ms at a time) before they try again, so a writer that arrives while a
+worker's chunk is being saved waits tens of milliseconds after the lock was freed, and under
+steady contention keeps losing it (scripts/bench_writelock measures it).
+Here each write transaction first takes an exclusive `flock` on the lock file, asked again
+every millisecond or two (`POLL_SECONDS`), and gives it back when the transaction
+ends, so the next writer starts as soon as the last one committed.
+
+Only the store's own connections take it; anything else writing the file (the `sqlite3`
+shell) still meets SQLite's busy timeout, which stays in place. A writer that waited the
+whole busy timeout goes on without the lock file and meets SQLite's own lock, which fails
+as before ("database is locked"). A thread that already holds the lock through another
+connection does not wait for itself, and a lock file that cannot be opened is done without;
+in both cases SQLite's busy timeout decides, as before.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from typing import Any
+
+POLL_SECONDS = (0.0001, 0.002)
+"""A waiting writer asks for the lock file again after the first, then twice as long each
+time up to the second: it starts within 2 ms of its turn, at little CPU while it waits."""
+
+_held = threading.local()
+"""The lock files this thread holds (through any of its connections)."""
+
+
+def _held_here() -> set[str]:
+    paths: set[str] | None = getattr(_held, "paths", None)
+    if paths is None:
+        paths = _held.paths = set()
+    return paths
+
+
+def lock_path(database: str) -> str | None:
+    """The lock file of a database file; None for an in-memory database or a URI."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return f"{database}-writer"
+
+
+def _open_lock_file(path: str) -> int | None:
+    """The lock file's descriptor (flock needs no write access), or None if it cannot be
+    opened or created beside the database."""
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(path, flags | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue
+    return None
+
+
+class TurnTakingConnection(sqlite3.Connection):
+    """A pysqlite connection whose write transactions take turns through the lock file
+    (`begin_write()` before `BEGIN IMMEDIATE`; `commit`, `rollback` and `close` give it
+    back)."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self.lock_path = lock_path(os.fspath(database))
+        self._fd: int | None = None
+        self._holding = False
+        self.waited_seconds = 0.0
+        """Time spent waiting for the lock file (all transactions of this connection)."""
+
+    def begin_write(self, timeout: float) -> None:
+        """Wait for this database's lock file (at most `timeout` seconds) and hold it."""
+        path = self.lock_path
+        if path is None or self._holding or path in _held_here():
+            return
+        if self._fd is None:
+            self._fd = _open_lock_file(path)
+            if self._fd is None:
+                self.lock_path = None  # e.g. another user's store: SQLite's lock alone
+                return
+        started = time.monotonic()
+        pause, longest = POLL_SECONDS
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - started >= timeout:
+                    return  # go on without it: SQLite's own lock decides
+                time.sleep(pause)
+                pause = min(pause * 2, longest)
+        self.waited_seconds += time.monotonic() - started
+        self._holding = True
+        _held_here().add(path)
+
+    def end_write(self) -> None:
+        if self._holding and self._fd is not None:
+            self._holding = False
+            _held_here().discard(str(self.lock_path))
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.end_write()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.end_write()
+
+    def close(self) -> None:
+        try:
+            self.end_write()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        finally:
+            super().close()

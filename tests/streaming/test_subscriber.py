@@ -1,0 +1,71 @@
+"""The subscriber stores a delivery's events and moves the channel's cursor in one
+transaction, and hands the new events to the workers only after it committed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from sqlalchemy import event, select
+
+from bridge.store import Store
+from bridge.store.models import InboundEvent, SyncCursor
+from bridge.streaming import subscriber
+from tests.factories import pushtopic_message
+from tests.test_jobs import ORG
+
+CHANNEL = "/topic/SFB_Lead"
+
+
+def _message(replay_id: int) -> dict[str, Any]:
+    stamp = f"2026-01-05T10:00:{replay_id % 60:02d}.000Z"
+    lead = f"00Q{replay_id:012d}AAA"
+    return pushtopic_message(CHANNEL, replay_id, {"Id": lead, "SystemModstamp": stamp})
+
+
+def test_events_and_cursor_are_committed_in_one_transaction_then_enqueued(
+    store: Store, redis_client: redis.Redis, org_id: int
+) -> None:
+    log: list[str] = []
+    enqueued: list[list[int]] = []
+
+    def on_begin(_conn: Any) -> None:
+        log.append("begin")
+
+    def on_commit(_conn: Any) -> None:
+        log.append("commit")
+
+    def on_statement(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        words = statement.split()
+        if words[0] == "INSERT":
+            log.append(f"INSERT {words[2]}")
+        elif words[0] == "UPDATE":
+            log.append(f"UPDATE {words[1]}")
+
+    def enqueue(ids: list[int]) -> None:
+        with store.session() as s:  # what a worker would see
+            stored = s.scalars(select(InboundEvent.id).where(InboundEvent.id.in_(ids))).all()
+            cursor = s.get(SyncCursor, (org_id, CHANNEL))
+        assert sorted(stored) == sorted(ids) and cursor is not None and cursor.replay_id == 12
+        enqueued.append(ids)
+
+    sub = subscriber.Subscriber(
+        store=store, redis_client=redis_client, org_name="acme", org=ORG,
+        org_connection_id=org_id, open_org=lambda: None, enqueue=enqueue,
+        backfill=lambda sobject: None,
+    )  # fmt: skip
+    for name, fn in (("begin", on_begin), ("commit", on_commit)):
+        event.listen(store.engine, name, fn)
+    event.listen(store.engine, "before_cursor_execute", on_statement)
+    try:
+        sub._store([_message(n) for n in range(1, 13)])
+    finally:
+        for name, fn in (("begin", on_begin), ("commit", on_commit)):
+            event.remove(store.engine, name, fn)
+        event.remove(store.engine, "before_cursor_execute", on_statement)
+    assert len(enqueued) == 1 and len(enqueued[0]) == 12
+    # one transaction: begin, the events, the cursor, commit (then the enqueue reads them)
+    first = log[: log.index("commit")]
+    assert first[0] == "begin" and first.count("begin") == 1
+    assert first[1] == "INSERT inbound_events"
+    assert {"UPDATE sync_cursors", "INSERT sync_cursors"} <= set(first[2:])
