@@ -238,9 +238,18 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "PushList": _list_of("Push"),
     "PushAttempt": {
         "type": "object",
-        "required": ["attempt", "state", "sf_id", "error", "via", "at"],
+        "required": ["attempt", "retry", "state", "sf_id", "error", "via", "at"],
         "properties": {
-            "attempt": {"type": "integer", "description": "the push's send count at the time"},
+            "attempt": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the send's number, in order across repushes (as the push page)",
+            },
+            "retry": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "sends of its round before it (a repush starts a round: 0)",
+            },
             "state": {"type": "string", "enum": list(PUSH_STATES)},
             "sf_id": _STR_OR_NULL,
             "error": {

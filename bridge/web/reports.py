@@ -18,13 +18,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from bridge.store.models import Push, PushAttempt, Referral, SalesEntry
+from bridge.store.models import Push, Referral, SalesEntry
 from bridge.vocabulary import PUSH_KINDS, PUSH_STATES, REPUSHABLE
 from bridge.web import actions, fitcheck, pushlist
 from bridge.web.auth import login_required, role_required
 from bridge.web.extensions import store
 from bridge.web.security import local_next, page_of
 from bridge.web.triage import person, plain
+from bridge.writeback.pushes import attempts_of
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -117,11 +118,7 @@ def push(push_id: int) -> str:
         row = s.get(Push, push_id)
         if row is None:
             abort(404)
-        attempts = list(
-            s.scalars(
-                select(PushAttempt).where(PushAttempt.push_id == push_id).order_by(PushAttempt.id)
-            )
-        )
+        attempts = attempts_of(s, push_id)
         names = _referral_names(s, {row.referral_id} if row.referral_id else set())
         overrides = dict((row.payload or {}).get("overrides") or {})
         # The fields to offer: those Salesforce named, then those already overridden.

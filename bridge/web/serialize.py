@@ -8,7 +8,8 @@ from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
 
-from bridge.store.models import Member, Push, PushAttempt, Referral, SalesEntry
+from bridge.store.models import Member, Push, Referral, SalesEntry
+from bridge.writeback.pushes import NumberedAttempt
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -135,9 +136,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def push_attempt(a: PushAttempt) -> dict[str, Any]:
+def push_attempt(numbered: NumberedAttempt) -> dict[str, Any]:
+    a = numbered.row
     return {
-        "attempt": a.attempt,
+        "attempt": numbered.number,
+        "retry": numbered.retry,
         "state": a.state,
         "sf_id": a.sf_id,
         "error": (

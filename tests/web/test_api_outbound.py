@@ -23,6 +23,7 @@ from bridge.vocabulary import SCOPES
 from bridge.writeback.describes import KEY
 from bridge.writeback.fit import field_rules
 from tests.web.apitools import check, check_error
+from tests.web.conftest import AuthActions
 from tests.web.seed import seed, token
 
 LEAD = {
@@ -63,6 +64,7 @@ def api(sqlite_store: Store, app_factory: Callable[..., Flask], redis_url: str) 
     class Api:
         store = sqlite_store
         redis = client
+        web = test_client
 
         def post(self, path: str, body: Any = None) -> Any:
             return test_client.post(
@@ -148,6 +150,33 @@ def test_repush_takes_field_overrides_that_fit_and_keeps_the_attempts(api: Any) 
         (1, "failed", "STRING_TOO_LONG")
     ]
     check_error(api.get("/pushes/999999/attempts"), 404, "not_found")
+
+
+def test_attempts_are_numbered_in_order_across_repushes_as_on_the_push_page(api: Any) -> None:
+    """Two rounds: two sends, a repush, one send. The API and the push page say 1, 2, 3 (the
+    second of a round is its retry 1), not the send count of each round (1, 2, 1)."""
+    with api.store.session() as s:
+        failed = s.scalar(select(Push).where(Push.state == "failed"))
+        assert failed is not None
+        failed_id = failed.id
+        for n, code in ((1, "UNABLE_TO_LOCK_ROW"), (2, "STRING_TOO_LONG"), (1, "STRING_TOO_LONG")):
+            s.add(
+                PushAttempt(
+                    push_id=failed_id, attempt=n, state="failed", error_code=code,
+                    error_message="x", error_class="permanent", via="collections",
+                )
+            )  # fmt: skip
+    attempts = check(api.get(f"/pushes/{failed_id}/attempts"), 200, "PushAttemptList")
+    assert [(a["attempt"], a["retry"], a["error"]["code"]) for a in attempts["data"]] == [
+        (1, 0, "UNABLE_TO_LOCK_ROW"),
+        (2, 1, "STRING_TOO_LONG"),
+        (3, 0, "STRING_TOO_LONG"),
+    ]
+    AuthActions(api.web).login("admin@example.com")
+    html = api.web.get(f"/reports/pushes/{failed_id}").get_data(as_text=True)
+    rows = html.split("<h2>Attempts</h2>", 1)[1].split("<tr><td>")[1:]
+    assert [r.split("</td>", 1)[0].split(" ", 1)[0] for r in rows] == ["1", "2", "3"]
+    assert "(retry 1)" in rows[1] and "retry" not in rows[0] + rows[2]
 
 
 def test_the_switch_pauses_and_resumes_each_direction(api: Any) -> None:
