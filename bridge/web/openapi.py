@@ -138,7 +138,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Entry": {
         "type": "object",
-        "required": ["id", "sobject_type", "outcome", "reasons", "records"],
+        "required": ["id", "sobject_type", "outcome", "reasons", "reasons_in_words", "records"],
         "properties": {
             "id": {"type": "integer"},
             "source": {"enum": list(ENTRY_SOURCES)},
@@ -147,6 +147,16 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "change_type": {"type": "string"},
             "outcome": {"enum": list(ENTRY_OUTCOMES)},
             "reasons": {"type": "array", "items": {"type": "string"}},
+            "reasons_in_words": {
+                "type": "array",
+                "description": "each reason code with the receiver's words for it, as the review "
+                "UI shows them (bridge.receiver.decision.REASONS), in the order of `reasons`",
+                "items": {
+                    "type": "object",
+                    "required": ["code", "text"],
+                    "properties": {"code": {"type": "string"}, "text": {"type": "string"}},
+                },
+            },
             "error": _STR_OR_NULL,
             "decision": _OBJ,
             "candidates": {"type": "array", "items": _OBJ},

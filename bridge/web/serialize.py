@@ -9,6 +9,7 @@ from typing import Any
 from flask.json.provider import DefaultJSONProvider
 
 from bridge.store.models import Member, Push, Referral, SalesEntry
+from bridge.web.words import reason_text
 from bridge.writeback.pushes import NumberedAttempt
 
 
@@ -76,6 +77,7 @@ def entry(e: SalesEntry) -> dict[str, Any]:
         "change_type": e.change_type,
         "outcome": e.outcome,
         "reasons": list(e.reasons or []),
+        "reasons_in_words": [{"code": c, "text": reason_text(c)} for c in e.reasons or []],
         "error": e.error,
         "decision": e.decision or {},
         "candidates": list(e.candidates or []),
