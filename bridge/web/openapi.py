@@ -206,6 +206,17 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "referral_id": _INT_OR_NULL,
             "payload": _OBJ,
             "note": {"type": "string", "description": "what happened to the send job"},
+            "saved_on_referral": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "repush with apply_to_referral: the local names saved on the "
+                "referral or member (`last_name`, `member.phone`)",
+            },
+            "referral_pushes": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "repush with apply_to_referral: the pushes that edit queued",
+            },
             "created_at": _TS,
             "updated_at": _TS,
             "sent_at": _TS,
@@ -635,8 +646,9 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         "post",
         api.repush,
         "Send a failed or skipped push again; `fields` overrides Salesforce fields of the write "
-        "(checked against the org's field lengths and picklists: 400 value_does_not_fit). "
-        "Every send is kept as an attempt",
+        "(checked against the org's field lengths and picklists: 400 value_does_not_fit); with "
+        "`apply_to_referral` those that come from the referral or its member are saved there "
+        "too. Every send is kept as an attempt",
         "RepushIn",
         202,
         "Push",

@@ -18,7 +18,7 @@ from rq import Queue
 from sqlalchemy import func, select
 
 from bridge.store import Store
-from bridge.store.models import OrgConnection, Push, PushAttempt, Referral
+from bridge.store.models import AuditLog, OrgConnection, Push, PushAttempt, Referral
 from bridge.vocabulary import SCOPES
 from bridge.writeback.describes import KEY
 from bridge.writeback.fit import field_rules
@@ -195,3 +195,84 @@ def test_the_switch_pauses_and_resumes_each_direction(api: Any) -> None:
     assert job.func_name == "bridge.writeback.jobs.drain_org"
     check_error(api.post("/orgs/nope/pause"), 404, "unknown_org", ["org"])
     check_error(api.post("/orgs/acme/pause", {"sideways": True}), 400, "validation_error")
+
+
+def _referral_of(store: Store, push_id: int) -> Referral:
+    with store.session() as s:
+        push = s.get(Push, push_id)
+        assert push is not None and push.referral_id is not None
+        referral = s.get(Referral, push.referral_id)
+        assert referral is not None
+        s.expunge(referral)
+        return referral
+
+
+def test_repush_saves_the_fix_on_the_referral_only_when_asked(api: Any) -> None:
+    """A STRING_TOO_LONG last name fixed on the push: without `apply_to_referral` the
+    referral keeps its value (the default); with it the referral is edited as PATCH does —
+    audited, in its field history — and the member field the push carries goes to the
+    member. A field that does not come from the referral (Rating) stays the push's alone."""
+    with api.store.session() as s:
+        failed = s.scalar(select(Push).where(Push.state == "failed"))
+        assert failed is not None
+        failed_id, referral_id = failed.id, failed.referral_id
+        referral = s.get(Referral, referral_id)
+        assert referral is not None
+        referral.last_name = "L" * 81
+        before_company = referral.company
+    out = check(
+        api.post(f"/pushes/{failed_id}/repush", {"fields": {"LastName": "Lovelace"}}),
+        202,
+        "Push",
+    )
+    assert "saved_on_referral" not in out
+    assert _referral_of(api.store, failed_id).last_name == "L" * 81
+    with api.store.session() as s:
+        s.get(Push, failed_id).state = "failed"  # type: ignore[union-attr]
+
+    fix = {"LastName": "Lovelace", "Rating": "Hot", "Referring_Member_Phone__c": "+1 555 0100"}
+    out = check(
+        api.post(f"/pushes/{failed_id}/repush", {"fields": fix, "apply_to_referral": True}),
+        202,
+        "Push",
+    )
+    assert sorted(out["saved_on_referral"]) == ["last_name", "member.phone"]
+    assert out["payload"]["overrides"] == fix
+    referral = _referral_of(api.store, failed_id)
+    assert (referral.last_name, referral.company) == ("Lovelace", before_company)
+    assert "Rating" not in (referral.fields or {})
+    body = check(api.get(f"/referrals/{referral_id}"), 200, "ReferralDetail")
+    assert any(
+        h["field"] == "last_name" and h["value"] == "Lovelace" and h["source"] == "local"
+        for h in body["history"]
+    ), body["history"]
+    member = check(api.get(f"/members/{referral.member_id}"), 200, "Member")
+    assert member["phone"] == "+1 555 0100"
+    with api.store.session() as s:
+        actions = [
+            (a.action, a.object_id)
+            for a in s.scalars(
+                select(AuditLog).where(AuditLog.action.in_(("referral.update", "member.update")))
+            )
+        ]
+    assert ("referral.update", str(referral_id)) in actions
+    assert ("member.update", str(referral.member_id)) in actions
+
+
+def test_a_fix_the_referral_cannot_take_is_refused_and_nothing_changes(api: Any) -> None:
+    """The org takes any text in the member URL field; the member's URL must be http(s)."""
+    with api.store.session() as s:
+        failed = s.scalar(select(Push).where(Push.state == "failed"))
+        assert failed is not None
+        failed_id = failed.id
+    check_error(
+        api.post(
+            f"/pushes/{failed_id}/repush",
+            {"fields": {"Referring_Member_URL__c": "ftp://x.test"}, "apply_to_referral": True},
+        ),
+        400,
+        "validation_error",
+        ["Referring_Member_URL__c"],
+    )
+    with api.store.session() as s:
+        assert s.get(Push, failed_id).state == "failed"  # type: ignore[union-attr]
