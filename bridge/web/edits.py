@@ -137,15 +137,15 @@ def referral_sources(s: Session, push: Push) -> dict[str, str]:
     program = s.get(Program, referral.program_id)
     names = fieldsync.local_names(cfg.orgs[conn.name], program.key if program else None,
                                   push.sobject_type)  # fmt: skip
-    return {
-        sf: local
-        for sf, local in names.items()
-        if (
-            local.removeprefix(sync.MEMBER_PREFIX) in MEMBER_EDITABLE and referral.member_id
-            if local.startswith(sync.MEMBER_PREFIX)
-            else local not in _NOT_EDITABLE and "." not in local
+    return {sf: local for sf, local in names.items() if _editable(local, referral)}
+
+
+def _editable(local: str, referral: Referral) -> bool:
+    if local.startswith(sync.MEMBER_PREFIX):
+        return referral.member_id is not None and (
+            local.removeprefix(sync.MEMBER_PREFIX) in MEMBER_EDITABLE
         )
-    }
+    return local not in _NOT_EDITABLE and "." not in local  # not a sale's value
 
 
 def save_on_referral(
