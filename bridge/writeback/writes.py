@@ -5,7 +5,8 @@ Grouped by object, operation and external id into sObject Collections of ≤ 200
 ONE call against the org's allocation ("Up to 5 of these subrequests can be sObject
 Collections or query operations", REST API Developer Guide, Composite). A group larger than
 `writeback.bulk_threshold` goes through Bulk API 2.0 instead. Every record's result comes back
-as an `Outcome` for its push, the same from every path.
+as an `Outcome` for its push, the same from every path. `send` is the one way a collection
+write reaches Salesforce: the sales path's steps (`sales_records.write_all`) use it too.
 """
 
 from __future__ import annotations
