@@ -481,6 +481,14 @@ def repush(push_id: int) -> ResponseReturnValue:
         push = actions.repush(
             s, actions.get_push(s, push_id), actor=g.api_actor, fields=data.fields
         )
+        saved, more = (
+            edits.save_on_referral(s, push, data.fields, actor=g.api_actor)
+            if data.apply_to_referral and data.fields
+            else ([], [])
+        )
+        s.flush()
         out = serialize.push(push)
-    out["note"] = actions.enqueue_pushes([push_id])
+        if data.apply_to_referral:
+            out |= {"saved_on_referral": saved, "referral_pushes": [p.id for p in more]}
+    out["note"] = actions.enqueue_pushes([push_id, *out.get("referral_pushes", [])])
     return jsonify(out), 202

@@ -10,16 +10,15 @@ from typing import Annotated, Literal
 from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from bridge import switches
 from bridge.errors import UsageError
-from bridge.store.models import PushAttempt
 from bridge.vocabulary import PushKind
 from bridge.web import actions, pushlist, serialize
 from bridge.web.api import body, bp, require_scope
 from bridge.web.bodies import FieldName, _Body
 from bridge.web.extensions import store, web
+from bridge.writeback.pushes import attempts_of
 
 OrgName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 
@@ -82,10 +81,7 @@ def resume_org(name: str) -> ResponseReturnValue:
 def push_attempts(push_id: int) -> ResponseReturnValue:
     with store().session() as s:
         actions.get_push(s, push_id)
-        rows = s.scalars(
-            select(PushAttempt).where(PushAttempt.push_id == push_id).order_by(PushAttempt.id)
-        ).all()
-        return jsonify({"data": [serialize.push_attempt(a) for a in rows]})
+        return jsonify({"data": [serialize.push_attempt(a) for a in attempts_of(s, push_id)]})
 
 
 @bp.post("/pushes/repush")

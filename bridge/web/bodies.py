@@ -207,6 +207,12 @@ class RepushIn(_Body):
     org's field lengths and picklists like new input."""
 
     fields: dict[FieldName, Scalar] | None = None
+    apply_to_referral: bool = Field(
+        default=False,
+        description="also save the `fields` that come from the push's referral (or its member) "
+        "there, as `PATCH /referrals/{id}` does (audited, field history, sync rules), so the "
+        "next push built from the referral carries the fix; default false: the push alone",
+    )
 
 
 class NoBody(_Body):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,13 +25,16 @@ from bridge.store.models import (
 from bridge.vocabulary import QUALIFYING, REFERRAL_STATUSES
 from bridge.web.actions import (
     ROUTING_ATTRIBUTES,
+    ActionError,
     NotFound,
     Unprocessable,
     _config,
     check_phase,
 )
+from bridge.web.bodies import MemberPatch, ReferralPatch
 from bridge.web.words import reason_text
-from bridge.writeback import fieldsync, gate
+from bridge.writeback import fieldsync, gate, sync
+from bridge.writeback.referrals import ENGAGEMENT, REFERRAL_ATTRIBUTES, TOUCHES
 
 
 def get_referral(s: Session, referral_id: int) -> Referral:
@@ -113,6 +117,77 @@ def sync_referral(s: Session, referral: Referral, *, actor: str) -> Push:
     push = gate.route_referral(s, target[0], target[1], referral, manual=True, actor=actor)
     assert push is not None  # a manual sync always sends
     return push
+
+
+#: What a push's fix may also save: the referral's editable columns (other names are its
+#: `fields` keys) and the member's (the ids used for matching stay), as the edit forms.
+REFERRAL_EDITABLE = ("first_name", "last_name", "email", "company", "phone")
+MEMBER_EDITABLE = ("name", "email", "phone", "url")
+_NOT_EDITABLE = {*REFERRAL_ATTRIBUTES, *TOUCHES, *ENGAGEMENT} - set(REFERRAL_EDITABLE)
+
+
+def referral_sources(s: Session, push: Push) -> dict[str, str]:
+    """The push's Salesforce fields that come from its referral or its member, each with its
+    local name (`last_name`, `plan`, `member.phone`): those a fix can also save there."""
+    referral = s.get(Referral, push.referral_id) if push.referral_id else None
+    conn = s.get(OrgConnection, push.org_connection_id) if push.org_connection_id else None
+    cfg = _config()
+    if referral is None or conn is None or cfg is None or conn.name not in cfg.orgs:
+        return {}
+    program = s.get(Program, referral.program_id)
+    names = fieldsync.local_names(cfg.orgs[conn.name], program.key if program else None,
+                                  push.sobject_type)  # fmt: skip
+    return {sf: local for sf, local in names.items() if _editable(local, referral)}
+
+
+def _editable(local: str, referral: Referral) -> bool:
+    if local.startswith(sync.MEMBER_PREFIX):
+        return referral.member_id is not None and (
+            local.removeprefix(sync.MEMBER_PREFIX) in MEMBER_EDITABLE
+        )
+    return local not in _NOT_EDITABLE and "." not in local  # not a sale's value
+
+
+def save_on_referral(
+    s: Session, push: Push, fields: Mapping[str, Any], *, actor: str
+) -> tuple[list[str], list[Push]]:
+    """Save a push's fixed values on its referral (or member) too, for the fields that come
+    from there, by the edit the referral and member pages use (validated as `PATCH`, audited,
+    field history, the sync rules' pushes). Returns the local names saved and the pushes."""
+    sources = referral_sources(s, push)
+    referral_data: dict[str, Any] = {}
+    member_data: dict[str, Any] = {}
+    for sf, value in fields.items():
+        local = sources.get(sf)
+        if local is None or value is None:  # null leaves the field out of the push only
+            continue
+        if local.startswith(sync.MEMBER_PREFIX):
+            member_data[local.removeprefix(sync.MEMBER_PREFIX)] = value
+        elif local in REFERRAL_EDITABLE:
+            referral_data[local] = value
+        else:
+            referral_data.setdefault("fields", {})[local] = value
+    by_local = {local: sf for sf, local in sources.items()}
+    for model, data, prefix in ((ReferralPatch, referral_data, ""),
+                                (MemberPatch, member_data, sync.MEMBER_PREFIX)):  # fmt: skip
+        try:
+            model.model_validate(data)
+        except ValidationError as exc:
+            bad = [by_local.get(prefix + str(e["loc"][0]), str(e["loc"][0])) for e in exc.errors()]
+            raise ActionError(
+                f"cannot be saved on the referral: {exc.errors()[0]['msg']} ({', '.join(bad)})",
+                code="validation_error",
+                fields=bad,
+            ) from None
+    referral = s.get(Referral, push.referral_id) if push.referral_id else None
+    pushes: list[Push] = []
+    if referral is not None and referral_data:
+        pushes += edit_referral(s, referral, referral_data, actor=actor)
+    if referral is not None and referral.member_id and member_data:
+        member = get_member(s, referral.member_id)
+        pushes += edit_member(s, member, member_data, actor=actor)
+    saved = [*(k for k in referral_data if k != "fields"), *referral_data.get("fields", {})]
+    return saved + [sync.MEMBER_PREFIX + k for k in member_data], pushes
 
 
 def why_not_sent(s: Session, referral: Referral) -> str | None:

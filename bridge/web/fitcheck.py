@@ -18,12 +18,10 @@ from bridge.config import referral_add_for
 from bridge.store.models import OrgConnection, Program, Push
 from bridge.web.extensions import store, web
 from bridge.writeback import fit
+from bridge.writeback.referrals import REFERRAL_IDENTITY
 
 #: Salesforce field -> the API's input field, to name the input that does not fit.
-REFERRAL_INPUT = {
-    "FirstName": "first_name", "LastName": "last_name", "Email": "email", "Phone": "phone",
-    "Company": "company",
-}  # fmt: skip
+REFERRAL_INPUT = REFERRAL_IDENTITY
 ACTIVITY_INPUT = {"Subject": "subject", "Description": "description"}
 
 

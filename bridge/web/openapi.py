@@ -138,7 +138,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Entry": {
         "type": "object",
-        "required": ["id", "sobject_type", "outcome", "reasons", "records"],
+        "required": ["id", "sobject_type", "outcome", "reasons", "reasons_in_words", "records"],
         "properties": {
             "id": {"type": "integer"},
             "source": {"enum": list(ENTRY_SOURCES)},
@@ -147,6 +147,16 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "change_type": {"type": "string"},
             "outcome": {"enum": list(ENTRY_OUTCOMES)},
             "reasons": {"type": "array", "items": {"type": "string"}},
+            "reasons_in_words": {
+                "type": "array",
+                "description": "each reason code with the receiver's words for it, as the review "
+                "UI shows them (bridge.receiver.decision.REASONS), in the order of `reasons`",
+                "items": {
+                    "type": "object",
+                    "required": ["code", "text"],
+                    "properties": {"code": {"type": "string"}, "text": {"type": "string"}},
+                },
+            },
             "error": _STR_OR_NULL,
             "decision": _OBJ,
             "candidates": {"type": "array", "items": _OBJ},
@@ -196,6 +206,17 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "referral_id": _INT_OR_NULL,
             "payload": _OBJ,
             "note": {"type": "string", "description": "what happened to the send job"},
+            "saved_on_referral": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "repush with apply_to_referral: the local names saved on the "
+                "referral or member (`last_name`, `member.phone`)",
+            },
+            "referral_pushes": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "repush with apply_to_referral: the pushes that edit queued",
+            },
             "created_at": _TS,
             "updated_at": _TS,
             "sent_at": _TS,
@@ -238,9 +259,18 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "PushList": _list_of("Push"),
     "PushAttempt": {
         "type": "object",
-        "required": ["attempt", "state", "sf_id", "error", "via", "at"],
+        "required": ["attempt", "retry", "state", "sf_id", "error", "via", "at"],
         "properties": {
-            "attempt": {"type": "integer", "description": "the push's send count at the time"},
+            "attempt": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the send's number, in order across repushes (as the push page)",
+            },
+            "retry": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "sends of its round before it (a repush starts a round: 0)",
+            },
             "state": {"type": "string", "enum": list(PUSH_STATES)},
             "sf_id": _STR_OR_NULL,
             "error": {
@@ -616,8 +646,9 @@ OPERATIONS: list[tuple[str, str, Any, str, str | None, int, str, list[dict[str, 
         "post",
         api.repush,
         "Send a failed or skipped push again; `fields` overrides Salesforce fields of the write "
-        "(checked against the org's field lengths and picklists: 400 value_does_not_fit). "
-        "Every send is kept as an attempt",
+        "(checked against the org's field lengths and picklists: 400 value_does_not_fit); with "
+        "`apply_to_referral` those that come from the referral or its member are saved there "
+        "too. Every send is kept as an attempt",
         "RepushIn",
         202,
         "Push",

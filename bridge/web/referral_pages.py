@@ -43,7 +43,7 @@ from bridge.writeback import fieldsync
 
 bp = Blueprint("referrals", __name__)
 
-EDITABLE = ("first_name", "last_name", "email", "company", "phone")
+EDITABLE = edits.REFERRAL_EDITABLE
 
 SF_LINKS = (
     ("Lead", "sf_lead_id"),

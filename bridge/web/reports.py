@@ -18,13 +18,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from bridge.store.models import Push, PushAttempt, Referral, SalesEntry
+from bridge.store.models import Push, Referral, SalesEntry
 from bridge.vocabulary import PUSH_KINDS, PUSH_STATES, REPUSHABLE
-from bridge.web import actions, fitcheck, pushlist
+from bridge.web import actions, edits, fitcheck, pushlist
 from bridge.web.auth import login_required, role_required
 from bridge.web.extensions import store
 from bridge.web.security import local_next, page_of
 from bridge.web.triage import person, plain
+from bridge.writeback.pushes import attempts_of
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -117,38 +118,46 @@ def push(push_id: int) -> str:
         row = s.get(Push, push_id)
         if row is None:
             abort(404)
-        attempts = list(
-            s.scalars(
-                select(PushAttempt).where(PushAttempt.push_id == push_id).order_by(PushAttempt.id)
-            )
-        )
+        attempts = attempts_of(s, push_id)
         names = _referral_names(s, {row.referral_id} if row.referral_id else set())
         overrides = dict((row.payload or {}).get("overrides") or {})
         # The fields to offer: those Salesforce named, then those already overridden.
         fix = list(dict.fromkeys([*(row.error_fields or []), *overrides]))
+        try:
+            sources = edits.referral_sources(s, row) if row.state in REPUSHABLE else {}
+        except actions.ActionError:  # a broken config file: the fix still works, alone
+            sources = {}
         return render_template(
-            "push.html", p=row, attempts=attempts, names=names, overrides=overrides, fix=fix
-        )
+            "push.html", p=row, attempts=attempts, names=names, overrides=overrides, fix=fix,
+            sources=sources,
+        )  # fmt: skip
 
 
 @bp.post("/pushes/<int:push_id>/repush")
 @role_required("admin")
 def repush(push_id: int) -> Response:
     """Send a failed or skipped push again, with the Salesforce fields the form changes (each
-    checked against the org's fields first); the attempts so far stay."""
+    checked against the org's fields first); the attempts so far stay. A field ticked "also
+    save on the referral" is saved there too (`edits.save_on_referral`)."""
     fields = {
         key.removeprefix("field."): value
         for key, value in request.form.items()
         if key.startswith("field.") and value != ""
     }
+    also = {f: v for f, v in fields.items() if request.form.get(f"save.{f}") == "yes"}
     if fields:
         fitcheck.read_rules(push_id=push_id)  # before the transaction, as the API does
     try:
         with store().session() as s:
-            actions.repush(s, actions.get_push(s, push_id), actor=g.user.email, fields=fields)
-        note = actions.enqueue_pushes([push_id])
+            push = actions.get_push(s, push_id)
+            actions.repush(s, push, actor=g.user.email, fields=fields)
+            saved, more = edits.save_on_referral(s, push, also, actor=g.user.email)
+            s.flush()
+            ids = [push_id, *(p.id for p in more)]
+        note = actions.enqueue_pushes(ids)
         changed = f" with {', '.join(sorted(fields))} changed" if fields else ""
-        flash(f"Push {push_id} will be sent again{changed} ({note}).", "success")
+        on = f"; saved on the referral: {', '.join(saved)}" if saved else ""
+        flash(f"Push {push_id} will be sent again{changed} ({note}){on}.", "success")
     except actions.ActionError as exc:
         flash(f"Push {push_id} was not repushed: {exc.message}", "error")
     return redirect(local_next(url_for("reports.push", push_id=push_id)))

@@ -8,7 +8,9 @@ from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
 
-from bridge.store.models import Member, Push, PushAttempt, Referral, SalesEntry
+from bridge.store.models import Member, Push, Referral, SalesEntry
+from bridge.web.words import reason_text
+from bridge.writeback.pushes import NumberedAttempt
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -75,6 +77,7 @@ def entry(e: SalesEntry) -> dict[str, Any]:
         "change_type": e.change_type,
         "outcome": e.outcome,
         "reasons": list(e.reasons or []),
+        "reasons_in_words": [{"code": c, "text": reason_text(c)} for c in e.reasons or []],
         "error": e.error,
         "decision": e.decision or {},
         "candidates": list(e.candidates or []),
@@ -135,9 +138,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def push_attempt(a: PushAttempt) -> dict[str, Any]:
+def push_attempt(numbered: NumberedAttempt) -> dict[str, Any]:
+    a = numbered.row
     return {
-        "attempt": a.attempt,
+        "attempt": numbered.number,
+        "retry": numbered.retry,
         "state": a.state,
         "sf_id": a.sf_id,
         "error": (

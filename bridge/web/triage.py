@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from bridge.config import Receiver
-from bridge.receiver.decision import explain
 from bridge.store.models import Member, Referral, SalesEntry
 from bridge.vocabulary import APPROVED, DENIED, PENDING, QUALIFIED, REVIEW
+from bridge.web.words import reason_text
 
 #: The verb a button uses for moving a referral to a status.
 STATUS_VERBS = {
@@ -225,8 +225,7 @@ def reasons(entry: SalesEntry, receiver: Receiver | None) -> list[Reason]:
         config = (
             _rule_words(receiver, arg) if base == "status_rule" else CONFIG_DETAIL.get(base, "")
         )
-        sentence = explain(code)
-        out.append(Reason(code, words, sentence[:1].upper() + sentence[1:], config))
+        out.append(Reason(code, words, reason_text(code), config))
     return out
 
 

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge import audit
-from bridge.config import FieldMapping, OrgConfig, parse_field_ref
+from bridge.config import FieldMapping, OrgConfig, parse_field_ref, referral_add_for
 from bridge.store.models import (
     FieldChange,
     Member,
@@ -51,6 +51,7 @@ from bridge.writeback.referrals import (
     DEFAULT_MEMBER_FIELDS,
     IDENTITY_FIELDS,
     REFERRAL_ID_FIELD,
+    REFERRAL_IDENTITY,
     build_record,
     member_values,
     referral_values,
@@ -91,6 +92,27 @@ def mappings_for(org_config: OrgConfig, sobject: str) -> list[FieldMapping]:
         mapped = {m.local for m in out}
         member_fields = {**DEFAULT_MEMBER_FIELDS, **org_config.writeback.referral_add.member_fields}
         out += [m for m in _member_mappings(tuple(member_fields.items())) if m.local not in mapped]
+    return out
+
+
+def local_names(org_config: OrgConfig, program: str | None, sobject: str) -> dict[str, str]:
+    """Salesforce field → the local name a push to `sobject` writes it from: a referral
+    attribute or `fields` key, or `member.<attribute>` — the referral add's record
+    (`referrals.build_record`) first, then the object's field mappings."""
+    add = referral_add_for(org_config, program)
+    out: dict[str, str] = {}
+    if sobject == add.create_as:
+        out |= {
+            sf: local
+            for sf, local in REFERRAL_IDENTITY.items()
+            if sobject == "Lead" or sf != "Company"
+        }
+        member_fields = {**DEFAULT_MEMBER_FIELDS, **add.member_fields}
+        out |= {sf: sync.MEMBER_PREFIX + attr for attr, sf in member_fields.items() if sf}
+        out |= {sf: local for local, sf in add.field_mappings.items()}
+    for m in mappings_for(org_config, sobject):
+        for sf in m.salesforce:
+            out.setdefault(sf, m.local)
     return out
 
 

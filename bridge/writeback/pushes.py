@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -251,6 +252,27 @@ def record_attempt(session: Session, push: Push, via: str) -> None:
             via=via,
         )
     )
+
+
+@dataclass(frozen=True)
+class NumberedAttempt:
+    """One send of a push, numbered in order across repushes (1, 2, 3 …); `retry` counts the
+    sends of its round before it (a repush starts a round: its first send is retry 0)."""
+
+    number: int
+    retry: int
+    row: PushAttempt
+
+
+def attempts_of(session: Session, push_id: int) -> list[NumberedAttempt]:
+    """Every send of the push, oldest first: what the push page and the API list."""
+    rows = session.scalars(
+        select(PushAttempt).where(PushAttempt.push_id == push_id).order_by(PushAttempt.id)
+    )
+    return [
+        NumberedAttempt(number, max((row.attempt or 1) - 1, 0), row)
+        for number, row in enumerate(rows, start=1)
+    ]
 
 
 def _clear_error(push: Push) -> None:

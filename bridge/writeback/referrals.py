@@ -61,6 +61,13 @@ DEFAULT_MEMBER_FIELDS: dict[str, str] = {
 # Identity fields a referral brings; on an existing record they are written only where blank.
 IDENTITY_FIELDS = ("FirstName", "LastName", "Email", "Phone", "Company")
 
+REFERRAL_IDENTITY = {
+    "FirstName": "first_name", "LastName": "last_name", "Email": "email", "Phone": "phone",
+    "Company": "company",
+}  # fmt: skip
+"""Each identity field and the referral attribute `build_record` writes it from (Company on
+Leads only)."""
+
 REFERRAL_ATTRIBUTES = (
     "public_id",
     "external_id",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from bridge.store import Store
 from bridge.store.models import AuditLog, Push, Referral
 from bridge.vocabulary import SCOPES
 from tests.web.apitools import check, check_error
+from tests.web.conftest import AuthActions
 from tests.web.seed import Seeded, seed, token
 
 pytestmark = pytest.mark.postgres
@@ -136,6 +138,21 @@ def test_get_entry(api: Api) -> None:
     assert body["records"]["Lead"]["Email"] == "bob@buyer.test"
     assert body["candidates"][0]["public_id"] == "ref_0000"
     assert body["decision"]["to_status"] == "qualified"
+
+
+def test_an_entry_has_its_reasons_in_the_words_the_entry_page_shows(api: Api) -> None:
+    eid = api.seeded.ids["review_fuzzy"]
+    body = check(api.get(f"/entries/{eid}"), 200, "Entry")
+    words = body["reasons_in_words"]
+    assert [w["code"] for w in words] == body["reasons"]
+    assert words[0]["text"] == (
+        "Status rule number 0 (counting from 0) matched and sets the status."
+    )
+    assert words[2]["text"] == ("Auto_process_fuzzy is off: a reviewer approves fuzzy matches.")
+    AuthActions(api.client).login()
+    page = api.client.get(f"/entries/{eid}").get_data(as_text=True)
+    for w in words:
+        assert html.escape(w["text"], quote=False) in page
 
 
 def test_patch_entry_fields(api: Api) -> None:

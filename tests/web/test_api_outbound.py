@@ -18,11 +18,12 @@ from rq import Queue
 from sqlalchemy import func, select
 
 from bridge.store import Store
-from bridge.store.models import OrgConnection, Push, PushAttempt, Referral
+from bridge.store.models import AuditLog, OrgConnection, Push, PushAttempt, Referral
 from bridge.vocabulary import SCOPES
 from bridge.writeback.describes import KEY
 from bridge.writeback.fit import field_rules
 from tests.web.apitools import check, check_error
+from tests.web.conftest import AuthActions
 from tests.web.seed import seed, token
 
 LEAD = {
@@ -63,6 +64,7 @@ def api(sqlite_store: Store, app_factory: Callable[..., Flask], redis_url: str) 
     class Api:
         store = sqlite_store
         redis = client
+        web = test_client
 
         def post(self, path: str, body: Any = None) -> Any:
             return test_client.post(
@@ -150,6 +152,33 @@ def test_repush_takes_field_overrides_that_fit_and_keeps_the_attempts(api: Any) 
     check_error(api.get("/pushes/999999/attempts"), 404, "not_found")
 
 
+def test_attempts_are_numbered_in_order_across_repushes_as_on_the_push_page(api: Any) -> None:
+    """Two rounds: two sends, a repush, one send. The API and the push page say 1, 2, 3 (the
+    second of a round is its retry 1), not the send count of each round (1, 2, 1)."""
+    with api.store.session() as s:
+        failed = s.scalar(select(Push).where(Push.state == "failed"))
+        assert failed is not None
+        failed_id = failed.id
+        for n, code in ((1, "UNABLE_TO_LOCK_ROW"), (2, "STRING_TOO_LONG"), (1, "STRING_TOO_LONG")):
+            s.add(
+                PushAttempt(
+                    push_id=failed_id, attempt=n, state="failed", error_code=code,
+                    error_message="x", error_class="permanent", via="collections",
+                )
+            )  # fmt: skip
+    attempts = check(api.get(f"/pushes/{failed_id}/attempts"), 200, "PushAttemptList")
+    assert [(a["attempt"], a["retry"], a["error"]["code"]) for a in attempts["data"]] == [
+        (1, 0, "UNABLE_TO_LOCK_ROW"),
+        (2, 1, "STRING_TOO_LONG"),
+        (3, 0, "STRING_TOO_LONG"),
+    ]
+    AuthActions(api.web).login("admin@example.com")
+    html = api.web.get(f"/reports/pushes/{failed_id}").get_data(as_text=True)
+    rows = html.split("<h2>Attempts</h2>", 1)[1].split("<tr><td>")[1:]
+    assert [r.split("</td>", 1)[0].split(" ", 1)[0] for r in rows] == ["1", "2", "3"]
+    assert "(retry 1)" in rows[1] and "retry" not in rows[0] + rows[2]
+
+
 def test_the_switch_pauses_and_resumes_each_direction(api: Any) -> None:
     out = check(api.post("/orgs/acme/pause", {"outbound": True}), 200, "OrgSwitch")
     assert out == {"org": "acme", "outbound": "paused", "inbound": "on"}
@@ -166,3 +195,84 @@ def test_the_switch_pauses_and_resumes_each_direction(api: Any) -> None:
     assert job.func_name == "bridge.writeback.jobs.drain_org"
     check_error(api.post("/orgs/nope/pause"), 404, "unknown_org", ["org"])
     check_error(api.post("/orgs/acme/pause", {"sideways": True}), 400, "validation_error")
+
+
+def _referral_of(store: Store, push_id: int) -> Referral:
+    with store.session() as s:
+        push = s.get(Push, push_id)
+        assert push is not None and push.referral_id is not None
+        referral = s.get(Referral, push.referral_id)
+        assert referral is not None
+        s.expunge(referral)
+        return referral
+
+
+def test_repush_saves_the_fix_on_the_referral_only_when_asked(api: Any) -> None:
+    """A STRING_TOO_LONG last name fixed on the push: without `apply_to_referral` the
+    referral keeps its value (the default); with it the referral is edited as PATCH does —
+    audited, in its field history — and the member field the push carries goes to the
+    member. A field that does not come from the referral (Rating) stays the push's alone."""
+    with api.store.session() as s:
+        failed = s.scalar(select(Push).where(Push.state == "failed"))
+        assert failed is not None
+        failed_id, referral_id = failed.id, failed.referral_id
+        referral = s.get(Referral, referral_id)
+        assert referral is not None
+        referral.last_name = "L" * 81
+        before_company = referral.company
+    out = check(
+        api.post(f"/pushes/{failed_id}/repush", {"fields": {"LastName": "Lovelace"}}),
+        202,
+        "Push",
+    )
+    assert "saved_on_referral" not in out
+    assert _referral_of(api.store, failed_id).last_name == "L" * 81
+    with api.store.session() as s:
+        s.get(Push, failed_id).state = "failed"  # type: ignore[union-attr]
+
+    fix = {"LastName": "Lovelace", "Rating": "Hot", "Referring_Member_Phone__c": "+1 555 0100"}
+    out = check(
+        api.post(f"/pushes/{failed_id}/repush", {"fields": fix, "apply_to_referral": True}),
+        202,
+        "Push",
+    )
+    assert sorted(out["saved_on_referral"]) == ["last_name", "member.phone"]
+    assert out["payload"]["overrides"] == fix
+    referral = _referral_of(api.store, failed_id)
+    assert (referral.last_name, referral.company) == ("Lovelace", before_company)
+    assert "Rating" not in (referral.fields or {})
+    body = check(api.get(f"/referrals/{referral_id}"), 200, "ReferralDetail")
+    assert any(
+        h["field"] == "last_name" and h["value"] == "Lovelace" and h["source"] == "local"
+        for h in body["history"]
+    ), body["history"]
+    member = check(api.get(f"/members/{referral.member_id}"), 200, "Member")
+    assert member["phone"] == "+1 555 0100"
+    with api.store.session() as s:
+        actions = [
+            (a.action, a.object_id)
+            for a in s.scalars(
+                select(AuditLog).where(AuditLog.action.in_(("referral.update", "member.update")))
+            )
+        ]
+    assert ("referral.update", str(referral_id)) in actions
+    assert ("member.update", str(referral.member_id)) in actions
+
+
+def test_a_fix_the_referral_cannot_take_is_refused_and_nothing_changes(api: Any) -> None:
+    """The org takes any text in the member URL field; the member's URL must be http(s)."""
+    with api.store.session() as s:
+        failed = s.scalar(select(Push).where(Push.state == "failed"))
+        assert failed is not None
+        failed_id = failed.id
+    check_error(
+        api.post(
+            f"/pushes/{failed_id}/repush",
+            {"fields": {"Referring_Member_URL__c": "ftp://x.test"}, "apply_to_referral": True},
+        ),
+        400,
+        "validation_error",
+        ["Referring_Member_URL__c"],
+    )
+    with api.store.session() as s:
+        assert s.get(Push, failed_id).state == "failed"  # type: ignore[union-attr]

@@ -161,6 +161,9 @@ def test_fix_and_repush_a_string_too_long_push_until_it_is_sent(
                 expect(attempts.nth(1)).to_contain_text("sent")
                 expect(attempts.nth(1).locator("td").first).to_have_text("2")  # numbered on
                 expect(attempts.nth(1)).to_contain_text(sent.sf_id)
+                with bridge.store.session() as s:  # "also save on the referral" was ticked
+                    referral = s.get(Referral, sent.referral_id)
+                    assert referral is not None and referral.last_name == "Fixed"
                 _shot(page, "r04-push-sent")
                 _fits(page)
             finally:

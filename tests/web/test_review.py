@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from bridge.store import Store
-from bridge.store.models import AuditLog, Push, SalesEntry
+from bridge.store.models import AuditLog, Push, Referral, SalesEntry
 from bridge.vocabulary import ENTRY_OUTCOMES, STREAMED_OBJECTS
 from tests.web.conftest import AuthActions
 from tests.web.seed import Seeded, seed
@@ -269,10 +269,40 @@ def test_fix_and_repush_changes_the_field_salesforce_refused(app: Flask, seeded:
         push = s.get(Push, pid)
         assert push is not None and push.state == "pending"
         assert push.payload["overrides"] == {"Company": "Acme"}
+        referral = s.get(Referral, push.referral_id)  # "also save" not ticked: the push alone
+        assert referral is not None and referral.company != "Acme"
     again = client.get(f"/reports/pushes/{pid}").get_data(as_text=True)
     assert "overrides" in again and "Acme" in again  # what it now carries
     assert 'name="field.Company"' not in again  # pending: nothing to fix until it fails
     assert client.get("/reports/pushes/999999").status_code == 404
+
+
+def test_fix_and_repush_also_saves_on_the_referral_when_ticked(app: Flask, seeded: Seeded) -> None:
+    """The Company Salesforce refused comes from the referral: the page offers to save the fix
+    there too, ticked; saved, the referral changed through its own edit (audited)."""
+    client = app.test_client()
+    auth = AuthActions(client)
+    pid = seeded.ids["push_failed"]
+    auth.login("admin@example.com")
+    page = client.get(f"/reports/pushes/{pid}").get_data(as_text=True)
+    box = re.search(r'<input type="checkbox" name="save.Company"[^>]*>', page)
+    assert box and "checked" in box.group(0), page
+    assert "also save on the referral (<code>company</code>)" in page
+    resp = auth.post(
+        f"/reports/pushes/{pid}/repush",
+        {"field.Company": "Acme Corp", "save.Company": "yes"},
+        follow_redirects=True,
+    )
+    assert "saved on the referral: company" in resp.get_data(as_text=True)
+    with app.extensions["sfbridge"].store.session() as s:
+        push = s.get(Push, pid)
+        assert push is not None and push.state == "pending"
+        assert push.payload["overrides"] == {"Company": "Acme Corp"}
+        referral = s.get(Referral, push.referral_id)
+        assert referral is not None and referral.company == "Acme Corp"
+    assert [a.object_id for a in _audit(app, "referral.update")] == [str(push.referral_id)]
+    shown = client.get(f"/referrals/{push.referral_id}").get_data(as_text=True)
+    assert "Acme Corp" in shown
 
 
 def test_entry_report_and_audit_view(

@@ -252,3 +252,33 @@ def test_a_reviewer_approval_links_the_record_back(store: Store, ids: dict[str, 
         assert waiting.outcome == "processed" and waiting.decision["match"] == "reviewer"
         [push] = s.scalars(select(Push).where(Push.id.in_(waiting.decision["pushes"])))
         assert push.payload["fields"]["Referral_ID__c"] == "R1"
+
+
+def test_local_names_say_where_each_field_a_push_writes_comes_from() -> None:
+    """The referral add's record (identity, member fields, its field_mappings), then the
+    object's mappings: what fix-and-repush can also save on the referral."""
+    org = OrgConfig.model_validate(
+        {
+            "programs": [{"key": "main", "name": "Main"}],
+            "receiver": {"program": "main"},
+            "writeback": {
+                "objects": {"Lead": {"fields": MAPPINGS}},
+                "referral_add": {
+                    "member_fields": {"phone": "Partner_Phone__c", "url": ""},
+                    "field_mappings": {"source_note": "Note__c"},
+                },
+            },
+        }
+    )
+    names = fieldsync.local_names(org, "main", "Lead")
+    assert {k: names[k] for k in ("LastName", "Company", "Email", "Note__c", "Plan__c")} == {
+        "LastName": "last_name",
+        "Company": "company",
+        "Email": "email",
+        "Note__c": "source_note",
+        "Plan__c": "plan",
+    }
+    assert names["Partner_Phone__c"] == "member.phone"
+    assert "Referring_Member_URL__c" not in names and "Referral_ID__c" not in names
+    contact = fieldsync.local_names(org, "main", "Contact")  # no referral add to Contacts
+    assert "LastName" not in contact and contact["Referring_Member_Name__c"] == "member.name"
