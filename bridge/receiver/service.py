@@ -60,7 +60,7 @@ from bridge.vocabulary import (
     SKIPPED,
     STREAMED_OBJECTS,
 )
-from bridge.writeback import engagement, fieldsync
+from bridge.writeback import engagement, fieldsync, pushes
 
 RULES_ACTOR = "rules"
 
@@ -140,7 +140,7 @@ def process_entries(
     # From here on nothing is flushed before a query (the batch's changes go out together at
     # the end): the queries below read referrals and members the batch has not changed yet,
     # and every step that needs its own writes visible flushes them itself.
-    with audit.batched(session), writer, session.no_autoflush:
+    with audit.batched(session), pushes.batched(session), writer, session.no_autoflush:
         previous = _previous_of(session, [e for e in todo if not e.previous], unsaved)
         for entry in todo:
             if not entry.previous:
@@ -173,6 +173,8 @@ def process_entries(
                     integration_user_id=users.get(entry.org_connection_id),
                 )
                 writer.decided(entry)
+        for entry in todo:  # the pushes written, each entry listing the saved ones
+            _relink_pushes(session, entry)
     del connections
     return list(entries)
 
@@ -446,6 +448,8 @@ class _EntryWriter:
         ready, self.ready = self.ready, []
         if not ready:
             return
+        for entry in ready:
+            _relink_pushes(self.session, entry)
         rows = [row_values(e) for e in ready]
         with self.session.no_autoflush:  # before the rows that refer to them
             self.session.execute(self._INSERT, rows)
@@ -474,6 +478,15 @@ class _EntryWriter:
             self.ready = list(self.unwritten.values())  # any not decided is written as it is
             self.write()
             self.session.flush()
+
+
+def _relink_pushes(session: Session, entry: SalesEntry) -> None:
+    """Write the batch's pushes queued so far (before the entries that list them), and list
+    on the entry the saved push of each key that was saved before."""
+    listed = (entry.decision or {}).get("pushes")
+    ids = pushes.write_batched(session, listed or [])
+    if listed and ids != listed:
+        entry.decision = {**(entry.decision or {}), "pushes": ids}
 
 
 class _Early(NamedTuple):
@@ -743,7 +756,7 @@ def _sync_fields(
     if connection is None or referral is None:
         return False
     target = fieldsync.Target(connection, org)
-    pushes, synced = fieldsync.from_salesforce(session, entry, referral, target, actor=actor)
+    synced_pushes, synced = fieldsync.from_salesforce(session, entry, referral, target, actor=actor)
     linked = fieldsync.link_back(session, entry, decision.match, referral, target)
     engaged = engagement.from_salesforce(session, entry, referral, org, actor=actor)
     if unchanged and (synced or engaged.changed or engaged.reasons):
@@ -759,7 +772,7 @@ def _sync_fields(
     notify_on_review = org.receiver.process.notify_on_review
     if engaged.notify and notify_on_review is not None:
         notify.schedule(session, entry, notify_on_review)  # as a review would be
-    ids = [p.id for p in pushes] + ([linked.id] if linked else [])
+    ids = [p.id for p in synced_pushes] + ([linked.id] if linked else [])
     if ids:
         entry.decision = {**(entry.decision or {}), "pushes": ids}
     return synced

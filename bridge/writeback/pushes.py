@@ -13,7 +13,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from bridge import audit
 from bridge.errors import UsageError
-from bridge.store import row_values
+from bridge.store import reserve_ids, row_values
 from bridge.store.models import Push, PushAttempt, utcnow
 from bridge.vocabulary import PUSH_KINDS, REPUSHABLE
 
@@ -35,12 +36,105 @@ MAX_ATTEMPTS = 5
 def _insert_dialect(dialect: str) -> Any:
     table: Any = Push.__table__
     ins: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    return ins.on_conflict_do_nothing().returning(table.c.id)
+    # Only a saved key is absorbed: a row whose id is taken is an error, not a push dropped.
+    return ins.on_conflict_do_nothing(index_elements=[table.c.idempotency_key]).returning(
+        table.c.id
+    )
 
 
 def _insert_push(session: Session) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id of a push, built once per dialect."""
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, built once per dialect."""
     return _insert_dialect(session.get_bind().dialect.name)
+
+
+_BATCH = "bridge.writeback.pushes.batch"
+_ID_BLOCK = 50
+"""Push ids reserved at a time by a batch (a receiver chunk queues at most one or two an entry)."""
+
+
+class _Batch:
+    """The pushes a block queues, written together with one multi-row INSERT (`batched`).
+
+    Each push gets a reserved id when queued, so it can be listed (on an entry's decision)
+    before it is written. A key queued twice in the block gives the first push. A key already
+    saved (earlier, or by a concurrent transaction) inserts nothing: the saved push's id
+    replaces the reserved one (`replaced`, which `relink` applies to lists of ids).
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.pending: dict[str, Push] = {}
+        self.free: list[int] = []
+        self.replaced: dict[int, int] = {}
+
+    def queue(self, push: Push) -> tuple[Push, bool]:
+        queued = self.pending.get(push.idempotency_key)
+        if queued is not None:
+            return queued, False
+        if not self.free:
+            # Written first: on SQLite the next ids are read from the highest written one.
+            self.write()
+            self.free = reserve_ids(self.session, Push, _ID_BLOCK)
+        push.id = self.free.pop(0)
+        self.pending[push.idempotency_key] = push
+        return push, True
+
+    def write(self) -> None:
+        pending, self.pending = list(self.pending.values()), {}
+        if not pending:
+            return
+        session = self.session
+        rows = [row_values(p) for p in pending]
+        with session.no_autoflush:
+            inserted = set(session.execute(_insert_push(session), rows).scalars())
+            absorbed = [p for p in pending if p.id not in inserted]
+            if absorbed:
+                keys = [p.idempotency_key for p in absorbed]
+                found = select(Push.idempotency_key, Push.id).where(Push.idempotency_key.in_(keys))
+                saved: dict[str, int] = dict(session.execute(found).all())
+                for push in absorbed:
+                    if push.idempotency_key not in saved:
+                        raise RuntimeError(
+                            f"push {push.idempotency_key!r} was neither inserted nor found"
+                        )
+                    self.replaced[push.id] = saved[push.idempotency_key]
+        for push in pending:
+            if push.id in inserted:
+                make_transient_to_detached(push)
+                session.add(push)  # in the session as saved, like a push loaded from it
+
+    def relink(self, push_ids: Sequence[int]) -> list[int]:
+        return [self.replaced.get(i, i) for i in push_ids]
+
+
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Collect the pushes `queue_push` saves in the block and write them with one INSERT at
+    its end (or when `write_batched` is called; not on error: the transaction is then rolled
+    back anyway). A push's id is known when it is queued, but a key saved before is only
+    found when the batch is written: `write_batched` gives the ids to use instead. Nested
+    blocks write with the outermost."""
+    if _BATCH in session.info:
+        yield
+        return
+    batch = _Batch(session)
+    session.info[_BATCH] = batch
+    try:
+        yield
+    finally:
+        del session.info[_BATCH]
+    batch.write()
+
+
+def write_batched(session: Session, push_ids: Sequence[int]) -> list[int]:
+    """Write the pushes queued so far in a `batched` block, and return `push_ids` with the id
+    of the push saved before in place of each one queued whose key was (unchanged outside a
+    block)."""
+    batch: _Batch | None = session.info.get(_BATCH)
+    if batch is None:
+        return list(push_ids)
+    batch.write()
+    return batch.relink(push_ids)
 
 
 def payload_digest(payload: Mapping[str, Any]) -> str:
@@ -80,9 +174,12 @@ def queue_push(
         created_at=now,
         updated_at=now,
     )
-    # One statement, neither a savepoint nor a flush of the whole session (the receiver's
-    # batch queues a push for many of its entries): a push saved with the same key, earlier
-    # or by a concurrent transaction, makes it insert nothing, and the saved one is returned.
+    batch: _Batch | None = session.info.get(_BATCH)
+    if batch is not None:
+        return batch.queue(push)
+    # One statement, neither a savepoint nor a flush of the whole session: a push saved with
+    # the same key, earlier or by a concurrent transaction, makes it insert nothing, and the
+    # saved one is returned.
     pushed = session.execute(_insert_push(session), row_values(push)).scalar()
     if pushed is None:
         found = session.scalar(select(Push).where(Push.idempotency_key == idempotency_key))

@@ -2,7 +2,9 @@
 cascade (`cascade`), the Opportunity of the sales cycle, its contact roles and line items.
 
 A batch of sale/demo pushes goes through the same steps together, each step one query per
-object and one sObject Collections request per 200 writes:
+object and one sObject Collections request per 200 writes, the step's queries and its
+collections each packed five to a composite call (one API call; `writes.send`, as the drain
+sends). A step waits for the ids of the one before it:
 
 1. products (sales): Product2 by ProductCode or Name, the standard price book's entries
    (created when missing if `writeback.sales.create_price_entries`); a missing product fails
@@ -13,8 +15,9 @@ object and one sObject Collections request per 200 writes:
    person and every associated contact;
 4. opportunity (sales, and demos with `opportunity_at_demo`): the referral's Opportunity (the
    current cycle's), else the Account's one open Opportunity, else a new one; a sale moves it
-   to `won_stage`, a demo sets its CloseDate; contact roles for the people not on it yet;
-5. line items (sales): one OpportunityLineItem per item;
+   to `won_stage`, a demo sets its CloseDate;
+5. contact roles for the people not on it yet, and line items (sales): one
+   OpportunityLineItem per item — both need only the Opportunity, so they share a call;
 6. sites (sales with locations, `writeback.sales.sites`): the Account's organization and one
    site per location, upserted by their keys (`sales_sites`).
 
@@ -48,7 +51,15 @@ from bridge.writeback import (
 from bridge.writeback.client import RecordError, Writer, record_error
 from bridge.writeback.planning import Item, Outcome, failure_outcome
 from bridge.writeback.referrals import referral_values
-from bridge.writeback.sales_records import Event, SharedWrite, mapped, permanent, write
+from bridge.writeback.sales_records import (
+    Event,
+    Records,
+    SharedWrite,
+    mapped,
+    permanent,
+    write,
+    write_all,
+)
 
 
 def send_events(
@@ -74,8 +85,7 @@ def _run(store: Store, writer: Writer, cfg: OrgConfig, batch: list[Event]) -> li
         _accounts,
         _contacts,
         _opportunities,
-        _contact_roles,
-        sales_items.line_items,
+        _roles_and_items,
         sales_sites.write_sites,
     )
     for step in steps:
@@ -449,7 +459,9 @@ def _opportunities(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
             event.result["opportunity"] |= {"record_id": w.saved_id, "written": True}
 
 
-def _contact_roles(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
+def _roles_and_items(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
+    """Contact roles and line items hang off the written Opportunity alone: one step, their
+    writes packed together (one composite call for a batch's roles and items)."""
     todo = [
         e
         for e in batch
@@ -467,7 +479,7 @@ def _contact_roles(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
         (r["OpportunityId"], r["ContactId"])
         for r in (sales_lookups.contact_roles(writer, updated) if updated else [])
     }
-    writes: list[tuple[Event, SharedWrite]] = []
+    roles: list[tuple[Event, SharedWrite]] = []
     for event in todo:
         opportunity = event.result["opportunity"]["record_id"]
         for n, person in enumerate(event.result.get("people") or []):
@@ -475,8 +487,16 @@ def _contact_roles(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
             if contact and (opportunity, contact) not in have:
                 have.add((opportunity, contact))
                 fields = {"OpportunityId": opportunity, "ContactId": contact, "IsPrimary": n == 0}
-                writes.append((event, SharedWrite([event], fields)))
-    write(writer, "OpportunityContactRole", [w for _e, w in writes])
-    for event in todo:
-        if event.live():
+                roles.append((event, SharedWrite([event], fields)))
+    items = sales_items.plan_line_items(batch)
+    write_all(
+        writer,
+        [
+            Records("OpportunityContactRole", [w for _e, w in roles]),
+            Records("OpportunityLineItem", [w for _e, _n, w in items]),
+        ],
+    )
+    sales_items.keep_line_items(items)
+    for event in todo:  # its roles are on (a failed line item must not make them again)
+        if all(w.ok for e, w in roles if e is event):
             event.result["opportunity"]["roles"] = True

@@ -33,13 +33,12 @@ def resolve_products(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None
             if i.get("product_name") and not i.get("product_code")
         }
     )
-    found = sales_lookups.products(writer, codes, names)
+    found, book = sales_lookups.products(writer, codes, names)
     by_code = defaultdict(list)
     by_name = defaultdict(list)
     for p in found:
         by_code[str(p.get("ProductCode") or "").lower()].append(p)
         by_name[str(p.get("Name") or "").lower()].append(p)
-    book = sales_lookups.standard_price_book(writer)
     chosen: dict[int, list[str]] = {}  # push id -> product id per item
     for event in sales:
         ids, missing = [], []
@@ -118,9 +117,12 @@ def resolve_products(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None
             ]
 
 
-def line_items(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
-    """One OpportunityLineItem per sale item; the ones saved are kept, so a resend after a
-    failure writes only the others."""
+LineItem = tuple[Event, int, SharedWrite]  # the sale, the item's index, its write
+
+
+def plan_line_items(batch: list[Event]) -> list[LineItem]:
+    """One OpportunityLineItem per sale item not saved yet (a resend after a failure writes
+    only the others); sent with the contact roles (`sales`), then kept by `keep_line_items`."""
     todo = [
         e
         for e in batch
@@ -128,7 +130,7 @@ def line_items(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
         and e.body.get("items")
         and not all(e.result.get("line_items") or [None])
     ]
-    writes: list[tuple[Event, int, SharedWrite]] = []
+    writes: list[LineItem] = []
     for event in todo:
         opportunity = event.result["opportunity"]["record_id"]
         saved = event.result.setdefault("line_items", [None] * len(event.body["items"]))
@@ -144,7 +146,10 @@ def line_items(writer: Writer, cfg: OrgConfig, batch: list[Event]) -> None:
                 "UnitPrice": float(item["unit_price"]),
             }
             writes.append((event, n, SharedWrite([event], fields)))
-    write(writer, "OpportunityLineItem", [w for _e, _n, w in writes])
+    return writes
+
+
+def keep_line_items(writes: list[LineItem]) -> None:
     for event, n, w in writes:
         if w.ok:
             event.result["line_items"][n] = w.saved_id

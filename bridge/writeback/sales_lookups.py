@@ -1,4 +1,5 @@
-"""The batched Salesforce lookups of sales and demos: one query per object per batch of events.
+"""The batched Salesforce lookups of sales and demos: one query per object per batch of events,
+the queries of one step five to a composite call (`Writer.queries`, one API call).
 
 Every query is built with `format_soql` and cut only where its URL-encoded text would grow past
 `URL_BUDGET` (the query is a GET); a batch of 100 sales needs a few account queries, as each
@@ -65,14 +66,24 @@ def _batches(groups: Sequence[list[str]], build: Callable[[list[str]], str]) -> 
         yield batch
 
 
+def _soqls(groups: Sequence[list[str]], build: Callable[[list[str]], str]) -> list[str]:
+    return [build(sorted(set(batch))) for batch in _batches([g for g in groups if g], build)]
+
+
+def _unique(answers: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The records of several queries, each once (by Id)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for records in answers:
+        for record in records:
+            seen[str(record["Id"])] = record
+    return list(seen.values())
+
+
 def _query_in(
     writer: Writer, groups: Sequence[list[str]], build: Callable[[list[str]], str]
 ) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for batch in _batches([g for g in groups if g], build):
-        for record in writer.query(build(sorted(set(batch)))):
-            seen[str(record["Id"])] = record
-    return list(seen.values())
+    """The queries of a lookup cut by URL_BUDGET, five in one composite call (`queries`)."""
+    return _unique(writer.queries(_soqls(groups, build)))
 
 
 def any_in(template: str, *conditions: tuple[str, list[str]]) -> str:
@@ -137,8 +148,15 @@ def contact_roles(writer: Writer, opportunity_ids: Sequence[str]) -> list[dict[s
     )
 
 
-def products(writer: Writer, codes: Sequence[str], names: Sequence[str]) -> list[dict[str, Any]]:
-    """Product2 records with one of the codes (ProductCode) or names."""
+STANDARD_PRICE_BOOK = "SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1"
+
+
+def products(
+    writer: Writer, codes: Sequence[str], names: Sequence[str]
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Product2 records with one of the codes (ProductCode) or names, and the standard price
+    book's id (None: the org has none); the queries are independent, so they share a
+    composite call."""
     groups = [[f"c:{c}"] for c in codes] + [[f"n:{n}"] for n in names]
 
     def build(values: list[str]) -> str:
@@ -148,12 +166,8 @@ def products(writer: Writer, codes: Sequence[str], names: Sequence[str]) -> list
             ("Name", [v[2:] for v in values if v.startswith("n:")]),
         )
 
-    return _query_in(writer, groups, build)
-
-
-def standard_price_book(writer: Writer) -> str | None:
-    rows = writer.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1")
-    return str(rows[0]["Id"]) if rows else None
+    *found, book = writer.queries([*_soqls(groups, build), STANDARD_PRICE_BOOK])
+    return _unique(found), str(book[0]["Id"]) if book else None
 
 
 def price_entries(writer: Writer, book_id: str, product_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """The shared parts of the sales steps (`bridge.writeback.sales`): the event on its way, and
-record writes shared by several pushes (one Account create for the sales of one business)."""
+record writes shared by several pushes (one Account create for the sales of one business),
+sent through the drain's packing (`bridge.writeback.writes`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from bridge.errors import PermanentError
 from bridge.vocabulary import SyncTrigger
 from bridge.writeback.client import COLLECTION_LIMIT, Writer, chunks, record_error
 from bridge.writeback.mapping import plan_fields
-from bridge.writeback.planning import Item, Outcome, failure_outcome
+from bridge.writeback.planning import Item, Op, Outcome, Write, failure_outcome
+from bridge.writeback.writes import groups, send
 
 
 @dataclass
@@ -76,6 +78,18 @@ class SharedWrite:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Records:
+    """One object's shared writes in a step: created (no record_id) or updated, or upserted
+    by `upsert_by` (an external id field every write carries); `static` (the object's
+    `writeback.static` values) goes under what each write carries."""
+
+    sobject: str
+    writes: list[SharedWrite]
+    static: Mapping[str, Any] | None = None
+    upsert_by: str | None = None
+
+
 def write(
     writer: Writer,
     sobject: str,
@@ -84,33 +98,40 @@ def write(
     *,
     upsert_by: str | None = None,
 ) -> None:
-    """Create (no record_id) or update the records, 200 per request; a failed record fails
-    every push that shares it, with Salesforce's error. `static` (the object's
-    `writeback.static` values) goes under what each write carries. With `upsert_by` (an
-    external id field every write carries) the records are upserted by it instead."""
-    for op in ("upsert",) if upsert_by else ("create", "update"):
-        group = [w for w in writes if op == "upsert" or (w.record_id is None) == (op == "create")]
-        for part in chunks(group, COLLECTION_LIMIT):
-            records = [
-                {"attributes": {"type": sobject}, **(static or {}), **w.fields} for w in part
-            ]
-            for w, record in zip(part, records, strict=True):
-                if w.record_id:
-                    record["Id"] = w.record_id
-            method = "POST" if op == "create" else "PATCH"
-            path = "composite/sobjects" + (f"/{sobject}/{upsert_by}" if upsert_by else "")
-            try:
-                results = writer.collection(method, path, records)
-            except Exception as exc:
-                for w in part:
+    """One object's records (`Records`), sent as `write_all` sends them."""
+    write_all(writer, [Records(sobject, writes, static, upsert_by)])
+
+
+def write_all(writer: Writer, records: list[Records]) -> None:
+    """The records of one step (of one or several objects, independent of each other) through
+    the drain's packing (`writes.send`: 200 per collection, up to five collections in one
+    composite call); a failed record fails every push that shares it, with Salesforce's
+    error."""
+    shared: dict[int, SharedWrite] = {}
+    planned: list[Write] = []
+    for r in records:
+        for w in r.writes:
+            op: Op = "upsert" if r.upsert_by else "update" if w.record_id else "create"
+            fields = {**(r.static or {}), **w.fields}
+            record_id = w.record_id if op == "update" else None
+            one = Write(0, r.sobject, op, fields, record_id, external_id_field=r.upsert_by)
+            shared[id(one)] = w
+            planned.append(one)
+    parts = [part for group in groups(planned) for part in chunks(group, COLLECTION_LIMIT)]
+    for call in send(writer, parts):
+        for part, answer in call:
+            if isinstance(answer, Exception):
+                for one in part:
+                    w = shared[id(one)]
                     for event in w.events:
-                        outcome = failure_outcome(event.item.push_id, exc, fields=w.fields)
-                        event.fail(replace(outcome, sobject=sobject))
+                        outcome = failure_outcome(event.item.push_id, answer, fields=w.fields)
+                        event.fail(replace(outcome, sobject=one.sobject))
                 continue
-            for w, result in zip(part, results, strict=True):
+            for one, result in zip(part, answer, strict=True):
+                w = shared[id(one)]
                 if result.get("success"):
                     w.ok, w.saved_id = True, str(result.get("id") or w.record_id)
-                    w.created = op == "create" or bool(result.get("created"))
+                    w.created = one.op == "create" or bool(result.get("created"))
                     continue
                 err = record_error(result)
                 for event in w.events:
@@ -118,7 +139,7 @@ def write(
                         Outcome(
                             event.item.push_id,
                             "failed",
-                            sobject=sobject,
+                            sobject=one.sobject,
                             error=err,
                             error_class=err.error_class,
                             fields=w.fields,

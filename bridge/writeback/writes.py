@@ -5,12 +5,14 @@ Grouped by object, operation and external id into sObject Collections of ≤ 200
 ONE call against the org's allocation ("Up to 5 of these subrequests can be sObject
 Collections or query operations", REST API Developer Guide, Composite). A group larger than
 `writeback.bulk_threshold` goes through Bulk API 2.0 instead. Every record's result comes back
-as an `Outcome` for its push, the same from every path.
+as an `Outcome` for its push, the same from every path. `send` is the one way a collection
+write reaches Salesforce: the sales path's steps (`sales_records.write_all`) use it too.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from bridge.writeback import campaigns
@@ -45,30 +47,45 @@ def execute(writer: Writer, writes: list[Write], bulk_threshold: int | None = No
     into sObject Collections of 200, up to COMPOSITE_HEAVY of them in one composite call (one
     call against the allocation); a group larger than `bulk_threshold` goes through Bulk API
     2.0 instead."""
-    groups: dict[tuple[str, str, str | None], list[Write]] = defaultdict(list)
-    for w in writes:
-        groups[(w.sobject, w.op, w.external_id_field)].append(w)
     parts: list[list[Write]] = []
-    for group in groups.values():
+    for group in groups(writes):
         if bulk_threshold is not None and len(group) > bulk_threshold:
             yield _bulk(writer, group)
         else:
             parts += chunks(group, COLLECTION_LIMIT)
-    for call in pack(parts):
-        try:
-            answers = writer.collections([_request(part) for part in call])
-        except Exception as exc:
-            yield [failure_outcome(w.push_id, exc, fields=w.fields) for p in call for w in p]
-            continue
+    for call in send(writer, parts):
         outcomes: list[Outcome] = []
-        for part, answer in zip(call, answers, strict=True):
-            if isinstance(answer, Exception):  # that subrequest failed as a whole
+        for part, answer in call:
+            if isinstance(answer, Exception):  # that subrequest (or the call) failed as a whole
                 outcomes += [failure_outcome(w.push_id, answer, fields=w.fields) for w in part]
                 continue
             outcomes += [
                 _outcome(w, result, "collections") for w, result in zip(part, answer, strict=True)
             ]
         yield outcomes
+
+
+def groups(writes: list[Write]) -> list[list[Write]]:
+    """The writes by object, operation and external id, in the order they first appear."""
+    out: dict[tuple[str, str, str | None], list[Write]] = defaultdict(list)
+    for w in writes:
+        out[(w.sobject, w.op, w.external_id_field)].append(w)
+    return list(out.values())
+
+
+def send(
+    writer: Writer, parts: list[list[Write]]
+) -> Iterator[list[tuple[list[Write], list[dict[str, Any]] | Exception]]]:
+    """The one way a collection write reaches Salesforce: each part (≤ 200 writes of one
+    object, operation and key) one sObject Collections request, up to COMPOSITE_HEAVY of them
+    in one composite call. Yields, per call, each part with its records' results in order, or
+    the error that failed it as a whole (the call itself failing fails each of its parts)."""
+    for call in pack(parts):
+        try:
+            answers = writer.collections([_request(part) for part in call])
+        except Exception as exc:
+            answers = [exc] * len(call)
+        yield list(zip(call, answers, strict=True))
 
 
 def pack(parts: list[list[Write]]) -> list[list[list[Write]]]:

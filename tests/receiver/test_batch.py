@@ -29,6 +29,7 @@ from bridge.store.models import (
     Base,
     Member,
     Program,
+    Push,
     Referral,
     ReferralStatusChange,
     SalesEntry,
@@ -635,3 +636,76 @@ def test_each_entry_is_decided_once(store: Store, monkeypatch: pytest.MonkeyPatc
                     process_entry(s, entry, ORG)
             assert [e.outcome for e in batch] == ["processed"] * 3
         assert calls == [JANE, CARLA, NEWBIE], "batched" if batched else "entry by entry"
+
+
+def test_a_chunks_link_back_pushes_are_one_insert_and_a_saved_key_keeps_its_push(
+    store: Store,
+) -> None:
+    """Three entries matched by email queue a link-back push each: the chunk writes them with
+    one INSERT. One of them was saved before (same key): it inserts nothing, and the entry
+    lists the saved push, which stays as it was."""
+    org_id = seed(store)
+
+    def chunk() -> list[SalesEntry]:
+        people = [
+            ("00Q000000000011AAA", "Karla", "Cruz", "carla.cruz@example.com"),  # R3
+            ("00Q000000000012AAA", "Tom", "Miller", "tom.miller@example.com"),  # R4
+            ("00Q000000000013AAA", "Jane", "Doe", "jane.doe@example.com"),  # R1
+        ]
+        return [
+            SalesEntry(
+                org_connection_id=org_id,
+                source="stream",
+                sobject_type="Lead",
+                record_id=lead_id,
+                change_type="updated",
+                raw={},
+                records={"Lead": lead(lead_id, first, last, email)},
+                outcome="new",
+                reasons=[],
+            )
+            for lead_id, first, last, email in people
+        ]
+
+    with store.sessions() as s:  # not committed: only to learn the key Tom's link-back has
+        tom = process_entries(s, chunk(), ORG)[1]
+        tom_push = s.get(Push, tom.decision["pushes"][0])
+        assert tom_push is not None
+        key, payload = tom_push.idempotency_key, tom_push.payload
+    with store.session() as s:
+        saved = Push(
+            kind="field_update",
+            idempotency_key=key,
+            sobject_type="Lead",
+            payload=payload,
+            org_connection_id=org_id,
+            state="sent",
+        )
+        s.add(saved)
+        s.flush()
+        saved_id = saved.id
+    inserts: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.split()[:3] == ["INSERT", "INTO", "pushes"]:
+            inserts.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.session() as s:
+            done = process_entries(s, chunk(), ORG)
+            listed = [e.decision.get("pushes", []) for e in done]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert len(inserts) == 1
+    assert [len(ids) for ids in listed] == [1, 1, 1]
+    assert listed[1] == [saved_id]
+    with store.session() as s:
+        pushes = {p.id: p for p in s.scalars(select(Push))}
+        entries = {e.record_id: e.decision["pushes"] for e in s.scalars(select(SalesEntry))}
+    assert sorted(pushes) == sorted(i for ids in listed for i in ids)
+    assert pushes[saved_id].state == "sent"  # the saved push is left as it was
+    assert {pushes[ids[0]].payload["record_id"] for ids in listed} == {
+        "00Q000000000011AAA", "00Q000000000012AAA", "00Q000000000013AAA"
+    }  # fmt: skip
+    assert list(entries.values()) == listed  # what the entries were saved with

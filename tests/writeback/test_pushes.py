@@ -961,6 +961,77 @@ def test_a_concurrent_writer_of_the_same_key_waits_and_gets_the_winners_push(
         assert s.scalar(select(func.count()).select_from(Push)) == 1
 
 
+def test_a_batch_writes_its_pushes_with_one_insert_and_gives_saved_keys_their_push(
+    store: Store, seeded: dict[str, int]
+) -> None:
+    """In `pushes.batched` a push has its id when queued and the block's pushes are written
+    by one INSERT: a key queued twice gives the first push, a key saved before inserts
+    nothing and `write_batched` names the saved push in its place."""
+    from sqlalchemy import event
+
+    from bridge.writeback.pushes import batched, queue_push, write_batched
+
+    def queue(s: Any, key: str, subject: str) -> tuple[Any, bool]:
+        return queue_push(
+            s,
+            kind="activity",
+            idempotency_key=key,
+            sobject_type="Task",
+            payload={"fields": {"Subject": subject}},
+            org_connection_id=seeded["org"],
+        )
+
+    with store.session() as s:
+        saved_id = queue(s, "activity:saved", "saved before")[0].id
+    inserts: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.split()[:3] == ["INSERT", "INTO", "pushes"]:
+            inserts.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.session() as s, batched(s):
+            a, a_new = queue(s, "activity:a", "a")
+            b, b_new = queue(s, "activity:b", "b")
+            again, again_new = queue(s, "activity:a", "a again")
+            saved, saved_new = queue(s, "activity:saved", "saved again")
+            assert inserts == []  # nothing written yet
+            assert (a_new, b_new, again_new, saved_new) == (True, True, False, True)
+            assert again is a and len({a.id, b.id, saved.id, saved_id}) == 4
+            listed = [a.id, saved.id, b.id]
+            assert write_batched(s, listed) == [a.id, saved_id, b.id]
+            assert write_batched(s, listed) == [a.id, saved_id, b.id]  # written once
+            ids = {"a": a.id, "b": b.id}
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert len(inserts) == 1
+    with store.session() as s:
+        rows = dict(s.execute(select(Push.idempotency_key, Push.id)).all())
+        subjects = {
+            p.idempotency_key: p.payload["fields"]["Subject"] for p in s.scalars(select(Push))
+        }
+    assert rows == {"activity:saved": saved_id, "activity:a": ids["a"], "activity:b": ids["b"]}
+    assert subjects["activity:saved"] == "saved before" and subjects["activity:a"] == "a"
+
+
+def test_a_batch_rolled_back_leaves_no_push(store: Store, seeded: dict[str, int]) -> None:
+    from bridge.writeback.pushes import batched, queue_push
+
+    with pytest.raises(RuntimeError, match="killed"), store.session() as s, batched(s):
+        queue_push(
+            s,
+            kind="activity",
+            idempotency_key="activity:lost",
+            sobject_type="Task",
+            payload={"fields": {}},
+            org_connection_id=seeded["org"],
+        )
+        raise RuntimeError("killed mid-batch")
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Push)) == 0
+
+
 def test_lookups_are_batched_100_emails_per_query(
     sqlite_store: Store, sf: SalesforceDouble
 ) -> None:
