@@ -428,14 +428,29 @@ def check_phase(org: OrgConfig | None, phase: str | None) -> None:
         raise Unprocessable(why, code="unknown_phase", fields=["phase"])
 
 
+def check_owner(org: OrgConfig | None, owner: str | None) -> None:
+    """An owner given to the API must be a rep of the org's user mapping (`users:`)."""
+    if owner is None:
+        return
+    if org is None:
+        why = "the referral's program is not connected to a Salesforce org: it has no users"
+    elif owner not in org.users:
+        known = ", ".join(sorted(org.users)) or "none"
+        why = f"owner '{owner}' is not a rep of the org's users: (known: {known})"
+    else:
+        return
+    raise Unprocessable(why, code="unknown_owner", fields=["owner"])
+
+
 def create_referral(
     s: Session, data: dict[str, Any], *, actor: str
 ) -> tuple[Referral, Push | None]:
     """Save a referral and the pending push that writes it to its program's org (if any)."""
     program = ensure_program(s, data["program"])
-    if data.get("phase") is not None:
+    if data.get("phase") is not None or data.get("owner") is not None:
         found = _program_org(s, program)
-        check_phase(found[1] if found else None, data["phase"])
+        check_phase(found[1] if found else None, data.get("phase"))
+        check_owner(found[1] if found else None, data.get("owner"))
     if data.get("external_id") and s.scalar(
         select(Referral).where(Referral.external_id == data["external_id"])
     ):
@@ -458,6 +473,7 @@ def create_referral(
         status="pending",
         fields=dict(data.get("fields") or {}),
         phase=data.get("phase"),
+        owner=data.get("owner"),
         **{k: data.get(k) for k in ROUTING_ATTRIBUTES},
     )
     s.add(referral)

@@ -85,6 +85,12 @@ class _Routed(_Body):
         default=None, description="the rep last routed into the conversation"
     )
     closed_by: Short | None = Field(default=None, description="the rep who closed it")
+    owner: Short | None = Field(
+        default=None,
+        description="the owner rep (one of the org's users:): Lead/Contact OwnerId flows from "
+        "it and it wins over routing's owner priority; unset, routing's choice for a new Lead "
+        "becomes the owner",
+    )
     conversation_closed_at: datetime | None = Field(
         default=None, description="when the conversation closed: the delay counts from it"
     )

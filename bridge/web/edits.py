@@ -29,6 +29,7 @@ from bridge.web.actions import (
     NotFound,
     Unprocessable,
     _config,
+    check_owner,
     check_phase,
 )
 from bridge.web.bodies import MemberPatch, ReferralPatch
@@ -76,9 +77,10 @@ def edit_referral(
     """`data`: the referral columns given, and `fields` merged key by key (null removes);
     the routing attributes (score, touches) are routed again (`edit_routing`)."""
     routed = {k: data[k] for k in ROUTING_ATTRIBUTES if k in data}
-    if "phase" in data:
+    if "phase" in data or "owner" in data:
         found = targets(s, referral.program_id)
-        check_phase(found[0].config if found else None, data["phase"])
+        check_phase(found[0].config if found else None, data.get("phase"))
+        check_owner(found[0].config if found else None, data.get("owner"))
     changes = {k: v for k, v in data.items() if k != "fields" and k not in routed}
     changes.update(dict(data.get("fields") or {}))
     pushes = (

@@ -89,7 +89,11 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "phone": _STR_OR_NULL,
             "status": {"enum": list(REFERRAL_STATUSES)},
             "phase": {**_STR_OR_NULL, "description": "the lead phase (writeback.sales.phases)"},
-            "owner": {**_STR_OR_NULL, "description": "the rep who owns the person"},
+            "owner": {
+                **_STR_OR_NULL,
+                "description": "the owner rep (users:): Lead/Contact OwnerId flows from it; set "
+                "by the API, a sale or demo, or routing's choice for a new Lead",
+            },
             "fields": _OBJ,
             "salesforce": {
                 "type": "object",

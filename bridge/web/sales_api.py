@@ -20,21 +20,26 @@ from bridge.web import actions, serialize
 from bridge.web.api import body, bp, require_scope
 from bridge.web.bodies import DemoIn, SaleIn
 from bridge.web.extensions import store
-from bridge.writeback import events
+from bridge.writeback import events, fieldsync, ownership
 
 
 def _record(kind: SalesKind, data: dict[str, Any], at: datetime) -> ResponseReturnValue:
     with store().session() as s:
-        conn, _org = actions.connected_org(s, data["org"])
+        conn, org = actions.connected_org(s, data["org"])
         referral = actions.referral_named(s, data["referral_id"])
+        owner = referral.owner
         try:
             event, push, created = events.record(s, kind, conn, referral, data, at)
         except events.EventConflict as exc:
             raise actions.Conflict(exc.message, code=exc.code, fields=exc.fields) from None
+        push_ids = [push.id]
+        if created and referral.owner != owner:  # the event's rep owns the person: OwnerId
+            changed = {ownership.OWNER: referral.owner}
+            target = fieldsync.Target(conn, org)
+            push_ids += [p.id for p in fieldsync.to_salesforce(s, referral, changed, [target])]
         out = {kind: event_out(event), "push": serialize.push(push)}
-        push_id = push.id
     if created:
-        out["push"]["note"] = actions.enqueue_pushes([push_id])
+        out["push"]["note"] = actions.enqueue_pushes(push_ids)
     return jsonify(out), 201 if created else 200
 
 

@@ -26,6 +26,7 @@ def queue_field_update(
     external_id: str | None = None,
     referral_id: int | None = None,
     change: str | None = None,
+    owner: str | None = None,
 ) -> Push:
     """Save a pending field-update push; the same write twice is absorbed.
 
@@ -37,6 +38,8 @@ def queue_field_update(
     payload: dict[str, Any] = {"fields": fields, "record_id": record_id}
     if change is not None:
         payload["change"] = change
+    if owner is not None:  # the owner rep: OwnerId from the user mapping at send time
+        payload["owner"] = owner
     target = record_id or f"{external_id_field}={external_id}"
     push, _created = queue_push(
         session,

@@ -44,7 +44,7 @@ from bridge.store.models import (
 )
 from bridge.streaming.events import parse_sf_datetime
 from bridge.vocabulary import READ_SYNC_RULES
-from bridge.writeback import engagement, phases, sync
+from bridge.writeback import engagement, ownership, phases, sync
 from bridge.writeback.field_updates import queue_field_update
 from bridge.writeback.mapping import is_blank
 from bridge.writeback.referrals import (
@@ -57,7 +57,7 @@ from bridge.writeback.referrals import (
     referral_values,
 )
 
-REFERRAL_COLUMNS = ("first_name", "last_name", "email", "company", "phone", "phase")
+REFERRAL_COLUMNS = ("first_name", "last_name", "email", "company", "phone", "phase", "owner")
 """Referral attributes a sync or an edit may set (other local names live in `fields`)."""
 
 MEMBER_ATTRIBUTES = ("name", "email", "phone", "url", "external_id", "referral_code")
@@ -350,7 +350,9 @@ def to_salesforce(
             current = last_seen(session, target.connection.id, sobject, record_id)
             writes = sync.outbound(changed, current, mappings_for(target.config, sobject))
             writes |= phases.outbound(target.config, sobject, changed)
-            if writes:
+            # a new owner rep: its user's OwnerId is set at send time (bridge.writeback.lead_owners)
+            owner = changed.get(ownership.OWNER) if target.config.users else None
+            if writes or owner:
                 pushes.append(
                     queue_field_update(
                         session,
@@ -360,6 +362,7 @@ def to_salesforce(
                         record_id=record_id,
                         referral_id=referral.id,
                         change=f"local:{stamp}",
+                        owner=owner,
                     )  # fmt: skip
                 )
     return pushes

@@ -1,6 +1,11 @@
-"""The owner of each new Lead (or Contact) a batch of referral pushes creates.
+"""The OwnerId of the Leads and Contacts a batch of pushes writes.
 
-At send time, for the records the batch creates (not records updated because they existed):
+The referral's owner rep (`Referral.owner`: given to the API, named by a sale or demo, or
+routing's earlier choice) is what OwnerId flows from, on create and on update, when it maps to
+an active Salesforce user (`users:`). Only a new record whose owner is not (usably) set is
+routed (`routing.record_owner`), and routing's choice then becomes the referral's owner
+(`record`: field history and audit, with why). The routing order, for the records the batch
+creates (not records updated because they existed):
 
 1. **Account ownership rules** (`routing.account_rules`): the person's Account — the oldest
    with the referral's root domain, read with the fields the rules need in one batched query —
@@ -12,7 +17,7 @@ At send time, for the records the batch creates (not records updated because the
 3. else the fallback for companies matching no segment (`routing.no_segment_fallback`).
 
 Nobody found: the push fails with `owner_unresolved` (the record is never silently owned by
-the integration user). Without `lead_owner` and `account_rules`, no owner is set at all. The
+the integration user). Without `lead_owner` and `account_rules` routing sets no owner. The
 decisions are the pure core's (`bridge.writeback.routing`); this module gathers their inputs
 in batches (the user mapping is cached per org) and writes `OwnerId`.
 """
@@ -20,12 +25,17 @@ in batches (the user mapping is cached per org) and writes `OwnerId`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from bridge import audit
 from bridge.config import OrgConfig
 from bridge.errors import UsageError
 from bridge.routingconfig import Routing
-from bridge.writeback import accounts, routing
+from bridge.store.models import FieldChange, Referral, utcnow
+from bridge.writeback import accounts, ownership, routing
 from bridge.writeback.client import Writer
 from bridge.writeback.planning import Item, Outcome, Write, failure_outcome
 from bridge.writeback.users import UserMap, user_map
@@ -82,33 +92,68 @@ def choose(
     return routing.OwnerChoice(choice.user_id, choice.source, choice.reason, passed)
 
 
+@dataclass
+class Owners:
+    """What `assign` decided: the pushes that cannot be owned (failures, not to be written),
+    and routing's choices for new records (push id -> the rep chosen, None when the user is
+    no rep's, and why), which become the referrals' owners once sent (`record`)."""
+
+    refused: list[Outcome] = field(default_factory=list)
+    routed: dict[int, tuple[str | None, str]] = field(default_factory=dict)
+
+
+def _rep_of(users: UserMap, user_id: str) -> str | None:
+    return next((rep for rep, u in sorted(users.users.items()) if u == user_id), None)
+
+
 def assign(
     writer: Writer,
     org_config: OrgConfig,
     pairs: list[tuple[Item, Write]],
     keep: Callable[[UserMap], None] | None = None,
-) -> list[Outcome]:
-    """Set OwnerId on the records these writes create; returns the pushes that cannot be
-    owned (and must not be written), as failures with the reason."""
+) -> Owners:
+    """Set OwnerId on the Lead/Contact writes by `routing.record_owner`: the referral's owner
+    rep (a field update carries it as `owner`), else routing's choice for a new record."""
     config = org_config.routing
-    new = [(i, w) for i, w in pairs if w.op == "upsert" and w.sobject in ("Lead", "Contact")]
-    if not config.sets_owner or not new:
-        return []
-    org_key = str(new[0][0].org_connection_id)
+    owned = [
+        (i, w, _owner_rep(i))
+        for i, w in pairs
+        if w.sobject in ("Lead", "Contact") and w.op in ("upsert", "update")
+    ]
+    routes = config.sets_owner
+    wanted = [(i, w, rep) for i, w, rep in owned if rep or (routes and w.op == "upsert")]
+    out = Owners()
+    if not wanted or not org_config.users and not routes:
+        return out
+    org_key = str(wanted[0][0].org_connection_id)
     users = user_map(writer, org_key, org_config.users, keep=keep)
     found: dict[str, Any] = {}
-    domains = {i.push_id: accounts.referral_domain(i.referral or {}) for i, _w in new}
-    if config.account_rules and any(domains.values()):
+    domains = {
+        i.push_id: accounts.referral_domain(i.referral or {})
+        for i, w, rep in wanted
+        if w.op == "upsert" and i.kind == "referral"
+    }
+    if routes and config.account_rules and any(domains.values()):
         found = accounts.find_accounts(
             writer, {d for d in domains.values() if d}, None, config.account_fields()
         )
-    refused: list[Outcome] = []
-    for item, write in new:
-        domain = domains[item.push_id]
-        choice = choose(item.referral or {}, found.get(domain) if domain else None, config, users)
+    for item, write, rep in wanted:
+        domain = domains.get(item.push_id)
+        account = found.get(domain) if domain else None
+
+        def route(
+            passed: tuple[str, ...], item: Item = item, account: Any = account
+        ) -> routing.OwnerChoice:
+            choice = choose(item.referral or {}, account, config, users)
+            return replace(choice, passed_over=passed + choice.passed_over)
+
+        new = write.op == "upsert" and item.kind == "referral"
+        choice = routing.record_owner(rep, users.users, new=new, route=route if routes else None)
+        if choice is None:
+            continue
         if choice.user_id is None:
             why = "; ".join((choice.reason, *choice.passed_over))
-            refused.append(
+            out.refused.append(
                 failure_outcome(
                     item.push_id,
                     UsageError(
@@ -117,6 +162,40 @@ def assign(
                     fields=write.fields,
                 )
             )
-        else:
-            write.fields["OwnerId"] = choice.user_id
-    return refused
+            continue
+        write.fields["OwnerId"] = choice.user_id
+        if choice.source != "owner":
+            why = "; ".join((choice.reason, *choice.passed_over))
+            out.routed[item.push_id] = (_rep_of(users, choice.user_id), why)
+    return out
+
+
+def _owner_rep(item: Item) -> str | None:
+    if item.kind == "referral":
+        return (item.referral or {}).get(ownership.OWNER)
+    return item.payload.get(ownership.OWNER) if item.kind == "field_update" else None
+
+
+def record(session: Session, referral_id: int, rep: str | None, why: str) -> None:
+    """Routing's choice for a referral's new record becomes the referral's owner (its field
+    history, source `routing`, and the audit log with the reason in words)."""
+    referral = session.get(Referral, referral_id)
+    if referral is None or referral.owner is not None:
+        return  # an explicit owner arrived meanwhile: it wins
+    if rep is not None:
+        referral.owner = rep
+        session.add(
+            FieldChange(
+                referral_id=referral.id,
+                field=ownership.OWNER,
+                source="routing",
+                outcome="applied",
+                value=rep,
+                previous=None,
+                actor="routing",
+                at=utcnow(),
+            )  # fmt: skip
+        )
+    audit.record(
+        session, "routing", "referral.owner_routed", "referral", referral.id, owner=rep, why=why
+    )

@@ -86,6 +86,8 @@ def owner_change(
     if not new_user:
         return None
     ours = users.get(local_owner) if local_owner else None
+    if ours and _same_user(new_user, ours):
+        return None  # Salesforce has the local owner's user: our own write coming back
     same = _same_user(new_user, before_user) if before_user else _same_user(new_user, ours)
     rep = next((r for r, u in users.items() if u and _same_user(u, new_user)), None)
     if not before_user and not local_owner:  # first seen, no owner here: adopt a rep's user

@@ -15,13 +15,18 @@ Signals' model, in three questions answered in order:
    each switchable, each only if it maps to an active Salesforce user; otherwise the configured
    fallback (never silently the integration user). Account ownership rules pick the owner from
    an Account user field ("then by" a second field) for the first segment the Account matches.
+4. **The referral's owner** (`record_owner`): one owner rep per person (`Referral.owner`), and
+   OwnerId flows from it on create and on update. An explicit owner — given to the API or
+   named by a sale or demo — wins; routing (account rules, then the priority above) answers
+   only for a new record whose owner is not (or not usably) set, and its choice becomes the
+   referral's owner for later sends.
 
 Every answer carries its reason in words, so "why wasn't this sent?" has an answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -82,7 +87,7 @@ def verdict(
 
 # ---- to whom -------------------------------------------------------------------------------
 
-OwnerSource = Literal["meeting", "routed", "closed", "account_rule", "fallback"]
+OwnerSource = Literal["owner", "meeting", "routed", "closed", "account_rule", "fallback"]
 OWNER_ORDER: tuple[OwnerSource, ...] = ("meeting", "routed", "closed")
 _WHO = {
     "meeting": "the user whose calendar the meeting was booked on",
@@ -205,3 +210,24 @@ def account_owner(account: Mapping[str, Any], rules: AccountRules) -> OwnerChoic
         return OwnerChoice(rules.no_segment_fallback, "fallback",
                            "in no segment: the fallback user for other companies")  # fmt: skip
     return OwnerChoice(None, None, "in no segment, and no fallback user is set")
+
+
+def record_owner(
+    owner: str | None,
+    users: Mapping[str, str | None],
+    *,
+    new: bool,
+    route: Callable[[tuple[str, ...]], OwnerChoice] | None,
+) -> OwnerChoice | None:
+    """The OwnerId of a write for a person whose owner rep is `owner`. Precedence: the
+    explicit owner when it maps to an active Salesforce user (create or update); else, for a
+    `new` record only, routing's choice (`route`, given why the owner was passed over);
+    else None — the record's OwnerId is left as it is (Salesforce's assignment on create)."""
+    passed: tuple[str, ...] = ()
+    if owner is not None:
+        if users.get(owner):
+            return OwnerChoice(users[owner], "owner", f"the referral's owner ({owner})")
+        passed = (f"owner: {owner} maps to no active Salesforce user",)
+    if not new or route is None:
+        return None
+    return route(passed)

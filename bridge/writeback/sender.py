@@ -167,13 +167,16 @@ def _send_round(
         writes += planned
         early += refused
 
-    referral_writes = [(by_id[w.push_id], w) for w in writes if by_id[w.push_id].kind == "referral"]
+    owned_kinds = ("referral", "field_update")
+    owned_writes = [(by_id[w.push_id], w) for w in writes if by_id[w.push_id].kind in owned_kinds]
+    owners = lead_owners.Owners()
     try:
         org_id = items[0].org_connection_id
         keep = (lambda m: users.save(store, org_id, m)) if org_id is not None else None
-        unowned = lead_owners.assign(writer, org_config, referral_writes, keep)
-    except Exception as exc:  # the user or account lookup failed: the referrals share it
-        unowned = [failure_outcome(i.push_id, exc, fields=w.fields) for i, w in referral_writes]
+        owners = lead_owners.assign(writer, org_config, owned_writes, keep)
+        unowned = owners.refused
+    except Exception as exc:  # the user or account lookup failed: the pushes share it
+        unowned = [failure_outcome(i.push_id, exc, fields=w.fields) for i, w in owned_writes]
     if unowned:
         held = {o.push_id for o in unowned}
         writes = [w for w in writes if w.push_id not in held]
@@ -196,7 +199,7 @@ def _send_round(
                 by_id[o.push_id].known_who, by_id[o.push_id].use_known = None, False
                 stale.append(by_id[o.push_id])
             outcomes = [o for o in outcomes if o not in retry]
-        _save(store, outcomes, now, report)
+        _save(store, outcomes, now, report, owners.routed)
         _learn(known, outcomes, by_push, by_id)
     return stale
 
@@ -402,7 +405,10 @@ def _load_referral(session: Session, push: Push, item: Item, org_config: OrgConf
 # --------------------------------------------------------------------------------------------
 
 
-def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendReport) -> None:
+def _save(
+    store: Store, outcomes: list[Outcome], now: datetime, report: SendReport,
+    routed: dict[int, tuple[str | None, str]] | None = None,
+) -> None:  # fmt: skip
     if not outcomes:
         return
     with store.session() as session:
@@ -421,6 +427,8 @@ def _save(store: Store, outcomes: list[Outcome], now: datetime, report: SendRepo
                 if outcome.note:
                     push.payload = {**(push.payload or {}), "note": outcome.note}
                 _after_sent(session, push, outcome)
+                if routed and push.id in routed and push.referral_id is not None:
+                    lead_owners.record(session, push.referral_id, *routed[push.id])
                 if outcome.created and push.kind == "referral" and push.sobject_type == "Lead":
                     report.new_leads.append(str(outcome.sf_id))
             elif outcome.state in ("skipped", "denied"):

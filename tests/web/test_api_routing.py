@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from bridge.store import Store
-from bridge.store.models import AuditLog, OrgConnection, Push, Referral
+from bridge.store.models import AuditLog, FieldChange, OrgConnection, Push, Referral
 from bridge.vocabulary import SCOPES
 from bridge.writeback import users
 from bridge.writeback.describes import KEY
@@ -215,3 +215,56 @@ def test_a_held_referral_is_still_refused_at_the_door_when_it_cannot_fit(
     check_error(api.call("POST", "/referrals", body), 400, "value_does_not_fit", ["last_name"])
     with sqlite_store.session() as s:
         assert s.scalar(select(Referral).where(Referral.last_name == "x" * 81)) is None
+
+
+# ---- the owner rep ---------------------------------------------------------------------------
+
+
+def test_an_owner_given_on_create_is_the_referrals_owner(api: Client, store: Store) -> None:
+    out = create(api, score=0, owner="sally")
+    assert out["referral"]["owner"] == "sally"
+    with store.session() as s:
+        assert s.get(Referral, out["referral"]["id"]).owner == "sally"  # type: ignore[union-attr]
+
+
+def test_a_patched_owner_is_kept_in_the_history_and_pushed_as_the_owner_rep(
+    store: Store, app_factory: Callable[..., Flask]
+) -> None:
+    rid = seed(store).ids["ref_carol"]  # already a Lead in Salesforce
+    api = Client(app_factory(store), token(store, list(SCOPES)))
+    out = check(api.call("PATCH", f"/referrals/{rid}", {"owner": "sally"}), 200, "ReferralUpdated")
+    assert out["owner"] == "sally"
+    [pushed] = out["pushes"]
+    with store.session() as s:
+        push = s.get(Push, pushed["id"])
+        assert push is not None and push.kind == "field_update"
+        assert push.payload["owner"] == "sally"  # OwnerId from the user mapping at send time
+        change = s.scalar(
+            select(FieldChange).where(FieldChange.referral_id == rid, FieldChange.field == "owner")
+        )
+        assert change is not None and (change.value, change.source) == ("sally", "local")
+        actions = s.scalars(select(AuditLog.action).where(AuditLog.object_id == str(rid))).all()
+    assert "referral.update" in actions
+    got = check(api.call("GET", f"/referrals/{rid}"), 200, "ReferralDetail")
+    assert got["owner"] == "sally"
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [
+        ("POST", {"program": "main", "last_name": "X", "owner": "mallory"}),
+        ("PATCH", {"owner": "mallory"}),
+        ("PATCH", {"owner": "mallory", "first_name": "Changed"}),
+    ],
+)
+def test_an_owner_not_in_users_is_refused_naming_the_field(
+    api: Client, store: Store, method: str, body: Any
+) -> None:
+    rid = create(api, score=0, owner="sally")["referral"]["id"]
+    path = "/referrals" if method == "POST" else f"/referrals/{rid}"
+    err = check_error(api.call(method, path, body), 422, "unknown_owner", ["owner"])
+    assert "mallory" in err["error"]["message"] and "sally" in err["error"]["message"]
+    with store.session() as s:
+        kept = s.get(Referral, rid)
+        assert kept is not None and (kept.owner, kept.first_name) == ("sally", None)
+        assert s.scalar(select(Referral).where(Referral.last_name == "X")) is None

@@ -63,3 +63,17 @@ def test_a_reviewer_edits_a_referral_and_the_rules_decide_what_is_pushed(
     cleared = auth.post(f"/referrals/{rid}/edit", {"last_name": ""}, follow_redirects=True)
     assert "keeps its last name" in cleared.get_data(as_text=True)
     assert client.get("/referrals/999999").status_code == 404
+
+
+def test_the_page_shows_the_referrals_owner(
+    app: Flask, client: FlaskClient, auth: AuthActions, seeded: Seeded
+) -> None:
+    rid = seeded.ids["ref_bob"]
+    auth.login()
+    assert 'id="referral-owner">—<' in client.get(f"/referrals/{rid}").get_data(as_text=True)
+    with app.extensions["sfbridge"].store.session() as s:
+        bob = s.get(Referral, rid)
+        assert bob is not None
+        bob.owner = "rep-17"
+    html = client.get(f"/referrals/{rid}").get_data(as_text=True)
+    assert 'id="referral-owner">rep-17<' in html

@@ -4,6 +4,7 @@ anything is sent, idempotent by the client's id, bad input a clear 4xx."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +12,10 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from bridge.store import Store
-from bridge.store.models import Demo, Push, Sale
+from bridge.store.models import Demo, Push, Referral, Sale
 from bridge.vocabulary import SCOPES
 from tests.web.apitools import check, check_error
-from tests.web.seed import seed, token
+from tests.web.seed import CONFIG_YAML, seed, token
 from tests.web.test_api import Api
 
 pytestmark = pytest.mark.postgres
@@ -211,3 +212,26 @@ def test_the_pushes_report_explains_a_sale(api: Api) -> None:
     )
     assert "Site 9 Bay Rd: <strong>not written</strong>" in html
     assert f'action="/reports/pushes/{push_id}/repush"' in html
+
+
+def test_a_demos_rep_owns_the_person_and_its_lead_gets_the_owner(
+    store: Store, app_factory: Callable[..., Flask], config_file: Path
+) -> None:
+    config_file.write_text(CONFIG_YAML + "    users:\n      sally: {email: sally@acme.example}\n")
+    seeded = seed(store)
+    rid = seeded.ids["ref_carol"]  # already a Lead in Salesforce
+    app = app_factory(store)
+    api = Api(app, app.test_client(), seeded, token(store, list(SCOPES)), store)
+    demo = {"org": "acme", "id": "demo-o", "referral_id": rid, "state": "set",
+            "at": "2026-03-05T17:00:00Z", "owner": "sally"}  # fmt: skip
+    check(api.post("/demos", demo), 201, "DemoRecorded")
+    with store.session() as s:
+        assert s.get(Referral, rid).owner == "sally"  # type: ignore[union-attr]
+        [update] = s.scalars(
+            select(Push).where(Push.referral_id == rid, Push.kind == "field_update")
+        )
+        assert update.sobject_type == "Lead" and update.payload["owner"] == "sally"
+    check(api.post("/demos", demo), 200, "DemoRecorded")  # the same demo again: nothing new
+    with store.session() as s:
+        kinds = list(s.scalars(select(Push.kind).where(Push.referral_id == rid)))
+    assert kinds.count("field_update") == 1

@@ -80,6 +80,7 @@ FUTURE = [Scheduled("demo", D1), Scheduled("meeting", D2)]
         (A, A, "alice", FUTURE, None),
         (A[:15], A, "bob", FUTURE, None),  # the user last seen (15- and 18-character ids)
         (A, None, "alice", FUTURE, None),  # never seen, and already ours
+        (B, A, "bob", FUTURE, None),  # the local owner's user: our own OwnerId write echoed
         (None, A, "alice", FUTURE, None),  # OwnerId not read
         # first seen with no owner here: a rep's user is adopted, others leave it unset
         (B, None, None, FUTURE, (True, "bob", "owner bob (first seen)")),

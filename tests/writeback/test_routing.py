@@ -12,10 +12,12 @@ from bridge.writeback.routing import (
     AccountRules,
     Condition,
     Criteria,
+    OwnerChoice,
     Person,
     Touches,
     account_owner,
     lead_owner,
+    record_owner,
     verdict,
 )
 
@@ -150,3 +152,42 @@ def test_account_ownership_rules(account, user, source, reason) -> None:
 
 def test_no_rules_and_no_fallback_leaves_the_owner_unresolved() -> None:
     assert account_owner({"Industry": "Retail"}, AccountRules()).user_id is None
+
+
+# ---- the referral's owner: explicit owner > routing (new records only) > left as it is -------
+
+OWNER_USERS = {"sally": "005SALLY", "ghost": None}
+ROUTED = OwnerChoice("005ROUTED", "meeting", "the user whose calendar the meeting was booked on")
+
+# (owner rep, new record, routing on, expected user, source, passed over)
+RECORD_OWNERS = [
+    ("explicit owner wins over routing on create", "sally", True, True, "005SALLY", "owner", ()),
+    ("explicit owner flows on update", "sally", False, True, "005SALLY", "owner", ()),
+    ("explicit owner without routing", "sally", True, False, "005SALLY", "owner", ()),
+    ("no owner, new record: routing's choice", None, True, True, "005ROUTED", "meeting", ()),
+    ("an owner mapping to no user: routing, saying why", "ghost", True, True, "005ROUTED",
+     "meeting", ("owner: ghost maps to no active Salesforce user",)),
+    ("no owner, update: OwnerId left alone", None, False, True, None, None, None),
+    ("an unusable owner on update: left alone", "ghost", False, True, None, None, None),
+    ("no owner, routing off: Salesforce assigns", None, True, False, None, None, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("owner", "new", "routes", "user", "source", "passed"),
+    [pytest.param(*row[1:], id=row[0]) for row in RECORD_OWNERS],
+)
+def test_record_owner_precedence(owner, new, routes, user, source, passed) -> None:
+    asked: list[tuple[str, ...]] = []
+
+    def route(why: tuple[str, ...]) -> OwnerChoice:
+        asked.append(why)
+        return OwnerChoice(ROUTED.user_id, ROUTED.source, ROUTED.reason, why)
+
+    choice = record_owner(owner, OWNER_USERS, new=new, route=route if routes else None)
+    if user is None:
+        assert choice is None
+        return
+    assert choice is not None
+    assert (choice.user_id, choice.source, choice.passed_over) == (user, source, passed)
+    assert bool(asked) == (source != "owner")  # routing is not even asked when the owner wins

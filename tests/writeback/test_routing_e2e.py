@@ -20,11 +20,15 @@ from bridge.devorg.testing import DevOrg
 from bridge.orgs import jwt_credentials, read_private_key, save_connection
 from bridge.salesforce.connection import connect
 from bridge.store import Store
-from bridge.store.models import AuditLog, OrgConnection, Program, Push, Referral
+from bridge.store.models import AuditLog, FieldChange, OrgConnection, Program, Push, Referral
+from bridge.users import create_user
 from bridge.vault import Vault, generate_key
+from bridge.vocabulary import SCOPES
 from bridge.writeback import campaigns, gate, routecheck, users
 from bridge.writeback.client import OrgWriter
 from bridge.writeback.sender import send
+from tests.web.conftest import FAST_HASH, make_app
+from tests.web.seed import token
 from tests.writeback.test_e2e_devorg import PACKAGE_FIELD
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +53,11 @@ class Routed:
             "ca_bundle": info["ca_path"],
             "programs": [{"key": "partners", "name": "Partner Program"}],
             "receiver": {"program": "partners"},
-            "users": {"sally": {"email": sales_email}, "ghost": {"email": "ghost@nowhere.example"}},
+            "users": {
+                "sally": {"email": sales_email},
+                "ghost": {"email": "ghost@nowhere.example"},
+                "ivan": {"salesforce_id": devorg.user("integration")["id"]},
+            },
             "routing": {
                 "minimum_score": "two",
                 "delay": "10m",
@@ -65,6 +73,7 @@ class Routed:
             },
         }
         path.write_text(yaml.safe_dump({"orgs": {"acme": org}}))
+        self.path = path
         self.config: BridgeConfig = load_config(str(path))
         self.org_config = self.config.orgs["acme"]
         key = read_private_key(info["jwt_private_key_path"])
@@ -255,3 +264,32 @@ def test_org_check_reports_unmapped_users_and_the_campaign(routed: Routed) -> No
     wrong.routing.campaign.name, wrong.routing.campaign.status = "No such campaign", None
     [finding] = routecheck.check_campaign(writer, wrong)
     assert finding.status == "Issue" and "no such Campaign" in finding.reason
+
+
+def test_routings_owner_becomes_the_referrals_and_a_patched_owner_reaches_the_lead(
+    routed: Routed, tmp_path: Path
+) -> None:
+    rid = routed.referral(7, score=3, meeting_owner="sally")
+    pid = routed.route(rid, datetime.now(UTC), manual=True)
+    assert pid is not None and pid in routed.send(pid).sent
+    assert routed.lead(rid)["OwnerId"] == routed.sales_id
+    with routed.store.session() as s:  # routing's choice is the referral's owner now, with why
+        assert s.get(Referral, rid).owner == "sally"  # type: ignore[union-attr]
+        change = s.scalar(select(FieldChange).where(FieldChange.referral_id == rid))
+        assert change is not None and (change.field, change.source) == ("owner", "routing")
+        why = s.scalar(select(AuditLog).where(AuditLog.action == "referral.owner_routed"))
+        assert why is not None and "meeting was booked" in why.detail["why"]
+        create_user(s, "admin@example.com", "pw-owners-1", "admin", hash_method=FAST_HASH)
+
+    app = make_app(routed.store, routed.path, tmp_path)
+    api = app.test_client()
+    headers = {"Authorization": f"Bearer {token(routed.store, list(SCOPES))}"}
+    refused = api.patch(f"/api/v1/referrals/{rid}", json={"owner": "mallory"}, headers=headers)
+    assert refused.status_code == 422 and refused.json["error"]["fields"] == ["owner"]
+    out = api.patch(f"/api/v1/referrals/{rid}", json={"owner": "ivan"}, headers=headers)
+    assert out.status_code == 200, out.json
+    [pushed] = out.json["pushes"]
+    assert pushed["id"] in routed.send(pushed["id"]).sent
+    ivan = routed.devorg.user("integration")["id"]
+    assert routed.lead(rid)["OwnerId"] == ivan  # the explicit owner wins over the meeting owner
+    app.extensions["sfbridge"].store.dispose()
