@@ -77,7 +77,7 @@ class Handoff:
     200 orgs with a change each make one job when the workers are busy, not 200, and a change
     at a trickle is not held back at all (a fixed 50 ms window used to add 25 ms to every
     entry at 200 events/s); nor does it wake the hand-off's thread, which cost the stream
-    process ~1 ms of CPU per delivery (docs/inbound.md). The ids are committed before they
+    process ~0.5–1 ms of CPU per delivery (docs/inbound.md). The ids are committed before they
     get here; ids lost with a killed process are `new` in the store and the sweeper enqueues
     them."""
 
