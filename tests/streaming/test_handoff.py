@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
 
 from bridge import defaults
@@ -12,15 +13,58 @@ from bridge.streaming.fleet import Handoff
 from tests.harness import wait_until
 
 
-def test_events_of_many_orgs_make_one_job() -> None:
+def test_events_of_many_orgs_make_one_job_while_the_workers_are_busy() -> None:
     sent: list[list[int]] = []
-    handoff = Handoff(sent.append)
+    handoff = Handoff(sent.append, waiting=lambda: 1)
     for org in range(200):  # one change in each of 200 orgs
         handoff.add([org])
+    assert sent == []
     handoff.flush()
     assert sent == [list(range(200))]
     handoff.flush()
     assert len(sent) == 1  # nothing more to send
+
+
+def test_an_idle_queue_gets_the_events_from_the_thread_that_stored_them() -> None:
+    # No hand-off thread running at all: nothing to wake, one LLEN and the send.
+    sent: list[tuple[int, list[int]]] = []
+    asked: list[int] = []
+    handoff = Handoff(
+        lambda ids: sent.append((threading.get_ident(), ids)),
+        waiting=lambda: asked.append(1) or 0,
+    )
+    handoff.add([1, 2])
+    handoff.add([3])
+    assert sent == [(threading.get_ident(), [1, 2]), (threading.get_ident(), [3])]
+    assert len(asked) == 2
+
+
+def test_a_failed_send_does_not_reach_the_org_stream(caplog: pytest.LogCaptureFixture) -> None:
+    def down(ids: list[int]) -> None:
+        raise redis.ConnectionError("down")
+
+    handoff = Handoff(down)
+    handoff.add([5])  # stored already: the sweeper enqueues it
+    assert "handing events to the workers failed" in caplog.text
+    assert handoff._ids == []
+
+
+def test_held_events_are_not_sent_by_the_next_org_stream() -> None:
+    sent: list[list[int]] = []
+    queued = [1]
+    handoff = Handoff(sent.append, waiting=lambda: queued[0])
+    handoff.add([1])  # held: a job waits
+    queued[0] = 0
+    handoff.add([2])  # joins the held ones; the hand-off's thread sends them together
+    assert sent == []
+    stop = threading.Event()
+    thread = _running(handoff, stop)
+    try:
+        wait_until(lambda: sent, 5, "the held events")
+        assert sent == [[1, 2]]
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def test_a_full_batch_goes_at_once_and_the_rest_on_stop() -> None:
