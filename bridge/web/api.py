@@ -49,7 +49,7 @@ from bridge.web.bodies import (
     RetryIn,
 )
 from bridge.web.extensions import store
-from bridge.writeback import fieldsync
+from bridge.writeback import history
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -278,7 +278,7 @@ def get_referral(referral_id: int) -> ResponseReturnValue:
             {
                 **serialize.referral(referral),
                 "not_sent_reason": edits.why_not_sent(s, referral),
-                "history": fieldsync.history(s, referral),
+                "history": history.of(s, referral),
             }
         )
 

@@ -39,7 +39,7 @@ from bridge.web.auth import login_required
 from bridge.web.extensions import store
 from bridge.web.security import page_of
 from bridge.web.triage import person
-from bridge.writeback import fieldsync
+from bridge.writeback import history
 
 bp = Blueprint("referrals", __name__)
 
@@ -120,7 +120,7 @@ def referral(referral_id: int) -> str:
             pushes=pushes,
             sf_links=[(label, getattr(r, col)) for label, col in SF_LINKS],
             sf_base=base,
-            history=fieldsync.history(s, r),
+            history=history.of(s, r),
             editable=EDITABLE,
             not_sent=edits.why_not_sent(s, r),
             all_statuses=REFERRAL_STATUSES,

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from bridge.config import OrgConfig
 from bridge.store.models import Demo, FieldChange, Push, Referral, SalesEntry, UserMapping, utcnow
 from bridge.streaming.events import parse_sf_datetime
-from bridge.writeback import ownership, phases
+from bridge.writeback import history, ownership, phases
 from bridge.writeback.activities import activity_object
 
 CYCLE_FIELD = "sf_opportunity_id"
@@ -39,25 +39,6 @@ class Engagement:
     notify: bool = False
 
 
-def _history(
-    session: Session, referral: Referral, name: str, *, outcome: str, value: Any,
-    previous: Any, actor: str, source: str = "salesforce", entry_id: int | None = None,
-) -> None:  # fmt: skip
-    session.add(
-        FieldChange(
-            referral_id=referral.id,
-            field=name,
-            source=source,
-            outcome=outcome,
-            value=value,
-            previous=previous,
-            entry_id=entry_id,
-            actor=actor,
-            at=utcnow(),
-        )  # fmt: skip
-    )
-
-
 def end_cycle(
     session: Session, referral: Referral, org: OrgConfig, old: str | None, *, actor: str,
     source: str, entry_id: int | None = None,
@@ -66,8 +47,8 @@ def end_cycle(
     cycle, so the next sale or demo gets a new Opportunity on the same Account."""
     if not phases.ends_cycle(org, old, referral.phase) or not referral.sf_opportunity_id:
         return
-    _history(
-        session, referral, CYCLE_FIELD, outcome="applied", value=None, source=source,
+    history.record(
+        session, CYCLE_FIELD, referral=referral, outcome="applied", value=None, source=source,
         previous=referral.sf_opportunity_id, actor=actor, entry_id=entry_id,
     )  # fmt: skip
     referral.sf_opportunity_id = None
@@ -150,8 +131,9 @@ def from_salesforce(
     change = phases.inbound(org, entry.sobject_type, record, before, referral.phase)
     if change is not None:
         old = referral.phase
-        _history(
-            session, referral, phases.PHASE, outcome="applied" if change.accepted else "refused",
+        history.record(
+            session, phases.PHASE, referral=referral, source="salesforce",
+            outcome="applied" if change.accepted else "refused",
             value=change.phase if change.accepted else change.value, previous=old, actor=actor,
             entry_id=entry.id,
         )  # fmt: skip
@@ -173,8 +155,9 @@ def from_salesforce(
         future=scheduled(session, org, referral.id, now or utcnow()),
     )
     if owner is not None:
-        _history(
-            session, referral, ownership.OWNER, previous=referral.owner, actor=actor,
+        history.record(
+            session, ownership.OWNER, referral=referral, source="salesforce",
+            previous=referral.owner, actor=actor,
             outcome="applied" if owner.accepted else "refused", entry_id=entry.id,
             value=owner.rep if owner.accepted else owner.user_id,
         )  # fmt: skip

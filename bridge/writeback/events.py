@@ -18,8 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge.errors import UsageError
-from bridge.store.models import Demo, FieldChange, OrgConnection, Push, Referral, Sale, utcnow
+from bridge.store.models import Demo, OrgConnection, Push, Referral, Sale
 from bridge.vocabulary import SalesKind
+from bridge.writeback import history, ownership
 from bridge.writeback.pushes import payload_digest, queue_push
 
 MODELS: dict[SalesKind, type[Sale] | type[Demo]] = {"sale": Sale, "demo": Demo}
@@ -89,18 +90,10 @@ def record(
     event.push_id = push.id
     rep = body.get("owner")
     if rep and rep != referral.owner:  # the rep of the demo or sale owns the person now
-        session.add(
-            FieldChange(
-                referral_id=referral.id,
-                field="owner",
-                source="local",
-                outcome="applied",
-                value=rep,
-                previous=referral.owner,
-                actor=f"{kind}:{client_id}",
-                at=utcnow(),
-            )  # fmt: skip
-        )
+        history.record(
+            session, ownership.OWNER, source="local", outcome="applied", value=rep,
+            previous=referral.owner, actor=f"{kind}:{client_id}", referral=referral,
+        )  # fmt: skip
         referral.owner = rep
     session.flush()
     return event, push, True

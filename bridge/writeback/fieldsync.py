@@ -44,7 +44,7 @@ from bridge.store.models import (
 )
 from bridge.streaming.events import parse_sf_datetime
 from bridge.vocabulary import READ_SYNC_RULES
-from bridge.writeback import engagement, ownership, phases, sync
+from bridge.writeback import engagement, history, ownership, phases, sync
 from bridge.writeback.field_updates import queue_field_update
 from bridge.writeback.mapping import is_blank
 from bridge.writeback.referrals import (
@@ -173,35 +173,6 @@ def changed_at(session: Session, referral: Referral) -> dict[str, datetime]:
     return out
 
 
-def _history(
-    session: Session,
-    referral: Referral,
-    name: str,
-    *,
-    source: str,
-    outcome: str,
-    value: Any,
-    previous: Any,
-    actor: str,
-    entry_id: int | None = None,
-) -> None:
-    member_field = name.startswith(sync.MEMBER_PREFIX)
-    session.add(
-        FieldChange(
-            referral_id=referral.id,
-            member_id=referral.member_id if member_field else None,
-            field=name,
-            source=source,
-            outcome=outcome,
-            value=value,
-            previous=previous,
-            entry_id=entry_id,
-            actor=actor,
-            at=utcnow(),
-        )
-    )
-
-
 def last_seen(
     session: Session, org_connection_id: int, sobject: str, record_id: str
 ) -> dict[str, Any]:
@@ -248,13 +219,13 @@ def from_salesforce(
     for name, value in plan.local_updates.items():
         if _set_local(referral, member, name, value):
             synced = True
-            _history(
-                session, referral, name, source="salesforce", outcome="applied", value=value,
-                previous=before.get(name), actor=actor, entry_id=entry.id,
+            history.record(
+                session, name, referral=referral, source="salesforce", outcome="applied",
+                value=value, previous=before.get(name), actor=actor, entry_id=entry.id,
             )  # fmt: skip
     for conflict in plan.conflicts:
-        _history(
-            session, referral, conflict.local, outcome="lost", value=conflict.lost,
+        history.record(
+            session, conflict.local, referral=referral, outcome="lost", value=conflict.lost,
             source="local" if conflict.winner == "salesforce" else "salesforce",
             previous=conflict.kept, actor=actor, entry_id=entry.id,
         )  # fmt: skip
@@ -382,8 +353,8 @@ def edit_referral(
     changed = {k: v for k, v in changes.items() if before.get(k) != v}
     for name, value in changed.items():
         _set_local(referral, None, name, value)
-        _history(
-            session, referral, name, source="local", outcome="applied", value=value,
+        history.record(
+            session, name, referral=referral, source="local", outcome="applied", value=value,
             previous=before.get(name), actor=actor,
         )  # fmt: skip
     if phases.PHASE in changed and targets:
@@ -414,12 +385,9 @@ def edit_member(
     for name, value in changed.items():
         setattr(member, name, "" if name == "name" and value is None else value)
     for name, value in changed.items():
-        session.add(
-            FieldChange(
-                member_id=member.id, field=sync.MEMBER_PREFIX + name, source="local",
-                outcome="applied", value=value, previous=before.get(name), actor=actor,
-                at=utcnow(),
-            )
+        history.record(
+            session, sync.MEMBER_PREFIX + name, source="local", outcome="applied",
+            value=value, previous=before.get(name), actor=actor, member_id=member.id,
         )  # fmt: skip
     pushes: list[Push] = []
     if changed:
@@ -434,26 +402,3 @@ def edit_member(
         push_ids=[p.id for p in pushes],
     )  # fmt: skip
     return pushes
-
-
-def history(session: Session, referral: Referral) -> list[dict[str, Any]]:
-    """The referral's field history, oldest first (its member's changes included)."""
-    query = select(FieldChange).where(FieldChange.referral_id == referral.id)
-    if referral.member_id is not None:
-        query = select(FieldChange).where(
-            (FieldChange.referral_id == referral.id)
-            | ((FieldChange.member_id == referral.member_id) & FieldChange.referral_id.is_(None))
-        )
-    return [
-        {
-            "field": c.field,
-            "source": c.source,
-            "outcome": c.outcome,
-            "value": c.value,
-            "previous": c.previous,
-            "entry_id": c.entry_id,
-            "actor": c.actor,
-            "at": c.at.isoformat().replace("+00:00", "Z") if c.at else None,
-        }  # fmt: skip
-        for c in session.scalars(query.order_by(FieldChange.id))
-    ]

@@ -34,8 +34,8 @@ from bridge import audit
 from bridge.config import OrgConfig
 from bridge.errors import UsageError
 from bridge.routingconfig import Routing
-from bridge.store.models import FieldChange, Referral, utcnow
-from bridge.writeback import accounts, ownership, routing
+from bridge.store.models import Referral
+from bridge.writeback import accounts, history, ownership, routing
 from bridge.writeback.client import Writer
 from bridge.writeback.planning import Item, Outcome, Write, failure_outcome
 from bridge.writeback.users import UserMap, user_map
@@ -184,18 +184,10 @@ def record(session: Session, referral_id: int, rep: str | None, why: str) -> Non
         return  # an explicit owner arrived meanwhile: it wins
     if rep is not None:
         referral.owner = rep
-        session.add(
-            FieldChange(
-                referral_id=referral.id,
-                field=ownership.OWNER,
-                source="routing",
-                outcome="applied",
-                value=rep,
-                previous=None,
-                actor="routing",
-                at=utcnow(),
-            )  # fmt: skip
-        )
+        history.record(
+            session, ownership.OWNER, source="routing", outcome="applied", value=rep,
+            previous=None, actor="routing", referral=referral,
+        )  # fmt: skip
     audit.record(
         session, "routing", "referral.owner_routed", "referral", referral.id, owner=rep, why=why
     )
