@@ -31,7 +31,7 @@ from bridge.imports.outcomes import (
     State,
     Target,
     connect_ids,
-    records_by_id,
+    given_records,
     referrals_by,
     same_id,
 )
@@ -110,18 +110,9 @@ def _salesforce_records(target: Target, pending: list[Pending]) -> None:
     """Each row's Lead or Contact, or its failure or skip (two kinds of batched query)."""
     cfg = target.org_config
     for sobject, column in ID_FIELDS.items():
-        ids = [str(p.row.get(column)) for p in pending if p.result is None and p.row.get(column)]
-        if not ids:
-            continue
-        found = records_by_id(target.writer, sobject, lookup_fields(sobject, cfg), ids)
-        for p in pending:
-            wanted = p.row.get(column)
-            if p.result is None and wanted:
-                record = found.get(wanted[:15])
-                if record is None:
-                    p.fail(f"{column} {wanted}: no {sobject} with this id in the org")
-                else:
-                    p.records[sobject] = {**record, "_type": sobject}
+        fields = lookup_fields(sobject, cfg)
+        for p, given in given_records(target.writer, pending, sobject, column, fields):
+            p.records[sobject] = {**given, "_type": sobject}
     by_email = [p for p in pending if p.result is None and not p.records]
     emails = [str(p.row.get("email")) for p in by_email if p.row.get("email")]
     found_by_email = find_existing(target.writer, cfg, emails) if emails else {}

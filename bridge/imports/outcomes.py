@@ -86,6 +86,27 @@ def records_by_id(
     return out
 
 
+def given_records(
+    writer: Writer, pending: Sequence[Pending], sobject: str, column: str, fields: Sequence[str]
+) -> list[tuple[Pending, dict[str, Any]]]:
+    """The `sobject` records the rows still open name in `column`, read back from the org in
+    batches: each row with its record; a row whose id the org does not have fails."""
+    ids = [str(p.row.get(column)) for p in pending if p.result is None and p.row.get(column)]
+    if not ids:
+        return []
+    found = records_by_id(writer, sobject, fields, ids)
+    out: list[tuple[Pending, dict[str, Any]]] = []
+    for p in pending:
+        wanted = p.row.get(column)
+        if p.result is None and wanted:
+            record = found.get(str(wanted)[:15])
+            if record is None:
+                p.fail(f"{column} {wanted}: no {sobject} with this id in the org")
+            else:
+                out.append((p, record))
+    return out
+
+
 def referrals_by(
     session: Session, program_id: int, column: str, values: Sequence[str]
 ) -> dict[str, list[Referral]]:

@@ -29,7 +29,7 @@ from bridge.imports.outcomes import (
     Result,
     Target,
     connect_ids,
-    records_by_id,
+    given_records,
     referrals_by,
     same_id,
 )
@@ -106,25 +106,15 @@ def _referrals(session: Session, target: Target, batch: list[Pending]) -> None:
 def _given_ids(target: Target, batch: list[Pending]) -> None:
     """The Account, Contact and Opportunity ids the rows give, read back from the org."""
     for sobject, column in COLUMNS.items():
-        ids = [str(p.row.get(column)) for p in batch if p.result is None and p.row.get(column)]
-        if not ids:
-            continue
-        found = records_by_id(target.writer, sobject, FIELDS[sobject], ids)
-        for p in batch:
-            wanted = p.row.get(column)
-            if p.result is None and wanted:
-                record = found.get(wanted[:15])
-                if record is None:
-                    p.fail(f"{column} {wanted}: no {sobject} with this id in the org")
-                    continue
-                account = p.records.get("Account")
-                if account and not same_id(record.get("AccountId"), account["Id"]):
-                    p.fail(
-                        f"{sobject} {record['Id']} belongs to Account {record.get('AccountId')},"
-                        f" not to {account['Id']} (sf_account_id)"
-                    )
-                    continue
-                p.records[sobject] = record
+        for p, record in given_records(target.writer, batch, sobject, column, FIELDS[sobject]):
+            account = p.records.get("Account")
+            if account and not same_id(record.get("AccountId"), account["Id"]):
+                p.fail(
+                    f"{sobject} {record['Id']} belongs to Account {record.get('AccountId')},"
+                    f" not to {account['Id']} (sf_account_id)"
+                )
+                continue
+            p.records[sobject] = record
     for p in batch:  # a Contact named without its Account: the Contact's Account
         contact = p.records.get("Contact")
         if p.result is None and contact and contact.get("AccountId") and "Account" not in p.records:
