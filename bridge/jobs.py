@@ -198,13 +198,29 @@ def request_drain(client: redis.Redis, org_ids: int | Iterable[int]) -> int:
         if not client.set(key, repr(time.time()), nx=True, ex=ttl):
             continue  # a drain of this org is queued and has not claimed yet: it takes ours
         try:
-            enqueue(client, defaults.OUTBOUND_QUEUE, DRAIN_ORG, [[org_id]],
-                    lambda part: f"drain pushes of org {part[0]}")  # fmt: skip
+            enqueue_drain(client, org_id)
         except redis.RedisError:
             client.delete(key)
             raise
         enqueued += 1
     return enqueued
+
+
+def enqueue_drain(client: redis.Redis, org_id: int) -> None:
+    """The drain job of one org on the outbound queue (`request_drain` decides when)."""
+    enqueue(client, defaults.OUTBOUND_QUEUE, DRAIN_ORG, [[org_id]],
+            lambda part: f"drain pushes of org {part[0]}")  # fmt: skip
+
+
+def inbound_arrives(client: redis.Redis, seconds: float) -> bool:
+    """Whether an inbound job waits in the queue or arrives within `seconds`, left there for
+    a worker to take: BLMOVE of the queue's head back onto its head blocks until the queue has
+    a job and leaves it as it was."""
+    if seconds <= 0:
+        return False
+    key = Queue(defaults.INBOUND_QUEUE, connection=client).key
+    timeout = cast(int, seconds)  # typed int, but Redis takes fractions of a second
+    return client.blmove(key, key, timeout, "LEFT", "LEFT") is not None
 
 
 def _send_pushes(ctx: context.WorkerContext, push_ids: Sequence[int]) -> None:
