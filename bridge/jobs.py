@@ -32,12 +32,11 @@ from typing import Any, cast
 import redis
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
-from sqlalchemy import select
 
 from bridge import context, defaults, intake
 from bridge.locks import once_per
 from bridge.store import Store
-from bridge.store.models import InboundEvent, OrgConnection, Push, utcnow
+from bridge.store.models import utcnow
 from bridge.streaming import inbox
 
 log = logging.getLogger("sfbridge.jobs")
@@ -148,19 +147,7 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     job = get_current_job()
     token = f"{job.id if job else 'direct'}:{uuid.uuid4().hex[:8]}"
     with ctx.store.session() as session:
-        # An org whose inbound is paused (`sfbridge org pause --inbound`): its events stay
-        # stored as new until it is resumed.
-        held = set(
-            session.scalars(
-                select(InboundEvent.id).where(
-                    InboundEvent.id.in_(list(event_ids)),
-                    InboundEvent.org_connection_id.in_(
-                        select(OrgConnection.id).where(OrgConnection.inbound_paused.is_(True))
-                    ),
-                )
-            )
-        )
-        claimed = inbox.claim(session, [i for i in event_ids if i not in held], token)
+        claimed = inbox.claim(session, event_ids, token)
     if not claimed:
         return {"claimed": 0}
     try:
@@ -223,24 +210,17 @@ def inbound_arrives(client: redis.Redis, seconds: float) -> bool:
     return client.blmove(key, key, timeout, "LEFT", "LEFT") is not None
 
 
-def _send_pushes(ctx: context.WorkerContext, push_ids: Sequence[int]) -> None:
+def _send_pushes(ctx: context.WorkerContext, orgs: Iterable[int]) -> None:
     """Ask for the drain of the orgs whose pushes the entries' effects queued (field sync,
     link-back). Redis unreachable: they stay pending and the outbound sweeper sends them."""
-    if not push_ids or ctx.redis is None:
+    orgs = sorted(orgs)
+    if not orgs or ctx.redis is None:
         return
-    with ctx.store.session() as session:
-        orgs = set(
-            session.scalars(
-                select(Push.org_connection_id).where(
-                    Push.id.in_(sorted(set(push_ids))), Push.org_connection_id.is_not(None)
-                )
-            )
-        )
     try:
-        request_drain(ctx.redis, [o for o in orgs if o is not None])
+        request_drain(ctx.redis, orgs)
     except redis.RedisError as exc:
-        log.warning("could not request drains for pushes %s (%s); the sweeper sends them",
-                    sorted(push_ids), exc)  # fmt: skip
+        log.warning("could not request drains of orgs %s (%s); the sweeper sends their pushes",
+                    orgs, exc)  # fmt: skip
 
 
 @contextmanager
