@@ -3,7 +3,8 @@
 The normal path is the org's **drain**: whoever saves a push (the API, the UI, the receiver, a
 sweep) calls `request_drain(redis, org_id)` after the commit. The first request of a window sets
 a Redis key and enqueues one `drain_org` job; requests while that key exists add nothing. The
-job waits until the window (`OUTBOUND_WINDOW_SECONDS`) since that first request is over, drops
+job waits until the window (`OUTBOUND_WINDOW_SECONDS`) since that first request is over (an
+inbound job arriving meanwhile goes first: the drain is queued again behind it), drops
 the key, claims every free pending push of the org in one UPDATE (`pushes.claim`: several
 workers never send the same push) and sends them together: lookups batched, sObject Collections
 of 200, Bulk API 2.0 above `writeback.bulk_threshold`. A push saved after the key was dropped
