@@ -18,10 +18,11 @@ in both cases SQLite's busy timeout decides, as before.
 **The stream's turn first.** A writer that must not wait (the subscriber: Salesforce's
 events are acknowledged only once stored) asks with `first=True`: while it waits it holds a
 shared lock on a second file, `<database>-writer-first`, and every other writer checks that
-file before it takes its turn and lets it go first. So a subscriber waits at most for the one
-transaction in progress when it asked, never also for the worker's next ones (claim, chunk,
-finish, pushes…) that would otherwise win the race for the lock file between two of its
-polls. A writer that defers still counts its wait against its timeout.
+file before and after it takes its turn and lets it go first. So a subscriber waits at most
+for the one transaction in progress when it asked, never also for the worker's next ones
+(claim, chunk, finish, pushes…) that would otherwise win the race for the lock file between
+two of its polls. A writer defers for `DEFER_SECONDS` at most, then takes its turn among
+them; its wait counts against its timeout.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ time up to the second: it starts within 2 ms of its turn, at little CPU while it
 
 FIRST_POLL_SECONDS = (0.0001, 0.0005)
 """The same for a writer that goes first (it waits rarely, and for one transaction only)."""
+
+DEFER_SECONDS = 0.1
+"""How long a writer lets those that go first go before it; then it takes its turn among
+them (the many org streams of a fleet process, storing one after the other, must not keep
+a worker out)."""
 
 _held = threading.local()
 """The lock files this thread holds (through any of its connections)."""
@@ -113,11 +119,13 @@ class TurnTakingConnection(sqlite3.Connection):
         pause, longest = FIRST_POLL_SECONDS if first else POLL_SECONDS
         try:
             while True:
-                if (waiting_first or not self._someone_goes_first()) and self._take_turn():
-                    if waiting_first or not self._someone_goes_first():
+                waited = time.monotonic() - started
+                defer = not waiting_first and waited < DEFER_SECONDS
+                if not (defer and self._someone_goes_first()) and self._take_turn():
+                    if not (defer and self._someone_goes_first()):
                         break
                     fcntl.flock(self._fd, fcntl.LOCK_UN)  # one came meanwhile: after it
-                if time.monotonic() - started >= timeout:
+                if waited >= timeout:
                     return  # go on without it: SQLite's own lock decides
                 time.sleep(pause)
                 pause = min(pause * 2, longest)

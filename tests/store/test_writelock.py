@@ -3,6 +3,8 @@ committed, instead of after SQLite's busy handler has slept up to 100 ms at a ti
 
 from __future__ import annotations
 
+import fcntl
+import os
 import statistics
 import threading
 import time
@@ -150,6 +152,7 @@ def test_the_stream_goes_before_the_writers_waiting_for_their_turn(
 ) -> None:
     """A worker's transaction in progress; another worker waits for its turn; the subscriber
     (first_turn) asks; a third worker asks after it. The subscriber gets the next turn."""
+    monkeypatch.setattr(writelock, "DEFER_SECONDS", 3600.0)  # however slow this machine is
     waiters = _Waiters(monkeypatch)
     turns: list[str] = []
     holding = threading.Event()
@@ -199,3 +202,22 @@ def test_without_the_stream_waiting_nobody_defers(
     finally:
         worker.close()
         stream.close()
+
+
+def test_a_writer_defers_for_a_while_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers that go first waiting all the time (a fleet's org streams) do not keep a
+    worker out: after DEFER_SECONDS it takes the free lock among them."""
+    path = str(tmp_path / "x.db")
+    worker = TurnTakingConnection(path, isolation_level=None, check_same_thread=False)
+    waiting = os.open(writelock.first_path(f"{path}-writer"), os.O_RDWR | os.O_CREAT)
+    try:
+        waiters = _Waiters(monkeypatch)
+        fcntl.flock(waiting, fcntl.LOCK_SH)  # a writer that goes first, waiting for ever
+        worker.begin_write(30)
+        assert threading.current_thread().name in waiters.names  # it deferred first
+        assert worker._holding  # then took the lock file (not given up after the timeout)
+        worker.execute("BEGIN IMMEDIATE")
+        worker.rollback()
+    finally:
+        os.close(waiting)
+        worker.close()
