@@ -53,6 +53,7 @@ ACTOR = "writeback"
 PUSHES_PER_TRANSACTION = 10
 """Pushes claimed, and results saved, per write transaction (a push costs a few ms of ORM
 work; on SQLite the subscriber waits for the transaction in progress)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -424,8 +425,8 @@ def _save(
     routed: dict[int, tuple[str | None, str]] | None = None,
 ) -> None:  # fmt: skip
     """Save the results, `PUSHES_PER_TRANSACTION` at a time: each push's result stands on its
-    own, and on SQLite the subscriber waits for a write transaction to end (a drain's 200
-    results in one held the lock for about a second)."""
+    own, and on SQLite the subscriber waits for a write transaction to end (a drain's results
+    in one held the lock for a second or more)."""
     for start in range(0, len(outcomes), PUSHES_PER_TRANSACTION):
         _save_some(store, outcomes[start : start + PUSHES_PER_TRANSACTION], now, report, routed)
 
