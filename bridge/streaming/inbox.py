@@ -66,7 +66,6 @@ def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
         "payload": ev.payload if ev.error is None else {**ev.payload, "_error": ev.error},
         "state": "new",
         "attempts": 0,
-        "received_at": utcnow(),
     }
 
 
@@ -81,15 +80,19 @@ def store_events(
     new_ids: list[int] = []
     seen: set[str] = set()
     rows = []
-    # The transaction first (on SQLite: the writer's turn), then the rows: their received_at
-    # is when they are being stored, so commit -> stored counts any wait for the lock.
-    connection = session.connection()
     for ev in events:
         row = _row(org_connection_id, ev)
         if row["change_key"] in seen:
             continue  # the same change twice in one batch (a replay overlapping a page)
         seen.add(row["change_key"])
         rows.append(row)
+    # The rows are made before the transaction begins (on SQLite: before the writer's turn,
+    # so as little as possible runs under the lock), and stamped once it has: received_at is
+    # when they are being stored, so commit -> stored counts any wait for the lock.
+    connection = session.connection()
+    received_at = utcnow()
+    for row in rows:
+        row["received_at"] = received_at
     if rows:
         statement = _insert_events(session.get_bind().dialect.name)
         new_ids.extend(connection.execute(statement, rows).scalars())
