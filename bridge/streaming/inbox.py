@@ -19,7 +19,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from bridge import defaults
-from bridge.store.models import InboundEvent, SyncCursor, utcnow
+from bridge.store.models import InboundEvent, OrgConnection, SyncCursor, utcnow
 from bridge.streaming.events import ChangeEvent, latest
 
 _CHUNK = 200
@@ -270,18 +270,22 @@ def mark_queued(session: Session, ids: Iterable[int]) -> None:
 
 def claim(session: Session, ids: Sequence[int], token: str) -> list[int]:
     """Mark the events ours (new → processing); a stale claim of a dead worker is taken over.
+    The events of an org whose inbound is paused (`sfbridge org pause --inbound`) are left
+    alone: they stay stored as new until it is resumed.
 
     One UPDATE … WHERE state allows it … RETURNING: two jobs claiming the same events at the
     same time get disjoint sets, on SQLite and PostgreSQL alike.
     """
     now = utcnow()
     stale = now - timedelta(seconds=defaults.CLAIM_TIMEOUT_SECONDS)
+    paused = select(OrgConnection.id).where(OrgConnection.inbound_paused.is_(True))
     claimed = session.scalars(
         update(InboundEvent)
         .where(
             InboundEvent.id.in_(list(ids)),
             (InboundEvent.state == "new")
             | ((InboundEvent.state == "processing") & (InboundEvent.claimed_at < stale)),
+            InboundEvent.org_connection_id.not_in(paused),
         )
         .values(
             state="processing",
