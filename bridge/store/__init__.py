@@ -20,6 +20,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY = "sfbridge_read_only"
 """Execution option of the connections of Store.reading() sessions."""
 
+FIRST_TURN = "sfbridge_first_turn"
+"""Execution option of the connections of Store.session(first_turn=True) sessions."""
+
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a SQLite writer waits for another's transaction before "database is locked"."""
 
@@ -60,7 +63,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 return
             dbapi_conn = conn.connection.dbapi_connection
             if isinstance(dbapi_conn, TurnTakingConnection):
-                dbapi_conn.begin_write(busy_timeout)
+                first = bool(conn.get_execution_options().get(FIRST_TURN))
+                dbapi_conn.begin_write(busy_timeout, first=first)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
@@ -98,11 +102,17 @@ class Store:
             # prepared statements (it drops them all on a ROLLBACK; DEALLOCATE ALL follows).
             readers = readers.execution_options(isolation_level="AUTOCOMMIT")
         self._readers = sessionmaker(readers, expire_on_commit=False)
+        self._first = sessionmaker(
+            self.engine.execution_options(**{FIRST_TURN: True}), expire_on_commit=False
+        )
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
-        with self.sessions() as session, session.begin():
+    def session(self, *, first_turn: bool = False) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error.
+
+        `first_turn`: on SQLite its transaction goes before the other writers waiting for
+        theirs (the subscriber storing a delivery: bridge.store.writelock)."""
+        with (self._first if first_turn else self.sessions)() as session, session.begin():
             yield session
 
     @contextmanager

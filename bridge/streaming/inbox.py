@@ -62,7 +62,6 @@ def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
         "payload": ev.payload if ev.error is None else {**ev.payload, "_error": ev.error},
         "state": "new",
         "attempts": 0,
-        "received_at": utcnow(),
     }
 
 
@@ -86,12 +85,16 @@ def store_events(
     A change already stored (same channel + replay id, or same change_key from the other
     source) is absorbed silently: that is how replays, restarts and polling overlap dedupe.
     """
-    # The transaction first (on SQLite: the writer's turn), then the rows: their received_at
-    # is when they are being stored, so commit -> stored counts any wait for the lock.
-    connection = session.connection()
     rows = _rows(org_connection_id, events)
+    # The rows are made before the transaction begins (on SQLite: before the writer's turn,
+    # so as little as possible runs under the lock), and stamped once it has: received_at is
+    # when they are being stored, so commit -> stored counts any wait for the lock.
+    connection = session.connection()
     if connection.dialect.name == "postgresql":
         return _store_postgresql(connection, org_connection_id, rows)
+    received_at = utcnow()
+    for row in rows:
+        row["received_at"] = received_at
     if not rows:
         return []
     return sorted(connection.execute(_insert_events(), rows).scalars())
@@ -265,8 +268,7 @@ def store_and_advance(
 ) -> list[int]:
     """Store a delivery of stream events, then move each channel's cursor to its last one."""
     cursors = latest(events)
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         rows = _rows(org_connection_id, events)
         moves = {
             "cursor_channels": list(cursors),
@@ -275,7 +277,9 @@ def store_and_advance(
                 _STAMP.process_bind_param(ev.event_created_at, None) for ev in cursors.values()
             ],
         }
-        return _store_postgresql(connection, org_connection_id, rows, _PG_REPLAY_CURSORS, moves)
+        return _store_postgresql(
+            session.connection(), org_connection_id, rows, _PG_REPLAY_CURSORS, moves
+        )
     new_ids = store_events(session, org_connection_id, events)
     for channel, ev in cursors.items():
         assert ev.replay_id is not None
@@ -298,15 +302,16 @@ def store_and_advance_bytes(
     is at a later commit. A keepalive (no events, `at` None) moves only the replay id.
     """
     cursor_channel = PUBSUB_PREFIX + channel
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         rows = _rows(org_connection_id, events)
         move = {
             "cursor_channel": cursor_channel,
             "replay_bytes": replay_id,
             "at": _STAMP.process_bind_param(at, None),
         }
-        return _store_postgresql(connection, org_connection_id, rows, _PG_BYTES_CURSOR, move)
+        return _store_postgresql(
+            session.connection(), org_connection_id, rows, _PG_BYTES_CURSOR, move
+        )
     new_ids = store_events(session, org_connection_id, events)
     stmt = update(SyncCursor).where(
         SyncCursor.org_connection_id == org_connection_id, SyncCursor.channel == cursor_channel

@@ -171,7 +171,9 @@ def test_a_postgresql_session_sends_no_ping_and_a_read_neither_begin_nor_rollbac
 def test_a_connection_the_server_closed_is_replaced_at_checkout(postgres_store: Store) -> None:
     with postgres_store.session() as session:
         pid = session.scalar(text("SELECT pg_backend_pid()"))
-    other = Store(postgres_store.url)  # the server closes the pooled connection
+    # the server closes the pooled connection (polled in autocommit: pg_stat_activity is
+    # read once per transaction)
+    other = Store(postgres_store.url, isolation_level="AUTOCOMMIT")
     with other.engine.connect() as admin:
         admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         wait_for(

@@ -12,13 +12,13 @@ import pytest
 import redis
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bridge import context, defaults
 from bridge.context import WorkerContext
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, PushAttempt, utcnow
-from bridge.writeback import jobs, queue_activity
+from bridge.writeback import jobs, queue_activity, sender
 from bridge.writeback.pushes import claim
 from tests.writeback.sfdouble import SalesforceDouble
 from tests.writeback.test_jobs import CONFIG, OUTBOUND_QUEUE, queue, sf, states, work
@@ -188,3 +188,38 @@ def test_a_paused_org_keeps_its_pushes_pending_until_resumed(
     jobs.request_drain(redis_client, wired)
     work(redis_client)
     assert [states(sqlite_store)[i] for i in ids] == ["sent", "sent"]
+
+
+def test_a_drain_claims_and_saves_its_pushes_a_few_per_transaction(
+    sqlite_store: Store,
+    wired: int,
+    sf: SalesforceDouble,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On SQLite a write transaction keeps the subscriber waiting: a drain's claim of its
+    pushes and the saving of their results go PUSHES_PER_TRANSACTION pushes at a time."""
+    monkeypatch.setattr(sender, "PUSHES_PER_TRANSACTION", 4)
+    ids = queue(sqlite_store, wired, 10)
+    per_transaction: list[int] = [0]  # rows of pushes updated, per transaction
+
+    def updated(conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        # (the drain's own claim is one UPDATE of all its pushes: it takes no time)
+        if statement.startswith("UPDATE pushes") and "claim_token" not in statement:
+            per_transaction[-1] += max(cursor.rowcount, 0)
+
+    def committed(_conn: Any) -> None:
+        per_transaction.append(0)
+
+    event.listen(sqlite_store.engine, "after_cursor_execute", updated)
+    event.listen(sqlite_store.engine, "commit", committed)
+    try:
+        jobs.request_drain(redis_client, wired)
+        work(redis_client)
+    finally:
+        event.remove(sqlite_store.engine, "after_cursor_execute", updated)
+        event.remove(sqlite_store.engine, "commit", committed)
+    assert {states(sqlite_store)[i] for i in ids} == {"sent"}
+    assert len(sf.collection_calls()) == 1  # still sent together
+    # each push updated when the sender counts its attempt and when it saves its result
+    assert sorted(n for n in per_transaction if n) == [2, 2, 4, 4, 4, 4]
