@@ -66,8 +66,9 @@ class IntakeBatch:
     orgs: dict[int, OrgInfo]  # by org connection id
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # event id -> related
     failures: dict[int, Failure] = field(default_factory=dict)  # event id -> why lookups failed
+    programs: dict[str, int] = field(default_factory=dict)  # each org's receiver program by key
     counts: Counter[str] = field(default_factory=Counter)
-    pushes: list[int] = field(default_factory=list)  # queued by the entries' effects, committed
+    pushes: set[int] = field(default_factory=set)  # orgs whose pushes the entries queued
     _triggers: dict[int, Trigger | None] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, int]:
@@ -82,7 +83,8 @@ class IntakeBatch:
 
 def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> IntakeBatch:
     """Turn the claimed events into saved entries; `summary()` says how many ended how, and
-    `pushes` lists the pushes their effects queued (committed, to be enqueued)."""
+    `pushes` names the org connections whose pushes their effects queued (committed: their
+    drains are to be asked for)."""
     batch = load(ctx.store, ctx.config, event_ids, token)
     relate(ctx, batch)
     save(ctx.store, batch)
@@ -115,7 +117,12 @@ def load(store: Store, config: BridgeConfig, event_ids: Sequence[int], token: st
             c.id: OrgInfo(c.name, config.orgs.get(c.name), c.integration_user_id, c.updated_at)
             for c in connections
         }
-    return IntakeBatch(token, events, orgs)
+        # Each org's receiver program, looked up once a batch (the receiver would per entry).
+        keys = {i.config.receiver.program for i in orgs.values() if i.config is not None}
+        programs = dict(
+            session.execute(select(Program.key, Program.id).where(Program.key.in_(keys))).all()
+        )
+    return IntakeBatch(token, events, orgs, programs=programs)
 
 
 def trigger_of(event: InboundEvent) -> Trigger | None:
@@ -202,16 +209,16 @@ def _save_chunk(store: Store, batch: IntakeBatch, ids: list[int]) -> None:
     """Save a chunk in one transaction; first without a savepoint per event (one round trip
     less each), and if any event fails, again with one so that event alone is saved failed."""
     counts: Counter[str] = Counter()
-    pushes: list[int] = []
+    pushes: set[int] = set()
     try:
         _save_chunk_once(store, batch, ids, counts, pushes, isolate=False)
     except Exception as exc:
         if failure_of(exc).action is Action.RETRY:
             raise
-        counts, pushes = Counter(), []  # rolled back: redone below, event by event
+        counts, pushes = Counter(), set()  # rolled back: redone below, event by event
         _save_chunk_once(store, batch, ids, counts, pushes, isolate=True)
     batch.counts.update(counts)
-    batch.pushes += pushes
+    batch.pushes |= pushes
 
 
 def _read_pools(
@@ -223,7 +230,6 @@ def _read_pools(
     transaction to save (the pools know their lookup plans)."""
     wanted = set(ids)
     with store.reading() as session:
-        programs = _programs(session, batch)
         by_org: dict[int, list[SalesEntry]] = defaultdict(list)
         for ev in batch.events:
             info = batch.orgs[ev.org_connection_id]
@@ -233,7 +239,7 @@ def _read_pools(
             if trigger is None or _own_write(trigger, info):
                 continue
             by_org[ev.org_connection_id].append(
-                _entry(ev, trigger, batch.records.get(ev.id), _program_id(info, programs))
+                _entry(ev, trigger, batch.records.get(ev.id), _program_id(info, batch.programs))
             )
         pools = {
             org_id: candidate_pools(session, entries, cast(OrgConfig, batch.orgs[org_id].config))
@@ -248,7 +254,7 @@ def _save_chunk_once(
     batch: IntakeBatch,
     ids: list[int],
     counts: Counter[str],
-    pushes: list[int],
+    pushes: set[int],
     *,
     isolate: bool,
 ) -> None:
@@ -267,7 +273,7 @@ def _save_chunk_once(
             )
         )
         counts["not_ours"] += len(ids) - len(mine)
-        programs = _programs(session, batch)
+        programs = batch.programs
         # Without isolation the receiver takes the chunk's entries together, per org, and
         # writes each once, decided; every entry of the chunk gets its id now, in the
         # events' order (the receiver's "previous" entry of a record is the one before).
@@ -309,14 +315,9 @@ def _save_chunk_once(
             for ev, entry in pairs:
                 ends[ev.id] = ("done", None)
                 counts[str(entry.outcome)] += 1
-                pushes += (entry.decision or {}).get("pushes", [])
+                if (entry.decision or {}).get("pushes"):
+                    pushes.add(org_id)  # an entry's pushes go to its org (fieldsync.Target)
         inbox.finish(session, ends)
-
-
-def _programs(session: Session, batch: IntakeBatch) -> dict[str, int]:
-    """Each org's receiver program, looked up once (the receiver would per entry)."""
-    keys = {i.config.receiver.program for i in batch.orgs.values() if i.config is not None}
-    return dict(session.execute(select(Program.key, Program.id).where(Program.key.in_(keys))).all())
 
 
 def _program_id(info: OrgInfo, programs: dict[str, int]) -> int | None:
@@ -374,7 +375,7 @@ def _decide_alone(
     info: OrgInfo,
     programs: dict[str, int],
     ends: _Ends,
-    pushes: list[int],
+    pushes: set[int],
 ) -> str:
     """The receiver decides one entry in its own savepoint; a failure is saved on it."""
     assert info.config is not None
@@ -386,7 +387,8 @@ def _decide_alone(
             session.add(entry)
             process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
             ends[ev.id] = ("done", None)
-            pushes += (entry.decision or {}).get("pushes", [])
+            if (entry.decision or {}).get("pushes"):
+                pushes.add(ev.org_connection_id)
             return str(entry.outcome)
     except Exception as exc:
         failure = failure_of(exc, unexpected="receiver_error")

@@ -32,12 +32,11 @@ from typing import Any, cast
 import redis
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
-from sqlalchemy import select
 
 from bridge import context, defaults, intake
 from bridge.locks import once_per
 from bridge.store import Store
-from bridge.store.models import InboundEvent, OrgConnection, Push, utcnow
+from bridge.store.models import utcnow
 from bridge.streaming import inbox
 
 log = logging.getLogger("sfbridge.jobs")
@@ -148,19 +147,7 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     job = get_current_job()
     token = f"{job.id if job else 'direct'}:{uuid.uuid4().hex[:8]}"
     with ctx.store.session() as session:
-        # An org whose inbound is paused (`sfbridge org pause --inbound`): its events stay
-        # stored as new until it is resumed.
-        held = set(
-            session.scalars(
-                select(InboundEvent.id).where(
-                    InboundEvent.id.in_(list(event_ids)),
-                    InboundEvent.org_connection_id.in_(
-                        select(OrgConnection.id).where(OrgConnection.inbound_paused.is_(True))
-                    ),
-                )
-            )
-        )
-        claimed = inbox.claim(session, [i for i in event_ids if i not in held], token)
+        claimed = inbox.claim(session, event_ids, token)
     if not claimed:
         return {"claimed": 0}
     try:
@@ -198,8 +185,7 @@ def request_drain(client: redis.Redis, org_ids: int | Iterable[int]) -> int:
         if not client.set(key, repr(time.time()), nx=True, ex=ttl):
             continue  # a drain of this org is queued and has not claimed yet: it takes ours
         try:
-            enqueue(client, defaults.OUTBOUND_QUEUE, DRAIN_ORG, [[org_id]],
-                    lambda part: f"drain pushes of org {part[0]}")  # fmt: skip
+            enqueue_drain(client, org_id)
         except redis.RedisError:
             client.delete(key)
             raise
@@ -207,24 +193,34 @@ def request_drain(client: redis.Redis, org_ids: int | Iterable[int]) -> int:
     return enqueued
 
 
-def _send_pushes(ctx: context.WorkerContext, push_ids: Sequence[int]) -> None:
+def enqueue_drain(client: redis.Redis, org_id: int) -> None:
+    """The drain job of one org on the outbound queue (`request_drain` decides when)."""
+    enqueue(client, defaults.OUTBOUND_QUEUE, DRAIN_ORG, [[org_id]],
+            lambda part: f"drain pushes of org {part[0]}")  # fmt: skip
+
+
+def inbound_arrives(client: redis.Redis, seconds: float) -> bool:
+    """Whether an inbound job waits in the queue or arrives within `seconds`, left there for
+    a worker to take: BLMOVE of the queue's head back onto its head blocks until the queue has
+    a job and leaves it as it was."""
+    if seconds <= 0:
+        return False
+    key = Queue(defaults.INBOUND_QUEUE, connection=client).key
+    timeout = cast(int, seconds)  # typed int, but Redis takes fractions of a second
+    return client.blmove(key, key, timeout, "LEFT", "LEFT") is not None
+
+
+def _send_pushes(ctx: context.WorkerContext, orgs: Iterable[int]) -> None:
     """Ask for the drain of the orgs whose pushes the entries' effects queued (field sync,
     link-back). Redis unreachable: they stay pending and the outbound sweeper sends them."""
-    if not push_ids or ctx.redis is None:
+    orgs = sorted(orgs)
+    if not orgs or ctx.redis is None:
         return
-    with ctx.store.session() as session:
-        orgs = set(
-            session.scalars(
-                select(Push.org_connection_id).where(
-                    Push.id.in_(sorted(set(push_ids))), Push.org_connection_id.is_not(None)
-                )
-            )
-        )
     try:
-        request_drain(ctx.redis, [o for o in orgs if o is not None])
+        request_drain(ctx.redis, orgs)
     except redis.RedisError as exc:
-        log.warning("could not request drains for pushes %s (%s); the sweeper sends them",
-                    sorted(push_ids), exc)  # fmt: skip
+        log.warning("could not request drains of orgs %s (%s); the sweeper sends their pushes",
+                    orgs, exc)  # fmt: skip
 
 
 @contextmanager

@@ -362,3 +362,58 @@ def test_captured_leads_teach_the_known_records(
     assert {k: (v.sobject, v.id) for k, v in known.items()} == {
         "lee@example.com": ("Lead", "00Q000000000000001")
     }
+
+
+def test_a_paused_orgs_events_stay_new_while_another_orgs_are_taken_in(
+    store: Store, org_id: int, receiver: Receiver
+) -> None:
+    from bridge.store.models import OrgConnection
+    from tests.factories import connected_org
+
+    with store.session() as s:
+        other = connected_org(s, "beta").id
+        s.execute(
+            update(OrgConnection).where(OrgConnection.id == org_id).values(inbound_paused=True)
+        )
+    paused = store_leads(store, org_id, range(1, 4))
+    running = store_leads(store, other, range(4, 6))
+    config = BridgeConfig(orgs={"acme": ORG, "beta": ORG})
+    context.set_context(WorkerContext(store=store, config=config, open_org=no_org))
+    assert jobs.process_inbound_batch(paused + running) == {"processed": 2}
+    assert sorted(receiver.calls) == running
+    with store.session() as s:
+        new = s.scalars(select(InboundEvent.id).where(InboundEvent.state == "new")).all()
+        assert sorted(new) == paused  # held, unclaimed, for when the org is resumed
+        s.execute(update(OrgConnection).values(inbound_paused=False))
+    assert jobs.process_inbound_batch(paused) == {"processed": 3}
+    assert states(store) == {"done": 5}
+
+
+def test_the_job_asks_for_the_drain_of_each_org_whose_entries_queued_pushes(
+    store: Store, org_id: int, receiver: Receiver, redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """An entry's pushes go to its own org: the job knows which orgs to drain from the
+    entries, with no read of the pushes."""
+    from tests.factories import connected_org
+
+    with store.session() as s:
+        quiet = connected_org(s, "beta").id
+    with_pushes = store_leads(store, org_id, range(1, 4))
+    without = store_leads(store, quiet, range(4, 6))
+
+    def batch(session: Any, entries: list[SalesEntry], org: Any, **kw: Any) -> list[SalesEntry]:
+        receiver.batch(session, entries, org, integration_user_id=kw["integration_user_id"])
+        for entry in entries:
+            if entry.org_connection_id == org_id:
+                entry.decision = {"pushes": [entry.inbound_event_id]}  # as a link-back lists it
+        return entries
+
+    monkeypatch.setattr(intake, "process_entries", batch)
+    config = BridgeConfig(orgs={"acme": ORG, "beta": ORG})
+    context.set_context(WorkerContext(store, config, redis=redis_client, open_org=no_org))
+    jobs.process_inbound_batch(with_pushes + without)
+    drains = Queue(defaults.OUTBOUND_QUEUE, connection=redis_client).get_jobs()
+    assert [(j.func_name, j.args) for j in drains] == [(jobs.DRAIN_ORG, ([org_id],))]
+    jobs.process_inbound_batch(store_leads(store, org_id, range(6, 8)))
+    assert Queue(defaults.OUTBOUND_QUEUE, connection=redis_client).count == 1  # its window

@@ -508,7 +508,8 @@ def _lock_likely_targets(
     pool: CandidatePool,
 ) -> tuple[list[Referral], dict[int, _Early]]:
     """Lock, in one statement, the referrals the batch's entries would change as the pool
-    reads them, and bring the pool up to date with what is locked.
+    reads them (an entry that changes nothing else may sync fields into its referral: those
+    too), and bring the pool up to date with what is locked.
 
     Saves a lock query per entry; an entry that ends up changing another referral (because
     of an earlier entry of the batch) locks that one itself. Locked in id order, so two
@@ -533,7 +534,9 @@ def _lock_likely_targets(
             plan=plan,
         )
         early[i] = _Early(decision, candidates, members)
-        if decision.outcome == PROCESSED and decision.referral_id is not None:
+        if decision.referral_id is not None and (
+            decision.outcome == PROCESSED or _unchanged(decision)
+        ):
             ids.add(decision.referral_id)
     if not ids:
         return [], early
@@ -742,6 +745,11 @@ def _finish_run(
         notify.schedule(session, entry, notify_on_review)
 
 
+def _unchanged(decision: Decision) -> bool:
+    """Skipped as changing nothing: the entry may still sync fields into its referral."""
+    return decision.outcome == SKIPPED and "no_change" in decision.reasons
+
+
 def _sync_fields(
     session: Session, entry: SalesEntry, decision: Decision, org: OrgConfig, *, actor: str
 ) -> bool:
@@ -750,7 +758,7 @@ def _sync_fields(
     An entry that changed nothing else but synced fields is processed (`fields_synced`). The
     pushes queued are listed on the entry's decision (`pushes`), for the caller to enqueue.
     Returns whether the referral or its member changed."""
-    unchanged = decision.outcome == SKIPPED and "no_change" in decision.reasons
+    unchanged = _unchanged(decision)
     if not (decision.outcome == PROCESSED or unchanged) or entry.referral_id is None:
         return False
     connection = session.get(OrgConnection, entry.org_connection_id or 0)

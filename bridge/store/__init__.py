@@ -6,10 +6,12 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from select import select as ready_to_read
 from typing import Any
 
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from bridge.store.writelock import TurnTakingConnection
@@ -18,6 +20,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 READ_ONLY = "sfbridge_read_only"
 """Execution option of the connections of Store.reading() sessions."""
+
+FIRST_TURN = "sfbridge_first_turn"
+"""Execution option of the connections of Store.session(first_turn=True) sessions."""
 
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a SQLite writer waits for another's transaction before "database is locked"."""
@@ -59,14 +64,30 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 return
             dbapi_conn = conn.connection.dbapi_connection
             if isinstance(dbapi_conn, TurnTakingConnection):
-                dbapi_conn.begin_write(busy_timeout)
+                first = bool(conn.get_execution_options().get(FIRST_TURN))
+                dbapi_conn.begin_write(busy_timeout, first=first)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "checkout", _still_connected)
+    return engine
+
+
+def _still_connected(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled PostgreSQL connection the server has closed is replaced at checkout, without
+    the round trip a pre-ping costs every session (a trickle's job opens several): an idle
+    connection has nothing to read unless the server hung up (a restart, an idle timeout,
+    pg_terminate_backend: its last words and the end of the stream are waiting), so a
+    readable socket means a new connection. A peer gone without a word is found by the
+    first statement, as it would be by a ping."""
+    if dbapi_conn.closed or dbapi_conn.broken:
+        raise DisconnectionError()
+    readable, _w, _x = ready_to_read([dbapi_conn.fileno()], [], [], 0)
+    if readable:
+        raise DisconnectionError()
 
 
 class Store:
@@ -76,21 +97,32 @@ class Store:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._readers = sessionmaker(
-            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        readers = self.engine.execution_options(**{READ_ONLY: True})
+        if self.engine.dialect.name == "postgresql":
+            # No BEGIN and no ROLLBACK: two round trips less per read, and psycopg keeps its
+            # prepared statements (it drops them all on a ROLLBACK; DEALLOCATE ALL follows).
+            readers = readers.execution_options(isolation_level="AUTOCOMMIT")
+        self._readers = sessionmaker(readers, expire_on_commit=False)
+        self._first = sessionmaker(
+            self.engine.execution_options(**{FIRST_TURN: True}), expire_on_commit=False
         )
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
-        with self.sessions() as session, session.begin():
+    def session(self, *, first_turn: bool = False) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error.
+
+        `first_turn`: on SQLite its transaction goes before the other writers waiting for
+        theirs (the subscriber storing a delivery: bridge.store.writelock)."""
+        with (self._first if first_turn else self.sessions)() as session, session.begin():
             yield session
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A session for reads only (nothing is committed). On SQLite its transaction is
         deferred: it takes no write lock, so a read that takes milliseconds (the candidate
-        pool of a chunk) does not hold up the subscriber or another worker."""
+        pool of a chunk) does not hold up the subscriber or another worker. On PostgreSQL
+        each statement is its own transaction (autocommit): the reads need no one snapshot
+        (what a chunk changes, it locks and reads again in its write transaction)."""
         with self._readers() as session:
             yield session  # closing ends the transaction; what was read stays loaded
 

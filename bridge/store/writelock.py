@@ -14,6 +14,15 @@ whole busy timeout goes on without the lock file and meets SQLite's own lock, wh
 as before ("database is locked"). A thread that already holds the lock through another
 connection does not wait for itself, and a lock file that cannot be opened is done without;
 in both cases SQLite's busy timeout decides, as before.
+
+**The stream's turn first.** A writer that must not wait (the subscriber: Salesforce's
+events are acknowledged only once stored) asks with `first=True`: while it waits it holds a
+shared lock on a second file, `<database>-writer-first`, and every other writer checks that
+file before and after it takes its turn and lets it go first. So a subscriber waits at most
+for the one transaction in progress when it asked, never also for the worker's next ones
+(claim, chunk, finish, pushes…) that would otherwise win the race for the lock file between
+two of its polls. A writer defers for `DEFER_SECONDS` at most, then takes its turn among
+them; its wait counts against its timeout.
 """
 
 from __future__ import annotations
@@ -23,11 +32,19 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 POLL_SECONDS = (0.0001, 0.002)
 """A waiting writer asks for the lock file again after the first, then twice as long each
 time up to the second: it starts within 2 ms of its turn, at little CPU while it waits."""
+
+FIRST_POLL_SECONDS = (0.0001, 0.0005)
+"""The same for a writer that goes first (it waits rarely, and for one transaction only)."""
+
+DEFER_SECONDS = 0.1
+"""How long a writer lets those that go first go before it; then it takes its turn among
+them (the many org streams of a fleet process, storing one after the other, must not keep
+a worker out)."""
 
 _held = threading.local()
 """The lock files this thread holds (through any of its connections)."""
@@ -45,6 +62,11 @@ def lock_path(database: str) -> str | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return f"{database}-writer"
+
+
+def first_path(lock: str) -> str:
+    """The file where writers that go first say they are waiting, beside the lock file."""
+    return f"{lock}-first"
 
 
 def _open_lock_file(path: str) -> int | None:
@@ -67,34 +89,70 @@ class TurnTakingConnection(sqlite3.Connection):
         super().__init__(database, *args, **kwargs)
         self.lock_path = lock_path(os.fspath(database))
         self._fd: int | None = None
+        self._first_fd: int | None = None
         self._holding = False
         self.waited_seconds = 0.0
         """Time spent waiting for the lock file (all transactions of this connection)."""
 
-    def begin_write(self, timeout: float) -> None:
-        """Wait for this database's lock file (at most `timeout` seconds) and hold it."""
+    def begin_write(self, timeout: float, *, first: bool = False) -> None:
+        """Wait for this database's lock file (at most `timeout` seconds) and hold it.
+
+        `first`: go before every writer that does not (they wait while this one does)."""
         path = self.lock_path
         if path is None or self._holding or path in _held_here():
             return
         if self._fd is None:
             self._fd = _open_lock_file(path)
+            self._first_fd = _open_lock_file(first_path(path))
             if self._fd is None:
                 self.lock_path = None  # e.g. another user's store: SQLite's lock alone
+                if self._first_fd is not None:
+                    os.close(self._first_fd)
+                    self._first_fd = None
                 return
         started = time.monotonic()
-        pause, longest = POLL_SECONDS
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() - started >= timeout:
+        waiting_first = first and self._first_fd is not None
+        if waiting_first:
+            # Shared: several writers may go first together; held only for an instant by
+            # a writer that looks (below), so this never waits long.
+            fcntl.flock(cast(int, self._first_fd), fcntl.LOCK_SH)
+        pause, longest = FIRST_POLL_SECONDS if first else POLL_SECONDS
+        try:
+            while True:
+                waited = time.monotonic() - started
+                defer = not waiting_first and waited < DEFER_SECONDS
+                if not (defer and self._someone_goes_first()) and self._take_turn():
+                    if not (defer and self._someone_goes_first()):
+                        break
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)  # one came meanwhile: after it
+                if waited >= timeout:
                     return  # go on without it: SQLite's own lock decides
                 time.sleep(pause)
                 pause = min(pause * 2, longest)
+        finally:
+            if waiting_first:
+                fcntl.flock(cast(int, self._first_fd), fcntl.LOCK_UN)
         self.waited_seconds += time.monotonic() - started
         self._holding = True
         _held_here().add(path)
+
+    def _take_turn(self) -> bool:
+        try:
+            fcntl.flock(cast(int, self._fd), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _someone_goes_first(self) -> bool:
+        """Whether a writer that goes first is waiting (it holds the first file shared)."""
+        if self._first_fd is None:
+            return False
+        try:
+            fcntl.flock(self._first_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._first_fd, fcntl.LOCK_UN)
+        return False
 
     def end_write(self) -> None:
         if self._holding and self._fd is not None:
@@ -122,8 +180,9 @@ class TurnTakingConnection(sqlite3.Connection):
     def close(self) -> None:
         try:
             self.end_write()
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            for fd in (self._fd, self._first_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._fd = self._first_fd = None
         finally:
             super().close()

@@ -9,6 +9,7 @@ marker before the handler has saved anything, which loses the event on a crash; 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -19,7 +20,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from bridge import defaults
-from bridge.store.models import InboundEvent, SyncCursor, utcnow
+from bridge.store.models import InboundEvent, OrgConnection, SyncCursor, UTCDateTime, utcnow
 from bridge.streaming.events import ChangeEvent, latest
 
 _CHUNK = 200
@@ -37,19 +38,14 @@ PUBSUB_PREFIX = "pubsub:"
 _CURSORS: Any = SyncCursor.__table__
 
 
-@functools.lru_cache(maxsize=4)
-def _insert_events(dialect: str) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id of inbound events, built and compiled
-    once: a delivery runs it as one executemany (SQLAlchemy sends the rows in multi-row
-    batches), instead of a fresh statement of 200 rows x 13 values compiled per delivery."""
+@functools.lru_cache(maxsize=1)
+def _insert_events() -> Any:
+    """SQLite's INSERT … ON CONFLICT DO NOTHING RETURNING id of inbound events, built and
+    compiled once: a delivery runs it as one executemany (SQLAlchemy sends the rows in
+    multi-row batches), instead of a fresh statement of 200 rows x 13 values compiled per
+    delivery. PostgreSQL takes a delivery in one statement of arrays (below)."""
     table: Any = InboundEvent.__table__
-    if dialect == "postgresql":
-        ins: Any = postgresql.insert(table)
-    elif dialect == "sqlite":
-        ins = sqlite.insert(table)
-    else:
-        raise NotImplementedError(f"no insert-or-ignore for {dialect}")
-    return ins.on_conflict_do_nothing().returning(table.c.id)
+    return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.id)
 
 
 def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
@@ -66,8 +62,19 @@ def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
         "payload": ev.payload if ev.error is None else {**ev.payload, "_error": ev.error},
         "state": "new",
         "attempts": 0,
-        "received_at": utcnow(),
     }
+
+
+def _rows(org_connection_id: int, events: Sequence[ChangeEvent]) -> list[dict[str, Any]]:
+    """The delivery's rows, a change once (a replay overlapping a page can repeat one)."""
+    seen: set[str] = set()
+    rows = []
+    for ev in events:
+        row = _row(org_connection_id, ev)
+        if row["change_key"] not in seen:
+            seen.add(row["change_key"])
+            rows.append(row)
+    return rows
 
 
 def store_events(
@@ -78,22 +85,94 @@ def store_events(
     A change already stored (same channel + replay id, or same change_key from the other
     source) is absorbed silently: that is how replays, restarts and polling overlap dedupe.
     """
-    new_ids: list[int] = []
-    seen: set[str] = set()
-    rows = []
-    # The transaction first (on SQLite: the writer's turn), then the rows: their received_at
-    # is when they are being stored, so commit -> stored counts any wait for the lock.
+    rows = _rows(org_connection_id, events)
+    # The rows are made before the transaction begins (on SQLite: before the writer's turn,
+    # so as little as possible runs under the lock), and stamped once it has: received_at is
+    # when they are being stored, so commit -> stored counts any wait for the lock.
     connection = session.connection()
-    for ev in events:
-        row = _row(org_connection_id, ev)
-        if row["change_key"] in seen:
-            continue  # the same change twice in one batch (a replay overlapping a page)
-        seen.add(row["change_key"])
-        rows.append(row)
-    if rows:
-        statement = _insert_events(session.get_bind().dialect.name)
-        new_ids.extend(connection.execute(statement, rows).scalars())
-    return sorted(new_ids)
+    if connection.dialect.name == "postgresql":
+        return _store_postgresql(connection, org_connection_id, rows)
+    received_at = utcnow()
+    for row in rows:
+        row["received_at"] = received_at
+    if not rows:
+        return []
+    return sorted(connection.execute(_insert_events(), rows).scalars())
+
+
+# ---- PostgreSQL: a delivery in one statement ------------------------------------------------
+#
+# The rows go as one array per column (`unnest`), so the statement's text is the same whatever
+# the delivery's size: psycopg converts it once and the server prepares and plans it once,
+# where a multi-row VALUES of 13 parameters a row was a new text for every size, too long for
+# psycopg to cache (it parsed those 57 KB for each delivery of 200) or to prepare. The
+# cursor's upsert rides in the same statement (a data-modifying WITH), so a delivery is
+# BEGIN, one statement, COMMIT: the commit is durable as the server's synchronous_commit
+# says before the caller acknowledges anything.
+
+_ARRAYS = {
+    "channel": "text",
+    "replay_id": "bigint",
+    "change_key": "text",
+    "source": "text",
+    "sobject_type": "text",
+    "record_id": "text",
+    "change_type": "text",
+    "event_created_at": "timestamptz",
+    "payload": "json",
+}
+
+_PG_EVENTS = (  # built from the constant column names above
+    "INSERT INTO inbound_events (org_connection_id, state, attempts, received_at, "  # noqa: S608
+    + ", ".join(_ARRAYS)
+    + ") SELECT %(org)s, 'new', 0, %(now)s, * FROM unnest("
+    + ", ".join(f"%({name})b::{kind}[]" for name, kind in _ARRAYS.items())
+    + ") ON CONFLICT DO NOTHING RETURNING id"
+)
+
+_PG_REPLAY_CURSORS = """INSERT INTO sync_cursors
+    (org_connection_id, channel, replay_id, modstamp, updated_at)
+  SELECT %(org)s, *, %(now)s
+  FROM unnest(%(cursor_channels)b::text[], %(cursor_replay_ids)b::bigint[],
+              %(cursor_modstamps)b::timestamptz[])
+  ON CONFLICT (org_connection_id, channel) DO UPDATE
+  SET replay_id = excluded.replay_id, modstamp = excluded.modstamp,
+      updated_at = excluded.updated_at
+  WHERE sync_cursors.replay_id IS NULL OR sync_cursors.replay_id < excluded.replay_id"""
+"""Each channel's cursor to the delivery's last replay id, never back (advance_replay)."""
+
+_PG_BYTES_CURSOR = """INSERT INTO sync_cursors
+    (org_connection_id, channel, replay_bytes, modstamp, updated_at)
+  VALUES (%(org)s, %(cursor_channel)s, %(replay_bytes)s, %(at)s, %(now)s)
+  ON CONFLICT (org_connection_id, channel) DO UPDATE
+  SET replay_bytes = excluded.replay_bytes, updated_at = excluded.updated_at,
+      modstamp = coalesce(excluded.modstamp, sync_cursors.modstamp)
+  WHERE excluded.modstamp IS NULL OR sync_cursors.modstamp IS NULL
+     OR sync_cursors.modstamp <= excluded.modstamp"""
+"""A Pub/Sub topic's cursor, never back to an earlier commit (store_and_advance_bytes)."""
+
+_STAMP = UTCDateTime()
+
+
+def _store_postgresql(
+    connection: Any,
+    org_connection_id: int,
+    rows: Sequence[Mapping[str, Any]],
+    cursor: str | None = None,
+    cursor_values: Mapping[str, Any] | None = None,
+) -> list[int]:
+    """Insert `rows` (and upsert a cursor, `cursor` with its `cursor_values`) in one
+    statement; returns the ids of the new rows."""
+    params: dict[str, Any] = {name: [row[name] for row in rows] for name in _ARRAYS}
+    params["payload"] = [json.dumps(p) for p in params["payload"]]
+    params["event_created_at"] = [
+        _STAMP.process_bind_param(at, None) for at in params["event_created_at"]
+    ]
+    params.update(org=org_connection_id, now=utcnow(), **(cursor_values or {}))
+    statement = _PG_EVENTS
+    if cursor is not None:
+        statement = f"WITH stored AS ({_PG_EVENTS}), moved AS ({cursor}) SELECT id FROM stored"  # noqa: S608
+    return sorted(connection.exec_driver_sql(statement, params).scalars())
 
 
 def _rowcount(result: Any) -> int:
@@ -188,8 +267,21 @@ def store_and_advance(
     session: Session, org_connection_id: int, events: Sequence[ChangeEvent]
 ) -> list[int]:
     """Store a delivery of stream events, then move each channel's cursor to its last one."""
+    cursors = latest(events)
+    if session.get_bind().dialect.name == "postgresql":
+        rows = _rows(org_connection_id, events)
+        moves = {
+            "cursor_channels": list(cursors),
+            "cursor_replay_ids": [ev.replay_id for ev in cursors.values()],
+            "cursor_modstamps": [
+                _STAMP.process_bind_param(ev.event_created_at, None) for ev in cursors.values()
+            ],
+        }
+        return _store_postgresql(
+            session.connection(), org_connection_id, rows, _PG_REPLAY_CURSORS, moves
+        )
     new_ids = store_events(session, org_connection_id, events)
-    for channel, ev in latest(events).items():
+    for channel, ev in cursors.items():
         assert ev.replay_id is not None
         advance_replay(session, org_connection_id, channel, ev.replay_id, ev.event_created_at)
     return new_ids
@@ -209,8 +301,18 @@ def store_and_advance_bytes(
     (`at`, the delivery's last commitTimestamp): the UPDATE applies unless the stored cursor
     is at a later commit. A keepalive (no events, `at` None) moves only the replay id.
     """
-    new_ids = store_events(session, org_connection_id, events)
     cursor_channel = PUBSUB_PREFIX + channel
+    if session.get_bind().dialect.name == "postgresql":
+        rows = _rows(org_connection_id, events)
+        move = {
+            "cursor_channel": cursor_channel,
+            "replay_bytes": replay_id,
+            "at": _STAMP.process_bind_param(at, None),
+        }
+        return _store_postgresql(
+            session.connection(), org_connection_id, rows, _PG_BYTES_CURSOR, move
+        )
+    new_ids = store_events(session, org_connection_id, events)
     stmt = update(SyncCursor).where(
         SyncCursor.org_connection_id == org_connection_id, SyncCursor.channel == cursor_channel
     )
@@ -267,18 +369,22 @@ def mark_queued(session: Session, ids: Iterable[int]) -> None:
 
 def claim(session: Session, ids: Sequence[int], token: str) -> list[int]:
     """Mark the events ours (new → processing); a stale claim of a dead worker is taken over.
+    The events of an org whose inbound is paused (`sfbridge org pause --inbound`) are left
+    alone: they stay stored as new until it is resumed.
 
     One UPDATE … WHERE state allows it … RETURNING: two jobs claiming the same events at the
     same time get disjoint sets, on SQLite and PostgreSQL alike.
     """
     now = utcnow()
     stale = now - timedelta(seconds=defaults.CLAIM_TIMEOUT_SECONDS)
+    paused = select(OrgConnection.id).where(OrgConnection.inbound_paused.is_(True))
     claimed = session.scalars(
         update(InboundEvent)
         .where(
             InboundEvent.id.in_(list(ids)),
             (InboundEvent.state == "new")
             | ((InboundEvent.state == "processing") & (InboundEvent.claimed_at < stale)),
+            InboundEvent.org_connection_id.not_in(paused),
         )
         .values(
             state="processing",

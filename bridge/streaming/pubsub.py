@@ -377,7 +377,7 @@ class PubSubSubscriber:
             )
             self._gaps.start(entity, commit, topic)
         last = bytes(consumer_events[-1].replay_id)
-        with self.store.session() as session:
+        with self.store.session(first_turn=True) as session:
             new_ids = inbox.store_and_advance_bytes(
                 session, self.org_connection_id, topic, events, last, at
             )

@@ -310,7 +310,9 @@ class Subscriber:
             self.offered.clear(offered)
             return
         try:
-            with self.store.session() as session:
+            # First among the writers (on SQLite a worker waiting for its turn lets it go
+            # before): Salesforce's events are acknowledged only once stored.
+            with self.store.session(first_turn=True) as session:
                 new_ids = inbox.store_and_advance(session, self.org_connection_id, events)
         except sqlalchemy.exc.DBAPIError as exc:
             if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.OperationalError):
@@ -327,7 +329,7 @@ class Subscriber:
 
     def _store_one_by_one(self, events: list[ChangeEvent]) -> list[int]:
         new_ids: list[int] = []
-        with self.store.session() as session:
+        with self.store.session(first_turn=True) as session:
             for ev in events:
                 try:
                     with session.begin_nested():

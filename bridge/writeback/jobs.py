@@ -3,7 +3,8 @@
 The normal path is the org's **drain**: whoever saves a push (the API, the UI, the receiver, a
 sweep) calls `request_drain(redis, org_id)` after the commit. The first request of a window sets
 a Redis key and enqueues one `drain_org` job; requests while that key exists add nothing. The
-job waits until the window (`OUTBOUND_WINDOW_SECONDS`) since that first request is over, drops
+job waits until the window (`OUTBOUND_WINDOW_SECONDS`) since that first request is over (an
+inbound job arriving meanwhile goes first: the drain is queued again behind it), drops
 the key, claims every free pending push of the org in one UPDATE (`pushes.claim`: several
 workers never send the same push) and sends them together: lookups batched, sObject Collections
 of 200, Bulk API 2.0 above `writeback.bulk_threshold`. A push saved after the key was dropped
@@ -36,7 +37,14 @@ from sqlalchemy import or_, select
 
 from bridge import context, defaults
 from bridge.errors import Action, Failure, TransientError, UsageError, failure_of
-from bridge.jobs import DRAIN_KEY, enqueue, enqueue_later, request_drain
+from bridge.jobs import (
+    DRAIN_KEY,
+    enqueue,
+    enqueue_drain,
+    enqueue_later,
+    inbound_arrives,
+    request_drain,
+)
 from bridge.locks import once_per
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, utcnow
@@ -118,8 +126,8 @@ def drain_org(org_ids: Sequence[int]) -> dict[str, list[int]]:
     (org_id,) = org_ids
     job = get_current_job()
     client = job.connection if job is not None else ctx.redis
-    if client is not None:
-        _wait_for_window(client, org_id)
+    if client is not None and not _window_over(client, org_id):
+        return {k: [] for k in STATES}  # queued again, behind the inbound work
     token, now = uuid.uuid4().hex, utcnow()
     with store.session() as session:
         ids = claim(
@@ -140,18 +148,28 @@ def drain_org(org_ids: Sequence[int]) -> dict[str, list[int]]:
     return _summary(total)
 
 
-def _wait_for_window(client: redis.Redis, org_id: int) -> None:
-    """Sleep out the rest of the window since the first request, then drop the key: requests
-    from now on ask for the next drain."""
+def _window_over(client: redis.Redis, org_id: int) -> bool:
+    """Wait out the rest of the window since the first request, then drop the key (requests
+    from now on ask for the next drain) and return True.
+
+    Inbound work goes first: the drain waits for the window without holding up the worker's
+    inbound jobs. If one waits in the queue or arrives meanwhile, the drain is queued again
+    behind it and returns False; the key stays, so the requests meanwhile still join this
+    drain, and once the window is over the drain goes on whatever waits."""
     key = DRAIN_KEY.format(org=org_id)
     raw = client.get(key)
+    rest = 0.0
     if raw is not None:
         try:
             first = float(raw)
         except ValueError:
             first = 0.0
-        time.sleep(min(max(0.0, first + defaults.OUTBOUND_WINDOW_SECONDS - time.time()), 5.0))
+        rest = min(max(0.0, first + defaults.OUTBOUND_WINDOW_SECONDS - time.time()), 5.0)
+    if inbound_arrives(client, rest):
+        enqueue_drain(client, org_id)
+        return False
     client.delete(key)
+    return True
 
 
 def _retry_later(

@@ -111,8 +111,11 @@ class KnownRecords:
         assert self.client is not None
         now = datetime.now(UTC)
         try:
-            current = self.client.mget([self._key(k) for k, _o, _i in triples])
-            previous = self.client.mget([self._id_key(i) for _k, _o, i in triples])
+            # Each email's entry and each id's email, in one round trip.
+            values = self.client.mget(
+                [self._key(k) for k, _o, _i in triples] + [self._id_key(i) for _k, _o, i in triples]
+            )
+            current, previous = values[: len(triples)], values[len(triples) :]
             pipe = self.client.pipeline(transaction=False)
             for (email, sobject, record_id), raw, old_email in zip(
                 triples, current, previous, strict=True

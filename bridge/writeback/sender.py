@@ -49,6 +49,11 @@ from bridge.writeback.pushes import (
 from bridge.writeback.writes import execute
 
 ACTOR = "writeback"
+
+PUSHES_PER_TRANSACTION = 10
+"""Pushes claimed, and results saved, per write transaction (a push costs a few ms of ORM
+work; on SQLite the subscriber waits for the transaction in progress)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -352,7 +357,17 @@ def _apply_overrides(write: Write, overrides: dict[str, Any] | None) -> None:
 
 
 def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list[Item]:
-    """Count the attempt on every still-pending push, committed before anything is sent."""
+    """Count the attempt on every still-pending push, committed before anything is sent;
+    `PUSHES_PER_TRANSACTION` at a time (on SQLite a write transaction keeps the subscriber
+    waiting for its turn)."""
+    ids = sorted(set(push_ids))
+    items: list[Item] = []
+    for start in range(0, len(ids), PUSHES_PER_TRANSACTION):
+        items += _claim_some(store, org_config, ids[start : start + PUSHES_PER_TRANSACTION])
+    return items
+
+
+def _claim_some(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list[Item]:
     items: list[Item] = []
     with store.session() as session:
         pushes = session.scalars(
@@ -409,8 +424,17 @@ def _save(
     store: Store, outcomes: list[Outcome], now: datetime, report: SendReport,
     routed: dict[int, tuple[str | None, str]] | None = None,
 ) -> None:  # fmt: skip
-    if not outcomes:
-        return
+    """Save the results, `PUSHES_PER_TRANSACTION` at a time: each push's result stands on its
+    own, and on SQLite the subscriber waits for a write transaction to end (a drain's results
+    in one held the lock for a second or more)."""
+    for start in range(0, len(outcomes), PUSHES_PER_TRANSACTION):
+        _save_some(store, outcomes[start : start + PUSHES_PER_TRANSACTION], now, report, routed)
+
+
+def _save_some(
+    store: Store, outcomes: list[Outcome], now: datetime, report: SendReport,
+    routed: dict[int, tuple[str | None, str]] | None,
+) -> None:  # fmt: skip
     with store.session() as session:
         for outcome in outcomes:
             push = session.get(Push, outcome.push_id)

@@ -10,6 +10,7 @@ Runs on SQLite and PostgreSQL (the `store` fixture).
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ from bridge.streaming import inbox
 from bridge.streaming.events import from_bayeux
 from tests import factories
 from tests.receiver.test_service import INTEGRATION, SALES, org_config
+from tests.roundtrips import traced
 
 ORG = org_config()  # the same rules as the entry-by-entry tests
 
@@ -709,3 +711,56 @@ def test_a_chunks_link_back_pushes_are_one_insert_and_a_saved_key_keeps_its_push
         "00Q000000000011AAA", "00Q000000000012AAA", "00Q000000000013AAA"
     }  # fmt: skip
     assert list(entries.values()) == listed  # what the entries were saved with
+
+
+def test_a_jobs_round_trips_on_postgresql_do_not_grow_with_its_unchanged_entries(
+    postgres_store: Store,
+) -> None:
+    """Edits that change nothing of linked referrals: the job's statements and round trips
+    are the same for 2 entries and for 8 (the referrals they sync fields into are locked
+    with the others, not read one by one), no pre-ping, no ROLLBACK (tests/roundtrips.py)."""
+    store = postgres_store
+    org_id = seed(store)
+    replay = itertools.count(1)
+
+    def job(messages: list[dict[str, Any]]) -> tuple[Counter[str], Any]:
+        with store.session() as s:
+            events = [e for m in messages for e in from_bayeux(m, {})]
+            ids = inbox.store_and_advance(s, org_id, events)
+        statements: Counter[str] = Counter()
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_a: Any) -> None:
+            statements[" ".join(statement.split()[:1])] += 1
+            if "FROM referrals" in statement:
+                statements["FROM referrals"] += 1
+
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            with traced(store) as trips:
+                jobs.process_inbound_batch(ids)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+        return statements, trips
+
+    def edits(n: int) -> list[dict[str, Any]]:
+        people = [{}, {"Id": CARLA, "FirstName": "Carla", "LastName": "Cruz",
+                       "Email": "carla.cruz@example.com"}]  # fmt: skip
+        return [
+            lead_event(r, SystemModstamp=f"2026-01-05T10:{r:02d}:00.000Z", **people[i % 2])
+            for i, r in zip(range(n), replay, strict=False)
+        ]
+
+    context.set_context(WorkerContext(store=store, config=BridgeConfig(orgs={"acme": JOB_ORG})))
+    try:
+        job(edits(2))  # matched by email: linked
+        small, small_trips = job(edits(2))
+        large, large_trips = job(edits(8))
+    finally:
+        context.set_context(None)
+    with store.session() as s:
+        outcomes = s.scalars(select(SalesEntry.outcome).order_by(SalesEntry.id)).all()
+    assert outcomes[2:] == ["skipped"] * 10  # nothing to change
+    assert large == small and large["FROM referrals"] <= 3
+    assert large_trips.executions == small_trips.executions
+    assert ";" not in large_trips.commands and "ROLLBACK" not in large_trips.commands
+    assert large_trips.commands.count("BEGIN") == large_trips.commands.count("COMMIT")

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from bridge.store import Store
 from bridge.store.models import InboundEvent, OrgConnection, Program, Referral
+from tests.roundtrips import traced
+from tests.services import wait_for
 
 
 def _org(session) -> OrgConnection:  # type: ignore[no-untyped-def]
@@ -166,3 +169,48 @@ def test_a_referrals_keys_follow_its_fields_on_update_and_only_then(store) -> No
     with store.session() as session:
         referral = session.scalars(select(Referral)).one()
         assert (referral.name_key, referral.status) == ("kept as it is", "qualified")
+
+
+# ---- PostgreSQL: what a session costs in round trips (tests/roundtrips.py) ----------------
+
+
+def test_a_postgresql_session_sends_no_ping_and_a_read_neither_begin_nor_rollback(
+    postgres_store: Store,
+) -> None:
+    """A write session is BEGIN, its statements, COMMIT (no pre-ping: a round trip per
+    checkout); a read session its statements alone (autocommit), and psycopg keeps the
+    statements it prepared (a ROLLBACK would make it drop them all: DEALLOCATE ALL)."""
+    query = select(func.count()).select_from(Program).where(Program.key == "main")
+    with postgres_store.session() as session:
+        session.add(Program(key="main", name="Main"))
+    with traced(postgres_store) as trips:
+        for _ in range(8):
+            with postgres_store.reading() as session:
+                assert session.scalar(query) == 1
+        with postgres_store.session() as session:
+            session.scalar(query)
+    assert trips.commands == ["BEGIN", "COMMIT"]
+    # the reads, the write session's three, and one more where psycopg prepares the read
+    assert trips.round_trips == 8 + 3 + 1
+    assert len(trips.parsed) < 8  # prepared after psycopg's threshold (5), then reused
+
+
+def test_a_connection_the_server_closed_is_replaced_at_checkout(postgres_store: Store) -> None:
+    with postgres_store.session() as session:
+        pid = session.scalar(text("SELECT pg_backend_pid()"))
+    # the server closes the pooled connection (polled in autocommit: pg_stat_activity is
+    # read once per transaction)
+    other = Store(postgres_store.url, isolation_level="AUTOCOMMIT")
+    with other.engine.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        wait_for(
+            lambda: (
+                not admin.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                )
+            ),
+            what="the terminated backend to exit",
+        )
+    other.dispose()
+    with postgres_store.session() as session:  # a new connection, no error
+        assert session.scalar(text("SELECT pg_backend_pid()")) != pid

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bridge.store import Store
 from bridge.store.models import InboundEvent, SyncCursor
 from bridge.streaming import inbox
 from bridge.streaming.events import ChangeEvent, from_bayeux, from_polled_record
+from tests import factories
 from tests.factories import pushtopic_message
+from tests.roundtrips import traced
 
 LEAD = "00Q000000000001AAA"
 
@@ -116,3 +119,46 @@ def test_pubsub_replay_ids_are_stored_as_bytes_and_never_move_back(
     assert row is not None and bytes(row.replay_bytes or b"") == b"\x02\x00" and row.modstamp == t2
     # the Bayeux cursor of the same channel name is another row
     assert cursor(store, org_id, topic) is None
+
+
+def test_a_delivery_is_one_statement_and_three_round_trips_on_postgresql(
+    postgres_store: Store,
+) -> None:
+    """BEGIN, one statement (the events and every channel's cursor), COMMIT, whatever the
+    delivery's size, and the same statement text for every size (psycopg converts it once,
+    the server prepares it once): a multi-row VALUES was a new 57 KB text per size."""
+    with postgres_store.session() as s:
+        org_id = factories.connected_org(s).id
+    statements: list[str] = []
+
+    def on_statement(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        statements.append(statement)
+
+    other = "/topic/SFB_Contact"
+    sizes = (1, 250, 7)
+    replay = 0
+    event.listen(postgres_store.engine, "before_cursor_execute", on_statement)
+    try:
+        with traced(postgres_store) as trips:
+            for size in sizes:
+                delivery = [
+                    streamed(
+                        replay + i, f"2026-01-05T10:00:00.{i % 1000:03d}Z", f"00Q{replay + i:015d}"
+                    )
+                    for i in range(1, size + 1)
+                ] + [
+                    streamed(
+                        replay + size + 1, "2026-01-05T11:00:00.000Z", f"003{replay:015d}", other
+                    )
+                ]
+                replay += size + 1
+                with postgres_store.session() as s:
+                    assert len(inbox.store_and_advance(s, org_id, delivery)) == size + 1
+    finally:
+        event.remove(postgres_store.engine, "before_cursor_execute", on_statement)
+    assert len(statements) == len(sizes) and len(set(statements)) == 1
+    assert trips.round_trips == 3 * len(sizes)
+    assert trips.commands == ["BEGIN", "COMMIT"] * len(sizes)
+    assert count(postgres_store) == sum(sizes) + len(sizes)
+    assert cursor(postgres_store, org_id, "/topic/SFB_Lead").replay_id == replay - 1  # type: ignore[union-attr]
+    assert cursor(postgres_store, org_id, other).replay_id == replay  # type: ignore[union-attr]
