@@ -69,9 +69,16 @@ class IntakeBatch:
     programs: dict[str, int] = field(default_factory=dict)  # each org's receiver program by key
     counts: Counter[str] = field(default_factory=Counter)
     pushes: set[int] = field(default_factory=set)  # orgs whose pushes the entries queued
+    _triggers: dict[int, Trigger | None] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, int]:
         return {k: v for k, v in self.counts.items() if v}
+
+    def trigger(self, event: InboundEvent) -> Trigger | None:
+        """`trigger_of(event)`, read once per batch (every step of the intake asks)."""
+        if event.id not in self._triggers:
+            self._triggers[event.id] = trigger_of(event)
+        return self._triggers[event.id]
 
 
 def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> IntakeBatch:
@@ -81,14 +88,14 @@ def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> IntakeB
     batch = load(ctx.store, ctx.config, event_ids, token)
     relate(ctx, batch)
     save(ctx.store, batch)
-    known.learn_changes(ctx.redis, _changes(batch.events))  # the ids an outbound push may reuse
+    known.learn_changes(ctx.redis, _changes(batch))  # the ids an outbound push may reuse
     return batch
 
 
-def _changes(events: Sequence[InboundEvent]) -> list[known.Change]:
+def _changes(batch: IntakeBatch) -> list[known.Change]:
     out: list[known.Change] = []
-    for ev in events:
-        trigger = trigger_of(ev)
+    for ev in batch.events:
+        trigger = batch.trigger(ev)
         if trigger is not None:
             out.append((ev.org_connection_id, trigger.sobject, trigger.record, trigger.deleted))
     return out
@@ -124,14 +131,14 @@ def trigger_of(event: InboundEvent) -> Trigger | None:
     if event.change_type == "malformed" or "_error" in payload:
         return None
     if "record" in payload:  # polled
-        record = dict(payload["record"])
+        carried = payload["record"]
     else:
         data = payload.get("data") or {}
         if isinstance(data.get("sobject"), dict):
-            record = dict(data["sobject"])
+            carried = data["sobject"]
         else:  # CDC: the values this event carries (all for CREATE, the changed for UPDATE)
-            record = cdc_values(data.get("payload") or {})
-    record = {k: v for k, v in record.items() if k != "attributes"}
+            carried = cdc_values(data.get("payload") or {})
+    record = {k: v for k, v in carried.items() if k != "attributes"}
     record["Id"] = event.record_id or record.get("Id")
     return Trigger(event.sobject_type, record, deleted=event.change_type == "deleted")
 
@@ -152,7 +159,7 @@ def relate(ctx: WorkerContext, batch: IntakeBatch) -> None:
         info = batch.orgs[org_id]
         if info.config is None:
             continue
-        pairs = [(ev, trigger_of(ev)) for ev in group]
+        pairs = [(ev, batch.trigger(ev)) for ev in group]
         wanted = [(ev, t) for ev, t in pairs if t is not None and not _own_write(t, info)]
         if not wanted:
             continue
@@ -228,11 +235,11 @@ def _read_pools(
             info = batch.orgs[ev.org_connection_id]
             if ev.id not in wanted or info.config is None or ev.id in batch.failures:
                 continue
-            trigger = trigger_of(ev)
+            trigger = batch.trigger(ev)
             if trigger is None or _own_write(trigger, info):
                 continue
             by_org[ev.org_connection_id].append(
-                _entry(ev, batch.records.get(ev.id), _program_id(info, batch.programs))
+                _entry(ev, trigger, batch.records.get(ev.id), _program_id(info, batch.programs))
             )
         pools = {
             org_id: candidate_pools(session, entries, cast(OrgConfig, batch.orgs[org_id].config))
@@ -286,7 +293,7 @@ def _save_chunk_once(
             else:
                 # Any exception rolls back the whole chunk, which is then redone isolated.
                 entry = prepared.get(ev.id) or _entry(
-                    ev, batch.records.get(ev.id), _program_id(info, programs)
+                    ev, batch.trigger(ev), batch.records.get(ev.id), _program_id(info, programs)
                 )
                 fresh.append(entry)
                 for_receiver[ev.org_connection_id].append((ev, entry))
@@ -331,11 +338,12 @@ def _settle(
 ) -> str | None:
     """Save the entry of an event that goes no further (failed, own write; added to the
     session and to `fresh`) and return its outcome; None when the receiver is to decide it."""
-    trigger = trigger_of(ev)
+    trigger = batch.trigger(ev)
     if info.config is None:
         return _save_failed(
             session,
             ev,
+            trigger,
             ends,
             "org_not_configured",
             f"org '{info.name}' is not in the config file",
@@ -343,12 +351,12 @@ def _settle(
         )
     if trigger is None:
         error = (ev.payload or {}).get("_error", "the event could not be read")
-        return _save_failed(session, ev, ends, "malformed_event", str(error), fresh)
+        return _save_failed(session, ev, trigger, ends, "malformed_event", str(error), fresh)
     failure = batch.failures.get(ev.id)
     if failure is not None:
-        return _save_failed(session, ev, ends, failure.code, failure.message, fresh)
+        return _save_failed(session, ev, trigger, ends, failure.code, failure.message, fresh)
     if _own_write(trigger, info):
-        entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+        entry = _entry(ev, trigger, batch.records.get(ev.id), _program_id(info, programs))
         entry.outcome = "skipped"
         entry.reasons = ["own_write"]
         entry.decision = {"outcome": "skipped", "reasons": ["own_write"]}
@@ -373,7 +381,9 @@ def _decide_alone(
     assert info.config is not None
     try:
         with session.begin_nested():
-            entry = _entry(ev, batch.records.get(ev.id), _program_id(info, programs))
+            entry = _entry(
+                ev, batch.trigger(ev), batch.records.get(ev.id), _program_id(info, programs)
+            )
             session.add(entry)
             process_entry(session, entry, info.config, integration_user_id=info.integration_user_id)
             ends[ev.id] = ("done", None)
@@ -385,13 +395,16 @@ def _decide_alone(
         if failure.action is not Action.FAIL:
             raise
         log.warning("inbound event %s saved failed (%s): %s", ev.id, failure.code, failure.message)
-        return _save_failed(session, ev, ends, failure.code, failure.message)
+        return _save_failed(session, ev, batch.trigger(ev), ends, failure.code, failure.message)
 
 
 def _entry(
-    ev: InboundEvent, records: dict[str, Any] | None, program_id: int | None = None
+    ev: InboundEvent,
+    trigger: Trigger | None,
+    records: dict[str, Any] | None,
+    program_id: int | None = None,
 ) -> SalesEntry:
-    trigger = trigger_of(ev)
+    """The event's entry: its related `records`, or else the record it carries (`trigger`)."""
     return SalesEntry(
         org_connection_id=ev.org_connection_id,
         program_id=program_id,
@@ -401,7 +414,7 @@ def _entry(
         record_id=ev.record_id,
         change_type=ev.change_type,
         raw=ev.payload or {},
-        records=records or ({ev.sobject_type: trigger.record} if trigger else {}),
+        records=records or ({ev.sobject_type: dict(trigger.record)} if trigger else {}),
         outcome="new",
         reasons=[],
     )
@@ -410,12 +423,13 @@ def _entry(
 def _save_failed(
     session: Session,
     ev: InboundEvent,
+    trigger: Trigger | None,
     ends: _Ends,
     code: str,
     message: str,
     fresh: list[SalesEntry] | None = None,
 ) -> str:
-    entry = _entry(ev, None)
+    entry = _entry(ev, trigger, None)
     entry.outcome = "failed"
     entry.reasons = [code]
     entry.error = message

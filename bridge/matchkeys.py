@@ -167,6 +167,10 @@ def affix(word: str) -> str:
     return letters if len(letters) <= 4 else letters[:2] + letters[-2:]
 
 
+BLOCK_KINDS = ("soundex", "reverse", "affix", "prefix")
+"""The kinds of name blocks (`name_blocks`), in the order `all_name_blocks` gives them."""
+
+
 def name_blocks(first: Any, last: Any, name: Any = None, *, kind: str = "soundex") -> list[str]:
     """Blocking keys for fuzzy name lookup: ``<surname code>:<Soundex of first name>``, then the
     same with first and last name swapped.
@@ -179,27 +183,40 @@ def name_blocks(first: Any, last: Any, name: Any = None, *, kind: str = "soundex
     surname typo rarely changes all four, so looking up all four finds most typos. Multi-word
     names use their last word for the surname and their first word for the first name.
     """
+    return _name_blocks(first, last, name, (kind,))[0]
+
+
+def all_name_blocks(first: Any, last: Any, name: Any = None) -> list[list[str]]:
+    """`name_blocks` of every kind of `BLOCK_KINDS`, the name folded and split once."""
+    return _name_blocks(first, last, name, BLOCK_KINDS)
+
+
+def _surname_code(word: str, kind: str) -> str:
+    if kind == "reverse":
+        return soundex(word[::-1])
+    if kind == "affix":
+        return affix(word)
+    if kind == "prefix":
+        return "".join(ch for ch in word if ch.isalnum())[:3]
+    return soundex(word)
+
+
+def _name_blocks(first: Any, last: Any, name: Any, kinds: tuple[str, ...]) -> list[list[str]]:
     f, la = _split_name(first, last, name)
     if not la and not f:
-        return []
-
-    def surname(word: str) -> str:
-        if kind == "reverse":
-            return soundex(word[::-1])
-        if kind == "affix":
-            return affix(word)
-        if kind == "prefix":
-            return "".join(ch for ch in word if ch.isalnum())[:3]
-        return soundex(word)
-
+        return [[] for _kind in kinds]
     f_word = f.split()[0] if f else ""
     l_word = la.split()[-1] if la else ""
-    keys = [f"{surname(l_word)}:{soundex(f_word)}"]
-    if f_word and l_word:
-        swapped = f"{surname(f_word)}:{soundex(l_word)}"  # first and last entered swapped
-        if swapped != keys[0]:
-            keys.append(swapped)
-    return keys
+    first_code, last_code = soundex(f_word), soundex(l_word)
+    out = []
+    for kind in kinds:
+        keys = [f"{_surname_code(l_word, kind)}:{first_code}"]
+        if f_word and l_word:
+            swapped = f"{_surname_code(f_word, kind)}:{last_code}"  # first and last swapped
+            if swapped != keys[0]:
+                keys.append(swapped)
+        out.append(keys)
+    return out
 
 
 def referral_keys(
@@ -214,10 +231,7 @@ def referral_keys(
 
     Usage: ``Referral(first_name=..., ..., **referral_keys(first_name=..., ...))``.
     """
-    blocks = name_blocks(first_name, last_name)
-    rblocks = name_blocks(first_name, last_name, kind="reverse")
-    ablocks = name_blocks(first_name, last_name, kind="affix")
-    pblocks = name_blocks(first_name, last_name, kind="prefix")
+    blocks, rblocks, ablocks, pblocks = all_name_blocks(first_name, last_name)
     return {
         "email_key": email_key(email),
         "name_key": name_key(first_name, last_name),

@@ -141,3 +141,24 @@ def test_a_late_typo_in_a_short_surname_keeps_its_prefix_block() -> None:
         )
     stored = mk.referral_keys(first_name="Charlotte", last_name="Rosada")
     assert stored["name_pblock"] in mk.name_blocks("Charlotte", "Rosava", kind="prefix")
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "name", "blocks"),
+    [
+        ("John", "Smith", None, [["S530:J500", "J500:S530"], ["H352:J500", "N200:S530"],
+                                 ["smth:J500", "john:S530"], ["smi:J500", "joh:S530"]]),
+        ("José", "García-López", None, [["L120:J200", "J200:L120"], ["Z140:J200", "E220:L120"],
+                                        ["loez:J200", "jose:L120"], ["lop:J200", "jos:L120"]]),
+        (None, "Leadb200-250", None, [[":"], [":"], ["250:"], ["250:"]]),
+        ("Ann", None, None, [[":A500"], [":A500"], [":A500"], [":A500"]]),
+        (None, None, "Mary Ann O'Neil", [["N400:M600", "M600:N400"], ["L500:M600", "Y650:N400"],
+                                         ["neil:M600", "mary:N400"], ["nei:M600", "mar:N400"]]),
+        ("Jo", "Jo", None, [["J000:J000"], ["O200:J000"], ["jo:J000"], ["jo:J000"]]),
+        (None, None, None, [[], [], [], []]),
+    ],
+)  # fmt: skip
+def test_all_name_blocks_are_each_kinds_blocks(first, last, name, blocks):
+    # The four kinds at once (the name folded and split once) give what each kind gives alone.
+    assert mk.all_name_blocks(first, last, name) == blocks
+    assert [mk.name_blocks(first, last, name, kind=k) for k in mk.BLOCK_KINDS] == blocks

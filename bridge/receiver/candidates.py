@@ -19,6 +19,7 @@ out an exact email or name match.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -36,28 +37,9 @@ FUZZY_LIMIT = 200
 POOL_KEYS_PER_QUERY = 2000
 """Most lookup keys in one query of a CandidatePool (bound parameters are limited)."""
 
-_REFERRAL_COLUMNS = (
-    Referral.id,
-    Referral.public_id,
-    Referral.status,
-    Referral.ever_qualified,
-    Referral.external_id,
-    Referral.member_id,
-    Referral.first_name,
-    Referral.last_name,
-    Referral.email,
-    Referral.company,
-    Referral.phone,
-    Referral.email_key,
-    Referral.name_key,
-    Referral.company_key,
-    Referral.phone_key,
-    Referral.sf_lead_id,
-    Referral.sf_contact_id,
-    Referral.sf_account_id,
-    Referral.sf_opportunity_id,
-    Referral.fields,
-)
+# The columns a candidate is built from, in the order of its fields (so a row gives them by
+# position).
+_REFERRAL_COLUMNS = tuple(getattr(Referral, f.name) for f in dataclasses.fields(ReferralCandidate))
 _NAMES = [c.key for c in _REFERRAL_COLUMNS]
 
 _DIRECT_COLUMNS = (
@@ -82,14 +64,13 @@ _FUZZY_COLUMNS = (
 
 
 def _candidate(row: Any) -> ReferralCandidate:
-    values = dict(zip(_NAMES, row, strict=True))
-    values["fields"] = values["fields"] or {}
-    return ReferralCandidate(**values)
+    *values, fields = row
+    return ReferralCandidate(*values, fields or {})  # type: ignore[call-arg]  # by position
 
 
 def referral_candidate(referral: Referral) -> ReferralCandidate:
     """The matcher's view of a loaded referral."""
-    return _candidate(tuple(getattr(referral, n) for n in _NAMES))
+    return _candidate([getattr(referral, n) for n in _NAMES])
 
 
 def member_candidate(member: Member) -> MemberCandidate:

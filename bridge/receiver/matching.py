@@ -166,6 +166,10 @@ class MemberKey:
 
 @dataclass(frozen=True)
 class LookupPlan:
+    """The keys to look up. Immutable, so each list of keys is made once, when first asked
+    for (a batch asks each plan for them several times: the pool's query, its cover check
+    and each entry's own view of the pool)."""
+
     direct: tuple[DirectKey, ...]
     people: tuple[Person, ...]
     member_keys: tuple[MemberKey, ...]
@@ -175,36 +179,43 @@ class LookupPlan:
         """Referral ID / External ID values (Salesforce ids say nothing about a referral)."""
         return tuple(k for k in self.direct if k.column in ("public_id", "external_id"))
 
-    def direct_values(self, column: str) -> list[str]:
-        return sorted({k.value for k in self.direct if k.column == column})
+    def direct_values(self, column: str) -> tuple[str, ...]:
+        return self._direct_by_column.get(column, ())
 
-    @property
-    def email_keys(self) -> list[str]:
-        return sorted({p.email_key for p in self.people if p.email_key})
+    @functools.cached_property
+    def _direct_by_column(self) -> dict[str, tuple[str, ...]]:
+        columns: dict[str, set[str]] = {}
+        for k in self.direct:
+            columns.setdefault(k.column, set()).add(k.value)
+        return {column: tuple(sorted(values)) for column, values in columns.items()}
 
-    @property
-    def name_keys(self) -> list[str]:
-        return sorted({p.name_key for p in self.people if p.name_key})
+    @functools.cached_property
+    def email_keys(self) -> tuple[str, ...]:
+        return tuple(sorted({p.email_key for p in self.people if p.email_key}))
 
-    @property
-    def name_blocks(self) -> list[str]:
-        return sorted({b for p in self.people for b in p.name_blocks})
+    @functools.cached_property
+    def name_keys(self) -> tuple[str, ...]:
+        return tuple(sorted({p.name_key for p in self.people if p.name_key}))
 
-    @property
-    def name_rblocks(self) -> list[str]:
-        return sorted({b for p in self.people for b in p.name_rblocks})
+    @functools.cached_property
+    def name_blocks(self) -> tuple[str, ...]:
+        return tuple(sorted({b for p in self.people for b in p.name_blocks}))
 
-    @property
-    def name_ablocks(self) -> list[str]:
-        return sorted({b for p in self.people for b in p.name_ablocks})
+    @functools.cached_property
+    def name_rblocks(self) -> tuple[str, ...]:
+        return tuple(sorted({b for p in self.people for b in p.name_rblocks}))
 
-    @property
-    def name_pblocks(self) -> list[str]:
-        return sorted({b for p in self.people for b in p.name_pblocks})
+    @functools.cached_property
+    def name_ablocks(self) -> tuple[str, ...]:
+        return tuple(sorted({b for p in self.people for b in p.name_ablocks}))
 
-    @property
-    def phone_keys(self) -> list[str]:
-        return sorted({p.phone_key for p in self.people if p.phone_key})
+    @functools.cached_property
+    def name_pblocks(self) -> tuple[str, ...]:
+        return tuple(sorted({b for p in self.people for b in p.name_pblocks}))
+
+    @functools.cached_property
+    def phone_keys(self) -> tuple[str, ...]:
+        return tuple(sorted({p.phone_key for p in self.people if p.phone_key}))
 
     def member_values(self, kind: str) -> list[str]:
         return sorted({k.value for k in self.member_keys if k.kind == kind})
@@ -245,19 +256,17 @@ def _blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
 def _cached_blocks(first: Any, last: Any, name: Any) -> tuple[tuple[str, ...], ...]:
     # The person's blocks, and those of the same surname with each nickname of the first
     # name, so that "Bob Smith" reaches "Robert Smith".
-    firsts = [first, *mk.first_name_variants(first)]
-    out = []
-    for kind in ("soundex", "reverse", "affix", "prefix"):
-        keys: dict[str, None] = {}
-        for f in firsts:
-            keys.update(dict.fromkeys(mk.name_blocks(f, last, name, kind=kind)))
-        out.append(tuple(keys))
-    return tuple(out)
+    kinds: list[dict[str, None]] = [{} for _kind in mk.BLOCK_KINDS]
+    for f in [first, *mk.first_name_variants(first)]:
+        for keys, blocks in zip(kinds, mk.all_name_blocks(f, last, name), strict=True):
+            keys.update(dict.fromkeys(blocks))
+    return tuple(tuple(keys) for keys in kinds)
 
 
 def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> Person:
     first, last, name = rec.get("FirstName"), rec.get("LastName"), rec.get("Name")
     blocks, rblocks, ablocks, pblocks = _blocks(first, last, name)
+    phone = rec.get("Phone") or rec.get("MobilePhone")
     return Person(
         source=source,
         sobject=sobject,
@@ -267,15 +276,15 @@ def _person(source: str, sobject: str, rec: Mapping[str, Any], company: Any) -> 
         name=mk.full_name(first, last, name),
         email=_text(rec.get("Email")),
         company=_text(company),
-        phone=_text(rec.get("Phone") or rec.get("MobilePhone")),
+        phone=_text(phone),
         email_key=mk.email_key(rec.get("Email")),
         name_key=mk.name_key(first, last, name),
-        name_blocks=tuple(blocks),
-        name_rblocks=tuple(rblocks),
-        name_ablocks=tuple(ablocks),
-        name_pblocks=tuple(pblocks),
+        name_blocks=blocks,
+        name_rblocks=rblocks,
+        name_ablocks=ablocks,
+        name_pblocks=pblocks,
         company_key=mk.company_key(company),
-        phone_key=mk.phone_key(rec.get("Phone") or rec.get("MobilePhone")),
+        phone_key=mk.phone_key(phone),
         name_key_variants=tuple(
             k for v in mk.first_name_variants(first) if (k := mk.name_key(v, last)) is not None
         ),

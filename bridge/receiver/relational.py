@@ -18,7 +18,7 @@ a Salesforce org.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,10 +79,15 @@ class Lookup(Protocol):
         ...
 
 
-def missing_fields(org: OrgConfig, trigger: Trigger) -> list[str]:
+def missing_fields(
+    org: OrgConfig, trigger: Trigger, wanted: Sequence[str] | None = None
+) -> list[str]:
+    """The fields the trigger's record lacks (of `wanted`: its `record_fields`, unless given)."""
     if trigger.deleted:
         return []  # a deleted record cannot be read back; the event is all there is
-    return [f for f in record_fields(org, trigger.sobject) if f not in trigger.record]
+    if wanted is None:
+        wanted = record_fields(org, trigger.sobject)
+    return [f for f in wanted if f not in trigger.record]
 
 
 def _is_converted(record: dict[str, Any]) -> bool:
@@ -94,11 +99,12 @@ def related_records(
 ) -> list[dict[str, Any]]:
     """The entry's records for each trigger, fetching what the events do not carry."""
     triggers = [Trigger(t.sobject, dict(t.record), t.deleted) for t in triggers]
-    _complete(org, triggers, lookup)
+    needed = {s: record_fields(org, s) for s in {t.sobject for t in triggers}}  # once each
+    _complete(org, triggers, lookup, needed)
 
     known: dict[str, dict[str, Any]] = {}  # id -> a complete record seen in this batch
     for t in triggers:
-        if t.record_id and not t.deleted and not missing_fields(org, t):
+        if t.record_id and not t.deleted and not missing_fields(org, t, needed[t.sobject]):
             known[t.record_id] = t.record
 
     wanted: dict[str, set[str]] = defaultdict(set)  # object -> ids of 1-to-1 records
@@ -214,16 +220,20 @@ def _account_id(t: Trigger) -> str | None:
     return None
 
 
-def _complete(org: OrgConfig, triggers: Sequence[Trigger], lookup: Lookup) -> None:
-    """Fetch, per object, the fields some events lack (the event's own values win)."""
+def _complete(
+    org: OrgConfig,
+    triggers: Sequence[Trigger],
+    lookup: Lookup,
+    wanted: Mapping[str, Sequence[str]],
+) -> None:
+    """Fetch, per object, the fields some events lack (the event's own values win); `wanted`
+    is each object's `record_fields`."""
     need: dict[str, set[str]] = defaultdict(set)
     for t in triggers:
-        if t.record_id and missing_fields(org, t):
+        if t.record_id and missing_fields(org, t, wanted[t.sobject]):
             need[t.sobject].add(t.record_id)
     for obj, ids in need.items():
-        fetched = {
-            str(r["Id"]): r for r in lookup.records(obj, sorted(ids), record_fields(org, obj))
-        }
+        fetched = {str(r["Id"]): r for r in lookup.records(obj, sorted(ids), wanted[obj])}
         for t in triggers:
             if t.sobject == obj and t.record_id in fetched:
                 t.record = {**fetched[t.record_id], **t.record}

@@ -153,7 +153,9 @@ def process_entries(
                 planned.get(id(e)) or plan_lookups(data, receiver)
                 for e, data in zip(group, inputs, strict=True)
             ]
-            if pool is None or not pool.covers(plans):
+            # A pool covers the plans it was read for; only a plan made here needs checking.
+            read_for = all(id(e) in planned for e in group)
+            if pool is None or not (read_for or pool.covers(plans)):
                 pool = CandidatePool.fetch(session, program_id, plans)
             users_of = [users.get(e.org_connection_id) for e in group]
             held, early = _lock_likely_targets(session, receiver, inputs, plans, users_of, pool)

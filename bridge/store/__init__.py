@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -198,19 +199,23 @@ def row_values(obj: DeclarativeBase) -> dict[str, Any]:
     """An unsaved object's row for a Core insert: every column, with the column's Python-side
     default where the object leaves it None (what the ORM's own INSERT would write); the
     defaults are set on the object too, so it holds what was written."""
-    table: Any = obj.__table__
     given = vars(obj)  # what was set on it (read past the instrumented attributes)
     out: dict[str, Any] = {}
-    for column in table.columns:
-        value = given.get(column.key)
-        default = column.default
+    for key, default, primary_key in _row_columns(obj.__table__):
+        value = given.get(key)
         if value is None and default is not None:
             value = default.arg(None) if default.is_callable else default.arg
-            setattr(obj, column.key, value)
-        if value is None and column.primary_key:
+            setattr(obj, key, value)
+        if value is None and primary_key:
             continue  # the database gives it
-        out[column.key] = value
+        out[key] = value
     return out
+
+
+@functools.cache
+def _row_columns(table: Any) -> tuple[tuple[str, Any, bool], ...]:
+    """(key, Python-side default, is the primary key) of each column, read once per table."""
+    return tuple((c.key, c.default, c.primary_key) for c in table.columns)
 
 
 def alembic_config(url: str) -> Any:

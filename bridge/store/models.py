@@ -26,8 +26,8 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, get_history
 from sqlalchemy.types import TypeDecorator
 
 from bridge.matchkeys import member_keys, referral_keys
@@ -591,6 +591,8 @@ _KEYED_BY = {
 def _refill_keys(_mapper: Any, _connection: Any, target: Referral | Member) -> None:
     # Only when a field the keys are made of changed (a status change or a link-back,
     # most updates, leaves them as they are).
-    state: Any = sa_inspect(target)
-    if any(state.attrs[name].history.has_changes() for name in _KEYED_BY[type(target)]):
+    # Each attribute's history alone (`inspect(target).attrs` builds a view of them all),
+    # without loading one that is not loaded.
+    keyed_by = _KEYED_BY[type(target)]
+    if any(get_history(target, n, PASSIVE_NO_INITIALIZE).has_changes() for n in keyed_by):
         target.fill_keys()

@@ -144,6 +144,33 @@ def test_reserved_ids_are_new_ascending_and_the_next_row_comes_after_them(store)
         assert sorted(saved) == ids
 
 
+def test_a_referrals_keys_follow_its_fields_on_update_and_only_then(store) -> None:  # type: ignore[no-untyped-def]
+    from bridge.matchkeys import referral_keys
+
+    with store.session() as session:
+        program = Program(key="p", name="P")
+        session.add(program)
+        session.flush()
+        referral = Referral(
+            public_id="r1", program_id=program.id, first_name="Jon", last_name="Doe"
+        )
+        referral.fill_keys()
+        session.add(referral)
+    with store.session() as session:
+        referral = session.scalars(select(Referral)).one()
+        referral.last_name = "Smyth"  # a keyed field: the keys are made again
+        referral.email = "Jon.Smyth@Example.com"
+    with store.session() as session:
+        referral = session.scalars(select(Referral)).one()
+        wanted = referral_keys(first_name="Jon", last_name="Smyth", email="Jon.Smyth@Example.com")
+        assert {k: getattr(referral, k) for k in wanted} == wanted
+        referral.name_key = "kept as it is"  # no keyed field changes: the keys are left alone
+        referral.status = "qualified"
+    with store.session() as session:
+        referral = session.scalars(select(Referral)).one()
+        assert (referral.name_key, referral.status) == ("kept as it is", "qualified")
+
+
 # ---- PostgreSQL: what a session costs in round trips (tests/roundtrips.py) ----------------
 
 
