@@ -221,6 +221,13 @@ DESCRIBE_CACHE_SECONDS = _env("DESCRIBE_CACHE_SECONDS", 3600.0)
 """How long an object's describe (field lengths, picklist values) is reused to check API input
 before it is read from the org again (per process and in Redis, shared by the web workers)."""
 
+# ---- imports (bridge.imports.run) ------------------------------------------------------------
+
+IMPORT_BATCH_SIZE = int(_env("IMPORT_BATCH_SIZE", 200))
+"""Rows of `sfbridge import` looked up in Salesforce and committed together (a collection of
+200 records is Salesforce's most per request); the tests set it lower to cross batches with
+few rows."""
+
 # ---- metrics ---------------------------------------------------------------------------------
 
 METRICS_PAUSE_AFTER_FAILURE_SECONDS = 30.0

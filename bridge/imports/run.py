@@ -1,11 +1,11 @@
 """One import from start to end: the file checked whole, then batches of rows.
 
-Each batch of `BATCH` rows is looked up in Salesforce together (a few queries, in composite
-requests) and committed on its own; a row the database refuses fails alone (a sale in its own
-savepoint; people in one per batch, saved again row by row when one is refused), and a crash
-keeps every batch committed before it. Rows are connected by Salesforce id or stored client
-id, so running the same file again changes nothing (`unchanged`). A Salesforce failure
-during a batch's lookups fails that batch's rows with the reason and the import goes on.
+Each batch of rows (`defaults.IMPORT_BATCH_SIZE`, 200) is looked up in Salesforce together (a
+few queries, in composite requests) and committed on its own; a row the database refuses fails
+alone (a sale in its own savepoint; people in one per batch, saved again row by row when one is
+refused), and a crash keeps every batch committed before it. Rows are connected by Salesforce id
+or stored client id, so running the same file again changes nothing (`unchanged`). A Salesforce
+failure during a batch's lookups fails that batch's rows with the reason and the import goes on.
 
 The API calls are counted on the org's HTTP session (every REST request, not the login), and
 the failed and skipped rows are written to a CSV report with their line and reason. After a
@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bridge import defaults
 from bridge.config import OrgConfig
 from bridge.errors import BridgeError, UsageError
 from bridge.imports import csvfile, leads, sales
@@ -31,9 +32,6 @@ from bridge.imports.outcomes import Pending, Result, Target
 from bridge.store import Store, get_or_create_program
 from bridge.store.models import OrgConnection, Program
 from bridge.writeback.client import OrgWriter
-
-BATCH = 200
-"""Rows looked up and committed together."""
 
 CONNECTORS: dict[csvfile.Kind, Callable[[Session, Target, list[Pending]], list[Result]]] = {
     "leads": leads.connect,
@@ -133,8 +131,9 @@ def run_import(
     connect = CONNECTORS[file.kind]
     with counted_calls(sf_org) as calls:
         target = Target(OrgWriter.for_org(sf_org), conn, org_config, program, push)
-        for start in range(0, len(file.rows), BATCH):
-            rows = file.rows[start : start + BATCH]
+        size = defaults.IMPORT_BATCH_SIZE
+        for start in range(0, len(file.rows), size):
+            rows = file.rows[start : start + size]
             for result in _batch(store, target, connect, rows, dry_run):
                 summary.add(result)
                 if result.state in ("failed", "skipped"):

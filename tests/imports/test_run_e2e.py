@@ -1,6 +1,7 @@
 """`sfbridge import leads|sales` as a real process against the local org, on SQLite and
-PostgreSQL: a few thousand rows with bad ones among them, the progress lines, the summary, the
-report of failed rows, the connected ids, the batched API calls and an idempotent re-run."""
+PostgreSQL: a few hundred rows in batches of 50 (`SFBRIDGE_IMPORT_BATCH_SIZE`, 200 in
+production) with bad ones among them, the progress lines, the summary, the report of failed rows,
+the connected ids, the batched API calls and an idempotent re-run."""
 
 from __future__ import annotations
 
@@ -25,13 +26,18 @@ from tests.harness import ORG, Bridge, sfbridge_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-LEADS = 1800
-CONTACTS = 300
+BATCH = 50  # rows per batch: the files below span several, as thousands would at 200
+LEADS = 360
+CONTACTS = 60
+LOCAL = 80  # leads that are local referrals already
 
 
 @pytest.fixture
 def bridge(clean_devorg: DevOrg, redis_url: str, store: Store, tmp_path: Path) -> Iterator[Bridge]:
-    b = Bridge(tmp_path / "bridge", clean_devorg, redis_url, topics=[])
+    b = Bridge(
+        tmp_path / "bridge", clean_devorg, redis_url, topics=[],
+        extra_env={"SFBRIDGE_IMPORT_BATCH_SIZE": str(BATCH)},
+    )  # fmt: skip
     b.store.dispose()
     b.store, b.db_url = store, store.url  # the parametrized store: SQLite, then PostgreSQL
     b.install()
@@ -109,19 +115,19 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
         {"LastName": f"Contact{i}", "Email": f"contact{i}@import.test", "AccountId": account_id}
         for i in range(CONTACTS)
     ])  # fmt: skip
-    # 400 people are local already (by email): the import connects them, creating nobody
+    # LOCAL people are local already (by email): the import connects them, creating nobody
     with bridge.store.session() as s:
         program = Program(key="main", name="Main")
         s.add(program)
         s.flush()
-        for i in range(400):
+        for i in range(LOCAL):
             s.add(Referral(public_id=f"R-local-{i}", program_id=program.id,
                            last_name=f"Lead{i}", email=f"lead{i}@import.test"))  # fmt: skip
 
     rows: list[dict[str, str]] = []
     expect: dict[int, str] = {}  # row index -> the Salesforce id it connects to
     for i in range(LEADS):  # by id (18, then 15 characters), then by email alone
-        if i < 900:
+        if i < LEADS // 2:
             rows.append({"sf_lead_id": lead_ids[i] if i % 2 else lead_ids[i][:15],
                          "email": f"lead{i}@import.test", "first_name": "Pat"})  # fmt: skip
         else:
@@ -137,7 +143,7 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
         "no Lead or Contact in Salesforce has the email": {"email": "nobody@import.test"},
         "email 'nobody' is not an email address": {"email": "nobody"},
     }
-    spread = [(reason, values) for _n in range(10) for reason, values in bad.items()]
+    spread = [(reason, values) for _n in range(2) for reason, values in bad.items()]
     good, good_ids = rows, expect
     rows, expect, bad_at = [], {}, {}
     for k, row in enumerate(good):  # a bad row every 40 rows
@@ -147,7 +153,8 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
             rows.append(values)
         expect[len(rows)] = good_ids[k]
         rows.append(row)
-    assert len(rows) == LEADS + CONTACTS + 50
+    total = LEADS + CONTACTS + 2 * len(bad)
+    assert len(rows) == total
     header = ["sf_lead_id", "email", "first_name", "last_name", "company"]
     path = _write_csv(tmp_path / "people.csv", header, rows)
 
@@ -165,16 +172,16 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
     used = _calls(bridge.org) - calls_before
     assert first.returncode == 1, first.stderr  # some rows failed
     assert "Traceback" not in first.stderr
-    progress = re.findall(r"^people\.csv: (\d+) of 2150 rows \((\d+)%\)$", first.stderr, re.M)
-    assert len(progress) >= 5 and progress[-1] == ("2150", "100"), first.stderr
+    progress = re.findall(rf"^people\.csv: (\d+) of {total} rows \((\d+)%\)$", first.stderr, re.M)
+    assert len(progress) >= 5 and progress[-1] == (str(total), "100"), first.stderr
     summary = _summary(first.stdout)
     assert summary == {
-        "rows read": 2150, "connected": 2100, "unchanged": 0, "skipped": 10, "failed": 40,
-        "API calls": summary["API calls"],
+        "rows read": total, "connected": LEADS + CONTACTS, "unchanged": 0, "skipped": 2,
+        "failed": 8, "API calls": summary["API calls"],
     }, first.stdout  # fmt: skip
-    assert f"({LEADS + CONTACTS - 400} new referrals)" in first.stdout
-    batches = -(-2150 // 200)
-    # a few composite requests per batch of 200 rows (one per row would be 2,150)
+    assert f"({LEADS + CONTACTS - LOCAL} new referrals)" in first.stdout
+    batches = -(-total // BATCH)
+    # a few composite requests per batch of BATCH rows (one per row would be `total`)
     assert summary["API calls"] <= 3 * batches, first.stdout
     assert summary["API calls"] <= used <= summary["API calls"] + 2  # + the login's identity
 
@@ -199,7 +206,8 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
         contact = s.scalar(select(Referral).where(Referral.sf_contact_id == contact_ids[5]))
         assert contact is not None and contact.sf_account_id == account_id
         assert (
-            s.scalar(select(func.count()).select_from(Referral)) == before + LEADS + CONTACTS - 400
+            s.scalar(select(func.count()).select_from(Referral))
+            == before + LEADS + CONTACTS - LOCAL
         )
     for i, sf_id in expect.items():
         email = rows[i]["email"].lower()
@@ -208,19 +216,20 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
     again = _run(bridge, "leads", str(path))
     assert again.returncode == 1
     assert _summary(again.stdout) | {"API calls": 0} == {
-        "rows read": 2150, "connected": 0, "unchanged": 2100, "skipped": 10, "failed": 40,
-        "API calls": 0,
+        "rows read": total, "connected": 0, "unchanged": LEADS + CONTACTS, "skipped": 2,
+        "failed": 8, "API calls": 0,
     }, again.stdout  # fmt: skip
     assert "(0 new referrals)" in again.stdout
     with bridge.store.session() as s:
         assert (
-            s.scalar(select(func.count()).select_from(Referral)) == before + LEADS + CONTACTS - 400
+            s.scalar(select(func.count()).select_from(Referral))
+            == before + LEADS + CONTACTS - LOCAL
         )
 
 
 def test_import_sales(bridge: Bridge, tmp_path: Path) -> None:
     sf = bridge.org.sf("sales")
-    n = 600
+    n = 120
     accounts = _create(sf, "Account", [
         {"Name": f"Shop {i}", "Phone": f"(415) 555-{i:04d}", "BillingCity": "Oakland"}
         for i in range(n)
@@ -271,9 +280,9 @@ def test_import_sales(bridge: Bridge, tmp_path: Path) -> None:
         "rows read": n + 4, "connected": n, "unchanged": 0, "skipped": 1, "failed": 3,
         "API calls": 0,
     }, first.stdout  # fmt: skip
-    # per batch of 200: the ids read back, a few Account queries (each phone under its usual
+    # per batch: the ids read back, a few Account queries (each phone under its usual
     # spellings, cut at the URL budget), the Contacts of the Accounts
-    assert 0 < summary["API calls"] <= 6 * -(-(n + 4) // 200), first.stdout
+    assert 0 < summary["API calls"] <= 6 * -(-(n + 4) // BATCH), first.stdout
     assert summary["API calls"] <= used <= summary["API calls"] + 2
     reasons = {line: reason for line, (_o, reason) in _report(report).items()}
     assert reasons[12].startswith("closed_at 'soon' is not a date")
@@ -285,7 +294,7 @@ def test_import_sales(bridge: Bridge, tmp_path: Path) -> None:
     assert reasons[42].startswith("no referral with referral_id R-nobody in the program")
 
     with bridge.store.session() as s:
-        for i in (0, 1, 2, 299, 598):
+        for i in (0, 1, 2, 59, 118):  # each way of connecting, across batches
             r = s.scalar(select(Referral).where(Referral.public_id == f"R-{i}"))
             assert r is not None and (r.sf_account_id, r.sf_contact_id) == (
                 accounts[i],

@@ -25,7 +25,7 @@ from tests.web.seed import seed, token
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
 
 SETTINGS = settings(
-    max_examples=60,
+    max_examples=30,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
