@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from select import select as ready_to_read
+from select import POLLIN, poll
 from typing import Any
 
 from sqlalchemy import create_engine, event, func, select, text
@@ -85,8 +85,9 @@ def _still_connected(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     first statement, as it would be by a ping."""
     if dbapi_conn.closed or dbapi_conn.broken:
         raise DisconnectionError()
-    readable, _w, _x = ready_to_read([dbapi_conn.fileno()], [], [], 0)
-    if readable:
+    socket = poll()  # not select(): a process with many orgs may hold descriptors past 1,024
+    socket.register(dbapi_conn.fileno(), POLLIN)
+    if socket.poll(0):
         raise DisconnectionError()
 
 

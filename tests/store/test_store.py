@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -214,3 +216,19 @@ def test_a_connection_the_server_closed_is_replaced_at_checkout(postgres_store: 
     other.dispose()
     with postgres_store.session() as session:  # a new connection, no error
         assert session.scalar(text("SELECT pg_backend_pid()")) != pid
+
+
+def test_the_checkout_check_works_past_1024_open_descriptors(postgres_store: Store) -> None:
+    """A fleet process serving many orgs can hold more than 1,024 descriptors, which select()
+    cannot watch ("filedescriptor out of range"); the checkout check must still work."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        fresh = Store(postgres_store.url)
+        with fresh.session() as session:
+            assert session.scalar(text("SELECT 1")) == 1
+        with fresh.session() as session:  # checked out again from the pool: the check runs
+            assert session.scalar(text("SELECT 1")) == 1
+        fresh.dispose()
+    finally:
+        for fd in held:
+            os.close(fd)
