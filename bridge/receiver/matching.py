@@ -191,34 +191,44 @@ class LookupPlan:
 
     @functools.cached_property
     def email_keys(self) -> tuple[str, ...]:
-        return tuple(sorted({p.email_key for p in self.people if p.email_key}))
+        return _keys_of(self.people, "email_key")
 
     @functools.cached_property
     def name_keys(self) -> tuple[str, ...]:
-        return tuple(sorted({p.name_key for p in self.people if p.name_key}))
+        return _keys_of(self.people, "name_key")
 
     @functools.cached_property
     def name_blocks(self) -> tuple[str, ...]:
-        return tuple(sorted({b for p in self.people for b in p.name_blocks}))
+        return _blocks_of(self.people, "name_blocks")
 
     @functools.cached_property
     def name_rblocks(self) -> tuple[str, ...]:
-        return tuple(sorted({b for p in self.people for b in p.name_rblocks}))
+        return _blocks_of(self.people, "name_rblocks")
 
     @functools.cached_property
     def name_ablocks(self) -> tuple[str, ...]:
-        return tuple(sorted({b for p in self.people for b in p.name_ablocks}))
+        return _blocks_of(self.people, "name_ablocks")
 
     @functools.cached_property
     def name_pblocks(self) -> tuple[str, ...]:
-        return tuple(sorted({b for p in self.people for b in p.name_pblocks}))
+        return _blocks_of(self.people, "name_pblocks")
 
     @functools.cached_property
     def phone_keys(self) -> tuple[str, ...]:
-        return tuple(sorted({p.phone_key for p in self.people if p.phone_key}))
+        return _keys_of(self.people, "phone_key")
 
     def member_values(self, kind: str) -> list[str]:
         return sorted({k.value for k in self.member_keys if k.kind == kind})
+
+
+def _keys_of(people: Sequence[Person], key: str) -> tuple[str, ...]:
+    """The people's distinct values of one key, sorted (a lookup's IN list)."""
+    return tuple(sorted({v for p in people if (v := getattr(p, key))}))
+
+
+def _blocks_of(people: Sequence[Person], blocks: str) -> tuple[str, ...]:
+    """The people's distinct blocks of one kind, sorted."""
+    return tuple(sorted({b for p in people for b in getattr(p, blocks)}))
 
 
 # ---- reading the records ---------------------------------------------------------------------
