@@ -143,19 +143,26 @@ class Member(Base):
             setattr(self, column, value)
 
 
-def _sf_id_indexes() -> list[Index]:
-    """(program_id, sf_*_id) for the candidate pool's direct lookups, partial (NOT NULL):
-    most referrals have no Salesforce id yet, and an index of only the ids has statistics
+def _id_indexes() -> list[Index]:
+    """(program_id, external_id | sf_*_id) for the candidate pool's direct lookups, partial
+    (NOT NULL): most referrals have no such id, and an index of only the ids has statistics
     that say what a lookup costs (a full one counts the NULLs as one huge group, and SQLite
-    then preferred a full scan)."""
+    then preferred a full scan, or for the external id, which its unique index holds NULLs
+    and all, a read of the whole program through ``ix_referrals_program``)."""
     out = []
-    for obj in ("lead", "contact", "account", "opportunity"):
-        present = text(f"sf_{obj}_id IS NOT NULL")
+    for name, column in (
+        ("external", "external_id"),
+        ("sf_lead", "sf_lead_id"),
+        ("sf_contact", "sf_contact_id"),
+        ("sf_account", "sf_account_id"),
+        ("sf_opportunity", "sf_opportunity_id"),
+    ):
+        present = text(f"{column} IS NOT NULL")
         out.append(
             Index(
-                f"ix_referrals_program_sf_{obj}",
+                f"ix_referrals_program_{name}",
                 "program_id",
-                f"sf_{obj}_id",
+                column,
                 sqlite_where=present,
                 postgresql_where=present,
             )
@@ -178,7 +185,7 @@ class Referral(Base):
         Index("ix_referrals_program_name_rblock", "program_id", "name_rblock"),
         Index("ix_referrals_program_name_ablock", "program_id", "name_ablock"),
         Index("ix_referrals_program_name_pblock", "program_id", "name_pblock"),
-        *_sf_id_indexes(),
+        *_id_indexes(),
         # The API's lists, newest first, by status or by program.
         Index("ix_referrals_status", "status"),
         Index("ix_referrals_program", "program_id"),
