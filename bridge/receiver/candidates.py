@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -63,14 +64,9 @@ _FUZZY_COLUMNS = (
 )
 
 
-def _candidate(row: Any) -> ReferralCandidate:
-    *values, fields = row
-    return ReferralCandidate(*values, fields or {})  # type: ignore[call-arg]  # by position
-
-
 def referral_candidate(referral: Referral) -> ReferralCandidate:
     """The matcher's view of a loaded referral."""
-    return _candidate([getattr(referral, n) for n in _NAMES])
+    return ReferralCandidate.of_row([getattr(referral, n) for n in _NAMES])
 
 
 def member_candidate(member: Member) -> MemberCandidate:
@@ -117,7 +113,7 @@ def find_referrals(
     found: dict[int, ReferralCandidate] = {}
     for row in session.execute(statement):
         if row[0] not in found:
-            found[row[0]] = _candidate(row)
+            found[row[0]] = ReferralCandidate.of_row(row)
     return list(found.values())
 
 
@@ -175,6 +171,8 @@ _MEMBER_COLUMNS = (
 )
 _KEY_COLUMNS = _DIRECT_COLUMNS + tuple(name for name, _attr in _FUZZY_COLUMNS)
 _BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock", "name_pblock")
+# A pool row is a candidate's columns, then the blocks; its keys, in _KEY_COLUMNS' order.
+_keys_of_row = operator.itemgetter(*((*_NAMES, *_BLOCK_COLUMNS).index(c) for c in _KEY_COLUMNS))
 
 
 @functools.lru_cache(maxsize=128)
@@ -286,7 +284,6 @@ class CandidatePool:
 
     def _fetch_referrals(self, session: Session, program_id: int) -> None:
         keys = [(c, v) for c in _KEY_COLUMNS for v in sorted(self._wanted[c])]
-        width = len(_NAMES)
         # Usually one query; a batch with very many keys (an account with hundreds of
         # contacts) in several, within the databases' limits on bound parameters. The cap is
         # per key, so splitting the keys changes nothing found.
@@ -299,8 +296,7 @@ class CandidatePool:
             for row in session.execute(statement, params):
                 if row[0] in self._referrals:
                     continue  # reached by the keys of an earlier query too
-                blocks = dict(zip(_BLOCK_COLUMNS, row[width:], strict=True))
-                self._put(_candidate(row[:width]), blocks)
+                self._put(ReferralCandidate.of_row(row), _keys_of_row(row))
 
     def _fetch_members(self, session: Session, program_id: int, plans: list[LookupPlan]) -> None:
         wanted: dict[str, set[str]] = {}
@@ -326,29 +322,22 @@ class CandidatePool:
                 if value is not None:
                     index.setdefault(value, set()).add(member.id)
 
-    def _put(self, candidate: ReferralCandidate, blocks: dict[str, str | None]) -> None:
+    def _put(self, candidate: ReferralCandidate, keys: Sequence[Any]) -> None:
+        """Index a referral by those of its keys (``_KEY_COLUMNS``, in order) the batch
+        looks up."""
         for column, old in self._keys.pop(candidate.id, ()):
             self._index[column][old].discard(candidate.id)
-        keys: list[tuple[str, str]] = []
-        for column in _KEY_COLUMNS:
-            value = blocks[column] if column in blocks else getattr(candidate, column)
+        indexed: list[tuple[str, str]] = []
+        for column, value in zip(_KEY_COLUMNS, keys, strict=True):
             if value is not None and value in self._wanted[column]:
-                keys.append((column, value))
+                indexed.append((column, value))
                 self._index[column].setdefault(value, set()).add(candidate.id)
-        self._keys[candidate.id] = keys
+        self._keys[candidate.id] = indexed
         self._referrals[candidate.id] = candidate
 
     def update(self, referral: Referral) -> None:
         """A referral of the program as it is now in the session (changed or just created)."""
-        self._put(
-            referral_candidate(referral),
-            {
-                "name_block": referral.name_block,
-                "name_rblock": referral.name_rblock,
-                "name_ablock": referral.name_ablock,
-                "name_pblock": referral.name_pblock,
-            },
-        )
+        self._put(referral_candidate(referral), [getattr(referral, c) for c in _KEY_COLUMNS])
 
     def candidate(self, referral_id: int) -> ReferralCandidate | None:
         return self._referrals.get(referral_id)
