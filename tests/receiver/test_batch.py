@@ -9,6 +9,7 @@ Runs on SQLite and PostgreSQL (the `store` fixture).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 from typing import Any
@@ -21,7 +22,7 @@ from bridge.config import BridgeConfig, OrgConfig
 from bridge.context import WorkerContext
 from bridge.receiver import candidates, service
 from bridge.receiver.candidates import CandidatePool, find_members, find_referrals
-from bridge.receiver.matching import EntryInput, plan_lookups
+from bridge.receiver.matching import EntryInput, ReferralCandidate, plan_lookups
 from bridge.receiver.relational import record_fields
 from bridge.receiver.service import process_entries, process_entry
 from bridge.store import Store
@@ -422,6 +423,42 @@ def test_the_pool_gives_each_entry_what_its_own_lookup_finds(
                 own = find_referrals(s, program_id, plan, limit=limit)
                 assert sorted(c.id for c in pool.referrals(plan)) == sorted(c.id for c in own)
                 assert pool.members(plan) == find_members(s, program_id, plan)
+        # Each candidate as the dataclass itself would build it from the stored referral.
+        for c in pool.referrals(plans[0]) + pool.referrals(plans[-1]):
+            referral = s.get(Referral, c.id)
+            values = {f.name: getattr(referral, f.name) for f in dataclasses.fields(c)}
+            assert c == ReferralCandidate(**{**values, "fields": referral.fields or {}})
+
+
+def test_the_pool_reads_each_referral_it_reaches_once(store: Store) -> None:
+    """A referral that several keys of the chunk reach (email, name, name blocks) is one row
+    of the pool's statement, not one per key."""
+    org_id = seed(store)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_a: Any) -> None:
+        if "FROM referrals" in statement:
+            statements.append((statement, parameters))
+
+    with store.session() as s:
+        program_id = s.scalar(select(Program.id).where(Program.key == "main"))
+        assert program_id is not None
+        plans = [
+            plan_lookups(
+                EntryInput(e.sobject_type, e.record_id, e.change_type, e.records), ORG.receiver
+            )
+            for e in new_entries(org_id)
+        ]
+        event.listen(store.engine, "before_cursor_execute", capture)
+        try:
+            pool = CandidatePool.fetch(s, program_id, plans)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", capture)
+        (statement, parameters), *_members = statements
+        ids = [row[0] for row in s.connection().exec_driver_sql(statement, parameters)]
+    reached = {c.id for plan in plans for c in pool.referrals(plan)}
+    assert len(reached) > 1
+    assert sorted(ids) == sorted(reached)  # each once
 
 
 # ---- through the inbound job ------------------------------------------------------------------
