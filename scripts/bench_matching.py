@@ -433,6 +433,40 @@ def run_indexed(store: Store, program_id: int, work: list[Case]) -> dict[str, An
     return result
 
 
+POOL_CHUNKS = (20, 50)
+"""Chunk sizes the pool read is timed at: a paced job's one chunk (~20 events), a full one."""
+
+
+def time_pool_reads(store: Store, program_id: int, work: list[Case]) -> dict[int, dict[str, float]]:
+    """The worker's pool read alone (``plan_lookups`` + ``CandidatePool.fetch``, as
+    ``candidate_pools`` does it before a chunk's write transaction) per chunk of each of
+    POOL_CHUNKS entries: CPU (``time.process_time``, this process: for PostgreSQL the
+    server's share is not in it) and wall ms, p50, three passes over the entries."""
+    out: dict[int, dict[str, float]] = {}
+    with store.reading() as session:
+        CandidatePool.fetch(
+            session, program_id, [plan_lookups(c.entry, RECEIVER) for c in work[:50]]
+        )
+        for size in POOL_CHUNKS:
+            cpu: list[float] = []
+            wall: list[float] = []
+            referrals: list[float] = []
+            for _ in range(3):
+                for start in range(0, len(work), size):
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    plans = [plan_lookups(c.entry, RECEIVER) for c in work[start : start + size]]
+                    pool = CandidatePool.fetch(session, program_id, plans)
+                    cpu.append((time.process_time() - c0) * 1000)
+                    wall.append((time.perf_counter() - w0) * 1000)
+                    referrals.append(len({c.id for p in plans for c in pool.referrals(p)}))
+            out[size] = {
+                "cpu": pct(cpu, 0.5),
+                "wall": pct(wall, 0.5),
+                "referrals": pct(referrals, 0.5),
+            }
+    return out
+
+
 def recall_precision(chosen: list[tuple[str, str | None, str | None]]) -> tuple[float, float]:
     """Recall: of the entries about a referral, the share that chose it. Precision: of the
     entries that chose a referral, the share that chose the right one."""
@@ -475,6 +509,7 @@ def bench(label: str, store: Store, people: People, work: list[Case]) -> dict[st
     program_id, seconds = load(store, people)
     print(f"   loaded in {seconds:.1f}s; plan: {explain(store, program_id)}", file=sys.stderr)
     result = run_indexed(store, program_id, work)
+    result["pool"] = time_pool_reads(store, program_id, work)
     result["load_s"] = seconds
     result["select1"] = round_trip(store)
     return result
@@ -538,6 +573,15 @@ def main(argv: list[str] | None = None) -> int:
             f" /{r['max']:>6.2f}        ({r['chunk_p95']:>7.1f})  {r['single_p50']:>8.2f} /"
             f"{r['single_p95']:>6.2f}  {r['candidates_p95']:>8.0f}"
             f"  {r['select1'][0]:>6.2f} /{r['select1'][1]:.2f}"
+        )
+    for label, r in results.items():
+        print(
+            f"{label:<12}pool read per chunk (plans + fetch), p50: "
+            + "; ".join(
+                f"{size} entries {t['cpu']:.2f} ms CPU, {t['wall']:.2f} ms wall, "
+                f"{t['referrals']:.0f} referrals"
+                for size, t in r["pool"].items()
+            )
         )
     print(
         f"{'naive scan':<12}{'-':>8}  {naive['p50']:>6.1f} /{naive['p95']:>6.1f} ms per entry "
