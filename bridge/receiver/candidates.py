@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import any_, bindparam, func, select, union_all
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from bridge.matchkeys import email_key
@@ -175,6 +176,16 @@ _BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock", "name_pblock")
 _keys_of_row = operator.itemgetter(*((*_NAMES, *_BLOCK_COLUMNS).index(c) for c in _KEY_COLUMNS))
 
 
+def _among(column: Any, name: str, dialect: str) -> Any:
+    """``column`` is one of the values bound as ``name``. On PostgreSQL one array: the
+    statement's text is then the same whatever the chunk's keys, so psycopg prepares it and
+    the server plans it once rather than for every chunk (an expanding ``IN`` binds each
+    value apart, 750 for a chunk of 50)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
 @functools.lru_cache(maxsize=128)
 def _pool_statement(columns: tuple[str, ...], dialect: str) -> Any:
     """The referrals of a program that the given key columns reach (values bound at execution:
@@ -191,7 +202,7 @@ def _pool_statement(columns: tuple[str, ...], dialect: str) -> Any:
     arms: list[Any] = []
     for name in columns:
         column = reached.c[name]
-        lookup = (reached.c.program_id == program_id, column.in_(bindparam(name, expanding=True)))
+        lookup = (reached.c.program_id == program_id, _among(column, name, dialect))
         if name in _DIRECT_COLUMNS:
             arms.append(select(reached.c.id).where(*lookup))
             continue
