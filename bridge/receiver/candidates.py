@@ -189,8 +189,8 @@ def _among(column: Any, name: str, dialect: str) -> Any:
 @functools.lru_cache(maxsize=128)
 def _pool_statement(columns: tuple[str, ...], dialect: str) -> Any:
     """The referrals of a program that the given key columns reach (values bound at execution:
-    one expanding parameter per column, plus ``program_id`` and ``limit``). Built once per set
-    of columns, so a batch pays neither building nor compiling it again.
+    one parameter per column, see ``_among``, plus ``program_id`` and ``limit``). Built once
+    per set of columns and database, so a batch pays neither building nor compiling it again.
 
     Each key column is one arm that reads only ids from that column's index (the cap per
     key ranks ids alone); the rows are then read once per referral reached. Reading whole
