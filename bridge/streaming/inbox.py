@@ -14,14 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Text, column, or_, select, table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from bridge import defaults
 from bridge.store.models import InboundEvent, OrgConnection, SyncCursor, UTCDateTime, utcnow
-from bridge.streaming.events import ChangeEvent, latest
+from bridge.streaming.events import ChangeEvent, latest, payload_json
 
 _CHUNK = 200
 
@@ -43,12 +43,21 @@ def _insert_events() -> Any:
     """SQLite's INSERT … ON CONFLICT DO NOTHING RETURNING id of inbound events, built and
     compiled once: a delivery runs it as one executemany (SQLAlchemy sends the rows in
     multi-row batches), instead of a fresh statement of 200 rows x 13 values compiled per
-    delivery. PostgreSQL takes a delivery in one statement of arrays (below)."""
-    table: Any = InboundEvent.__table__
-    return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.id)
+    delivery. PostgreSQL takes a delivery in one statement of arrays (below).
+
+    Its payload is the JSON text of the row (`events.payload_json`: a Bayeux message's own
+    text, not encoded again), so the statement's table types that column as text."""
+    model: Any = InboundEvent.__table__
+    columns = [column(c.name, Text() if c.name == "payload" else c.type) for c in model.columns]
+    events = table(model.name, *columns)
+    return sqlite.insert(events).on_conflict_do_nothing().returning(events.c.id)
 
 
 def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
+    if ev.error is None:
+        payload = payload_json(ev)
+    else:
+        payload = json.dumps({**ev.payload, "_error": ev.error})
     return {
         "org_connection_id": org_connection_id,
         "channel": ev.channel,
@@ -59,7 +68,7 @@ def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
         "record_id": ev.record_id,
         "change_type": ev.change_type,
         "event_created_at": ev.event_created_at,
-        "payload": ev.payload if ev.error is None else {**ev.payload, "_error": ev.error},
+        "payload": payload,
         "state": "new",
         "attempts": 0,
     }
@@ -164,7 +173,6 @@ def _store_postgresql(
     """Insert `rows` (and upsert a cursor, `cursor` with its `cursor_values`) in one
     statement; returns the ids of the new rows."""
     params: dict[str, Any] = {name: [row[name] for row in rows] for name in _ARRAYS}
-    params["payload"] = [json.dumps(p) for p in params["payload"]]
     params["event_created_at"] = [
         _STAMP.process_bind_param(at, None) for at in params["event_created_at"]
     ]
