@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Text, column, or_, select, table, update
+from sqlalchemy import Text, column, func, or_, select, table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -289,10 +289,34 @@ def store_and_advance(
             session.connection(), org_connection_id, rows, _PG_REPLAY_CURSORS, moves
         )
     new_ids = store_events(session, org_connection_id, events)
-    for channel, ev in cursors.items():
-        assert ev.replay_id is not None
-        advance_replay(session, org_connection_id, channel, ev.replay_id, ev.event_created_at)
+    now = utcnow()
+    cursor_moves: list[dict[str, Any]] = [
+        {"org_connection_id": org_connection_id, "channel": channel, "replay_id": ev.replay_id,
+         "modstamp": ev.event_created_at, "updated_at": now}
+        for channel, ev in cursors.items()
+    ]  # fmt: skip
+    if cursor_moves:
+        session.connection().execute(_move_replay_cursors(), cursor_moves)
     return new_ids
+
+
+@functools.lru_cache(maxsize=1)
+def _move_replay_cursors() -> Any:
+    """SQLite: each channel's cursor to the delivery's last replay id, never back
+    (advance_replay), as one upsert built once, the statement PostgreSQL runs: building an
+    UPDATE for every delivery, and looking for the cursor when it moved nothing, cost the
+    stream more than storing a small delivery's events."""
+    c = _CURSORS.c
+    move = sqlite.insert(_CURSORS)
+    return move.on_conflict_do_update(
+        index_elements=[c.org_connection_id, c.channel],
+        set_={
+            "replay_id": move.excluded.replay_id,
+            "modstamp": move.excluded.modstamp,
+            "updated_at": move.excluded.updated_at,
+        },
+        where=or_(c.replay_id.is_(None), c.replay_id < move.excluded.replay_id),
+    )
 
 
 def store_and_advance_bytes(
@@ -306,8 +330,8 @@ def store_and_advance_bytes(
     """Store a Pub/Sub API delivery, then move the topic's cursor to its last replay id.
 
     Replay ids are opaque, so "never backwards" is judged by the commit time the cursor has
-    (`at`, the delivery's last commitTimestamp): the UPDATE applies unless the stored cursor
-    is at a later commit. A keepalive (no events, `at` None) moves only the replay id.
+    (`at`, the delivery's last commitTimestamp): the cursor's upsert applies unless the
+    stored cursor is at a later commit. A keepalive (no events, `at` None) moves only the replay id.
     """
     cursor_channel = PUBSUB_PREFIX + channel
     if session.get_bind().dialect.name == "postgresql":
@@ -321,19 +345,31 @@ def store_and_advance_bytes(
             session.connection(), org_connection_id, rows, _PG_BYTES_CURSOR, move
         )
     new_ids = store_events(session, org_connection_id, events)
-    stmt = update(SyncCursor).where(
-        SyncCursor.org_connection_id == org_connection_id, SyncCursor.channel == cursor_channel
-    )
-    values: dict[str, Any] = {"replay_bytes": replay_id, "updated_at": utcnow()}
-    if at is not None:
-        stmt = stmt.where(or_(SyncCursor.modstamp.is_(None), SyncCursor.modstamp <= at))
-        values["modstamp"] = at
-    moved = _rowcount(
-        session.execute(stmt.values(**values).execution_options(synchronize_session=False))
-    )
-    if not moved and get_cursor(session, org_connection_id, cursor_channel) is None:
-        _insert_cursor(session, org_connection_id, cursor_channel, None, at, replay_id)
+    cursor_move = {"org_connection_id": org_connection_id, "channel": cursor_channel,
+                   "replay_bytes": replay_id, "modstamp": at, "updated_at": utcnow()}  # fmt: skip
+    session.connection().execute(_move_bytes_cursor(), cursor_move)
     return new_ids
+
+
+@functools.lru_cache(maxsize=1)
+def _move_bytes_cursor() -> Any:
+    """SQLite: a Pub/Sub topic's cursor, never back to an earlier commit; one upsert built
+    once, the statement PostgreSQL runs (`_PG_BYTES_CURSOR`)."""
+    c = _CURSORS.c
+    move = sqlite.insert(_CURSORS)
+    return move.on_conflict_do_update(
+        index_elements=[c.org_connection_id, c.channel],
+        set_={
+            "replay_bytes": move.excluded.replay_bytes,
+            "updated_at": move.excluded.updated_at,
+            "modstamp": func.coalesce(move.excluded.modstamp, c.modstamp),
+        },
+        where=or_(
+            move.excluded.modstamp.is_(None),
+            c.modstamp.is_(None),
+            c.modstamp <= move.excluded.modstamp,
+        ),
+    )
 
 
 def pending_events(
