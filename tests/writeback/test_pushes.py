@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import responses
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from bridge.config import OrgConfig
 from bridge.errors import UsageError
@@ -1013,6 +1013,47 @@ def test_a_batch_writes_its_pushes_with_one_insert_and_gives_saved_keys_their_pu
         }
     assert rows == {"activity:saved": saved_id, "activity:a": ids["a"], "activity:b": ids["b"]}
     assert subjects["activity:saved"] == "saved before" and subjects["activity:a"] == "a"
+
+
+def test_a_batched_push_is_in_the_session_as_saved_like_one_queued_alone(
+    store: Store, seeded: dict[str, int]
+) -> None:
+    """A batch builds its pushes without the ORM's constructor: once written, each is the
+    session's saved push, holding what a push queued alone holds."""
+    from bridge.store import row_values
+    from bridge.writeback.pushes import batched, queue_push
+
+    def queue(s: Any, key: str) -> Push:
+        return queue_push(
+            s,
+            kind="activity",
+            idempotency_key=key,
+            sobject_type="Task",
+            payload={"fields": {"Subject": key}},
+            org_connection_id=seeded["org"],
+            referral_id=None,
+        )[0]
+
+    def columns(push: Push) -> dict[str, Any]:
+        return {k: v for k, v in row_values(push).items() if k not in ("id", "idempotency_key")}
+
+    with store.session() as s:
+        alone = columns(queue(s, "activity:alone"))
+    with store.session() as s:
+        with batched(s):
+            push = queue(s, "activity:batched")
+        assert s.get(Push, push.id) is push and not s.dirty
+        assert inspect(push).persistent
+        mine = columns(push)
+        loaded = {k: getattr(push, k) for k in mine}
+    for values in (mine, loaded):
+        assert {k: v for k, v in values.items() if k != "payload" and not k.endswith("_at")} == {
+            k: v for k, v in alone.items() if k != "payload" and not k.endswith("_at")
+        }
+    with store.session() as s:
+        saved = s.scalars(select(Push).where(Push.idempotency_key == "activity:batched")).one()
+        assert saved.state == "pending" and saved.attempts == 0 and saved.error_fields == []
+        assert saved.payload == {"fields": {"Subject": "activity:batched"}}
 
 
 def test_a_batch_rolled_back_leaves_no_push(store: Store, seeded: dict[str, int]) -> None:
