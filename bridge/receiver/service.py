@@ -388,35 +388,38 @@ def _previous_of(
     """``previous_values`` of many entries (all with ids, some perhaps `unsaved`, written
     later) in one query: for each, the trigger record of the latest earlier entry (lower id)
     of the same record, org and object, saved or among the unsaved."""
-    wanted = [e for e in entries if e.record_id]
+    # Each entry's attributes read once (an instrumented attribute costs a call each time).
+    wanted = [
+        (e.id, (e.record_id, e.sobject_type, e.org_connection_id)) for e in entries if e.record_id
+    ]
     if not wanted:
         return {}
     params: dict[str, Any] = {}
-    for i, entry in enumerate(wanted):
-        params.update(
-            {
-                f"r{i}": entry.record_id,
-                f"s{i}": entry.sobject_type,
-                f"o{i}": entry.org_connection_id,
-                f"below{i}": entry.id,
-            }
-        )
-    latest: dict[int, tuple[int, Any]] = {}  # entry id -> (earlier entry's id, its records)
+    for i, (entry_id, (record_id, sobject, org_id)) in enumerate(wanted):
+        params[f"r{i}"], params[f"s{i}"], params[f"o{i}"] = record_id, sobject, org_id
+        params[f"below{i}"] = entry_id
+    # The latest earlier entry of each entry's record: (its id, its records), saved ...
+    found: dict[int, tuple[int, Any]] = {}
     for arm, earlier_id, records in session.execute(_previous_statement(len(wanted)), params):
-        latest[wanted[arm].id] = (earlier_id, records)
-    by_record: dict[tuple[Any, ...], list[SalesEntry]] = {}
-    for other in sorted(unsaved, key=lambda e: e.id):
-        key = (other.record_id, other.sobject_type, other.org_connection_id)
-        by_record.setdefault(key, []).append(other)
+        found[wanted[arm][0]] = (earlier_id, records)
+    # ... or among the unsaved, if later.
+    if unsaved:
+        by_record: dict[tuple[Any, ...], list[tuple[int, SalesEntry]]] = {}
+        for other in unsaved:
+            key = (other.record_id, other.sobject_type, other.org_connection_id)
+            by_record.setdefault(key, []).append((other.id, other))
+        for entry_id, key in wanted:
+            earlier = [(i, o) for i, o in by_record.get(key, ()) if i < entry_id]
+            if earlier:
+                latest_id, latest = max(earlier, key=lambda pair: pair[0])
+                saved = found.get(entry_id)
+                if saved is None or latest_id > saved[0]:
+                    found[entry_id] = (latest_id, latest.records)
     out: dict[int, dict[str, Any]] = {}
-    for entry in wanted:
-        key = (entry.record_id, entry.sobject_type, entry.org_connection_id)
-        earlier = [o for o in by_record.get(key, ()) if o.id < entry.id]
-        found = latest.get(entry.id)
-        if earlier and (found is None or earlier[-1].id > found[0]):
-            found = (earlier[-1].id, earlier[-1].records)
-        before = ((found[1] if found else None) or {}).get(entry.sobject_type)
-        out[entry.id] = dict(before) if isinstance(before, Mapping) else {}
+    for entry_id, (_record_id, sobject, _org_id) in wanted:
+        saved = found.get(entry_id)
+        before = ((saved[1] if saved else None) or {}).get(sobject)
+        out[entry_id] = dict(before) if isinstance(before, Mapping) else {}
     return out
 
 
