@@ -526,8 +526,14 @@ def _write_referrals(session: Session) -> None:
         for rows in groups.values():
             session.execute(_UPDATE_REFERRAL, rows)
     for referral, columns in written:
-        for key in columns:
-            set_committed_value(referral, key, getattr(referral, key))
+        state = inspect(referral)
+        if _REFERRAL_COLUMNS.issuperset(state.committed_state):
+            # Saved as a flush leaves it (what make_transient_to_detached does too): the
+            # flush then has nothing to do for it (it ran its update hooks for each before).
+            state._commit_all(state.dict, session.identity_map)
+        else:  # a relationship changed too: the flush writes that
+            for key in columns:
+                set_committed_value(referral, key, getattr(referral, key))
 
 
 def _relink_pushes(session: Session, entry: SalesEntry) -> None:
