@@ -95,7 +95,7 @@ def receiver(store: Store, monkeypatch: pytest.MonkeyPatch) -> Receiver:
 
 def claim(store: Store, ids: list[int], token: str) -> list[int]:
     with store.session() as s:
-        return inbox.claim(s, ids, token)
+        return [ev.id for ev in inbox.claim(s, ids, token)]
 
 
 def entries(store: Store) -> list[SalesEntry]:
