@@ -101,43 +101,41 @@ class KnownRecords:
         """Record (email, object, id) triples just seen. A Contact replaces a Lead; a known
         Contact is kept over another Contact unless `lookup` (the WhoId lookup's answer: the
         oldest Contact, else the oldest Lead, is what it would answer again)."""
-        self.update((), seen, lookup=lookup)
+        self.update(((email, sobject, record_id, False) for email, sobject, record_id in seen),
+                    lookup=lookup)  # fmt: skip
 
     def forget(self, record_ids: Iterable[str]) -> None:
         """Drop the entries naming these records (deleted, converted, or refused as stale)."""
-        self.update(record_ids, ())
+        self.update((None, "", record_id, True) for record_id in record_ids)
 
-    def update(
-        self,
-        gone: Iterable[str],
-        seen: Iterable[tuple[str | None, str, str]],
-        *,
-        lookup: bool = False,
-    ) -> None:
-        """`forget(gone)`, then `learn(seen)`, in one round trip: a script reads and writes
-        the entries in Redis (`_UPDATE`), where reading them first and then writing took two,
-        and each changed email one more."""
-        ids = [i for i in gone if i]
-        triples = [
-            (k, sobject, record_id)
-            for email, sobject, record_id in seen
-            if (k := salesforce_email(email)) and sobject in ("Lead", "Contact") and record_id
-        ]
-        if not self.active or not (ids or triples):
+    def update(self, records: Iterable[Record], *, lookup: bool = False) -> None:
+        """Learn the records seen and forget those gone, in their order, in one round trip: a
+        script reads and writes the entries in Redis (`_UPDATE`), where reading them first
+        and then writing took two, and each changed email one more."""
+        args: list[str | int] = []
+        at = datetime.now(UTC).isoformat()
+        for email, sobject, record_id, gone in records:
+            if gone and record_id:
+                args += ["forget", record_id, "", "", ""]
+            elif (key := salesforce_email(email)) and sobject in PERSONS and record_id:
+                value = json.dumps({"o": sobject, "id": record_id, "at": at})
+                args += ["learn", record_id, key, sobject, value]
+        if not self.active or not args:
             return
         assert self.client is not None
-        at = datetime.now(UTC).isoformat()
-        args: list[str | int] = [self._key(""), int(KNOWN_RECORD_MAX_AGE.total_seconds())]
-        args.append(1 if lookup else 0)
-        for record_id in ids:
-            args += ["forget", record_id, "", "", ""]
-        for email, sobject, record_id in triples:
-            value = json.dumps({"o": sobject, "id": record_id, "at": at})
-            args += ["learn", record_id, email, sobject, value]
+        ttl = int(KNOWN_RECORD_MAX_AGE.total_seconds())
         try:
-            self.client.eval(_UPDATE, 0, *args)
+            self.client.eval(_UPDATE, 0, self._key(""), ttl, 1 if lookup else 0, *args)
         except redis.RedisError as exc:
             log.warning("known records not updated: %s", exc)
+
+
+Record = tuple[str | None, str, str, bool]
+"""What `update` takes of a record: its email, object (Lead | Contact), id, and whether it is
+gone (deleted or converted: forgotten)."""
+
+PERSONS = ("Lead", "Contact")
+"""The objects the index knows."""
 
 
 _UPDATE = """
@@ -173,7 +171,7 @@ for i = 4, #ARGV, 5 do
   end
 end
 """
-"""Forget, then learn, record by record (ARGV: the org's key prefix, the TTL, lookup 1/0, then
+"""Learn or forget, record by record (ARGV: the org's key prefix, the TTL, lookup 1/0, then
 five per record: forget|learn, id, email, object, entry). The keys are the org's, made from the
 prefix as `_key` / `_id_key` make them: one Redis server (the bridge does not shard its keys)."""
 
@@ -197,20 +195,19 @@ Change = tuple[int, str, dict[str, Any], bool]
 
 
 def learn_changes(client: redis.Redis | None, changes: Iterable[Change]) -> None:
-    """Feed the index from captured changes (those of Leads and Contacts count): a live record
-    with an email is learnt, a deleted or converted one forgotten. Called by the intake for
-    every batch of inbound events it takes in."""
-    by_org: dict[int, tuple[list[tuple[str | None, str, str]], list[str]]] = {}
+    """Feed the index from captured changes (those of Leads and Contacts count), in their
+    order: a live record with an email is learnt, a deleted or converted one forgotten. Called
+    by the intake for every batch of inbound events it takes in; one round trip per org."""
+    by_org: dict[int, list[Record]] = {}
     for org_id, sobject, record, deleted in changes:
-        if sobject not in ("Lead", "Contact") or not record.get("Id"):
+        if sobject not in PERSONS or not record.get("Id"):
             continue
-        seen, gone = by_org.setdefault(org_id, ([], []))
-        if deleted or record.get("IsConverted") in (True, "true"):
-            gone.append(str(record["Id"]))
-        elif record.get("Email"):
-            seen.append((str(record["Email"]), sobject, str(record["Id"])))
-    for org_id, (seen, gone) in by_org.items():
-        KnownRecords(client, org_id).update(gone, seen)
+        gone = deleted or record.get("IsConverted") in (True, "true")
+        email = str(record["Email"]) if record.get("Email") else None
+        if gone or email:
+            by_org.setdefault(org_id, []).append((email, sobject, str(record["Id"]), gone))
+    for org_id, records in by_org.items():
+        KnownRecords(client, org_id).update(records)
 
 
 def who_prefix_object(record_id: str | None) -> str | None:
