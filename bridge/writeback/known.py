@@ -6,7 +6,7 @@ and `sfbridge:known:<org>:id:<id>` back to the email), each for `KNOWN_RECORD_MA
 fed only from what the bridge already learns, through `learn` / `forget`:
 
 - its own write results and the lookups behind them (the sender, after a push is `sent`);
-- the captured changes of Leads and Contacts (the intake, `learn_events`, for every batch of
+- the captured changes of Leads and Contacts (the intake, `learn_changes`, for every batch of
   inbound events: stream, safety-net poll and backfill alike), own writes included: a
   conversion, a delete or a changed email drops the old entry.
 
