@@ -50,7 +50,7 @@ from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, utcnow
 from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks
 from bridge.writeback.known import KnownRecords
-from bridge.writeback.pushes import claim, hold, mark_error, record_attempt
+from bridge.writeback.pushes import claim, hold, mark_error, record_attempts
 from bridge.writeback.sender import SendReport, send
 
 log = logging.getLogger(__name__)
@@ -326,6 +326,7 @@ def _unroutable(org_id: int | None) -> UsageError:
 def _save_error(store: Store, ids: list[int], failure: Failure, total: SendReport) -> None:
     """An error before any push could be sent (routing, login), saved on each of them."""
     with store.session() as session:
+        attempts = []
         for push in session.scalars(select(Push).where(Push.id.in_(ids))):
             if push.state != "pending":
                 continue
@@ -337,5 +338,6 @@ def _save_error(store: Store, ids: list[int], failure: Failure, total: SendRepor
                 fields=list(failure.fields),
                 error_class=failure.error_class,
             )
-            record_attempt(session, push, "none")
+            attempts.append((push, "none"))
             (total.retry if push.state == "pending" else total.failed).append(push.id)
+        record_attempts(session, attempts)

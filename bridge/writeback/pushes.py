@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -238,20 +238,29 @@ def hold(session: Session, push_ids: Sequence[int], until: datetime | None) -> N
         )
 
 
-def record_attempt(session: Session, push: Push, via: str) -> None:
-    """One row of the push's send history: what this attempt came to."""
-    session.add(
-        PushAttempt(
-            push_id=push.id,
-            attempt=push.attempts or 0,
-            state=push.state,
-            sf_id=push.sf_id if push.state == "sent" else None,
-            error_code=push.error_code,
-            error_message=push.error_message,
-            error_class=push.error_class,
-            via=via,
-        )
-    )
+_INSERT_ATTEMPTS: Any = insert(PushAttempt.__table__)  # type: ignore[arg-type]
+
+
+def record_attempts(session: Session, attempts: Sequence[tuple[Push, str]]) -> None:
+    """One row of send history per (push, via): what this attempt came to; all of them one
+    INSERT."""
+    if not attempts:
+        return
+    rows = [
+        {
+            "push_id": push.id,
+            "attempt": push.attempts or 0,
+            "state": push.state,
+            "sf_id": push.sf_id if push.state == "sent" else None,
+            "error_code": push.error_code,
+            "error_message": push.error_message,
+            "error_class": push.error_class,
+            "via": via,
+            "at": utcnow(),
+        }
+        for push, via in attempts
+    ]
+    session.execute(_INSERT_ATTEMPTS, rows)
 
 
 @dataclass(frozen=True)
