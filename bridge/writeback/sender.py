@@ -51,8 +51,9 @@ from bridge.writeback.writes import execute
 ACTOR = "writeback"
 
 PUSHES_PER_TRANSACTION = 10
-"""Pushes claimed, and results saved, per write transaction (a push costs a few ms of ORM
-work; on SQLite the subscriber waits for the transaction in progress)."""
+"""Pushes claimed, and results saved, per write transaction: on SQLite the subscriber waits
+for the transaction in progress, so a drain's are kept short (a group is a few set-based
+statements, docs/writeback.md "What a drain costs the worker")."""
 
 log = logging.getLogger(__name__)
 

@@ -1110,11 +1110,12 @@ def test_a_drains_statements_grow_by_the_group_of_pushes_not_by_the_push(
     small, small_pushes = drain(0, 10)
     large, large_pushes = drain(10, 40)
     groups = (large_pushes - small_pushes) / sender.PUSHES_PER_TRANSACTION
-    # a group's claim: BEGIN, its pushes, their referrals, the attempts' UPDATE; its save:
-    # BEGIN, its pushes, their referrals, the attempts' INSERT, an UPDATE of pushes per shape
-    # of result, one of referrals
+    # A group's claim: (SQLite's BEGIN IMMEDIATE), the attempts' UPDATE, its pushes, their
+    # referrals; its save: (BEGIN IMMEDIATE), its pushes, their referrals, the attempts'
+    # INSERT, an UPDATE of pushes per shape of result, one of referrals: 10.7 a group here on
+    # SQLite, 8.7 on PostgreSQL. One statement more a push would make it 18.7 or more.
     per_group = (large - small) / groups
-    assert per_group <= 12, f"{per_group:.1f} statements per group of pushes"
+    assert per_group <= 16, f"{per_group:.1f} statements per group of pushes"
 
 
 @pytest.mark.parametrize("answer", [None, [], {"ok": True}])
