@@ -478,7 +478,7 @@ def _save_some(
             for o in outcomes
             if (push := pushes.get(o.push_id)) is not None and _changes_referral(push, o, routed)
         ]
-        people = (
+        referral_of = (
             {r.id: r for r in session.scalars(select(Referral).where(Referral.id.in_(wanted)))}
             if wanted
             else {}
@@ -488,7 +488,7 @@ def _save_some(
             push = pushes.get(outcome.push_id)
             if push is None or push.state != "pending":
                 continue
-            referral = people.get(push.referral_id) if push.referral_id is not None else None
+            referral = referral_of.get(push.referral_id) if push.referral_id is not None else None
             if outcome.fields is not None:
                 payload = dict(push.payload or {})
                 payload["fields"] = outcome.fields
