@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -219,10 +219,11 @@ def claim(
     """Claim the free pending pushes of an org (or among `push_ids`) for one sender; returns
     their ids, oldest first.
 
-    One UPDATE whose WHERE repeats the conditions, so two drains racing for the same rows never
-    both get one: PostgreSQL re-checks the WHERE on a row another transaction just claimed,
-    SQLite runs one writer at a time. A claim expires at `until` (a killed worker's pushes are
-    free again then); a push waiting for its retry is held by a claim until the retry is due.
+    One UPDATE … RETURNING whose WHERE repeats the conditions, so two drains racing for the
+    same rows never both get one: PostgreSQL re-checks the WHERE on a row another transaction
+    just claimed, SQLite runs one writer at a time. A claim expires at `until` (a killed
+    worker's pushes are free again then); a push waiting for its retry is held by a claim
+    until the retry is due.
     """
     free = (Push.state == "pending", or_(Push.claimed_until.is_(None), Push.claimed_until < now))
     wanted = select(Push.id).where(*free)
@@ -231,13 +232,14 @@ def claim(
     if push_ids is not None:
         wanted = wanted.where(Push.id.in_(list(push_ids)))
     wanted = wanted.order_by(Push.id).limit(limit) if limit else wanted
-    session.execute(
+    claimed = session.scalars(
         update(Push)
         .where(Push.id.in_(wanted.scalar_subquery()), *free)
         .values(claim_token=token, claimed_until=until)
+        .returning(Push.id)
         .execution_options(synchronize_session=False)
     )
-    return list(session.scalars(select(Push.id).where(Push.claim_token == token).order_by(Push.id)))
+    return sorted(claimed)
 
 
 def hold(session: Session, push_ids: Sequence[int], until: datetime | None) -> None:
@@ -251,20 +253,29 @@ def hold(session: Session, push_ids: Sequence[int], until: datetime | None) -> N
         )
 
 
-def record_attempt(session: Session, push: Push, via: str) -> None:
-    """One row of the push's send history: what this attempt came to."""
-    session.add(
-        PushAttempt(
-            push_id=push.id,
-            attempt=push.attempts or 0,
-            state=push.state,
-            sf_id=push.sf_id if push.state == "sent" else None,
-            error_code=push.error_code,
-            error_message=push.error_message,
-            error_class=push.error_class,
-            via=via,
-        )
-    )
+_INSERT_ATTEMPTS: Any = insert(PushAttempt.__table__)  # type: ignore[arg-type]
+
+
+def record_attempts(session: Session, attempts: Sequence[tuple[Push, str]]) -> None:
+    """One row of send history per (push, via): what this attempt came to; all of them one
+    INSERT."""
+    if not attempts:
+        return
+    rows = [
+        {
+            "push_id": push.id,
+            "attempt": push.attempts or 0,
+            "state": push.state,
+            "sf_id": push.sf_id if push.state == "sent" else None,
+            "error_code": push.error_code,
+            "error_message": push.error_message,
+            "error_class": push.error_class,
+            "via": via,
+            "at": utcnow(),
+        }
+        for push, via in attempts
+    ]
+    session.execute(_INSERT_ATTEMPTS, rows)
 
 
 @dataclass(frozen=True)
