@@ -225,6 +225,8 @@ def run_worker(
                 worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
             except redis.ConnectionError as exc:  # its teardown could not reach Redis
                 log.warning("worker: rq's work loop ended on a Redis error (%s)", exc)
+                if worker.pubsub_thread is not None:  # the teardown stopped before stopping it
+                    worker.pubsub_thread.stop()
             if burst or not _carry_on(worker):
                 return
     finally:
