@@ -3,7 +3,7 @@
 Each test makes changes in the org as the sales user while something breaks, then compares
 the org (every record's current SystemModstamp) and the changes made with the stored
 entries: every change exactly once. Lapses are shortened through the environment (lease 2 s,
-claim timeout 4 s, sweeper every second), see `harness.FAST_ENV`.
+claim timeout 4 s, sweeper every second, Redis retried every second), see `harness.FAST_ENV`.
 """
 
 from __future__ import annotations
