@@ -1,5 +1,5 @@
 """`sfbridge import leads|sales` as a real process against the local org, on SQLite and
-PostgreSQL: two hundred rows in batches of 25 (`SFBRIDGE_IMPORT_BATCH_SIZE`, 200 in
+PostgreSQL: a few hundred rows in batches of 50 (`SFBRIDGE_IMPORT_BATCH_SIZE`, 200 in
 production) with bad ones among them, the progress lines, the summary, the report of failed rows,
 the connected ids, the batched API calls and an idempotent re-run."""
 
@@ -26,10 +26,10 @@ from tests.harness import ORG, Bridge, sfbridge_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-BATCH = 25  # rows per batch: the files below span several, as thousands would at 200
-LEADS = 180
-CONTACTS = 30
-LOCAL = 40  # leads that are local referrals already
+BATCH = 50  # rows per batch: the files below span several, as thousands would at 200
+LEADS = 360
+CONTACTS = 60
+LOCAL = 80  # leads that are local referrals already
 
 
 @pytest.fixture
@@ -146,8 +146,8 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
     spread = [(reason, values) for _n in range(2) for reason, values in bad.items()]
     good, good_ids = rows, expect
     rows, expect, bad_at = [], {}, {}
-    for k, row in enumerate(good):  # a bad row every 20 rows
-        if k % 20 == 5 and spread:
+    for k, row in enumerate(good):  # a bad row every 40 rows
+        if k % 40 == 5 and spread:
             reason, values = spread.pop()
             bad_at[len(rows)] = reason
             rows.append(values)
@@ -229,7 +229,7 @@ def test_import_leads(bridge: Bridge, tmp_path: Path) -> None:
 
 def test_import_sales(bridge: Bridge, tmp_path: Path) -> None:
     sf = bridge.org.sf("sales")
-    n = 60
+    n = 120
     accounts = _create(sf, "Account", [
         {"Name": f"Shop {i}", "Phone": f"(415) 555-{i:04d}", "BillingCity": "Oakland"}
         for i in range(n)
@@ -294,7 +294,7 @@ def test_import_sales(bridge: Bridge, tmp_path: Path) -> None:
     assert reasons[42].startswith("no referral with referral_id R-nobody in the program")
 
     with bridge.store.session() as s:
-        for i in (0, 1, 2, 29, 58):  # each way of connecting, across batches
+        for i in (0, 1, 2, 59, 118):  # each way of connecting, across batches
             r = s.scalar(select(Referral).where(Referral.public_id == f"R-{i}"))
             assert r is not None and (r.sf_account_id, r.sf_contact_id) == (
                 accounts[i],
