@@ -117,6 +117,11 @@ CLAIM_RENEW_FRACTION = 1 / 3
 """A running batch renews its claim after this fraction of the claim timeout, so two renewals
 can be late (a busy database) before the claim lapses."""
 
+REDIS_RETRY_MAX_SECONDS = _env("REDIS_RETRY_MAX_SECONDS", 5.0)
+"""The longest a worker waits before trying an unreachable Redis again (rq's own backoff
+doubles up to 60 s, which left a worker idle for up to a minute after a Redis restart), and
+its pause before starting rq's work loop again when that loop ended on a Redis error."""
+
 # ---- the worker's sweeper --------------------------------------------------------------------
 
 SWEEP_EVERY_SECONDS = _env("SWEEP_EVERY_SECONDS", 15.0)

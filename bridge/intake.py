@@ -1,8 +1,9 @@
 """Intake: a claimed batch of stored inbound events becomes saved sales entries.
 
-`take_in` runs the three steps over one `IntakeBatch`:
+The job claims its events (`inbox.claim`, which gives back their rows) and `load`s them into
+an `IntakeBatch` in the claim's transaction; `take_in` runs the steps over it:
 
-1. `load` reads the events and, per org connection, its config, integration user and version;
+1. `load` reads, per org connection, its config, integration user and version;
 2. `relate` reads what the events lack from Salesforce in bulk (the relational rules), per
    org; own writes go no further, so no lookup is spent on them;
 3. `save` saves one entry per event and hands them to the receiver a chunk at a time
@@ -20,13 +21,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bridge import defaults
@@ -39,9 +39,10 @@ from bridge.receiver.relational import Trigger, related_records
 from bridge.receiver.service import candidate_pools, process_entries, process_entry
 from bridge.salesforce.lookup import SalesforceLookup
 from bridge.store import Store, reserve_ids
-from bridge.store.models import InboundEvent, OrgConnection, Program, SalesEntry, utcnow
+from bridge.store.models import OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import inbox
 from bridge.streaming.events import cdc_values
+from bridge.streaming.inbox import ClaimedEvent
 from bridge.writeback import known
 
 log = logging.getLogger("sfbridge.intake")
@@ -62,7 +63,7 @@ class IntakeBatch:
     """One job's claimed events on their way to entries, and what was learnt about them."""
 
     token: str  # the claim: only events still claimed with it are acted on
-    events: list[InboundEvent]
+    events: list[ClaimedEvent]
     orgs: dict[int, OrgInfo]  # by org connection id
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # event id -> related
     failures: dict[int, Failure] = field(default_factory=dict)  # event id -> why lookups failed
@@ -74,18 +75,17 @@ class IntakeBatch:
     def summary(self) -> dict[str, int]:
         return {k: v for k, v in self.counts.items() if v}
 
-    def trigger(self, event: InboundEvent) -> Trigger | None:
+    def trigger(self, event: ClaimedEvent) -> Trigger | None:
         """`trigger_of(event)`, read once per batch (every step of the intake asks)."""
         if event.id not in self._triggers:
             self._triggers[event.id] = trigger_of(event)
         return self._triggers[event.id]
 
 
-def take_in(ctx: WorkerContext, event_ids: Sequence[int], token: str) -> IntakeBatch:
-    """Turn the claimed events into saved entries; `summary()` says how many ended how, and
-    `pushes` names the org connections whose pushes their effects queued (committed: their
-    drains are to be asked for)."""
-    batch = load(ctx.store, ctx.config, event_ids, token)
+def take_in(ctx: WorkerContext, batch: IntakeBatch) -> IntakeBatch:
+    """Turn the batch's claimed events into saved entries; `summary()` says how many ended
+    how, and `pushes` names the org connections whose pushes their effects queued
+    (committed: their drains are to be asked for)."""
     relate(ctx, batch)
     save(ctx.store, batch)
     known.learn_changes(ctx.redis, _changes(batch))  # the ids an outbound push may reuse
@@ -101,31 +101,37 @@ def _changes(batch: IntakeBatch) -> list[known.Change]:
     return out
 
 
-def load(store: Store, config: BridgeConfig, event_ids: Sequence[int], token: str) -> IntakeBatch:
-    with store.reading() as session:
-        events = list(
-            session.scalars(
-                select(InboundEvent)
-                .where(InboundEvent.id.in_(list(event_ids)))
-                .order_by(InboundEvent.id)
-            )
-        )
-        connections = session.scalars(
-            select(OrgConnection).where(OrgConnection.id.in_({e.org_connection_id for e in events}))
-        )
-        orgs = {
-            c.id: OrgInfo(c.name, config.orgs.get(c.name), c.integration_user_id, c.updated_at)
-            for c in connections
-        }
-        # Each org's receiver program, looked up once a batch (the receiver would per entry).
-        keys = {i.config.receiver.program for i in orgs.values() if i.config is not None}
-        programs = dict(
-            session.execute(select(Program.key, Program.id).where(Program.key.in_(keys))).all()
-        )
+def load(
+    session: Session, config: BridgeConfig, events: list[ClaimedEvent], token: str
+) -> IntakeBatch:
+    """The batch of the claimed `events`, with what it needs of their orgs, read in the
+    claim's transaction (two indexed reads: no transaction of their own)."""
+    if not events:
+        return IntakeBatch(token, events, {})
+    org_ids = sorted({e.org_connection_id for e in events})
+    orgs = {
+        org_id: OrgInfo(name, config.orgs.get(name), user_id, version)
+        for org_id, name, user_id, version in session.execute(_ORGS, {"ids": org_ids})
+    }
+    # Each org's receiver program, looked up once a batch (the receiver would per entry).
+    keys = sorted({i.config.receiver.program for i in orgs.values() if i.config is not None})
+    programs = dict(session.execute(_PROGRAMS, {"keys": keys}).all())
     return IntakeBatch(token, events, orgs, programs=programs)
 
 
-def trigger_of(event: InboundEvent) -> Trigger | None:
+_ORGS = select(
+    OrgConnection.id, OrgConnection.name, OrgConnection.integration_user_id,
+    OrgConnection.updated_at,
+).where(OrgConnection.id.in_(bindparam("ids", expanding=True)))  # fmt: skip
+"""What `load` reads of the events' org connections (built once, as `_PROGRAMS`: building a
+statement costs more CPU than running one of these)."""
+
+_PROGRAMS = select(Program.key, Program.id).where(
+    Program.key.in_(bindparam("keys", expanding=True))
+)
+
+
+def trigger_of(event: ClaimedEvent) -> Trigger | None:
     """The changed record as the event carries it; None for an event that could not be read."""
     payload = event.payload or {}
     if event.change_type == "malformed" or "_error" in payload:
@@ -152,7 +158,7 @@ def _own_write(trigger: Trigger, info: OrgInfo) -> bool:
 
 def relate(ctx: WorkerContext, batch: IntakeBatch) -> None:
     """Fill `batch.records` (or `batch.failures`) for every event that goes to the receiver."""
-    by_org: dict[int, list[InboundEvent]] = defaultdict(list)
+    by_org: dict[int, list[ClaimedEvent]] = defaultdict(list)
     for ev in batch.events:
         by_org[ev.org_connection_id].append(ev)
     for org_id, group in by_org.items():
@@ -263,21 +269,18 @@ def _save_chunk_once(
     # How each event ends (state, reason), written with one UPDATE per state at the end.
     ends: dict[int, tuple[str, str | None]] = {}
     with store.session() as session:
-        # Re-check in bulk: still ours, and no entry yet (entries and event states commit
+        # Re-check in one read: still ours, and no entry yet (entries and event states commit
         # together, so this only catches an entry made outside the claim, e.g. submitted
         # through the API).
-        mine = [events[i] for i in inbox.still_claimed(session, ids, batch.token)]
-        have_entry = set(
-            session.scalars(
-                select(SalesEntry.inbound_event_id).where(SalesEntry.inbound_event_id.in_(ids))
-            )
-        )
+        claimed = inbox.still_claimed(session, ids, batch.token)
+        mine = [events[i] for i in claimed]
+        have_entry = {i for i, has_entry in claimed.items() if has_entry}
         counts["not_ours"] += len(ids) - len(mine)
         programs = batch.programs
         # Without isolation the receiver takes the chunk's entries together, per org, and
         # writes each once, decided; every entry of the chunk gets its id now, in the
         # events' order (the receiver's "previous" entry of a record is the one before).
-        for_receiver: dict[int, list[tuple[InboundEvent, SalesEntry]]] = defaultdict(list)
+        for_receiver: dict[int, list[tuple[ClaimedEvent, SalesEntry]]] = defaultdict(list)
         fresh: list[SalesEntry] = []
         for ev in mine:
             if ev.id in have_entry:
@@ -330,7 +333,7 @@ _Ends = dict[int, tuple[str, str | None]]
 def _settle(
     session: Session,
     batch: IntakeBatch,
-    ev: InboundEvent,
+    ev: ClaimedEvent,
     info: OrgInfo,
     programs: dict[str, int],
     ends: _Ends,
@@ -371,7 +374,7 @@ def _settle(
 def _decide_alone(
     session: Session,
     batch: IntakeBatch,
-    ev: InboundEvent,
+    ev: ClaimedEvent,
     info: OrgInfo,
     programs: dict[str, int],
     ends: _Ends,
@@ -399,7 +402,7 @@ def _decide_alone(
 
 
 def _entry(
-    ev: InboundEvent,
+    ev: ClaimedEvent,
     trigger: Trigger | None,
     records: dict[str, Any] | None,
     program_id: int | None = None,
@@ -422,7 +425,7 @@ def _entry(
 
 def _save_failed(
     session: Session,
-    ev: InboundEvent,
+    ev: ClaimedEvent,
     trigger: Trigger | None,
     ends: _Ends,
     code: str,

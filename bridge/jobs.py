@@ -7,9 +7,10 @@ Small, importable, idempotent functions; state is re-checked before anything is 
   (`bridge.writeback.jobs`) enqueue through it too.
 - `enqueue_events` (called after the events' transaction committed) puts one job per batch
   of up to 200 event ids on the `inbound` queue.
-- `process_inbound_batch` claims the batch's events (new → processing, with a token), hands
-  them to the intake (`bridge.intake.take_in`: related records, entries, the receiver), and
-  gives back what it did not finish if it fails.
+- `process_inbound_batch` claims the batch's events (new → processing, with a token; the
+  claim gives back their rows, and their orgs are read in its transaction: `intake.load`),
+  hands them to the intake (`bridge.intake.take_in`: related records, entries, the
+  receiver), and gives back what it did not finish if it fails.
   While the batch runs, a heartbeat renews the claim (`claim_heartbeat`).
 - `sweep` re-enqueues events still `new` after a while (a lost job, a Redis restart) and
   events whose claim was not renewed for the claim timeout (a worker killed mid-batch).
@@ -147,12 +148,14 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     job = get_current_job()
     token = f"{job.id if job else 'direct'}:{uuid.uuid4().hex[:8]}"
     with ctx.store.session() as session:
-        claimed = inbox.claim(session, event_ids, token)
-    if not claimed:
+        events = inbox.claim(session, event_ids, token)  # the events' rows: no second read
+        batch = intake.load(session, ctx.config, events, token)
+    if not events:
         return {"claimed": 0}
+    claimed = [ev.id for ev in events]
     try:
         with claim_heartbeat(ctx.store, claimed, token):
-            batch = intake.take_in(ctx, claimed, token)
+            intake.take_in(ctx, batch)
     except BaseException:
         # Give back what this job did not finish, so rq's retry (or the sweeper) takes it
         # at once instead of after the claim timeout.

@@ -28,6 +28,8 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker, Worker
+from rq.exceptions import StopRequested
+from rq.worker import BaseWorker
 from sqlalchemy import select
 
 from bridge import context, defaults, jobs, notify, orgs
@@ -215,11 +217,35 @@ def run_worker(
     else:
         start_sweeper(ctx.store, client, stop, ctx.config)
     worker_class = Worker if fork else SimpleWorker
-    worker = worker_class([Queue(n, connection=client) for n in names], connection=client)
     try:
-        worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
+        while True:
+            worker = worker_class([Queue(n, connection=client) for n in names], connection=client)
+            worker.max_connection_wait_time = defaults.REDIS_RETRY_MAX_SECONDS
+            try:
+                worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
+            except redis.ConnectionError as exc:  # its teardown could not reach Redis
+                log.warning("worker: rq's work loop ended on a Redis error (%s)", exc)
+                if worker.pubsub_thread is not None:  # the teardown stopped before stopping it
+                    worker.pubsub_thread.stop()
+            if burst or not _carry_on(worker):
+                return
     finally:
         stop.set()
+
+
+def _carry_on(worker: BaseWorker) -> bool:
+    """After rq's work loop ended without a stop request: whether to start it again. rq ends
+    the loop on any Redis error outside its wait for a job (the job's result, a heartbeat),
+    e.g. when Redis restarts under a running job; the process and its sweeper must live on.
+    A SIGTERM during the pause (rq's handler is still installed) still stops the worker."""
+    if worker._shutdown_requested_date is not None:
+        return False
+    log.warning("worker: starting rq's work loop again in %.0f s", defaults.REDIS_RETRY_MAX_SECONDS)
+    try:
+        time.sleep(defaults.REDIS_RETRY_MAX_SECONDS)
+    except StopRequested:
+        return False
+    return worker._shutdown_requested_date is None
 
 
 # ---- stream -----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ FAST_ENV = {
     "SFBRIDGE_SWEEP_AFTER_SECONDS": "3",
     "SFBRIDGE_CLAIM_TIMEOUT_SECONDS": "4",
     "SFBRIDGE_SWEEP_EVERY_SECONDS": "1",
+    "SFBRIDGE_REDIS_RETRY_MAX_SECONDS": "1",
 }
 
 
@@ -258,15 +259,18 @@ class Bridge:
             raise AssertionError(f"{name} did not stop within {timeout}s on SIGTERM") from None
 
     def close(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        """SIGTERM to every process first, then wait for each: they stop side by side (each
+        takes a second or more: a lease to release, rq's scheduler to join), not one by one."""
+        running = [p for p in self.procs.values() if p.poll() is None]
+        self.procs.clear()
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        for proc in running:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if hasattr(self, "_reader"):
             self._reader.dispose()
         self.store.dispose()

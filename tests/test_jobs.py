@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 from rq import Queue, SimpleWorker
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from bridge import context, defaults, intake, jobs
 from bridge.config import BridgeConfig
@@ -68,7 +68,13 @@ class Receiver:
         return entry
 
     def batch(
-        self, session: Any, entries: list[SalesEntry], org: Any, *, integration_user_id: str | None
+        self,
+        session: Any,
+        entries: list[SalesEntry],
+        org: Any,
+        *,
+        integration_user_id: str | None,
+        pools: Any = None,
     ) -> list[SalesEntry]:
         """Stands in for bridge.receiver.service.process_entries (a chunk's entries at once)."""
         for entry in entries:
@@ -95,7 +101,7 @@ def receiver(store: Store, monkeypatch: pytest.MonkeyPatch) -> Receiver:
 
 def claim(store: Store, ids: list[int], token: str) -> list[int]:
     with store.session() as s:
-        return inbox.claim(s, ids, token)
+        return [ev.id for ev in inbox.claim(s, ids, token)]
 
 
 def entries(store: Store) -> list[SalesEntry]:
@@ -417,3 +423,80 @@ def test_the_job_asks_for_the_drain_of_each_org_whose_entries_queued_pushes(
     assert [(j.func_name, j.args) for j in drains] == [(jobs.DRAIN_ORG, ([org_id],))]
     jobs.process_inbound_batch(store_leads(store, org_id, range(6, 8)))
     assert Queue(defaults.OUTBOUND_QUEUE, connection=redis_client).count == 1  # its window
+
+
+@pytest.mark.parametrize("size", [20, 200])
+def test_a_jobs_own_statements_commits_and_redis_round_trips(
+    store: Store, org_id: int, receiver: Receiver, redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch, size: int,
+) -> None:  # fmt: skip
+    """What a job costs besides the receiver's work (its candidate pools left out here): the
+    claim's transaction (the UPDATE … RETURNING the events, their orgs, their programs), then
+    per chunk of SAVE_CHUNK a transaction of the re-check, the ids, the entries and one UPDATE
+    of the events' ends (done, skipped and failed alike); the known records in one Redis
+    round trip (captured Leads learnt, a deleted one forgotten). Before: 10 statements, 2
+    commits and 5 round trips a 20-event job of this mix (201 events: 28, 6 and 5)."""
+    monkeypatch.setattr(intake, "candidate_pools", lambda *_a: {})
+    context.set_context(
+        WorkerContext(store, BridgeConfig(orgs={"acme": ORG}), redis=redis_client,
+                      open_org=no_org)
+    )  # fmt: skip
+    messages = []
+    for i in range(1, size):
+        message = lead_message(i, INTEGRATION_USER if i % 5 == 0 else SALES_USER)
+        message["data"]["sobject"]["Email"] = f"lead{i}@example.com"
+        messages.append(message)
+    gone = "00Q000000000099999"
+    KnownRecords(redis_client, org_id).learn([("gone@example.com", "Lead", gone)])
+    messages.append(pushtopic_message("/topic/SFB_Lead", size, {"Id": gone}, "deleted"))
+    events = [e for m in messages for e in from_bayeux(m, {})]
+    message = {"channel": "/topic/SFB_Lead", "data": {"event": {"replayId": 0, "type": "zap"}}}
+    with pytest.raises(MalformedEvent) as info:
+        from_bayeux(message, {})
+    with store.session() as s:
+        ids = inbox.store_and_advance(s, org_id, [*events, malformed(message, info.value)])
+    assert len(ids) == size + 1
+    redis_client.ping()  # the connection made (and its handshake sent) before counting
+    statements: list[str] = []
+    commits: list[int] = []
+    sent: list[int] = []
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_a: Any) -> None:
+        # (the receiver writes the entries, faked here; PostgreSQL sends no BEGIN statement)
+        if not text.startswith(("INSERT INTO sales_entries", "BEGIN")):
+            statements.append(text.split()[0])
+
+    def commit(_conn: Any) -> None:
+        commits.append(1)
+
+    send = redis.connection.Connection.send_packed_command
+
+    def round_trip(conn: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(1)  # one a command, one a pipeline
+        send(conn, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", round_trip)
+    event.listen(store.engine, "before_cursor_execute", statement)
+    event.listen(store.engine, "commit", commit)
+    try:
+        counts = jobs.process_inbound_batch(ids)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", statement)
+        event.remove(store.engine, "commit", commit)
+        monkeypatch.undo()
+    own = (size - 1) // 5
+    assert counts == {"processed": size - own, "own_write": own, "failed": 1}
+    with store.session() as s:
+        ends = s.execute(select(InboundEvent.state, InboundEvent.reason, func.count())
+                         .group_by(InboundEvent.state, InboundEvent.reason)).all()  # fmt: skip
+    assert sorted(ends) == [("done", None, size - own), ("failed", "malformed_event", 1),
+                            ("skipped", "own_write", own)]  # fmt: skip
+    chunks = -(-(size + 1) // defaults.SAVE_CHUNK)
+    assert len(commits) == 1 + chunks
+    # The UPDATE … RETURNING, the orgs, the programs; per chunk the re-check, the ids
+    # (SQLite: max(id); PostgreSQL: the sequence), the events' ends.
+    assert len(statements) == 3 + 3 * chunks, " ".join(statements)
+    assert len(sent) == 1  # the known records (no pushes queued: no drain asked for)
+    emails = ["lead1@example.com", "lead5@example.com", "gone@example.com"]
+    known = KnownRecords(redis_client, org_id).whos(emails)
+    assert sorted(known) == emails[:2]  # own writes too; the deleted Lead forgotten

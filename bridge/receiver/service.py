@@ -20,8 +20,9 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, event, insert, inspect, literal_column, select, union_all
+from sqlalchemy import bindparam, event, insert, inspect, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import NO_VALUE, set_committed_value
 
 from bridge import audit, notify
 from bridge.config import OrgConfig, Receiver, parse_field_ref
@@ -48,6 +49,7 @@ from bridge.store.models import (
     ReferralStatusChange,
     SalesEntry,
     overlong_values,
+    refill_keys,
     utcnow,
 )
 from bridge.vocabulary import (
@@ -386,35 +388,38 @@ def _previous_of(
     """``previous_values`` of many entries (all with ids, some perhaps `unsaved`, written
     later) in one query: for each, the trigger record of the latest earlier entry (lower id)
     of the same record, org and object, saved or among the unsaved."""
-    wanted = [e for e in entries if e.record_id]
+    # Each entry's attributes read once (an instrumented attribute costs a call each time).
+    wanted = [
+        (e.id, (e.record_id, e.sobject_type, e.org_connection_id)) for e in entries if e.record_id
+    ]
     if not wanted:
         return {}
     params: dict[str, Any] = {}
-    for i, entry in enumerate(wanted):
-        params.update(
-            {
-                f"r{i}": entry.record_id,
-                f"s{i}": entry.sobject_type,
-                f"o{i}": entry.org_connection_id,
-                f"below{i}": entry.id,
-            }
-        )
-    latest: dict[int, tuple[int, Any]] = {}  # entry id -> (earlier entry's id, its records)
+    for i, (entry_id, (record_id, sobject, org_id)) in enumerate(wanted):
+        params[f"r{i}"], params[f"s{i}"], params[f"o{i}"] = record_id, sobject, org_id
+        params[f"below{i}"] = entry_id
+    # The latest earlier entry of each entry's record: (its id, its records), saved ...
+    found: dict[int, tuple[int, Any]] = {}
     for arm, earlier_id, records in session.execute(_previous_statement(len(wanted)), params):
-        latest[wanted[arm].id] = (earlier_id, records)
-    by_record: dict[tuple[Any, ...], list[SalesEntry]] = {}
-    for other in sorted(unsaved, key=lambda e: e.id):
-        key = (other.record_id, other.sobject_type, other.org_connection_id)
-        by_record.setdefault(key, []).append(other)
+        found[wanted[arm][0]] = (earlier_id, records)
+    # ... or among the unsaved, if later.
+    if unsaved:
+        by_record: dict[tuple[Any, ...], list[tuple[int, SalesEntry]]] = {}
+        for other in unsaved:
+            key = (other.record_id, other.sobject_type, other.org_connection_id)
+            by_record.setdefault(key, []).append((other.id, other))
+        for entry_id, key in wanted:
+            earlier = [(i, o) for i, o in by_record.get(key, ()) if i < entry_id]
+            if earlier:
+                latest_id, latest = max(earlier, key=lambda pair: pair[0])
+                saved = found.get(entry_id)
+                if saved is None or latest_id > saved[0]:
+                    found[entry_id] = (latest_id, latest.records)
     out: dict[int, dict[str, Any]] = {}
-    for entry in wanted:
-        key = (entry.record_id, entry.sobject_type, entry.org_connection_id)
-        earlier = [o for o in by_record.get(key, ()) if o.id < entry.id]
-        found = latest.get(entry.id)
-        if earlier and (found is None or earlier[-1].id > found[0]):
-            found = (earlier[-1].id, earlier[-1].records)
-        before = ((found[1] if found else None) or {}).get(entry.sobject_type)
-        out[entry.id] = dict(before) if isinstance(before, Mapping) else {}
+    for entry_id, (_record_id, sobject, _org_id) in wanted:
+        saved = found.get(entry_id)
+        before = ((saved[1] if saved else None) or {}).get(sobject)
+        out[entry_id] = dict(before) if isinstance(before, Mapping) else {}
     return out
 
 
@@ -469,6 +474,7 @@ class _EntryWriter:
         ):
             self.ready.append(current)
         self.write()
+        _write_referrals(session)
 
     def __enter__(self) -> _EntryWriter:
         event.listen(self.session, "before_flush", self._before_flush)
@@ -479,7 +485,55 @@ class _EntryWriter:
         if exc_type is None:
             self.ready = list(self.unwritten.values())  # any not decided is written as it is
             self.write()
+            _write_referrals(self.session)
             self.session.flush()
+
+
+_REFERRALS: Any = Referral.__table__
+_REFERRAL_COLUMNS = frozenset(c.key for c in _REFERRALS.columns)
+_UPDATE_REFERRAL: Any = update(_REFERRALS).where(_REFERRALS.c.id == bindparam("referral_id"))
+
+
+def _write_referrals(session: Session) -> None:
+    """Write the referrals the batch changed, before the ORM's flush, with one UPDATE (an
+    executemany) per set of columns changed, and mark them saved: the flush wrote one per run
+    of id-neighbours changing the same columns, so a chunk whose referrals changed different
+    columns cost about one statement (on PostgreSQL a round trip) per referral. Writes what
+    the flush would: the changed columns, new matching keys if a field they are made of
+    changed, `updated_at`."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    written: list[tuple[Referral, tuple[str, ...]]] = []
+    now = utcnow()
+    changed_referrals = [r for r in session.dirty if type(r) is Referral]
+    for referral in sorted(changed_referrals, key=lambda r: r.id):  # in id order, as the ORM
+        refill_keys(referral)
+        state = inspect(referral)
+        values = state.dict
+        changed = [
+            key
+            for key, before in state.committed_state.items()
+            if key in _REFERRAL_COLUMNS and (before is NO_VALUE or before != values.get(key))
+        ]
+        if not changed:
+            continue
+        referral.updated_at = now
+        columns = tuple(sorted({*changed, "updated_at"}))
+        row = {key: values.get(key) for key in columns}
+        row["referral_id"] = referral.id
+        groups.setdefault(columns, []).append(row)
+        written.append((referral, columns))
+    with session.no_autoflush:  # the ORM would write them first
+        for rows in groups.values():
+            session.execute(_UPDATE_REFERRAL, rows)
+    for referral, columns in written:
+        state = inspect(referral)
+        if _REFERRAL_COLUMNS.issuperset(state.committed_state):
+            # Saved as a flush leaves it (what make_transient_to_detached does too): the
+            # flush then has nothing to do for it (it ran its update hooks for each before).
+            state._commit_all(state.dict, session.identity_map)
+        else:  # a relationship changed too: the flush writes that
+            for key in columns:
+                set_committed_value(referral, key, getattr(referral, key))
 
 
 def _relink_pushes(session: Session, entry: SalesEntry) -> None:

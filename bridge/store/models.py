@@ -593,13 +593,18 @@ _KEYED_BY = {
 """The fields each model's matching keys are made of."""
 
 
-@event.listens_for(Referral, "before_update")
-@event.listens_for(Member, "before_update")
-def _refill_keys(_mapper: Any, _connection: Any, target: Referral | Member) -> None:
-    # Only when a field the keys are made of changed (a status change or a link-back,
-    # most updates, leaves them as they are).
+def refill_keys(target: Referral | Member) -> None:
+    """Recompute the matching keys of a changed referral or member before it is written, only
+    when a field they are made of changed (a status change or a link-back, most updates,
+    leaves them as they are)."""
     # Each attribute's history alone (`inspect(target).attrs` builds a view of them all),
     # without loading one that is not loaded.
     keyed_by = _KEYED_BY[type(target)]
     if any(get_history(target, n, PASSIVE_NO_INITIALIZE).has_changes() for n in keyed_by):
         target.fill_keys()
+
+
+@event.listens_for(Referral, "before_update")
+@event.listens_for(Member, "before_update")
+def _refill_keys(_mapper: Any, _connection: Any, target: Referral | Member) -> None:
+    refill_keys(target)

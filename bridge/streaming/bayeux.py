@@ -14,7 +14,9 @@ them). The replay extension sends ``ext.replay = {channel: replayId}`` on subscr
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +25,43 @@ import requests
 
 from bridge import defaults
 from bridge.errors import TransientError
+from bridge.streaming.events import WireMessage
 
 log = logging.getLogger(__name__)
 
 META = "/meta/"
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _after_space(text: str, at: int) -> int:
+    return _SPACE.match(text, at).end()  # type: ignore[union-attr]  # it matches nothing too
+
+
+def read_answer(text: str) -> Any:
+    """The server's answer, parsed: a JSON array's messages become `WireMessage`s that keep
+    their own text, so the events are stored without being encoded again; anything else
+    (an object, an error page's JSON) as `json.loads` reads it. Raises ValueError."""
+    at = _after_space(text, 0)
+    if not text.startswith("[", at):
+        return json.loads(text)
+    messages: list[Any] = []
+    at = _after_space(text, at + 1)
+    end = at + 1
+    while not text.startswith("]", at):
+        value, end = _DECODER.raw_decode(text, at)
+        messages.append(WireMessage(value, text[at:end]) if type(value) is dict else value)
+        at = _after_space(text, end)
+        if text.startswith(",", at):
+            at = _after_space(text, at + 1)
+        elif not text.startswith("]", at):
+            raise ValueError(f"expected ',' or ']' at character {at} of the answer")
+        end = at + 1
+    if _after_space(text, end) != len(text):
+        raise ValueError(f"extra data after the answer's array (character {end})")
+    return messages
 
 
 class BayeuxError(Exception):
@@ -127,8 +162,8 @@ class BayeuxClient:
         if resp.status_code >= 500 or resp.status_code == 429:
             raise TransientError(f"streaming endpoint answered HTTP {resp.status_code}")
         try:
-            body = resp.json()
-        except ValueError:
+            body = read_answer(resp.content.decode(resp.encoding or "utf-8"))
+        except (ValueError, LookupError):  # not JSON, not text, or an unknown charset
             raise TransientError(
                 f"streaming endpoint answered HTTP {resp.status_code} without JSON"
             ) from None

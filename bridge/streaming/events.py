@@ -14,6 +14,7 @@ reviewer, and the channel's cursor moves past it (Debezium's dead-letter idea).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -56,6 +57,9 @@ MAX_STRING_CHARS = 131_072
 MAX_DEPTH = 12
 #: How much of an unreadable message is kept as its raw text.
 MAX_RAW_CHARS = 65_536
+#: What a JSON object is read as, dict first: a dict is told without the ABC's check (a
+#: Python call each time, six times an event).
+_MAPPING = (dict, Mapping)
 #: The longest channel name read (the stored change key adds a prefix and the replay id).
 MAX_CHANNEL_CHARS = 200
 
@@ -75,10 +79,32 @@ class ChangeEvent:
     fields: dict[str, Any]  # the record's field values the event carried
     payload: dict[str, Any] = field(repr=False)
     error: str | None = None  # a malformed message: stored anyway, its entry fails with this
+    payload_text: str | None = field(default=None, repr=False, compare=False)
+    """`payload` as JSON text when the transport's own text of it is at hand (a Bayeux
+    message as it came): stored as it is, not encoded again (`payload_json`)."""
 
-    @property
+    @functools.cached_property
     def change_key(self) -> str:
+        """Made once: read_message checks it and the inbox's row uses it."""
         return change_key(self)
+
+
+class WireMessage(dict[str, Any]):
+    """A message as the Bayeux client read it from the server's answer, with its JSON text
+    (`text`): encoding a PushTopic event again cost as much as storing it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, message: dict[str, Any], text: str) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+def payload_json(event: ChangeEvent) -> str:
+    """The event's payload as the JSON text to store."""
+    if event.payload_text is not None:
+        return event.payload_text
+    return json.dumps(event.payload)
 
 
 def parse_sf_datetime(value: Any) -> datetime | None:
@@ -96,6 +122,12 @@ def parse_sf_datetime(value: Any) -> datetime | None:
             raise MalformedEvent(f"{_show(value)} is not a time in epoch milliseconds") from None
     if len(value) > 40:
         raise MalformedEvent(f"{_show(value)} is not a Salesforce datetime")
+    try:  # Python reads both of Salesforce's forms itself (3.11+); the rest is for the others
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     text = value.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
@@ -132,43 +164,105 @@ def _replay_id(value: Any) -> int:
     return value
 
 
-def _check_storable(value: Any, where: str, depth: int = 0) -> None:
+def _check_storable(value: Any, where: str) -> None:
     """Every value can be stored as JSON on SQLite and PostgreSQL: finite numbers, text
-    without NUL and no longer than a Salesforce field, text keys, bounded nesting."""
-    if depth > MAX_DEPTH:
-        raise MalformedEvent(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    without NUL and no longer than a Salesforce field, text keys, bounded nesting.
+
+    It walks every value of every message (two dozen in a PushTopic event), so the walk
+    (`_storable`) tests exact types and names no place; the place of a problem, `where`
+    and the keys to it, is put together only when there is one."""
+    try:
+        _storable(value, 0)
+    except _Unstorable as exc:
+        raise MalformedEvent(where + "".join(reversed(exc.path)) + " " + exc.problem) from None
+
+
+class _Unstorable(Exception):
+    """A value `_storable` refuses: the problem in words, and the keys to it, innermost
+    first (each level adds its own on the way out)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.path: list[str] = []
+
+
+def _storable(value: Any, depth: int) -> None:
+    kind = type(value)
+    if kind is str:
+        _storable_text(value)
+    elif kind is dict or kind is WireMessage:
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                raise _Unstorable(f"has a key that is {_show(key)}, not text")
+            try:
+                if depth >= MAX_DEPTH:
+                    raise _Unstorable(f"is nested deeper than {MAX_DEPTH} levels")
+                if type(item) in _LEAVES:
+                    if type(item) is str and (len(item) > MAX_STRING_CHARS or "\x00" in item):
+                        _storable_text(item)  # says which
+                else:
+                    _storable(item, depth + 1)
+            except _Unstorable as exc:
+                exc.path.append(f".{key[:40]}")
+                raise
+    elif kind is list:
+        for i, item in enumerate(value):
+            try:
+                if depth >= MAX_DEPTH:
+                    raise _Unstorable(f"is nested deeper than {MAX_DEPTH} levels")
+                _storable(item, depth + 1)
+            except _Unstorable as exc:
+                exc.path.append(f"[{i}]")
+                raise
+    elif kind is int:
+        if abs(value) > MAX_REPLAY_ID:
+            raise _Unstorable(f"is a number too large to store ({_show(value)})")
+    elif kind is not bool and value is not None:
+        _storable_other(value, depth)
+
+
+_LEAVES = frozenset({str, bool, type(None)})
+"""Values checked without a call of `_storable` (most of a record's)."""
+
+
+def _storable_text(value: str) -> None:
+    if len(value) > MAX_STRING_CHARS:
+        raise _Unstorable(
+            f"is {len(value):,} characters long (a Salesforce field holds at most "
+            f"{MAX_STRING_CHARS:,})"
+        )
+    if "\x00" in value:
+        raise _Unstorable("contains a NUL character")
+
+
+def _storable_other(value: Any, depth: int) -> None:
+    """Numbers, and the subclasses of text, mappings and lists (JSON brings none of them)."""
     if isinstance(value, str):
-        if len(value) > MAX_STRING_CHARS:
-            raise MalformedEvent(
-                f"{where} is {len(value):,} characters long (a Salesforce field holds at "
-                f"most {MAX_STRING_CHARS:,})"
-            )
-        if "\x00" in value:
-            raise MalformedEvent(f"{where} contains a NUL character")
+        _storable_text(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise MalformedEvent(f"{where} is {value}, not a finite number")
-    elif isinstance(value, bool) or value is None:
+            raise _Unstorable(f"is {value}, not a finite number")
+    elif isinstance(value, bool):
         return
     elif isinstance(value, int):
         if abs(value) > MAX_REPLAY_ID:
-            raise MalformedEvent(f"{where} is a number too large to store ({_show(value)})")
+            raise _Unstorable(f"is a number too large to store ({_show(value)})")
     elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise MalformedEvent(f"{where} has a key that is {_show(key)}, not text")
-            _check_storable(item, f"{where}.{key[:40]}", depth + 1)
+        _storable(dict(value), depth)
     elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_storable(item, f"{where}[{i}]", depth + 1)
+        _storable(list(value), depth)
     else:
-        raise MalformedEvent(f"{where} is {_show(value)}, not a JSON value")
+        raise _Unstorable(f"is {_show(value)}, not a JSON value")
 
 
 def format_modstamp(value: datetime) -> str:
-    """Millisecond precision in UTC, the precision of SystemModstamp."""
+    """Millisecond precision in UTC, the precision of SystemModstamp. `isoformat` is about
+    four times cheaper than `strftime` (twice per streamed event); it pads a year before
+    1000 to four digits where `strftime` does not, so those keep `strftime`'s text."""
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.year < 1000:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def change_key(event: ChangeEvent) -> str:
@@ -216,11 +310,11 @@ def from_bayeux(message: Mapping[str, Any], topic_objects: Mapping[str, str]) ->
     the first keeps the replay id (the others are identified by record id + modstamp).
     Raises MalformedEvent, in words, for anything it cannot read or store.
     """
-    if not isinstance(message, Mapping):
+    if not isinstance(message, _MAPPING):
         raise MalformedEvent(f"the message is {_show(message)}, not an object")
     channel = _channel(message)
     data = message.get("data")
-    if not isinstance(data, Mapping) or not isinstance(data.get("event"), Mapping):
+    if not isinstance(data, _MAPPING) or not isinstance(data.get("event"), _MAPPING):
         raise MalformedEvent(f"message on {channel} has no data.event")
     event = data["event"]
     if "replayId" not in event:
@@ -231,12 +325,15 @@ def from_bayeux(message: Mapping[str, Any], topic_objects: Mapping[str, str]) ->
         raise MalformedEvent(f"message on {channel}: {exc}") from None
     _check_storable(message, "message")
     payload = dict(message)
+    text = message.text if isinstance(message, WireMessage) else None
     if "sobject" in data:
-        return [_from_topic(channel, replay_id, event, data["sobject"], topic_objects, payload)]
+        return [
+            _from_topic(channel, replay_id, event, data["sobject"], topic_objects, payload, text)
+        ]
     cdc = data.get("payload")
-    if isinstance(cdc, Mapping) and isinstance(cdc.get("ChangeEventHeader"), Mapping):
+    if isinstance(cdc, _MAPPING) and isinstance(cdc.get("ChangeEventHeader"), _MAPPING):
         created = parse_sf_datetime(event.get("createdDate"))
-        return from_cdc(channel, replay_id, created, cdc, payload)
+        return from_cdc(channel, replay_id, created, cdc, payload, text)
     raise MalformedEvent(f"replayId {replay_id} on {channel}: neither a PushTopic nor a CDC event")
 
 
@@ -256,9 +353,10 @@ def _from_topic(
     sobject: Any,
     topic_objects: Mapping[str, str],
     payload: dict[str, Any],
+    payload_text: str | None,
 ) -> ChangeEvent:
     where = f"replayId {replay_id} on {channel}"
-    if not isinstance(sobject, Mapping):
+    if not isinstance(sobject, _MAPPING):
         raise MalformedEvent(f"{where}: data.sobject is {_show(sobject)}, not a record")
     record = _clean(sobject)
     change_type = event.get("type")
@@ -283,6 +381,7 @@ def _from_topic(
         modstamp=modstamp,
         fields=record,
         payload=payload,
+        payload_text=payload_text,
     )
 
 
@@ -305,6 +404,7 @@ def from_cdc(
     created: datetime | None,
     cdc: Mapping[str, Any],
     payload: dict[str, Any],
+    payload_text: str | None = None,
 ) -> list[ChangeEvent]:
     """The changes one CDC payload names (one per record id). `replay_id` None: the transport's
     replay ids are not numbers (the Pub/Sub API's), so every change is keyed by record and
@@ -348,6 +448,7 @@ def from_cdc(
             modstamp=modstamp or commit,
             fields={**values, "Id": record_id},
             payload=payload,
+            payload_text=payload_text,
         )
         for i, record_id in enumerate(ids)
     ]

@@ -276,22 +276,22 @@ class PubSubSubscriber:
                     delivered = True
                     more.put(len(response.events))  # flow control: ask again once stored
                 elif response.latest_replay_id and response.pending_num_requested > 0:
-                    # A keepalive while we had capacity: nothing lies between; keep its place.
-                    with self.store.session() as session:
-                        inbox.store_and_advance_bytes(
-                            session,
-                            self.org_connection_id,
-                            topic,
-                            [],
-                            response.latest_replay_id,
-                            None,
-                        )
+                    self._keep_place(topic, response.latest_replay_id)
                 if self.stop.is_set() or self.lease.lost.is_set():
                     break
         finally:
             more.put(None)
             call.cancel()
         return delivered
+
+    def _keep_place(self, topic: str, replay_id: bytes) -> None:
+        """A keepalive while we had capacity: nothing lies between, so the topic's cursor
+        takes its replay id. First among the writers, as a delivery is: the stream's next
+        answer waits for this commit, not for a worker's transactions."""
+        with self.store.session(first_turn=True) as session:
+            inbox.store_and_advance_bytes(
+                session, self.org_connection_id, topic, [], replay_id, None
+            )
 
     def _replay_expired(self, topic: str, details: str) -> None:
         log.warning(

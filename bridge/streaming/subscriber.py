@@ -300,8 +300,9 @@ class Subscriber:
     def _store(self, messages: list[dict[str, Any]]) -> None:
         offered = self.offered.mark(messages)
         events: list[ChangeEvent] = []
+        objects = self._objects()
         for message in messages:
-            read = read_message(message, self._objects())
+            read = read_message(message, objects)
             for ev in read:
                 if ev.error:
                     log.warning("stream: unreadable event stored for review: %s", ev.error)

@@ -25,7 +25,7 @@ from bridge.routingconfig import Campaign
 from bridge.store import Store
 from bridge.store.models import utcnow
 from bridge.writeback.client import RecordError, Writer
-from bridge.writeback.pushes import claim, queue_push
+from bridge.writeback.pushes import batched, claim, queue_push, write_batched
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ def queue_members(
     if found is None:
         log.warning("campaign %s is missing or inactive; new leads did not join it", campaign)
         return []
-    ids: list[int] = []
-    with store.session() as session:
+    queued: list[int] = []
+    with store.session() as session, batched(session):  # the memberships: one INSERT
         for lead_id in lead_ids:
             fields: dict[str, object] = {"CampaignId": found, "LeadId": lead_id}
             if campaign.status:
@@ -107,11 +107,11 @@ def queue_members(
                 payload={"fields": fields, "record_id": None},
                 org_connection_id=org_connection_id,
             )
-            if push.state == "pending":
-                ids.append(push.id)
+            queued.append(push.id)
+        ids = write_batched(session, queued)  # a membership saved before: its push
         # Claimed in the transaction that makes them, so no drain takes them before this
-        # sender does (the referral pushes' drain sends them next, in collections of 200).
+        # sender does (the referral pushes' drain sends them next, in collections of 200);
+        # the claim takes only those still pending.
         now = utcnow()
         until = now + timedelta(seconds=defaults.OUTBOUND_CLAIM_SECONDS)
-        ids = claim(session, uuid.uuid4().hex, until=until, now=now, push_ids=ids) if ids else []
-    return ids
+        return claim(session, uuid.uuid4().hex, until=until, now=now, push_ids=ids)

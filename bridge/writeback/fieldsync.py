@@ -22,10 +22,11 @@ of the field.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -82,7 +83,30 @@ class Target:
     config: OrgConfig
 
 
-def mappings_for(org_config: OrgConfig, sobject: str) -> list[FieldMapping]:
+_T = TypeVar("_T")
+
+
+def per_config(build: Callable[[OrgConfig, str], _T]) -> Callable[[OrgConfig, str], _T]:
+    """`build(config, sobject)` made once per config object and object: the receiver asks
+    for these for every entry about a referral. A config is frozen, so a changed one is a new
+    object, and built again; the cache lets go of a config with the config itself."""
+    cache: dict[tuple[int, str], tuple[weakref.ref[OrgConfig], _T]] = {}
+
+    @functools.wraps(build)
+    def cached(config: OrgConfig, sobject: str) -> _T:
+        key = (id(config), sobject)
+        hit = cache.get(key)
+        if hit is not None and hit[0]() is config:
+            return hit[1]
+        value = build(config, sobject)
+        cache[key] = (weakref.ref(config, lambda _ref: cache.pop(key, None)), value)
+        return value
+
+    return cached
+
+
+@per_config
+def mappings_for(org_config: OrgConfig, sobject: str) -> tuple[FieldMapping, ...]:
     """The object's mapped fields, then the referral add's member fields (rule `ours`) for any
     member attribute not mapped: the referral add writes them, so edits of a member keep them
     up to date."""
@@ -92,7 +116,7 @@ def mappings_for(org_config: OrgConfig, sobject: str) -> list[FieldMapping]:
         mapped = {m.local for m in out}
         member_fields = {**DEFAULT_MEMBER_FIELDS, **org_config.writeback.referral_add.member_fields}
         out += [m for m in _member_mappings(tuple(member_fields.items())) if m.local not in mapped]
-    return out
+    return tuple(out)
 
 
 def local_names(org_config: OrgConfig, program: str | None, sobject: str) -> dict[str, str]:
@@ -249,29 +273,42 @@ def from_salesforce(
 # ---- link-back --------------------------------------------------------------------------------
 
 
+class _LinkFields(NamedTuple):
+    """What a link-back to one object writes, from the config alone."""
+
+    id_field: str  # the field the referral's id goes into
+    hands_off: frozenset[str]  # fields mapped `read_only` or `none`: never written
+
+
+@per_config
+def _link_fields_of(org_config: OrgConfig, sobject: str) -> _LinkFields:
+    direct = [
+        name
+        for obj, name in map(parse_field_ref, org_config.receiver.target_match.direct_fields)
+        if obj == sobject
+    ]
+    hands_off = frozenset(
+        f for m in mappings_for(org_config, sobject) if m.sync in ("read_only", "none")
+        for f in m.salesforce
+    )  # fmt: skip
+    return _LinkFields(direct[0] if direct else REFERRAL_ID_FIELD, hands_off)
+
+
 def link_fields(
     org_config: OrgConfig, sobject: str, referral: Referral, member: Member | None, source: str
 ) -> dict[str, Any]:
     """What a link-back writes: the referral's id into the object's first direct-match field
     (Referral_ID__c by default) and the referral-tracking and member fields of the referral
     add — never a field mapped `read_only` or `none`."""
-    direct = [
-        name
-        for obj, name in map(parse_field_ref, org_config.receiver.target_match.direct_fields)
-        if obj == sobject
-    ]
+    id_field, hands_off = _link_fields_of(org_config, sobject)
     record = build_record(
         referral_values(referral), member_values(member), source=source,
         add=org_config.writeback.referral_add, sobject=sobject,
     )  # fmt: skip
     fields = {k: v for k, v in record.items() if k not in IDENTITY_FIELDS}
-    if direct and direct[0] != REFERRAL_ID_FIELD:
+    if id_field != REFERRAL_ID_FIELD:
         fields.pop(REFERRAL_ID_FIELD, None)
-    fields[direct[0] if direct else REFERRAL_ID_FIELD] = referral.public_id
-    hands_off = {
-        f for m in mappings_for(org_config, sobject) if m.sync in ("read_only", "none")
-        for f in m.salesforce
-    }  # fmt: skip
+    fields[id_field] = referral.public_id
     return {k: v for k, v in fields.items() if k not in hands_off}
 
 

@@ -50,7 +50,7 @@ from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, utcnow
 from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks
 from bridge.writeback.known import KnownRecords
-from bridge.writeback.pushes import claim, hold, mark_error, record_attempt
+from bridge.writeback.pushes import claim, hold, mark_error, record_attempts
 from bridge.writeback.sender import SendReport, send
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ SWEEP_LOCK = "sfbridge:outbound:sweep"
 
 def request_drain_for(store: Store, connection: redis.Redis, push_ids: Iterable[int]) -> int:
     """`request_drain` for the orgs of committed pushes (callers that hold push ids)."""
-    with store.session() as session:
+    with store.reading() as session:
         orgs = set(
             session.scalars(
                 select(Push.org_connection_id).where(
@@ -98,7 +98,7 @@ def enqueue_pending(
     )
     if older_than is not None:
         query = query.where(Push.updated_at < now - older_than)
-    with store.session() as session:
+    with store.reading() as session:
         rows = session.execute(query.order_by(Push.id)).all()
     orphans = [push_id for push_id, org_id in rows if org_id is None]
     if orphans:  # no org to drain: sent (and failed with the reason) by id
@@ -247,9 +247,10 @@ def send_pushes(push_ids: Sequence[int]) -> dict[str, list[int]]:
 
 
 def _send_claimed(ctx: context.WorkerContext, by_org: dict[int | None, list[int]]) -> SendReport:
-    """Send claimed pushes, org by org, each org's through its one login."""
+    """Send claimed pushes, org by org, each org's through its one login (the connections
+    read outside a write transaction: on SQLite that would be a turn of the writers' lock)."""
     store = ctx.store
-    with store.session() as session:
+    with store.reading() as session:
         connections = {
             c.id: c
             for c in session.scalars(
@@ -286,7 +287,7 @@ def _send_claimed(ctx: context.WorkerContext, by_org: dict[int | None, list[int]
 
 
 def _schedule_retry(store: Store, job: Job | None, push_ids: list[int]) -> None:
-    with store.session() as session:
+    with store.reading() as session:
         attempts = max(
             session.scalars(select(Push.attempts).where(Push.id.in_(push_ids))), default=1
         )
@@ -326,6 +327,7 @@ def _unroutable(org_id: int | None) -> UsageError:
 def _save_error(store: Store, ids: list[int], failure: Failure, total: SendReport) -> None:
     """An error before any push could be sent (routing, login), saved on each of them."""
     with store.session() as session:
+        attempts = []
         for push in session.scalars(select(Push).where(Push.id.in_(ids))):
             if push.state != "pending":
                 continue
@@ -337,5 +339,6 @@ def _save_error(store: Store, ids: list[int], failure: Failure, total: SendRepor
                 fields=list(failure.fields),
                 error_class=failure.error_class,
             )
-            record_attempt(session, push, "none")
+            attempts.append((push, "none"))
             (total.retry if push.state == "pending" else total.failed).append(push.id)
+        record_attempts(session, attempts)

@@ -6,7 +6,7 @@ and `sfbridge:known:<org>:id:<id>` back to the email), each for `KNOWN_RECORD_MA
 fed only from what the bridge already learns, through `learn` / `forget`:
 
 - its own write results and the lookups behind them (the sender, after a push is `sent`);
-- the captured changes of Leads and Contacts (the intake, `learn_events`, for every batch of
+- the captured changes of Leads and Contacts (the intake, `learn_changes`, for every batch of
   inbound events: stream, safety-net poll and backfill alike), own writes included: a
   conversion, a delete or a changed email drops the old entry.
 
@@ -101,62 +101,79 @@ class KnownRecords:
         """Record (email, object, id) triples just seen. A Contact replaces a Lead; a known
         Contact is kept over another Contact unless `lookup` (the WhoId lookup's answer: the
         oldest Contact, else the oldest Lead, is what it would answer again)."""
-        triples = [
-            (k, sobject, record_id)
-            for email, sobject, record_id in seen
-            if (k := salesforce_email(email)) and sobject in ("Lead", "Contact") and record_id
-        ]
-        if not self.active or not triples:
-            return
-        assert self.client is not None
-        now = datetime.now(UTC)
-        try:
-            # Each email's entry and each id's email, in one round trip.
-            values = self.client.mget(
-                [self._key(k) for k, _o, _i in triples] + [self._id_key(i) for _k, _o, i in triples]
-            )
-            current, previous = values[: len(triples)], values[len(triples) :]
-            pipe = self.client.pipeline(transaction=False)
-            for (email, sobject, record_id), raw, old_email in zip(
-                triples, current, previous, strict=True
-            ):
-                if old_email is not None and _text(old_email) != email:
-                    self._drop(pipe, _text(old_email), record_id)  # its email changed
-                known = _parse(raw)
-                other = known if known is not None and known.id != record_id else None
-                if other and not lookup and _rank(other.sobject) >= _rank(sobject):
-                    continue  # an older Contact (or Lead) of the same email stays
-                value = json.dumps({"o": sobject, "id": record_id, "at": now.isoformat()})
-                ttl = int(KNOWN_RECORD_MAX_AGE.total_seconds())
-                pipe.set(self._key(email), value, ex=ttl)
-                pipe.set(self._id_key(record_id), email, ex=ttl)
-            pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("known records not updated: %s", exc)
+        self.update(((email, sobject, record_id, False) for email, sobject, record_id in seen),
+                    lookup=lookup)  # fmt: skip
 
     def forget(self, record_ids: Iterable[str]) -> None:
         """Drop the entries naming these records (deleted, converted, or refused as stale)."""
-        ids = [i for i in record_ids if i]
-        if not self.active or not ids:
+        self.update((None, "", record_id, True) for record_id in record_ids)
+
+    def update(self, records: Iterable[Record], *, lookup: bool = False) -> None:
+        """Learn the records seen and forget those gone, in their order, in one round trip: a
+        script reads and writes the entries in Redis (`_UPDATE`), where reading them first
+        and then writing took two, and each changed email one more."""
+        args: list[str | int] = []
+        at = datetime.now(UTC).isoformat()
+        for email, sobject, record_id, gone in records:
+            if gone and record_id:
+                args += ["forget", record_id, "", "", ""]
+            elif (key := salesforce_email(email)) and sobject in PERSONS and record_id:
+                value = json.dumps({"o": sobject, "id": record_id, "at": at})
+                args += ["learn", record_id, key, sobject, value]
+        if not self.active or not args:
             return
         assert self.client is not None
+        ttl = int(KNOWN_RECORD_MAX_AGE.total_seconds())
         try:
-            emails = self.client.mget([self._id_key(i) for i in ids])
-            pipe = self.client.pipeline(transaction=False)
-            for record_id, email in zip(ids, emails, strict=True):
-                pipe.delete(self._id_key(record_id))
-                if email is not None:
-                    self._drop(pipe, _text(email), record_id)
-            pipe.execute()
+            self.client.eval(_UPDATE, 0, self._key(""), ttl, 1 if lookup else 0, *args)
         except redis.RedisError as exc:
             log.warning("known records not updated: %s", exc)
 
-    def _drop(self, pipe: Any, email: str, record_id: str) -> None:
-        """Delete the email's entry if it still names `record_id` (checked when it runs)."""
-        assert self.client is not None
-        known = _parse(self.client.get(self._key(email)))
-        if known is not None and known.id == record_id:
-            pipe.delete(self._key(email))
+
+Record = tuple[str | None, str, str, bool]
+"""What `update` takes of a record: its email, object (Lead | Contact), id, and whether it is
+gone (deleted or converted: forgotten)."""
+
+PERSONS = ("Lead", "Contact")
+"""The objects the index knows."""
+
+
+_UPDATE = """
+local prefix, ttl, lookup = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local function rank(sobject) if sobject == 'Contact' then return 2 end return 1 end
+local function entry(email)  -- the email's entry, nil if none (or unreadable)
+  local raw = redis.call('GET', prefix .. email)
+  if not raw then return nil end
+  local ok, known = pcall(cjson.decode, raw)
+  if ok and type(known) == 'table' and type(known.id) == 'string' then return known end
+  return nil
+end
+local function drop(email, id)  -- the email's entry, if it still names the record
+  local known = entry(email)
+  if known and known.id == id then redis.call('DEL', prefix .. email) end
+end
+for i = 4, #ARGV, 5 do
+  local verb, id, email = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local sobject, value = ARGV[i + 3], ARGV[i + 4]
+  local id_key = prefix .. 'id:' .. id
+  local old = redis.call('GET', id_key)
+  if verb == 'forget' then
+    redis.call('DEL', id_key)
+    if old then drop(old, id) end
+  else
+    if old and old ~= email then drop(old, id) end  -- its email changed
+    local known = entry(email)
+    local other = known and known.id ~= id
+    if not (other and not lookup and rank(known.o) >= rank(sobject)) then
+      redis.call('SET', prefix .. email, value, 'EX', ttl)
+      redis.call('SET', id_key, email, 'EX', ttl)
+    end  -- else an older Contact (or Lead) of the same email stays
+  end
+end
+"""
+"""Learn or forget, record by record (ARGV: the org's key prefix, the TTL, lookup 1/0, then
+five per record: forget|learn, id, email, object, entry). The keys are the org's, made from the
+prefix as `_key` / `_id_key` make them: one Redis server (the bridge does not shard its keys)."""
 
 
 def _text(value: bytes | str) -> str:
@@ -178,22 +195,19 @@ Change = tuple[int, str, dict[str, Any], bool]
 
 
 def learn_changes(client: redis.Redis | None, changes: Iterable[Change]) -> None:
-    """Feed the index from captured changes (those of Leads and Contacts count): a live record
-    with an email is learnt, a deleted or converted one forgotten. Called by the intake for
-    every batch of inbound events it takes in."""
-    by_org: dict[int, tuple[list[tuple[str | None, str, str]], list[str]]] = {}
+    """Feed the index from captured changes (those of Leads and Contacts count), in their
+    order: a live record with an email is learnt, a deleted or converted one forgotten. Called
+    by the intake for every batch of inbound events it takes in; one round trip per org."""
+    by_org: dict[int, list[Record]] = {}
     for org_id, sobject, record, deleted in changes:
-        if sobject not in ("Lead", "Contact") or not record.get("Id"):
+        if sobject not in PERSONS or not record.get("Id"):
             continue
-        seen, gone = by_org.setdefault(org_id, ([], []))
-        if deleted or record.get("IsConverted") in (True, "true"):
-            gone.append(str(record["Id"]))
-        elif record.get("Email"):
-            seen.append((str(record["Email"]), sobject, str(record["Id"])))
-    for org_id, (seen, gone) in by_org.items():
-        index = KnownRecords(client, org_id)
-        index.forget(gone)
-        index.learn(seen)
+        gone = deleted or record.get("IsConverted") in (True, "true")
+        email = str(record["Email"]) if record.get("Email") else None
+        if gone or email:
+            by_org.setdefault(org_id, []).append((email, sobject, str(record["Id"]), gone))
+    for org_id, records in by_org.items():
+        KnownRecords(client, org_id).update(records)
 
 
 def who_prefix_object(record_id: str | None) -> str | None:

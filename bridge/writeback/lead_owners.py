@@ -176,11 +176,10 @@ def _owner_rep(item: Item) -> str | None:
     return item.payload.get(ownership.OWNER) if item.kind == "field_update" else None
 
 
-def record(session: Session, referral_id: int, rep: str | None, why: str) -> None:
+def record(session: Session, referral: Referral, rep: str | None, why: str) -> None:
     """Routing's choice for a referral's new record becomes the referral's owner (its field
     history, source `routing`, and the audit log with the reason in words)."""
-    referral = session.get(Referral, referral_id)
-    if referral is None or referral.owner is not None:
+    if referral.owner is not None:
         return  # an explicit owner arrived meanwhile: it wins
     if rep is not None:
         referral.owner = rep

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -138,6 +138,18 @@ def write_batched(session: Session, push_ids: Sequence[int]) -> list[int]:
     return batch.relink(push_ids)
 
 
+_PUSH_CLASS: Any = Push.__mapper__.class_manager
+
+
+def _unsaved(values: dict[str, Any]) -> Push:
+    """A new Push holding `values`, made without the ORM's constructor (an attribute event per
+    column, most of a receiver push's cost): a batch writes it with a Core INSERT, and it
+    joins the session as saved afterwards, like a push loaded from the database."""
+    push: Push = _PUSH_CLASS.new_instance()
+    push.__dict__.update(values)
+    return push
+
+
 def payload_digest(payload: Mapping[str, Any]) -> str:
     """A short stable digest of a payload, for idempotency keys of content-addressed pushes."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -160,24 +172,25 @@ def queue_push(
     if kind not in PUSH_KINDS:
         raise ValueError(f"unknown push kind {kind!r}")
     now = utcnow()
-    push = Push(
-        kind=kind,
-        idempotency_key=idempotency_key,
-        sobject_type=sobject_type,
-        payload=payload,
-        org_connection_id=org_connection_id,
-        external_id_field=external_id_field,
-        external_id=external_id,
-        referral_id=referral_id,
-        state="pending",
-        attempts=0,
-        error_fields=[],
-        created_at=now,
-        updated_at=now,
-    )
+    values: dict[str, Any] = {
+        "kind": kind,
+        "idempotency_key": idempotency_key,
+        "sobject_type": sobject_type,
+        "payload": payload,
+        "org_connection_id": org_connection_id,
+        "external_id_field": external_id_field,
+        "external_id": external_id,
+        "referral_id": referral_id,
+        "state": "pending",
+        "attempts": 0,
+        "error_fields": [],
+        "created_at": now,
+        "updated_at": now,
+    }
     batch: _Batch | None = session.info.get(_BATCH)
     if batch is not None:
-        return batch.queue(push)
+        return batch.queue(_unsaved(values))
+    push = Push(**values)
     # One statement, neither a savepoint nor a flush of the whole session: a push saved with
     # the same key, earlier or by a concurrent transaction, makes it insert nothing, and the
     # saved one is returned.
@@ -206,10 +219,11 @@ def claim(
     """Claim the free pending pushes of an org (or among `push_ids`) for one sender; returns
     their ids, oldest first.
 
-    One UPDATE whose WHERE repeats the conditions, so two drains racing for the same rows never
-    both get one: PostgreSQL re-checks the WHERE on a row another transaction just claimed,
-    SQLite runs one writer at a time. A claim expires at `until` (a killed worker's pushes are
-    free again then); a push waiting for its retry is held by a claim until the retry is due.
+    One UPDATE … RETURNING whose WHERE repeats the conditions, so two drains racing for the
+    same rows never both get one: PostgreSQL re-checks the WHERE on a row another transaction
+    just claimed, SQLite runs one writer at a time. A claim expires at `until` (a killed
+    worker's pushes are free again then); a push waiting for its retry is held by a claim
+    until the retry is due.
     """
     free = (Push.state == "pending", or_(Push.claimed_until.is_(None), Push.claimed_until < now))
     wanted = select(Push.id).where(*free)
@@ -218,13 +232,14 @@ def claim(
     if push_ids is not None:
         wanted = wanted.where(Push.id.in_(list(push_ids)))
     wanted = wanted.order_by(Push.id).limit(limit) if limit else wanted
-    session.execute(
+    claimed = session.scalars(
         update(Push)
         .where(Push.id.in_(wanted.scalar_subquery()), *free)
         .values(claim_token=token, claimed_until=until)
+        .returning(Push.id)
         .execution_options(synchronize_session=False)
     )
-    return list(session.scalars(select(Push.id).where(Push.claim_token == token).order_by(Push.id)))
+    return sorted(claimed)
 
 
 def hold(session: Session, push_ids: Sequence[int], until: datetime | None) -> None:
@@ -238,20 +253,29 @@ def hold(session: Session, push_ids: Sequence[int], until: datetime | None) -> N
         )
 
 
-def record_attempt(session: Session, push: Push, via: str) -> None:
-    """One row of the push's send history: what this attempt came to."""
-    session.add(
-        PushAttempt(
-            push_id=push.id,
-            attempt=push.attempts or 0,
-            state=push.state,
-            sf_id=push.sf_id if push.state == "sent" else None,
-            error_code=push.error_code,
-            error_message=push.error_message,
-            error_class=push.error_class,
-            via=via,
-        )
-    )
+_INSERT_ATTEMPTS: Any = insert(PushAttempt.__table__)  # type: ignore[arg-type]
+
+
+def record_attempts(session: Session, attempts: Sequence[tuple[Push, str]]) -> None:
+    """One row of send history per (push, via): what this attempt came to; all of them one
+    INSERT."""
+    if not attempts:
+        return
+    rows = [
+        {
+            "push_id": push.id,
+            "attempt": push.attempts or 0,
+            "state": push.state,
+            "sf_id": push.sf_id if push.state == "sent" else None,
+            "error_code": push.error_code,
+            "error_message": push.error_message,
+            "error_class": push.error_class,
+            "via": via,
+            "at": utcnow(),
+        }
+        for push, via in attempts
+    ]
+    session.execute(_INSERT_ATTEMPTS, rows)
 
 
 @dataclass(frozen=True)

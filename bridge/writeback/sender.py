@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bridge import audit
@@ -44,15 +44,16 @@ from bridge.writeback.pushes import (
     mark_skipped,
     payload_digest,
     queue_push,
-    record_attempt,
+    record_attempts,
 )
 from bridge.writeback.writes import execute
 
 ACTOR = "writeback"
 
 PUSHES_PER_TRANSACTION = 10
-"""Pushes claimed, and results saved, per write transaction (a push costs a few ms of ORM
-work; on SQLite the subscriber waits for the transaction in progress)."""
+"""Pushes claimed, and results saved, per write transaction: on SQLite the subscriber waits
+for the transaction in progress, so a drain's are kept short (a group is a few set-based
+statements, docs/writeback.md "What a drain costs the worker")."""
 
 log = logging.getLogger(__name__)
 
@@ -368,15 +369,23 @@ def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list
 
 
 def _claim_some(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list[Item]:
+    """Count the attempt of each still-pending push with one UPDATE, then read the pushes
+    with one query and their referrals, programs and members with one more (a query per
+    push, each flushing the attempt before it, made most of a claim's cost)."""
     items: list[Item] = []
+    ids = list(push_ids)
     with store.session() as session:
+        session.execute(
+            update(Push)
+            .where(Push.id.in_(ids), Push.state == "pending")
+            .values(attempts=func.coalesce(Push.attempts, 0) + 1)
+            .execution_options(synchronize_session=False)
+        )
         pushes = session.scalars(
-            select(Push)
-            .where(Push.id.in_(list(push_ids)), Push.state == "pending")
-            .order_by(Push.id)
+            select(Push).where(Push.id.in_(ids), Push.state == "pending").order_by(Push.id)
         ).all()
+        people = _people(session, [p.referral_id for p in pushes if p.kind in READS_REFERRAL])
         for push in pushes:
-            push.attempts = (push.attempts or 0) + 1
             item = Item(
                 push.id,
                 push.kind,
@@ -386,24 +395,45 @@ def _claim_some(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) ->
                 push.external_id,
                 org_connection_id=push.org_connection_id,
             )
-            if push.kind == "referral":
-                _load_referral(session, push, item, org_config)
-            elif push.kind == "activity" and push.referral_id:
-                referral = session.get(Referral, push.referral_id)
-                if referral is not None:
-                    item.referral_who = referral.sf_contact_id or referral.sf_lead_id
+            person = people.get(push.referral_id) if push.referral_id is not None else None
+            if person is not None and push.kind == "referral":
+                _load_referral(item, org_config, *person)
+            elif person is not None and push.kind == "activity":
+                item.referral_who = person[0].sf_contact_id or person[0].sf_lead_id
             items.append(item)
     return items
 
 
-def _load_referral(session: Session, push: Push, item: Item, org_config: OrgConfig) -> None:
-    referral = session.get(Referral, push.referral_id) if push.referral_id else None
-    if referral is None:
-        return  # sent from the saved payload
-    program = session.get(Program, referral.program_id)
+READS_REFERRAL = ("referral", "activity")
+"""Push kinds whose send reads the referral: a referral add is rebuilt from it, an activity
+without a WhoId of its own falls back to the referral's Lead or Contact."""
+
+Person = tuple[Referral, Program | None, Member | None]
+
+
+def _people(session: Session, referral_ids: Sequence[int | None]) -> dict[int, Person]:
+    """The referrals among `referral_ids` with their programs and members, in one query."""
+    ids = sorted({i for i in referral_ids if i is not None})
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Referral, Program, Member)
+        .outerjoin(Program, Program.id == Referral.program_id)
+        .outerjoin(Member, Member.id == Referral.member_id)
+        .where(Referral.id.in_(ids))
+    )
+    return {referral.id: (referral, program, member) for referral, program, member in rows}
+
+
+def _load_referral(
+    item: Item,
+    org_config: OrgConfig,
+    referral: Referral,
+    program: Program | None,
+    member: Member | None,
+) -> None:
     add = referral_add_for(org_config, program.key if program else None)
     item.add = add
-    member = session.get(Member, referral.member_id) if referral.member_id else None
     item.referral = referrals.referral_values(referral)
     # Rebuilt from the referral as it is now: a fixed referral is what a repush sends.
     item.record = referrals.build_record(
@@ -435,11 +465,30 @@ def _save_some(
     store: Store, outcomes: list[Outcome], now: datetime, report: SendReport,
     routed: dict[int, tuple[str | None, str]] | None,
 ) -> None:  # fmt: skip
-    with store.session() as session:
+    """Save one group's results: its pushes read again in one query (only pending ones take a
+    result), the referrals the results change in one more, and nothing written before the
+    commit: the pushes' changes flushed together, their attempts one INSERT (a `session.get`
+    per result flushed the result before it: a flush and a query per push)."""
+    routed = routed or {}
+    with store.session() as session, session.no_autoflush:
+        ids = [o.push_id for o in outcomes]
+        pushes = {p.id: p for p in session.scalars(select(Push).where(Push.id.in_(ids)))}
+        wanted = [
+            push.referral_id
+            for o in outcomes
+            if (push := pushes.get(o.push_id)) is not None and _changes_referral(push, o, routed)
+        ]
+        referral_of = (
+            {r.id: r for r in session.scalars(select(Referral).where(Referral.id.in_(wanted)))}
+            if wanted
+            else {}
+        )
+        attempts: list[tuple[Push, str]] = []
         for outcome in outcomes:
-            push = session.get(Push, outcome.push_id)
+            push = pushes.get(outcome.push_id)
             if push is None or push.state != "pending":
                 continue
+            referral = referral_of.get(push.referral_id) if push.referral_id is not None else None
             if outcome.fields is not None:
                 payload = dict(push.payload or {})
                 payload["fields"] = outcome.fields
@@ -450,16 +499,17 @@ def _save_some(
                 mark_sent(push, outcome.sf_id, now)
                 if outcome.note:
                     push.payload = {**(push.payload or {}), "note": outcome.note}
-                _after_sent(session, push, outcome)
-                if routed and push.id in routed and push.referral_id is not None:
-                    lead_owners.record(session, push.referral_id, *routed[push.id])
+                if referral is not None and push.kind == "referral":
+                    _after_sent(referral, push, outcome)
+                if referral is not None and push.id in routed:
+                    lead_owners.record(session, referral, *routed[push.id])
                 if outcome.created and push.kind == "referral" and push.sobject_type == "Lead":
                     report.new_leads.append(str(outcome.sf_id))
             elif outcome.state in ("skipped", "denied"):
                 assert outcome.error is not None
                 mark_skipped(push, outcome.error.code, outcome.error.message)
-                if outcome.state == "denied":
-                    _deny_referral(session, push, outcome)
+                if referral is not None and outcome.state == "denied":
+                    _deny_referral(session, referral, push, outcome)
             else:
                 assert outcome.error is not None
                 mark_error(
@@ -469,16 +519,24 @@ def _save_some(
                     fields=outcome.error.fields,
                     error_class=outcome.error_class or "permanent",
                 )
-            record_attempt(session, push, outcome.via)
+            attempts.append((push, outcome.via))
             report.add(outcome, push)
+        record_attempts(session, attempts)
 
 
-def _after_sent(session: Session, push: Push, outcome: Outcome) -> None:
-    if push.kind != "referral" or push.referral_id is None:
-        return
-    referral = session.get(Referral, push.referral_id)
-    if referral is None:
-        return
+def _changes_referral(
+    push: Push, outcome: Outcome, routed: dict[int, tuple[str | None, str]]
+) -> bool:
+    """Whether saving `outcome` changes the push's referral: a sent referral add (its record
+    id, local updates), a routed push (its owner), a denied one (its status)."""
+    if push.referral_id is None or push.state != "pending":
+        return False
+    if outcome.state == "sent":
+        return push.kind == "referral" or push.id in routed
+    return outcome.state == "denied"
+
+
+def _after_sent(referral: Referral, push: Push, outcome: Outcome) -> None:
     if push.sobject_type == "Lead":
         referral.sf_lead_id = push.sf_id
     elif push.sobject_type == "Contact":
@@ -493,9 +551,8 @@ def _after_sent(session: Session, push: Push, outcome: Outcome) -> None:
         referral.fields = extra
 
 
-def _deny_referral(session: Session, push: Push, outcome: Outcome) -> None:
-    referral = session.get(Referral, push.referral_id) if push.referral_id else None
-    if referral is None or referral.status in ("approved", "denied"):
+def _deny_referral(session: Session, referral: Referral, push: Push, outcome: Outcome) -> None:
+    if referral.status in ("approved", "denied"):
         return  # approved is terminal; denied already
     previous = referral.status
     referral.status = "denied"

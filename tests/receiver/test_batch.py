@@ -543,9 +543,9 @@ def test_a_batch_writes_each_entry_once_decided_and_its_audit_rows_together(
     store: Store,
 ) -> None:
     """Through the job: every entry is written by one INSERT, with its decision (no UPDATE of
-    an entry), the chunk's audit rows by one INSERT, the events' states by one UPDATE per
-    state. A referral created mid-batch (its id is needed) writes the entries decided so far
-    first, still once each."""
+    an entry), the chunk's audit rows by one INSERT, the events' states by one UPDATE
+    whatever their ends. A referral created mid-batch (its id is needed) writes the entries
+    decided so far first, still once each."""
     org_id = seed(store)
     messages = [
         lead_event(1, Status="Qualified"),  # Jane by email: R1 qualifies, a link-back push
@@ -590,8 +590,8 @@ def test_a_batch_writes_each_entry_once_decided_and_its_audit_rows_together(
     # the rest at the end.
     assert len(statements("INSERT", "sales_entries")) == 3
     assert len(statements("INSERT", "audit_log")) == 1
-    # The claim, then one per end state: done, skipped (the own write).
-    assert len(statements("UPDATE", "inbound_events")) == 3
+    # The claim, then one for every end (done, skipped: a CASE by the events' ids).
+    assert len(statements("UPDATE", "inbound_events")) == 2
     with store.session() as s:
         saved = list(s.scalars(select(SalesEntry).order_by(SalesEntry.id)))
         audit_rows = s.scalar(select(func.count()).select_from(AuditLog))
@@ -801,3 +801,57 @@ def test_a_jobs_round_trips_on_postgresql_do_not_grow_with_its_unchanged_entries
     assert large_trips.executions == small_trips.executions
     assert ";" not in large_trips.commands and "ROLLBACK" not in large_trips.commands
     assert large_trips.commands.count("BEGIN") == large_trips.commands.count("COMMIT")
+
+
+def test_the_referrals_a_chunk_changes_are_written_with_one_update_per_set_of_columns(
+    store: Store,
+) -> None:
+    """R1 and R4 get their Lead linked, R3 also qualifies between them (in id order): the ORM
+    wrote the runs of neighbours changing the same columns, three statements; the chunk
+    writes one per set of columns changed, two, and every referral holds what it was given."""
+    org_id = seed(store)
+    tom = "00Q000000000008AAA"
+    records = [
+        lead(JANE, "Jane", "Doe", "jane.doe@example.com"),  # R1 by email: linked
+        lead(CARLA, "Carla", "Cruz", "carla.cruz@example.com", Status="Qualified"),  # R3
+        lead(tom, "Tom", "Miller", "tom.miller@example.com"),  # R4 by email: linked
+    ]
+    entries = [
+        SalesEntry(
+            org_connection_id=org_id,
+            source="stream",
+            sobject_type="Lead",
+            record_id=r["Id"],
+            change_type="updated",
+            raw={"sobject": r},
+            records={"Lead": r},
+            outcome="new",
+            reasons=[],
+        )  # fmt: skip
+        for r in records
+    ]
+    updates: list[int] = []  # rows of each UPDATE referrals
+
+    def count(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        if statement.split()[:2] == ["UPDATE", "referrals"]:
+            updates.append(len(params) if many else 1)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.session() as s:
+            process_entries(s, entries, ORG)
+            assert not s.dirty
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert [e.outcome for e in entries] == ["processed"] * 3
+    assert sorted(updates) == [1, 2]
+    with store.session() as s:
+        saved = {
+            r.public_id: (r.status, r.ever_qualified, r.sf_lead_id, r.updated_at > r.created_at)
+            for r in s.scalars(select(Referral).where(Referral.public_id.in_(["R1", "R3", "R4"])))
+        }
+    assert saved == {
+        "R1": ("pending", False, JANE, True),
+        "R3": ("qualified", True, CARLA, True),
+        "R4": ("pending", False, tom, True),
+    }

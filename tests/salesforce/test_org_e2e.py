@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,20 +49,40 @@ def write_config(devorg: Any, path: Path, **receiver_changes: Any) -> Path:
     return path
 
 
-@pytest.fixture
-def cli_env(clean_devorg: Any, tmp_path: Path) -> dict[str, str]:
-    """Environment for the CLI: a fresh database with org `acme` connected by JWT."""
+def _env_in(root: Path, key: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFBRIDGE_")}
     env.update(
-        SFBRIDGE_DATABASE_URL=f"sqlite:///{tmp_path / 'sfbridge.db'}",
-        SFBRIDGE_CONFIG=str(write_config(clean_devorg, tmp_path / "sfbridge.yaml")),
-        SFBRIDGE_ENCRYPTION_KEYS=generate_key(),
-        SFBRIDGE_INSTANCE_DIR=str(tmp_path / "instance"),
+        SFBRIDGE_DATABASE_URL=f"sqlite:///{root / 'sfbridge.db'}",
+        SFBRIDGE_CONFIG=str(root / "sfbridge.yaml"),
+        SFBRIDGE_ENCRYPTION_KEYS=key,
+        SFBRIDGE_INSTANCE_DIR=str(root / "instance"),
     )
+    return env
+
+
+@pytest.fixture(scope="module")
+def connected(devorg: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A database with org `acme` connected by JWT, made once by the CLI (two process starts)
+    and copied for each test: the tests change the org and the config, never the connection."""
+    root = tmp_path_factory.mktemp("connected")
+    key = generate_key()
+    env = _env_in(root, key)
+    write_config(devorg, root / "sfbridge.yaml")
     for args in (("db", "upgrade"), ("org", "connect", "acme")):
         done = run(env, *args)
         assert done.returncode == 0, done.stderr
-    return env
+    return root, key
+
+
+@pytest.fixture
+def cli_env(clean_devorg: Any, connected: tuple[Path, str], tmp_path: Path) -> dict[str, str]:
+    """Environment for the CLI: a fresh copy of the connected database, its own config."""
+    template, key = connected
+    shutil.copy(template / "sfbridge.db", tmp_path / "sfbridge.db")
+    if (template / "instance").exists():
+        shutil.copytree(template / "instance", tmp_path / "instance")
+    write_config(clean_devorg, tmp_path / "sfbridge.yaml")
+    return _env_in(tmp_path, key)
 
 
 def pushtopic_writes(devorg: Any) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge import context, jobs
+from bridge import context, defaults, jobs
 from bridge.config import BridgeConfig
 from bridge.context import WorkerContext
 from bridge.receiver.candidates import CandidatePool
@@ -35,6 +35,10 @@ def _write_lock_free(path: str) -> bool:
 def test_the_candidate_pool_is_read_without_the_write_lock(
     sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The probe takes the lock with no wait, so the only writer may be the batch itself: the
+    claim heartbeat (a renewal every third of the claim timeout, 10 s by default) is held off
+    for the test, or a batch slowed past one renewal would find the lock taken by it."""
+    monkeypatch.setattr(defaults, "CLAIM_TIMEOUT_SECONDS", 3600.0)
     store = sqlite_store
     with store.session() as s:
         conn = OrgConnection(

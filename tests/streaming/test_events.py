@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from bridge.streaming.events import (
     MalformedEvent,
     change_key,
+    format_modstamp,
     from_bayeux,
     from_polled_record,
     latest,
@@ -218,3 +219,32 @@ def test_a_gap_event_is_a_change_whose_values_are_read_back() -> None:
 def test_an_overflow_event_says_how_to_catch_up() -> None:
     with pytest.raises(MalformedEvent, match="sfbridge poll --since"):
         from_bayeux(_gap("GAP_OVERFLOW", ["000000000000000AAA"]), {})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("LastName", "Ro\x00e", "message.data.sobject.LastName contains a NUL character"),
+        ("Tags", ["a", {"w": float("nan")}], "message.data.sobject.Tags[1].w is nan, not a finite"),
+        ("Extra", {"a": {7: "x"}}, "message.data.sobject.Extra.a has a key that is int 7, not"),
+    ],
+)
+def test_an_unstorable_value_is_named_by_its_place(field: str, value: object, error: str) -> None:
+    """The check walks without naming places; the error still says where the value is."""
+    message = pushtopic_message("/topic/SFB_Lead", 2, {"Id": LEAD, field: value})
+    with pytest.raises(MalformedEvent) as exc:
+        from_bayeux(message, {})
+    assert str(exc.value).startswith(error), exc.value
+
+
+def test_a_modstamp_is_written_as_before() -> None:
+    """`format_modstamp` by isoformat writes what strftime wrote (stored keys dedupe against
+    the new ones): milliseconds cut, not rounded, in UTC, and a year before 1000 unpadded."""
+    assert format_modstamp(datetime(2026, 1, 5, 10, 0, 1, 999999, tzinfo=UTC)) == (
+        "2026-01-05T10:00:01.999Z"
+    )
+    plus5 = timezone(timedelta(hours=5))
+    assert format_modstamp(datetime(2026, 1, 5, 10, 0, 1, 1000, tzinfo=plus5)) == (
+        "2026-01-05T05:00:01.001Z"
+    )
+    assert format_modstamp(datetime(999, 1, 1, tzinfo=UTC)) == "999-01-01T00:00:00.000Z"

@@ -7,11 +7,14 @@ import re
 from typing import Any
 
 import redis
+import requests
+import responses
 from sqlalchemy import event, select
 
 from bridge.store import Store
 from bridge.store.models import InboundEvent, SyncCursor
 from bridge.streaming import subscriber
+from bridge.streaming.bayeux import BayeuxClient
 from tests.factories import pushtopic_message
 from tests.test_jobs import ORG
 
@@ -72,6 +75,38 @@ def test_events_and_cursor_are_committed_in_one_transaction_then_enqueued(
     assert first[0] == "begin" and first.count("begin") == 1
     if store.engine.dialect.name == "postgresql":
         assert first[1:] == ["INSERT inbound_events+INSERT sync_cursors"]
-    else:
-        assert first[1] == "INSERT inbound_events"
-        assert {"UPDATE sync_cursors", "INSERT sync_cursors"} <= set(first[2:])
+    else:  # the events, then the cursor's upsert (one statement, whether or not it exists)
+        assert first[1:] == ["INSERT inbound_events", "INSERT sync_cursors"]
+
+
+def test_a_delivered_message_is_stored_as_its_own_json_text(
+    store: Store, redis_client: redis.Redis, org_id: int
+) -> None:
+    """The stored payload is the message's text as the server sent it (the Bayeux client
+    keeps it), not the message decoded and encoded again."""
+    messages = [
+        '{"channel": "/topic/SFB_Lead",  "data": {"event": {"createdDate": '
+        f'"2026-01-05T10:00:0{n}.000Z", "replayId": {n}, "type": "updated"}}, "sobject": '
+        f'{{"Id": "00Q00000000000{n}AAA", "SystemModstamp": "2026-01-05T10:00:0{n}.000+0000",'
+        ' "AnnualRevenue": 1.50, "City": "K\\u00f8ge"}}}'
+        for n in (1, 2)
+    ]
+    reply = '{"channel": "/meta/connect", "successful": true}'
+    client = BayeuxClient("https://org.example.test/cometd/63.0", requests.Session(), str)
+    client.client_id = "c1"
+    sub = subscriber.Subscriber(
+        store=store, redis_client=redis_client, org_name="acme", org=ORG,
+        org_connection_id=org_id, open_org=lambda: None, enqueue=lambda ids: None,
+        backfill=lambda sobject: None,
+    )  # fmt: skip
+    with responses.RequestsMock() as rsps:
+        rsps.post(client.url, body=f"[{messages[0]},\n {messages[1]}, {reply}]")
+        sub._store(client.connect())
+    with store.engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT CAST(payload AS TEXT) FROM inbound_events ORDER BY replay_id"
+        ).scalars()
+        assert list(stored) == messages
+    with store.session() as session:
+        [first, _] = session.scalars(select(InboundEvent).order_by(InboundEvent.replay_id))
+        assert first.payload["data"]["sobject"]["City"] == "Køge"

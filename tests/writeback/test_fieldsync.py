@@ -282,3 +282,47 @@ def test_local_names_say_where_each_field_a_push_writes_comes_from() -> None:
     assert "Referring_Member_URL__c" not in names and "Referral_ID__c" not in names
     contact = fieldsync.local_names(org, "main", "Contact")  # no referral add to Contacts
     assert "LastName" not in contact and contact["Referring_Member_Name__c"] == "member.name"
+
+
+def test_what_a_link_back_writes_follows_a_changed_config() -> None:
+    """The config-derived parts (the id's field, the fields never written) are kept per
+    config object: a new config (a reload; a dropped one's id may be reused) is read again."""
+
+    def config(id_field: str, read_only: str) -> OrgConfig:
+        return OrgConfig.model_validate(
+            {
+                "programs": [{"key": "main", "name": "Main"}],
+                "receiver": {"program": "main", "target_match": {"direct_fields": [id_field]}},
+                "writeback": {
+                    "objects": {
+                        "Lead": {
+                            "fields": [
+                                {
+                                    "local": "member.name",
+                                    "salesforce": read_only,
+                                    "sync": "read_only",
+                                }
+                            ]
+                        }
+                    }
+                },
+            }
+        )
+
+    referral = Referral(public_id="R9", first_name="Jane", last_name="Doe")
+    member = Member(name="Max", email="max@m.test")
+    seen = []
+    for id_field, read_only in [
+        ("Lead.Referral_ID__c", "Referring_Member_Name__c"),
+        ("Lead.Partner_Ref__c", "Referring_Member_Email__c"),
+        ("Lead.Referral_ID__c", "Referring_Member_Email__c"),
+    ]:
+        org = config(id_field, read_only)  # the previous one is dropped
+        fields = fieldsync.link_fields(org, "Lead", referral, member, "Main")
+        assert fields[id_field.split(".")[1]] == "R9"
+        assert read_only not in fields
+        seen.append(sorted(fields))
+        assert fieldsync.link_fields(org, "Lead", referral, member, "Main") == fields
+        assert fieldsync.mappings_for(org, "Lead")[0].salesforce == [read_only]
+    assert "Referring_Member_Name__c" in seen[1] and "Referral_ID__c" not in seen[1]
+    assert "Partner_Ref__c" in seen[1] and "Partner_Ref__c" not in seen[2]

@@ -157,3 +157,16 @@ def test_referral_writes_teach_the_index_but_referrals_always_look_up(
     [pid2] = queue_referrals(store, seeded, cfg, [again])
     send(store, sf.writer(), cfg, [pid2], now=NOW, known=index)
     assert len(sf.queries) > looked_up  # the decision needs the record's values: looked up
+
+
+def test_captured_changes_count_in_their_order(
+    index: KnownRecords, redis_client: redis.Redis
+) -> None:
+    """An edit and then the delete of one Lead in one batch: forgotten (a delete is the last
+    word); the other way round, a record that comes back is learnt again."""
+    edited = (7, "Lead", {"Id": LEAD, "Email": "ann@example.com"}, False)
+    deleted = (7, "Lead", {"Id": LEAD}, True)
+    learn_changes(redis_client, [edited, deleted])
+    assert ids(index, "ann@example.com") == {}
+    learn_changes(redis_client, [deleted, edited])
+    assert ids(index, "ann@example.com") == {"ann@example.com": ("Lead", LEAD)}
