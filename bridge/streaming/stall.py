@@ -36,22 +36,20 @@ class Offered:
         self.client = client
         self.key = key(org_name)
 
-    def mark(self, messages: Iterable[Any]) -> list[str]:
-        """Note the channels of a delivery about to be stored; returns them."""
+    def mark(self, messages: Iterable[Any], pipe: Any = None) -> list[str]:
+        """Note the channels of a delivery about to be stored; returns them. `pipe`: a pipeline
+        of this client already holding commands (the long poll's API call count), sent with
+        the notes in one round trip."""
         channels = sorted(
             {
                 str(m.get("channel"))[:255] if isinstance(m, Mapping) else "(unreadable)"
                 for m in messages
             }
         )
-        if channels:
-            try:
-                pipe = self.client.pipeline()
-                for channel in channels:
-                    pipe.hsetnx(self.key, channel, f"{time.time():.3f}")
-                pipe.execute()
-            except redis.RedisError as exc:
-                log.warning("stream: could not note the offered channels: %s", exc)
+        pipe = self.client.pipeline() if pipe is None else pipe
+        for channel in channels:
+            pipe.hsetnx(self.key, channel, f"{time.time():.3f}")
+        send(pipe)
         return channels
 
     def clear(self, channels: list[str]) -> None:
@@ -62,6 +60,15 @@ class Offered:
             self.client.hdel(self.key, *channels)
         except redis.RedisError as exc:
             log.warning("stream: could not clear the offered channels: %s", exc)
+
+
+def send(pipe: Any) -> None:
+    """Send what a pipeline holds (the notes, the counts that went with them); an empty
+    pipeline sends nothing."""
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("stream: could not note the offered channels (or count the call): %s", exc)
 
 
 def stalled(

@@ -28,12 +28,12 @@ import sqlalchemy.exc
 from simple_salesforce import format_soql
 from sqlalchemy import select
 
-from bridge import defaults
+from bridge import defaults, metrics
 from bridge.config import OrgConfig
 from bridge.errors import TransientError, UsageError
 from bridge.store import Store
 from bridge.store.models import SyncCursor
-from bridge.streaming import inbox
+from bridge.streaming import inbox, stall
 from bridge.streaming.bayeux import (
     AuthenticationInvalid,
     BayeuxClient,
@@ -46,7 +46,6 @@ from bridge.streaming.bayeux import (
 from bridge.streaming.events import ChangeEvent, MalformedEvent, malformed, read_message
 from bridge.streaming.gaps import GapBackfills
 from bridge.streaming.lease import Lease, serve_under_lease
-from bridge.streaming.stall import Offered
 from bridge.vocabulary import STREAMED_OBJECTS, ReplayFrom
 
 log = logging.getLogger("sfbridge.stream")
@@ -107,7 +106,7 @@ class Subscriber:
         self.lease = Lease(self.redis_client, key, defaults.LEASE_TTL_SECONDS)
         self.in_long_poll = False
         self.stored = 0
-        self.offered = Offered(self.redis_client, self.org_name)
+        self.offered = stall.Offered(self.redis_client, self.org_name)
         self._gaps = GapBackfills(
             self.store, self.org_connection_id, self.org.polling.overlap_seconds, self.backfill
         )
@@ -174,14 +173,12 @@ class Subscriber:
                         client.handshake()
                         self._subscribe_all(client)
                         need_handshake = False
-                    self.in_long_poll = True
-                    try:
-                        messages = client.connect()
-                    finally:
-                        self.in_long_poll = False
+                    messages, pipe = self._long_poll(client)
                     started = time.monotonic()
                     if messages:
-                        self._store(messages)
+                        self._store(messages, pipe)
+                    else:
+                        stall.send(pipe)
                     took = time.monotonic() - started
                     if took > defaults.RECONNECT_WINDOW_SECONDS * 0.75:
                         log.warning(
@@ -224,6 +221,21 @@ class Subscriber:
         finally:
             self.in_long_poll = False
             client.disconnect()
+
+    def _long_poll(self, client: BayeuxClient) -> tuple[list[dict[str, Any]], Any]:
+        """The next delivery, and a pipeline holding its answer's API call count, which the
+        delivery's stall notes join: one Redis round trip for both, not two."""
+        pipe = self.redis_client.pipeline()
+        self.in_long_poll = True
+        try:
+            with metrics.counted_on(pipe):
+                messages = client.connect()
+        except BaseException:
+            stall.send(pipe)  # the answer was counted all the same
+            raise
+        finally:
+            self.in_long_poll = False
+        return messages, pipe
 
     def _pause(self, attempt: int) -> None:
         waits = defaults.RETRY_BACKOFF_SECONDS
@@ -297,8 +309,8 @@ class Subscriber:
                 with self.store.session() as session:
                     inbox.mark_subscribed(session, self.org_connection_id, channel)
 
-    def _store(self, messages: list[dict[str, Any]]) -> None:
-        offered = self.offered.mark(messages)
+    def _store(self, messages: list[dict[str, Any]], pipe: Any = None) -> None:
+        offered = self.offered.mark(messages, pipe)
         events: list[ChangeEvent] = []
         objects = self._objects()
         for message in messages:

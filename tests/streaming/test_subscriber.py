@@ -3,6 +3,7 @@ transaction, and hands the new events to the workers only after it committed."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -11,9 +12,10 @@ import requests
 import responses
 from sqlalchemy import event, select
 
+from bridge import metrics
 from bridge.store import Store
 from bridge.store.models import InboundEvent, SyncCursor
-from bridge.streaming import subscriber
+from bridge.streaming import stall, subscriber
 from bridge.streaming.bayeux import BayeuxClient
 from tests.factories import pushtopic_message
 from tests.test_jobs import ORG
@@ -110,3 +112,76 @@ def test_a_delivered_message_is_stored_as_its_own_json_text(
     with store.session() as session:
         [first, _] = session.scalars(select(InboundEvent).order_by(InboundEvent.replay_id))
         assert first.payload["data"]["sobject"]["City"] == "Køge"
+
+
+class _Org:
+    """The connected org `_stream` opens: a session counted like the real one's."""
+
+    instance_url = "https://org.example.test"
+    api_version = "63.0"
+    access_token = "TOKEN"
+
+    def __init__(self, redis_client: redis.Redis) -> None:
+        self.session = requests.Session()
+        self.session.hooks["response"].append(metrics.salesforce_call_hook(redis_client, "acme"))
+
+    def streaming_session(self) -> requests.Session:
+        return self.session
+
+    def call(self, _fn: Any, _soql: str) -> dict[str, Any]:
+        return {"records": [{"Name": "SFB_Lead", "Query": "SELECT Id FROM Lead"}]}
+
+
+def test_a_delivery_costs_two_redis_round_trips_its_calls_all_counted(
+    store: Store, redis_client: redis.Redis, org_id: int, monkeypatch: Any
+) -> None:
+    """The long poll's API call count goes with the delivery's stall notes (one round trip),
+    the notes' clearing after the store is the other; every answer is still counted and the
+    note is gone once stored (three round trips before)."""
+    trips: list[str] = []
+    direct, piped = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def execute_command(self: redis.Redis, *args: Any, **kwargs: Any) -> Any:
+        trips.append(str(args[0]))
+        return direct(self, *args, **kwargs)
+
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.command_stack:
+            trips.append("+".join(sorted({str(c[0][0]) for c in self.command_stack})))
+        return piped(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", execute_command)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+    sforg = _Org(redis_client)
+    sub = subscriber.Subscriber(
+        store=store, redis_client=redis_client, org_name="acme", org=ORG,
+        org_connection_id=org_id, open_org=lambda: sforg, enqueue=lambda ids: None,
+        backfill=lambda sobject: None,
+    )  # fmt: skip
+    trips_before: dict[str, int] = {}
+    connects = 0
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        nonlocal connects
+        [msg] = json.loads(request.body)
+        channel = msg["channel"]
+        reply: dict[str, Any] = {"channel": channel, "successful": True, "clientId": "c1"}
+        out = [reply]
+        if channel == "/meta/connect":
+            connects += 1
+            trips_before[f"connect {connects}"] = len(trips)
+            if connects == 1:
+                out = [_message(1), _message(2), reply]
+            else:
+                sub.stop.set()
+        return 200, {}, json.dumps(out)
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, "https://org.example.test/cometd/63.0", answer)
+        sub._stream()
+        answers = len(rsps.calls)
+    delivery = trips[trips_before["connect 1"] : trips_before["connect 2"]]
+    assert delivery == ["EXPIRE+HINCRBY+HSET+HSETNX", "HDEL"]
+    assert int(redis_client.hget(metrics.SF_API_CALLS, "acme") or 0) == answers
+    assert redis_client.hgetall(stall.key("acme")) == {}
+    assert sub.stored == 2
