@@ -1,6 +1,6 @@
 """Intake: a claimed batch of stored inbound events becomes saved sales entries.
 
-The job claims its events (`inbox.claim`, which gives back their rows) and `load`s them into
+The job claims its events (`claims.claim`, which gives back their rows) and `load`s them into
 an `IntakeBatch` in the claim's transaction; `take_in` runs the steps over it:
 
 1. `load` reads, per org connection, its config, integration user and version;
@@ -40,9 +40,9 @@ from bridge.receiver.service import candidate_pools, process_entries, process_en
 from bridge.salesforce.lookup import SalesforceLookup
 from bridge.store import Store, reserve_ids
 from bridge.store.models import OrgConnection, Program, SalesEntry, utcnow
-from bridge.streaming import inbox
+from bridge.streaming import claims, inbox
+from bridge.streaming.claims import ClaimedEvent
 from bridge.streaming.events import cdc_values
-from bridge.streaming.inbox import ClaimedEvent
 from bridge.writeback import known
 
 log = logging.getLogger("sfbridge.intake")
@@ -272,7 +272,7 @@ def _save_chunk_once(
         # Re-check in one read: still ours, and no entry yet (entries and event states commit
         # together, so this only catches an entry made outside the claim, e.g. submitted
         # through the API).
-        claimed = inbox.still_claimed(session, ids, batch.token)
+        claimed = claims.still_claimed(session, ids, batch.token)
         mine = [events[i] for i in claimed]
         have_entry = {i for i, has_entry in claimed.items() if has_entry}
         counts["not_ours"] += len(ids) - len(mine)
@@ -320,7 +320,7 @@ def _save_chunk_once(
                 counts[str(entry.outcome)] += 1
                 if (entry.decision or {}).get("pushes"):
                     pushes.add(org_id)  # an entry's pushes go to its org (fieldsync.Target)
-        inbox.finish(session, ends)
+        claims.finish(session, ends)
 
 
 def _program_id(info: OrgInfo, programs: dict[str, int]) -> int | None:

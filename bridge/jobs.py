@@ -38,7 +38,7 @@ from bridge import context, defaults, intake
 from bridge.locks import once_per
 from bridge.store import Store
 from bridge.store.models import utcnow
-from bridge.streaming import inbox
+from bridge.streaming import claims, inbox
 
 log = logging.getLogger("sfbridge.jobs")
 
@@ -148,7 +148,7 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
     job = get_current_job()
     token = f"{job.id if job else 'direct'}:{uuid.uuid4().hex[:8]}"
     with ctx.store.session() as session:
-        events = inbox.claim(session, event_ids, token)  # the events' rows: no second read
+        events = claims.claim(session, event_ids, token)  # the events' rows: no second read
         batch = intake.load(session, ctx.config, events, token)
     if not events:
         return {"claimed": 0}
@@ -160,7 +160,7 @@ def process_inbound_batch(event_ids: list[int]) -> dict[str, int]:
         # Give back what this job did not finish, so rq's retry (or the sweeper) takes it
         # at once instead of after the claim timeout.
         with ctx.store.session() as session:
-            inbox.release(session, claimed, token)
+            claims.release(session, claimed, token)
         raise
     counts = batch.summary()
     log.info("inbound batch of %d: %s", len(claimed), counts)
@@ -238,7 +238,7 @@ def claim_heartbeat(store: Store, ids: Sequence[int], token: str) -> Iterator[No
         while not stop.wait(defaults.CLAIM_TIMEOUT_SECONDS * defaults.CLAIM_RENEW_FRACTION):
             try:
                 with store.session() as session:
-                    if not inbox.renew_claim(session, ids, token):
+                    if not claims.renew_claim(session, ids, token):
                         return  # all finished, or taken over
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("could not renew the claim of %d event(s): %s", len(ids), exc)

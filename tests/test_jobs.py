@@ -18,7 +18,7 @@ from bridge.errors import TransientError
 from bridge.receiver.relational import record_fields
 from bridge.store import Store
 from bridge.store.models import InboundEvent, SalesEntry, utcnow
-from bridge.streaming import inbox
+from bridge.streaming import claims, inbox
 from bridge.streaming.events import MalformedEvent, from_bayeux, malformed
 from bridge.writeback.known import KnownRecords
 from tests.factories import (
@@ -101,7 +101,7 @@ def receiver(store: Store, monkeypatch: pytest.MonkeyPatch) -> Receiver:
 
 def claim(store: Store, ids: list[int], token: str) -> list[int]:
     with store.session() as s:
-        return [ev.id for ev in inbox.claim(s, ids, token)]
+        return [ev.id for ev in claims.claim(s, ids, token)]
 
 
 def entries(store: Store) -> list[SalesEntry]:
@@ -210,11 +210,11 @@ def test_the_heartbeat_stops_when_the_batch_is_through(store: Store, org_id: int
     ids = store_leads(store, org_id, range(1, 3))
     claim(store, ids, "t")
     with store.session() as s:
-        assert inbox.renew_claim(s, ids, "t") == 2
-        assert inbox.renew_claim(s, ids, "someone-else") == 0
-        inbox.finish(s, {i: ("done", None) for i in inbox.still_claimed(s, ids, "t")})
+        assert claims.renew_claim(s, ids, "t") == 2
+        assert claims.renew_claim(s, ids, "someone-else") == 0
+        claims.finish(s, {i: ("done", None) for i in claims.still_claimed(s, ids, "t")})
     with store.session() as s:
-        assert inbox.renew_claim(s, ids, "t") == 0  # nothing left to keep
+        assert claims.renew_claim(s, ids, "t") == 0  # nothing left to keep
 
 
 def test_claim_timeout_and_sweep_pick_a_dead_workers_events_up_within_a_minute() -> None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.streaming import storable
+from bridge.streaming.storable import MAX_INTEGER, show
 from bridge.vocabulary import CHANGE_TYPES, KEY_PREFIXES, ChangeType
 
 #: The CDC change types mapped onto the PushTopic event types (vocabulary.CHANGE_TYPES).
@@ -50,11 +51,7 @@ _RECORD_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")
 #: An object's API name (the stored sobject_type is at most 64 characters).
 _API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 #: Replay ids are positive and fit the stored BIGINT.
-MAX_REPLAY_ID = 2**63 - 1
-#: The longest text a Salesforce field holds (Long Text Area: 131,072 characters).
-MAX_STRING_CHARS = 131_072
-#: Nesting deeper than this is no Salesforce event (a compound field inside a record is 3).
-MAX_DEPTH = 12
+MAX_REPLAY_ID = MAX_INTEGER
 #: How much of an unreadable message is kept as its raw text.
 MAX_RAW_CHARS = 65_536
 #: What a JSON object is read as, dict first: a dict is told without the ABC's check (a
@@ -114,14 +111,14 @@ def parse_sf_datetime(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise MalformedEvent(f"{_show(value)} is not a Salesforce datetime")
+        raise MalformedEvent(f"{show(value)} is not a Salesforce datetime")
     if isinstance(value, (int, float)):
         try:
             return datetime.fromtimestamp(value / 1000, tz=UTC)
         except (OverflowError, ValueError, OSError):
-            raise MalformedEvent(f"{_show(value)} is not a time in epoch milliseconds") from None
+            raise MalformedEvent(f"{show(value)} is not a time in epoch milliseconds") from None
     if len(value) > 40:
-        raise MalformedEvent(f"{_show(value)} is not a Salesforce datetime")
+        raise MalformedEvent(f"{show(value)} is not a Salesforce datetime")
     try:  # Python reads both of Salesforce's forms itself (3.11+); the rest is for the others
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -140,119 +137,22 @@ def parse_sf_datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _show(value: Any) -> str:
-    """A value in an error message: its type and a short repr (never the whole of it)."""
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60]}{'…' if len(text) > 60 else ''}"
-
-
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise MalformedEvent(f"{what} is {_show(value)}, not text")
+        raise MalformedEvent(f"{what} is {show(value)}, not text")
     return value
 
 
 def _record_id(value: Any, what: str) -> str:
     if not isinstance(value, str) or not _RECORD_ID.fullmatch(value):
-        raise MalformedEvent(f"{what} is {_show(value)}, not a 15- or 18-character record id")
+        raise MalformedEvent(f"{what} is {show(value)}, not a 15- or 18-character record id")
     return value
 
 
 def _replay_id(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_REPLAY_ID:
-        raise MalformedEvent(f"replayId is {_show(value)}, not a positive whole number")
+        raise MalformedEvent(f"replayId is {show(value)}, not a positive whole number")
     return value
-
-
-def _check_storable(value: Any, where: str) -> None:
-    """Every value can be stored as JSON on SQLite and PostgreSQL: finite numbers, text
-    without NUL and no longer than a Salesforce field, text keys, bounded nesting.
-
-    It walks every value of every message (two dozen in a PushTopic event), so the walk
-    (`_storable`) tests exact types and names no place; the place of a problem, `where`
-    and the keys to it, is put together only when there is one."""
-    try:
-        _storable(value, 0)
-    except _Unstorable as exc:
-        raise MalformedEvent(where + "".join(reversed(exc.path)) + " " + exc.problem) from None
-
-
-class _Unstorable(Exception):
-    """A value `_storable` refuses: the problem in words, and the keys to it, innermost
-    first (each level adds its own on the way out)."""
-
-    def __init__(self, problem: str) -> None:
-        self.problem = problem
-        self.path: list[str] = []
-
-
-def _storable(value: Any, depth: int) -> None:
-    kind = type(value)
-    if kind is str:
-        _storable_text(value)
-    elif kind is dict or kind is WireMessage:
-        for key, item in value.items():
-            if type(key) is not str and not isinstance(key, str):
-                raise _Unstorable(f"has a key that is {_show(key)}, not text")
-            try:
-                if depth >= MAX_DEPTH:
-                    raise _Unstorable(f"is nested deeper than {MAX_DEPTH} levels")
-                if type(item) in _LEAVES:
-                    if type(item) is str and (len(item) > MAX_STRING_CHARS or "\x00" in item):
-                        _storable_text(item)  # says which
-                else:
-                    _storable(item, depth + 1)
-            except _Unstorable as exc:
-                exc.path.append(f".{key[:40]}")
-                raise
-    elif kind is list:
-        for i, item in enumerate(value):
-            try:
-                if depth >= MAX_DEPTH:
-                    raise _Unstorable(f"is nested deeper than {MAX_DEPTH} levels")
-                _storable(item, depth + 1)
-            except _Unstorable as exc:
-                exc.path.append(f"[{i}]")
-                raise
-    elif kind is int:
-        if abs(value) > MAX_REPLAY_ID:
-            raise _Unstorable(f"is a number too large to store ({_show(value)})")
-    elif kind is not bool and value is not None:
-        _storable_other(value, depth)
-
-
-_LEAVES = frozenset({str, bool, type(None)})
-"""Values checked without a call of `_storable` (most of a record's)."""
-
-
-def _storable_text(value: str) -> None:
-    if len(value) > MAX_STRING_CHARS:
-        raise _Unstorable(
-            f"is {len(value):,} characters long (a Salesforce field holds at most "
-            f"{MAX_STRING_CHARS:,})"
-        )
-    if "\x00" in value:
-        raise _Unstorable("contains a NUL character")
-
-
-def _storable_other(value: Any, depth: int) -> None:
-    """Numbers, and the subclasses of text, mappings and lists (JSON brings none of them)."""
-    if isinstance(value, str):
-        _storable_text(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise _Unstorable(f"is {value}, not a finite number")
-    elif isinstance(value, bool):
-        return
-    elif isinstance(value, int):
-        if abs(value) > MAX_REPLAY_ID:
-            raise _Unstorable(f"is a number too large to store ({_show(value)})")
-    elif isinstance(value, Mapping):
-        _storable(dict(value), depth)
-    elif isinstance(value, list):
-        _storable(list(value), depth)
-    else:
-        raise _Unstorable(f"is {_show(value)}, not a JSON value")
 
 
 def format_modstamp(value: datetime) -> str:
@@ -311,7 +211,7 @@ def from_bayeux(message: Mapping[str, Any], topic_objects: Mapping[str, str]) ->
     Raises MalformedEvent, in words, for anything it cannot read or store.
     """
     if not isinstance(message, _MAPPING):
-        raise MalformedEvent(f"the message is {_show(message)}, not an object")
+        raise MalformedEvent(f"the message is {show(message)}, not an object")
     channel = _channel(message)
     data = message.get("data")
     if not isinstance(data, _MAPPING) or not isinstance(data.get("event"), _MAPPING):
@@ -323,7 +223,10 @@ def from_bayeux(message: Mapping[str, Any], topic_objects: Mapping[str, str]) ->
         replay_id = _replay_id(event["replayId"])
     except MalformedEvent as exc:
         raise MalformedEvent(f"message on {channel}: {exc}") from None
-    _check_storable(message, "message")
+    try:
+        storable.check(message, "message")
+    except storable.Unstorable as exc:
+        raise MalformedEvent(str(exc)) from None
     payload = dict(message)
     text = message.text if isinstance(message, WireMessage) else None
     if "sobject" in data:
@@ -340,7 +243,7 @@ def from_bayeux(message: Mapping[str, Any], topic_objects: Mapping[str, str]) ->
 def _channel(message: Mapping[str, Any]) -> str:
     channel = message.get("channel")
     if not isinstance(channel, str) or not channel.startswith("/"):
-        raise MalformedEvent(f"the message's channel is {_show(channel)}, not a channel name")
+        raise MalformedEvent(f"the message's channel is {show(channel)}, not a channel name")
     if len(channel) > MAX_CHANNEL_CHARS:
         raise MalformedEvent(f"the channel name is {len(channel)} characters long")
     return channel
@@ -357,11 +260,11 @@ def _from_topic(
 ) -> ChangeEvent:
     where = f"replayId {replay_id} on {channel}"
     if not isinstance(sobject, _MAPPING):
-        raise MalformedEvent(f"{where}: data.sobject is {_show(sobject)}, not a record")
+        raise MalformedEvent(f"{where}: data.sobject is {show(sobject)}, not a record")
     record = _clean(sobject)
     change_type = event.get("type")
     if change_type not in CHANGE_TYPES:
-        raise MalformedEvent(f"{where}: unknown type {_show(change_type)}")
+        raise MalformedEvent(f"{where}: unknown type {show(change_type)}")
     # The Streaming API sends createdDate as an ISO 8601 string.
     created = parse_sf_datetime(_text(event.get("createdDate", ""), f"{where}: createdDate"))
     record_id = _record_id(record.get("Id"), f"{where}: the record's Id")
@@ -422,9 +325,9 @@ def from_cdc(
         )
     change_type = _CDC_TYPES.get(kind) if isinstance(kind, str) else None
     if change_type is None:
-        raise MalformedEvent(f"{where}: {_show(kind)} event")
+        raise MalformedEvent(f"{where}: {show(kind)} event")
     if not isinstance(entity, str) or not _API_NAME.fullmatch(entity):
-        raise MalformedEvent(f"{where}: entityName is {_show(entity)}, not an object name")
+        raise MalformedEvent(f"{where}: entityName is {show(entity)}, not an object name")
     record_ids = header.get("recordIds")
     if not isinstance(record_ids, list) or not record_ids:
         raise MalformedEvent(f"{where}: CDC event without recordIds")

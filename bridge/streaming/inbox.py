@@ -1,5 +1,5 @@
-"""The event inbox: store changes exactly once, the cursors that only move forward, and the
-events' states (new → processing → done / failed / skipped) as jobs claim and release them.
+"""The event inbox: store changes exactly once, and the cursors that only move forward (the
+states jobs then move the events through are `bridge.streaming.claims`').
 
 Storing and moving the cursor happen in the caller's transaction, events first: a cursor is
 never committed without the events it covers (aiosfstream's automatic replay policy stores the
@@ -11,20 +11,16 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Text, bindparam, case, column, func, or_, select, table, update
+from sqlalchemy import Text, column, func, or_, select, table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from bridge import defaults
 from bridge.store.models import (
     InboundEvent,
-    OrgConnection,
-    SalesEntry,
     SyncCursor,
     UTCDateTime,
     utcnow,
@@ -414,181 +410,3 @@ def mark_queued(session: Session, ids: Iterable[int]) -> None:
             .values(queued_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-
-
-# ---- claims: the states a job moves events through ------------------------------------------
-
-
-@dataclass
-class ClaimedEvent:
-    """A claimed event as the claim's UPDATE … RETURNING gives it back: what its job makes the
-    entry of, with no second read of the events."""
-
-    id: int
-    org_connection_id: int
-    channel: str
-    source: str
-    sobject_type: str
-    record_id: str | None
-    change_type: str
-    payload_json: str = field(repr=False)
-
-    @functools.cached_property
-    def payload(self) -> dict[str, Any]:
-        """Decoded when first asked for, once the claim has committed: on SQLite not under the
-        write lock (~14 µs an event, milliseconds for a job of 200)."""
-        return cast(dict[str, Any], json.loads(self.payload_json))
-
-
-_CLAIMED = (
-    InboundEvent.id,
-    InboundEvent.org_connection_id,
-    InboundEvent.channel,
-    InboundEvent.source,
-    InboundEvent.sobject_type,
-    InboundEvent.record_id,
-    InboundEvent.change_type,
-    InboundEvent.payload.cast(Text),  # the JSON as stored, decoded later (ClaimedEvent.payload)
-)
-
-
-@functools.cache
-def _claim() -> Any:
-    """The claim's statement, built once: building it took more CPU than running it (~0.5 ms
-    a job). The ids, the times and the token are its parameters."""
-    c = InboundEvent.__table__.c
-    paused = select(OrgConnection.id).where(OrgConnection.inbound_paused.is_(True))
-    return (
-        update(InboundEvent)
-        .where(
-            InboundEvent.id.in_(bindparam("ids", expanding=True)),
-            (InboundEvent.state == "new")
-            | (
-                (InboundEvent.state == "processing")
-                & (InboundEvent.claimed_at < bindparam("stale", type_=c.claimed_at.type))
-            ),
-            InboundEvent.org_connection_id.not_in(paused),
-        )
-        .values(
-            state="processing",
-            claimed_at=bindparam("now", type_=c.claimed_at.type),
-            claimed_by=bindparam("token", type_=c.claimed_by.type),
-            attempts=InboundEvent.attempts + 1,
-        )
-        .returning(*_CLAIMED)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def claim(session: Session, ids: Sequence[int], token: str) -> list[ClaimedEvent]:
-    """Mark the events ours (new → processing) and return them, in id order; a stale claim of
-    a dead worker is taken over. The events of an org whose inbound is paused (`sfbridge org
-    pause --inbound`) are left alone: they stay stored as new until it is resumed.
-
-    One UPDATE … WHERE state allows it … RETURNING the events: two jobs claiming the same
-    events at the same time get disjoint sets, on SQLite and PostgreSQL alike.
-    """
-    now = utcnow()
-    stale = now - timedelta(seconds=defaults.CLAIM_TIMEOUT_SECONDS)
-    values = {"ids": list(ids), "stale": stale, "now": now, "token": token}
-    rows = session.execute(_claim(), values).all()
-    return sorted((ClaimedEvent(*row) for row in rows), key=lambda ev: ev.id)
-
-
-def renew_claim(session: Session, ids: Sequence[int], token: str) -> int:
-    """The heartbeat of a running batch: its events still claimed by `token` get a fresh
-    claim time, so no other job takes them over. Returns how many are still claimed (0: the
-    batch is through, or its claim was taken over)."""
-    return _rowcount(
-        session.execute(
-            update(InboundEvent)
-            .where(
-                InboundEvent.id.in_(list(ids)),
-                InboundEvent.state == "processing",
-                InboundEvent.claimed_by == token,
-            )
-            .values(claimed_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-    )
-
-
-def release(session: Session, ids: Sequence[int], token: str) -> None:
-    """Give claimed events back (state new) so a retry of the job can take them again."""
-    session.execute(
-        update(InboundEvent)
-        .where(
-            InboundEvent.id.in_(list(ids)),
-            InboundEvent.state == "processing",
-            InboundEvent.claimed_by == token,
-        )
-        .values(state="new", claimed_at=None, claimed_by=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-@functools.cache
-def _still_claimed() -> Any:
-    return (
-        select(InboundEvent.id, SalesEntry.id.is_not(None))
-        .outerjoin(SalesEntry, SalesEntry.inbound_event_id == InboundEvent.id)
-        .where(
-            InboundEvent.id.in_(bindparam("ids", expanding=True)),
-            InboundEvent.state == "processing",
-            InboundEvent.claimed_by == bindparam("token"),
-        )
-        .order_by(InboundEvent.id)
-    )
-
-
-def still_claimed(session: Session, ids: Sequence[int], token: str) -> dict[int, bool]:
-    """The events among `ids` still claimed by `token` (a slow job whose claim was taken
-    over must not act on them), in id order, each with whether it has an entry already
-    (one made outside the claim, e.g. submitted through the API). One SELECT, built once."""
-    rows = session.execute(_still_claimed(), {"ids": list(ids), "token": token})
-    return {event_id: bool(has_entry) for event_id, has_entry in rows}
-
-
-@functools.cache
-def _finish(ends: int) -> Any:
-    """The UPDATE of events with `ends` different ends, built once per number of ends: the
-    state and reason of all ends but the last by a CASE over their ids (`ids_<n>`)."""
-    c = InboundEvent.__table__.c
-
-    def by_end(column: str, kind: Any) -> Any:
-        last = bindparam(f"{column}_{ends - 1}", type_=kind)
-        if ends == 1:
-            return last
-        whens = [
-            (InboundEvent.id.in_(bindparam(f"ids_{n}", expanding=True)),
-             bindparam(f"{column}_{n}", type_=kind))
-            for n in range(ends - 1)
-        ]  # fmt: skip
-        return case(*whens, else_=last)
-
-    return (
-        update(InboundEvent)
-        .where(InboundEvent.id.in_(bindparam("ids", expanding=True)))
-        .values(
-            state=by_end("state", c.state.type),
-            reason=by_end("reason", c.reason.type),
-            processed_at=bindparam("now", type_=c.processed_at.type),
-        )
-        .execution_options(synchronize_session=False)
-    )
-
-
-def finish(session: Session, ends: Mapping[int, tuple[str, str | None]]) -> None:
-    """The events are through: each `done`, `failed` or `skipped` (with the reason code);
-    one UPDATE (per 200 events), its state and reason by the event's id where they differ."""
-    now = utcnow()
-    ids = list(ends)
-    for start in range(0, len(ids), _CHUNK):
-        part = ids[start : start + _CHUNK]
-        groups: dict[tuple[str, str | None], list[int]] = {}
-        for event_id in part:
-            groups.setdefault(ends[event_id], []).append(event_id)
-        values: dict[str, Any] = {"ids": part, "now": now}
-        for n, ((state, reason), group) in enumerate(groups.items()):
-            values.update({f"ids_{n}": group, f"state_{n}": state, f"reason_{n}": reason})
-        session.execute(_finish(len(groups)), values)

@@ -51,7 +51,8 @@ from bridge.store.models import OrgConnection, Push, utcnow
 from bridge.writeback.client import COLLECTION_LIMIT, OrgWriter, chunks
 from bridge.writeback.known import KnownRecords
 from bridge.writeback.pushes import claim, hold, mark_error, record_attempts
-from bridge.writeback.sender import SendReport, send
+from bridge.writeback.results import SendReport
+from bridge.writeback.sender import send
 
 log = logging.getLogger(__name__)
 

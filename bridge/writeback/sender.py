@@ -12,20 +12,27 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bridge import audit
 from bridge.config import ObjectSync, OrgConfig, referral_add_for
 from bridge.errors import Action, failure_of
 from bridge.store import Store
-from bridge.store.models import Member, Program, Push, Referral, ReferralStatusChange
+from bridge.store.models import Member, Program, Push, Referral
 from bridge.vocabulary import SALES_KINDS
-from bridge.writeback import accounts, campaigns, lead_owners, phases, referrals, sales, users
+from bridge.writeback import (
+    accounts,
+    campaigns,
+    lead_owners,
+    phases,
+    referrals,
+    results,
+    sales,
+    users,
+)
 from bridge.writeback.client import Writer
 from bridge.writeback.known import STALE_CODES, KnownRecords, who_prefix_object
 from bridge.writeback.mapping import salesforce_email
@@ -39,39 +46,14 @@ from bridge.writeback.planning import (
     resolves_who,
 )
 from bridge.writeback.pushes import (
-    mark_error,
-    mark_sent,
     mark_skipped,
     payload_digest,
     queue_push,
-    record_attempts,
 )
+from bridge.writeback.results import SendReport, save
 from bridge.writeback.writes import execute
 
-ACTOR = "writeback"
-
-PUSHES_PER_TRANSACTION = 10
-"""Pushes claimed, and results saved, per write transaction: on SQLite the subscriber waits
-for the transaction in progress, so a drain's are kept short (a group is a few set-based
-statements, docs/writeback.md "What a drain costs the worker")."""
-
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SendReport:
-    sent: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    retry: list[int] = field(default_factory=list)  # transient errors: still pending
-    new_leads: list[str] = field(default_factory=list)  # Leads created (not updated)
-
-    def add(self, outcome: Outcome, push: Push) -> None:
-        bucket = {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
-        if push.state == "pending":
-            self.retry.append(push.id)
-        else:
-            bucket[push.state].append(push.id)
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,7 +82,7 @@ def send(
     for outcomes in sales.send_events(
         store, writer, org_config, [i for i in items if i.kind in SALES_KINDS], now
     ):
-        _save(store, outcomes, now, report)
+        save(store, outcomes, now, report)
     items = [i for i in items if i.kind not in SALES_KINDS]
     if not items:
         return report
@@ -190,7 +172,7 @@ def _send_round(
     for write in writes:
         _apply_static(write, org_config)
         _apply_overrides(write, by_id[write.push_id].payload.get("overrides"))
-    _save(store, early, now, report)
+    save(store, early, now, report)
     sync = accounts.account_sync(org_config)
     if sync is not None:
         linking = [w for w in writes if w.link_account]
@@ -205,7 +187,7 @@ def _send_round(
                 by_id[o.push_id].known_who, by_id[o.push_id].use_known = None, False
                 stale.append(by_id[o.push_id])
             outcomes = [o for o in outcomes if o not in retry]
-        _save(store, outcomes, now, report, owners.routed)
+        save(store, outcomes, now, report, owners.routed)
         _learn(known, outcomes, by_push, by_id)
     return stale
 
@@ -321,7 +303,7 @@ def _link_accounts(
                     creating[push.id] = domain
     account_report = SendReport()
     for outcomes in execute(writer, account_writes):
-        _save(store, outcomes, now, account_report)
+        save(store, outcomes, now, account_report)
         for outcome in outcomes:
             if outcome.state == "sent" and outcome.push_id in creating:
                 for write in by_domain[creating[outcome.push_id]]:
@@ -363,8 +345,8 @@ def _claim(store: Store, org_config: OrgConfig, push_ids: Sequence[int]) -> list
     waiting for its turn)."""
     ids = sorted(set(push_ids))
     items: list[Item] = []
-    for start in range(0, len(ids), PUSHES_PER_TRANSACTION):
-        items += _claim_some(store, org_config, ids[start : start + PUSHES_PER_TRANSACTION])
+    for start in range(0, len(ids), results.PUSHES_PER_TRANSACTION):
+        items += _claim_some(store, org_config, ids[start : start + results.PUSHES_PER_TRANSACTION])
     return items
 
 
@@ -443,131 +425,3 @@ def _load_referral(
         add=add,
         sobject=add.create_as,
     ) | phases.outbound(org_config, add.create_as, {phases.PHASE: referral.phase})
-
-
-# --------------------------------------------------------------------------------------------
-# Saving results
-# --------------------------------------------------------------------------------------------
-
-
-def _save(
-    store: Store, outcomes: list[Outcome], now: datetime, report: SendReport,
-    routed: dict[int, tuple[str | None, str]] | None = None,
-) -> None:  # fmt: skip
-    """Save the results, `PUSHES_PER_TRANSACTION` at a time: each push's result stands on its
-    own, and on SQLite the subscriber waits for a write transaction to end (a drain's results
-    in one held the lock for a second or more)."""
-    for start in range(0, len(outcomes), PUSHES_PER_TRANSACTION):
-        _save_some(store, outcomes[start : start + PUSHES_PER_TRANSACTION], now, report, routed)
-
-
-def _save_some(
-    store: Store, outcomes: list[Outcome], now: datetime, report: SendReport,
-    routed: dict[int, tuple[str | None, str]] | None,
-) -> None:  # fmt: skip
-    """Save one group's results: its pushes read again in one query (only pending ones take a
-    result), the referrals the results change in one more, and nothing written before the
-    commit: the pushes' changes flushed together, their attempts one INSERT (a `session.get`
-    per result flushed the result before it: a flush and a query per push)."""
-    routed = routed or {}
-    with store.session() as session, session.no_autoflush:
-        ids = [o.push_id for o in outcomes]
-        pushes = {p.id: p for p in session.scalars(select(Push).where(Push.id.in_(ids)))}
-        wanted = [
-            push.referral_id
-            for o in outcomes
-            if (push := pushes.get(o.push_id)) is not None and _changes_referral(push, o, routed)
-        ]
-        referral_of = (
-            {r.id: r for r in session.scalars(select(Referral).where(Referral.id.in_(wanted)))}
-            if wanted
-            else {}
-        )
-        attempts: list[tuple[Push, str]] = []
-        for outcome in outcomes:
-            push = pushes.get(outcome.push_id)
-            if push is None or push.state != "pending":
-                continue
-            referral = referral_of.get(push.referral_id) if push.referral_id is not None else None
-            if outcome.fields is not None:
-                payload = dict(push.payload or {})
-                payload["fields"] = outcome.fields
-                push.payload = payload
-            if outcome.sobject:
-                push.sobject_type = outcome.sobject
-            if outcome.state == "sent":
-                mark_sent(push, outcome.sf_id, now)
-                if outcome.note:
-                    push.payload = {**(push.payload or {}), "note": outcome.note}
-                if referral is not None and push.kind == "referral":
-                    _after_sent(referral, push, outcome)
-                if referral is not None and push.id in routed:
-                    lead_owners.record(session, referral, *routed[push.id])
-                if outcome.created and push.kind == "referral" and push.sobject_type == "Lead":
-                    report.new_leads.append(str(outcome.sf_id))
-            elif outcome.state in ("skipped", "denied"):
-                assert outcome.error is not None
-                mark_skipped(push, outcome.error.code, outcome.error.message)
-                if referral is not None and outcome.state == "denied":
-                    _deny_referral(session, referral, push, outcome)
-            else:
-                assert outcome.error is not None
-                mark_error(
-                    push,
-                    code=outcome.error.code,
-                    message=outcome.error.message,
-                    fields=outcome.error.fields,
-                    error_class=outcome.error_class or "permanent",
-                )
-            attempts.append((push, outcome.via))
-            report.add(outcome, push)
-        record_attempts(session, attempts)
-
-
-def _changes_referral(
-    push: Push, outcome: Outcome, routed: dict[int, tuple[str | None, str]]
-) -> bool:
-    """Whether saving `outcome` changes the push's referral: a sent referral add (its record
-    id, local updates), a routed push (its owner), a denied one (its status)."""
-    if push.referral_id is None or push.state != "pending":
-        return False
-    if outcome.state == "sent":
-        return push.kind == "referral" or push.id in routed
-    return outcome.state == "denied"
-
-
-def _after_sent(referral: Referral, push: Push, outcome: Outcome) -> None:
-    if push.sobject_type == "Lead":
-        referral.sf_lead_id = push.sf_id
-    elif push.sobject_type == "Contact":
-        referral.sf_contact_id = push.sf_id
-    extra = dict(referral.fields or {})
-    for name, value in outcome.local_updates.items():
-        if name in referrals.REFERRAL_ATTRIBUTES and name not in ("public_id", "status"):
-            setattr(referral, name, value)
-        elif name not in ("public_id", "status"):
-            extra[name] = value
-    if extra != (referral.fields or {}):
-        referral.fields = extra
-
-
-def _deny_referral(session: Session, referral: Referral, push: Push, outcome: Outcome) -> None:
-    if referral.status in ("approved", "denied"):
-        return  # approved is terminal; denied already
-    previous = referral.status
-    referral.status = "denied"
-    session.add(
-        ReferralStatusChange(
-            referral_id=referral.id, from_status=previous, to_status="denied", actor=ACTOR
-        )
-    )
-    audit.record(
-        session,
-        ACTOR,
-        "referral.denied",
-        "referral",
-        referral.id,
-        reason="existing_email",
-        push_id=push.id,
-        message=outcome.error.message if outcome.error else None,
-    )

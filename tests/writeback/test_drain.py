@@ -18,7 +18,7 @@ from bridge import context, defaults
 from bridge.context import WorkerContext
 from bridge.store import Store
 from bridge.store.models import OrgConnection, Push, PushAttempt, utcnow
-from bridge.writeback import jobs, queue_activity, sender
+from bridge.writeback import jobs, queue_activity, results
 from bridge.writeback.pushes import claim
 from tests.writeback.sfdouble import SalesforceDouble
 from tests.writeback.test_jobs import CONFIG, OUTBOUND_QUEUE, queue, sf, states, work
@@ -199,7 +199,7 @@ def test_a_drain_claims_and_saves_its_pushes_a_few_per_transaction(
 ) -> None:
     """On SQLite a write transaction keeps the subscriber waiting: a drain's claim of its
     pushes and the saving of their results go PUSHES_PER_TRANSACTION pushes at a time."""
-    monkeypatch.setattr(sender, "PUSHES_PER_TRANSACTION", 4)
+    monkeypatch.setattr(results, "PUSHES_PER_TRANSACTION", 4)
     ids = queue(sqlite_store, wired, 10)
     per_transaction: list[int] = [0]  # rows of pushes updated, per transaction
 

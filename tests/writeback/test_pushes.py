@@ -1097,7 +1097,7 @@ def test_a_drains_statements_grow_by_the_group_of_pushes_not_by_the_push(
     `session.get` per push, each flushing the push before it, made them 3–9 a push.)"""
     from sqlalchemy import event
 
-    from bridge.writeback import sender
+    from bridge.writeback import results
 
     cfg = org_config()
     # every third link-back refused: failed and sent results in the same groups
@@ -1150,7 +1150,7 @@ def test_a_drains_statements_grow_by_the_group_of_pushes_not_by_the_push(
 
     small, small_pushes = drain(0, 10)
     large, large_pushes = drain(10, 40)
-    groups = (large_pushes - small_pushes) / sender.PUSHES_PER_TRANSACTION
+    groups = (large_pushes - small_pushes) / results.PUSHES_PER_TRANSACTION
     # A group's claim: (SQLite's BEGIN IMMEDIATE), the attempts' UPDATE, its pushes, their
     # referrals; its save: (BEGIN IMMEDIATE), its pushes, their referrals, the attempts'
     # INSERT, an UPDATE of pushes per shape of result, one of referrals: 10.7 a group here on
