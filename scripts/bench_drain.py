@@ -36,12 +36,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchorg import bench_org  # noqa: E402
 from sqlalchemy import event, select, text  # noqa: E402
 
-from bridge.config import BridgeConfig, OrgConfig  # noqa: E402
+from bridge.config import OrgConfig  # noqa: E402
 from bridge.devorg.testing import DevOrg  # noqa: E402
-from bridge.orgs import jwt_credentials, read_private_key  # noqa: E402
-from bridge.salesforce.connection import connect  # noqa: E402
 from bridge.store import Store  # noqa: E402
 from bridge.store.models import Member, OrgConnection, Program, Push, Referral  # noqa: E402
 from bridge.writeback import queue_activity, queue_field_update, queue_referral_add  # noqa: E402
@@ -172,23 +171,7 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {p: [] for p in PHASES}
     with DevOrg() as devorg, tempfile.TemporaryDirectory() as tmp:
         info = devorg.info
-        config = BridgeConfig.model_validate(
-            {
-                "orgs": {
-                    "bench": {
-                        "login_url": info["login_url"],
-                        "client_id": info["client_id"],
-                        "username": info["users"]["integration"]["username"],
-                        "ca_bundle": info["ca_path"],
-                        "programs": [{"key": "bench", "name": "Bench"}],
-                        "receiver": {"program": "bench"},
-                    }
-                }
-            }
-        ).orgs["bench"]
-        org = connect(
-            jwt_credentials("bench", config, read_private_key(info["jwt_private_key_path"]))
-        )
+        config, org = bench_org(info)
         writer = OrgWriter.for_org(org)
         for _run in range(args.runs):
             devorg.control("reset")

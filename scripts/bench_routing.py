@@ -19,13 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchorg import bench_org  # noqa: E402
 from simple_salesforce import format_soql  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from bridge.config import BridgeConfig  # noqa: E402
 from bridge.devorg.testing import DevOrg  # noqa: E402
-from bridge.orgs import jwt_credentials, read_private_key  # noqa: E402
-from bridge.salesforce.connection import connect  # noqa: E402
 from bridge.store import Store  # noqa: E402
 from bridge.store.models import OrgConnection, Program, Push, Referral  # noqa: E402
 from bridge.writeback import gate  # noqa: E402
@@ -52,37 +50,21 @@ def main() -> None:
         ][0]["Email"]
         sales.Campaign.create({"Name": "Bench campaign", "IsActive": True})
         sales.Account.create({"Name": "Big", "Website": "big.example", "NumberOfEmployees": 5000})
-        bridge_config = BridgeConfig.model_validate(
-            {
-                "orgs": {
-                    "bench": {
-                        "login_url": info["login_url"],
-                        "client_id": info["client_id"],
-                        "username": info["users"]["integration"]["username"],
-                        "ca_bundle": info["ca_path"],
-                        "programs": [{"key": "bench", "name": "Bench"}],
-                        "receiver": {"program": "bench"},
-                        "users": {"sally": {"email": email}},
-                        "routing": {
-                            "minimum_score": "two",
-                            "campaign": {"name": "Bench campaign"},
-                            "lead_owner": {},
-                            "account_rules": [
-                                {
-                                    "name": "enterprise",
-                                    "segment": [
-                                        {"field": "NumberOfEmployees", "op": "gte", "value": 1000}
-                                    ],
-                                }
-                            ],
-                        },
+        config, org = bench_org(
+            info,
+            users={"sally": {"email": email}},
+            routing={
+                "minimum_score": "two",
+                "campaign": {"name": "Bench campaign"},
+                "lead_owner": {},
+                "account_rules": [
+                    {
+                        "name": "enterprise",
+                        "segment": [{"field": "NumberOfEmployees", "op": "gte", "value": 1000}],
                     }
-                }
-            }
+                ],
+            },
         )
-        config = bridge_config.orgs["bench"]
-        key = read_private_key(info["jwt_private_key_path"])
-        org = connect(jwt_credentials("bench", config, key))
         store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         store.upgrade()
         with store.session() as s:

@@ -25,12 +25,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchorg import bench_org  # noqa: E402
 from simple_salesforce import format_soql  # noqa: E402
 
-from bridge.config import BridgeConfig  # noqa: E402
 from bridge.devorg.testing import DevOrg  # noqa: E402
-from bridge.orgs import jwt_credentials, read_private_key  # noqa: E402
-from bridge.salesforce.connection import connect  # noqa: E402
 from bridge.store import Store  # noqa: E402
 from bridge.store.models import OrgConnection, Program, Referral  # noqa: E402
 from bridge.writeback import events  # noqa: E402
@@ -127,24 +125,7 @@ def main() -> None:
 
     with DevOrg() as devorg, tempfile.TemporaryDirectory() as tmp:
         info = devorg.info
-        config = BridgeConfig.model_validate(
-            {
-                "orgs": {
-                    "bench": {
-                        "login_url": info["login_url"],
-                        "client_id": info["client_id"],
-                        "username": info["users"]["integration"]["username"],
-                        "ca_bundle": info["ca_path"],
-                        "programs": [{"key": "bench", "name": "Bench"}],
-                        "receiver": {"program": "bench"},
-                        "writeback": {"sales": {"sites": {}}} if args.locations else {},
-                    }
-                }
-            }
-        ).orgs["bench"]
-        org = connect(
-            jwt_credentials("bench", config, read_private_key(info["jwt_private_key_path"]))
-        )
+        config, org = bench_org(info, writeback={"sales": {"sites": {}}} if args.locations else {})
         book = seed_products(devorg, args.items)
         store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         store.upgrade()
