@@ -744,8 +744,6 @@ def _change(
     full = {name: rec.get(name) for name in o.fields}
     before = {name: old.get(name) for name in o.fields} if old is not None else None
     changed = _changed(before, full) if kind in ("created", "updated") else set()
-    at = parse_datetime(stamp)
-    assert at is not None
     return RecordChange(
         sobject=o.name,
         change_type=kind,
@@ -753,7 +751,7 @@ def _change(
         old=before,
         changed_fields=changed,
         user_id=ctx.user.id,
-        at=at,
+        at=datetime.fromisoformat(stamp),  # format_datetime's text
         origin=ctx.api,
     )
 
