@@ -9,7 +9,6 @@ marker before the handler has saved anything, which loses the event on a crash; 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from operator import attrgetter
@@ -61,19 +60,16 @@ def _insert_events() -> Any:
 
 def _changes(events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
     """The delivery's events, a change once (a replay overlapping a page can repeat one)."""
+    keys = [ev.change_key for ev in events]
+    if len(set(keys)) == len(keys):
+        return list(events)
     seen: set[str] = set()
     changes = []
-    for ev in events:
-        if ev.change_key not in seen:
-            seen.add(ev.change_key)
+    for key, ev in zip(keys, events, strict=True):
+        if key not in seen:
+            seen.add(key)
             changes.append(ev)
     return changes
-
-
-def _payload(ev: ChangeEvent) -> str:
-    if ev.error is None:
-        return payload_json(ev)
-    return json.dumps({**ev.payload, "_error": ev.error})
 
 
 def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
@@ -87,7 +83,7 @@ def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
         "record_id": ev.record_id,
         "change_type": ev.change_type,
         "event_created_at": ev.event_created_at,
-        "payload": _payload(ev),
+        "payload": payload_json(ev),
         "state": "new",
         "attempts": 0,
     }
@@ -136,7 +132,7 @@ _ARRAYS = {
     "record_id": ("text", pgarrays.text_array, attrgetter("record_id")),
     "change_type": ("text", pgarrays.text_array, attrgetter("change_type")),
     "event_created_at": ("timestamptz", pgarrays.timestamptz_array, attrgetter("event_created_at")),
-    "payload": ("json", pgarrays.json_array, _payload),
+    "payload": ("json", pgarrays.json_array, payload_json),
 }
 """The columns sent as arrays: their type, how a column becomes one array, an event's value."""
 
