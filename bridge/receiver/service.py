@@ -97,6 +97,7 @@ def process_entries(
     *,
     integration_user_id: str | None = None,
     pools: Mapping[int, CandidatePool] | None = None,
+    alongside: Sequence[SalesEntry] = (),
 ) -> list[SalesEntry]:
     """``process_entry`` for a batch of entries, in their order, with the lookups batched.
 
@@ -112,9 +113,15 @@ def process_entries(
     write transaction began, so that on SQLite the write lock is not held while they are
     read; one that does not cover the entries' keys is read again here. Referrals the batch
     will change are locked and compared with the pool's copy either way.
+
+    ``alongside``: unsaved entries the caller has decided (own writes, failed ones), their
+    ids given, to be written with the batch's (an earlier one counts as a later entry's
+    previous values): so nothing is written before the batch's reads, and a read-first
+    transaction (bridge.store.readfirst) takes the write lock only for the writes.
     """
     todo = [e for e in entries if e.outcome == NEW]
     if not todo:
+        session.add_all(alongside)
         return list(entries)
     unsaved = [e for e in todo if not inspect(e).persistent]
     for entry in unsaved:
@@ -138,12 +145,13 @@ def process_entries(
     # holds objects weakly) gives them to every entry instead of loading them again.
     connections = [session.get(OrgConnection, i) for i in users if i is not None]
     receiver = org.receiver
-    writer = _EntryWriter(session, unsaved)
+    written = sorted([*unsaved, *alongside], key=lambda e: e.id)  # the batch's order
+    writer = _EntryWriter(session, written)
     # From here on nothing is flushed before a query (the batch's changes go out together at
     # the end): the queries below read referrals and members the batch has not changed yet,
     # and every step that needs its own writes visible flushes them itself.
     with audit.batched(session), pushes.batched(session), writer, session.no_autoflush:
-        previous = _previous_of(session, [e for e in todo if not e.previous], unsaved)
+        previous = _previous_of(session, [e for e in todo if not e.previous], written)
         for entry in todo:
             if not entry.previous:
                 entry.previous = previous.get(entry.id, {})
