@@ -439,7 +439,7 @@ class _EntryWriter:
     (a referral created, a notification scheduled): rows the ORM writes may refer to the
     entries decided so far, so those go first — and the entry being decided too if a row
     being written refers to it already (it is then updated once decided, the one case of an
-    `UPDATE`). Written entries join the session as saved.
+    `UPDATE`). Entries written before the end join the session as saved.
     """
 
     _TABLE: Any = SalesEntry.__table__
@@ -459,19 +459,25 @@ class _EntryWriter:
         if entry.id in self.unwritten:
             self.ready.append(entry)
 
-    def write(self) -> None:
+    def write(self, *, last: bool = False) -> None:
+        """Write the entries ready. `last`: the batch's end, after which nothing changes them,
+        so they need not join the session (they stay as written)."""
         ready, self.ready = self.ready, []
         if not ready:
             return
-        for entry in ready:
-            _relink_pushes(self.session, entry)
+        # Their rows made first: the pushes' INSERT below may be the transaction's first
+        # write, which takes SQLite's write lock (bridge.store.readfirst).
         rows = [row_values(e) for e in ready]
+        for i, entry in enumerate(ready):
+            if _relink_pushes(self.session, entry):
+                rows[i] = row_values(entry)
         with self.session.no_autoflush:  # before the rows that refer to them
             self.session.execute(self._INSERT, rows)
         for entry in ready:
             del self.unwritten[entry.id]
-            make_transient_to_detached(entry)
-            self.session.add(entry)
+            if not last:
+                make_transient_to_detached(entry)
+                self.session.add(entry)
 
     def _before_flush(self, session: Session, *_args: Any) -> None:
         current = self.current
@@ -492,8 +498,11 @@ class _EntryWriter:
         event.remove(self.session, "before_flush", self._before_flush)
         if exc_type is None:
             self.ready = list(self.unwritten.values())  # any not decided is written as it is
-            self.write()
-            _write_referrals(self.session)
+            # The referrals' rows made before the first write too (the entries' or pushes'
+            # INSERT: read first, the write lock is taken there).
+            referrals = _referral_rows(self.session)
+            self.write(last=True)
+            _write_referrals(self.session, referrals)
             self.session.flush()
 
 
@@ -502,13 +511,36 @@ _REFERRAL_COLUMNS = frozenset(c.key for c in _REFERRALS.columns)
 _UPDATE_REFERRAL: Any = update(_REFERRALS).where(_REFERRALS.c.id == bindparam("referral_id"))
 
 
-def _write_referrals(session: Session) -> None:
+_ReferralRows = tuple[
+    dict[tuple[str, ...], list[dict[str, Any]]], list[tuple[Referral, tuple[str, ...]]]
+]
+
+
+def _write_referrals(session: Session, rows: _ReferralRows | None = None) -> None:
     """Write the referrals the batch changed, before the ORM's flush, with one UPDATE (an
     executemany) per set of columns changed, and mark them saved: the flush wrote one per run
     of id-neighbours changing the same columns, so a chunk whose referrals changed different
     columns cost about one statement (on PostgreSQL a round trip) per referral. Writes what
     the flush would: the changed columns, new matching keys if a field they are made of
-    changed, `updated_at`."""
+    changed, `updated_at`. `rows`: `_referral_rows` made before (none changed since)."""
+    groups, written = rows if rows is not None else _referral_rows(session)
+    with session.no_autoflush:  # the ORM would write them first
+        for group in groups.values():
+            session.execute(_UPDATE_REFERRAL, group)
+    for referral, columns in written:
+        state = inspect(referral)
+        if _REFERRAL_COLUMNS.issuperset(state.committed_state):
+            # Saved as a flush leaves it (what make_transient_to_detached does too): the
+            # flush then has nothing to do for it (it ran its update hooks for each before).
+            state._commit_all(state.dict, session.identity_map)
+        else:  # a relationship changed too: the flush writes that
+            for key in columns:
+                set_committed_value(referral, key, getattr(referral, key))
+
+
+def _referral_rows(session: Session) -> _ReferralRows:
+    """The UPDATE rows of the referrals the batch changed, by the columns each changed, and
+    the referrals with their columns (stamped `updated_at`, their keys refilled)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     written: list[tuple[Referral, tuple[str, ...]]] = []
     now = utcnow()
@@ -530,27 +562,18 @@ def _write_referrals(session: Session) -> None:
         row["referral_id"] = referral.id
         groups.setdefault(columns, []).append(row)
         written.append((referral, columns))
-    with session.no_autoflush:  # the ORM would write them first
-        for rows in groups.values():
-            session.execute(_UPDATE_REFERRAL, rows)
-    for referral, columns in written:
-        state = inspect(referral)
-        if _REFERRAL_COLUMNS.issuperset(state.committed_state):
-            # Saved as a flush leaves it (what make_transient_to_detached does too): the
-            # flush then has nothing to do for it (it ran its update hooks for each before).
-            state._commit_all(state.dict, session.identity_map)
-        else:  # a relationship changed too: the flush writes that
-            for key in columns:
-                set_committed_value(referral, key, getattr(referral, key))
+    return groups, written
 
 
-def _relink_pushes(session: Session, entry: SalesEntry) -> None:
+def _relink_pushes(session: Session, entry: SalesEntry) -> bool:
     """Write the batch's pushes queued so far (before the entries that list them), and list
-    on the entry the saved push of each key that was saved before."""
+    on the entry the saved push of each key that was saved before (True if one was)."""
     listed = (entry.decision or {}).get("pushes")
     ids = pushes.write_batched(session, listed or [])
     if listed and ids != listed:
         entry.decision = {**(entry.decision or {}), "pushes": ids}
+        return True
+    return False
 
 
 class _Early(NamedTuple):

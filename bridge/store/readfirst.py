@@ -135,10 +135,13 @@ def _loaded(session: Session) -> dict[type, list[tuple[Any, Any]]]:
     """(id, updated_at as loaded) of each object the session loaded, by class (those with an
     `updated_at`: every change of a row of theirs moves it)."""
     out: dict[type, list[tuple[Any, Any]]] = {}
-    for obj in session.identity_map.values():
-        values = obj.__dict__
+    for state in session.identity_map.all_states():
+        values = state.dict
         if "updated_at" in values and "id" in values:
-            out.setdefault(type(obj), []).append((values["id"], values["updated_at"]))
+            # As loaded: a change the session is about to write (a new `updated_at` among
+            # them) keeps the loaded value beside it.
+            loaded_at = state.committed_state.get("updated_at", values["updated_at"])
+            out.setdefault(state.class_, []).append((values["id"], loaded_at))
     return out
 
 

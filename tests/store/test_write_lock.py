@@ -129,8 +129,8 @@ def test_a_chunk_decides_without_the_write_lock_and_takes_it_to_write(
         lock_free_while_deciding.append(_write_lock_free(path))
         return decide(*args, **kw)
 
-    def watched_write(writer: Any) -> None:
-        write(writer)
+    def watched_write(writer: Any, **kw: Any) -> None:
+        write(writer, **kw)
         lock_free_while_writing.append(_write_lock_free(path))
 
     monkeypatch.setattr(service, "decide", watched_decide)
