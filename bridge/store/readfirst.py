@@ -5,7 +5,7 @@ SQLite lets one writer in at a time, so whatever a write transaction does while 
 lock, every other writer (the subscriber storing its next delivery) waits for. A session from
 `Store.session(read_first=True)` begins its transaction deferred, as a read (no write lock:
 other writers go on meanwhile), and turns it into a write transaction at its first write (a
-flush with something to write, or an INSERT / UPDATE / DELETE it executes): the read ends,
+flush with something to write, or any statement but a SELECT it executes): the read ends,
 the writer takes its turn (bridge.store.writelock) and `BEGIN IMMEDIATE` begins the write
 transaction on the same connection, the session's objects kept as they are.
 

@@ -16,7 +16,7 @@ from bridge.config import BridgeConfig
 from bridge.context import WorkerContext
 from bridge.receiver import service
 from bridge.receiver.candidates import CandidatePool
-from bridge.store import Store
+from bridge.store import Store, readfirst, reserve_ids
 from bridge.store.models import (
     OrgConnection,
     Program,
@@ -181,3 +181,33 @@ def test_a_referral_changed_between_the_chunks_read_and_its_write_is_decided_on_
     assert history == []  # the other writer's change stands alone
     assert entry.decision["from_status"] == "qualified"
     assert "status_unchanged" in entry.reasons
+
+
+def test_a_read_first_session_takes_the_write_lock_at_its_first_write(sqlite_store: Store) -> None:
+    store = sqlite_store
+    path = store.url.split("///", 1)[1]
+    with store.session(read_first=True) as s:
+        (program_id,) = reserve_ids(s, Program, 1)
+        assert s.scalar(select(Program.id)) is None
+        assert _write_lock_free(path)  # reading
+        s.add(Program(id=program_id, key="main", name="Main"))
+        s.flush()
+        assert not _write_lock_free(path)  # writing
+    assert _write_lock_free(path)
+    with store.session() as s:
+        assert s.scalar(select(Program.key)) == "main"
+
+
+def test_an_id_reserved_while_reading_and_taken_meanwhile_makes_the_session_stale(
+    sqlite_store: Store,
+) -> None:
+    """Another writer takes the id first: the first write finds it, before writing anything."""
+    store = sqlite_store
+    with pytest.raises(readfirst.Stale), store.session(read_first=True) as s:
+        (program_id,) = reserve_ids(s, Program, 1)
+        with store.session() as other:
+            other.add(Program(key="other", name="Other"))
+        s.add(Program(id=program_id, key="main", name="Main"))
+        s.flush()
+    with store.session() as s:
+        assert s.scalars(select(Program.key)).all() == ["other"]
