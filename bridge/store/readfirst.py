@@ -14,10 +14,9 @@ one statement checks what the session relied on: that each object it loaded with
 `updated_at` (the referrals a chunk changes or syncs into, the org connection) is unchanged,
 and that the ids `reserve_ids` gave while reading are still the next ones of their tables
 (nothing was written there meanwhile: no other entry, so no entry's previous values moved
-either). A check the caller adds (`on_write`) runs after it. If one fails, `Stale` is raised,
-and the caller rolls back and does the work again in an ordinary write transaction, which
-holds the lock from its start. A savepoint open at the first write raises `Stale` too (ending
-the read would end it).
+either). If one fails, `Stale` is raised, and the caller rolls back and does the work again
+in an ordinary write transaction, which holds the lock from its start. A savepoint open at
+the first write raises `Stale` too (ending the read would end it).
 
 On PostgreSQL a read-first session is an ordinary one: a reader never holds up a writer
 there, and what a write depends on is locked as it is read (`FOR UPDATE`).
@@ -26,7 +25,6 @@ there, and what a write depends on is locked as it is read (`FOR UPDATE`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +42,6 @@ class Stale(Exception):
 @dataclass
 class _ReadPhase:
     reserved: dict[Any, int] = field(default_factory=dict)  # table -> highest id when read
-    checks: list[Callable[[Session], bool]] = field(default_factory=list)
 
 
 def listen(sessions: sessionmaker[Session]) -> None:
@@ -59,25 +56,12 @@ def start(session: Session) -> None:
     session.info[_PHASE] = _ReadPhase()
 
 
-def reading(session: Session) -> bool:
-    """Whether the session's transaction is still a read (no write lock held)."""
-    return _PHASE in session.info
-
-
 def reserved(session: Session, table: Any, highest: int) -> None:
     """`reserve_ids` read `highest` as the table's highest id while reading: checked at the
     first write."""
     phase: _ReadPhase | None = session.info.get(_PHASE)
     if phase is not None:
         phase.reserved.setdefault(table, highest)
-
-
-def on_write(session: Session, check: Callable[[Session], bool]) -> None:
-    """Run `check` (with the write lock held, before the first write): False raises `Stale`.
-    Added once however often it is asked; run at once if the session writes already."""
-    phase: _ReadPhase | None = session.info.get(_PHASE)
-    if phase is not None and check not in phase.checks:
-        phase.checks.append(check)
 
 
 def _on_execute(state: ORMExecuteState) -> None:
@@ -126,9 +110,6 @@ def _check_reads(session: Session, phase: _ReadPhase) -> None:
         for table in tables:
             if (found.get(table.name) or 0) != phase.reserved[table]:
                 raise Stale(f"{table.name} was written to before the first write")
-    for check in phase.checks:
-        if not check(session):
-            raise Stale(f"{getattr(check, '__name__', check)} no longer holds")
 
 
 def _loaded(session: Session) -> dict[type, list[tuple[Any, Any]]]:
