@@ -14,12 +14,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from bridge.store import readfirst
 from bridge.store.writelock import TurnTakingConnection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 READ_ONLY = "sfbridge_read_only"
 """Execution option of the connections of Store.reading() sessions."""
+
+READ_FIRST = "sfbridge_read_first"
+"""Execution option of the connections of Store.session(read_first=True) sessions (SQLite):
+their transaction begins deferred, as a read (bridge.store.readfirst)."""
 
 FIRST_TURN = "sfbridge_first_turn"
 """Execution option of the connections of Store.session(first_turn=True) sessions."""
@@ -58,13 +63,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # Writers take the write lock up front (no deadlock upgrading a read lock), in
             # turn through the lock file (bridge.store.writelock); Store.reading() sessions
-            # read in a deferred transaction and never take it.
-            if conn.get_execution_options().get(READ_ONLY):
+            # read in a deferred transaction and never take it, read-first ones take it at
+            # their first write (bridge.store.readfirst).
+            options = conn.get_execution_options()
+            if options.get(READ_ONLY) or options.get(READ_FIRST):
                 conn.exec_driver_sql("BEGIN")
                 return
             dbapi_conn = conn.connection.dbapi_connection
             if isinstance(dbapi_conn, TurnTakingConnection):
-                first = bool(conn.get_execution_options().get(FIRST_TURN))
+                first = bool(options.get(FIRST_TURN))
                 dbapi_conn.begin_write(busy_timeout, first=first)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -107,13 +114,26 @@ class Store:
         self._first = sessionmaker(
             self.engine.execution_options(**{FIRST_TURN: True}), expire_on_commit=False
         )
+        self._read_first: sessionmaker[Session] | None = None
+        if self.engine.dialect.name == "sqlite":
+            self._read_first = sessionmaker(
+                self.engine.execution_options(**{READ_FIRST: True}), expire_on_commit=False
+            )
+            readfirst.listen(self._read_first)
 
     @contextmanager
-    def session(self, *, first_turn: bool = False) -> Iterator[Session]:
+    def session(self, *, first_turn: bool = False, read_first: bool = False) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error.
 
         `first_turn`: on SQLite its transaction goes before the other writers waiting for
-        theirs (the subscriber storing a delivery: bridge.store.writelock)."""
+        theirs (the subscriber storing a delivery: bridge.store.writelock). `read_first`: on
+        SQLite it holds no write lock until its first write, and raises `readfirst.Stale`
+        there if what it read changed meanwhile (bridge.store.readfirst)."""
+        if read_first and self._read_first is not None:
+            with self._read_first() as session, session.begin():
+                readfirst.start(session)
+                yield session
+            return
         with (self._first if first_turn else self.sessions)() as session, session.begin():
             yield session
 
@@ -162,8 +182,9 @@ def reserve_ids(session: Session, model: type[DeclarativeBase], count: int) -> l
 
     PostgreSQL draws them from the table's sequence. SQLite gives a new row the highest id
     plus one, and a write transaction holds the database's write lock from its start, so the
-    ids after the highest are this transaction's; insert the rows before anything else of the
-    table is written in it (a row written meanwhile without an id would take one of them).
+    ids after the highest are this transaction's (a read-first one checks at its first write
+    that they still are); insert the rows before anything else of the table is written in it
+    (a row written meanwhile without an id would take one of them).
     """
     if count <= 0:
         return []
@@ -179,6 +200,7 @@ def reserve_ids(session: Session, model: type[DeclarativeBase], count: int) -> l
             )
             return sorted(drawn.scalars())
         highest = session.scalar(select(func.max(table.c.id))) or 0
+    readfirst.reserved(session, table, highest)  # read before the write lock: checked then
     return list(range(highest + 1, highest + 1 + count))
 
 

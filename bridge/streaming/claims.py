@@ -156,9 +156,10 @@ def still_claimed(session: Session, ids: Sequence[int], token: str) -> dict[int,
 
 
 @functools.cache
-def _finish(ends: int) -> Any:
+def _finish(ends: int, claimed: bool) -> Any:
     """The UPDATE of events with `ends` different ends, built once per number of ends: the
-    state and reason of all ends but the last by a CASE over their ids (`ids_<n>`)."""
+    state and reason of all ends but the last by a CASE over their ids (`ids_<n>`);
+    `claimed`: only the events still claimed by `token`."""
     c = InboundEvent.__table__.c
 
     def by_end(column: str, kind: Any) -> Any:
@@ -172,29 +173,39 @@ def _finish(ends: int) -> Any:
         ]  # fmt: skip
         return case(*whens, else_=last)
 
-    return (
-        update(InboundEvent)
-        .where(InboundEvent.id.in_(bindparam("ids", expanding=True)))
-        .values(
-            state=by_end("state", c.state.type),
-            reason=by_end("reason", c.reason.type),
-            processed_at=bindparam("now", type_=c.processed_at.type),
+    update_ = update(InboundEvent).where(InboundEvent.id.in_(bindparam("ids", expanding=True)))
+    if claimed:
+        update_ = update_.where(
+            InboundEvent.state == bindparam("claimed_state"),
+            InboundEvent.claimed_by == bindparam("token"),
         )
-        .execution_options(synchronize_session=False)
-    )
+    return update_.values(
+        state=by_end("state", c.state.type),
+        reason=by_end("reason", c.reason.type),
+        processed_at=bindparam("now", type_=c.processed_at.type),
+    ).execution_options(synchronize_session=False)
 
 
-def finish(session: Session, ends: Mapping[int, tuple[str, str | None]]) -> None:
+def finish(
+    session: Session, ends: Mapping[int, tuple[str, str | None]], token: str | None = None
+) -> int:
     """The events are through: each `done`, `failed` or `skipped` (with the reason code);
-    one UPDATE (per 200 events), its state and reason by the event's id where they differ."""
+    one UPDATE (per 200 events), its state and reason by the event's id where they differ.
+    With `token`, only the events still claimed by it (the claim re-checked in the same
+    statement). Returns how many events were ended."""
     now = utcnow()
     ids = list(ends)
+    ended = 0
     for start in range(0, len(ids), _CHUNK):
         part = ids[start : start + _CHUNK]
         groups: dict[tuple[str, str | None], list[int]] = {}
         for event_id in part:
             groups.setdefault(ends[event_id], []).append(event_id)
         values: dict[str, Any] = {"ids": part, "now": now}
+        if token is not None:
+            values.update(token=token, claimed_state="processing")
         for n, ((state, reason), group) in enumerate(groups.items()):
             values.update({f"ids_{n}": group, f"state_{n}": state, f"reason_{n}": reason})
-        session.execute(_finish(len(groups)), values)
+        result = session.execute(_finish(len(groups), token is not None), values)
+        ended += int(cast(CursorResult[Any], result).rowcount)
+    return ended
