@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from bridge import audit
 from bridge.errors import UsageError
-from bridge.store import reserve_ids, row_values
+from bridge.store import reserve_ids, row_values, unsaved
 from bridge.store.models import Push, PushAttempt, utcnow
 from bridge.vocabulary import PUSH_KINDS, REPUSHABLE
 
@@ -138,18 +138,6 @@ def write_batched(session: Session, push_ids: Sequence[int]) -> list[int]:
     return batch.relink(push_ids)
 
 
-_PUSH_CLASS: Any = Push.__mapper__.class_manager
-
-
-def _unsaved(values: dict[str, Any]) -> Push:
-    """A new Push holding `values`, made without the ORM's constructor (an attribute event per
-    column, most of a receiver push's cost): a batch writes it with a Core INSERT, and it
-    joins the session as saved afterwards, like a push loaded from the database."""
-    push: Push = _PUSH_CLASS.new_instance()
-    push.__dict__.update(values)
-    return push
-
-
 def payload_digest(payload: Mapping[str, Any]) -> str:
     """A short stable digest of a payload, for idempotency keys of content-addressed pushes."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -189,7 +177,7 @@ def queue_push(
     }
     batch: _Batch | None = session.info.get(_BATCH)
     if batch is not None:
-        return batch.queue(_unsaved(values))
+        return batch.queue(unsaved(Push, values))
     push = Push(**values)
     # One statement, neither a savepoint nor a flush of the whole session: a push saved with
     # the same key, earlier or by a concurrent transaction, makes it insert nothing, and the
