@@ -51,7 +51,12 @@ def json_text(value: Any) -> str:
     entry)."""
     if type(value) is StoredJSON:
         return value.text
+    if not value and type(value) in _EMPTY:
+        return _EMPTY[type(value)]  # a third of a batch's values (an entry's `previous`, …)
     return _encode(value)
+
+
+_EMPTY: dict[type, str] = {dict: "{}", list: "[]"}
 
 
 _encode = json.JSONEncoder(check_circular=False).encode
