@@ -52,7 +52,7 @@ def json_text(value: Any) -> str:
     if type(value) is StoredJSON:
         return value.text
     if not value and type(value) in _EMPTY:
-        return _EMPTY[type(value)]  # a third of a batch's values (an entry's `previous`, …)
+        return _EMPTY[type(value)]  # about half the values a chunk writes (`previous`, …)
     return _encode(value)
 
 
