@@ -38,7 +38,7 @@ from bridge.receiver.decision import is_own_write
 from bridge.receiver.relational import Trigger, related_records
 from bridge.receiver.service import candidate_pools, process_entries, process_entry
 from bridge.salesforce.lookup import SalesforceLookup
-from bridge.store import Store, readfirst, reserve_ids
+from bridge.store import Store, readfirst, reserve_ids, unsaved
 from bridge.store.models import OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import claims, inbox
 from bridge.streaming.claims import ClaimedEvent
@@ -421,19 +421,23 @@ def _entry(
     records: dict[str, Any] | None,
     program_id: int | None = None,
 ) -> SalesEntry:
-    """The event's entry: its related `records`, or else the record it carries (`trigger`)."""
-    return SalesEntry(
-        org_connection_id=ev.org_connection_id,
-        program_id=program_id,
-        inbound_event_id=ev.id,
-        source=ev.source,
-        sobject_type=ev.sobject_type or "unknown",
-        record_id=ev.record_id,
-        change_type=ev.change_type,
-        raw=ev.payload or {},
-        records=records or ({ev.sobject_type: dict(trigger.record)} if trigger else {}),
-        outcome="new",
-        reasons=[],
+    """The event's entry: its related `records`, or else the record it carries (`trigger`);
+    its `raw` is the event's payload as stored (written as that text again)."""
+    return unsaved(
+        SalesEntry,
+        {
+            "org_connection_id": ev.org_connection_id,
+            "program_id": program_id,
+            "inbound_event_id": ev.id,
+            "source": ev.source,
+            "sobject_type": ev.sobject_type or "unknown",
+            "record_id": ev.record_id,
+            "change_type": ev.change_type,
+            "raw": ev.payload or {},
+            "records": records or ({ev.sobject_type: dict(trigger.record)} if trigger else {}),
+            "outcome": "new",
+            "reasons": [],
+        },
     )
 
 

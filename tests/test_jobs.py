@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 from rq import Queue, SimpleWorker
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Text, event, func, select, update
 
 from bridge import context, defaults, intake, jobs
 from bridge.config import BridgeConfig
@@ -19,7 +20,7 @@ from bridge.receiver.relational import record_fields
 from bridge.store import Store
 from bridge.store.models import InboundEvent, SalesEntry, utcnow
 from bridge.streaming import claims, inbox
-from bridge.streaming.events import MalformedEvent, from_bayeux, malformed
+from bridge.streaming.events import MalformedEvent, WireMessage, from_bayeux, malformed
 from bridge.writeback.known import KnownRecords
 from tests.factories import (
     INTEGRATION_USER,
@@ -273,6 +274,30 @@ def test_a_malformed_event_is_saved_as_a_failed_entry(
     assert entry.outcome == "failed" and entry.reasons == ["malformed_event"]
     assert "unknown type" in (entry.error or "")
     assert '"channel": "/topic/SFB_Lead"' in entry.raw["raw"]
+
+
+def test_an_entry_keeps_its_event_as_the_stream_gave_it(store: Store, org_id: int) -> None:
+    """An entry's `raw` is its event's payload as stored: the text the stream gave, not its
+    decoding encoded again, for an entry the receiver decides and for an own write alike."""
+    texts = {}
+    events = []
+    for i, user in ((1, SALES_USER), (2, INTEGRATION_USER)):
+        message = lead_message(i, user)
+        text = json.dumps(message, separators=(",", ":"))  # as a server sends it: compact
+        texts[f"00Q{i:015d}"] = text
+        events += from_bayeux(WireMessage(message, text), {})
+    with store.session() as s:
+        ids = inbox.store_and_advance(s, org_id, events)
+    context.set_context(
+        WorkerContext(store=store, config=BridgeConfig(orgs={"acme": ORG}), open_org=no_org)
+    )
+    try:
+        assert jobs.process_inbound_batch(ids) == {"skipped": 1, "own_write": 1}
+    finally:
+        context.set_context(None)
+    with store.session() as s:
+        raw = dict(s.execute(select(SalesEntry.record_id, SalesEntry.raw.cast(Text))).all())
+    assert raw == texts
 
 
 def test_a_receiver_crash_is_saved_with_its_reason(
