@@ -928,13 +928,14 @@ def _parse_since(text: str) -> datetime:
     is_flag=True,
     help="Run each job in a forked work horse (rq Worker) instead of in the worker process.",
 )
-def worker(burst: bool, queues: tuple[str, ...], fork: bool) -> None:
-    """Run an rq worker for the inbound and outbound queues (with the inbound sweeper)."""
+@click.option("--parent", type=int, hidden=True, help="End when this process ends.")
+def worker(burst: bool, queues: tuple[str, ...], fork: bool, parent: int | None) -> None:
+    """Run rq workers for the inbound and outbound queues (with the inbound sweeper)."""
     from bridge import processes
 
     _log_to_stderr()
     rt = _runtime(db=True)
-    processes.run_worker(rt, burst=burst, queues=queues or None, fork=fork)
+    processes.run_worker(rt, burst=burst, queues=queues or None, fork=fork, parent=parent)
 
 
 # ---- demo (review helper) -------------------------------------------------------------------
