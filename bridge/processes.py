@@ -3,9 +3,9 @@
 Each wires the pieces of one pipeline stage from the process runtime (store, config, vault,
 Redis) and runs until stopped; every one counts its Salesforce calls for /metrics.
 
-- worker: sets the job context (`bridge.context`) and runs an rq worker on the inbound queue,
-  with a sweeper thread (lost jobs, unsent review notifications), and one on the outbound
-  queue in a process of its own, so a drain's calls to the org never hold up inbound jobs;
+- worker: sets the job context (`bridge.context`) and runs an rq worker on the inbound and
+  outbound queues, with a sweeper thread (lost jobs, unsent review notifications), or (with
+  `--outbound-process`) the outbound queue's in a process of its own;
 - stream: the subscribers (`bridge.streaming.subscriber`, or `pubsub` for the Pub/Sub API) of
   one org or of every org the process holds a lease for (`bridge.streaming.fleet`), whose
   stored events are enqueued for the worker and whose replay gaps are backfilled by polling,
@@ -184,9 +184,9 @@ def _die_with_parent(parent: int) -> None:
 
 
 class OutboundLane:
-    """The outbound queue of a `sfbridge worker` in a process of its own (`sfbridge worker
-    --queue outbound`), started, watched and stopped by the worker: a drain sending to the org
-    never holds up an inbound job. Started again if it ends while the worker runs."""
+    """The outbound queue of a `sfbridge worker --outbound-process` in a process of its own
+    (`sfbridge worker --queue outbound`), started, watched and stopped by the worker: a drain
+    sending to the org never holds up an inbound job. Started again if it ends meanwhile."""
 
     def __init__(self, rt: Runtime, fork: bool) -> None:
         self.command = [sys.executable, "-c", "from bridge.cli import main; main()", "worker",
@@ -230,10 +230,11 @@ def run_worker(
     queues: Sequence[str] | None = None,
     fork: bool = False,
     parent: int | None = None,
+    outbound_process: bool = False,
 ) -> None:
-    """`sfbridge worker`: an rq SimpleWorker on the inbound queue, and one on the outbound
-    queue in a process of its own (`OutboundLane`); with `queues` (or `burst`), one worker on
-    those (default: both) here. `parent`: the worker whose outbound process this is.
+    """`sfbridge worker`: one rq SimpleWorker on `queues` (default: inbound and outbound); with
+    `outbound_process`, one on the inbound queue and one on the outbound queue in a process of
+    its own (`OutboundLane`). `parent`: the worker whose outbound process this is.
 
     One context for a process's jobs (one store engine, one login per org), set before the
     first job. SimpleWorker (jobs run in the worker process) rather than the forking Worker: a
@@ -247,10 +248,9 @@ def run_worker(
         _die_with_parent(parent)
     ctx = WorkerContext.from_runtime(rt)
     names = list(queues or defaults.QUEUES)
-    lane = None
-    if not queues and not burst:
+    lane = OutboundLane(rt, fork) if outbound_process and not queues and not burst else None
+    if lane is not None:
         names = [defaults.INBOUND_QUEUE]
-        lane = OutboundLane(rt, fork)
     ctx.takes_inbound = defaults.INBOUND_QUEUE in names
     context.set_context(ctx)
     client = ctx.redis

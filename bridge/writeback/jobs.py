@@ -5,7 +5,7 @@ sweep) calls `request_drain(redis, org_id)` after the commit. The first request 
 a Redis key and enqueues one `drain_org` job; requests while that key exists add nothing. The
 job waits until the window (`OUTBOUND_WINDOW_SECONDS`) since that first request is over (in a
 worker that also takes inbound jobs, one arriving meanwhile goes first: the drain is queued
-again behind it; `sfbridge worker` runs the outbound queue in a process of its own), drops
+again behind it; `sfbridge worker --outbound-process` runs the outbound queue apart), drops
 the key, claims every free pending push of the org in one UPDATE (`pushes.claim`: several
 workers never send the same push) and sends them together: lookups batched, sObject Collections
 of 200, Bulk API 2.0 above `writeback.bulk_threshold`. A push saved after the key was dropped
@@ -154,12 +154,12 @@ def _window_over(client: redis.Redis, org_id: int, beside_inbound: bool) -> bool
     """Wait out the rest of the window since the first request, then drop the key (requests
     from now on ask for the next drain) and return True.
 
-    In a worker of the outbound queue alone (`sfbridge worker` runs one beside its inbound
-    worker) the drain just waits. In a worker that takes inbound jobs too (`beside_inbound`)
-    inbound work goes first: the drain waits for the window without holding them up. If one
-    waits in the queue or arrives meanwhile, the drain is queued again behind it and returns
-    False; the key stays, so the requests meanwhile still join this drain, and once the
-    window is over the drain goes on whatever waits."""
+    In a worker of the outbound queue alone (`sfbridge worker --outbound-process` runs one
+    beside its inbound worker) the drain just waits. In a worker that takes inbound jobs too
+    (`beside_inbound`) inbound work goes first: the drain waits for the window without
+    holding them up. If one waits in the queue or arrives meanwhile, the drain is queued
+    again behind it and returns False; the key stays, so the requests meanwhile still join
+    this drain, and once the window is over the drain goes on whatever waits."""
     key = DRAIN_KEY.format(org=org_id)
     raw = client.get(key)
     rest = 0.0

@@ -4,8 +4,8 @@ processes, Redis, SQLite and the local org over HTTPS.
 - the on/off switch holds pushes as pending (no call reaches the org) and releases them;
 - a drain above `writeback.bulk_threshold` writes through Bulk API 2.0, and each row's result
   lands on its push as a collection result would (a refused row fails its push only);
-- `sfbridge worker` sends in a process of its own: a change streamed while a drain waits for
-  the org becomes an entry at once, not after the drain.
+- `sfbridge worker --outbound-process` sends in a process of its own: a change streamed while
+  a drain waits for the org becomes an entry at once, not after the drain.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def test_a_change_streamed_while_a_drain_waits_for_the_org_is_taken_in_at_once(
         "the subscriber to subscribe",
         lambda: bridge.log("stream"),
     )
-    bridge.start("worker", "worker")
+    bridge.start("worker", "worker", "--outbound-process")
     # The referral add's upsert (a PATCH; the sales user's changes are POSTs) takes 8 s.
     slow = 8.0
     bridge.org.control(
