@@ -104,10 +104,6 @@ JOB_FAILURE_TTL_SECONDS = 7 * 24 * 3600
 BATCH_SIZE = int(_env("BATCH_SIZE", 200))
 """Events per inbound job: one Salesforce collection (IN lookups take up to 200 ids)."""
 
-JOB_MIN_EVENTS = int(_env("JOB_MIN_EVENTS", 10))
-"""The fewest events a job gets when the events stored together are shared among the inbound
-workers (bridge.jobs.job_size): fewer, and a job's own cost outweighs taking them side by side."""
-
 SAVE_CHUNK = 50
 """Entries saved per transaction within a batch (keeps SQLite's write lock short)."""
 

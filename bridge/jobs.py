@@ -6,7 +6,7 @@ Small, importable, idempotent functions; state is re-checked before anything is 
   enqueue time, per queue, from `bridge.defaults`); the outbound jobs
   (`bridge.writeback.jobs`) enqueue through it too.
 - `enqueue_events` (called after the events' transaction committed) puts one job per batch
-  of up to 200 event ids on the `inbound` queue, a delivery shared among the inbound workers.
+  of up to 200 event ids on the `inbound` queue.
 - `process_inbound_batch` claims the batch's events (new → processing, with a token; the
   claim gives back their rows, and their orgs are read in its transaction: `intake.load`),
   hands them to the intake (`bridge.intake.take_in`: related records, entries, the
@@ -31,7 +31,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 import redis
-from rq import Queue, Retry, Worker, get_current_job
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
 from bridge import context, defaults, intake
@@ -113,16 +113,6 @@ def batches(ids: Sequence[int], size: int | None = None) -> list[list[int]]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def job_size(client: redis.Redis, events: int) -> int:
-    """Events per job for `events` stored together: shared among the inbound workers (one job
-    each, so several workers take in one delivery side by side, where one worker took all of
-    it and its entries waited for the whole job), at least JOB_MIN_EVENTS a job (a job's own
-    cost is a few milliseconds) and at most BATCH_SIZE."""
-    workers = Worker.count(queue=Queue(defaults.INBOUND_QUEUE, connection=client))
-    jobs = max(1, min(workers, events // defaults.JOB_MIN_EVENTS))
-    return min(defaults.BATCH_SIZE, -(-events // jobs))
-
-
 def enqueue_events(client: redis.Redis, ids: Sequence[int]) -> int:
     """One job per batch of stored events; returns how many jobs were enqueued.
 
@@ -136,7 +126,7 @@ def enqueue_events(client: redis.Redis, ids: Sequence[int]) -> int:
             client,
             defaults.INBOUND_QUEUE,
             process_inbound_batch,
-            batches(ids, job_size(client, len(ids))),
+            batches(ids),
             lambda b: f"inbound events {b[0]}..{b[-1]} ({len(b)})",
         )
     except redis.RedisError as exc:

@@ -135,25 +135,6 @@ def test_events_become_entries_in_batches(
     assert saved[0].records["Account"] is None
 
 
-def test_events_stored_together_are_shared_among_the_inbound_workers(
-    store: Store, org_id: int, redis_client: redis.Redis
-) -> None:
-    queue = Queue(defaults.INBOUND_QUEUE, connection=redis_client)
-
-    def jobs_of(events: int, first: int) -> list[int]:
-        jobs.enqueue_events(redis_client, store_leads(store, org_id, range(first, first + events)))
-        sizes = [len(job.args[0]) for job in queue.jobs]
-        queue.empty()
-        return sizes
-
-    assert jobs_of(30, 1) == [30]  # no inbound worker yet: one job
-    for queues in ([queue], [queue], [Queue(defaults.OUTBOUND_QUEUE, connection=redis_client)]):
-        SimpleWorker(queues, connection=redis_client).register_birth()
-    assert jobs_of(30, 101) == [15, 15]  # the two inbound workers take them side by side
-    assert jobs_of(12, 201) == [12]  # too few to share: a job's own cost would outweigh it
-    assert jobs_of(450, 301) == [200, 200, 50]  # at most a batch a job
-
-
 def test_running_a_batch_twice_makes_no_second_entry(
     store: Store, org_id: int, receiver: Receiver
 ) -> None:
