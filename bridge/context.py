@@ -37,6 +37,9 @@ class WorkerContext:
     vault: Vault | None = None
     redis: redis.Redis | None = None
     open_org: OpenOrg | None = None  # (name, OrgConfig) -> org; default: bridge.orgs.open_org
+    takes_inbound: bool = True
+    """Whether this process's worker takes inbound jobs too: then a drain waits for its window
+    without holding them up (`bridge.writeback.jobs`); in a worker of its own it just waits."""
     _orgs: dict[str, tuple[datetime | None, Any]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

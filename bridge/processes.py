@@ -3,8 +3,9 @@
 Each wires the pieces of one pipeline stage from the process runtime (store, config, vault,
 Redis) and runs until stopped; every one counts its Salesforce calls for /metrics.
 
-- worker: sets the one job context (`bridge.context`) and runs an rq worker on the inbound
-  and outbound queues, with a sweeper thread (lost jobs, unsent review notifications);
+- worker: sets the job context (`bridge.context`) and runs an rq worker on the inbound and
+  outbound queues, with a sweeper thread (lost jobs, unsent review notifications), or (with
+  `--outbound-process`) the outbound queue's in a process of its own;
 - stream: the subscribers (`bridge.streaming.subscriber`, or `pubsub` for the Pub/Sub API) of
   one org or of every org the process holds a lease for (`bridge.streaming.fleet`), whose
   stored events are enqueued for the worker and whose replay gaps are backfilled by polling,
@@ -18,6 +19,8 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -180,12 +183,60 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def run_worker(
-    rt: Runtime, *, burst: bool = False, queues: Sequence[str] | None = None, fork: bool = False
-) -> None:
-    """`sfbridge worker`: one rq SimpleWorker on the inbound and outbound queues.
+class OutboundLane:
+    """The outbound queue of a `sfbridge worker --outbound-process` in a process of its own
+    (`sfbridge worker --queue outbound`), started, watched and stopped by the worker: a drain
+    sending to the org never holds up an inbound job. Started again if it ends meanwhile."""
 
-    One context for both job families (one store engine, one login per org), set before the
+    def __init__(self, rt: Runtime, fork: bool) -> None:
+        self.command = [sys.executable, "-c", "from bridge.cli import main; main()", "worker",
+                        "--queue", defaults.OUTBOUND_QUEUE, "--parent", str(os.getpid()),
+                        *(["--fork"] if fork else [])]  # fmt: skip
+        self.env = {**os.environ, "SFBRIDGE_REDIS_URL": rt.redis_url}  # the same Redis
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(self.command, env=self.env)
+        threading.Thread(target=self._watch, name="outbound-lane", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            code = self.proc.wait()
+            if self.stopping.wait(defaults.REDIS_RETRY_MAX_SECONDS):
+                return
+            log.warning("worker: the outbound queue's process ended (%s); started again", code)
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                self.proc = subprocess.Popen(self.command, env=self.env)
+
+    def stop(self) -> None:
+        """SIGTERM: it finishes the job it runs (rq's warm shutdown), then ends."""
+        with self.lock:
+            self.stopping.set()
+            proc = self.proc
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(defaults.OUTBOUND_JOB_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_worker(
+    rt: Runtime,
+    *,
+    burst: bool = False,
+    queues: Sequence[str] | None = None,
+    fork: bool = False,
+    parent: int | None = None,
+    outbound_process: bool = False,
+) -> None:
+    """`sfbridge worker`: one rq SimpleWorker on `queues` (default: inbound and outbound); with
+    `outbound_process`, one on the inbound queue and one on the outbound queue in a process of
+    its own (`OutboundLane`). `parent`: the worker whose outbound process this is.
+
+    One context for a process's jobs (one store engine, one login per org), set before the
     first job. SimpleWorker (jobs run in the worker process) rather than the forking Worker: a
     forked work horse starts with no org connection and no warm database pool, so every batch
     would pay a fresh OAuth token request and connection set-up; with SimpleWorker the
@@ -193,13 +244,20 @@ def run_worker(
     Isolation from a crashing job matters less here: jobs catch and save their own failures,
     and a worker killed mid-batch is covered by the claim timeout and the sweeper.
     """
+    if parent is not None:
+        _die_with_parent(parent)
     ctx = WorkerContext.from_runtime(rt)
+    names = list(queues or defaults.QUEUES)
+    lane = OutboundLane(rt, fork) if outbound_process and not queues and not burst else None
+    if lane is not None:
+        names = [defaults.INBOUND_QUEUE]
+    ctx.takes_inbound = defaults.INBOUND_QUEUE in names
     context.set_context(ctx)
     client = ctx.redis
     assert client is not None
     count_calls_with(client)
-    parent = os.getpid()
-    os.register_at_fork(after_in_child=lambda: _die_with_parent(parent))
+    me = os.getpid()
+    os.register_at_fork(after_in_child=lambda: _die_with_parent(me))
     if fork:
         # A forked work horse must not reuse the parent's database or HTTP connections.
         def in_child() -> None:
@@ -207,14 +265,13 @@ def run_worker(
             ctx.forget_orgs()
 
         os.register_at_fork(after_in_child=in_child)
-    names = list(queues or defaults.QUEUES)
     stop = threading.Event()
     if burst:
         client.delete(jobs.SWEEP_LOCK)
         jobs.sweep(ctx.store, client)
         outbound.enqueue_pending(ctx.store, client)
         release_routed(ctx.store, client, ctx.config)
-    else:
+    elif parent is None:  # the outbound process leaves the sweeps to its worker
         start_sweeper(ctx.store, client, stop, ctx.config)
     worker_class = Worker if fork else SimpleWorker
     try:
@@ -231,6 +288,8 @@ def run_worker(
                 return
     finally:
         stop.set()
+        if lane is not None:
+            lane.stop()
 
 
 def _carry_on(worker: BaseWorker) -> bool:

@@ -3,8 +3,9 @@
 The normal path is the org's **drain**: whoever saves a push (the API, the UI, the receiver, a
 sweep) calls `request_drain(redis, org_id)` after the commit. The first request of a window sets
 a Redis key and enqueues one `drain_org` job; requests while that key exists add nothing. The
-job waits until the window (`OUTBOUND_WINDOW_SECONDS`) since that first request is over (an
-inbound job arriving meanwhile goes first: the drain is queued again behind it), drops
+job waits until the window (`OUTBOUND_WINDOW_SECONDS`) since that first request is over (in a
+worker that also takes inbound jobs, one arriving meanwhile goes first: the drain is queued
+again behind it; `sfbridge worker --outbound-process` runs the outbound queue apart), drops
 the key, claims every free pending push of the org in one UPDATE (`pushes.claim`: several
 workers never send the same push) and sends them together: lookups batched, sObject Collections
 of 200, Bulk API 2.0 above `writeback.bulk_threshold`. A push saved after the key was dropped
@@ -127,7 +128,7 @@ def drain_org(org_ids: Sequence[int]) -> dict[str, list[int]]:
     (org_id,) = org_ids
     job = get_current_job()
     client = job.connection if job is not None else ctx.redis
-    if client is not None and not _window_over(client, org_id):
+    if client is not None and not _window_over(client, org_id, ctx.takes_inbound):
         return {k: [] for k in STATES}  # queued again, behind the inbound work
     token, now = uuid.uuid4().hex, utcnow()
     with store.session() as session:
@@ -149,14 +150,16 @@ def drain_org(org_ids: Sequence[int]) -> dict[str, list[int]]:
     return _summary(total)
 
 
-def _window_over(client: redis.Redis, org_id: int) -> bool:
+def _window_over(client: redis.Redis, org_id: int, beside_inbound: bool) -> bool:
     """Wait out the rest of the window since the first request, then drop the key (requests
     from now on ask for the next drain) and return True.
 
-    Inbound work goes first: the drain waits for the window without holding up the worker's
-    inbound jobs. If one waits in the queue or arrives meanwhile, the drain is queued again
-    behind it and returns False; the key stays, so the requests meanwhile still join this
-    drain, and once the window is over the drain goes on whatever waits."""
+    In a worker of the outbound queue alone (`sfbridge worker --outbound-process` runs one
+    beside its inbound worker) the drain just waits. In a worker that takes inbound jobs too
+    (`beside_inbound`) inbound work goes first: the drain waits for the window without
+    holding them up. If one waits in the queue or arrives meanwhile, the drain is queued
+    again behind it and returns False; the key stays, so the requests meanwhile still join
+    this drain, and once the window is over the drain goes on whatever waits."""
     key = DRAIN_KEY.format(org=org_id)
     raw = client.get(key)
     rest = 0.0
@@ -166,7 +169,9 @@ def _window_over(client: redis.Redis, org_id: int) -> bool:
         except ValueError:
             first = 0.0
         rest = min(max(0.0, first + defaults.OUTBOUND_WINDOW_SECONDS - time.time()), 5.0)
-    if inbound_arrives(client, rest):
+    if not beside_inbound:
+        time.sleep(rest)
+    elif inbound_arrives(client, rest):
         enqueue_drain(client, org_id)
         return False
     client.delete(key)

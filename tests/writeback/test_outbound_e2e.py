@@ -3,12 +3,15 @@ processes, Redis, SQLite and the local org over HTTPS.
 
 - the on/off switch holds pushes as pending (no call reaches the org) and releases them;
 - a drain above `writeback.bulk_threshold` writes through Bulk API 2.0, and each row's result
-  lands on its push as a collection result would (a refused row fails its push only).
+  lands on its push as a collection result would (a refused row fails its push only);
+- `sfbridge worker --outbound-process` sends in a process of its own: a change streamed while
+  a drain waits for the org becomes an entry at once, not after the drain.
 """
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +21,9 @@ import yaml
 from sqlalchemy import select
 
 from bridge.devorg.testing import DevOrg
-from bridge.store.models import OrgConnection, Program, Push, PushAttempt, Referral
+from bridge.store.models import OrgConnection, Program, Push, PushAttempt, Referral, SalesEntry
 from bridge.writeback import queue_referral_add, request_drain
-from tests.harness import ORG, Bridge, sfbridge_command
+from tests.harness import ORG, Bridge, Writer, sfbridge_command, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -126,3 +129,51 @@ def test_a_drain_above_the_bulk_threshold_writes_through_bulk_api_row_by_row(
         vias = set(s.scalars(select(PushAttempt.via).where(PushAttempt.push_id.in_(ids))))
         assert vias == {"bulk"}
     assert leads(bridge.org, "bulk") == sorted(f"ref-bulk-{i}" for i in range(8) if i != 3)
+
+
+def test_a_change_streamed_while_a_drain_waits_for_the_org_is_taken_in_at_once(
+    bridge: Bridge, redis_url: str
+) -> None:
+    bridge.start("stream", "stream")
+    wait_until(
+        lambda: "subscribed to /topic/SFB_Lead" in bridge.log("stream"),
+        20,
+        "the subscriber to subscribe",
+        lambda: bridge.log("stream"),
+    )
+    bridge.start("worker", "worker", "--outbound-process")
+    # The referral add's upsert (a PATCH; the sales user's changes are POSTs) takes 8 s.
+    slow = 8.0
+    bridge.org.control(
+        "faults",
+        {"kind": "latency", "path": "/services/data/", "method": "PATCH",
+         "latency_ms": int(slow * 1000), "count": 1},
+    )  # fmt: skip
+    [push_id] = queue(bridge, "slow", 1)
+    with bridge.store.session() as s:
+        org_id = s.scalar(select(OrgConnection.id).where(OrgConnection.name == ORG))
+    assert org_id is not None
+    request_drain(redis.Redis.from_url(redis_url), org_id)
+
+    def claimed() -> bool:
+        with bridge.store.session() as s:
+            push = s.get(Push, push_id)
+            return push is not None and push.claimed_until is not None
+
+    wait_until(claimed, 30, "the drain to claim its push", lambda: bridge.log("worker")[-3000:])
+    sent_at = time.monotonic()
+    [lead] = Writer(bridge.org).create("Lead", 1, tag="during-drain-")
+
+    def entry() -> SalesEntry | None:
+        with bridge.store.session() as s:
+            return s.scalar(select(SalesEntry).where(SalesEntry.record_id == lead))
+
+    wait_until(entry, 30, "the change's entry", lambda: bridge.log("worker")[-3000:])
+    assert time.monotonic() - sent_at < slow / 2, "the entry waited for the drain"
+    assert states(bridge, [push_id]) == ["pending"]  # the drain is still waiting for the org
+    wait_until(
+        lambda: states(bridge, [push_id]) == ["sent"],
+        30,
+        "the drain to send its push",
+        lambda: bridge.log("worker")[-3000:],
+    )
