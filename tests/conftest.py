@@ -23,9 +23,24 @@ pytest_plugins = ["tests.conftest_devorg"]
 _found: dict[str, tuple[str | None, str]] = {}
 
 
+def _found_service(config: pytest.Config, name: str, url: str | None, how: str) -> None:
+    """Note which server the suite used for `name` (or why none), for the summary; an xdist
+    worker also sends it to the controlling process, which prints the summary."""
+    _found[name] = (url, how)
+    if hasattr(config, "workeroutput"):
+        config.workeroutput.setdefault("services", {})[name] = (url, how)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """An xdist worker finished: take over what it found."""
+    for name, (url, how) in getattr(node, "workeroutput", {}).get("services", {}).items():
+        _found[name] = (url, how)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say which PostgreSQL and Redis the suite used, or why it skipped them."""
-    for name, (url, how) in _found.items():
+    for name, (url, how) in sorted(_found.items()):
         where = f" ({url.rsplit('@', 1)[-1]})" if url else ""
         terminalreporter.write_line(f"services: {name}: {how}{where}")
 
@@ -34,10 +49,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """The URL of a PostgreSQL database created for this test session (dropped after)."""
+def postgres_server(pytestconfig: pytest.Config) -> Iterator[str]:
+    """The URL of a PostgreSQL database created for this test session (dropped after); each
+    xdist worker is a session of its own, with a database of its own."""
     url, how, owner = services.find_postgres()
-    _found["postgresql"] = (url, how)
+    _found_service(pytestconfig, "postgresql", url, how)
     if url is None:
         if services.IN_CI:
             pytest.fail(f"PostgreSQL is required in CI: {how}")
@@ -110,10 +126,10 @@ def sqlite_store(tmp_path: Path, _sqlite_template: Path) -> Iterator[Store]:
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """A Redis database index of our own on the suite's Redis server."""
+def redis_server(pytestconfig: pytest.Config) -> Iterator[str]:
+    """A Redis database index of our own on the suite's Redis server (one per xdist worker)."""
     base, how, owner = services.find_redis()
-    _found["redis"] = (base, how)
+    _found_service(pytestconfig, "redis", base, how)
     url, _client = services.claim_redis_db(base)
     yield url
     services.release_redis_db(base, url)
