@@ -23,7 +23,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Table, any_, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -72,6 +72,17 @@ def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     text = _update_text(table, columns)
     connection.exec_driver_sql(text, _arrays(table, columns, rows, connection.dialect))
+
+
+def among(column: Any, name: str, dialect: str) -> Any:
+    """``column`` is one of the values bound as `name` (a list). On PostgreSQL one array
+    (``= ANY``): the statement's text is then the same whatever the number of values, so
+    psycopg converts it once and the server plans it once, where an expanding ``IN`` binds
+    each value apart (a new text for every count, and past 50 values one psycopg parses with
+    regular expressions every time). Elsewhere an expanding ``IN``."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def _same_columns(
