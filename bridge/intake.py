@@ -38,7 +38,7 @@ from bridge.receiver.decision import is_own_write
 from bridge.receiver.relational import Trigger, related_records
 from bridge.receiver.service import candidate_pools, process_entries, process_entry
 from bridge.salesforce.lookup import SalesforceLookup
-from bridge.store import Store, reserve_ids
+from bridge.store import Store, readfirst, reserve_ids, unsaved
 from bridge.store.models import OrgConnection, Program, SalesEntry, utcnow
 from bridge.streaming import claims, inbox
 from bridge.streaming.claims import ClaimedEvent
@@ -212,12 +212,20 @@ def save(store: Store, batch: IntakeBatch) -> None:
 
 
 def _save_chunk(store: Store, batch: IntakeBatch, ids: list[int]) -> None:
-    """Save a chunk in one transaction; first without a savepoint per event (one round trip
-    less each), and if any event fails, again with one so that event alone is saved failed."""
+    """Save a chunk in one transaction. First read first: its reads and decisions before the
+    transaction takes SQLite's write lock, only its writes after, if what it read still
+    holds then (`bridge.store.readfirst`); if not, again with the lock held from the start.
+    Both without a savepoint per event (one round trip less each); if any event fails, again
+    with one, so that event alone is saved failed."""
     counts: Counter[str] = Counter()
     pushes: set[int] = set()
     try:
-        _save_chunk_once(store, batch, ids, counts, pushes, isolate=False)
+        try:
+            _save_chunk_once(store, batch, ids, counts, pushes, isolate=False, read_first=True)
+        except readfirst.Stale as stale:
+            log.debug("chunk redone under the write lock: %s", stale)
+            counts, pushes = Counter(), set()  # rolled back: redone below
+            _save_chunk_once(store, batch, ids, counts, pushes, isolate=False)
     except Exception as exc:
         if failure_of(exc).action is Action.RETRY:
             raise
@@ -263,15 +271,17 @@ def _save_chunk_once(
     pushes: set[int],
     *,
     isolate: bool,
+    read_first: bool = False,
 ) -> None:
     pools, prepared = ({}, {}) if isolate else _read_pools(store, batch, ids)
     events = {ev.id: ev for ev in batch.events}
     # How each event ends (state, reason), written with one UPDATE per state at the end.
     ends: dict[int, tuple[str, str | None]] = {}
-    with store.session() as session:
+    with store.session(read_first=read_first) as session:
         # Re-check in one read: still ours, and no entry yet (entries and event states commit
         # together, so this only catches an entry made outside the claim, e.g. submitted
-        # through the API).
+        # through the API). Read first, the claim is checked again when the events are ended,
+        # and an entry made meanwhile fails the chunk's INSERT (the entry is unique per event).
         claimed = claims.still_claimed(session, ids, batch.token)
         mine = [events[i] for i in claimed]
         have_entry = {i for i, has_entry in claimed.items() if has_entry}
@@ -282,15 +292,21 @@ def _save_chunk_once(
         # events' order (the receiver's "previous" entry of a record is the one before).
         for_receiver: dict[int, list[tuple[ClaimedEvent, SalesEntry]]] = defaultdict(list)
         fresh: list[SalesEntry] = []
+        settled: list[SalesEntry] = []  # those that go no further (own writes, failed)
         for ev in mine:
             if ev.id in have_entry:
                 ends[ev.id] = ("done", None)
                 counts["already"] += 1
                 continue
             info = batch.orgs[ev.org_connection_id]
-            settled = _settle(session, batch, ev, info, programs, ends, fresh)
-            if settled is not None:
-                counts[settled] += 1
+            goes_no_further = _settle(batch, ev, info, programs, ends)
+            if goes_no_further is not None:
+                outcome, entry = goes_no_further
+                counts[outcome] += 1
+                fresh.append(entry)
+                settled.append(entry)
+                if isolate:
+                    session.add(entry)
             elif isolate:
                 counts[_decide_alone(session, batch, ev, info, programs, ends, pushes)] += 1
             else:
@@ -305,22 +321,30 @@ def _save_chunk_once(
                 fresh, reserve_ids(session, SalesEntry, len(fresh)), strict=True
             ):
                 entry.id = entry_id
+            if not for_receiver:
+                session.add_all(settled)
         for org_id, pairs in for_receiver.items():
             info = batch.orgs[org_id]
             assert info.config is not None
+            # The settled entries are written with the first org's (none is written before
+            # the receiver's reads: read first, the first write takes the lock).
+            alongside, settled = settled, []
             process_entries(
                 session,
                 [entry for _ev, entry in pairs],
                 info.config,
                 integration_user_id=info.integration_user_id,
                 pools=pools.get(org_id),
+                alongside=alongside,
             )
             for ev, entry in pairs:
                 ends[ev.id] = ("done", None)
                 counts[str(entry.outcome)] += 1
                 if (entry.decision or {}).get("pushes"):
                     pushes.add(org_id)  # an entry's pushes go to its org (fieldsync.Target)
-        claims.finish(session, ends)
+        ended = claims.finish(session, ends, batch.token if read_first else None)
+        if read_first and ended != len(ends):
+            raise readfirst.Stale("a claim was taken over before the first write")
 
 
 def _program_id(info: OrgInfo, programs: dict[str, int]) -> int | None:
@@ -331,43 +355,32 @@ _Ends = dict[int, tuple[str, str | None]]
 
 
 def _settle(
-    session: Session,
     batch: IntakeBatch,
     ev: ClaimedEvent,
     info: OrgInfo,
     programs: dict[str, int],
     ends: _Ends,
-    fresh: list[SalesEntry],
-) -> str | None:
-    """Save the entry of an event that goes no further (failed, own write; added to the
-    session and to `fresh`) and return its outcome; None when the receiver is to decide it."""
+) -> tuple[str, SalesEntry] | None:
+    """The outcome and the unsaved entry of an event that goes no further (failed, own
+    write); None when the receiver is to decide it."""
     trigger = batch.trigger(ev)
     if info.config is None:
-        return _save_failed(
-            session,
-            ev,
-            trigger,
-            ends,
-            "org_not_configured",
-            f"org '{info.name}' is not in the config file",
-            fresh,
-        )
+        message = f"org '{info.name}' is not in the config file"
+        return "failed", _failed(ev, trigger, ends, "org_not_configured", message)
     if trigger is None:
         error = (ev.payload or {}).get("_error", "the event could not be read")
-        return _save_failed(session, ev, trigger, ends, "malformed_event", str(error), fresh)
+        return "failed", _failed(ev, trigger, ends, "malformed_event", str(error))
     failure = batch.failures.get(ev.id)
     if failure is not None:
-        return _save_failed(session, ev, trigger, ends, failure.code, failure.message, fresh)
+        return "failed", _failed(ev, trigger, ends, failure.code, failure.message)
     if _own_write(trigger, info):
         entry = _entry(ev, trigger, batch.records.get(ev.id), _program_id(info, programs))
         entry.outcome = "skipped"
         entry.reasons = ["own_write"]
         entry.decision = {"outcome": "skipped", "reasons": ["own_write"]}
         entry.processed_at = utcnow()
-        session.add(entry)
-        fresh.append(entry)
         ends[ev.id] = ("skipped", "own_write")
-        return "own_write"
+        return "own_write", entry
     return None
 
 
@@ -398,7 +411,8 @@ def _decide_alone(
         if failure.action is not Action.FAIL:
             raise
         log.warning("inbound event %s saved failed (%s): %s", ev.id, failure.code, failure.message)
-        return _save_failed(session, ev, batch.trigger(ev), ends, failure.code, failure.message)
+        session.add(_failed(ev, batch.trigger(ev), ends, failure.code, failure.message))
+        return "failed"
 
 
 def _entry(
@@ -407,37 +421,33 @@ def _entry(
     records: dict[str, Any] | None,
     program_id: int | None = None,
 ) -> SalesEntry:
-    """The event's entry: its related `records`, or else the record it carries (`trigger`)."""
-    return SalesEntry(
-        org_connection_id=ev.org_connection_id,
-        program_id=program_id,
-        inbound_event_id=ev.id,
-        source=ev.source,
-        sobject_type=ev.sobject_type or "unknown",
-        record_id=ev.record_id,
-        change_type=ev.change_type,
-        raw=ev.payload or {},
-        records=records or ({ev.sobject_type: dict(trigger.record)} if trigger else {}),
-        outcome="new",
-        reasons=[],
+    """The event's entry: its related `records`, or else the record it carries (`trigger`);
+    its `raw` is the event's payload as stored (written as that text again)."""
+    return unsaved(
+        SalesEntry,
+        {
+            "org_connection_id": ev.org_connection_id,
+            "program_id": program_id,
+            "inbound_event_id": ev.id,
+            "source": ev.source,
+            "sobject_type": ev.sobject_type or "unknown",
+            "record_id": ev.record_id,
+            "change_type": ev.change_type,
+            "raw": ev.payload or {},
+            "records": records or ({ev.sobject_type: dict(trigger.record)} if trigger else {}),
+            "outcome": "new",
+            "reasons": [],
+        },
     )
 
 
-def _save_failed(
-    session: Session,
-    ev: ClaimedEvent,
-    trigger: Trigger | None,
-    ends: _Ends,
-    code: str,
-    message: str,
-    fresh: list[SalesEntry] | None = None,
-) -> str:
+def _failed(
+    ev: ClaimedEvent, trigger: Trigger | None, ends: _Ends, code: str, message: str
+) -> SalesEntry:
+    """The event's entry saved failed with the reason (unsaved)."""
     entry = _entry(ev, trigger, None)
     entry.outcome = "failed"
     entry.reasons = [code]
     entry.error = message
-    session.add(entry)
-    if fresh is not None:
-        fresh.append(entry)
     ends[ev.id] = ("failed", code)
-    return "failed"
+    return entry

@@ -668,7 +668,7 @@ def automated_update(
         _derive(ctx, o, new, current)
         del new[_EXPLICIT_KEY]
         new = {k: v for k, v in new.items() if v is not None}
-        tx.put(o.name, new, _change(ctx, o, "updated", new, current))
+        tx.put(o.name, new, _change(ctx, o, "updated", new, current, now))
 
 
 def create(ctx: Ctx, sobject: str, body: dict[str, Any]) -> str:
@@ -724,15 +724,23 @@ def create(ctx: Ctx, sobject: str, body: dict[str, Any]) -> str:
     _strict_checks(ctx, o, rec, None, errors)
     rec = {k: v for k, v in rec.items() if v is not None}
     with state.transaction() as tx:
-        tx.put(o.name, rec, _change(ctx, o, "created", rec, None))
+        tx.put(o.name, rec, _change(ctx, o, "created", rec, None, now))
         _after_write(ctx, o, rec, None)
         _automate(ctx, o, rec, None)
     return rid
 
 
 def _change(
-    ctx: Ctx, o: ObjectDef, kind: str, rec: dict[str, Any], old: dict[str, Any] | None
+    ctx: Ctx,
+    o: ObjectDef,
+    kind: str,
+    rec: dict[str, Any],
+    old: dict[str, Any] | None,
+    stamp: str,
 ) -> RecordChange:
+    """The change to notify; ``stamp`` is the SystemModstamp the write gave its record, the
+    time the change occurred (a change event's commitTimestamp is its record's
+    LastModifiedDate: CDC guide, "Change Events for Lead Conversion")."""
     full = {name: rec.get(name) for name in o.fields}
     before = {name: old.get(name) for name in o.fields} if old is not None else None
     changed = _changed(before, full) if kind in ("created", "updated") else set()
@@ -743,7 +751,7 @@ def _change(
         old=before,
         changed_fields=changed,
         user_id=ctx.user.id,
-        at=ctx.server.state.clock.now(),
+        at=datetime.fromisoformat(stamp),  # format_datetime's text
         origin=ctx.api,
     )
 
@@ -786,7 +794,7 @@ def update(ctx: Ctx, sobject: str, record_id: str, body: dict[str, Any]) -> str:
     _strict_checks(ctx, o, rec, old, errors)
     rec = {k: v for k, v in rec.items() if v is not None}
     with ctx.server.state.transaction() as tx:
-        tx.put(o.name, rec, _change(ctx, o, "updated", rec, old))
+        tx.put(o.name, rec, _change(ctx, o, "updated", rec, old, now))
         _after_write(ctx, o, rec, old)
         _automate(ctx, o, rec, old)
     return rec["Id"]
@@ -842,7 +850,7 @@ def _delete_one(ctx: Ctx, o: ObjectDef, rec: dict[str, Any]) -> None:
     gone = dict(rec)
     gone["IsDeleted"] = True
     gone["SystemModstamp"] = _stamp(ctx)
-    change = _change(ctx, o, "deleted", rec, rec)
+    change = _change(ctx, o, "deleted", rec, rec, gone["SystemModstamp"])
     tx.put(o.name, gone, change)
     _after_write(ctx, o, gone, rec)
 
@@ -877,7 +885,7 @@ def undelete(
         now = _stamp(ctx)
         back.update({"LastModifiedDate": now, "LastModifiedById": who.id, "SystemModstamp": now})
         with server.state.transaction() as tx:
-            tx.put(sobject, back, _change(ctx, o, "undeleted", back, rec))
+            tx.put(sobject, back, _change(ctx, o, "undeleted", back, rec, now))
         results.append({"id": rid, "success": True, "errors": []})
     return results
 
@@ -919,7 +927,7 @@ def _after_write(ctx: Ctx, o: ObjectDef, rec: dict[str, Any], old: dict[str, Any
         new = {k: v for k, v in new.items() if v is not None}
         tx = state._tx
         assert tx is not None
-        tx.put("Opportunity", new, _change(ctx, opp_o, "updated", new, opp))
+        tx.put("Opportunity", new, _change(ctx, opp_o, "updated", new, opp, new["SystemModstamp"]))
 
 
 def upsert(
@@ -1078,7 +1086,7 @@ def convert_lead(
             converted["ConvertedOpportunityId"] = opportunity_id
         if body.get("owner_id"):
             converted["OwnerId"] = body["owner_id"]
-        state._tx.put("Lead", converted, _change(ctx, lead_o, "updated", converted, lead))  # type: ignore[union-attr]
+        state._tx.put("Lead", converted, _change(ctx, lead_o, "updated", converted, lead, now))  # type: ignore[union-attr]
     return {
         "leadId": lead["Id"],
         "accountId": account_id,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from bridge.devorg.state import DevOrgState
+    from bridge.devorg.state import DevOrgState, RecordChange
 
 NAME_MAX = 25
 QUERY_MAX = 1300
@@ -683,14 +683,18 @@ def cdc_payload(
     user_id: str,
     at: datetime,
     api_version: str,
-    transaction_key: str | None = None,
     api_name: str = "rest",
+    transaction_key: str | None = None,
+    sequence_number: int = 1,
+    commit_number: int | None = None,
 ) -> dict[str, Any]:
     """A change event ``payload`` (Change Data Capture Developer Guide, "Change Event Message
     Structure", "Get Compound Fields in Change Events"): CREATE/UNDELETE carry every field
     (null ones too), UPDATE the changed ones plus LastModifiedDate (listed in changedFields,
     components as ``Compound.Component``, fields set to null in nulledFields), DELETE none.
-    Name and address compounds are nested."""
+    Name and address compounds are nested. ``at`` is when the change occurred; the
+    transaction's key and commit number, and the change's place in it, come from the commit
+    (:func:`change_event`)."""
     kind = _CDC_TYPES[change_type]
     compounds = compound_fields(record)
     component_of = {
@@ -705,9 +709,9 @@ def cdc_payload(
         "changeType": kind,
         "changeOrigin": f"com/salesforce/api/{api_name}/{api_version}",
         "transactionKey": transaction_key or str(uuid.uuid4()),
-        "sequenceNumber": 1,
+        "sequenceNumber": sequence_number,
         "commitTimestamp": int(at.timestamp() * 1000),
-        "commitNumber": int(at.timestamp() * 1_000_000),
+        "commitNumber": commit_number or int(at.timestamp() * 1_000_000),
         "commitUser": user_id,
         "nulledFields": [],
         "diffFields": [],
@@ -740,6 +744,27 @@ def cdc_payload(
                 header["nulledFields"].append(path)
         header["changedFields"] = changed_names
     return payload
+
+
+def change_event(change: RecordChange, api_version: str) -> dict[str, Any]:
+    """The change event ``payload`` of a committed change. The changes of one transaction share
+    its transactionKey and commitNumber and are numbered 1, 2, … in sequenceNumber, in the
+    order they were made (CDC guide, "High-Level Replication Steps", "Change Events for Lead
+    Conversion"); a change of an object without change events leaves a gap, as the guide
+    says."""
+    return cdc_payload(
+        change.sobject,
+        change.change_type,
+        change.record,
+        change.changed_fields,
+        user_id=change.user_id,
+        at=change.at,
+        api_version=api_version,
+        api_name=change.origin,
+        transaction_key=change.transaction_key,
+        sequence_number=change.sequence_number,
+        commit_number=change.commit_number,
+    )
 
 
 def cdc_message(channel: str, payload: dict[str, Any], replay_id: int) -> dict[str, Any]:

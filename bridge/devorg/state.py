@@ -11,6 +11,7 @@ import json
 import random
 import secrets
 import sqlite3
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -39,10 +40,16 @@ class RecordChange:
     old: dict[str, Any] | None  # all field values before the change (None for created)
     changed_fields: set[str]  # fields whose value changed (all set fields for created)
     user_id: str  # who made the change
-    at: datetime  # org clock time of the commit
+    at: datetime  # org clock time of the change: its record's SystemModstamp
     # The API that made it, as CDC's changeOrigin names it: "rest", or "bulkapi" (Bulk API
     # changes notify no PushTopic, but do produce change events).
     origin: str = "rest"
+    # The transaction that committed it, set by the commit (Change Data Capture's header): the
+    # key and commit number every change of the transaction shares, and the change's place in
+    # the transaction, 1, 2, ….
+    transaction_key: str = ""
+    commit_number: int = 0
+    sequence_number: int = 0
 
 
 class Listener(Protocol):
@@ -352,6 +359,7 @@ class DevOrgState:
         self._indexed_fields: dict[str, list[str]] = {}
         self._id_counter = 0
         self._tx: Transaction | None = None
+        self._commit_number = 0
         self._db = sqlite3.connect(self.data_dir / "devorg.sqlite3", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -669,9 +677,22 @@ class DevOrgState:
             db.execute("ROLLBACK")
             tx.rollback()
             raise
+        if tx.changes:
+            self._number_changes(tx.changes)
         for change in tx.changes:
             for listener in self.listeners:
                 listener.record_changed(change)
+
+    def _number_changes(self, changes: list[RecordChange]) -> None:
+        """Stamp a committed transaction's changes with its key, its commit number (increasing,
+        as a system change number does) and their order in it."""
+        key = str(uuid.uuid4())
+        now_us = int(self.clock.now().timestamp() * 1_000_000)
+        self._commit_number = max(self._commit_number + 1, now_us)
+        for sequence, change in enumerate(changes, start=1):
+            change.transaction_key = key
+            change.commit_number = self._commit_number
+            change.sequence_number = sequence
 
     # -- reset ------------------------------------------------------------------------------
 

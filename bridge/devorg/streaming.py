@@ -357,17 +357,8 @@ class StreamingHub:
                 for channel in (topic.channel, *self._former_channels(topic)):
                     messages.append((channel, _topic_builder(topic, change, channel)))
         if change.sobject in self.cdc_selected:
-            payload = pushtopic.cdc_payload(
-                change.sobject,
-                change.change_type,
-                change.record,
-                change.changed_fields,
-                user_id=change.user_id,
-                at=change.at,
-                api_version=API_VERSION,
-                api_name=change.origin,
-            )
-            payload_json = _dumps(payload)  # once for both channels
+            # serialized once for both channels
+            payload_json = _dumps(pushtopic.change_event(change, API_VERSION))
             for channel in pushtopic.cdc_channels(change.sobject):
                 messages.append((channel, _cdc_builder(channel, change.sobject, payload_json)))
         if messages:

@@ -98,6 +98,7 @@ def process_entries(
     *,
     integration_user_id: str | None = None,
     pools: Mapping[int, CandidatePool] | None = None,
+    alongside: Sequence[SalesEntry] = (),
 ) -> list[SalesEntry]:
     """``process_entry`` for a batch of entries, in their order, with the lookups batched.
 
@@ -113,9 +114,15 @@ def process_entries(
     write transaction began, so that on SQLite the write lock is not held while they are
     read; one that does not cover the entries' keys is read again here. Referrals the batch
     will change are locked and compared with the pool's copy either way.
+
+    ``alongside``: unsaved entries the caller has decided (own writes, failed ones), their
+    ids given, to be written with the batch's (an earlier one counts as a later entry's
+    previous values): so nothing is written before the batch's reads, and a read-first
+    transaction (bridge.store.readfirst) takes the write lock only for the writes.
     """
     todo = [e for e in entries if e.outcome == NEW]
     if not todo:
+        session.add_all(alongside)
         return list(entries)
     unsaved = [e for e in todo if not inspect(e).persistent]
     for entry in unsaved:
@@ -139,12 +146,13 @@ def process_entries(
     # holds objects weakly) gives them to every entry instead of loading them again.
     connections = [session.get(OrgConnection, i) for i in users if i is not None]
     receiver = org.receiver
-    writer = _EntryWriter(session, unsaved)
+    written = sorted([*unsaved, *alongside], key=lambda e: e.id)  # the batch's order
+    writer = _EntryWriter(session, written)
     # From here on nothing is flushed before a query (the batch's changes go out together at
     # the end): the queries below read referrals and members the batch has not changed yet,
     # and every step that needs its own writes visible flushes them itself.
     with audit.batched(session), pushes.batched(session), writer, session.no_autoflush:
-        previous = _previous_of(session, [e for e in todo if not e.previous], unsaved)
+        previous = _previous_of(session, [e for e in todo if not e.previous], written)
         for entry in todo:
             if not entry.previous:
                 entry.previous = previous.get(entry.id, {})
@@ -467,7 +475,7 @@ class _EntryWriter:
     (a referral created, a notification scheduled): rows the ORM writes may refer to the
     entries decided so far, so those go first — and the entry being decided too if a row
     being written refers to it already (it is then updated once decided, the one case of an
-    `UPDATE`). Written entries join the session as saved.
+    `UPDATE`). Entries written before the end join the session as saved.
     """
 
     _TABLE: Any = SalesEntry.__table__
@@ -486,19 +494,25 @@ class _EntryWriter:
         if entry.id in self.unwritten:
             self.ready.append(entry)
 
-    def write(self) -> None:
+    def write(self, *, last: bool = False) -> None:
+        """Write the entries ready. `last`: the batch's end, after which nothing changes them,
+        so they need not join the session (they stay as written)."""
         ready, self.ready = self.ready, []
         if not ready:
             return
-        for entry in ready:
-            _relink_pushes(self.session, entry)
+        # Their rows made first: the pushes' INSERT below may be the transaction's first
+        # write, which takes SQLite's write lock (bridge.store.readfirst).
         rows = [row_values(e) for e in ready]
+        for i, entry in enumerate(ready):
+            if _relink_pushes(self.session, entry):
+                rows[i] = row_values(entry)
         with self.session.no_autoflush:  # before the rows that refer to them
             insert_rows(self.session, self._TABLE, rows)
         for entry in ready:
             del self.unwritten[entry.id]
-            make_transient_to_detached(entry)
-            self.session.add(entry)
+            if not last:
+                make_transient_to_detached(entry)
+                self.session.add(entry)
 
     def _before_flush(self, session: Session, *_args: Any) -> None:
         current = self.current
@@ -519,8 +533,11 @@ class _EntryWriter:
         event.remove(self.session, "before_flush", self._before_flush)
         if exc_type is None:
             self.ready = list(self.unwritten.values())  # any not decided is written as it is
-            self.write()
-            _write_referrals(self.session)
+            # The referrals' rows made before the first write too (the entries' or pushes'
+            # INSERT: read first, the write lock is taken there).
+            referrals = _referral_rows(self.session)
+            self.write(last=True)
+            _write_referrals(self.session, referrals)
             self.session.flush()
 
 
@@ -528,13 +545,36 @@ _REFERRALS: Any = Referral.__table__
 _REFERRAL_COLUMNS = frozenset(c.key for c in _REFERRALS.columns)
 
 
-def _write_referrals(session: Session) -> None:
+_ReferralRows = tuple[
+    dict[tuple[str, ...], list[dict[str, Any]]], list[tuple[Referral, tuple[str, ...]]]
+]
+
+
+def _write_referrals(session: Session, rows: _ReferralRows | None = None) -> None:
     """Write the referrals the batch changed, before the ORM's flush, with one UPDATE (an
     executemany) per set of columns changed, and mark them saved: the flush wrote one per run
     of id-neighbours changing the same columns, so a chunk whose referrals changed different
     columns cost about one statement (on PostgreSQL a round trip) per referral. Writes what
     the flush would: the changed columns, new matching keys if a field they are made of
-    changed, `updated_at`."""
+    changed, `updated_at`. `rows`: `_referral_rows` made before (none changed since)."""
+    groups, written = rows if rows is not None else _referral_rows(session)
+    with session.no_autoflush:  # the ORM would write them first
+        for group in groups.values():
+            update_rows(session, _REFERRALS, group)
+    for referral, columns in written:
+        state = inspect(referral)
+        if _REFERRAL_COLUMNS.issuperset(state.committed_state):
+            # Saved as a flush leaves it (what make_transient_to_detached does too): the
+            # flush then has nothing to do for it (it ran its update hooks for each before).
+            state._commit_all(state.dict, session.identity_map)
+        else:  # a relationship changed too: the flush writes that
+            for key in columns:
+                set_committed_value(referral, key, getattr(referral, key))
+
+
+def _referral_rows(session: Session) -> _ReferralRows:
+    """The UPDATE rows of the referrals the batch changed, by the columns each changed, and
+    the referrals with their columns (stamped `updated_at`, their keys refilled)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     written: list[tuple[Referral, tuple[str, ...]]] = []
     now = utcnow()
@@ -556,27 +596,18 @@ def _write_referrals(session: Session) -> None:
         row["id"] = referral.id
         groups.setdefault(columns, []).append(row)
         written.append((referral, columns))
-    with session.no_autoflush:  # the ORM would write them first
-        for rows in groups.values():
-            update_rows(session, _REFERRALS, rows)
-    for referral, columns in written:
-        state = inspect(referral)
-        if _REFERRAL_COLUMNS.issuperset(state.committed_state):
-            # Saved as a flush leaves it (what make_transient_to_detached does too): the
-            # flush then has nothing to do for it (it ran its update hooks for each before).
-            state._commit_all(state.dict, session.identity_map)
-        else:  # a relationship changed too: the flush writes that
-            for key in columns:
-                set_committed_value(referral, key, getattr(referral, key))
+    return groups, written
 
 
-def _relink_pushes(session: Session, entry: SalesEntry) -> None:
+def _relink_pushes(session: Session, entry: SalesEntry) -> bool:
     """Write the batch's pushes queued so far (before the entries that list them), and list
-    on the entry the saved push of each key that was saved before."""
+    on the entry the saved push of each key that was saved before (True if one was)."""
     listed = (entry.decision or {}).get("pushes")
     ids = pushes.write_batched(session, listed or [])
     if listed and ids != listed:
         entry.decision = {**(entry.decision or {}), "pushes": ids}
+        return True
+    return False
 
 
 class _Early(NamedTuple):

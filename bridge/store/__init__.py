@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from select import POLLIN, poll
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from bridge.store import readfirst
 from bridge.store.writelock import TurnTakingConnection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 READ_ONLY = "sfbridge_read_only"
 """Execution option of the connections of Store.reading() sessions."""
+
+READ_FIRST = "sfbridge_read_first"
+"""Execution option of the connections of Store.session(read_first=True) sessions (SQLite):
+their transaction begins deferred, as a read (bridge.store.readfirst)."""
 
 FIRST_TURN = "sfbridge_first_turn"
 """Execution option of the connections of Store.session(first_turn=True) sessions."""
@@ -31,8 +37,42 @@ ANALYSIS_LIMIT = 2000
 """Rows SQLite's ANALYZE samples per index (approximate statistics, bounded cost)."""
 
 
+class StoredJSON(dict[str, Any]):
+    """A JSON object decoded from the text it was stored as, with that text (`text`): written
+    into a JSON column it is that text again, not encoded anew (`json_text`; a sales entry's
+    `raw` is its event's payload as stored). Read-only by agreement: a change to the dict
+    would not be written."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        super().__init__(json.loads(text))
+        self.text = text
+
+
+def json_text(value: Any) -> str:
+    """The engines' JSON serializer: the text `json.dumps` gives, except for a `StoredJSON`,
+    which is its own text (encoding an event's payload again was a tenth of writing its
+    entry)."""
+    if type(value) is StoredJSON:
+        return value.text
+    if not value and type(value) in _EMPTY:
+        return _EMPTY[type(value)]  # about half the values a chunk writes (`previous`, …)
+    return _encode(value)
+
+
+_EMPTY: dict[type, str] = {dict: "{}", list: "[]"}
+
+
+_encode = json.JSONEncoder(check_circular=False).encode
+"""`json.dumps` with its defaults, less the check for circular references (values written
+are decoded JSON or built from it: a cycle would still fail, as a RecursionError) and the
+making of an encoder per call: a fifth of encoding a row's small values."""
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    kwargs.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -58,13 +98,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # Writers take the write lock up front (no deadlock upgrading a read lock), in
             # turn through the lock file (bridge.store.writelock); Store.reading() sessions
-            # read in a deferred transaction and never take it.
-            if conn.get_execution_options().get(READ_ONLY):
+            # read in a deferred transaction and never take it, read-first ones take it at
+            # their first write (bridge.store.readfirst).
+            options = conn.get_execution_options()
+            if options.get(READ_ONLY) or options.get(READ_FIRST):
                 conn.exec_driver_sql("BEGIN")
                 return
             dbapi_conn = conn.connection.dbapi_connection
             if isinstance(dbapi_conn, TurnTakingConnection):
-                first = bool(conn.get_execution_options().get(FIRST_TURN))
+                first = bool(options.get(FIRST_TURN))
                 dbapi_conn.begin_write(busy_timeout, first=first)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -107,13 +149,26 @@ class Store:
         self._first = sessionmaker(
             self.engine.execution_options(**{FIRST_TURN: True}), expire_on_commit=False
         )
+        self._read_first: sessionmaker[Session] | None = None
+        if self.engine.dialect.name == "sqlite":
+            self._read_first = sessionmaker(
+                self.engine.execution_options(**{READ_FIRST: True}), expire_on_commit=False
+            )
+            readfirst.listen(self._read_first)
 
     @contextmanager
-    def session(self, *, first_turn: bool = False) -> Iterator[Session]:
+    def session(self, *, first_turn: bool = False, read_first: bool = False) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error.
 
         `first_turn`: on SQLite its transaction goes before the other writers waiting for
-        theirs (the subscriber storing a delivery: bridge.store.writelock)."""
+        theirs (the subscriber storing a delivery: bridge.store.writelock). `read_first`: on
+        SQLite it holds no write lock until its first write, and raises `readfirst.Stale`
+        there if what it read changed meanwhile (bridge.store.readfirst)."""
+        if read_first and self._read_first is not None:
+            with self._read_first() as session, session.begin():
+                readfirst.start(session)
+                yield session
+            return
         with (self._first if first_turn else self.sessions)() as session, session.begin():
             yield session
 
@@ -162,8 +217,9 @@ def reserve_ids(session: Session, model: type[DeclarativeBase], count: int) -> l
 
     PostgreSQL draws them from the table's sequence. SQLite gives a new row the highest id
     plus one, and a write transaction holds the database's write lock from its start, so the
-    ids after the highest are this transaction's; insert the rows before anything else of the
-    table is written in it (a row written meanwhile without an id would take one of them).
+    ids after the highest are this transaction's (a read-first one checks at its first write
+    that they still are); insert the rows before anything else of the table is written in it
+    (a row written meanwhile without an id would take one of them).
     """
     if count <= 0:
         return []
@@ -179,6 +235,7 @@ def reserve_ids(session: Session, model: type[DeclarativeBase], count: int) -> l
             )
             return sorted(drawn.scalars())
         highest = session.scalar(select(func.max(table.c.id))) or 0
+    readfirst.reserved(session, table, highest)  # read before the write lock: checked then
     return list(range(highest + 1, highest + 1 + count))
 
 
@@ -194,6 +251,19 @@ def get_or_create_program(
         with session.begin_nested():
             session.add(program)
     return program
+
+
+_Model = TypeVar("_Model", bound=DeclarativeBase)
+
+
+def unsaved(model: type[_Model], values: dict[str, Any]) -> _Model:
+    """A new `model` object holding `values`, made without the ORM's constructor (which
+    sends an attribute event per column: most of the cost of a batch's entry or push). For
+    rows written with a Core INSERT (`row_values`) or added to a session: a flush inserts
+    what the object holds either way."""
+    obj: _Model = model.__mapper__.class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj
 
 
 def row_values(obj: DeclarativeBase) -> dict[str, Any]:

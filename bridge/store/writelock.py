@@ -88,6 +88,7 @@ class TurnTakingConnection(sqlite3.Connection):
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
         self.lock_path = lock_path(os.fspath(database))
+        self.busy_timeout = float(kwargs.get("timeout", args[0] if args else 5.0))
         self._fd: int | None = None
         self._first_fd: int | None = None
         self._holding = False
@@ -135,6 +136,13 @@ class TurnTakingConnection(sqlite3.Connection):
         self.waited_seconds += time.monotonic() - started
         self._holding = True
         _held_here().add(path)
+
+    def begin_write_after_read(self) -> None:
+        """End the read transaction in progress and begin a write transaction in its place,
+        in turn (bridge.store.readfirst)."""
+        self.commit()
+        self.begin_write(self.busy_timeout)
+        self.execute("BEGIN IMMEDIATE")
 
     def _take_turn(self) -> bool:
         try:

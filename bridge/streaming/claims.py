@@ -9,7 +9,6 @@ heartbeat), giving it back, re-checking it under the chunk's write transaction a
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,14 +19,12 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from bridge import defaults
-from bridge.store.arrays import among, update_rows
+from bridge.store import StoredJSON
+from bridge.store.arrays import among
 from bridge.store.models import InboundEvent, OrgConnection, SalesEntry, utcnow
 
 _CHUNK = 200
 """Events ended per UPDATE."""
-
-_EVENTS: Any = InboundEvent.__table__
-
 
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
@@ -50,8 +47,9 @@ class ClaimedEvent:
     @functools.cached_property
     def payload(self) -> dict[str, Any]:
         """Decoded when first asked for, once the claim has committed: on SQLite not under the
-        write lock (~14 µs an event, milliseconds for a job of 200)."""
-        return cast(dict[str, Any], json.loads(self.payload_json))
+        write lock (~14 µs an event, milliseconds for a job of 200); with its text, which the
+        entry's `raw` is written as."""
+        return StoredJSON(self.payload_json)
 
 
 _CLAIMED = (
@@ -164,9 +162,10 @@ def still_claimed(session: Session, ids: Sequence[int], token: str) -> dict[int,
 
 
 @functools.cache
-def _finish(ends: int) -> Any:
+def _finish(ends: int, claimed: bool) -> Any:
     """The UPDATE of events with `ends` different ends, built once per number of ends: the
-    state and reason of all ends but the last by a CASE over their ids (`ids_<n>`)."""
+    state and reason of all ends but the last by a CASE over their ids (`ids_<n>`);
+    `claimed`: only the events still claimed by `token`."""
     c = InboundEvent.__table__.c
 
     def by_end(column: str, kind: Any) -> Any:
@@ -180,38 +179,39 @@ def _finish(ends: int) -> Any:
         ]  # fmt: skip
         return case(*whens, else_=last)
 
-    return (
-        update(InboundEvent)
-        .where(InboundEvent.id.in_(bindparam("ids", expanding=True)))
-        .values(
-            state=by_end("state", c.state.type),
-            reason=by_end("reason", c.reason.type),
-            processed_at=bindparam("now", type_=c.processed_at.type),
+    update_ = update(InboundEvent).where(InboundEvent.id.in_(bindparam("ids", expanding=True)))
+    if claimed:
+        update_ = update_.where(
+            InboundEvent.state == bindparam("claimed_state"),
+            InboundEvent.claimed_by == bindparam("token"),
         )
-        .execution_options(synchronize_session=False)
-    )
+    return update_.values(
+        state=by_end("state", c.state.type),
+        reason=by_end("reason", c.reason.type),
+        processed_at=bindparam("now", type_=c.processed_at.type),
+    ).execution_options(synchronize_session=False)
 
 
-def finish(session: Session, ends: Mapping[int, tuple[str, str | None]]) -> None:
+def finish(
+    session: Session, ends: Mapping[int, tuple[str, str | None]], token: str | None = None
+) -> int:
     """The events are through: each `done`, `failed` or `skipped` (with the reason code);
     one UPDATE (per 200 events), its state and reason by the event's id where they differ.
-    On PostgreSQL the ids, states and reasons go as arrays (`update_rows`): one text
-    whatever the ends, where the CASE's lists made a new one for every mix of ends."""
+    With `token`, only the events still claimed by it (the claim re-checked in the same
+    statement). Returns how many events were ended."""
     now = utcnow()
-    if _dialect(session) == "postgresql":
-        rows = [
-            {"id": event_id, "state": state, "reason": reason, "processed_at": now}
-            for event_id, (state, reason) in ends.items()
-        ]
-        update_rows(session, _EVENTS, rows)
-        return
     ids = list(ends)
+    ended = 0
     for start in range(0, len(ids), _CHUNK):
         part = ids[start : start + _CHUNK]
         groups: dict[tuple[str, str | None], list[int]] = {}
         for event_id in part:
             groups.setdefault(ends[event_id], []).append(event_id)
         values: dict[str, Any] = {"ids": part, "now": now}
+        if token is not None:
+            values.update(token=token, claimed_state="processing")
         for n, ((state, reason), group) in enumerate(groups.items()):
             values.update({f"ids_{n}": group, f"state_{n}": state, f"reason_{n}": reason})
-        session.execute(_finish(len(groups)), values)
+        result = session.execute(_finish(len(groups), token is not None), values)
+        ended += int(cast(CursorResult[Any], result).rowcount)
+    return ended

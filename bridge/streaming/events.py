@@ -98,7 +98,9 @@ class WireMessage(dict[str, Any]):
 
 
 def payload_json(event: ChangeEvent) -> str:
-    """The event's payload as the JSON text to store."""
+    """The event's payload as the JSON text to store (a malformed one's with its error)."""
+    if event.error is not None:
+        return json.dumps({**event.payload, "_error": event.error})
     if event.payload_text is not None:
         return event.payload_text
     return json.dumps(event.payload)

@@ -9,9 +9,9 @@ marker before the handler has saved anything, which loses the event on a crash; 
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import Text, column, func, or_, select, table, update
@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from bridge.store import pgarrays
 from bridge.store.models import (
     InboundEvent,
     SyncCursor,
@@ -57,11 +58,21 @@ def _insert_events() -> Any:
     return sqlite.insert(events).on_conflict_do_nothing().returning(events.c.id)
 
 
+def _changes(events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
+    """The delivery's events, a change once (a replay overlapping a page can repeat one)."""
+    keys = [ev.change_key for ev in events]
+    if len(set(keys)) == len(keys):
+        return list(events)
+    seen: set[str] = set()
+    changes = []
+    for key, ev in zip(keys, events, strict=True):
+        if key not in seen:
+            seen.add(key)
+            changes.append(ev)
+    return changes
+
+
 def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
-    if ev.error is None:
-        payload = payload_json(ev)
-    else:
-        payload = json.dumps({**ev.payload, "_error": ev.error})
     return {
         "org_connection_id": org_connection_id,
         "channel": ev.channel,
@@ -72,22 +83,10 @@ def _row(org_connection_id: int, ev: ChangeEvent) -> dict[str, Any]:
         "record_id": ev.record_id,
         "change_type": ev.change_type,
         "event_created_at": ev.event_created_at,
-        "payload": payload,
+        "payload": payload_json(ev),
         "state": "new",
         "attempts": 0,
     }
-
-
-def _rows(org_connection_id: int, events: Sequence[ChangeEvent]) -> list[dict[str, Any]]:
-    """The delivery's rows, a change once (a replay overlapping a page can repeat one)."""
-    seen: set[str] = set()
-    rows = []
-    for ev in events:
-        row = _row(org_connection_id, ev)
-        if row["change_key"] not in seen:
-            seen.add(row["change_key"])
-            rows.append(row)
-    return rows
 
 
 def store_events(
@@ -98,13 +97,13 @@ def store_events(
     A change already stored (same channel + replay id, or same change_key from the other
     source) is absorbed silently: that is how replays, restarts and polling overlap dedupe.
     """
-    rows = _rows(org_connection_id, events)
+    if session.get_bind().dialect.name == "postgresql":
+        return _store_postgresql(session.connection(), org_connection_id, events)
     # The rows are made before the transaction begins (on SQLite: before the writer's turn,
     # so as little as possible runs under the lock), and stamped once it has: received_at is
     # when they are being stored, so commit -> stored counts any wait for the lock.
+    rows = [_row(org_connection_id, ev) for ev in _changes(events)]
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        return _store_postgresql(connection, org_connection_id, rows)
     received_at = utcnow()
     for row in rows:
         row["received_at"] = received_at
@@ -123,23 +122,25 @@ def store_events(
 # BEGIN, one statement, COMMIT: the commit is durable as the server's synchronous_commit
 # says before the caller acknowledges anything.
 
+_ARRAYS: dict[str, tuple[str, Callable[[Any], pgarrays.PgArray], Callable[[ChangeEvent], Any]]]
 _ARRAYS = {
-    "channel": "text",
-    "replay_id": "bigint",
-    "change_key": "text",
-    "source": "text",
-    "sobject_type": "text",
-    "record_id": "text",
-    "change_type": "text",
-    "event_created_at": "timestamptz",
-    "payload": "json",
+    "channel": ("text", pgarrays.text_array, attrgetter("channel")),
+    "replay_id": ("bigint", pgarrays.bigint_array, attrgetter("replay_id")),
+    "change_key": ("text", pgarrays.text_array, attrgetter("change_key")),
+    "source": ("text", pgarrays.text_array, attrgetter("source")),
+    "sobject_type": ("text", pgarrays.text_array, attrgetter("sobject_type")),
+    "record_id": ("text", pgarrays.text_array, attrgetter("record_id")),
+    "change_type": ("text", pgarrays.text_array, attrgetter("change_type")),
+    "event_created_at": ("timestamptz", pgarrays.timestamptz_array, attrgetter("event_created_at")),
+    "payload": ("json", pgarrays.json_array, payload_json),
 }
+"""The columns sent as arrays: their type, how a column becomes one array, an event's value."""
 
 _PG_EVENTS = (  # built from the constant column names above
     "INSERT INTO inbound_events (org_connection_id, state, attempts, received_at, "  # noqa: S608
     + ", ".join(_ARRAYS)
     + ") SELECT %(org)s, 'new', 0, %(now)s, * FROM unnest("
-    + ", ".join(f"%({name})b::{kind}[]" for name, kind in _ARRAYS.items())
+    + ", ".join(f"%({name})b::{kind}[]" for name, (kind, _array, _value) in _ARRAYS.items())
     + ") ON CONFLICT DO NOTHING RETURNING id"
 )
 
@@ -170,21 +171,21 @@ _STAMP = UTCDateTime()
 def _store_postgresql(
     connection: Any,
     org_connection_id: int,
-    rows: Sequence[Mapping[str, Any]],
+    events: Sequence[ChangeEvent],
     cursor: str | None = None,
     cursor_values: Mapping[str, Any] | None = None,
 ) -> list[int]:
-    """Insert `rows` (and upsert a cursor, `cursor` with its `cursor_values`) in one
-    statement; returns the ids of the new rows."""
-    params: dict[str, Any] = {name: [row[name] for row in rows] for name in _ARRAYS}
-    params["event_created_at"] = [
-        _STAMP.process_bind_param(at, None) for at in params["event_created_at"]
-    ]
+    """Insert the events' changes (and upsert a cursor, `cursor` with its `cursor_values`) in
+    one statement; returns the ids of the new rows, which the server sorts and sends as one
+    array (a row each cost the client more than the array's values)."""
+    changes = _changes(events)
+    params: dict[str, Any] = {
+        name: array(list(map(value, changes))) for name, (_kind, array, value) in _ARRAYS.items()
+    }
     params.update(org=org_connection_id, now=utcnow(), **(cursor_values or {}))
-    statement = _PG_EVENTS
-    if cursor is not None:
-        statement = f"WITH stored AS ({_PG_EVENTS}), moved AS ({cursor}) SELECT id FROM stored"  # noqa: S608
-    return sorted(connection.exec_driver_sql(statement, params).scalars())
+    moved = f", moved AS ({cursor})" if cursor is not None else ""
+    statement = f"WITH stored AS ({_PG_EVENTS}){moved} SELECT array_agg(id ORDER BY id) FROM stored"  # noqa: S608
+    return connection.exec_driver_sql(statement, params).scalar() or []
 
 
 def _rowcount(result: Any) -> int:
@@ -281,16 +282,15 @@ def store_and_advance(
     """Store a delivery of stream events, then move each channel's cursor to its last one."""
     cursors = latest(events)
     if session.get_bind().dialect.name == "postgresql":
-        rows = _rows(org_connection_id, events)
         moves = {
-            "cursor_channels": list(cursors),
-            "cursor_replay_ids": [ev.replay_id for ev in cursors.values()],
-            "cursor_modstamps": [
-                _STAMP.process_bind_param(ev.event_created_at, None) for ev in cursors.values()
-            ],
+            "cursor_channels": pgarrays.text_array(list(cursors)),
+            "cursor_replay_ids": pgarrays.bigint_array([ev.replay_id for ev in cursors.values()]),
+            "cursor_modstamps": pgarrays.timestamptz_array(
+                [ev.event_created_at for ev in cursors.values()]
+            ),
         }
         return _store_postgresql(
-            session.connection(), org_connection_id, rows, _PG_REPLAY_CURSORS, moves
+            session.connection(), org_connection_id, events, _PG_REPLAY_CURSORS, moves
         )
     new_ids = store_events(session, org_connection_id, events)
     now = utcnow()
@@ -339,14 +339,13 @@ def store_and_advance_bytes(
     """
     cursor_channel = PUBSUB_PREFIX + channel
     if session.get_bind().dialect.name == "postgresql":
-        rows = _rows(org_connection_id, events)
         move = {
             "cursor_channel": cursor_channel,
             "replay_bytes": replay_id,
             "at": _STAMP.process_bind_param(at, None),
         }
         return _store_postgresql(
-            session.connection(), org_connection_id, rows, _PG_BYTES_CURSOR, move
+            session.connection(), org_connection_id, events, _PG_BYTES_CURSOR, move
         )
     new_ids = store_events(session, org_connection_id, events)
     cursor_move = {"org_connection_id": org_connection_id, "channel": cursor_channel,

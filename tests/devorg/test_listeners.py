@@ -100,3 +100,52 @@ def test_writes_persist_in_the_data_dir(tmp_path: Path) -> None:
     assert kept is not None and kept["Name"] == "Kept"
     assert second.state.org_id == first.state.org_id
     second.state.close()
+
+
+def test_the_changes_of_one_transaction_share_it_and_are_numbered(server: DevOrgServer) -> None:
+    """A collection is one transaction: its changes share a key and a commit number and are
+    numbered 1, 2, … (the CDC guide's transactionKey, commitNumber, sequenceNumber); each
+    change is at the time its record was saved."""
+    rec = Recorder()
+    server.state.add_listener(rec)
+    api = RestApi(server)
+    user = server.state.user_by_role("sales")
+    assert user is not None
+    leads = [
+        {"attributes": {"type": "Lead"}, "LastName": f"L{i}", "Company": "Co"} for i in range(20)
+    ]
+    for records in (leads, leads[:2]):
+        reply, _ = api.dispatch(
+            dml.Ctx(server, user),
+            Request("POST", "/composite/sobjects", {}, {"records": records}, {}),
+        )
+        assert all(r["success"] for r in reply.body)
+    first, second = rec.changes[:20], rec.changes[20:]
+    assert len({c.transaction_key for c in first}) == 1 and first[0].transaction_key
+    assert len({c.commit_number for c in first}) == 1
+    assert [c.sequence_number for c in first] == list(range(1, 21))
+    assert [c.sequence_number for c in second] == [1, 2]
+    assert second[0].transaction_key != first[0].transaction_key
+    assert second[0].commit_number > first[0].commit_number
+    for change in rec.changes:
+        saved = server.state.get("Lead", str(change.record["Id"]))
+        assert saved is not None and dml.format_datetime(change.at) == saved["SystemModstamp"]
+
+
+def test_a_lead_conversion_is_one_transaction_in_the_order_of_its_writes(
+    server: DevOrgServer,
+) -> None:
+    user = server.state.user_by_role("sales")
+    assert user is not None
+    lead = dml.create(dml.Ctx(server, user), "Lead", {"LastName": "Lee", "Company": "Co"})
+    rec = Recorder()
+    server.state.add_listener(rec)
+    dml.convert_lead(server, {"lead_id": lead}, user)
+    assert [(c.sobject, c.change_type, c.sequence_number) for c in rec.changes] == [
+        ("Account", "created", 1),
+        ("Contact", "created", 2),
+        ("Opportunity", "created", 3),
+        ("OpportunityContactRole", "created", 4),
+        ("Lead", "updated", 5),
+    ]
+    assert len({(c.transaction_key, c.commit_number) for c in rec.changes}) == 1

@@ -111,6 +111,30 @@ def test_topic_schema_and_change_events_with_bitmaps(clean: DevOrg) -> None:
     stream.cancel()
 
 
+def test_the_change_events_of_one_transaction_share_it(clean: DevOrg) -> None:
+    """A collection's changes, and a Bulk API chunk's, are one transaction each:
+    transactionKey and commitNumber shared, sequenceNumber 1, 2, …, and commitTimestamp the
+    record's LastModifiedDate (CDC guide, "Change Events for Lead Conversion")."""
+    sf = clean.sf("sales")
+    records = [
+        {"attributes": {"type": "Lead"}, "LastName": f"T{i}", "Company": "T"} for i in range(20)
+    ]
+    sf.restful("composite/sobjects", method="POST", json={"records": records})
+    sf.bulk2.Lead.insert(records=[{"LastName": f"Bulk{i}", "Company": "B"} for i in range(3)])
+    client = Client(clean)
+    stream, _more = client.subscribe(LEADS, pb2.ReplayPreset.EARLIEST, first=100)
+    events = [client.decode(e) for e in next(stream).events]
+    while len(events) < 23:
+        events += [client.decode(e) for e in next(stream).events]
+    headers = [e["ChangeEventHeader"] for e in events]
+    for transaction in (headers[:20], headers[20:]):
+        assert len({(h["transactionKey"], h["commitNumber"]) for h in transaction}) == 1
+        assert [h["sequenceNumber"] for h in transaction] == list(range(1, len(transaction) + 1))
+    assert headers[20]["transactionKey"] != headers[0]["transactionKey"]
+    assert all(e["LastModifiedDate"] == e["ChangeEventHeader"]["commitTimestamp"] for e in events)
+    stream.cancel()
+
+
 def test_flow_control_sends_no_more_than_requested(clean: DevOrg) -> None:
     for i in range(5):
         lead(clean, Email=f"l{i}@example.com")
@@ -215,7 +239,7 @@ def test_bulk_api_changes_reach_change_data_capture(clean: DevOrg) -> None:
     ids = [e["ChangeEventHeader"]["recordIds"][0] for e in events]
     sf.bulk2.Lead.delete(records=[{"Id": i} for i in ids])
     deleted = [client.decode(e) for e in next(stream).events]
-    assert len(deleted) == 1  # one step's deletes: one event naming every record
+    assert len(deleted) == 1  # one transaction's deletes: one event naming every record
     assert deleted[0]["ChangeEventHeader"]["changeType"] == "DELETE"
     assert sorted(deleted[0]["ChangeEventHeader"]["recordIds"]) == sorted(ids)
     stream.cancel()

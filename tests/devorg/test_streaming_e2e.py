@@ -12,6 +12,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -565,6 +566,30 @@ def test_change_data_capture(org: DevOrg) -> None:
     assert headers[0]["commitUser"] == org.user("sales")["id"]
     assert "Email" in headers[1]["changedFields"]
     assert events[1]["data"]["payload"]["Email"] == "c2@x.com"
+
+
+def test_the_change_events_of_one_request_share_its_transaction(org: DevOrg) -> None:
+    """A collection of 20 Leads is one transaction: one transactionKey and commitNumber, the
+    changes numbered 1…20, each commitTimestamp its record's LastModifiedDate (CDC guide,
+    "Change Events for Lead Conversion"); the next request is another transaction."""
+    bayeux = Bayeux(org).start("/data/LeadChangeEvent")
+    sales = org.sf("sales")
+    records = [
+        {"attributes": {"type": "Lead"}, "LastName": f"T{i}", "Company": "T"} for i in range(20)
+    ]
+    sales.restful("composite/sobjects", method="POST", json={"records": records})
+    sales.restful("composite/sobjects", method="POST", json={"records": records[:1]})
+    events = bayeux.collect(lambda evs: len(evs) >= 21)
+    payloads = [e["data"]["payload"] for e in events]
+    headers = [p["ChangeEventHeader"] for p in payloads]
+    request, later = headers[:20], headers[20]
+    assert len({(h["transactionKey"], h["commitNumber"]) for h in request}) == 1
+    assert [h["sequenceNumber"] for h in request] == list(range(1, 21))
+    assert later["transactionKey"] != request[0]["transactionKey"]
+    assert later["sequenceNumber"] == 1 and later["commitNumber"] > request[0]["commitNumber"]
+    for header, payload in zip(headers, payloads, strict=True):
+        modified = datetime.strptime(payload["LastModifiedDate"], "%Y-%m-%dT%H:%M:%S.%f%z")
+        assert header["commitTimestamp"] == int(modified.timestamp() * 1000)
 
 
 def test_a_restarted_org_keeps_the_replay_window(tmp_path: Any) -> None:

@@ -404,6 +404,12 @@ def _automation(org: DevOrg) -> None:
         ("UPDATE", auto_id),
     ]
     assert "OwnerId" in headers[1]["changedFields"] and "Rating" in headers[2]["changedFields"]
+    # the save and its automation are one transaction, at one time; the Automated Process
+    # user's change is a transaction of its own
+    save, later = headers[:3], headers[3]
+    assert len({(h["transactionKey"], h["commitNumber"], h["commitTimestamp"]) for h in save}) == 1
+    assert [h["sequenceNumber"] for h in save] == [1, 2, 3]
+    assert later["transactionKey"] != save[0]["transactionKey"] and later["sequenceNumber"] == 1
 
     # nothing left to change: an update is one event; Sforce-Auto-Assign: FALSE skips the rule
     api.call("PATCH", f"sobjects/Lead/{lead['id']}", {"Description": "Met at a fair"})

@@ -174,19 +174,10 @@ class EventBus:
                 schema = self.schema_for(f"{change.sobject}ChangeEvent")
                 if schema is None:
                     continue
-                payload = pushtopic.cdc_payload(
-                    change.sobject,
-                    change.change_type,
-                    change.record,
-                    change.changed_fields,
-                    user_id=change.user_id,
-                    at=change.at,
-                    api_version=API_VERSION,
-                    api_name=change.origin,
-                )
+                payload = pushtopic.change_event(change, API_VERSION)
                 record_id = str(change.record.get("Id"))
-                if change.change_type == "deleted":
-                    key = f"{change.sobject}:{change.user_id}:{change.origin}"
+                if change.change_type == "deleted":  # merged within their transaction
+                    key = f"{change.sobject}:{change.transaction_key}"
                     if key in deletes:
                         deletes[key][1]["ChangeEventHeader"]["recordIds"].append(record_id)
                         continue
