@@ -26,6 +26,7 @@ from bridge.store.models import InboundEvent, OrgConnection, SalesEntry, utcnow
 _CHUNK = 200
 """Events ended per UPDATE."""
 
+
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
