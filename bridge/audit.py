@@ -11,16 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from bridge.store.arrays import insert_rows
 from bridge.store.models import AuditLog, utcnow
 
 _BATCH = "sfbridge_audit_rows"
 """Session.info key of the rows collected by `batched`."""
 
 _TABLE: Any = AuditLog.__table__
-_INSERT: Any = insert(_TABLE)
 
 
 def record(
@@ -61,4 +60,4 @@ def batched(session: Session) -> Iterator[None]:
         del session.info[_BATCH]
     if rows:
         session.flush()  # rows recorded before the block (added to the session) come first
-        session.execute(_INSERT, rows)
+        insert_rows(session, _TABLE, rows)

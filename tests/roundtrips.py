@@ -1,6 +1,7 @@
 """What a block of code sends to PostgreSQL, read from libpq's protocol trace: its round trips
 (one per simple query or Sync: the server answers each with ReadyForQuery), the simple
-queries (BEGIN, COMMIT, a pre-ping's ';', ROLLBACK, DEALLOCATE ALL) and the statements."""
+queries (BEGIN, COMMIT, a pre-ping's ';', ROLLBACK, DEALLOCATE ALL), the statements parsed
+and the statements executed (an executemany runs its statement once per row)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Trips:
     round_trips: int = 0
     simple: list[str] = field(default_factory=list)  # the simple queries' texts, in order
     parsed: list[str] = field(default_factory=list)  # statements parsed (not prepared before)
+    executed: int = 0  # statements the server ran (an Execute each, pipelined or not)
 
     @property
     def prepares(self) -> int:
@@ -72,3 +74,5 @@ def traced(store: Store) -> Iterator[Trips]:
                 trips.simple.append(args.strip().strip('"'))
             elif side == "F" and kind == "Parse":
                 trips.parsed.append(args)
+            elif side == "F" and kind == "Execute":
+                trips.executed += 1

@@ -25,12 +25,13 @@ import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import any_, bindparam, func, select, union_all
+from sqlalchemy import any_, bindparam, func, select, true, union_all
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from bridge.matchkeys import email_key
 from bridge.receiver.matching import LookupPlan, MemberCandidate, ReferralCandidate
+from bridge.store.arrays import among
 from bridge.store.models import Member, Referral
 
 FUZZY_LIMIT = 200
@@ -176,21 +177,41 @@ _BLOCK_COLUMNS = ("name_block", "name_rblock", "name_ablock", "name_pblock")
 _keys_of_row = operator.itemgetter(*((*_NAMES, *_BLOCK_COLUMNS).index(c) for c in _KEY_COLUMNS))
 
 
-def _among(column: Any, name: str, dialect: str) -> Any:
-    """``column`` is one of the values bound as ``name``. On PostgreSQL one array: the
-    statement's text is then the same whatever the chunk's keys, so psycopg prepares it and
-    the server plans it once rather than for every chunk (an expanding ``IN`` binds each
-    value apart, 750 for a chunk of 50)."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
-    return column.in_(bindparam(name, expanding=True))
+def _direct_arm(reached: Any, name: str, program_id: Any, dialect: str) -> Any:
+    """The ids of the program's referrals whose `name` is one of the values bound as `name`.
+
+    On PostgreSQL each value is looked up by itself (a lateral lookup per value of the
+    array): the Salesforce ids' and external ids' indexes are partial, ``(program_id, id)
+    WHERE id IS NOT NULL``, and with ``= ANY`` the planner may read the program's whole
+    index and filter it, which its statistics price at nothing while the column is still
+    all NULL there (a store loaded before any referral was linked: until the next ANALYZE,
+    every chunk read all the referrals linked since, 1,975 rows filtered a chunk at 10,000
+    referrals). An equality per value is always both columns of the index."""
+    column = reached.c[name]
+    if dialect != "postgresql":
+        return select(reached.c.id).where(
+            reached.c.program_id == program_id, among(column, name, dialect)
+        )
+    values = (
+        func.unnest(bindparam(name, type_=postgresql.ARRAY(column.type)))
+        .table_valued("value")
+        .render_derived()
+    )
+    found = (
+        select(reached.c.id)
+        .where(reached.c.program_id == program_id, column == values.c.value)
+        .offset(0)  # kept a lookup per value: the planner does not pull the subquery up
+        .lateral()
+    )
+    return select(found.c.id).select_from(values).join(found, true())
 
 
 @functools.lru_cache(maxsize=128)
 def _pool_statement(columns: tuple[str, ...], dialect: str) -> Any:
     """The referrals of a program that the given key columns reach (values bound at execution:
-    one parameter per column, see ``_among``, plus ``program_id`` and ``limit``). Built once
-    per set of columns and database, so a batch pays neither building nor compiling it again.
+    one parameter per column, ``bridge.store.arrays.among``, plus ``program_id`` and
+    ``limit``). Built once per set of columns and database, so a batch pays neither building
+    nor compiling it again.
 
     Each key column is one arm that reads only ids from that column's index (the cap per
     key ranks ids alone); the rows are then read once per referral reached. Reading whole
@@ -202,9 +223,9 @@ def _pool_statement(columns: tuple[str, ...], dialect: str) -> Any:
     arms: list[Any] = []
     for name in columns:
         column = reached.c[name]
-        lookup = (reached.c.program_id == program_id, _among(column, name, dialect))
+        lookup = (reached.c.program_id == program_id, among(column, name, dialect))
         if name in _DIRECT_COLUMNS:
-            arms.append(select(reached.c.id).where(*lookup))
+            arms.append(_direct_arm(reached, name, program_id, dialect))
             continue
         # The cap per key, lowest ids first: for one entry's keys this keeps what
         # find_referrals' LIMIT keeps, and a common name still cannot bring back ids

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, event, insert, inspect, literal_column, select, union_all, update
+from sqlalchemy import bindparam, event, inspect, literal_column, select, union_all
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import NO_VALUE, set_committed_value
 
@@ -42,6 +42,7 @@ from bridge.receiver.matching import (
     plan_lookups,
 )
 from bridge.store import get_or_create_program, reserve_ids, row_values
+from bridge.store.arrays import insert_rows, update_rows
 from bridge.store.models import (
     OrgConnection,
     Program,
@@ -390,6 +391,45 @@ def _previous_statement(count: int) -> Any:
     return union_all(*arms) if count > 1 else arms[0]
 
 
+_PREVIOUS_POSTGRESQL = """SELECT wanted.arm - 1, earlier.id, earlier.records
+FROM unnest(%(record_ids)b::varchar[], %(sobjects)b::varchar[], %(orgs)b::bigint[],
+            %(below)b::bigint[])
+  WITH ORDINALITY AS wanted (record_id, sobject_type, org_id, below, arm)
+CROSS JOIN LATERAL (
+  SELECT sales_entries.id, sales_entries.records FROM sales_entries
+  WHERE sales_entries.record_id = wanted.record_id
+    AND sales_entries.sobject_type = wanted.sobject_type
+    AND sales_entries.org_connection_id IS NOT DISTINCT FROM wanted.org_id
+    AND sales_entries.id < wanted.below
+  ORDER BY sales_entries.id DESC LIMIT 1) AS earlier"""
+"""`_previous_statement` on PostgreSQL: the entries as one array per column, each looked up
+by the same lateral query. Its text is the same for any number of entries, so psycopg
+converts it once and the server plans it once; the union of one arm per entry (200
+parameters for a chunk of 50) was parsed by psycopg and planned by the server for every
+chunk."""
+
+
+def _previous_rows(
+    session: Session, wanted: Sequence[tuple[int, tuple[str, str, int | None]]]
+) -> Any:
+    """(index in `wanted`, id, records) of the latest saved entry before each of `wanted`
+    (entry id, (record id, object, org)) that has one."""
+    if session.get_bind().dialect.name == "postgresql":
+        columns = list(zip(*(key for _id, key in wanted), strict=True))
+        arrays = {
+            "record_ids": list(columns[0]),
+            "sobjects": list(columns[1]),
+            "orgs": list(columns[2]),
+            "below": [entry_id for entry_id, _key in wanted],
+        }
+        return session.connection().exec_driver_sql(_PREVIOUS_POSTGRESQL, arrays)
+    params: dict[str, Any] = {}
+    for i, (entry_id, (record_id, sobject, org_id)) in enumerate(wanted):
+        params[f"r{i}"], params[f"s{i}"], params[f"o{i}"] = record_id, sobject, org_id
+        params[f"below{i}"] = entry_id
+    return session.execute(_previous_statement(len(wanted)), params)
+
+
 def _previous_of(
     session: Session, entries: Sequence[SalesEntry], unsaved: Sequence[SalesEntry] = ()
 ) -> dict[int, dict[str, Any]]:
@@ -402,13 +442,9 @@ def _previous_of(
     ]
     if not wanted:
         return {}
-    params: dict[str, Any] = {}
-    for i, (entry_id, (record_id, sobject, org_id)) in enumerate(wanted):
-        params[f"r{i}"], params[f"s{i}"], params[f"o{i}"] = record_id, sobject, org_id
-        params[f"below{i}"] = entry_id
     # The latest earlier entry of each entry's record: (its id, its records), saved ...
     found: dict[int, tuple[int, Any]] = {}
-    for arm, earlier_id, records in session.execute(_previous_statement(len(wanted)), params):
+    for arm, earlier_id, records in _previous_rows(session, wanted):
         found[wanted[arm][0]] = (earlier_id, records)
     # ... or among the unsaved, if later.
     if unsaved:
@@ -443,7 +479,6 @@ class _EntryWriter:
     """
 
     _TABLE: Any = SalesEntry.__table__
-    _INSERT: Any = insert(_TABLE)
 
     def __init__(self, session: Session, entries: Sequence[SalesEntry]) -> None:
         self.session = session
@@ -472,7 +507,7 @@ class _EntryWriter:
             if _relink_pushes(self.session, entry):
                 rows[i] = row_values(entry)
         with self.session.no_autoflush:  # before the rows that refer to them
-            self.session.execute(self._INSERT, rows)
+            insert_rows(self.session, self._TABLE, rows)
         for entry in ready:
             del self.unwritten[entry.id]
             if not last:
@@ -508,7 +543,6 @@ class _EntryWriter:
 
 _REFERRALS: Any = Referral.__table__
 _REFERRAL_COLUMNS = frozenset(c.key for c in _REFERRALS.columns)
-_UPDATE_REFERRAL: Any = update(_REFERRALS).where(_REFERRALS.c.id == bindparam("referral_id"))
 
 
 _ReferralRows = tuple[
@@ -526,7 +560,7 @@ def _write_referrals(session: Session, rows: _ReferralRows | None = None) -> Non
     groups, written = rows if rows is not None else _referral_rows(session)
     with session.no_autoflush:  # the ORM would write them first
         for group in groups.values():
-            session.execute(_UPDATE_REFERRAL, group)
+            update_rows(session, _REFERRALS, group)
     for referral, columns in written:
         state = inspect(referral)
         if _REFERRAL_COLUMNS.issuperset(state.committed_state):
@@ -559,7 +593,7 @@ def _referral_rows(session: Session) -> _ReferralRows:
         referral.updated_at = now
         columns = tuple(sorted({*changed, "updated_at"}))
         row = {key: values.get(key) for key in columns}
-        row["referral_id"] = referral.id
+        row["id"] = referral.id
         groups.setdefault(columns, []).append(row)
         written.append((referral, columns))
     return groups, written

@@ -20,10 +20,15 @@ from sqlalchemy.orm import Session
 
 from bridge import defaults
 from bridge.store import StoredJSON
+from bridge.store.arrays import among
 from bridge.store.models import InboundEvent, OrgConnection, SalesEntry, utcnow
 
 _CHUNK = 200
 """Events ended per UPDATE."""
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 @dataclass
@@ -61,15 +66,16 @@ _CLAIMED = (
 
 
 @functools.cache
-def _claim() -> Any:
-    """The claim's statement, built once: building it took more CPU than running it (~0.5 ms
-    a job). The ids, the times and the token are its parameters."""
+def _claim(dialect: str) -> Any:
+    """The claim's statement, built once per database: building it took more CPU than running
+    it (~0.5 ms a job). The ids (one array on PostgreSQL: `among`), the times and the token
+    are its parameters."""
     c = InboundEvent.__table__.c
     paused = select(OrgConnection.id).where(OrgConnection.inbound_paused.is_(True))
     return (
         update(InboundEvent)
         .where(
-            InboundEvent.id.in_(bindparam("ids", expanding=True)),
+            among(InboundEvent.id, "ids", dialect),
             (InboundEvent.state == "new")
             | (
                 (InboundEvent.state == "processing")
@@ -99,7 +105,7 @@ def claim(session: Session, ids: Sequence[int], token: str) -> list[ClaimedEvent
     now = utcnow()
     stale = now - timedelta(seconds=defaults.CLAIM_TIMEOUT_SECONDS)
     values = {"ids": list(ids), "stale": stale, "now": now, "token": token}
-    rows = session.execute(_claim(), values).all()
+    rows = session.execute(_claim(_dialect(session)), values).all()
     return sorted((ClaimedEvent(*row) for row in rows), key=lambda ev: ev.id)
 
 
@@ -135,12 +141,12 @@ def release(session: Session, ids: Sequence[int], token: str) -> None:
 
 
 @functools.cache
-def _still_claimed() -> Any:
+def _still_claimed(dialect: str) -> Any:
     return (
         select(InboundEvent.id, SalesEntry.id.is_not(None))
         .outerjoin(SalesEntry, SalesEntry.inbound_event_id == InboundEvent.id)
         .where(
-            InboundEvent.id.in_(bindparam("ids", expanding=True)),
+            among(InboundEvent.id, "ids", dialect),
             InboundEvent.state == "processing",
             InboundEvent.claimed_by == bindparam("token"),
         )
@@ -152,7 +158,7 @@ def still_claimed(session: Session, ids: Sequence[int], token: str) -> dict[int,
     """The events among `ids` still claimed by `token` (a slow job whose claim was taken
     over must not act on them), in id order, each with whether it has an entry already
     (one made outside the claim, e.g. submitted through the API). One SELECT, built once."""
-    rows = session.execute(_still_claimed(), {"ids": list(ids), "token": token})
+    rows = session.execute(_still_claimed(_dialect(session)), {"ids": list(ids), "token": token})
     return {event_id: bool(has_entry) for event_id, has_entry in rows}
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from bridge import audit
 from bridge.errors import UsageError
 from bridge.store import reserve_ids, row_values, unsaved
+from bridge.store.arrays import insert_rows
 from bridge.store.models import Push, PushAttempt, utcnow
 from bridge.vocabulary import PUSH_KINDS, REPUSHABLE
 
@@ -47,6 +48,8 @@ def _insert_push(session: Session) -> Any:
     """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, built once per dialect."""
     return _insert_dialect(session.get_bind().dialect.name)
 
+
+_PUSHES: Any = Push.__table__
 
 _BATCH = "bridge.writeback.pushes.batch"
 _ID_BLOCK = 50
@@ -89,7 +92,11 @@ class _Batch:
         session = self.session
         rows = [row_values(p) for p in pending]
         with session.no_autoflush:
-            inserted = set(session.execute(_insert_push(session), rows).scalars())
+            inserted = set(
+                insert_rows(
+                    session, _PUSHES, rows, skip_conflicts_on="idempotency_key", returning="id"
+                )
+            )
             absorbed = [p for p in pending if p.id not in inserted]
             if absorbed:
                 keys = [p.idempotency_key for p in absorbed]

@@ -464,6 +464,15 @@ def test_the_pool_reads_each_referral_it_reaches_once(store: Store) -> None:
 # ---- through the inbound job ------------------------------------------------------------------
 
 
+def rows_of(params: Any, many: bool) -> int:
+    """The rows a statement writes: an executemany's parameter sets, or the length of the
+    arrays of a statement of arrays (PostgreSQL: bridge.store.arrays)."""
+    if many:
+        return len(params)
+    arrays = [v for v in params.values() if isinstance(v, list)] if isinstance(params, dict) else []
+    return len(arrays[0]) if arrays else 1
+
+
 def lead_event(replay_id: int, **fields: Any) -> dict[str, Any]:
     record: dict[str, Any] = dict.fromkeys(record_fields(JOB_ORG, "Lead"))
     record.update(
@@ -563,9 +572,9 @@ def test_a_batch_writes_each_entry_once_decided_and_its_audit_rows_together(
     def count(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
         words = statement.split()[:3]
         if words[:1] == ["INSERT"] and len(words) == 3:
-            written.append(("INSERT", words[2], len(params) if many else 1))
+            written.append(("INSERT", words[2], rows_of(params, many)))
         elif words[:1] == ["UPDATE"] and len(words) > 1:
-            written.append(("UPDATE", words[1], len(params) if many else 1))
+            written.append(("UPDATE", words[1], rows_of(params, many)))
 
     def no_org(*_a: Any) -> Any:
         raise AssertionError("no Salesforce call expected")
@@ -602,6 +611,57 @@ def test_a_batch_writes_each_entry_once_decided_and_its_audit_rows_together(
     assert all(e.processed_at is not None and e.decision for e in saved)
     # entry.processed for each decided entry; R1's status change twice; the new referral.
     assert audit_rows == sum(statements("INSERT", "audit_log")) >= 5
+
+
+def test_on_postgresql_a_jobs_statements_run_once_each_whatever_their_rows(
+    postgres_store: Store,
+) -> None:
+    """The chunk's entries, audit rows, pushes and referral changes go as one array per
+    column (bridge.store.arrays): the server runs each statement once, where an executemany
+    ran it once per row (a Bind and an Execute each)."""
+    store = postgres_store
+    org_id = seed(store)
+    replay = itertools.count(1)
+    people = [
+        {"Id": CARLA, "FirstName": "Carla", "LastName": "Cruz", "Email": "carla.cruz@example.com"},
+        {},  # Jane, by email
+    ]
+
+    def job(n: int) -> tuple[int, Any]:
+        messages = [
+            lead_event(r, SystemModstamp=f"2026-01-05T10:{r:02d}:00.000Z", **people[i % 2])
+            for i, r in zip(range(n), replay, strict=False)
+        ]
+        with store.session() as s:
+            ids = inbox.store_and_advance(
+                s, org_id, [e for m in messages for e in from_bayeux(m, {})]
+            )
+        statements = 0
+
+        def count(*_a: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            with traced(store) as trips:
+                jobs.process_inbound_batch(ids)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+        return statements, trips
+
+    context.set_context(WorkerContext(store=store, config=BridgeConfig(orgs={"acme": JOB_ORG})))
+    try:
+        small, small_trips = job(2)  # both linked: referral changes, link-back pushes, audit
+        large, large_trips = job(8)  # the rest changes nothing: entries and audit rows
+    finally:
+        context.set_context(None)
+    with store.session() as s:
+        written = s.scalar(select(func.count()).select_from(SalesEntry))
+    assert written == 10
+    # One Execute per statement (an executemany of the 8 entries ran 8, of 2 audit rows 2).
+    assert small_trips.executed == small
+    assert large_trips.executed == large
 
 
 def test_a_referral_changed_after_the_pool_was_read_is_decided_on_as_it_is_now(
@@ -834,7 +894,7 @@ def test_the_referrals_a_chunk_changes_are_written_with_one_update_per_set_of_co
 
     def count(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
         if statement.split()[:2] == ["UPDATE", "referrals"]:
-            updates.append(len(params) if many else 1)
+            updates.append(rows_of(params, many))
 
     event.listen(store.engine, "before_cursor_execute", count)
     try:
