@@ -14,6 +14,7 @@ Small, importable, idempotent functions; state is re-checked before anything is 
   While the batch runs, a heartbeat renews the claim (`claim_heartbeat`).
 - `sweep` re-enqueues events still `new` after a while (a lost job, a Redis restart) and
   events whose claim was not renewed for the claim timeout (a worker killed mid-batch).
+- `worker_class`: the rq worker `sfbridge worker` runs, its heartbeat in one round trip.
 
 Jobs run inside the worker's context (`bridge.context.current()`): one store, one config, one
 login per org for inbound and outbound jobs alike.
@@ -31,8 +32,9 @@ from datetime import timedelta
 from typing import Any, cast
 
 import redis
-from rq import Queue, Retry, get_current_job
+from rq import Queue, Retry, SimpleWorker, Worker, get_current_job
 from rq.job import Job
+from rq.worker import BaseWorker
 
 from bridge import context, defaults, intake
 from bridge.locks import once_per
@@ -274,3 +276,36 @@ def sweep(store: Store, client: redis.Redis) -> int:
         log.info("sweeper: re-enqueued %d event(s) that were waiting too long", len(ids))
         return len(ids)
     return 0
+
+
+# ---- the worker -----------------------------------------------------------------------------
+
+
+class _HeartbeatInOneTrip(BaseWorker):
+    """rq's worker heartbeat (HSET last_heartbeat, EXPIRE the worker, EXPIRE its executions)
+    sent as one pipeline where rq sends it command by command: rq beats three times around
+    every job outside a pipeline of its own (the idle loop twice, the dequeue once), 9 round
+    trips a job where 3 do. The same commands in the same order (no MULTI: they were never
+    one transaction); a Redis error is raised as before."""
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipeline=pipe)
+            pipe.execute()
+
+
+class _SimpleWorker(_HeartbeatInOneTrip, SimpleWorker):
+    pass
+
+
+class _ForkingWorker(_HeartbeatInOneTrip, Worker):
+    pass
+
+
+def worker_class(fork: bool) -> type[BaseWorker]:
+    """The rq worker of `sfbridge worker`: forking (a work horse per job) or simple (jobs in
+    the worker process), with its heartbeat in one round trip."""
+    return _ForkingWorker if fork else _SimpleWorker

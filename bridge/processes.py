@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any
 
 import redis
-from rq import Queue, SimpleWorker, Worker
+from rq import Queue
 from rq.exceptions import StopRequested
 from rq.worker import BaseWorker
 from sqlalchemy import select
@@ -273,7 +273,7 @@ def run_worker(
         release_routed(ctx.store, client, ctx.config)
     elif parent is None:  # the outbound process leaves the sweeps to its worker
         start_sweeper(ctx.store, client, stop, ctx.config)
-    worker_class = Worker if fork else SimpleWorker
+    worker_class = jobs.worker_class(fork)
     try:
         while True:
             worker = worker_class([Queue(n, connection=client) for n in names], connection=client)

@@ -537,3 +537,31 @@ def test_a_jobs_own_statements_commits_and_redis_round_trips(
     emails = ["lead1@example.com", "lead5@example.com", "gone@example.com"]
     known = KnownRecords(redis_client, org_id).whos(emails)
     assert sorted(known) == emails[:2]  # own writes too; the deleted Lead forgotten
+
+
+def test_the_workers_heartbeat_is_one_round_trip(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rq sends its worker heartbeat (the worker's last_heartbeat, the TTLs of the worker and
+    its executions) command by command, three times around every job: 9 round trips a job
+    where 3 do. The bridge's worker sends each in one; its jobs run as before."""
+    queue = Queue(defaults.INBOUND_QUEUE, connection=redis_client)
+    job = queue.enqueue(jobs.batches, [3, 1, 2])
+    worker = jobs.worker_class(fork=False)([queue], connection=redis_client)
+    assert worker.work(burst=True)
+    job.refresh()
+    assert job.get_status() == "finished" and job.return_value() == [[1, 2, 3]]
+    redis_client.ping()  # the connection made (and its handshake sent) before counting
+    sent: list[bytes] = []
+    send = redis.connection.Connection.send_packed_command
+
+    def round_trip(conn: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command)  # one a command, one a pipeline
+        send(conn, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", round_trip)
+    worker.heartbeat(90)
+    monkeypatch.undo()
+    assert len(sent) == 1
+    assert redis_client.hget(worker.key, "last_heartbeat")
+    assert 0 < redis_client.ttl(worker.key) <= 90
