@@ -15,8 +15,8 @@ Each value goes through its column's type for the dialect, as SQLAlchemy would b
 JSON column's value serialized, a datetime made UTC); the column's array is then made by
 `bridge.store.pgarrays` for the types it builds (`_BUILDERS`), by psycopg's list dumper for
 any other (a JSON column's values, psycopg's own JSON wrappers). The rows must give every
-column to be written, each row the same ones (``bridge.store.row_values`` gives them); anything else
-takes SQLAlchemy's own path, which writes the same rows.
+column to be written, each row the same ones (``bridge.store.row_values`` gives them);
+anything else takes SQLAlchemy's own path, which writes the same rows.
 """
 
 from __future__ import annotations

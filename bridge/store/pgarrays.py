@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
 from typing import Any
@@ -23,16 +23,8 @@ from typing import Any
 from psycopg import adapters, pq
 from psycopg.adapt import Dumper
 
-_BOOL, _INT8, _INT4, _TEXT, _JSON, _FLOAT8, _VARCHAR, _TIMESTAMPTZ = (
-    16,
-    20,
-    23,
-    25,
-    114,
-    701,
-    1043,
-    1184,
-)
+_BOOL, _INT8, _INT4, _TEXT, _JSON = 16, 20, 23, 25, 114
+_FLOAT8, _VARCHAR, _TIMESTAMPTZ = 701, 1043, 1184
 """The element types' oids (pg_type)."""
 
 _HEAD = struct.Struct(">iiiii")  # dimensions, has nulls, element type, length, lower bound
@@ -139,8 +131,12 @@ def boolean_array(values: Sequence[bool | None]) -> PgArray:
 
 
 def _packed(
-    element_oid: int, pack: Any, length: int, values: Sequence[int | float | None]
+    element_oid: int,
+    pack: Callable[[int, Any], bytes],
+    length: int,
+    values: Sequence[int | float | None],
 ) -> PgArray:
+    """Fixed-length elements, each packed with its length by `pack`."""
     if None in values:
         elements = [_NULL if v is None else pack(length, v) for v in values]
         return _array(element_oid, len(values), True, elements)
