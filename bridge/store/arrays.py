@@ -12,9 +12,11 @@ only, so psycopg converts it once and the server prepares and plans it once (the
 subscriber's delivery is written the same way, ``bridge.streaming.inbox``).
 
 Each value goes through its column's type for the dialect, as SQLAlchemy would bind it (a
-JSON column's value serialized, a datetime made UTC). The rows must give every column to be
-written, each row the same ones (``bridge.store.row_values`` gives them); anything else
-takes SQLAlchemy's own path, which writes the same rows.
+JSON column's value serialized, a datetime made UTC); the column's array is then made by
+`bridge.store.pgarrays` for the types it builds (`_BUILDERS`), by psycopg's list dumper for
+any other (a JSON column's values, psycopg's own JSON wrappers). The rows must give every
+column to be written, each row the same ones (``bridge.store.row_values`` gives them);
+anything else takes SQLAlchemy's own path, which writes the same rows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from sqlalchemy import Table, any_, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+
+from bridge.store import pgarrays
 
 _Columns = tuple[str, ...]
 
@@ -113,13 +117,29 @@ def _complete(table: Table, columns: _Columns, updating: bool) -> bool:
 
 def _arrays(
     table: Table, columns: _Columns, rows: Sequence[dict[str, Any]], dialect: Dialect
-) -> dict[str, list[Any]]:
-    """One list per column, each value bound as its column's type binds it."""
-    out: dict[str, list[Any]] = {}
+) -> dict[str, Any]:
+    """One array per column, each value bound as its column's type binds it."""
+    out: dict[str, Any] = {}
     for name, bind in zip(columns, _binders(table, columns, dialect), strict=True):
         values = [row[name] for row in rows]
-        out[name] = values if bind is None else [bind(v) for v in values]
+        if bind is not None:
+            values = [bind(v) for v in values]
+        build = _BUILDERS.get(_element_type(table, name))
+        out[name] = values if build is None else build(values)
     return out
+
+
+_BUILDERS: dict[str, Callable[[list[Any]], pgarrays.PgArray]] = {
+    "VARCHAR": pgarrays.varchar_array,
+    "TEXT": pgarrays.text_array,
+    "BIGINT": pgarrays.bigint_array,
+    "INTEGER": pgarrays.integer_array,
+    "BOOLEAN": pgarrays.boolean_array,
+    "FLOAT": pgarrays.double_array,
+    "TIMESTAMP WITH TIME ZONE": pgarrays.timestamptz_array,
+}
+"""The element types, as PostgreSQL's dialect names them without a length, whose array
+`pgarrays` builds; a column of another type is sent as a list, made by psycopg's dumper."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,6 +149,11 @@ def _binders(
     return tuple(
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _element_type(table: Table, name: str) -> str:
+    return table.c[name].type.compile(dialect=postgresql.dialect()).split("(")[0]
 
 
 def _array_type(table: Table, name: str) -> str:

@@ -6,14 +6,16 @@ element's dumper, a length packed and two appends each): about half of the subsc
 client CPU for a delivery's statement, once its payloads are text. `text_array`,
 `bigint_array`, `timestamptz_array` and `json_array` make the same bytes with `map`, `zip` and
 one `join`, which run in C; a value that is None becomes the array's NULL. The statement
-casts each parameter (`%(name)b::text[]`): the server reads it as that type.
+casts each parameter (`%(name)b::text[]`): the server reads it as that type, and the array's
+element type must be that type's (`varchar_array` for a ``VARCHAR(n)[]``). `boolean_array`,
+`integer_array` and `double_array` serve the other columns `bridge.store.arrays` writes.
 """
 
 from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
 from typing import Any
@@ -21,13 +23,17 @@ from typing import Any
 from psycopg import adapters, pq
 from psycopg.adapt import Dumper
 
-_TEXT, _INT8, _JSON, _TIMESTAMPTZ = 25, 20, 114, 1184
+_BOOL, _INT8, _INT4, _TEXT, _JSON = 16, 20, 23, 25, 114
+_FLOAT8, _VARCHAR, _TIMESTAMPTZ = 701, 1043, 1184
 """The element types' oids (pg_type)."""
 
 _HEAD = struct.Struct(">iiiii")  # dimensions, has nulls, element type, length, lower bound
 _EMPTY = struct.Struct(">iii")
 _LENGTH = struct.Struct(">i").pack
 _EIGHT_BYTES = struct.Struct(">iq").pack  # an int8 element: its length (8), its value
+_FOUR_BYTES = struct.Struct(">ii").pack  # an int4 element: its length (4), its value
+_DOUBLE = struct.Struct(">id").pack  # a float8 element: its length (8), its value
+_BOOLEANS = {False: b"\x00\x00\x00\x01\x00", True: b"\x00\x00\x00\x01\x01"}
 _NULL = _LENGTH(-1)
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -41,6 +47,10 @@ class PgArray:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+    def __len__(self) -> int:
+        """Its number of elements (the header's length; an empty array has no length)."""
+        return int.from_bytes(self.data[12:16], signed=True) if len(self.data) > 12 else 0
 
 
 class _PgArrayDumper(Dumper):
@@ -82,6 +92,10 @@ def text_array(values: Sequence[str | None]) -> PgArray:
     return _strings(_TEXT, values)
 
 
+def varchar_array(values: Sequence[str | None]) -> PgArray:
+    return _strings(_VARCHAR, values)
+
+
 def json_array(values: Sequence[str | None]) -> PgArray:
     """JSON texts (the binary format of `json` is its text)."""
     return _strings(_JSON, values)
@@ -102,11 +116,35 @@ def timestamptz_array(values: Sequence[datetime | None]) -> PgArray:
         return _eight_bytes(_TIMESTAMPTZ, [_micros(v) for v in values])  # type: ignore[arg-type]
 
 
-def _eight_bytes(element_oid: int, values: Sequence[int | None]) -> PgArray:
+def integer_array(values: Sequence[int | None]) -> PgArray:
+    return _packed(_INT4, _FOUR_BYTES, 4, values)
+
+
+def double_array(values: Sequence[float | None]) -> PgArray:
+    return _packed(_FLOAT8, _DOUBLE, 8, values)
+
+
+def boolean_array(values: Sequence[bool | None]) -> PgArray:
+    has_null = None in values
+    elements: Iterable[bytes] = map(_BOOLEANS.get, values, repeat(_NULL))  # type: ignore[arg-type]
+    return _array(_BOOL, len(values), has_null, elements)
+
+
+def _packed(
+    element_oid: int,
+    pack: Callable[[int, Any], bytes],
+    length: int,
+    values: Sequence[int | float | None],
+) -> PgArray:
+    """Fixed-length elements, each packed with its length by `pack`."""
     if None in values:
-        encoded = [None if v is None else struct.pack(">q", v) for v in values]
-        return _array(element_oid, len(values), True, _with_nulls(encoded))
-    return _array(element_oid, len(values), False, map(_EIGHT_BYTES, repeat(8), values))
+        elements = [_NULL if v is None else pack(length, v) for v in values]
+        return _array(element_oid, len(values), True, elements)
+    return _array(element_oid, len(values), False, map(pack, repeat(length), values))
+
+
+def _eight_bytes(element_oid: int, values: Sequence[int | None]) -> PgArray:
+    return _packed(element_oid, _EIGHT_BYTES, 8, values)
 
 
 def _micros(value: datetime) -> int:

@@ -36,6 +36,7 @@ from bridge.store.models import (
     ReferralStatusChange,
     SalesEntry,
 )
+from bridge.store.pgarrays import PgArray
 from bridge.streaming import inbox
 from bridge.streaming.events import from_bayeux
 from tests import factories
@@ -469,7 +470,11 @@ def rows_of(params: Any, many: bool) -> int:
     arrays of a statement of arrays (PostgreSQL: bridge.store.arrays)."""
     if many:
         return len(params)
-    arrays = [v for v in params.values() if isinstance(v, list)] if isinstance(params, dict) else []
+    arrays = (
+        [v for v in params.values() if isinstance(v, list | PgArray)]
+        if isinstance(params, dict)
+        else []
+    )
     return len(arrays[0]) if arrays else 1
 
 

@@ -30,6 +30,13 @@ CASES: list[tuple[str, Any, list[Any]]] = [
     ),
     ("timestamptz", pgarrays.timestamptz_array, [NOW, datetime(2026, 1, 5, 10, 0)]),  # naive: UTC
     ("timestamptz", pgarrays.timestamptz_array, [None, NOW]),
+    ("varchar", pgarrays.varchar_array, ["a@example.com", None, ""]),
+    ("integer", pgarrays.integer_array, [1, -(2**31), 2**31 - 1, 0]),
+    ("integer", pgarrays.integer_array, [None, 3]),
+    ("boolean", pgarrays.boolean_array, [True, False, None]),
+    ("boolean", pgarrays.boolean_array, []),
+    ("float", pgarrays.double_array, [0.5, -1e300, 3.0, 1 / 3]),
+    ("float", pgarrays.double_array, [None, 2.25]),
     ("json", pgarrays.json_array, ['{"a": "é", "b": [1, 2.5, null]}', None, "[]"]),
 ]
 
@@ -47,5 +54,6 @@ def test_a_column_arrives_as_psycopgs_own_list_would(
             statement, {"ours": array(values), "psycopgs": as_list}
         ).one()
     assert ours == psycopgs
+    assert len(array(values)) == len(values)
     if kind != "json":
         assert back == as_list
