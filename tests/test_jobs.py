@@ -18,7 +18,7 @@ from bridge.context import WorkerContext
 from bridge.errors import TransientError
 from bridge.receiver.relational import record_fields
 from bridge.store import Store
-from bridge.store.models import InboundEvent, SalesEntry, utcnow
+from bridge.store.models import InboundEvent, SalesEntry, SignInThrottle, utcnow
 from bridge.streaming import claims, inbox
 from bridge.streaming.events import MalformedEvent, WireMessage, from_bayeux, malformed
 from bridge.writeback.known import KnownRecords
@@ -217,6 +217,27 @@ def test_the_heartbeat_stops_when_the_batch_is_through(store: Store, org_id: int
         claims.finish(s, {i: ("done", None) for i in claims.still_claimed(s, ids, "t")})
     with store.session() as s:
         assert claims.renew_claim(s, ids, "t") == 0  # nothing left to keep
+
+
+def test_ending_the_events_writes_what_the_session_holds_first(store: Store, org_id: int) -> None:
+    """The events' ends are a Core UPDATE on the table: the session still flushes the rows it
+    holds before it, as it did before the ORM's UPDATE (the order the chunk's writes had)."""
+    ids = store_leads(store, org_id, range(1, 4))
+    claim(store, ids, "t")
+    writes: list[str] = []
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        if text.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            writes.append(" ".join(text.split()[:3]))
+
+    event.listen(store.engine, "before_cursor_execute", statement)
+    try:
+        with store.session() as s:
+            s.add(SignInThrottle(key="ip:192.0.2.1"))
+            assert claims.finish(s, {i: ("done", None) for i in ids}, "t") == 3
+    finally:
+        event.remove(store.engine, "before_cursor_execute", statement)
+    assert writes == ["INSERT INTO sign_in_throttles", "UPDATE inbound_events SET"]
 
 
 def test_claim_timeout_and_sweep_pick_a_dead_workers_events_up_within_a_minute() -> None:
