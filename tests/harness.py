@@ -236,6 +236,17 @@ class Bridge:
         self.procs[name] = proc
         return proc
 
+    def start_subscribed(self) -> subprocess.Popen[bytes]:
+        """`sfbridge stream`, once it has subscribed to the Lead topic."""
+        proc = self.start("stream", "stream")
+        wait_until(
+            lambda: "subscribed to /topic/SFB_Lead" in self.log("stream"),
+            20,
+            "the subscriber to subscribe",
+            lambda: self.log("stream"),
+        )
+        return proc
+
     def log(self, name: str) -> str:
         try:
             return (self.root / f"{name}.log").read_text(errors="replace")

@@ -60,13 +60,7 @@ def bridge(clean_devorg: DevOrg, redis_url: str, tmp_path: Path) -> Iterator[Bri
 
 
 def test_each_outcome_from_a_change_in_the_org(bridge: Bridge) -> None:
-    bridge.start("stream", "stream")
-    wait_until(
-        lambda: "subscribed to /topic/SFB_Lead" in bridge.log("stream"),
-        20,
-        "the subscriber to subscribe",
-        lambda: bridge.log("stream"),
-    )
+    bridge.start_subscribed()
     bridge.start("worker", "worker")
     sales = bridge.org.sf("sales")
     contacted = {"Status": "Working - Contacted", "Company": "Acme"}

@@ -134,13 +134,7 @@ def test_a_drain_above_the_bulk_threshold_writes_through_bulk_api_row_by_row(
 def test_a_change_streamed_while_a_drain_waits_for_the_org_is_taken_in_at_once(
     bridge: Bridge, redis_url: str
 ) -> None:
-    bridge.start("stream", "stream")
-    wait_until(
-        lambda: "subscribed to /topic/SFB_Lead" in bridge.log("stream"),
-        20,
-        "the subscriber to subscribe",
-        lambda: bridge.log("stream"),
-    )
+    bridge.start_subscribed()
     bridge.start("worker", "worker", "--outbound-process")
     # The referral add's upsert (a PATCH; the sales user's changes are POSTs) takes 8 s.
     slow = 8.0
